@@ -1,0 +1,51 @@
+#include "common/clock.h"
+
+#include <time.h>
+
+namespace busyfleet {
+namespace {
+
+class RealClock : public Clock {
+ public:
+  absl::Time Now() const override { return absl::Now(); }
+  int64_t MonoNanos() const override { return MonoNanosNow(); }
+};
+
+}  // namespace
+
+const Clock* Clock::Real() {
+  static const RealClock* clock = new RealClock();
+  return clock;
+}
+
+FakeClock::FakeClock(absl::Time start) : now_(start) {}
+
+absl::Time FakeClock::Now() const {
+  absl::MutexLock lock(&mu_);
+  return now_;
+}
+
+int64_t FakeClock::MonoNanos() const {
+  absl::MutexLock lock(&mu_);
+  return mono_;
+}
+
+void FakeClock::Advance(absl::Duration d) {
+  absl::MutexLock lock(&mu_);
+  now_ += d;
+  mono_ += absl::ToInt64Nanoseconds(d);
+}
+
+int64_t ThreadCpuNanos() {
+  timespec ts{};
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return int64_t{ts.tv_sec} * 1'000'000'000 + ts.tv_nsec;
+}
+
+int64_t MonoNanosNow() {
+  timespec ts{};
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return int64_t{ts.tv_sec} * 1'000'000'000 + ts.tv_nsec;
+}
+
+}  // namespace busyfleet

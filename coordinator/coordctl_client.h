@@ -1,0 +1,56 @@
+#ifndef BUSYFLEET_COORDINATOR_COORDCTL_CLIENT_H_
+#define BUSYFLEET_COORDINATOR_COORDCTL_CLIENT_H_
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <grpcpp/grpcpp.h>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+#include "busyfleet/v1/coordinator.grpc.pb.h"
+
+namespace busyfleet::coordctl {
+
+// coordctl's view of the coordinator: one call per method, each with a
+// deadline, errors as absl::Status (the gRPC code kept).
+class CoordinatorClient {
+ public:
+  struct Options {
+    std::string address = "127.0.0.1:7070";
+    // Deadline of each unary call.
+    absl::Duration timeout = absl::Seconds(10);
+    std::shared_ptr<grpc::ChannelCredentials> credentials;  // nullptr: insecure
+  };
+  explicit CoordinatorClient(Options options);
+
+  absl::StatusOr<v1::SubmitJobResponse> Submit(const v1::JobSpec& spec);
+  absl::StatusOr<v1::JobReport> GetJob(absl::string_view id, bool include_tasks);
+  absl::StatusOr<std::vector<v1::JobSummary>> ListJobs(uint32_t limit);
+  absl::StatusOr<v1::JobState> Cancel(absl::string_view id);
+  absl::StatusOr<std::vector<v1::WorkerInfo>> ListWorkers(bool include_gone);
+  absl::StatusOr<v1::WorkerState> Drain(absl::string_view name);
+  // Streams progress to `on_progress` until the job ends (the last update
+  // carries the report) or `deadline`. Returns the final update.
+  absl::StatusOr<v1::JobProgress> Watch(absl::string_view id, bool include_tasks, absl::Time deadline,
+                                        const std::function<void(const v1::JobProgress&)>& on_progress);
+
+ private:
+  void Prepare(grpc::ClientContext* ctx) const;
+
+  const Options options_;
+  std::unique_ptr<v1::CoordinatorService::Stub> stub_;
+};
+
+// The process exit code for a failed call (DESIGN.md): 3 when the
+// coordinator cannot be reached or refuses our credentials, 2 for a bad
+// request (bad argument, unknown job or worker, wrong state), else 1.
+int ExitCodeFor(const absl::Status& status);
+
+}  // namespace busyfleet::coordctl
+
+#endif  // BUSYFLEET_COORDINATOR_COORDCTL_CLIENT_H_

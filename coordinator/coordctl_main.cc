@@ -1,0 +1,320 @@
+// coordctl: the busyfleet command-line client.
+
+#include <sys/ioctl.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <iostream>
+#include <map>
+#include <string>
+#include <vector>
+
+#include <CLI/CLI.hpp>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_split.h"
+#include "absl/time/clock.h"
+#include "common/flags.h"
+#include "coordinator/coordctl_client.h"
+#include "coordinator/report_format.h"
+
+namespace {
+
+namespace v1 = busyfleet::v1;
+using busyfleet::coordctl::CoordinatorClient;
+
+constexpr int kExitOk = 0;
+constexpr int kExitJobFailed = 1;
+constexpr int kExitUsage = 2;
+
+struct Globals {
+  std::string coordinator = "127.0.0.1:7070";
+  std::string output;  // "", "table" or "json"
+  std::string timeout = "10s";
+  bool json() const { return output == "json"; }
+};
+
+struct SubmitFlags {
+  std::string kind = "countdown";
+  uint64_t iterations = 10'000'000;
+  std::string duration;
+  std::string tasks = "4";
+  uint64_t total = 0;
+  uint32_t max_slots = 0;
+  std::vector<std::string> workers;
+  std::string selector;
+  std::string exec;
+  uint32_t max_attempts = 0;
+  std::string task_timeout;
+  std::string name;
+  bool wait = false;
+  bool show_tasks = false;
+};
+
+int Fail(const absl::Status& status) {
+  std::fprintf(stderr, "coordctl: %s: %s\n", absl::StatusCodeToString(status.code()).c_str(),
+               std::string(status.message()).c_str());
+  if (busyfleet::coordctl::ExitCodeFor(status) == 3) {
+    std::fprintf(stderr, "coordctl: is a coordinator running and reachable at the --coordinator address?\n");
+  }
+  return busyfleet::coordctl::ExitCodeFor(status);
+}
+
+int Usage(const std::string& message) {
+  std::fprintf(stderr, "coordctl: %s\n", message.c_str());
+  return kExitUsage;
+}
+
+int TerminalWidth() {
+  winsize ws{};
+  if (ioctl(STDERR_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 0) return ws.ws_col;
+  return 80;
+}
+
+void PrintJson(const nlohmann::json& j) { std::cout << j.dump(2) << std::endl; }
+
+int ExitForJobState(v1::JobState state) {
+  return state == v1::JOB_STATE_FAILED || state == v1::JOB_STATE_CANCELLED ? kExitJobFailed : kExitOk;
+}
+
+void PrintReport(const Globals& g, const v1::JobReport& report, bool show_tasks) {
+  if (g.json()) {
+    PrintJson(busyfleet::coordctl::ReportToJson(report));
+  } else {
+    std::cout << busyfleet::coordctl::RenderReport(report, show_tasks) << std::flush;
+  }
+}
+
+// Follows a job to its end: a progress bar on a terminal, one JSON object
+// per update with `json_lines`, then the report.
+int Follow(const Globals& g, CoordinatorClient& client, const std::string& id, bool show_tasks,
+           bool json_lines) {
+  const bool bar = !g.json() && isatty(STDERR_FILENO) && isatty(STDOUT_FILENO);
+  auto final_update = client.Watch(
+      id, /*include_tasks=*/true, absl::Now() + absl::Hours(24 * 365),
+      [&](const v1::JobProgress& p) {
+        if (json_lines && !p.has_report()) {
+          std::cout << busyfleet::coordctl::ProgressToJson(p).dump() << std::endl;
+        } else if (bar) {
+          std::fprintf(stderr, "\r%s\033[K", busyfleet::coordctl::RenderProgressLine(p, TerminalWidth() - 1).c_str());
+          std::fflush(stderr);
+        }
+      });
+  if (bar) std::fprintf(stderr, "\n");
+  if (!final_update.ok()) return Fail(final_update.status());
+  PrintReport(g, final_update->report(), show_tasks);
+  return ExitForJobState(final_update->report().state());
+}
+
+absl::StatusOr<v1::JobSpec> BuildSpec(const SubmitFlags& f, const CLI::App& cmd) {
+  v1::JobSpec spec;
+  spec.set_name(f.name);
+  if (f.kind == "countdown") {
+    spec.set_kind(v1::TASK_KIND_COUNTDOWN);
+  } else if (f.kind == "spin") {
+    spec.set_kind(v1::TASK_KIND_SPIN);
+  } else {
+    spec.set_kind(v1::TASK_KIND_SLEEP);
+  }
+  if (spec.kind() == v1::TASK_KIND_COUNTDOWN) {
+    if (!f.duration.empty()) return absl::InvalidArgumentError("--duration applies to --kind spin and sleep");
+    if (f.total != 0) {
+      if (cmd.count("--iterations") > 0) {
+        return absl::InvalidArgumentError("give --iterations (per task) or --total, not both");
+      }
+      spec.set_total(f.total);
+    } else {
+      spec.set_iterations(f.iterations);
+    }
+  } else {
+    if (cmd.count("--iterations") > 0 || f.total != 0) {
+      return absl::InvalidArgumentError("--iterations and --total apply to --kind countdown; use --duration");
+    }
+    if (f.duration.empty()) return absl::InvalidArgumentError("--duration is required for --kind " + f.kind);
+    auto d = busyfleet::ParseDurationFlag("--duration", f.duration);
+    if (!d.ok()) return d.status();
+    spec.mutable_duration()->set_seconds(absl::ToInt64Seconds(*d));
+    spec.mutable_duration()->set_nanos(static_cast<int32_t>(absl::ToInt64Nanoseconds(*d % absl::Seconds(1))));
+  }
+  if (f.tasks == "auto") {
+    spec.set_tasks_auto(true);
+  } else {
+    uint32_t n = 0;
+    if (!absl::SimpleAtoi(f.tasks, &n) || f.tasks.empty() || f.tasks[0] == '-') {
+      return absl::InvalidArgumentError("--tasks must be a positive number or \"auto\", got \"" + f.tasks + "\"");
+    }
+    spec.set_tasks(n);
+  }
+  spec.set_max_slots(f.max_slots);
+  for (const std::string& w : f.workers) {
+    for (absl::string_view part : absl::StrSplit(w, ',', absl::SkipWhitespace())) {
+      spec.add_workers(std::string(part));
+    }
+  }
+  if (!f.selector.empty()) {
+    for (absl::string_view item : absl::StrSplit(f.selector, ',', absl::SkipWhitespace())) {
+      std::vector<std::string> kv = absl::StrSplit(item, absl::MaxSplits('=', 1));
+      if (kv.size() != 2 || kv[0].empty()) {
+        return absl::InvalidArgumentError("--selector entries must look like key=value, got \"" +
+                                          std::string(item) + "\"");
+      }
+      (*spec.mutable_selector())[kv[0]] = kv[1];
+    }
+  }
+  if (f.exec == "thread") spec.set_exec(v1::EXEC_MODE_THREAD);
+  if (f.exec == "process") spec.set_exec(v1::EXEC_MODE_PROCESS);
+  spec.set_max_attempts(f.max_attempts);
+  if (!f.task_timeout.empty()) {
+    auto d = busyfleet::ParseDurationFlag("--task-timeout", f.task_timeout);
+    if (!d.ok()) return d.status();
+    spec.mutable_task_timeout()->set_seconds(absl::ToInt64Seconds(*d));
+    spec.mutable_task_timeout()->set_nanos(
+        static_cast<int32_t>(absl::ToInt64Nanoseconds(*d % absl::Seconds(1))));
+  }
+  return spec;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"coordctl: submit busy-wait jobs to a busyfleet coordinator and read their reports"};
+  app.require_subcommand(1);
+  Globals g;
+  app.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
+  app.add_option("--coordinator", g.coordinator, "coordinator address (host:port)")->capture_default_str();
+  app.add_option("-o,--output", g.output, "output format: table or json (default: table on a terminal, json otherwise)")
+      ->check(CLI::IsMember({"table", "json"}));
+  app.add_option("--timeout", g.timeout, "deadline of each call (not of --wait)")
+      ->capture_default_str()
+      ->check(busyfleet::DurationValidator());
+  busyfleet::BindEnvironment(app);
+
+  SubmitFlags sf;
+  CLI::App* submit = app.add_subcommand("submit", "submit a job");
+  submit->add_option("--kind", sf.kind, "countdown, spin or sleep")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"countdown", "spin", "sleep"}));
+  submit->add_option("--iterations", sf.iterations, "countdown iterations per task")
+      ->check(CLI::NonNegativeNumber)->capture_default_str();
+  submit->add_option("--duration", sf.duration, "spin/sleep time per task (500ms, 2s, 1.5m)")
+      ->check(busyfleet::DurationValidator());
+  submit->add_option("--tasks", sf.tasks, "number of tasks, or auto (one per free slot)")->capture_default_str();
+  submit->add_option("--total", sf.total, "total countdown iterations, split into --tasks near-equal parts")
+      ->check(CLI::NonNegativeNumber);
+  submit->add_option("--max-slots", sf.max_slots, "cap on tasks in flight at once (1: serial baseline)")
+      ->check(CLI::NonNegativeNumber);
+  submit->add_option("--workers", sf.workers, "run only on these workers (name,name,...)")->delimiter(',');
+  submit->add_option("--selector", sf.selector, "run only on workers with these labels (k=v,...)");
+  submit->add_option("--exec", sf.exec, "thread or process (default: each worker's own)")
+      ->check(CLI::IsMember({"thread", "process"}));
+  submit->add_option("--max-attempts", sf.max_attempts, "attempts per task before the job fails (default 3)")
+      ->check(CLI::NonNegativeNumber);
+  submit->add_option("--task-timeout", sf.task_timeout, "fail an attempt running longer than this")
+      ->check(busyfleet::DurationValidator());
+  submit->add_option("--name", sf.name, "job name (default: the job id)");
+  submit->add_flag("--wait", sf.wait, "follow the job with a progress bar and print its report");
+  submit->add_flag("--show-tasks", sf.show_tasks, "with --wait: list every task in the table");
+
+  std::string job_id;
+  bool show_tasks = false;
+  CLI::App* status = app.add_subcommand("status", "print a job's report");
+  status->add_option("JOB", job_id, "job id")->required();
+  status->add_flag("--show-tasks", show_tasks, "list every task in the table");
+
+  CLI::App* watch = app.add_subcommand("watch", "follow a job until it ends");
+  watch->add_option("JOB", job_id, "job id")->required();
+  watch->add_flag("--show-tasks", show_tasks, "list every task in the table");
+
+  uint32_t limit = 0;
+  CLI::App* jobs = app.add_subcommand("jobs", "list recent jobs, newest first");
+  jobs->add_option("--limit", limit, "how many (default 50)")
+      ->check(CLI::NonNegativeNumber);
+
+  bool include_gone = false;
+  CLI::App* workers = app.add_subcommand("workers", "list attached workers");
+  workers->add_flag("--all", include_gone, "also workers that left recently");
+
+  CLI::App* cancel = app.add_subcommand("cancel", "cancel a job");
+  cancel->add_option("JOB", job_id, "job id")->required();
+
+  std::string worker_name;
+  CLI::App* drain = app.add_subcommand("drain", "stop giving tasks to a worker; running ones finish");
+  drain->add_option("WORKER", worker_name, "worker name")->required();
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e) == 0 ? kExitOk : kExitUsage;
+  }
+  if (g.output.empty()) g.output = isatty(STDOUT_FILENO) ? "table" : "json";
+
+  CoordinatorClient::Options options;
+  options.address = g.coordinator;
+  options.timeout = *busyfleet::ParseDurationFlag("--timeout", g.timeout);
+  CoordinatorClient client(options);
+
+  if (*submit) {
+    auto spec = BuildSpec(sf, *submit);
+    if (!spec.ok()) return Usage(std::string(spec.status().message()));
+    auto resp = client.Submit(*spec);
+    if (!resp.ok()) return Fail(resp.status());
+    if (!sf.wait) {
+      if (g.json()) {
+        PrintJson({{"id", resp->job_id()}, {"tasks", resp->tasks()}});
+      } else {
+        std::cout << resp->job_id() << std::endl;
+      }
+      return kExitOk;
+    }
+    if (!g.json()) std::fprintf(stderr, "job %s: %u tasks\n", resp->job_id().c_str(), resp->tasks());
+    return Follow(g, client, resp->job_id(), sf.show_tasks, /*json_lines=*/false);
+  }
+  if (*status) {
+    auto report = client.GetJob(job_id, /*include_tasks=*/true);
+    if (!report.ok()) return Fail(report.status());
+    PrintReport(g, *report, show_tasks);
+    return ExitForJobState(report->state());
+  }
+  if (*watch) return Follow(g, client, job_id, show_tasks, /*json_lines=*/g.json());
+  if (*jobs) {
+    auto list = client.ListJobs(limit);
+    if (!list.ok()) return Fail(list.status());
+    if (g.json()) {
+      PrintJson(busyfleet::coordctl::JobsToJson(*list));
+    } else {
+      std::cout << busyfleet::coordctl::RenderJobs(*list) << std::flush;
+    }
+    return kExitOk;
+  }
+  if (*workers) {
+    auto list = client.ListWorkers(include_gone);
+    if (!list.ok()) return Fail(list.status());
+    if (g.json()) {
+      PrintJson(busyfleet::coordctl::WorkersToJson(*list));
+    } else {
+      std::cout << busyfleet::coordctl::RenderWorkers(*list, absl::Now()) << std::flush;
+    }
+    return kExitOk;
+  }
+  if (*cancel) {
+    auto state = client.Cancel(job_id);
+    if (!state.ok()) return Fail(state.status());
+    if (g.json()) {
+      PrintJson({{"id", job_id}, {"state", busyfleet::coordctl::JobStateName(*state)}});
+    } else {
+      std::cout << job_id << " " << busyfleet::coordctl::JobStateName(*state) << std::endl;
+    }
+    return kExitOk;
+  }
+  if (*drain) {
+    auto state = client.Drain(worker_name);
+    if (!state.ok()) return Fail(state.status());
+    if (g.json()) {
+      PrintJson({{"name", worker_name}, {"state", busyfleet::coordctl::WorkerStateName(*state)}});
+    } else {
+      std::cout << worker_name << " " << busyfleet::coordctl::WorkerStateName(*state) << std::endl;
+    }
+    return kExitOk;
+  }
+  return Usage("no command given; see coordctl --help");
+}

@@ -1,0 +1,757 @@
+#include "coordinator/coordinator.h"
+
+#include <algorithm>
+#include <optional>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "common/status_macros.h"
+#include "coordinator/job_splitter.h"
+#include "coordinator/limits.h"
+#include "google/protobuf/util/time_util.h"
+
+namespace busyfleet::coordinator {
+namespace {
+
+using google::protobuf::util::TimeUtil;
+
+v1::Assignment MakeAssignment(const JobRecord& job, const TaskRecord& task) {
+  v1::Assignment a;
+  a.mutable_task()->set_job_id(job.id);
+  a.mutable_task()->set_task_index(task.index);
+  a.mutable_task()->set_attempt(task.attempt);
+  a.set_kind(job.spec.kind());
+  a.set_iterations(task.iterations);
+  if (job.spec.kind() != v1::TASK_KIND_COUNTDOWN) {
+    *a.mutable_duration() = TimeUtil::NanosecondsToDuration(absl::ToInt64Nanoseconds(task.duration));
+  }
+  a.set_exec(job.spec.exec());
+  if (job.spec.has_task_timeout()) *a.mutable_timeout() = job.spec.task_timeout();
+  return a;
+}
+
+// "JOB_STATE_CANCELLED" -> "CANCELLED", as users see states.
+std::string StateName(v1::JobState state) {
+  std::string name = v1::JobState_Name(state);
+  return name.substr(name.rfind('_') + 1);
+}
+
+}  // namespace
+
+Coordinator::Coordinator(Options options)
+    : options_(options),
+      clock_(options.clock != nullptr ? options.clock : Clock::Real()),
+      scheduler_(Scheduler::Options{options.prefetch_per_worker}) {}
+
+absl::StatusOr<std::unique_ptr<Coordinator>> Coordinator::Create(Options options) {
+  if (options.store == nullptr) return absl::InvalidArgumentError("a job store is required");
+  if (options.worker_timeout <= absl::ZeroDuration()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "worker-timeout must be positive, got ", absl::FormatDuration(options.worker_timeout)));
+  }
+  if (options.heartbeat_interval <= absl::ZeroDuration()) {
+    options.heartbeat_interval = options.worker_timeout / 5;
+  }
+  if (options.prefetch_per_worker < 0) {
+    return absl::InvalidArgumentError("prefetch must not be negative");
+  }
+  std::unique_ptr<Coordinator> c(new Coordinator(options));
+  BF_RETURN_IF_ERROR(c->Recover());
+  return c;
+}
+
+absl::Status Coordinator::Recover() {
+  BF_ASSIGN_OR_RETURN(std::vector<JobRecord> unfinished, options_.store->LoadUnfinished());
+  absl::MutexLock lock(&mu_);
+  for (JobRecord& job : unfinished) {
+    std::vector<uint32_t> queued;
+    for (TaskRecord& t : job.tasks) {
+      if (IsTerminal(t.state)) continue;
+      // Whatever was assigned or running before the restart runs again.
+      t.state = v1::TASK_STATE_QUEUED;
+      t.session.clear();
+      queued.push_back(t.index);
+      ++unfinished_tasks_;
+    }
+    job.running = 0;
+    Scheduler::JobConstraints c;
+    c.max_slots = job.spec.max_slots();
+    c.workers.assign(job.spec.workers().begin(), job.spec.workers().end());
+    c.selector.insert(job.spec.selector().begin(), job.spec.selector().end());
+    c.exec = job.spec.exec();
+    BF_RETURN_IF_ERROR(scheduler_.AddJob(job.id, std::move(c), queued, ++job_seq_));
+    const std::string id = job.id;
+    jobs_[id] = std::make_unique<JobRecord>(std::move(job));
+  }
+  return absl::OkStatus();
+}
+
+std::string Coordinator::NewIdLocked(absl::string_view prefix) {
+  for (;;) {
+    std::string id = absl::StrFormat("%s%08x", prefix, absl::Uniform<uint32_t>(rng_));
+    if (prefix == "j-") {
+      if (jobs_.contains(id) || options_.store->LoadJob(id).ok()) continue;
+    } else if (sessions_.contains(id)) {
+      continue;
+    }
+    return id;
+  }
+}
+
+JobRecord* Coordinator::FindJobLocked(absl::string_view id) {
+  auto it = jobs_.find(std::string(id));
+  return it == jobs_.end() ? nullptr : it->second.get();
+}
+
+// --- Client API ---
+
+absl::StatusOr<v1::SubmitJobResponse> Coordinator::Submit(const v1::JobSpec& spec) {
+  BF_RETURN_IF_ERROR(ValidateJobSpec(spec));
+  absl::MutexLock lock(&mu_);
+  if (shutting_down_) return absl::UnavailableError("coordinator is shutting down");
+  BF_ASSIGN_OR_RETURN(std::vector<TaskSpec> tasks,
+                      SplitJob(spec, scheduler_.FreeSlots(), scheduler_.TotalSlots()));
+  if (unfinished_tasks_ + tasks.size() > limits::kMaxQueuedTasks) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "too many unfinished tasks: ", unfinished_tasks_, " queued or running, this job adds ",
+        tasks.size(), ", the limit is ", limits::kMaxQueuedTasks));
+  }
+  auto job = std::make_unique<JobRecord>();
+  job->id = NewIdLocked("j-");
+  job->spec = spec;
+  if (job->spec.name().empty()) job->spec.set_name(job->id);
+  job->state = v1::JOB_STATE_PENDING;
+  job->submitted_at = clock_->Now();
+  job->tasks.resize(tasks.size());
+  std::vector<uint32_t> queued(tasks.size());
+  for (size_t i = 0; i < tasks.size(); ++i) {
+    TaskRecord& t = job->tasks[i];
+    t.index = tasks[i].index;
+    t.iterations = tasks[i].iterations;
+    t.duration = tasks[i].duration;
+    job->iterations_total += t.iterations;
+    queued[i] = t.index;
+  }
+  BF_RETURN_IF_ERROR(options_.store->CreateJob(*job));
+  Scheduler::JobConstraints c;
+  c.max_slots = spec.max_slots();
+  c.workers.assign(spec.workers().begin(), spec.workers().end());
+  c.selector.insert(spec.selector().begin(), spec.selector().end());
+  c.exec = spec.exec();
+  BF_RETURN_IF_ERROR(scheduler_.AddJob(job->id, std::move(c), queued, ++job_seq_));
+  unfinished_tasks_ += tasks.size();
+  v1::SubmitJobResponse response;
+  response.set_job_id(job->id);
+  response.set_tasks(static_cast<uint32_t>(tasks.size()));
+  jobs_[job->id] = std::move(job);
+  DispatchLocked();
+  FlushLocked();
+  return response;
+}
+
+std::map<std::string, WorkerFacts> Coordinator::WorkerFactsLocked() const {
+  std::map<std::string, WorkerFacts> facts;
+  for (const Session& s : gone_) facts[s.name] = {s.host.hostname(), s.slots};
+  for (const auto& [id, s] : sessions_) facts[s.name] = {s.host.hostname(), s.slots};
+  return facts;
+}
+
+absl::StatusOr<v1::JobReport> Coordinator::GetReport(absl::string_view job_id, bool include_tasks) {
+  absl::MutexLock lock(&mu_);
+  if (const JobRecord* job = FindJobLocked(job_id)) {
+    return BuildReport(*job, WorkerFactsLocked(), clock_->Now(), include_tasks);
+  }
+  BF_ASSIGN_OR_RETURN(JobRecord stored, options_.store->LoadJob(job_id));
+  return BuildReport(stored, WorkerFactsLocked(), clock_->Now(), include_tasks);
+}
+
+absl::StatusOr<std::vector<v1::JobSummary>> Coordinator::ListJobs(uint32_t limit) {
+  if (limit == 0) limit = limits::kDefaultListJobs;
+  if (limit > limits::kMaxListJobs) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("limit must be between 1 and ", limits::kMaxListJobs, ", got ", limit));
+  }
+  absl::MutexLock lock(&mu_);
+  BF_ASSIGN_OR_RETURN(std::vector<std::string> ids, options_.store->ListJobIds(limit));
+  std::vector<v1::JobSummary> out;
+  const absl::Time now = clock_->Now();
+  for (const std::string& id : ids) {
+    JobRecord loaded;
+    const JobRecord* job = FindJobLocked(id);
+    if (job == nullptr) {
+      auto stored = options_.store->LoadJob(id);
+      if (!stored.ok()) continue;
+      loaded = *std::move(stored);
+      job = &loaded;
+    }
+    v1::JobSummary s;
+    s.set_id(job->id);
+    s.set_name(job->spec.name());
+    s.set_state(job->state);
+    s.set_kind(job->spec.kind());
+    s.set_tasks(static_cast<uint32_t>(job->tasks.size()));
+    s.set_tasks_done(job->done());
+    ToProtoTime(job->submitted_at, s.mutable_submitted_at());
+    const absl::Time end = job->finished_at != absl::InfinitePast() ? job->finished_at : now;
+    s.set_wall_seconds(std::max(0.0, absl::ToDoubleSeconds(end - job->submitted_at)));
+    out.push_back(std::move(s));
+  }
+  return out;
+}
+
+absl::StatusOr<v1::JobState> Coordinator::Cancel(absl::string_view job_id) {
+  absl::MutexLock lock(&mu_);
+  JobRecord* job = FindJobLocked(job_id);
+  if (job == nullptr) {
+    BF_ASSIGN_OR_RETURN(JobRecord stored, options_.store->LoadJob(job_id));
+    return absl::FailedPreconditionError(absl::StrCat(
+        "job ", job_id, " has already ended (", StateName(stored.state), ")"));
+  }
+  if (IsTerminal(job->state)) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "job ", job_id, " has already ended (", StateName(job->state), ")"));
+  }
+  FinishJobLocked(*job, v1::JOB_STATE_CANCELLED, "cancelled by request");
+  DispatchLocked();
+  FlushLocked();
+  return v1::JOB_STATE_CANCELLED;
+}
+
+v1::WorkerInfo Coordinator::WorkerInfoLocked(const Session& s) const {
+  v1::WorkerInfo w;
+  w.set_name(s.name);
+  w.set_session_id(s.id);
+  *w.mutable_host() = s.host;
+  w.set_slots(s.slots);
+  w.set_state(s.state);
+  w.set_running(s.running);
+  w.set_assigned(s.assigned);
+  ToProtoTime(s.last_heartbeat, w.mutable_last_heartbeat());
+  ToProtoTime(s.attached_at, w.mutable_attached_at());
+  w.mutable_labels()->insert(s.labels.begin(), s.labels.end());
+  w.set_peer(s.peer);
+  if (s.offset_valid) {
+    // Offset between the worker's wall clock and ours is what users can read;
+    // we only know it against the worker's monotonic clock, so report that.
+    *w.mutable_clock_offset() = TimeUtil::NanosecondsToDuration(s.clock_offset_ns);
+  }
+  w.set_tasks_done(s.tasks_done);
+  return w;
+}
+
+std::vector<v1::WorkerInfo> Coordinator::ListWorkers(bool include_gone) {
+  absl::MutexLock lock(&mu_);
+  std::vector<v1::WorkerInfo> out;
+  for (const auto& [id, s] : sessions_) out.push_back(WorkerInfoLocked(s));
+  std::sort(out.begin(), out.end(),
+            [](const v1::WorkerInfo& a, const v1::WorkerInfo& b) { return a.name() < b.name(); });
+  if (include_gone) {
+    for (auto it = gone_.rbegin(); it != gone_.rend(); ++it) out.push_back(WorkerInfoLocked(*it));
+  }
+  return out;
+}
+
+absl::StatusOr<v1::WorkerState> Coordinator::Drain(absl::string_view worker_name) {
+  absl::MutexLock lock(&mu_);
+  for (auto& [id, s] : sessions_) {
+    if (s.name != worker_name) continue;
+    if (s.state != v1::WORKER_STATE_DRAINING) {
+      s.state = v1::WORKER_STATE_DRAINING;
+      BF_RETURN_IF_ERROR(scheduler_.SetDraining(id));
+      v1::CoordinatorMessage m;
+      m.mutable_drain();
+      s.channel->Send(std::move(m));
+    }
+    return s.state;
+  }
+  return absl::NotFoundError(absl::StrCat("no attached worker is named \"", worker_name, "\""));
+}
+
+absl::StatusOr<uint64_t> Coordinator::Watch(absl::string_view job_id, bool include_tasks,
+                                            ProgressCallback callback) {
+  absl::MutexLock lock(&mu_);
+  const uint64_t handle = next_watch_++;
+  JobRecord* job = FindJobLocked(job_id);
+  if (job == nullptr) {
+    BF_ASSIGN_OR_RETURN(JobRecord stored, options_.store->LoadJob(job_id));
+    v1::JobProgress p = BuildProgress(stored, clock_->Now());
+    *p.mutable_report() = BuildReport(stored, WorkerFactsLocked(), clock_->Now(), include_tasks);
+    callback(p);
+    return handle;
+  }
+  v1::JobProgress p = BuildProgress(*job, clock_->Now());
+  if (IsTerminal(job->state)) {
+    *p.mutable_report() = BuildReport(*job, WorkerFactsLocked(), clock_->Now(), include_tasks);
+    callback(p);
+    return handle;
+  }
+  callback(p);
+  watchers_[handle] = Watcher{job->id, include_tasks, std::move(callback)};
+  return handle;
+}
+
+void Coordinator::Unwatch(uint64_t handle) {
+  absl::MutexLock lock(&mu_);
+  watchers_.erase(handle);
+}
+
+// --- Worker API ---
+
+absl::StatusOr<std::string> Coordinator::Attach(const v1::Hello& hello, absl::string_view peer,
+                                                std::shared_ptr<WorkerChannel> channel) {
+  BF_RETURN_IF_ERROR(ValidateName("hello.name", hello.name(), /*allow_empty=*/false));
+  if (hello.slots() < 1 || hello.slots() > limits::kMaxSlotsPerWorker) {
+    return absl::InvalidArgumentError(absl::StrCat("hello.slots must be between 1 and ",
+                                                   limits::kMaxSlotsPerWorker, ", got ", hello.slots()));
+  }
+  if (hello.labels_size() > static_cast<int>(limits::kMaxLabels)) {
+    return absl::InvalidArgumentError(absl::StrCat("hello.labels must have at most ", limits::kMaxLabels,
+                                                   " entries, got ", hello.labels_size()));
+  }
+  for (const auto& [k, v] : hello.labels()) {
+    BF_RETURN_IF_ERROR(ValidateName("label key", k, false));
+    BF_RETURN_IF_ERROR(ValidateName("label value", v, true));
+  }
+  BF_RETURN_IF_ERROR(ValidateName("hello.host.hostname", hello.host().hostname(), true));
+  if (hello.instance_id().size() > limits::kMaxNameBytes) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("hello.instance_id must be at most ", limits::kMaxNameBytes, " bytes"));
+  }
+  absl::MutexLock lock(&mu_);
+  if (shutting_down_) return absl::UnavailableError("coordinator is shutting down");
+
+  // A reconnecting worker replaces its old session; another worker with the
+  // same name gets a suffix.
+  std::string name = hello.name();
+  std::string stale;
+  for (int n = 2;; ++n) {
+    bool taken = false;
+    for (const auto& [id, s] : sessions_) {
+      if (s.name != name) continue;
+      if (!hello.instance_id().empty() && s.instance_id == hello.instance_id()) {
+        stale = id;
+      } else {
+        taken = true;
+      }
+    }
+    if (!taken) break;
+    name = absl::StrCat(hello.name(), "-", n);
+  }
+  if (!stale.empty()) RemoveSessionLocked(stale, "replaced by a new session of the same worker");
+
+  Session s;
+  s.id = NewIdLocked("s-");
+  s.name = name;
+  s.instance_id = hello.instance_id();
+  s.host = hello.host();
+  s.slots = hello.slots();
+  s.labels.insert(hello.labels().begin(), hello.labels().end());
+  s.default_exec = hello.default_exec() == v1::EXEC_MODE_PROCESS ? v1::EXEC_MODE_PROCESS
+                                                                  : v1::EXEC_MODE_THREAD;
+  for (const int m : hello.exec_modes()) {
+    if (m == v1::EXEC_MODE_THREAD || m == v1::EXEC_MODE_PROCESS) {
+      s.exec_modes.push_back(static_cast<v1::ExecMode>(m));
+    }
+  }
+  if (s.exec_modes.empty()) s.exec_modes.push_back(s.default_exec);
+  s.peer = std::string(peer);
+  s.channel = std::move(channel);
+  s.attached_at = clock_->Now();
+  s.last_seen = s.attached_at;
+
+  Scheduler::WorkerSpec spec;
+  spec.session = s.id;
+  spec.name = s.name;
+  spec.slots = static_cast<int>(s.slots);
+  spec.labels = s.labels;
+  spec.exec_modes = s.exec_modes;
+  BF_RETURN_IF_ERROR(scheduler_.AddWorker(std::move(spec)));
+
+  v1::CoordinatorMessage welcome;
+  v1::Welcome* w = welcome.mutable_welcome();
+  w->set_session_id(s.id);
+  w->set_name(s.name);
+  *w->mutable_heartbeat_interval() =
+      TimeUtil::NanosecondsToDuration(absl::ToInt64Nanoseconds(options_.heartbeat_interval));
+  *w->mutable_worker_timeout() =
+      TimeUtil::NanosecondsToDuration(absl::ToInt64Nanoseconds(options_.worker_timeout));
+  w->set_coordinator_unix_ns(absl::ToUnixNanos(clock_->Now()));
+  w->set_echo_sent_mono_ns(hello.sent_mono_ns());
+  s.channel->Send(std::move(welcome));
+  const std::string id = s.id;
+  sessions_.emplace(id, std::move(s));
+  if (options_.on_worker_attached) options_.on_worker_attached();
+  DispatchLocked();
+  FlushLocked();
+  return id;
+}
+
+absl::Time Coordinator::WorkerToCoordinatorTime(const Session& session, int64_t mono_ns) const {
+  return absl::FromUnixNanos(mono_ns + session.clock_offset_ns);
+}
+
+absl::Status Coordinator::HandleMessage(absl::string_view session_id,
+                                        const v1::WorkerMessage& message) {
+  absl::MutexLock lock(&mu_);
+  auto it = sessions_.find(std::string(session_id));
+  if (it == sessions_.end()) {
+    return absl::NotFoundError(absl::StrCat("worker session ", session_id, " not found"));
+  }
+  Session& session = it->second;
+  session.last_seen = clock_->Now();
+  switch (message.msg_case()) {
+    case v1::WorkerMessage::kHeartbeat: {
+      const v1::Heartbeat& hb = message.heartbeat();
+      session.last_heartbeat = session.last_seen;
+      if (hb.clock_offset_valid()) {
+        session.offset_valid = true;
+        session.clock_offset_ns = hb.clock_offset_ns();
+      }
+      v1::CoordinatorMessage ack;
+      ack.mutable_heartbeat_ack()->set_seq(hb.seq());
+      ack.mutable_heartbeat_ack()->set_echo_sent_mono_ns(hb.sent_mono_ns());
+      ack.mutable_heartbeat_ack()->set_coordinator_unix_ns(absl::ToUnixNanos(clock_->Now()));
+      session.channel->Send(std::move(ack));
+      return absl::OkStatus();
+    }
+    case v1::WorkerMessage::kUpdates:
+      HandleUpdatesLocked(session, message.updates());
+      break;
+    case v1::WorkerMessage::kDrain:
+      HandleReturnedLocked(session, message.drain());
+      break;
+    case v1::WorkerMessage::kHello:
+      return absl::InvalidArgumentError("hello may only be sent once, as the first message");
+    case v1::WorkerMessage::MSG_NOT_SET:
+      return absl::InvalidArgumentError("empty worker message");
+  }
+  DispatchLocked();
+  FlushLocked();
+  return absl::OkStatus();
+}
+
+void Coordinator::HandleUpdatesLocked(Session& session, const v1::TaskUpdates& updates) {
+  for (const v1::TaskStarted& started : updates.started()) {
+    JobRecord* job = FindJobLocked(started.task().job_id());
+    if (job == nullptr || started.task().task_index() >= job->tasks.size()) continue;
+    TaskRecord& t = job->tasks[started.task().task_index()];
+    if (t.attempt != started.task().attempt() || t.session != session.id ||
+        t.state != v1::TASK_STATE_ASSIGNED) {
+      continue;  // stale: the attempt was requeued, cancelled or already ended
+    }
+    t.state = v1::TASK_STATE_RUNNING;
+    t.slot = started.slot();
+    t.started_at = session.offset_valid ? WorkerToCoordinatorTime(session, started.start_mono_ns())
+                                        : clock_->Now();
+    ++job->running;
+    ++session.running;
+    if (session.assigned > 0) --session.assigned;
+    MarkDirtyLocked(*job, t.index);
+  }
+  for (const v1::TaskResult& result : updates.results()) {
+    JobRecord* job = FindJobLocked(result.task().job_id());
+    if (job == nullptr || result.task().task_index() >= job->tasks.size()) continue;
+    HandleResultLocked(session, *job, result);
+  }
+}
+
+void Coordinator::HandleResultLocked(Session& session, JobRecord& job, const v1::TaskResult& result) {
+  TaskRecord& t = job.tasks[result.task().task_index()];
+  if (t.attempt != result.task().attempt() || t.session != session.id) {
+    ++job.duplicates;  // a late result of an attempt that is no longer current
+    MarkDirtyLocked(job, t.index);
+    return;
+  }
+  const absl::Time now = clock_->Now();
+  const bool was_running = t.state == v1::TASK_STATE_RUNNING;
+  if (was_running) {
+    if (job.running > 0) --job.running;
+    if (session.running > 0) --session.running;
+  } else if (t.state == v1::TASK_STATE_ASSIGNED && session.assigned > 0) {
+    --session.assigned;
+  }
+  // Timing of the attempt, whatever its outcome.
+  t.slot = result.slot();
+  t.result_at = now;
+  t.cpu_ns = result.cpu_ns();
+  t.iterations_done = result.iterations_done();
+  if (session.offset_valid) {
+    t.started_at = WorkerToCoordinatorTime(session, result.start_mono_ns());
+    t.ended_at = WorkerToCoordinatorTime(session, result.end_mono_ns());
+  } else {
+    t.ended_at = now;
+    t.started_at = now - absl::Nanoseconds(result.end_mono_ns() - result.start_mono_ns());
+  }
+  MarkDirtyLocked(job, t.index);
+  if (IsTerminal(t.state)) return;  // the job ended meanwhile (cancelled or failed)
+  t.session.clear();
+  (void)scheduler_.Release(session.id, TaskKey{job.id, t.index});
+  ++session.tasks_done;
+
+  switch (result.state()) {
+    case v1::TASK_STATE_SUCCEEDED:
+      t.state = v1::TASK_STATE_SUCCEEDED;
+      t.error.clear();
+      ++job.succeeded;
+      job.iterations_done += t.iterations_done;
+      --unfinished_tasks_;
+      if (job.succeeded == job.tasks.size()) FinishJobLocked(job, v1::JOB_STATE_SUCCEEDED, "");
+      break;
+    case v1::TASK_STATE_CANCELLED:
+      // Not asked for by us (the job is live): the worker gave it up, e.g.
+      // while shutting down. Run it again without counting an attempt.
+      RetryOrFailLocked(job, t, absl::StrCat("cancelled on worker ", session.name), false);
+      break;
+    default:
+      RetryOrFailLocked(job, t,
+                        absl::StrCat("attempt ", t.attempt, " on worker ", session.name, ": ",
+                                     result.error().empty() ? "failed" : result.error()),
+                        true);
+      break;
+  }
+}
+
+void Coordinator::RetryOrFailLocked(JobRecord& job, TaskRecord& t, const std::string& why,
+                                    bool counts) {
+  if (counts) t.failures.push_back(why);
+  t.error = why;
+  if (counts && t.failures.size() >= job.max_attempts()) {
+    t.state = v1::TASK_STATE_FAILED;
+    ++job.failed;
+    --unfinished_tasks_;
+    MarkDirtyLocked(job, t.index);
+    FinishJobLocked(job, v1::JOB_STATE_FAILED,
+                    absl::StrCat("task ", t.index, " failed ", t.failures.size(), " of ",
+                                 job.max_attempts(), " attempts: ", absl::StrJoin(t.failures, "; ")));
+    return;
+  }
+  t.state = v1::TASK_STATE_QUEUED;
+  t.session.clear();
+  if (counts) ++job.retries;
+  MarkDirtyLocked(job, t.index);
+  (void)scheduler_.Requeue(TaskKey{job.id, t.index});
+}
+
+void Coordinator::HandleReturnedLocked(Session& session, const v1::DrainNotice& notice) {
+  if (session.state == v1::WORKER_STATE_READY) {
+    session.state = v1::WORKER_STATE_DRAINING;
+    (void)scheduler_.SetDraining(session.id);
+  }
+  for (const v1::TaskRef& ref : notice.returned()) {
+    JobRecord* job = FindJobLocked(ref.job_id());
+    if (job == nullptr || ref.task_index() >= job->tasks.size()) continue;
+    TaskRecord& t = job->tasks[ref.task_index()];
+    if (t.attempt != ref.attempt() || t.session != session.id || IsTerminal(t.state)) continue;
+    if (t.state == v1::TASK_STATE_RUNNING) {
+      if (job->running > 0) --job->running;
+      if (session.running > 0) --session.running;
+    } else if (session.assigned > 0) {
+      --session.assigned;
+    }
+    (void)scheduler_.Release(session.id, TaskKey{job->id, t.index});
+    t.state = v1::TASK_STATE_QUEUED;
+    t.session.clear();
+    MarkDirtyLocked(*job, t.index);
+    (void)scheduler_.Requeue(TaskKey{job->id, t.index});
+  }
+}
+
+void Coordinator::Detach(absl::string_view session_id, const absl::Status& reason) {
+  absl::MutexLock lock(&mu_);
+  if (!sessions_.contains(std::string(session_id))) return;
+  RemoveSessionLocked(std::string(session_id),
+                      reason.ok() ? "stream closed" : std::string(reason.message()));
+  DispatchLocked();
+  FlushLocked();
+}
+
+void Coordinator::RemoveSessionLocked(const std::string& session_id, const std::string& why) {
+  auto it = sessions_.find(session_id);
+  if (it == sessions_.end()) return;
+  Session& s = it->second;
+  auto tasks = scheduler_.RemoveWorker(session_id);
+  if (tasks.ok()) {
+    for (const TaskKey& key : *tasks) {
+      JobRecord* job = FindJobLocked(key.job_id);
+      if (job == nullptr || key.index >= job->tasks.size()) continue;
+      TaskRecord& t = job->tasks[key.index];
+      if (t.session != session_id || IsTerminal(t.state)) continue;
+      if (t.state == v1::TASK_STATE_RUNNING && job->running > 0) --job->running;
+      // The scheduler has queued it again already; undo that if it fails the job.
+      t.failures.push_back(absl::StrCat("attempt ", t.attempt, " lost with worker ", s.name, " (", why, ")"));
+      t.error = t.failures.back();
+      t.session.clear();
+      MarkDirtyLocked(*job, t.index);
+      if (t.failures.size() >= job->max_attempts()) {
+        t.state = v1::TASK_STATE_FAILED;
+        ++job->failed;
+        --unfinished_tasks_;
+        FinishJobLocked(*job, v1::JOB_STATE_FAILED,
+                        absl::StrCat("task ", t.index, " failed ", t.failures.size(), " of ",
+                                     job->max_attempts(), " attempts: ", absl::StrJoin(t.failures, "; ")));
+      } else {
+        t.state = v1::TASK_STATE_QUEUED;
+        ++job->retries;
+      }
+    }
+  }
+  s.state = v1::WORKER_STATE_GONE;
+  s.running = 0;
+  s.assigned = 0;
+  s.channel.reset();
+  gone_.push_back(std::move(s));
+  while (gone_.size() > options_.keep_gone_workers) gone_.pop_front();
+  sessions_.erase(it);
+}
+
+void Coordinator::FinishJobLocked(JobRecord& job, v1::JobState state, std::string error) {
+  if (IsTerminal(job.state)) return;
+  const absl::Time now = clock_->Now();
+  job.state = state;
+  job.error = std::move(error);
+  job.finished_at = now;
+  // Stop whatever of the job is still in flight.
+  std::map<std::string, v1::CoordinatorMessage> cancels;
+  for (const Scheduler::Assignment& a : scheduler_.RemoveJob(job.id)) {
+    const TaskRecord& t = job.tasks[a.task.index];
+    v1::TaskRef* ref = cancels[a.session].mutable_cancel()->add_tasks();
+    ref->set_job_id(job.id);
+    ref->set_task_index(t.index);
+    ref->set_attempt(t.attempt);
+    auto s = sessions_.find(a.session);
+    if (s != sessions_.end()) {
+      if (t.state == v1::TASK_STATE_RUNNING && s->second.running > 0) --s->second.running;
+      if (t.state == v1::TASK_STATE_ASSIGNED && s->second.assigned > 0) --s->second.assigned;
+    }
+  }
+  for (auto& [session, message] : cancels) {
+    auto s = sessions_.find(session);
+    if (s != sessions_.end()) s->second.channel->Send(std::move(message));
+  }
+  for (TaskRecord& t : job.tasks) {
+    if (IsTerminal(t.state)) continue;
+    t.state = v1::TASK_STATE_CANCELLED;
+    ++job.cancelled;
+    --unfinished_tasks_;
+    MarkDirtyLocked(job, t.index);
+  }
+  job.running = 0;
+  finished_order_.push_back(job.id);
+  MarkDirtyLocked(job, UINT32_MAX);
+}
+
+void Coordinator::DispatchLocked() {
+  std::vector<Scheduler::Assignment> assignments = scheduler_.Dispatch();
+  if (assignments.empty()) return;
+  const absl::Time now = clock_->Now();
+  std::map<std::string, v1::CoordinatorMessage> batches;
+  for (const Scheduler::Assignment& a : assignments) {
+    JobRecord* job = FindJobLocked(a.task.job_id);
+    auto s = sessions_.find(a.session);
+    if (job == nullptr || s == sessions_.end()) continue;
+    TaskRecord& t = job->tasks[a.task.index];
+    ++t.attempt;
+    t.state = v1::TASK_STATE_ASSIGNED;
+    t.session = a.session;
+    t.worker = s->second.name;
+    t.host = s->second.host.hostname();
+    t.assigned_at = now;
+    ++s->second.assigned;
+    if (job->state == v1::JOB_STATE_PENDING) job->state = v1::JOB_STATE_RUNNING;
+    MarkDirtyLocked(*job, t.index);
+    *batches[a.session].mutable_assign()->add_assignments() = MakeAssignment(*job, t);
+  }
+  for (auto& [session, message] : batches) {
+    sessions_.at(session).channel->Send(std::move(message));
+  }
+}
+
+void Coordinator::MarkDirtyLocked(JobRecord& job, uint32_t task_index) {
+  std::set<uint32_t>& changed = dirty_[job.id];
+  if (task_index != UINT32_MAX) changed.insert(task_index);
+}
+
+void Coordinator::FlushLocked() {
+  if (dirty_.empty()) return;
+  std::map<std::string, std::set<uint32_t>> dirty;
+  dirty.swap(dirty_);
+  for (auto& [id, changed] : dirty) {
+    JobRecord* job = FindJobLocked(id);
+    if (job == nullptr) continue;
+    // The in-memory record stays authoritative if the store fails; the
+    // failure surfaces at the next start-up (and is logged by the adapter).
+    (void)options_.store->SaveJob(*job, std::vector<uint32_t>(changed.begin(), changed.end()));
+    NotifyLocked(*job);
+  }
+  EvictFinishedLocked();
+}
+
+void Coordinator::NotifyLocked(JobRecord& job) {
+  const absl::Time now = clock_->Now();
+  std::optional<v1::JobProgress> progress;
+  for (auto it = watchers_.begin(); it != watchers_.end();) {
+    if (it->second.job_id != job.id) {
+      ++it;
+      continue;
+    }
+    if (!progress) progress = BuildProgress(job, now);
+    if (IsTerminal(job.state)) {
+      v1::JobProgress final_progress = *progress;
+      *final_progress.mutable_report() =
+          BuildReport(job, WorkerFactsLocked(), now, it->second.include_tasks);
+      it->second.callback(final_progress);
+      it = watchers_.erase(it);
+    } else {
+      it->second.callback(*progress);
+      ++it;
+    }
+  }
+}
+
+void Coordinator::EvictFinishedLocked() {
+  while (finished_order_.size() > options_.keep_finished_jobs) {
+    jobs_.erase(finished_order_.front());
+    finished_order_.pop_front();
+  }
+}
+
+absl::Time Coordinator::CheckLiveness() {
+  absl::MutexLock lock(&mu_);
+  const absl::Time now = clock_->Now();
+  std::vector<std::string> dead;
+  absl::Time next = absl::InfiniteFuture();
+  for (const auto& [id, s] : sessions_) {
+    const absl::Time due = s.last_seen + options_.worker_timeout;
+    if (due <= now) {
+      dead.push_back(id);
+    } else {
+      next = std::min(next, due);
+    }
+  }
+  for (const std::string& id : dead) {
+    std::shared_ptr<WorkerChannel> channel = sessions_.at(id).channel;
+    RemoveSessionLocked(id, absl::StrCat("no heartbeat for ", absl::FormatDuration(options_.worker_timeout)));
+    if (channel) {
+      channel->Close(absl::UnavailableError("declared dead: no heartbeat within the worker timeout"));
+    }
+  }
+  if (!dead.empty()) {
+    DispatchLocked();
+    FlushLocked();
+  }
+  return next;
+}
+
+void Coordinator::Shutdown() {
+  absl::MutexLock lock(&mu_);
+  if (shutting_down_) return;
+  shutting_down_ = true;
+  for (auto& [id, s] : sessions_) {
+    if (s.channel) s.channel->Close(absl::UnavailableError("coordinator is shutting down"));
+  }
+  FlushLocked();
+}
+
+}  // namespace busyfleet::coordinator

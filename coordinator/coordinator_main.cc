@@ -1,0 +1,59 @@
+// coordinator: the busyfleet coordinator daemon.
+
+#include <cstdlib>
+#include <string>
+
+#include <CLI/CLI.hpp>
+#include <spdlog/spdlog.h>
+
+#include "absl/time/time.h"
+#include "common/flags.h"
+#include "common/logging.h"
+#include "coordinator/coordinator_server.h"
+
+int main(int argc, char** argv) {
+  busyfleet::BlockTerminationSignals();
+  CLI::App app{"busyfleet coordinator: splits busy-wait jobs across workers and reports their timing"};
+  std::string listen = "127.0.0.1:7070";
+  std::string worker_timeout = "5s";
+  std::string log_format = "text";
+  std::string log_level = "info";
+  int prefetch = 2;
+  app.add_option("--listen", listen, "gRPC address to listen on (host:port)")->capture_default_str();
+  app.add_option("--worker-timeout", worker_timeout,
+                 "declare a worker dead after this long without a heartbeat")
+      ->capture_default_str()
+      ->check(busyfleet::DurationValidator());
+  app.add_option("--prefetch", prefetch, "tasks assigned to a worker beyond its slots")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 1024));
+  app.add_option("--log-format", log_format, "text or json")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"text", "json"}));
+  app.add_option("--log-level", log_level, "trace, debug, info, warn, error")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "off"}));
+  busyfleet::BindEnvironment(app);
+  CLI11_PARSE(app, argc, argv);
+
+  if (auto st = busyfleet::SetupLogging("coordinator", log_format, log_level); !st.ok()) {
+    std::fprintf(stderr, "coordinator: %s\n", std::string(st.message()).c_str());
+    return 2;
+  }
+  busyfleet::coordinator::CoordinatorServer::Options options;
+  options.listen = listen;
+  options.worker_timeout = *busyfleet::ParseDurationFlag("worker-timeout", worker_timeout);
+  options.prefetch_per_worker = prefetch;
+  auto server = busyfleet::coordinator::CoordinatorServer::Start(options);
+  if (!server.ok()) {
+    spdlog::critical("cannot start: {}", server.status().message());
+    return 1;
+  }
+  spdlog::info("coordinator listening on {} (worker timeout {})", (*server)->address(),
+               absl::FormatDuration(options.worker_timeout));
+  const int sig = busyfleet::WaitForTerminationSignal();
+  spdlog::info("signal {} received, shutting down", sig);
+  (*server)->Shutdown(absl::Seconds(2));
+  spdlog::info("coordinator stopped");
+  return 0;
+}

@@ -1,0 +1,99 @@
+#include "coordinator/coordinator_server.h"
+
+#include <grpcpp/ext/proto_server_reflection_plugin.h>
+#include <grpcpp/health_check_service_interface.h>
+#include <spdlog/spdlog.h>
+
+#include "common/logging.h"
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "common/keepalive.h"
+#include "common/status_macros.h"
+
+namespace busyfleet::coordinator {
+
+void ApplyServerKeepalive(grpc::ServerBuilder& builder) {
+  // Workers ping every kKeepaliveTime; accept pings that often, also on
+  // idle streams, so no side ever answers with too_many_pings.
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS,
+                             static_cast<int>(absl::ToInt64Milliseconds(kKeepaliveTime / 2)));
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_MAX_PING_STRIKES, 0);
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS,
+                             static_cast<int>(absl::ToInt64Milliseconds(kKeepaliveTime)));
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS,
+                             static_cast<int>(absl::ToInt64Milliseconds(kKeepaliveTimeout)));
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  builder.SetMaxReceiveMessageSize(kMaxMessageBytes);
+  builder.SetMaxSendMessageSize(kMaxMessageBytes);
+}
+
+absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(Options options) {
+  std::unique_ptr<CoordinatorServer> s(new CoordinatorServer());
+  s->options_ = options;
+  s->store_ = options.store ? options.store : std::make_shared<InMemoryJobStore>();
+  Coordinator::Options co;
+  co.worker_timeout = options.worker_timeout;
+  co.heartbeat_interval = options.heartbeat_interval;
+  co.prefetch_per_worker = options.prefetch_per_worker;
+  co.store = s->store_.get();
+  co.on_worker_attached = [raw = s.get()] {
+    absl::MutexLock lock(&raw->mu_);
+    raw->cv_.SignalAll();
+  };
+  BF_ASSIGN_OR_RETURN(s->coordinator_, Coordinator::Create(co));
+  s->client_service_ = std::make_unique<CoordinatorServiceImpl>(s->coordinator_.get());
+  s->worker_service_ = std::make_unique<WorkerServiceImpl>(s->coordinator_.get());
+
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  grpc::ServerBuilder builder;
+  auto creds = options.credentials ? options.credentials : grpc::InsecureServerCredentials();
+  builder.AddListeningPort(options.listen, creds, &s->port_);
+  builder.RegisterService(s->client_service_.get());
+  builder.RegisterService(s->worker_service_.get());
+  ApplyServerKeepalive(builder);
+  s->server_ = builder.BuildAndStart();
+  if (s->server_ == nullptr || s->port_ == 0) {
+    if (s->server_) s->server_->Shutdown();
+    return absl::UnavailableError(absl::StrCat("cannot listen on ", options.listen,
+                                               " (address in use, or not an address of this host)"));
+  }
+  s->host_ = options.listen.substr(0, options.listen.rfind(':'));
+  s->server_->GetHealthCheckService()->SetServingStatus(true);
+  s->liveness_ = std::thread([raw = s.get()] { raw->LivenessLoop(); });
+  return s;
+}
+
+std::string CoordinatorServer::address() const { return absl::StrCat(host_, ":", port_); }
+
+void CoordinatorServer::LivenessLoop() {
+  absl::MutexLock lock(&mu_);
+  while (!stopping_) {
+    mu_.Unlock();
+    const absl::Time next = coordinator_->CheckLiveness();
+    mu_.Lock();
+    if (stopping_) break;
+    // Wake when the oldest heartbeat would expire; with no worker attached,
+    // sleep until one attaches or shutdown (an idle coordinator uses no CPU).
+    cv_.WaitWithDeadline(&mu_, next);
+  }
+}
+
+void CoordinatorServer::Shutdown(absl::Duration grace) {
+  {
+    absl::MutexLock lock(&mu_);
+    if (shut_down_) return;
+    shut_down_ = true;
+    stopping_ = true;
+    cv_.SignalAll();
+  }
+  if (liveness_.joinable()) liveness_.join();
+  server_->GetHealthCheckService()->SetServingStatus(false);
+  coordinator_->Shutdown();
+  server_->Shutdown(std::chrono::system_clock::now() + absl::ToChronoNanoseconds(grace));
+}
+
+CoordinatorServer::~CoordinatorServer() { Shutdown(absl::ZeroDuration()); }
+
+}  // namespace busyfleet::coordinator

@@ -1,0 +1,77 @@
+#ifndef BUSYFLEET_COORDINATOR_JOB_MODEL_H_
+#define BUSYFLEET_COORDINATOR_JOB_MODEL_H_
+
+// Plain data: a job and its tasks as the coordinator tracks them. All times
+// are on the coordinator's clock (worker times are converted on arrival).
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/time/time.h"
+#include "busyfleet/v1/types.pb.h"
+
+namespace busyfleet::coordinator {
+
+inline bool IsTerminal(v1::JobState s) {
+  return s == v1::JOB_STATE_SUCCEEDED || s == v1::JOB_STATE_FAILED || s == v1::JOB_STATE_CANCELLED;
+}
+inline bool IsTerminal(v1::TaskState s) {
+  return s == v1::TASK_STATE_SUCCEEDED || s == v1::TASK_STATE_FAILED || s == v1::TASK_STATE_CANCELLED;
+}
+
+struct TaskRecord {
+  uint32_t index = 0;
+  uint64_t iterations = 0;
+  absl::Duration duration;
+  v1::TaskState state = v1::TASK_STATE_QUEUED;
+  // The current (or last) attempt, 1-based; 0 before the first assignment.
+  uint32_t attempt = 0;
+  // Where the current attempt runs or ran.
+  std::string session;
+  std::string worker;
+  std::string host;
+  uint32_t slot = 0;
+  absl::Time assigned_at = absl::InfinitePast();
+  absl::Time started_at = absl::InfinitePast();
+  absl::Time ended_at = absl::InfinitePast();
+  absl::Time result_at = absl::InfinitePast();
+  int64_t cpu_ns = 0;
+  uint64_t iterations_done = 0;
+  std::string error;
+  // Why earlier attempts did not succeed, one line each.
+  std::vector<std::string> failures;
+
+  bool has_timing() const { return started_at != absl::InfinitePast() && ended_at != absl::InfinitePast(); }
+  double seconds() const { return has_timing() ? absl::ToDoubleSeconds(ended_at - started_at) : 0; }
+};
+
+struct JobRecord {
+  std::string id;
+  v1::JobSpec spec;
+  v1::JobState state = v1::JOB_STATE_PENDING;
+  std::string error;
+  absl::Time submitted_at = absl::InfinitePast();
+  absl::Time finished_at = absl::InfinitePast();
+  std::vector<TaskRecord> tasks;
+  // Counters kept in step with `tasks`, so progress is O(1).
+  uint32_t succeeded = 0;
+  uint32_t failed = 0;
+  uint32_t cancelled = 0;
+  uint32_t running = 0;
+  uint32_t retries = 0;
+  // Results that arrived for an attempt no longer current (ignored).
+  uint32_t duplicates = 0;
+  uint64_t iterations_total = 0;
+  uint64_t iterations_done = 0;
+
+  uint32_t done() const { return succeeded + failed + cancelled; }
+  uint32_t max_attempts() const;
+};
+
+// Copies every field of `from` but its tasks into `to`.
+void CopyJobHeader(const JobRecord& from, JobRecord* to);
+
+}  // namespace busyfleet::coordinator
+
+#endif  // BUSYFLEET_COORDINATOR_JOB_MODEL_H_

@@ -1,0 +1,198 @@
+#include "coordinator/timing_aggregator.h"
+
+#include <algorithm>
+#include <set>
+#include <utility>
+#include <vector>
+
+#include "common/stats.h"
+
+namespace busyfleet::coordinator {
+namespace {
+
+double Seconds(absl::Time from, absl::Time to) { return absl::ToDoubleSeconds(to - from); }
+
+}  // namespace
+
+void ToProtoTime(absl::Time t, google::protobuf::Timestamp* out) {
+  if (t == absl::InfinitePast() || t == absl::InfiniteFuture()) return;
+  const int64_t ns = absl::ToUnixNanos(t);
+  out->set_seconds(ns / 1'000'000'000);
+  out->set_nanos(static_cast<int32_t>(ns % 1'000'000'000));
+}
+
+absl::Time FromProtoTime(const google::protobuf::Timestamp& ts) {
+  if (ts.seconds() == 0 && ts.nanos() == 0) return absl::InfinitePast();
+  return absl::FromUnixSeconds(ts.seconds()) + absl::Nanoseconds(ts.nanos());
+}
+
+v1::JobReport BuildReport(const JobRecord& job, const std::map<std::string, WorkerFacts>& workers,
+                          absl::Time now, bool include_tasks) {
+  v1::JobReport r;
+  r.set_schema(kReportSchema);
+  r.set_id(job.id);
+  r.set_name(job.spec.name());
+  r.set_state(job.state);
+  r.set_kind(job.spec.kind());
+  r.set_error(job.error);
+  *r.mutable_spec() = job.spec;
+  r.set_tasks_total(static_cast<uint32_t>(job.tasks.size()));
+  r.set_tasks_succeeded(job.succeeded);
+  r.set_tasks_failed(job.failed);
+  r.set_tasks_cancelled(job.cancelled);
+  r.set_iterations_total(job.iterations_total);
+  r.set_retries(job.retries);
+
+  absl::Time first_start = absl::InfiniteFuture();
+  absl::Time last_end = absl::InfinitePast();
+  std::vector<double> succeeded_seconds;
+  double serial = 0;
+  double cpu = 0;
+  double queued_sum = 0, dispatch_sum = 0, result_sum = 0;
+  int phase_count = 0;
+  std::set<std::pair<std::string, uint32_t>> slots_used;
+  struct PerWorker {
+    std::string host;
+    uint32_t tasks = 0;
+    uint64_t iterations = 0;
+    double busy = 0;
+    std::set<uint32_t> slots;
+  };
+  std::map<std::string, PerWorker> per_worker;
+
+  for (const TaskRecord& t : job.tasks) {
+    if (!t.has_timing()) continue;
+    first_start = std::min(first_start, t.started_at);
+    last_end = std::max(last_end, t.ended_at);
+    const double secs = t.seconds();
+    cpu += static_cast<double>(t.cpu_ns) / 1e9;
+    slots_used.emplace(t.worker, t.slot);
+    PerWorker& w = per_worker[t.worker];
+    w.host = t.host;
+    w.tasks += 1;
+    w.iterations += t.iterations_done;
+    w.busy += secs;
+    w.slots.insert(t.slot);
+    if (t.state == v1::TASK_STATE_SUCCEEDED) {
+      succeeded_seconds.push_back(secs);
+      serial += secs;
+      if (t.assigned_at != absl::InfinitePast() && t.result_at != absl::InfinitePast()) {
+        queued_sum += std::max(0.0, Seconds(job.submitted_at, t.assigned_at));
+        dispatch_sum += std::max(0.0, Seconds(t.assigned_at, t.started_at));
+        result_sum += std::max(0.0, Seconds(t.ended_at, t.result_at));
+        ++phase_count;
+      }
+    }
+  }
+
+  v1::JobTiming* timing = r.mutable_timing();
+  ToProtoTime(job.submitted_at, timing->mutable_submitted_at());
+  if (first_start != absl::InfiniteFuture()) ToProtoTime(first_start, timing->mutable_started_at());
+  ToProtoTime(job.finished_at, timing->mutable_finished_at());
+  const absl::Time wall_end = job.finished_at != absl::InfinitePast() ? job.finished_at : now;
+  const double wall = std::max(0.0, Seconds(job.submitted_at, wall_end));
+  const double makespan = first_start < last_end ? Seconds(first_start, last_end) : 0;
+  timing->set_wall_seconds(wall);
+  timing->set_makespan_seconds(makespan);
+  timing->set_serial_seconds(serial);
+  timing->set_overhead_seconds(std::max(0.0, wall - makespan));
+  timing->set_cpu_seconds(cpu);
+  const double speedup = makespan > 0 ? serial / makespan : 0;
+  timing->set_speedup(speedup);
+  timing->set_slots(static_cast<uint32_t>(slots_used.size()));
+  timing->set_efficiency(slots_used.empty() ? 0 : speedup / static_cast<double>(slots_used.size()));
+  const Summary summary = Summarize(succeeded_seconds);
+  v1::TaskDurationStats* ts = timing->mutable_task_seconds();
+  ts->set_min(summary.min);
+  ts->set_p50(summary.p50);
+  ts->set_p90(summary.p90);
+  ts->set_p99(summary.p99);
+  ts->set_max(summary.max);
+  if (phase_count > 0) {
+    timing->set_mean_queued_seconds(queued_sum / phase_count);
+    timing->set_mean_dispatch_seconds(dispatch_sum / phase_count);
+    timing->set_mean_result_seconds(result_sum / phase_count);
+  }
+
+  for (const auto& [name, w] : per_worker) {
+    v1::WorkerTiming* wt = r.add_workers();
+    wt->set_name(name);
+    auto facts = workers.find(name);
+    wt->set_host(facts != workers.end() && !facts->second.host.empty() ? facts->second.host : w.host);
+    wt->set_slots(facts != workers.end() ? facts->second.slots : static_cast<uint32_t>(w.slots.size()));
+    wt->set_slots_used(static_cast<uint32_t>(w.slots.size()));
+    wt->set_tasks(w.tasks);
+    wt->set_iterations(w.iterations);
+    wt->set_busy_seconds(w.busy);
+    const double capacity = static_cast<double>(w.slots.size()) * makespan;
+    wt->set_utilization(capacity > 0 ? w.busy / capacity : 0);
+    wt->set_iterations_per_second(w.busy > 0 ? static_cast<double>(w.iterations) / w.busy : 0);
+  }
+
+  if (summary.count > 0) {
+    const double threshold = kStragglerFactor * summary.p50;
+    for (const TaskRecord& t : job.tasks) {
+      if (t.state == v1::TASK_STATE_SUCCEEDED && t.has_timing() && t.seconds() > threshold) {
+        r.add_stragglers(t.index);
+      }
+    }
+  }
+
+  if (include_tasks) {
+    r.mutable_tasks()->Reserve(static_cast<int>(job.tasks.size()));
+    for (const TaskRecord& t : job.tasks) {
+      v1::TaskTiming* tt = r.add_tasks();
+      tt->set_index(t.index);
+      tt->set_worker(t.worker);
+      tt->set_slot(t.slot);
+      tt->set_attempt(t.attempt);
+      tt->set_state(t.state);
+      tt->set_iterations(t.iterations);
+      tt->set_error(t.error);
+      if (t.has_timing()) {
+        tt->set_start_offset_seconds(Seconds(job.submitted_at, t.started_at));
+        tt->set_seconds(t.seconds());
+        tt->set_cpu_seconds(static_cast<double>(t.cpu_ns) / 1e9);
+        if (t.assigned_at != absl::InfinitePast()) {
+          tt->set_queued_seconds(std::max(0.0, Seconds(job.submitted_at, t.assigned_at)));
+          tt->set_dispatch_seconds(std::max(0.0, Seconds(t.assigned_at, t.started_at)));
+        }
+        if (t.result_at != absl::InfinitePast()) {
+          tt->set_result_seconds(std::max(0.0, Seconds(t.ended_at, t.result_at)));
+        }
+      }
+    }
+  }
+  return r;
+}
+
+v1::JobProgress BuildProgress(const JobRecord& job, absl::Time now) {
+  v1::JobProgress p;
+  p.set_job_id(job.id);
+  p.set_state(job.state);
+  p.set_tasks_total(static_cast<uint32_t>(job.tasks.size()));
+  p.set_tasks_done(job.done());
+  p.set_tasks_running(job.running);
+  p.set_tasks_failed(job.failed);
+  p.set_iterations_total(job.iterations_total);
+  p.set_iterations_done(job.iterations_done);
+  const absl::Time end = job.finished_at != absl::InfinitePast() ? job.finished_at : now;
+  const double elapsed = std::max(0.0, Seconds(job.submitted_at, end));
+  p.set_elapsed_seconds(elapsed);
+  p.set_iterations_per_second(elapsed > 0 ? static_cast<double>(job.iterations_done) / elapsed : 0);
+  double eta = -1;
+  if (IsTerminal(job.state)) {
+    eta = 0;
+  } else if (job.done() > 0 && elapsed > 0) {
+    // By tasks when iterations say nothing (spin, sleep, empty countdowns).
+    const double fraction =
+        job.iterations_total > 0
+            ? static_cast<double>(job.iterations_done) / static_cast<double>(job.iterations_total)
+            : static_cast<double>(job.done()) / static_cast<double>(job.tasks.size());
+    if (fraction > 0) eta = elapsed * (1 - fraction) / fraction;
+  }
+  p.set_eta_seconds(eta);
+  return p;
+}
+
+}  // namespace busyfleet::coordinator

@@ -1,0 +1,51 @@
+#ifndef BUSYFLEET_COORDINATOR_TIMING_AGGREGATOR_H_
+#define BUSYFLEET_COORDINATOR_TIMING_AGGREGATOR_H_
+
+// Turns a job's task timings into its report. Pure functions; no I/O.
+
+#include <map>
+#include <string>
+
+#include "absl/time/time.h"
+#include "busyfleet/v1/coordinator.pb.h"
+#include "coordinator/job_model.h"
+
+namespace busyfleet::coordinator {
+
+inline constexpr uint32_t kReportSchema = 1;
+// A task is a straggler when it took longer than this multiple of the median.
+inline constexpr double kStragglerFactor = 1.5;
+
+// What the report needs to know of a worker beyond the tasks.
+struct WorkerFacts {
+  std::string host;
+  uint32_t slots = 0;
+};
+
+// The report of `job` at time `now` (for jobs still running, wall time runs
+// to `now`). Definitions (DESIGN.md, "Timing"):
+//  - wall = submit -> last result (or now); makespan = first task start ->
+//    last task end; serial = sum of succeeded task durations;
+//    speedup = serial / makespan; efficiency = speedup / slots, where slots
+//    counts the distinct (worker, slot) pairs that ran the job's tasks;
+//    overhead = wall - makespan;
+//  - percentiles over succeeded task durations; stragglers are succeeded
+//    tasks longer than kStragglerFactor x the median;
+//  - per worker: busy = sum of its task durations; utilization = busy /
+//    (slots it used x makespan); iterations per second per slot = iterations
+//    / busy.
+// `workers` maps worker names to their facts; a worker missing from it
+// (gone) is reported with the slots the job used on it.
+v1::JobReport BuildReport(const JobRecord& job, const std::map<std::string, WorkerFacts>& workers,
+                          absl::Time now, bool include_tasks);
+
+// Progress of `job` at `now` (O(1): counters only).
+v1::JobProgress BuildProgress(const JobRecord& job, absl::Time now);
+
+// Converts between absl::Time and a protobuf Timestamp (unset for InfinitePast).
+void ToProtoTime(absl::Time t, google::protobuf::Timestamp* out);
+absl::Time FromProtoTime(const google::protobuf::Timestamp& ts);
+
+}  // namespace busyfleet::coordinator
+
+#endif  // BUSYFLEET_COORDINATOR_TIMING_AGGREGATOR_H_

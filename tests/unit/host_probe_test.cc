@@ -1,0 +1,341 @@
+#include "worker/host_probe.h"
+
+#include <unistd.h>
+
+#include <atomic>
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "gtest/gtest.h"
+
+namespace busyfleet::worker {
+namespace {
+
+using ::testing::TempDir;
+
+// Captured from a Docker container on a cgroup v1 host.
+constexpr char kDockerV1Cgroup[] =
+    "12:hugetlb:/docker/3f2a9c1e7b\n"
+    "11:pids:/docker/3f2a9c1e7b\n"
+    "10:memory:/docker/3f2a9c1e7b\n"
+    "9:cpuset:/docker/3f2a9c1e7b\n"
+    "8:net_cls,net_prio:/docker/3f2a9c1e7b\n"
+    "7:blkio:/docker/3f2a9c1e7b\n"
+    "6:freezer:/docker/3f2a9c1e7b\n"
+    "5:devices:/docker/3f2a9c1e7b\n"
+    "4:cpu,cpuacct:/docker/3f2a9c1e7b\n"
+    "3:perf_event:/docker/3f2a9c1e7b\n"
+    "2:rdma:/\n"
+    "1:name=systemd:/docker/3f2a9c1e7b\n"
+    "0::/system.slice/containerd.service\n";
+
+// Captured inside a Docker container on a cgroup v2 host (cgroup namespace).
+constexpr char kDockerV2Cgroup[] = "0::/\n";
+
+// Captured from a systemd service on a cgroup v2 host.
+constexpr char kSystemdV2Cgroup[] = "0::/system.slice/busyfleet-worker.service\n";
+
+// Captured from a sandbox with separate cpu and cpuacct v1 hierarchies.
+constexpr char kSplitCpuV1Cgroup[] =
+    "9:name=systemd:/\n"
+    "8:pids:/\n"
+    "4:memory:/process_api/263ecc64\n"
+    "3:cpuset:/\n"
+    "2:cpuacct:/acct\n"
+    "1:cpu:/limited\n"
+    "0::/\n";
+
+constexpr char kCpuInfo[] =
+    "processor\t: 0\n"
+    "vendor_id\t: GenuineIntel\n"
+    "cpu family\t: 6\n"
+    "model\t\t: 85\n"
+    "model name\t: Intel(R) Xeon(R) Platinum 8259CL CPU @ 2.50GHz  \n"
+    "stepping\t: 7\n"
+    "\n"
+    "processor\t: 1\n"
+    "model name\t: Some Other CPU\n";
+
+void ExpectInvalidArgumentNaming(const absl::Status& status, absl::string_view needle) {
+  EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument) << status;
+  EXPECT_TRUE(absl::StrContains(status.message(), needle))
+      << "message \"" << status.message() << "\" does not name \"" << needle << "\"";
+}
+
+// A directory laid out like / for ProbeHost; removed on destruction.
+class FakeRoot {
+ public:
+  FakeRoot() {
+    static std::atomic<int> counter{0};
+    path_ = std::filesystem::path(TempDir()) /
+            absl::StrCat("host_probe_test_", getpid(), "_", counter++);
+    std::filesystem::remove_all(path_);
+    std::filesystem::create_directories(path_);
+  }
+  ~FakeRoot() {
+    std::error_code ignored;
+    std::filesystem::remove_all(path_, ignored);
+  }
+  FakeRoot(const FakeRoot&) = delete;
+  FakeRoot& operator=(const FakeRoot&) = delete;
+
+  void Write(const std::string& relative, const std::string& content) {
+    std::filesystem::path file = path_ / relative;
+    std::filesystem::create_directories(file.parent_path());
+    std::ofstream out(file, std::ios::binary | std::ios::trunc);
+    out << content;
+    ASSERT_TRUE(out.good()) << file;
+  }
+
+  std::string path() const { return path_.string(); }
+
+ private:
+  std::filesystem::path path_;
+};
+
+TEST(HostProbeTest, ParsesCpuListRanges) {
+  absl::StatusOr<std::vector<int>> cpus = ParseCpuList("0-3,8-11\n");
+  ASSERT_TRUE(cpus.ok()) << cpus.status();
+  EXPECT_EQ(*cpus, (std::vector<int>{0, 1, 2, 3, 8, 9, 10, 11}));
+}
+
+TEST(HostProbeTest, ParsesCpuListSingleCpuAndMixed) {
+  absl::StatusOr<std::vector<int>> single = ParseCpuList("0\n");
+  ASSERT_TRUE(single.ok()) << single.status();
+  EXPECT_EQ(*single, (std::vector<int>{0}));
+
+  absl::StatusOr<std::vector<int>> mixed = ParseCpuList("5,0-1,7  \n");
+  ASSERT_TRUE(mixed.ok()) << mixed.status();
+  EXPECT_EQ(*mixed, (std::vector<int>{0, 1, 5, 7}));
+}
+
+TEST(HostProbeTest, ParsesEmptyCpuListAsEmptySet) {
+  absl::StatusOr<std::vector<int>> empty = ParseCpuList("");
+  ASSERT_TRUE(empty.ok()) << empty.status();
+  EXPECT_TRUE(empty->empty());
+
+  absl::StatusOr<std::vector<int>> blank = ParseCpuList("\n");
+  ASSERT_TRUE(blank.ok()) << blank.status();
+  EXPECT_TRUE(blank->empty());
+}
+
+TEST(HostProbeTest, RejectsMalformedCpuList) {
+  ExpectInvalidArgumentNaming(ParseCpuList("0-").status(), "\"0-\"");
+  ExpectInvalidArgumentNaming(ParseCpuList("a").status(), "\"a\"");
+  ExpectInvalidArgumentNaming(ParseCpuList("3-1").status(), "\"3-1\"");
+  ExpectInvalidArgumentNaming(ParseCpuList("0-3,x,5").status(), "\"x\"");
+  ExpectInvalidArgumentNaming(ParseCpuList("0,,2").status(), "\"\"");
+  ExpectInvalidArgumentNaming(ParseCpuList("-1").status(), "\"-1\"");
+  ExpectInvalidArgumentNaming(ParseCpuList("0-99999999").status(), "\"0-99999999\"");
+}
+
+TEST(HostProbeTest, ParsesCgroupV2CpuMax) {
+  absl::StatusOr<double> unlimited = ParseCgroupV2CpuMax("max 100000\n");
+  ASSERT_TRUE(unlimited.ok()) << unlimited.status();
+  EXPECT_EQ(*unlimited, 0.0);
+
+  absl::StatusOr<double> two = ParseCgroupV2CpuMax("200000 100000\n");
+  ASSERT_TRUE(two.ok()) << two.status();
+  EXPECT_DOUBLE_EQ(*two, 2.0);
+
+  absl::StatusOr<double> one_and_half = ParseCgroupV2CpuMax("150000 100000");
+  ASSERT_TRUE(one_and_half.ok()) << one_and_half.status();
+  EXPECT_DOUBLE_EQ(*one_and_half, 1.5);
+}
+
+TEST(HostProbeTest, RejectsGarbageCgroupV2CpuMax) {
+  for (const char* garbage :
+       {"", "\n", "garbage", "abc 100000", "200000 0", "200000", "0 100000",
+        "-5 100000", "200000 100000 7", "max x"}) {
+    absl::StatusOr<double> quota = ParseCgroupV2CpuMax(garbage);
+    EXPECT_EQ(quota.status().code(), absl::StatusCode::kInvalidArgument)
+        << "\"" << garbage << "\" gave " << quota.status();
+  }
+}
+
+TEST(HostProbeTest, ParsesCgroupV1Quota) {
+  absl::StatusOr<double> unlimited = ParseCgroupV1Quota("-1\n", "100000\n");
+  ASSERT_TRUE(unlimited.ok()) << unlimited.status();
+  EXPECT_EQ(*unlimited, 0.0);
+
+  absl::StatusOr<double> half = ParseCgroupV1Quota("50000\n", "100000\n");
+  ASSERT_TRUE(half.ok()) << half.status();
+  EXPECT_DOUBLE_EQ(*half, 0.5);
+}
+
+TEST(HostProbeTest, RejectsGarbageCgroupV1Quota) {
+  EXPECT_EQ(ParseCgroupV1Quota("lots", "100000").status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(ParseCgroupV1Quota("50000", "0").status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(ParseCgroupV1Quota("0", "100000").status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(ParseCgroupV1Quota("-2", "100000").status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(ParseCgroupV1Quota("50000", "").status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+TEST(HostProbeTest, ParsesFirstCpuModel) {
+  EXPECT_EQ(ParseCpuModel(kCpuInfo), "Intel(R) Xeon(R) Platinum 8259CL CPU @ 2.50GHz");
+  EXPECT_EQ(ParseCpuModel("processor\t: 0\nBogoMIPS\t: 48.00\n"), "");
+  EXPECT_EQ(ParseCpuModel(""), "");
+}
+
+TEST(HostProbeTest, ParsesCgroupV2Path) {
+  EXPECT_EQ(ParseCgroupV2Path(kSystemdV2Cgroup),
+            std::optional<std::string>("/system.slice/busyfleet-worker.service"));
+  EXPECT_EQ(ParseCgroupV2Path(kDockerV2Cgroup), std::optional<std::string>("/"));
+  EXPECT_EQ(ParseCgroupV2Path(kDockerV1Cgroup),
+            std::optional<std::string>("/system.slice/containerd.service"));
+  EXPECT_EQ(ParseCgroupV2Path("4:cpu,cpuacct:/docker/abc\n"), std::nullopt);
+  EXPECT_EQ(ParseCgroupV2Path(""), std::nullopt);
+}
+
+TEST(HostProbeTest, ParsesCgroupV1CpuPath) {
+  EXPECT_EQ(ParseCgroupV1CpuPath(kDockerV1Cgroup),
+            std::optional<std::string>("/docker/3f2a9c1e7b"));
+  EXPECT_EQ(ParseCgroupV1CpuPath(kSplitCpuV1Cgroup), std::optional<std::string>("/limited"));
+  EXPECT_EQ(ParseCgroupV1CpuPath(kSystemdV2Cgroup), std::nullopt);
+  EXPECT_EQ(ParseCgroupV1CpuPath(kDockerV2Cgroup), std::nullopt);
+  // "cpuset" and "cpuacct" alone are not the cpu controller.
+  EXPECT_EQ(ParseCgroupV1CpuPath("3:cpuset:/a\n2:cpuacct:/b\n"), std::nullopt);
+}
+
+TEST(HostProbeTest, CountsHyperThreadedCores) {
+  // 8 logical CPUs, 4 cores: cpus 0-3 and 4-7 are siblings, package 0.
+  std::vector<std::pair<int, int>> pairs;
+  for (int cpu = 0; cpu < 8; ++cpu) pairs.emplace_back(0, cpu % 4);
+  EXPECT_EQ(CountPhysicalCores(pairs), 4);
+}
+
+TEST(HostProbeTest, CountsTwoSocketCores) {
+  // 2 packages x 4 cores x 2 threads; core ids 0..3 repeat on each package.
+  std::vector<std::pair<int, int>> pairs;
+  for (int cpu = 0; cpu < 16; ++cpu) pairs.emplace_back((cpu / 4) % 2, cpu % 4);
+  EXPECT_EQ(CountPhysicalCores(pairs), 8);
+  EXPECT_EQ(CountPhysicalCores({}), 0);
+}
+
+TEST(HostProbeTest, DefaultSlotsUsesPhysicalCores) {
+  HostInfo info;
+  info.logical_cpus = 8;
+  info.physical_cores = 4;
+  info.affinity_cpus = 8;
+  EXPECT_EQ(DefaultSlots(info), 4);
+}
+
+TEST(HostProbeTest, DefaultSlotsHonoursQuota) {
+  HostInfo info;
+  info.logical_cpus = 64;
+  info.physical_cores = 32;
+  info.affinity_cpus = 64;
+  info.cgroup_cpu_quota = 2.0;
+  EXPECT_EQ(DefaultSlots(info), 2);
+
+  info.cgroup_cpu_quota = 2.9;
+  EXPECT_EQ(DefaultSlots(info), 2);
+
+  info.cgroup_cpu_quota = 0.5;
+  EXPECT_EQ(DefaultSlots(info), 1);
+}
+
+TEST(HostProbeTest, DefaultSlotsHonoursAffinity) {
+  HostInfo info;
+  info.logical_cpus = 8;
+  info.physical_cores = 4;
+  info.affinity_cpus = 3;
+  EXPECT_EQ(DefaultSlots(info), 3);
+}
+
+TEST(HostProbeTest, DefaultSlotsFallsBackToLogicalThenOne) {
+  HostInfo info;
+  info.logical_cpus = 6;
+  EXPECT_EQ(DefaultSlots(info), 6);
+  EXPECT_EQ(DefaultSlots(HostInfo{}), 1);
+}
+
+TEST(HostProbeTest, ProbeHostReadsFakeRootWithNestedCgroupV2Limit) {
+  FakeRoot root;
+  root.Write("sys/devices/system/cpu/online", "0-7\n");
+  for (int cpu = 0; cpu < 8; ++cpu) {
+    const std::string topology = absl::StrCat("sys/devices/system/cpu/cpu", cpu, "/topology/");
+    root.Write(topology + "physical_package_id", "0\n");
+    root.Write(topology + "core_id", absl::StrCat(cpu % 4, "\n"));
+  }
+  root.Write("proc/cpuinfo", kCpuInfo);
+  root.Write("proc/self/cgroup", "0::/kubepods.slice/pod1/ctr\n");
+  root.Write("sys/fs/cgroup/cpu.max", "max 100000\n");
+  root.Write("sys/fs/cgroup/kubepods.slice/cpu.max", "max 100000\n");
+  root.Write("sys/fs/cgroup/kubepods.slice/pod1/cpu.max", "200000 100000\n");
+  root.Write("sys/fs/cgroup/kubepods.slice/pod1/ctr/cpu.max", "max 100000\n");
+
+  HostInfo info = ProbeHost(root.path());
+  EXPECT_EQ(info.logical_cpus, 8);
+  EXPECT_EQ(info.physical_cores, 4);
+  EXPECT_DOUBLE_EQ(info.cgroup_cpu_quota, 2.0);
+  EXPECT_EQ(info.cpu_model, "Intel(R) Xeon(R) Platinum 8259CL CPU @ 2.50GHz");
+  EXPECT_GT(info.affinity_cpus, 0);
+  EXPECT_EQ(DefaultSlots(info), 2);
+}
+
+TEST(HostProbeTest, ProbeHostTakesSmallestCgroupV2LimitOnPath) {
+  FakeRoot root;
+  root.Write("sys/devices/system/cpu/online", "0-3\n");
+  root.Write("proc/self/cgroup", "0::/outer/inner\n");
+  root.Write("sys/fs/cgroup/outer/cpu.max", "150000 100000\n");
+  root.Write("sys/fs/cgroup/outer/inner/cpu.max", "300000 100000\n");
+
+  HostInfo info = ProbeHost(root.path());
+  EXPECT_EQ(info.logical_cpus, 4);
+  EXPECT_DOUBLE_EQ(info.cgroup_cpu_quota, 1.5);
+}
+
+TEST(HostProbeTest, ProbeHostReadsCgroupV1QuotaAtMountRootInsideNamespace) {
+  FakeRoot root;
+  root.Write("sys/devices/system/cpu/online", "0-1\n");
+  // Inside a cgroup namespace the own path is "/" (or absent from the mount).
+  root.Write("proc/self/cgroup", "4:cpu,cpuacct:/docker/3f2a9c1e7b\n");
+  root.Write("sys/fs/cgroup/cpu,cpuacct/cpu.cfs_quota_us", "50000\n");
+  root.Write("sys/fs/cgroup/cpu,cpuacct/cpu.cfs_period_us", "100000\n");
+
+  HostInfo info = ProbeHost(root.path());
+  EXPECT_EQ(info.logical_cpus, 2);
+  EXPECT_DOUBLE_EQ(info.cgroup_cpu_quota, 0.5);
+}
+
+TEST(HostProbeTest, ProbeHostReadsCgroupV1QuotaOnOwnPath) {
+  FakeRoot root;
+  root.Write("proc/self/cgroup", kSplitCpuV1Cgroup);
+  root.Write("sys/fs/cgroup/cpu/cpu.cfs_quota_us", "-1\n");
+  root.Write("sys/fs/cgroup/cpu/cpu.cfs_period_us", "100000\n");
+  root.Write("sys/fs/cgroup/cpu/limited/cpu.cfs_quota_us", "300000\n");
+  root.Write("sys/fs/cgroup/cpu/limited/cpu.cfs_period_us", "100000\n");
+
+  HostInfo info = ProbeHost(root.path());
+  EXPECT_DOUBLE_EQ(info.cgroup_cpu_quota, 3.0);
+}
+
+TEST(HostProbeTest, ProbeHostLeavesUnknownsZero) {
+  FakeRoot root;
+  // Online CPUs are listed but one topology file is missing.
+  root.Write("sys/devices/system/cpu/online", "0-1\n");
+  root.Write("sys/devices/system/cpu/cpu0/topology/physical_package_id", "0\n");
+  root.Write("sys/devices/system/cpu/cpu0/topology/core_id", "0\n");
+
+  HostInfo info = ProbeHost(root.path());
+  EXPECT_EQ(info.logical_cpus, 2);
+  EXPECT_EQ(info.physical_cores, 0);
+  EXPECT_EQ(info.cgroup_cpu_quota, 0.0);
+  EXPECT_EQ(info.cpu_model, "");
+  EXPECT_GT(info.affinity_cpus, 0);
+}
+
+}  // namespace
+}  // namespace busyfleet::worker

@@ -1,0 +1,261 @@
+#include "worker/executor.h"
+
+#include <signal.h>
+#include <sys/resource.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "absl/strings/str_cat.h"
+#include "common/clock.h"
+
+namespace busyfleet::worker {
+namespace {
+
+absl::Duration ToAbsl(const google::protobuf::Duration& d) {
+  return absl::Seconds(d.seconds()) + absl::Nanoseconds(d.nanos());
+}
+
+KernelResult RunKernel(const v1::Assignment& a, const CancelToken& cancel, absl::Time deadline) {
+  switch (a.kind()) {
+    case v1::TASK_KIND_COUNTDOWN:
+      return Countdown(a.iterations(), cancel, deadline);
+    case v1::TASK_KIND_SPIN:
+      return Spin(ToAbsl(a.duration()), cancel, deadline);
+    case v1::TASK_KIND_SLEEP:
+      return Sleep(ToAbsl(a.duration()), cancel, deadline);
+    default:
+      return {KernelOutcome::kCancelled, 0};
+  }
+}
+
+absl::Time DeadlineOf(const v1::Assignment& a) {
+  const absl::Duration timeout = ToAbsl(a.timeout());
+  return timeout > absl::ZeroDuration() ? absl::Now() + timeout : absl::InfiniteFuture();
+}
+
+void SetWallStart(absl::Time t, v1::TaskResult* r) {
+  const int64_t ns = absl::ToUnixNanos(t);
+  r->mutable_start_wall()->set_seconds(ns / 1'000'000'000);
+  r->mutable_start_wall()->set_nanos(static_cast<int32_t>(ns % 1'000'000'000));
+}
+
+// Exit codes of a process-mode child.
+constexpr int kChildCompleted = 0;
+constexpr int kChildTimedOut = 3;
+constexpr int kChildBadKind = 4;
+
+}  // namespace
+
+Executor::Executor(Options options, StartedFn on_started, FinishedFn on_finished)
+    : options_(options), on_started_(std::move(on_started)), on_finished_(std::move(on_finished)) {
+  threads_.reserve(static_cast<size_t>(options_.slots));
+  for (int slot = 0; slot < options_.slots; ++slot) {
+    threads_.emplace_back([this, slot] { SlotLoop(slot); });
+  }
+}
+
+Executor::~Executor() { Stop(); }
+
+void Executor::Submit(const v1::Assignment& assignment) {
+  absl::MutexLock lock(&mu_);
+  if (stopping_) return;
+  queue_.push_back(assignment);
+}
+
+void Executor::Cancel(const v1::TaskRef& ref) {
+  absl::MutexLock lock(&mu_);
+  const Key key = KeyOf(ref);
+  for (auto it = queue_.begin(); it != queue_.end(); ++it) {
+    if (KeyOf(it->task()) == key) {
+      queue_.erase(it);
+      return;
+    }
+  }
+  auto it = running_.find(key);
+  if (it == running_.end()) return;
+  it->second.cancel->Cancel();
+  if (it->second.child > 0) kill(it->second.child, SIGKILL);
+}
+
+void Executor::CancelAll() {
+  absl::MutexLock lock(&mu_);
+  queue_.clear();
+  for (auto& [key, r] : running_) {
+    r.cancel->Cancel();
+    if (r.child > 0) kill(r.child, SIGKILL);
+  }
+}
+
+std::vector<v1::TaskRef> Executor::TakeQueued() {
+  absl::MutexLock lock(&mu_);
+  std::vector<v1::TaskRef> out;
+  out.reserve(queue_.size());
+  for (const v1::Assignment& a : queue_) out.push_back(a.task());
+  queue_.clear();
+  return out;
+}
+
+int Executor::running() const {
+  absl::MutexLock lock(&mu_);
+  return static_cast<int>(running_.size());
+}
+
+int Executor::queued() const {
+  absl::MutexLock lock(&mu_);
+  return static_cast<int>(queue_.size());
+}
+
+bool Executor::WaitIdle(absl::Time deadline) const {
+  absl::MutexLock lock(&mu_);
+  auto idle = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return queue_.empty() && running_.empty(); };
+  return mu_.AwaitWithDeadline(absl::Condition(&idle), deadline);
+}
+
+void Executor::Stop() {
+  {
+    absl::MutexLock lock(&mu_);
+    if (stopping_ && threads_.empty()) return;
+    stopping_ = true;
+    queue_.clear();
+    for (auto& [key, r] : running_) {
+      r.cancel->Cancel();
+      if (r.child > 0) kill(r.child, SIGKILL);
+    }
+  }
+  for (std::thread& t : threads_) {
+    if (t.joinable()) t.join();
+  }
+  threads_.clear();
+}
+
+void Executor::SlotLoop(int slot) {
+  for (;;) {
+    v1::Assignment a;
+    auto cancel = std::make_shared<CancelToken>();
+    {
+      absl::MutexLock lock(&mu_);
+      auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stopping_ || !queue_.empty(); };
+      mu_.Await(absl::Condition(&ready));
+      if (stopping_) return;
+      a = std::move(queue_.front());
+      queue_.pop_front();
+      running_[KeyOf(a.task())] = Running{cancel, 0};
+    }
+    const v1::ExecMode mode = a.exec() == v1::EXEC_MODE_UNSPECIFIED ? options_.default_exec : a.exec();
+    v1::TaskStarted started;
+    *started.mutable_task() = a.task();
+    started.set_slot(static_cast<uint32_t>(slot));
+    started.set_start_mono_ns(MonoNanosNow());
+    on_started_(started);
+    const Key key = KeyOf(a.task());
+    v1::TaskResult result = mode == v1::EXEC_MODE_PROCESS ? RunInProcess(a, slot, key, *cancel)
+                                                          : RunInThread(a, slot, *cancel);
+    {
+      absl::MutexLock lock(&mu_);
+      running_.erase(key);
+    }
+    on_finished_(result);
+  }
+}
+
+v1::TaskResult Executor::RunInThread(const v1::Assignment& a, int slot, const CancelToken& cancel) {
+  v1::TaskResult r;
+  *r.mutable_task() = a.task();
+  r.set_slot(static_cast<uint32_t>(slot));
+  const absl::Time deadline = DeadlineOf(a);
+  SetWallStart(absl::Now(), &r);
+  const int64_t cpu0 = ThreadCpuNanos();
+  r.set_start_mono_ns(MonoNanosNow());
+  const KernelResult k = RunKernel(a, cancel, deadline);
+  r.set_end_mono_ns(MonoNanosNow());
+  r.set_cpu_ns(ThreadCpuNanos() - cpu0);
+  r.set_iterations_done(a.kind() == v1::TASK_KIND_COUNTDOWN ? k.iterations_done : 0);
+  switch (k.outcome) {
+    case KernelOutcome::kCompleted:
+      r.set_state(v1::TASK_STATE_SUCCEEDED);
+      break;
+    case KernelOutcome::kCancelled:
+      r.set_state(v1::TASK_STATE_CANCELLED);
+      r.set_error("cancelled");
+      break;
+    case KernelOutcome::kTimedOut:
+      r.set_state(v1::TASK_STATE_FAILED);
+      r.set_error(absl::StrCat("timed out after ", absl::FormatDuration(ToAbsl(a.timeout()))));
+      break;
+  }
+  return r;
+}
+
+v1::TaskResult Executor::RunInProcess(const v1::Assignment& a, int slot, const Key& key,
+                                      const CancelToken& cancel) {
+  v1::TaskResult r;
+  *r.mutable_task() = a.task();
+  r.set_slot(static_cast<uint32_t>(slot));
+  const absl::Time deadline = DeadlineOf(a);
+  SetWallStart(absl::Now(), &r);
+  r.set_start_mono_ns(MonoNanosNow());
+  const pid_t pid = fork();
+  if (pid == 0) {
+    // Child: only the kernel, then _exit (no destructors, no gRPC).
+    CancelToken never;
+    if (a.kind() != v1::TASK_KIND_COUNTDOWN && a.kind() != v1::TASK_KIND_SPIN &&
+        a.kind() != v1::TASK_KIND_SLEEP) {
+      _exit(kChildBadKind);
+    }
+    const KernelResult k = RunKernel(a, never, deadline);
+    _exit(k.outcome == KernelOutcome::kTimedOut ? kChildTimedOut : kChildCompleted);
+  }
+  if (pid < 0) {
+    r.set_end_mono_ns(MonoNanosNow());
+    r.set_state(v1::TASK_STATE_FAILED);
+    r.set_error(absl::StrCat("fork failed: ", std::strerror(errno)));
+    return r;
+  }
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = running_.find(key);
+    if (it != running_.end()) it->second.child = pid;
+    if (cancel.cancelled()) kill(pid, SIGKILL);  // cancelled before the pid was known
+  }
+  // Wait without reaping, forget the pid, then reap: a Cancel racing with
+  // the exit can never signal a recycled pid.
+  siginfo_t info{};
+  while (waitid(P_PID, static_cast<id_t>(pid), &info, WEXITED | WNOWAIT) != 0 && errno == EINTR) {
+  }
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = running_.find(key);
+    if (it != running_.end()) it->second.child = 0;
+  }
+  int status = 0;
+  rusage usage{};
+  while (wait4(pid, &status, 0, &usage) < 0 && errno == EINTR) {
+  }
+  r.set_end_mono_ns(MonoNanosNow());
+  r.set_cpu_ns((int64_t{usage.ru_utime.tv_sec} + usage.ru_stime.tv_sec) * 1'000'000'000 +
+               (int64_t{usage.ru_utime.tv_usec} + usage.ru_stime.tv_usec) * 1'000);
+  if (WIFEXITED(status) && WEXITSTATUS(status) == kChildCompleted) {
+    r.set_state(v1::TASK_STATE_SUCCEEDED);
+    r.set_iterations_done(a.kind() == v1::TASK_KIND_COUNTDOWN ? a.iterations() : 0);
+  } else if (cancel.cancelled()) {
+    r.set_state(v1::TASK_STATE_CANCELLED);
+    r.set_error("cancelled");
+  } else if (WIFEXITED(status) && WEXITSTATUS(status) == kChildTimedOut) {
+    r.set_state(v1::TASK_STATE_FAILED);
+    r.set_error(absl::StrCat("timed out after ", absl::FormatDuration(ToAbsl(a.timeout()))));
+  } else if (WIFSIGNALED(status)) {
+    r.set_state(v1::TASK_STATE_FAILED);
+    r.set_error(absl::StrCat("task process killed by signal ", WTERMSIG(status), " (",
+                             strsignal(WTERMSIG(status)), ")"));
+  } else {
+    r.set_state(v1::TASK_STATE_FAILED);
+    r.set_error(absl::StrCat("task process exited with status ", WEXITSTATUS(status)));
+  }
+  return r;
+}
+
+}  // namespace busyfleet::worker

@@ -1,0 +1,82 @@
+#ifndef BUSYFLEET_WORKER_EXECUTOR_H_
+#define BUSYFLEET_WORKER_EXECUTOR_H_
+
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <thread>
+#include <tuple>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "busyfleet/v1/worker.pb.h"
+#include "common/kernels.h"
+
+namespace busyfleet::worker {
+
+// Runs assigned tasks, one thread per slot. Thread-safe; no network.
+//
+// Each task runs either on its slot thread (thread mode) or in a child
+// process forked for it (process mode; CPU time from wait4, a crash fails
+// that task only). Cancel stops a running countdown within about a
+// millisecond (the kernel's cooperative flag; process-mode children are
+// killed).
+class Executor {
+ public:
+  struct Options {
+    int slots = 1;
+    // The mode for assignments that do not name one.
+    v1::ExecMode default_exec = v1::EXEC_MODE_THREAD;
+  };
+  // Called from slot threads; must not block for long.
+  using StartedFn = std::function<void(const v1::TaskStarted&)>;
+  using FinishedFn = std::function<void(const v1::TaskResult&)>;
+
+  Executor(Options options, StartedFn on_started, FinishedFn on_finished);
+  ~Executor();
+
+  // Queues an assignment; a slot picks it up in order.
+  void Submit(const v1::Assignment& assignment);
+  // Stops the attempt: dropped silently if still queued; if running, it
+  // stops and its result is reported as CANCELLED. Unknown refs are ignored.
+  void Cancel(const v1::TaskRef& ref);
+  // Drops every queued task and cancels every running one.
+  void CancelAll();
+  // Removes and returns the tasks not started yet (for draining).
+  std::vector<v1::TaskRef> TakeQueued();
+  int running() const;
+  int queued() const;
+  // Waits until nothing is queued or running; false at the deadline.
+  bool WaitIdle(absl::Time deadline) const;
+  // Cancels everything and joins the slot threads. Idempotent.
+  void Stop();
+
+ private:
+  using Key = std::tuple<std::string, uint32_t, uint32_t>;
+  struct Running {
+    std::shared_ptr<CancelToken> cancel;
+    pid_t child = 0;
+  };
+  static Key KeyOf(const v1::TaskRef& ref) { return {ref.job_id(), ref.task_index(), ref.attempt()}; }
+
+  void SlotLoop(int slot);
+  v1::TaskResult RunInThread(const v1::Assignment& a, int slot, const CancelToken& cancel);
+  v1::TaskResult RunInProcess(const v1::Assignment& a, int slot, const Key& key,
+                              const CancelToken& cancel);
+
+  const Options options_;
+  const StartedFn on_started_;
+  const FinishedFn on_finished_;
+  mutable absl::Mutex mu_;
+  std::deque<v1::Assignment> queue_ ABSL_GUARDED_BY(mu_);
+  std::map<Key, Running> running_ ABSL_GUARDED_BY(mu_);
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  std::vector<std::thread> threads_;
+};
+
+}  // namespace busyfleet::worker
+
+#endif  // BUSYFLEET_WORKER_EXECUTOR_H_

@@ -1,0 +1,341 @@
+#include "worker/worker_client.h"
+
+#include <algorithm>
+#include <utility>
+
+#include <spdlog/spdlog.h>
+
+#include "common/logging.h"
+
+#include "absl/random/random.h"
+#include "absl/strings/str_format.h"
+#include "common/clock.h"
+#include "common/keepalive.h"
+
+namespace busyfleet::worker {
+namespace {
+
+absl::Duration ToAbsl(const google::protobuf::Duration& d) {
+  return absl::Seconds(d.seconds()) + absl::Nanoseconds(d.nanos());
+}
+
+std::string NewInstanceId() {
+  absl::BitGen gen;
+  return absl::StrFormat("%016x", absl::Uniform<uint64_t>(gen));
+}
+
+// A clock sample older than this is replaced even by one with a longer
+// round trip, so the estimate follows drift.
+constexpr int64_t kOffsetMaxAgeNs = 30'000'000'000;
+
+}  // namespace
+
+WorkerClient::WorkerClient(Options options)
+    : options_(std::move(options)), instance_id_(NewInstanceId()) {}
+
+absl::StatusOr<std::unique_ptr<WorkerClient>> WorkerClient::Start(Options options) {
+  if (options.slots < 1) {
+    return absl::InvalidArgumentError(absl::StrFormat("slots must be at least 1, got %d", options.slots));
+  }
+  if (options.name.empty()) return absl::InvalidArgumentError("name must not be empty");
+  std::unique_ptr<WorkerClient> c(new WorkerClient(std::move(options)));
+  grpc::ChannelArguments args;
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, static_cast<int>(absl::ToInt64Milliseconds(kKeepaliveTime)));
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS,
+              static_cast<int>(absl::ToInt64Milliseconds(kKeepaliveTimeout)));
+  args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  args.SetInt(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);
+  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS,
+              static_cast<int>(absl::ToInt64Milliseconds(c->options_.backoff_max)));
+  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS,
+              static_cast<int>(absl::ToInt64Milliseconds(c->options_.backoff_initial)));
+  args.SetMaxReceiveMessageSize(kMaxMessageBytes);
+  args.SetMaxSendMessageSize(kMaxMessageBytes);
+  auto creds = c->options_.credentials ? c->options_.credentials : grpc::InsecureChannelCredentials();
+  c->channel_ = grpc::CreateCustomChannel(c->options_.coordinator, creds, args);
+  c->stub_ = v1::WorkerService::NewStub(c->channel_);
+  WorkerClient* raw = c.get();
+  c->executor_ = std::make_unique<Executor>(
+      Executor::Options{c->options_.slots, c->options_.default_exec},
+      [raw](const v1::TaskStarted& s) { raw->OnStarted(s); },
+      [raw](const v1::TaskResult& r) { raw->OnFinished(r); });
+  c->loop_ = std::thread([raw] { raw->RunLoop(); });
+  return c;
+}
+
+WorkerClient::~WorkerClient() { Stop(); }
+
+void WorkerClient::OnStarted(const v1::TaskStarted& started) {
+  absl::MutexLock lock(&mu_);
+  if (connected_) started_out_.push_back(started);
+}
+
+void WorkerClient::OnFinished(const v1::TaskResult& result) {
+  absl::MutexLock lock(&mu_);
+  ++tasks_finished_;
+  // Results of a broken stream are dropped: the coordinator has queued
+  // those tasks again already.
+  if (connected_) results_out_.push_back(result);
+}
+
+void WorkerClient::RunLoop() {
+  absl::Duration backoff = options_.backoff_initial;
+  absl::BitGen gen;
+  for (;;) {
+    {
+      absl::MutexLock lock(&mu_);
+      if (stopping_ || draining_) break;
+    }
+    if (RunOnce()) backoff = options_.backoff_initial;
+    // Jitter spreads reconnecting workers so a restarted coordinator is not
+    // hit by all of them at once.
+    const absl::Duration wait = backoff * absl::Uniform(gen, 0.5, 1.0);
+    backoff = std::min(backoff * 2, options_.backoff_max);
+    absl::MutexLock lock(&mu_);
+    if (stopping_ || draining_) break;
+    spdlog::info("reconnecting to {} in {}", options_.coordinator, absl::FormatDuration(wait));
+    auto stop = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stopping_ || draining_; };
+    mu_.AwaitWithTimeout(absl::Condition(&stop), wait);
+  }
+  stopped_.Notify();
+}
+
+bool WorkerClient::RunOnce() {
+  grpc::ClientContext ctx;
+  uint64_t generation = 0;
+  {
+    absl::MutexLock lock(&mu_);
+    if (stopping_) return false;
+    context_ = &ctx;
+    generation = ++generation_;
+  }
+  // Wait for the connection instead of failing fast: gRPC reconnects with
+  // its own capped backoff (set from ours) and the call starts once it is up.
+  ctx.set_wait_for_ready(true);
+  auto stream = stub_->Attach(&ctx);
+  v1::WorkerMessage hello_msg;
+  v1::Hello* hello = hello_msg.mutable_hello();
+  hello->set_name(options_.name);
+  *hello->mutable_host() = options_.host;
+  hello->set_slots(static_cast<uint32_t>(options_.slots));
+  hello->mutable_labels()->insert(options_.labels.begin(), options_.labels.end());
+  hello->set_default_exec(options_.default_exec);
+  hello->add_exec_modes(v1::EXEC_MODE_THREAD);
+  hello->add_exec_modes(v1::EXEC_MODE_PROCESS);
+  hello->set_version("0.1.0");
+  hello->set_instance_id(instance_id_);
+  const int64_t hello_sent = MonoNanosNow();
+  hello->set_sent_mono_ns(hello_sent);
+
+  bool welcomed = false;
+  v1::CoordinatorMessage in;
+  if (stream->Write(hello_msg) && stream->Read(&in) && in.has_welcome()) {
+    welcomed = true;
+    const int64_t now = MonoNanosNow();
+    const v1::Welcome& w = in.welcome();
+    std::thread sender;
+    {
+      absl::MutexLock lock(&mu_);
+      name_ = w.name();
+      heartbeat_interval_ = ToAbsl(w.heartbeat_interval());
+      if (heartbeat_interval_ <= absl::ZeroDuration()) heartbeat_interval_ = absl::Seconds(1);
+      // First clock sample from the hello round trip.
+      offset_rtt_ns_ = now - hello_sent;
+      offset_ns_ = w.coordinator_unix_ns() - (hello_sent + now) / 2;
+      offset_taken_mono_ns_ = now;
+      offset_valid_ = true;
+      connected_ = true;
+      ++attach_count_;
+      sender = std::thread([this, s = stream.get(), generation] { SenderLoop(s, generation); });
+    }
+    spdlog::info("attached to {} as {} (session {}, {} slots)", options_.coordinator, w.name(),
+                 w.session_id(), options_.slots);
+    while (stream->Read(&in)) {
+      switch (in.msg_case()) {
+        case v1::CoordinatorMessage::kAssign: {
+          absl::MutexLock lock(&mu_);
+          if (draining_) {
+            // Raced with our drain notice: hand them straight back.
+            for (const v1::Assignment& a : in.assign().assignments()) returned_out_.push_back(a.task());
+            drain_notice_pending_ = true;
+            break;
+          }
+          for (const v1::Assignment& a : in.assign().assignments()) executor_->Submit(a);
+          break;
+        }
+        case v1::CoordinatorMessage::kCancel:
+          for (const v1::TaskRef& ref : in.cancel().tasks()) executor_->Cancel(ref);
+          break;
+        case v1::CoordinatorMessage::kHeartbeatAck: {
+          const int64_t recv = MonoNanosNow();
+          const v1::HeartbeatAck& ack = in.heartbeat_ack();
+          const int64_t rtt = recv - ack.echo_sent_mono_ns();
+          absl::MutexLock lock(&mu_);
+          if (rtt >= 0 && (rtt <= offset_rtt_ns_ || recv - offset_taken_mono_ns_ > kOffsetMaxAgeNs)) {
+            offset_rtt_ns_ = rtt;
+            offset_ns_ = ack.coordinator_unix_ns() - (ack.echo_sent_mono_ns() + recv) / 2;
+            offset_taken_mono_ns_ = recv;
+          }
+          break;
+        }
+        case v1::CoordinatorMessage::kDrain: {
+          spdlog::info("coordinator asked this worker to drain");
+          absl::MutexLock lock(&mu_);
+          for (v1::TaskRef& ref : executor_->TakeQueued()) returned_out_.push_back(std::move(ref));
+          drain_notice_pending_ = true;
+          break;
+        }
+        default:
+          break;
+      }
+    }
+    {
+      absl::MutexLock lock(&mu_);
+      connected_ = false;
+      started_out_.clear();
+      results_out_.clear();
+      returned_out_.clear();
+      drain_notice_pending_ = false;
+    }
+    sender.join();
+  }
+  // Tasks of a lost session have been queued again by the coordinator.
+  executor_->CancelAll();
+  const grpc::Status status = stream->Finish();
+  {
+    absl::MutexLock lock(&mu_);
+    context_ = nullptr;
+    if (!stopping_ && !draining_) {
+      if (welcomed) {
+        spdlog::warn("lost the coordinator at {}: {}", options_.coordinator,
+                     status.ok() ? "stream closed" : status.error_message());
+      } else {
+        spdlog::warn("cannot attach to {}: {} ({})", options_.coordinator, status.error_message(),
+                     static_cast<int>(status.error_code()));
+      }
+    }
+  }
+  return welcomed;
+}
+
+void WorkerClient::SenderLoop(grpc::ClientReaderWriter<v1::WorkerMessage, v1::CoordinatorMessage>* stream,
+                              uint64_t generation) {
+  uint64_t seq = 0;
+  absl::Time next_heartbeat = absl::Now();  // at once: carries the clock offset
+  absl::MutexLock lock(&mu_);
+  for (;;) {
+    auto ready = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      return !connected_ || generation_ != generation || !started_out_.empty() ||
+             !results_out_.empty() || drain_notice_pending_ || close_when_idle_;
+    };
+    mu_.AwaitWithDeadline(absl::Condition(&ready), next_heartbeat);
+    if (!connected_ || generation_ != generation) return;
+    std::vector<v1::WorkerMessage> batch;
+    if (absl::Now() >= next_heartbeat) {
+      v1::Heartbeat* hb = batch.emplace_back().mutable_heartbeat();
+      hb->set_seq(++seq);
+      hb->set_sent_mono_ns(MonoNanosNow());
+      hb->set_clock_offset_valid(offset_valid_);
+      hb->set_clock_offset_ns(offset_ns_);
+      hb->set_clock_rtt_ns(offset_rtt_ns_);
+      next_heartbeat = absl::Now() + heartbeat_interval_;
+    }
+    if (!started_out_.empty() || !results_out_.empty()) {
+      v1::TaskUpdates* u = batch.emplace_back().mutable_updates();
+      for (v1::TaskStarted& s : started_out_) *u->add_started() = std::move(s);
+      for (v1::TaskResult& r : results_out_) *u->add_results() = std::move(r);
+      started_out_.clear();
+      results_out_.clear();
+    }
+    if (drain_notice_pending_) {
+      v1::DrainNotice* d = batch.emplace_back().mutable_drain();
+      for (v1::TaskRef& r : returned_out_) *d->add_returned() = std::move(r);
+      returned_out_.clear();
+      drain_notice_pending_ = false;
+    }
+    bool close = false;
+    if (close_when_idle_ && batch.empty() && executor_->running() == 0 && executor_->queued() == 0) {
+      close = true;
+    }
+    mu_.Unlock();
+    // Heartbeat counts as running what the executor has.
+    bool ok = true;
+    for (v1::WorkerMessage& m : batch) {
+      if (m.has_heartbeat()) {
+        m.mutable_heartbeat()->set_running(static_cast<uint32_t>(executor_->running()));
+        m.mutable_heartbeat()->set_queued(static_cast<uint32_t>(executor_->queued()));
+      }
+      if (!stream->Write(m)) {
+        ok = false;
+        break;
+      }
+    }
+    if (ok && close) stream->WritesDone();
+    mu_.Lock();
+    if (!ok || close) return;
+  }
+}
+
+bool WorkerClient::Drain(absl::Time deadline) {
+  {
+    absl::MutexLock lock(&mu_);
+    if (stopping_) return true;
+    draining_ = true;
+    if (connected_) {
+      for (v1::TaskRef& ref : executor_->TakeQueued()) returned_out_.push_back(std::move(ref));
+      drain_notice_pending_ = true;
+    } else {
+      executor_->TakeQueued();
+    }
+  }
+  const bool idle = executor_->WaitIdle(deadline);
+  {
+    absl::MutexLock lock(&mu_);
+    close_when_idle_ = true;
+  }
+  // The sender closes our side once everything is reported; the coordinator
+  // then ends the stream and the loop returns.
+  const bool closed = idle && stopped_.WaitForNotificationWithDeadline(deadline);
+  Stop();
+  return closed;
+}
+
+void WorkerClient::Stop() {
+  {
+    absl::MutexLock lock(&mu_);
+    if (!stopping_) {
+      stopping_ = true;
+      if (context_ != nullptr) context_->TryCancel();
+    }
+  }
+  if (loop_.joinable()) loop_.join();
+  executor_->Stop();
+}
+
+bool WorkerClient::WaitAttached(absl::Time deadline) const {
+  absl::MutexLock lock(&mu_);
+  auto attached = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return connected_; };
+  return mu_.AwaitWithDeadline(absl::Condition(&attached), deadline);
+}
+
+std::string WorkerClient::name() const {
+  absl::MutexLock lock(&mu_);
+  return name_;
+}
+
+bool WorkerClient::attached() const {
+  absl::MutexLock lock(&mu_);
+  return connected_;
+}
+
+uint64_t WorkerClient::tasks_finished() const {
+  absl::MutexLock lock(&mu_);
+  return tasks_finished_;
+}
+
+int WorkerClient::attach_count() const {
+  absl::MutexLock lock(&mu_);
+  return attach_count_;
+}
+
+}  // namespace busyfleet::worker

@@ -1,0 +1,113 @@
+#ifndef BUSYFLEET_WORKER_WORKER_CLIENT_H_
+#define BUSYFLEET_WORKER_WORKER_CLIENT_H_
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <grpcpp/grpcpp.h>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
+#include "absl/time/time.h"
+#include "busyfleet/v1/worker.grpc.pb.h"
+#include "worker/executor.h"
+
+namespace busyfleet::worker {
+
+// A worker's session with the coordinator: dials out, attaches, runs the
+// tasks it is given and reports them, and reconnects with capped
+// exponential backoff when the coordinator goes away.
+//
+// Threads: one reads the stream; one writes it (results, batched, and
+// heartbeats on their own schedule — slots busy at 100% never delay them);
+// one per slot runs tasks (the Executor).
+class WorkerClient {
+ public:
+  struct Options {
+    std::string coordinator = "127.0.0.1:7070";
+    std::string name;
+    int slots = 1;
+    std::map<std::string, std::string> labels;
+    v1::ExecMode default_exec = v1::EXEC_MODE_THREAD;
+    v1::HostInfo host;
+    absl::Duration backoff_initial = absl::Milliseconds(100);
+    absl::Duration backoff_max = absl::Seconds(5);
+    // nullptr: insecure.
+    std::shared_ptr<grpc::ChannelCredentials> credentials;
+  };
+
+  // Starts the session in the background (it keeps trying to attach).
+  // InvalidArgument for bad options.
+  static absl::StatusOr<std::unique_ptr<WorkerClient>> Start(Options options);
+  ~WorkerClient();
+
+  // Takes no new tasks, hands the unstarted ones back, lets running ones
+  // finish and reports them, then closes the stream and stops. True if all
+  // of that happened before `deadline` (else running tasks are cancelled).
+  bool Drain(absl::Time deadline);
+  // Cancels everything and closes at once. Idempotent.
+  void Stop();
+
+  // True once attached (Welcome received) before `deadline`.
+  bool WaitAttached(absl::Time deadline) const;
+  // The name the coordinator knows this worker by ("" before attaching).
+  std::string name() const;
+  bool attached() const;
+  // Tasks finished (any outcome) since start.
+  uint64_t tasks_finished() const;
+  // Successful attaches so far (1 + reconnections).
+  int attach_count() const;
+
+ private:
+  explicit WorkerClient(Options options);
+  void RunLoop();
+  // One connection: attach, serve until the stream ends. Returns whether the
+  // coordinator ever welcomed us (to reset the backoff).
+  bool RunOnce();
+  void SenderLoop(grpc::ClientReaderWriter<v1::WorkerMessage, v1::CoordinatorMessage>* stream,
+                  uint64_t generation);
+  void OnStarted(const v1::TaskStarted& started);
+  void OnFinished(const v1::TaskResult& result);
+
+  const Options options_;
+  const std::string instance_id_;
+  std::shared_ptr<grpc::Channel> channel_;
+  std::unique_ptr<v1::WorkerService::Stub> stub_;
+  std::unique_ptr<Executor> executor_;
+
+  mutable absl::Mutex mu_;
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  bool draining_ ABSL_GUARDED_BY(mu_) = false;
+  // The coordinator may close the stream once everything is reported.
+  bool close_when_idle_ ABSL_GUARDED_BY(mu_) = false;
+  bool connected_ ABSL_GUARDED_BY(mu_) = false;
+  uint64_t generation_ ABSL_GUARDED_BY(mu_) = 0;
+  grpc::ClientContext* context_ ABSL_GUARDED_BY(mu_) = nullptr;
+  std::string name_ ABSL_GUARDED_BY(mu_);
+  absl::Duration heartbeat_interval_ ABSL_GUARDED_BY(mu_) = absl::Seconds(1);
+  // Outbox, flushed by the sender thread.
+  std::vector<v1::TaskStarted> started_out_ ABSL_GUARDED_BY(mu_);
+  std::vector<v1::TaskResult> results_out_ ABSL_GUARDED_BY(mu_);
+  std::vector<v1::TaskRef> returned_out_ ABSL_GUARDED_BY(mu_);
+  bool drain_notice_pending_ ABSL_GUARDED_BY(mu_) = false;
+  // Clock offset estimate: coordinator Unix ns - worker monotonic ns.
+  bool offset_valid_ ABSL_GUARDED_BY(mu_) = false;
+  int64_t offset_ns_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t offset_rtt_ns_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t offset_taken_mono_ns_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t tasks_finished_ ABSL_GUARDED_BY(mu_) = 0;
+  int attach_count_ ABSL_GUARDED_BY(mu_) = 0;
+
+  absl::Notification stopped_;  // RunLoop has returned
+  std::thread loop_;
+};
+
+}  // namespace busyfleet::worker
+
+#endif  // BUSYFLEET_WORKER_WORKER_CLIENT_H_
