@@ -102,7 +102,12 @@ int Follow(const Globals& g, CoordinatorClient& client, const std::string& id, b
       });
   if (bar) std::fprintf(stderr, "\n");
   if (!final_update.ok()) return Fail(final_update.status());
-  PrintReport(g, final_update->report(), show_tasks);
+  if (json_lines) {
+    // JSON Lines throughout: the report is the last line.
+    std::cout << busyfleet::coordctl::ReportToJson(final_update->report()).dump() << std::endl;
+  } else {
+    PrintReport(g, final_update->report(), show_tasks);
+  }
   return ExitForJobState(final_update->report().state());
 }
 
@@ -179,6 +184,8 @@ absl::StatusOr<v1::JobSpec> BuildSpec(const SubmitFlags& f, const CLI::App& cmd)
 int main(int argc, char** argv) {
   CLI::App app{"coordctl: submit busy-wait jobs to a busyfleet coordinator and read their reports"};
   app.require_subcommand(1);
+  // Global flags may also follow the command: `coordctl workers -o json`.
+  app.fallthrough();
   Globals g;
   app.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
   app.add_option("--coordinator", g.coordinator, "coordinator address (host:port)")->capture_default_str();

@@ -318,6 +318,12 @@ bool WorkerClient::WaitAttached(absl::Time deadline) const {
   return mu_.AwaitWithDeadline(absl::Condition(&attached), deadline);
 }
 
+bool WorkerClient::WaitAttachCount(int n, absl::Time deadline) const {
+  absl::MutexLock lock(&mu_);
+  auto reached = [this, n]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return attach_count_ >= n && connected_; };
+  return mu_.AwaitWithDeadline(absl::Condition(&reached), deadline);
+}
+
 std::string WorkerClient::name() const {
   absl::MutexLock lock(&mu_);
   return name_;

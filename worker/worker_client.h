@@ -56,6 +56,9 @@ class WorkerClient {
 
   // True once attached (Welcome received) before `deadline`.
   bool WaitAttached(absl::Time deadline) const;
+  // True once the worker has attached `n` times (first attach plus
+  // reconnections) before `deadline`.
+  bool WaitAttachCount(int n, absl::Time deadline) const;
   // The name the coordinator knows this worker by ("" before attaching).
   std::string name() const;
   bool attached() const;
@@ -63,6 +66,8 @@ class WorkerClient {
   uint64_t tasks_finished() const;
   // Successful attaches so far (1 + reconnections).
   int attach_count() const;
+  // Waits until no task is queued or running here; false at the deadline.
+  bool WaitIdle(absl::Time deadline) const { return executor_->WaitIdle(deadline); }
 
  private:
   explicit WorkerClient(Options options);

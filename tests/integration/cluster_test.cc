@@ -1,0 +1,222 @@
+// A coordinator and workers in one process over loopback gRPC.
+
+#include <algorithm>
+#include <map>
+#include <memory>
+#include <set>
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
+#include "tests/testing/cluster.h"
+#include "tests/testing/status_matchers.h"
+
+namespace busyfleet::testing {
+namespace {
+
+using ::testing::Each;
+using ::testing::HasSubstr;
+
+constexpr absl::Duration kJobDeadline = absl::Seconds(60);
+
+// Waits, on the coordinator's own progress stream, until `pred` holds for a
+// progress update of the job (or the deadline passes).
+bool WaitForProgress(coordinator::Coordinator& c, const std::string& job_id,
+                     std::function<bool(const v1::JobProgress&)> pred, absl::Time deadline) {
+  struct Shared {
+    absl::Mutex mu;
+    bool met ABSL_GUARDED_BY(mu) = false;
+  };
+  auto shared = std::make_shared<Shared>();
+  auto handle = c.Watch(job_id, false, [shared, pred](const v1::JobProgress& p) {
+    if (!pred(p)) return;
+    absl::MutexLock lock(&shared->mu);
+    shared->met = true;
+  });
+  if (!handle.ok()) return false;
+  bool met = false;
+  {
+    absl::MutexLock lock(&shared->mu);
+    auto done = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(shared->mu) { return shared->met; };
+    met = shared->mu.AwaitWithDeadline(absl::Condition(&done), deadline);
+  }
+  c.Unwatch(*handle);
+  return met;
+}
+
+TEST(ClusterTest, JobCompletesWithEveryTaskAccountedOnce) {
+  ASSERT_OK_AND_ASSIGN(auto cluster, InProcessCluster::Start({.workers = 2, .slots_per_worker = 1}));
+  ASSERT_OK_AND_ASSIGN(std::string id, cluster->Submit(InProcessCluster::Countdown(8, 1'000'000)));
+  ASSERT_OK_AND_ASSIGN(v1::JobReport r, cluster->WaitForJob(id, absl::Now() + kJobDeadline));
+  EXPECT_EQ(r.state(), v1::JOB_STATE_SUCCEEDED);
+  EXPECT_EQ(r.schema(), 1u);
+  EXPECT_EQ(r.tasks_succeeded(), 8u);
+  EXPECT_EQ(r.retries(), 0u);
+  ASSERT_EQ(r.tasks_size(), 8);
+  std::set<uint32_t> indices;
+  std::set<std::string> workers;
+  uint64_t iterations = 0;
+  for (const v1::TaskTiming& t : r.tasks()) {
+    indices.insert(t.index());
+    workers.insert(t.worker());
+    EXPECT_EQ(t.attempt(), 1u);
+    EXPECT_EQ(t.state(), v1::TASK_STATE_SUCCEEDED);
+    EXPECT_GT(t.seconds(), 0.0);
+    EXPECT_GE(t.start_offset_seconds(), 0.0);
+    iterations += t.iterations();
+  }
+  EXPECT_EQ(indices.size(), 8u);
+  EXPECT_EQ(workers, (std::set<std::string>{"w1", "w2"}));
+  EXPECT_EQ(iterations, 8'000'000u);
+  uint64_t worker_iterations = 0;
+  for (const v1::WorkerTiming& w : r.workers()) worker_iterations += w.iterations();
+  EXPECT_EQ(worker_iterations, 8'000'000u);
+  EXPECT_EQ(r.timing().slots(), 2u);
+  EXPECT_GT(r.timing().makespan_seconds(), 0.0);
+  EXPECT_GE(r.timing().wall_seconds(), r.timing().makespan_seconds());
+}
+
+TEST(ClusterTest, CancelStopsRunningCountdownsWithin100ms) {
+  ASSERT_OK_AND_ASSIGN(auto cluster, InProcessCluster::Start({.workers = 2, .slots_per_worker = 1}));
+  // Each task would take about an hour.
+  ASSERT_OK_AND_ASSIGN(std::string id, cluster->Submit(InProcessCluster::Countdown(2, 10'000'000'000'000)));
+  ASSERT_TRUE(WaitForProgress(
+      cluster->coordinator(), id, [](const v1::JobProgress& p) { return p.tasks_running() == 2; },
+      absl::Now() + absl::Seconds(10)));
+  const absl::Time cancelled = absl::Now();
+  ASSERT_OK_AND_ASSIGN(v1::JobState state, cluster->coordinator().Cancel(id));
+  EXPECT_EQ(state, v1::JOB_STATE_CANCELLED);
+  for (int i = 0; i < cluster->worker_count(); ++i) {
+    ASSERT_TRUE(cluster->worker(i).WaitIdle(absl::Now() + absl::Seconds(5)));
+  }
+  const absl::Duration stop_latency = absl::Now() - cancelled;
+  EXPECT_LT(stop_latency, absl::Milliseconds(100)) << "countdowns took " << stop_latency << " to stop";
+  ASSERT_OK_AND_ASSIGN(v1::JobReport r, cluster->coordinator().GetReport(id, true));
+  EXPECT_EQ(r.state(), v1::JOB_STATE_CANCELLED);
+  EXPECT_EQ(r.tasks_cancelled(), 2u);
+}
+
+TEST(ClusterTest, TwoConcurrentJobsBothProgress) {
+  ASSERT_OK_AND_ASSIGN(auto cluster, InProcessCluster::Start({.workers = 2, .slots_per_worker = 1}));
+  ASSERT_OK_AND_ASSIGN(std::string a, cluster->Submit(InProcessCluster::Countdown(6, 30'000'000)));
+  ASSERT_OK_AND_ASSIGN(std::string b, cluster->Submit(InProcessCluster::Countdown(6, 30'000'000)));
+  ASSERT_OK_AND_ASSIGN(v1::JobReport ra, cluster->WaitForJob(a, absl::Now() + kJobDeadline));
+  ASSERT_OK_AND_ASSIGN(v1::JobReport rb, cluster->WaitForJob(b, absl::Now() + kJobDeadline));
+  EXPECT_EQ(ra.state(), v1::JOB_STATE_SUCCEEDED);
+  EXPECT_EQ(rb.state(), v1::JOB_STATE_SUCCEEDED);
+  // Fair sharing: the second job started before the first finished.
+  const absl::Time a_finished = absl::FromUnixSeconds(ra.timing().finished_at().seconds()) +
+                                absl::Nanoseconds(ra.timing().finished_at().nanos());
+  const absl::Time b_started = absl::FromUnixSeconds(rb.timing().started_at().seconds()) +
+                               absl::Nanoseconds(rb.timing().started_at().nanos());
+  EXPECT_LT(b_started, a_finished);
+}
+
+TEST(ClusterTest, StoppedWorkerTasksAreRequeuedAndTheJobSucceeds) {
+  ASSERT_OK_AND_ASSIGN(auto cluster, InProcessCluster::Start({.workers = 2, .slots_per_worker = 1}));
+  ASSERT_OK_AND_ASSIGN(std::string id, cluster->Submit(InProcessCluster::Countdown(4, 300'000'000)));
+  ASSERT_TRUE(WaitForProgress(
+      cluster->coordinator(), id, [](const v1::JobProgress& p) { return p.tasks_running() == 2; },
+      absl::Now() + absl::Seconds(10)));
+  cluster->worker(0).Stop();  // breaks its stream: its tasks go back to the queue
+  ASSERT_OK_AND_ASSIGN(v1::JobReport r, cluster->WaitForJob(id, absl::Now() + kJobDeadline));
+  EXPECT_EQ(r.state(), v1::JOB_STATE_SUCCEEDED);
+  EXPECT_EQ(r.tasks_succeeded(), 4u);
+  EXPECT_GE(r.retries(), 1u);
+  for (const v1::TaskTiming& t : r.tasks()) {
+    EXPECT_EQ(t.worker(), "w2") << "task " << t.index() << " counted from the stopped worker";
+  }
+}
+
+TEST(ClusterTest, DrainingWorkerFinishesRunningTasksAndHandsBackTheRest) {
+  ASSERT_OK_AND_ASSIGN(auto cluster, InProcessCluster::Start({.workers = 2, .slots_per_worker = 1}));
+  ASSERT_OK_AND_ASSIGN(std::string id, cluster->Submit(InProcessCluster::Countdown(6, 200'000'000)));
+  ASSERT_TRUE(WaitForProgress(
+      cluster->coordinator(), id, [](const v1::JobProgress& p) { return p.tasks_running() == 2; },
+      absl::Now() + absl::Seconds(10)));
+  EXPECT_TRUE(cluster->worker(0).Drain(absl::Now() + absl::Seconds(30)));
+  ASSERT_OK_AND_ASSIGN(v1::JobReport r, cluster->WaitForJob(id, absl::Now() + kJobDeadline));
+  EXPECT_EQ(r.state(), v1::JOB_STATE_SUCCEEDED);
+  EXPECT_EQ(r.tasks_succeeded(), 6u);
+  EXPECT_EQ(r.retries(), 0u) << "drained tasks must not count as failures";
+  int on_w1 = 0;
+  for (const v1::TaskTiming& t : r.tasks()) on_w1 += t.worker() == "w1";
+  EXPECT_EQ(on_w1, 1) << "w1 runs the task it had started and nothing after the drain";
+}
+
+TEST(ClusterTest, HeartbeatsAreNotStarvedBySlotsBusyAtFullCpu) {
+  // Every core busy, a short timeout: a heartbeat delayed by the busy slots
+  // would get the worker declared dead and its tasks retried.
+  ASSERT_OK_AND_ASSIGN(auto cluster,
+                       InProcessCluster::Start({.workers = 1,
+                                                .slots_per_worker = 2,
+                                                .worker_timeout = absl::Milliseconds(750),
+                                                .heartbeat_interval = absl::Milliseconds(100)}));
+  ASSERT_OK_AND_ASSIGN(std::string id, cluster->Submit(InProcessCluster::Countdown(4, 2'000'000'000)));
+  ASSERT_OK_AND_ASSIGN(v1::JobReport r, cluster->WaitForJob(id, absl::Now() + kJobDeadline));
+  EXPECT_EQ(r.state(), v1::JOB_STATE_SUCCEEDED);
+  EXPECT_EQ(r.retries(), 0u);
+  EXPECT_EQ(cluster->worker(0).attach_count(), 1);
+}
+
+TEST(ClusterTest, SpinSleepAndProcessModeTasksRun) {
+  ASSERT_OK_AND_ASSIGN(auto cluster, InProcessCluster::Start({.workers = 2, .slots_per_worker = 1}));
+  v1::JobSpec spin;
+  spin.set_kind(v1::TASK_KIND_SPIN);
+  spin.set_tasks(2);
+  spin.mutable_duration()->set_nanos(50'000'000);
+  v1::JobSpec sleep = spin;
+  sleep.set_kind(v1::TASK_KIND_SLEEP);
+  v1::JobSpec process = InProcessCluster::Countdown(2, 10'000'000);
+  process.set_exec(v1::EXEC_MODE_PROCESS);
+  for (const v1::JobSpec& spec : {spin, sleep, process}) {
+    ASSERT_OK_AND_ASSIGN(std::string id, cluster->Submit(spec));
+    ASSERT_OK_AND_ASSIGN(v1::JobReport r, cluster->WaitForJob(id, absl::Now() + kJobDeadline));
+    EXPECT_EQ(r.state(), v1::JOB_STATE_SUCCEEDED) << r.error();
+    for (const v1::TaskTiming& t : r.tasks()) {
+      if (spec.kind() != v1::TASK_KIND_COUNTDOWN) {
+        EXPECT_GE(t.seconds(), 0.049);
+      }
+      if (spec.kind() == v1::TASK_KIND_SLEEP) {
+        EXPECT_LT(t.cpu_seconds(), 0.02);
+      }
+      if (spec.kind() == v1::TASK_KIND_SPIN) {
+        EXPECT_GT(t.cpu_seconds(), 0.02);
+      }
+    }
+  }
+}
+
+TEST(ClusterTest, TaskTimeoutFailsTheJobAfterMaxAttempts) {
+  ASSERT_OK_AND_ASSIGN(auto cluster, InProcessCluster::Start({.workers = 2, .slots_per_worker = 1}));
+  v1::JobSpec spec = InProcessCluster::Countdown(1, 10'000'000'000'000);
+  spec.mutable_task_timeout()->set_nanos(20'000'000);
+  spec.set_max_attempts(2);
+  ASSERT_OK_AND_ASSIGN(std::string id, cluster->Submit(spec));
+  ASSERT_OK_AND_ASSIGN(v1::JobReport r, cluster->WaitForJob(id, absl::Now() + kJobDeadline));
+  EXPECT_EQ(r.state(), v1::JOB_STATE_FAILED);
+  EXPECT_THAT(r.error(), HasSubstr("task 0 failed 2 of 2 attempts"));
+  EXPECT_THAT(r.error(), HasSubstr("timed out"));
+}
+
+TEST(ClusterTest, RestartedCoordinatorIsRejoinedByWorkers) {
+  ASSERT_OK_AND_ASSIGN(auto cluster, InProcessCluster::Start({.workers = 1, .slots_per_worker = 1}));
+  // A second coordinator on a new port stands in for a restart: the worker
+  // reconnects with backoff once its stream breaks.
+  worker::WorkerClient& w = cluster->worker(0);
+  EXPECT_EQ(w.attach_count(), 1);
+  const std::string address = cluster->address();
+  cluster->server().Shutdown(absl::ZeroDuration());
+  coordinator::CoordinatorServer::Options so;
+  so.listen = address;
+  ASSERT_OK_AND_ASSIGN(auto restarted, coordinator::CoordinatorServer::Start(so));
+  ASSERT_TRUE(w.WaitAttachCount(2, absl::Now() + absl::Seconds(20)));
+  auto result = restarted->coordinator().Submit(InProcessCluster::Countdown(2, 1'000'000));
+  ASSERT_OK(result);
+  restarted->Shutdown(absl::Seconds(1));
+}
+
+}  // namespace
+}  // namespace busyfleet::testing
