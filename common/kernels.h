@@ -25,7 +25,8 @@ class CancelToken {
   absl::Notification notification_;
 };
 
-enum class KernelOutcome { kCompleted, kCancelled, kTimedOut };
+// kBadKind: the caller asked for a kernel that does not exist.
+enum class KernelOutcome { kCompleted, kCancelled, kTimedOut, kBadKind };
 
 struct KernelResult {
   KernelOutcome outcome = KernelOutcome::kCompleted;

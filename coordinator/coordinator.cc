@@ -54,6 +54,12 @@ absl::StatusOr<std::unique_ptr<Coordinator>> Coordinator::Create(Options options
   if (options.heartbeat_interval <= absl::ZeroDuration()) {
     options.heartbeat_interval = options.worker_timeout / 5;
   }
+  if (options.heartbeat_interval * 2 > options.worker_timeout) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "heartbeat interval (", absl::FormatDuration(options.heartbeat_interval),
+        ") must be at most half the worker timeout (", absl::FormatDuration(options.worker_timeout),
+        "), or healthy workers would be declared dead"));
+  }
   if (options.prefetch_per_worker < 0) {
     return absl::InvalidArgumentError("prefetch must not be negative");
   }
@@ -232,10 +238,8 @@ v1::WorkerInfo Coordinator::WorkerInfoLocked(const Session& s) const {
   ToProtoTime(s.attached_at, w.mutable_attached_at());
   w.mutable_labels()->insert(s.labels.begin(), s.labels.end());
   w.set_peer(s.peer);
-  if (s.offset_valid) {
-    // Offset between the worker's wall clock and ours is what users can read;
-    // we only know it against the worker's monotonic clock, so report that.
-    *w.mutable_clock_offset() = TimeUtil::NanosecondsToDuration(s.clock_offset_ns);
+  if (s.wall_offset_valid) {
+    *w.mutable_clock_offset() = TimeUtil::NanosecondsToDuration(s.wall_offset_ns);
   }
   w.set_tasks_done(s.tasks_done);
   return w;
@@ -409,6 +413,13 @@ absl::Status Coordinator::HandleMessage(absl::string_view session_id,
         session.offset_valid = true;
         session.clock_offset_ns = hb.clock_offset_ns();
       }
+      if (hb.sent_unix_ns() != 0) {
+        // How far the worker's wall clock is behind ours (positive: behind),
+        // taking half the round trip as the one-way delay.
+        session.wall_offset_ns = absl::ToUnixNanos(session.last_seen) - hb.sent_unix_ns() -
+                                 hb.clock_rtt_ns() / 2;
+        session.wall_offset_valid = true;
+      }
       v1::CoordinatorMessage ack;
       ack.mutable_heartbeat_ack()->set_seq(hb.seq());
       ack.mutable_heartbeat_ack()->set_echo_sent_mono_ns(hb.sent_mono_ns());
@@ -445,6 +456,7 @@ void Coordinator::HandleUpdatesLocked(Session& session, const v1::TaskUpdates& u
     t.slot = started.slot();
     t.started_at = session.offset_valid ? WorkerToCoordinatorTime(session, started.start_mono_ns())
                                         : clock_->Now();
+    t.started_at = std::clamp(t.started_at, t.assigned_at, clock_->Now());
     ++job->running;
     ++session.running;
     if (session.assigned > 0) --session.assigned;
@@ -477,16 +489,20 @@ void Coordinator::HandleResultLocked(Session& session, JobRecord& job, const v1:
   t.result_at = now;
   t.cpu_ns = result.cpu_ns();
   t.iterations_done = result.iterations_done();
+  const absl::Duration ran = absl::Nanoseconds(std::max<int64_t>(0, result.end_mono_ns() - result.start_mono_ns()));
   if (session.offset_valid) {
     t.started_at = WorkerToCoordinatorTime(session, result.start_mono_ns());
-    t.ended_at = WorkerToCoordinatorTime(session, result.end_mono_ns());
   } else {
-    t.ended_at = now;
-    t.started_at = now - absl::Nanoseconds(result.end_mono_ns() - result.start_mono_ns());
+    t.started_at = now - ran;
   }
+  // The offset estimate is only good to half a round trip; keep what we
+  // know for sure: the attempt ran between its assignment and its result.
+  if (t.started_at < t.assigned_at) t.started_at = t.assigned_at;
+  if (t.started_at + ran > now) t.started_at = std::max(t.assigned_at, now - ran);
+  t.ended_at = t.started_at + ran;
   MarkDirtyLocked(job, t.index);
+  t.session.clear();  // any later result for this attempt is a duplicate
   if (IsTerminal(t.state)) return;  // the job ended meanwhile (cancelled or failed)
-  t.session.clear();
   (void)scheduler_.Release(session.id, TaskKey{job.id, t.index});
   ++session.tasks_done;
 

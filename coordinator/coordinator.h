@@ -141,6 +141,8 @@ class Coordinator {
     absl::Time last_heartbeat = absl::InfinitePast();
     bool offset_valid = false;
     int64_t clock_offset_ns = 0;
+    bool wall_offset_valid = false;
+    int64_t wall_offset_ns = 0;
     uint32_t running = 0;
     uint32_t assigned = 0;
     uint64_t tasks_done = 0;

@@ -10,11 +10,13 @@ namespace {
 
 using google::protobuf::util::TimeUtil;
 
-// Length of the UTF-8 sequence starting at `s[i]`, 0 when invalid.
-size_t Utf8SequenceLength(absl::string_view s, size_t i) {
+// Length of the UTF-8 sequence starting at `s[i]`, 0 when invalid; its
+// code point in `*code_point`.
+size_t Utf8SequenceLength(absl::string_view s, size_t i, uint32_t* code_point) {
   const auto c = static_cast<unsigned char>(s[i]);
   size_t len = 0;
   uint32_t cp = 0;
+  *code_point = c;
   if (c < 0x80) return 1;
   if ((c & 0xE0) == 0xC0) { len = 2; cp = c & 0x1F; }
   else if ((c & 0xF0) == 0xE0) { len = 3; cp = c & 0x0F; }
@@ -30,6 +32,7 @@ size_t Utf8SequenceLength(absl::string_view s, size_t i) {
   if ((len == 2 && cp < 0x80) || (len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000)) return 0;
   if (cp >= 0xD800 && cp <= 0xDFFF) return 0;
   if (cp > 0x10FFFF) return 0;
+  *code_point = cp;
   return len;
 }
 
@@ -61,13 +64,14 @@ absl::Status ValidateName(absl::string_view field, absl::string_view name, bool 
                                                    " bytes, got ", name.size()));
   }
   for (size_t i = 0; i < name.size();) {
-    const size_t len = Utf8SequenceLength(name, i);
+    uint32_t cp = 0;
+    const size_t len = Utf8SequenceLength(name, i, &cp);
     if (len == 0) {
       return absl::InvalidArgumentError(
           absl::StrCat(field, " must be valid UTF-8 (bad byte at offset ", i, ")"));
     }
-    const auto c = static_cast<unsigned char>(name[i]);
-    if (len == 1 && (c < 0x20 || c == 0x7F)) {
+    // C0 controls, DEL and the C1 controls U+0080..U+009F.
+    if (cp < 0x20 || (cp >= 0x7F && cp <= 0x9F)) {
       return absl::InvalidArgumentError(
           absl::StrCat(field, " must be printable (control character at offset ", i, ")"));
     }

@@ -88,7 +88,7 @@ v1::JobReport BuildReport(const JobRecord& job, const std::map<std::string, Work
   v1::JobTiming* timing = r.mutable_timing();
   ToProtoTime(job.submitted_at, timing->mutable_submitted_at());
   if (first_start != absl::InfiniteFuture()) ToProtoTime(first_start, timing->mutable_started_at());
-  ToProtoTime(job.finished_at, timing->mutable_finished_at());
+  if (job.finished_at != absl::InfinitePast()) ToProtoTime(job.finished_at, timing->mutable_finished_at());
   const absl::Time wall_end = job.finished_at != absl::InfinitePast() ? job.finished_at : now;
   const double wall = std::max(0.0, Seconds(job.submitted_at, wall_end));
   const double makespan = first_start < last_end ? Seconds(first_start, last_end) : 0;

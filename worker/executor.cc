@@ -28,7 +28,7 @@ KernelResult RunKernel(const v1::Assignment& a, const CancelToken& cancel, absl:
     case v1::TASK_KIND_SLEEP:
       return Sleep(ToAbsl(a.duration()), cancel, deadline);
     default:
-      return {KernelOutcome::kCancelled, 0};
+      return {KernelOutcome::kBadKind, 0};
   }
 }
 
@@ -116,6 +116,7 @@ bool Executor::WaitIdle(absl::Time deadline) const {
 }
 
 void Executor::Stop() {
+  absl::MutexLock stop_lock(&stop_mu_);
   {
     absl::MutexLock lock(&mu_);
     if (stopping_ && threads_.empty()) return;
@@ -154,11 +155,13 @@ void Executor::SlotLoop(int slot) {
     const Key key = KeyOf(a.task());
     v1::TaskResult result = mode == v1::EXEC_MODE_PROCESS ? RunInProcess(a, slot, key, *cancel)
                                                           : RunInThread(a, slot, *cancel);
+    // Report first, then leave running_: WaitIdle must not see this slot
+    // idle before its result has been handed over.
+    on_finished_(result);
     {
       absl::MutexLock lock(&mu_);
       running_.erase(key);
     }
-    on_finished_(result);
   }
 }
 
@@ -166,10 +169,10 @@ v1::TaskResult Executor::RunInThread(const v1::Assignment& a, int slot, const Ca
   v1::TaskResult r;
   *r.mutable_task() = a.task();
   r.set_slot(static_cast<uint32_t>(slot));
-  const absl::Time deadline = DeadlineOf(a);
   SetWallStart(absl::Now(), &r);
   const int64_t cpu0 = ThreadCpuNanos();
   r.set_start_mono_ns(MonoNanosNow());
+  const absl::Time deadline = DeadlineOf(a);
   const KernelResult k = RunKernel(a, cancel, deadline);
   r.set_end_mono_ns(MonoNanosNow());
   r.set_cpu_ns(ThreadCpuNanos() - cpu0);
@@ -186,6 +189,10 @@ v1::TaskResult Executor::RunInThread(const v1::Assignment& a, int slot, const Ca
       r.set_state(v1::TASK_STATE_FAILED);
       r.set_error(absl::StrCat("timed out after ", absl::FormatDuration(ToAbsl(a.timeout()))));
       break;
+    case KernelOutcome::kBadKind:
+      r.set_state(v1::TASK_STATE_FAILED);
+      r.set_error(absl::StrCat("unknown task kind ", static_cast<int>(a.kind())));
+      break;
   }
   return r;
 }
@@ -195,9 +202,9 @@ v1::TaskResult Executor::RunInProcess(const v1::Assignment& a, int slot, const K
   v1::TaskResult r;
   *r.mutable_task() = a.task();
   r.set_slot(static_cast<uint32_t>(slot));
-  const absl::Time deadline = DeadlineOf(a);
   SetWallStart(absl::Now(), &r);
   r.set_start_mono_ns(MonoNanosNow());
+  const absl::Time deadline = DeadlineOf(a);
   const pid_t pid = fork();
   if (pid == 0) {
     // Child: only the kernel, then _exit (no destructors, no gRPC).
@@ -244,6 +251,9 @@ v1::TaskResult Executor::RunInProcess(const v1::Assignment& a, int slot, const K
   } else if (cancel.cancelled()) {
     r.set_state(v1::TASK_STATE_CANCELLED);
     r.set_error("cancelled");
+  } else if (WIFEXITED(status) && WEXITSTATUS(status) == kChildBadKind) {
+    r.set_state(v1::TASK_STATE_FAILED);
+    r.set_error(absl::StrCat("unknown task kind ", static_cast<int>(a.kind())));
   } else if (WIFEXITED(status) && WEXITSTATUS(status) == kChildTimedOut) {
     r.set_state(v1::TASK_STATE_FAILED);
     r.set_error(absl::StrCat("timed out after ", absl::FormatDuration(ToAbsl(a.timeout()))));

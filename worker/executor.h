@@ -74,7 +74,8 @@ class Executor {
   std::deque<v1::Assignment> queue_ ABSL_GUARDED_BY(mu_);
   std::map<Key, Running> running_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
-  std::vector<std::thread> threads_;
+  absl::Mutex stop_mu_;  // serialises Stop()
+  std::vector<std::thread> threads_ ABSL_GUARDED_BY(stop_mu_);
 };
 
 }  // namespace busyfleet::worker

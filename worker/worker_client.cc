@@ -235,10 +235,14 @@ void WorkerClient::SenderLoop(grpc::ClientReaderWriter<v1::WorkerMessage, v1::Co
       v1::Heartbeat* hb = batch.emplace_back().mutable_heartbeat();
       hb->set_seq(++seq);
       hb->set_sent_mono_ns(MonoNanosNow());
+      hb->set_sent_unix_ns(absl::ToUnixNanos(absl::Now()));
       hb->set_clock_offset_valid(offset_valid_);
       hb->set_clock_offset_ns(offset_ns_);
       hb->set_clock_rtt_ns(offset_rtt_ns_);
-      next_heartbeat = absl::Now() + heartbeat_interval_;
+      // The first few come quickly, to settle the clock offset estimate
+      // (smallest round trip wins) before results arrive.
+      next_heartbeat = absl::Now() + (seq < 4 ? std::min(heartbeat_interval_, absl::Milliseconds(20))
+                                               : heartbeat_interval_);
     }
     if (!started_out_.empty() || !results_out_.empty()) {
       v1::TaskUpdates* u = batch.emplace_back().mutable_updates();

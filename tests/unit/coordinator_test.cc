@@ -1,0 +1,1403 @@
+// Unit tests of busyfleet::coordinator::Coordinator, the coordinator's domain
+// logic, driven without a network: workers are FakeChannels that record what
+// the coordinator sends, and speak through HandleMessage; time is a FakeClock.
+#include "coordinator/coordinator.h"
+
+#include <algorithm>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <set>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "busyfleet/v1/coordinator.pb.h"
+#include "busyfleet/v1/types.pb.h"
+#include "busyfleet/v1/worker.pb.h"
+#include "common/clock.h"
+#include "coordinator/job_store.h"
+#include "tests/testing/status_matchers.h"
+
+namespace busyfleet::coordinator {
+namespace {
+
+using ::busyfleet::testing::StatusIs;
+using ::testing::AllOf;
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+using ::testing::IsEmpty;
+using ::testing::SizeIs;
+
+constexpr int64_t kSecond = 1'000'000'000;
+
+// A worker's stream as the Coordinator sees it: records everything sent to
+// it and every Close.
+class FakeChannel final : public WorkerChannel {
+ public:
+  void Send(v1::CoordinatorMessage message) override {
+    absl::MutexLock lock(&mu_);
+    messages_.push_back(std::move(message));
+  }
+  void Close(const absl::Status& status) override {
+    absl::MutexLock lock(&mu_);
+    closes_.push_back(status);
+  }
+
+  std::vector<v1::CoordinatorMessage> messages() const {
+    absl::MutexLock lock(&mu_);
+    return messages_;
+  }
+  std::vector<absl::Status> closes() const {
+    absl::MutexLock lock(&mu_);
+    return closes_;
+  }
+  int Count(v1::CoordinatorMessage::MsgCase c) const {
+    absl::MutexLock lock(&mu_);
+    return static_cast<int>(std::count_if(messages_.begin(), messages_.end(),
+                                          [c](const auto& m) { return m.msg_case() == c; }));
+  }
+  // Every assignment received, in order, over all AssignBatch messages.
+  std::vector<v1::Assignment> assignments() const {
+    absl::MutexLock lock(&mu_);
+    std::vector<v1::Assignment> out;
+    for (const auto& m : messages_) {
+      if (!m.has_assign()) continue;
+      for (const auto& a : m.assign().assignments()) out.push_back(a);
+    }
+    return out;
+  }
+  // Assignments received since the previous call.
+  std::vector<v1::Assignment> TakeNew() {
+    std::vector<v1::Assignment> all = assignments();
+    absl::MutexLock lock(&mu_);
+    std::vector<v1::Assignment> out(all.begin() + static_cast<std::ptrdiff_t>(taken_), all.end());
+    taken_ = all.size();
+    return out;
+  }
+  // Every task named in a CancelTasks message.
+  std::vector<v1::TaskRef> cancelled() const {
+    absl::MutexLock lock(&mu_);
+    std::vector<v1::TaskRef> out;
+    for (const auto& m : messages_) {
+      if (!m.has_cancel()) continue;
+      for (const auto& t : m.cancel().tasks()) out.push_back(t);
+    }
+    return out;
+  }
+ private:
+  mutable absl::Mutex mu_;
+  std::vector<v1::CoordinatorMessage> messages_ ABSL_GUARDED_BY(mu_);
+  std::vector<absl::Status> closes_ ABSL_GUARDED_BY(mu_);
+  size_t taken_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
+struct FakeWorker {
+  std::string session;
+  std::string name;
+  std::shared_ptr<FakeChannel> channel;
+};
+
+v1::Hello MakeHello(const std::string& name, uint32_t slots, const std::string& instance = "") {
+  v1::Hello h;
+  h.set_name(name);
+  h.set_slots(slots);
+  h.set_instance_id(instance);
+  h.mutable_host()->set_hostname(name + ".host");
+  h.mutable_host()->set_logical_cpus(slots);
+  h.mutable_host()->set_physical_cores(slots);
+  h.set_default_exec(v1::EXEC_MODE_THREAD);
+  h.add_exec_modes(v1::EXEC_MODE_THREAD);
+  h.add_exec_modes(v1::EXEC_MODE_PROCESS);
+  h.set_sent_mono_ns(777);
+  return h;
+}
+
+v1::JobSpec Countdown(uint32_t tasks, uint64_t iterations = 1000, const std::string& name = "") {
+  v1::JobSpec s;
+  s.set_name(name);
+  s.set_kind(v1::TASK_KIND_COUNTDOWN);
+  s.set_tasks(tasks);
+  s.set_iterations(iterations);
+  return s;
+}
+
+v1::TaskResult MakeResult(const v1::Assignment& a, v1::TaskState state, int64_t start_mono,
+                          int64_t end_mono, const std::string& error = "", uint32_t slot = 0) {
+  v1::TaskResult r;
+  *r.mutable_task() = a.task();
+  r.set_state(state);
+  r.set_error(error);
+  r.set_slot(slot);
+  r.set_start_mono_ns(start_mono);
+  r.set_end_mono_ns(end_mono);
+  r.set_cpu_ns(end_mono - start_mono);
+  r.set_iterations_done(state == v1::TASK_STATE_SUCCEEDED ? a.iterations() : 0);
+  return r;
+}
+
+std::set<uint32_t> Indices(const std::vector<v1::Assignment>& as) {
+  std::set<uint32_t> out;
+  for (const auto& a : as) out.insert(a.task().task_index());
+  return out;
+}
+
+class CoordinatorTest : public ::testing::Test {
+ protected:
+  Coordinator::Options Defaults() {
+    Coordinator::Options o;
+    o.clock = &clock_;
+    o.store = &store_;
+    o.worker_timeout = absl::Seconds(5);
+    o.prefetch_per_worker = 2;
+    return o;
+  }
+
+  // (Re)creates the coordinator under test.
+  void Start(Coordinator::Options options) {
+    coord_.reset();
+    auto c = Coordinator::Create(std::move(options));
+    ASSERT_TRUE(c.ok()) << c.status();
+    coord_ = *std::move(c);
+  }
+  void SetUp() override { Start(Defaults()); }
+
+  absl::StatusOr<FakeWorker> Attach(const std::string& name, uint32_t slots,
+                                    const std::string& instance = "") {
+    FakeWorker w;
+    w.channel = std::make_shared<FakeChannel>();
+    auto session = coord_->Attach(MakeHello(name, slots, instance), "ipv4:127.0.0.1:1", w.channel);
+    if (!session.ok()) return session.status();
+    w.session = *session;
+    const auto msgs = w.channel->messages();
+    if (msgs.empty() || !msgs.front().has_welcome()) {
+      return absl::InternalError("the first message was not a Welcome");
+    }
+    w.name = msgs.front().welcome().name();
+    return w;
+  }
+
+  absl::Status Send(const FakeWorker& w, v1::WorkerMessage m) {
+    return coord_->HandleMessage(w.session, m);
+  }
+  absl::Status Result(const FakeWorker& w, const v1::TaskResult& r) {
+    v1::WorkerMessage m;
+    *m.mutable_updates()->add_results() = r;
+    return Send(w, m);
+  }
+  absl::Status Succeed(const FakeWorker& w, const v1::Assignment& a, int64_t start = kSecond,
+                       int64_t end = 2 * kSecond) {
+    return Result(w, MakeResult(a, v1::TASK_STATE_SUCCEEDED, start, end));
+  }
+  absl::Status Fail(const FakeWorker& w, const v1::Assignment& a, const std::string& error) {
+    return Result(w, MakeResult(a, v1::TASK_STATE_FAILED, kSecond, 2 * kSecond, error));
+  }
+  absl::Status Started(const FakeWorker& w, const v1::Assignment& a, uint32_t slot,
+                       int64_t start_mono) {
+    v1::WorkerMessage m;
+    v1::TaskStarted* s = m.mutable_updates()->add_started();
+    *s->mutable_task() = a.task();
+    s->set_slot(slot);
+    s->set_start_mono_ns(start_mono);
+    return Send(w, m);
+  }
+  absl::Status Heartbeat(const FakeWorker& w, uint64_t seq, int64_t sent_mono = 0,
+                         bool offset_valid = false, int64_t offset_ns = 0) {
+    v1::WorkerMessage m;
+    v1::Heartbeat* hb = m.mutable_heartbeat();
+    hb->set_seq(seq);
+    hb->set_sent_mono_ns(sent_mono);
+    hb->set_clock_offset_valid(offset_valid);
+    hb->set_clock_offset_ns(offset_ns);
+    return Send(w, m);
+  }
+  absl::Status Return(const FakeWorker& w, const std::vector<v1::Assignment>& as) {
+    v1::WorkerMessage m;
+    m.mutable_drain();
+    for (const auto& a : as) *m.mutable_drain()->add_returned() = a.task();
+    return Send(w, m);
+  }
+
+  v1::WorkerInfo Info(const std::string& name, bool include_gone = false) {
+    for (const auto& w : coord_->ListWorkers(include_gone)) {
+      if (w.name() == name) return w;
+    }
+    ADD_FAILURE() << "no worker named " << name;
+    return {};
+  }
+
+  FakeClock clock_;
+  InMemoryJobStore store_;
+  std::unique_ptr<Coordinator> coord_;
+};
+
+// --- Attach ---
+
+TEST_F(CoordinatorTest, CreateRejectsBadOptions) {
+  Coordinator::Options o = Defaults();
+  o.store = nullptr;
+  EXPECT_THAT(Coordinator::Create(o), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("store")));
+  o = Defaults();
+  o.worker_timeout = absl::ZeroDuration();
+  EXPECT_THAT(Coordinator::Create(o),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("worker-timeout")));
+  o = Defaults();
+  o.prefetch_per_worker = -1;
+  EXPECT_THAT(Coordinator::Create(o), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("prefetch")));
+}
+
+TEST_F(CoordinatorTest, AttachSendsWelcomeWithDefaultHeartbeatInterval) {
+  Coordinator::Options o = Defaults();
+  o.worker_timeout = absl::Seconds(10);
+  int attached_calls = 0;
+  o.on_worker_attached = [&attached_calls] { ++attached_calls; };
+  Start(o);
+  auto ch = std::make_shared<FakeChannel>();
+  ASSERT_OK_AND_ASSIGN(std::string session, coord_->Attach(MakeHello("w1", 2), "peer-1", ch));
+
+  const auto msgs = ch->messages();
+  ASSERT_THAT(msgs, SizeIs(1));  // no job queued: no AssignBatch
+  ASSERT_TRUE(msgs[0].has_welcome());
+  const v1::Welcome& w = msgs[0].welcome();
+  EXPECT_EQ(w.session_id(), session);
+  EXPECT_FALSE(session.empty());
+  EXPECT_EQ(w.name(), "w1");
+  EXPECT_EQ(w.heartbeat_interval().seconds(), 2);  // 10s / 5
+  EXPECT_EQ(w.heartbeat_interval().nanos(), 0);
+  EXPECT_EQ(w.worker_timeout().seconds(), 10);
+  EXPECT_EQ(w.echo_sent_mono_ns(), 777);
+  EXPECT_EQ(w.coordinator_unix_ns(), absl::ToUnixNanos(clock_.Now()));
+  EXPECT_EQ(attached_calls, 1);
+
+  const auto workers = coord_->ListWorkers(false);
+  ASSERT_THAT(workers, SizeIs(1));
+  EXPECT_EQ(workers[0].name(), "w1");
+  EXPECT_EQ(workers[0].session_id(), session);
+  EXPECT_EQ(workers[0].slots(), 2u);
+  EXPECT_EQ(workers[0].state(), v1::WORKER_STATE_READY);
+  EXPECT_EQ(workers[0].host().hostname(), "w1.host");
+  EXPECT_EQ(workers[0].peer(), "peer-1");
+}
+
+TEST_F(CoordinatorTest, ExplicitHeartbeatIntervalIsSentInWelcome) {
+  Coordinator::Options o = Defaults();
+  o.heartbeat_interval = absl::Milliseconds(300);
+  Start(o);
+  ASSERT_OK_AND_ASSIGN(FakeWorker w, Attach("w", 1));
+  const v1::Welcome& welcome = w.channel->messages()[0].welcome();
+  EXPECT_EQ(welcome.heartbeat_interval().seconds(), 0);
+  EXPECT_EQ(welcome.heartbeat_interval().nanos(), 300'000'000);
+}
+
+TEST_F(CoordinatorTest, AttachSendsQueuedTasksAfterWelcome) {
+  ASSERT_OK_AND_ASSIGN(auto sub, coord_->Submit(Countdown(3, 5000)));
+  EXPECT_EQ(sub.tasks(), 3u);
+  ASSERT_OK_AND_ASSIGN(auto report, coord_->GetReport(sub.job_id(), false));
+  EXPECT_EQ(report.state(), v1::JOB_STATE_PENDING);  // no worker yet
+
+  ASSERT_OK_AND_ASSIGN(FakeWorker w, Attach("w", 1));
+  const auto msgs = w.channel->messages();
+  ASSERT_THAT(msgs, SizeIs(2));
+  EXPECT_TRUE(msgs[0].has_welcome());
+  ASSERT_TRUE(msgs[1].has_assign());
+  // 1 slot + prefetch 2 = 3 tasks in one batch.
+  ASSERT_THAT(msgs[1].assign().assignments(), SizeIs(3));
+  for (int i = 0; i < 3; ++i) {
+    const v1::Assignment& a = msgs[1].assign().assignments(i);
+    EXPECT_EQ(a.task().job_id(), sub.job_id());
+    EXPECT_EQ(a.task().task_index(), static_cast<uint32_t>(i));
+    EXPECT_EQ(a.task().attempt(), 1u);
+    EXPECT_EQ(a.kind(), v1::TASK_KIND_COUNTDOWN);
+    EXPECT_EQ(a.iterations(), 5000u);
+  }
+  ASSERT_OK_AND_ASSIGN(report, coord_->GetReport(sub.job_id(), false));
+  EXPECT_EQ(report.state(), v1::JOB_STATE_RUNNING);
+  EXPECT_EQ(Info("w").assigned(), 3u);
+}
+
+TEST_F(CoordinatorTest, AttachRejectsInvalidHello) {
+  auto ch = std::make_shared<FakeChannel>();
+  EXPECT_THAT(coord_->Attach(MakeHello("", 1), "p", ch),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("hello.name")));
+  EXPECT_THAT(coord_->Attach(MakeHello("w", 0), "p", ch),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("hello.slots")));
+  EXPECT_THAT(coord_->Attach(MakeHello("w", 4097), "p", ch),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       AllOf(HasSubstr("hello.slots"), HasSubstr("4096"), HasSubstr("4097"))));
+  EXPECT_THAT(coord_->Attach(MakeHello(std::string(129, 'x'), 1), "p", ch),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("hello.name")));
+  EXPECT_THAT(ch->messages(), IsEmpty());
+  EXPECT_THAT(coord_->ListWorkers(true), IsEmpty());
+  // The limit itself is accepted.
+  EXPECT_OK(coord_->Attach(MakeHello("w", 4096), "p", ch));
+}
+
+TEST_F(CoordinatorTest, SameNameGetsSuffix) {
+  ASSERT_OK_AND_ASSIGN(FakeWorker a, Attach("w", 1));
+  ASSERT_OK_AND_ASSIGN(FakeWorker b, Attach("w", 1));
+  ASSERT_OK_AND_ASSIGN(FakeWorker c, Attach("w", 1, "other-instance"));
+  EXPECT_EQ(a.name, "w");
+  EXPECT_EQ(b.name, "w-2");
+  EXPECT_EQ(c.name, "w-3");
+  EXPECT_NE(a.session, b.session);
+  std::vector<std::string> names;
+  for (const auto& w : coord_->ListWorkers(false)) names.push_back(w.name());
+  EXPECT_THAT(names, ElementsAre("w", "w-2", "w-3"));
+}
+
+TEST_F(CoordinatorTest, ReattachWithSameInstanceReplacesOldSession) {
+  ASSERT_OK_AND_ASSIGN(FakeWorker old, Attach("w", 1, "inst-1"));
+  ASSERT_OK_AND_ASSIGN(auto sub, coord_->Submit(Countdown(2)));
+  ASSERT_THAT(old.channel->TakeNew(), SizeIs(2));
+
+  ASSERT_OK_AND_ASSIGN(FakeWorker fresh, Attach("w", 1, "inst-1"));
+  EXPECT_EQ(fresh.name, "w");  // not "w-2": it replaced itself
+  EXPECT_NE(fresh.session, old.session);
+  const auto workers = coord_->ListWorkers(false);
+  ASSERT_THAT(workers, SizeIs(1));
+  EXPECT_EQ(workers[0].session_id(), fresh.session);
+
+  // The old session's tasks are run again, on the new session, as attempt 2.
+  const auto again = fresh.channel->TakeNew();
+  ASSERT_THAT(again, SizeIs(2));
+  EXPECT_EQ(Indices(again), (std::set<uint32_t>{0, 1}));
+  for (const auto& a : again) {
+    EXPECT_EQ(a.task().job_id(), sub.job_id());
+    EXPECT_EQ(a.task().attempt(), 2u);
+  }
+  EXPECT_THAT(coord_->HandleMessage(old.session, v1::WorkerMessage()),
+              StatusIs(absl::StatusCode::kNotFound, HasSubstr(old.session)));
+  // Nothing new was sent to the old stream after the replacement.
+  EXPECT_EQ(old.channel->Count(v1::CoordinatorMessage::kAssign), 1);
+}
+
+// --- A job from submit to report ---
+
+TEST_F(CoordinatorTest, JobRunsToSuccessAcrossTwoWorkers) {
+  ASSERT_OK_AND_ASSIGN(FakeWorker a, Attach("alpha", 1));
+  ASSERT_OK_AND_ASSIGN(FakeWorker b, Attach("beta", 1));
+  ASSERT_OK_AND_ASSIGN(auto sub, coord_->Submit(Countdown(4, 10'000'000, "chapter")));
+  EXPECT_EQ(sub.tasks(), 4u);
+  EXPECT_THAT(sub.job_id(), HasSubstr("j-"));
+
+  std::vector<v1::JobProgress> updates;
+  ASSERT_OK_AND_ASSIGN(uint64_t handle,
+                       coord_->Watch(sub.job_id(), true,
+                                     [&updates](const v1::JobProgress& p) { updates.push_back(p); }));
+  ASSERT_THAT(updates, SizeIs(1));  // the current progress, at once
+  EXPECT_EQ(updates[0].state(), v1::JOB_STATE_RUNNING);
+  EXPECT_EQ(updates[0].tasks_total(), 4u);
+  EXPECT_EQ(updates[0].tasks_done(), 0u);
+  EXPECT_FALSE(updates[0].has_report());
+
+  // 2 workers x (1 slot + prefetch 2), 4 tasks: two each, in one batch each.
+  EXPECT_EQ(a.channel->Count(v1::CoordinatorMessage::kAssign), 1);
+  EXPECT_EQ(b.channel->Count(v1::CoordinatorMessage::kAssign), 1);
+  const auto for_a = a.channel->TakeNew();
+  const auto for_b = b.channel->TakeNew();
+  ASSERT_THAT(for_a, SizeIs(2));
+  ASSERT_THAT(for_b, SizeIs(2));
+  std::set<uint32_t> all = Indices(for_a);
+  for (uint32_t i : Indices(for_b)) EXPECT_TRUE(all.insert(i).second) << "task " << i << " twice";
+  EXPECT_EQ(all, (std::set<uint32_t>{0, 1, 2, 3}));
+  std::map<uint32_t, std::string> worker_of;
+  for (const auto& x : for_a) worker_of[x.task().task_index()] = "alpha";
+  for (const auto& x : for_b) worker_of[x.task().task_index()] = "beta";
+  for (const auto& x : for_a) EXPECT_EQ(x.task().attempt(), 1u);
+  for (const auto& x : for_b) EXPECT_EQ(x.task().attempt(), 1u);
+
+  // Start one on each; the worker list shows it.
+  ASSERT_OK(Started(a, for_a[0], 0, 10 * kSecond));
+  ASSERT_OK(Started(b, for_b[0], 0, 20 * kSecond));
+  EXPECT_EQ(Info("alpha").running(), 1u);
+  EXPECT_EQ(Info("alpha").assigned(), 1u);
+
+  clock_.Advance(absl::Seconds(3));
+  // Durations 1s, 2s (alpha) and 1.5s, 0.5s (beta).
+  ASSERT_OK(Succeed(a, for_a[0], 10 * kSecond, 11 * kSecond));
+  ASSERT_OK(Succeed(b, for_b[0], 20 * kSecond, 21 * kSecond + kSecond / 2));
+  ASSERT_OK(Succeed(a, for_a[1], 11 * kSecond, 13 * kSecond));
+  ASSERT_OK_AND_ASSIGN(auto mid, coord_->GetReport(sub.job_id(), false));
+  EXPECT_EQ(mid.state(), v1::JOB_STATE_RUNNING);
+  EXPECT_EQ(mid.tasks_succeeded(), 3u);
+  clock_.Advance(absl::Seconds(1));
+  ASSERT_OK(Succeed(b, for_b[1], 22 * kSecond, 22 * kSecond + kSecond / 2));
+
+  ASSERT_OK_AND_ASSIGN(auto report, coord_->GetReport(sub.job_id(), true));
+  EXPECT_EQ(report.state(), v1::JOB_STATE_SUCCEEDED);
+  EXPECT_EQ(report.name(), "chapter");
+  EXPECT_EQ(report.error(), "");
+  EXPECT_EQ(report.tasks_total(), 4u);
+  EXPECT_EQ(report.tasks_succeeded(), 4u);
+  EXPECT_EQ(report.tasks_failed(), 0u);
+  EXPECT_EQ(report.retries(), 0u);
+  EXPECT_EQ(report.iterations_total(), 40'000'000u);
+  EXPECT_DOUBLE_EQ(report.timing().serial_seconds(), 5.0);
+  EXPECT_DOUBLE_EQ(report.timing().wall_seconds(), 4.0);  // submit -> last result
+  ASSERT_THAT(report.tasks(), SizeIs(4));
+  std::map<uint32_t, double> seconds;
+  for (const auto& t : report.tasks()) {
+    EXPECT_EQ(t.state(), v1::TASK_STATE_SUCCEEDED) << t.index();
+    EXPECT_EQ(t.attempt(), 1u) << t.index();
+    EXPECT_EQ(t.worker(), worker_of[t.index()]) << t.index();
+    seconds[t.index()] = t.seconds();
+  }
+  EXPECT_DOUBLE_EQ(seconds[for_a[0].task().task_index()], 1.0);
+  EXPECT_DOUBLE_EQ(seconds[for_a[1].task().task_index()], 2.0);
+  EXPECT_DOUBLE_EQ(seconds[for_b[0].task().task_index()], 1.5);
+  EXPECT_DOUBLE_EQ(seconds[for_b[1].task().task_index()], 0.5);
+  ASSERT_THAT(report.workers(), SizeIs(2));
+  EXPECT_EQ(report.workers(0).name(), "alpha");
+  EXPECT_EQ(report.workers(0).tasks(), 2u);
+  EXPECT_EQ(report.workers(0).iterations(), 20'000'000u);
+  EXPECT_EQ(report.workers(0).host(), "alpha.host");
+  EXPECT_EQ(report.workers(1).name(), "beta");
+  EXPECT_EQ(report.workers(1).tasks(), 2u);
+
+  // Progress: one update per change, then exactly one final one with the report.
+  ASSERT_GE(updates.size(), 6u);
+  int finals = 0;
+  uint32_t last_done = 0;
+  for (const auto& p : updates) {
+    EXPECT_GE(p.tasks_done(), last_done);
+    last_done = p.tasks_done();
+    if (p.has_report()) ++finals;
+  }
+  EXPECT_EQ(finals, 1);
+  const v1::JobProgress& final_update = updates.back();
+  ASSERT_TRUE(final_update.has_report());
+  EXPECT_EQ(final_update.state(), v1::JOB_STATE_SUCCEEDED);
+  EXPECT_EQ(final_update.tasks_done(), 4u);
+  EXPECT_EQ(final_update.report().state(), v1::JOB_STATE_SUCCEEDED);
+  EXPECT_EQ(final_update.report().tasks_succeeded(), 4u);
+  EXPECT_THAT(final_update.report().tasks(), SizeIs(4));
+
+  // Nothing after the final update, even when the job's record changes again.
+  const size_t n = updates.size();
+  ASSERT_OK(Succeed(a, for_a[0], 10 * kSecond, 11 * kSecond));  // a duplicate
+  EXPECT_EQ(updates.size(), n);
+  coord_->Unwatch(handle);
+
+  EXPECT_EQ(Info("alpha").running(), 0u);
+  EXPECT_EQ(Info("alpha").assigned(), 0u);
+  EXPECT_EQ(Info("alpha").tasks_done(), 2u);
+}
+
+TEST_F(CoordinatorTest, WatchOfFinishedJobGetsOnlyTheFinalUpdate) {
+  ASSERT_OK_AND_ASSIGN(FakeWorker w, Attach("w", 1));
+  ASSERT_OK_AND_ASSIGN(auto sub, coord_->Submit(Countdown(1)));
+  ASSERT_OK(Succeed(w, w.channel->TakeNew().at(0)));
+  std::vector<v1::JobProgress> updates;
+  ASSERT_OK(coord_->Watch(sub.job_id(), false,
+                          [&updates](const v1::JobProgress& p) { updates.push_back(p); }));
+  ASSERT_THAT(updates, SizeIs(1));
+  EXPECT_EQ(updates[0].state(), v1::JOB_STATE_SUCCEEDED);
+  EXPECT_TRUE(updates[0].has_report());
+  EXPECT_THAT(updates[0].report().tasks(), IsEmpty());  // include_tasks = false
+  EXPECT_THAT(coord_->Watch("j-nope", false, [](const v1::JobProgress&) {}),
+              StatusIs(absl::StatusCode::kNotFound, HasSubstr("j-nope")));
+}
+
+// --- Every task counted once ---
+
+TEST_F(CoordinatorTest, DuplicateResultIsCountedOnce) {
+  ASSERT_OK_AND_ASSIGN(FakeWorker w, Attach("w", 1));
+  ASSERT_OK_AND_ASSIGN(auto sub, coord_->Submit(Countdown(3)));
+  const auto as = w.channel->TakeNew();
+  ASSERT_THAT(as, SizeIs(3));
+
+  ASSERT_OK(Succeed(w, as[0]));
+  ASSERT_OK(Succeed(w, as[0]));  // the same job/task/attempt again
+  // And twice inside one message.
+  v1::WorkerMessage m;
+  *m.mutable_updates()->add_results() = MakeResult(as[1], v1::TASK_STATE_SUCCEEDED, 0, kSecond);
+  *m.mutable_updates()->add_results() = MakeResult(as[1], v1::TASK_STATE_SUCCEEDED, 0, kSecond);
+  ASSERT_OK(Send(w, m));
+
+  ASSERT_OK_AND_ASSIGN(auto report, coord_->GetReport(sub.job_id(), false));
+  EXPECT_EQ(report.tasks_succeeded(), 2u);
+  EXPECT_EQ(report.state(), v1::JOB_STATE_RUNNING);
+  ASSERT_OK_AND_ASSIGN(JobRecord stored, store_.LoadJob(sub.job_id()));
+  EXPECT_EQ(stored.duplicates, 2u);
+  EXPECT_EQ(stored.succeeded, 2u);
+
+  ASSERT_OK(Succeed(w, as[2]));
+  ASSERT_OK_AND_ASSIGN(report, coord_->GetReport(sub.job_id(), false));
+  EXPECT_EQ(report.tasks_succeeded(), 3u);
+  EXPECT_EQ(report.state(), v1::JOB_STATE_SUCCEEDED);
+  EXPECT_EQ(report.workers(0).tasks(), 3u);
+  EXPECT_EQ(report.workers(0).iterations(), 3000u);
+}
+
+TEST_F(CoordinatorTest, StaleAttemptResultIsIgnored) {
+  ASSERT_OK_AND_ASSIGN(FakeWorker w, Attach("w", 1));
+  v1::JobSpec spec = Countdown(1);
+  spec.set_max_attempts(3);
+  ASSERT_OK_AND_ASSIGN(auto sub, coord_->Submit(spec));
+  const v1::Assignment first = w.channel->TakeNew().at(0);
+  ASSERT_OK(Fail(w, first, "boom"));
+  const auto again = w.channel->TakeNew();
+  ASSERT_THAT(again, SizeIs(1));
+  EXPECT_EQ(again[0].task().attempt(), 2u);
+
+  // A late success of attempt 1: recorded as a duplicate, ignored.
+  ASSERT_OK(Succeed(w, first));
+  ASSERT_OK_AND_ASSIGN(auto report, coord_->GetReport(sub.job_id(), true));
+  EXPECT_EQ(report.state(), v1::JOB_STATE_RUNNING);
+  EXPECT_EQ(report.tasks_succeeded(), 0u);
+  ASSERT_OK_AND_ASSIGN(JobRecord stored, store_.LoadJob(sub.job_id()));
+  EXPECT_EQ(stored.duplicates, 1u);
+  // An attempt from the future is no better.
+  v1::Assignment future = again[0];
+  future.mutable_task()->set_attempt(3);
+  ASSERT_OK(Succeed(w, future));
+  ASSERT_OK_AND_ASSIGN(stored, store_.LoadJob(sub.job_id()));
+  EXPECT_EQ(stored.duplicates, 2u);
+  EXPECT_EQ(stored.succeeded, 0u);
+
+  ASSERT_OK(Succeed(w, again[0]));
+  ASSERT_OK_AND_ASSIGN(report, coord_->GetReport(sub.job_id(), true));
+  EXPECT_EQ(report.state(), v1::JOB_STATE_SUCCEEDED);
+  EXPECT_EQ(report.tasks_succeeded(), 1u);
+  EXPECT_EQ(report.retries(), 1u);
+  EXPECT_EQ(report.tasks(0).attempt(), 2u);
+}
+
+TEST_F(CoordinatorTest, ResultFromAnotherSessionIsIgnored) {
+  ASSERT_OK_AND_ASSIGN(FakeWorker a, Attach("a", 1));
+  ASSERT_OK_AND_ASSIGN(auto sub, coord_->Submit(Countdown(1)));
+  ASSERT_OK_AND_ASSIGN(FakeWorker b, Attach("b", 1));
+  const v1::Assignment task = a.channel->TakeNew().at(0);
+  ASSERT_OK(Succeed(b, task));  // b never had it
+  ASSERT_OK_AND_ASSIGN(auto report, coord_->GetReport(sub.job_id(), false));
+  EXPECT_EQ(report.tasks_succeeded(), 0u);
+  EXPECT_EQ(report.state(), v1::JOB_STATE_RUNNING);
+  ASSERT_OK(Succeed(a, task));
+  ASSERT_OK_AND_ASSIGN(report, coord_->GetReport(sub.job_id(), false));
+  EXPECT_EQ(report.state(), v1::JOB_STATE_SUCCEEDED);
+}
+
+// --- Worker loss ---
+
+TEST_F(CoordinatorTest, DeadWorkerTasksAreRequeued) {
+  ASSERT_OK_AND_ASSIGN(FakeWorker a, Attach("a", 1));
+  ASSERT_OK_AND_ASSIGN(FakeWorker b, Attach("b", 1));
+  ASSERT_OK_AND_ASSIGN(auto sub, coord_->Submit(Countdown(2)));
+  const auto for_a = a.channel->TakeNew();
+  const auto for_b = b.channel->TakeNew();
+  ASSERT_THAT(for_a, SizeIs(1));  // free slots are filled before prefetching
+  ASSERT_THAT(for_b, SizeIs(1));
+  ASSERT_OK(Started(a, for_a[0], 0, kSecond));
+
+  coord_->Detach(a.session, absl::UnavailableError("connection reset"));
+  EXPECT_THAT(a.channel->closes(), IsEmpty());  // the stream already ended
+  const auto moved = b.channel->TakeNew();
+  ASSERT_THAT(moved, SizeIs(1));
+  EXPECT_EQ(moved[0].task().task_index(), for_a[0].task().task_index());
+  EXPECT_EQ(moved[0].task().attempt(), 2u);
+
+  ASSERT_OK_AND_ASSIGN(auto report, coord_->GetReport(sub.job_id(), true));
+  EXPECT_EQ(report.retries(), 1u);
+  EXPECT_EQ(report.state(), v1::JOB_STATE_RUNNING);
+  const auto& lost = report.tasks(static_cast<int>(for_a[0].task().task_index()));
+  EXPECT_THAT(lost.error(), AllOf(HasSubstr("lost with worker a"), HasSubstr("connection reset")));
+
+  ASSERT_OK(Succeed(b, for_b[0]));
+  ASSERT_OK(Succeed(b, moved[0]));
+  ASSERT_OK_AND_ASSIGN(report, coord_->GetReport(sub.job_id(), true));
+  EXPECT_EQ(report.state(), v1::JOB_STATE_SUCCEEDED);
+  EXPECT_EQ(report.tasks_succeeded(), 2u);
+  EXPECT_EQ(report.retries(), 1u);
+  for (const auto& t : report.tasks()) EXPECT_EQ(t.worker(), "b");
+  EXPECT_EQ(report.tasks(static_cast<int>(moved[0].task().task_index())).attempt(), 2u);
+
+  const auto all = coord_->ListWorkers(true);
+  ASSERT_THAT(all, SizeIs(2));
+  EXPECT_EQ(all[0].name(), "b");
+  EXPECT_EQ(all[1].name(), "a");
+  EXPECT_EQ(all[1].state(), v1::WORKER_STATE_GONE);
+  EXPECT_THAT(coord_->ListWorkers(false), SizeIs(1));
+  // Detach of an unknown (or already detached) session is ignored.
+  coord_->Detach(a.session, absl::OkStatus());
+  coord_->Detach("s-unknown", absl::OkStatus());
+  EXPECT_THAT(coord_->ListWorkers(true), SizeIs(2));
+}
+
+TEST_F(CoordinatorTest, TaskLostMaxAttemptsTimesFailsTheJob) {
+  ASSERT_OK_AND_ASSIGN(FakeWorker a, Attach("alpha", 1));
+  ASSERT_OK_AND_ASSIGN(FakeWorker b, Attach("beta", 1));
+  v1::JobSpec spec = Countdown(1);
+  spec.set_max_attempts(2);
+  ASSERT_OK_AND_ASSIGN(auto sub, coord_->Submit(spec));
+  FakeWorker* first = &a;
+  FakeWorker* second = &b;
+  if (a.channel->assignments().empty()) std::swap(first, second);
+  ASSERT_THAT(first->channel->TakeNew(), SizeIs(1));
+  ASSERT_THAT(second->channel->TakeNew(), IsEmpty());
+
+  coord_->Detach(first->session, absl::UnavailableError("gone 1"));
+  const auto moved = second->channel->TakeNew();
+  ASSERT_THAT(moved, SizeIs(1));
+  EXPECT_EQ(moved[0].task().attempt(), 2u);
+  coord_->Detach(second->session, absl::UnavailableError("gone 2"));
+
+  ASSERT_OK_AND_ASSIGN(auto report, coord_->GetReport(sub.job_id(), true));
+  EXPECT_EQ(report.state(), v1::JOB_STATE_FAILED);
+  EXPECT_EQ(report.tasks_failed(), 1u);
+  EXPECT_THAT(report.error(), AllOf(HasSubstr("task 0"), HasSubstr("2 of 2"), HasSubstr(first->name),
+                                    HasSubstr(second->name)));
+  EXPECT_EQ(report.tasks(0).state(), v1::TASK_STATE_FAILED);
+  // The job is over: a new worker gets nothing of it.
+  ASSERT_OK_AND_ASSIGN(FakeWorker c, Attach("gamma", 1));
+  EXPECT_THAT(c.channel->assignments(), IsEmpty());
+}
+
+TEST_F(CoordinatorTest, FailedTaskIsRetriedThenFailsTheJob) {
+  ASSERT_OK_AND_ASSIGN(FakeWorker w, Attach("w", 1));
+  ASSERT_OK_AND_ASSIGN(FakeWorker other, Attach("other", 1));
+  v1::JobSpec spec = Countdown(3);
+  spec.set_max_attempts(2);
+  spec.add_workers("w");  // everything on w: 1 slot + prefetch 2
+  ASSERT_OK_AND_ASSIGN(auto sub, coord_->Submit(spec));
+  const auto as = w.channel->TakeNew();
+  ASSERT_THAT(as, SizeIs(3));
+  EXPECT_THAT(other.channel->assignments(), IsEmpty());
+  ASSERT_OK(Succeed(w, as[0]));
+  ASSERT_OK(Fail(w, as[1], "timed out"));
+  const auto retry = w.channel->TakeNew();
+  ASSERT_THAT(retry, SizeIs(1));
+  EXPECT_EQ(retry[0].task().task_index(), 1u);
+  EXPECT_EQ(retry[0].task().attempt(), 2u);
+  ASSERT_OK_AND_ASSIGN(auto report, coord_->GetReport(sub.job_id(), false));
+  EXPECT_EQ(report.state(), v1::JOB_STATE_RUNNING);
+  EXPECT_EQ(report.retries(), 1u);
+
+  ASSERT_OK(Fail(w, retry[0], "timed out"));
+  ASSERT_OK_AND_ASSIGN(report, coord_->GetReport(sub.job_id(), true));
+  EXPECT_EQ(report.state(), v1::JOB_STATE_FAILED);
+  EXPECT_THAT(report.error(), AllOf(HasSubstr("task 1 "), HasSubstr("2 of 2"), HasSubstr("timed out")));
+  EXPECT_EQ(report.tasks_succeeded(), 1u);
+  EXPECT_EQ(report.tasks_failed(), 1u);
+  EXPECT_EQ(report.tasks_cancelled(), 1u);  // task 2, still in flight
+  EXPECT_EQ(report.retries(), 1u);
+  EXPECT_EQ(report.tasks(1).state(), v1::TASK_STATE_FAILED);
+  EXPECT_EQ(report.tasks(2).state(), v1::TASK_STATE_CANCELLED);
+  // Task 2 was still on w: it is told to stop.
+  const auto cancels = w.channel->cancelled();
+  ASSERT_THAT(cancels, SizeIs(1));
+  EXPECT_EQ(cancels[0].job_id(), sub.job_id());
+  EXPECT_EQ(cancels[0].task_index(), 2u);
+  EXPECT_EQ(cancels[0].attempt(), 1u);
+  EXPECT_EQ(Info("w").assigned(), 0u);
+}
+
+TEST_F(CoordinatorTest, WorkerGivingUpATaskDoesNotCountAnAttempt) {
+  ASSERT_OK_AND_ASSIGN(FakeWorker w, Attach("w", 1));
+  v1::JobSpec spec = Countdown(1);
+  spec.set_max_attempts(1);
+  ASSERT_OK_AND_ASSIGN(auto sub, coord_->Submit(spec));
+  const v1::Assignment a = w.channel->TakeNew().at(0);
+  ASSERT_OK(Result(w, MakeResult(a, v1::TASK_STATE_CANCELLED, 0, kSecond)));
+  const auto again = w.channel->TakeNew();
+  ASSERT_THAT(again, SizeIs(1));
+  EXPECT_EQ(again[0].task().attempt(), 2u);
+  ASSERT_OK(Succeed(w, again[0]));
+  ASSERT_OK_AND_ASSIGN(auto report, coord_->GetReport(sub.job_id(), false));
+  EXPECT_EQ(report.state(), v1::JOB_STATE_SUCCEEDED);
+  EXPECT_EQ(report.retries(), 0u);
+}
+
+// --- Liveness and heartbeats ---
+
+TEST_F(CoordinatorTest, SilentWorkerIsDeclaredDeadAndItsTasksRequeued) {
+  ASSERT_OK_AND_ASSIGN(FakeWorker quiet, Attach("quiet", 1));
+  ASSERT_OK_AND_ASSIGN(FakeWorker chatty, Attach("chatty", 1));
+  const absl::Time t0 = clock_.Now();
+  ASSERT_OK_AND_ASSIGN(auto sub, coord_->Submit(Countdown(2)));
+  const auto for_quiet = quiet.channel->TakeNew();
+  ASSERT_THAT(for_quiet, SizeIs(1));
+  ASSERT_THAT(chatty.channel->TakeNew(), SizeIs(1));
+
+  clock_.Advance(absl::Seconds(3));
+  ASSERT_OK(Heartbeat(chatty, 1));
+  EXPECT_EQ(coord_->CheckLiveness(), t0 + absl::Seconds(5));  // quiet is due first
+  EXPECT_THAT(coord_->ListWorkers(false), SizeIs(2));
+
+  clock_.Advance(absl::Seconds(2) + absl::Milliseconds(500));  // quiet: 5.5s, chatty: 2.5s
+  EXPECT_EQ(coord_->CheckLiveness(), t0 + absl::Seconds(8));
+  const auto live = coord_->ListWorkers(false);
+  ASSERT_THAT(live, SizeIs(1));
+  EXPECT_EQ(live[0].name(), "chatty");
+  const auto closes = quiet.channel->closes();
+  ASSERT_THAT(closes, SizeIs(1));
+  EXPECT_EQ(closes[0].code(), absl::StatusCode::kUnavailable);
+  EXPECT_THAT(chatty.channel->closes(), IsEmpty());
+  EXPECT_EQ(Info("quiet", true).state(), v1::WORKER_STATE_GONE);
+
+  const auto moved = chatty.channel->TakeNew();
+  ASSERT_THAT(moved, SizeIs(1));
+  EXPECT_EQ(moved[0].task().task_index(), for_quiet[0].task().task_index());
+  EXPECT_EQ(moved[0].task().attempt(), 2u);
+  ASSERT_OK_AND_ASSIGN(auto report, coord_->GetReport(sub.job_id(), true));
+  EXPECT_EQ(report.retries(), 1u);
+  EXPECT_THAT(report.tasks(static_cast<int>(moved[0].task().task_index())).error(),
+              HasSubstr("lost with worker quiet"));
+  // The dead session can no longer speak.
+  EXPECT_THAT(Heartbeat(quiet, 9), StatusIs(absl::StatusCode::kNotFound, HasSubstr(quiet.session)));
+}
+
+TEST_F(CoordinatorTest, WorkerThatHeartbeatsStaysAttached) {
+  ASSERT_OK_AND_ASSIGN(FakeWorker w, Attach("w", 1));
+  for (int i = 0; i < 10; ++i) {
+    clock_.Advance(absl::Seconds(4));
+    ASSERT_OK(Heartbeat(w, static_cast<uint64_t>(i)));
+    EXPECT_EQ(coord_->CheckLiveness(), clock_.Now() + absl::Seconds(5));
+  }
+  EXPECT_THAT(coord_->ListWorkers(false), SizeIs(1));
+  EXPECT_THAT(w.channel->closes(), IsEmpty());
+}
+
+TEST_F(CoordinatorTest, CheckLivenessReturnsNextDeadline) {
+  EXPECT_EQ(coord_->CheckLiveness(), absl::InfiniteFuture());
+  const absl::Time t0 = clock_.Now();
+  ASSERT_OK_AND_ASSIGN(FakeWorker w, Attach("w", 1));
+  EXPECT_EQ(coord_->CheckLiveness(), t0 + absl::Seconds(5));
+  clock_.Advance(absl::Seconds(1));
+  ASSERT_OK(Heartbeat(w, 1));
+  EXPECT_EQ(coord_->CheckLiveness(), t0 + absl::Seconds(6));
+  // Any message counts as a sign of life, not only heartbeats.
+  clock_.Advance(absl::Seconds(2));
+  v1::WorkerMessage empty_updates;
+  empty_updates.mutable_updates();
+  ASSERT_OK(Send(w, empty_updates));
+  EXPECT_EQ(coord_->CheckLiveness(), t0 + absl::Seconds(8));
+  // Exactly at the deadline: dead.
+  clock_.Advance(absl::Seconds(5));
+  EXPECT_EQ(coord_->CheckLiveness(), absl::InfiniteFuture());
+  EXPECT_THAT(coord_->ListWorkers(false), IsEmpty());
+  EXPECT_THAT(w.channel->closes(), SizeIs(1));
+}
+
+TEST_F(CoordinatorTest, HeartbeatIsAnsweredWithAck) {
+  ASSERT_OK_AND_ASSIGN(FakeWorker w, Attach("w", 1));
+  clock_.Advance(absl::Milliseconds(1500));
+  ASSERT_OK(Heartbeat(w, 42, 123'456'789));
+  const auto msgs = w.channel->messages();
+  ASSERT_THAT(msgs, SizeIs(2));
+  ASSERT_TRUE(msgs[1].has_heartbeat_ack());
+  EXPECT_EQ(msgs[1].heartbeat_ack().seq(), 42u);
+  EXPECT_EQ(msgs[1].heartbeat_ack().echo_sent_mono_ns(), 123'456'789);
+  EXPECT_EQ(msgs[1].heartbeat_ack().coordinator_unix_ns(), absl::ToUnixNanos(clock_.Now()));
+  const v1::WorkerInfo info = Info("w");
+  EXPECT_EQ(info.last_heartbeat().seconds(), absl::ToUnixSeconds(clock_.Now()));
+  EXPECT_EQ(info.last_heartbeat().nanos(), 500'000'000);
+  EXPECT_FALSE(info.has_clock_offset());
+
+  // A worker whose wall clock is 7 s behind ours, with a 2 ms round trip.
+  v1::WorkerMessage m;
+  m.mutable_heartbeat()->set_seq(43);
+  m.mutable_heartbeat()->set_sent_unix_ns(absl::ToUnixNanos(clock_.Now()) - 7 * kSecond - 1'000'000);
+  m.mutable_heartbeat()->set_clock_rtt_ns(2'000'000);
+  ASSERT_OK(Send(w, m));
+  EXPECT_EQ(Info("w").clock_offset().seconds(), 7);
+  EXPECT_EQ(Info("w").clock_offset().nanos(), 0);
+}
+
+TEST_F(CoordinatorTest, MalformedOrMisaddressedMessagesAreRejected) {
+  ASSERT_OK_AND_ASSIGN(FakeWorker w, Attach("w", 1));
+  EXPECT_THAT(Send(w, v1::WorkerMessage()), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("empty")));
+  v1::WorkerMessage hello;
+  *hello.mutable_hello() = MakeHello("w", 1);
+  EXPECT_THAT(Send(w, hello), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("hello")));
+  v1::WorkerMessage hb;
+  hb.mutable_heartbeat();
+  EXPECT_THAT(coord_->HandleMessage("s-nope", hb),
+              StatusIs(absl::StatusCode::kNotFound, HasSubstr("s-nope")));
+  // Results for unknown jobs or out-of-range tasks are ignored.
+  v1::Assignment ghost;
+  ghost.mutable_task()->set_job_id("j-ghost");
+  ghost.mutable_task()->set_attempt(1);
+  EXPECT_OK(Succeed(w, ghost));
+  ASSERT_OK_AND_ASSIGN(auto sub, coord_->Submit(Countdown(1)));
+  v1::Assignment out_of_range = w.channel->TakeNew().at(0);
+  out_of_range.mutable_task()->set_task_index(5);
+  EXPECT_OK(Succeed(w, out_of_range));
+  EXPECT_OK(Started(w, out_of_range, 0, 0));
+  ASSERT_OK_AND_ASSIGN(auto report, coord_->GetReport(sub.job_id(), false));
+  EXPECT_EQ(report.state(), v1::JOB_STATE_RUNNING);
+  EXPECT_EQ(report.tasks_succeeded(), 0u);
+}
+
+// --- Cancel ---
+
+TEST_F(CoordinatorTest, CancelStopsARunningJob) {
+  ASSERT_OK_AND_ASSIGN(FakeWorker a, Attach("a", 1));
+  ASSERT_OK_AND_ASSIGN(FakeWorker b, Attach("b", 1));
+  ASSERT_OK_AND_ASSIGN(FakeWorker idle, Attach("idle", 1));
+  v1::JobSpec spec = Countdown(4);
+  spec.add_workers("a");
+  spec.add_workers("b");
+  ASSERT_OK_AND_ASSIGN(auto sub, coord_->Submit(spec));
+  const auto for_a = a.channel->TakeNew();
+  const auto for_b = b.channel->TakeNew();
+  ASSERT_THAT(for_a, SizeIs(2));
+  ASSERT_THAT(for_b, SizeIs(2));
+  ASSERT_OK(Started(a, for_a[0], 0, kSecond));
+  std::vector<v1::JobProgress> updates;
+  ASSERT_OK(coord_->Watch(sub.job_id(), false,
+                          [&updates](const v1::JobProgress& p) { updates.push_back(p); }));
+
+  clock_.Advance(absl::Seconds(2));
+  ASSERT_OK_AND_ASSIGN(v1::JobState state, coord_->Cancel(sub.job_id()));
+  EXPECT_EQ(state, v1::JOB_STATE_CANCELLED);
+
+  auto refs = [](const std::vector<v1::TaskRef>& rs) {
+    std::set<std::pair<uint32_t, uint32_t>> out;
+    for (const auto& r : rs) out.emplace(r.task_index(), r.attempt());
+    return out;
+  };
+  auto expected = [](const std::vector<v1::Assignment>& as) {
+    std::set<std::pair<uint32_t, uint32_t>> out;
+    for (const auto& x : as) out.emplace(x.task().task_index(), x.task().attempt());
+    return out;
+  };
+  EXPECT_EQ(a.channel->Count(v1::CoordinatorMessage::kCancel), 1);
+  EXPECT_EQ(refs(a.channel->cancelled()), expected(for_a));
+  EXPECT_EQ(refs(b.channel->cancelled()), expected(for_b));
+  for (const auto& r : a.channel->cancelled()) EXPECT_EQ(r.job_id(), sub.job_id());
+  EXPECT_THAT(idle.channel->cancelled(), IsEmpty());
+  EXPECT_EQ(Info("a").running(), 0u);
+  EXPECT_EQ(Info("a").assigned(), 0u);
+  EXPECT_EQ(Info("b").assigned(), 0u);
+
+  ASSERT_OK_AND_ASSIGN(auto report, coord_->GetReport(sub.job_id(), true));
+  EXPECT_EQ(report.state(), v1::JOB_STATE_CANCELLED);
+  EXPECT_EQ(report.tasks_cancelled(), 4u);
+  EXPECT_DOUBLE_EQ(report.timing().wall_seconds(), 2.0);
+  ASSERT_FALSE(updates.empty());
+  EXPECT_TRUE(updates.back().has_report());
+  EXPECT_EQ(updates.back().state(), v1::JOB_STATE_CANCELLED);
+
+  EXPECT_THAT(coord_->Cancel(sub.job_id()),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("CANCELLED")));
+  EXPECT_THAT(coord_->Cancel("j-00000000"), StatusIs(absl::StatusCode::kNotFound, HasSubstr("j-00000000")));
+
+  // The worker's late answer to the cancel changes nothing.
+  ASSERT_OK(Result(a, MakeResult(for_a[0], v1::TASK_STATE_CANCELLED, kSecond, 2 * kSecond)));
+  ASSERT_OK(Succeed(b, for_b[0]));
+  ASSERT_OK_AND_ASSIGN(report, coord_->GetReport(sub.job_id(), true));
+  EXPECT_EQ(report.state(), v1::JOB_STATE_CANCELLED);
+  EXPECT_EQ(report.tasks_cancelled(), 4u);
+  EXPECT_EQ(report.tasks_succeeded(), 0u);
+  EXPECT_EQ(report.retries(), 0u);
+  for (const auto& t : report.tasks()) EXPECT_EQ(t.state(), v1::TASK_STATE_CANCELLED);
+  EXPECT_THAT(a.channel->TakeNew(), IsEmpty());  // nothing requeued
+  EXPECT_THAT(b.channel->TakeNew(), IsEmpty());
+  EXPECT_EQ(Info("a").running(), 0u);
+}
+
+// DESIGN.md: "A result is accepted once per task; a late duplicate ... is
+// recorded as such and ignored."
+TEST_F(CoordinatorTest, LateResultAfterCancelIsAcceptedOnlyOnce) {
+  ASSERT_OK_AND_ASSIGN(FakeWorker w, Attach("w", 1));
+  ASSERT_OK_AND_ASSIGN(auto sub, coord_->Submit(Countdown(1)));
+  const v1::Assignment x = w.channel->TakeNew().at(0);
+  ASSERT_OK(coord_->Cancel(sub.job_id()));
+  // The worker's answer to the cancel: 1s of work, recorded for the report.
+  ASSERT_OK(Result(w, MakeResult(x, v1::TASK_STATE_CANCELLED, 0, kSecond)));
+  ASSERT_OK_AND_ASSIGN(auto report, coord_->GetReport(sub.job_id(), true));
+  EXPECT_DOUBLE_EQ(report.tasks(0).seconds(), 1.0);
+  ASSERT_OK_AND_ASSIGN(JobRecord stored, store_.LoadJob(sub.job_id()));
+  EXPECT_EQ(stored.duplicates, 0u);
+  // The same attempt's result again: a duplicate, recorded and ignored.
+  ASSERT_OK(Result(w, MakeResult(x, v1::TASK_STATE_SUCCEEDED, 0, 5 * kSecond)));
+  ASSERT_OK_AND_ASSIGN(stored, store_.LoadJob(sub.job_id()));
+  EXPECT_EQ(stored.duplicates, 1u);
+  ASSERT_OK_AND_ASSIGN(report, coord_->GetReport(sub.job_id(), true));
+  EXPECT_EQ(report.state(), v1::JOB_STATE_CANCELLED);
+  EXPECT_EQ(report.tasks(0).state(), v1::TASK_STATE_CANCELLED);
+  EXPECT_DOUBLE_EQ(report.tasks(0).seconds(), 1.0);
+  EXPECT_EQ(report.workers(0).iterations(), 0u);
+}
+
+TEST_F(CoordinatorTest, CancelOfFinishedJobIsFailedPrecondition) {
+  ASSERT_OK_AND_ASSIGN(FakeWorker w, Attach("w", 1));
+  ASSERT_OK_AND_ASSIGN(auto sub, coord_->Submit(Countdown(1)));
+  ASSERT_OK(Succeed(w, w.channel->TakeNew().at(0)));
+  EXPECT_THAT(coord_->Cancel(sub.job_id()),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("SUCCEEDED")));
+  ASSERT_OK_AND_ASSIGN(auto report, coord_->GetReport(sub.job_id(), false));
+  EXPECT_EQ(report.state(), v1::JOB_STATE_SUCCEEDED);
+}
+
+TEST_F(CoordinatorTest, CancelOfQueuedJobSendsNoCancels) {
+  ASSERT_OK_AND_ASSIGN(auto sub, coord_->Submit(Countdown(2)));
+  std::vector<v1::JobProgress> updates;
+  ASSERT_OK(coord_->Watch(sub.job_id(), false,
+                          [&updates](const v1::JobProgress& p) { updates.push_back(p); }));
+  ASSERT_OK_AND_ASSIGN(v1::JobState state, coord_->Cancel(sub.job_id()));
+  EXPECT_EQ(state, v1::JOB_STATE_CANCELLED);
+  ASSERT_THAT(updates, SizeIs(2));
+  EXPECT_EQ(updates[0].state(), v1::JOB_STATE_PENDING);
+  EXPECT_TRUE(updates[1].has_report());
+  EXPECT_EQ(updates[1].report().state(), v1::JOB_STATE_CANCELLED);
+  ASSERT_OK_AND_ASSIGN(FakeWorker w, Attach("w", 1));
+  EXPECT_THAT(w.channel->assignments(), IsEmpty());
+  ASSERT_OK_AND_ASSIGN(auto report, coord_->GetReport(sub.job_id(), false));
+  EXPECT_EQ(report.tasks_cancelled(), 2u);
+}
+
+// --- Drain ---
+
+TEST_F(CoordinatorTest, DrainStopsAssignmentsAndReturnedTasksAreRequeued) {
+  ASSERT_OK_AND_ASSIGN(FakeWorker a, Attach("a", 1));
+  ASSERT_OK_AND_ASSIGN(FakeWorker b, Attach("b", 1));
+  v1::JobSpec spec = Countdown(2);
+  spec.set_max_attempts(1);  // a returned task must not use up an attempt
+  ASSERT_OK_AND_ASSIGN(auto sub, coord_->Submit(spec));
+  const auto for_a = a.channel->TakeNew();
+  const auto for_b = b.channel->TakeNew();
+  ASSERT_THAT(for_a, SizeIs(1));
+  ASSERT_THAT(for_b, SizeIs(1));
+
+  ASSERT_OK_AND_ASSIGN(v1::WorkerState st, coord_->Drain("a"));
+  EXPECT_EQ(st, v1::WORKER_STATE_DRAINING);
+  EXPECT_EQ(a.channel->Count(v1::CoordinatorMessage::kDrain), 1);
+  EXPECT_EQ(b.channel->Count(v1::CoordinatorMessage::kDrain), 0);
+  EXPECT_EQ(Info("a").state(), v1::WORKER_STATE_DRAINING);
+  EXPECT_EQ(Info("b").state(), v1::WORKER_STATE_READY);
+
+  // New work goes to b only.
+  ASSERT_OK_AND_ASSIGN(auto sub2, coord_->Submit(Countdown(1)));
+  EXPECT_THAT(a.channel->TakeNew(), IsEmpty());
+  const auto for_b2 = b.channel->TakeNew();
+  ASSERT_THAT(for_b2, SizeIs(1));
+  EXPECT_EQ(for_b2[0].task().job_id(), sub2.job_id());
+
+  // a hands back the task it had not started: it goes to b, no failure counted.
+  ASSERT_OK(Return(a, for_a));
+  EXPECT_THAT(a.channel->TakeNew(), IsEmpty());
+  const auto moved = b.channel->TakeNew();
+  ASSERT_THAT(moved, SizeIs(1));
+  EXPECT_EQ(moved[0].task().job_id(), sub.job_id());
+  EXPECT_EQ(moved[0].task().task_index(), for_a[0].task().task_index());
+  EXPECT_EQ(moved[0].task().attempt(), 2u);
+  EXPECT_EQ(Info("a").assigned(), 0u);
+
+  ASSERT_OK(Succeed(b, for_b[0]));
+  ASSERT_OK(Succeed(b, moved[0]));
+  ASSERT_OK_AND_ASSIGN(auto report, coord_->GetReport(sub.job_id(), true));
+  EXPECT_EQ(report.state(), v1::JOB_STATE_SUCCEEDED);
+  EXPECT_EQ(report.retries(), 0u);
+  EXPECT_EQ(report.tasks_failed(), 0u);
+
+  // Draining again is harmless; unknown names are NotFound.
+  ASSERT_OK_AND_ASSIGN(st, coord_->Drain("a"));
+  EXPECT_EQ(st, v1::WORKER_STATE_DRAINING);
+  EXPECT_THAT(coord_->Drain("nobody"), StatusIs(absl::StatusCode::kNotFound, HasSubstr("nobody")));
+}
+
+TEST_F(CoordinatorTest, DrainNoticeFromWorkerMarksItDraining) {
+  ASSERT_OK_AND_ASSIGN(FakeWorker a, Attach("a", 1));
+  ASSERT_OK(Return(a, {}));  // the worker drains on its own (SIGTERM)
+  EXPECT_EQ(Info("a").state(), v1::WORKER_STATE_DRAINING);
+  ASSERT_OK(coord_->Submit(Countdown(1)));
+  EXPECT_THAT(a.channel->assignments(), IsEmpty());
+  ASSERT_OK_AND_ASSIGN(FakeWorker b, Attach("b", 1));
+  EXPECT_THAT(b.channel->assignments(), SizeIs(1));
+}
+
+TEST_F(CoordinatorTest, DrainingWorkerFinishesItsRunningTasks) {
+  ASSERT_OK_AND_ASSIGN(FakeWorker a, Attach("a", 2));
+  ASSERT_OK_AND_ASSIGN(auto sub, coord_->Submit(Countdown(1)));
+  const v1::Assignment x = a.channel->TakeNew().at(0);
+  ASSERT_OK(Started(a, x, 0, kSecond));
+  ASSERT_OK(coord_->Drain("a"));
+  ASSERT_OK(coord_->Submit(Countdown(3)));  // a has free credit but is draining
+  EXPECT_THAT(a.channel->TakeNew(), IsEmpty());
+  ASSERT_OK(Succeed(a, x));
+  EXPECT_THAT(a.channel->TakeNew(), IsEmpty());
+  ASSERT_OK_AND_ASSIGN(auto report, coord_->GetReport(sub.job_id(), false));
+  EXPECT_EQ(report.state(), v1::JOB_STATE_SUCCEEDED);
+  EXPECT_EQ(Info("a").state(), v1::WORKER_STATE_DRAINING);
+  EXPECT_EQ(Info("a").running(), 0u);
+  // tasks auto counts only ready workers' slots.
+  ASSERT_OK_AND_ASSIGN(FakeWorker b, Attach("b", 3));
+  v1::JobSpec spec;
+  spec.set_kind(v1::TASK_KIND_COUNTDOWN);
+  spec.set_tasks_auto(true);
+  ASSERT_OK_AND_ASSIGN(auto auto_job, coord_->Submit(spec));
+  EXPECT_EQ(auto_job.tasks(), 3u);  // b's slots are all busy with the 3-task job: fleet size
+}
+
+// --- Scheduling through the coordinator ---
+
+TEST_F(CoordinatorTest, TwoJobsBackToBackBothGetTasksInFlight) {
+  ASSERT_OK_AND_ASSIGN(FakeWorker a, Attach("a", 1));
+  ASSERT_OK_AND_ASSIGN(FakeWorker b, Attach("b", 1));
+  ASSERT_OK_AND_ASSIGN(auto first, coord_->Submit(Countdown(4)));
+  ASSERT_OK_AND_ASSIGN(auto second, coord_->Submit(Countdown(4)));
+  std::map<std::string, int> per_job;
+  for (FakeWorker* w : {&a, &b}) {
+    for (const auto& x : w->channel->TakeNew()) ++per_job[x.task().job_id()];
+  }
+  // 2 x (1 slot + prefetch 2) = 6 credits: 4 to the first job, 2 to the second.
+  EXPECT_EQ(per_job[first.job_id()], 4);
+  EXPECT_EQ(per_job[second.job_id()], 2);
+}
+
+TEST_F(CoordinatorTest, LosingAWorkerThatFailsAJobCancelsItsOtherTasks) {
+  ASSERT_OK_AND_ASSIGN(FakeWorker a, Attach("a", 1));
+  ASSERT_OK_AND_ASSIGN(FakeWorker b, Attach("b", 1));
+  v1::JobSpec spec = Countdown(2);
+  spec.set_max_attempts(1);
+  ASSERT_OK_AND_ASSIGN(auto sub, coord_->Submit(spec));
+  const auto for_a = a.channel->TakeNew();
+  const auto for_b = b.channel->TakeNew();
+  ASSERT_THAT(for_a, SizeIs(1));
+  ASSERT_THAT(for_b, SizeIs(1));
+  ASSERT_OK(Started(b, for_b[0], 0, kSecond));
+  coord_->Detach(a.session, absl::UnavailableError("reset"));
+  ASSERT_OK_AND_ASSIGN(auto report, coord_->GetReport(sub.job_id(), false));
+  EXPECT_EQ(report.state(), v1::JOB_STATE_FAILED);
+  EXPECT_THAT(report.error(), AllOf(HasSubstr(absl::StrCat("task ", for_a[0].task().task_index())),
+                                    HasSubstr("1 of 1"), HasSubstr("worker a (reset)")));
+  EXPECT_EQ(report.tasks_failed(), 1u);
+  EXPECT_EQ(report.tasks_cancelled(), 1u);
+  const auto cancels = b.channel->cancelled();
+  ASSERT_THAT(cancels, SizeIs(1));
+  EXPECT_EQ(cancels[0].task_index(), for_b[0].task().task_index());
+  EXPECT_EQ(Info("b").running(), 0u);
+  EXPECT_THAT(b.channel->TakeNew(), IsEmpty());
+}
+
+TEST_F(CoordinatorTest, GoneWorkersAreKeptUpToTheLimit) {
+  Coordinator::Options o = Defaults();
+  o.keep_gone_workers = 1;
+  Start(o);
+  ASSERT_OK_AND_ASSIGN(FakeWorker a, Attach("a", 1));
+  ASSERT_OK_AND_ASSIGN(FakeWorker b, Attach("b", 1));
+  ASSERT_OK_AND_ASSIGN(FakeWorker c, Attach("c", 1));
+  coord_->Detach(a.session, absl::OkStatus());
+  coord_->Detach(b.session, absl::OkStatus());
+  const auto all = coord_->ListWorkers(true);
+  ASSERT_THAT(all, SizeIs(2));
+  EXPECT_EQ(all[0].name(), "c");
+  EXPECT_EQ(all[1].name(), "b");
+  EXPECT_EQ(all[1].state(), v1::WORKER_STATE_GONE);
+}
+
+TEST_F(CoordinatorTest, SelectorPlacesTasksOnMatchingWorkers) {
+  auto labelled = std::make_shared<FakeChannel>();
+  v1::Hello hello = MakeHello("gpu", 1);
+  (*hello.mutable_labels())["zone"] = "b";
+  ASSERT_OK(coord_->Attach(hello, "p", labelled));
+  ASSERT_OK_AND_ASSIGN(FakeWorker plain, Attach("plain", 1));
+  v1::JobSpec spec = Countdown(2);
+  (*spec.mutable_selector())["zone"] = "b";
+  ASSERT_OK(coord_->Submit(spec));
+  EXPECT_THAT(labelled->TakeNew(), SizeIs(2));
+  EXPECT_THAT(plain.channel->TakeNew(), IsEmpty());
+}
+
+TEST_F(CoordinatorTest, TwoJobsShareTheFleet) {
+  Coordinator::Options o = Defaults();
+  o.prefetch_per_worker = 0;
+  Start(o);
+  ASSERT_OK_AND_ASSIGN(FakeWorker a, Attach("a", 1));
+  ASSERT_OK_AND_ASSIGN(FakeWorker b, Attach("b", 1));
+  ASSERT_OK_AND_ASSIGN(auto first, coord_->Submit(Countdown(4)));
+  ASSERT_OK_AND_ASSIGN(auto second, coord_->Submit(Countdown(4)));
+
+  std::map<std::string, std::vector<std::pair<FakeWorker*, v1::Assignment>>> in_flight;
+  auto collect = [&] {
+    for (FakeWorker* w : {&a, &b}) {
+      for (const auto& x : w->channel->TakeNew()) in_flight[x.task().job_id()].emplace_back(w, x);
+    }
+  };
+  collect();
+  ASSERT_THAT(in_flight[first.job_id()], SizeIs(2));  // it came first and took both slots
+  ASSERT_THAT(in_flight[second.job_id()], IsEmpty());
+
+  // The slot freed by the first job's task goes to the second job.
+  auto [w, x] = in_flight[first.job_id()].front();
+  in_flight[first.job_id()].erase(in_flight[first.job_id()].begin());
+  ASSERT_OK(Succeed(*w, x));
+  collect();
+  EXPECT_THAT(in_flight[first.job_id()], SizeIs(1));
+  EXPECT_THAT(in_flight[second.job_id()], SizeIs(1));
+
+  // From then on the two alternate: both always have a task in flight until
+  // one runs out.
+  for (int step = 0; step < 4; ++step) {
+    const std::string& job = step % 2 == 0 ? first.job_id() : second.job_id();
+    auto [w2, x2] = in_flight[job].front();
+    in_flight[job].erase(in_flight[job].begin());
+    ASSERT_OK(Succeed(*w2, x2));
+    collect();
+    EXPECT_THAT(in_flight[first.job_id()], SizeIs(1)) << "step " << step;
+    EXPECT_THAT(in_flight[second.job_id()], SizeIs(1)) << "step " << step;
+  }
+}
+
+TEST_F(CoordinatorTest, MaxSlotsOneRunsOneTaskAtATime) {
+  ASSERT_OK_AND_ASSIGN(FakeWorker a, Attach("a", 2));
+  ASSERT_OK_AND_ASSIGN(FakeWorker b, Attach("b", 2));
+  v1::JobSpec spec = Countdown(4);
+  spec.set_max_slots(1);
+  ASSERT_OK_AND_ASSIGN(auto sub, coord_->Submit(spec));
+  std::set<uint32_t> seen;
+  for (int step = 0; step < 4; ++step) {
+    auto for_a = a.channel->TakeNew();
+    auto for_b = b.channel->TakeNew();
+    ASSERT_EQ(for_a.size() + for_b.size(), 1u) << "step " << step;
+    FakeWorker& w = for_a.empty() ? b : a;
+    const v1::Assignment x = for_a.empty() ? for_b[0] : for_a[0];
+    EXPECT_TRUE(seen.insert(x.task().task_index()).second);
+    ASSERT_OK(Started(w, x, 0, kSecond));
+    EXPECT_THAT(a.channel->TakeNew(), IsEmpty());
+    EXPECT_THAT(b.channel->TakeNew(), IsEmpty());
+    ASSERT_OK(Succeed(w, x));
+  }
+  EXPECT_EQ(seen, (std::set<uint32_t>{0, 1, 2, 3}));
+  ASSERT_OK_AND_ASSIGN(auto report, coord_->GetReport(sub.job_id(), false));
+  EXPECT_EQ(report.state(), v1::JOB_STATE_SUCCEEDED);
+}
+
+TEST_F(CoordinatorTest, TasksAutoUsesFreeSlots) {
+  v1::JobSpec spec;
+  spec.set_kind(v1::TASK_KIND_COUNTDOWN);
+  spec.set_iterations(100);
+  spec.set_tasks_auto(true);
+  EXPECT_THAT(coord_->Submit(spec), StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("worker")));
+
+  ASSERT_OK_AND_ASSIGN(FakeWorker a, Attach("a", 2));
+  ASSERT_OK_AND_ASSIGN(FakeWorker b, Attach("b", 2));
+  ASSERT_OK_AND_ASSIGN(auto sub, coord_->Submit(spec));
+  EXPECT_EQ(sub.tasks(), 4u);
+  EXPECT_THAT(a.channel->TakeNew(), SizeIs(2));
+  EXPECT_THAT(b.channel->TakeNew(), SizeIs(2));
+
+  // Every slot is busy now: auto falls back to the fleet's size.
+  ASSERT_OK_AND_ASSIGN(auto sub2, coord_->Submit(spec));
+  EXPECT_EQ(sub2.tasks(), 4u);
+}
+
+TEST_F(CoordinatorTest, SpinJobAssignmentsCarryDurationAndTimeout) {
+  ASSERT_OK_AND_ASSIGN(FakeWorker w, Attach("w", 1));
+  v1::JobSpec spec;
+  spec.set_kind(v1::TASK_KIND_SPIN);
+  spec.set_tasks(1);
+  spec.mutable_duration()->set_nanos(250'000'000);
+  spec.mutable_task_timeout()->set_seconds(3);
+  spec.set_exec(v1::EXEC_MODE_PROCESS);
+  ASSERT_OK(coord_->Submit(spec));
+  const auto as = w.channel->TakeNew();
+  ASSERT_THAT(as, SizeIs(1));
+  EXPECT_EQ(as[0].kind(), v1::TASK_KIND_SPIN);
+  EXPECT_EQ(as[0].duration().nanos(), 250'000'000);
+  EXPECT_EQ(as[0].timeout().seconds(), 3);
+  EXPECT_EQ(as[0].exec(), v1::EXEC_MODE_PROCESS);
+}
+
+// --- Client API errors ---
+
+TEST_F(CoordinatorTest, ListJobsIsNewestFirst) {
+  ASSERT_OK_AND_ASSIGN(auto j1, coord_->Submit(Countdown(1, 1, "first")));
+  clock_.Advance(absl::Seconds(1));
+  ASSERT_OK_AND_ASSIGN(auto j2, coord_->Submit(Countdown(2, 1, "second")));
+  clock_.Advance(absl::Seconds(1));
+  ASSERT_OK_AND_ASSIGN(auto j3, coord_->Submit(Countdown(3, 1)));  // unnamed: named after its id
+  ASSERT_OK_AND_ASSIGN(auto jobs, coord_->ListJobs(0));
+  ASSERT_THAT(jobs, SizeIs(3));
+  EXPECT_EQ(jobs[0].id(), j3.job_id());
+  EXPECT_EQ(jobs[0].name(), j3.job_id());
+  EXPECT_EQ(jobs[0].tasks(), 3u);
+  EXPECT_EQ(jobs[1].id(), j2.job_id());
+  EXPECT_EQ(jobs[1].name(), "second");
+  EXPECT_EQ(jobs[2].id(), j1.job_id());
+  EXPECT_EQ(jobs[2].name(), "first");
+  EXPECT_DOUBLE_EQ(jobs[2].wall_seconds(), 2.0);
+  EXPECT_EQ(jobs[2].state(), v1::JOB_STATE_PENDING);
+  ASSERT_OK_AND_ASSIGN(jobs, coord_->ListJobs(2));
+  ASSERT_THAT(jobs, SizeIs(2));
+  EXPECT_EQ(jobs[1].id(), j2.job_id());
+  EXPECT_THAT(coord_->ListJobs(1001), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("limit")));
+}
+
+TEST_F(CoordinatorTest, GetReportOfUnknownJobIsNotFound) {
+  EXPECT_THAT(coord_->GetReport("j-deadbeef", true),
+              StatusIs(absl::StatusCode::kNotFound, HasSubstr("j-deadbeef")));
+}
+
+TEST_F(CoordinatorTest, SubmitRejectsInvalidSpecNamingTheField) {
+  EXPECT_THAT(coord_->Submit(Countdown(0)),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("tasks must be between 1 and")));
+  v1::JobSpec spec = Countdown(1);
+  spec.set_max_attempts(101);
+  EXPECT_THAT(coord_->Submit(spec),
+              StatusIs(absl::StatusCode::kInvalidArgument, AllOf(HasSubstr("max_attempts"), HasSubstr("100"))));
+  spec = Countdown(1);
+  spec.set_kind(v1::TASK_KIND_UNSPECIFIED);
+  EXPECT_THAT(coord_->Submit(spec), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("kind")));
+  spec = Countdown(1);
+  spec.set_iterations(10'000'000'000'001ULL);
+  EXPECT_THAT(coord_->Submit(spec), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("iterations")));
+  ASSERT_OK_AND_ASSIGN(auto jobs, coord_->ListJobs(0));
+  EXPECT_THAT(jobs, IsEmpty());  // nothing was created
+}
+
+TEST_F(CoordinatorTest, ShutdownRefusesNewWorkAndClosesStreams) {
+  ASSERT_OK_AND_ASSIGN(FakeWorker w, Attach("w", 1));
+  coord_->Shutdown();
+  ASSERT_THAT(w.channel->closes(), SizeIs(1));
+  EXPECT_EQ(w.channel->closes()[0].code(), absl::StatusCode::kUnavailable);
+  EXPECT_THAT(coord_->Submit(Countdown(1)), StatusIs(absl::StatusCode::kUnavailable, HasSubstr("shutting down")));
+  auto ch = std::make_shared<FakeChannel>();
+  EXPECT_THAT(coord_->Attach(MakeHello("late", 1), "p", ch),
+              StatusIs(absl::StatusCode::kUnavailable, HasSubstr("shutting down")));
+  coord_->Shutdown();  // idempotent
+  EXPECT_THAT(w.channel->closes(), SizeIs(1));
+}
+
+// --- Timing ---
+
+TEST_F(CoordinatorTest, TimingUsesTheWorkersClockOffset) {
+  ASSERT_OK_AND_ASSIGN(FakeWorker w, Attach("w", 1));
+  ASSERT_OK_AND_ASSIGN(auto sub, coord_->Submit(Countdown(1)));
+  const absl::Time submitted = clock_.Now();
+  const v1::Assignment a = w.channel->TakeNew().at(0);
+
+  // The worker's monotonic clock reads 50s when ours reads `submitted`.
+  const int64_t worker_mono_at_submit = 50 * kSecond;
+  const int64_t offset = absl::ToUnixNanos(submitted) - worker_mono_at_submit;
+  ASSERT_OK(Heartbeat(w, 1, worker_mono_at_submit, true, offset));
+
+  const int64_t start = worker_mono_at_submit + 250'000'000;  // 0.25s after submit
+  const int64_t end = start + 1'234'567'891;
+  ASSERT_OK(Started(w, a, 3, start));
+  clock_.Advance(absl::Seconds(2));
+  v1::TaskResult r = MakeResult(a, v1::TASK_STATE_SUCCEEDED, start, end, "", 3);
+  r.set_cpu_ns(1'000'000'000);
+  ASSERT_OK(Result(w, r));
+
+  ASSERT_OK_AND_ASSIGN(auto report, coord_->GetReport(sub.job_id(), true));
+  ASSERT_EQ(report.state(), v1::JOB_STATE_SUCCEEDED);
+  ASSERT_THAT(report.tasks(), SizeIs(1));
+  const v1::TaskTiming& t = report.tasks(0);
+  EXPECT_DOUBLE_EQ(t.seconds(), 1'234'567'891 / 1e9);
+  EXPECT_DOUBLE_EQ(t.start_offset_seconds(), 0.25);
+  EXPECT_DOUBLE_EQ(t.cpu_seconds(), 1.0);
+  EXPECT_EQ(t.slot(), 3u);
+  EXPECT_DOUBLE_EQ(t.result_seconds(), 2.0 - 0.25 - 1.234567891);
+  const absl::Time expected_start = submitted + absl::Milliseconds(250);
+  EXPECT_EQ(report.timing().started_at().seconds(), absl::ToUnixSeconds(expected_start));
+  EXPECT_EQ(report.timing().started_at().nanos(), 250'000'000);
+  EXPECT_DOUBLE_EQ(report.timing().wall_seconds(), 2.0);
+  EXPECT_DOUBLE_EQ(report.timing().makespan_seconds(), 1.234567891);
+  EXPECT_DOUBLE_EQ(report.timing().overhead_seconds(), 2.0 - 1.234567891);
+}
+
+TEST_F(CoordinatorTest, TimingWithoutOffsetEndsAtTheResult) {
+  ASSERT_OK_AND_ASSIGN(FakeWorker w, Attach("w", 1));
+  ASSERT_OK_AND_ASSIGN(auto sub, coord_->Submit(Countdown(1)));
+  const v1::Assignment a = w.channel->TakeNew().at(0);
+  clock_.Advance(absl::Seconds(3));
+  ASSERT_OK(Succeed(w, a, 900 * kSecond, 901 * kSecond + 500'000'000));  // 1.5s
+  ASSERT_OK_AND_ASSIGN(auto report, coord_->GetReport(sub.job_id(), true));
+  EXPECT_DOUBLE_EQ(report.tasks(0).seconds(), 1.5);
+  EXPECT_DOUBLE_EQ(report.tasks(0).start_offset_seconds(), 1.5);  // 3s - 1.5s
+  EXPECT_DOUBLE_EQ(report.timing().wall_seconds(), 3.0);
+}
+
+// --- Recovery ---
+
+TEST_F(CoordinatorTest, RestartRequeuesUnfinishedTasks) {
+  Coordinator::Options o = Defaults();
+  o.prefetch_per_worker = 0;
+  Start(o);
+  std::string done_job, open_job;
+  {
+    ASSERT_OK_AND_ASSIGN(FakeWorker w, Attach("old", 1));
+    ASSERT_OK_AND_ASSIGN(auto j1, coord_->Submit(Countdown(1, 7, "done")));
+    done_job = j1.job_id();
+    ASSERT_OK(Succeed(w, w.channel->TakeNew().at(0)));
+    ASSERT_OK_AND_ASSIGN(auto j2, coord_->Submit(Countdown(3, 7, "open")));
+    open_job = j2.job_id();
+    const v1::Assignment t0 = w.channel->TakeNew().at(0);
+    EXPECT_EQ(t0.task().task_index(), 0u);
+    ASSERT_OK(Succeed(w, t0));
+    const v1::Assignment t1 = w.channel->TakeNew().at(0);
+    EXPECT_EQ(t1.task().task_index(), 1u);
+    ASSERT_OK(Started(w, t1, 0, kSecond));  // running when the coordinator dies
+  }
+  coord_.reset();  // crash: no Shutdown, no Detach
+
+  Start(o);
+  ASSERT_OK_AND_ASSIGN(auto finished, coord_->GetReport(done_job, true));
+  EXPECT_EQ(finished.state(), v1::JOB_STATE_SUCCEEDED);
+  EXPECT_EQ(finished.tasks_succeeded(), 1u);
+  EXPECT_EQ(finished.tasks(0).worker(), "old");
+  ASSERT_OK_AND_ASSIGN(auto open, coord_->GetReport(open_job, true));
+  EXPECT_EQ(open.state(), v1::JOB_STATE_RUNNING);
+  EXPECT_EQ(open.tasks_succeeded(), 1u);
+  EXPECT_EQ(open.tasks(1).state(), v1::TASK_STATE_QUEUED);
+  EXPECT_EQ(open.tasks(2).state(), v1::TASK_STATE_QUEUED);
+  ASSERT_OK_AND_ASSIGN(auto jobs, coord_->ListJobs(0));
+  ASSERT_THAT(jobs, SizeIs(2));
+  EXPECT_EQ(jobs[0].id(), open_job);
+  EXPECT_EQ(jobs[1].id(), done_job);
+
+  ASSERT_OK_AND_ASSIGN(FakeWorker fresh, Attach("new", 2));
+  const auto as = fresh.channel->TakeNew();
+  ASSERT_THAT(as, SizeIs(2));  // task 0 already succeeded
+  EXPECT_EQ(as[0].task().job_id(), open_job);
+  EXPECT_EQ(as[0].task().task_index(), 1u);
+  EXPECT_EQ(as[0].task().attempt(), 2u);  // attempt 1 ran before the crash
+  EXPECT_EQ(as[1].task().task_index(), 2u);
+  EXPECT_EQ(as[1].task().attempt(), 1u);  // never assigned before
+  ASSERT_OK(Succeed(fresh, as[0]));
+  ASSERT_OK(Succeed(fresh, as[1]));
+  ASSERT_OK_AND_ASSIGN(open, coord_->GetReport(open_job, true));
+  EXPECT_EQ(open.state(), v1::JOB_STATE_SUCCEEDED);
+  EXPECT_EQ(open.tasks_succeeded(), 3u);
+  EXPECT_EQ(open.tasks(0).worker(), "old");
+  EXPECT_EQ(open.tasks(1).worker(), "new");
+  // A new job id never collides with a stored one, and cancel of a finished
+  // stored job is FailedPrecondition.
+  EXPECT_THAT(coord_->Cancel(done_job), StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("SUCCEEDED")));
+}
+
+TEST_F(CoordinatorTest, EvictedFinishedJobsAreReadFromTheStore) {
+  Coordinator::Options o = Defaults();
+  o.keep_finished_jobs = 0;
+  Start(o);
+  ASSERT_OK_AND_ASSIGN(FakeWorker w, Attach("w", 1));
+  ASSERT_OK_AND_ASSIGN(auto sub, coord_->Submit(Countdown(2)));
+  const auto as = w.channel->TakeNew();
+  ASSERT_OK(Succeed(w, as[0], 0, kSecond));
+  ASSERT_OK(Succeed(w, as[1], 0, 3 * kSecond));
+  ASSERT_OK_AND_ASSIGN(auto report, coord_->GetReport(sub.job_id(), true));
+  EXPECT_EQ(report.state(), v1::JOB_STATE_SUCCEEDED);
+  EXPECT_EQ(report.tasks_succeeded(), 2u);
+  EXPECT_DOUBLE_EQ(report.timing().serial_seconds(), 4.0);
+  ASSERT_OK_AND_ASSIGN(auto jobs, coord_->ListJobs(0));
+  ASSERT_THAT(jobs, SizeIs(1));
+  EXPECT_EQ(jobs[0].state(), v1::JOB_STATE_SUCCEEDED);
+  EXPECT_EQ(jobs[0].tasks_done(), 2u);
+  EXPECT_THAT(coord_->Cancel(sub.job_id()), StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("SUCCEEDED")));
+  // A late duplicate for an evicted job is harmless.
+  EXPECT_OK(Succeed(w, as[0]));
+}
+
+}  // namespace
+}  // namespace busyfleet::coordinator

@@ -1,0 +1,459 @@
+#include "worker/executor.h"
+
+#include <cstdint>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "busyfleet/v1/worker.pb.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace busyfleet::worker {
+namespace {
+
+using ::testing::HasSubstr;
+using ::testing::IsEmpty;
+
+// Long enough never to finish in a test: only ever stopped early.
+constexpr uint64_t kForever = 1'000'000'000'000ULL;
+// Generous bound for anything that should happen "promptly" on a loaded
+// 2-core machine (sanitizer builds included).
+constexpr absl::Duration kPrompt = absl::Seconds(2);
+// Bound on waiting for work that really runs.
+constexpr absl::Duration kWaitLimit = absl::Seconds(30);
+
+v1::Assignment Countdown(const std::string& job, uint32_t index, uint64_t iterations,
+                         v1::ExecMode exec = v1::EXEC_MODE_UNSPECIFIED) {
+  v1::Assignment a;
+  a.mutable_task()->set_job_id(job);
+  a.mutable_task()->set_task_index(index);
+  a.mutable_task()->set_attempt(1);
+  a.set_kind(v1::TASK_KIND_COUNTDOWN);
+  a.set_iterations(iterations);
+  a.set_exec(exec);
+  return a;
+}
+
+v1::Assignment Timed(v1::TaskKind kind, const std::string& job, uint32_t index, absl::Duration d,
+                     v1::ExecMode exec = v1::EXEC_MODE_UNSPECIFIED) {
+  v1::Assignment a;
+  a.mutable_task()->set_job_id(job);
+  a.mutable_task()->set_task_index(index);
+  a.mutable_task()->set_attempt(1);
+  a.set_kind(kind);
+  a.mutable_duration()->set_seconds(absl::ToInt64Seconds(d));
+  a.mutable_duration()->set_nanos(
+      static_cast<int32_t>(absl::ToInt64Nanoseconds(d - absl::Seconds(absl::ToInt64Seconds(d)))));
+  a.set_exec(exec);
+  return a;
+}
+
+void SetTimeout(v1::Assignment* a, absl::Duration d) {
+  a->mutable_timeout()->set_seconds(absl::ToInt64Seconds(d));
+  a->mutable_timeout()->set_nanos(
+      static_cast<int32_t>(absl::ToInt64Nanoseconds(d - absl::Seconds(absl::ToInt64Seconds(d)))));
+}
+
+// Collects the executor's callbacks; tests wait on it with deadlines.
+class Recorder {
+ public:
+  Executor::StartedFn OnStarted() {
+    return [this](const v1::TaskStarted& s) {
+      absl::MutexLock lock(&mu_);
+      started_.push_back(s);
+    };
+  }
+  Executor::FinishedFn OnFinished() {
+    return [this](const v1::TaskResult& r) {
+      absl::MutexLock lock(&mu_);
+      results_.push_back(r);
+    };
+  }
+
+  bool WaitForStarted(size_t n, absl::Duration timeout = kWaitLimit) {
+    absl::MutexLock lock(&mu_);
+    auto enough = [this, n]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return started_.size() >= n; };
+    return mu_.AwaitWithDeadline(absl::Condition(&enough), absl::Now() + timeout);
+  }
+  bool WaitForResults(size_t n, absl::Duration timeout = kWaitLimit) {
+    absl::MutexLock lock(&mu_);
+    auto enough = [this, n]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return results_.size() >= n; };
+    return mu_.AwaitWithDeadline(absl::Condition(&enough), absl::Now() + timeout);
+  }
+
+  std::vector<v1::TaskStarted> started() {
+    absl::MutexLock lock(&mu_);
+    return started_;
+  }
+  std::vector<v1::TaskResult> results() {
+    absl::MutexLock lock(&mu_);
+    return results_;
+  }
+
+ private:
+  absl::Mutex mu_;
+  std::vector<v1::TaskStarted> started_ ABSL_GUARDED_BY(mu_);
+  std::vector<v1::TaskResult> results_ ABSL_GUARDED_BY(mu_);
+};
+
+Executor::Options Slots(int n, v1::ExecMode mode = v1::EXEC_MODE_THREAD) {
+  Executor::Options o;
+  o.slots = n;
+  o.default_exec = mode;
+  return o;
+}
+
+const v1::TaskResult* FindResult(const std::vector<v1::TaskResult>& rs, uint32_t index) {
+  for (const v1::TaskResult& r : rs) {
+    if (r.task().task_index() == index) return &r;
+  }
+  return nullptr;
+}
+
+TEST(ExecutorTest, ThreadModeRunsCountdownsOnItsSlots) {
+  Recorder rec;
+  Executor ex(Slots(2), rec.OnStarted(), rec.OnFinished());
+  const uint64_t iterations[] = {50'000'000, 1'000'000, 3'000'000};
+  for (uint32_t i = 0; i < 3; ++i) ex.Submit(Countdown("job", i, iterations[i]));
+
+  ASSERT_TRUE(rec.WaitForResults(3));
+  const std::vector<v1::TaskResult> results = rec.results();
+  const std::vector<v1::TaskStarted> started = rec.started();
+  ASSERT_EQ(results.size(), 3u);
+  ASSERT_EQ(started.size(), 3u);
+  std::set<uint32_t> seen;
+  for (uint32_t i = 0; i < 3; ++i) {
+    SCOPED_TRACE(i);
+    const v1::TaskResult* r = FindResult(results, i);
+    ASSERT_NE(r, nullptr);
+    seen.insert(i);
+    EXPECT_EQ(r->task().job_id(), "job");
+    EXPECT_EQ(r->task().attempt(), 1u);
+    EXPECT_EQ(r->state(), v1::TASK_STATE_SUCCEEDED);
+    EXPECT_EQ(r->error(), "");
+    EXPECT_EQ(r->iterations_done(), iterations[i]);
+    EXPECT_LT(r->slot(), 2u);
+    EXPECT_GT(r->start_mono_ns(), 0);
+    EXPECT_GE(r->end_mono_ns(), r->start_mono_ns());
+    EXPECT_GE(r->cpu_ns(), 0);
+    EXPECT_GT(r->start_wall().seconds(), 1'600'000'000);
+    // The started message for the same task came from the same slot, first.
+    const v1::TaskStarted* s = nullptr;
+    for (const v1::TaskStarted& st : started) {
+      if (st.task().task_index() == i) s = &st;
+    }
+    ASSERT_NE(s, nullptr);
+    EXPECT_EQ(s->slot(), r->slot());
+    EXPECT_LE(s->start_mono_ns(), r->start_mono_ns());
+  }
+  EXPECT_EQ(seen.size(), 3u);
+  // 50M iterations burn measurable CPU time on the slot thread.
+  EXPECT_GT(FindResult(results, 0)->cpu_ns(), 0);
+  EXPECT_TRUE(ex.WaitIdle(absl::Now() + kWaitLimit));
+  EXPECT_EQ(ex.running(), 0);
+  EXPECT_EQ(ex.queued(), 0);
+}
+
+TEST(ExecutorTest, TwoSlotsRunTwoTasksAtOnce) {
+  Recorder rec;
+  Executor ex(Slots(2), rec.OnStarted(), rec.OnFinished());
+  ex.Submit(Countdown("job", 0, kForever));
+  ex.Submit(Countdown("job", 1, kForever));
+  ASSERT_TRUE(rec.WaitForStarted(2));
+  EXPECT_EQ(ex.running(), 2);
+  EXPECT_EQ(ex.queued(), 0);
+  std::set<uint32_t> slots;
+  for (const v1::TaskStarted& s : rec.started()) slots.insert(s.slot());
+  EXPECT_EQ(slots, (std::set<uint32_t>{0, 1}));
+  ex.CancelAll();
+  ASSERT_TRUE(rec.WaitForResults(2, kPrompt));
+  for (const v1::TaskResult& r : rec.results()) EXPECT_EQ(r.state(), v1::TASK_STATE_CANCELLED);
+}
+
+TEST(ExecutorTest, CancelStopsARunningCountdown) {
+  Recorder rec;
+  Executor ex(Slots(1), rec.OnStarted(), rec.OnFinished());
+  ex.Submit(Countdown("job", 7, kForever));
+  ASSERT_TRUE(rec.WaitForStarted(1));
+  v1::TaskRef ref;
+  ref.set_job_id("job");
+  ref.set_task_index(7);
+  ref.set_attempt(1);
+  const absl::Time cancelled_at = absl::Now();
+  ex.Cancel(ref);
+  ASSERT_TRUE(rec.WaitForResults(1, kPrompt)) << "no result within " << kPrompt << " of Cancel";
+  const absl::Duration latency = absl::Now() - cancelled_at;
+  EXPECT_LT(latency, absl::Seconds(1));
+  const v1::TaskResult r = rec.results()[0];
+  EXPECT_EQ(r.task().task_index(), 7u);
+  EXPECT_EQ(r.state(), v1::TASK_STATE_CANCELLED);
+  EXPECT_THAT(r.error(), HasSubstr("cancel"));
+  EXPECT_LT(r.iterations_done(), kForever);
+  EXPECT_EQ(r.iterations_done() % kCountdownCheckEvery, 0u);
+  EXPECT_TRUE(ex.WaitIdle(absl::Now() + kPrompt));
+}
+
+TEST(ExecutorTest, CancelOfAnotherAttemptIsIgnored) {
+  Recorder rec;
+  Executor ex(Slots(1), rec.OnStarted(), rec.OnFinished());
+  ex.Submit(Countdown("job", 0, kForever));
+  ASSERT_TRUE(rec.WaitForStarted(1));
+  v1::TaskRef other_attempt;
+  other_attempt.set_job_id("job");
+  other_attempt.set_task_index(0);
+  other_attempt.set_attempt(2);
+  ex.Cancel(other_attempt);
+  v1::TaskRef unknown;
+  unknown.set_job_id("nope");
+  ex.Cancel(unknown);
+  // Still running: a bounded wait for a result that must not come.
+  EXPECT_FALSE(rec.WaitForResults(1, absl::Milliseconds(50)));
+  EXPECT_EQ(ex.running(), 1);
+  ex.CancelAll();
+  ASSERT_TRUE(rec.WaitForResults(1, kPrompt));
+}
+
+TEST(ExecutorTest, CancelOfAQueuedTaskDropsItSilently) {
+  Recorder rec;
+  Executor ex(Slots(1), rec.OnStarted(), rec.OnFinished());
+  const v1::Assignment running = Countdown("job", 0, kForever);
+  const v1::Assignment queued = Countdown("job", 1, 1'000);
+  ex.Submit(running);
+  ex.Submit(queued);
+  ASSERT_TRUE(rec.WaitForStarted(1));
+  EXPECT_EQ(ex.queued(), 1);
+  ex.Cancel(queued.task());
+  EXPECT_EQ(ex.queued(), 0);
+  EXPECT_EQ(ex.running(), 1);
+  ex.Cancel(running.task());
+  ASSERT_TRUE(rec.WaitForResults(1, kPrompt));
+  ASSERT_TRUE(ex.WaitIdle(absl::Now() + kPrompt));
+  // Only the running task reported; the queued one neither started nor ended.
+  const std::vector<v1::TaskResult> results = rec.results();
+  ASSERT_EQ(results.size(), 1u);
+  EXPECT_EQ(results[0].task().task_index(), 0u);
+  EXPECT_EQ(results[0].state(), v1::TASK_STATE_CANCELLED);
+  const std::vector<v1::TaskStarted> started = rec.started();
+  ASSERT_EQ(started.size(), 1u);
+  EXPECT_EQ(started[0].task().task_index(), 0u);
+}
+
+TEST(ExecutorTest, TakeQueuedReturnsUnstartedTasksInOrder) {
+  Recorder rec;
+  Executor ex(Slots(1), rec.OnStarted(), rec.OnFinished());
+  ex.Submit(Countdown("job", 0, kForever));
+  ex.Submit(Countdown("job", 1, 1'000));
+  ex.Submit(Countdown("other", 2, 1'000));
+  ASSERT_TRUE(rec.WaitForStarted(1));
+  const std::vector<v1::TaskRef> taken = ex.TakeQueued();
+  ASSERT_EQ(taken.size(), 2u);
+  EXPECT_EQ(taken[0].job_id(), "job");
+  EXPECT_EQ(taken[0].task_index(), 1u);
+  EXPECT_EQ(taken[1].job_id(), "other");
+  EXPECT_EQ(taken[1].task_index(), 2u);
+  EXPECT_EQ(ex.queued(), 0);
+  EXPECT_EQ(ex.running(), 1);
+  EXPECT_THAT(ex.TakeQueued(), IsEmpty());
+  ex.CancelAll();
+  ASSERT_TRUE(rec.WaitForResults(1, kPrompt));
+  ASSERT_TRUE(ex.WaitIdle(absl::Now() + kPrompt));
+  EXPECT_EQ(rec.results().size(), 1u);
+  EXPECT_EQ(rec.started().size(), 1u);
+}
+
+TEST(ExecutorTest, WaitIdleWaitsForQueuedAndRunningWork) {
+  Recorder rec;
+  Executor ex(Slots(1), rec.OnStarted(), rec.OnFinished());
+  EXPECT_TRUE(ex.WaitIdle(absl::Now()));  // nothing submitted yet
+  for (uint32_t i = 0; i < 4; ++i) ex.Submit(Countdown("job", i, 2'000'000));
+  ASSERT_TRUE(ex.WaitIdle(absl::Now() + kWaitLimit));
+  EXPECT_EQ(ex.running(), 0);
+  EXPECT_EQ(ex.queued(), 0);
+  ASSERT_TRUE(rec.WaitForResults(4));
+  for (const v1::TaskResult& r : rec.results()) EXPECT_EQ(r.state(), v1::TASK_STATE_SUCCEEDED);
+}
+
+TEST(ExecutorTest, WaitIdleGivesUpAtTheDeadline) {
+  Recorder rec;
+  Executor ex(Slots(1), rec.OnStarted(), rec.OnFinished());
+  ex.Submit(Countdown("job", 0, kForever));
+  ASSERT_TRUE(rec.WaitForStarted(1));
+  const absl::Time before = absl::Now();
+  EXPECT_FALSE(ex.WaitIdle(before + absl::Milliseconds(30)));
+  EXPECT_GE(absl::Now() - before, absl::Milliseconds(30));
+  ex.CancelAll();
+  EXPECT_TRUE(ex.WaitIdle(absl::Now() + kPrompt));
+}
+
+TEST(ExecutorTest, WaitIdleReturnsOnlyAfterTheLastResultIsReported) {
+  absl::Notification release;
+  absl::Mutex mu;
+  int delivered = 0;
+  Executor ex(
+      Slots(1), [](const v1::TaskStarted&) {},
+      [&](const v1::TaskResult&) {
+        // Hold the callback until the test has looked (bounded).
+        release.WaitForNotificationWithTimeout(absl::Seconds(5));
+        absl::MutexLock lock(&mu);
+        ++delivered;
+      });
+  ex.Submit(Countdown("job", 0, 1'000));
+  const bool idle = ex.WaitIdle(absl::Now() + absl::Seconds(2));
+  int delivered_at_idle = 0;
+  {
+    absl::MutexLock lock(&mu);
+    delivered_at_idle = delivered;
+  }
+  release.Notify();
+  ex.Stop();
+  // Either WaitIdle waited for the callback, or it timed out (never both idle
+  // and undelivered).
+  EXPECT_FALSE(idle && delivered_at_idle == 0)
+      << "WaitIdle returned idle before the result callback finished";
+}
+
+TEST(ExecutorTest, TaskTimeoutFailsTheTask) {
+  Recorder rec;
+  Executor ex(Slots(1), rec.OnStarted(), rec.OnFinished());
+  v1::Assignment a = Countdown("job", 0, kForever);
+  SetTimeout(&a, absl::Milliseconds(50));
+  ex.Submit(a);
+  ASSERT_TRUE(rec.WaitForResults(1, absl::Seconds(5)));
+  const v1::TaskResult r = rec.results()[0];
+  EXPECT_EQ(r.state(), v1::TASK_STATE_FAILED);
+  EXPECT_THAT(r.error(), HasSubstr("timed out"));
+  EXPECT_THAT(r.error(), HasSubstr("50ms"));
+  EXPECT_LT(r.iterations_done(), kForever);
+  const int64_t ran_ns = r.end_mono_ns() - r.start_mono_ns();
+  EXPECT_GE(ran_ns, 50'000'000);
+  EXPECT_LT(ran_ns, 2'000'000'000);
+}
+
+TEST(ExecutorTest, SpinAndSleepTasksSucceed) {
+  Recorder rec;
+  Executor ex(Slots(2), rec.OnStarted(), rec.OnFinished());
+  ex.Submit(Timed(v1::TASK_KIND_SPIN, "job", 0, absl::Milliseconds(20)));
+  ex.Submit(Timed(v1::TASK_KIND_SLEEP, "job", 1, absl::Milliseconds(20)));
+  ASSERT_TRUE(rec.WaitForResults(2));
+  for (const v1::TaskResult& r : rec.results()) {
+    SCOPED_TRACE(r.task().task_index());
+    EXPECT_EQ(r.state(), v1::TASK_STATE_SUCCEEDED);
+    EXPECT_EQ(r.iterations_done(), 0u);
+    EXPECT_GE(r.end_mono_ns() - r.start_mono_ns(), 20'000'000);
+  }
+}
+
+TEST(ExecutorTest, CancelWakesASleepingTask) {
+  Recorder rec;
+  Executor ex(Slots(1), rec.OnStarted(), rec.OnFinished());
+  const v1::Assignment a = Timed(v1::TASK_KIND_SLEEP, "job", 0, absl::Hours(1));
+  ex.Submit(a);
+  ASSERT_TRUE(rec.WaitForStarted(1));
+  ex.Cancel(a.task());
+  ASSERT_TRUE(rec.WaitForResults(1, kPrompt));
+  EXPECT_EQ(rec.results()[0].state(), v1::TASK_STATE_CANCELLED);
+}
+
+TEST(ExecutorTest, CancelAllDropsQueuedAndStopsRunning) {
+  Recorder rec;
+  Executor ex(Slots(1), rec.OnStarted(), rec.OnFinished());
+  ex.Submit(Countdown("job", 0, kForever));
+  ex.Submit(Countdown("job", 1, kForever));
+  ASSERT_TRUE(rec.WaitForStarted(1));
+  ex.CancelAll();
+  ASSERT_TRUE(ex.WaitIdle(absl::Now() + kPrompt));
+  ASSERT_TRUE(rec.WaitForResults(1, kPrompt));
+  const std::vector<v1::TaskResult> results = rec.results();
+  ASSERT_EQ(results.size(), 1u);
+  EXPECT_EQ(results[0].task().task_index(), 0u);
+  EXPECT_EQ(results[0].state(), v1::TASK_STATE_CANCELLED);
+  // The executor keeps working after CancelAll.
+  ex.Submit(Countdown("job", 2, 1'000));
+  ASSERT_TRUE(rec.WaitForResults(2));
+  EXPECT_EQ(rec.results()[1].state(), v1::TASK_STATE_SUCCEEDED);
+}
+
+TEST(ExecutorTest, StopIsIdempotentAndIgnoresLaterSubmits) {
+  Recorder rec;
+  Executor ex(Slots(2), rec.OnStarted(), rec.OnFinished());
+  ex.Submit(Countdown("job", 0, kForever));
+  ASSERT_TRUE(rec.WaitForStarted(1));
+  const absl::Time before = absl::Now();
+  ex.Stop();
+  EXPECT_LT(absl::Now() - before, kPrompt);
+  ex.Stop();
+  ASSERT_EQ(rec.results().size(), 1u);
+  EXPECT_EQ(rec.results()[0].state(), v1::TASK_STATE_CANCELLED);
+  ex.Submit(Countdown("job", 1, 1'000));
+  EXPECT_EQ(ex.queued(), 0);
+  EXPECT_EQ(ex.running(), 0);
+}
+
+TEST(ExecutorProcessModeTest, CountdownSucceedsInAChildProcess) {
+  Recorder rec;
+  Executor ex(Slots(1), rec.OnStarted(), rec.OnFinished());
+  ex.Submit(Countdown("job", 0, 50'000'000, v1::EXEC_MODE_PROCESS));
+  ASSERT_TRUE(rec.WaitForResults(1));
+  const v1::TaskResult r = rec.results()[0];
+  EXPECT_EQ(r.state(), v1::TASK_STATE_SUCCEEDED) << r.error();
+  EXPECT_EQ(r.iterations_done(), 50'000'000u);
+  EXPECT_GT(r.cpu_ns(), 0);
+  EXPECT_EQ(r.slot(), 0u);
+  EXPECT_GE(r.end_mono_ns(), r.start_mono_ns());
+}
+
+TEST(ExecutorProcessModeTest, DefaultExecAppliesToUnspecifiedAssignments) {
+  Recorder rec;
+  Executor ex(Slots(1, v1::EXEC_MODE_PROCESS), rec.OnStarted(), rec.OnFinished());
+  ex.Submit(Countdown("job", 0, 10'000'000));
+  ASSERT_TRUE(rec.WaitForResults(1));
+  EXPECT_EQ(rec.results()[0].state(), v1::TASK_STATE_SUCCEEDED) << rec.results()[0].error();
+  EXPECT_EQ(rec.results()[0].iterations_done(), 10'000'000u);
+}
+
+TEST(ExecutorProcessModeTest, CancelKillsTheChildPromptly) {
+  Recorder rec;
+  Executor ex(Slots(1), rec.OnStarted(), rec.OnFinished());
+  const v1::Assignment a = Countdown("job", 0, kForever, v1::EXEC_MODE_PROCESS);
+  ex.Submit(a);
+  ASSERT_TRUE(rec.WaitForStarted(1));
+  const absl::Time cancelled_at = absl::Now();
+  ex.Cancel(a.task());
+  ASSERT_TRUE(rec.WaitForResults(1, kPrompt)) << "no result within " << kPrompt << " of Cancel";
+  EXPECT_LT(absl::Now() - cancelled_at, absl::Seconds(1));
+  const v1::TaskResult r = rec.results()[0];
+  EXPECT_EQ(r.state(), v1::TASK_STATE_CANCELLED);
+  EXPECT_THAT(r.error(), HasSubstr("cancel"));
+  EXPECT_TRUE(ex.WaitIdle(absl::Now() + kPrompt));
+}
+
+TEST(ExecutorProcessModeTest, TimeoutFailsTheTask) {
+  Recorder rec;
+  Executor ex(Slots(1), rec.OnStarted(), rec.OnFinished());
+  v1::Assignment a = Countdown("job", 0, kForever, v1::EXEC_MODE_PROCESS);
+  SetTimeout(&a, absl::Milliseconds(50));
+  ex.Submit(a);
+  ASSERT_TRUE(rec.WaitForResults(1, absl::Seconds(5)));
+  const v1::TaskResult r = rec.results()[0];
+  EXPECT_EQ(r.state(), v1::TASK_STATE_FAILED);
+  EXPECT_THAT(r.error(), HasSubstr("timed out"));
+}
+
+TEST(ExecutorProcessModeTest, SleepTaskSucceeds) {
+  Recorder rec;
+  Executor ex(Slots(1), rec.OnStarted(), rec.OnFinished());
+  ex.Submit(Timed(v1::TASK_KIND_SLEEP, "job", 0, absl::Milliseconds(20), v1::EXEC_MODE_PROCESS));
+  ASSERT_TRUE(rec.WaitForResults(1));
+  const v1::TaskResult r = rec.results()[0];
+  EXPECT_EQ(r.state(), v1::TASK_STATE_SUCCEEDED) << r.error();
+  EXPECT_GE(r.end_mono_ns() - r.start_mono_ns(), 20'000'000);
+}
+
+}  // namespace
+}  // namespace busyfleet::worker

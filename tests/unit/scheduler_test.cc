@@ -1,0 +1,522 @@
+#include "coordinator/scheduler.h"
+
+#include <cstdint>
+#include <cstdlib>
+#include <deque>
+#include <map>
+#include <numeric>
+#include <set>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "busyfleet/v1/types.pb.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/testing/status_matchers.h"
+
+namespace busyfleet::coordinator {
+namespace {
+
+using ::busyfleet::testing::StatusIs;
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+using ::testing::IsEmpty;
+using ::testing::UnorderedElementsAre;
+
+Scheduler::WorkerSpec Worker(const std::string& session, int slots,
+                             std::map<std::string, std::string> labels = {},
+                             std::vector<v1::ExecMode> exec_modes = {v1::EXEC_MODE_THREAD,
+                                                                     v1::EXEC_MODE_PROCESS}) {
+  Scheduler::WorkerSpec w;
+  w.session = session;
+  w.name = "name-" + session;
+  w.slots = slots;
+  w.labels = std::move(labels);
+  w.exec_modes = std::move(exec_modes);
+  return w;
+}
+
+std::vector<uint32_t> Range(uint32_t n) {
+  std::vector<uint32_t> v(n);
+  std::iota(v.begin(), v.end(), 0u);
+  return v;
+}
+
+std::map<std::string, int> CountBySession(const std::vector<Scheduler::Assignment>& as) {
+  std::map<std::string, int> out;
+  for (const auto& a : as) ++out[a.session];
+  return out;
+}
+
+std::map<std::string, int> CountByJob(const std::vector<Scheduler::Assignment>& as) {
+  std::map<std::string, int> out;
+  for (const auto& a : as) ++out[a.task.job_id];
+  return out;
+}
+
+std::vector<uint32_t> IndicesOf(const std::vector<Scheduler::Assignment>& as) {
+  std::vector<uint32_t> out;
+  for (const auto& a : as) out.push_back(a.task.index);
+  return out;
+}
+
+std::vector<uint32_t> IndicesOf(const std::vector<TaskKey>& ts) {
+  std::vector<uint32_t> out;
+  for (const auto& t : ts) out.push_back(t.index);
+  return out;
+}
+
+Scheduler::Options Prefetch(int n) {
+  Scheduler::Options o;
+  o.prefetch_per_worker = n;
+  return o;
+}
+
+TEST(SchedulerTest, FreeSlotsAreFilledRoundRobinBeforePrefetch) {
+  Scheduler s(Prefetch(2));
+  ASSERT_OK(s.AddWorker(Worker("a", 1)));
+  ASSERT_OK(s.AddWorker(Worker("b", 1)));
+  ASSERT_OK(s.AddJob("job", {}, Range(4), 1));
+
+  const std::vector<Scheduler::Assignment> as = s.Dispatch();
+  ASSERT_EQ(as.size(), 4u);
+  // The first two picks fill one free slot on each worker.
+  EXPECT_NE(as[0].session, as[1].session);
+  EXPECT_EQ(CountBySession(as), (std::map<std::string, int>{{"a", 2}, {"b", 2}}));
+  EXPECT_THAT(IndicesOf(as), ElementsAre(0, 1, 2, 3));
+  EXPECT_EQ(s.QueuedTasks(), 0u);
+  EXPECT_EQ(s.InFlight("a"), 2);
+  EXPECT_EQ(s.InFlight("b"), 2);
+}
+
+TEST(SchedulerTest, SmallJobIsSpreadNotPiledOnOneWorker) {
+  Scheduler s(Prefetch(2));
+  ASSERT_OK(s.AddWorker(Worker("a", 2)));
+  ASSERT_OK(s.AddWorker(Worker("b", 2)));
+  ASSERT_OK(s.AddJob("job", {}, Range(2), 1));
+  const std::vector<Scheduler::Assignment> as = s.Dispatch();
+  EXPECT_EQ(CountBySession(as), (std::map<std::string, int>{{"a", 1}, {"b", 1}}));
+}
+
+TEST(SchedulerTest, PrefetchStopsAtSlotsPlusPrefetch) {
+  Scheduler s(Prefetch(2));
+  ASSERT_OK(s.AddWorker(Worker("a", 1)));
+  ASSERT_OK(s.AddWorker(Worker("b", 1)));
+  ASSERT_OK(s.AddJob("job", {}, Range(8), 1));
+
+  const std::vector<Scheduler::Assignment> as = s.Dispatch();
+  ASSERT_EQ(as.size(), 6u);
+  EXPECT_EQ(CountBySession(as), (std::map<std::string, int>{{"a", 3}, {"b", 3}}));
+  EXPECT_THAT(IndicesOf(as), ElementsAre(0, 1, 2, 3, 4, 5));
+  EXPECT_EQ(s.QueuedTasks(), 2u);
+  // Nothing more until a credit is freed.
+  EXPECT_THAT(s.Dispatch(), IsEmpty());
+  EXPECT_EQ(s.QueuedTasks(), 2u);
+}
+
+TEST(SchedulerTest, ZeroPrefetchHoldsOnlySlots) {
+  Scheduler s(Prefetch(0));
+  ASSERT_OK(s.AddWorker(Worker("a", 3)));
+  ASSERT_OK(s.AddJob("job", {}, Range(10), 1));
+  EXPECT_EQ(s.Dispatch().size(), 3u);
+  EXPECT_EQ(s.InFlight("a"), 3);
+  EXPECT_EQ(s.QueuedTasks(), 7u);
+}
+
+TEST(SchedulerTest, CreditsNeverExceedSlotsPlusPrefetch) {
+  constexpr int kPrefetch = 2;
+  Scheduler s(Prefetch(kPrefetch));
+  const std::map<std::string, int> slots = {{"a", 1}, {"b", 2}, {"c", 3}};
+  for (const auto& [session, n] : slots) ASSERT_OK(s.AddWorker(Worker(session, n)));
+  ASSERT_OK(s.AddJob("j1", {}, Range(300), 1));
+  ASSERT_OK(s.AddJob("j2", {}, Range(300), 2));
+
+  std::map<std::string, std::deque<TaskKey>> in_flight;
+  for (int round = 0; round < 200; ++round) {
+    for (const auto& a : s.Dispatch()) in_flight[a.session].push_back(a.task);
+    for (const auto& [session, n] : slots) {
+      SCOPED_TRACE(session);
+      ASSERT_LE(s.InFlight(session), n + kPrefetch) << "round " << round;
+      ASSERT_EQ(s.InFlight(session), static_cast<int>(in_flight[session].size()));
+    }
+    // Finish a varying number of tasks on a varying worker.
+    const std::string session = round % 3 == 0 ? "a" : round % 3 == 1 ? "b" : "c";
+    for (int k = 0; k <= round % 4 && !in_flight[session].empty(); ++k) {
+      ASSERT_OK(s.Release(session, in_flight[session].front()));
+      in_flight[session].pop_front();
+    }
+  }
+}
+
+TEST(SchedulerTest, ReleaseFreesACreditAndNextDispatchRefillsIt) {
+  Scheduler s(Prefetch(1));
+  ASSERT_OK(s.AddWorker(Worker("a", 1)));
+  ASSERT_OK(s.AddJob("job", {}, Range(5), 1));
+  std::vector<Scheduler::Assignment> as = s.Dispatch();
+  ASSERT_THAT(IndicesOf(as), ElementsAre(0, 1));
+  EXPECT_EQ(s.FreeSlots(), 0);
+  EXPECT_THAT(s.Dispatch(), IsEmpty());
+
+  ASSERT_OK(s.Release("a", TaskKey{"job", 0}));
+  EXPECT_EQ(s.InFlight("a"), 1);
+  as = s.Dispatch();
+  ASSERT_EQ(as.size(), 1u);
+  EXPECT_EQ(as[0].session, "a");
+  EXPECT_EQ(as[0].task, (TaskKey{"job", 2}));
+  EXPECT_EQ(s.InFlight("a"), 2);
+  EXPECT_EQ(s.QueuedTasks(), 2u);
+}
+
+TEST(SchedulerTest, ReleaseOfATaskNotInFlightIsNotFound) {
+  Scheduler s(Prefetch(0));
+  ASSERT_OK(s.AddWorker(Worker("a", 1)));
+  ASSERT_OK(s.AddWorker(Worker("b", 1)));
+  ASSERT_OK(s.AddJob("job", {}, Range(1), 1));
+  const std::vector<Scheduler::Assignment> as = s.Dispatch();
+  ASSERT_EQ(as.size(), 1u);
+  const std::string other = as[0].session == "a" ? "b" : "a";
+  EXPECT_THAT(s.Release(other, as[0].task), StatusIs(absl::StatusCode::kNotFound, HasSubstr("job")));
+  EXPECT_THAT(s.Release("nobody", as[0].task), StatusIs(absl::StatusCode::kNotFound, HasSubstr("nobody")));
+  ASSERT_OK(s.Release(as[0].session, as[0].task));
+  // A second release of the same task is refused.
+  EXPECT_THAT(s.Release(as[0].session, as[0].task), StatusIs(absl::StatusCode::kNotFound, ::testing::_));
+}
+
+TEST(SchedulerTest, NoTaskIsAssignedTwiceOverAFullRun) {
+  Scheduler s(Prefetch(2));
+  const std::map<std::string, int> slots = {{"a", 1}, {"b", 2}, {"c", 4}};
+  for (const auto& [session, n] : slots) ASSERT_OK(s.AddWorker(Worker(session, n)));
+  constexpr uint32_t kTasks = 97;
+  Scheduler::JobConstraints capped;
+  capped.max_slots = 3;
+  ASSERT_OK(s.AddJob("j1", {}, Range(kTasks), 1));
+  ASSERT_OK(s.AddJob("j2", capped, Range(kTasks), 2));
+
+  std::map<std::string, std::vector<int>> assigned = {{"j1", std::vector<int>(kTasks, 0)},
+                                                      {"j2", std::vector<int>(kTasks, 0)}};
+  std::map<std::string, std::deque<TaskKey>> in_flight;
+  size_t done = 0;
+  for (int round = 0; round < 10'000 && done < 2 * kTasks; ++round) {
+    for (const auto& a : s.Dispatch()) {
+      ASSERT_LT(a.task.index, kTasks);
+      ++assigned.at(a.task.job_id)[a.task.index];
+      in_flight[a.session].push_back(a.task);
+    }
+    // Each worker finishes its oldest task.
+    for (auto& [session, q] : in_flight) {
+      if (q.empty()) continue;
+      ASSERT_OK(s.Release(session, q.front()));
+      q.pop_front();
+      ++done;
+    }
+  }
+  ASSERT_EQ(done, 2 * kTasks);
+  for (const auto& [job, counts] : assigned) {
+    for (uint32_t i = 0; i < kTasks; ++i) EXPECT_EQ(counts[i], 1) << job << "/" << i;
+  }
+  EXPECT_EQ(s.QueuedTasks(), 0u);
+  EXPECT_THAT(s.Dispatch(), IsEmpty());
+  for (const auto& [session, n] : slots) EXPECT_EQ(s.InFlight(session), 0) << session;
+}
+
+TEST(SchedulerTest, ConcurrentJobsShareTheFleetFairly) {
+  Scheduler s(Prefetch(2));
+  ASSERT_OK(s.AddWorker(Worker("a", 2)));
+  ASSERT_OK(s.AddWorker(Worker("b", 2)));
+  ASSERT_OK(s.AddJob("j1", {}, Range(100), 1));
+  ASSERT_OK(s.AddJob("j2", {}, Range(100), 2));
+
+  const std::vector<Scheduler::Assignment> as = s.Dispatch();
+  ASSERT_EQ(as.size(), 8u);  // 2 workers x (2 slots + 2 prefetch)
+  const std::map<std::string, int> by_job = CountByJob(as);
+  ASSERT_EQ(by_job.size(), 2u);
+  EXPECT_LE(std::abs(by_job.at("j1") - by_job.at("j2")), 1);
+  // The four slots themselves are shared, not only the prefetch.
+  const std::vector<Scheduler::Assignment> first4(as.begin(), as.begin() + 4);
+  EXPECT_EQ(CountByJob(first4), (std::map<std::string, int>{{"j1", 2}, {"j2", 2}}));
+}
+
+TEST(SchedulerTest, FairnessWithoutPrefetchSplitsSlotsEvenly) {
+  Scheduler s(Prefetch(0));
+  for (const char* w : {"a", "b", "c", "d"}) ASSERT_OK(s.AddWorker(Worker(w, 1)));
+  ASSERT_OK(s.AddJob("j1", {}, Range(100), 1));
+  ASSERT_OK(s.AddJob("j2", {}, Range(100), 2));
+  EXPECT_EQ(CountByJob(s.Dispatch()), (std::map<std::string, int>{{"j1", 2}, {"j2", 2}}));
+}
+
+TEST(SchedulerTest, NewJobGetsTheNextFreedCredit) {
+  Scheduler s(Prefetch(0));
+  ASSERT_OK(s.AddWorker(Worker("a", 2)));
+  ASSERT_OK(s.AddJob("old", {}, Range(100), 1));
+  ASSERT_EQ(s.Dispatch().size(), 2u);
+  ASSERT_OK(s.AddJob("new", {}, Range(10), 2));
+  EXPECT_THAT(s.Dispatch(), IsEmpty());
+  ASSERT_OK(s.Release("a", TaskKey{"old", 0}));
+  const std::vector<Scheduler::Assignment> as = s.Dispatch();
+  ASSERT_EQ(as.size(), 1u);
+  EXPECT_EQ(as[0].task, (TaskKey{"new", 0}));
+}
+
+TEST(SchedulerTest, OlderJobWinsATie) {
+  Scheduler s(Prefetch(0));
+  ASSERT_OK(s.AddWorker(Worker("a", 1)));
+  // Added in the opposite order of their seq.
+  ASSERT_OK(s.AddJob("younger", {}, Range(3), 20));
+  ASSERT_OK(s.AddJob("older", {}, Range(3), 10));
+  const std::vector<Scheduler::Assignment> as = s.Dispatch();
+  ASSERT_EQ(as.size(), 1u);
+  EXPECT_EQ(as[0].task.job_id, "older");
+}
+
+TEST(SchedulerTest, MaxSlotsOneRunsTheJobSerially) {
+  Scheduler s(Prefetch(2));
+  ASSERT_OK(s.AddWorker(Worker("a", 4)));
+  ASSERT_OK(s.AddWorker(Worker("b", 4)));
+  Scheduler::JobConstraints serial;
+  serial.max_slots = 1;
+  ASSERT_OK(s.AddJob("job", serial, Range(5), 1));
+  for (uint32_t i = 0; i < 5; ++i) {
+    SCOPED_TRACE(i);
+    const std::vector<Scheduler::Assignment> as = s.Dispatch();
+    ASSERT_EQ(as.size(), 1u);
+    EXPECT_EQ(as[0].task.index, i);
+    EXPECT_THAT(s.Dispatch(), IsEmpty());
+    EXPECT_EQ(s.InFlight("a") + s.InFlight("b"), 1);
+    ASSERT_OK(s.Release(as[0].session, as[0].task));
+  }
+  EXPECT_EQ(s.QueuedTasks(), 0u);
+}
+
+TEST(SchedulerTest, MaxSlotsCapLeavesRoomForOtherJobs) {
+  Scheduler s(Prefetch(0));
+  ASSERT_OK(s.AddWorker(Worker("a", 4)));
+  Scheduler::JobConstraints capped;
+  capped.max_slots = 1;
+  ASSERT_OK(s.AddJob("capped", capped, Range(10), 1));
+  ASSERT_OK(s.AddJob("free", {}, Range(10), 2));
+  EXPECT_EQ(CountByJob(s.Dispatch()), (std::map<std::string, int>{{"capped", 1}, {"free", 3}}));
+}
+
+TEST(SchedulerTest, WorkersConstraintPicksNamedWorkersOnly) {
+  Scheduler s(Prefetch(2));
+  ASSERT_OK(s.AddWorker(Worker("a", 2)));
+  ASSERT_OK(s.AddWorker(Worker("b", 2)));
+  Scheduler::JobConstraints c;
+  c.workers = {"name-b"};
+  ASSERT_OK(s.AddJob("job", c, Range(10), 1));
+  const std::vector<Scheduler::Assignment> as = s.Dispatch();
+  EXPECT_EQ(CountBySession(as), (std::map<std::string, int>{{"b", 4}}));
+  EXPECT_EQ(s.InFlight("a"), 0);
+}
+
+TEST(SchedulerTest, SelectorMatchesAllLabels) {
+  Scheduler s(Prefetch(0));
+  ASSERT_OK(s.AddWorker(Worker("a", 1, {{"zone", "eu"}})));
+  ASSERT_OK(s.AddWorker(Worker("b", 1, {{"zone", "eu"}, {"gpu", "yes"}})));
+  ASSERT_OK(s.AddWorker(Worker("c", 1, {{"zone", "us"}, {"gpu", "yes"}})));
+  Scheduler::JobConstraints c;
+  c.selector = {{"zone", "eu"}, {"gpu", "yes"}};
+  ASSERT_OK(s.AddJob("job", c, Range(10), 1));
+  EXPECT_EQ(CountBySession(s.Dispatch()), (std::map<std::string, int>{{"b", 1}}));
+}
+
+TEST(SchedulerTest, ExecConstraintNeedsAWorkerWithThatMode) {
+  Scheduler s(Prefetch(0));
+  ASSERT_OK(s.AddWorker(Worker("threads", 1, {}, {v1::EXEC_MODE_THREAD})));
+  ASSERT_OK(s.AddWorker(Worker("procs", 1, {}, {v1::EXEC_MODE_PROCESS})));
+  Scheduler::JobConstraints c;
+  c.exec = v1::EXEC_MODE_PROCESS;
+  ASSERT_OK(s.AddJob("job", c, Range(10), 1));
+  EXPECT_EQ(CountBySession(s.Dispatch()), (std::map<std::string, int>{{"procs", 1}}));
+}
+
+TEST(SchedulerTest, UnspecifiedExecRunsAnywhere) {
+  Scheduler s(Prefetch(0));
+  ASSERT_OK(s.AddWorker(Worker("threads", 1, {}, {v1::EXEC_MODE_THREAD})));
+  ASSERT_OK(s.AddWorker(Worker("procs", 1, {}, {v1::EXEC_MODE_PROCESS})));
+  ASSERT_OK(s.AddJob("job", {}, Range(10), 1));
+  EXPECT_EQ(CountBySession(s.Dispatch()), (std::map<std::string, int>{{"procs", 1}, {"threads", 1}}));
+}
+
+TEST(SchedulerTest, UnplaceableJobDoesNotBlockOthers) {
+  Scheduler s(Prefetch(0));
+  ASSERT_OK(s.AddWorker(Worker("a", 2)));
+  Scheduler::JobConstraints nowhere;
+  nowhere.workers = {"no-such-worker"};
+  ASSERT_OK(s.AddJob("stuck", nowhere, Range(5), 1));
+  ASSERT_OK(s.AddJob("ok", {}, Range(5), 2));
+  EXPECT_EQ(CountByJob(s.Dispatch()), (std::map<std::string, int>{{"ok", 2}}));
+  EXPECT_EQ(s.QueuedTasks(), 8u);
+}
+
+TEST(SchedulerTest, DrainingWorkersGetNothing) {
+  Scheduler s(Prefetch(2));
+  ASSERT_OK(s.AddWorker(Worker("a", 2)));
+  ASSERT_OK(s.AddWorker(Worker("b", 2)));
+  ASSERT_OK(s.SetDraining("a"));
+  ASSERT_OK(s.AddJob("job", {}, Range(20), 1));
+  EXPECT_EQ(CountBySession(s.Dispatch()), (std::map<std::string, int>{{"b", 4}}));
+  EXPECT_EQ(s.InFlight("a"), 0);
+  EXPECT_EQ(s.TotalSlots(), 2);
+  EXPECT_EQ(s.FreeSlots(), 0);
+}
+
+TEST(SchedulerTest, AllWorkersDrainingDispatchesNothing) {
+  Scheduler s(Prefetch(2));
+  ASSERT_OK(s.AddWorker(Worker("a", 2)));
+  ASSERT_OK(s.SetDraining("a"));
+  ASSERT_OK(s.AddJob("job", {}, Range(3), 1));
+  EXPECT_THAT(s.Dispatch(), IsEmpty());
+  EXPECT_EQ(s.QueuedTasks(), 3u);
+  EXPECT_EQ(s.TotalSlots(), 0);
+  EXPECT_EQ(s.FreeSlots(), 0);
+}
+
+TEST(SchedulerTest, DeadWorkerTasksAreRequeuedAtTheFront) {
+  Scheduler s(Prefetch(0));
+  ASSERT_OK(s.AddWorker(Worker("a", 2)));
+  ASSERT_OK(s.AddWorker(Worker("b", 2)));
+  ASSERT_OK(s.AddJob("job", {}, Range(10), 1));
+  const std::vector<Scheduler::Assignment> first = s.Dispatch();
+  ASSERT_EQ(first.size(), 4u);
+  std::vector<uint32_t> on_a;
+  for (const auto& a : first) {
+    if (a.session == "a") on_a.push_back(a.task.index);
+  }
+  ASSERT_EQ(on_a.size(), 2u);
+  EXPECT_EQ(s.QueuedTasks(), 6u);
+
+  ASSERT_OK_AND_ASSIGN(std::vector<TaskKey> returned, s.RemoveWorker("a"));
+  EXPECT_THAT(IndicesOf(returned), UnorderedElementsAre(on_a[0], on_a[1]));
+  for (const TaskKey& t : returned) EXPECT_EQ(t.job_id, "job");
+  EXPECT_EQ(s.QueuedTasks(), 8u);
+  EXPECT_EQ(s.InFlight("a"), 0);
+  EXPECT_EQ(s.TotalSlots(), 2);
+
+  // A fresh worker gets exactly those tasks back, lowest index first.
+  ASSERT_OK(s.AddWorker(Worker("c", 2)));
+  const std::vector<Scheduler::Assignment> again = s.Dispatch();
+  ASSERT_EQ(again.size(), 2u);
+  EXPECT_EQ(again[0].session, "c");
+  EXPECT_EQ(again[1].session, "c");
+  EXPECT_THAT(IndicesOf(again), ElementsAre(std::min(on_a[0], on_a[1]), std::max(on_a[0], on_a[1])));
+  EXPECT_EQ(s.QueuedTasks(), 6u);
+}
+
+TEST(SchedulerTest, RemovedWorkerTasksOfSeveralJobsGoBackToTheirJobs) {
+  Scheduler s(Prefetch(0));
+  ASSERT_OK(s.AddWorker(Worker("a", 4)));
+  ASSERT_OK(s.AddJob("j1", {}, {5, 6, 7}, 1));
+  ASSERT_OK(s.AddJob("j2", {}, {8, 9, 10}, 2));
+  ASSERT_EQ(s.Dispatch().size(), 4u);  // j1: 5, 6; j2: 8, 9
+  ASSERT_OK_AND_ASSIGN(std::vector<TaskKey> returned, s.RemoveWorker("a"));
+  EXPECT_THAT(returned, UnorderedElementsAre(TaskKey{"j1", 5}, TaskKey{"j1", 6}, TaskKey{"j2", 8},
+                                             TaskKey{"j2", 9}));
+  EXPECT_EQ(s.QueuedTasks(), 6u);
+  ASSERT_OK(s.AddWorker(Worker("b", 6)));
+  std::vector<TaskKey> order;
+  for (const auto& a : s.Dispatch()) order.push_back(a.task);
+  ASSERT_EQ(order.size(), 6u);
+  std::vector<uint32_t> j1, j2;
+  for (const TaskKey& t : order) (t.job_id == "j1" ? j1 : j2).push_back(t.index);
+  EXPECT_THAT(j1, ElementsAre(5, 6, 7));
+  EXPECT_THAT(j2, ElementsAre(8, 9, 10));
+}
+
+TEST(SchedulerTest, RemoveJobReturnsInFlightAndDropsQueued) {
+  Scheduler s(Prefetch(1));
+  ASSERT_OK(s.AddWorker(Worker("a", 1)));
+  ASSERT_OK(s.AddWorker(Worker("b", 1)));
+  ASSERT_OK(s.AddJob("gone", {}, Range(10), 1));
+  ASSERT_OK(s.AddJob("stays", {}, Range(10), 2));
+  const std::vector<Scheduler::Assignment> as = s.Dispatch();
+  ASSERT_EQ(as.size(), 4u);
+  std::vector<std::pair<std::string, uint32_t>> gone_in_flight;
+  for (const auto& a : as) {
+    if (a.task.job_id == "gone") gone_in_flight.emplace_back(a.session, a.task.index);
+  }
+  ASSERT_EQ(gone_in_flight.size(), 2u);
+  EXPECT_EQ(s.QueuedTasks(), 16u);
+
+  const std::vector<Scheduler::Assignment> removed = s.RemoveJob("gone");
+  std::vector<std::pair<std::string, uint32_t>> got;
+  for (const auto& a : removed) {
+    EXPECT_EQ(a.task.job_id, "gone");
+    got.emplace_back(a.session, a.task.index);
+  }
+  EXPECT_THAT(got, UnorderedElementsAre(gone_in_flight[0], gone_in_flight[1]));
+  // Only the other job's queued tasks remain; the freed credits go to it.
+  EXPECT_EQ(s.QueuedTasks(), 8u);
+  EXPECT_EQ(s.InFlight("a") + s.InFlight("b"), 2);
+  const std::vector<Scheduler::Assignment> next = s.Dispatch();
+  EXPECT_EQ(CountByJob(next), (std::map<std::string, int>{{"stays", 2}}));
+  // Removing it again, or an unknown job, returns nothing.
+  EXPECT_THAT(s.RemoveJob("gone"), IsEmpty());
+  EXPECT_THAT(s.RemoveJob("never"), IsEmpty());
+  // The removed job's tasks are no longer in flight anywhere.
+  EXPECT_THAT(s.Release(gone_in_flight[0].first, TaskKey{"gone", gone_in_flight[0].second}),
+              StatusIs(absl::StatusCode::kNotFound, ::testing::_));
+}
+
+TEST(SchedulerTest, RequeuePutsATaskAtTheFront) {
+  Scheduler s(Prefetch(0));
+  ASSERT_OK(s.AddWorker(Worker("a", 1)));
+  ASSERT_OK(s.AddJob("job", {}, Range(3), 1));
+  std::vector<Scheduler::Assignment> as = s.Dispatch();
+  ASSERT_EQ(as.size(), 1u);
+  ASSERT_EQ(as[0].task.index, 0u);
+  ASSERT_OK(s.Release("a", as[0].task));
+  ASSERT_OK(s.Requeue(as[0].task));
+  EXPECT_EQ(s.QueuedTasks(), 3u);
+  as = s.Dispatch();
+  ASSERT_EQ(as.size(), 1u);
+  EXPECT_EQ(as[0].task, (TaskKey{"job", 0}));
+  EXPECT_THAT(s.Requeue(TaskKey{"unknown", 0}), StatusIs(absl::StatusCode::kNotFound, HasSubstr("unknown")));
+}
+
+TEST(SchedulerTest, SlotAndQueueCounters) {
+  Scheduler s(Prefetch(2));
+  EXPECT_EQ(s.TotalSlots(), 0);
+  EXPECT_EQ(s.FreeSlots(), 0);
+  EXPECT_EQ(s.QueuedTasks(), 0u);
+  EXPECT_THAT(s.Dispatch(), IsEmpty());
+
+  ASSERT_OK(s.AddWorker(Worker("a", 2)));
+  ASSERT_OK(s.AddWorker(Worker("b", 3)));
+  EXPECT_EQ(s.TotalSlots(), 5);
+  EXPECT_EQ(s.FreeSlots(), 5);
+
+  ASSERT_OK(s.AddJob("job", {}, Range(4), 1));
+  EXPECT_EQ(s.QueuedTasks(), 4u);
+  EXPECT_EQ(s.Dispatch().size(), 4u);
+  EXPECT_EQ(s.QueuedTasks(), 0u);
+  EXPECT_EQ(s.TotalSlots(), 5);
+  EXPECT_EQ(s.FreeSlots(), 1);
+
+  // Prefetched tasks beyond the slots do not make free slots negative.
+  ASSERT_OK(s.AddJob("more", {}, Range(20), 2));
+  s.Dispatch();
+  EXPECT_EQ(s.InFlight("a"), 4);
+  EXPECT_EQ(s.InFlight("b"), 5);
+  EXPECT_EQ(s.FreeSlots(), 0);
+  EXPECT_EQ(s.QueuedTasks(), 15u);
+  EXPECT_EQ(s.InFlight("unknown"), 0);
+}
+
+TEST(SchedulerTest, RegistrationErrors) {
+  Scheduler s(Prefetch(2));
+  EXPECT_THAT(s.AddWorker(Worker("zero", 0)), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("slots")));
+  ASSERT_OK(s.AddWorker(Worker("a", 1)));
+  EXPECT_THAT(s.AddWorker(Worker("a", 2)), StatusIs(absl::StatusCode::kAlreadyExists, HasSubstr("a")));
+  EXPECT_EQ(s.TotalSlots(), 1);
+  EXPECT_THAT(s.RemoveWorker("x"), StatusIs(absl::StatusCode::kNotFound, HasSubstr("x")));
+  EXPECT_THAT(s.SetDraining("x"), StatusIs(absl::StatusCode::kNotFound, HasSubstr("x")));
+  ASSERT_OK(s.AddJob("job", {}, Range(2), 1));
+  EXPECT_THAT(s.AddJob("job", {}, Range(5), 2), StatusIs(absl::StatusCode::kAlreadyExists, HasSubstr("job")));
+  EXPECT_EQ(s.QueuedTasks(), 2u);
+}
+
+}  // namespace
+}  // namespace busyfleet::coordinator

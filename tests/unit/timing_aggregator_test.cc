@@ -1,0 +1,377 @@
+#include "coordinator/timing_aggregator.h"
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "absl/time/time.h"
+#include "busyfleet/v1/coordinator.pb.h"
+#include "coordinator/job_model.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace busyfleet::coordinator {
+namespace {
+
+using ::testing::ElementsAre;
+using ::testing::IsEmpty;
+
+constexpr double kEps = 1e-9;
+constexpr uint64_t kIters = 10'000'000;
+
+const absl::Time kT0 = absl::FromUnixSeconds(1'700'000'000);
+absl::Time At(int64_t ms) { return kT0 + absl::Milliseconds(ms); }
+
+TaskRecord Task(uint32_t index, const std::string& worker, int64_t assigned_ms, int64_t start_ms,
+                int64_t end_ms, int64_t cpu_ms) {
+  TaskRecord t;
+  t.index = index;
+  t.iterations = kIters;
+  t.iterations_done = kIters;
+  t.state = v1::TASK_STATE_SUCCEEDED;
+  t.attempt = 1;
+  t.session = "s-" + worker;
+  t.worker = worker;
+  t.host = "host-" + worker;
+  t.slot = 0;
+  t.assigned_at = At(assigned_ms);
+  t.started_at = At(start_ms);
+  t.ended_at = At(end_ms);
+  t.result_at = At(end_ms + 200);
+  t.cpu_ns = cpu_ms * 1'000'000;
+  return t;
+}
+
+// 4 countdown tasks on 2 workers x 1 slot, submitted at T0:
+//   w1 slot 0: task 0 [0.1 s, 1.1 s]  task 2 [1.1 s, 2.1 s]
+//   w2 slot 0: task 1 [0.1 s, 1.1 s]  task 3 [1.1 s, 3.1 s]   (the straggler)
+// Each result arrives 0.2 s after the task ends; the last at 3.3 s.
+// makespan = 3.0, serial = 5.0, wall = 3.3.
+JobRecord FinishedJob() {
+  JobRecord job;
+  job.id = "job-1";
+  job.spec.set_name("demo");
+  job.spec.set_kind(v1::TASK_KIND_COUNTDOWN);
+  job.spec.set_tasks(4);
+  job.spec.set_iterations(kIters);
+  job.state = v1::JOB_STATE_SUCCEEDED;
+  job.submitted_at = kT0;
+  job.finished_at = At(3'300);
+  job.tasks.push_back(Task(0, "w1", 50, 100, 1'100, 990));
+  job.tasks.push_back(Task(1, "w2", 50, 100, 1'100, 980));
+  job.tasks.push_back(Task(2, "w1", 60, 1'100, 2'100, 970));
+  job.tasks.push_back(Task(3, "w2", 60, 1'100, 3'100, 1'960));
+  job.succeeded = 4;
+  job.iterations_total = 4 * kIters;
+  job.iterations_done = 4 * kIters;
+  return job;
+}
+
+const v1::WorkerTiming* FindWorker(const v1::JobReport& r, const std::string& name) {
+  for (const v1::WorkerTiming& w : r.workers()) {
+    if (w.name() == name) return &w;
+  }
+  return nullptr;
+}
+
+TEST(BuildReportTest, HeaderFields) {
+  const JobRecord job = FinishedJob();
+  const v1::JobReport r = BuildReport(job, {}, At(10'000), /*include_tasks=*/true);
+  EXPECT_EQ(r.schema(), 1u);
+  EXPECT_EQ(r.id(), "job-1");
+  EXPECT_EQ(r.name(), "demo");
+  EXPECT_EQ(r.state(), v1::JOB_STATE_SUCCEEDED);
+  EXPECT_EQ(r.kind(), v1::TASK_KIND_COUNTDOWN);
+  EXPECT_EQ(r.tasks_total(), 4u);
+  EXPECT_EQ(r.tasks_succeeded(), 4u);
+  EXPECT_EQ(r.tasks_failed(), 0u);
+  EXPECT_EQ(r.iterations_total(), 4 * kIters);
+  EXPECT_EQ(r.spec().tasks(), 4u);
+  EXPECT_EQ(r.timing().submitted_at().seconds(), 1'700'000'000);
+  EXPECT_EQ(r.timing().submitted_at().nanos(), 0);
+  EXPECT_EQ(r.timing().started_at().seconds(), 1'700'000'000);
+  EXPECT_EQ(r.timing().started_at().nanos(), 100'000'000);
+  EXPECT_EQ(r.timing().finished_at().seconds(), 1'700'000'003);
+  EXPECT_EQ(r.timing().finished_at().nanos(), 300'000'000);
+}
+
+TEST(BuildReportTest, JobTimingIsExact) {
+  const v1::JobReport r = BuildReport(FinishedJob(), {}, At(10'000), true);
+  const v1::JobTiming& t = r.timing();
+  EXPECT_NEAR(t.wall_seconds(), 3.3, kEps);
+  EXPECT_NEAR(t.makespan_seconds(), 3.0, kEps);
+  EXPECT_NEAR(t.serial_seconds(), 5.0, kEps);
+  EXPECT_NEAR(t.overhead_seconds(), 0.3, kEps);
+  EXPECT_NEAR(t.speedup(), 5.0 / 3.0, kEps);
+  EXPECT_EQ(t.slots(), 2u);
+  EXPECT_NEAR(t.efficiency(), 5.0 / 6.0, kEps);
+  EXPECT_NEAR(t.cpu_seconds(), 0.99 + 0.98 + 0.97 + 1.96, kEps);
+  // Phases: queued = submit -> assigned, dispatch = assigned -> start,
+  // result = end -> result received.
+  EXPECT_NEAR(t.mean_queued_seconds(), (0.05 + 0.05 + 0.06 + 0.06) / 4, kEps);
+  EXPECT_NEAR(t.mean_dispatch_seconds(), (0.05 + 0.05 + 1.04 + 1.04) / 4, kEps);
+  EXPECT_NEAR(t.mean_result_seconds(), 0.2, kEps);
+}
+
+TEST(BuildReportTest, TaskDurationPercentiles) {
+  const v1::JobReport r = BuildReport(FinishedJob(), {}, At(10'000), true);
+  const v1::TaskDurationStats& s = r.timing().task_seconds();
+  EXPECT_NEAR(s.min(), 1.0, kEps);
+  EXPECT_NEAR(s.p50(), 1.0, kEps);
+  EXPECT_NEAR(s.p90(), 1.7, kEps);
+  EXPECT_NEAR(s.p99(), 1.97, kEps);
+  EXPECT_NEAR(s.max(), 2.0, kEps);
+}
+
+TEST(BuildReportTest, StragglersAreTasksOverOneAndAHalfMedians) {
+  const v1::JobReport r = BuildReport(FinishedJob(), {}, At(10'000), true);
+  EXPECT_THAT(r.stragglers(), ElementsAre(3u));
+}
+
+TEST(BuildReportTest, ExactlyOneAndAHalfMediansIsNotAStraggler) {
+  JobRecord job = FinishedJob();
+  job.tasks[3].ended_at = At(2'600);  // 1.5 s = 1.5 x median
+  job.tasks[3].result_at = At(2'800);
+  const v1::JobReport r = BuildReport(job, {}, At(10'000), true);
+  EXPECT_THAT(r.stragglers(), IsEmpty());
+}
+
+TEST(BuildReportTest, PerWorkerFigures) {
+  const std::map<std::string, WorkerFacts> facts = {{"w1", {"real-host-1", 1}}};
+  const v1::JobReport r = BuildReport(FinishedJob(), facts, At(10'000), true);
+  ASSERT_EQ(r.workers_size(), 2);
+
+  const v1::WorkerTiming* w1 = FindWorker(r, "w1");
+  ASSERT_NE(w1, nullptr);
+  EXPECT_EQ(w1->host(), "real-host-1");
+  EXPECT_EQ(w1->slots(), 1u);
+  EXPECT_EQ(w1->slots_used(), 1u);
+  EXPECT_EQ(w1->tasks(), 2u);
+  EXPECT_EQ(w1->iterations(), 2 * kIters);
+  EXPECT_NEAR(w1->busy_seconds(), 2.0, kEps);
+  EXPECT_NEAR(w1->utilization(), 2.0 / 3.0, kEps);
+  EXPECT_NEAR(w1->iterations_per_second(), 2.0 * kIters / 2.0, 1e-3);
+
+  // w2 is gone (not in `facts`): host from its tasks, slots it used.
+  const v1::WorkerTiming* w2 = FindWorker(r, "w2");
+  ASSERT_NE(w2, nullptr);
+  EXPECT_EQ(w2->host(), "host-w2");
+  EXPECT_EQ(w2->slots(), 1u);
+  EXPECT_EQ(w2->tasks(), 2u);
+  EXPECT_EQ(w2->iterations(), 2 * kIters);
+  EXPECT_NEAR(w2->busy_seconds(), 3.0, kEps);
+  EXPECT_NEAR(w2->utilization(), 1.0, kEps);
+  EXPECT_NEAR(w2->iterations_per_second(), 2.0 * kIters / 3.0, 1e-3);
+}
+
+TEST(BuildReportTest, PerTaskRows) {
+  const v1::JobReport r = BuildReport(FinishedJob(), {}, At(10'000), true);
+  ASSERT_EQ(r.tasks_size(), 4);
+  const double offsets[] = {0.1, 0.1, 1.1, 1.1};
+  const double seconds[] = {1.0, 1.0, 1.0, 2.0};
+  const double cpu[] = {0.99, 0.98, 0.97, 1.96};
+  const char* workers[] = {"w1", "w2", "w1", "w2"};
+  for (int i = 0; i < 4; ++i) {
+    SCOPED_TRACE(i);
+    const v1::TaskTiming& t = r.tasks(i);
+    EXPECT_EQ(t.index(), static_cast<uint32_t>(i));
+    EXPECT_EQ(t.worker(), workers[i]);
+    EXPECT_EQ(t.slot(), 0u);
+    EXPECT_EQ(t.attempt(), 1u);
+    EXPECT_EQ(t.state(), v1::TASK_STATE_SUCCEEDED);
+    EXPECT_EQ(t.iterations(), kIters);
+    EXPECT_NEAR(t.start_offset_seconds(), offsets[i], kEps);
+    EXPECT_NEAR(t.seconds(), seconds[i], kEps);
+    EXPECT_NEAR(t.cpu_seconds(), cpu[i], kEps);
+    EXPECT_NEAR(t.result_seconds(), 0.2, kEps);
+  }
+  EXPECT_NEAR(r.tasks(2).queued_seconds(), 0.06, kEps);
+  EXPECT_NEAR(r.tasks(2).dispatch_seconds(), 1.04, kEps);
+}
+
+TEST(BuildReportTest, WithoutTasksHasNoTaskRows) {
+  const v1::JobReport r = BuildReport(FinishedJob(), {}, At(10'000), /*include_tasks=*/false);
+  EXPECT_EQ(r.tasks_size(), 0);
+  // Everything else is still there.
+  EXPECT_NEAR(r.timing().makespan_seconds(), 3.0, kEps);
+  EXPECT_EQ(r.workers_size(), 2);
+  EXPECT_THAT(r.stragglers(), ElementsAre(3u));
+}
+
+TEST(BuildReportTest, RunningJobWallRunsToNow) {
+  JobRecord job = FinishedJob();
+  job.state = v1::JOB_STATE_RUNNING;
+  job.finished_at = absl::InfinitePast();
+  // Task 3 still running: no end yet.
+  job.tasks[3].state = v1::TASK_STATE_RUNNING;
+  job.tasks[3].ended_at = absl::InfinitePast();
+  job.tasks[3].result_at = absl::InfinitePast();
+  job.succeeded = 3;
+  job.running = 1;
+  const v1::JobReport r = BuildReport(job, {}, At(5'000), true);
+  const v1::JobTiming& t = r.timing();
+  // Consumers (report_format.cc) treat a zero timestamp as unset.
+  EXPECT_EQ(t.finished_at().seconds(), 0);
+  EXPECT_EQ(t.finished_at().nanos(), 0);
+  EXPECT_NEAR(t.wall_seconds(), 5.0, kEps);
+  EXPECT_NEAR(t.makespan_seconds(), 2.0, kEps);  // 0.1 s -> 2.1 s
+  EXPECT_NEAR(t.serial_seconds(), 3.0, kEps);
+  EXPECT_NEAR(t.overhead_seconds(), 3.0, kEps);
+  EXPECT_NEAR(t.speedup(), 1.5, kEps);
+  EXPECT_EQ(t.slots(), 2u);
+  EXPECT_NEAR(t.efficiency(), 0.75, kEps);
+  EXPECT_NEAR(t.task_seconds().max(), 1.0, kEps);
+  EXPECT_THAT(r.stragglers(), IsEmpty());
+  ASSERT_EQ(r.tasks_size(), 4);
+  EXPECT_EQ(r.tasks(3).state(), v1::TASK_STATE_RUNNING);
+  EXPECT_DOUBLE_EQ(r.tasks(3).seconds(), 0.0);
+}
+
+TEST(BuildReportTest, RunningJobLeavesFinishedAtUnset) {
+  JobRecord job = FinishedJob();
+  job.state = v1::JOB_STATE_RUNNING;
+  job.finished_at = absl::InfinitePast();
+  const v1::JobReport r = BuildReport(job, {}, At(5'000), false);
+  EXPECT_FALSE(r.timing().has_finished_at());
+}
+
+TEST(BuildReportTest, FailedTasksCountForTheWorkerButNotSerialTime) {
+  JobRecord job = FinishedJob();
+  job.state = v1::JOB_STATE_FAILED;
+  job.tasks[2].state = v1::TASK_STATE_FAILED;
+  job.tasks[2].iterations_done = kIters / 2;
+  job.tasks[2].error = "timed out after 1s";
+  job.succeeded = 3;
+  job.failed = 1;
+  const v1::JobReport r = BuildReport(job, {}, At(10'000), true);
+  EXPECT_NEAR(r.timing().serial_seconds(), 4.0, kEps);
+  EXPECT_NEAR(r.timing().task_seconds().p50(), 1.0, kEps);
+  EXPECT_EQ(r.tasks_failed(), 1u);
+  EXPECT_EQ(r.tasks(2).error(), "timed out after 1s");
+  const v1::WorkerTiming* w1 = FindWorker(r, "w1");
+  ASSERT_NE(w1, nullptr);
+  EXPECT_EQ(w1->tasks(), 2u);
+  EXPECT_EQ(w1->iterations(), kIters + kIters / 2);
+}
+
+TEST(BuildReportTest, TwoSlotsOnOneWorkerCountTwice) {
+  JobRecord job = FinishedJob();
+  for (TaskRecord& t : job.tasks) {
+    t.worker = "w1";
+    t.host = "host-w1";
+  }
+  job.tasks[1].slot = 1;
+  job.tasks[3].slot = 1;
+  const v1::JobReport r = BuildReport(job, {{"w1", {"h", 8}}}, At(10'000), true);
+  EXPECT_EQ(r.timing().slots(), 2u);
+  ASSERT_EQ(r.workers_size(), 1);
+  EXPECT_EQ(r.workers(0).slots(), 8u);
+  EXPECT_EQ(r.workers(0).slots_used(), 2u);
+  EXPECT_NEAR(r.workers(0).busy_seconds(), 5.0, kEps);
+  EXPECT_NEAR(r.workers(0).utilization(), 5.0 / 6.0, kEps);
+}
+
+TEST(BuildReportTest, JobWithoutTimingsIsAllZero) {
+  JobRecord job;
+  job.id = "empty";
+  job.spec.set_kind(v1::TASK_KIND_SLEEP);
+  job.state = v1::JOB_STATE_PENDING;
+  job.submitted_at = kT0;
+  job.tasks.resize(3);
+  for (uint32_t i = 0; i < 3; ++i) job.tasks[i].index = i;
+  const v1::JobReport r = BuildReport(job, {}, At(1'500), true);
+  EXPECT_NEAR(r.timing().wall_seconds(), 1.5, kEps);
+  EXPECT_DOUBLE_EQ(r.timing().makespan_seconds(), 0.0);
+  EXPECT_DOUBLE_EQ(r.timing().speedup(), 0.0);
+  EXPECT_DOUBLE_EQ(r.timing().efficiency(), 0.0);
+  EXPECT_EQ(r.timing().slots(), 0u);
+  EXPECT_FALSE(r.timing().has_started_at());
+  EXPECT_EQ(r.workers_size(), 0);
+  EXPECT_THAT(r.stragglers(), IsEmpty());
+  EXPECT_EQ(r.tasks_size(), 3);
+}
+
+TEST(BuildProgressTest, CountersAndEta) {
+  JobRecord job = FinishedJob();
+  job.state = v1::JOB_STATE_RUNNING;
+  job.finished_at = absl::InfinitePast();
+  job.succeeded = 1;
+  job.failed = 1;
+  job.running = 2;
+  job.iterations_done = kIters;  // a quarter
+  const v1::JobProgress p = BuildProgress(job, At(2'000));
+  EXPECT_EQ(p.job_id(), "job-1");
+  EXPECT_EQ(p.state(), v1::JOB_STATE_RUNNING);
+  EXPECT_EQ(p.tasks_total(), 4u);
+  EXPECT_EQ(p.tasks_done(), 2u);
+  EXPECT_EQ(p.tasks_running(), 2u);
+  EXPECT_EQ(p.tasks_failed(), 1u);
+  EXPECT_EQ(p.iterations_total(), 4 * kIters);
+  EXPECT_EQ(p.iterations_done(), kIters);
+  EXPECT_NEAR(p.elapsed_seconds(), 2.0, kEps);
+  EXPECT_NEAR(p.iterations_per_second(), kIters / 2.0, 1e-6);
+  // A quarter done in 2 s: three quarters left take 6 s.
+  EXPECT_NEAR(p.eta_seconds(), 6.0, kEps);
+  EXPECT_FALSE(p.has_report());
+}
+
+TEST(BuildProgressTest, EtaIsUnknownWhenNothingIsDone) {
+  JobRecord job = FinishedJob();
+  job.state = v1::JOB_STATE_RUNNING;
+  job.finished_at = absl::InfinitePast();
+  job.succeeded = 0;
+  job.running = 2;
+  job.iterations_done = 0;
+  const v1::JobProgress p = BuildProgress(job, At(2'000));
+  EXPECT_EQ(p.tasks_done(), 0u);
+  EXPECT_DOUBLE_EQ(p.eta_seconds(), -1.0);
+  EXPECT_DOUBLE_EQ(p.iterations_per_second(), 0.0);
+}
+
+TEST(BuildProgressTest, EtaByTasksWhenThereAreNoIterations) {
+  JobRecord job;
+  job.id = "sleepy";
+  job.spec.set_kind(v1::TASK_KIND_SLEEP);
+  job.state = v1::JOB_STATE_RUNNING;
+  job.submitted_at = kT0;
+  job.tasks.resize(4);
+  job.succeeded = 1;
+  const v1::JobProgress p = BuildProgress(job, At(3'000));
+  // One of four done in 3 s: 9 s to go.
+  EXPECT_NEAR(p.eta_seconds(), 9.0, kEps);
+}
+
+TEST(BuildProgressTest, EtaIsZeroWhenTerminal) {
+  const JobRecord job = FinishedJob();
+  const v1::JobProgress p = BuildProgress(job, At(100'000));
+  EXPECT_EQ(p.state(), v1::JOB_STATE_SUCCEEDED);
+  EXPECT_EQ(p.tasks_done(), 4u);
+  EXPECT_DOUBLE_EQ(p.eta_seconds(), 0.0);
+  // Elapsed stops at the finish, not `now`.
+  EXPECT_NEAR(p.elapsed_seconds(), 3.3, kEps);
+  EXPECT_NEAR(p.iterations_per_second(), 4.0 * kIters / 3.3, 1e-3);
+
+  JobRecord cancelled = FinishedJob();
+  cancelled.state = v1::JOB_STATE_CANCELLED;
+  cancelled.succeeded = 0;
+  cancelled.cancelled = 4;
+  EXPECT_DOUBLE_EQ(BuildProgress(cancelled, At(100'000)).eta_seconds(), 0.0);
+}
+
+TEST(ProtoTimeTest, RoundTripsAndLeavesInfinitePastUnset) {
+  google::protobuf::Timestamp ts;
+  ToProtoTime(At(1'250), &ts);
+  EXPECT_EQ(ts.seconds(), 1'700'000'001);
+  EXPECT_EQ(ts.nanos(), 250'000'000);
+  EXPECT_EQ(FromProtoTime(ts), At(1'250));
+
+  google::protobuf::Timestamp unset;
+  ToProtoTime(absl::InfinitePast(), &unset);
+  EXPECT_EQ(unset.seconds(), 0);
+  EXPECT_EQ(unset.nanos(), 0);
+  EXPECT_EQ(FromProtoTime(unset), absl::InfinitePast());
+}
+
+}  // namespace
+}  // namespace busyfleet::coordinator
