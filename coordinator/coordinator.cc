@@ -98,7 +98,11 @@ std::string Coordinator::NewIdLocked(absl::string_view prefix) {
   for (;;) {
     std::string id = absl::StrFormat("%s%08x", prefix, absl::Uniform<uint32_t>(rng_));
     if (prefix == "j-") {
-      if (jobs_.contains(id) || options_.store->LoadJob(id).ok()) continue;
+      // 32 random bits: a clash is rare, so the store is asked only when
+      // the id is not among the jobs in memory.
+      if (jobs_.contains(id)) continue;
+      auto stored = options_.store->HasJob(id);
+      if (stored.ok() && *stored) continue;
     } else if (sessions_.contains(id)) {
       continue;
     }
@@ -520,12 +524,23 @@ void Coordinator::HandleResultLocked(Session& session, JobRecord& job, const v1:
       // while shutting down. Run it again without counting an attempt.
       RetryOrFailLocked(job, t, absl::StrCat("cancelled on worker ", session.name), false);
       break;
-    default:
-      RetryOrFailLocked(job, t,
-                        absl::StrCat("attempt ", t.attempt, " on worker ", session.name, ": ",
-                                     result.error().empty() ? "failed" : result.error()),
-                        true);
+    default: {
+      const std::string why = absl::StrCat("attempt ", t.attempt, " on worker ", session.name, ": ",
+                                           result.error().empty() ? "failed" : result.error());
+      if (result.permanent()) {
+        // Fails by itself (a bad spec): running it again cannot help.
+        t.failures.push_back(why);
+        t.error = why;
+        t.state = v1::TASK_STATE_FAILED;
+        ++job.failed;
+        --unfinished_tasks_;
+        FinishJobLocked(job, v1::JOB_STATE_FAILED,
+                        absl::StrCat("task ", t.index, " failed and cannot be retried: ", why));
+      } else {
+        RetryOrFailLocked(job, t, why, true);
+      }
       break;
+    }
   }
 }
 

@@ -16,10 +16,13 @@ int main(int argc, char** argv) {
   CLI::App app{"busyfleet coordinator: splits busy-wait jobs across workers and reports their timing"};
   std::string listen = "127.0.0.1:7070";
   std::string worker_timeout = "5s";
+  std::string db = "busyfleet.db";
   std::string log_format = "text";
   std::string log_level = "info";
   int prefetch = 2;
   app.add_option("--listen", listen, "gRPC address to listen on (host:port)")->capture_default_str();
+  app.add_option("--db", db, "SQLite file for jobs and results (\":memory:\": keep nothing)")
+      ->capture_default_str();
   app.add_option("--worker-timeout", worker_timeout,
                  "declare a worker dead after this long without a heartbeat")
       ->capture_default_str()
@@ -42,6 +45,7 @@ int main(int argc, char** argv) {
   }
   busyfleet::coordinator::CoordinatorServer::Options options;
   options.listen = listen;
+  options.db = db;
   options.worker_timeout = *busyfleet::ParseDurationFlag("worker-timeout", worker_timeout);
   options.prefetch_per_worker = prefetch;
   auto server = busyfleet::coordinator::CoordinatorServer::Start(options);
@@ -49,8 +53,8 @@ int main(int argc, char** argv) {
     spdlog::critical("cannot start: {}", server.status().message());
     return 1;
   }
-  spdlog::info("coordinator listening on {} (worker timeout {})", (*server)->address(),
-               absl::FormatDuration(options.worker_timeout));
+  spdlog::info("coordinator listening on {} (worker timeout {}, database {})", (*server)->address(),
+               absl::FormatDuration(options.worker_timeout), db);
   const int sig = busyfleet::WaitForTerminationSignal();
   spdlog::info("signal {} received, shutting down", sig);
   (*server)->Shutdown(absl::Seconds(2));

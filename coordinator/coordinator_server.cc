@@ -10,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/keepalive.h"
 #include "common/status_macros.h"
+#include "coordinator/sqlite_job_store.h"
 
 namespace busyfleet::coordinator {
 
@@ -31,7 +32,14 @@ void ApplyServerKeepalive(grpc::ServerBuilder& builder) {
 absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(Options options) {
   std::unique_ptr<CoordinatorServer> s(new CoordinatorServer());
   s->options_ = options;
-  s->store_ = options.store ? options.store : std::make_shared<InMemoryJobStore>();
+  if (options.store) {
+    s->store_ = options.store;
+  } else if (options.db == ":memory:") {
+    s->store_ = std::make_shared<InMemoryJobStore>();
+  } else {
+    BF_ASSIGN_OR_RETURN(std::shared_ptr<SqliteJobStore> store, SqliteJobStore::Open(options.db));
+    s->store_ = std::move(store);
+  }
   Coordinator::Options co;
   co.worker_timeout = options.worker_timeout;
   co.heartbeat_interval = options.heartbeat_interval;

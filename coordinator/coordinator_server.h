@@ -28,7 +28,9 @@ class CoordinatorServer {
     absl::Duration worker_timeout = absl::Seconds(5);
     absl::Duration heartbeat_interval = absl::ZeroDuration();
     int prefetch_per_worker = 2;
-    // nullptr: an in-memory store owned by the server.
+    // Where jobs are kept: an SQLite file, or ":memory:" (lost on exit).
+    // Ignored when `store` is set.
+    std::string db = ":memory:";
     std::shared_ptr<JobStore> store;
     std::shared_ptr<grpc::ServerCredentials> credentials;  // nullptr: insecure
   };

@@ -55,6 +55,11 @@ absl::StatusOr<JobRecord> InMemoryJobStore::LoadJob(absl::string_view id) const 
   return it->second;
 }
 
+absl::StatusOr<bool> InMemoryJobStore::HasJob(absl::string_view id) const {
+  absl::MutexLock lock(&mu_);
+  return jobs_.contains(std::string(id));
+}
+
 absl::StatusOr<std::vector<std::string>> InMemoryJobStore::ListJobIds(size_t limit) const {
   absl::MutexLock lock(&mu_);
   std::vector<std::string> ids;

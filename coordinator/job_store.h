@@ -28,6 +28,8 @@ class JobStore {
   virtual absl::Status SaveJob(const JobRecord& job, const std::vector<uint32_t>& changed_tasks) = 0;
   // NotFound for an unknown job.
   virtual absl::StatusOr<JobRecord> LoadJob(absl::string_view id) const = 0;
+  // Whether a job with this id was ever created (cheap; for id uniqueness).
+  virtual absl::StatusOr<bool> HasJob(absl::string_view id) const = 0;
   // Ids of jobs, newest first, at most `limit`.
   virtual absl::StatusOr<std::vector<std::string>> ListJobIds(size_t limit) const = 0;
   // Every job not in a terminal state.
@@ -40,6 +42,7 @@ class InMemoryJobStore : public JobStore {
   absl::Status CreateJob(const JobRecord& job) override;
   absl::Status SaveJob(const JobRecord& job, const std::vector<uint32_t>& changed_tasks) override;
   absl::StatusOr<JobRecord> LoadJob(absl::string_view id) const override;
+  absl::StatusOr<bool> HasJob(absl::string_view id) const override;
   absl::StatusOr<std::vector<std::string>> ListJobIds(size_t limit) const override;
   absl::StatusOr<std::vector<JobRecord>> LoadUnfinished() const override;
 

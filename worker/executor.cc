@@ -53,8 +53,35 @@ constexpr int kChildBadKind = 4;
 Executor::Executor(Options options, StartedFn on_started, FinishedFn on_finished)
     : options_(options), on_started_(std::move(on_started)), on_finished_(std::move(on_finished)) {
   threads_.reserve(static_cast<size_t>(options_.slots));
+  absl::MutexLock lock(&stop_mu_);
   for (int slot = 0; slot < options_.slots; ++slot) {
     threads_.emplace_back([this, slot] { SlotLoop(slot); });
+  }
+  killer_ = std::thread([this] { KillerLoop(); });
+}
+
+void Executor::StopChildLocked(const Key& key, pid_t child) {
+  kill(child, SIGTERM);
+  kills_.emplace(absl::Now() + options_.kill_grace, std::make_pair(key, child));
+}
+
+void Executor::KillerLoop() {
+  absl::MutexLock lock(&mu_);
+  for (;;) {
+    auto wake = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stopping_ || !kills_.empty(); };
+    mu_.Await(absl::Condition(&wake));
+    if (stopping_) return;
+    const absl::Time due = kills_.begin()->first;
+    auto stop = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stopping_; };
+    if (mu_.AwaitWithDeadline(absl::Condition(&stop), due)) return;
+    const absl::Time now = absl::Now();
+    while (!kills_.empty() && kills_.begin()->first <= now) {
+      const auto [key, child] = kills_.begin()->second;
+      kills_.erase(kills_.begin());
+      // Still the same unreaped child (the pid cannot have been reused).
+      auto it = running_.find(key);
+      if (it != running_.end() && it->second.child == child) kill(child, SIGKILL);
+    }
   }
 }
 
@@ -78,7 +105,7 @@ void Executor::Cancel(const v1::TaskRef& ref) {
   auto it = running_.find(key);
   if (it == running_.end()) return;
   it->second.cancel->Cancel();
-  if (it->second.child > 0) kill(it->second.child, SIGKILL);
+  if (it->second.child > 0) StopChildLocked(key, it->second.child);
 }
 
 void Executor::CancelAll() {
@@ -86,7 +113,7 @@ void Executor::CancelAll() {
   queue_.clear();
   for (auto& [key, r] : running_) {
     r.cancel->Cancel();
-    if (r.child > 0) kill(r.child, SIGKILL);
+    if (r.child > 0) StopChildLocked(key, r.child);
   }
 }
 
@@ -131,6 +158,7 @@ void Executor::Stop() {
     if (t.joinable()) t.join();
   }
   threads_.clear();
+  if (killer_.joinable()) killer_.join();
 }
 
 void Executor::SlotLoop(int slot) {
@@ -192,6 +220,7 @@ v1::TaskResult Executor::RunInThread(const v1::Assignment& a, int slot, const Ca
     case KernelOutcome::kBadKind:
       r.set_state(v1::TASK_STATE_FAILED);
       r.set_error(absl::StrCat("unknown task kind ", static_cast<int>(a.kind())));
+      r.set_permanent(true);
       break;
   }
   return r;
@@ -207,7 +236,12 @@ v1::TaskResult Executor::RunInProcess(const v1::Assignment& a, int slot, const K
   const absl::Time deadline = DeadlineOf(a);
   const pid_t pid = fork();
   if (pid == 0) {
-    // Child: only the kernel, then _exit (no destructors, no gRPC).
+    // Child: only the kernel, then _exit (no destructors, no gRPC). SIGTERM
+    // (blocked in the worker) ends it at once: nothing to clean up.
+    sigset_t term;
+    sigemptyset(&term);
+    sigaddset(&term, SIGTERM);
+    pthread_sigmask(SIG_UNBLOCK, &term, nullptr);
     CancelToken never;
     if (a.kind() != v1::TASK_KIND_COUNTDOWN && a.kind() != v1::TASK_KIND_SPIN &&
         a.kind() != v1::TASK_KIND_SLEEP) {
@@ -226,7 +260,7 @@ v1::TaskResult Executor::RunInProcess(const v1::Assignment& a, int slot, const K
     absl::MutexLock lock(&mu_);
     auto it = running_.find(key);
     if (it != running_.end()) it->second.child = pid;
-    if (cancel.cancelled()) kill(pid, SIGKILL);  // cancelled before the pid was known
+    if (cancel.cancelled()) StopChildLocked(key, pid);  // cancelled before the pid was known
   }
   // Wait without reaping, forget the pid, then reap: a Cancel racing with
   // the exit can never signal a recycled pid.
@@ -254,6 +288,7 @@ v1::TaskResult Executor::RunInProcess(const v1::Assignment& a, int slot, const K
   } else if (WIFEXITED(status) && WEXITSTATUS(status) == kChildBadKind) {
     r.set_state(v1::TASK_STATE_FAILED);
     r.set_error(absl::StrCat("unknown task kind ", static_cast<int>(a.kind())));
+    r.set_permanent(true);
   } else if (WIFEXITED(status) && WEXITSTATUS(status) == kChildTimedOut) {
     r.set_state(v1::TASK_STATE_FAILED);
     r.set_error(absl::StrCat("timed out after ", absl::FormatDuration(ToAbsl(a.timeout()))));

@@ -30,6 +30,8 @@ class Executor {
     int slots = 1;
     // The mode for assignments that do not name one.
     v1::ExecMode default_exec = v1::EXEC_MODE_THREAD;
+    // A cancelled process-mode task gets SIGTERM, then SIGKILL after this.
+    absl::Duration kill_grace = absl::Milliseconds(200);
   };
   // Called from slot threads; must not block for long.
   using StartedFn = std::function<void(const v1::TaskStarted&)>;
@@ -63,6 +65,9 @@ class Executor {
   static Key KeyOf(const v1::TaskRef& ref) { return {ref.job_id(), ref.task_index(), ref.attempt()}; }
 
   void SlotLoop(int slot);
+  // SIGTERM now, SIGKILL after the grace unless it has exited by then.
+  void StopChildLocked(const Key& key, pid_t child) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void KillerLoop();
   v1::TaskResult RunInThread(const v1::Assignment& a, int slot, const CancelToken& cancel);
   v1::TaskResult RunInProcess(const v1::Assignment& a, int slot, const Key& key,
                               const CancelToken& cancel);
@@ -74,6 +79,9 @@ class Executor {
   std::deque<v1::Assignment> queue_ ABSL_GUARDED_BY(mu_);
   std::map<Key, Running> running_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  // Children to SIGKILL at a time, unless reaped before.
+  std::multimap<absl::Time, std::pair<Key, pid_t>> kills_ ABSL_GUARDED_BY(mu_);
+  std::thread killer_;
   absl::Mutex stop_mu_;  // serialises Stop()
   std::vector<std::thread> threads_ ABSL_GUARDED_BY(stop_mu_);
 };

@@ -28,6 +28,9 @@ std::string NewInstanceId() {
 // round trip, so the estimate follows drift.
 constexpr int64_t kOffsetMaxAgeNs = 30'000'000'000;
 
+// Results held while the coordinator is unreachable.
+constexpr size_t kMaxHeldResults = 100'000;
+
 }  // namespace
 
 WorkerClient::WorkerClient(Options options)
@@ -73,9 +76,11 @@ void WorkerClient::OnStarted(const v1::TaskStarted& started) {
 void WorkerClient::OnFinished(const v1::TaskResult& result) {
   absl::MutexLock lock(&mu_);
   ++tasks_finished_;
-  // Results of a broken stream are dropped: the coordinator has queued
-  // those tasks again already.
-  if (connected_) results_out_.push_back(result);
+  // Kept across a broken stream and sent after reattaching: the coordinator
+  // has queued those tasks again already and records them as late
+  // duplicates. Bounded, so a long outage cannot grow memory.
+  if (results_out_.size() >= kMaxHeldResults) results_out_.erase(results_out_.begin());
+  results_out_.push_back(result);
 }
 
 void WorkerClient::RunLoop() {
@@ -193,7 +198,6 @@ bool WorkerClient::RunOnce() {
       absl::MutexLock lock(&mu_);
       connected_ = false;
       started_out_.clear();
-      results_out_.clear();
       returned_out_.clear();
       drain_notice_pending_ = false;
     }

@@ -1,0 +1,83 @@
+#ifndef BUSYFLEET_COORDINATOR_SQLITE_JOB_STORE_H_
+#define BUSYFLEET_COORDINATOR_SQLITE_JOB_STORE_H_
+
+#include <map>
+#include <set>
+#include <memory>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "coordinator/job_store.h"
+
+struct sqlite3;
+
+namespace busyfleet::coordinator {
+
+// Jobs, tasks and results in an SQLite database (WAL mode).
+//
+// Writes are batched: CreateJob and SaveJob queue the changed rows and
+// return at once; a writer thread commits everything queued so far in one
+// transaction (the newest version of each row wins). So the store never
+// limits dispatch, and a crash loses at most the last batch — those tasks
+// are simply run again after the restart. Reads see every write queued
+// before them (they wait for the queue to be committed).
+class SqliteJobStore : public JobStore {
+ public:
+  // Opens (creating if needed) the database at `path`. FailedPrecondition
+  // with the path and SQLite's words when the file cannot be opened, is not
+  // a busyfleet database, is of a newer schema, or fails its integrity check.
+  static absl::StatusOr<std::unique_ptr<SqliteJobStore>> Open(const std::string& path);
+  ~SqliteJobStore() override;
+
+  absl::Status CreateJob(const JobRecord& job) override;
+  absl::Status SaveJob(const JobRecord& job, const std::vector<uint32_t>& changed_tasks) override;
+  absl::StatusOr<JobRecord> LoadJob(absl::string_view id) const override;
+  absl::StatusOr<bool> HasJob(absl::string_view id) const override;
+  absl::StatusOr<std::vector<std::string>> ListJobIds(size_t limit) const override;
+  absl::StatusOr<std::vector<JobRecord>> LoadUnfinished() const override;
+
+  // Commits everything queued; returns the first write error seen, if any.
+  absl::Status Flush() const;
+  // Transactions committed so far (for tests and benchmarks).
+  uint64_t commits() const;
+
+ private:
+  struct Pending {
+    // Job header rows by id (newest wins) and task rows by (job, index).
+    std::map<std::string, JobRecord> headers;
+    std::map<std::pair<std::string, uint32_t>, TaskRecord> tasks;
+    bool empty() const { return headers.empty() && tasks.empty(); }
+  };
+
+  explicit SqliteJobStore(sqlite3* db, std::string path);
+  void WriterLoop();
+  absl::Status Commit(const Pending& batch) ABSL_EXCLUSIVE_LOCKS_REQUIRED(db_mu_);
+  absl::StatusOr<JobRecord> LoadJobLocked(const std::string& id) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(db_mu_);
+
+  const std::string path_;
+
+  // Order: mu_ may be taken while db_mu_ is held, never the other way.
+  mutable absl::Mutex db_mu_;
+  sqlite3* const db_ ABSL_GUARDED_BY(db_mu_);
+
+  mutable absl::Mutex mu_;
+  Pending pending_ ABSL_GUARDED_BY(mu_);
+  bool writing_ ABSL_GUARDED_BY(mu_) = false;
+  // Jobs in the batch being committed (no longer in pending_, not yet in the
+  // database).
+  std::set<std::string> writing_ids_ ABSL_GUARDED_BY(mu_);
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  absl::Status write_error_ ABSL_GUARDED_BY(mu_);
+  uint64_t commits_ ABSL_GUARDED_BY(mu_) = 0;
+  std::thread writer_;
+};
+
+}  // namespace busyfleet::coordinator
+
+#endif  // BUSYFLEET_COORDINATOR_SQLITE_JOB_STORE_H_

@@ -1,0 +1,174 @@
+#include "coordinator/sqlite_job_store.h"
+
+#include <sqlite3.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include "tests/testing/status_matchers.h"
+
+namespace busyfleet::coordinator {
+namespace {
+
+using ::busyfleet::testing::StatusIs;
+using ::testing::HasSubstr;
+
+class SqliteJobStoreTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = std::filesystem::path(::testing::TempDir()) /
+           ("sqlite_store_" + std::to_string(getpid()) + "_" +
+            ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    std::filesystem::remove_all(dir_);
+    std::filesystem::create_directories(dir_);
+    path_ = (dir_ / "busyfleet.db").string();
+  }
+  void TearDown() override { std::filesystem::remove_all(dir_); }
+
+  static JobRecord MakeJob(const std::string& id, int tasks) {
+    JobRecord j;
+    j.id = id;
+    j.spec.set_kind(v1::TASK_KIND_COUNTDOWN);
+    j.spec.set_tasks(static_cast<uint32_t>(tasks));
+    j.spec.set_iterations(1000);
+    j.spec.set_name("job " + id);
+    j.state = v1::JOB_STATE_RUNNING;
+    j.submitted_at = absl::FromUnixSeconds(1'700'000'000) + absl::Milliseconds(5);
+    j.iterations_total = 1000u * static_cast<uint64_t>(tasks);
+    for (int i = 0; i < tasks; ++i) {
+      TaskRecord t;
+      t.index = static_cast<uint32_t>(i);
+      t.iterations = 1000;
+      j.tasks.push_back(t);
+    }
+    return j;
+  }
+
+  std::filesystem::path dir_;
+  std::string path_;
+};
+
+TEST_F(SqliteJobStoreTest, JobsAndTasksSurviveReopening) {
+  {
+    ASSERT_OK_AND_ASSIGN(auto store, SqliteJobStore::Open(path_));
+    JobRecord job = MakeJob("j-1", 3);
+    ASSERT_OK(store->CreateJob(job));
+    TaskRecord& t = job.tasks[1];
+    t.state = v1::TASK_STATE_SUCCEEDED;
+    t.attempt = 2;
+    t.worker = "w1";
+    t.host = "h1";
+    t.slot = 3;
+    t.assigned_at = job.submitted_at + absl::Milliseconds(1);
+    t.started_at = job.submitted_at + absl::Milliseconds(2);
+    t.ended_at = job.submitted_at + absl::Milliseconds(1002);
+    t.result_at = job.submitted_at + absl::Milliseconds(1003);
+    t.cpu_ns = 999'000'000;
+    t.iterations_done = 1000;
+    t.failures = {"attempt 1 lost with worker w0 (stream closed)"};
+    job.succeeded = 1;
+    job.retries = 1;
+    job.iterations_done = 1000;
+    ASSERT_OK(store->SaveJob(job, {1}));
+    ASSERT_OK(store->Flush());
+  }
+  ASSERT_OK_AND_ASSIGN(auto store, SqliteJobStore::Open(path_));
+  ASSERT_OK_AND_ASSIGN(JobRecord loaded, store->LoadJob("j-1"));
+  EXPECT_EQ(loaded.spec.name(), "job j-1");
+  EXPECT_EQ(loaded.state, v1::JOB_STATE_RUNNING);
+  EXPECT_EQ(loaded.submitted_at, absl::FromUnixSeconds(1'700'000'000) + absl::Milliseconds(5));
+  EXPECT_EQ(loaded.finished_at, absl::InfinitePast());
+  EXPECT_EQ(loaded.succeeded, 1u);
+  EXPECT_EQ(loaded.retries, 1u);
+  EXPECT_EQ(loaded.iterations_total, 3000u);
+  ASSERT_EQ(loaded.tasks.size(), 3u);
+  const TaskRecord& t = loaded.tasks[1];
+  EXPECT_EQ(t.state, v1::TASK_STATE_SUCCEEDED);
+  EXPECT_EQ(t.attempt, 2u);
+  EXPECT_EQ(t.worker, "w1");
+  EXPECT_EQ(t.slot, 3u);
+  EXPECT_EQ(t.ended_at - t.started_at, absl::Seconds(1));
+  EXPECT_EQ(t.cpu_ns, 999'000'000);
+  EXPECT_EQ(t.failures, std::vector<std::string>{"attempt 1 lost with worker w0 (stream closed)"});
+  EXPECT_EQ(loaded.tasks[0].state, v1::TASK_STATE_QUEUED);
+  EXPECT_EQ(loaded.tasks[0].started_at, absl::InfinitePast());
+}
+
+TEST_F(SqliteJobStoreTest, ListsNewestFirstAndFindsUnfinished) {
+  ASSERT_OK_AND_ASSIGN(auto store, SqliteJobStore::Open(path_));
+  for (const std::string id : {"j-a", "j-b", "j-c"}) ASSERT_OK(store->CreateJob(MakeJob(id, 1)));
+  JobRecord done = MakeJob("j-b", 1);
+  done.state = v1::JOB_STATE_SUCCEEDED;
+  done.finished_at = done.submitted_at + absl::Seconds(1);
+  ASSERT_OK(store->SaveJob(done, {}));
+  ASSERT_OK_AND_ASSIGN(auto ids, store->ListJobIds(10));
+  EXPECT_EQ(ids, (std::vector<std::string>{"j-c", "j-b", "j-a"}));
+  ASSERT_OK_AND_ASSIGN(auto two, store->ListJobIds(2));
+  EXPECT_EQ(two, (std::vector<std::string>{"j-c", "j-b"}));
+  ASSERT_OK_AND_ASSIGN(auto unfinished, store->LoadUnfinished());
+  ASSERT_EQ(unfinished.size(), 2u);
+  EXPECT_EQ(unfinished[0].id, "j-a");
+  EXPECT_EQ(unfinished[1].id, "j-c");
+  ASSERT_OK_AND_ASSIGN(bool has, store->HasJob("j-b"));
+  EXPECT_TRUE(has);
+  ASSERT_OK_AND_ASSIGN(bool missing, store->HasJob("j-zz"));
+  EXPECT_FALSE(missing);
+  EXPECT_THAT(store->LoadJob("j-zz"), StatusIs(absl::StatusCode::kNotFound, HasSubstr("j-zz")));
+}
+
+TEST_F(SqliteJobStoreTest, ManyUpdatesAreBatchedIntoFewTransactions) {
+  ASSERT_OK_AND_ASSIGN(auto store, SqliteJobStore::Open(path_));
+  JobRecord job = MakeJob("j-1", 2000);
+  ASSERT_OK(store->CreateJob(job));
+  for (uint32_t i = 0; i < 2000; ++i) {
+    job.tasks[i].state = v1::TASK_STATE_SUCCEEDED;
+    ++job.succeeded;
+    ASSERT_OK(store->SaveJob(job, {i}));
+  }
+  ASSERT_OK(store->Flush());
+  EXPECT_LT(store->commits(), 2001u);
+  ASSERT_OK_AND_ASSIGN(JobRecord loaded, store->LoadJob("j-1"));
+  EXPECT_EQ(loaded.succeeded, 2000u);
+  for (const TaskRecord& t : loaded.tasks) EXPECT_EQ(t.state, v1::TASK_STATE_SUCCEEDED);
+}
+
+TEST_F(SqliteJobStoreTest, GarbageFileIsAClearStartupError) {
+  {
+    std::ofstream f(path_);
+    f << std::string(8192, 'x');
+  }
+  EXPECT_THAT(SqliteJobStore::Open(path_),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr(path_)));
+}
+
+TEST_F(SqliteJobStoreTest, ForeignDatabaseIsRefused) {
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(path_.c_str(), &db), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(db, "CREATE TABLE customers (id INTEGER);", nullptr, nullptr, nullptr), SQLITE_OK);
+  sqlite3_close(db);
+  EXPECT_THAT(SqliteJobStore::Open(path_),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("not a busyfleet database")));
+}
+
+TEST_F(SqliteJobStoreTest, NewerSchemaIsRefused) {
+  { ASSERT_OK(SqliteJobStore::Open(path_).status()); }
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(path_.c_str(), &db), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(db, "UPDATE meta SET value='99' WHERE key='schema_version';", nullptr, nullptr,
+                         nullptr),
+            SQLITE_OK);
+  sqlite3_close(db);
+  EXPECT_THAT(SqliteJobStore::Open(path_),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("schema version 99")));
+}
+
+TEST_F(SqliteJobStoreTest, UnwritableDirectoryIsAClearStartupError) {
+  EXPECT_THAT(SqliteJobStore::Open((dir_ / "no" / "such" / "dir" / "x.db").string()),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("cannot open")));
+}
+
+}  // namespace
+}  // namespace busyfleet::coordinator
