@@ -49,6 +49,7 @@ struct SubmitFlags {
   std::string name;
   bool wait = false;
   bool show_tasks = false;
+  bool speculate = false;
 };
 
 int Fail(const absl::Status& status) {
@@ -169,6 +170,7 @@ absl::StatusOr<v1::JobSpec> BuildSpec(const SubmitFlags& f, const CLI::App& cmd)
   if (f.exec == "thread") spec.set_exec(v1::EXEC_MODE_THREAD);
   if (f.exec == "process") spec.set_exec(v1::EXEC_MODE_PROCESS);
   spec.set_max_attempts(f.max_attempts);
+  spec.set_speculate(f.speculate);
   if (!f.task_timeout.empty()) {
     auto d = busyfleet::ParseDurationFlag("--task-timeout", f.task_timeout);
     if (!d.ok()) return d.status();
@@ -219,6 +221,8 @@ int main(int argc, char** argv) {
   submit->add_option("--task-timeout", sf.task_timeout, "fail an attempt running longer than this")
       ->check(busyfleet::DurationValidator());
   submit->add_option("--name", sf.name, "job name (default: the job id)");
+  submit->add_flag("--speculate", sf.speculate,
+                   "run a backup copy of a task that takes over 1.5x the median; keep the first to finish");
   submit->add_flag("--wait", sf.wait, "follow the job with a progress bar and print its report");
   submit->add_flag("--show-tasks", sf.show_tasks, "with --wait: list every task in the table");
 

@@ -17,11 +17,11 @@ namespace {
 
 using google::protobuf::util::TimeUtil;
 
-v1::Assignment MakeAssignment(const JobRecord& job, const TaskRecord& task) {
+v1::Assignment MakeAssignment(const JobRecord& job, const TaskRecord& task, uint32_t attempt) {
   v1::Assignment a;
   a.mutable_task()->set_job_id(job.id);
   a.mutable_task()->set_task_index(task.index);
-  a.mutable_task()->set_attempt(task.attempt);
+  a.mutable_task()->set_attempt(attempt);
   a.set_kind(job.spec.kind());
   a.set_iterations(task.iterations);
   if (job.spec.kind() != v1::TASK_KIND_COUNTDOWN) {
@@ -123,10 +123,10 @@ absl::StatusOr<v1::SubmitJobResponse> Coordinator::Submit(const v1::JobSpec& spe
   if (shutting_down_) return absl::UnavailableError("coordinator is shutting down");
   BF_ASSIGN_OR_RETURN(std::vector<TaskSpec> tasks,
                       SplitJob(spec, scheduler_.FreeSlots(), scheduler_.TotalSlots()));
-  if (unfinished_tasks_ + tasks.size() > limits::kMaxQueuedTasks) {
+  if (unfinished_tasks_ + tasks.size() > options_.max_unfinished_tasks) {
     return absl::ResourceExhaustedError(absl::StrCat(
         "too many unfinished tasks: ", unfinished_tasks_, " queued or running, this job adds ",
-        tasks.size(), ", the limit is ", limits::kMaxQueuedTasks));
+        tasks.size(), ", the limit is ", options_.max_unfinished_tasks, "; try again when jobs finish"));
   }
   auto job = std::make_unique<JobRecord>();
   job->id = NewIdLocked("j-");
@@ -452,6 +452,13 @@ void Coordinator::HandleUpdatesLocked(Session& session, const v1::TaskUpdates& u
     JobRecord* job = FindJobLocked(started.task().job_id());
     if (job == nullptr || started.task().task_index() >= job->tasks.size()) continue;
     TaskRecord& t = job->tasks[started.task().task_index()];
+    if (t.backup_attempt != 0 && t.backup_attempt == started.task().attempt() &&
+        t.backup_session == session.id && !t.backup_running) {
+      t.backup_running = true;
+      ++session.running;
+      if (session.assigned > 0) --session.assigned;
+      continue;
+    }
     if (t.attempt != started.task().attempt() || t.session != session.id ||
         t.state != v1::TASK_STATE_ASSIGNED) {
       continue;  // stale: the attempt was requeued, cancelled or already ended
@@ -475,6 +482,11 @@ void Coordinator::HandleUpdatesLocked(Session& session, const v1::TaskUpdates& u
 
 void Coordinator::HandleResultLocked(Session& session, JobRecord& job, const v1::TaskResult& result) {
   TaskRecord& t = job.tasks[result.task().task_index()];
+  if (t.backup_attempt != 0 && t.backup_attempt == result.task().attempt() &&
+      t.backup_session == session.id) {
+    HandleBackupResultLocked(session, job, t, result);
+    return;
+  }
   if (t.attempt != result.task().attempt() || t.session != session.id) {
     ++job.duplicates;  // a late result of an attempt that is no longer current
     MarkDirtyLocked(job, t.index);
@@ -512,6 +524,7 @@ void Coordinator::HandleResultLocked(Session& session, JobRecord& job, const v1:
 
   switch (result.state()) {
     case v1::TASK_STATE_SUCCEEDED:
+      if (t.backup_attempt != 0) StopBackupLocked(job, t);  // the primary won
       t.state = v1::TASK_STATE_SUCCEEDED;
       t.error.clear();
       ++job.succeeded;
@@ -558,11 +571,159 @@ void Coordinator::RetryOrFailLocked(JobRecord& job, TaskRecord& t, const std::st
                                  job.max_attempts(), " attempts: ", absl::StrJoin(t.failures, "; ")));
     return;
   }
+  if (counts) ++job.retries;
+  if (t.backup_attempt != 0) {
+    PromoteBackupLocked(job, t);  // the copy already running takes over
+    return;
+  }
   t.state = v1::TASK_STATE_QUEUED;
   t.session.clear();
-  if (counts) ++job.retries;
   MarkDirtyLocked(job, t.index);
   (void)scheduler_.Requeue(TaskKey{job.id, t.index});
+}
+
+void Coordinator::PromoteBackupLocked(JobRecord& job, TaskRecord& t) {
+  t.attempt = t.backup_attempt;
+  t.session = t.backup_session;
+  t.worker = t.backup_worker;
+  t.host = t.backup_host;
+  t.assigned_at = t.backup_assigned_at;
+  const bool running = t.backup_running;
+  if (running && t.state != v1::TASK_STATE_RUNNING) ++job.running;
+  if (!running && t.state == v1::TASK_STATE_RUNNING && job.running > 0) --job.running;
+  t.state = running ? v1::TASK_STATE_RUNNING : v1::TASK_STATE_ASSIGNED;
+  ClearBackup(t);
+  MarkDirtyLocked(job, t.index);
+}
+
+void Coordinator::ClearBackup(TaskRecord& t) {
+  t.backup_attempt = 0;
+  t.backup_session.clear();
+  t.backup_worker.clear();
+  t.backup_host.clear();
+  t.backup_assigned_at = absl::InfinitePast();
+  t.backup_running = false;
+}
+
+void Coordinator::StopBackupLocked(JobRecord& job, TaskRecord& t) {
+  auto s = sessions_.find(t.backup_session);
+  if (s != sessions_.end()) {
+    v1::CoordinatorMessage m;
+    v1::TaskRef* ref = m.mutable_cancel()->add_tasks();
+    ref->set_job_id(job.id);
+    ref->set_task_index(t.index);
+    ref->set_attempt(t.backup_attempt);
+    s->second.channel->Send(std::move(m));
+    if (t.backup_running) {
+      if (s->second.running > 0) --s->second.running;
+    } else if (s->second.assigned > 0) {
+      --s->second.assigned;
+    }
+    (void)scheduler_.Release(t.backup_session, TaskKey{job.id, t.index});
+  }
+  ClearBackup(t);
+}
+
+void Coordinator::HandleBackupResultLocked(Session& session, JobRecord& job, TaskRecord& t,
+                                           const v1::TaskResult& result) {
+  MarkDirtyLocked(job, t.index);
+  if (t.backup_running) {
+    if (session.running > 0) --session.running;
+  } else if (session.assigned > 0) {
+    --session.assigned;
+  }
+  (void)scheduler_.Release(session.id, TaskKey{job.id, t.index});
+  if (IsTerminal(t.state) || result.state() != v1::TASK_STATE_SUCCEEDED) {
+    ClearBackup(t);  // a failed or cancelled copy changes nothing: the primary runs on
+    return;
+  }
+  // The backup finished first: it is the task's result; stop the primary.
+  auto primary = sessions_.find(t.session);
+  if (primary != sessions_.end()) {
+    v1::CoordinatorMessage m;
+    v1::TaskRef* ref = m.mutable_cancel()->add_tasks();
+    ref->set_job_id(job.id);
+    ref->set_task_index(t.index);
+    ref->set_attempt(t.attempt);
+    primary->second.channel->Send(std::move(m));
+    if (t.state == v1::TASK_STATE_RUNNING) {
+      if (primary->second.running > 0) --primary->second.running;
+    } else if (primary->second.assigned > 0) {
+      --primary->second.assigned;
+    }
+    (void)scheduler_.Release(t.session, TaskKey{job.id, t.index});
+  }
+  if (t.state == v1::TASK_STATE_RUNNING && job.running > 0) --job.running;
+  const absl::Time now = clock_->Now();
+  const absl::Duration ran =
+      absl::Nanoseconds(std::max<int64_t>(0, result.end_mono_ns() - result.start_mono_ns()));
+  t.attempt = t.backup_attempt;
+  t.worker = t.backup_worker;
+  t.host = t.backup_host;
+  t.assigned_at = t.backup_assigned_at;
+  t.slot = result.slot();
+  t.result_at = now;
+  t.cpu_ns = result.cpu_ns();
+  t.iterations_done = result.iterations_done();
+  t.started_at = session.offset_valid ? WorkerToCoordinatorTime(session, result.start_mono_ns()) : now - ran;
+  if (t.started_at < t.assigned_at) t.started_at = t.assigned_at;
+  if (t.started_at + ran > now) t.started_at = std::max(t.assigned_at, now - ran);
+  t.ended_at = t.started_at + ran;
+  t.session.clear();
+  t.backup_won = true;
+  ClearBackup(t);
+  ++job.backups_won;
+  ++session.tasks_done;
+  t.state = v1::TASK_STATE_SUCCEEDED;
+  t.error.clear();
+  ++job.succeeded;
+  job.iterations_done += t.iterations_done;
+  --unfinished_tasks_;
+  if (job.succeeded == job.tasks.size()) FinishJobLocked(job, v1::JOB_STATE_SUCCEEDED, "");
+}
+
+absl::Time Coordinator::SpeculateLocked(absl::Time now) {
+  absl::Time next = absl::InfiniteFuture();
+  std::map<std::string, v1::CoordinatorMessage> batches;
+  for (auto& [id, job_ptr] : jobs_) {
+    JobRecord& job = *job_ptr;
+    if (!job.spec.speculate() || IsTerminal(job.state)) continue;
+    // Until results come in there is no median: look again soon.
+    next = std::min(next, now + kSpeculationRecheck);
+    if (job.succeeded == 0 || scheduler_.QueuedFor(job.id) > 0) continue;
+    std::vector<double> done;
+    done.reserve(job.succeeded);
+    for (const TaskRecord& t : job.tasks) {
+      if (t.state == v1::TASK_STATE_SUCCEEDED && t.has_timing()) done.push_back(t.seconds());
+    }
+    if (done.empty()) continue;
+    std::nth_element(done.begin(), done.begin() + static_cast<std::ptrdiff_t>(done.size() / 2), done.end());
+    const absl::Duration threshold = absl::Seconds(kStragglerFactor * done[done.size() / 2]);
+    for (TaskRecord& t : job.tasks) {
+      if (t.state != v1::TASK_STATE_RUNNING || t.speculated || t.backup_attempt != 0) continue;
+      const absl::Time due = t.started_at + threshold;
+      if (due > now) {
+        next = std::min(next, due);
+        continue;
+      }
+      std::optional<std::string> target = scheduler_.AssignBackup(TaskKey{job.id, t.index}, t.session);
+      if (!target) continue;  // no free slot now; the recheck above comes back
+      Session& s = sessions_.at(*target);
+      t.backup_attempt = std::max(t.attempt, t.backup_attempt) + 1;
+      t.backup_session = *target;
+      t.backup_worker = s.name;
+      t.backup_host = s.host.hostname();
+      t.backup_assigned_at = now;
+      t.backup_running = false;
+      t.speculated = true;
+      ++job.backups;
+      ++s.assigned;
+      MarkDirtyLocked(job, t.index);
+      *batches[*target].mutable_assign()->add_assignments() = MakeAssignment(job, t, t.backup_attempt);
+    }
+  }
+  for (auto& [session, message] : batches) sessions_.at(session).channel->Send(std::move(message));
+  return next;
 }
 
 void Coordinator::HandleReturnedLocked(Session& session, const v1::DrainNotice& notice) {
@@ -608,7 +769,33 @@ void Coordinator::RemoveSessionLocked(const std::string& session_id, const std::
       JobRecord* job = FindJobLocked(key.job_id);
       if (job == nullptr || key.index >= job->tasks.size()) continue;
       TaskRecord& t = job->tasks[key.index];
+      if (t.backup_attempt != 0 && t.backup_session == session_id) {
+        // A lost backup copy: the primary runs on, nothing is counted.
+        scheduler_.Dequeue(key);
+        ClearBackup(t);
+        MarkDirtyLocked(*job, t.index);
+        continue;
+      }
       if (t.session != session_id || IsTerminal(t.state)) continue;
+      if (t.backup_attempt != 0) {
+        // The backup takes over from the lost primary; the loss still counts.
+        scheduler_.Dequeue(key);
+        t.failures.push_back(absl::StrCat("attempt ", t.attempt, " lost with worker ", s.name, " (", why, ")"));
+        t.error = t.failures.back();
+        ++job->retries;
+        if (t.failures.size() < job->max_attempts()) {
+          PromoteBackupLocked(*job, t);
+          continue;
+        }
+        t.session.clear();
+        t.state = v1::TASK_STATE_FAILED;
+        ++job->failed;
+        --unfinished_tasks_;
+        FinishJobLocked(*job, v1::JOB_STATE_FAILED,
+                        absl::StrCat("task ", t.index, " failed ", t.failures.size(), " of ",
+                                     job->max_attempts(), " attempts: ", absl::StrJoin(t.failures, "; ")));
+        continue;
+      }
       if (t.state == v1::TASK_STATE_RUNNING && job->running > 0) --job->running;
       // The scheduler has queued it again already; undo that if it fails the job.
       t.failures.push_back(absl::StrCat("attempt ", t.attempt, " lost with worker ", s.name, " (", why, ")"));
@@ -647,15 +834,21 @@ void Coordinator::FinishJobLocked(JobRecord& job, v1::JobState state, std::strin
   std::map<std::string, v1::CoordinatorMessage> cancels;
   for (const Scheduler::Assignment& a : scheduler_.RemoveJob(job.id)) {
     const TaskRecord& t = job.tasks[a.task.index];
+    const bool backup = t.backup_attempt != 0 && a.session == t.backup_session;
     v1::TaskRef* ref = cancels[a.session].mutable_cancel()->add_tasks();
     ref->set_job_id(job.id);
     ref->set_task_index(t.index);
-    ref->set_attempt(t.attempt);
+    ref->set_attempt(backup ? t.backup_attempt : t.attempt);
     auto s = sessions_.find(a.session);
     if (s != sessions_.end()) {
-      if (t.state == v1::TASK_STATE_RUNNING && s->second.running > 0) --s->second.running;
-      if (t.state == v1::TASK_STATE_ASSIGNED && s->second.assigned > 0) --s->second.assigned;
+      const bool running = backup ? t.backup_running : t.state == v1::TASK_STATE_RUNNING;
+      const bool assigned = backup ? !t.backup_running : t.state == v1::TASK_STATE_ASSIGNED;
+      if (running && s->second.running > 0) --s->second.running;
+      if (assigned && s->second.assigned > 0) --s->second.assigned;
     }
+  }
+  for (TaskRecord& t : job.tasks) {
+    if (t.backup_attempt != 0) ClearBackup(t);
   }
   for (auto& [session, message] : cancels) {
     auto s = sessions_.find(session);
@@ -683,7 +876,7 @@ void Coordinator::DispatchLocked() {
     auto s = sessions_.find(a.session);
     if (job == nullptr || s == sessions_.end()) continue;
     TaskRecord& t = job->tasks[a.task.index];
-    ++t.attempt;
+    t.attempt = std::max(t.attempt, t.backup_attempt) + 1;  // attempt numbers never repeat
     t.state = v1::TASK_STATE_ASSIGNED;
     t.session = a.session;
     t.worker = s->second.name;
@@ -692,7 +885,7 @@ void Coordinator::DispatchLocked() {
     ++s->second.assigned;
     if (job->state == v1::JOB_STATE_PENDING) job->state = v1::JOB_STATE_RUNNING;
     MarkDirtyLocked(*job, t.index);
-    *batches[a.session].mutable_assign()->add_assignments() = MakeAssignment(*job, t);
+    *batches[a.session].mutable_assign()->add_assignments() = MakeAssignment(*job, t, t.attempt);
   }
   for (auto& [session, message] : batches) {
     sessions_.at(session).channel->Send(std::move(message));
@@ -768,10 +961,9 @@ absl::Time Coordinator::CheckLiveness() {
       channel->Close(absl::UnavailableError("declared dead: no heartbeat within the worker timeout"));
     }
   }
-  if (!dead.empty()) {
-    DispatchLocked();
-    FlushLocked();
-  }
+  next = std::min(next, SpeculateLocked(now));
+  DispatchLocked();
+  FlushLocked();
   return next;
 }
 

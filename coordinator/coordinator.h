@@ -23,10 +23,14 @@
 #include "common/clock.h"
 #include "coordinator/job_model.h"
 #include "coordinator/job_store.h"
+#include "coordinator/limits.h"
 #include "coordinator/scheduler.h"
 #include "coordinator/timing_aggregator.h"
 
 namespace busyfleet::coordinator {
+
+// While a speculative job runs, backups are looked for at least this often.
+inline constexpr absl::Duration kSpeculationRecheck = absl::Milliseconds(100);
 
 // The coordinator's side of one attached worker's stream. Implemented by the
 // gRPC adapter (and by fakes in tests).
@@ -65,6 +69,9 @@ class Coordinator {
     size_t keep_gone_workers = 64;
     // Finished jobs kept in memory (older ones are read back from the store).
     size_t keep_finished_jobs = 256;
+    // Tasks queued or running over all jobs; a submit that would pass it is
+    // refused with ResourceExhausted instead of growing memory.
+    uint64_t max_unfinished_tasks = limits::kMaxQueuedTasks;
     // Called (with the Coordinator's lock held; must not block or call back)
     // when a worker attaches, so a liveness loop sleeping with no worker
     // attached can wake up.
@@ -114,8 +121,9 @@ class Coordinator {
   // the attempt counted. Unknown sessions are ignored.
   void Detach(absl::string_view session, const absl::Status& reason);
 
-  // Declares workers silent for longer than worker_timeout dead. Returns
-  // when the next check is due (InfiniteFuture with no worker attached).
+  // Declares workers silent for longer than worker_timeout dead, and
+  // launches speculative backups that are due. Returns when the next check
+  // is due (InfiniteFuture with no worker attached and no speculative job).
   absl::Time CheckLiveness();
 
   // Stops taking jobs and closes every worker stream. Idempotent.
@@ -172,6 +180,16 @@ class Coordinator {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void RemoveSessionLocked(const std::string& session_id, const std::string& why)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Speculation (JobSpec.speculate): launches backups of tasks running past
+  // kStragglerFactor x the job's median; returns when to look again.
+  absl::Time SpeculateLocked(absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void HandleBackupResultLocked(Session& session, JobRecord& job, TaskRecord& t,
+                                const v1::TaskResult& result) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The backup becomes the task's current attempt (its primary failed or was lost).
+  void PromoteBackupLocked(JobRecord& job, TaskRecord& t) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Cancels the backup copy on its worker and frees its credit.
+  void StopBackupLocked(JobRecord& job, TaskRecord& t) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  static void ClearBackup(TaskRecord& t);
   void FinishJobLocked(JobRecord& job, v1::JobState state, std::string error)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Time WorkerToCoordinatorTime(const Session& session, int64_t mono_ns) const;

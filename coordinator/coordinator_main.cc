@@ -9,6 +9,7 @@
 #include "absl/time/time.h"
 #include "common/flags.h"
 #include "common/logging.h"
+#include "common/net.h"
 #include "coordinator/coordinator_server.h"
 
 int main(int argc, char** argv) {
@@ -20,6 +21,7 @@ int main(int argc, char** argv) {
   std::string log_format = "text";
   std::string log_level = "info";
   int prefetch = 2;
+  bool insecure = false;
   app.add_option("--listen", listen, "gRPC address to listen on (host:port)")->capture_default_str();
   app.add_option("--db", db, "SQLite file for jobs and results (\":memory:\": keep nothing)")
       ->capture_default_str();
@@ -30,6 +32,9 @@ int main(int argc, char** argv) {
   app.add_option("--prefetch", prefetch, "tasks assigned to a worker beyond its slots")
       ->capture_default_str()
       ->check(CLI::Range(0, 1024));
+  app.add_flag("--insecure", insecure,
+               "allow listening on a non-loopback address without a token or TLS (anyone who can reach "
+               "the port can submit jobs and attach workers)");
   app.add_option("--log-format", log_format, "text or json")
       ->capture_default_str()
       ->check(CLI::IsMember({"text", "json"}));
@@ -42,6 +47,21 @@ int main(int argc, char** argv) {
   if (auto st = busyfleet::SetupLogging("coordinator", log_format, log_level); !st.ok()) {
     std::fprintf(stderr, "coordinator: %s\n", std::string(st.message()).c_str());
     return 2;
+  }
+  auto host = busyfleet::HostOfAddress("--listen", listen);
+  if (!host.ok()) {
+    spdlog::critical("{}", host.status().message());
+    return 2;
+  }
+  if (!busyfleet::IsLoopbackHost(*host)) {
+    if (!insecure) {
+      spdlog::critical(
+          "refusing to listen on {} without authentication: only loopback addresses are safe without a "
+          "token or TLS. Pass --insecure to do it anyway.", listen);
+      return 2;
+    }
+    spdlog::warn("INSECURE: listening on {} with no authentication; anyone who can reach this port can "
+                 "run jobs on your workers and read every report", listen);
   }
   busyfleet::coordinator::CoordinatorServer::Options options;
   options.listen = listen;

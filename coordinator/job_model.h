@@ -41,6 +41,15 @@ struct TaskRecord {
   std::string error;
   // Why earlier attempts did not succeed, one line each.
   std::vector<std::string> failures;
+  // Speculation: a backup copy running beside the current attempt.
+  uint32_t backup_attempt = 0;  // 0: none running
+  std::string backup_session;
+  std::string backup_worker;
+  std::string backup_host;
+  absl::Time backup_assigned_at = absl::InfinitePast();
+  bool backup_running = false;
+  bool speculated = false;   // a backup was ever launched
+  bool backup_won = false;   // the backup's result is the one kept
 
   bool has_timing() const { return started_at != absl::InfinitePast() && ended_at != absl::InfinitePast(); }
   double seconds() const { return has_timing() ? absl::ToDoubleSeconds(ended_at - started_at) : 0; }
@@ -62,6 +71,8 @@ struct JobRecord {
   uint32_t retries = 0;
   // Results that arrived for an attempt no longer current (ignored).
   uint32_t duplicates = 0;
+  uint32_t backups = 0;
+  uint32_t backups_won = 0;
   uint64_t iterations_total = 0;
   uint64_t iterations_done = 0;
 

@@ -22,6 +22,8 @@ void CopyJobHeader(const JobRecord& from, JobRecord* to) {
   to->running = from.running;
   to->retries = from.retries;
   to->duplicates = from.duplicates;
+  to->backups = from.backups;
+  to->backups_won = from.backups_won;
   to->iterations_total = from.iterations_total;
   to->iterations_done = from.iterations_done;
 }

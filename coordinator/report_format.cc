@@ -211,6 +211,10 @@ json TaskTimingJson(const v1::TaskTiming& t) {
   task["seconds"] = Num(t.seconds());
   task["cpu_seconds"] = Num(t.cpu_seconds());
   if (!t.error().empty()) task["error"] = t.error();
+  if (t.speculated()) {
+    task["speculated"] = true;
+    task["backup_won"] = t.backup_won();
+  }
   task["phases"] =
       PhasesJson(t.queued_seconds(), t.dispatch_seconds(), t.result_seconds());
   return task;
@@ -226,6 +230,7 @@ json SpecJson(const v1::JobSpec& s) {
   spec["max_attempts"] = s.max_attempts();
   spec["exec"] = ExecModeName(s.exec());
   spec["task_timeout_seconds"] = Num(Seconds(s.task_timeout()));
+  spec["speculate"] = s.speculate();
   json workers = json::array();
   for (const std::string& w : s.workers()) workers.push_back(w);
   spec["workers"] = std::move(workers);
@@ -398,7 +403,10 @@ nlohmann::json ReportToJson(const v1::JobReport& report) {
                  {"succeeded", report.tasks_succeeded()},
                  {"failed", report.tasks_failed()},
                  {"cancelled", report.tasks_cancelled()},
-                 {"retries", report.retries()}};
+                 {"retries", report.retries()},
+                 {"duplicates", report.duplicates()},
+                 {"backups", report.backups()},
+                 {"backups_won", report.backups_won()}};
   j["iterations_total"] = report.iterations_total();
   j["spec"] = SpecJson(report.spec());
   return j;

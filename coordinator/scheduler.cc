@@ -176,6 +176,45 @@ std::vector<Scheduler::Assignment> Scheduler::Dispatch() {
   return out;
 }
 
+std::optional<std::string> Scheduler::AssignBackup(const TaskKey& task, absl::string_view exclude) {
+  absl::MutexLock lock(&mu_);
+  auto job = jobs_.find(task.job_id);
+  if (job == jobs_.end()) return std::nullopt;
+  Worker* best = nullptr;
+  for (auto& [session, w] : workers_) {
+    if (w.draining || session == exclude || w.in_flight.contains(task)) continue;
+    if (static_cast<int>(w.in_flight.size()) >= w.spec.slots) continue;  // a free slot, not prefetch
+    if (!Eligible(job->second, w)) continue;
+    // The emptiest worker: the backup should not queue behind other work.
+    if (best == nullptr || w.spec.slots - static_cast<int>(w.in_flight.size()) >
+                               best->spec.slots - static_cast<int>(best->in_flight.size())) {
+      best = &w;
+    }
+  }
+  if (best == nullptr) return std::nullopt;
+  best->in_flight.insert(task);
+  ++job->second.in_flight;
+  return best->spec.session;
+}
+
+bool Scheduler::Dequeue(const TaskKey& task) {
+  absl::MutexLock lock(&mu_);
+  auto job = jobs_.find(task.job_id);
+  if (job == jobs_.end()) return false;
+  auto& q = job->second.queued;
+  auto it = std::find(q.begin(), q.end(), task.index);
+  if (it == q.end()) return false;
+  q.erase(it);
+  --queued_;
+  return true;
+}
+
+size_t Scheduler::QueuedFor(absl::string_view job_id) const {
+  absl::MutexLock lock(&mu_);
+  auto job = jobs_.find(std::string(job_id));
+  return job == jobs_.end() ? 0 : job->second.queued.size();
+}
+
 int Scheduler::TotalSlots() const {
   absl::MutexLock lock(&mu_);
   int total = 0;

@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <deque>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -87,6 +88,16 @@ class Scheduler {
 
   // Assigns as many queued tasks as credits allow.
   std::vector<Assignment> Dispatch();
+
+  // Speculation: puts a second copy of an in-flight task on a worker with a
+  // free slot (not `exclude`, eligible for the job, within its max_slots).
+  // Returns that worker's session, or nullopt when no slot is free.
+  std::optional<std::string> AssignBackup(const TaskKey& task, absl::string_view exclude);
+  // Removes a queued task from its job's queue (a lost primary whose backup
+  // takes over). False if it was not queued.
+  bool Dequeue(const TaskKey& task);
+  // Tasks of the job still waiting for a worker; 0 for an unknown job.
+  size_t QueuedFor(absl::string_view job_id) const;
 
   // Slots of ready (not draining) workers, and how many of them hold no task.
   int TotalSlots() const;

@@ -23,7 +23,8 @@ CREATE TABLE IF NOT EXISTS jobs (
   finished_ns INTEGER,
   succeeded INTEGER NOT NULL, failed INTEGER NOT NULL, cancelled INTEGER NOT NULL,
   retries INTEGER NOT NULL, duplicates INTEGER NOT NULL,
-  iterations_total INTEGER NOT NULL, iterations_done INTEGER NOT NULL);
+  iterations_total INTEGER NOT NULL, iterations_done INTEGER NOT NULL,
+  backups INTEGER NOT NULL, backups_won INTEGER NOT NULL);
 CREATE INDEX IF NOT EXISTS jobs_by_seq ON jobs (seq);
 CREATE TABLE IF NOT EXISTS tasks (
   job_id TEXT NOT NULL,
@@ -36,6 +37,7 @@ CREATE TABLE IF NOT EXISTS tasks (
   assigned_ns INTEGER, started_ns INTEGER, ended_ns INTEGER, result_ns INTEGER,
   cpu_ns INTEGER NOT NULL, iterations_done INTEGER NOT NULL,
   error TEXT NOT NULL, failures TEXT NOT NULL,
+  speculated INTEGER NOT NULL, backup_won INTEGER NOT NULL,
   PRIMARY KEY (job_id, idx)) WITHOUT ROWID;
 )sql";
 
@@ -204,16 +206,17 @@ absl::Status SqliteJobStore::Commit(const Pending& batch) {
   if (auto s = Exec(db_, "BEGIN IMMEDIATE;"); !s.ok()) return s;
   Stmt job(db_, R"sql(
     INSERT INTO jobs (id, seq, spec, state, error, submitted_ns, finished_ns, succeeded, failed, cancelled,
-                      retries, duplicates, iterations_total, iterations_done)
+                      retries, duplicates, iterations_total, iterations_done, backups, backups_won)
     VALUES (?1, COALESCE((SELECT seq FROM jobs WHERE id = ?1), (SELECT COALESCE(MAX(seq), 0) + 1 FROM jobs)),
-            ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
+            ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)
     ON CONFLICT (id) DO UPDATE SET spec=?2, state=?3, error=?4, submitted_ns=?5, finished_ns=?6,
       succeeded=?7, failed=?8, cancelled=?9, retries=?10, duplicates=?11, iterations_total=?12,
-      iterations_done=?13;)sql");
+      iterations_done=?13, backups=?14, backups_won=?15;)sql");
   Stmt task(db_, R"sql(
     INSERT OR REPLACE INTO tasks (job_id, idx, iterations, duration_ns, state, attempt, worker, host, slot,
-      assigned_ns, started_ns, ended_ns, result_ns, cpu_ns, iterations_done, error, failures)
-    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17);)sql");
+      assigned_ns, started_ns, ended_ns, result_ns, cpu_ns, iterations_done, error, failures, speculated,
+      backup_won)
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19);)sql");
   if (!job.ok() || !task.ok()) {
     Exec(db_, "ROLLBACK;").IgnoreError();
     return SqlError(db_, "prepare");
@@ -233,6 +236,8 @@ absl::Status SqliteJobStore::Commit(const Pending& batch) {
     job.Int(11, j.duplicates);
     job.Int(12, static_cast<int64_t>(j.iterations_total));
     job.Int(13, static_cast<int64_t>(j.iterations_done));
+    job.Int(14, j.backups);
+    job.Int(15, j.backups_won);
     if (sqlite3_step(job.get()) != SQLITE_DONE) {
       absl::Status s = SqlError(db_, "saving a job");
       Exec(db_, "ROLLBACK;").IgnoreError();
@@ -258,6 +263,8 @@ absl::Status SqliteJobStore::Commit(const Pending& batch) {
     task.Int(15, static_cast<int64_t>(t.iterations_done));
     task.Text(16, t.error);
     task.Text(17, absl::StrJoin(t.failures, "\n"));
+    task.Int(18, t.speculated ? 1 : 0);
+    task.Int(19, t.backup_won ? 1 : 0);
     if (sqlite3_step(task.get()) != SQLITE_DONE) {
       absl::Status s = SqlError(db_, "saving a task");
       Exec(db_, "ROLLBACK;").IgnoreError();
@@ -281,7 +288,8 @@ uint64_t SqliteJobStore::commits() const {
 
 absl::StatusOr<JobRecord> SqliteJobStore::LoadJobLocked(const std::string& id) const {
   Stmt job(db_, R"sql(SELECT spec, state, error, submitted_ns, finished_ns, succeeded, failed, cancelled,
-                             retries, duplicates, iterations_total, iterations_done FROM jobs WHERE id = ?;)sql");
+                             retries, duplicates, iterations_total, iterations_done, backups, backups_won
+                      FROM jobs WHERE id = ?;)sql");
   if (!job.ok()) return SqlError(db_, "loading a job");
   job.Text(1, id);
   const int rc = sqlite3_step(job.get());
@@ -303,9 +311,11 @@ absl::StatusOr<JobRecord> SqliteJobStore::LoadJobLocked(const std::string& id) c
   r.duplicates = static_cast<uint32_t>(job.ColInt(9));
   r.iterations_total = static_cast<uint64_t>(job.ColInt(10));
   r.iterations_done = static_cast<uint64_t>(job.ColInt(11));
+  r.backups = static_cast<uint32_t>(job.ColInt(12));
+  r.backups_won = static_cast<uint32_t>(job.ColInt(13));
 
   Stmt tasks(db_, R"sql(SELECT idx, iterations, duration_ns, state, attempt, worker, host, slot, assigned_ns,
-      started_ns, ended_ns, result_ns, cpu_ns, iterations_done, error, failures
+      started_ns, ended_ns, result_ns, cpu_ns, iterations_done, error, failures, speculated, backup_won
       FROM tasks WHERE job_id = ? ORDER BY idx;)sql");
   if (!tasks.ok()) return SqlError(db_, "loading tasks");
   tasks.Text(1, id);
@@ -328,6 +338,8 @@ absl::StatusOr<JobRecord> SqliteJobStore::LoadJobLocked(const std::string& id) c
     t.error = tasks.ColText(14);
     const std::string failures = tasks.ColText(15);
     if (!failures.empty()) t.failures = absl::StrSplit(failures, '\n');
+    t.speculated = tasks.ColInt(16) != 0;
+    t.backup_won = tasks.ColInt(17) != 0;
     if (t.index != r.tasks.size()) {
       return absl::DataLossError(absl::StrCat("database ", path_, ": job ", id, " is missing task ", r.tasks.size()));
     }

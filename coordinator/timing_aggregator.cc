@@ -42,6 +42,9 @@ v1::JobReport BuildReport(const JobRecord& job, const std::map<std::string, Work
   r.set_tasks_cancelled(job.cancelled);
   r.set_iterations_total(job.iterations_total);
   r.set_retries(job.retries);
+  r.set_duplicates(job.duplicates);
+  r.set_backups(job.backups);
+  r.set_backups_won(job.backups_won);
 
   absl::Time first_start = absl::InfiniteFuture();
   absl::Time last_end = absl::InfinitePast();
@@ -149,6 +152,8 @@ v1::JobReport BuildReport(const JobRecord& job, const std::map<std::string, Work
       tt->set_state(t.state);
       tt->set_iterations(t.iterations);
       tt->set_error(t.error);
+      tt->set_speculated(t.speculated);
+      tt->set_backup_won(t.backup_won);
       if (t.has_timing()) {
         tt->set_start_offset_seconds(Seconds(job.submitted_at, t.started_at));
         tt->set_seconds(t.seconds());

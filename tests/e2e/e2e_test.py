@@ -4,7 +4,6 @@ ports chosen at run time, driven through coordctl, JSON output checked.
 
 Run: python3 tests/e2e/e2e_test.py --bin-dir build/release
 """
-import argparse
 import json
 import os
 import re
@@ -16,113 +15,17 @@ import threading
 import time
 import unittest
 
-BIN_DIR = None
-DEADLINE = 30.0
-
-# The keys of DESIGN.md's JSON contract.
-REPORT_KEYS = {"schema", "id", "name", "state", "kind", "error", "timing", "workers", "tasks", "stragglers"}
-TIMING_KEYS = {"submitted_at", "started_at", "finished_at", "wall_seconds", "makespan_seconds",
-               "serial_seconds", "overhead_seconds", "speedup", "efficiency", "slots", "task_seconds"}
-TASK_SECONDS_KEYS = {"min", "p50", "p90", "p99", "max"}
-WORKER_KEYS = {"name", "host", "slots", "tasks", "iterations", "busy_seconds", "utilization",
-               "iterations_per_second"}
-TASK_KEYS = {"index", "worker", "slot", "attempt", "state", "iterations", "start_offset_seconds",
-             "seconds", "cpu_seconds"}
-WORKERS_LIST_KEYS = {"name", "host", "slots", "logical_cpus", "physical_cores", "state", "running",
-                     "last_heartbeat"}
-JOBS_LIST_KEYS = {"id", "name", "state", "tasks", "submitted_at", "wall_seconds"}
+from harness import Daemon, binary, REPORT_KEYS, TIMING_KEYS, TASK_SECONDS_KEYS, WORKER_KEYS, TASK_KEYS, WORKERS_LIST_KEYS, JOBS_LIST_KEYS, DEADLINE
+import harness
 
 
-def binary(path):
-    return os.path.join(BIN_DIR, path)
-
-
-class Daemon:
-    """A background process whose stderr is collected line by line."""
-
-    def __init__(self, argv):
-        self.lines = []
-        self.cond = threading.Condition()
-        self.proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        self.reader = threading.Thread(target=self._read, daemon=True)
-        self.reader.start()
-
-    def _read(self):
-        for line in self.proc.stderr:
-            with self.cond:
-                self.lines.append(line.rstrip("\n"))
-                self.cond.notify_all()
-        with self.cond:
-            self.cond.notify_all()
-
-    def wait_for_line(self, pattern, timeout=DEADLINE):
-        """Waits until a stderr line matches `pattern`; returns the match."""
-        regex = re.compile(pattern)
-        end = time.monotonic() + timeout
-        with self.cond:
-            while True:
-                for line in self.lines:
-                    m = regex.search(line)
-                    if m:
-                        return m
-                left = end - time.monotonic()
-                if left <= 0 or (self.proc.poll() is not None and not self.reader.is_alive()):
-                    raise AssertionError(f"no line matching {pattern!r}; got:\n" + "\n".join(self.lines))
-                self.cond.wait(left)
-
-    def count_lines(self, pattern):
-        regex = re.compile(pattern)
-        with self.cond:
-            return sum(1 for line in self.lines if regex.search(line))
-
-    def stop(self, sig=signal.SIGTERM, timeout=10):
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-        return self.proc.wait(timeout=timeout)
-
-
-class E2ETest(unittest.TestCase):
+class E2ETest(harness.ClusterCase):
     def setUp(self):
-        self.tmp = tempfile.TemporaryDirectory()
-        self.coordinator = Daemon([binary("coordinator/coordinator"), "--listen", "127.0.0.1:0",
-                                   "--worker-timeout", "2s"])
-        m = self.coordinator.wait_for_line(r"listening on (\S+:\d+)")
-        self.address = m.group(1)
-        self.workers = []
+        super().setUp()
+        self.start_coordinator()
         for i in range(2):
             self.start_worker(f"e2e-w{i + 1}")
-        # Wait for both workers through coordctl itself.
-        self.wait_for(lambda: len([w for w in self.coordctl_json("workers") if w["state"] == "READY"]) == 2)
-
-    def tearDown(self):
-        for w in self.workers:
-            if w.proc.poll() is None:
-                w.stop(signal.SIGKILL)
-        if self.coordinator.proc.poll() is None:
-            self.coordinator.stop(signal.SIGKILL)
-        self.tmp.cleanup()
-
-    def start_worker(self, name, *extra):
-        w = Daemon([binary("worker/worker"), "--coordinator", self.address, "--slots", "1", "--name", name,
-                    *extra])
-        self.workers.append(w)
-        return w
-
-    def coordctl(self, *args, check=None):
-        cmd = [binary("coordinator/coordctl"), "--coordinator", self.address, *args]
-        p = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
-        if check is not None:
-            self.assertEqual(p.returncode, check, f"{cmd}: rc {p.returncode}\n{p.stdout}\n{p.stderr}")
-        return p
-
-    def coordctl_json(self, *args, check=0):
-        return json.loads(self.coordctl("-o", "json", *args, check=check).stdout)
-
-    def wait_for(self, predicate, timeout=DEADLINE):
-        end = time.monotonic() + timeout
-        while not predicate():
-            self.assertLess(time.monotonic(), end, "condition not met in time")
-            time.sleep(0.05)
+        self.wait_for_workers(2)
 
     def assert_report_contract(self, r):
         self.assertLessEqual(REPORT_KEYS, set(r))
@@ -225,14 +128,5 @@ class E2ETest(unittest.TestCase):
         self.assertEqual(self.workers[1].stop(signal.SIGTERM, timeout=10), 0)
 
 
-def main():
-    global BIN_DIR
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--bin-dir", required=True)
-    args, rest = parser.parse_known_args()
-    BIN_DIR = os.path.abspath(args.bin_dir)
-    unittest.main(argv=[sys.argv[0], *rest])
-
-
 if __name__ == "__main__":
-    main()
+    harness.main()

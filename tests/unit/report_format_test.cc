@@ -261,7 +261,10 @@ TEST(ReportFormatTest, ReportJsonExtraFields) {
                                   {"succeeded", 4},
                                   {"failed", 0},
                                   {"cancelled", 0},
-                                  {"retries", 1}}));
+                                  {"retries", 1},
+                                  {"duplicates", 0},
+                                  {"backups", 0},
+                                  {"backups_won", 0}}));
   ASSERT_TRUE(j.at("iterations_total").is_number_unsigned());
   EXPECT_EQ(j.at("iterations_total").get<uint64_t>(), 40000000u);
   const json& spec = j.at("spec");
