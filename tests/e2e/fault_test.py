@@ -120,6 +120,12 @@ class FaultTest(harness.ClusterCase):
         for idx, attempt, worker, _ in before:
             self.assertEqual(by_index[idx]["attempt"], attempt, f"task {idx} was run again")
             self.assertEqual(by_index[idx]["worker"], worker)
+        # A clean stop saves the state too: the report survives another restart.
+        self.assertEqual(self.coordinator.stop(signal.SIGTERM), 0)
+        self.start_coordinator(listen=address, db=db)
+        again = self.report(job)
+        self.assertEqual(again["state"], "SUCCEEDED")
+        self.assertEqual(again["timing"]["serial_seconds"], r["timing"]["serial_seconds"])
 
     def test_worker_killed_ten_times_keeps_state_consistent(self):
         self.start_coordinator()
