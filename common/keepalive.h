@@ -11,7 +11,7 @@ namespace busyfleet {
 inline constexpr absl::Duration kKeepaliveTime = absl::Seconds(20);
 inline constexpr absl::Duration kKeepaliveTimeout = absl::Seconds(10);
 // Largest gRPC message either side accepts.
-inline constexpr int kMaxMessageBytes = 64 * 1024 * 1024;
+inline constexpr int kMaxMessageBytes = 16 * 1024 * 1024;
 
 }  // namespace busyfleet
 

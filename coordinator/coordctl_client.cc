@@ -11,12 +11,14 @@ CoordinatorClient::CoordinatorClient(Options options) : options_(std::move(optio
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(kMaxMessageBytes);
   args.SetMaxSendMessageSize(kMaxMessageBytes);
-  auto creds = options_.credentials ? options_.credentials : grpc::InsecureChannelCredentials();
+  options_.security.Apply(args);
+  auto creds = options_.security.credentials ? options_.security.credentials : grpc::InsecureChannelCredentials();
   stub_ = v1::CoordinatorService::NewStub(grpc::CreateCustomChannel(options_.address, creds, args));
 }
 
 void CoordinatorClient::Prepare(grpc::ClientContext* ctx) const {
   ctx->set_deadline(std::chrono::system_clock::now() + absl::ToChronoNanoseconds(options_.timeout));
+  options_.security.Apply(*ctx);
 }
 
 absl::StatusOr<v1::SubmitJobResponse> CoordinatorClient::Submit(const v1::JobSpec& spec) {
@@ -91,6 +93,7 @@ absl::StatusOr<v1::JobProgress> CoordinatorClient::Watch(
     const std::function<void(const v1::JobProgress&)>& on_progress) {
   grpc::ClientContext ctx;
   ctx.set_deadline(absl::ToChronoTime(deadline));
+  options_.security.Apply(ctx);
   v1::WatchJobRequest req;
   req.set_job_id(std::string(id));
   req.set_omit_tasks(!include_tasks);

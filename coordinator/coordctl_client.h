@@ -13,6 +13,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "busyfleet/v1/coordinator.grpc.pb.h"
+#include "common/client_security.h"
 
 namespace busyfleet::coordctl {
 
@@ -24,7 +25,7 @@ class CoordinatorClient {
     std::string address = "127.0.0.1:7070";
     // Deadline of each unary call.
     absl::Duration timeout = absl::Seconds(10);
-    std::shared_ptr<grpc::ChannelCredentials> credentials;  // nullptr: insecure
+    ClientSecurity security;
   };
   explicit CoordinatorClient(Options options);
 

@@ -193,6 +193,8 @@ int main(int argc, char** argv) {
   app.add_option("--coordinator", g.coordinator, "coordinator address (host:port)")->capture_default_str();
   app.add_option("-o,--output", g.output, "output format: table or json (default: table on a terminal, json otherwise)")
       ->check(CLI::IsMember({"table", "json"}));
+  busyfleet::ClientSecurityFlags security_flags;
+  security_flags.AddTo(app);
   app.add_option("--timeout", g.timeout, "deadline of each call (not of --wait)")
       ->capture_default_str()
       ->check(busyfleet::DurationValidator());
@@ -262,6 +264,9 @@ int main(int argc, char** argv) {
   CoordinatorClient::Options options;
   options.address = g.coordinator;
   options.timeout = *busyfleet::ParseDurationFlag("--timeout", g.timeout);
+  auto security = security_flags.Load();
+  if (!security.ok()) return Usage(std::string(security.status().message()));
+  options.security = *std::move(security);
   CoordinatorClient client(options);
 
   if (*submit) {

@@ -402,6 +402,12 @@ absl::Time Coordinator::WorkerToCoordinatorTime(const Session& session, int64_t 
 
 absl::Status Coordinator::HandleMessage(absl::string_view session_id,
                                         const v1::WorkerMessage& message) {
+  const int updates = message.updates().started_size() + message.updates().results_size();
+  if (updates > limits::kMaxUpdatesPerMessage || message.drain().returned_size() > limits::kMaxUpdatesPerMessage) {
+    return absl::InvalidArgumentError(absl::StrCat("a worker message may carry at most ",
+                                                   limits::kMaxUpdatesPerMessage, " task entries, got ",
+                                                   std::max(updates, message.drain().returned_size())));
+  }
   absl::MutexLock lock(&mu_);
   auto it = sessions_.find(std::string(session_id));
   if (it == sessions_.end()) {

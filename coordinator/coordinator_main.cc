@@ -10,6 +10,9 @@
 #include "common/flags.h"
 #include "common/logging.h"
 #include "common/net.h"
+#include "common/auth.h"
+#include "common/tls.h"
+#include <tuple>
 #include "coordinator/coordinator_server.h"
 
 int main(int argc, char** argv) {
@@ -22,6 +25,8 @@ int main(int argc, char** argv) {
   std::string log_level = "info";
   int prefetch = 2;
   bool insecure = false;
+  std::string token_file, worker_token_file, client_token_file;
+  std::string tls_cert, tls_key, tls_client_ca;
   app.add_option("--listen", listen, "gRPC address to listen on (host:port)")->capture_default_str();
   app.add_option("--db", db, "SQLite file for jobs and results (\":memory:\": keep nothing)")
       ->capture_default_str();
@@ -32,6 +37,12 @@ int main(int argc, char** argv) {
   app.add_option("--prefetch", prefetch, "tasks assigned to a worker beyond its slots")
       ->capture_default_str()
       ->check(CLI::Range(0, 1024));
+  app.add_option("--token-file", token_file, "bearer token required of workers and clients alike");
+  app.add_option("--worker-token-file", worker_token_file, "token that lets a process attach as a worker");
+  app.add_option("--client-token-file", client_token_file, "token that lets coordctl submit, cancel, drain, read");
+  app.add_option("--tls-cert", tls_cert, "PEM certificate chain: serve TLS");
+  app.add_option("--tls-key", tls_key, "PEM private key of --tls-cert");
+  app.add_option("--tls-client-ca", tls_client_ca, "PEM CA: require client certificates signed by it (mTLS)");
   app.add_flag("--insecure", insecure,
                "allow listening on a non-loopback address without a token or TLS (anyone who can reach "
                "the port can submit jobs and attach workers)");
@@ -53,7 +64,32 @@ int main(int argc, char** argv) {
     spdlog::critical("{}", host.status().message());
     return 2;
   }
-  if (!busyfleet::IsLoopbackHost(*host)) {
+  // Tokens: --token-file for both roles, or one file per role.
+  std::string worker_token, client_token;
+  for (auto [flag, path, out] : {std::tuple{"--token-file", &token_file, &worker_token},
+                                 std::tuple{"--worker-token-file", &worker_token_file, &worker_token},
+                                 std::tuple{"--client-token-file", &client_token_file, &client_token}}) {
+    if (path->empty()) continue;
+    auto token = busyfleet::ReadTokenFile(flag, *path);
+    if (!token.ok()) {
+      spdlog::critical("{}", token.status().message());
+      return 2;
+    }
+    *out = *token;
+    if (std::string(flag) == "--token-file") client_token = *token;
+  }
+  auto authenticator = busyfleet::TokenAuthenticator::Create(worker_token, client_token);
+  if (!authenticator.ok()) {
+    spdlog::critical("{}", authenticator.status().message());
+    return 2;
+  }
+  auto credentials = busyfleet::MakeServerCredentials(tls_cert, tls_key, tls_client_ca);
+  if (!credentials.ok()) {
+    spdlog::critical("{}", credentials.status().message());
+    return 2;
+  }
+  const bool secured = authenticator->enabled() || !tls_cert.empty();
+  if (!busyfleet::IsLoopbackHost(*host) && !secured) {
     if (!insecure) {
       spdlog::critical(
           "refusing to listen on {} without authentication: only loopback addresses are safe without a "
@@ -65,6 +101,8 @@ int main(int argc, char** argv) {
   }
   busyfleet::coordinator::CoordinatorServer::Options options;
   options.listen = listen;
+  options.authenticator = *authenticator;
+  options.credentials = *credentials;
   options.db = db;
   options.worker_timeout = *busyfleet::ParseDurationFlag("worker-timeout", worker_timeout);
   options.prefetch_per_worker = prefetch;
@@ -73,8 +111,10 @@ int main(int argc, char** argv) {
     spdlog::critical("cannot start: {}", server.status().message());
     return 1;
   }
-  spdlog::info("coordinator listening on {} (worker timeout {}, database {})", (*server)->address(),
-               absl::FormatDuration(options.worker_timeout), db);
+  spdlog::info("coordinator listening on {} (worker timeout {}, database {}, {}{})", (*server)->address(),
+               absl::FormatDuration(options.worker_timeout), db,
+               tls_cert.empty() ? "plaintext" : (tls_client_ca.empty() ? "TLS" : "mutual TLS"),
+               authenticator->enabled() ? ", tokens required" : "");
   const int sig = busyfleet::WaitForTerminationSignal();
   spdlog::info("signal {} received, shutting down", sig);
   (*server)->Shutdown(absl::Seconds(2));

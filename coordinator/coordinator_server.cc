@@ -50,11 +50,14 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(Opti
     raw->cv_.SignalAll();
   };
   BF_ASSIGN_OR_RETURN(s->coordinator_, Coordinator::Create(co));
-  s->client_service_ = std::make_unique<CoordinatorServiceImpl>(s->coordinator_.get());
-  s->worker_service_ = std::make_unique<WorkerServiceImpl>(s->coordinator_.get());
+  s->gate_ = std::make_unique<CallGate>(options.authenticator);
+  s->client_service_ = std::make_unique<CoordinatorServiceImpl>(s->coordinator_.get(), s->gate_.get());
+  s->worker_service_ = std::make_unique<WorkerServiceImpl>(s->coordinator_.get(), s->gate_.get());
 
+  // Health checks stay open. Reflection cannot check tokens, so it is only
+  // served when tokens are off.
   grpc::EnableDefaultHealthCheckService(true);
-  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  if (!options.authenticator.enabled()) grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
   auto creds = options.credentials ? options.credentials : grpc::InsecureServerCredentials();
   builder.AddListeningPort(options.listen, creds, &s->port_);

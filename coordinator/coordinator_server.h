@@ -33,6 +33,8 @@ class CoordinatorServer {
     std::string db = ":memory:";
     std::shared_ptr<JobStore> store;
     std::shared_ptr<grpc::ServerCredentials> credentials;  // nullptr: insecure
+    // Bearer tokens per role; default: none required.
+    TokenAuthenticator authenticator;
   };
 
   // Unavailable when the address cannot be bound; InvalidArgument for bad options.
@@ -55,6 +57,7 @@ class CoordinatorServer {
   Options options_;
   std::shared_ptr<JobStore> store_;
   std::unique_ptr<Coordinator> coordinator_;
+  std::unique_ptr<CallGate> gate_;
   std::unique_ptr<CoordinatorServiceImpl> client_service_;
   std::unique_ptr<WorkerServiceImpl> worker_service_;
   std::unique_ptr<grpc::Server> server_;

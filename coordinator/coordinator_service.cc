@@ -287,11 +287,26 @@ class WatchReactor final : public grpc::ServerWriteReactor<v1::JobProgress> {
   std::optional<v1::JobProgress> pending_ ABSL_GUARDED_BY(mu_);
 };
 
+// Ends a refused streaming call at once with its status.
+template <typename Response>
+class RefusedWrite final : public grpc::ServerWriteReactor<Response> {
+ public:
+  explicit RefusedWrite(const absl::Status& status) { this->Finish(ToGrpcStatus(status)); }
+  void OnDone() override { delete this; }
+};
+
+class RefusedBidi final : public grpc::ServerBidiReactor<v1::WorkerMessage, v1::CoordinatorMessage> {
+ public:
+  explicit RefusedBidi(const absl::Status& status) { Finish(ToGrpcStatus(status)); }
+  void OnDone() override { delete this; }
+};
+
 }  // namespace
 
 grpc::ServerUnaryReactor* CoordinatorServiceImpl::SubmitJob(grpc::CallbackServerContext* ctx,
                                                             const v1::SubmitJobRequest* req,
                                                             v1::SubmitJobResponse* resp) {
+  if (auto st = gate_->Check(ctx, Role::kClient, "SubmitJob"); !st.ok()) return FinishUnary(ctx, st);
   auto result = coordinator_->Submit(req->spec());
   if (!result.ok()) return FinishUnary(ctx, result.status());
   *resp = *std::move(result);
@@ -302,6 +317,7 @@ grpc::ServerUnaryReactor* CoordinatorServiceImpl::SubmitJob(grpc::CallbackServer
 grpc::ServerUnaryReactor* CoordinatorServiceImpl::GetJob(grpc::CallbackServerContext* ctx,
                                                          const v1::GetJobRequest* req,
                                                          v1::JobReport* resp) {
+  if (auto st = gate_->Check(ctx, Role::kClient, "GetJob"); !st.ok()) return FinishUnary(ctx, st);
   auto result = coordinator_->GetReport(req->job_id(), !req->omit_tasks());
   if (!result.ok()) return FinishUnary(ctx, result.status());
   *resp = *std::move(result);
@@ -309,13 +325,15 @@ grpc::ServerUnaryReactor* CoordinatorServiceImpl::GetJob(grpc::CallbackServerCon
 }
 
 grpc::ServerWriteReactor<v1::JobProgress>* CoordinatorServiceImpl::WatchJob(
-    grpc::CallbackServerContext* /*ctx*/, const v1::WatchJobRequest* req) {
+    grpc::CallbackServerContext* ctx, const v1::WatchJobRequest* req) {
+  if (auto st = gate_->Check(ctx, Role::kClient, "WatchJob"); !st.ok()) return new RefusedWrite<v1::JobProgress>(st);
   return new WatchReactor(coordinator_, *req);
 }
 
 grpc::ServerUnaryReactor* CoordinatorServiceImpl::ListJobs(grpc::CallbackServerContext* ctx,
                                                            const v1::ListJobsRequest* req,
                                                            v1::ListJobsResponse* resp) {
+  if (auto st = gate_->Check(ctx, Role::kClient, "ListJobs"); !st.ok()) return FinishUnary(ctx, st);
   auto result = coordinator_->ListJobs(req->limit());
   if (!result.ok()) return FinishUnary(ctx, result.status());
   for (v1::JobSummary& s : *result) *resp->add_jobs() = std::move(s);
@@ -325,6 +343,7 @@ grpc::ServerUnaryReactor* CoordinatorServiceImpl::ListJobs(grpc::CallbackServerC
 grpc::ServerUnaryReactor* CoordinatorServiceImpl::CancelJob(grpc::CallbackServerContext* ctx,
                                                             const v1::CancelJobRequest* req,
                                                             v1::CancelJobResponse* resp) {
+  if (auto st = gate_->Check(ctx, Role::kClient, "CancelJob"); !st.ok()) return FinishUnary(ctx, st);
   auto result = coordinator_->Cancel(req->job_id());
   if (!result.ok()) return FinishUnary(ctx, result.status());
   resp->set_state(*result);
@@ -335,6 +354,7 @@ grpc::ServerUnaryReactor* CoordinatorServiceImpl::CancelJob(grpc::CallbackServer
 grpc::ServerUnaryReactor* CoordinatorServiceImpl::ListWorkers(grpc::CallbackServerContext* ctx,
                                                               const v1::ListWorkersRequest* req,
                                                               v1::ListWorkersResponse* resp) {
+  if (auto st = gate_->Check(ctx, Role::kClient, "ListWorkers"); !st.ok()) return FinishUnary(ctx, st);
   for (v1::WorkerInfo& w : coordinator_->ListWorkers(req->include_gone())) {
     *resp->add_workers() = std::move(w);
   }
@@ -344,6 +364,7 @@ grpc::ServerUnaryReactor* CoordinatorServiceImpl::ListWorkers(grpc::CallbackServ
 grpc::ServerUnaryReactor* CoordinatorServiceImpl::DrainWorker(grpc::CallbackServerContext* ctx,
                                                               const v1::DrainWorkerRequest* req,
                                                               v1::DrainWorkerResponse* resp) {
+  if (auto st = gate_->Check(ctx, Role::kClient, "DrainWorker"); !st.ok()) return FinishUnary(ctx, st);
   auto result = coordinator_->Drain(req->name());
   if (!result.ok()) return FinishUnary(ctx, result.status());
   resp->set_state(*result);
@@ -353,7 +374,20 @@ grpc::ServerUnaryReactor* CoordinatorServiceImpl::DrainWorker(grpc::CallbackServ
 
 grpc::ServerBidiReactor<v1::WorkerMessage, v1::CoordinatorMessage>* WorkerServiceImpl::Attach(
     grpc::CallbackServerContext* ctx) {
+  if (auto st = gate_->Check(ctx, Role::kWorker, "Attach"); !st.ok()) return new RefusedBidi(st);
   return new AttachReactor(ctx, coordinator_);
+}
+
+absl::Status CallGate::Check(grpc::CallbackServerContext* ctx, Role role, absl::string_view method) {
+  absl::Status st = authenticator_.Check(role, ctx->client_metadata());
+  if (st.ok()) return st;
+  uint64_t suppressed = 0;
+  if (log_limit_.Allow(&suppressed)) {
+    spdlog::warn("refused {} call {} from {}: {}{}", role == Role::kWorker ? "worker" : "client",
+                 method, ctx->peer(), st.message(),
+                 suppressed > 0 ? fmt::format(" ({} more refusals not logged)", suppressed) : "");
+  }
+  return st;
 }
 
 }  // namespace busyfleet::coordinator

@@ -9,14 +9,29 @@
 
 #include "busyfleet/v1/coordinator.grpc.pb.h"
 #include "busyfleet/v1/worker.grpc.pb.h"
+#include "common/auth.h"
 #include "coordinator/coordinator.h"
 
 namespace busyfleet::coordinator {
 
-// The client-facing service (coordctl). Does not own the coordinator.
+// Checks every call's token before anything else (the one place), and logs
+// refusals with the peer address, rate-limited, never the token.
+class CallGate {
+ public:
+  explicit CallGate(TokenAuthenticator authenticator)
+      : authenticator_(std::move(authenticator)), log_limit_(10, absl::Seconds(1)) {}
+  // `method` names the call in the log line.
+  absl::Status Check(grpc::CallbackServerContext* ctx, Role role, absl::string_view method);
+
+ private:
+  const TokenAuthenticator authenticator_;
+  LogRateLimiter log_limit_;
+};
+
+// The client-facing service (coordctl). Does not own the coordinator or the gate.
 class CoordinatorServiceImpl final : public v1::CoordinatorService::CallbackService {
  public:
-  explicit CoordinatorServiceImpl(Coordinator* coordinator) : coordinator_(coordinator) {}
+  CoordinatorServiceImpl(Coordinator* coordinator, CallGate* gate) : coordinator_(coordinator), gate_(gate) {}
 
   grpc::ServerUnaryReactor* SubmitJob(grpc::CallbackServerContext* ctx, const v1::SubmitJobRequest* req,
                                       v1::SubmitJobResponse* resp) override;
@@ -37,18 +52,20 @@ class CoordinatorServiceImpl final : public v1::CoordinatorService::CallbackServ
 
  private:
   Coordinator* const coordinator_;
+  CallGate* const gate_;
 };
 
 // The worker-facing service: one Attach stream per worker.
 class WorkerServiceImpl final : public v1::WorkerService::CallbackService {
  public:
-  explicit WorkerServiceImpl(Coordinator* coordinator) : coordinator_(coordinator) {}
+  WorkerServiceImpl(Coordinator* coordinator, CallGate* gate) : coordinator_(coordinator), gate_(gate) {}
 
   grpc::ServerBidiReactor<v1::WorkerMessage, v1::CoordinatorMessage>* Attach(
       grpc::CallbackServerContext* ctx) override;
 
  private:
   Coordinator* const coordinator_;
+  CallGate* const gate_;
 };
 
 }  // namespace busyfleet::coordinator

@@ -26,6 +26,8 @@ inline constexpr size_t kMaxLabelBytes = 128;
 // RESOURCE_EXHAUSTED instead of growing memory.
 inline constexpr uint64_t kMaxQueuedTasks = 5'000'000;
 inline constexpr uint32_t kMaxListJobs = 1000;
+// Entries in one worker message (task updates, returned tasks).
+inline constexpr int kMaxUpdatesPerMessage = 100'000;
 inline constexpr uint32_t kDefaultListJobs = 50;
 
 }  // namespace busyfleet::limits

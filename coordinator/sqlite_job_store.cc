@@ -99,7 +99,7 @@ absl::StatusOr<std::unique_ptr<SqliteJobStore>> SqliteJobStore::Open(const std::
   sqlite3* db = nullptr;
   auto fail = [&](absl::string_view why) {
     std::string msg = absl::StrCat("database ", path, ": ", why, db ? absl::StrCat(" (", sqlite3_errmsg(db), ")") : "");
-    if (db) sqlite3_close(db);
+    if (db) sqlite3_close_v2(db);  // also frees it while statements are still open
     return absl::FailedPreconditionError(msg);
   };
   if (sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,

@@ -12,7 +12,8 @@ build_pkgs=(
   libabsl-dev libspdlog-dev libfmt-dev libcli11-dev nlohmann-json3-dev
   libsqlite3-dev libcpp-httplib-dev
   libgtest-dev libgmock-dev libbenchmark-dev
-  python3 iproute2 procps
+  python3 iproute2 procps openssl
+  clang libclang-rt-14-dev
 )
 runtime_pkgs=(
   libgrpc++1.51 libprotobuf32 libspdlog1.10 libsqlite3-0 ca-certificates

@@ -54,7 +54,9 @@ absl::StatusOr<std::unique_ptr<WorkerClient>> WorkerClient::Start(Options option
               static_cast<int>(absl::ToInt64Milliseconds(c->options_.backoff_initial)));
   args.SetMaxReceiveMessageSize(kMaxMessageBytes);
   args.SetMaxSendMessageSize(kMaxMessageBytes);
-  auto creds = c->options_.credentials ? c->options_.credentials : grpc::InsecureChannelCredentials();
+  c->options_.security.Apply(args);
+  auto creds = c->options_.security.credentials ? c->options_.security.credentials
+                                                : grpc::InsecureChannelCredentials();
   c->channel_ = grpc::CreateCustomChannel(c->options_.coordinator, creds, args);
   c->stub_ = v1::WorkerService::NewStub(c->channel_);
   WorkerClient* raw = c.get();
@@ -117,6 +119,7 @@ bool WorkerClient::RunOnce() {
   // Wait for the connection instead of failing fast: gRPC reconnects with
   // its own capped backoff (set from ours) and the call starts once it is up.
   ctx.set_wait_for_ready(true);
+  options_.security.Apply(ctx);
   auto stream = stub_->Attach(&ctx);
   v1::WorkerMessage hello_msg;
   v1::Hello* hello = hello_msg.mutable_hello();

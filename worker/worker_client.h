@@ -16,6 +16,7 @@
 #include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
 #include "busyfleet/v1/worker.grpc.pb.h"
+#include "common/client_security.h"
 #include "worker/executor.h"
 
 namespace busyfleet::worker {
@@ -38,8 +39,8 @@ class WorkerClient {
     v1::HostInfo host;
     absl::Duration backoff_initial = absl::Milliseconds(100);
     absl::Duration backoff_max = absl::Seconds(5);
-    // nullptr: insecure.
-    std::shared_ptr<grpc::ChannelCredentials> credentials;
+    // Token and TLS; default: none (insecure, no token).
+    ClientSecurity security;
   };
 
   // Starts the session in the background (it keeps trying to attach).

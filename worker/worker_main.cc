@@ -57,6 +57,8 @@ int main(int argc, char** argv) {
                  "on SIGTERM, how long running tasks may take to finish; 0s: no limit")
       ->capture_default_str()
       ->check(busyfleet::DurationValidator());
+  busyfleet::ClientSecurityFlags security_flags;
+  security_flags.AddTo(app);
   app.add_option("--log-format", log_format, "text or json")
       ->capture_default_str()
       ->check(CLI::IsMember({"text", "json"}));
@@ -75,6 +77,12 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "worker: %s\n", err.c_str());
     return 2;
   }
+  auto security = security_flags.Load();
+  if (!security.ok()) {
+    spdlog::critical("{}", security.status().message());
+    return 2;
+  }
+  options.security = *std::move(security);
   const busyfleet::worker::HostInfo host = busyfleet::worker::ProbeHost();
   const int default_slots = busyfleet::worker::DefaultSlots(host);
   options.coordinator = coordinator;

@@ -111,7 +111,8 @@ class E2ETest(harness.ClusterCase):
         self.assertIn("task 0 failed 2 of 2 attempts", r["error"])
 
     def test_sigterm_drains_a_worker_and_stops_the_coordinator(self):
-        out = self.coordctl_json("submit", "--tasks", "4", "--iterations", "300000000")
+        # Sleep tasks: long enough to be seen running however fast the build.
+        out = self.coordctl_json("submit", "--kind", "sleep", "--duration", "1500ms", "--tasks", "4")
         self.wait_for(lambda: sum(w["running"] for w in self.coordctl_json("workers")) == 2)
         self.assertEqual(self.workers[0].stop(signal.SIGTERM, timeout=30), 0)
         lines = self.coordctl("-o", "json", "watch", out["id"], check=0).stdout.splitlines()

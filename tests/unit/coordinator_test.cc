@@ -294,7 +294,7 @@ TEST_F(CoordinatorTest, ExplicitHeartbeatIntervalIsSentInWelcome) {
   o.heartbeat_interval = absl::Milliseconds(300);
   Start(o);
   ASSERT_OK_AND_ASSIGN(FakeWorker w, Attach("w", 1));
-  const v1::Welcome& welcome = w.channel->messages()[0].welcome();
+  const v1::Welcome welcome = w.channel->messages()[0].welcome();
   EXPECT_EQ(welcome.heartbeat_interval().seconds(), 0);
   EXPECT_EQ(welcome.heartbeat_interval().nanos(), 300'000'000);
 }

@@ -1,0 +1,78 @@
+#ifndef BUSYFLEET_COMMON_AUTH_H_
+#define BUSYFLEET_COMMON_AUTH_H_
+
+// Bearer tokens: reading token files, and the one check every busyfleet
+// service runs before doing anything.
+
+#include <cstdint>
+#include <map>
+#include <string>
+
+#include <grpcpp/support/string_ref.h>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+
+namespace busyfleet {
+
+// Who a token lets in: a worker token may only attach as a worker; a client
+// token may submit, cancel, drain and read.
+enum class Role { kWorker, kClient };
+
+// Reads a token file: its content with surrounding white space removed.
+// InvalidArgument naming `flag` and the path when it cannot be read or is
+// empty — never a silent fallback to no authentication.
+absl::StatusOr<std::string> ReadTokenFile(absl::string_view flag, const std::string& path);
+
+// Compares in time that depends only on the lengths, not on where the
+// strings differ.
+bool ConstantTimeEquals(absl::string_view a, absl::string_view b);
+
+// The "authorization" metadata value for a token.
+std::string BearerValue(absl::string_view token);
+
+// Checks the bearer token of a call against the configured tokens. With no
+// tokens configured every call passes. Thread-safe.
+class TokenAuthenticator {
+ public:
+  // Both tokens must be given (they may be equal), or neither.
+  static absl::StatusOr<TokenAuthenticator> Create(std::string worker_token, std::string client_token);
+  TokenAuthenticator() = default;
+
+  bool enabled() const { return !worker_token_.empty(); }
+
+  // OK, Unauthenticated (no or unknown token) or PermissionDenied (a valid
+  // token of the other role). Messages never contain the token.
+  absl::Status Check(Role role, const std::multimap<grpc::string_ref, grpc::string_ref>& metadata) const;
+
+ private:
+  std::string worker_token_;
+  std::string client_token_;
+};
+
+// Lets a log line through at most `burst` times at once and then once per
+// `interval`, counting what it held back — so a flood of failed logins
+// cannot fill the disk. Thread-safe.
+class LogRateLimiter {
+ public:
+  LogRateLimiter(int burst, absl::Duration interval) : burst_(burst), interval_(interval), tokens_(burst) {}
+  // True when the caller may log now; `*suppressed` gets the number of lines
+  // held back since the last one that went through.
+  bool Allow(uint64_t* suppressed);
+
+ private:
+  const int burst_;
+  const absl::Duration interval_;
+  absl::Mutex mu_;
+  double tokens_ ABSL_GUARDED_BY(mu_);
+  absl::Time last_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
+  uint64_t suppressed_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
+}  // namespace busyfleet
+
+#endif  // BUSYFLEET_COMMON_AUTH_H_
