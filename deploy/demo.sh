@@ -20,7 +20,7 @@ cleanup() {
 trap cleanup EXIT
 
 # A free loopback port, chosen by the coordinator itself.
-"$BIN/coordinator/coordinator" --listen 127.0.0.1:0 2>"$WORK/coordinator.log" &
+"$BIN/coordinator/coordinator" --listen 127.0.0.1:0 --db "$WORK/demo.db" 2>"$WORK/coordinator.log" &
 PIDS+=($!)
 for _ in $(seq 100); do
   ADDR=$(sed -n 's/.*listening on \([0-9.:]*\).*/\1/p' "$WORK/coordinator.log")
