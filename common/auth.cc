@@ -87,21 +87,4 @@ absl::Status TokenAuthenticator::Check(Role role,
   return absl::UnauthenticatedError("invalid token");
 }
 
-bool LogRateLimiter::Allow(uint64_t* suppressed) {
-  absl::MutexLock lock(&mu_);
-  const absl::Time now = absl::Now();
-  if (last_ != absl::InfinitePast()) {
-    tokens_ = std::min<double>(burst_, tokens_ + absl::FDivDuration(now - last_, interval_));
-  }
-  last_ = now;
-  if (tokens_ < 1) {
-    ++suppressed_;
-    return false;
-  }
-  tokens_ -= 1;
-  *suppressed = suppressed_;
-  suppressed_ = 0;
-  return true;
-}
-
 }  // namespace busyfleet

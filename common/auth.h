@@ -16,6 +16,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "common/logging.h"
 
 namespace busyfleet {
 
@@ -52,25 +53,6 @@ class TokenAuthenticator {
  private:
   std::string worker_token_;
   std::string client_token_;
-};
-
-// Lets a log line through at most `burst` times at once and then once per
-// `interval`, counting what it held back — so a flood of failed logins
-// cannot fill the disk. Thread-safe.
-class LogRateLimiter {
- public:
-  LogRateLimiter(int burst, absl::Duration interval) : burst_(burst), interval_(interval), tokens_(burst) {}
-  // True when the caller may log now; `*suppressed` gets the number of lines
-  // held back since the last one that went through.
-  bool Allow(uint64_t* suppressed);
-
- private:
-  const int burst_;
-  const absl::Duration interval_;
-  absl::Mutex mu_;
-  double tokens_ ABSL_GUARDED_BY(mu_);
-  absl::Time last_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
-  uint64_t suppressed_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
 }  // namespace busyfleet

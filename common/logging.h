@@ -5,8 +5,11 @@
 
 #include <fmt/format.h>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
 
 // Lets spdlog/fmt format absl::string_view (a distinct type in this Abseil).
 template <>
@@ -19,7 +22,9 @@ struct fmt::formatter<absl::string_view> : fmt::formatter<fmt::string_view> {
 
 namespace busyfleet {
 
-// Sets up the default spdlog logger for a binary, writing to stderr.
+// Sets up the default spdlog logger for a binary, writing to stderr. gRPC's
+// own log lines go through it too (as component "grpc", rate-limited, so a
+// flood of failed TLS handshakes cannot fill the disk).
 // `format` is "text" (human-readable, the default) or "json" (one object per
 // line: time, level, component, message). `level` is an spdlog level name
 // (trace, debug, info, warn, error). InvalidArgument names the bad value.
@@ -28,6 +33,26 @@ absl::Status SetupLogging(absl::string_view component, absl::string_view format,
 
 // Escapes `text` for inclusion in a JSON string (without the quotes).
 std::string JsonEscape(absl::string_view text);
+
+// Lets a log line through at most `burst` times at once and then once per
+// `interval`, counting what it held back — so a flood of failed logins
+// cannot fill the disk. Thread-safe.
+class LogRateLimiter {
+ public:
+  LogRateLimiter(int burst, absl::Duration interval) : burst_(burst), interval_(interval), tokens_(burst) {}
+  // True when the caller may log now; `*suppressed` gets the number of lines
+  // held back since the last one that went through.
+  bool Allow(uint64_t* suppressed);
+
+ private:
+  const int burst_;
+  const absl::Duration interval_;
+  absl::Mutex mu_;
+  double tokens_ ABSL_GUARDED_BY(mu_);
+  absl::Time last_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
+  uint64_t suppressed_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
 
 }  // namespace busyfleet
 

@@ -55,8 +55,12 @@ struct SubmitFlags {
 int Fail(const absl::Status& status) {
   std::fprintf(stderr, "coordctl: %s: %s\n", absl::StatusCodeToString(status.code()).c_str(),
                std::string(status.message()).c_str());
-  if (busyfleet::coordctl::ExitCodeFor(status) == 3) {
-    std::fprintf(stderr, "coordctl: is a coordinator running and reachable at the --coordinator address?\n");
+  if (status.code() == absl::StatusCode::kUnauthenticated || status.code() == absl::StatusCode::kPermissionDenied) {
+    std::fprintf(stderr, "coordctl: check --token-file: the coordinator wants a client token\n");
+  } else if (busyfleet::coordctl::ExitCodeFor(status) == 3) {
+    std::fprintf(stderr,
+                 "coordctl: is a coordinator running and reachable at the --coordinator address (and do the "
+                 "--tls-* files match its setup)?\n");
   }
   return busyfleet::coordctl::ExitCodeFor(status);
 }

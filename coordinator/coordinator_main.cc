@@ -65,6 +65,10 @@ int main(int argc, char** argv) {
     return 2;
   }
   // Tokens: --token-file for both roles, or one file per role.
+  if (!token_file.empty() && !worker_token_file.empty() && !client_token_file.empty()) {
+    spdlog::critical("--token-file would be ignored: --worker-token-file and --client-token-file are both given");
+    return 2;
+  }
   std::string worker_token, client_token;
   for (auto [flag, path, out] : {std::tuple{"--token-file", &token_file, &worker_token},
                                  std::tuple{"--worker-token-file", &worker_token_file, &worker_token},
@@ -96,7 +100,7 @@ int main(int argc, char** argv) {
           "token or TLS. Pass --insecure to do it anyway.", listen);
       return 2;
     }
-    spdlog::warn("INSECURE: listening on {} with no authentication; anyone who can reach this port can "
+    spdlog::warn("INSECURE: serving {} with no authentication; anyone who can reach this port can "
                  "run jobs on your workers and read every report", listen);
   }
   busyfleet::coordinator::CoordinatorServer::Options options;

@@ -67,8 +67,12 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(Opti
   s->server_ = builder.BuildAndStart();
   if (s->server_ == nullptr || s->port_ == 0) {
     if (s->server_) s->server_->Shutdown();
-    return absl::UnavailableError(absl::StrCat("cannot listen on ", options.listen,
-                                               " (address in use, or not an address of this host)"));
+    s->server_.reset();
+    return absl::UnavailableError(absl::StrCat(
+        "cannot listen on ", options.listen,
+        options.credentials ? " (address in use, not an address of this host, or the TLS certificate and "
+                              "key do not match)"
+                            : " (address in use, or not an address of this host)"));
   }
   s->host_ = options.listen.substr(0, options.listen.rfind(':'));
   s->server_->GetHealthCheckService()->SetServingStatus(true);
@@ -100,8 +104,9 @@ void CoordinatorServer::Shutdown(absl::Duration grace) {
     cv_.SignalAll();
   }
   if (liveness_.joinable()) liveness_.join();
+  if (coordinator_) coordinator_->Shutdown();
+  if (server_ == nullptr) return;  // Start failed before the server was up
   server_->GetHealthCheckService()->SetServingStatus(false);
-  coordinator_->Shutdown();
   server_->Shutdown(std::chrono::system_clock::now() + absl::ToChronoNanoseconds(grace));
 }
 

@@ -10,6 +10,7 @@
 #include "absl/random/random.h"
 #include "absl/strings/str_format.h"
 #include "common/clock.h"
+#include "common/grpc_status.h"
 #include "common/keepalive.h"
 
 namespace busyfleet::worker {
@@ -116,9 +117,9 @@ bool WorkerClient::RunOnce() {
     context_ = &ctx;
     generation = ++generation_;
   }
-  // Wait for the connection instead of failing fast: gRPC reconnects with
-  // its own capped backoff (set from ours) and the call starts once it is up.
-  ctx.set_wait_for_ready(true);
+  // Fail fast when the coordinator cannot be reached, so the reason is
+  // logged; the loop retries with capped backoff (gRPC's own reconnect
+  // backoff is capped at the same maximum).
   options_.security.Apply(ctx);
   auto stream = stub_->Attach(&ctx);
   v1::WorkerMessage hello_msg;
@@ -217,8 +218,8 @@ bool WorkerClient::RunOnce() {
         spdlog::warn("lost the coordinator at {}: {}", options_.coordinator,
                      status.ok() ? "stream closed" : status.error_message());
       } else {
-        spdlog::warn("cannot attach to {}: {} ({})", options_.coordinator, status.error_message(),
-                     static_cast<int>(status.error_code()));
+        spdlog::warn("cannot attach to {}: {}: {}", options_.coordinator,
+                     absl::StatusCodeToString(FromGrpcStatus(status).code()), status.error_message());
       }
     }
   }
@@ -292,6 +293,8 @@ bool WorkerClient::Drain(absl::Time deadline) {
     absl::MutexLock lock(&mu_);
     if (stopping_) return true;
     draining_ = true;
+    // Not attached: nothing to drain; stop trying to attach.
+    if (!connected_ && context_ != nullptr) context_->TryCancel();
     if (connected_) {
       for (v1::TaskRef& ref : executor_->TakeQueued()) returned_out_.push_back(std::move(ref));
       drain_notice_pending_ = true;
