@@ -32,6 +32,32 @@ v1::Assignment MakeAssignment(const JobRecord& job, const TaskRecord& task, uint
   return a;
 }
 
+absl::Status ClockField(absl::string_view field, int64_t ns, int64_t lo, int64_t hi) {
+  if (ns >= lo && ns < hi) return absl::OkStatus();
+  return absl::InvalidArgumentError(absl::StrCat(field, " must be in [", lo, ", ", hi, "), got ", ns));
+}
+
+// Worker clock values feed timing arithmetic: bound them so it cannot overflow.
+absl::Status ValidateWorkerClocks(const v1::WorkerMessage& m) {
+  constexpr int64_t kMax = limits::kMaxClockNs;
+  if (m.has_heartbeat()) {
+    const v1::Heartbeat& hb = m.heartbeat();
+    BF_RETURN_IF_ERROR(ClockField("heartbeat.sent_mono_ns", hb.sent_mono_ns(), 0, kMax));
+    BF_RETURN_IF_ERROR(ClockField("heartbeat.sent_unix_ns", hb.sent_unix_ns(), 0, kMax));
+    BF_RETURN_IF_ERROR(ClockField("heartbeat.clock_offset_ns", hb.clock_offset_ns(), -kMax, kMax));
+    BF_RETURN_IF_ERROR(ClockField("heartbeat.clock_rtt_ns", hb.clock_rtt_ns(), 0, limits::kMaxRttNs));
+  }
+  for (const v1::TaskStarted& s : m.updates().started()) {
+    BF_RETURN_IF_ERROR(ClockField("started.start_mono_ns", s.start_mono_ns(), 0, kMax));
+  }
+  for (const v1::TaskResult& r : m.updates().results()) {
+    BF_RETURN_IF_ERROR(ClockField("results.start_mono_ns", r.start_mono_ns(), 0, kMax));
+    BF_RETURN_IF_ERROR(ClockField("results.end_mono_ns", r.end_mono_ns(), r.start_mono_ns(), kMax));
+    BF_RETURN_IF_ERROR(ClockField("results.cpu_ns", r.cpu_ns(), 0, kMax));
+  }
+  return absl::OkStatus();
+}
+
 // "JOB_STATE_CANCELLED" -> "CANCELLED", as users see states.
 std::string StateName(v1::JobState state) {
   std::string name = v1::JobState_Name(state);
@@ -408,6 +434,7 @@ absl::Status Coordinator::HandleMessage(absl::string_view session_id,
                                                    limits::kMaxUpdatesPerMessage, " task entries, got ",
                                                    std::max(updates, message.drain().returned_size())));
   }
+  BF_RETURN_IF_ERROR(ValidateWorkerClocks(message));
   absl::MutexLock lock(&mu_);
   auto it = sessions_.find(std::string(session_id));
   if (it == sessions_.end()) {

@@ -28,6 +28,11 @@ inline constexpr uint64_t kMaxQueuedTasks = 5'000'000;
 inline constexpr uint32_t kMaxListJobs = 1000;
 // Entries in one worker message (task updates, returned tasks).
 inline constexpr int kMaxUpdatesPerMessage = 100'000;
+// Clock readings from workers (monotonic and Unix nanoseconds) must lie in
+// [0, kMaxClockNs); offsets within +-kMaxClockNs; round trips below
+// kMaxRttNs. Sums and differences of such values cannot overflow int64.
+inline constexpr int64_t kMaxClockNs = int64_t{1} << 62;
+inline constexpr int64_t kMaxRttNs = int64_t{1} << 40;
 inline constexpr uint32_t kDefaultListJobs = 50;
 
 }  // namespace busyfleet::limits

@@ -11,4 +11,9 @@ PRESET="${PRESET:-release}"
 bash deploy/install-deps.sh
 cmake --preset "$PRESET" >/dev/null
 cmake --build --preset "$PRESET" -j2
+# Request validation under libFuzzer (clang): the checked-in corpus, then a
+# bounded run (FUZZ_SECONDS per fuzzer). SKIP_FUZZ=1 leaves it out.
+if [[ "$PRESET" == "release" && "${SKIP_FUZZ:-0}" != 1 ]]; then
+  bash deploy/fuzz.sh
+fi
 ctest --test-dir "build/$PRESET" --output-on-failure --timeout 600

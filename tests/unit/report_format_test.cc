@@ -295,7 +295,10 @@ TEST(ReportFormatTest, ReportJsonNonFiniteNumbersAreNull) {
   r.mutable_timing()->set_speedup(std::numeric_limits<double>::infinity());
   const json j = ReportToJson(r);
   EXPECT_TRUE(j.at("timing").at("speedup").is_null());
-  EXPECT_NO_THROW(json::parse(j.dump()));
+  EXPECT_NO_THROW({
+    const json parsed = json::parse(j.dump());
+    EXPECT_EQ(parsed.dump(), j.dump());
+  });
 }
 
 TEST(ReportFormatTest, ReportJsonOfEmptyReportKeepsShape) {

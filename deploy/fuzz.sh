@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# Builds the libFuzzer targets (preset "fuzz": clang, ASan+UBSan), replays
+# each fuzzer's checked-in corpus (tests/fuzz/corpus/), then fuzzes each one
+# for a bounded time. Exits non-zero on any crash, sanitizer report, leak,
+# timeout or out-of-memory; the inputs that caused it are kept in a temp dir
+# whose path is printed. Needs no network (run deploy/install-deps.sh once).
+#
+#   bash deploy/fuzz.sh                 30 s per fuzzer
+#   FUZZ_SECONDS=600 bash deploy/fuzz.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+FUZZ_SECONDS="${FUZZ_SECONDS:-25}"
+if ! [[ "$FUZZ_SECONDS" =~ ^[0-9]+$ ]] || ((FUZZ_SECONDS < 1)); then
+  echo "fuzz.sh: FUZZ_SECONDS must be a positive whole number of seconds, got '$FUZZ_SECONDS'" >&2
+  exit 2
+fi
+# fuzzer binary -> its corpus under tests/fuzz/corpus/
+declare -A CORPUS=([spec_fuzzer]=spec [worker_message_fuzzer]=worker_message)
+FUZZERS=(spec_fuzzer worker_message_fuzzer)
+BIN_DIR=build/fuzz/tests/fuzz
+FUZZ_FLAGS=(-max_len=4096 -rss_limit_mb=2048 -timeout=10)
+# A UBSan report aborts (the preset builds with -fno-sanitize-recover) and
+# shows where it came from.
+export UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1}"
+
+cmake --preset fuzz >/dev/null
+cmake --build --preset fuzz -j2 --target "${FUZZERS[@]}"
+
+WORK="$(mktemp -d "${TMPDIR:-/tmp}/busyfleet-fuzz.XXXXXX")"
+failed=0
+summaries=()
+
+# Prints the end of a fuzzer's log (the sanitizer report) and where the inputs are.
+report_failure() {
+  local name="$1" what="$2" log="$3" artifacts="$4"
+  echo "---- $name: $what failed; last lines of $log:" >&2
+  tail -n 60 "$log" >&2
+  echo "---- $name: crash inputs and logs kept in $artifacts" >&2
+}
+
+for name in "${FUZZERS[@]}"; do
+  bin="$BIN_DIR/$name"
+  corpus="tests/fuzz/corpus/${CORPUS[$name]}"
+  artifacts="$WORK/$name/artifacts"
+  new_inputs="$WORK/$name/new_inputs"
+  mkdir -p "$artifacts" "$new_inputs"
+
+  # 1. Replay: each checked-in input runs once (libFuzzer's file mode).
+  mapfile -t inputs < <(find "$corpus" -type f | sort)
+  if ((${#inputs[@]} == 0)); then
+    echo "$name: no inputs in $corpus" >&2
+    failed=1
+    continue
+  fi
+  replay_log="$WORK/$name/replay.log"
+  if ! "$bin" "${FUZZ_FLAGS[@]}" -artifact_prefix="$artifacts/" "${inputs[@]}" >"$replay_log" 2>&1; then
+    report_failure "$name" "corpus replay" "$replay_log" "$WORK/$name"
+    summaries+=("$name: corpus replay FAILED (${#inputs[@]} inputs), not fuzzed")
+    failed=1
+    continue
+  fi
+
+  # 2. Fuzz: new inputs go to the temp dir, never into the checked-in corpus.
+  fuzz_log="$WORK/$name/fuzz.log"
+  start=$SECONDS
+  rc=0
+  "$bin" "${FUZZ_FLAGS[@]}" -max_total_time="$FUZZ_SECONDS" -print_final_stats=1 \
+      -artifact_prefix="$artifacts/" "$new_inputs" "$corpus" >"$fuzz_log" 2>&1 || rc=$?
+  elapsed=$((SECONDS - start))
+  runs="$(sed -n 's/^stat::number_of_executed_units: *//p' "$fuzz_log" | tail -n 1)"
+  if ((rc != 0)); then
+    report_failure "$name" "fuzzing (exit code $rc)" "$fuzz_log" "$WORK/$name"
+    summaries+=("$name: corpus replayed (${#inputs[@]} inputs), fuzzed ${elapsed} s, ${runs:-?} runs, FAILED (exit code $rc, see $artifacts)")
+    failed=1
+    continue
+  fi
+  summaries+=("$name: corpus replayed (${#inputs[@]} inputs), fuzzed ${elapsed} s, ${runs:-?} runs, no crash")
+done
+
+printf '%s\n' "${summaries[@]}"
+if ((failed)); then
+  echo "fuzz.sh: FAILED; inputs, artifacts and logs are in $WORK" >&2
+  exit 1
+fi
+rm -rf "$WORK"
