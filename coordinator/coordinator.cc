@@ -533,22 +533,7 @@ void Coordinator::HandleResultLocked(Session& session, JobRecord& job, const v1:
   } else if (t.state == v1::TASK_STATE_ASSIGNED && session.assigned > 0) {
     --session.assigned;
   }
-  // Timing of the attempt, whatever its outcome.
-  t.slot = result.slot();
-  t.result_at = now;
-  t.cpu_ns = result.cpu_ns();
-  t.iterations_done = result.iterations_done();
-  const absl::Duration ran = absl::Nanoseconds(std::max<int64_t>(0, result.end_mono_ns() - result.start_mono_ns()));
-  if (session.offset_valid) {
-    t.started_at = WorkerToCoordinatorTime(session, result.start_mono_ns());
-  } else {
-    t.started_at = now - ran;
-  }
-  // The offset estimate is only good to half a round trip; keep what we
-  // know for sure: the attempt ran between its assignment and its result.
-  if (t.started_at < t.assigned_at) t.started_at = t.assigned_at;
-  if (t.started_at + ran > now) t.started_at = std::max(t.assigned_at, now - ran);
-  t.ended_at = t.started_at + ran;
+  RecordTiming(session, result, now, t);  // whatever the outcome
   MarkDirtyLocked(job, t.index);
   t.session.clear();  // any later result for this attempt is a duplicate
   if (IsTerminal(t.state)) return;  // the job ended meanwhile (cancelled or failed)
@@ -638,22 +623,41 @@ void Coordinator::ClearBackup(TaskRecord& t) {
   t.backup_running = false;
 }
 
-void Coordinator::StopBackupLocked(JobRecord& job, TaskRecord& t) {
-  auto s = sessions_.find(t.backup_session);
-  if (s != sessions_.end()) {
-    v1::CoordinatorMessage m;
-    v1::TaskRef* ref = m.mutable_cancel()->add_tasks();
-    ref->set_job_id(job.id);
-    ref->set_task_index(t.index);
-    ref->set_attempt(t.backup_attempt);
-    s->second.channel->Send(std::move(m));
-    if (t.backup_running) {
-      if (s->second.running > 0) --s->second.running;
-    } else if (s->second.assigned > 0) {
-      --s->second.assigned;
-    }
-    (void)scheduler_.Release(t.backup_session, TaskKey{job.id, t.index});
+void Coordinator::RecordTiming(const Session& session, const v1::TaskResult& result, absl::Time now,
+                               TaskRecord& t) const {
+  t.slot = result.slot();
+  t.result_at = now;
+  t.cpu_ns = result.cpu_ns();
+  t.iterations_done = result.iterations_done();
+  const absl::Duration ran = absl::Nanoseconds(result.end_mono_ns() - result.start_mono_ns());
+  t.started_at = session.offset_valid ? WorkerToCoordinatorTime(session, result.start_mono_ns()) : now - ran;
+  // The offset estimate is only good to half a round trip; keep what we
+  // know for sure: the attempt ran between its assignment and its result.
+  if (t.started_at < t.assigned_at) t.started_at = t.assigned_at;
+  if (t.started_at + ran > now) t.started_at = std::max(t.assigned_at, now - ran);
+  t.ended_at = t.started_at + ran;
+}
+
+void Coordinator::StopCopyLocked(const JobRecord& job, uint32_t index, const std::string& session_id,
+                                 uint32_t attempt, bool running) {
+  auto s = sessions_.find(session_id);
+  if (s == sessions_.end()) return;
+  v1::CoordinatorMessage m;
+  v1::TaskRef* ref = m.mutable_cancel()->add_tasks();
+  ref->set_job_id(job.id);
+  ref->set_task_index(index);
+  ref->set_attempt(attempt);
+  s->second.channel->Send(std::move(m));
+  if (running) {
+    if (s->second.running > 0) --s->second.running;
+  } else if (s->second.assigned > 0) {
+    --s->second.assigned;
   }
+  (void)scheduler_.Release(session_id, TaskKey{job.id, index});
+}
+
+void Coordinator::StopBackupLocked(JobRecord& job, TaskRecord& t) {
+  StopCopyLocked(job, t.index, t.backup_session, t.backup_attempt, t.backup_running);
   ClearBackup(t);
 }
 
@@ -671,37 +675,13 @@ void Coordinator::HandleBackupResultLocked(Session& session, JobRecord& job, Tas
     return;
   }
   // The backup finished first: it is the task's result; stop the primary.
-  auto primary = sessions_.find(t.session);
-  if (primary != sessions_.end()) {
-    v1::CoordinatorMessage m;
-    v1::TaskRef* ref = m.mutable_cancel()->add_tasks();
-    ref->set_job_id(job.id);
-    ref->set_task_index(t.index);
-    ref->set_attempt(t.attempt);
-    primary->second.channel->Send(std::move(m));
-    if (t.state == v1::TASK_STATE_RUNNING) {
-      if (primary->second.running > 0) --primary->second.running;
-    } else if (primary->second.assigned > 0) {
-      --primary->second.assigned;
-    }
-    (void)scheduler_.Release(t.session, TaskKey{job.id, t.index});
-  }
+  StopCopyLocked(job, t.index, t.session, t.attempt, t.state == v1::TASK_STATE_RUNNING);
   if (t.state == v1::TASK_STATE_RUNNING && job.running > 0) --job.running;
-  const absl::Time now = clock_->Now();
-  const absl::Duration ran =
-      absl::Nanoseconds(std::max<int64_t>(0, result.end_mono_ns() - result.start_mono_ns()));
   t.attempt = t.backup_attempt;
   t.worker = t.backup_worker;
   t.host = t.backup_host;
   t.assigned_at = t.backup_assigned_at;
-  t.slot = result.slot();
-  t.result_at = now;
-  t.cpu_ns = result.cpu_ns();
-  t.iterations_done = result.iterations_done();
-  t.started_at = session.offset_valid ? WorkerToCoordinatorTime(session, result.start_mono_ns()) : now - ran;
-  if (t.started_at < t.assigned_at) t.started_at = t.assigned_at;
-  if (t.started_at + ran > now) t.started_at = std::max(t.assigned_at, now - ran);
-  t.ended_at = t.started_at + ran;
+  RecordTiming(session, result, clock_->Now(), t);
   t.session.clear();
   t.backup_won = true;
   ClearBackup(t);

@@ -189,6 +189,13 @@ class Coordinator {
   void PromoteBackupLocked(JobRecord& job, TaskRecord& t) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Cancels the backup copy on its worker and frees its credit.
   void StopBackupLocked(JobRecord& job, TaskRecord& t) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Tells a worker to stop one copy (attempt) of a task; frees its credit
+  // and the session's counters.
+  void StopCopyLocked(const JobRecord& job, uint32_t index, const std::string& session_id, uint32_t attempt,
+                      bool running) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Puts a result's worker times on our clock, kept between the attempt's
+  // assignment and `now` (when its result arrived).
+  void RecordTiming(const Session& session, const v1::TaskResult& result, absl::Time now, TaskRecord& t) const;
   static void ClearBackup(TaskRecord& t);
   void FinishJobLocked(JobRecord& job, v1::JobState state, std::string error)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
