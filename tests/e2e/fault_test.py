@@ -41,25 +41,28 @@ class FaultTest(harness.ClusterCase):
 
     def test_kill_9_worker_tasks_rerun_elsewhere(self):
         self.start_coordinator()
-        for i in range(3):
-            self.start_worker(f"w{i + 1}")
+        workers = {f"w{i + 1}": self.start_worker(f"w{i + 1}") for i in range(3)}
         self.wait_for_workers(3)
         # Two tasks on three workers: one worker stays free to take over.
         job = self.coordctl_json("submit", "--kind", "sleep", "--duration", "2s", "--tasks", "2")["id"]
-        victim = self.wait_for(lambda: self.running_on(job, "w1"), what="w1 running a task")
-        lost = {t["index"] for t in victim}
+
+        def running():
+            tasks = [t for t in self.report(job)["tasks"] if t["state"] == "RUNNING"]
+            return len(tasks) == 2 and tasks
+        victim_task = self.wait_for(running, what="both tasks running")[0]
+        victim, lost = victim_task["worker"], victim_task["index"]
         killed = time.monotonic()
-        self.workers[0].stop(signal.SIGKILL)
+        workers[victim].stop(signal.SIGKILL)
 
         def rerun():
-            tasks = self.report(job)["tasks"]
-            return all(t["worker"] != "w1" and t["state"] in ("RUNNING", "SUCCEEDED") and t["attempt"] >= 2
-                       for t in tasks if t["index"] in lost)
-        self.wait_for(rerun, what="lost tasks running elsewhere")
+            t = self.report(job)["tasks"][lost]
+            return t["worker"] != victim and t["state"] in ("RUNNING", "SUCCEEDED") and t["attempt"] >= 2
+        self.wait_for(rerun, what="the lost task running elsewhere")
         figure("kill -9 worker -> its tasks running elsewhere", time.monotonic() - killed)
         r = json.loads(self.coordctl("-o", "json", "watch", job).stdout.splitlines()[-1])
         self.assert_exactly_once(r, 2)
         self.assertGreaterEqual(r["counts"]["retries"], 1)
+        self.assertTrue(all(t["worker"] != victim for t in r["tasks"]))
 
     def test_sigstop_worker_is_declared_dead_and_its_late_results_ignored(self):
         self.start_coordinator(timeout="1s")
