@@ -9,6 +9,9 @@ cd "$(dirname "$0")/.."
 PRESET="${PRESET:-release}"
 
 bash deploy/install-deps.sh
+if [[ "$PRESET" == "asan" ]]; then
+  export LSAN_OPTIONS="suppressions=$PWD/tests/lsan.supp:print_suppressions=0"
+fi
 cmake --preset "$PRESET" >/dev/null
 cmake --build --preset "$PRESET" -j2
 # Request validation under libFuzzer (clang): the checked-in corpus, then a
