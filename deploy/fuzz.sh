@@ -5,7 +5,7 @@
 # timeout or out-of-memory; the inputs that caused it are kept in a temp dir
 # whose path is printed. Needs no network (run deploy/install-deps.sh once).
 #
-#   bash deploy/fuzz.sh                 30 s per fuzzer
+#   bash deploy/fuzz.sh                 25 s per fuzzer
 #   FUZZ_SECONDS=600 bash deploy/fuzz.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Builds busyfleet and runs every test (unit, integration, end to end).
+# Builds busyfleet and runs every test (unit, integration, end to end) and,
+# for the release preset, the fuzzers (deploy/fuzz.sh).
 # Installs missing Debian packages first (nothing when all are present).
 #
 #   bash deploy/test.sh            release build, all tests
