@@ -11,6 +11,7 @@
 #include "common/logging.h"
 
 #include "absl/base/thread_annotations.h"
+#include "absl/strings/escaping.h"
 #include "absl/synchronization/mutex.h"
 #include "common/grpc_status.h"
 
@@ -100,7 +101,8 @@ class AttachReactor final : public grpc::ServerBidiReactor<v1::WorkerMessage, v1
       }
       auto session = coordinator_->Attach(in_.hello(), ctx_->peer(), channel_);
       if (!session.ok()) {
-        spdlog::warn("worker {} at {} refused: {}", in_.hello().name(), ctx_->peer(),
+        // The name is not validated yet: escape it so it cannot forge log lines.
+        spdlog::warn("worker \"{}\" at {} refused: {}", absl::CHexEscape(in_.hello().name()), ctx_->peer(),
                      session.status().message());
         CloseWith(ToGrpcStatus(session.status()));
         return;
