@@ -58,10 +58,25 @@ absl::Status ValidateWorkerClocks(const v1::WorkerMessage& m) {
   return absl::OkStatus();
 }
 
+Scheduler::JobConstraints ConstraintsOf(const v1::JobSpec& spec) {
+  Scheduler::JobConstraints c;
+  c.max_slots = spec.max_slots();
+  c.workers.assign(spec.workers().begin(), spec.workers().end());
+  c.selector.insert(spec.selector().begin(), spec.selector().end());
+  c.exec = spec.exec();
+  return c;
+}
+
 // "JOB_STATE_CANCELLED" -> "CANCELLED", as users see states.
 std::string StateName(v1::JobState state) {
   std::string name = v1::JobState_Name(state);
   return name.substr(name.rfind('_') + 1);
+}
+
+// The job's error when a task has used up its attempts.
+std::string AttemptsExhausted(const JobRecord& job, const TaskRecord& t) {
+  return absl::StrCat("task ", t.index, " failed ", t.failures.size(), " of ", job.max_attempts(),
+                      " attempts: ", absl::StrJoin(t.failures, "; "));
 }
 
 }  // namespace
@@ -108,12 +123,7 @@ absl::Status Coordinator::Recover() {
       ++unfinished_tasks_;
     }
     job.running = 0;
-    Scheduler::JobConstraints c;
-    c.max_slots = job.spec.max_slots();
-    c.workers.assign(job.spec.workers().begin(), job.spec.workers().end());
-    c.selector.insert(job.spec.selector().begin(), job.spec.selector().end());
-    c.exec = job.spec.exec();
-    BF_RETURN_IF_ERROR(scheduler_.AddJob(job.id, std::move(c), queued, ++job_seq_));
+    BF_RETURN_IF_ERROR(scheduler_.AddJob(job.id, ConstraintsOf(job.spec), queued, ++job_seq_));
     const std::string id = job.id;
     jobs_[id] = std::make_unique<JobRecord>(std::move(job));
   }
@@ -171,12 +181,7 @@ absl::StatusOr<v1::SubmitJobResponse> Coordinator::Submit(const v1::JobSpec& spe
     queued[i] = t.index;
   }
   BF_RETURN_IF_ERROR(options_.store->CreateJob(*job));
-  Scheduler::JobConstraints c;
-  c.max_slots = spec.max_slots();
-  c.workers.assign(spec.workers().begin(), spec.workers().end());
-  c.selector.insert(spec.selector().begin(), spec.selector().end());
-  c.exec = spec.exec();
-  BF_RETURN_IF_ERROR(scheduler_.AddJob(job->id, std::move(c), queued, ++job_seq_));
+  BF_RETURN_IF_ERROR(scheduler_.AddJob(job->id, ConstraintsOf(spec), queued, ++job_seq_));
   unfinished_tasks_ += tasks.size();
   v1::SubmitJobResponse response;
   response.set_job_id(job->id);
@@ -543,12 +548,7 @@ void Coordinator::HandleResultLocked(Session& session, JobRecord& job, const v1:
   switch (result.state()) {
     case v1::TASK_STATE_SUCCEEDED:
       if (t.backup_attempt != 0) StopBackupLocked(job, t);  // the primary won
-      t.state = v1::TASK_STATE_SUCCEEDED;
-      t.error.clear();
-      ++job.succeeded;
-      job.iterations_done += t.iterations_done;
-      --unfinished_tasks_;
-      if (job.succeeded == job.tasks.size()) FinishJobLocked(job, v1::JOB_STATE_SUCCEEDED, "");
+      SucceedTaskLocked(job, t);
       break;
     case v1::TASK_STATE_CANCELLED:
       // Not asked for by us (the job is live): the worker gave it up, e.g.
@@ -562,11 +562,7 @@ void Coordinator::HandleResultLocked(Session& session, JobRecord& job, const v1:
         // Fails by itself (a bad spec): running it again cannot help.
         t.failures.push_back(why);
         t.error = why;
-        t.state = v1::TASK_STATE_FAILED;
-        ++job.failed;
-        --unfinished_tasks_;
-        FinishJobLocked(job, v1::JOB_STATE_FAILED,
-                        absl::StrCat("task ", t.index, " failed and cannot be retried: ", why));
+        FailTaskLocked(job, t, absl::StrCat("task ", t.index, " failed and cannot be retried: ", why));
       } else {
         RetryOrFailLocked(job, t, why, true);
       }
@@ -580,13 +576,7 @@ void Coordinator::RetryOrFailLocked(JobRecord& job, TaskRecord& t, const std::st
   if (counts) t.failures.push_back(why);
   t.error = why;
   if (counts && t.failures.size() >= job.max_attempts()) {
-    t.state = v1::TASK_STATE_FAILED;
-    ++job.failed;
-    --unfinished_tasks_;
-    MarkDirtyLocked(job, t.index);
-    FinishJobLocked(job, v1::JOB_STATE_FAILED,
-                    absl::StrCat("task ", t.index, " failed ", t.failures.size(), " of ",
-                                 job.max_attempts(), " attempts: ", absl::StrJoin(t.failures, "; ")));
+    FailTaskLocked(job, t, AttemptsExhausted(job, t));
     return;
   }
   if (counts) ++job.retries;
@@ -687,12 +677,24 @@ void Coordinator::HandleBackupResultLocked(Session& session, JobRecord& job, Tas
   ClearBackup(t);
   ++job.backups_won;
   ++session.tasks_done;
+  SucceedTaskLocked(job, t);
+}
+
+void Coordinator::SucceedTaskLocked(JobRecord& job, TaskRecord& t) {
   t.state = v1::TASK_STATE_SUCCEEDED;
   t.error.clear();
   ++job.succeeded;
   job.iterations_done += t.iterations_done;
   --unfinished_tasks_;
   if (job.succeeded == job.tasks.size()) FinishJobLocked(job, v1::JOB_STATE_SUCCEEDED, "");
+}
+
+void Coordinator::FailTaskLocked(JobRecord& job, TaskRecord& t, std::string job_error) {
+  t.state = v1::TASK_STATE_FAILED;
+  ++job.failed;
+  --unfinished_tasks_;
+  MarkDirtyLocked(job, t.index);
+  FinishJobLocked(job, v1::JOB_STATE_FAILED, std::move(job_error));
 }
 
 absl::Time Coordinator::SpeculateLocked(absl::Time now) {
@@ -801,12 +803,7 @@ void Coordinator::RemoveSessionLocked(const std::string& session_id, const std::
           continue;
         }
         t.session.clear();
-        t.state = v1::TASK_STATE_FAILED;
-        ++job->failed;
-        --unfinished_tasks_;
-        FinishJobLocked(*job, v1::JOB_STATE_FAILED,
-                        absl::StrCat("task ", t.index, " failed ", t.failures.size(), " of ",
-                                     job->max_attempts(), " attempts: ", absl::StrJoin(t.failures, "; ")));
+        FailTaskLocked(*job, t, AttemptsExhausted(*job, t));
         continue;
       }
       if (t.state == v1::TASK_STATE_RUNNING && job->running > 0) --job->running;
@@ -816,12 +813,7 @@ void Coordinator::RemoveSessionLocked(const std::string& session_id, const std::
       t.session.clear();
       MarkDirtyLocked(*job, t.index);
       if (t.failures.size() >= job->max_attempts()) {
-        t.state = v1::TASK_STATE_FAILED;
-        ++job->failed;
-        --unfinished_tasks_;
-        FinishJobLocked(*job, v1::JOB_STATE_FAILED,
-                        absl::StrCat("task ", t.index, " failed ", t.failures.size(), " of ",
-                                     job->max_attempts(), " attempts: ", absl::StrJoin(t.failures, "; ")));
+        FailTaskLocked(*job, t, AttemptsExhausted(*job, t));
       } else {
         t.state = v1::TASK_STATE_QUEUED;
         ++job->retries;

@@ -197,6 +197,9 @@ class Coordinator {
   // assignment and `now` (when its result arrived).
   void RecordTiming(const Session& session, const v1::TaskResult& result, absl::Time now, TaskRecord& t) const;
   static void ClearBackup(TaskRecord& t);
+  // A task's final outcome: counters, and the job's end when it decides it.
+  void SucceedTaskLocked(JobRecord& job, TaskRecord& t) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void FailTaskLocked(JobRecord& job, TaskRecord& t, std::string job_error) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void FinishJobLocked(JobRecord& job, v1::JobState state, std::string error)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Time WorkerToCoordinatorTime(const Session& session, int64_t mono_ns) const;
