@@ -14,6 +14,11 @@ build_pkgs=(
   libgtest-dev libgmock-dev libbenchmark-dev
   python3 iproute2 procps openssl
   clang libclang-rt-14-dev
+  # Tests of the metrics endpoint (a real Prometheus scrapes the coordinator),
+  # the status page (headless Chromium), the deployment files (compose,
+  # YAML, systemd units) and the ssh launcher (sshd in network namespaces).
+  prometheus chromium docker-compose yamllint openssh-server openssh-client
+  libxml2-utils systemd
 )
 runtime_pkgs=(
   libgrpc++1.51 libprotobuf32 libspdlog1.10 libsqlite3-0 ca-certificates
