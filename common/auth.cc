@@ -70,11 +70,17 @@ absl::Status TokenAuthenticator::Check(Role role,
     return absl::UnauthenticatedError("missing authorization metadata (a bearer token is required)");
   }
   const absl::string_view value(it->second.data(), it->second.size());
+  return CheckAuthorization(role, &value);
+}
+
+absl::Status TokenAuthenticator::CheckAuthorization(Role role, const absl::string_view* value) const {
+  if (!enabled()) return absl::OkStatus();
+  if (value == nullptr) return absl::UnauthenticatedError("missing authorization (a bearer token is required)");
   constexpr absl::string_view kBearer = "Bearer ";
-  if (!absl::StartsWithIgnoreCase(value, kBearer)) {
-    return absl::UnauthenticatedError("authorization metadata must be \"Bearer <token>\"");
+  if (!absl::StartsWithIgnoreCase(*value, kBearer)) {
+    return absl::UnauthenticatedError("authorization must be \"Bearer <token>\"");
   }
-  const absl::string_view token = value.substr(kBearer.size());
+  const absl::string_view token = value->substr(kBearer.size());
   const bool is_worker = ConstantTimeEquals(token, worker_token_);
   const bool is_client = ConstantTimeEquals(token, client_token_);
   const bool allowed = role == Role::kWorker ? is_worker : is_client;

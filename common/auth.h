@@ -49,6 +49,9 @@ class TokenAuthenticator {
   // OK, Unauthenticated (no or unknown token) or PermissionDenied (a valid
   // token of the other role). Messages never contain the token.
   absl::Status Check(Role role, const std::multimap<grpc::string_ref, grpc::string_ref>& metadata) const;
+  // The same for one authorization value ("Bearer <token>"; nullptr: none
+  // was sent), e.g. an HTTP Authorization header.
+  absl::Status CheckAuthorization(Role role, const absl::string_view* value) const;
 
  private:
   std::string worker_token_;

@@ -1,5 +1,7 @@
 #include "common/clock.h"
 
+#include <atomic>
+
 #include <time.h>
 
 namespace busyfleet {
@@ -42,10 +44,22 @@ int64_t ThreadCpuNanos() {
   return int64_t{ts.tv_sec} * 1'000'000'000 + ts.tv_nsec;
 }
 
+namespace {
+std::atomic<int64_t> clock_skew_ns{0};
+}  // namespace
+
 int64_t MonoNanosNow() {
   timespec ts{};
   clock_gettime(CLOCK_MONOTONIC, &ts);
-  return int64_t{ts.tv_sec} * 1'000'000'000 + ts.tv_nsec;
+  return int64_t{ts.tv_sec} * 1'000'000'000 + ts.tv_nsec + clock_skew_ns.load(std::memory_order_relaxed);
+}
+
+absl::Time ReportedWallNow() {
+  return absl::Now() + absl::Nanoseconds(clock_skew_ns.load(std::memory_order_relaxed));
+}
+
+void SetClockSkewForTesting(absl::Duration skew) {
+  clock_skew_ns.store(absl::ToInt64Nanoseconds(skew), std::memory_order_relaxed);
 }
 
 }  // namespace busyfleet

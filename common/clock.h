@@ -42,6 +42,16 @@ int64_t ThreadCpuNanos();
 // Monotonic clock, nanoseconds (CLOCK_MONOTONIC).
 int64_t MonoNanosNow();
 
+// The wall clock as this process reports it to others: absl::Now() plus the
+// skew below.
+absl::Time ReportedWallNow();
+
+// Test hook (worker --debug-clock-skew): shifts MonoNanosNow() and
+// ReportedWallNow() by `skew`, as on a machine whose clocks are that far
+// off, so tests can check that clock offsets are estimated and applied.
+// Call before any thread reads the clocks.
+void SetClockSkewForTesting(absl::Duration skew);
+
 }  // namespace busyfleet
 
 #endif  // BUSYFLEET_COMMON_CLOCK_H_

@@ -36,17 +36,23 @@ std::string JsonEscape(absl::string_view text) {
 
 namespace {
 
+thread_local std::vector<std::pair<std::string, std::string>> log_fields;
+
 // One JSON object per line, so log shippers need no parsing rules.
 class JsonFormatter : public spdlog::formatter {
  public:
   void format(const spdlog::details::log_msg& msg, spdlog::memory_buf_t& dest) override {
     const absl::Time t = absl::FromChrono(msg.time);
-    const std::string line = absl::StrCat(
+    std::string line = absl::StrCat(
         "{\"time\":\"", absl::FormatTime("%Y-%m-%dT%H:%M:%E6SZ", t, absl::UTCTimeZone()),
         "\",\"level\":\"", spdlog::level::to_string_view(msg.level).data(),
         "\",\"component\":\"", JsonEscape(absl::string_view(msg.logger_name.data(), msg.logger_name.size())),
-        "\",\"message\":\"", JsonEscape(absl::string_view(msg.payload.data(), msg.payload.size())),
-        "\"}\n");
+        "\",\"message\":\"", JsonEscape(absl::string_view(msg.payload.data(), msg.payload.size())), "\"");
+    std::string fields;
+    for (const auto& [key, value] : log_fields) {
+      absl::StrAppend(&fields, ",\"", JsonEscape(key), "\":\"", JsonEscape(value), "\"");
+    }
+    absl::StrAppend(&line, fields, "}\n");
     dest.append(line.data(), line.data() + line.size());
   }
   std::unique_ptr<spdlog::formatter> clone() const override {
@@ -70,6 +76,13 @@ void LogFromGrpc(gpr_log_func_args* args) {
 }
 
 }  // namespace
+
+LogFields::LogFields(std::initializer_list<std::pair<absl::string_view, std::string>> fields) {
+  for (const auto& [key, value] : fields) log_fields.emplace_back(std::string(key), value);
+  added_ = fields.size();
+}
+
+LogFields::~LogFields() { log_fields.resize(log_fields.size() - added_); }
 
 bool LogRateLimiter::Allow(uint64_t* suppressed) {
   absl::MutexLock lock(&mu_);

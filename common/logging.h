@@ -1,7 +1,10 @@
 #ifndef BUSYFLEET_COMMON_LOGGING_H_
 #define BUSYFLEET_COMMON_LOGGING_H_
 
+#include <initializer_list>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include <fmt/format.h>
 
@@ -30,6 +33,22 @@ namespace busyfleet {
 // (trace, debug, info, warn, error). InvalidArgument names the bad value.
 absl::Status SetupLogging(absl::string_view component, absl::string_view format,
                           absl::string_view level = "info");
+
+// Structured fields for the log lines written by this thread while it
+// lives, e.g. `LogFields f({{"job_id", id}, {"worker", name}});`. With
+// --log-format json they become keys of each line's object (after time,
+// level, component, message); text lines are unchanged (their messages
+// name the ids already). Nest freely; keys should be plain identifiers.
+class LogFields {
+ public:
+  LogFields(std::initializer_list<std::pair<absl::string_view, std::string>> fields);
+  ~LogFields();
+  LogFields(const LogFields&) = delete;
+  LogFields& operator=(const LogFields&) = delete;
+
+ private:
+  size_t added_ = 0;
+};
 
 // Escapes `text` for inclusion in a JSON string (without the quotes).
 std::string JsonEscape(absl::string_view text);

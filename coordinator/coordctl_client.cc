@@ -3,6 +3,7 @@
 #include <chrono>
 
 #include "common/grpc_status.h"
+#include "grpc/health/v1/health.grpc.pb.h"
 #include "common/keepalive.h"
 
 namespace busyfleet::coordctl {
@@ -13,7 +14,8 @@ CoordinatorClient::CoordinatorClient(Options options) : options_(std::move(optio
   args.SetMaxSendMessageSize(kMaxMessageBytes);
   options_.security.Apply(args);
   auto creds = options_.security.credentials ? options_.security.credentials : grpc::InsecureChannelCredentials();
-  stub_ = v1::CoordinatorService::NewStub(grpc::CreateCustomChannel(options_.address, creds, args));
+  channel_ = grpc::CreateCustomChannel(options_.address, creds, args);
+  stub_ = v1::CoordinatorService::NewStub(channel_);
 }
 
 void CoordinatorClient::Prepare(grpc::ClientContext* ctx) const {
@@ -32,12 +34,24 @@ absl::StatusOr<v1::SubmitJobResponse> CoordinatorClient::Submit(const v1::JobSpe
   return resp;
 }
 
-absl::StatusOr<v1::JobReport> CoordinatorClient::GetJob(absl::string_view id, bool include_tasks) {
+absl::StatusOr<bool> CoordinatorClient::Healthy() {
+  grpc::ClientContext ctx;
+  Prepare(&ctx);
+  grpc::health::v1::HealthCheckRequest req;
+  grpc::health::v1::HealthCheckResponse resp;
+  grpc::Status st = grpc::health::v1::Health::NewStub(channel_)->Check(&ctx, req, &resp);
+  if (!st.ok()) return FromGrpcStatus(st);
+  return resp.status() == grpc::health::v1::HealthCheckResponse::SERVING;
+}
+
+absl::StatusOr<v1::JobReport> CoordinatorClient::GetJob(absl::string_view id, bool include_tasks,
+                                                        bool include_attempts) {
   grpc::ClientContext ctx;
   Prepare(&ctx);
   v1::GetJobRequest req;
   req.set_job_id(std::string(id));
   req.set_omit_tasks(!include_tasks);
+  req.set_include_attempts(include_attempts);
   v1::JobReport resp;
   grpc::Status st = stub_->GetJob(&ctx, req, &resp);
   if (!st.ok()) return FromGrpcStatus(st);

@@ -30,7 +30,10 @@ class CoordinatorClient {
   explicit CoordinatorClient(Options options);
 
   absl::StatusOr<v1::SubmitJobResponse> Submit(const v1::JobSpec& spec);
-  absl::StatusOr<v1::JobReport> GetJob(absl::string_view id, bool include_tasks);
+  absl::StatusOr<v1::JobReport> GetJob(absl::string_view id, bool include_tasks,
+                                       bool include_attempts = false);
+  // grpc.health.v1.Health/Check of the whole server: true when SERVING.
+  absl::StatusOr<bool> Healthy();
   absl::StatusOr<std::vector<v1::JobSummary>> ListJobs(uint32_t limit);
   absl::StatusOr<v1::JobState> Cancel(absl::string_view id);
   absl::StatusOr<std::vector<v1::WorkerInfo>> ListWorkers(bool include_gone);
@@ -44,6 +47,7 @@ class CoordinatorClient {
   void Prepare(grpc::ClientContext* ctx) const;
 
   const Options options_;
+  std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<v1::CoordinatorService::Stub> stub_;
 };
 

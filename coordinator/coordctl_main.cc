@@ -3,8 +3,13 @@
 #include <sys/ioctl.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
+#include <fstream>
 #include <iostream>
+#include <thread>
 #include <map>
 #include <string>
 #include <vector>
@@ -12,11 +17,16 @@
 #include <CLI/CLI.hpp>
 
 #include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "common/flags.h"
+#include "coordinator/compare_format.h"
+#include "coordinator/coordctl_bench.h"
 #include "coordinator/coordctl_client.h"
 #include "coordinator/report_format.h"
+#include "coordinator/scaling_chart.h"
+#include "coordinator/timeline.h"
 
 namespace {
 
@@ -68,6 +78,22 @@ int Fail(const absl::Status& status) {
 int Usage(const std::string& message) {
   std::fprintf(stderr, "coordctl: %s\n", message.c_str());
   return kExitUsage;
+}
+
+// Writes `text` to `path`, or to standard output when `path` is empty or "-".
+int WriteOut(const std::string& path, const std::string& text) {
+  if (path.empty() || path == "-") {
+    std::cout << text << std::flush;
+    return kExitOk;
+  }
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  out << text;
+  out.close();
+  if (!out) {
+    std::fprintf(stderr, "coordctl: cannot write %s: %s\n", path.c_str(), std::strerror(errno));
+    return 1;
+  }
+  return kExitOk;
 }
 
 int TerminalWidth() {
@@ -250,6 +276,42 @@ int main(int argc, char** argv) {
   bool include_gone = false;
   CLI::App* workers = app.add_subcommand("workers", "list attached workers");
   workers->add_flag("--all", include_gone, "also workers that left recently");
+  uint32_t wait_for = 0;
+  std::string wait_timeout = "60s";
+  workers->add_option("--wait-for", wait_for, "first wait until this many workers are ready")
+      ->check(CLI::Range(0u, 100000u));
+  workers->add_option("--wait-timeout", wait_timeout, "give up waiting after this long (exit 1)")
+      ->capture_default_str()
+      ->check(busyfleet::DurationValidator());
+
+  app.add_subcommand("health", "check that the coordinator is serving (exit 0) or not (exit 3)");
+
+  std::string format = "chrome";
+  std::string out_path;
+  CLI::App* timeline = app.add_subcommand("timeline", "a job's timeline: Chrome trace JSON (Perfetto) or SVG");
+  timeline->add_option("JOB", job_id, "job id")->required();
+  timeline->add_option("--format", format, "chrome (trace JSON for Perfetto / chrome://tracing) or svg")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"chrome", "svg"}));
+  timeline->add_option("--out", out_path, "write to this file instead of standard output");
+
+  std::string job_b;
+  CLI::App* compare = app.add_subcommand("compare", "two job reports side by side, with ratios B/A");
+  compare->add_option("JOB_A", job_id, "first job id")->required();
+  compare->add_option("JOB_B", job_b, "second job id")->required();
+
+  busyfleet::coordctl::BenchOptions bench_options;
+  std::string svg_path;
+  CLI::App* bench = app.add_subcommand("bench", "the chapter's experiment: serial, threads, processes, fleet");
+  bench->add_option("--iterations", bench_options.iterations, "countdown iterations per task")
+      ->capture_default_str()
+      ->check(CLI::Range(uint64_t{1}, uint64_t{10'000'000'000'000ULL}));
+  bench->add_option("--tasks", bench_options.tasks, "tasks per job (default: the fleet's slots, at least 4)")
+      ->check(CLI::Range(1u, 1'000'000u));
+  bench->add_option("--worker", bench_options.worker,
+                    "worker for the serial/threads/processes runs (default: the one with most slots)");
+  bench->add_flag("--sweep", bench_options.sweep, "also run the fleet on 1, 2, ... slots: the scaling curve");
+  bench->add_option("--svg", svg_path, "with --sweep: draw the scaling curve to this SVG file");
 
   CLI::App* cancel = app.add_subcommand("cancel", "cancel a job");
   cancel->add_option("JOB", job_id, "job id")->required();
@@ -307,6 +369,23 @@ int main(int argc, char** argv) {
     return kExitOk;
   }
   if (*workers) {
+    if (wait_for > 0) {
+      const absl::Time deadline = absl::Now() + *busyfleet::ParseDurationFlag("--wait-timeout", wait_timeout);
+      while (true) {
+        auto list = client.ListWorkers(false);
+        if (!list.ok() && busyfleet::coordctl::ExitCodeFor(list.status()) != 3) return Fail(list.status());
+        const auto ready = list.ok() ? std::count_if(list->begin(), list->end(), [](const v1::WorkerInfo& w) {
+          return w.state() == v1::WORKER_STATE_READY;
+        }) : 0;
+        if (ready >= static_cast<long>(wait_for)) break;
+        if (absl::Now() >= deadline) {
+          std::fprintf(stderr, "coordctl: %ld of %u workers ready after %s\n", static_cast<long>(ready), wait_for,
+                       wait_timeout.c_str());
+          return kExitJobFailed;
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(200));
+      }
+    }
     auto list = client.ListWorkers(include_gone);
     if (!list.ok()) return Fail(list.status());
     if (g.json()) {
@@ -333,6 +412,62 @@ int main(int argc, char** argv) {
       PrintJson({{"name", worker_name}, {"state", busyfleet::coordctl::WorkerStateName(*state)}});
     } else {
       std::cout << worker_name << " " << busyfleet::coordctl::WorkerStateName(*state) << std::endl;
+    }
+    return kExitOk;
+  }
+  if (app.got_subcommand("health")) {
+    auto healthy = client.Healthy();
+    if (!healthy.ok()) return Fail(healthy.status());
+    if (g.json()) {
+      PrintJson({{"status", *healthy ? "SERVING" : "NOT_SERVING"}});
+    } else {
+      std::cout << (*healthy ? "SERVING" : "NOT_SERVING") << std::endl;
+    }
+    return *healthy ? kExitOk : 3;
+  }
+  if (*timeline) {
+    auto report = client.GetJob(job_id, /*include_tasks=*/true, /*include_attempts=*/true);
+    if (!report.ok()) return Fail(report.status());
+    return WriteOut(out_path, format == "svg" ? busyfleet::coordctl::TimelineSvg(*report) + "\n"
+                                              : busyfleet::coordctl::TimelineChromeJson(*report) + "\n");
+  }
+  if (*compare) {
+    auto a = client.GetJob(job_id, /*include_tasks=*/false);
+    if (!a.ok()) return Fail(a.status());
+    auto b = client.GetJob(job_b, /*include_tasks=*/false);
+    if (!b.ok()) return Fail(b.status());
+    if (g.json()) {
+      PrintJson(busyfleet::coordctl::CompareToJson(*a, *b));
+    } else {
+      std::cout << busyfleet::coordctl::RenderCompare(*a, *b) << std::flush;
+    }
+    return kExitOk;
+  }
+  if (*bench) {
+    if (!svg_path.empty() && !bench_options.sweep) return Usage("--svg draws the --sweep curve: add --sweep");
+    if (!g.json()) {
+      bench_options.on_job = [](const std::string& what) { std::fprintf(stderr, "bench: running %s\n", what.c_str()); };
+    }
+    auto result = busyfleet::coordctl::RunBench(client, bench_options);
+    if (!result.ok()) return Fail(result.status());
+    if (!svg_path.empty()) {
+      std::vector<busyfleet::coordctl::ScalingPoint> points;
+      for (const auto& row : result->sweep) {
+        points.push_back({row.slots, row.wall_seconds, row.speedup, row.efficiency});
+      }
+      busyfleet::coordctl::ScalingChartInfo info;
+      info.title = absl::StrCat("busyfleet: ", result->tasks, " x ",
+                                busyfleet::coordctl::HumanCount(static_cast<double>(result->iterations)),
+                                " countdown iterations on ", result->fleet_workers, " worker(s)");
+      info.physical_cores = result->fleet_physical_cores;
+      info.logical_cpus = result->fleet_logical_cpus;
+      if (int rc = WriteOut(svg_path, busyfleet::coordctl::ScalingSvg(points, info) + "\n"); rc != kExitOk) return rc;
+    }
+    if (g.json()) {
+      PrintJson(busyfleet::coordctl::BenchToJson(*result));
+    } else {
+      std::cout << busyfleet::coordctl::RenderBench(*result) << std::flush;
+      if (!svg_path.empty()) std::cout << "scaling curve written to " << svg_path << std::endl;
     }
     return kExitOk;
   }

@@ -183,6 +183,7 @@ absl::StatusOr<v1::SubmitJobResponse> Coordinator::Submit(const v1::JobSpec& spe
   BF_RETURN_IF_ERROR(options_.store->CreateJob(*job));
   BF_RETURN_IF_ERROR(scheduler_.AddJob(job->id, ConstraintsOf(spec), queued, ++job_seq_));
   unfinished_tasks_ += tasks.size();
+  ++jobs_submitted_;
   v1::SubmitJobResponse response;
   response.set_job_id(job->id);
   response.set_tasks(static_cast<uint32_t>(tasks.size()));
@@ -199,13 +200,14 @@ std::map<std::string, WorkerFacts> Coordinator::WorkerFactsLocked() const {
   return facts;
 }
 
-absl::StatusOr<v1::JobReport> Coordinator::GetReport(absl::string_view job_id, bool include_tasks) {
+absl::StatusOr<v1::JobReport> Coordinator::GetReport(absl::string_view job_id, bool include_tasks,
+                                                     bool include_attempts) {
   absl::MutexLock lock(&mu_);
   if (const JobRecord* job = FindJobLocked(job_id)) {
-    return BuildReport(*job, WorkerFactsLocked(), clock_->Now(), include_tasks);
+    return BuildReport(*job, WorkerFactsLocked(), clock_->Now(), include_tasks, include_attempts);
   }
   BF_ASSIGN_OR_RETURN(JobRecord stored, options_.store->LoadJob(job_id));
-  return BuildReport(stored, WorkerFactsLocked(), clock_->Now(), include_tasks);
+  return BuildReport(stored, WorkerFactsLocked(), clock_->Now(), include_tasks, include_attempts);
 }
 
 absl::StatusOr<std::vector<v1::JobSummary>> Coordinator::ListJobs(uint32_t limit) {
@@ -493,6 +495,11 @@ void Coordinator::HandleUpdatesLocked(Session& session, const v1::TaskUpdates& u
     if (t.backup_attempt != 0 && t.backup_attempt == started.task().attempt() &&
         t.backup_session == session.id && !t.backup_running) {
       t.backup_running = true;
+      t.backup_slot = started.slot();
+      t.backup_started_at = std::clamp(session.offset_valid
+                                           ? WorkerToCoordinatorTime(session, started.start_mono_ns())
+                                           : clock_->Now(),
+                                       t.backup_assigned_at, clock_->Now());
       ++session.running;
       if (session.assigned > 0) --session.assigned;
       continue;
@@ -561,6 +568,7 @@ void Coordinator::HandleResultLocked(Session& session, JobRecord& job, const v1:
       if (result.permanent()) {
         // Fails by itself (a bad spec): running it again cannot help.
         t.failures.push_back(why);
+        ++counters_.attempts_failed;
         t.error = why;
         FailTaskLocked(job, t, absl::StrCat("task ", t.index, " failed and cannot be retried: ", why));
       } else {
@@ -573,13 +581,20 @@ void Coordinator::HandleResultLocked(Session& session, JobRecord& job, const v1:
 
 void Coordinator::RetryOrFailLocked(JobRecord& job, TaskRecord& t, const std::string& why,
                                     bool counts) {
-  if (counts) t.failures.push_back(why);
+  if (counts) {
+    t.failures.push_back(why);
+    ++counters_.attempts_failed;
+  }
   t.error = why;
   if (counts && t.failures.size() >= job.max_attempts()) {
     FailTaskLocked(job, t, AttemptsExhausted(job, t));
     return;
   }
-  if (counts) ++job.retries;
+  if (counts) {
+    ++job.retries;
+    ++counters_.retried;
+  }
+  ArchiveAttempt(t, counts ? v1::TASK_STATE_FAILED : v1::TASK_STATE_CANCELLED, why, clock_->Now());
   if (t.backup_attempt != 0) {
     PromoteBackupLocked(job, t);  // the copy already running takes over
     return;
@@ -596,6 +611,8 @@ void Coordinator::PromoteBackupLocked(JobRecord& job, TaskRecord& t) {
   t.worker = t.backup_worker;
   t.host = t.backup_host;
   t.assigned_at = t.backup_assigned_at;
+  t.started_at = t.backup_started_at;
+  t.slot = t.backup_slot;
   const bool running = t.backup_running;
   if (running && t.state != v1::TASK_STATE_RUNNING) ++job.running;
   if (!running && t.state == v1::TASK_STATE_RUNNING && job.running > 0) --job.running;
@@ -610,13 +627,53 @@ void Coordinator::ClearBackup(TaskRecord& t) {
   t.backup_worker.clear();
   t.backup_host.clear();
   t.backup_assigned_at = absl::InfinitePast();
+  t.backup_started_at = absl::InfinitePast();
+  t.backup_slot = 0;
   t.backup_running = false;
+}
+
+void Coordinator::ArchiveAttempt(TaskRecord& t, v1::TaskState state, std::string error, absl::Time now) {
+  if (t.started_at != absl::InfinitePast()) {
+    AttemptRecord& a = t.history.emplace_back();
+    a.attempt = t.attempt;
+    a.state = state;
+    a.slot = t.slot;
+    a.pid = t.pid;
+    a.worker = t.worker;
+    a.host = t.host;
+    a.started_at = t.started_at;
+    a.ended_at = t.ended_at != absl::InfinitePast() ? t.ended_at : std::max(now, t.started_at);
+    a.cpu_ns = t.cpu_ns;
+    a.iterations_done = t.iterations_done;
+    a.error = std::move(error);
+  }
+  t.started_at = absl::InfinitePast();
+  t.ended_at = absl::InfinitePast();
+  t.result_at = absl::InfinitePast();
+  t.cpu_ns = 0;
+  t.iterations_done = 0;
+  t.pid = 0;
+}
+
+void Coordinator::ArchiveBackup(TaskRecord& t, v1::TaskState state, std::string error, absl::Time now) {
+  if (t.backup_attempt == 0 || t.backup_started_at == absl::InfinitePast()) return;
+  AttemptRecord& a = t.history.emplace_back();
+  a.attempt = t.backup_attempt;
+  a.state = state;
+  a.backup = true;
+  a.slot = t.backup_slot;
+  a.worker = t.backup_worker;
+  a.host = t.backup_host;
+  a.started_at = t.backup_started_at;
+  a.ended_at = std::max(now, t.backup_started_at);
+  a.error = std::move(error);
 }
 
 void Coordinator::RecordTiming(const Session& session, const v1::TaskResult& result, absl::Time now,
                                TaskRecord& t) const {
   t.slot = result.slot();
   t.result_at = now;
+  t.pid = result.pid();
   t.cpu_ns = result.cpu_ns();
   t.iterations_done = result.iterations_done();
   const absl::Duration ran = absl::Nanoseconds(result.end_mono_ns() - result.start_mono_ns());
@@ -647,6 +704,8 @@ void Coordinator::StopCopyLocked(const JobRecord& job, uint32_t index, const std
 }
 
 void Coordinator::StopBackupLocked(JobRecord& job, TaskRecord& t) {
+  ArchiveBackup(t, v1::TASK_STATE_CANCELLED,
+                absl::StrCat("speculation copy stopped: attempt ", t.attempt, " finished first"), clock_->Now());
   StopCopyLocked(job, t.index, t.backup_session, t.backup_attempt, t.backup_running);
   ClearBackup(t);
 }
@@ -661,10 +720,18 @@ void Coordinator::HandleBackupResultLocked(Session& session, JobRecord& job, Tas
   }
   (void)scheduler_.Release(session.id, TaskKey{job.id, t.index});
   if (IsTerminal(t.state) || result.state() != v1::TASK_STATE_SUCCEEDED) {
-    ClearBackup(t);  // a failed or cancelled copy changes nothing: the primary runs on
+    // A failed or cancelled copy changes nothing: the primary runs on.
+    if (!IsTerminal(t.state)) {
+      ArchiveBackup(t, result.state() == v1::TASK_STATE_CANCELLED ? v1::TASK_STATE_CANCELLED : v1::TASK_STATE_FAILED,
+                    result.error(), clock_->Now());
+    }
+    ClearBackup(t);
     return;
   }
   // The backup finished first: it is the task's result; stop the primary.
+  ArchiveAttempt(t, v1::TASK_STATE_CANCELLED,
+                 absl::StrCat("stopped: speculation copy (attempt ", t.backup_attempt, ") finished first"),
+                 clock_->Now());
   StopCopyLocked(job, t.index, t.session, t.attempt, t.state == v1::TASK_STATE_RUNNING);
   if (t.state == v1::TASK_STATE_RUNNING && job.running > 0) --job.running;
   t.attempt = t.backup_attempt;
@@ -681,6 +748,8 @@ void Coordinator::HandleBackupResultLocked(Session& session, JobRecord& job, Tas
 }
 
 void Coordinator::SucceedTaskLocked(JobRecord& job, TaskRecord& t) {
+  ++counters_.succeeded;
+  if (t.has_timing()) counters_.task_seconds.Add(t.seconds());
   t.state = v1::TASK_STATE_SUCCEEDED;
   t.error.clear();
   ++job.succeeded;
@@ -733,6 +802,7 @@ absl::Time Coordinator::SpeculateLocked(absl::Time now) {
       t.speculated = true;
       ++job.backups;
       ++s.assigned;
+      ++counters_.dispatched;
       MarkDirtyLocked(job, t.index);
       *batches[*target].mutable_assign()->add_assignments() = MakeAssignment(job, t, t.backup_attempt);
     }
@@ -758,6 +828,8 @@ void Coordinator::HandleReturnedLocked(Session& session, const v1::DrainNotice& 
       --session.assigned;
     }
     (void)scheduler_.Release(session.id, TaskKey{job->id, t.index});
+    ArchiveAttempt(t, v1::TASK_STATE_CANCELLED, absl::StrCat("handed back by draining worker ", session.name),
+                   clock_->Now());
     t.state = v1::TASK_STATE_QUEUED;
     t.session.clear();
     MarkDirtyLocked(*job, t.index);
@@ -787,6 +859,8 @@ void Coordinator::RemoveSessionLocked(const std::string& session_id, const std::
       if (t.backup_attempt != 0 && t.backup_session == session_id) {
         // A lost backup copy: the primary runs on, nothing is counted.
         scheduler_.Dequeue(key);
+        ArchiveBackup(t, v1::TASK_STATE_FAILED, absl::StrCat("lost with worker ", s.name, " (", why, ")"),
+                      clock_->Now());
         ClearBackup(t);
         MarkDirtyLocked(*job, t.index);
         continue;
@@ -796,9 +870,12 @@ void Coordinator::RemoveSessionLocked(const std::string& session_id, const std::
         // The backup takes over from the lost primary; the loss still counts.
         scheduler_.Dequeue(key);
         t.failures.push_back(absl::StrCat("attempt ", t.attempt, " lost with worker ", s.name, " (", why, ")"));
+        ++counters_.attempts_failed;
         t.error = t.failures.back();
         ++job->retries;
+        ++counters_.retried;
         if (t.failures.size() < job->max_attempts()) {
+          ArchiveAttempt(t, v1::TASK_STATE_FAILED, t.error, clock_->Now());
           PromoteBackupLocked(*job, t);
           continue;
         }
@@ -809,14 +886,17 @@ void Coordinator::RemoveSessionLocked(const std::string& session_id, const std::
       if (t.state == v1::TASK_STATE_RUNNING && job->running > 0) --job->running;
       // The scheduler has queued it again already; undo that if it fails the job.
       t.failures.push_back(absl::StrCat("attempt ", t.attempt, " lost with worker ", s.name, " (", why, ")"));
+      ++counters_.attempts_failed;
       t.error = t.failures.back();
       t.session.clear();
       MarkDirtyLocked(*job, t.index);
       if (t.failures.size() >= job->max_attempts()) {
         FailTaskLocked(*job, t, AttemptsExhausted(*job, t));
       } else {
+        ArchiveAttempt(t, v1::TASK_STATE_FAILED, t.error, clock_->Now());
         t.state = v1::TASK_STATE_QUEUED;
         ++job->retries;
+        ++counters_.retried;
       }
     }
   }
@@ -853,7 +933,9 @@ void Coordinator::FinishJobLocked(JobRecord& job, v1::JobState state, std::strin
     }
   }
   for (TaskRecord& t : job.tasks) {
-    if (t.backup_attempt != 0) ClearBackup(t);
+    if (t.backup_attempt == 0) continue;
+    ArchiveBackup(t, v1::TASK_STATE_CANCELLED, "the job ended", now);
+    ClearBackup(t);
   }
   for (auto& [session, message] : cancels) {
     auto s = sessions_.find(session);
@@ -869,6 +951,7 @@ void Coordinator::FinishJobLocked(JobRecord& job, v1::JobState state, std::strin
   job.running = 0;
   finished_order_.push_back(job.id);
   MarkDirtyLocked(job, UINT32_MAX);
+  if (options_.on_job_finished) options_.on_job_finished(BuildReport(job, WorkerFactsLocked(), now, false));
 }
 
 void Coordinator::DispatchLocked() {
@@ -881,6 +964,10 @@ void Coordinator::DispatchLocked() {
     auto s = sessions_.find(a.session);
     if (job == nullptr || s == sessions_.end()) continue;
     TaskRecord& t = job->tasks[a.task.index];
+    if (t.started_at != absl::InfinitePast()) {
+      // Started before but never archived: an attempt cut short by a coordinator restart.
+      ArchiveAttempt(t, v1::TASK_STATE_FAILED, absl::StrCat("attempt ", t.attempt, " did not finish"), now);
+    }
     t.attempt = std::max(t.attempt, t.backup_attempt) + 1;  // attempt numbers never repeat
     t.state = v1::TASK_STATE_ASSIGNED;
     t.session = a.session;
@@ -888,6 +975,7 @@ void Coordinator::DispatchLocked() {
     t.host = s->second.host.hostname();
     t.assigned_at = now;
     ++s->second.assigned;
+    ++counters_.dispatched;
     if (job->state == v1::JOB_STATE_PENDING) job->state = v1::JOB_STATE_RUNNING;
     MarkDirtyLocked(*job, t.index);
     *batches[a.session].mutable_assign()->add_assignments() = MakeAssignment(*job, t, t.attempt);
@@ -970,6 +1058,22 @@ absl::Time Coordinator::CheckLiveness() {
   DispatchLocked();
   FlushLocked();
   return next;
+}
+
+MetricsSnapshot Coordinator::Metrics() const {
+  absl::MutexLock lock(&mu_);
+  MetricsSnapshot m;
+  for (const auto& [id, s] : sessions_) {
+    ++m.workers[s.state];
+    m.slots += s.slots;
+    m.running += s.running;
+  }
+  m.workers[v1::WORKER_STATE_GONE] = static_cast<uint32_t>(gone_.size());
+  m.queue_depth = scheduler_.QueuedTasks();
+  for (const auto& [id, job] : jobs_) ++m.jobs[job->state];
+  m.jobs_submitted = jobs_submitted_;
+  m.counters = counters_;
+  return m;
 }
 
 void Coordinator::Shutdown() {

@@ -22,6 +22,7 @@
 #include "busyfleet/v1/worker.pb.h"
 #include "common/clock.h"
 #include "coordinator/job_model.h"
+#include "coordinator/metrics.h"
 #include "coordinator/job_store.h"
 #include "coordinator/limits.h"
 #include "coordinator/scheduler.h"
@@ -76,6 +77,9 @@ class Coordinator {
     // when a worker attaches, so a liveness loop sleeping with no worker
     // attached can wake up.
     std::function<void()> on_worker_attached;
+    // Called (lock held; must not block or call back) when a job ends, with
+    // its report without task rows: for the log.
+    std::function<void(const v1::JobReport&)> on_job_finished;
   };
 
   // Loads unfinished jobs from the store and queues their unfinished tasks
@@ -89,7 +93,8 @@ class Coordinator {
   // when too many tasks are queued, Unavailable while shutting down.
   absl::StatusOr<v1::SubmitJobResponse> Submit(const v1::JobSpec& spec);
   // NotFound for an unknown job.
-  absl::StatusOr<v1::JobReport> GetReport(absl::string_view job_id, bool include_tasks);
+  absl::StatusOr<v1::JobReport> GetReport(absl::string_view job_id, bool include_tasks,
+                                          bool include_attempts = false);
   // Newest first; `limit` 0 means the default.
   absl::StatusOr<std::vector<v1::JobSummary>> ListJobs(uint32_t limit);
   // Returns the job's state after the call. NotFound for an unknown job,
@@ -128,6 +133,9 @@ class Coordinator {
 
   // Stops taking jobs and closes every worker stream. Idempotent.
   void Shutdown();
+
+  // Figures for /metrics and the status page (a consistent snapshot).
+  MetricsSnapshot Metrics() const;
 
   const Options& options() const { return options_; }
 
@@ -197,6 +205,11 @@ class Coordinator {
   // assignment and `now` (when its result arrived).
   void RecordTiming(const Session& session, const v1::TaskResult& result, absl::Time now, TaskRecord& t) const;
   static void ClearBackup(TaskRecord& t);
+  // Moves the task's current attempt into its history when it had started
+  // (a still-open attempt ends at `now`) and clears its timing for the next.
+  static void ArchiveAttempt(TaskRecord& t, v1::TaskState state, std::string error, absl::Time now);
+  // The same for a running backup copy (before ClearBackup).
+  static void ArchiveBackup(TaskRecord& t, v1::TaskState state, std::string error, absl::Time now);
   // A task's final outcome: counters, and the job's end when it decides it.
   void SucceedTaskLocked(JobRecord& job, TaskRecord& t) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void FailTaskLocked(JobRecord& job, TaskRecord& t, std::string job_error) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -226,6 +239,8 @@ class Coordinator {
   // Job id -> task indices changed since the last flush.
   std::map<std::string, std::set<uint32_t>> dirty_ ABSL_GUARDED_BY(mu_);
   uint64_t next_watch_ ABSL_GUARDED_BY(mu_) = 1;
+  CoordinatorCounters counters_ ABSL_GUARDED_BY(mu_);
+  uint64_t jobs_submitted_ ABSL_GUARDED_BY(mu_) = 0;
   std::map<uint64_t, Watcher> watchers_ ABSL_GUARDED_BY(mu_);
 };
 

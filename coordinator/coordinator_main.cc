@@ -19,6 +19,7 @@ int main(int argc, char** argv) {
   busyfleet::BlockTerminationSignals();
   CLI::App app{"busyfleet coordinator: splits busy-wait jobs across workers and reports their timing"};
   std::string listen = "127.0.0.1:7070";
+  std::string http_listen = "127.0.0.1:7071";
   std::string worker_timeout = "5s";
   std::string db = "busyfleet.db";
   std::string log_format = "text";
@@ -28,6 +29,9 @@ int main(int argc, char** argv) {
   std::string token_file, worker_token_file, client_token_file;
   std::string tls_cert, tls_key, tls_client_ca;
   app.add_option("--listen", listen, "gRPC address to listen on (host:port)")->capture_default_str();
+  app.add_option("--http-listen", http_listen,
+                 "HTTP address for /metrics (Prometheus), the status page and /healthz; empty: none")
+      ->capture_default_str();
   app.add_option("--db", db, "SQLite file for jobs and results (\":memory:\": keep nothing)")
       ->capture_default_str();
   app.add_option("--worker-timeout", worker_timeout,
@@ -64,6 +68,12 @@ int main(int argc, char** argv) {
     spdlog::critical("{}", host.status().message());
     return 2;
   }
+  absl::StatusOr<std::string> http_host = std::string("127.0.0.1");
+  if (!http_listen.empty()) http_host = busyfleet::HostOfAddress("--http-listen", http_listen);
+  if (!http_host.ok()) {
+    spdlog::critical("{}", http_host.status().message());
+    return 2;
+  }
   // Tokens: --token-file for both roles, or one file per role.
   if (!token_file.empty() && !worker_token_file.empty() && !client_token_file.empty()) {
     spdlog::critical("--token-file would be ignored: --worker-token-file and --client-token-file are both given");
@@ -93,15 +103,18 @@ int main(int argc, char** argv) {
     return 2;
   }
   const bool secured = authenticator->enabled() || !tls_cert.empty();
-  if (!busyfleet::IsLoopbackHost(*host) && !secured) {
+  for (auto [flag, address, address_host] : {std::tuple{"--listen", &listen, &*host},
+                                             std::tuple{"--http-listen", &http_listen, &*http_host}}) {
+    if (address->empty() || busyfleet::IsLoopbackHost(*address_host) || secured) continue;
     if (!insecure) {
       spdlog::critical(
-          "refusing to listen on {} without authentication: only loopback addresses are safe without a "
-          "token or TLS. Pass --insecure to do it anyway.", listen);
+          "refusing to listen on {} ({}) without authentication: only loopback addresses are safe without a "
+          "token or TLS. Pass --insecure to do it anyway.", *address, flag);
       return 2;
     }
-    spdlog::warn("INSECURE: serving {} with no authentication; anyone who can reach this port can "
-                 "run jobs on your workers and read every report", listen);
+    spdlog::warn("INSECURE: serving {} ({}) with no authentication; anyone who can reach this port can "
+                 "{}", *address, flag, std::string(flag) == "--listen"
+                     ? "run jobs on your workers and read every report" : "read every report and worker");
   }
   busyfleet::coordinator::CoordinatorServer::Options options;
   options.listen = listen;
@@ -110,6 +123,14 @@ int main(int argc, char** argv) {
   options.db = db;
   options.worker_timeout = *busyfleet::ParseDurationFlag("worker-timeout", worker_timeout);
   options.prefetch_per_worker = prefetch;
+  if (!http_listen.empty()) {
+    busyfleet::coordinator::HttpServer::Options http;
+    http.listen = http_listen;
+    http.tls_cert = tls_cert;
+    http.tls_key = tls_key;
+    http.tls_client_ca = tls_client_ca;
+    options.http = http;
+  }
   auto server = busyfleet::coordinator::CoordinatorServer::Start(options);
   if (!server.ok()) {
     spdlog::critical("cannot start: {}", server.status().message());
@@ -119,6 +140,10 @@ int main(int argc, char** argv) {
                absl::FormatDuration(options.worker_timeout), db,
                tls_cert.empty() ? "plaintext" : (tls_client_ca.empty() ? "TLS" : "mutual TLS"),
                authenticator->enabled() ? ", tokens required" : "");
+  if ((*server)->http_port() > 0) {
+    spdlog::info("status page and metrics on {}://{}:{}/ (/metrics, /healthz)", tls_cert.empty() ? "http" : "https",
+                 http_listen.substr(0, http_listen.rfind(':')), (*server)->http_port());
+  }
   const int sig = busyfleet::WaitForTerminationSignal();
   spdlog::info("signal {} received, shutting down", sig);
   (*server)->Shutdown(absl::Seconds(2));

@@ -49,6 +49,14 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(Opti
     absl::MutexLock lock(&raw->mu_);
     raw->cv_.SignalAll();
   };
+  co.on_job_finished = [](const v1::JobReport& r) {
+    LogFields fields({{"job_id", r.id()}, {"state", v1::JobState_Name(r.state())}});
+    spdlog::info("job {} ended {}: {} tasks ({} succeeded, {} failed, {} cancelled, {} retries), wall {:.3f}s, "
+                 "speedup {:.2f} on {} slots, efficiency {:.1f}%{}{}",
+                 r.id(), v1::JobState_Name(r.state()).substr(10), r.tasks_total(), r.tasks_succeeded(),
+                 r.tasks_failed(), r.tasks_cancelled(), r.retries(), r.timing().wall_seconds(), r.timing().speedup(),
+                 r.timing().slots(), r.timing().efficiency() * 100, r.error().empty() ? "" : ": ", r.error());
+  };
   BF_ASSIGN_OR_RETURN(s->coordinator_, Coordinator::Create(co));
   s->gate_ = std::make_unique<CallGate>(options.authenticator);
   s->client_service_ = std::make_unique<CoordinatorServiceImpl>(s->coordinator_.get(), s->gate_.get());
@@ -75,6 +83,18 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(Opti
                             : " (address in use, or not an address of this host)"));
   }
   s->host_ = options.listen.substr(0, options.listen.rfind(':'));
+  if (options.http) {
+    HttpServer::Options http = *options.http;
+    http.coordinator = s->coordinator_.get();
+    http.authenticator = options.authenticator;
+    absl::StatusOr<std::unique_ptr<HttpServer>> started = HttpServer::Start(std::move(http));
+    if (!started.ok()) {
+      s->server_->Shutdown();
+      s->server_.reset();
+      return started.status();
+    }
+    s->http_ = *std::move(started);
+  }
   s->server_->GetHealthCheckService()->SetServingStatus(true);
   s->liveness_ = std::thread([raw = s.get()] { raw->LivenessLoop(); });
   return s;
@@ -104,6 +124,7 @@ void CoordinatorServer::Shutdown(absl::Duration grace) {
     cv_.SignalAll();
   }
   if (liveness_.joinable()) liveness_.join();
+  if (http_) http_->Shutdown();
   if (coordinator_) coordinator_->Shutdown();
   if (server_ == nullptr) return;  // Start failed before the server was up
   server_->GetHealthCheckService()->SetServingStatus(false);

@@ -2,6 +2,7 @@
 #define BUSYFLEET_COORDINATOR_COORDINATOR_SERVER_H_
 
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 
@@ -13,6 +14,7 @@
 #include "absl/time/time.h"
 #include "coordinator/coordinator.h"
 #include "coordinator/coordinator_service.h"
+#include "coordinator/http_server.h"
 #include "coordinator/job_store.h"
 
 namespace busyfleet::coordinator {
@@ -35,6 +37,9 @@ class CoordinatorServer {
     std::shared_ptr<grpc::ServerCredentials> credentials;  // nullptr: insecure
     // Bearer tokens per role; default: none required.
     TokenAuthenticator authenticator;
+    // The HTTP listener (/metrics, status page); unset: none. Its
+    // coordinator and authenticator are filled in by Start.
+    std::optional<HttpServer::Options> http;
   };
 
   // Unavailable when the address cannot be bound; InvalidArgument for bad options.
@@ -42,6 +47,8 @@ class CoordinatorServer {
   ~CoordinatorServer();
 
   int port() const { return port_; }
+  // The HTTP listener's port; 0 without one.
+  int http_port() const { return http_ ? http_->port() : 0; }
   std::string address() const;
   Coordinator& coordinator() { return *coordinator_; }
 
@@ -61,6 +68,7 @@ class CoordinatorServer {
   std::unique_ptr<CoordinatorServiceImpl> client_service_;
   std::unique_ptr<WorkerServiceImpl> worker_service_;
   std::unique_ptr<grpc::Server> server_;
+  std::unique_ptr<HttpServer> http_;
   int port_ = 0;
   std::string host_;
 

@@ -108,11 +108,13 @@ class AttachReactor final : public grpc::ServerBidiReactor<v1::WorkerMessage, v1
         return;
       }
       session_ = *session;
+      LogFields fields({{"worker", in_.hello().name()}, {"session", session_}});
       spdlog::info("worker {} attached from {} (session {}, {} slots)", in_.hello().name(),
                    ctx_->peer(), session_, in_.hello().slots());
     } else {
       const absl::Status status = coordinator_->HandleMessage(session_, in_);
       if (!status.ok()) {
+        LogFields fields({{"session", session_}});
         spdlog::warn("closing session {}: {}", session_, status.message());
         DetachFromCoordinator(status);
         CloseWith(ToGrpcStatus(status));
@@ -163,6 +165,7 @@ class AttachReactor final : public grpc::ServerBidiReactor<v1::WorkerMessage, v1
       detached_ = true;
       session = session_;
     }
+    LogFields fields({{"session", session}});
     spdlog::info("worker session {} detached: {}", session, why.message());
     coordinator_->Detach(session, why);
   }
@@ -312,6 +315,7 @@ grpc::ServerUnaryReactor* CoordinatorServiceImpl::SubmitJob(grpc::CallbackServer
   auto result = coordinator_->Submit(req->spec());
   if (!result.ok()) return FinishUnary(ctx, result.status());
   *resp = *std::move(result);
+  LogFields fields({{"job_id", resp->job_id()}});
   spdlog::info("job {} submitted from {}: {} tasks", resp->job_id(), ctx->peer(), resp->tasks());
   return FinishUnary(ctx, absl::OkStatus());
 }
@@ -320,7 +324,7 @@ grpc::ServerUnaryReactor* CoordinatorServiceImpl::GetJob(grpc::CallbackServerCon
                                                          const v1::GetJobRequest* req,
                                                          v1::JobReport* resp) {
   if (auto st = gate_->Check(ctx, Role::kClient, "GetJob"); !st.ok()) return FinishUnary(ctx, st);
-  auto result = coordinator_->GetReport(req->job_id(), !req->omit_tasks());
+  auto result = coordinator_->GetReport(req->job_id(), !req->omit_tasks(), req->include_attempts());
   if (!result.ok()) return FinishUnary(ctx, result.status());
   *resp = *std::move(result);
   return FinishUnary(ctx, absl::OkStatus());
@@ -349,6 +353,7 @@ grpc::ServerUnaryReactor* CoordinatorServiceImpl::CancelJob(grpc::CallbackServer
   auto result = coordinator_->Cancel(req->job_id());
   if (!result.ok()) return FinishUnary(ctx, result.status());
   resp->set_state(*result);
+  LogFields fields({{"job_id", req->job_id()}});
   spdlog::info("job {} cancelled by {}", req->job_id(), ctx->peer());
   return FinishUnary(ctx, absl::OkStatus());
 }
@@ -370,6 +375,7 @@ grpc::ServerUnaryReactor* CoordinatorServiceImpl::DrainWorker(grpc::CallbackServ
   auto result = coordinator_->Drain(req->name());
   if (!result.ok()) return FinishUnary(ctx, result.status());
   resp->set_state(*result);
+  LogFields fields({{"worker", req->name()}});
   spdlog::info("worker {} draining at the request of {}", req->name(), ctx->peer());
   return FinishUnary(ctx, absl::OkStatus());
 }

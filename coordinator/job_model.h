@@ -20,6 +20,24 @@ inline bool IsTerminal(v1::TaskState s) {
   return s == v1::TASK_STATE_SUCCEEDED || s == v1::TASK_STATE_FAILED || s == v1::TASK_STATE_CANCELLED;
 }
 
+// An attempt that ended without being the task's last word: it failed, was
+// lost with its worker, was handed back, or lost a speculation race. Kept
+// for timelines (the task's final attempt lives in TaskRecord itself).
+struct AttemptRecord {
+  uint32_t attempt = 0;
+  v1::TaskState state = v1::TASK_STATE_FAILED;
+  bool backup = false;
+  uint32_t slot = 0;
+  uint32_t pid = 0;
+  std::string worker;
+  std::string host;
+  absl::Time started_at = absl::InfinitePast();
+  absl::Time ended_at = absl::InfinitePast();
+  int64_t cpu_ns = 0;
+  uint64_t iterations_done = 0;
+  std::string error;
+};
+
 struct TaskRecord {
   uint32_t index = 0;
   uint64_t iterations = 0;
@@ -38,7 +56,12 @@ struct TaskRecord {
   absl::Time result_at = absl::InfinitePast();
   int64_t cpu_ns = 0;
   uint64_t iterations_done = 0;
+  // The process that ran the attempt (the worker's own in thread mode, a
+  // forked child in process mode); 0 when unknown.
+  uint32_t pid = 0;
   std::string error;
+  // Earlier attempts that started, oldest first (not stored across restarts).
+  std::vector<AttemptRecord> history;
   // Why earlier attempts did not succeed, one line each.
   std::vector<std::string> failures;
   // Speculation: a backup copy running beside the current attempt.
@@ -47,6 +70,8 @@ struct TaskRecord {
   std::string backup_worker;
   std::string backup_host;
   absl::Time backup_assigned_at = absl::InfinitePast();
+  absl::Time backup_started_at = absl::InfinitePast();
+  uint32_t backup_slot = 0;
   bool backup_running = false;
   bool speculated = false;   // a backup was ever launched
   bool backup_won = false;   // the backup's result is the one kept

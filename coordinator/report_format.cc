@@ -211,6 +211,7 @@ json TaskTimingJson(const v1::TaskTiming& t) {
   task["seconds"] = Num(t.seconds());
   task["cpu_seconds"] = Num(t.cpu_seconds());
   if (!t.error().empty()) task["error"] = t.error();
+  if (t.pid() != 0) task["pid"] = t.pid();
   if (t.speculated()) {
     task["speculated"] = true;
     task["backup_won"] = t.backup_won();

@@ -46,7 +46,8 @@ std::string Rfc3339(const google::protobuf::Timestamp& ts);
 //   stragglers[task index...].
 // Extra keys (never renamed, may grow): timing.cpu_seconds,
 // timing.phases{queued_seconds, dispatch_seconds, result_seconds} (means),
-// workers[].slots_used, tasks[].error (only when non-empty),
+// workers[].slots_used, tasks[].error (only when non-empty), tasks[].pid
+// (the process that ran the task, when known),
 // tasks[].phases{queued_seconds, dispatch_seconds, result_seconds},
 // counts{total, succeeded, failed, cancelled, retries}, iterations_total,
 // spec{tasks, iterations, total, duration_seconds, max_slots, max_attempts,

@@ -12,6 +12,75 @@ namespace {
 
 double Seconds(absl::Time from, absl::Time to) { return absl::ToDoubleSeconds(to - from); }
 
+// The most tasks that ran at once (intervals trimmed by half a millisecond
+// at each end, so back-to-back tasks measured on two clocks do not count as
+// overlapping), capped by the distinct slots and the spec's max_slots.
+uint32_t SlotsUsed(const JobRecord& job, size_t distinct_slots) {
+  constexpr absl::Duration kSlack = absl::Microseconds(500);
+  std::vector<std::pair<absl::Time, int>> events;
+  for (const TaskRecord& t : job.tasks) {
+    if (!t.has_timing()) continue;
+    absl::Time start = t.started_at, end = t.ended_at;
+    if (end - start > 2 * kSlack) {
+      start += kSlack;
+      end -= kSlack;
+    }
+    events.emplace_back(start, +1);
+    events.emplace_back(end, -1);
+  }
+  std::sort(events.begin(), events.end());  // at equal times, ends (-1) first
+  int running = 0, peak = 0;
+  for (const auto& [when, delta] : events) peak = std::max(peak, running += delta);
+  uint32_t slots = std::min<uint32_t>(static_cast<uint32_t>(peak), static_cast<uint32_t>(distinct_slots));
+  if (job.spec.max_slots() > 0) slots = std::min(slots, job.spec.max_slots());
+  return slots;
+}
+
+void AddAttempt(const JobRecord& job, uint32_t index, const AttemptRecord& a, absl::Time end_if_open,
+                v1::JobReport* r) {
+  v1::AttemptTiming* at = r->add_attempts();
+  at->set_index(index);
+  at->set_attempt(a.attempt);
+  at->set_worker(a.worker);
+  at->set_host(a.host);
+  at->set_slot(a.slot);
+  at->set_state(a.state);
+  at->set_backup(a.backup);
+  at->set_pid(a.pid);
+  const absl::Time end = a.ended_at != absl::InfinitePast() ? a.ended_at : end_if_open;
+  at->set_start_offset_seconds(Seconds(job.submitted_at, a.started_at));
+  at->set_seconds(std::max(0.0, Seconds(a.started_at, end)));
+  at->set_cpu_seconds(static_cast<double>(a.cpu_ns) / 1e9);
+  at->set_iterations(a.iterations_done);
+  at->set_error(a.error);
+}
+
+void AddAttempts(const JobRecord& job, absl::Time now, v1::JobReport* r) {
+  const absl::Time open_end = job.finished_at != absl::InfinitePast() ? job.finished_at : now;
+  for (const TaskRecord& t : job.tasks) {
+    for (const AttemptRecord& a : t.history) AddAttempt(job, t.index, a, open_end, r);
+    if (t.started_at == absl::InfinitePast()) continue;
+    AttemptRecord last;
+    last.attempt = t.attempt;
+    last.state = t.state;
+    last.backup = t.backup_won;
+    last.slot = t.slot;
+    last.pid = t.pid;
+    last.worker = t.worker;
+    last.host = t.host;
+    last.started_at = t.started_at;
+    last.ended_at = t.ended_at;
+    last.cpu_ns = t.cpu_ns;
+    last.iterations_done = t.iterations_done;
+    last.error = t.error;
+    AddAttempt(job, t.index, last, open_end, r);
+  }
+  std::stable_sort(r->mutable_attempts()->begin(), r->mutable_attempts()->end(),
+                   [](const v1::AttemptTiming& a, const v1::AttemptTiming& b) {
+                     return a.start_offset_seconds() < b.start_offset_seconds();
+                   });
+}
+
 }  // namespace
 
 void ToProtoTime(absl::Time t, google::protobuf::Timestamp* out) {
@@ -27,7 +96,7 @@ absl::Time FromProtoTime(const google::protobuf::Timestamp& ts) {
 }
 
 v1::JobReport BuildReport(const JobRecord& job, const std::map<std::string, WorkerFacts>& workers,
-                          absl::Time now, bool include_tasks) {
+                          absl::Time now, bool include_tasks, bool include_attempts) {
   v1::JobReport r;
   r.set_schema(kReportSchema);
   r.set_id(job.id);
@@ -102,8 +171,9 @@ v1::JobReport BuildReport(const JobRecord& job, const std::map<std::string, Work
   timing->set_cpu_seconds(cpu);
   const double speedup = makespan > 0 ? serial / makespan : 0;
   timing->set_speedup(speedup);
-  timing->set_slots(static_cast<uint32_t>(slots_used.size()));
-  timing->set_efficiency(slots_used.empty() ? 0 : speedup / static_cast<double>(slots_used.size()));
+  const uint32_t slots = SlotsUsed(job, slots_used.size());
+  timing->set_slots(slots);
+  timing->set_efficiency(slots == 0 ? 0 : speedup / static_cast<double>(slots));
   const Summary summary = Summarize(succeeded_seconds);
   v1::TaskDurationStats* ts = timing->mutable_task_seconds();
   ts->set_min(summary.min);
@@ -154,6 +224,7 @@ v1::JobReport BuildReport(const JobRecord& job, const std::map<std::string, Work
       tt->set_error(t.error);
       tt->set_speculated(t.speculated);
       tt->set_backup_won(t.backup_won);
+      tt->set_pid(t.pid);
       if (t.has_timing()) {
         tt->set_start_offset_seconds(Seconds(job.submitted_at, t.started_at));
         tt->set_seconds(t.seconds());
@@ -168,6 +239,7 @@ v1::JobReport BuildReport(const JobRecord& job, const std::map<std::string, Work
       }
     }
   }
+  if (include_attempts) AddAttempts(job, now, &r);
   return r;
 }
 

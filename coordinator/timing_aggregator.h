@@ -27,7 +27,9 @@ struct WorkerFacts {
 //  - wall = submit -> last result (or now); makespan = first task start ->
 //    last task end; serial = sum of succeeded task durations;
 //    speedup = serial / makespan; efficiency = speedup / slots, where slots
-//    counts the distinct (worker, slot) pairs that ran the job's tasks;
+//    is the most tasks that ran at once (a serial job on a worker with two
+//    slots used one), at most the distinct (worker, slot) pairs that ran
+//    the job's tasks and the spec's max_slots;
 //    overhead = wall - makespan;
 //  - percentiles over succeeded task durations; stragglers are succeeded
 //    tasks longer than kStragglerFactor x the median;
@@ -36,8 +38,12 @@ struct WorkerFacts {
 //    / busy.
 // `workers` maps worker names to their facts; a worker missing from it
 // (gone) is reported with the slots the job used on it.
+// With `include_attempts`, `attempts` lists every attempt that started
+// (TaskRecord::history, then each task's current one; a running or
+// cancelled-while-running attempt ends at `now` or the job's end), sorted by
+// start.
 v1::JobReport BuildReport(const JobRecord& job, const std::map<std::string, WorkerFacts>& workers,
-                          absl::Time now, bool include_tasks);
+                          absl::Time now, bool include_tasks, bool include_attempts = false);
 
 // Progress of `job` at `now` (O(1): counters only).
 v1::JobProgress BuildProgress(const JobRecord& job, absl::Time now);

@@ -197,7 +197,8 @@ v1::TaskResult Executor::RunInThread(const v1::Assignment& a, int slot, const Ca
   v1::TaskResult r;
   *r.mutable_task() = a.task();
   r.set_slot(static_cast<uint32_t>(slot));
-  SetWallStart(absl::Now(), &r);
+  r.set_pid(static_cast<uint32_t>(getpid()));
+  SetWallStart(ReportedWallNow(), &r);
   const int64_t cpu0 = ThreadCpuNanos();
   r.set_start_mono_ns(MonoNanosNow());
   const absl::Time deadline = DeadlineOf(a);
@@ -231,7 +232,7 @@ v1::TaskResult Executor::RunInProcess(const v1::Assignment& a, int slot, const K
   v1::TaskResult r;
   *r.mutable_task() = a.task();
   r.set_slot(static_cast<uint32_t>(slot));
-  SetWallStart(absl::Now(), &r);
+  SetWallStart(ReportedWallNow(), &r);
   r.set_start_mono_ns(MonoNanosNow());
   const absl::Time deadline = DeadlineOf(a);
   const pid_t pid = fork();
@@ -256,6 +257,7 @@ v1::TaskResult Executor::RunInProcess(const v1::Assignment& a, int slot, const K
     r.set_error(absl::StrCat("fork failed: ", std::strerror(errno)));
     return r;
   }
+  r.set_pid(static_cast<uint32_t>(pid));
   {
     absl::MutexLock lock(&mu_);
     auto it = running_.find(key);

@@ -243,7 +243,7 @@ void WorkerClient::SenderLoop(grpc::ClientReaderWriter<v1::WorkerMessage, v1::Co
       v1::Heartbeat* hb = batch.emplace_back().mutable_heartbeat();
       hb->set_seq(++seq);
       hb->set_sent_mono_ns(MonoNanosNow());
-      hb->set_sent_unix_ns(absl::ToUnixNanos(absl::Now()));
+      hb->set_sent_unix_ns(absl::ToUnixNanos(ReportedWallNow()));
       hb->set_clock_offset_valid(offset_valid_);
       hb->set_clock_offset_ns(offset_ns_);
       hb->set_clock_rtt_ns(offset_rtt_ns_);

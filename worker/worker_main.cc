@@ -11,6 +11,7 @@
 
 #include "absl/strings/str_split.h"
 #include "absl/time/time.h"
+#include "common/clock.h"
 #include "common/flags.h"
 #include "common/logging.h"
 #include "worker/host_probe.h"
@@ -66,7 +67,20 @@ int main(int argc, char** argv) {
       ->capture_default_str()
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "off"}));
   busyfleet::BindEnvironment(app);
+  std::string clock_skew;
+  app.add_option("--debug-clock-skew", clock_skew,
+                 "testing: pretend this machine's clocks are off by this much (e.g. 5s, -3s)")
+      ->group("Testing");
   CLI11_PARSE(app, argc, argv);
+  if (!clock_skew.empty()) {
+    absl::Duration skew;
+    if (!absl::ParseDuration(clock_skew, &skew) || absl::AbsDuration(skew) > absl::Hours(24 * 365)) {
+      std::fprintf(stderr, "worker: --debug-clock-skew must be a duration within a year, like 5s or -3s; got \"%s\"\n",
+                   clock_skew.c_str());
+      return 2;
+    }
+    busyfleet::SetClockSkewForTesting(skew);
+  }
 
   if (auto st = busyfleet::SetupLogging("worker", log_format, log_level); !st.ok()) {
     std::fprintf(stderr, "worker: %s\n", std::string(st.message()).c_str());

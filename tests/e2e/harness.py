@@ -105,11 +105,21 @@ class ClusterCase(unittest.TestCase):
             self.coordinator.stop(signal.SIGKILL)
         self.tmp.cleanup()
 
-    def start_coordinator(self, *extra, listen="127.0.0.1:0", db=":memory:", timeout="2s", prefix=()):
+    def start_coordinator(self, *extra, listen="127.0.0.1:0", db=":memory:", timeout="2s", prefix=(),
+                          http=None):
+        """Starts a coordinator; `http` is its --http-listen (default: a free
+        loopback port, none inside a network namespace). Sets self.address
+        and, with HTTP, self.http_address (host:port)."""
+        if http is None:
+            http = "" if prefix else "127.0.0.1:0"
         self.coordinator = Daemon([*prefix, binary("coordinator/coordinator"), "--listen", listen,
-                                   "--db", db, "--worker-timeout", timeout, *extra])
+                                   "--http-listen=" + http, "--db", db, "--worker-timeout", timeout, *extra])
         m = self.coordinator.wait_for_line(r"listening on (\S+:\d+)")
         self.address = m.group(1)
+        self.http_address = None
+        if http:
+            m = self.coordinator.wait_for_line(r"status page and metrics on https?://(\S+:\d+)/")
+            self.http_address = m.group(1)
         return self.coordinator
 
     def start_worker(self, name, *extra, slots=1, prefix=(), coordinator=None):

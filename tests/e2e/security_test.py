@@ -116,8 +116,10 @@ class SecurityCase(harness.ClusterCase):
         # A bound port is never 0: the --insecure warning also says
         # "listening on 0.0.0.0:0", before the port is picked.
         listening = r"listening on (\S+:[1-9]\d*)\b"
+        http = [] if any(a.startswith("--http-listen") for a in extra) else \
+            ["--http-listen=" + ("" if prefix else "127.0.0.1:0")]
         self.coordinator = start_daemon([*prefix, binary("coordinator/coordinator"), "--listen", listen,
-                                         "--db", db, "--worker-timeout", timeout, *extra], listening)
+                                         *http, "--db", db, "--worker-timeout", timeout, *extra], listening)
         m = self.coordinator.wait_for_line(listening)
         self.address = m.group(1)
         return self.coordinator
