@@ -40,6 +40,15 @@ def our_namespaces():
     return [line.split()[0] for line in out.splitlines() if line.split() and line.split()[0].startswith(PREFIX + "-")]
 
 
+def alive(pid):
+    """Running, not merely a zombie waiting for its new parent to reap it."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
 def peer_ip(peer):
     m = re.match(r"ipv4:([\d.]+):\d+$", peer)
     return m and m.group(1)
@@ -182,7 +191,7 @@ class NetnsClusterTest(NetnsClusterCase):
         self.assertEqual(our_namespaces(), [])
         self.assertFalse(os.path.exists(self.state))
         for pid in pids:
-            self.assertFalse(os.path.exists(f"/proc/{pid}"), f"pid {pid} survived down")
+            self.assertFalse(alive(pid), f"pid {pid} survived down")
         self.assertIn("nothing to take down", self.cluster("down").stdout)  # idempotent
 
         # up with no binaries fails with a clear message and leaves nothing behind.
@@ -259,7 +268,7 @@ class SshLauncherTest(NetnsClusterCase):
         out = self.cluster("exec", "coord", *stop).stdout
         self.assertEqual(out.count("stopped (pid"), 2, out)
         for host, pid in pids.items():
-            self.assertFalse(os.path.exists(f"/proc/{pid}"), f"worker on {host} still running")
+            self.assertFalse(alive(pid), f"worker on {host} still running")
             self.assertFalse(os.path.exists(os.path.join(remote, host, "token")), "token copy left behind")
         self.wait_for(lambda: not self.ready(), what="workers gone from the coordinator")
         out = self.cluster("exec", "coord", *stop).stdout
