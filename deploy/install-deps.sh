@@ -24,7 +24,7 @@ build_pkgs=(
   # the status page (headless Chromium), the deployment files (compose,
   # YAML, systemd units) and the ssh launcher (sshd in network namespaces).
   prometheus chromium docker-compose yamllint openssh-server openssh-client
-  libxml2-utils systemd
+  libxml2-utils systemd shellcheck
 )
 # What `ldd` of the three binaries resolves to (their own dependencies follow).
 runtime_pkgs=(

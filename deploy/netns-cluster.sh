@@ -193,7 +193,7 @@ cmd_up() {
     echo "netns-cluster: up: coordinator on coord ($SUBNET.1:$PORT), hosts w1..w$n without workers"
   fi
   cmd_status
-  echo "try: $0 exec coord coordctl workers"
+  echo "try: $0 exec coord $COORDCTL workers"
 }
 
 setup_sshd() {  # N
