@@ -271,8 +271,6 @@ class SshLauncherTest(NetnsClusterCase):
             self.assertFalse(alive(pid), f"worker on {host} still running")
             self.assertFalse(os.path.exists(os.path.join(remote, host, "token")), "token copy left behind")
         self.wait_for(lambda: not self.ready(), what="workers gone from the coordinator")
-        out = self.cluster("exec", "coord", *stop).stdout
-        self.assertEqual(out.count("not running"), 2, out)
 
 
 
