@@ -40,6 +40,17 @@ def our_namespaces():
     return [line.split()[0] for line in out.splitlines() if line.split() and line.split()[0].startswith(PREFIX + "-")]
 
 
+def purge():
+    """Kills every process in a namespace with our prefix and deletes it."""
+    for ns in our_namespaces():
+        for pid in subprocess.run(["ip", "netns", "pids", ns], capture_output=True, text=True).stdout.split():
+            try:
+                os.kill(int(pid), signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+
+
 def alive(pid):
     """Running, not merely a zombie waiting for its new parent to reap it."""
     try:
@@ -67,23 +78,13 @@ class NetnsClusterCase(unittest.TestCase):
                         BUSYFLEET_WORKER_TIMEOUT="1s")
         for key in ("BUSYFLEET_COORDINATOR", "BUSYFLEET_TOKEN_FILE"):
             self.env.pop(key, None)
-        leftovers = our_namespaces()
-        if leftovers:  # an earlier run killed before its tearDown
-            for ns in leftovers:
-                subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+        purge()  # what an earlier run killed before its tearDown left
 
     def tearDown(self):
         # Always take the cluster down, even when the test failed; then make
         # sure nothing with our prefix survived.
         self.cluster("down", check=None)
-        for ns in our_namespaces():
-            for pid in subprocess.run(["ip", "netns", "pids", ns], capture_output=True,
-                                      text=True).stdout.split():
-                try:
-                    os.kill(int(pid), signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-            subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+        purge()
         self.tmp.cleanup()
 
     def cluster(self, *args, check=0, timeout=120):
