@@ -119,13 +119,10 @@ class NetnsClusterCase(unittest.TestCase):
         return self.cluster("addr", host).stdout.strip()
 
     def wait_for(self, predicate, timeout=DEADLINE, what="condition"):
-        end = time.monotonic() + timeout
-        while True:
-            value = predicate()
-            if value:
-                return value
-            self.assertLess(time.monotonic(), end, f"{what} not met within {timeout}s\n{self.logs()}")
-            time.sleep(0.05)
+        try:
+            return harness.ClusterCase.wait_for(self, predicate, timeout, what)
+        except AssertionError as e:
+            raise AssertionError(f"{e}\n{self.logs()}") from None
 
     def ready(self):
         return {w["name"]: w for w in self.coordctl_json("workers") if w["state"] == "READY"}
