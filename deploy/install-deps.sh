@@ -3,14 +3,20 @@
 # Idempotent: when every package is already installed, apt is not called.
 #
 #   deploy/install-deps.sh            build + test dependencies
+#   deploy/install-deps.sh --build    only what compiling the three binaries needs
+#                                     (the Dockerfile's build stage)
 #   deploy/install-deps.sh --runtime  only the shared libraries the binaries need
+#                                     (the Dockerfile's runtime stage)
 set -euo pipefail
 
-build_pkgs=(
-  cmake ninja-build g++ pkg-config git ca-certificates
+compile_pkgs=(
+  cmake ninja-build g++ pkg-config ca-certificates
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libabsl-dev libspdlog-dev libfmt-dev libcli11-dev nlohmann-json3-dev
   libsqlite3-dev libcpp-httplib-dev
+)
+build_pkgs=(
+  "${compile_pkgs[@]}" git
   libgtest-dev libgmock-dev libbenchmark-dev
   python3 iproute2 procps openssl
   clang libclang-rt-14-dev
@@ -18,16 +24,20 @@ build_pkgs=(
   # the status page (headless Chromium), the deployment files (compose,
   # YAML, systemd units) and the ssh launcher (sshd in network namespaces).
   prometheus chromium docker-compose yamllint openssh-server openssh-client
-  libxml2-utils systemd
+  libxml2-utils systemd shellcheck
 )
+# What `ldd` of the three binaries resolves to (their own dependencies follow).
 runtime_pkgs=(
-  libgrpc++1.51 libprotobuf32 libspdlog1.10 libsqlite3-0 ca-certificates
+  libgrpc++1.51 libgrpc29 libprotobuf32 libspdlog1.10 libfmt9 libsqlite3-0
+  libcpp-httplib0.11 ca-certificates
 )
 
-pkgs=("${build_pkgs[@]}")
-if [[ "${1:-}" == "--runtime" ]]; then
-  pkgs=("${runtime_pkgs[@]}")
-fi
+case "${1:-}" in
+  "") pkgs=("${build_pkgs[@]}") ;;
+  --build) pkgs=("${compile_pkgs[@]}") ;;
+  --runtime) pkgs=("${runtime_pkgs[@]}") ;;
+  *) echo "usage: $0 [--build | --runtime]" >&2; exit 2 ;;
+esac
 
 missing=()
 for p in "${pkgs[@]}"; do
