@@ -7,7 +7,7 @@
 // succeeded (0 s), so a stray job cannot hang.
 //
 // With --pid, measures that process (the coordinator) over the --seconds
-// window that starts once every session is welcomed: CPU (utime + stime
+// window that starts --settle seconds after every session is welcomed: CPU (utime + stime
 // from /proc/PID/stat) as a % of one core, and peak RSS (VmHWM). Prints one
 // JSON object on stdout.
 //   session_swarm --coordinator 127.0.0.1:7070 --sessions 1000 --seconds 10 --pid PID
@@ -54,6 +54,7 @@ struct Counters {
   std::atomic<int64_t> heartbeats_sent{0};
   std::atomic<int64_t> acks{0};
   std::atomic<int64_t> assignments{0};
+  std::atomic<int64_t> interval_ns{0};  // from the last welcome
 };
 
 class Session final : public grpc::ClientBidiReactor<v1::WorkerMessage, v1::CoordinatorMessage> {
@@ -119,6 +120,7 @@ class Session final : public grpc::ClientBidiReactor<v1::WorkerMessage, v1::Coor
           welcomed_ = true;
           next_heartbeat_ = MonoNanos();
         }
+        counters_->interval_ns.store(interval);
         counters_->welcomed.fetch_add(1);
         break;
       }
@@ -250,6 +252,7 @@ int main(int argc, char** argv) {
   int connections = 0;
   double seconds = 10;
   double attach_timeout = 60;
+  double settle = 1;
   int pid = 0;
   app.add_option("--coordinator", coordinator, "coordinator address")->capture_default_str();
   app.add_option("--sessions", sessions, "worker sessions")->capture_default_str()->check(CLI::Range(1, 100'000));
@@ -263,6 +266,11 @@ int main(int argc, char** argv) {
   app.add_option("--attach-timeout", attach_timeout, "seconds allowed for every session to be welcomed")
       ->capture_default_str()
       ->check(CLI::Range(1.0, 3600.0));
+  app.add_option("--settle", settle,
+                 "seconds between the last welcome and the window (the first heartbeats of a session come "
+                 "20 ms apart)")
+      ->capture_default_str()
+      ->check(CLI::Range(0.0, 600.0));
   app.add_option("--pid", pid, "process to measure (the coordinator); 0: none")->capture_default_str();
   busyfleet::ClientSecurityFlags security_flags;
   security_flags.AddTo(app);
@@ -348,26 +356,31 @@ int main(int argc, char** argv) {
   std::fprintf(stderr, "session_swarm: %d sessions attached over %d connections in %.2f s\n", sessions, connections,
                attach_seconds);
 
-  // The measured window.
+  // The measured window, in the steady state.
+  stop.WaitForNotificationWithTimeout(absl::Seconds(settle));  // never notified here: a timed wait
   const double cpu0 = pid > 0 ? ProcessCpuSeconds(pid) : 0;
   const double self0 = SelfCpuSeconds();
   const int64_t acks0 = counters.acks.load();
+  const int64_t sent0 = counters.heartbeats_sent.load();
   const auto t0 = std::chrono::steady_clock::now();
   stop.WaitForNotificationWithTimeout(absl::Seconds(seconds));  // never notified here: a timed wait
   const double window = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   const double cpu1 = pid > 0 ? ProcessCpuSeconds(pid) : 0;
   const double self1 = SelfCpuSeconds();
   const int64_t acks = counters.acks.load() - acks0;
+  const int64_t sent = counters.heartbeats_sent.load() - sent0;
   const long hwm = pid > 0 ? StatusKib(pid, "VmHWM:") : -1;
   const long rss = pid > 0 ? StatusKib(pid, "VmRSS:") : -1;
   const int alive = sessions - counters.done.load();
 
   std::printf("%s\n",
               absl::StrFormat("{\"sessions\": %d, \"connections\": %d, \"attach_seconds\": %.3f, \"window_seconds\": "
-                              "%.3f, \"alive_at_end\": %d, \"acks_in_window\": %d, \"acks_per_second\": %.1f, "
+                              "%.3f, \"alive_at_end\": %d, \"heartbeat_interval_ms\": %.1f, \"heartbeats_sent_in_window\": %d, "
+                              "\"acks_in_window\": %d, \"acks_per_second\": %.1f, "
                               "\"coordinator_cpu_percent\": %.3f, \"coordinator_vmhwm_kib\": %d, "
                               "\"coordinator_vmrss_kib\": %d, \"swarm_cpu_percent\": %.3f}",
-                              sessions, connections, attach_seconds, window, alive, acks,
+                              sessions, connections, attach_seconds, window, alive,
+                              static_cast<double>(counters.interval_ns.load()) / 1e6, sent, acks,
                               static_cast<double>(acks) / window, pid > 0 ? 100.0 * (cpu1 - cpu0) / window : -1.0,
                               hwm, rss, 100.0 * (self1 - self0) / window)
                   .c_str());
