@@ -521,7 +521,8 @@ def print_tables(b, smoke):
         verdict = "-" if r["pass"] is None else ("pass" if r["pass"] else "FAIL")
         if smoke:
             verdict = "(smoke)"
-        lines.append([f"{r['target']}. {r['name']}", f"{fmt(r['figure'])} {r['unit']}".rstrip(), goal,
+        figure = "error" if r["figure"] is None else f"{fmt(r['figure'])} {r['unit']}".rstrip()
+        lines.append([f"{r['target']}. {r['name']}", figure, goal,
                       "-" if r["ratio"] is None else f"{r['ratio']:.3g}", verdict])
     print(markdown(head, lines))
     if b.peers:
@@ -530,9 +531,11 @@ def print_tables(b, smoke):
         lines = [[p["system"], f"{p['startup_s']:.2f} s", f"{p['tasks_per_s']:,.0f}", f"{p['p50_ms']:.2f} ms",
                   f"{p['p99_ms']:.2f} ms"] for p in b.peers]
         print(markdown(head, lines))
-    for n in b.notes:
+    notes = b.notes + [f"target {r['target']}, {r['name']}: {r['note']}" for r in b.rows
+                       if r["figure"] is None and r["note"]]
+    for n in notes:
         print(f"\n- {n}", end="")
-    if b.notes:
+    if notes:
         print()
 
 
@@ -608,6 +611,11 @@ def main():
     missing = [t for t in only if t not in b.ran]
     if missing:
         print(f"e2e_bench: stages did not run: {missing}", file=sys.stderr)
+        return 1
+    errors = [r for r in b.rows if r["figure"] is None]
+    if args.smoke and errors:
+        print(f"e2e_bench: {len(errors)} stage(s) gave no figure: " + "; ".join(r["note"] for r in errors),
+              file=sys.stderr)
         return 1
     if args.smoke or not args.strict:
         return 0
