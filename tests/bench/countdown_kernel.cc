@@ -1,6 +1,6 @@
 // The worker's countdown kernel (cancel and deadline checks included), timed
 // the same way as bare_countdown.cc. Prints iterations per second.
-//   build/release/tests/countdown_kernel [iterations] [repetitions]
+//   build/release/tests/bench/countdown_kernel [iterations] [repetitions]
 #include <algorithm>
 #include <chrono>
 #include <cstdint>

@@ -1,5 +1,5 @@
 // The countdown kernel against the bare loop compiled alone: iterations per
-// second per core. Run: build/release/tests/kernel_bench
+// second per core. Run: build/release/tests/bench/kernel_bench
 #include <benchmark/benchmark.h>
 
 #include "common/kernels.h"

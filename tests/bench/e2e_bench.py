@@ -1,0 +1,626 @@
+#!/usr/bin/env python3
+"""busyfleet's end-to-end benchmark: every target of issue 7 in one run.
+
+Starts real coordinators and workers from --bin-dir (each stage gets a fresh
+coordinator on a free loopback port), runs the six targets and prints one
+table: target, figure, target value, ratio, pass/fail. The ratio is how far
+past the target the figure is, >= 1 passes, whichever way the target points
+(figure / target for "at least", target / figure for "at most").
+
+  python3 tests/bench/e2e_bench.py --bin-dir build/release --peers
+  python3 tests/bench/e2e_bench.py --bin-dir build/release --only 1,2 --json out.json
+  python3 tests/bench/e2e_bench.py --bin-dir build/release --smoke   # ctest: bench_smoke
+
+With --peers, Python multiprocessing and Dask distributed run the same
+empty-task workloads in the same run (tests/bench/peers/), and target 1's
+bar is computed from their figures; without, from the figures issue 7
+measured on this machine (marked "anchor").
+
+--smoke runs tiny sizes in well under a minute and checks only that every
+stage ran and every task was accounted for; it prints figures but has no
+timing pass/fail. The full run takes a few minutes.
+"""
+import argparse
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+STARTUP_DEADLINE = 30.0
+
+# Issue 7's figures from this machine, used when the peers are not run.
+ANCHORS = {
+    "pool_cs1_tasks_per_s": 35_800,
+    "dask_tasks_per_s": 520,
+}
+
+
+class BenchError(Exception):
+    """A stage could not run or lost tasks (always fatal, smoke or not)."""
+
+
+# --------------------------------------------------------------------------
+# Processes
+
+
+class Daemon:
+    """A background process; stderr collected line by line."""
+
+    def __init__(self, argv, cwd=None):
+        self.argv = argv
+        self.lines = []
+        self.cond = threading.Condition()
+        self.proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                                     cwd=cwd)
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self):
+        for line in self.proc.stderr:
+            with self.cond:
+                # Only the first lines matter (the listen address); keep memory flat.
+                if len(self.lines) < 200:
+                    self.lines.append(line.rstrip("\n"))
+                self.cond.notify_all()
+        with self.cond:
+            self.cond.notify_all()
+
+    def wait_for_line(self, pattern, timeout=STARTUP_DEADLINE):
+        regex = re.compile(pattern)
+        end = time.monotonic() + timeout
+        with self.cond:
+            while True:
+                for line in self.lines:
+                    m = regex.search(line)
+                    if m:
+                        return m
+                left = end - time.monotonic()
+                if left <= 0 or (self.proc.poll() is not None and not self.reader.is_alive()):
+                    raise BenchError(f"{self.argv[0]}: no line matching {pattern!r}; got:\n" +
+                                     "\n".join(self.lines[-20:]))
+                self.cond.wait(left)
+
+    def stop(self, sig=signal.SIGTERM, timeout=15):
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.reader.join(timeout=5)
+
+
+def cpu_seconds(pid):
+    """utime + stime of `pid` (/proc/PID/stat, fields 14 and 15)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def status_kib(pid, key):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(key + ":"):
+                return int(line.split()[1])
+    return -1
+
+
+class Cluster:
+    """A coordinator and N one-slot workers from the build tree."""
+
+    def __init__(self, bench, db, workers, slots=1, extra=()):
+        self.bench = bench
+        self.tmp = tempfile.TemporaryDirectory(prefix="busyfleet-bench-")
+        self.db = db if db == ":memory:" else os.path.join(self.tmp.name, "busyfleet.db")
+        self.workers = []
+        t0 = time.perf_counter()
+        self.coordinator = Daemon([bench.bin("coordinator/coordinator"), "--listen", "127.0.0.1:0", "--db", self.db,
+                                   *extra], cwd=self.tmp.name)
+        self.address = self.coordinator.wait_for_line(r"listening on (\S+:\d+)").group(1)
+        for i in range(workers):
+            self.workers.append(Daemon([bench.bin("worker/worker"), "--coordinator", self.address,
+                                        "--slots", str(slots), "--name", f"bench-w{i + 1}"]))
+        if workers:
+            self.wait_for_workers(workers)
+        self.startup_seconds = time.perf_counter() - t0
+
+    @property
+    def pid(self):
+        return self.coordinator.proc.pid
+
+    def coordctl(self, *args, timeout=600, stdout=None):
+        cmd = [self.bench.bin("coordinator/coordctl"), "--coordinator", self.address, *args]
+        p = subprocess.run(cmd, stdout=stdout or subprocess.PIPE, stderr=subprocess.PIPE, text=stdout is None,
+                           timeout=timeout)
+        return p
+
+    def coordctl_json(self, *args, timeout=600):
+        p = self.coordctl("-o", "json", *args, timeout=timeout)
+        if p.returncode != 0:
+            raise BenchError(f"coordctl {' '.join(args)}: rc {p.returncode}: {p.stderr.strip()[-500:]}")
+        return json.loads(p.stdout)
+
+    def wait_for_workers(self, n, timeout=STARTUP_DEADLINE):
+        end = time.monotonic() + timeout
+        while True:
+            ready = [w for w in self.coordctl_json("workers") if w["state"] == "READY"]
+            if len(ready) >= n:
+                return
+            if time.monotonic() > end:
+                raise BenchError(f"{len(ready)} of {n} workers ready after {timeout}s")
+            time.sleep(0.02)
+
+    def close(self):
+        for w in self.workers:
+            w.stop()
+        self.coordinator.stop()
+        self.tmp.cleanup()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+# --------------------------------------------------------------------------
+# Results
+
+
+class Bench:
+    def __init__(self, args):
+        self.args = args
+        self.bin_dir = os.path.abspath(args.bin_dir)
+        self.rows = []      # the targets table
+        self.peers = []     # start-up / tasks/s / round-trip rows, one per system
+        self.notes = []
+        self.ran = []       # stages that completed
+
+    def bin(self, rel):
+        path = os.path.join(self.bin_dir, rel)
+        if not os.access(path, os.X_OK):
+            raise BenchError(f"missing binary {path}: build it (cmake --build {self.bin_dir} --target "
+                             f"{os.path.basename(rel)})")
+        return path
+
+    def row(self, target, name, figure, goal, unit, higher_is_better, note=""):
+        """Adds a table row; goal None: informational (no pass/fail)."""
+        if goal is None or figure is None:
+            ratio, ok = None, None
+        else:
+            ratio = (figure / goal if higher_is_better else (goal / figure if figure > 0 else float("inf")))
+            ok = ratio >= 1.0
+        r = {"target": target, "name": name, "figure": figure, "unit": unit,
+             "goal": goal, "goal_op": ">=" if higher_is_better else "<=", "ratio": ratio, "pass": ok,
+             "note": note}
+        self.rows.append(r)
+        print(f"  [{target}] {name}: {fmt(figure)} {unit}" + (f" (target {r['goal_op']} {fmt(goal)})"
+                                                            if goal is not None else "") +
+              (f" — {note}" if note else ""), file=sys.stderr, flush=True)
+        return r
+
+    def peer(self, system, startup_s, tasks, tasks_per_s, p50_ms, p99_ms, latency_jobs=None):
+        self.peers.append({"system": system, "startup_s": startup_s, "tasks": tasks, "tasks_per_s": tasks_per_s,
+                           "latency_jobs": latency_jobs, "p50_ms": p50_ms, "p99_ms": p99_ms})
+
+    def peer_figure(self, prefix, key):
+        for p in self.peers:
+            if p["system"].startswith(prefix) and p.get(key) is not None:
+                return p[key]
+        return None
+
+
+def fmt(v):
+    if v is None:
+        return "-"
+    if isinstance(v, str):
+        return v
+    a = abs(v)
+    if a >= 100_000:
+        return f"{v:,.0f}"
+    if a >= 100:
+        return f"{v:,.0f}" if float(v).is_integer() or a >= 1000 else f"{v:.1f}"
+    if a >= 1:
+        return f"{v:.3g}" if a < 10 else f"{v:.1f}"
+    return f"{v:.3g}"
+
+
+def load_average():
+    try:
+        return os.getloadavg()[0]
+    except OSError:
+        return -1.0
+
+
+# --------------------------------------------------------------------------
+# Targets
+
+
+def submit_wait(cluster, *args, timeout):
+    """coordctl -o json submit ... --wait; returns (report, seconds outside)."""
+    t0 = time.perf_counter()
+    p = cluster.coordctl("-o", "json", "submit", *args, "--wait", timeout=timeout)
+    secs = time.perf_counter() - t0
+    if p.returncode != 0:
+        raise BenchError(f"submit {' '.join(args)}: rc {p.returncode}: {p.stderr.strip()[-500:]}")
+    return json.loads(p.stdout), secs
+
+
+def check_all_succeeded(report, n, what):
+    """Every task accounted for: the counts, the per-worker sums and (when
+    the report lists them) every task row."""
+    if report["state"] != "SUCCEEDED":
+        raise BenchError(f"{what}: job ended {report['state']}: {report.get('error')}")
+    counts = report.get("counts", {})
+    if counts.get("succeeded", n) != n or counts.get("total", n) != n:
+        raise BenchError(f"{what}: counts {counts}, expected {n} succeeded")
+    by_workers = sum(w["tasks"] for w in report["workers"])
+    if by_workers != n:
+        raise BenchError(f"{what}: workers ran {by_workers} tasks, expected {n}")
+    tasks = report.get("tasks") or []
+    if tasks:
+        ok = sum(1 for t in tasks if t["state"] == "SUCCEEDED")
+        indices = {t["index"] for t in tasks}
+        if ok != n or len(indices) != n:
+            raise BenchError(f"{what}: {ok} task rows succeeded, {len(indices)} distinct, expected {n}")
+
+
+def target1(b, sizes):
+    """Empty-task throughput: N countdown tasks of 0 iterations in one job."""
+    n = sizes["t1_tasks"]
+    pool = b.peer_figure("multiprocessing.Pool(2).map, chunksize=1", "tasks_per_s")
+    dask = b.peer_figure("Dask", "tasks_per_s")
+    src = "this run"
+    if pool is None or dask is None:
+        pool = pool or ANCHORS["pool_cs1_tasks_per_s"]
+        dask = dask or ANCHORS["dask_tasks_per_s"]
+        src = "issue 7 anchors"
+    goal = max(100 * dask, 3 * pool)
+    for db in b.db_modes:
+        with Cluster(b, db, workers=2) as c:
+            report, outside = submit_wait(c, "--tasks", str(n), "--iterations", "0",
+                                          timeout=sizes["t1_timeout"])
+            check_all_succeeded(report, n, f"target 1 ({db})")
+            wall = report["timing"]["wall_seconds"]
+            label = "memory" if db == ":memory:" else "file"
+            b.row(1, f"empty tasks/s, submit->report outside, db {label}", n / outside, goal, "tasks/s", True,
+                  f"{n} tasks in {outside:.2f} s; bar = max(100 x Dask, 3 x Pool cs=1) from {src}")
+            b.row(1, f"empty tasks/s, report wall_seconds, db {label}", n / wall if wall > 0 else None, goal,
+                  "tasks/s", True, f"wall_seconds {wall:.3f}")
+            if db == b.db_modes[0]:
+                b.startup_and_rate = (c.startup_seconds, n / outside)
+
+
+def target2(b, sizes):
+    """Single-task latency: sequential one-task jobs through the client API."""
+    for db in b.db_modes:
+        with Cluster(b, db, workers=2) as c:
+            p = subprocess.run([b.bin("tests/bench/latency_bench"), "--coordinator", c.address, "--jobs",
+                                str(sizes["t2_jobs"]), "--warmup", str(sizes["t2_warmup"])],
+                               capture_output=True, text=True, timeout=600)
+            if p.returncode != 0:
+                raise BenchError(f"latency_bench: rc {p.returncode}: {p.stderr.strip()[-500:]}")
+            r = json.loads(p.stdout)
+            label = "memory" if db == ":memory:" else "file"
+            b.row(2, f"one-task job latency p50, db {label}", r["p50_ms"], 0.5, "ms", False,
+                  f"{r['jobs']} jobs; p90 {r['p90_ms']:.3f} ms, max {r['max_ms']:.3f} ms")
+            b.row(2, f"one-task job latency p99, db {label}", r["p99_ms"], 2.0, "ms", False)
+            if db == b.db_modes[0]:
+                b.latency = r
+
+
+def kernel_rate(b, iterations, reps, cpu=None):
+    """(kernel G it/s, bare G it/s), both timed by their own binaries."""
+    def run(binary):
+        cmd = [b.bin(binary), str(iterations), str(reps)]
+        if cpu is not None and shutil.which("taskset"):
+            cmd = ["taskset", "-c", str(cpu), *cmd]
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+        if p.returncode != 0:
+            raise BenchError(f"{binary}: rc {p.returncode}: {p.stderr}")
+        return float(re.search(r"([\d.]+) G iterations/s", p.stdout).group(1))
+    return run("tests/bench/countdown_kernel"), run("tests/bench/bare_countdown")
+
+
+def target3(b, sizes):
+    """Parallel efficiency: 64 x 50 ms tasks; 8 x 250 ms vs a bare split run."""
+    kernel, _ = kernel_rate(b, sizes["calib_iterations"], 3)
+    rate = kernel * 1e9
+    it50 = int(rate * sizes["t3a_seconds"])
+    it250 = int(rate * sizes["t3b_seconds"])
+    b.notes.append(f"target 3 calibration: kernel {kernel:.3f} G it/s -> {it50:,} iterations per "
+                   f"{sizes['t3a_seconds'] * 1e3:.0f} ms task, {it250:,} per {sizes['t3b_seconds'] * 1e3:.0f} ms task")
+    with Cluster(b, ":memory:", workers=2) as c:
+        n = sizes["t3a_tasks"]
+        report, _ = submit_wait(c, "--tasks", str(n), "--iterations", str(it50), timeout=600)
+        check_all_succeeded(report, n, "target 3a")
+        t = report["timing"]
+        b.row(3, f"efficiency, {n} x {sizes['t3a_seconds'] * 1e3:.0f} ms on 2 slots", t["efficiency"], 0.98, "",
+              True, f"makespan {t['makespan_seconds']:.3f} s, serial {t['serial_seconds']:.3f} s, "
+                    f"slots {t['slots']}")
+        n = sizes["t3b_tasks"]
+        report, outside = submit_wait(c, "--tasks", str(n), "--iterations", str(it250), timeout=600)
+        check_all_succeeded(report, n, "target 3b")
+        t = report["timing"]
+    p = subprocess.run(["/usr/bin/time", "-f", "TIME %e", b.bin("tests/bench/bare_countdown"), "--split", str(n),
+                        str(it250), "2"], capture_output=True, text=True, timeout=600)
+    if p.returncode != 0:
+        raise BenchError(f"bare_countdown --split: rc {p.returncode}: {p.stderr}")
+    bare_outside = float(re.search(r"TIME ([\d.]+)", p.stderr).group(1))
+    bare_inside = float(re.search(r"on 2 threads: ([\d.]+) s", p.stdout).group(1))
+    b.row(3, f"makespan / bare, {n} x {sizes['t3b_seconds'] * 1e3:.0f} ms", t["makespan_seconds"] / bare_outside,
+          1.02, "x", False, f"job makespan {t['makespan_seconds']:.3f} s (wall {t['wall_seconds']:.3f} s, "
+                            f"coordctl {outside:.3f} s); bare {bare_outside:.2f} s by /usr/bin/time "
+                            f"({bare_inside:.3f} s inside)")
+
+
+def target4(b, sizes):
+    """Kernel vs the bare loop, both pinned to CPU 0 when taskset exists."""
+    ratios = []
+    for _ in range(sizes["t4_trials"]):
+        kernel, bare = kernel_rate(b, sizes["t4_iterations"], sizes["t4_reps"], cpu=0)
+        ratios.append((kernel / bare, kernel, bare))
+    ratio, kernel, bare = sorted(ratios)[len(ratios) // 2]
+    b.row(4, "kernel / bare loop, iterations/s per core", ratio, 0.98, "x", True,
+          f"median of {len(ratios)}: kernel {kernel:.3f} vs bare {bare:.3f} G it/s")
+
+
+def wait_job(c, job_id, n, timeout):
+    """Waits for the job to end via `coordctl jobs` (cheap for any size)."""
+    end = time.monotonic() + timeout
+    while True:
+        for j in c.coordctl_json("jobs", "--limit", "10"):
+            if j["id"] == job_id and j["state"] in ("SUCCEEDED", "FAILED", "CANCELLED"):
+                return j["state"]
+        if time.monotonic() > end:
+            c.coordctl("cancel", job_id)
+            raise BenchError(f"target 5: the {n:,}-task job did not end within {timeout} s")
+        time.sleep(0.25)
+
+
+def target5(b, sizes):
+    """Scale: a million-task job; a thousand heartbeating sessions."""
+    n = sizes["t5_tasks"]
+    with Cluster(b, ":memory:", workers=2) as c:
+        t0 = time.perf_counter()
+        sub = c.coordctl_json("submit", "--tasks", str(n), "--iterations", "0")
+        submit_s = time.perf_counter() - t0
+        state = wait_job(c, sub["id"], n, sizes["t5_timeout"])
+        run_s = time.perf_counter() - t0
+        # Every task accounted for, from the summary (no task rows).
+        p = subprocess.run([b.bin("tests/bench/job_summary"), "--coordinator", c.address, sub["id"]],
+                           capture_output=True, text=True, timeout=120)
+        if p.returncode != 0:
+            raise BenchError(f"job_summary {sub['id']}: rc {p.returncode}: {p.stderr.strip()[-500:]}")
+        check_all_succeeded(json.loads(p.stdout), n, f"target 5 ({n:,}-task job)")
+        hwm_mib = status_kib(c.pid, "VmHWM") / 1024
+        b.row(5, f"{n:,}-task job: tasks accounted for", n, n, "tasks", True,
+              f"{state} in {run_s:.1f} s (submit {submit_s:.2f} s, {n / run_s:,.0f} tasks/s)")
+        # What a user types: `coordctl status JOB`, as it comes.
+        with tempfile.TemporaryFile() as out:
+            t0 = time.perf_counter()
+            p = c.coordctl("-o", "json", "status", sub["id"], stdout=out, timeout=600)
+            status_s = time.perf_counter() - t0
+            size = out.tell()
+            out.seek(0)
+            data = out.read()
+        if p.returncode != 0:
+            err = p.stderr.decode(errors="replace").strip().splitlines()[-1:] or ["?"]
+            b.row(5, "`coordctl -o json status JOB` time", None, 1.0, "s", False,
+                  f"FAILED after {status_s:.2f} s (rc {p.returncode}): {err[0][:160]}")
+            b.rows[-1]["pass"] = False
+        else:
+            rows = len(json.loads(data).get("tasks") or [])
+            b.row(5, "`coordctl -o json status JOB` time", status_s, 1.0, "s", False,
+                  f"{size / 1e6:.1f} MB of JSON, {rows:,} task rows" +
+                  (" (dumps every task by default)" if rows == n else ""))
+        del data
+        hwm_mib = max(hwm_mib, status_kib(c.pid, "VmHWM") / 1024)
+        b.row(5, f"coordinator peak RSS, {n:,}-task job", hwm_mib, 1024, "MiB", False, "VmHWM, after status")
+    with Cluster(b, ":memory:", workers=0) as c:
+        p = subprocess.run([b.bin("tests/bench/session_swarm"), "--coordinator", c.address, "--sessions",
+                            str(sizes["t5_sessions"]), "--seconds", str(sizes["t5_window"]), "--pid", str(c.pid)],
+                           capture_output=True, text=True, timeout=sizes["t5_window"] + 180)
+        if p.returncode != 0:
+            raise BenchError(f"session_swarm: rc {p.returncode}: {p.stderr.strip()[-800:]}")
+        r = json.loads(p.stdout)
+        if r["alive_at_end"] != sizes["t5_sessions"] or r["acks_in_window"] <= 0:
+            raise BenchError(f"session_swarm: {r}")
+        b.row(5, f"{r['sessions']:,} sessions: coordinator CPU", r["coordinator_cpu_percent"], 5.0, "% of a core",
+              False, f"{r['acks_per_second']:.0f} heartbeats/s acked over {r['window_seconds']:.1f} s; attach "
+                     f"{r['attach_seconds']:.2f} s; swarm itself {r['swarm_cpu_percent']:.1f}%")
+        b.row(5, f"{r['sessions']:,} sessions: coordinator peak RSS", r["coordinator_vmhwm_kib"] / 1024, 1024, "MiB",
+              False, "VmHWM")
+
+
+def target6(b, sizes):
+    """Idle cost: a coordinator with 10 real workers attached, nothing to do."""
+    n = sizes["t6_workers"]
+    with Cluster(b, ":memory:", workers=n) as c:
+        time.sleep(sizes["t6_settle"])  # let the attach burst and first heartbeats pass
+        cpu0 = cpu_seconds(c.pid)
+        workers0 = sum(cpu_seconds(w.proc.pid) for w in c.workers)
+        t0 = time.perf_counter()
+        time.sleep(sizes["t6_window"])  # the measured window: nothing else happens
+        secs = time.perf_counter() - t0
+        pct = 100 * (cpu_seconds(c.pid) - cpu0) / secs
+        workers_pct = 100 * (sum(cpu_seconds(w.proc.pid) for w in c.workers) - workers0) / secs / n
+        ready = len([w for w in c.coordctl_json("workers") if w["state"] == "READY"])
+        if ready != n:
+            raise BenchError(f"target 6: {ready} of {n} workers still ready after the window")
+        b.row(6, f"idle coordinator, {n} workers: CPU", pct, 1.0, "% of a core", False,
+              f"over {secs:.1f} s; each idle worker {workers_pct:.2f}%")
+
+
+def run_peers(b, sizes):
+    rows = []
+    cmds = [[sys.executable, os.path.join(HERE, "peers", "mp_peer.py"), "--tasks", str(sizes["peer_tasks"]),
+             "--executor-tasks", str(sizes["peer_executor_tasks"]), "--latency-jobs", str(sizes["peer_jobs"])],
+            [sys.executable, os.path.join(HERE, "peers", "dask_peer.py"), "--install", "--tasks",
+             str(sizes["dask_tasks"]), "--latency-jobs", str(sizes["dask_jobs"])]]
+    for cmd in cmds:
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+        if p.returncode != 0:
+            raise BenchError(f"{os.path.basename(cmd[1])}: rc {p.returncode}: {p.stderr.strip()[-800:]}")
+        for line in p.stdout.splitlines():
+            if line.strip().startswith("{"):
+                rows.append(json.loads(line))
+    for r in rows:
+        b.peer(r["system"], r["startup_s"], r["tasks"], r["tasks_per_s"], r["p50_ms"], r["p99_ms"],
+               r.get("latency_jobs"))
+        print(f"  [peer] {r['system']}: start-up {r['startup_s']:.2f} s, {r['tasks_per_s']:,.0f} tasks/s, "
+              f"p50 {r['p50_ms']:.3f} ms, p99 {r['p99_ms']:.3f} ms", file=sys.stderr, flush=True)
+
+
+# --------------------------------------------------------------------------
+# Output
+
+FULL = dict(t1_tasks=100_000, t1_timeout=600, t2_jobs=1000, t2_warmup=20, calib_iterations=500_000_000,
+            t3a_tasks=64, t3a_seconds=0.050, t3b_tasks=8, t3b_seconds=0.250, t4_iterations=1_000_000_000,
+            t4_reps=5, t4_trials=3, t5_tasks=1_000_000, t5_timeout=400, t5_sessions=1000, t5_window=10,
+            t6_workers=10, t6_settle=2.0, t6_window=10.0, peer_tasks=100_000, peer_executor_tasks=20_000,
+            peer_jobs=1000, dask_tasks=5000, dask_jobs=300)
+SMOKE = dict(t1_tasks=300, t1_timeout=60, t2_jobs=20, t2_warmup=2, calib_iterations=20_000_000,
+             t3a_tasks=8, t3a_seconds=0.005, t3b_tasks=4, t3b_seconds=0.020, t4_iterations=20_000_000,
+             t4_reps=1, t4_trials=1, t5_tasks=2000, t5_timeout=60, t5_sessions=20, t5_window=1,
+             t6_workers=3, t6_settle=0.5, t6_window=1.0, peer_tasks=500, peer_executor_tasks=200,
+             peer_jobs=20, dask_tasks=100, dask_jobs=10)
+
+TARGETS = {1: target1, 2: target2, 3: target3, 4: target4, 5: target5, 6: target6}
+
+
+def machine():
+    model = "unknown"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return {"nproc": os.cpu_count(), "cpu_model": model, "kernel": platform.release(),
+            "python": platform.python_version()}
+
+
+def print_tables(b, smoke):
+    head = ["target", "figure", "target value", "ratio", "pass/fail"]
+    lines = []
+    for r in b.rows:
+        goal = "-" if r["goal"] is None else f"{r['goal_op']} {fmt(r['goal'])} {r['unit']}".rstrip()
+        verdict = "-" if r["pass"] is None else ("pass" if r["pass"] else "FAIL")
+        if smoke:
+            verdict = "(smoke)"
+        figure = "error" if r["figure"] is None else f"{fmt(r['figure'])} {r['unit']}".rstrip()
+        lines.append([f"{r['target']}. {r['name']}", figure, goal,
+                      "-" if r["ratio"] is None else f"{r['ratio']:.3g}", verdict])
+    print(markdown(head, lines))
+    if b.peers:
+        print()
+        head = ["system", "start-up", "empty tasks/s", "round trip p50", "p99"]
+        lines = [[p["system"], f"{p['startup_s']:.2f} s", f"{p['tasks_per_s']:,.0f}", f"{p['p50_ms']:.2f} ms",
+                  f"{p['p99_ms']:.2f} ms"] for p in b.peers]
+        print(markdown(head, lines))
+    notes = b.notes + [f"target {r['target']}, {r['name']}: {r['note']}" for r in b.rows
+                       if r["figure"] is None and r["note"]]
+    for n in notes:
+        print(f"\n- {n}", end="")
+    if notes:
+        print()
+
+
+def markdown(head, lines):
+    widths = [max(len(str(x)) for x in col) for col in zip(head, *lines)]
+    out = ["| " + " | ".join(str(h).ljust(w) for h, w in zip(head, widths)) + " |",
+           "| " + " | ".join("-" * w for w in widths) + " |"]
+    for line in lines:
+        out.append("| " + " | ".join(str(x).ljust(w) for x, w in zip(line, widths)) + " |")
+    return "\n".join(out)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--bin-dir", required=True, help="the CMake build tree (build/release)")
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes; checks every stage ran, no timing verdicts")
+    parser.add_argument("--only", default="", help="comma-separated targets to run, e.g. 1,2 (default: all)")
+    parser.add_argument("--peers", action="store_true",
+                        help="also run the multiprocessing and Dask peers (installs python3-distributed if missing)")
+    parser.add_argument("--db", default="both", choices=["memory", "file", "both"],
+                        help="coordinator store for targets 1 and 2: :memory:, the SQLite file, or both "
+                             "(the other targets use :memory:)")
+    parser.add_argument("--json", default="", help="also write the results to this file")
+    parser.add_argument("--strict", action="store_true", help="exit 3 when a full run misses a target")
+    args = parser.parse_args()
+    try:
+        only = sorted({int(x) for x in args.only.split(",") if x.strip()}) or sorted(TARGETS)
+    except ValueError:
+        parser.error(f"--only must list target numbers 1-6, got {args.only!r}")
+    bad = [t for t in only if t not in TARGETS]
+    if bad:
+        parser.error(f"--only: no target {bad[0]} (targets are 1-6)")
+
+    sizes = SMOKE if args.smoke else FULL
+    b = Bench(args)
+    b.db_modes = {"memory": [":memory:"], "file": ["file"], "both": [":memory:", "file"]}[args.db]
+    info = machine()
+    print(f"busyfleet bench: {info['nproc']} CPUs, {info['cpu_model']}; load average {load_average():.2f}"
+          f"{' (smoke sizes)' if args.smoke else ''}", file=sys.stderr, flush=True)
+    started = time.perf_counter()
+    loads = {}
+    try:
+        if args.peers:
+            loads["peers"] = load_average()
+            run_peers(b, sizes)
+            b.ran.append("peers")
+        for t in only:
+            loads[str(t)] = load_average()
+            print(f"target {t}: {TARGETS[t].__doc__.strip().splitlines()[0]} (load {loads[str(t)]:.2f})",
+                  file=sys.stderr, flush=True)
+            TARGETS[t](b, sizes)
+            b.ran.append(t)
+    except (BenchError, subprocess.TimeoutExpired, json.JSONDecodeError) as e:
+        print(f"e2e_bench: FAILED: {e}", file=sys.stderr)
+        print_tables(b, args.smoke)
+        return 1
+    if getattr(b, "startup_and_rate", None) or getattr(b, "latency", None):
+        startup, rate = getattr(b, "startup_and_rate", (None, None))
+        lat = getattr(b, "latency", {})
+        b.peers.insert(0, {"system": "busyfleet (coordinator + 2 workers x 1 slot)",
+                           "startup_s": startup if startup is not None else float("nan"),
+                           "tasks": sizes["t1_tasks"], "tasks_per_s": rate if rate is not None else float("nan"),
+                           "p50_ms": lat.get("p50_ms", float("nan")), "p99_ms": lat.get("p99_ms", float("nan"))})
+    elapsed = time.perf_counter() - started
+    print(f"\nbusyfleet bench on {info['nproc']} x {info['cpu_model']} ({info['kernel']}), "
+          f"{time.strftime('%Y-%m-%d')}, {elapsed:.0f} s; load average at each stage: "
+          + ", ".join(f"{k} {v:.2f}" for k, v in loads.items()) + "\n")
+    print_tables(b, args.smoke)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"machine": info, "smoke": args.smoke, "elapsed_s": elapsed, "load": loads, "rows": b.rows,
+                       "peers": b.peers, "notes": b.notes}, f, indent=2)
+    missing = [t for t in only if t not in b.ran]
+    if missing:
+        print(f"e2e_bench: stages did not run: {missing}", file=sys.stderr)
+        return 1
+    errors = [r for r in b.rows if r["figure"] is None]
+    if args.smoke and errors:
+        print(f"e2e_bench: {len(errors)} stage(s) gave no figure: " + "; ".join(r["note"] for r in errors),
+              file=sys.stderr)
+        return 1
+    if args.smoke or not args.strict:
+        return 0
+    return 0 if all(r["pass"] is not False for r in b.rows) else 3
+
+
+if __name__ == "__main__":
+    sys.exit(main())
