@@ -44,14 +44,29 @@ absl::StatusOr<bool> CoordinatorClient::Healthy() {
   return resp.status() == grpc::health::v1::HealthCheckResponse::SERVING;
 }
 
+absl::StatusOr<v1::JobReport> CoordinatorClient::GetJobWithAllTasks(absl::string_view id) {
+  absl::StatusOr<v1::JobReport> report = GetJob(id, true);
+  if (!report.ok()) return report;
+  while (static_cast<uint32_t>(report->tasks_size()) < report->tasks_total()) {
+    absl::StatusOr<v1::JobReport> page = GetJob(id, true, false, static_cast<uint32_t>(report->tasks_size()));
+    if (!page.ok()) return page.status();
+    if (page->tasks_size() == 0) break;  // the job shrank? (cannot happen; never loop forever)
+    for (v1::TaskTiming& t : *page->mutable_tasks()) *report->add_tasks() = std::move(t);
+  }
+  return report;
+}
+
 absl::StatusOr<v1::JobReport> CoordinatorClient::GetJob(absl::string_view id, bool include_tasks,
-                                                        bool include_attempts) {
+                                                        bool include_attempts, uint32_t task_offset,
+                                                        uint32_t task_limit) {
   grpc::ClientContext ctx;
   Prepare(&ctx);
   v1::GetJobRequest req;
   req.set_job_id(std::string(id));
   req.set_omit_tasks(!include_tasks);
   req.set_include_attempts(include_attempts);
+  req.set_task_offset(task_offset);
+  req.set_task_limit(task_limit);
   v1::JobReport resp;
   grpc::Status st = stub_->GetJob(&ctx, req, &resp);
   if (!st.ok()) return FromGrpcStatus(st);

@@ -30,8 +30,12 @@ class CoordinatorClient {
   explicit CoordinatorClient(Options options);
 
   absl::StatusOr<v1::SubmitJobResponse> Submit(const v1::JobSpec& spec);
-  absl::StatusOr<v1::JobReport> GetJob(absl::string_view id, bool include_tasks,
-                                       bool include_attempts = false);
+  // With `include_tasks`, task rows from `task_offset`, at most `task_limit`
+  // (0: the server's page size, 50,000).
+  absl::StatusOr<v1::JobReport> GetJob(absl::string_view id, bool include_tasks, bool include_attempts = false,
+                                       uint32_t task_offset = 0, uint32_t task_limit = 0);
+  // The report with every task row, read page by page.
+  absl::StatusOr<v1::JobReport> GetJobWithAllTasks(absl::string_view id);
   // grpc.health.v1.Health/Check of the whole server: true when SERVING.
   absl::StatusOr<bool> Healthy();
   absl::StatusOr<std::vector<v1::JobSummary>> ListJobs(uint32_t limit);

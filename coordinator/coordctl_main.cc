@@ -108,11 +108,30 @@ int ExitForJobState(v1::JobState state) {
   return state == v1::JOB_STATE_FAILED || state == v1::JOB_STATE_CANCELLED ? kExitJobFailed : kExitOk;
 }
 
-void PrintReport(const Globals& g, const v1::JobReport& report, bool show_tasks) {
+// Task rows a report shows unless --tasks asks for them all: a job larger
+// than one reply page is summarised (a million rows help nobody on a terminal).
+constexpr uint32_t kDefaultTaskRows = 50'000;
+
+// Prints the report. A report missing some of its task rows (a large job
+// without --tasks, or one page of them) shows none when `page` is false, and
+// says how many were left out ("tasks_omitted" in JSON).
+void PrintReport(const Globals& g, v1::JobReport report, bool show_tasks, bool page = false) {
+  uint32_t omitted = 0;
+  if (!page && static_cast<uint32_t>(report.tasks_size()) < report.tasks_total()) {
+    omitted = report.tasks_total();
+    report.clear_tasks();
+  }
   if (g.json()) {
-    PrintJson(busyfleet::coordctl::ReportToJson(report));
+    nlohmann::json j = busyfleet::coordctl::ReportToJson(report);
+    if (omitted > 0) j["tasks_omitted"] = omitted;
+    if (page) j["tasks_offset"] = report.tasks_offset();
+    PrintJson(j);
   } else {
-    std::cout << busyfleet::coordctl::RenderReport(report, show_tasks) << std::flush;
+    std::cout << busyfleet::coordctl::RenderReport(report, show_tasks || page) << std::flush;
+    if (omitted > 0) {
+      std::cout << "(" << omitted << " task rows left out; `coordctl status " << report.id()
+                << " --tasks` lists them, --tasks-offset/--tasks-limit a page)" << std::endl;
+    }
   }
 }
 
@@ -135,7 +154,16 @@ int Follow(const Globals& g, CoordinatorClient& client, const std::string& id, b
   if (!final_update.ok()) return Fail(final_update.status());
   if (json_lines) {
     // JSON Lines throughout: the report is the last line.
-    std::cout << busyfleet::coordctl::ReportToJson(final_update->report()).dump() << std::endl;
+    v1::JobReport report = final_update->report();
+    nlohmann::json j;
+    if (static_cast<uint32_t>(report.tasks_size()) < report.tasks_total()) {
+      report.clear_tasks();
+      j = busyfleet::coordctl::ReportToJson(report);
+      j["tasks_omitted"] = report.tasks_total();
+    } else {
+      j = busyfleet::coordctl::ReportToJson(report);
+    }
+    std::cout << j.dump() << std::endl;
   } else {
     PrintReport(g, final_update->report(), show_tasks);
   }
@@ -263,6 +291,14 @@ int main(int argc, char** argv) {
   CLI::App* status = app.add_subcommand("status", "print a job's report");
   status->add_option("JOB", job_id, "job id")->required();
   status->add_flag("--show-tasks", show_tasks, "list every task in the table");
+  bool all_tasks = false;
+  uint32_t tasks_offset = 0, tasks_limit = 0;
+  status->add_flag("--tasks", all_tasks,
+                   "every task row, however large the job (by default jobs over 50,000 tasks are summarised)");
+  auto* offset_opt = status->add_option("--tasks-offset", tasks_offset, "one page of task rows: from this index")
+                         ->check(CLI::NonNegativeNumber);
+  auto* limit_opt = status->add_option("--tasks-limit", tasks_limit, "one page of task rows: at most this many")
+                        ->check(CLI::Range(1u, kDefaultTaskRows));
 
   CLI::App* watch = app.add_subcommand("watch", "follow a job until it ends");
   watch->add_option("JOB", job_id, "job id")->required();
@@ -352,10 +388,15 @@ int main(int argc, char** argv) {
     return Follow(g, client, resp->job_id(), sf.show_tasks, /*json_lines=*/false);
   }
   if (*status) {
-    auto report = client.GetJob(job_id, /*include_tasks=*/true);
+    const bool page = offset_opt->count() > 0 || limit_opt->count() > 0;
+    if (page && all_tasks) return Usage("--tasks lists every row; --tasks-offset/--tasks-limit one page: not both");
+    auto report = all_tasks ? client.GetJobWithAllTasks(job_id)
+                            : client.GetJob(job_id, /*include_tasks=*/true, false, tasks_offset,
+                                            page ? (tasks_limit == 0 ? kDefaultTaskRows : tasks_limit) : 0);
     if (!report.ok()) return Fail(report.status());
-    PrintReport(g, *report, show_tasks);
-    return ExitForJobState(report->state());
+    const v1::JobState state = report->state();
+    PrintReport(g, *std::move(report), show_tasks || all_tasks, page);
+    return ExitForJobState(state);
   }
   if (*watch) return Follow(g, client, job_id, show_tasks, /*json_lines=*/g.json());
   if (*jobs) {

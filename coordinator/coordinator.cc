@@ -200,14 +200,13 @@ std::map<std::string, WorkerFacts> Coordinator::WorkerFactsLocked() const {
   return facts;
 }
 
-absl::StatusOr<v1::JobReport> Coordinator::GetReport(absl::string_view job_id, bool include_tasks,
-                                                     bool include_attempts) {
+absl::StatusOr<v1::JobReport> Coordinator::GetReport(absl::string_view job_id, const ReportOptions& options) {
   absl::MutexLock lock(&mu_);
   if (const JobRecord* job = FindJobLocked(job_id)) {
-    return BuildReport(*job, WorkerFactsLocked(), clock_->Now(), include_tasks, include_attempts);
+    return BuildReport(*job, WorkerFactsLocked(), clock_->Now(), options);
   }
   BF_ASSIGN_OR_RETURN(JobRecord stored, options_.store->LoadJob(job_id));
-  return BuildReport(stored, WorkerFactsLocked(), clock_->Now(), include_tasks, include_attempts);
+  return BuildReport(stored, WorkerFactsLocked(), clock_->Now(), options);
 }
 
 absl::StatusOr<std::vector<v1::JobSummary>> Coordinator::ListJobs(uint32_t limit) {
@@ -314,22 +313,30 @@ absl::StatusOr<uint64_t> Coordinator::Watch(absl::string_view job_id, bool inclu
                                             ProgressCallback callback) {
   absl::MutexLock lock(&mu_);
   const uint64_t handle = next_watch_++;
+  ReportOptions report_options;
+  report_options.tasks = include_tasks;
+  report_options.task_limit = limits::kMaxTaskRowsPerReply;
+  const absl::Time now = clock_->Now();
   JobRecord* job = FindJobLocked(job_id);
   if (job == nullptr) {
     BF_ASSIGN_OR_RETURN(JobRecord stored, options_.store->LoadJob(job_id));
-    v1::JobProgress p = BuildProgress(stored, clock_->Now());
-    *p.mutable_report() = BuildReport(stored, WorkerFactsLocked(), clock_->Now(), include_tasks);
+    v1::JobProgress p = BuildProgress(stored, now);
+    *p.mutable_report() = BuildReport(stored, WorkerFactsLocked(), now, report_options);
     callback(p);
     return handle;
   }
-  v1::JobProgress p = BuildProgress(*job, clock_->Now());
+  v1::JobProgress p = BuildProgress(*job, now);
   if (IsTerminal(job->state)) {
-    *p.mutable_report() = BuildReport(*job, WorkerFactsLocked(), clock_->Now(), include_tasks);
+    *p.mutable_report() = BuildReport(*job, WorkerFactsLocked(), now, report_options);
     callback(p);
     return handle;
   }
   callback(p);
-  watchers_[handle] = Watcher{job->id, include_tasks, std::move(callback)};
+  Watcher& w = watchers_[handle];
+  w.job_id = job->id;
+  w.include_tasks = include_tasks;
+  w.callback = std::move(callback);
+  w.last_sent = now;
   return handle;
 }
 
@@ -749,7 +756,10 @@ void Coordinator::HandleBackupResultLocked(Session& session, JobRecord& job, Tas
 
 void Coordinator::SucceedTaskLocked(JobRecord& job, TaskRecord& t) {
   ++counters_.succeeded;
-  if (t.has_timing()) counters_.task_seconds.Add(t.seconds());
+  if (t.has_timing()) {
+    counters_.task_seconds.Add(t.seconds());
+    scheduler_.ObserveTaskSeconds(job.id, t.seconds());
+  }
   t.state = v1::TASK_STATE_SUCCEEDED;
   t.error.clear();
   ++job.succeeded;
@@ -1009,22 +1019,56 @@ void Coordinator::NotifyLocked(JobRecord& job) {
   const absl::Time now = clock_->Now();
   std::optional<v1::JobProgress> progress;
   for (auto it = watchers_.begin(); it != watchers_.end();) {
-    if (it->second.job_id != job.id) {
+    Watcher& w = it->second;
+    if (w.job_id != job.id) {
       ++it;
       continue;
     }
-    if (!progress) progress = BuildProgress(job, now);
     if (IsTerminal(job.state)) {
+      if (!progress) progress = BuildProgress(job, now);
       v1::JobProgress final_progress = *progress;
-      *final_progress.mutable_report() =
-          BuildReport(job, WorkerFactsLocked(), now, it->second.include_tasks);
-      it->second.callback(final_progress);
+      ReportOptions report_options;
+      report_options.tasks = w.include_tasks;
+      report_options.task_limit = limits::kMaxTaskRowsPerReply;
+      *final_progress.mutable_report() = BuildReport(job, WorkerFactsLocked(), now, report_options);
+      w.callback(final_progress);
       it = watchers_.erase(it);
-    } else {
-      it->second.callback(*progress);
-      ++it;
+      continue;
     }
+    if (now - w.last_sent >= options_.progress_interval) {
+      if (!progress) progress = BuildProgress(job, now);
+      w.callback(*progress);
+      w.last_sent = now;
+      w.pending = false;
+    } else if (!w.pending) {
+      w.pending = true;
+      const absl::Time due = w.last_sent + options_.progress_interval;
+      if (due < progress_due_) {
+        progress_due_ = due;
+        if (options_.request_check) options_.request_check();
+      }
+    }
+    ++it;
   }
+}
+
+absl::Time Coordinator::SendDueProgressLocked(absl::Time now) {
+  if (progress_due_ > now) return progress_due_;
+  progress_due_ = absl::InfiniteFuture();
+  for (auto& [handle, w] : watchers_) {
+    if (!w.pending) continue;
+    const absl::Time due = w.last_sent + options_.progress_interval;
+    if (due > now) {
+      progress_due_ = std::min(progress_due_, due);
+      continue;
+    }
+    JobRecord* job = FindJobLocked(w.job_id);
+    w.pending = false;
+    if (job == nullptr) continue;
+    w.callback(BuildProgress(*job, now));
+    w.last_sent = now;
+  }
+  return progress_due_;
 }
 
 void Coordinator::EvictFinishedLocked() {
@@ -1044,7 +1088,10 @@ absl::Time Coordinator::CheckLiveness() {
     if (due <= now) {
       dead.push_back(id);
     } else {
-      next = std::min(next, due);
+      // A little slack, so that many sessions' deadlines are checked in one
+      // wake-up rather than one each (a worker is declared dead within 1.1x
+      // the timeout).
+      next = std::min(next, due + options_.worker_timeout / 10);
     }
   }
   for (const std::string& id : dead) {
@@ -1057,6 +1104,7 @@ absl::Time Coordinator::CheckLiveness() {
   next = std::min(next, SpeculateLocked(now));
   DispatchLocked();
   FlushLocked();
+  next = std::min(next, SendDueProgressLocked(now));
   return next;
 }
 

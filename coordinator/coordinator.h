@@ -70,6 +70,10 @@ class Coordinator {
     size_t keep_gone_workers = 64;
     // Finished jobs kept in memory (older ones are read back from the store).
     size_t keep_finished_jobs = 256;
+    // A watcher gets at most one progress update per interval (the newest;
+    // the final one at once), so a job of tiny tasks does not send one
+    // message per task. Zero: every change.
+    absl::Duration progress_interval = absl::Milliseconds(100);
     // Tasks queued or running over all jobs; a submit that would pass it is
     // refused with ResourceExhausted instead of growing memory.
     uint64_t max_unfinished_tasks = limits::kMaxQueuedTasks;
@@ -80,6 +84,9 @@ class Coordinator {
     // Called (lock held; must not block or call back) when a job ends, with
     // its report without task rows: for the log.
     std::function<void(const v1::JobReport&)> on_job_finished;
+    // Called (lock held; must not block) when CheckLiveness is due earlier
+    // than it last said (a held-back progress update).
+    std::function<void()> request_check;
   };
 
   // Loads unfinished jobs from the store and queues their unfinished tasks
@@ -93,8 +100,14 @@ class Coordinator {
   // when too many tasks are queued, Unavailable while shutting down.
   absl::StatusOr<v1::SubmitJobResponse> Submit(const v1::JobSpec& spec);
   // NotFound for an unknown job.
+  absl::StatusOr<v1::JobReport> GetReport(absl::string_view job_id, const ReportOptions& options);
   absl::StatusOr<v1::JobReport> GetReport(absl::string_view job_id, bool include_tasks,
-                                          bool include_attempts = false);
+                                          bool include_attempts = false) {
+    ReportOptions options;
+    options.tasks = include_tasks;
+    options.attempts = include_attempts;
+    return GetReport(job_id, options);
+  }
   // Newest first; `limit` 0 means the default.
   absl::StatusOr<std::vector<v1::JobSummary>> ListJobs(uint32_t limit);
   // Returns the job's state after the call. NotFound for an unknown job,
@@ -167,6 +180,8 @@ class Coordinator {
     std::string job_id;
     bool include_tasks = false;
     ProgressCallback callback;
+    absl::Time last_sent = absl::InfinitePast();
+    bool pending = false;  // a change not yet sent (rate limit)
   };
 
   explicit Coordinator(Options options);
@@ -220,6 +235,8 @@ class Coordinator {
   // Saves dirty jobs and notifies their watchers.
   void FlushLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void NotifyLocked(JobRecord& job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Sends held-back progress updates that are due; returns when the next is.
+  absl::Time SendDueProgressLocked(absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void EvictFinishedLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   v1::WorkerInfo WorkerInfoLocked(const Session& s) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
@@ -242,6 +259,8 @@ class Coordinator {
   CoordinatorCounters counters_ ABSL_GUARDED_BY(mu_);
   uint64_t jobs_submitted_ ABSL_GUARDED_BY(mu_) = 0;
   std::map<uint64_t, Watcher> watchers_ ABSL_GUARDED_BY(mu_);
+  // When the earliest held-back progress update is due.
+  absl::Time progress_due_ ABSL_GUARDED_BY(mu_) = absl::InfiniteFuture();
 };
 
 }  // namespace busyfleet::coordinator

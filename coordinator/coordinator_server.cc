@@ -47,8 +47,10 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(Opti
   co.store = s->store_.get();
   co.on_worker_attached = [raw = s.get()] {
     absl::MutexLock lock(&raw->mu_);
+    raw->recheck_ = true;  // also when the loop is busy in CheckLiveness right now
     raw->cv_.SignalAll();
   };
+  co.request_check = co.on_worker_attached;
   co.on_job_finished = [](const v1::JobReport& r) {
     LogFields fields({{"job_id", r.id()}, {"state", v1::JobState_Name(r.state())}});
     spdlog::info("job {} ended {}: {} tasks ({} succeeded, {} failed, {} cancelled, {} retries), wall {:.3f}s, "
@@ -105,10 +107,12 @@ std::string CoordinatorServer::address() const { return absl::StrCat(host_, ":",
 void CoordinatorServer::LivenessLoop() {
   absl::MutexLock lock(&mu_);
   while (!stopping_) {
+    recheck_ = false;
     mu_.Unlock();
     const absl::Time next = coordinator_->CheckLiveness();
     mu_.Lock();
     if (stopping_) break;
+    if (recheck_) continue;
     // Wake when the oldest heartbeat would expire; with no worker attached,
     // sleep until one attaches or shutdown (an idle coordinator uses no CPU).
     cv_.WaitWithDeadline(&mu_, next);

@@ -75,6 +75,8 @@ class CoordinatorServer {
   absl::Mutex mu_;
   absl::CondVar cv_;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  // The coordinator asked for a CheckLiveness sooner than the loop planned.
+  bool recheck_ ABSL_GUARDED_BY(mu_) = false;
   bool shut_down_ ABSL_GUARDED_BY(mu_) = false;
   std::thread liveness_;
 };

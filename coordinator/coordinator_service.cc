@@ -14,6 +14,7 @@
 #include "absl/strings/escaping.h"
 #include "absl/synchronization/mutex.h"
 #include "common/grpc_status.h"
+#include "coordinator/limits.h"
 
 namespace busyfleet::coordinator {
 namespace {
@@ -324,7 +325,13 @@ grpc::ServerUnaryReactor* CoordinatorServiceImpl::GetJob(grpc::CallbackServerCon
                                                          const v1::GetJobRequest* req,
                                                          v1::JobReport* resp) {
   if (auto st = gate_->Check(ctx, Role::kClient, "GetJob"); !st.ok()) return FinishUnary(ctx, st);
-  auto result = coordinator_->GetReport(req->job_id(), !req->omit_tasks(), req->include_attempts());
+  ReportOptions options;
+  options.tasks = !req->omit_tasks();
+  options.task_offset = req->task_offset();
+  options.task_limit = req->task_limit() == 0 ? limits::kMaxTaskRowsPerReply
+                                              : std::min(req->task_limit(), limits::kMaxTaskRowsPerReply);
+  options.attempts = req->include_attempts();
+  auto result = coordinator_->GetReport(req->job_id(), options);
   if (!result.ok()) return FinishUnary(ctx, result.status());
   *resp = *std::move(result);
   return FinishUnary(ctx, absl::OkStatus());

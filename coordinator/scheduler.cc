@@ -1,5 +1,7 @@
 #include "coordinator/scheduler.h"
 
+#include <cmath>
+
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
@@ -129,10 +131,29 @@ bool Scheduler::Eligible(const Job& job, const Worker& worker) const {
   return true;
 }
 
-Scheduler::Job* Scheduler::PickJob(const Worker& worker) {
+int Scheduler::PrefetchFor(const Job& job, const Worker& worker) const {
+  if (job.task_seconds < 0) return options_.prefetch_per_worker;
+  // Enough queued work to cover kPipelineSeconds per slot: none for long
+  // tasks (no task waits behind another while a slot elsewhere idles at the
+  // job's end), many for tiny ones (assignments and results go in batches).
+  const double per_slot = kPipelineSeconds / std::max(job.task_seconds, 1e-7);
+  return static_cast<int>(std::min<double>(kMaxAdaptivePrefetch, std::floor(per_slot * worker.spec.slots)));
+}
+
+void Scheduler::ObserveTaskSeconds(absl::string_view job_id, double seconds) {
+  absl::MutexLock lock(&mu_);
+  auto it = jobs_.find(std::string(job_id));
+  if (it == jobs_.end() || !(seconds >= 0)) return;
+  double& ewma = it->second.task_seconds;
+  ewma = ewma < 0 ? seconds : 0.8 * ewma + 0.2 * seconds;
+}
+
+Scheduler::Job* Scheduler::PickJob(const Worker& worker, bool prefetch) {
   Job* best = nullptr;
+  const int in_flight = static_cast<int>(worker.in_flight.size());
   for (auto& [id, job] : jobs_) {
     if (job.queued.empty() || !Eligible(job, worker)) continue;
+    if (prefetch && in_flight >= worker.spec.slots + PrefetchFor(job, worker)) continue;
     if (best == nullptr || job.in_flight < best->in_flight ||
         (job.in_flight == best->in_flight && job.seq < best->seq)) {
       best = &job;
@@ -154,13 +175,13 @@ std::vector<Scheduler::Assignment> Scheduler::Dispatch() {
   // Rotate the starting worker so small jobs do not always land on the first.
   const size_t start = cursor_++ % order.size();
   std::rotate(order.begin(), order.begin() + static_cast<std::ptrdiff_t>(start), order.end());
-  for (const int extra : {0, options_.prefetch_per_worker}) {
+  for (const bool prefetch : {false, true}) {
     bool progress = true;
     while (progress && queued_ > 0) {
       progress = false;
       for (Worker* w : order) {
-        if (static_cast<int>(w->in_flight.size()) >= w->spec.slots + extra) continue;
-        Job* job = PickJob(*w);
+        if (!prefetch && static_cast<int>(w->in_flight.size()) >= w->spec.slots) continue;
+        Job* job = PickJob(*w, prefetch);
         if (job == nullptr) continue;
         TaskKey key{job->id, job->queued.front()};
         job->queued.pop_front();

@@ -34,6 +34,11 @@ struct TaskKey {
 //
 // Pull with credits: each worker may hold up to `slots + prefetch` tasks in
 // flight (assigned or running), so no slot waits a round trip between tasks.
+// Prefetch adapts to each job's task durations (ObserveTaskSeconds): enough
+// tasks to keep kPipelineSeconds of work queued per slot, so tiny tasks go
+// out (and come back) hundreds to a message while long ones are not held
+// back on one worker while another idles at the job's end; until a job's
+// first result, Options::prefetch_per_worker.
 // Dispatch fills free slots across all workers first, round-robin, and only
 // then prefetches, so a job smaller than the fleet is spread, not piled on
 // the first worker. Jobs share the fleet fairly: each pick goes to the
@@ -62,7 +67,16 @@ class Scheduler {
     TaskKey task;
   };
 
+  // Work kept queued per slot beyond the running task, and the cap on
+  // prefetched tasks per worker.
+  static constexpr double kPipelineSeconds = 0.005;
+  static constexpr int kMaxAdaptivePrefetch = 1024;
+
   explicit Scheduler(Options options);
+
+  // A task of the job took `seconds`: updates the job's moving average of
+  // task durations (which sets its prefetch). Unknown jobs are ignored.
+  void ObserveTaskSeconds(absl::string_view job_id, double seconds);
 
   // AlreadyExists if the session is known; InvalidArgument for slots < 1.
   absl::Status AddWorker(WorkerSpec worker);
@@ -119,10 +133,14 @@ class Scheduler {
     std::deque<uint32_t> queued;
     uint32_t in_flight = 0;
     uint64_t seq = 0;
+    double task_seconds = -1;  // moving average; < 0 until the first result
   };
 
   bool Eligible(const Job& job, const Worker& worker) const;
-  Job* PickJob(const Worker& worker) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The fairest job with a task for the worker; with `prefetch`, only jobs
+  // whose prefetch leaves the worker room for one more.
+  Job* PickJob(const Worker& worker, bool prefetch) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  int PrefetchFor(const Job& job, const Worker& worker) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const Options options_;
   mutable absl::Mutex mu_;

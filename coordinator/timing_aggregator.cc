@@ -55,9 +55,15 @@ void AddAttempt(const JobRecord& job, uint32_t index, const AttemptRecord& a, ab
   at->set_error(a.error);
 }
 
-void AddAttempts(const JobRecord& job, absl::Time now, v1::JobReport* r) {
+void AddAttempts(const JobRecord& job, absl::Time now, uint32_t limit, v1::JobReport* r) {
   const absl::Time open_end = job.finished_at != absl::InfinitePast() ? job.finished_at : now;
+  uint32_t omitted = 0;
   for (const TaskRecord& t : job.tasks) {
+    const size_t started = t.history.size() + (t.started_at != absl::InfinitePast() ? 1 : 0);
+    if (static_cast<size_t>(r->attempts_size()) + started > limit) {
+      omitted += static_cast<uint32_t>(started);
+      continue;
+    }
     for (const AttemptRecord& a : t.history) AddAttempt(job, t.index, a, open_end, r);
     if (t.started_at == absl::InfinitePast()) continue;
     AttemptRecord last;
@@ -75,6 +81,7 @@ void AddAttempts(const JobRecord& job, absl::Time now, v1::JobReport* r) {
     last.error = t.error;
     AddAttempt(job, t.index, last, open_end, r);
   }
+  r->set_attempts_omitted(omitted);
   std::stable_sort(r->mutable_attempts()->begin(), r->mutable_attempts()->end(),
                    [](const v1::AttemptTiming& a, const v1::AttemptTiming& b) {
                      return a.start_offset_seconds() < b.start_offset_seconds();
@@ -96,7 +103,7 @@ absl::Time FromProtoTime(const google::protobuf::Timestamp& ts) {
 }
 
 v1::JobReport BuildReport(const JobRecord& job, const std::map<std::string, WorkerFacts>& workers,
-                          absl::Time now, bool include_tasks, bool include_attempts) {
+                          absl::Time now, const ReportOptions& options) {
   v1::JobReport r;
   r.set_schema(kReportSchema);
   r.set_id(job.id);
@@ -211,9 +218,13 @@ v1::JobReport BuildReport(const JobRecord& job, const std::map<std::string, Work
     }
   }
 
-  if (include_tasks) {
-    r.mutable_tasks()->Reserve(static_cast<int>(job.tasks.size()));
-    for (const TaskRecord& t : job.tasks) {
+  if (options.tasks) {
+    const size_t first = std::min<size_t>(options.task_offset, job.tasks.size());
+    const size_t last = first + std::min<size_t>(options.task_limit, job.tasks.size() - first);
+    r.set_tasks_offset(static_cast<uint32_t>(first));
+    r.mutable_tasks()->Reserve(static_cast<int>(last - first));
+    for (size_t i = first; i < last; ++i) {
+      const TaskRecord& t = job.tasks[i];
       v1::TaskTiming* tt = r.add_tasks();
       tt->set_index(t.index);
       tt->set_worker(t.worker);
@@ -239,7 +250,7 @@ v1::JobReport BuildReport(const JobRecord& job, const std::map<std::string, Work
       }
     }
   }
-  if (include_attempts) AddAttempts(job, now, &r);
+  if (options.attempts) AddAttempts(job, now, options.attempt_limit, &r);
   return r;
 }
 

@@ -3,6 +3,7 @@
 
 // Turns a job's task timings into its report. Pure functions; no I/O.
 
+#include <cstdint>
 #include <map>
 #include <string>
 
@@ -42,8 +43,24 @@ struct WorkerFacts {
 // (TaskRecord::history, then each task's current one; a running or
 // cancelled-while-running attempt ends at `now` or the job's end), sorted by
 // start.
+struct ReportOptions {
+  // Task rows [task_offset, task_offset + task_limit), clamped to the job.
+  bool tasks = true;
+  uint32_t task_offset = 0;
+  uint32_t task_limit = UINT32_MAX;
+  bool attempts = false;
+  // Attempt rows beyond this are counted in attempts_omitted, not listed.
+  uint32_t attempt_limit = 100'000;
+};
 v1::JobReport BuildReport(const JobRecord& job, const std::map<std::string, WorkerFacts>& workers,
-                          absl::Time now, bool include_tasks, bool include_attempts = false);
+                          absl::Time now, const ReportOptions& options);
+inline v1::JobReport BuildReport(const JobRecord& job, const std::map<std::string, WorkerFacts>& workers,
+                                 absl::Time now, bool include_tasks, bool include_attempts = false) {
+  ReportOptions options;
+  options.tasks = include_tasks;
+  options.attempts = include_attempts;
+  return BuildReport(job, workers, now, options);
+}
 
 // Progress of `job` at `now` (O(1): counters only).
 v1::JobProgress BuildProgress(const JobRecord& job, absl::Time now);

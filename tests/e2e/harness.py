@@ -113,7 +113,7 @@ class ClusterCase(unittest.TestCase):
         if http is None:
             http = "" if prefix else "127.0.0.1:0"
         self.coordinator = Daemon([*prefix, binary("coordinator/coordinator"), "--listen", listen,
-                                   "--http-listen=" + http, "--db", db, "--worker-timeout", timeout, *extra])
+                                   "--http-listen", http, "--db", db, "--worker-timeout", timeout, *extra])
         m = self.coordinator.wait_for_line(r"listening on (\S+:\d+)")
         self.address = m.group(1)
         self.http_address = None

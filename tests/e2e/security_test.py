@@ -117,7 +117,7 @@ class SecurityCase(harness.ClusterCase):
         # "listening on 0.0.0.0:0", before the port is picked.
         listening = r"listening on (\S+:[1-9]\d*)\b"
         http = [] if any(a.startswith("--http-listen") for a in extra) else \
-            ["--http-listen=" + ("" if prefix else "127.0.0.1:0")]
+            ["--http-listen", "" if prefix else "127.0.0.1:0"]
         self.coordinator = start_daemon([*prefix, binary("coordinator/coordinator"), "--listen", listen,
                                          *http, "--db", db, "--worker-timeout", timeout, *extra], listening)
         m = self.coordinator.wait_for_line(listening)

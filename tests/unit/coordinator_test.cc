@@ -154,12 +154,17 @@ std::set<uint32_t> Indices(const std::vector<v1::Assignment>& as) {
 
 class CoordinatorTest : public ::testing::Test {
  protected:
+  // CheckLiveness wakes a tenth of the worker timeout after a deadline, so
+  // that many sessions' deadlines are handled in one go.
+  static constexpr absl::Duration kLivenessSlack = absl::Milliseconds(500);
+
   Coordinator::Options Defaults() {
     Coordinator::Options o;
     o.clock = &clock_;
     o.store = &store_;
     o.worker_timeout = absl::Seconds(5);
     o.prefetch_per_worker = 2;
+    o.progress_interval = absl::ZeroDuration();  // every change (ProgressIsRateLimited tests the limit)
     return o;
   }
 
@@ -672,7 +677,9 @@ TEST_F(CoordinatorTest, FailedTaskIsRetriedThenFailsTheJob) {
   const auto as = w.channel->TakeNew();
   ASSERT_THAT(as, SizeIs(3));
   EXPECT_THAT(other.channel->assignments(), IsEmpty());
-  ASSERT_OK(Succeed(w, as[0]));
+  // A 1 ms task: the job's prefetch stays above one (see the scheduler's
+  // adaptive prefetch), so the retry goes out at once.
+  ASSERT_OK(Succeed(w, as[0], kSecond, kSecond + kSecond / 1000));
   ASSERT_OK(Fail(w, as[1], "timed out"));
   const auto retry = w.channel->TakeNew();
   ASSERT_THAT(retry, SizeIs(1));
@@ -719,6 +726,34 @@ TEST_F(CoordinatorTest, WorkerGivingUpATaskDoesNotCountAnAttempt) {
 
 // --- Liveness and heartbeats ---
 
+TEST_F(CoordinatorTest, ProgressIsRateLimitedButTheFinalUpdateIsNot) {
+  Coordinator::Options o = Defaults();
+  o.progress_interval = absl::Milliseconds(100);
+  int wakeups = 0;
+  o.request_check = [&wakeups] { ++wakeups; };
+  Start(o);
+  ASSERT_OK_AND_ASSIGN(FakeWorker w, Attach("w", 1));
+  ASSERT_OK_AND_ASSIGN(auto sub, coord_->Submit(Countdown(3)));
+  const auto as = w.channel->TakeNew();
+  ASSERT_THAT(as, SizeIs(3));
+  std::vector<v1::JobProgress> updates;
+  ASSERT_OK(coord_->Watch(sub.job_id(), false, [&updates](const v1::JobProgress& p) { updates.push_back(p); }));
+  ASSERT_THAT(updates, SizeIs(1));
+  ASSERT_OK(Succeed(w, as[0]));
+  ASSERT_OK(Succeed(w, as[1]));
+  EXPECT_THAT(updates, SizeIs(1)) << "changes within the interval are held back";
+  EXPECT_EQ(wakeups, 1) << "the liveness loop is asked to send it later, once";
+  EXPECT_LE(coord_->CheckLiveness(), clock_.Now() + absl::Milliseconds(100));
+  clock_.Advance(absl::Milliseconds(100));
+  coord_->CheckLiveness();
+  ASSERT_THAT(updates, SizeIs(2));
+  EXPECT_EQ(updates[1].tasks_done(), 2u) << "the newest progress, not a stale one";
+  ASSERT_OK(Succeed(w, as[2]));
+  ASSERT_THAT(updates, SizeIs(3)) << "the final update goes at once";
+  EXPECT_TRUE(updates[2].has_report());
+  EXPECT_EQ(updates[2].report().state(), v1::JOB_STATE_SUCCEEDED);
+}
+
 TEST_F(CoordinatorTest, SilentWorkerIsDeclaredDeadAndItsTasksRequeued) {
   ASSERT_OK_AND_ASSIGN(FakeWorker quiet, Attach("quiet", 1));
   ASSERT_OK_AND_ASSIGN(FakeWorker chatty, Attach("chatty", 1));
@@ -730,11 +765,11 @@ TEST_F(CoordinatorTest, SilentWorkerIsDeclaredDeadAndItsTasksRequeued) {
 
   clock_.Advance(absl::Seconds(3));
   ASSERT_OK(Heartbeat(chatty, 1));
-  EXPECT_EQ(coord_->CheckLiveness(), t0 + absl::Seconds(5));  // quiet is due first
+  EXPECT_EQ(coord_->CheckLiveness(), t0 + absl::Seconds(5) + kLivenessSlack);  // quiet is due first
   EXPECT_THAT(coord_->ListWorkers(false), SizeIs(2));
 
   clock_.Advance(absl::Seconds(2) + absl::Milliseconds(500));  // quiet: 5.5s, chatty: 2.5s
-  EXPECT_EQ(coord_->CheckLiveness(), t0 + absl::Seconds(8));
+  EXPECT_EQ(coord_->CheckLiveness(), t0 + absl::Seconds(8) + kLivenessSlack);
   const auto live = coord_->ListWorkers(false);
   ASSERT_THAT(live, SizeIs(1));
   EXPECT_EQ(live[0].name(), "chatty");
@@ -761,7 +796,7 @@ TEST_F(CoordinatorTest, WorkerThatHeartbeatsStaysAttached) {
   for (int i = 0; i < 10; ++i) {
     clock_.Advance(absl::Seconds(4));
     ASSERT_OK(Heartbeat(w, static_cast<uint64_t>(i)));
-    EXPECT_EQ(coord_->CheckLiveness(), clock_.Now() + absl::Seconds(5));
+    EXPECT_EQ(coord_->CheckLiveness(), clock_.Now() + absl::Seconds(5) + kLivenessSlack);
   }
   EXPECT_THAT(coord_->ListWorkers(false), SizeIs(1));
   EXPECT_THAT(w.channel->closes(), IsEmpty());
@@ -771,16 +806,16 @@ TEST_F(CoordinatorTest, CheckLivenessReturnsNextDeadline) {
   EXPECT_EQ(coord_->CheckLiveness(), absl::InfiniteFuture());
   const absl::Time t0 = clock_.Now();
   ASSERT_OK_AND_ASSIGN(FakeWorker w, Attach("w", 1));
-  EXPECT_EQ(coord_->CheckLiveness(), t0 + absl::Seconds(5));
+  EXPECT_EQ(coord_->CheckLiveness(), t0 + absl::Seconds(5) + kLivenessSlack);
   clock_.Advance(absl::Seconds(1));
   ASSERT_OK(Heartbeat(w, 1));
-  EXPECT_EQ(coord_->CheckLiveness(), t0 + absl::Seconds(6));
+  EXPECT_EQ(coord_->CheckLiveness(), t0 + absl::Seconds(6) + kLivenessSlack);
   // Any message counts as a sign of life, not only heartbeats.
   clock_.Advance(absl::Seconds(2));
   v1::WorkerMessage empty_updates;
   empty_updates.mutable_updates();
   ASSERT_OK(Send(w, empty_updates));
-  EXPECT_EQ(coord_->CheckLiveness(), t0 + absl::Seconds(8));
+  EXPECT_EQ(coord_->CheckLiveness(), t0 + absl::Seconds(8) + kLivenessSlack);
   // Exactly at the deadline: dead.
   clock_.Advance(absl::Seconds(5));
   EXPECT_EQ(coord_->CheckLiveness(), absl::InfiniteFuture());
@@ -1527,7 +1562,7 @@ TEST_F(SpeculationTest, JobsWithoutSpeculationGetNoBackups) {
   ASSERT_OK(Started(b, on_b[0], 0, kSecond));
   ASSERT_OK(Succeed(a, on_a[0], kSecond, 2 * kSecond));
   clock_.Advance(absl::Seconds(3));  // far past 1.5x the median, within the worker timeout
-  EXPECT_EQ(coord_->CheckLiveness(), clock_.Now() + absl::Seconds(2)) << "only heartbeat deadlines remain";
+  EXPECT_EQ(coord_->CheckLiveness(), clock_.Now() + absl::Seconds(2) + kLivenessSlack) << "only heartbeat deadlines remain";
   EXPECT_THAT(a.channel->TakeNew(), IsEmpty());
 }
 

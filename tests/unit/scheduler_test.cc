@@ -116,6 +116,37 @@ TEST(SchedulerTest, PrefetchStopsAtSlotsPlusPrefetch) {
   EXPECT_EQ(s.QueuedTasks(), 2u);
 }
 
+TEST(SchedulerTest, PrefetchGrowsForTinyTasks) {
+  Scheduler s(Prefetch(2));
+  ASSERT_OK(s.AddWorker(Worker("a", 2)));
+  ASSERT_OK(s.AddJob("job", {}, Range(5000), 1));
+  ASSERT_EQ(s.Dispatch().size(), 4u);  // no timing yet: slots + the configured prefetch
+  s.ObserveTaskSeconds("job", 1e-6);  // 1 us tasks
+  // 5 ms of work per slot = 5,000 tasks per slot: capped at 1024.
+  EXPECT_EQ(s.Dispatch().size(), static_cast<size_t>(2 + Scheduler::kMaxAdaptivePrefetch - 4));
+  EXPECT_EQ(s.InFlight("a"), 2 + Scheduler::kMaxAdaptivePrefetch);
+}
+
+TEST(SchedulerTest, LongTasksAreNotPrefetched) {
+  Scheduler s(Prefetch(2));
+  ASSERT_OK(s.AddWorker(Worker("a", 1)));
+  ASSERT_OK(s.AddJob("job", {}, Range(10), 1));
+  const auto first = s.Dispatch();
+  ASSERT_EQ(first.size(), 3u);
+  s.ObserveTaskSeconds("job", 0.050);  // 50 ms: prefetch none
+  ASSERT_OK(s.Release("a", first[0].task));
+  ASSERT_OK(s.Release("a", first[1].task));
+  EXPECT_THAT(s.Dispatch(), IsEmpty()) << "one task still held covers the single slot";
+  ASSERT_OK(s.Release("a", first[2].task));
+  EXPECT_EQ(s.Dispatch().size(), 1u);
+  // A 2 ms task on a 3-slot worker: floor(3 x 5 ms / 2 ms) = 7 prefetched.
+  ASSERT_OK(s.AddWorker(Worker("b", 3)));
+  ASSERT_OK(s.AddJob("mid", {}, Range(100), 2));
+  s.ObserveTaskSeconds("mid", 0.002);
+  s.Dispatch();
+  EXPECT_EQ(s.InFlight("b"), 3 + 7);
+}
+
 TEST(SchedulerTest, ZeroPrefetchHoldsOnlySlots) {
   Scheduler s(Prefetch(0));
   ASSERT_OK(s.AddWorker(Worker("a", 3)));
