@@ -45,10 +45,12 @@ absl::StatusOr<bool> CoordinatorClient::Healthy() {
 }
 
 absl::StatusOr<v1::JobReport> CoordinatorClient::GetJobWithAllTasks(absl::string_view id) {
-  absl::StatusOr<v1::JobReport> report = GetJob(id, true);
+  constexpr uint32_t kPageRows = 50'000;  // the server's largest page
+  absl::StatusOr<v1::JobReport> report = GetJob(id, true, false, 0, kPageRows);
   if (!report.ok()) return report;
   while (static_cast<uint32_t>(report->tasks_size()) < report->tasks_total()) {
-    absl::StatusOr<v1::JobReport> page = GetJob(id, true, false, static_cast<uint32_t>(report->tasks_size()));
+    absl::StatusOr<v1::JobReport> page =
+        GetJob(id, true, false, static_cast<uint32_t>(report->tasks_size()), kPageRows);
     if (!page.ok()) return page.status();
     if (page->tasks_size() == 0) break;  // the job shrank? (cannot happen; never loop forever)
     for (v1::TaskTiming& t : *page->mutable_tasks()) *report->add_tasks() = std::move(t);

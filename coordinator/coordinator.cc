@@ -316,6 +316,7 @@ absl::StatusOr<uint64_t> Coordinator::Watch(absl::string_view job_id, bool inclu
   ReportOptions report_options;
   report_options.tasks = include_tasks;
   report_options.task_limit = limits::kMaxTaskRowsPerReply;
+  report_options.summarize_large = true;
   const absl::Time now = clock_->Now();
   JobRecord* job = FindJobLocked(job_id);
   if (job == nullptr) {
@@ -1030,6 +1031,7 @@ void Coordinator::NotifyLocked(JobRecord& job) {
       ReportOptions report_options;
       report_options.tasks = w.include_tasks;
       report_options.task_limit = limits::kMaxTaskRowsPerReply;
+  report_options.summarize_large = true;
       *final_progress.mutable_report() = BuildReport(job, WorkerFactsLocked(), now, report_options);
       w.callback(final_progress);
       it = watchers_.erase(it);
@@ -1073,7 +1075,11 @@ absl::Time Coordinator::SendDueProgressLocked(absl::Time now) {
 
 void Coordinator::EvictFinishedLocked() {
   while (finished_order_.size() > options_.keep_finished_jobs) {
-    jobs_.erase(finished_order_.front());
+    auto it = jobs_.find(finished_order_.front());
+    if (it != jobs_.end()) {
+      options_.store->TakeEvicted(std::move(*it->second));
+      jobs_.erase(it);
+    }
     finished_order_.pop_front();
   }
 }

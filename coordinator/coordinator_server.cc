@@ -35,7 +35,7 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(Opti
   if (options.store) {
     s->store_ = options.store;
   } else if (options.db == ":memory:") {
-    s->store_ = std::make_shared<InMemoryJobStore>();
+    s->store_ = std::make_shared<InMemoryJobStore>(/*copy_task_rows=*/false);
   } else {
     BF_ASSIGN_OR_RETURN(std::shared_ptr<SqliteJobStore> store, SqliteJobStore::Open(options.db));
     s->store_ = std::move(store);

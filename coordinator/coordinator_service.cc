@@ -330,6 +330,8 @@ grpc::ServerUnaryReactor* CoordinatorServiceImpl::GetJob(grpc::CallbackServerCon
   options.task_offset = req->task_offset();
   options.task_limit = req->task_limit() == 0 ? limits::kMaxTaskRowsPerReply
                                               : std::min(req->task_limit(), limits::kMaxTaskRowsPerReply);
+  // Without a page asked for, a job larger than one page gets a summary.
+  options.summarize_large = req->task_limit() == 0 && req->task_offset() == 0;
   options.attempts = req->include_attempts();
   auto result = coordinator_->GetReport(req->job_id(), options);
   if (!result.ok()) return FinishUnary(ctx, result.status());

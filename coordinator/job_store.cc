@@ -30,8 +30,11 @@ void CopyJobHeader(const JobRecord& from, JobRecord* to) {
 
 absl::Status InMemoryJobStore::CreateJob(const JobRecord& job) {
   absl::MutexLock lock(&mu_);
-  if (!jobs_.emplace(job.id, job).second) {
-    return absl::AlreadyExistsError(absl::StrCat("job ", job.id, " already exists"));
+  if (jobs_.contains(job.id)) return absl::AlreadyExistsError(absl::StrCat("job ", job.id, " already exists"));
+  if (copy_task_rows_) {
+    jobs_.emplace(job.id, job);
+  } else {
+    CopyJobHeader(job, &jobs_[job.id]);
   }
   order_.push_back(job.id);
   return absl::OkStatus();
@@ -44,10 +47,18 @@ absl::Status InMemoryJobStore::SaveJob(const JobRecord& job,
   if (it == jobs_.end()) return absl::NotFoundError(absl::StrCat("job ", job.id, " not found"));
   JobRecord& stored = it->second;
   CopyJobHeader(job, &stored);
+  if (!copy_task_rows_) return absl::OkStatus();
   for (const uint32_t i : changed_tasks) {
     if (i < stored.tasks.size() && i < job.tasks.size()) stored.tasks[i] = job.tasks[i];
   }
   return absl::OkStatus();
+}
+
+void InMemoryJobStore::TakeEvicted(JobRecord&& job) {
+  if (copy_task_rows_) return;
+  absl::MutexLock lock(&mu_);
+  auto it = jobs_.find(job.id);
+  if (it != jobs_.end()) it->second = std::move(job);
 }
 
 absl::StatusOr<JobRecord> InMemoryJobStore::LoadJob(absl::string_view id) const {

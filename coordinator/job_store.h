@@ -34,19 +34,31 @@ class JobStore {
   virtual absl::StatusOr<std::vector<std::string>> ListJobIds(size_t limit) const = 0;
   // Every job not in a terminal state.
   virtual absl::StatusOr<std::vector<JobRecord>> LoadUnfinished() const = 0;
+  // The coordinator no longer holds this finished job in memory (it was
+  // saved already): a store that keeps no task rows of its own may take them.
+  virtual void TakeEvicted(JobRecord&& job) { (void)job; }
 };
 
 // Keeps everything in memory: for tests and `--db :memory:`.
 class InMemoryJobStore : public JobStore {
  public:
+  // `copy_task_rows` false (the daemon's `--db :memory:`): task rows are not
+  // copied while the coordinator holds the job (which halves the memory of a
+  // million-task job), only taken over when it is evicted; so LoadJob and
+  // LoadUnfinished see jobs the coordinator still holds without their tasks.
+  // True (tests): every saved row is copied, as a durable store would.
+  explicit InMemoryJobStore(bool copy_task_rows = true) : copy_task_rows_(copy_task_rows) {}
+
   absl::Status CreateJob(const JobRecord& job) override;
   absl::Status SaveJob(const JobRecord& job, const std::vector<uint32_t>& changed_tasks) override;
   absl::StatusOr<JobRecord> LoadJob(absl::string_view id) const override;
   absl::StatusOr<bool> HasJob(absl::string_view id) const override;
   absl::StatusOr<std::vector<std::string>> ListJobIds(size_t limit) const override;
   absl::StatusOr<std::vector<JobRecord>> LoadUnfinished() const override;
+  void TakeEvicted(JobRecord&& job) override;
 
  private:
+  const bool copy_task_rows_;
   mutable absl::Mutex mu_;
   std::map<std::string, JobRecord> jobs_ ABSL_GUARDED_BY(mu_);
   std::vector<std::string> order_ ABSL_GUARDED_BY(mu_);  // creation order

@@ -218,7 +218,7 @@ v1::JobReport BuildReport(const JobRecord& job, const std::map<std::string, Work
     }
   }
 
-  if (options.tasks) {
+  if (options.tasks && !(options.summarize_large && job.tasks.size() > options.task_limit)) {
     const size_t first = std::min<size_t>(options.task_offset, job.tasks.size());
     const size_t last = first + std::min<size_t>(options.task_limit, job.tasks.size() - first);
     r.set_tasks_offset(static_cast<uint32_t>(first));

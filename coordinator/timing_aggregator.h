@@ -48,6 +48,9 @@ struct ReportOptions {
   bool tasks = true;
   uint32_t task_offset = 0;
   uint32_t task_limit = UINT32_MAX;
+  // No task rows at all when the job has more tasks than task_limit (a
+  // summary by default, rather than its first page).
+  bool summarize_large = false;
   bool attempts = false;
   // Attempt rows beyond this are counted in attempts_omitted, not listed.
   uint32_t attempt_limit = 100'000;
