@@ -93,7 +93,9 @@ absl::StatusOr<std::unique_ptr<Coordinator>> Coordinator::Create(Options options
         "worker-timeout must be positive, got ", absl::FormatDuration(options.worker_timeout)));
   }
   if (options.heartbeat_interval <= absl::ZeroDuration()) {
-    options.heartbeat_interval = options.worker_timeout / 5;
+    // Three heartbeats per timeout: one may be lost without the worker being
+    // declared dead, and a fleet of a thousand idle workers stays cheap.
+    options.heartbeat_interval = options.worker_timeout / 3;
   }
   if (options.heartbeat_interval * 2 > options.worker_timeout) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -472,6 +474,7 @@ absl::Status Coordinator::HandleMessage(absl::string_view session_id,
                                  hb.clock_rtt_ns() / 2;
         session.wall_offset_valid = true;
       }
+      if (hb.no_ack()) return absl::OkStatus();
       v1::CoordinatorMessage ack;
       ack.mutable_heartbeat_ack()->set_seq(hb.seq());
       ack.mutable_heartbeat_ack()->set_echo_sent_mono_ns(hb.sent_mono_ns());
@@ -804,7 +807,7 @@ absl::Time Coordinator::SpeculateLocked(absl::Time now) {
       std::optional<std::string> target = scheduler_.AssignBackup(TaskKey{job.id, t.index}, t.session);
       if (!target) continue;  // no free slot now; the recheck above comes back
       Session& s = sessions_.at(*target);
-      t.backup_attempt = std::max(t.attempt, t.backup_attempt) + 1;
+      t.backup_attempt = t.last_attempt = std::max({t.attempt, t.backup_attempt, t.last_attempt}) + 1;
       t.backup_session = *target;
       t.backup_worker = s.name;
       t.backup_host = s.host.hostname();
@@ -979,7 +982,8 @@ void Coordinator::DispatchLocked() {
       // Started before but never archived: an attempt cut short by a coordinator restart.
       ArchiveAttempt(t, v1::TASK_STATE_FAILED, absl::StrCat("attempt ", t.attempt, " did not finish"), now);
     }
-    t.attempt = std::max(t.attempt, t.backup_attempt) + 1;  // attempt numbers never repeat
+    // Attempt numbers never repeat (not even a lost backup's).
+    t.attempt = t.last_attempt = std::max({t.attempt, t.backup_attempt, t.last_attempt}) + 1;
     t.state = v1::TASK_STATE_ASSIGNED;
     t.session = a.session;
     t.worker = s->second.name;

@@ -59,7 +59,7 @@ class Coordinator {
   struct Options {
     // Silence after which a worker is declared dead and its tasks requeued.
     absl::Duration worker_timeout = absl::Seconds(5);
-    // How often workers send heartbeats; zero: worker_timeout / 5.
+    // How often workers send heartbeats; zero: worker_timeout / 3.
     absl::Duration heartbeat_interval = absl::ZeroDuration();
     int prefetch_per_worker = 2;
     // nullptr: the real clock.

@@ -45,6 +45,9 @@ struct TaskRecord {
   v1::TaskState state = v1::TASK_STATE_QUEUED;
   // The current (or last) attempt, 1-based; 0 before the first assignment.
   uint32_t attempt = 0;
+  // The highest attempt number handed out (primaries and backups), so that
+  // a new attempt never reuses a lost backup's number.
+  uint32_t last_attempt = 0;
   // Where the current attempt runs or ran.
   std::string session;
   std::string worker;

@@ -399,6 +399,7 @@ nlohmann::json ReportToJson(const v1::JobReport& report) {
   json stragglers = json::array();
   for (uint32_t index : report.stragglers()) stragglers.push_back(index);
   j["stragglers"] = std::move(stragglers);
+  j["stragglers_total"] = std::max<uint32_t>(report.stragglers_total(), static_cast<uint32_t>(report.stragglers_size()));
 
   j["counts"] = {{"total", report.tasks_total()},
                  {"succeeded", report.tasks_succeeded()},

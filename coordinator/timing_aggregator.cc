@@ -210,12 +210,22 @@ v1::JobReport BuildReport(const JobRecord& job, const std::map<std::string, Work
   }
 
   if (summary.count > 0) {
-    const double threshold = kStragglerFactor * summary.p50;
+    // Over 1.5x the median and at least a millisecond over it: microsecond
+    // tasks jitter by more than half their length without straggling.
+    const double threshold = std::max(kStragglerFactor * summary.p50, summary.p50 + kStragglerFloorSeconds);
+    std::vector<std::pair<double, uint32_t>> slow;
     for (const TaskRecord& t : job.tasks) {
       if (t.state == v1::TASK_STATE_SUCCEEDED && t.has_timing() && t.seconds() > threshold) {
-        r.add_stragglers(t.index);
+        slow.emplace_back(t.seconds(), t.index);
       }
     }
+    r.set_stragglers_total(static_cast<uint32_t>(slow.size()));
+    if (slow.size() > kMaxStragglersListed) {  // the slowest, listed in index order
+      std::nth_element(slow.begin(), slow.begin() + kMaxStragglersListed, slow.end(), std::greater<>());
+      slow.resize(kMaxStragglersListed);
+    }
+    std::sort(slow.begin(), slow.end(), [](const auto& a, const auto& b) { return a.second < b.second; });
+    for (const auto& [seconds, index] : slow) r.add_stragglers(index);
   }
 
   if (options.tasks && !(options.summarize_large && job.tasks.size() > options.task_limit)) {

@@ -16,6 +16,10 @@ namespace busyfleet::coordinator {
 inline constexpr uint32_t kReportSchema = 1;
 // A task is a straggler when it took longer than this multiple of the median.
 inline constexpr double kStragglerFactor = 1.5;
+// ... and longer than the median by at least this much.
+inline constexpr double kStragglerFloorSeconds = 0.001;
+// At most this many stragglers are listed (the slowest); stragglers_total counts all.
+inline constexpr size_t kMaxStragglersListed = 1000;
 
 // What the report needs to know of a worker beyond the tasks.
 struct WorkerFacts {
@@ -33,7 +37,8 @@ struct WorkerFacts {
 //    the job's tasks and the spec's max_slots;
 //    overhead = wall - makespan;
 //  - percentiles over succeeded task durations; stragglers are succeeded
-//    tasks longer than kStragglerFactor x the median;
+//    tasks longer than kStragglerFactor x the median and the median plus
+//    kStragglerFloorSeconds (the slowest kMaxStragglersListed, by index);
 //  - per worker: busy = sum of its task durations; utilization = busy /
 //    (slots it used x makespan); iterations per second per slot = iterations
 //    / busy.

@@ -247,6 +247,10 @@ void WorkerClient::SenderLoop(grpc::ClientReaderWriter<v1::WorkerMessage, v1::Co
       hb->set_clock_offset_valid(offset_valid_);
       hb->set_clock_offset_ns(offset_ns_);
       hb->set_clock_rtt_ns(offset_rtt_ns_);
+      // Round trips refine the clock offset: ask for one while settling, then
+      // every tenth heartbeat (or when the estimate is getting old).
+      hb->set_no_ack(seq > 4 && seq % 10 != 0 && offset_valid_ &&
+                     MonoNanosNow() - offset_taken_mono_ns_ < kOffsetMaxAgeNs / 2);
       // The first few come quickly, to settle the clock offset estimate
       // (smallest round trip wins) before results arrive.
       next_heartbeat = absl::Now() + (seq < 4 ? std::min(heartbeat_interval_, absl::Milliseconds(20))

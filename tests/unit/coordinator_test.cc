@@ -277,8 +277,8 @@ TEST_F(CoordinatorTest, AttachSendsWelcomeWithDefaultHeartbeatInterval) {
   EXPECT_EQ(w.session_id(), session);
   EXPECT_FALSE(session.empty());
   EXPECT_EQ(w.name(), "w1");
-  EXPECT_EQ(w.heartbeat_interval().seconds(), 2);  // 10s / 5
-  EXPECT_EQ(w.heartbeat_interval().nanos(), 0);
+  EXPECT_EQ(w.heartbeat_interval().seconds(), 3);  // 10s / 3
+  EXPECT_EQ(w.heartbeat_interval().nanos(), 333'333'333);
   EXPECT_EQ(w.worker_timeout().seconds(), 10);
   EXPECT_EQ(w.echo_sent_mono_ns(), 777);
   EXPECT_EQ(w.coordinator_unix_ns(), absl::ToUnixNanos(clock_.Now()));

@@ -137,6 +137,40 @@ TEST(BuildReportTest, ExactlyOneAndAHalfMediansIsNotAStraggler) {
   EXPECT_THAT(r.stragglers(), IsEmpty());
 }
 
+TEST(BuildReportTest, MicrosecondJitterIsNoStraggler) {
+  JobRecord job;
+  job.id = "j-tiny";
+  job.state = v1::JOB_STATE_SUCCEEDED;
+  job.submitted_at = At(0);
+  job.finished_at = At(100);
+  for (uint32_t i = 0; i < 100; ++i) {
+    TaskRecord t = Task(i, "w", 0, 1, 1, 0);
+    t.ended_at = t.started_at + absl::Microseconds(i % 10 == 0 ? 3 : 1);  // 3x the median, 2 us over it
+    job.tasks.push_back(t);
+  }
+  const v1::JobReport r = BuildReport(job, {}, At(100), false);
+  EXPECT_THAT(r.stragglers(), IsEmpty());
+  EXPECT_EQ(r.stragglers_total(), 0u);
+}
+
+TEST(BuildReportTest, ManyStragglersListTheSlowestThousand) {
+  JobRecord job;
+  job.id = "j-many";
+  job.state = v1::JOB_STATE_SUCCEEDED;
+  job.submitted_at = At(0);
+  job.finished_at = At(100'000);
+  uint32_t index = 0;
+  for (; index < 2000; ++index) job.tasks.push_back(Task(index, "w", 0, 0, 1'000, 0));  // the median: 1 s
+  for (uint32_t k = 0; k < 1500; ++k, ++index) {
+    job.tasks.push_back(Task(index, "w", 0, 0, 2'000 + k, 0));  // stragglers, slower as k grows
+  }
+  const v1::JobReport r = BuildReport(job, {}, At(100'000), false);
+  EXPECT_EQ(r.stragglers_total(), 1500u);
+  ASSERT_EQ(r.stragglers_size(), 1000);
+  EXPECT_EQ(r.stragglers(0), 2000u + 500u) << "the 1000 slowest, in index order";
+  EXPECT_EQ(r.stragglers(999), 3499u);
+}
+
 TEST(BuildReportTest, PerWorkerFigures) {
   const std::map<std::string, WorkerFacts> facts = {{"w1", {"real-host-1", 1}}};
   const v1::JobReport r = BuildReport(FinishedJob(), facts, At(10'000), true);
