@@ -339,7 +339,8 @@ absl::StatusOr<uint64_t> Coordinator::Watch(absl::string_view job_id, bool inclu
   w.job_id = job->id;
   w.include_tasks = include_tasks;
   w.callback = std::move(callback);
-  w.last_sent = now;
+  w.tokens = std::max(0.0, options_.progress_burst - 1);  // the update just sent counts
+  w.refilled = now;
   return handle;
 }
 
@@ -1041,16 +1042,17 @@ void Coordinator::NotifyLocked(JobRecord& job) {
       it = watchers_.erase(it);
       continue;
     }
-    if (now - w.last_sent >= options_.progress_interval) {
+    if (w.pending) {  // already held back: it goes out with the newest progress when due
+      ++it;
+      continue;
+    }
+    if (TakeProgressToken(w, now)) {
       if (!progress) progress = BuildProgress(job, now);
       w.callback(*progress);
-      w.last_sent = now;
-      w.pending = false;
-    } else if (!w.pending) {
+    } else {
       w.pending = true;
-      const absl::Time due = w.last_sent + options_.progress_interval;
-      if (due < progress_due_) {
-        progress_due_ = due;
+      if (w.due < progress_due_) {
+        progress_due_ = w.due;
         if (options_.request_check) options_.request_check();
       }
     }
@@ -1058,21 +1060,33 @@ void Coordinator::NotifyLocked(JobRecord& job) {
   }
 }
 
+bool Coordinator::TakeProgressToken(Watcher& w, absl::Time now) const {
+  if (options_.progress_interval <= absl::ZeroDuration()) return true;
+  if (w.refilled != absl::InfinitePast()) {
+    w.tokens = std::min(options_.progress_burst,
+                        w.tokens + absl::FDivDuration(now - w.refilled, options_.progress_interval));
+  }
+  w.refilled = now;
+  if (w.tokens >= 1) {
+    w.tokens -= 1;
+    return true;
+  }
+  w.due = now + options_.progress_interval * (1 - w.tokens);
+  return false;
+}
+
 absl::Time Coordinator::SendDueProgressLocked(absl::Time now) {
   if (progress_due_ > now) return progress_due_;
   progress_due_ = absl::InfiniteFuture();
   for (auto& [handle, w] : watchers_) {
     if (!w.pending) continue;
-    const absl::Time due = w.last_sent + options_.progress_interval;
-    if (due > now) {
-      progress_due_ = std::min(progress_due_, due);
+    if (w.due > now || !TakeProgressToken(w, now)) {
+      progress_due_ = std::min(progress_due_, w.due);
       continue;
     }
-    JobRecord* job = FindJobLocked(w.job_id);
     w.pending = false;
-    if (job == nullptr) continue;
-    w.callback(BuildProgress(*job, now));
-    w.last_sent = now;
+    w.due = absl::InfiniteFuture();
+    if (JobRecord* job = FindJobLocked(w.job_id)) w.callback(BuildProgress(*job, now));
   }
   return progress_due_;
 }

@@ -70,10 +70,12 @@ class Coordinator {
     size_t keep_gone_workers = 64;
     // Finished jobs kept in memory (older ones are read back from the store).
     size_t keep_finished_jobs = 256;
-    // A watcher gets at most one progress update per interval (the newest;
-    // the final one at once), so a job of tiny tasks does not send one
-    // message per task. Zero: every change.
+    // Progress updates to a watcher: bursts of up to progress_burst go at
+    // once, then one per interval (the newest; the final one always at
+    // once), so a job of tiny tasks does not send a message per task while
+    // a few changes still arrive without delay. Zero interval: every change.
     absl::Duration progress_interval = absl::Milliseconds(100);
+    double progress_burst = 20;
     // Tasks queued or running over all jobs; a submit that would pass it is
     // refused with ResourceExhausted instead of growing memory.
     uint64_t max_unfinished_tasks = limits::kMaxQueuedTasks;
@@ -180,8 +182,10 @@ class Coordinator {
     std::string job_id;
     bool include_tasks = false;
     ProgressCallback callback;
-    absl::Time last_sent = absl::InfinitePast();
+    double tokens = 0;  // updates it may get at once (token bucket)
+    absl::Time refilled = absl::InfinitePast();
     bool pending = false;  // a change not yet sent (rate limit)
+    absl::Time due = absl::InfiniteFuture();  // when the pending one may go
   };
 
   explicit Coordinator(Options options);
@@ -235,6 +239,9 @@ class Coordinator {
   // Saves dirty jobs and notifies their watchers.
   void FlushLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void NotifyLocked(JobRecord& job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Refills the watcher's token bucket to `now`; true (taking a token) when
+  // it may get an update now, else sets when it may.
+  bool TakeProgressToken(Watcher& w, absl::Time now) const;
   // Sends held-back progress updates that are due; returns when the next is.
   absl::Time SendDueProgressLocked(absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void EvictFinishedLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

@@ -12,26 +12,11 @@ namespace {
 
 double Seconds(absl::Time from, absl::Time to) { return absl::ToDoubleSeconds(to - from); }
 
-// The most tasks that ran at once (intervals trimmed by half a millisecond
-// at each end, so back-to-back tasks measured on two clocks do not count as
-// overlapping), capped by the distinct slots and the spec's max_slots.
+// Distinct (worker, slot) pairs that ran the job's tasks, at most the spec's
+// max_slots (a serial job whose tasks ran one after another on both slots
+// of a worker used one slot's worth of parallelism).
 uint32_t SlotsUsed(const JobRecord& job, size_t distinct_slots) {
-  constexpr absl::Duration kSlack = absl::Microseconds(500);
-  std::vector<std::pair<absl::Time, int>> events;
-  for (const TaskRecord& t : job.tasks) {
-    if (!t.has_timing()) continue;
-    absl::Time start = t.started_at, end = t.ended_at;
-    if (end - start > 2 * kSlack) {
-      start += kSlack;
-      end -= kSlack;
-    }
-    events.emplace_back(start, +1);
-    events.emplace_back(end, -1);
-  }
-  std::sort(events.begin(), events.end());  // at equal times, ends (-1) first
-  int running = 0, peak = 0;
-  for (const auto& [when, delta] : events) peak = std::max(peak, running += delta);
-  uint32_t slots = std::min<uint32_t>(static_cast<uint32_t>(peak), static_cast<uint32_t>(distinct_slots));
+  uint32_t slots = static_cast<uint32_t>(distinct_slots);
   if (job.spec.max_slots() > 0) slots = std::min(slots, job.spec.max_slots());
   return slots;
 }

@@ -32,9 +32,8 @@ struct WorkerFacts {
 //  - wall = submit -> last result (or now); makespan = first task start ->
 //    last task end; serial = sum of succeeded task durations;
 //    speedup = serial / makespan; efficiency = speedup / slots, where slots
-//    is the most tasks that ran at once (a serial job on a worker with two
-//    slots used one), at most the distinct (worker, slot) pairs that ran
-//    the job's tasks and the spec's max_slots;
+//    counts the distinct (worker, slot) pairs that ran the job's tasks, at
+//    most the spec's max_slots (a serial job used one);
 //    overhead = wall - makespan;
 //  - percentiles over succeeded task durations; stragglers are succeeded
 //    tasks longer than kStragglerFactor x the median and the median plus

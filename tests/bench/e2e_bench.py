@@ -434,10 +434,13 @@ def target5(b, sizes):
         if p.returncode != 0:
             raise BenchError(f"session_swarm: rc {p.returncode}: {p.stderr.strip()[-800:]}")
         r = json.loads(p.stdout)
-        if r["alive_at_end"] != sizes["t5_sessions"] or r["acks_in_window"] <= 0:
+        # Heartbeats are acked only every tenth time once a session's clock
+        # offset has settled, so a short window may see no ack at all.
+        if r["alive_at_end"] != sizes["t5_sessions"] or r["heartbeats_sent_in_window"] <= 0:
             raise BenchError(f"session_swarm: {r}")
         b.row(5, f"{r['sessions']:,} sessions: coordinator CPU", r["coordinator_cpu_percent"], 5.0, "% of a core",
-              False, f"{r['acks_per_second']:.0f} heartbeats/s acked over {r['window_seconds']:.1f} s; attach "
+              False, f"{r['heartbeats_sent_in_window'] / r['window_seconds']:.0f} heartbeats/s "
+                     f"({r['acks_per_second']:.0f}/s acked) over {r['window_seconds']:.1f} s; attach "
                      f"{r['attach_seconds']:.2f} s; swarm itself {r['swarm_cpu_percent']:.1f}%")
         b.row(5, f"{r['sessions']:,} sessions: coordinator peak RSS", r["coordinator_vmhwm_kib"] / 1024, 1024, "MiB",
               False, "VmHWM")
