@@ -1,6 +1,7 @@
 #include "coordinator/coordctl_bench.h"
 
 #include <algorithm>
+#include <set>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -92,8 +93,10 @@ absl::StatusOr<BenchResult> RunBench(CoordinatorClient& client, const BenchOptio
     return absl::FailedPreconditionError("bench: no worker is attached and ready; start workers first");
   }
   BenchResult result;
+  std::set<std::string> hosts;  // several workers on one machine share its cores
   for (const v1::WorkerInfo& w : ready) {
     result.fleet_slots += w.slots();
+    if (!hosts.insert(w.host().hostname()).second) continue;
     result.fleet_physical_cores += w.host().physical_cores();
     result.fleet_logical_cpus += w.host().logical_cpus();
   }

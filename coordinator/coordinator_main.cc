@@ -28,7 +28,9 @@ int main(int argc, char** argv) {
   std::string db = "busyfleet.db";
   std::string log_format = "text";
   std::string log_level = "info";
-  int prefetch = 2;
+  // Until a job's first results: none, so a job of long tasks never piles
+  // up on one worker; one round trip later the prefetch adapts.
+  int prefetch = 0;
   bool insecure = false;
   std::string token_file, worker_token_file, client_token_file;
   std::string tls_cert, tls_key, tls_client_ca;
@@ -42,7 +44,8 @@ int main(int argc, char** argv) {
                  "declare a worker dead after this long without a heartbeat")
       ->capture_default_str()
       ->check(busyfleet::DurationValidator());
-  app.add_option("--prefetch", prefetch, "tasks assigned to a worker beyond its slots")
+  app.add_option("--prefetch", prefetch,
+                 "tasks assigned to a worker beyond its slots until a job's first results (then adaptive)")
       ->capture_default_str()
       ->check(CLI::Range(0, 1024));
   app.add_option("--token-file", token_file, "bearer token required of workers and clients alike");

@@ -138,10 +138,13 @@ std::string ScalingSvg(const std::vector<ScalingPoint>& points,
         room_right ? " font-size=\"11\" fill=\"#e65100\""
                    : " font-size=\"11\" fill=\"#e65100\" text-anchor=\"end\"";
     const double text_x = room_right ? x + 6 : x - 6;
+    // Past the physical cores the extra slots share cores: hyper-threads
+    // when the machines have more logical CPUs, plain oversubscription when not.
+    const bool smt = info.logical_cpus > info.physical_cores;
     absl::StrAppend(&out,
                     Text(text_x, kPlotTop + 52, attributes,
-                         "logical CPUs > physical cores"),
-                    Text(text_x, kPlotTop + 66, attributes, "(hyper-threads)"));
+                         smt ? "logical CPUs > physical cores" : "slots > physical cores"),
+                    Text(text_x, kPlotTop + 66, attributes, smt ? "(hyper-threads)" : "(oversubscribed)"));
   }
 
   // Grid, ticks and labels.

@@ -20,11 +20,13 @@ cleanup() {
 trap cleanup EXIT
 
 # A free loopback port, chosen by the coordinator itself.
-"$BIN/coordinator/coordinator" --listen 127.0.0.1:0 --db "$WORK/demo.db" 2>"$WORK/coordinator.log" &
+"$BIN/coordinator/coordinator" --listen 127.0.0.1:0 --http-listen 127.0.0.1:0 --db "$WORK/demo.db" \
+  2>"$WORK/coordinator.log" &
 PIDS+=($!)
 for _ in $(seq 100); do
   ADDR=$(sed -n 's/.*listening on \([0-9.:]*\).*/\1/p' "$WORK/coordinator.log")
-  [[ -n "$ADDR" ]] && break
+  HTTP=$(sed -n 's/.*status page and metrics on \(http[^ ]*\).*/\1/p' "$WORK/coordinator.log")
+  [[ -n "$ADDR" && -n "$HTTP" ]] && break
   sleep 0.1
 done
 [[ -n "${ADDR:-}" ]] || { cat "$WORK/coordinator.log"; echo "demo: coordinator did not start" >&2; exit 1; }
@@ -67,3 +69,9 @@ ws, wp = s["timing"]["wall_seconds"], p["timing"]["wall_seconds"]
 print(f"== Serial {ws:.2f} s, parallel {wp:.2f} s: {ws / wp:.2f}x faster on {p['timing']['slots']} slots "
       f"(reported speedup {p['timing']['speedup']:.2f}, efficiency {p['timing']['efficiency'] * 100:.1f}%) ==")
 PY
+echo
+echo "== coordctl bench: serial, threads, processes, the whole fleet (one worker's slot each here) =="
+"${CTL[@]}" -o table bench --iterations "$PER_SLOT" 2>/dev/null
+echo
+echo "(The coordinator also served a status page at $HTTP and Prometheus metrics at ${HTTP}metrics;"
+echo " start one yourself to browse them: README, 'Where the time went'.)"

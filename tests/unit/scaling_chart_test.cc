@@ -46,6 +46,14 @@ TEST(ScalingChartTest, MarksHyperThreadsOnlyPastThePhysicalCores) {
   }
 }
 
+TEST(ScalingChartTest, MoreSlotsThanCoresWithoutHyperThreadsIsOversubscription) {
+  const std::string svg = ScalingSvg(Sweep(6, 4), {"sweep", 4, 4});
+  EXPECT_TRUE(absl::StrContains(svg, "slots &gt; physical cores"));
+  EXPECT_TRUE(absl::StrContains(svg, "(oversubscribed)"));
+  EXPECT_FALSE(absl::StrContains(svg, "hyper-threads"));
+  EXPECT_TRUE(IsWellFormedXml(svg));
+}
+
 TEST(ScalingChartTest, DrawsEveryPointTheIdealLineAndAxes) {
   const std::vector<ScalingPoint> points = Sweep(6, 6);
   const std::string svg = ScalingSvg(points, {"four cores", 6, 12});
