@@ -2,6 +2,8 @@
 #define BUSYFLEET_COORDINATOR_SQLITE_JOB_STORE_H_
 
 #include <map>
+
+#include "absl/container/btree_map.h"
 #include <set>
 #include <memory>
 #include <string>
@@ -49,9 +51,10 @@ class SqliteJobStore : public JobStore {
 
  private:
   struct Pending {
-    // Job header rows by id (newest wins) and task rows by (job, index).
+    // Job header rows by id (newest wins) and task rows by job, then index
+    // (a B-tree per job: a new job's rows go in without a node each).
     std::map<std::string, JobRecord> headers;
-    std::map<std::pair<std::string, uint32_t>, TaskRecord> tasks;
+    std::map<std::string, absl::btree_map<uint32_t, TaskRecord>> tasks;
     bool empty() const { return headers.empty() && tasks.empty(); }
   };
 
@@ -75,6 +78,10 @@ class SqliteJobStore : public JobStore {
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   absl::Status write_error_ ABSL_GUARDED_BY(mu_);
   uint64_t commits_ ABSL_GUARDED_BY(mu_) = 0;
+  // Callers of Flush() waiting now: the writer commits without delay.
+  mutable int flush_waiters_ ABSL_GUARDED_BY(mu_) = 0;
+  // How long the writer lets changes gather before a transaction.
+  static constexpr absl::Duration kGroupCommitDelay = absl::Milliseconds(5);
   std::thread writer_;
 };
 
