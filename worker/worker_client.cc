@@ -77,8 +77,23 @@ void WorkerClient::OnStarted(const v1::TaskStarted& started) {
 }
 
 void WorkerClient::OnFinished(const v1::TaskResult& result) {
+  if (result.state() == v1::TASK_STATE_FAILED) {
+    LogFields fields({{"job_id", result.task().job_id()},
+                      {"task", absl::StrCat(result.task().task_index())},
+                      {"attempt", absl::StrCat(result.task().attempt())}});
+    spdlog::warn("task {} of job {} (attempt {}) failed: {}", result.task().task_index(), result.task().job_id(),
+                 result.task().attempt(), result.error());
+  }
   absl::MutexLock lock(&mu_);
   ++tasks_finished_;
+  switch (result.state()) {
+    case v1::TASK_STATE_SUCCEEDED: ++figures_.succeeded; break;
+    case v1::TASK_STATE_CANCELLED: ++figures_.cancelled; break;
+    default: ++figures_.failed; break;
+  }
+  figures_.iterations += result.iterations_done();
+  figures_.busy_seconds += static_cast<double>(result.end_mono_ns() - result.start_mono_ns()) / 1e9;
+  figures_.cpu_seconds += static_cast<double>(result.cpu_ns()) / 1e9;
   // Kept across a broken stream and sent after reattaching: the coordinator
   // has queued those tasks again already and records them as late
   // duplicates. Bounded, so a long outage cannot grow memory.
@@ -350,6 +365,11 @@ std::string WorkerClient::name() const {
 bool WorkerClient::attached() const {
   absl::MutexLock lock(&mu_);
   return connected_;
+}
+
+WorkerClient::Figures WorkerClient::figures() const {
+  absl::MutexLock lock(&mu_);
+  return figures_;
 }
 
 uint64_t WorkerClient::tasks_finished() const {

@@ -65,6 +65,16 @@ class WorkerClient {
   bool attached() const;
   // Tasks finished (any outcome) since start.
   uint64_t tasks_finished() const;
+  // What this worker did since start, for its own log.
+  struct Figures {
+    uint64_t succeeded = 0;
+    uint64_t failed = 0;
+    uint64_t cancelled = 0;
+    uint64_t iterations = 0;
+    double busy_seconds = 0;  // summed task wall time
+    double cpu_seconds = 0;
+  };
+  Figures figures() const;
   // Successful attaches so far (1 + reconnections).
   int attach_count() const;
   // Waits until no task is queued or running here; false at the deadline.
@@ -108,6 +118,7 @@ class WorkerClient {
   int64_t offset_rtt_ns_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t offset_taken_mono_ns_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t tasks_finished_ ABSL_GUARDED_BY(mu_) = 0;
+  Figures figures_ ABSL_GUARDED_BY(mu_);
   int attach_count_ ABSL_GUARDED_BY(mu_) = 0;
 
   absl::Notification stopped_;  // RunLoop has returned

@@ -10,6 +10,7 @@
 #include <spdlog/spdlog.h>
 
 #include "absl/strings/str_split.h"
+#include "absl/strings/str_format.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "common/clock.h"
@@ -143,6 +144,13 @@ int main(int argc, char** argv) {
     }
   }
   drainer.join();
+  const auto f = (*client)->figures();
+  spdlog::info("ran {} tasks ({} succeeded, {} failed, {} cancelled): {} iterations, busy {:.3f}s, cpu {:.3f}s{}",
+               f.succeeded + f.failed + f.cancelled, f.succeeded, f.failed, f.cancelled, f.iterations,
+               f.busy_seconds, f.cpu_seconds,
+               f.busy_seconds > 0 && f.iterations > 0
+                   ? absl::StrFormat(", %.3g iterations/s per busy slot", static_cast<double>(f.iterations) / f.busy_seconds)
+                   : std::string());
   spdlog::info("worker stopped ({})", drained ? "drained" : "tasks cancelled");
   return 0;
 }

@@ -118,6 +118,7 @@ class BenchTest(harness.ClusterCase):
         attempts = sorted(t["attempt"] for t in report["tasks"])
         self.assertEqual(attempts, [1, 2], "only the crashed task ran again")
         self.assertIsNone(self.big.proc.poll(), "the worker survives its child's crash")
+        self.big.wait_for_line(r"task \d of job %s \(attempt 1\) failed: task process killed by signal 11" % job)
         trace = json.loads(self.coordctl("timeline", job, "--format", "chrome", check=0).stdout)
         slices = [e for e in trace["traceEvents"] if e["ph"] == "X"]
         self.assertEqual(len(slices), 3)
@@ -351,8 +352,13 @@ class LogsAndClocksTest(harness.ClusterCase):
         self.assertEqual(ended[0]["state"], "JOB_STATE_SUCCEEDED")
         attached = [o for o in lines if "attached from" in o["message"]]
         self.assertEqual(attached[0]["worker"], "log-w")
-        for line in w.lines:
-            self.assertIn("component", json.loads(line))
+        worker_lines = [json.loads(line) for line in w.lines]
+        for obj in worker_lines:
+            self.assertIn("component", obj)
+        # The worker logs its own figures when it stops.
+        ran = [o for o in worker_lines if o["message"].startswith("ran 2 tasks (2 succeeded, 0 failed")]
+        self.assertEqual(len(ran), 1, [o["message"] for o in worker_lines])
+        self.assertIn("2000 iterations", ran[0]["message"])
 
     def test_skewed_worker_clocks_are_corrected(self):
         self.start_coordinator()
