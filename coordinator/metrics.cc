@@ -1,6 +1,7 @@
 #include "coordinator/metrics.h"
 
 #include <algorithm>
+#include <charconv>
 #include <cmath>
 
 #include "absl/strings/ascii.h"
@@ -22,7 +23,9 @@ std::string Label(const std::string& enum_name, absl::string_view prefix) {
 std::string Num(double v) {
   if (std::isinf(v)) return v > 0 ? "+Inf" : "-Inf";
   if (std::isnan(v)) return "NaN";
-  return absl::StrFormat("%.17g", v);
+  char buf[64];
+  const auto [end, ec] = std::to_chars(buf, buf + sizeof(buf), v);  // shortest that reads back the same
+  return ec == std::errc() ? std::string(buf, end) : absl::StrFormat("%.17g", v);
 }
 
 void Header(std::string* out, absl::string_view name, absl::string_view type, absl::string_view help) {
