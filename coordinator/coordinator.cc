@@ -1036,7 +1036,7 @@ void Coordinator::NotifyLocked(JobRecord& job) {
       ReportOptions report_options;
       report_options.tasks = w.include_tasks;
       report_options.task_limit = limits::kMaxTaskRowsPerReply;
-  report_options.summarize_large = true;
+      report_options.summarize_large = true;
       *final_progress.mutable_report() = BuildReport(job, WorkerFactsLocked(), now, report_options);
       w.callback(final_progress);
       it = watchers_.erase(it);

@@ -198,6 +198,47 @@ class TimelineCompareTest(harness.ClusterCase):
         self.assertEqual(final["id"], sub["id"])
 
 
+class CoordctlCommandsTest(harness.ClusterCase):
+    """health, workers --wait-for, and task rows of large jobs."""
+
+    def setUp(self):
+        super().setUp()
+        self.start_coordinator()
+
+    def test_health_says_serving_or_exits_3(self):
+        p = self.coordctl("health", check=0)
+        self.assertEqual(json.loads(p.stdout), {"status": "SERVING"})
+        p = subprocess.run([harness.binary("coordinator/coordctl"), "--coordinator", f"127.0.0.1:{free_port()}",
+                            "--timeout", "2s", "health"], capture_output=True, text=True, timeout=30)
+        self.assertEqual(p.returncode, 3, p.stderr)
+
+    def test_workers_wait_for(self):
+        p = self.coordctl("workers", "--wait-for", "1", "--wait-timeout", "300ms", check=1)
+        self.assertIn("0 of 1 workers ready", p.stderr)
+        self.start_worker("late", slots=1)
+        out = self.coordctl_json("workers", "--wait-for", "1", "--wait-timeout", "30s")
+        self.assertEqual([w["name"] for w in out], ["late"])
+
+    def test_large_jobs_are_summarised_and_paged(self):
+        self.start_worker("pager", slots=1)
+        self.wait_for_workers(1)
+        n = 50_001  # one over a reply page
+        r = self.coordctl_json("submit", "--wait", "--tasks", str(n), "--iterations", "0", check=0)
+        self.assertEqual(r["state"], "SUCCEEDED")
+        self.assertEqual(r["tasks"], [])
+        self.assertEqual(r["tasks_omitted"], n)
+        self.assertEqual(r["counts"]["succeeded"], n)
+        page = self.coordctl_json("status", r["id"], "--tasks-offset", "49999", "--tasks-limit", "5")
+        self.assertEqual(page["tasks_offset"], 49999)
+        self.assertEqual([t["index"] for t in page["tasks"]], [49999, 50000])
+        every = self.coordctl_json("status", r["id"], "--tasks")
+        self.assertEqual([t["index"] for t in every["tasks"]], list(range(n)))
+        self.assertNotIn("tasks_omitted", every)
+        small = self.coordctl_json("submit", "--wait", "--tasks", "3", "--iterations", "0", check=0)
+        self.assertEqual(len(small["tasks"]), 3)
+        self.assertNotIn("tasks_omitted", small)
+
+
 class HttpTest(harness.ClusterCase):
     def setUp(self):
         super().setUp()
