@@ -119,16 +119,12 @@ absl::StatusOr<v1::WorkerState> CoordinatorClient::Drain(absl::string_view name)
   return resp.state();
 }
 
-absl::StatusOr<v1::JobProgress> CoordinatorClient::Watch(
-    absl::string_view id, bool include_tasks, absl::Time deadline,
-    const std::function<void(const v1::JobProgress&)>& on_progress) {
-  grpc::ClientContext ctx;
-  ctx.set_deadline(absl::ToChronoTime(deadline));
-  options_.security.Apply(ctx);
-  v1::WatchJobRequest req;
-  req.set_job_id(std::string(id));
-  req.set_omit_tasks(!include_tasks);
-  auto reader = stub_->WatchJob(&ctx, req);
+namespace {
+
+// Reads a progress stream to its end; the last update must carry the report.
+template <typename Reader>
+absl::StatusOr<v1::JobProgress> ReadProgress(Reader& reader,
+                                             const std::function<void(const v1::JobProgress&)>& on_progress) {
   v1::JobProgress progress;
   v1::JobProgress last;
   bool ended = false;
@@ -139,8 +135,36 @@ absl::StatusOr<v1::JobProgress> CoordinatorClient::Watch(
   }
   grpc::Status st = reader->Finish();
   if (!st.ok()) return FromGrpcStatus(st);
-  if (!ended) return absl::UnavailableError("the coordinator ended the watch before the job ended");
+  if (!ended) return absl::UnavailableError("the coordinator ended the stream before the job ended");
   return last;
+}
+
+}  // namespace
+
+absl::StatusOr<v1::JobProgress> CoordinatorClient::Watch(
+    absl::string_view id, bool include_tasks, absl::Time deadline,
+    const std::function<void(const v1::JobProgress&)>& on_progress) {
+  grpc::ClientContext ctx;
+  ctx.set_deadline(absl::ToChronoTime(deadline));
+  options_.security.Apply(ctx);
+  v1::WatchJobRequest req;
+  req.set_job_id(std::string(id));
+  req.set_omit_tasks(!include_tasks);
+  auto reader = stub_->WatchJob(&ctx, req);
+  return ReadProgress(reader, on_progress);
+}
+
+absl::StatusOr<v1::JobProgress> CoordinatorClient::Run(
+    const v1::JobSpec& spec, bool include_tasks, absl::Time deadline,
+    const std::function<void(const v1::JobProgress&)>& on_progress) {
+  grpc::ClientContext ctx;
+  ctx.set_deadline(absl::ToChronoTime(deadline));
+  options_.security.Apply(ctx);
+  v1::RunJobRequest req;
+  *req.mutable_spec() = spec;
+  req.set_omit_tasks(!include_tasks);
+  auto reader = stub_->RunJob(&ctx, req);
+  return ReadProgress(reader, on_progress);
 }
 
 int ExitCodeFor(const absl::Status& status) {

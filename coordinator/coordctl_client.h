@@ -46,6 +46,10 @@ class CoordinatorClient {
   // carries the report) or `deadline`. Returns the final update.
   absl::StatusOr<v1::JobProgress> Watch(absl::string_view id, bool include_tasks, absl::Time deadline,
                                         const std::function<void(const v1::JobProgress&)>& on_progress);
+  // Submits and follows in one call (RunJob): like Submit then Watch, a
+  // round trip sooner. The first update names the job.
+  absl::StatusOr<v1::JobProgress> Run(const v1::JobSpec& spec, bool include_tasks, absl::Time deadline,
+                                      const std::function<void(const v1::JobProgress&)>& on_progress);
 
  private:
   void Prepare(grpc::ClientContext* ctx) const;

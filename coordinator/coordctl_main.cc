@@ -137,11 +137,12 @@ void PrintReport(const Globals& g, v1::JobReport report, bool show_tasks, bool p
 
 // Follows a job to its end: a progress bar on a terminal, one JSON object
 // per update with `json_lines`, then the report.
-int Follow(const Globals& g, CoordinatorClient& client, const std::string& id, bool show_tasks,
-           bool json_lines) {
+using ProgressStream = std::function<absl::StatusOr<v1::JobProgress>(
+    const std::function<void(const v1::JobProgress&)>& on_progress)>;
+
+int Follow(const Globals& g, const ProgressStream& stream, bool show_tasks, bool json_lines) {
   const bool bar = !g.json() && isatty(STDERR_FILENO) && isatty(STDOUT_FILENO);
-  auto final_update = client.Watch(
-      id, /*include_tasks=*/true, absl::Now() + absl::Hours(24 * 365),
+  auto final_update = stream(
       [&](const v1::JobProgress& p) {
         if (json_lines && !p.has_report()) {
           std::cout << busyfleet::coordctl::ProgressToJson(p).dump() << std::endl;
@@ -374,9 +375,9 @@ int main(int argc, char** argv) {
   if (*submit) {
     auto spec = BuildSpec(sf, *submit);
     if (!spec.ok()) return Usage(std::string(spec.status().message()));
-    auto resp = client.Submit(*spec);
-    if (!resp.ok()) return Fail(resp.status());
     if (!sf.wait) {
+      auto resp = client.Submit(*spec);
+      if (!resp.ok()) return Fail(resp.status());
       if (g.json()) {
         PrintJson({{"id", resp->job_id()}, {"tasks", resp->tasks()}});
       } else {
@@ -384,8 +385,20 @@ int main(int argc, char** argv) {
       }
       return kExitOk;
     }
-    if (!g.json()) std::fprintf(stderr, "job %s: %u tasks\n", resp->job_id().c_str(), resp->tasks());
-    return Follow(g, client, resp->job_id(), sf.show_tasks, /*json_lines=*/false);
+    // Submit and follow in one call (RunJob): a round trip sooner than
+    // SubmitJob + WatchJob.
+    bool named = false;
+    const ProgressStream run = [&](const std::function<void(const v1::JobProgress&)>& on_progress) {
+      return client.Run(*spec, /*include_tasks=*/true, absl::Now() + absl::Hours(24 * 365),
+                        [&](const v1::JobProgress& p) {
+                          if (!named && !g.json()) {
+                            std::fprintf(stderr, "job %s: %u tasks\n", p.job_id().c_str(), p.tasks_total());
+                          }
+                          named = true;
+                          on_progress(p);
+                        });
+    };
+    return Follow(g, run, sf.show_tasks, /*json_lines=*/false);
   }
   if (*status) {
     const bool page = offset_opt->count() > 0 || limit_opt->count() > 0;
@@ -398,7 +411,12 @@ int main(int argc, char** argv) {
     PrintReport(g, *std::move(report), show_tasks || all_tasks, page);
     return ExitForJobState(state);
   }
-  if (*watch) return Follow(g, client, job_id, show_tasks, /*json_lines=*/g.json());
+  if (*watch) {
+    const ProgressStream watch_stream = [&](const std::function<void(const v1::JobProgress&)>& on_progress) {
+      return client.Watch(job_id, /*include_tasks=*/true, absl::Now() + absl::Hours(24 * 365), on_progress);
+    };
+    return Follow(g, watch_stream, show_tasks, /*json_lines=*/g.json());
+  }
   if (*jobs) {
     auto list = client.ListJobs(limit);
     if (!list.ok()) return Fail(list.status());

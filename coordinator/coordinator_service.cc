@@ -339,6 +339,21 @@ grpc::ServerUnaryReactor* CoordinatorServiceImpl::GetJob(grpc::CallbackServerCon
   return FinishUnary(ctx, absl::OkStatus());
 }
 
+grpc::ServerWriteReactor<v1::JobProgress>* CoordinatorServiceImpl::RunJob(grpc::CallbackServerContext* ctx,
+                                                                          const v1::RunJobRequest* req) {
+  if (auto st = gate_->Check(ctx, Role::kClient, "RunJob"); !st.ok()) return new RefusedWrite<v1::JobProgress>(st);
+  auto submitted = coordinator_->Submit(req->spec());
+  if (!submitted.ok()) return new RefusedWrite<v1::JobProgress>(submitted.status());
+  {
+    LogFields fields({{"job_id", submitted->job_id()}});
+    spdlog::info("job {} submitted from {}: {} tasks", submitted->job_id(), ctx->peer(), submitted->tasks());
+  }
+  v1::WatchJobRequest watch;
+  watch.set_job_id(submitted->job_id());
+  watch.set_omit_tasks(req->omit_tasks());
+  return new WatchReactor(coordinator_, watch);
+}
+
 grpc::ServerWriteReactor<v1::JobProgress>* CoordinatorServiceImpl::WatchJob(
     grpc::CallbackServerContext* ctx, const v1::WatchJobRequest* req) {
   if (auto st = gate_->Check(ctx, Role::kClient, "WatchJob"); !st.ok()) return new RefusedWrite<v1::JobProgress>(st);

@@ -39,6 +39,8 @@ class CoordinatorServiceImpl final : public v1::CoordinatorService::CallbackServ
                                    v1::JobReport* resp) override;
   grpc::ServerWriteReactor<v1::JobProgress>* WatchJob(grpc::CallbackServerContext* ctx,
                                                       const v1::WatchJobRequest* req) override;
+  grpc::ServerWriteReactor<v1::JobProgress>* RunJob(grpc::CallbackServerContext* ctx,
+                                                    const v1::RunJobRequest* req) override;
   grpc::ServerUnaryReactor* ListJobs(grpc::CallbackServerContext* ctx, const v1::ListJobsRequest* req,
                                      v1::ListJobsResponse* resp) override;
   grpc::ServerUnaryReactor* CancelJob(grpc::CallbackServerContext* ctx, const v1::CancelJobRequest* req,

@@ -361,6 +361,10 @@ class HttpSecurityTest(harness.ClusterCase):
             self.assertEqual(e.exception.code, 401)
             status, _, _ = http_get(base + path, {"Authorization": "Bearer s3cret-token-0123456789abcdef"})
             self.assertEqual(status, 200)
+        # submit --wait goes through RunJob: refused without the token, and no job is created.
+        p = self.coordctl("submit", "--wait", "--tasks", "1", "--iterations", "1", check=3)
+        self.assertIn("UNAUTHENTICATED", p.stderr)
+        self.assertEqual(self.coordctl_json("--token-file", token, "jobs"), [])
 
     def test_a_taken_http_port_stops_start_up_with_a_clear_error(self):
         with socket.socket() as s:
