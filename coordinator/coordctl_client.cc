@@ -5,6 +5,7 @@
 #include "common/grpc_status.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "common/keepalive.h"
+#include "coordinator/limits.h"
 
 namespace busyfleet::coordctl {
 
@@ -45,7 +46,7 @@ absl::StatusOr<bool> CoordinatorClient::Healthy() {
 }
 
 absl::StatusOr<v1::JobReport> CoordinatorClient::GetJobWithAllTasks(absl::string_view id) {
-  constexpr uint32_t kPageRows = 50'000;  // the server's largest page
+  constexpr uint32_t kPageRows = limits::kMaxTaskRowsPerReply;  // the server's largest page
   absl::StatusOr<v1::JobReport> report = GetJob(id, true, false, 0, kPageRows);
   if (!report.ok()) return report;
   while (static_cast<uint32_t>(report->tasks_size()) < report->tasks_total()) {

@@ -24,6 +24,7 @@
 #include "coordinator/compare_format.h"
 #include "coordinator/coordctl_bench.h"
 #include "coordinator/coordctl_client.h"
+#include "coordinator/limits.h"
 #include "coordinator/report_format.h"
 #include "coordinator/scaling_chart.h"
 #include "coordinator/timeline.h"
@@ -110,7 +111,7 @@ int ExitForJobState(v1::JobState state) {
 
 // Task rows a report shows unless --tasks asks for them all: a job larger
 // than one reply page is summarised (a million rows help nobody on a terminal).
-constexpr uint32_t kDefaultTaskRows = 50'000;
+constexpr uint32_t kDefaultTaskRows = busyfleet::limits::kMaxTaskRowsPerReply;
 
 // Prints the report. A report missing some of its task rows (a large job
 // without --tasks, or one page of them) shows none when `page` is false, and

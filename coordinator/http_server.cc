@@ -12,26 +12,13 @@
 #include "common/net.h"
 #include "coordinator/metrics.h"
 #include "coordinator/report_format.h"
+#include "coordinator/svg_util.h"
 #include "coordinator/timeline.h"
 
 namespace busyfleet::coordinator {
 namespace {
 
-std::string Html(absl::string_view s) {
-  std::string out;
-  out.reserve(s.size());
-  for (char c : s) {
-    switch (c) {
-      case '&': out += "&amp;"; break;
-      case '<': out += "&lt;"; break;
-      case '>': out += "&gt;"; break;
-      case '"': out += "&quot;"; break;
-      case '\'': out += "&#39;"; break;
-      default: out += c;
-    }
-  }
-  return out;
-}
+std::string Html(absl::string_view s) { return coordctl::XmlEscape(s); }
 
 std::string Fixed(double v, int digits) {
   return std::isfinite(v) ? absl::StrFormat("%.*f", digits, v) : "-";

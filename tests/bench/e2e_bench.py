@@ -31,10 +31,11 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "e2e"))
+import harness  # noqa: E402  (the end-to-end tests' Daemon)
 STARTUP_DEADLINE = 30.0
 
 # Issue 7's figures from this machine, used when the peers are not run.
@@ -52,42 +53,19 @@ class BenchError(Exception):
 # Processes
 
 
-class Daemon:
-    """A background process; stderr collected line by line."""
+class Daemon(harness.Daemon):
+    """The end-to-end tests' daemon (stderr collected line by line), keeping
+    only the first lines, failing with BenchError, and killing what will not stop."""
 
     def __init__(self, argv, cwd=None):
-        self.argv = argv
-        self.lines = []
-        self.cond = threading.Condition()
-        self.proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                                     cwd=cwd)
-        self.reader = threading.Thread(target=self._read, daemon=True)
-        self.reader.start()
-
-    def _read(self):
-        for line in self.proc.stderr:
-            with self.cond:
-                # Only the first lines matter (the listen address); keep memory flat.
-                if len(self.lines) < 200:
-                    self.lines.append(line.rstrip("\n"))
-                self.cond.notify_all()
-        with self.cond:
-            self.cond.notify_all()
+        # Only the first lines matter (the listen address); keep memory flat.
+        super().__init__(argv, cwd=cwd, max_lines=200)
 
     def wait_for_line(self, pattern, timeout=STARTUP_DEADLINE):
-        regex = re.compile(pattern)
-        end = time.monotonic() + timeout
-        with self.cond:
-            while True:
-                for line in self.lines:
-                    m = regex.search(line)
-                    if m:
-                        return m
-                left = end - time.monotonic()
-                if left <= 0 or (self.proc.poll() is not None and not self.reader.is_alive()):
-                    raise BenchError(f"{self.argv[0]}: no line matching {pattern!r}; got:\n" +
-                                     "\n".join(self.lines[-20:]))
-                self.cond.wait(left)
+        try:
+            return super().wait_for_line(pattern, timeout)
+        except AssertionError as e:
+            raise BenchError(f"{self.argv[0]}: {e}") from None
 
     def stop(self, sig=signal.SIGTERM, timeout=15):
         if self.proc.poll() is None:

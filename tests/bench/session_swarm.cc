@@ -51,6 +51,24 @@ struct Counters {
   std::atomic<int> welcomed{0};
   std::atomic<int> refused{0};
   std::atomic<int> done{0};
+  // Signalled whenever welcomed, refused or done grows, so the main thread
+  // waits on them with a deadline instead of polling.
+  absl::Mutex mu;
+  absl::CondVar changed;
+  void Bump(std::atomic<int>& counter) {
+    absl::MutexLock lock(&mu);
+    counter.fetch_add(1);
+    changed.SignalAll();
+  }
+  // Waits until `reached()` or `deadline`; returns reached().
+  template <typename Pred>
+  bool WaitUntil(Pred reached, absl::Time deadline) {
+    absl::MutexLock lock(&mu);
+    while (!reached()) {
+      if (changed.WaitWithDeadline(&mu, deadline)) return reached();
+    }
+    return true;
+  }
   std::atomic<int64_t> heartbeats_sent{0};
   std::atomic<int64_t> acks{0};
   std::atomic<int64_t> assignments{0};
@@ -124,7 +142,7 @@ class Session final : public grpc::ClientBidiReactor<v1::WorkerMessage, v1::Coor
           next_heartbeat_ = MonoNanos();
         }
         counters_->interval_ns.store(interval);
-        counters_->welcomed.fetch_add(1);
+        counters_->Bump(counters_->welcomed);
         break;
       }
       case v1::CoordinatorMessage::kHeartbeatAck:
@@ -172,9 +190,9 @@ class Session final : public grpc::ClientBidiReactor<v1::WorkerMessage, v1::Coor
       absl::MutexLock lock(&mu_);
       ended_ = true;
       status_ = status;
-      if (!welcomed_) counters_->refused.fetch_add(1);
+      if (!welcomed_) counters_->Bump(counters_->refused);
     }
-    counters_->done.fetch_add(1);
+    counters_->Bump(counters_->done);
   }
 
   std::string StatusText() {
@@ -326,10 +344,7 @@ int main(int argc, char** argv) {
     stop.Notify();
     timer.join();
     for (auto& s : swarm) s->Cancel();
-    const auto end = std::chrono::steady_clock::now() + std::chrono::seconds(30);
-    while (counters.done.load() < sessions && std::chrono::steady_clock::now() < end) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    }
+    counters.WaitUntil([&] { return counters.done.load() >= sessions; }, absl::Now() + absl::Seconds(30));
     if (counters.done.load() < sessions) {
       // Reactors still referenced by gRPC: leak them rather than crash.
       for (auto& s : swarm) s.release();
@@ -338,11 +353,8 @@ int main(int argc, char** argv) {
   };
 
   // Wait until every session is welcomed (or refused), with a deadline.
-  const auto attach_deadline = attach_start + std::chrono::duration<double>(attach_timeout);
-  while (counters.welcomed.load() + counters.refused.load() < sessions) {
-    if (std::chrono::steady_clock::now() > attach_deadline) break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  }
+  counters.WaitUntil([&] { return counters.welcomed.load() + counters.refused.load() >= sessions; },
+                     absl::Now() + absl::Seconds(attach_timeout));
   const double attach_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - attach_start).count();
   const int welcomed = counters.welcomed.load();
   if (welcomed < sessions) {

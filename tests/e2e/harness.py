@@ -33,17 +33,21 @@ def binary(path):
 class Daemon:
     """A background process whose stderr is collected line by line."""
 
-    def __init__(self, argv):
+    def __init__(self, argv, cwd=None, max_lines=None):
+        """`max_lines`: keep only the first lines (a long run's memory stays flat)."""
+        self.argv = argv
+        self.max_lines = max_lines
         self.lines = []
         self.cond = threading.Condition()
-        self.proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        self.proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=cwd)
         self.reader = threading.Thread(target=self._read, daemon=True)
         self.reader.start()
 
     def _read(self):
         for line in self.proc.stderr:
             with self.cond:
-                self.lines.append(line.rstrip("\n"))
+                if self.max_lines is None or len(self.lines) < self.max_lines:
+                    self.lines.append(line.rstrip("\n"))
                 self.cond.notify_all()
         with self.cond:
             self.cond.notify_all()
