@@ -52,6 +52,10 @@ constexpr int kChildBadKind = 4;
 
 Executor::Executor(Options options, StartedFn on_started, FinishedFn on_finished)
     : options_(options), on_started_(std::move(on_started)), on_finished_(std::move(on_finished)) {
+  {
+    absl::MutexLock lock(&mu_);
+    slot_busy_.assign(static_cast<size_t>(options_.slots), false);
+  }
   threads_.reserve(static_cast<size_t>(options_.slots));
   absl::MutexLock lock(&stop_mu_);
   for (int slot = 0; slot < options_.slots; ++slot) {
@@ -91,6 +95,30 @@ void Executor::Submit(const v1::Assignment& assignment) {
   absl::MutexLock lock(&mu_);
   if (stopping_) return;
   queue_.push_back(assignment);
+}
+
+bool Executor::TryRunInline(const v1::Assignment& a) {
+  const v1::ExecMode mode = a.exec() == v1::EXEC_MODE_UNSPECIFIED ? options_.default_exec : a.exec();
+  if (mode != v1::EXEC_MODE_THREAD || a.kind() != v1::TASK_KIND_COUNTDOWN || a.iterations() > kInlineIterations) {
+    return false;
+  }
+  auto cancel = std::make_shared<CancelToken>();
+  int slot = -1;
+  {
+    absl::MutexLock lock(&mu_);
+    if (stopping_ || !queue_.empty()) return false;
+    for (size_t i = 0; i < slot_busy_.size(); ++i) {
+      if (!slot_busy_[i]) {
+        slot = static_cast<int>(i);
+        break;
+      }
+    }
+    if (slot < 0) return false;
+    slot_busy_[static_cast<size_t>(slot)] = true;
+    running_[KeyOf(a.task())] = Running{cancel, 0};
+  }
+  RunAndReport(a, slot, *cancel);
+  return true;
 }
 
 void Executor::Cancel(const v1::TaskRef& ref) {
@@ -167,30 +195,37 @@ void Executor::SlotLoop(int slot) {
     auto cancel = std::make_shared<CancelToken>();
     {
       absl::MutexLock lock(&mu_);
-      auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stopping_ || !queue_.empty(); };
+      // A slot lent to an inline task takes nothing until that one is done.
+      auto ready = [this, slot]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+        return stopping_ || (!queue_.empty() && !slot_busy_[static_cast<size_t>(slot)]);
+      };
       mu_.Await(absl::Condition(&ready));
       if (stopping_) return;
       a = std::move(queue_.front());
       queue_.pop_front();
+      slot_busy_[static_cast<size_t>(slot)] = true;
       running_[KeyOf(a.task())] = Running{cancel, 0};
     }
-    const v1::ExecMode mode = a.exec() == v1::EXEC_MODE_UNSPECIFIED ? options_.default_exec : a.exec();
-    v1::TaskStarted started;
-    *started.mutable_task() = a.task();
-    started.set_slot(static_cast<uint32_t>(slot));
-    started.set_start_mono_ns(MonoNanosNow());
-    on_started_(started);
-    const Key key = KeyOf(a.task());
-    v1::TaskResult result = mode == v1::EXEC_MODE_PROCESS ? RunInProcess(a, slot, key, *cancel)
-                                                          : RunInThread(a, slot, *cancel);
-    // Report first, then leave running_: WaitIdle must not see this slot
-    // idle before its result has been handed over.
-    on_finished_(result);
-    {
-      absl::MutexLock lock(&mu_);
-      running_.erase(key);
-    }
+    RunAndReport(a, slot, *cancel);
   }
+}
+
+void Executor::RunAndReport(const v1::Assignment& a, int slot, const CancelToken& cancel) {
+  const v1::ExecMode mode = a.exec() == v1::EXEC_MODE_UNSPECIFIED ? options_.default_exec : a.exec();
+  v1::TaskStarted started;
+  *started.mutable_task() = a.task();
+  started.set_slot(static_cast<uint32_t>(slot));
+  started.set_start_mono_ns(MonoNanosNow());
+  on_started_(started);
+  const Key key = KeyOf(a.task());
+  v1::TaskResult result = mode == v1::EXEC_MODE_PROCESS ? RunInProcess(a, slot, key, cancel)
+                                                        : RunInThread(a, slot, cancel);
+  // Report first, then leave running_: WaitIdle must not see this slot idle
+  // before its result has been handed over.
+  on_finished_(result);
+  absl::MutexLock lock(&mu_);
+  running_.erase(key);
+  slot_busy_[static_cast<size_t>(slot)] = false;
 }
 
 v1::TaskResult Executor::RunInThread(const v1::Assignment& a, int slot, const CancelToken& cancel) {

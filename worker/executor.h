@@ -42,6 +42,14 @@ class Executor {
 
   // Queues an assignment; a slot picks it up in order.
   void Submit(const v1::Assignment& assignment);
+  // Runs a tiny task on the calling thread, standing in for an idle slot,
+  // and reports it like a slot would: a thread-mode countdown of at most
+  // kInlineIterations, when nothing is queued and a slot is idle. Returns
+  // false, having done nothing, otherwise. Spares a waiting client the
+  // hand-off to a slot thread (tens of microseconds on a busy machine).
+  bool TryRunInline(const v1::Assignment& assignment);
+  // About 40 microseconds of countdown at 3.4 G iterations/s.
+  static constexpr uint64_t kInlineIterations = uint64_t{1} << 17;
   // Stops the attempt: dropped silently if still queued; if running, it
   // stops and its result is reported as CANCELLED. Unknown refs are ignored.
   void Cancel(const v1::TaskRef& ref);
@@ -65,6 +73,9 @@ class Executor {
   static Key KeyOf(const v1::TaskRef& ref) { return {ref.job_id(), ref.task_index(), ref.attempt()}; }
 
   void SlotLoop(int slot);
+  // Runs `a` as `slot` (already marked busy, its cancel token in running_),
+  // reports it, then frees the slot.
+  void RunAndReport(const v1::Assignment& a, int slot, const CancelToken& cancel);
   // SIGTERM now, SIGKILL after the grace unless it has exited by then.
   void StopChildLocked(const Key& key, pid_t child) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void KillerLoop();
@@ -78,6 +89,8 @@ class Executor {
   mutable absl::Mutex mu_;
   std::deque<v1::Assignment> queue_ ABSL_GUARDED_BY(mu_);
   std::map<Key, Running> running_ ABSL_GUARDED_BY(mu_);
+  // Slots running a task (on their own thread, or inline on another).
+  std::vector<bool> slot_busy_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   // Children to SIGKILL at a time, unless reaped before.
   std::multimap<absl::Time, std::pair<Key, pid_t>> kills_ ABSL_GUARDED_BY(mu_);

@@ -32,6 +32,19 @@ constexpr int64_t kOffsetMaxAgeNs = 30'000'000'000;
 // Results held while the coordinator is unreachable.
 constexpr size_t kMaxHeldResults = 100'000;
 
+// A start notice waits this long for its task's result, so a short task
+// costs one message, not two.
+constexpr absl::Duration kStartedNoticeDelay = absl::Milliseconds(1);
+
+// Results written while the stream has delivered nothing for longer than
+// this are kept until they are known to have arrived (see AfterWriteLocked).
+constexpr int64_t kStreamFreshNs = 100'000'000;
+
+// Drops the oldest results beyond kMaxHeldResults.
+void TrimHeld(std::vector<v1::TaskResult>& held) {
+  if (held.size() > kMaxHeldResults) held.erase(held.begin(), held.end() - kMaxHeldResults);
+}
+
 }  // namespace
 
 WorkerClient::WorkerClient(Options options)
@@ -73,7 +86,16 @@ WorkerClient::~WorkerClient() { Stop(); }
 
 void WorkerClient::OnStarted(const v1::TaskStarted& started) {
   absl::MutexLock lock(&mu_);
-  if (connected_) started_out_.push_back(started);
+  if (!connected_) return;
+  if (started_out_.empty()) started_since_ = absl::Now();
+  started_out_.push_back(started);
+}
+
+void WorkerClient::TakeUpdatesLocked(v1::TaskUpdates* updates) {
+  for (v1::TaskStarted& s : started_out_) *updates->add_started() = std::move(s);
+  for (v1::TaskResult& r : results_out_) *updates->add_results() = std::move(r);
+  started_out_.clear();
+  results_out_.clear();
 }
 
 void WorkerClient::OnFinished(const v1::TaskResult& result) {
@@ -97,8 +119,43 @@ void WorkerClient::OnFinished(const v1::TaskResult& result) {
   // Kept across a broken stream and sent after reattaching: the coordinator
   // has queued those tasks again already and records them as late
   // duplicates. Bounded, so a long outage cannot grow memory.
-  if (results_out_.size() >= kMaxHeldResults) results_out_.erase(results_out_.begin());
   results_out_.push_back(result);
+  TrimHeld(results_out_);
+  // Nothing left to run here, and nobody writing: send it now rather than
+  // wake the sender. With tasks queued, the sender batches instead (this
+  // thread has the next task to run).
+  if (!connected_ || writing_ || stream_ == nullptr || executor_->queued() > 0) return;
+  auto* stream = stream_;
+  v1::WorkerMessage message;
+  TakeUpdatesLocked(message.mutable_updates());
+  writing_ = true;
+  mu_.Unlock();
+  const bool ok = stream->Write(message);
+  mu_.Lock();
+  writing_ = false;
+  AfterWriteLocked(message, ok);
+}
+
+void WorkerClient::AfterWriteLocked(v1::WorkerMessage& message, bool ok) {
+  if (!message.has_updates() || message.updates().results_size() == 0) return;
+  auto* results = message.mutable_updates()->mutable_results();
+  // Written into a stream that has been silent a while (this process was
+  // stopped, say): the coordinator may have closed it already, and a write
+  // into a closed stream still succeeds here. Keep them until a heartbeat
+  // sent after them is acknowledged, or send them again on the next session.
+  if (ok) {
+    const int64_t now = MonoNanosNow();
+    if (now - last_read_mono_ns_.load(std::memory_order_relaxed) <= kStreamFreshNs) return;
+    unconfirmed_written_ns_ = now;
+    unconfirmed_.insert(unconfirmed_.end(), std::make_move_iterator(results->begin()),
+                        std::make_move_iterator(results->end()));
+    TrimHeld(unconfirmed_);
+    return;
+  }
+  // Not sent: back to the outbox, before the newer results there.
+  results_out_.insert(results_out_.begin(), std::make_move_iterator(results->begin()),
+                      std::make_move_iterator(results->end()));
+  TrimHeld(results_out_);
 }
 
 void WorkerClient::RunLoop() {
@@ -169,22 +226,41 @@ bool WorkerClient::RunOnce() {
       offset_taken_mono_ns_ = now;
       offset_valid_ = true;
       connected_ = true;
+      stream_ = stream.get();
       ++attach_count_;
       sender = std::thread([this, s = stream.get(), generation] { SenderLoop(s, generation); });
     }
     spdlog::info("attached to {} as {} (session {}, {} slots)", options_.coordinator, w.name(),
                  w.session_id(), options_.slots);
     while (stream->Read(&in)) {
+      last_read_mono_ns_.store(MonoNanosNow(), std::memory_order_relaxed);
       switch (in.msg_case()) {
         case v1::CoordinatorMessage::kAssign: {
-          absl::MutexLock lock(&mu_);
+          mu_.Lock();
           if (draining_) {
             // Raced with our drain notice: hand them straight back.
             for (const v1::Assignment& a : in.assign().assignments()) returned_out_.push_back(a.task());
             drain_notice_pending_ = true;
+            mu_.Unlock();
+            break;
+          }
+          // A lone tiny task runs here, on this thread, if a slot is idle
+          // (it takes about as long as waking a slot thread would).
+          if (in.assign().assignments_size() == 1) {
+            mu_.Unlock();
+            if (!executor_->TryRunInline(in.assign().assignments(0))) {
+              absl::MutexLock lock(&mu_);
+              if (draining_) {
+                returned_out_.push_back(in.assign().assignments(0).task());
+                drain_notice_pending_ = true;
+              } else {
+                executor_->Submit(in.assign().assignments(0));
+              }
+            }
             break;
           }
           for (const v1::Assignment& a : in.assign().assignments()) executor_->Submit(a);
+          mu_.Unlock();
           break;
         }
         case v1::CoordinatorMessage::kCancel:
@@ -195,6 +271,8 @@ bool WorkerClient::RunOnce() {
           const v1::HeartbeatAck& ack = in.heartbeat_ack();
           const int64_t rtt = recv - ack.echo_sent_mono_ns();
           absl::MutexLock lock(&mu_);
+          // The coordinator read that heartbeat, so everything written before it.
+          if (ack.echo_sent_mono_ns() >= unconfirmed_written_ns_) unconfirmed_.clear();
           if (rtt >= 0 && (rtt <= offset_rtt_ns_ || recv - offset_taken_mono_ns_ > kOffsetMaxAgeNs)) {
             offset_rtt_ns_ = rtt;
             offset_ns_ = ack.coordinator_unix_ns() - (ack.echo_sent_mono_ns() + recv) / 2;
@@ -216,11 +294,24 @@ bool WorkerClient::RunOnce() {
     {
       absl::MutexLock lock(&mu_);
       connected_ = false;
+      stream_ = nullptr;
       started_out_.clear();
       returned_out_.clear();
       drain_notice_pending_ = false;
+      // A slot thread may be writing its result: the stream must outlive it.
+      auto idle = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return !writing_; };
+      mu_.Await(absl::Condition(&idle));
     }
     sender.join();
+    {
+      // Nobody writes now. Results the coordinator may not have read go
+      // again next session, before the ones not sent yet.
+      absl::MutexLock lock(&mu_);
+      results_out_.insert(results_out_.begin(), std::make_move_iterator(unconfirmed_.begin()),
+                          std::make_move_iterator(unconfirmed_.end()));
+      unconfirmed_.clear();
+      TrimHeld(results_out_);
+    }
   }
   // Tasks of a lost session have been queued again by the coordinator.
   executor_->CancelAll();
@@ -247,14 +338,23 @@ void WorkerClient::SenderLoop(grpc::ClientReaderWriter<v1::WorkerMessage, v1::Co
   absl::Time next_heartbeat = absl::Now();  // at once: carries the clock offset
   absl::MutexLock lock(&mu_);
   for (;;) {
+    auto gone = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return !connected_ || generation_ != generation; };
     auto ready = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-      return !connected_ || generation_ != generation || !started_out_.empty() ||
-             !results_out_.empty() || drain_notice_pending_ || close_when_idle_;
+      return gone() || (!writing_ && (!results_out_.empty() || drain_notice_pending_ || close_when_idle_));
     };
-    mu_.AwaitWithDeadline(absl::Condition(&ready), next_heartbeat);
-    if (!connected_ || generation_ != generation) return;
+    // Start notices alone wait a little (their result usually follows).
+    absl::Time wake = next_heartbeat;
+    if (!started_out_.empty()) wake = std::min(wake, started_since_ + kStartedNoticeDelay);
+    mu_.AwaitWithDeadline(absl::Condition(&ready), wake);
+    if (gone()) return;
+    if (writing_) {  // woken by the clock while a slot thread writes
+      auto can_write = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return gone() || !writing_; };
+      mu_.Await(absl::Condition(&can_write));
+      continue;
+    }
+    const absl::Time now = absl::Now();
     std::vector<v1::WorkerMessage> batch;
-    if (absl::Now() >= next_heartbeat) {
+    if (now >= next_heartbeat) {
       v1::Heartbeat* hb = batch.emplace_back().mutable_heartbeat();
       hb->set_seq(++seq);
       hb->set_sent_mono_ns(MonoNanosNow());
@@ -264,19 +364,16 @@ void WorkerClient::SenderLoop(grpc::ClientReaderWriter<v1::WorkerMessage, v1::Co
       hb->set_clock_rtt_ns(offset_rtt_ns_);
       // Round trips refine the clock offset: ask for one while settling, then
       // every tenth heartbeat (or when the estimate is getting old).
-      hb->set_no_ack(seq > 4 && seq % 10 != 0 && offset_valid_ &&
+      // An ack also confirms results written into a silent stream.
+      hb->set_no_ack(seq > 4 && seq % 10 != 0 && offset_valid_ && unconfirmed_.empty() &&
                      MonoNanosNow() - offset_taken_mono_ns_ < kOffsetMaxAgeNs / 2);
       // The first few come quickly, to settle the clock offset estimate
       // (smallest round trip wins) before results arrive.
       next_heartbeat = absl::Now() + (seq < 4 ? std::min(heartbeat_interval_, absl::Milliseconds(20))
                                                : heartbeat_interval_);
     }
-    if (!started_out_.empty() || !results_out_.empty()) {
-      v1::TaskUpdates* u = batch.emplace_back().mutable_updates();
-      for (v1::TaskStarted& s : started_out_) *u->add_started() = std::move(s);
-      for (v1::TaskResult& r : results_out_) *u->add_results() = std::move(r);
-      started_out_.clear();
-      results_out_.clear();
+    if (!results_out_.empty() || (!started_out_.empty() && now >= started_since_ + kStartedNoticeDelay)) {
+      TakeUpdatesLocked(batch.emplace_back().mutable_updates());
     }
     if (drain_notice_pending_) {
       v1::DrainNotice* d = batch.emplace_back().mutable_drain();
@@ -288,21 +385,24 @@ void WorkerClient::SenderLoop(grpc::ClientReaderWriter<v1::WorkerMessage, v1::Co
     if (close_when_idle_ && batch.empty() && executor_->running() == 0 && executor_->queued() == 0) {
       close = true;
     }
+    if (batch.empty() && !close) continue;
+    writing_ = true;
     mu_.Unlock();
     // Heartbeat counts as running what the executor has.
-    bool ok = true;
+    size_t sent = 0;
     for (v1::WorkerMessage& m : batch) {
       if (m.has_heartbeat()) {
         m.mutable_heartbeat()->set_running(static_cast<uint32_t>(executor_->running()));
         m.mutable_heartbeat()->set_queued(static_cast<uint32_t>(executor_->queued()));
       }
-      if (!stream->Write(m)) {
-        ok = false;
-        break;
-      }
+      if (!stream->Write(m)) break;
+      ++sent;
     }
+    const bool ok = sent == batch.size();
     if (ok && close) stream->WritesDone();
     mu_.Lock();
+    writing_ = false;
+    for (size_t i = 0; i < batch.size(); ++i) AfterWriteLocked(batch[i], i < sent);
     if (!ok || close) return;
   }
 }

@@ -1,6 +1,7 @@
 #ifndef BUSYFLEET_WORKER_WORKER_CLIENT_H_
 #define BUSYFLEET_WORKER_WORKER_CLIENT_H_
 
+#include <atomic>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -27,7 +28,9 @@ namespace busyfleet::worker {
 //
 // Threads: one reads the stream; one writes it (results, batched, and
 // heartbeats on their own schedule — slots busy at 100% never delay them);
-// one per slot runs tasks (the Executor).
+// one per slot runs tasks (the Executor). A slot thread that finishes the
+// last task there is to run sends its result itself when the writer is
+// idle: a waiting client should not pay for a thread hand-off.
 class WorkerClient {
  public:
   struct Options {
@@ -90,6 +93,12 @@ class WorkerClient {
                   uint64_t generation);
   void OnStarted(const v1::TaskStarted& started);
   void OnFinished(const v1::TaskResult& result);
+  // Moves the outbox's start notices and results into `updates`.
+  void TakeUpdatesLocked(v1::TaskUpdates* updates) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // After writing `message` (ok: the write succeeded): results that could
+  // not be sent go back to the front of the outbox; results written into a
+  // stream silent for a while are kept in unconfirmed_.
+  void AfterWriteLocked(v1::WorkerMessage& message, bool ok) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const Options options_;
   const std::string instance_id_;
@@ -107,9 +116,24 @@ class WorkerClient {
   grpc::ClientContext* context_ ABSL_GUARDED_BY(mu_) = nullptr;
   std::string name_ ABSL_GUARDED_BY(mu_);
   absl::Duration heartbeat_interval_ ABSL_GUARDED_BY(mu_) = absl::Seconds(1);
-  // Outbox, flushed by the sender thread.
+  // The open stream while connected_ (for writes from a slot thread).
+  grpc::ClientReaderWriter<v1::WorkerMessage, v1::CoordinatorMessage>* stream_ ABSL_GUARDED_BY(mu_) = nullptr;
+  // When the reader last got a message (monotonic ns).
+  std::atomic<int64_t> last_read_mono_ns_{0};
+  // A thread is writing to stream_ (one at a time: the sender, or a slot
+  // thread sending its own result).
+  bool writing_ ABSL_GUARDED_BY(mu_) = false;
+  // Outbox, flushed by the sender thread, or by the slot thread that
+  // finished the last task there was to run (see OnFinished).
   std::vector<v1::TaskStarted> started_out_ ABSL_GUARDED_BY(mu_);
+  // When the oldest unsent start notice was queued.
+  absl::Time started_since_ ABSL_GUARDED_BY(mu_);
   std::vector<v1::TaskResult> results_out_ ABSL_GUARDED_BY(mu_);
+  // Results written while the stream was silent, until a heartbeat sent
+  // after the newest of them is acknowledged (see AfterWriteLocked); sent
+  // again if the stream breaks first.
+  std::vector<v1::TaskResult> unconfirmed_ ABSL_GUARDED_BY(mu_);
+  int64_t unconfirmed_written_ns_ ABSL_GUARDED_BY(mu_) = 0;
   std::vector<v1::TaskRef> returned_out_ ABSL_GUARDED_BY(mu_);
   bool drain_notice_pending_ ABSL_GUARDED_BY(mu_) = false;
   // Clock offset estimate: coordinator Unix ns - worker monotonic ns.

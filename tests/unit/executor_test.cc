@@ -3,6 +3,7 @@
 #include <cstdint>
 #include <set>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
@@ -174,6 +175,50 @@ TEST(ExecutorTest, TwoSlotsRunTwoTasksAtOnce) {
   ex.CancelAll();
   ASSERT_TRUE(rec.WaitForResults(2, kPrompt));
   for (const v1::TaskResult& r : rec.results()) EXPECT_EQ(r.state(), v1::TASK_STATE_CANCELLED);
+}
+
+TEST(ExecutorTest, TinyTaskRunsInlineOnTheCallingThreadAsAnIdleSlot) {
+  Recorder rec;
+  std::thread::id ran_on;
+  Executor ex(
+      Slots(2), rec.OnStarted(), [&rec, &ran_on, inner = rec.OnFinished()](const v1::TaskResult& r) {
+        ran_on = std::this_thread::get_id();
+        inner(r);
+      });
+  ex.Submit(Countdown("job", 0, kForever));
+  ASSERT_TRUE(rec.WaitForStarted(1));
+  const uint32_t busy_slot = rec.started()[0].slot();
+  ASSERT_TRUE(ex.TryRunInline(Countdown("job", 1, 1000)));
+  // Done and reported before TryRunInline returned, here.
+  const std::vector<v1::TaskResult> results = rec.results();
+  ASSERT_EQ(results.size(), 1u);
+  EXPECT_EQ(ran_on, std::this_thread::get_id());
+  EXPECT_EQ(results[0].task().task_index(), 1u);
+  EXPECT_EQ(results[0].state(), v1::TASK_STATE_SUCCEEDED);
+  EXPECT_EQ(results[0].iterations_done(), 1000u);
+  EXPECT_EQ(results[0].slot(), 1 - busy_slot) << "it stood in for the idle slot";
+  ASSERT_EQ(rec.started().size(), 2u);
+  EXPECT_EQ(rec.started()[1].slot(), results[0].slot());
+  ex.CancelAll();
+  ASSERT_TRUE(rec.WaitForResults(2, kPrompt));
+  EXPECT_TRUE(ex.WaitIdle(absl::Now() + kPrompt));
+}
+
+TEST(ExecutorTest, TryRunInlineDeclinesWhatASlotThreadShouldRun) {
+  Recorder rec;
+  Executor ex(Slots(1), rec.OnStarted(), rec.OnFinished());
+  EXPECT_FALSE(ex.TryRunInline(Countdown("job", 0, Executor::kInlineIterations + 1))) << "too long";
+  EXPECT_FALSE(ex.TryRunInline(Countdown("job", 0, 10, v1::EXEC_MODE_PROCESS))) << "process mode";
+  EXPECT_FALSE(ex.TryRunInline(Timed(v1::TASK_KIND_SLEEP, "job", 0, absl::Milliseconds(1)))) << "not a countdown";
+  ex.Submit(Countdown("job", 1, kForever));
+  ASSERT_TRUE(rec.WaitForStarted(1));
+  EXPECT_FALSE(ex.TryRunInline(Countdown("job", 2, 10))) << "no idle slot";
+  EXPECT_EQ(rec.started().size(), 1u) << "nothing declined ran";
+  ex.CancelAll();
+  ASSERT_TRUE(rec.WaitForResults(1, kPrompt));
+  ex.Stop();
+  EXPECT_FALSE(ex.TryRunInline(Countdown("job", 5, 10))) << "stopped";
+  EXPECT_EQ(rec.results().size(), 1u);
 }
 
 TEST(ExecutorTest, CancelStopsARunningCountdown) {
