@@ -312,7 +312,7 @@ absl::StatusOr<v1::WorkerState> Coordinator::Drain(absl::string_view worker_name
 }
 
 absl::StatusOr<uint64_t> Coordinator::Watch(absl::string_view job_id, bool include_tasks,
-                                            ProgressCallback callback) {
+                                            ProgressCallback callback, absl::Duration first_update_delay) {
   absl::MutexLock lock(&mu_);
   const uint64_t handle = next_watch_++;
   ReportOptions report_options;
@@ -328,19 +328,29 @@ absl::StatusOr<uint64_t> Coordinator::Watch(absl::string_view job_id, bool inclu
     callback(p);
     return handle;
   }
-  v1::JobProgress p = BuildProgress(*job, now);
   if (IsTerminal(job->state)) {
+    v1::JobProgress p = BuildProgress(*job, now);
     *p.mutable_report() = BuildReport(*job, WorkerFactsLocked(), now, report_options);
     callback(p);
     return handle;
   }
-  callback(p);
   Watcher& w = watchers_[handle];
   w.job_id = job->id;
   w.include_tasks = include_tasks;
-  w.callback = std::move(callback);
-  w.tokens = std::max(0.0, options_.progress_burst - 1);  // the update just sent counts
   w.refilled = now;
+  if (first_update_delay > absl::ZeroDuration()) {
+    w.tokens = options_.progress_burst;
+    w.pending = true;
+    w.due = now + first_update_delay;
+    if (w.due < progress_due_) {
+      progress_due_ = w.due;
+      if (options_.request_check) options_.request_check();
+    }
+  } else {
+    callback(BuildProgress(*job, now));
+    w.tokens = std::max(0.0, options_.progress_burst - 1);  // the update just sent counts
+  }
+  w.callback = std::move(callback);
   return handle;
 }
 

@@ -118,11 +118,13 @@ class Coordinator {
   std::vector<v1::WorkerInfo> ListWorkers(bool include_gone);
   // NotFound for a name no attached worker has.
   absl::StatusOr<v1::WorkerState> Drain(absl::string_view worker_name);
-  // Calls `callback` at once with the current progress, then on every
-  // change until the job ends. Returns a handle for Unwatch. NotFound for an
-  // unknown job. For a finished job the callback gets only the final update.
-  absl::StatusOr<uint64_t> Watch(absl::string_view job_id, bool include_tasks,
-                                 ProgressCallback callback);
+  // Calls `callback` with the current progress, then on every change until
+  // the job ends. Returns a handle for Unwatch. NotFound for an unknown job.
+  // For a finished job the callback gets only the final update. The first
+  // update goes at once, or after `first_update_delay` (a job that ends
+  // sooner sends only its final update).
+  absl::StatusOr<uint64_t> Watch(absl::string_view job_id, bool include_tasks, ProgressCallback callback,
+                                 absl::Duration first_update_delay = absl::ZeroDuration());
   // Stops calls to the callback; after it returns, none is in progress.
   void Unwatch(uint64_t handle);
 

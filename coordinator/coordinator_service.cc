@@ -200,12 +200,20 @@ void StreamChannel::Close(const absl::Status& status) {
 // WatchJob: progress updates until the job ends. Only the newest pending
 // update is kept, so a slow reader never makes the server buffer more than one.
 
+// RunJob's first progress update waits this long: a job that ends sooner
+// gets one message, its final report (which names the job too). A short job
+// would otherwise pay for a second message on both ends, on the CPUs its
+// task needs.
+constexpr absl::Duration kRunFirstUpdateDelay = absl::Milliseconds(5);
+
 class WatchReactor final : public grpc::ServerWriteReactor<v1::JobProgress> {
  public:
-  WatchReactor(Coordinator* coordinator, const v1::WatchJobRequest& request)
+  WatchReactor(Coordinator* coordinator, const v1::WatchJobRequest& request,
+               absl::Duration first_update_delay = absl::ZeroDuration())
       : coordinator_(coordinator) {
-    auto handle = coordinator_->Watch(request.job_id(), !request.omit_tasks(),
-                                      [this](const v1::JobProgress& p) { OnProgress(p); });
+    auto handle = coordinator_->Watch(
+        request.job_id(), !request.omit_tasks(), [this](const v1::JobProgress& p) { OnProgress(p); },
+        first_update_delay);
     if (!handle.ok()) {
       Finish(ToGrpcStatus(handle.status()));
       return;
@@ -217,7 +225,7 @@ class WatchReactor final : public grpc::ServerWriteReactor<v1::JobProgress> {
       started_ = true;
       first = TakeNextLocked();
     }
-    if (first != nullptr) StartWrite(first);
+    if (first != nullptr) Write(first);
   }
 
   void OnWriteDone(bool ok) override {
@@ -226,7 +234,7 @@ class WatchReactor final : public grpc::ServerWriteReactor<v1::JobProgress> {
     {
       absl::MutexLock lock(&mu_);
       writing_ = false;
-      if (!ok || (current_ && current_->has_report())) {
+      if (!ok) {
         finish = !finished_;
         finished_ = true;
       } else {
@@ -234,9 +242,9 @@ class WatchReactor final : public grpc::ServerWriteReactor<v1::JobProgress> {
       }
     }
     if (finish) {
-      Finish(ok ? grpc::Status::OK : grpc::Status(grpc::StatusCode::CANCELLED, "watch cancelled"));
+      Finish(grpc::Status(grpc::StatusCode::CANCELLED, "watch cancelled"));
     } else if (next != nullptr) {
-      StartWrite(next);
+      Write(next);
     }
   }
 
@@ -271,7 +279,18 @@ class WatchReactor final : public grpc::ServerWriteReactor<v1::JobProgress> {
       if (!pending_ || !pending_->has_report()) pending_ = progress;
       if (started_) to_write = TakeNextLocked();
     }
-    if (to_write != nullptr) StartWrite(to_write);
+    if (to_write != nullptr) Write(to_write);
+  }
+
+  // The final update (it carries the report) goes out with the status in
+  // one batch: no OnWriteDone round before the trailers, so the client sees
+  // the end of the stream together with the report.
+  void Write(const v1::JobProgress* progress) {
+    if (progress->has_report()) {
+      StartWriteAndFinish(progress, grpc::WriteOptions(), grpc::Status::OK);
+    } else {
+      StartWrite(progress);
+    }
   }
 
   const v1::JobProgress* TakeNextLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
@@ -279,6 +298,8 @@ class WatchReactor final : public grpc::ServerWriteReactor<v1::JobProgress> {
     current_ = std::move(pending_);
     pending_.reset();
     writing_ = true;
+    // The final update ends the call (Write finishes with it).
+    if (current_->has_report()) finished_ = true;
     return &*current_;
   }
 
@@ -351,7 +372,7 @@ grpc::ServerWriteReactor<v1::JobProgress>* CoordinatorServiceImpl::RunJob(grpc::
   v1::WatchJobRequest watch;
   watch.set_job_id(submitted->job_id());
   watch.set_omit_tasks(req->omit_tasks());
-  return new WatchReactor(coordinator_, watch);
+  return new WatchReactor(coordinator_, watch, kRunFirstUpdateDelay);
 }
 
 grpc::ServerWriteReactor<v1::JobProgress>* CoordinatorServiceImpl::WatchJob(
