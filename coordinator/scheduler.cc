@@ -131,13 +131,20 @@ bool Scheduler::Eligible(const Job& job, const Worker& worker) const {
   return true;
 }
 
-int Scheduler::PrefetchFor(const Job& job, const Worker& worker) const {
+int Scheduler::PrefetchFor(const Job& job, const Worker& worker, int fleet_slots) const {
   if (job.task_seconds < 0) return options_.prefetch_per_worker;
-  // Enough queued work to cover kPipelineSeconds per slot: none for long
-  // tasks (no task waits behind another while a slot elsewhere idles at the
-  // job's end), many for tiny ones (assignments and results go in batches).
+  // Enough queued work to cover kPipelineSeconds per slot: many for tiny
+  // tasks (assignments and results go in batches).
   const double per_slot = kPipelineSeconds / std::max(job.task_seconds, 1e-7);
-  return static_cast<int>(std::min<double>(kMaxAdaptivePrefetch, std::floor(per_slot * worker.spec.slots)));
+  const int adaptive =
+      static_cast<int>(std::min<double>(kMaxAdaptivePrefetch, std::floor(per_slot * worker.spec.slots)));
+  // Longer tasks: one ready per slot while plenty are left; near the job's
+  // end only on demand (no task waits behind another while a slot
+  // elsewhere idles).
+  if (job.queued.size() > static_cast<size_t>(kTailSlotsFactor) * static_cast<size_t>(fleet_slots)) {
+    return std::max(adaptive, worker.spec.slots);
+  }
+  return adaptive;
 }
 
 void Scheduler::ObserveTaskSeconds(absl::string_view job_id, double seconds) {
@@ -148,12 +155,12 @@ void Scheduler::ObserveTaskSeconds(absl::string_view job_id, double seconds) {
   ewma = ewma < 0 ? seconds : 0.8 * ewma + 0.2 * seconds;
 }
 
-Scheduler::Job* Scheduler::PickJob(const Worker& worker, bool prefetch) {
+Scheduler::Job* Scheduler::PickJob(const Worker& worker, bool prefetch, int fleet_slots) {
   Job* best = nullptr;
   const int in_flight = static_cast<int>(worker.in_flight.size());
   for (auto& [id, job] : jobs_) {
     if (job.queued.empty() || !Eligible(job, worker)) continue;
-    if (prefetch && in_flight >= worker.spec.slots + PrefetchFor(job, worker)) continue;
+    if (prefetch && in_flight >= worker.spec.slots + PrefetchFor(job, worker, fleet_slots)) continue;
     if (best == nullptr || job.in_flight < best->in_flight ||
         (job.in_flight == best->in_flight && job.seq < best->seq)) {
       best = &job;
@@ -168,8 +175,11 @@ std::vector<Scheduler::Assignment> Scheduler::Dispatch() {
   if (queued_ == 0 || workers_.empty()) return out;
   std::vector<Worker*> order;
   order.reserve(workers_.size());
+  int fleet_slots = 0;
   for (auto& [session, worker] : workers_) {
-    if (!worker.draining) order.push_back(&worker);
+    if (worker.draining) continue;
+    order.push_back(&worker);
+    fleet_slots += worker.spec.slots;
   }
   if (order.empty()) return out;
   // Rotate the starting worker so small jobs do not always land on the first.
@@ -181,7 +191,7 @@ std::vector<Scheduler::Assignment> Scheduler::Dispatch() {
       progress = false;
       for (Worker* w : order) {
         if (!prefetch && static_cast<int>(w->in_flight.size()) >= w->spec.slots) continue;
-        Job* job = PickJob(*w, prefetch);
+        Job* job = PickJob(*w, prefetch, fleet_slots);
         if (job == nullptr) continue;
         TaskKey key{job->id, job->queued.front()};
         job->queued.pop_front();

@@ -36,9 +36,12 @@ struct TaskKey {
 // flight (assigned or running), so no slot waits a round trip between tasks.
 // Prefetch adapts to each job's task durations (ObserveTaskSeconds): enough
 // tasks to keep kPipelineSeconds of work queued per slot, so tiny tasks go
-// out (and come back) hundreds to a message while long ones are not held
-// back on one worker while another idles at the job's end; until a job's
-// first result, Options::prefetch_per_worker.
+// out (and come back) hundreds to a message; longer ones get one task per
+// slot ready behind the running one (no slot waits a round trip between
+// tasks) while the job has more than kTailSlotsFactor times the fleet's
+// slots queued, and none after that, so no long task waits on one worker
+// while a slot elsewhere idles at the job's end. Until a job's first
+// result, Options::prefetch_per_worker.
 // Dispatch fills free slots across all workers first, round-robin, and only
 // then prefetches, so a job smaller than the fleet is spread, not piled on
 // the first worker. Jobs share the fleet fairly: each pick goes to the
@@ -70,6 +73,7 @@ class Scheduler {
   // Work kept queued per slot beyond the running task, and the cap on
   // prefetched tasks per worker.
   static constexpr double kPipelineSeconds = 0.005;
+  static constexpr int kTailSlotsFactor = 2;
   static constexpr int kMaxAdaptivePrefetch = 1024;
 
   explicit Scheduler(Options options);
@@ -138,9 +142,10 @@ class Scheduler {
 
   bool Eligible(const Job& job, const Worker& worker) const;
   // The fairest job with a task for the worker; with `prefetch`, only jobs
-  // whose prefetch leaves the worker room for one more.
-  Job* PickJob(const Worker& worker, bool prefetch) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  int PrefetchFor(const Job& job, const Worker& worker) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // whose prefetch leaves the worker room for one more. `fleet_slots`: the
+  // slots of all workers taking tasks.
+  Job* PickJob(const Worker& worker, bool prefetch, int fleet_slots) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  int PrefetchFor(const Job& job, const Worker& worker, int fleet_slots) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const Options options_;
   mutable absl::Mutex mu_;

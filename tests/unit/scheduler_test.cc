@@ -130,10 +130,10 @@ TEST(SchedulerTest, PrefetchGrowsForTinyTasks) {
 TEST(SchedulerTest, LongTasksAreNotPrefetched) {
   Scheduler s(Prefetch(2));
   ASSERT_OK(s.AddWorker(Worker("a", 1)));
-  ASSERT_OK(s.AddJob("job", {}, Range(10), 1));
+  ASSERT_OK(s.AddJob("job", {}, Range(4), 1));
   const auto first = s.Dispatch();
   ASSERT_EQ(first.size(), 3u);
-  s.ObserveTaskSeconds("job", 0.050);  // 50 ms: prefetch none
+  s.ObserveTaskSeconds("job", 0.050);  // 50 ms: prefetch none (1 queued: the job's end)
   ASSERT_OK(s.Release("a", first[0].task));
   ASSERT_OK(s.Release("a", first[1].task));
   EXPECT_THAT(s.Dispatch(), IsEmpty()) << "one task still held covers the single slot";
@@ -145,6 +145,43 @@ TEST(SchedulerTest, LongTasksAreNotPrefetched) {
   s.ObserveTaskSeconds("mid", 0.002);
   s.Dispatch();
   EXPECT_EQ(s.InFlight("b"), 3 + 7);
+}
+
+TEST(SchedulerTest, LongTasksGetOneReadyPerSlotUntilTheJobsEnd) {
+  Scheduler s(Prefetch(0));
+  ASSERT_OK(s.AddWorker(Worker("a", 1)));
+  ASSERT_OK(s.AddWorker(Worker("b", 2)));
+  ASSERT_OK(s.AddJob("job", {}, Range(20), 1));
+  std::map<std::string, std::deque<TaskKey>> held;
+  auto dispatch = [&] {
+    const std::vector<Scheduler::Assignment> as = s.Dispatch();
+    for (const Scheduler::Assignment& a : as) held[a.session].push_back(a.task);
+    return as.size();
+  };
+  ASSERT_EQ(dispatch(), 3u) << "no timing yet: the slots only";
+  s.ObserveTaskSeconds("job", 0.250);
+  // 17 queued > 2 x 3 fleet slots: one more per slot on each worker.
+  ASSERT_EQ(dispatch(), 3u);
+  EXPECT_EQ(s.InFlight("a"), 2);
+  EXPECT_EQ(s.InFlight("b"), 4);
+  EXPECT_EQ(s.QueuedTasks(), 14u);
+  // Finish tasks until the queue is down to the tail (2 x fleet slots).
+  while (s.QueuedTasks() > 6) {
+    for (auto& [w, tasks] : held) {
+      ASSERT_FALSE(tasks.empty());
+      ASSERT_OK(s.Release(w, tasks.front()));
+      tasks.pop_front();
+    }
+    dispatch();
+  }
+  // From there, on demand: with everything finished, one task per slot.
+  for (auto& [w, tasks] : held) {
+    for (const TaskKey& t : tasks) ASSERT_OK(s.Release(w, t));
+    tasks.clear();
+  }
+  dispatch();
+  EXPECT_EQ(s.InFlight("a"), 1);
+  EXPECT_EQ(s.InFlight("b"), 2);
 }
 
 TEST(SchedulerTest, ZeroPrefetchHoldsOnlySlots) {
