@@ -50,6 +50,9 @@ class Executor {
   bool TryRunInline(const v1::Assignment& assignment);
   // About 40 microseconds of countdown at 3.4 G iterations/s.
   static constexpr uint64_t kInlineIterations = uint64_t{1} << 17;
+  // Thread-mode countdowns of at most this many iterations (about 20
+  // microseconds) report their wall time as CPU time.
+  static constexpr uint64_t kWallIsCpuIterations = uint64_t{1} << 16;
   // Stops the attempt: dropped silently if still queued; if running, it
   // stops and its result is reported as CANCELLED. Unknown refs are ignored.
   void Cancel(const v1::TaskRef& ref);
@@ -86,6 +89,7 @@ class Executor {
   const Options options_;
   const StartedFn on_started_;
   const FinishedFn on_finished_;
+  const uint32_t self_pid_;  // getpid() is a system call each time
   mutable absl::Mutex mu_;
   std::deque<v1::Assignment> queue_ ABSL_GUARDED_BY(mu_);
   std::map<Key, Running> running_ ABSL_GUARDED_BY(mu_);

@@ -1,5 +1,7 @@
 #include "worker/executor.h"
 
+#include <unistd.h>
+
 #include <cstdint>
 #include <set>
 #include <string>
@@ -197,6 +199,9 @@ TEST(ExecutorTest, TinyTaskRunsInlineOnTheCallingThreadAsAnIdleSlot) {
   EXPECT_EQ(results[0].state(), v1::TASK_STATE_SUCCEEDED);
   EXPECT_EQ(results[0].iterations_done(), 1000u);
   EXPECT_EQ(results[0].slot(), 1 - busy_slot) << "it stood in for the idle slot";
+  EXPECT_EQ(results[0].pid(), static_cast<uint32_t>(getpid()));
+  EXPECT_EQ(results[0].cpu_ns(), results[0].end_mono_ns() - results[0].start_mono_ns())
+      << "too short to read the CPU clock for: its wall time";
   ASSERT_EQ(rec.started().size(), 2u);
   EXPECT_EQ(rec.started()[1].slot(), results[0].slot());
   ex.CancelAll();
