@@ -158,8 +158,15 @@ absl::Status SqliteJobStore::CreateJob(const JobRecord& job) {
   absl::MutexLock lock(&mu_);
   if (!write_error_.ok()) return write_error_;
   CopyJobHeader(job, &pending_.headers[job.id]);
-  absl::btree_map<uint32_t, TaskRecord>& rows = pending_.tasks[job.id];
-  for (const TaskRecord& t : job.tasks) rows.insert_or_assign(rows.end(), t.index, t);
+  std::vector<NewTask>& created = pending_.created[job.id];
+  created.reserve(job.tasks.size());
+  for (const TaskRecord& t : job.tasks) {
+    if (t.state == v1::TASK_STATE_QUEUED && t.attempt == 0) {
+      created.push_back({t.index, t.iterations, absl::ToInt64Nanoseconds(t.duration)});
+    } else {
+      pending_.tasks[job.id].insert_or_assign(t.index, TaskRow(t));
+    }
+  }
   return absl::OkStatus();
 }
 
@@ -169,12 +176,32 @@ absl::Status SqliteJobStore::SaveJob(const JobRecord& job, const std::vector<uin
   JobRecord& header = pending_.headers[job.id];
   CopyJobHeader(job, &header);
   if (changed_tasks.empty()) return absl::OkStatus();
-  absl::btree_map<uint32_t, TaskRecord>& rows = pending_.tasks[job.id];
+  absl::btree_map<uint32_t, TaskRow>& rows = pending_.tasks[job.id];
   for (const uint32_t i : changed_tasks) {
-    if (i < job.tasks.size()) rows.insert_or_assign(i, job.tasks[i]);
+    if (i < job.tasks.size()) rows.insert_or_assign(i, TaskRow(job.tasks[i]));
   }
   return absl::OkStatus();
 }
+
+SqliteJobStore::TaskRow::TaskRow(const TaskRecord& t)
+    : index(t.index),
+      attempt(t.attempt),
+      slot(t.slot),
+      state(t.state),
+      iterations(t.iterations),
+      duration(t.duration),
+      worker(t.worker),
+      host(t.host),
+      error(t.error),
+      failures(absl::StrJoin(t.failures, "\n")),
+      assigned_at(t.assigned_at),
+      started_at(t.started_at),
+      ended_at(t.ended_at),
+      result_at(t.result_at),
+      cpu_ns(t.cpu_ns),
+      iterations_done(t.iterations_done),
+      speculated(t.speculated),
+      backup_won(t.backup_won) {}
 
 void SqliteJobStore::WriterLoop() {
   for (;;) {
@@ -192,6 +219,7 @@ void SqliteJobStore::WriterLoop() {
       std::swap(batch, pending_);
       writing_ = true;
       for (const auto& [id, header] : batch.headers) writing_ids_.insert(id);
+      for (const auto& [id, tasks] : batch.created) writing_ids_.insert(id);
     }
     absl::Status status;
     {
@@ -250,6 +278,33 @@ absl::Status SqliteJobStore::Commit(const Pending& batch) {
       return s;
     }
   }
+  // A job's new rows first: its changed rows (below) replace them.
+  for (const auto& [job_id, created] : batch.created) {
+    for (const NewTask& n : created) {
+      sqlite3_reset(task.get());
+      task.Text(1, job_id);
+      task.Int(2, n.index);
+      task.Int(3, static_cast<int64_t>(n.iterations));
+      task.Int(4, n.duration_ns);
+      task.Int(5, v1::TASK_STATE_QUEUED);
+      task.Int(6, 0);
+      task.Text(7, "");
+      task.Text(8, "");
+      task.Int(9, 0);
+      for (int column = 10; column <= 13; ++column) task.Time(column, absl::InfinitePast());
+      task.Int(14, 0);
+      task.Int(15, 0);
+      task.Text(16, "");
+      task.Text(17, "");
+      task.Int(18, 0);
+      task.Int(19, 0);
+      if (sqlite3_step(task.get()) != SQLITE_DONE) {
+        absl::Status s = SqlError(db_, "saving a task");
+        Exec(db_, "ROLLBACK;").IgnoreError();
+        return s;
+      }
+    }
+  }
   for (const auto& [job_id, rows] : batch.tasks) {
     for (const auto& [index, t] : rows) {
       sqlite3_reset(task.get());
@@ -269,7 +324,7 @@ absl::Status SqliteJobStore::Commit(const Pending& batch) {
       task.Int(14, t.cpu_ns);
       task.Int(15, static_cast<int64_t>(t.iterations_done));
       task.Text(16, t.error);
-      task.Text(17, absl::StrJoin(t.failures, "\n"));
+      task.Text(17, t.failures);
       task.Int(18, t.speculated ? 1 : 0);
       task.Int(19, t.backup_won ? 1 : 0);
       if (sqlite3_step(task.get()) != SQLITE_DONE) {

@@ -50,12 +50,44 @@ class SqliteJobStore : public JobStore {
   uint64_t commits() const;
 
  private:
+  // A task row as stored: the columns of `tasks`, no more (a TaskRecord
+  // also carries sessions, speculation state and history, over twice the
+  // size, and a busy coordinator queues hundreds of thousands a second).
+  struct TaskRow {
+    explicit TaskRow(const TaskRecord& t);
+    uint32_t index;
+    uint32_t attempt;
+    uint32_t slot;
+    v1::TaskState state;
+    uint64_t iterations;
+    absl::Duration duration;
+    std::string worker;
+    std::string host;
+    std::string error;
+    std::string failures;  // one line each
+    absl::Time assigned_at;
+    absl::Time started_at;
+    absl::Time ended_at;
+    absl::Time result_at;
+    int64_t cpu_ns;
+    uint64_t iterations_done;
+    bool speculated;
+    bool backup_won;
+  };
+  // A new job's tasks as created (all queued): what a row needs, 24 bytes.
+  struct NewTask {
+    uint32_t index;
+    uint64_t iterations;
+    int64_t duration_ns;
+  };
   struct Pending {
-    // Job header rows by id (newest wins) and task rows by job, then index
-    // (a B-tree per job: a new job's rows go in without a node each).
+    // Job header rows by id (newest wins); new jobs' task lists; task rows
+    // changed since, by job, then index (a B-tree per job: rows go in
+    // without a node each). A changed row is written after its new one.
     std::map<std::string, JobRecord> headers;
-    std::map<std::string, absl::btree_map<uint32_t, TaskRecord>> tasks;
-    bool empty() const { return headers.empty() && tasks.empty(); }
+    std::map<std::string, std::vector<NewTask>> created;
+    std::map<std::string, absl::btree_map<uint32_t, TaskRow>> tasks;
+    bool empty() const { return headers.empty() && created.empty() && tasks.empty(); }
   };
 
   explicit SqliteJobStore(sqlite3* db, std::string path);

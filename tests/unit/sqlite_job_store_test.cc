@@ -95,6 +95,11 @@ TEST_F(SqliteJobStoreTest, JobsAndTasksSurviveReopening) {
   EXPECT_EQ(t.failures, std::vector<std::string>{"attempt 1 lost with worker w0 (stream closed)"});
   EXPECT_EQ(loaded.tasks[0].state, v1::TASK_STATE_QUEUED);
   EXPECT_EQ(loaded.tasks[0].started_at, absl::InfinitePast());
+  // Rows written as created (never changed): index and work intact.
+  EXPECT_EQ(loaded.tasks[2].index, 2u);
+  EXPECT_EQ(loaded.tasks[2].iterations, 1000u);
+  EXPECT_EQ(loaded.tasks[2].attempt, 0u);
+  EXPECT_EQ(loaded.tasks[2].worker, "");
 }
 
 TEST_F(SqliteJobStoreTest, ListsNewestFirstAndFindsUnfinished) {
