@@ -110,6 +110,9 @@ struct JobRecord {
 
 // Copies every field of `from` but its tasks into `to`.
 void CopyJobHeader(const JobRecord& from, JobRecord* to);
+// Copies what changes while a job runs (state, error, times, counters) into
+// a `to` that already has the job's id and spec (they never change).
+void CopyJobProgress(const JobRecord& from, JobRecord* to);
 
 }  // namespace busyfleet::coordinator
 

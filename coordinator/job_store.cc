@@ -12,6 +12,10 @@ uint32_t JobRecord::max_attempts() const {
 void CopyJobHeader(const JobRecord& from, JobRecord* to) {
   to->id = from.id;
   to->spec = from.spec;
+  CopyJobProgress(from, to);
+}
+
+void CopyJobProgress(const JobRecord& from, JobRecord* to) {
   to->state = from.state;
   to->error = from.error;
   to->submitted_at = from.submitted_at;
@@ -46,7 +50,7 @@ absl::Status InMemoryJobStore::SaveJob(const JobRecord& job,
   auto it = jobs_.find(job.id);
   if (it == jobs_.end()) return absl::NotFoundError(absl::StrCat("job ", job.id, " not found"));
   JobRecord& stored = it->second;
-  CopyJobHeader(job, &stored);
+  CopyJobProgress(job, &stored);
   if (!copy_task_rows_) return absl::OkStatus();
   for (const uint32_t i : changed_tasks) {
     if (i < stored.tasks.size() && i < job.tasks.size()) stored.tasks[i] = job.tasks[i];

@@ -173,8 +173,13 @@ absl::Status SqliteJobStore::CreateJob(const JobRecord& job) {
 absl::Status SqliteJobStore::SaveJob(const JobRecord& job, const std::vector<uint32_t>& changed_tasks) {
   absl::MutexLock lock(&mu_);
   if (!write_error_.ok()) return write_error_;
-  JobRecord& header = pending_.headers[job.id];
-  CopyJobHeader(job, &header);
+  auto [header, added] = pending_.headers.try_emplace(job.id);
+  // The spec (a protobuf) is copied once per batch, not on every change.
+  if (added) {
+    CopyJobHeader(job, &header->second);
+  } else {
+    CopyJobProgress(job, &header->second);
+  }
   if (changed_tasks.empty()) return absl::OkStatus();
   absl::btree_map<uint32_t, TaskRow>& rows = pending_.tasks[job.id];
   for (const uint32_t i : changed_tasks) {
@@ -204,18 +209,25 @@ SqliteJobStore::TaskRow::TaskRow(const TaskRecord& t)
       backup_won(t.backup_won) {}
 
 void SqliteJobStore::WriterLoop() {
+  bool committed = false;  // the last round wrote something
   for (;;) {
     Pending batch;
     {
       absl::MutexLock lock(&mu_);
-      auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stopping_ || !pending_.empty(); };
-      mu_.Await(absl::Condition(&ready));
-      if (pending_.empty() && stopping_) return;
       // Group commit: let a few milliseconds of changes gather into one
       // transaction (a busy coordinator changes thousands of rows a second;
-      // a transaction each would cost the dispatch path its CPU).
+      // a transaction each would cost the dispatch path its CPU). After a
+      // commit this thread naps first rather than waiting for the next
+      // change, so a busy coordinator never wakes it on its dispatch path.
       auto stop = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stopping_ || flush_waiters_ > 0; };
-      mu_.AwaitWithTimeout(absl::Condition(&stop), kGroupCommitDelay);
+      if (committed) mu_.AwaitWithTimeout(absl::Condition(&stop), kGroupCommitDelay);
+      if (pending_.empty()) {
+        // Idle: the first change wakes it, then the rest gather.
+        auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stopping_ || !pending_.empty(); };
+        mu_.Await(absl::Condition(&ready));
+        if (pending_.empty() && stopping_) return;
+        mu_.AwaitWithTimeout(absl::Condition(&stop), kGroupCommitDelay);
+      }
       std::swap(batch, pending_);
       writing_ = true;
       for (const auto& [id, header] : batch.headers) writing_ids_.insert(id);
@@ -226,6 +238,7 @@ void SqliteJobStore::WriterLoop() {
       absl::MutexLock db_lock(&db_mu_);
       status = Commit(batch);
     }
+    committed = true;
     absl::MutexLock lock(&mu_);
     writing_ = false;
     writing_ids_.clear();
