@@ -95,6 +95,26 @@ absl::Status Exec(sqlite3* db, const char* sql) {
 
 }  // namespace
 
+// The writer's two statements, prepared on its first commit.
+struct SqliteJobStore::WriteStatements {
+  explicit WriteStatements(sqlite3* db)
+      : job(db, R"sql(
+    INSERT INTO jobs (id, seq, spec, state, error, submitted_ns, finished_ns, succeeded, failed, cancelled,
+                      retries, duplicates, iterations_total, iterations_done, backups, backups_won)
+    VALUES (?1, COALESCE((SELECT seq FROM jobs WHERE id = ?1), (SELECT COALESCE(MAX(seq), 0) + 1 FROM jobs)),
+            ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)
+    ON CONFLICT (id) DO UPDATE SET spec=?2, state=?3, error=?4, submitted_ns=?5, finished_ns=?6,
+      succeeded=?7, failed=?8, cancelled=?9, retries=?10, duplicates=?11, iterations_total=?12,
+      iterations_done=?13, backups=?14, backups_won=?15;)sql"),
+        task(db, R"sql(
+    INSERT OR REPLACE INTO tasks (job_id, idx, iterations, duration_ns, state, attempt, worker, host, slot,
+      assigned_ns, started_ns, ended_ns, result_ns, cpu_ns, iterations_done, error, failures, speculated,
+      backup_won)
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19);)sql") {}
+  Stmt job;
+  Stmt task;
+};
+
 absl::StatusOr<std::unique_ptr<SqliteJobStore>> SqliteJobStore::Open(const std::string& path) {
   sqlite3* db = nullptr;
   auto fail = [&](absl::string_view why) {
@@ -151,6 +171,7 @@ SqliteJobStore::~SqliteJobStore() {
   }
   writer_.join();
   absl::MutexLock lock(&db_mu_);
+  writes_.reset();  // statements are finalised before the connection closes
   sqlite3_close(db_);
 }
 
@@ -251,23 +272,17 @@ void SqliteJobStore::WriterLoop() {
 
 absl::Status SqliteJobStore::Commit(const Pending& batch) {
   if (auto s = Exec(db_, "BEGIN IMMEDIATE;"); !s.ok()) return s;
-  Stmt job(db_, R"sql(
-    INSERT INTO jobs (id, seq, spec, state, error, submitted_ns, finished_ns, succeeded, failed, cancelled,
-                      retries, duplicates, iterations_total, iterations_done, backups, backups_won)
-    VALUES (?1, COALESCE((SELECT seq FROM jobs WHERE id = ?1), (SELECT COALESCE(MAX(seq), 0) + 1 FROM jobs)),
-            ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)
-    ON CONFLICT (id) DO UPDATE SET spec=?2, state=?3, error=?4, submitted_ns=?5, finished_ns=?6,
-      succeeded=?7, failed=?8, cancelled=?9, retries=?10, duplicates=?11, iterations_total=?12,
-      iterations_done=?13, backups=?14, backups_won=?15;)sql");
-  Stmt task(db_, R"sql(
-    INSERT OR REPLACE INTO tasks (job_id, idx, iterations, duration_ns, state, attempt, worker, host, slot,
-      assigned_ns, started_ns, ended_ns, result_ns, cpu_ns, iterations_done, error, failures, speculated,
-      backup_won)
-    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19);)sql");
-  if (!job.ok() || !task.ok()) {
-    Exec(db_, "ROLLBACK;").IgnoreError();
-    return SqlError(db_, "prepare");
+  // Prepared once: parsing the two statements cost more than a small batch.
+  if (writes_ == nullptr) {
+    auto writes = std::make_unique<WriteStatements>(db_);
+    if (!writes->job.ok() || !writes->task.ok()) {
+      Exec(db_, "ROLLBACK;").IgnoreError();
+      return SqlError(db_, "prepare");
+    }
+    writes_ = std::move(writes);
   }
+  Stmt& job = writes_->job;
+  Stmt& task = writes_->task;
   for (const auto& [id, j] : batch.headers) {
     sqlite3_reset(job.get());
     job.Text(1, id);
@@ -347,6 +362,8 @@ absl::Status SqliteJobStore::Commit(const Pending& batch) {
       }
     }
   }
+  sqlite3_reset(job.get());
+  sqlite3_reset(task.get());
   return Exec(db_, "COMMIT;");
 }
 

@@ -90,6 +90,8 @@ class SqliteJobStore : public JobStore {
     bool empty() const { return headers.empty() && created.empty() && tasks.empty(); }
   };
 
+  struct WriteStatements;
+
   explicit SqliteJobStore(sqlite3* db, std::string path);
   void WriterLoop();
   absl::Status Commit(const Pending& batch) ABSL_EXCLUSIVE_LOCKS_REQUIRED(db_mu_);
@@ -100,6 +102,7 @@ class SqliteJobStore : public JobStore {
   // Order: mu_ may be taken while db_mu_ is held, never the other way.
   mutable absl::Mutex db_mu_;
   sqlite3* const db_ ABSL_GUARDED_BY(db_mu_);
+  std::unique_ptr<WriteStatements> writes_ ABSL_GUARDED_BY(db_mu_);
 
   mutable absl::Mutex mu_;
   Pending pending_ ABSL_GUARDED_BY(mu_);
