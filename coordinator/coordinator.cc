@@ -340,12 +340,8 @@ absl::StatusOr<uint64_t> Coordinator::Watch(absl::string_view job_id, bool inclu
   w.refilled = now;
   if (first_update_delay > absl::ZeroDuration()) {
     w.tokens = options_.progress_burst;
-    w.pending = true;
     w.due = now + first_update_delay;
-    if (w.due < progress_due_) {
-      progress_due_ = w.due;
-      if (options_.request_check) options_.request_check();
-    }
+    HoldBackLocked(w);
   } else {
     callback(BuildProgress(*job, now));
     w.tokens = std::max(0.0, options_.progress_burst - 1);  // the update just sent counts
@@ -1060,13 +1056,17 @@ void Coordinator::NotifyLocked(JobRecord& job) {
       if (!progress) progress = BuildProgress(job, now);
       w.callback(*progress);
     } else {
-      w.pending = true;
-      if (w.due < progress_due_) {
-        progress_due_ = w.due;
-        if (options_.request_check) options_.request_check();
-      }
+      HoldBackLocked(w);
     }
     ++it;
+  }
+}
+
+void Coordinator::HoldBackLocked(Watcher& w) {
+  w.pending = true;
+  if (w.due < progress_due_) {
+    progress_due_ = w.due;
+    if (options_.request_check) options_.request_check();
   }
 }
 

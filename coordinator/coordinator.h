@@ -241,6 +241,9 @@ class Coordinator {
   // Saves dirty jobs and notifies their watchers.
   void FlushLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void NotifyLocked(JobRecord& job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Marks the watcher's update held back until w.due, and has the liveness
+  // loop woken for it if that is sooner than anything else due.
+  void HoldBackLocked(Watcher& w) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Refills the watcher's token bucket to `now`; true (taking a token) when
   // it may get an update now, else sets when it may.
   bool TakeProgressToken(Watcher& w, absl::Time now) const;

@@ -5,6 +5,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "common/status_macros.h"
 
 namespace busyfleet::coordinator {
 namespace {
@@ -283,6 +284,13 @@ absl::Status SqliteJobStore::Commit(const Pending& batch) {
   }
   Stmt& job = writes_->job;
   Stmt& task = writes_->task;
+  // Runs a bound statement; on failure rolls the batch back.
+  auto step = [this](Stmt& stmt, absl::string_view what) ABSL_EXCLUSIVE_LOCKS_REQUIRED(db_mu_) {
+    if (sqlite3_step(stmt.get()) == SQLITE_DONE) return absl::OkStatus();
+    absl::Status s = SqlError(db_, what);
+    Exec(db_, "ROLLBACK;").IgnoreError();
+    return s;
+  };
   for (const auto& [id, j] : batch.headers) {
     sqlite3_reset(job.get());
     job.Text(1, id);
@@ -300,11 +308,7 @@ absl::Status SqliteJobStore::Commit(const Pending& batch) {
     job.Int(13, static_cast<int64_t>(j.iterations_done));
     job.Int(14, j.backups);
     job.Int(15, j.backups_won);
-    if (sqlite3_step(job.get()) != SQLITE_DONE) {
-      absl::Status s = SqlError(db_, "saving a job");
-      Exec(db_, "ROLLBACK;").IgnoreError();
-      return s;
-    }
+    BF_RETURN_IF_ERROR(step(job, "saving a job"));
   }
   // A job's new rows first: its changed rows (below) replace them.
   for (const auto& [job_id, created] : batch.created) {
@@ -326,11 +330,7 @@ absl::Status SqliteJobStore::Commit(const Pending& batch) {
       task.Text(17, "");
       task.Int(18, 0);
       task.Int(19, 0);
-      if (sqlite3_step(task.get()) != SQLITE_DONE) {
-        absl::Status s = SqlError(db_, "saving a task");
-        Exec(db_, "ROLLBACK;").IgnoreError();
-        return s;
-      }
+      BF_RETURN_IF_ERROR(step(task, "saving a task"));
     }
   }
   for (const auto& [job_id, rows] : batch.tasks) {
@@ -355,11 +355,7 @@ absl::Status SqliteJobStore::Commit(const Pending& batch) {
       task.Text(17, t.failures);
       task.Int(18, t.speculated ? 1 : 0);
       task.Int(19, t.backup_won ? 1 : 0);
-      if (sqlite3_step(task.get()) != SQLITE_DONE) {
-        absl::Status s = SqlError(db_, "saving a task");
-        Exec(db_, "ROLLBACK;").IgnoreError();
-        return s;
-      }
+      BF_RETURN_IF_ERROR(step(task, "saving a task"));
     }
   }
   sqlite3_reset(job.get());

@@ -2,16 +2,15 @@
 #define BUSYFLEET_COORDINATOR_SQLITE_JOB_STORE_H_
 
 #include <map>
-
-#include "absl/container/btree_map.h"
-#include <set>
 #include <memory>
+#include <set>
 #include <string>
 #include <thread>
 #include <utility>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/container/btree_map.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
