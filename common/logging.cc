@@ -5,7 +5,6 @@
 #include <spdlog/pattern_formatter.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
-#include <grpc/support/log.h>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -60,21 +59,6 @@ class JsonFormatter : public spdlog::formatter {
   }
 };
 
-// gRPC's log lines (errors by default) into spdlog, rate-limited.
-void LogFromGrpc(gpr_log_func_args* args) {
-  static LogRateLimiter* limiter = new LogRateLimiter(10, absl::Seconds(1));
-  uint64_t suppressed = 0;
-  if (!limiter->Allow(&suppressed)) return;
-  const spdlog::level::level_enum level = args->severity == GPR_LOG_SEVERITY_ERROR  ? spdlog::level::err
-                                          : args->severity == GPR_LOG_SEVERITY_INFO ? spdlog::level::info
-                                                                                   : spdlog::level::debug;
-  if (suppressed > 0) {
-    spdlog::log(level, "grpc: {} ({} more gRPC log lines not shown)", args->message, suppressed);
-  } else {
-    spdlog::log(level, "grpc: {}", args->message);
-  }
-}
-
 }  // namespace
 
 LogFields::LogFields(std::initializer_list<std::pair<absl::string_view, std::string>> fields) {
@@ -121,7 +105,6 @@ absl::Status SetupLogging(absl::string_view component, absl::string_view format,
   logger->set_level(lvl);
   logger->flush_on(spdlog::level::info);
   spdlog::set_default_logger(std::move(logger));
-  gpr_set_log_function(LogFromGrpc);
   return absl::OkStatus();
 }
 

@@ -25,9 +25,9 @@ struct fmt::formatter<absl::string_view> : fmt::formatter<fmt::string_view> {
 
 namespace busyfleet {
 
-// Sets up the default spdlog logger for a binary, writing to stderr. gRPC's
-// own log lines go through it too (as component "grpc", rate-limited, so a
-// flood of failed TLS handshakes cannot fill the disk).
+// Sets up the default spdlog logger for a binary, writing to stderr. (The
+// binaries that use gRPC call common/rpc/grpc_logging.h's SetupGrpcLogging
+// instead, which also routes gRPC's own log lines here.)
 // `format` is "text" (human-readable, the default) or "json" (one object per
 // line: time, level, component, message). `level` is an spdlog level name
 // (trace, debug, info, warn, error). InvalidArgument names the bad value.

@@ -10,8 +10,8 @@
 #include "absl/random/random.h"
 #include "absl/strings/str_format.h"
 #include "common/clock.h"
-#include "common/grpc_status.h"
-#include "common/keepalive.h"
+#include "common/rpc/grpc_status.h"
+#include "common/rpc/keepalive.h"
 
 namespace busyfleet::worker {
 namespace {

@@ -17,7 +17,7 @@
 #include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
 #include "busyfleet/v1/worker.grpc.pb.h"
-#include "common/client_security.h"
+#include "common/rpc/client_security.h"
 #include "worker/executor.h"
 
 namespace busyfleet::worker {

@@ -16,6 +16,7 @@
 #include "common/clock.h"
 #include "common/flags.h"
 #include "common/logging.h"
+#include "common/rpc/grpc_logging.h"
 #include "worker/host_probe.h"
 #include "worker/worker_client.h"
 
@@ -87,7 +88,7 @@ int main(int argc, char** argv) {
     busyfleet::SetClockSkewForTesting(skew);
   }
 
-  if (auto st = busyfleet::SetupLogging("worker", log_format, log_level); !st.ok()) {
+  if (auto st = busyfleet::SetupGrpcLogging("worker", log_format, log_level); !st.ok()) {
     std::fprintf(stderr, "worker: %s\n", std::string(st.message()).c_str());
     return 2;
   }

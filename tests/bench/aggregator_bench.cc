@@ -7,7 +7,7 @@
 #include <benchmark/benchmark.h>
 
 #include "absl/time/time.h"
-#include "coordinator/timing_aggregator.h"
+#include "coordinator/core/timing_aggregator.h"
 
 namespace {
 

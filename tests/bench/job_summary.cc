@@ -9,9 +9,9 @@
 #include <CLI/CLI.hpp>
 
 #include "absl/time/time.h"
-#include "common/client_security.h"
-#include "coordinator/coordctl_client.h"
-#include "coordinator/report_format.h"
+#include "common/rpc/client_security.h"
+#include "coordinator/ctl/coordctl_client.h"
+#include "coordinator/report/report_format.h"
 
 int main(int argc, char** argv) {
   CLI::App app{"job_summary: a job's report without its task rows, as JSON"};
@@ -37,6 +37,6 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "job_summary: %s\n", report.status().ToString().c_str());
     return busyfleet::coordctl::ExitCodeFor(report.status());
   }
-  std::cout << busyfleet::coordctl::ReportToJson(*report).dump() << std::endl;
+  std::cout << busyfleet::report::ReportToJson(*report).dump() << std::endl;
   return 0;
 }

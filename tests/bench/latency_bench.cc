@@ -14,8 +14,8 @@
 
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
-#include "common/client_security.h"
-#include "coordinator/coordctl_client.h"
+#include "common/rpc/client_security.h"
+#include "coordinator/ctl/coordctl_client.h"
 
 namespace {
 

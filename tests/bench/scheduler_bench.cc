@@ -10,7 +10,7 @@
 #include <benchmark/benchmark.h>
 
 #include "absl/strings/str_cat.h"
-#include "coordinator/scheduler.h"
+#include "coordinator/core/scheduler.h"
 
 namespace {
 

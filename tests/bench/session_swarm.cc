@@ -35,8 +35,8 @@
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "busyfleet/v1/worker.grpc.pb.h"
-#include "common/client_security.h"
-#include "common/keepalive.h"
+#include "common/rpc/client_security.h"
+#include "common/rpc/keepalive.h"
 
 namespace {
 

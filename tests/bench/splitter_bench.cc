@@ -3,7 +3,7 @@
 //   build/release/tests/bench/splitter_bench
 #include <benchmark/benchmark.h>
 
-#include "coordinator/job_splitter.h"
+#include "coordinator/core/job_splitter.h"
 
 namespace {
 

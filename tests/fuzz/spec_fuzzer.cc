@@ -21,8 +21,8 @@
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "busyfleet/v1/types.pb.h"
-#include "coordinator/job_splitter.h"
-#include "coordinator/limits.h"
+#include "coordinator/core/job_splitter.h"
+#include "coordinator/core/limits.h"
 #include "google/protobuf/stubs/logging.h"
 
 namespace busyfleet::coordinator {

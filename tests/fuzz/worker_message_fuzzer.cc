@@ -32,8 +32,8 @@
 #include "busyfleet/v1/types.pb.h"
 #include "busyfleet/v1/worker.pb.h"
 #include "common/clock.h"
-#include "coordinator/coordinator.h"
-#include "coordinator/job_store.h"
+#include "coordinator/core/coordinator.h"
+#include "coordinator/store/job_store.h"
 #include "google/protobuf/stubs/logging.h"
 
 namespace busyfleet::coordinator {

@@ -12,9 +12,9 @@
 
 #include "busyfleet/v1/coordinator.grpc.pb.h"
 #include "busyfleet/v1/worker.grpc.pb.h"
-#include "common/auth.h"
-#include "coordinator/coordinator_server.h"
-#include "coordinator/limits.h"
+#include "common/rpc/auth.h"
+#include "coordinator/server/coordinator_server.h"
+#include "coordinator/core/limits.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "tests/testing/status_matchers.h"
 

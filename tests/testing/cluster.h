@@ -11,7 +11,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "busyfleet/v1/coordinator.pb.h"
-#include "coordinator/coordinator_server.h"
+#include "coordinator/server/coordinator_server.h"
 #include "worker/worker_client.h"
 
 namespace busyfleet::testing {

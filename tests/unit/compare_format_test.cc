@@ -1,4 +1,4 @@
-#include "coordinator/compare_format.h"
+#include "coordinator/ctl/compare_format.h"
 
 #include <cstdint>
 #include <limits>

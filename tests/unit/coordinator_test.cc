@@ -1,7 +1,7 @@
 // Unit tests of busyfleet::coordinator::Coordinator, the coordinator's domain
 // logic, driven without a network: workers are FakeChannels that record what
 // the coordinator sends, and speak through HandleMessage; time is a FakeClock.
-#include "coordinator/coordinator.h"
+#include "coordinator/core/coordinator.h"
 
 #include <algorithm>
 #include <cstdint>
@@ -26,7 +26,7 @@
 #include "busyfleet/v1/types.pb.h"
 #include "busyfleet/v1/worker.pb.h"
 #include "common/clock.h"
-#include "coordinator/job_store.h"
+#include "coordinator/store/job_store.h"
 #include "tests/testing/status_matchers.h"
 
 namespace busyfleet::coordinator {

@@ -1,4 +1,4 @@
-#include "coordinator/job_splitter.h"
+#include "coordinator/core/job_splitter.h"
 
 #include <cstdint>
 #include <functional>
@@ -10,7 +10,7 @@
 #include "absl/status/status.h"
 #include "absl/time/time.h"
 #include "busyfleet/v1/types.pb.h"
-#include "coordinator/limits.h"
+#include "coordinator/core/limits.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/testing/status_matchers.h"

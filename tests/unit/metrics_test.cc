@@ -1,4 +1,4 @@
-#include "coordinator/metrics.h"
+#include "coordinator/server/prometheus_text.h"
 
 #include <limits>
 #include <string>

@@ -1,4 +1,4 @@
-#include "coordinator/report_format.h"
+#include "coordinator/report/report_format.h"
 
 #include <cstdint>
 #include <limits>
@@ -14,7 +14,7 @@
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
 
-namespace busyfleet::coordctl {
+namespace busyfleet::report {
 namespace {
 
 using nlohmann::json;
@@ -677,4 +677,4 @@ TEST(ReportFormatTest, HumanCountCases) {
 }
 
 }  // namespace
-}  // namespace busyfleet::coordctl
+}  // namespace busyfleet::report

@@ -1,4 +1,4 @@
-#include "coordinator/scaling_chart.h"
+#include "coordinator/ctl/scaling_chart.h"
 
 #include <cstddef>
 #include <cstdint>

@@ -1,4 +1,4 @@
-#include "coordinator/scheduler.h"
+#include "coordinator/core/scheduler.h"
 
 #include <cstdint>
 #include <cstdlib>

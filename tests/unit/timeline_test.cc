@@ -1,4 +1,4 @@
-#include "coordinator/timeline.h"
+#include "coordinator/report/timeline.h"
 
 #include <cmath>
 #include <cstddef>
@@ -17,7 +17,7 @@
 #include "nlohmann/json.hpp"
 #include "tests/testing/svg_testing.h"
 
-namespace busyfleet::coordctl {
+namespace busyfleet::report {
 namespace {
 
 using busyfleet::testing::CountOccurrences;
@@ -349,4 +349,4 @@ TEST(TimelineSvgTest, AxisUnitFollowsTheSpan) {
 }
 
 }  // namespace
-}  // namespace busyfleet::coordctl
+}  // namespace busyfleet::report

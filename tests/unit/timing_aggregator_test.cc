@@ -1,4 +1,4 @@
-#include "coordinator/timing_aggregator.h"
+#include "coordinator/core/timing_aggregator.h"
 
 #include <cstdint>
 #include <map>
@@ -7,7 +7,7 @@
 
 #include "absl/time/time.h"
 #include "busyfleet/v1/coordinator.pb.h"
-#include "coordinator/job_model.h"
+#include "coordinator/core/job_model.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 

@@ -1,0 +1,96 @@
+#include "common/rpc/auth.h"
+
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <fstream>
+#include <sstream>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+
+namespace busyfleet {
+
+absl::StatusOr<std::string> ReadTokenFile(absl::string_view flag, const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    return absl::InvalidArgumentError(absl::StrCat(flag, ": cannot read token file ", path));
+  }
+  std::stringstream buffer;
+  buffer << in.rdbuf();
+  std::string token(absl::StripAsciiWhitespace(buffer.str()));
+  if (token.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(flag, ": token file ", path, " is empty"));
+  }
+  if (token.size() > 4096) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(flag, ": token in ", path, " is longer than 4096 bytes"));
+  }
+  for (const char c : token) {
+    if (static_cast<unsigned char>(c) < 0x21 || static_cast<unsigned char>(c) > 0x7e) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          flag, ": token in ", path, " must be printable ASCII without spaces (it travels as gRPC metadata)"));
+    }
+  }
+  return token;
+}
+
+bool ConstantTimeEquals(absl::string_view a, absl::string_view b) {
+  const size_t n = std::max(a.size(), b.size());
+  unsigned char diff = a.size() == b.size() ? 0 : 1;
+  for (size_t i = 0; i < n; ++i) {
+    const unsigned char x = i < a.size() ? static_cast<unsigned char>(a[i]) : 0;
+    const unsigned char y = i < b.size() ? static_cast<unsigned char>(b[i]) : 0;
+    diff |= static_cast<unsigned char>(x ^ y);
+  }
+  return diff == 0;
+}
+
+std::string BearerValue(absl::string_view token) { return absl::StrCat("Bearer ", token); }
+
+absl::StatusOr<TokenAuthenticator> TokenAuthenticator::Create(std::string worker_token,
+                                                              std::string client_token) {
+  if (worker_token.empty() != client_token.empty()) {
+    return absl::InvalidArgumentError(
+        "give both a worker token and a client token (--worker-token-file and --client-token-file), "
+        "or one --token-file for both: one role must not be left open");
+  }
+  TokenAuthenticator a;
+  a.worker_token_ = std::move(worker_token);
+  a.client_token_ = std::move(client_token);
+  return a;
+}
+
+absl::Status TokenAuthenticator::Check(Role role,
+                                       const std::multimap<grpc::string_ref, grpc::string_ref>& metadata) const {
+  if (!enabled()) return absl::OkStatus();
+  auto it = metadata.find("authorization");
+  if (it == metadata.end()) {
+    return absl::UnauthenticatedError("missing authorization metadata (a bearer token is required)");
+  }
+  const absl::string_view value(it->second.data(), it->second.size());
+  return CheckAuthorization(role, &value);
+}
+
+absl::Status TokenAuthenticator::CheckAuthorization(Role role, const absl::string_view* value) const {
+  if (!enabled()) return absl::OkStatus();
+  if (value == nullptr) return absl::UnauthenticatedError("missing authorization (a bearer token is required)");
+  constexpr absl::string_view kBearer = "Bearer ";
+  if (!absl::StartsWithIgnoreCase(*value, kBearer)) {
+    return absl::UnauthenticatedError("authorization must be \"Bearer <token>\"");
+  }
+  const absl::string_view token = value->substr(kBearer.size());
+  const bool is_worker = ConstantTimeEquals(token, worker_token_);
+  const bool is_client = ConstantTimeEquals(token, client_token_);
+  const bool allowed = role == Role::kWorker ? is_worker : is_client;
+  if (allowed) return absl::OkStatus();
+  if (is_worker || is_client) {
+    return absl::PermissionDeniedError(role == Role::kWorker
+                                           ? "a client token cannot attach as a worker"
+                                           : "a worker token can only attach as a worker");
+  }
+  return absl::UnauthenticatedError("invalid token");
+}
+
+}  // namespace busyfleet

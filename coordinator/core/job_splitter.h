@@ -1,0 +1,43 @@
+#ifndef BUSYFLEET_COORDINATOR_CORE_JOB_SPLITTER_H_
+#define BUSYFLEET_COORDINATOR_CORE_JOB_SPLITTER_H_
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+#include "busyfleet/v1/types.pb.h"
+
+namespace busyfleet::coordinator {
+
+// One task of a job, as split.
+struct TaskSpec {
+  uint32_t index = 0;
+  uint64_t iterations = 0;        // countdown
+  absl::Duration duration;        // spin, sleep
+};
+
+// Checks every field of `spec` against limits.h. InvalidArgument names the
+// field, the limit and the value received.
+absl::Status ValidateJobSpec(const v1::JobSpec& spec);
+
+// Checks a name (job, worker, label): printable UTF-8, at most
+// limits::kMaxNameBytes bytes. `field` names it in the error.
+absl::Status ValidateName(absl::string_view field, absl::string_view name, bool allow_empty);
+
+// Splits a validated job into tasks. A pure function.
+//  - `tasks` N with `iterations` I: N tasks of I iterations each;
+//  - `total` T with `tasks` N: N near-equal parts, the first T mod N one larger;
+//  - `tasks_auto`: one task per free slot (`free_slots`), or per slot of the
+//    fleet (`total_slots`) when none is free; FailedPrecondition when there
+//    are no slots at all.
+// spin and sleep tasks all get `duration`.
+absl::StatusOr<std::vector<TaskSpec>> SplitJob(const v1::JobSpec& spec, int free_slots,
+                                               int total_slots);
+
+}  // namespace busyfleet::coordinator
+
+#endif  // BUSYFLEET_COORDINATOR_CORE_JOB_SPLITTER_H_

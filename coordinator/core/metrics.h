@@ -1,0 +1,68 @@
+#ifndef BUSYFLEET_COORDINATOR_CORE_METRICS_H_
+#define BUSYFLEET_COORDINATOR_CORE_METRICS_H_
+
+// The coordinator's figures for monitoring (server/prometheus_text.h gives
+// their Prometheus text form).
+// Plain data and pure functions: no I/O, no locking (the Coordinator takes a
+// snapshot under its own lock).
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "busyfleet/v1/types.pb.h"
+
+namespace busyfleet::coordinator {
+
+// A cumulative histogram with fixed upper bounds (Prometheus semantics:
+// counts[i] observations <= bounds[i]; `count` includes those above the last
+// bound, the +Inf bucket).
+class Histogram {
+ public:
+  // `bounds` strictly increasing.
+  explicit Histogram(std::vector<double> bounds);
+  // Task durations: 1 ms to 1 h.
+  static Histogram TaskSeconds();
+
+  void Add(double value);
+  const std::vector<double>& bounds() const { return bounds_; }
+  // Cumulative counts, one per bound.
+  std::vector<uint64_t> cumulative() const;
+  double sum() const { return sum_; }
+  uint64_t count() const { return count_; }
+
+ private:
+  std::vector<double> bounds_;
+  std::vector<uint64_t> counts_;  // per bucket, not cumulative
+  double sum_ = 0;
+  uint64_t count_ = 0;
+};
+
+// Totals since the coordinator started.
+struct CoordinatorCounters {
+  uint64_t dispatched = 0;       // attempts handed to workers (backups included)
+  uint64_t succeeded = 0;        // tasks that succeeded
+  uint64_t attempts_failed = 0;  // attempts that failed, timed out or were lost
+  uint64_t retried = 0;          // attempts queued again after a counted failure
+  Histogram task_seconds = Histogram::TaskSeconds();  // succeeded tasks' durations
+};
+
+struct MetricsSnapshot {
+  // Attached workers by state (READY, DRAINING) and recently gone ones (GONE).
+  std::map<v1::WorkerState, uint32_t> workers;
+  // Slots of attached workers, and tasks running on them.
+  uint64_t slots = 0;
+  uint64_t running = 0;
+  // Tasks waiting for a slot, over all jobs.
+  uint64_t queue_depth = 0;
+  // Jobs the coordinator holds (unfinished ones, and recently finished ones) by state.
+  std::map<v1::JobState, uint32_t> jobs;
+  uint64_t jobs_submitted = 0;
+  CoordinatorCounters counters;
+};
+
+
+}  // namespace busyfleet::coordinator
+
+#endif  // BUSYFLEET_COORDINATOR_CORE_METRICS_H_

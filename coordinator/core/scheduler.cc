@@ -1,0 +1,278 @@
+#include "coordinator/core/scheduler.h"
+
+#include <cmath>
+
+#include <algorithm>
+
+#include "absl/strings/str_cat.h"
+
+namespace busyfleet::coordinator {
+
+Scheduler::Scheduler(Options options) : options_(options) {}
+
+absl::Status Scheduler::AddWorker(WorkerSpec worker) {
+  if (worker.slots < 1) {
+    return absl::InvalidArgumentError(absl::StrCat("slots must be at least 1, got ", worker.slots));
+  }
+  absl::MutexLock lock(&mu_);
+  const std::string session = worker.session;
+  Worker w;
+  w.spec = std::move(worker);
+  if (!workers_.emplace(session, std::move(w)).second) {
+    return absl::AlreadyExistsError(absl::StrCat("worker session ", session, " already exists"));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<TaskKey>> Scheduler::RemoveWorker(absl::string_view session) {
+  absl::MutexLock lock(&mu_);
+  auto it = workers_.find(std::string(session));
+  if (it == workers_.end()) {
+    return absl::NotFoundError(absl::StrCat("worker session ", session, " not found"));
+  }
+  std::vector<TaskKey> tasks(it->second.in_flight.begin(), it->second.in_flight.end());
+  std::sort(tasks.begin(), tasks.end(), [](const TaskKey& a, const TaskKey& b) {
+    return a.job_id != b.job_id ? a.job_id < b.job_id : a.index > b.index;
+  });
+  for (const TaskKey& t : tasks) {
+    auto job = jobs_.find(t.job_id);
+    if (job == jobs_.end()) continue;
+    --job->second.in_flight;
+    job->second.queued.push_front(t.index);  // descending order above keeps the lowest index first
+    ++queued_;
+  }
+  workers_.erase(it);
+  return tasks;
+}
+
+absl::Status Scheduler::SetDraining(absl::string_view session) {
+  absl::MutexLock lock(&mu_);
+  auto it = workers_.find(std::string(session));
+  if (it == workers_.end()) {
+    return absl::NotFoundError(absl::StrCat("worker session ", session, " not found"));
+  }
+  it->second.draining = true;
+  return absl::OkStatus();
+}
+
+absl::Status Scheduler::AddJob(absl::string_view job_id, JobConstraints constraints,
+                               const std::vector<uint32_t>& queued, uint64_t seq) {
+  absl::MutexLock lock(&mu_);
+  Job job;
+  job.id = std::string(job_id);
+  job.allowed_workers.insert(constraints.workers.begin(), constraints.workers.end());
+  job.constraints = std::move(constraints);
+  job.queued.assign(queued.begin(), queued.end());
+  job.seq = seq;
+  const size_t n = job.queued.size();
+  if (!jobs_.emplace(job.id, std::move(job)).second) {
+    return absl::AlreadyExistsError(absl::StrCat("job ", job_id, " already scheduled"));
+  }
+  queued_ += n;
+  return absl::OkStatus();
+}
+
+std::vector<Scheduler::Assignment> Scheduler::RemoveJob(absl::string_view job_id) {
+  absl::MutexLock lock(&mu_);
+  std::vector<Assignment> in_flight;
+  auto it = jobs_.find(std::string(job_id));
+  if (it == jobs_.end()) return in_flight;
+  queued_ -= it->second.queued.size();
+  if (it->second.in_flight > 0) {
+    for (auto& [session, worker] : workers_) {
+      for (auto t = worker.in_flight.begin(); t != worker.in_flight.end();) {
+        if (t->job_id == it->second.id) {
+          in_flight.push_back({session, *t});
+          worker.in_flight.erase(t++);
+        } else {
+          ++t;
+        }
+      }
+    }
+  }
+  jobs_.erase(it);
+  return in_flight;
+}
+
+absl::Status Scheduler::Release(absl::string_view session, const TaskKey& task) {
+  absl::MutexLock lock(&mu_);
+  auto it = workers_.find(std::string(session));
+  if (it == workers_.end() || it->second.in_flight.erase(task) == 0) {
+    return absl::NotFoundError(absl::StrCat("task ", task.job_id, "/", task.index,
+                                            " is not in flight on session ", session));
+  }
+  auto job = jobs_.find(task.job_id);
+  if (job != jobs_.end()) --job->second.in_flight;
+  return absl::OkStatus();
+}
+
+absl::Status Scheduler::Requeue(const TaskKey& task) {
+  absl::MutexLock lock(&mu_);
+  auto job = jobs_.find(task.job_id);
+  if (job == jobs_.end()) return absl::NotFoundError(absl::StrCat("job ", task.job_id, " not scheduled"));
+  job->second.queued.push_front(task.index);
+  ++queued_;
+  return absl::OkStatus();
+}
+
+bool Scheduler::Eligible(const Job& job, const Worker& worker) const {
+  const JobConstraints& c = job.constraints;
+  if (c.max_slots != 0 && job.in_flight >= c.max_slots) return false;
+  if (!job.allowed_workers.empty() && !job.allowed_workers.contains(worker.spec.name)) return false;
+  for (const auto& [k, v] : c.selector) {
+    auto it = worker.spec.labels.find(k);
+    if (it == worker.spec.labels.end() || it->second != v) return false;
+  }
+  if (c.exec != v1::EXEC_MODE_UNSPECIFIED &&
+      std::find(worker.spec.exec_modes.begin(), worker.spec.exec_modes.end(), c.exec) ==
+          worker.spec.exec_modes.end()) {
+    return false;
+  }
+  return true;
+}
+
+int Scheduler::PrefetchFor(const Job& job, const Worker& worker, int fleet_slots) const {
+  if (job.task_seconds < 0) return options_.prefetch_per_worker;
+  // Enough queued work to cover kPipelineSeconds per slot: many for tiny
+  // tasks (assignments and results go in batches).
+  const double per_slot = kPipelineSeconds / std::max(job.task_seconds, 1e-7);
+  const int adaptive =
+      static_cast<int>(std::min<double>(kMaxAdaptivePrefetch, std::floor(per_slot * worker.spec.slots)));
+  // Longer tasks: one ready per slot while plenty are left; near the job's
+  // end only on demand (no task waits behind another while a slot
+  // elsewhere idles).
+  if (job.queued.size() > static_cast<size_t>(kTailSlotsFactor) * static_cast<size_t>(fleet_slots)) {
+    return std::max(adaptive, worker.spec.slots);
+  }
+  return adaptive;
+}
+
+void Scheduler::ObserveTaskSeconds(absl::string_view job_id, double seconds) {
+  absl::MutexLock lock(&mu_);
+  auto it = jobs_.find(std::string(job_id));
+  if (it == jobs_.end() || !(seconds >= 0)) return;
+  double& ewma = it->second.task_seconds;
+  ewma = ewma < 0 ? seconds : 0.8 * ewma + 0.2 * seconds;
+}
+
+Scheduler::Job* Scheduler::PickJob(const Worker& worker, bool prefetch, int fleet_slots) {
+  Job* best = nullptr;
+  const int in_flight = static_cast<int>(worker.in_flight.size());
+  for (auto& [id, job] : jobs_) {
+    if (job.queued.empty() || !Eligible(job, worker)) continue;
+    if (prefetch && in_flight >= worker.spec.slots + PrefetchFor(job, worker, fleet_slots)) continue;
+    if (best == nullptr || job.in_flight < best->in_flight ||
+        (job.in_flight == best->in_flight && job.seq < best->seq)) {
+      best = &job;
+    }
+  }
+  return best;
+}
+
+std::vector<Scheduler::Assignment> Scheduler::Dispatch() {
+  absl::MutexLock lock(&mu_);
+  std::vector<Assignment> out;
+  if (queued_ == 0 || workers_.empty()) return out;
+  std::vector<Worker*> order;
+  order.reserve(workers_.size());
+  int fleet_slots = 0;
+  for (auto& [session, worker] : workers_) {
+    if (worker.draining) continue;
+    order.push_back(&worker);
+    fleet_slots += worker.spec.slots;
+  }
+  if (order.empty()) return out;
+  // Rotate the starting worker so small jobs do not always land on the first.
+  const size_t start = cursor_++ % order.size();
+  std::rotate(order.begin(), order.begin() + static_cast<std::ptrdiff_t>(start), order.end());
+  for (const bool prefetch : {false, true}) {
+    bool progress = true;
+    while (progress && queued_ > 0) {
+      progress = false;
+      for (Worker* w : order) {
+        if (!prefetch && static_cast<int>(w->in_flight.size()) >= w->spec.slots) continue;
+        Job* job = PickJob(*w, prefetch, fleet_slots);
+        if (job == nullptr) continue;
+        TaskKey key{job->id, job->queued.front()};
+        job->queued.pop_front();
+        --queued_;
+        ++job->in_flight;
+        w->in_flight.insert(key);
+        out.push_back({w->spec.session, std::move(key)});
+        progress = true;
+        if (queued_ == 0) break;
+      }
+    }
+  }
+  return out;
+}
+
+std::optional<std::string> Scheduler::AssignBackup(const TaskKey& task, absl::string_view exclude) {
+  absl::MutexLock lock(&mu_);
+  auto job = jobs_.find(task.job_id);
+  if (job == jobs_.end()) return std::nullopt;
+  Worker* best = nullptr;
+  for (auto& [session, w] : workers_) {
+    if (w.draining || session == exclude || w.in_flight.contains(task)) continue;
+    if (static_cast<int>(w.in_flight.size()) >= w.spec.slots) continue;  // a free slot, not prefetch
+    if (!Eligible(job->second, w)) continue;
+    // The emptiest worker: the backup should not queue behind other work.
+    if (best == nullptr || w.spec.slots - static_cast<int>(w.in_flight.size()) >
+                               best->spec.slots - static_cast<int>(best->in_flight.size())) {
+      best = &w;
+    }
+  }
+  if (best == nullptr) return std::nullopt;
+  best->in_flight.insert(task);
+  ++job->second.in_flight;
+  return best->spec.session;
+}
+
+bool Scheduler::Dequeue(const TaskKey& task) {
+  absl::MutexLock lock(&mu_);
+  auto job = jobs_.find(task.job_id);
+  if (job == jobs_.end()) return false;
+  auto& q = job->second.queued;
+  auto it = std::find(q.begin(), q.end(), task.index);
+  if (it == q.end()) return false;
+  q.erase(it);
+  --queued_;
+  return true;
+}
+
+size_t Scheduler::QueuedFor(absl::string_view job_id) const {
+  absl::MutexLock lock(&mu_);
+  auto job = jobs_.find(std::string(job_id));
+  return job == jobs_.end() ? 0 : job->second.queued.size();
+}
+
+int Scheduler::TotalSlots() const {
+  absl::MutexLock lock(&mu_);
+  int total = 0;
+  for (const auto& [session, w] : workers_) {
+    if (!w.draining) total += w.spec.slots;
+  }
+  return total;
+}
+
+int Scheduler::FreeSlots() const {
+  absl::MutexLock lock(&mu_);
+  int free = 0;
+  for (const auto& [session, w] : workers_) {
+    if (!w.draining) free += std::max(0, w.spec.slots - static_cast<int>(w.in_flight.size()));
+  }
+  return free;
+}
+
+size_t Scheduler::QueuedTasks() const {
+  absl::MutexLock lock(&mu_);
+  return queued_;
+}
+
+int Scheduler::InFlight(absl::string_view session) const {
+  absl::MutexLock lock(&mu_);
+  auto it = workers_.find(std::string(session));
+  return it == workers_.end() ? 0 : static_cast<int>(it->second.in_flight.size());
+}
+
+}  // namespace busyfleet::coordinator

@@ -1,0 +1,160 @@
+#ifndef BUSYFLEET_COORDINATOR_CORE_SCHEDULER_H_
+#define BUSYFLEET_COORDINATOR_CORE_SCHEDULER_H_
+
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/synchronization/mutex.h"
+#include "busyfleet/v1/types.pb.h"
+
+namespace busyfleet::coordinator {
+
+struct TaskKey {
+  std::string job_id;
+  uint32_t index = 0;
+
+  bool operator==(const TaskKey& o) const { return index == o.index && job_id == o.job_id; }
+  template <typename H>
+  friend H AbslHashValue(H h, const TaskKey& k) {
+    return H::combine(std::move(h), k.job_id, k.index);
+  }
+};
+
+// Hands queued tasks to workers with free credit. Thread-safe; no I/O.
+//
+// Pull with credits: each worker may hold up to `slots + prefetch` tasks in
+// flight (assigned or running), so no slot waits a round trip between tasks.
+// Prefetch adapts to each job's task durations (ObserveTaskSeconds): enough
+// tasks to keep kPipelineSeconds of work queued per slot, so tiny tasks go
+// out (and come back) hundreds to a message; longer ones get one task per
+// slot ready behind the running one (no slot waits a round trip between
+// tasks) while the job has more than kTailSlotsFactor times the fleet's
+// slots queued, and none after that, so no long task waits on one worker
+// while a slot elsewhere idles at the job's end. Until a job's first
+// result, Options::prefetch_per_worker.
+// Dispatch fills free slots across all workers first, round-robin, and only
+// then prefetches, so a job smaller than the fleet is spread, not piled on
+// the first worker. Jobs share the fleet fairly: each pick goes to the
+// eligible job with the fewest tasks in flight (the oldest on a tie), within
+// the job's max_slots cap.
+class Scheduler {
+ public:
+  struct Options {
+    int prefetch_per_worker = 2;
+  };
+  struct WorkerSpec {
+    std::string session;
+    std::string name;
+    int slots = 1;
+    std::map<std::string, std::string> labels;
+    std::vector<v1::ExecMode> exec_modes;
+  };
+  struct JobConstraints {
+    uint32_t max_slots = 0;  // 0: no cap
+    std::vector<std::string> workers;
+    std::map<std::string, std::string> selector;
+    v1::ExecMode exec = v1::EXEC_MODE_UNSPECIFIED;
+  };
+  struct Assignment {
+    std::string session;
+    TaskKey task;
+  };
+
+  // Work kept queued per slot beyond the running task, and the cap on
+  // prefetched tasks per worker.
+  static constexpr double kPipelineSeconds = 0.005;
+  static constexpr int kTailSlotsFactor = 2;
+  static constexpr int kMaxAdaptivePrefetch = 1024;
+
+  explicit Scheduler(Options options);
+
+  // A task of the job took `seconds`: updates the job's moving average of
+  // task durations (which sets its prefetch). Unknown jobs are ignored.
+  void ObserveTaskSeconds(absl::string_view job_id, double seconds);
+
+  // AlreadyExists if the session is known; InvalidArgument for slots < 1.
+  absl::Status AddWorker(WorkerSpec worker);
+  // Forgets the worker. Its tasks in flight are put back at the front of
+  // their jobs' queues and returned. NotFound for an unknown session.
+  absl::StatusOr<std::vector<TaskKey>> RemoveWorker(absl::string_view session);
+  // No new tasks for the worker. NotFound for an unknown session.
+  absl::Status SetDraining(absl::string_view session);
+
+  // Adds a job whose tasks `queued` (indices, in order) wait for a worker.
+  // AlreadyExists if the job is known. `seq` orders jobs (older = smaller).
+  absl::Status AddJob(absl::string_view job_id, JobConstraints constraints,
+                      const std::vector<uint32_t>& queued, uint64_t seq);
+  // Forgets a job: its queued tasks are dropped; the tasks in flight are
+  // returned with their sessions (their credit is freed).
+  std::vector<Assignment> RemoveJob(absl::string_view job_id);
+  // The task ended on `session` (or was handed back): frees its credit.
+  // NotFound if it is not in flight there.
+  absl::Status Release(absl::string_view session, const TaskKey& task);
+  // Queues a task of a known job again, at the front. NotFound for an
+  // unknown job.
+  absl::Status Requeue(const TaskKey& task);
+
+  // Assigns as many queued tasks as credits allow.
+  std::vector<Assignment> Dispatch();
+
+  // Speculation: puts a second copy of an in-flight task on a worker with a
+  // free slot (not `exclude`, eligible for the job, within its max_slots).
+  // Returns that worker's session, or nullopt when no slot is free.
+  std::optional<std::string> AssignBackup(const TaskKey& task, absl::string_view exclude);
+  // Removes a queued task from its job's queue (a lost primary whose backup
+  // takes over). False if it was not queued.
+  bool Dequeue(const TaskKey& task);
+  // Tasks of the job still waiting for a worker; 0 for an unknown job.
+  size_t QueuedFor(absl::string_view job_id) const;
+
+  // Slots of ready (not draining) workers, and how many of them hold no task.
+  int TotalSlots() const;
+  int FreeSlots() const;
+  size_t QueuedTasks() const;
+  // Tasks in flight on the worker; 0 for an unknown session.
+  int InFlight(absl::string_view session) const;
+
+ private:
+  struct Worker {
+    WorkerSpec spec;
+    bool draining = false;
+    absl::flat_hash_set<TaskKey> in_flight;
+  };
+  struct Job {
+    std::string id;
+    JobConstraints constraints;
+    absl::flat_hash_set<std::string> allowed_workers;
+    std::deque<uint32_t> queued;
+    uint32_t in_flight = 0;
+    uint64_t seq = 0;
+    double task_seconds = -1;  // moving average; < 0 until the first result
+  };
+
+  bool Eligible(const Job& job, const Worker& worker) const;
+  // The fairest job with a task for the worker; with `prefetch`, only jobs
+  // whose prefetch leaves the worker room for one more. `fleet_slots`: the
+  // slots of all workers taking tasks.
+  Job* PickJob(const Worker& worker, bool prefetch, int fleet_slots) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  int PrefetchFor(const Job& job, const Worker& worker, int fleet_slots) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  const Options options_;
+  mutable absl::Mutex mu_;
+  std::map<std::string, Worker> workers_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<std::string, Job> jobs_ ABSL_GUARDED_BY(mu_);
+  size_t queued_ ABSL_GUARDED_BY(mu_) = 0;
+  size_t cursor_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
+}  // namespace busyfleet::coordinator
+
+#endif  // BUSYFLEET_COORDINATOR_CORE_SCHEDULER_H_

@@ -1,0 +1,281 @@
+#include "coordinator/core/timing_aggregator.h"
+
+#include <algorithm>
+#include <set>
+#include <utility>
+#include <vector>
+
+#include "common/stats.h"
+
+namespace busyfleet::coordinator {
+namespace {
+
+double Seconds(absl::Time from, absl::Time to) { return absl::ToDoubleSeconds(to - from); }
+
+// Distinct (worker, slot) pairs that ran the job's tasks, at most the spec's
+// max_slots (a serial job whose tasks ran one after another on both slots
+// of a worker used one slot's worth of parallelism).
+uint32_t SlotsUsed(const JobRecord& job, size_t distinct_slots) {
+  uint32_t slots = static_cast<uint32_t>(distinct_slots);
+  if (job.spec.max_slots() > 0) slots = std::min(slots, job.spec.max_slots());
+  return slots;
+}
+
+void AddAttempt(const JobRecord& job, uint32_t index, const AttemptRecord& a, absl::Time end_if_open,
+                v1::JobReport* r) {
+  v1::AttemptTiming* at = r->add_attempts();
+  at->set_index(index);
+  at->set_attempt(a.attempt);
+  at->set_worker(a.worker);
+  at->set_host(a.host);
+  at->set_slot(a.slot);
+  at->set_state(a.state);
+  at->set_backup(a.backup);
+  at->set_pid(a.pid);
+  const absl::Time end = a.ended_at != absl::InfinitePast() ? a.ended_at : end_if_open;
+  at->set_start_offset_seconds(Seconds(job.submitted_at, a.started_at));
+  at->set_seconds(std::max(0.0, Seconds(a.started_at, end)));
+  at->set_cpu_seconds(static_cast<double>(a.cpu_ns) / 1e9);
+  at->set_iterations(a.iterations_done);
+  at->set_error(a.error);
+}
+
+void AddAttempts(const JobRecord& job, absl::Time now, uint32_t limit, v1::JobReport* r) {
+  const absl::Time open_end = job.finished_at != absl::InfinitePast() ? job.finished_at : now;
+  uint32_t omitted = 0;
+  for (const TaskRecord& t : job.tasks) {
+    const size_t started = t.history.size() + (t.started_at != absl::InfinitePast() ? 1 : 0);
+    if (static_cast<size_t>(r->attempts_size()) + started > limit) {
+      omitted += static_cast<uint32_t>(started);
+      continue;
+    }
+    for (const AttemptRecord& a : t.history) AddAttempt(job, t.index, a, open_end, r);
+    if (t.started_at == absl::InfinitePast()) continue;
+    AttemptRecord last;
+    last.attempt = t.attempt;
+    last.state = t.state;
+    last.backup = t.backup_won;
+    last.slot = t.slot;
+    last.pid = t.pid;
+    last.worker = t.worker;
+    last.host = t.host;
+    last.started_at = t.started_at;
+    last.ended_at = t.ended_at;
+    last.cpu_ns = t.cpu_ns;
+    last.iterations_done = t.iterations_done;
+    last.error = t.error;
+    AddAttempt(job, t.index, last, open_end, r);
+  }
+  r->set_attempts_omitted(omitted);
+  std::stable_sort(r->mutable_attempts()->begin(), r->mutable_attempts()->end(),
+                   [](const v1::AttemptTiming& a, const v1::AttemptTiming& b) {
+                     return a.start_offset_seconds() < b.start_offset_seconds();
+                   });
+}
+
+}  // namespace
+
+void ToProtoTime(absl::Time t, google::protobuf::Timestamp* out) {
+  if (t == absl::InfinitePast() || t == absl::InfiniteFuture()) return;
+  const int64_t ns = absl::ToUnixNanos(t);
+  out->set_seconds(ns / 1'000'000'000);
+  out->set_nanos(static_cast<int32_t>(ns % 1'000'000'000));
+}
+
+absl::Time FromProtoTime(const google::protobuf::Timestamp& ts) {
+  if (ts.seconds() == 0 && ts.nanos() == 0) return absl::InfinitePast();
+  return absl::FromUnixSeconds(ts.seconds()) + absl::Nanoseconds(ts.nanos());
+}
+
+v1::JobReport BuildReport(const JobRecord& job, const std::map<std::string, WorkerFacts>& workers,
+                          absl::Time now, const ReportOptions& options) {
+  v1::JobReport r;
+  r.set_schema(kReportSchema);
+  r.set_id(job.id);
+  r.set_name(job.spec.name());
+  r.set_state(job.state);
+  r.set_kind(job.spec.kind());
+  r.set_error(job.error);
+  *r.mutable_spec() = job.spec;
+  r.set_tasks_total(static_cast<uint32_t>(job.tasks.size()));
+  r.set_tasks_succeeded(job.succeeded);
+  r.set_tasks_failed(job.failed);
+  r.set_tasks_cancelled(job.cancelled);
+  r.set_iterations_total(job.iterations_total);
+  r.set_retries(job.retries);
+  r.set_duplicates(job.duplicates);
+  r.set_backups(job.backups);
+  r.set_backups_won(job.backups_won);
+
+  absl::Time first_start = absl::InfiniteFuture();
+  absl::Time last_end = absl::InfinitePast();
+  std::vector<double> succeeded_seconds;
+  double serial = 0;
+  double cpu = 0;
+  double queued_sum = 0, dispatch_sum = 0, result_sum = 0;
+  int phase_count = 0;
+  std::set<std::pair<std::string, uint32_t>> slots_used;
+  struct PerWorker {
+    std::string host;
+    uint32_t tasks = 0;
+    uint64_t iterations = 0;
+    double busy = 0;
+    std::set<uint32_t> slots;
+  };
+  std::map<std::string, PerWorker> per_worker;
+
+  for (const TaskRecord& t : job.tasks) {
+    if (!t.has_timing()) continue;
+    first_start = std::min(first_start, t.started_at);
+    last_end = std::max(last_end, t.ended_at);
+    const double secs = t.seconds();
+    cpu += static_cast<double>(t.cpu_ns) / 1e9;
+    slots_used.emplace(t.worker, t.slot);
+    PerWorker& w = per_worker[t.worker];
+    w.host = t.host;
+    w.tasks += 1;
+    w.iterations += t.iterations_done;
+    w.busy += secs;
+    w.slots.insert(t.slot);
+    if (t.state == v1::TASK_STATE_SUCCEEDED) {
+      succeeded_seconds.push_back(secs);
+      serial += secs;
+      if (t.assigned_at != absl::InfinitePast() && t.result_at != absl::InfinitePast()) {
+        queued_sum += std::max(0.0, Seconds(job.submitted_at, t.assigned_at));
+        dispatch_sum += std::max(0.0, Seconds(t.assigned_at, t.started_at));
+        result_sum += std::max(0.0, Seconds(t.ended_at, t.result_at));
+        ++phase_count;
+      }
+    }
+  }
+
+  v1::JobTiming* timing = r.mutable_timing();
+  ToProtoTime(job.submitted_at, timing->mutable_submitted_at());
+  if (first_start != absl::InfiniteFuture()) ToProtoTime(first_start, timing->mutable_started_at());
+  if (job.finished_at != absl::InfinitePast()) ToProtoTime(job.finished_at, timing->mutable_finished_at());
+  const absl::Time wall_end = job.finished_at != absl::InfinitePast() ? job.finished_at : now;
+  const double wall = std::max(0.0, Seconds(job.submitted_at, wall_end));
+  const double makespan = first_start < last_end ? Seconds(first_start, last_end) : 0;
+  timing->set_wall_seconds(wall);
+  timing->set_makespan_seconds(makespan);
+  timing->set_serial_seconds(serial);
+  timing->set_overhead_seconds(std::max(0.0, wall - makespan));
+  timing->set_cpu_seconds(cpu);
+  const double speedup = makespan > 0 ? serial / makespan : 0;
+  timing->set_speedup(speedup);
+  const uint32_t slots = SlotsUsed(job, slots_used.size());
+  timing->set_slots(slots);
+  timing->set_efficiency(slots == 0 ? 0 : speedup / static_cast<double>(slots));
+  const Summary summary = Summarize(succeeded_seconds);
+  v1::TaskDurationStats* ts = timing->mutable_task_seconds();
+  ts->set_min(summary.min);
+  ts->set_p50(summary.p50);
+  ts->set_p90(summary.p90);
+  ts->set_p99(summary.p99);
+  ts->set_max(summary.max);
+  if (phase_count > 0) {
+    timing->set_mean_queued_seconds(queued_sum / phase_count);
+    timing->set_mean_dispatch_seconds(dispatch_sum / phase_count);
+    timing->set_mean_result_seconds(result_sum / phase_count);
+  }
+
+  for (const auto& [name, w] : per_worker) {
+    v1::WorkerTiming* wt = r.add_workers();
+    wt->set_name(name);
+    auto facts = workers.find(name);
+    wt->set_host(facts != workers.end() && !facts->second.host.empty() ? facts->second.host : w.host);
+    wt->set_slots(facts != workers.end() ? facts->second.slots : static_cast<uint32_t>(w.slots.size()));
+    wt->set_slots_used(static_cast<uint32_t>(w.slots.size()));
+    wt->set_tasks(w.tasks);
+    wt->set_iterations(w.iterations);
+    wt->set_busy_seconds(w.busy);
+    const double capacity = static_cast<double>(w.slots.size()) * makespan;
+    wt->set_utilization(capacity > 0 ? w.busy / capacity : 0);
+    wt->set_iterations_per_second(w.busy > 0 ? static_cast<double>(w.iterations) / w.busy : 0);
+  }
+
+  if (summary.count > 0) {
+    // Over 1.5x the median and at least a millisecond over it: microsecond
+    // tasks jitter by more than half their length without straggling.
+    const double threshold = std::max(kStragglerFactor * summary.p50, summary.p50 + kStragglerFloorSeconds);
+    std::vector<std::pair<double, uint32_t>> slow;
+    for (const TaskRecord& t : job.tasks) {
+      if (t.state == v1::TASK_STATE_SUCCEEDED && t.has_timing() && t.seconds() > threshold) {
+        slow.emplace_back(t.seconds(), t.index);
+      }
+    }
+    r.set_stragglers_total(static_cast<uint32_t>(slow.size()));
+    if (slow.size() > kMaxStragglersListed) {  // the slowest, listed in index order
+      std::nth_element(slow.begin(), slow.begin() + kMaxStragglersListed, slow.end(), std::greater<>());
+      slow.resize(kMaxStragglersListed);
+    }
+    std::sort(slow.begin(), slow.end(), [](const auto& a, const auto& b) { return a.second < b.second; });
+    for (const auto& [seconds, index] : slow) r.add_stragglers(index);
+  }
+
+  if (options.tasks && !(options.summarize_large && job.tasks.size() > options.task_limit)) {
+    const size_t first = std::min<size_t>(options.task_offset, job.tasks.size());
+    const size_t last = first + std::min<size_t>(options.task_limit, job.tasks.size() - first);
+    r.set_tasks_offset(static_cast<uint32_t>(first));
+    r.mutable_tasks()->Reserve(static_cast<int>(last - first));
+    for (size_t i = first; i < last; ++i) {
+      const TaskRecord& t = job.tasks[i];
+      v1::TaskTiming* tt = r.add_tasks();
+      tt->set_index(t.index);
+      tt->set_worker(t.worker);
+      tt->set_slot(t.slot);
+      tt->set_attempt(t.attempt);
+      tt->set_state(t.state);
+      tt->set_iterations(t.iterations);
+      tt->set_error(t.error);
+      tt->set_speculated(t.speculated);
+      tt->set_backup_won(t.backup_won);
+      tt->set_pid(t.pid);
+      if (t.has_timing()) {
+        tt->set_start_offset_seconds(Seconds(job.submitted_at, t.started_at));
+        tt->set_seconds(t.seconds());
+        tt->set_cpu_seconds(static_cast<double>(t.cpu_ns) / 1e9);
+        if (t.assigned_at != absl::InfinitePast()) {
+          tt->set_queued_seconds(std::max(0.0, Seconds(job.submitted_at, t.assigned_at)));
+          tt->set_dispatch_seconds(std::max(0.0, Seconds(t.assigned_at, t.started_at)));
+        }
+        if (t.result_at != absl::InfinitePast()) {
+          tt->set_result_seconds(std::max(0.0, Seconds(t.ended_at, t.result_at)));
+        }
+      }
+    }
+  }
+  if (options.attempts) AddAttempts(job, now, options.attempt_limit, &r);
+  return r;
+}
+
+v1::JobProgress BuildProgress(const JobRecord& job, absl::Time now) {
+  v1::JobProgress p;
+  p.set_job_id(job.id);
+  p.set_state(job.state);
+  p.set_tasks_total(static_cast<uint32_t>(job.tasks.size()));
+  p.set_tasks_done(job.done());
+  p.set_tasks_running(job.running);
+  p.set_tasks_failed(job.failed);
+  p.set_iterations_total(job.iterations_total);
+  p.set_iterations_done(job.iterations_done);
+  const absl::Time end = job.finished_at != absl::InfinitePast() ? job.finished_at : now;
+  const double elapsed = std::max(0.0, Seconds(job.submitted_at, end));
+  p.set_elapsed_seconds(elapsed);
+  p.set_iterations_per_second(elapsed > 0 ? static_cast<double>(job.iterations_done) / elapsed : 0);
+  double eta = -1;
+  if (IsTerminal(job.state)) {
+    eta = 0;
+  } else if (job.done() > 0 && elapsed > 0) {
+    // By tasks when iterations say nothing (spin, sleep, empty countdowns).
+    const double fraction =
+        job.iterations_total > 0
+            ? static_cast<double>(job.iterations_done) / static_cast<double>(job.iterations_total)
+            : static_cast<double>(job.done()) / static_cast<double>(job.tasks.size());
+    if (fraction > 0) eta = elapsed * (1 - fraction) / fraction;
+  }
+  p.set_eta_seconds(eta);
+  return p;
+}
+
+}  // namespace busyfleet::coordinator

@@ -1,0 +1,220 @@
+#include "coordinator/ctl/compare_format.h"
+
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "coordinator/report/report_format.h"
+#include "coordinator/report/text_table.h"
+
+namespace busyfleet::coordctl {
+
+using report::HumanCount;
+using report::JobStateName;
+using report::RenderTextTable;
+using report::TableColumn;
+namespace {
+
+using nlohmann::json;
+
+enum class Kind { kSeconds, kSpeedup, kFraction, kCount, kLargeCount };
+
+struct Metric {
+  const char* key;
+  const char* label;  // In the text table.
+  Kind kind;
+  double (*get)(const v1::JobReport&);
+};
+
+uint64_t TaskCount(const v1::JobReport& r) {
+  if (r.tasks_total() > 0) return r.tasks_total();
+  return static_cast<uint64_t>(r.tasks_size());
+}
+
+const std::vector<Metric>& Metrics() {
+  static const std::vector<Metric>* const kMetrics = new std::vector<Metric>{
+      {"wall_seconds", "wall (s)", Kind::kSeconds,
+       [](const v1::JobReport& r) { return r.timing().wall_seconds(); }},
+      {"makespan_seconds", "makespan (s)", Kind::kSeconds,
+       [](const v1::JobReport& r) { return r.timing().makespan_seconds(); }},
+      {"serial_seconds", "serial-equiv (s)", Kind::kSeconds,
+       [](const v1::JobReport& r) { return r.timing().serial_seconds(); }},
+      {"overhead_seconds", "overhead (s)", Kind::kSeconds,
+       [](const v1::JobReport& r) { return r.timing().overhead_seconds(); }},
+      {"speedup", "speedup", Kind::kSpeedup,
+       [](const v1::JobReport& r) { return r.timing().speedup(); }},
+      {"efficiency", "efficiency", Kind::kFraction,
+       [](const v1::JobReport& r) { return r.timing().efficiency(); }},
+      {"slots", "slots", Kind::kCount,
+       [](const v1::JobReport& r) {
+         return static_cast<double>(r.timing().slots());
+       }},
+      {"cpu_seconds", "CPU (s)", Kind::kSeconds,
+       [](const v1::JobReport& r) { return r.timing().cpu_seconds(); }},
+      {"task_p50_seconds", "task p50 (s)", Kind::kSeconds,
+       [](const v1::JobReport& r) { return r.timing().task_seconds().p50(); }},
+      {"task_p99_seconds", "task p99 (s)", Kind::kSeconds,
+       [](const v1::JobReport& r) { return r.timing().task_seconds().p99(); }},
+      {"mean_queued_seconds", "mean queued (s)", Kind::kSeconds,
+       [](const v1::JobReport& r) { return r.timing().mean_queued_seconds(); }},
+      {"mean_dispatch_seconds", "mean dispatch (s)", Kind::kSeconds,
+       [](const v1::JobReport& r) {
+         return r.timing().mean_dispatch_seconds();
+       }},
+      {"mean_result_seconds", "mean result (s)", Kind::kSeconds,
+       [](const v1::JobReport& r) { return r.timing().mean_result_seconds(); }},
+      {"tasks", "tasks", Kind::kCount,
+       [](const v1::JobReport& r) {
+         return static_cast<double>(TaskCount(r));
+       }},
+      {"iterations_total", "iterations", Kind::kLargeCount,
+       [](const v1::JobReport& r) {
+         return static_cast<double>(r.iterations_total());
+       }},
+  };
+  return *kMetrics;
+}
+
+// Counts stay integral in JSON; uint64 iterations read exactly.
+json MetricValue(const Metric& m, const v1::JobReport& r) {
+  if (m.kind == Kind::kLargeCount) return json(r.iterations_total());
+  if (m.kind == Kind::kCount) return json(static_cast<uint64_t>(m.get(r)));
+  const double value = m.get(r);
+  if (!std::isfinite(value)) return json(nullptr);
+  return json(value);
+}
+
+std::optional<double> Ratio(std::optional<double> a, std::optional<double> b) {
+  if (!a || !b || *a == 0) return std::nullopt;
+  const double ratio = *b / *a;
+  if (!std::isfinite(ratio)) return std::nullopt;
+  return ratio;
+}
+
+std::optional<double> Finite(double value) {
+  if (!std::isfinite(value)) return std::nullopt;
+  return value;
+}
+
+json OptJson(std::optional<double> value) {
+  return value ? json(*value) : json(nullptr);
+}
+
+std::string RatioText(std::optional<double> ratio) {
+  return ratio ? absl::StrFormat("%.2fx", *ratio) : "-";
+}
+
+std::string ValueText(Kind kind, std::optional<double> value) {
+  if (!value) return "-";
+  switch (kind) {
+    case Kind::kSeconds:
+      return absl::StrFormat("%.3f", *value);
+    case Kind::kSpeedup:
+      return absl::StrFormat("%.2fx", *value);
+    case Kind::kFraction:
+      return absl::StrFormat("%.1f%%", *value * 100.0);
+    case Kind::kCount:
+      return absl::StrFormat("%.0f", *value);
+    case Kind::kLargeCount:
+      return HumanCount(*value);
+  }
+  return "-";
+}
+
+json Identity(const v1::JobReport& r) {
+  return {
+      {"id", r.id()}, {"name", r.name()}, {"state", JobStateName(r.state())}};
+}
+
+std::string IdentityLine(const char* side, const v1::JobReport& r) {
+  std::string line = absl::StrCat(side, ": ", r.id());
+  if (!r.name().empty()) absl::StrAppend(&line, " (", r.name(), ")");
+  absl::StrAppend(&line, "  ", JobStateName(r.state()), "\n");
+  return line;
+}
+
+// Iterations per second per slot of each worker named in either report.
+struct WorkerRow {
+  std::optional<double> a;
+  std::optional<double> b;
+};
+
+std::map<std::string, WorkerRow> WorkerRows(const v1::JobReport& a,
+                                            const v1::JobReport& b) {
+  std::map<std::string, WorkerRow> rows;
+  for (const v1::WorkerTiming& w : a.workers()) {
+    WorkerRow& row = rows[w.name()];
+    if (!row.a) row.a = Finite(w.iterations_per_second());
+  }
+  for (const v1::WorkerTiming& w : b.workers()) {
+    WorkerRow& row = rows[w.name()];
+    if (!row.b) row.b = Finite(w.iterations_per_second());
+  }
+  return rows;
+}
+
+}  // namespace
+
+nlohmann::json CompareToJson(const v1::JobReport& a, const v1::JobReport& b) {
+  json metrics = json::array();
+  for (const Metric& m : Metrics()) {
+    metrics.push_back(
+        {{"metric", m.key},
+         {"a", MetricValue(m, a)},
+         {"b", MetricValue(m, b)},
+         {"ratio", OptJson(Ratio(Finite(m.get(a)), Finite(m.get(b))))}});
+  }
+  json workers = json::array();
+  for (const auto& [name, row] : WorkerRows(a, b)) {
+    workers.push_back({{"name", name},
+                       {"a", OptJson(row.a)},
+                       {"b", OptJson(row.b)},
+                       {"ratio", OptJson(Ratio(row.a, row.b))}});
+  }
+  return {{"schema", 1},
+          {"a", Identity(a)},
+          {"b", Identity(b)},
+          {"metrics", std::move(metrics)},
+          {"workers", std::move(workers)}};
+}
+
+std::string RenderCompare(const v1::JobReport& a, const v1::JobReport& b) {
+  std::string out = absl::StrCat(IdentityLine("A", a), IdentityLine("B", b));
+
+  std::vector<std::vector<std::string>> rows;
+  for (const Metric& m : Metrics()) {
+    const std::optional<double> va = Finite(m.get(a));
+    const std::optional<double> vb = Finite(m.get(b));
+    rows.push_back({m.label, ValueText(m.kind, va), ValueText(m.kind, vb),
+                    RatioText(Ratio(va, vb))});
+  }
+  absl::StrAppend(
+      &out, "\n",
+      RenderTextTable(
+          {{"METRIC", false}, {"A", true}, {"B", true}, {"B/A", true}}, rows));
+
+  const auto workers = WorkerRows(a, b);
+  if (!workers.empty()) {
+    rows.clear();
+    for (const auto& [name, row] : workers) {
+      rows.push_back({name, row.a ? HumanCount(*row.a) : "-",
+                      row.b ? HumanCount(*row.b) : "-",
+                      RatioText(Ratio(row.a, row.b))});
+    }
+    absl::StrAppend(&out, "\n",
+                    RenderTextTable({{"WORKER", false},
+                                     {"A IT/S/SLOT", true},
+                                     {"B IT/S/SLOT", true},
+                                     {"B/A", true}},
+                                    rows));
+  }
+  return out;
+}
+
+}  // namespace busyfleet::coordctl

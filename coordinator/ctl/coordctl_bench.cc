@@ -1,0 +1,205 @@
+#include "coordinator/ctl/coordctl_bench.h"
+
+#include <algorithm>
+#include <set>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/time/clock.h"
+#include "coordinator/report/report_format.h"
+
+namespace busyfleet::coordctl {
+
+using report::HumanCount;
+using report::JobStateName;
+namespace {
+
+struct Mode {
+  std::string name;
+  std::string where;
+  v1::JobSpec spec;
+  uint32_t slots = 0;  // the parallelism the mode allows
+};
+
+absl::StatusOr<v1::JobReport> RunJob(CoordinatorClient& client, const Mode& mode, const BenchOptions& options) {
+  if (options.on_job) options.on_job(absl::StrCat(mode.name, " (", mode.where, ")"));
+  absl::StatusOr<v1::SubmitJobResponse> submitted = client.Submit(mode.spec);
+  if (!submitted.ok()) return submitted.status();
+  absl::StatusOr<v1::JobProgress> last = client.Watch(submitted->job_id(), /*include_tasks=*/false,
+                                                      absl::Now() + options.job_timeout,
+                                                      [](const v1::JobProgress&) {});
+  if (!last.ok()) return last.status();
+  if (!last->has_report()) {
+    return absl::DeadlineExceededError(absl::StrCat("bench: ", mode.name, " job ", submitted->job_id(),
+                                                    " did not end within ",
+                                                    absl::FormatDuration(options.job_timeout)));
+  }
+  const v1::JobReport& report = last->report();
+  if (report.state() != v1::JOB_STATE_SUCCEEDED) {
+    return absl::AbortedError(absl::StrCat("bench: the ", mode.name, " job ", report.id(), " ended ",
+                                           JobStateName(report.state()),
+                                           report.error().empty() ? "" : ": " + report.error()));
+  }
+  return report;
+}
+
+BenchRow RowOf(const Mode& mode, const v1::JobReport& report, double serial_wall) {
+  BenchRow row;
+  row.mode = mode.name;
+  row.where = mode.where;
+  row.job_id = report.id();
+  row.slots = std::min(mode.slots, mode.spec.tasks());
+  row.slots_busy = report.timing().slots();
+  row.wall_seconds = report.timing().wall_seconds();
+  row.makespan_seconds = report.timing().makespan_seconds();
+  row.cpu_seconds = report.timing().cpu_seconds();
+  const double base = serial_wall > 0 ? serial_wall : row.wall_seconds;
+  row.speedup = row.wall_seconds > 0 ? base / row.wall_seconds : 0;
+  row.efficiency = row.slots > 0 ? row.speedup / row.slots : 0;
+  return row;
+}
+
+nlohmann::json RowJson(const BenchRow& r) {
+  return {{"mode", r.mode},
+          {"where", r.where},
+          {"job_id", r.job_id},
+          {"slots", r.slots},
+          {"slots_busy", r.slots_busy},
+          {"wall_seconds", r.wall_seconds},
+          {"makespan_seconds", r.makespan_seconds},
+          {"speedup", r.speedup},
+          {"efficiency", r.efficiency},
+          {"cpu_seconds", r.cpu_seconds}};
+}
+
+std::string Table(const std::vector<BenchRow>& rows, bool with_where) {
+  std::string out = absl::StrFormat("%-10s %5s %9s %8s %10s %9s%s\n", "MODE", "SLOTS", "WALL(s)", "SPEEDUP",
+                                    "EFFICIENCY", "CPU(s)", with_where ? "  WHERE" : "");
+  for (const BenchRow& r : rows) {
+    absl::StrAppend(&out, absl::StrFormat("%-10s %5u %9.3f %7.2fx %9.1f%% %9.3f%s\n", r.mode, r.slots,
+                                          r.wall_seconds, r.speedup, r.efficiency * 100, r.cpu_seconds,
+                                          with_where ? "  " + r.where : ""));
+  }
+  return out;
+}
+
+}  // namespace
+
+absl::StatusOr<BenchResult> RunBench(CoordinatorClient& client, const BenchOptions& options) {
+  absl::StatusOr<std::vector<v1::WorkerInfo>> listed = client.ListWorkers(/*include_gone=*/false);
+  if (!listed.ok()) return listed.status();
+  std::vector<v1::WorkerInfo> ready;
+  for (const v1::WorkerInfo& w : *listed) {
+    if (w.state() == v1::WORKER_STATE_READY && w.slots() > 0) ready.push_back(w);
+  }
+  if (ready.empty()) {
+    return absl::FailedPreconditionError("bench: no worker is attached and ready; start workers first");
+  }
+  BenchResult result;
+  std::set<std::string> hosts;  // several workers on one machine share its cores
+  for (const v1::WorkerInfo& w : ready) {
+    result.fleet_slots += w.slots();
+    if (!hosts.insert(w.host().hostname()).second) continue;
+    result.fleet_physical_cores += w.host().physical_cores();
+    result.fleet_logical_cpus += w.host().logical_cpus();
+  }
+  result.fleet_workers = static_cast<uint32_t>(ready.size());
+  const v1::WorkerInfo* chosen = nullptr;
+  for (const v1::WorkerInfo& w : ready) {
+    if (!options.worker.empty() ? w.name() == options.worker
+                                : chosen == nullptr || w.slots() > chosen->slots() ||
+                                      (w.slots() == chosen->slots() && w.name() < chosen->name())) {
+      chosen = &w;
+    }
+  }
+  if (chosen == nullptr) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("bench: --worker ", options.worker, " is not an attached, ready worker"));
+  }
+  result.worker = chosen->name();
+  result.worker_slots = chosen->slots();
+  result.iterations = options.iterations;
+  result.tasks = options.tasks > 0 ? options.tasks : std::max<uint32_t>(4, result.fleet_slots);
+
+  v1::JobSpec base;
+  base.set_kind(v1::TASK_KIND_COUNTDOWN);
+  base.set_iterations(options.iterations);
+  base.set_tasks(result.tasks);
+  auto on_worker = [&](v1::JobSpec spec, v1::ExecMode exec, uint32_t max_slots) {
+    spec.add_workers(result.worker);
+    spec.set_exec(exec);
+    spec.set_max_slots(max_slots);
+    return spec;
+  };
+  const std::string slots_text = absl::StrCat(result.worker_slots, result.worker_slots == 1 ? " slot" : " slots");
+  std::vector<Mode> modes = {
+      {"serial", absl::StrCat(result.worker, ", one slot"), on_worker(base, v1::EXEC_MODE_THREAD, 1), 1},
+      {"threads", absl::StrCat(result.worker, ", ", slots_text, ", --exec thread"),
+       on_worker(base, v1::EXEC_MODE_THREAD, 0), result.worker_slots},
+      {"processes", absl::StrCat(result.worker, ", ", slots_text, ", --exec process"),
+       on_worker(base, v1::EXEC_MODE_PROCESS, 0), result.worker_slots},
+      {"fleet", absl::StrCat(result.fleet_workers, result.fleet_workers == 1 ? " worker, " : " workers, ",
+                             result.fleet_slots, " slots"),
+       base, result.fleet_slots},
+  };
+  double serial_wall = 0;
+  for (Mode& mode : modes) {
+    mode.spec.set_name(absl::StrCat("bench-", mode.name));
+    absl::StatusOr<v1::JobReport> report = RunJob(client, mode, options);
+    if (!report.ok()) return report.status();
+    BenchRow row = RowOf(mode, *report, serial_wall);
+    if (mode.name == "serial") serial_wall = row.wall_seconds;
+    result.modes.push_back(std::move(row));
+  }
+  if (options.sweep) {
+    double one_slot_wall = 0;
+    for (uint32_t k = 1; k <= result.fleet_slots; ++k) {
+      Mode mode{absl::StrCat(k, k == 1 ? " slot" : " slots"), "fleet", base, k};
+      mode.spec.set_max_slots(k);
+      mode.spec.set_name(absl::StrCat("bench-sweep-", k));
+      absl::StatusOr<v1::JobReport> report = RunJob(client, mode, options);
+      if (!report.ok()) return report.status();
+      BenchRow row = RowOf(mode, *report, one_slot_wall);
+      if (k == 1) one_slot_wall = row.wall_seconds;
+      result.sweep.push_back(std::move(row));
+    }
+  }
+  return result;
+}
+
+nlohmann::json BenchToJson(const BenchResult& r) {
+  nlohmann::json j = {{"schema", 1},
+                      {"iterations", r.iterations},
+                      {"tasks", r.tasks},
+                      {"worker", r.worker},
+                      {"worker_slots", r.worker_slots},
+                      {"fleet",
+                       {{"workers", r.fleet_workers},
+                        {"slots", r.fleet_slots},
+                        {"physical_cores", r.fleet_physical_cores},
+                        {"logical_cpus", r.fleet_logical_cpus}}},
+                      {"modes", nlohmann::json::array()},
+                      {"sweep", nlohmann::json::array()}};
+  for (const BenchRow& row : r.modes) j["modes"].push_back(RowJson(row));
+  for (const BenchRow& row : r.sweep) j["sweep"].push_back(RowJson(row));
+  return j;
+}
+
+std::string RenderBench(const BenchResult& r) {
+  std::string out = absl::StrFormat(
+      "The chapter, measured: %u tasks x %s countdown iterations\n"
+      "fleet: %u worker%s, %u slots (%u physical cores, %u logical CPUs)\n\n",
+      r.tasks, HumanCount(static_cast<double>(r.iterations)), r.fleet_workers, r.fleet_workers == 1 ? "" : "s",
+      r.fleet_slots, r.fleet_physical_cores, r.fleet_logical_cpus);
+  absl::StrAppend(&out, Table(r.modes, /*with_where=*/true));
+  absl::StrAppend(&out,
+                  "\nspeedup = serial wall / wall; efficiency = speedup / slots. Unlike the chapter's Python, "
+                  "threads scale too:\nthe C++ countdown holds no interpreter lock.\n");
+  if (!r.sweep.empty()) {
+    absl::StrAppend(&out, "\nScaling over the fleet (same tasks, --max-slots 1.."  , r.fleet_slots, "):\n",
+                    Table(r.sweep, /*with_where=*/false));
+  }
+  return out;
+}
+
+}  // namespace busyfleet::coordctl

@@ -1,0 +1,69 @@
+#ifndef BUSYFLEET_COORDINATOR_CTL_COORDCTL_CLIENT_H_
+#define BUSYFLEET_COORDINATOR_CTL_COORDCTL_CLIENT_H_
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <grpcpp/grpcpp.h>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+#include "busyfleet/v1/coordinator.grpc.pb.h"
+#include "common/rpc/client_security.h"
+
+namespace busyfleet::coordctl {
+
+// coordctl's view of the coordinator: one call per method, each with a
+// deadline, errors as absl::Status (the gRPC code kept).
+class CoordinatorClient {
+ public:
+  struct Options {
+    std::string address = "127.0.0.1:7070";
+    // Deadline of each unary call.
+    absl::Duration timeout = absl::Seconds(10);
+    ClientSecurity security;
+  };
+  explicit CoordinatorClient(Options options);
+
+  absl::StatusOr<v1::SubmitJobResponse> Submit(const v1::JobSpec& spec);
+  // With `include_tasks`, task rows from `task_offset`, at most `task_limit`
+  // (0: the server's page size, 50,000).
+  absl::StatusOr<v1::JobReport> GetJob(absl::string_view id, bool include_tasks, bool include_attempts = false,
+                                       uint32_t task_offset = 0, uint32_t task_limit = 0);
+  // The report with every task row, read page by page.
+  absl::StatusOr<v1::JobReport> GetJobWithAllTasks(absl::string_view id);
+  // grpc.health.v1.Health/Check of the whole server: true when SERVING.
+  absl::StatusOr<bool> Healthy();
+  absl::StatusOr<std::vector<v1::JobSummary>> ListJobs(uint32_t limit);
+  absl::StatusOr<v1::JobState> Cancel(absl::string_view id);
+  absl::StatusOr<std::vector<v1::WorkerInfo>> ListWorkers(bool include_gone);
+  absl::StatusOr<v1::WorkerState> Drain(absl::string_view name);
+  // Streams progress to `on_progress` until the job ends (the last update
+  // carries the report) or `deadline`. Returns the final update.
+  absl::StatusOr<v1::JobProgress> Watch(absl::string_view id, bool include_tasks, absl::Time deadline,
+                                        const std::function<void(const v1::JobProgress&)>& on_progress);
+  // Submits and follows in one call (RunJob): like Submit then Watch, a
+  // round trip sooner. The first update names the job.
+  absl::StatusOr<v1::JobProgress> Run(const v1::JobSpec& spec, bool include_tasks, absl::Time deadline,
+                                      const std::function<void(const v1::JobProgress&)>& on_progress);
+
+ private:
+  void Prepare(grpc::ClientContext* ctx) const;
+
+  const Options options_;
+  std::shared_ptr<grpc::Channel> channel_;
+  std::unique_ptr<v1::CoordinatorService::Stub> stub_;
+};
+
+// The process exit code for a failed call (DESIGN.md): 3 when the
+// coordinator cannot be reached or refuses our credentials, 2 for a bad
+// request (bad argument, unknown job or worker, wrong state), else 1.
+int ExitCodeFor(const absl::Status& status);
+
+}  // namespace busyfleet::coordctl
+
+#endif  // BUSYFLEET_COORDINATOR_CTL_COORDCTL_CLIENT_H_

@@ -1,0 +1,113 @@
+#ifndef BUSYFLEET_COORDINATOR_REPORT_REPORT_FORMAT_H_
+#define BUSYFLEET_COORDINATOR_REPORT_REPORT_FORMAT_H_
+
+// How coordctl shows reports, workers, jobs and progress: the JSON contract of
+// DESIGN.md ("JSON report (contract)") and the human-readable tables.
+// Pure functions of the generated messages: no I/O, no gRPC, thread-safe.
+
+#include <string>
+#include <vector>
+
+#include "absl/time/time.h"
+#include "busyfleet/v1/coordinator.pb.h"
+#include "busyfleet/v1/types.pb.h"
+#include "google/protobuf/timestamp.pb.h"
+#include "nlohmann/json.hpp"
+
+namespace busyfleet::report {
+
+// Enum names as users see them, in JSON and in tables:
+// JOB_STATE_SUCCEEDED -> "SUCCEEDED", TASK_STATE_RUNNING -> "RUNNING",
+// WORKER_STATE_READY -> "READY" (states upper-case);
+// TASK_KIND_COUNTDOWN -> "countdown", EXEC_MODE_THREAD -> "thread"
+// (lower-case). Unspecified or unknown values give "UNSPECIFIED" (states) or
+// "unspecified".
+std::string JobStateName(v1::JobState state);
+std::string TaskStateName(v1::TaskState state);
+std::string WorkerStateName(v1::WorkerState state);
+std::string TaskKindName(v1::TaskKind kind);
+std::string ExecModeName(v1::ExecMode mode);
+
+// RFC 3339 in UTC with microseconds, always six fraction digits so that the
+// strings sort as the times do: "2026-11-26T02:33:56.123456Z".
+// "" for an unset (all-zero) Timestamp.
+std::string Rfc3339(const google::protobuf::Timestamp& ts);
+
+// The report as `coordctl -o json status` prints it. The contract keys of
+// DESIGN.md, exactly:
+//   schema, id, name, state, kind, error,
+//   timing{submitted_at, started_at, finished_at, wall_seconds,
+//          makespan_seconds, serial_seconds, overhead_seconds, speedup,
+//          efficiency, slots, task_seconds{min, p50, p90, p99, max}},
+//   workers[{name, host, slots, tasks, iterations, busy_seconds, utilization,
+//            iterations_per_second}],
+//   tasks[{index, worker, slot, attempt, state, iterations,
+//          start_offset_seconds, seconds, cpu_seconds}],
+//   stragglers[task index...].
+// Extra keys (never renamed, may grow): timing.cpu_seconds,
+// timing.phases{queued_seconds, dispatch_seconds, result_seconds} (means),
+// workers[].slots_used, tasks[].error (only when non-empty), tasks[].pid
+// (the process that ran the task, when known),
+// tasks[].phases{queued_seconds, dispatch_seconds, result_seconds},
+// counts{total, succeeded, failed, cancelled, retries}, iterations_total,
+// spec{tasks, iterations, total, duration_seconds, max_slots, max_attempts,
+//      exec, task_timeout_seconds, workers[], selector{}}.
+// Numbers are JSON numbers (uint64 stays integral); a non-finite double is
+// null. Timestamps are Rfc3339() strings ("" when unset).
+nlohmann::json ReportToJson(const v1::JobReport& report);
+
+// `coordctl -o json workers`: an array of {name, host, slots, logical_cpus,
+// physical_cores, state, running, last_heartbeat} plus affinity_cpus,
+// cgroup_cpu_quota, cpu_model, assigned, labels{}, attached_at, tasks_done,
+// clock_offset_seconds, session_id, peer.
+nlohmann::json WorkersToJson(const std::vector<v1::WorkerInfo>& workers);
+
+// `coordctl -o json jobs`: an array of {id, name, state, tasks, submitted_at,
+// wall_seconds} plus kind, tasks_done.
+nlohmann::json JobsToJson(const std::vector<v1::JobSummary>& jobs);
+
+// One object per progress update (`watch -o json`): {id, state, tasks_total,
+// tasks_done, tasks_running, tasks_failed, iterations_total, iterations_done,
+// elapsed_seconds, iterations_per_second, eta_seconds}; eta_seconds is null
+// when unknown (negative). The final update's report is not included: print
+// it with ReportToJson.
+nlohmann::json ProgressToJson(const v1::JobProgress& progress);
+
+// The report as a plain-text block (no colour codes), ending in a newline:
+// a header (job, state, kind, error if any, tasks x iterations, wall,
+// makespan, serial-equivalent and overhead seconds, speedup "1.97x",
+// efficiency "98.5%", slots, task-seconds percentiles), the per-worker table
+// (WORKER HOST SLOTS TASKS ITERATIONS BUSY(s) UTIL IT/S/SLOT), the stragglers
+// line, and the per-task table (TASK WORKER SLOT ATTEMPT STATE START(s)
+// SECONDS CPU(s), plus ERROR when a task has one) when `show_tasks` is true
+// or the job has at most 16 tasks.
+std::string RenderReport(const v1::JobReport& report, bool show_tasks);
+
+// The workers table: NAME HOST SLOTS CPUS CORES STATE RUNNING LAST-HEARTBEAT,
+// the heartbeat relative to `now` ("0.4s ago", "3m12s ago", "-" when unset).
+std::string RenderWorkers(const std::vector<v1::WorkerInfo>& workers,
+                          absl::Time now);
+
+// The jobs table: ID NAME STATE TASKS (done/total) SUBMITTED (RFC 3339 UTC,
+// whole seconds) WALL(s) ("-" while zero).
+std::string RenderJobs(const std::vector<v1::JobSummary>& jobs);
+
+// One progress line without a newline, for redrawing with '\r':
+//   "[#########...........]  12/40 tasks  30%  3.41G it/s  ETA 4.2s  RUNNING"
+// ("N failed" follows the task count when some failed; it/s is left out when
+// the job counts no iterations, ETA when unknown). The percentage follows
+// iterations when the job counts them, tasks otherwise. Never longer than
+// `width` columns: the bar shrinks first, then goes, then it/s, ETA and the
+// failed count go, then the line is cut. "" when width <= 0.
+std::string RenderProgressLine(const v1::JobProgress& progress, int width);
+
+// A number scaled for people: below 1000 rounded to an integer, above it
+// with a suffix (k, M, G, T, P, E), two decimals under 10 and one from 10:
+// 0 -> "0", 999 -> "999", 12500 -> "12.5k", 200000000 -> "200.0M",
+// 3.41e9 -> "3.41G", 999960 -> "1.00M". Negative numbers keep their sign;
+// non-finite gives "-".
+std::string HumanCount(double value);
+
+}  // namespace busyfleet::report
+
+#endif  // BUSYFLEET_COORDINATOR_REPORT_REPORT_FORMAT_H_

@@ -1,0 +1,638 @@
+#include "coordinator/report/timeline.h"
+
+#include <algorithm>
+#include <array>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <map>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/string_view.h"
+#include "busyfleet/v1/types.pb.h"
+#include "coordinator/report/report_format.h"
+#include "coordinator/report/svg_util.h"
+#include "nlohmann/json.hpp"
+
+namespace busyfleet::report {
+namespace {
+
+using nlohmann::json;
+
+// Attempts ending later than this (seconds from submission, about 31 years)
+// are left out: their microseconds would lose all precision.
+constexpr double kMaxSeconds = 1e9;
+
+// SVG layout, pixels.
+constexpr int kMinWidth = 320;
+constexpr int kMaxWidth = 16384;
+constexpr int kMaxRowsLimit = 4096;
+constexpr double kRowHeight = 16;
+constexpr double kBarHeight = 12;
+// Baseline of the legend's first line, and its line height.
+constexpr double kLegendTop = 58;
+constexpr double kLegendLine = 16;
+constexpr double kRightMargin = 16;
+// Estimated width of one character of the 11-12 px sans-serif text.
+constexpr double kCharWidth = 7;
+// Slices narrower than this merge with a neighbour of the same look.
+constexpr double kNarrowSlice = 3;
+// Error text kept in a tooltip, code points.
+constexpr size_t kMaxTooltipError = 200;
+
+// Ordered from the least to the most telling: a rect merging several
+// attempts takes the most telling look among them.
+enum class Look { kSucceeded = 0, kRunning, kCancelled, kRetried, kFailed };
+constexpr size_t kLooks = 5;
+
+struct LookStyle {
+  const char* label;  // Legend and merged tooltips.
+  const char* fill;   // SVG.
+  const char* cname;  // Chrome trace reserved colour name.
+};
+
+constexpr std::array<LookStyle, kLooks> kLookStyles = {{
+    {"succeeded", "#4caf50", "good"},
+    {"running", "#42a5f5", "generic_work"},
+    {"cancelled", "#9e9e9e", "grey"},
+    {"succeeded after retry", "#f2c037", "yellow"},
+    {"failed", "#d9534f", "terrible"},
+}};
+
+const LookStyle& StyleOf(Look look) {
+  return kLookStyles[static_cast<size_t>(look)];
+}
+
+// One attempt to draw, pointing into the report.
+struct Slice {
+  uint32_t index = 0;
+  uint32_t attempt = 0;
+  absl::string_view worker;
+  absl::string_view host;
+  uint32_t slot = 0;
+  v1::TaskState state = v1::TASK_STATE_UNSPECIFIED;
+  double start = 0;
+  double seconds = 0;
+  double cpu_seconds = 0;
+  uint64_t iterations = 0;
+  absl::string_view error;
+  bool backup = false;
+
+  double end() const { return start + seconds; }
+};
+
+Look LookOf(const Slice& s) {
+  switch (s.state) {
+    case v1::TASK_STATE_SUCCEEDED:
+      return s.attempt > 1 ? Look::kRetried : Look::kSucceeded;
+    case v1::TASK_STATE_FAILED:
+      return Look::kFailed;
+    case v1::TASK_STATE_CANCELLED:
+      return Look::kCancelled;
+    default:
+      return Look::kRunning;
+  }
+}
+
+struct Slices {
+  std::vector<Slice> slices;
+  int skipped = 0;
+  bool from_attempts = true;
+};
+
+bool Drawable(const Slice& s) {
+  return std::isfinite(s.start) && std::isfinite(s.seconds) && s.start >= 0 &&
+         s.seconds >= 0 && s.end() <= kMaxSeconds;
+}
+
+Slices CollectSlices(const v1::JobReport& report) {
+  Slices out;
+  auto keep = [&out](const Slice& s) {
+    if (Drawable(s)) {
+      out.slices.push_back(s);
+    } else {
+      ++out.skipped;
+    }
+  };
+  if (report.attempts_size() > 0) {
+    out.slices.reserve(report.attempts_size());
+    for (const v1::AttemptTiming& a : report.attempts()) {
+      Slice s;
+      s.index = a.index();
+      s.attempt = a.attempt();
+      s.worker = a.worker();
+      s.host = a.host();
+      s.slot = a.slot();
+      s.state = a.state();
+      s.start = a.start_offset_seconds();
+      s.seconds = a.seconds();
+      s.cpu_seconds = a.cpu_seconds();
+      s.iterations = a.iterations();
+      s.error = a.error();
+      s.backup = a.backup();
+      keep(s);
+    }
+    return out;
+  }
+  out.from_attempts = false;
+  std::map<absl::string_view, absl::string_view> hosts;
+  for (const v1::WorkerTiming& w : report.workers()) {
+    hosts.emplace(w.name(), w.host());
+  }
+  for (const v1::TaskTiming& t : report.tasks()) {
+    // A task that never started has no worker and no slice.
+    if (t.worker().empty()) continue;
+    Slice s;
+    s.index = t.index();
+    s.attempt = t.attempt();
+    s.worker = t.worker();
+    auto host = hosts.find(t.worker());
+    if (host != hosts.end()) s.host = host->second;
+    s.slot = t.slot();
+    s.state = t.state();
+    s.start = t.start_offset_seconds();
+    s.seconds = t.seconds();
+    s.cpu_seconds = t.cpu_seconds();
+    s.iterations = t.iterations();
+    s.error = t.error();
+    keep(s);
+  }
+  return out;
+}
+
+// Rows: (worker, slot) in order, each with its slices' positions.
+using RowKey = std::pair<absl::string_view, uint32_t>;
+std::map<RowKey, std::vector<size_t>> GroupRows(
+    const std::vector<Slice>& slices) {
+  std::map<RowKey, std::vector<size_t>> rows;
+  for (size_t i = 0; i < slices.size(); ++i) {
+    rows[{slices[i].worker, slices[i].slot}].push_back(i);
+  }
+  return rows;
+}
+
+json Num(double value) {
+  if (!std::isfinite(value)) return json(nullptr);
+  return json(value);
+}
+
+std::string SliceName(const Slice& s) {
+  std::string name = absl::StrCat("task ", s.index);
+  if (s.attempt > 1) absl::StrAppend(&name, " #", s.attempt);
+  if (s.backup) absl::StrAppend(&name, " (backup)");
+  return name;
+}
+
+std::string WorkerLabel(absl::string_view worker, absl::string_view host) {
+  if (host.empty()) return std::string(worker);
+  return absl::StrCat(worker, " (", host, ")");
+}
+
+uint32_t TaskCount(const v1::JobReport& report) {
+  if (report.tasks_total() > 0) return report.tasks_total();
+  return static_cast<uint32_t>(report.tasks_size());
+}
+
+// --- SVG ---------------------------------------------------------------
+
+std::string Fixed(double value, const char* suffix) {
+  if (!std::isfinite(value)) return "-";
+  return absl::StrCat(absl::StrFormat("%.3f", value), suffix);
+}
+
+std::string HeaderTitle(const v1::JobReport& report) {
+  const std::string job =
+      report.name().empty()
+          ? absl::StrCat("job ", report.id())
+          : absl::StrCat(report.name(), " (", report.id(), ")");
+  return absl::StrCat(job, "  ", JobStateName(report.state()));
+}
+
+std::string HeaderFigures(const v1::JobReport& report, size_t attempts,
+                          size_t slots) {
+  const v1::JobTiming& t = report.timing();
+  const std::string speedup =
+      std::isfinite(t.speedup()) ? absl::StrFormat("%.2fx", t.speedup()) : "-";
+  const std::string efficiency =
+      std::isfinite(t.efficiency())
+          ? absl::StrFormat("%.1f%%", t.efficiency() * 100.0)
+          : "-";
+  return absl::StrCat("wall ", Fixed(t.wall_seconds(), " s"), "  |  makespan ",
+                      Fixed(t.makespan_seconds(), " s"), "  |  speedup ",
+                      speedup, "  |  efficiency ", efficiency, "  |  ",
+                      TaskCount(report), " tasks, ", attempts, " attempts, ",
+                      slots, " slots");
+}
+
+// A text line cut to fit `width` pixels.
+std::string SvgText(double x, double y, absl::string_view attributes,
+                    absl::string_view text, double width) {
+  const size_t max_chars =
+      static_cast<size_t>(std::max(4.0, width / kCharWidth));
+  return absl::StrCat("<text x=\"", SvgNum(x), "\" y=\"", SvgNum(y), "\"",
+                      attributes, ">", XmlEscape(TruncateText(text, max_chars)),
+                      "</text>\n");
+}
+
+std::string Header(const v1::JobReport& report, int width, size_t attempts,
+                   size_t slots) {
+  const double room = width - 16.0;
+  return absl::StrCat(SvgText(8, 20, " font-size=\"14\" font-weight=\"bold\"",
+                              HeaderTitle(report), room),
+                      SvgText(8, 38, " fill=\"#333333\"",
+                              HeaderFigures(report, attempts, slots), room));
+}
+
+// The legend from baseline `y`, wrapped to `width`; adds its lines to
+// `*lines`.
+std::string Legend(double y, int width, int* lines) {
+  std::string out;
+  double x = 8;
+  *lines = 1;
+  auto item = [&](absl::string_view swatch_attributes,
+                  absl::string_view label) {
+    const double item_width = 14 + static_cast<double>(label.size()) * 6 + 14;
+    if (x > 8 && x + item_width > width - 8) {
+      x = 8;
+      y += kLegendLine;
+      ++*lines;
+    }
+    absl::StrAppend(&out, "<rect x=\"", SvgNum(x), "\" y=\"", SvgNum(y - 10),
+                    "\" width=\"10\" height=\"10\"", swatch_attributes, "/>",
+                    "<text x=\"", SvgNum(x + 14), "\" y=\"", SvgNum(y),
+                    "\" font-size=\"11\">", label, "</text>\n");
+    x += item_width;
+  };
+  for (Look look : {Look::kSucceeded, Look::kRetried, Look::kFailed,
+                    Look::kCancelled, Look::kRunning}) {
+    item(absl::StrCat(" fill=\"", StyleOf(look).fill, "\""),
+         StyleOf(look).label);
+  }
+  item(" fill=\"#ffffff\" stroke=\"#222222\" stroke-dasharray=\"3,2\"",
+       "backup copy (outlined)");
+  return out;
+}
+
+// The time axis unit for a span of `seconds`.
+struct TimeUnit {
+  double per_second;
+  const char* name;
+};
+
+TimeUnit UnitFor(double seconds) {
+  if (seconds < 1) return {1000, "ms"};
+  if (seconds < 300) return {1, "s"};
+  if (seconds < 7200) return {1.0 / 60, "min"};
+  return {1.0 / 3600, "h"};
+}
+
+// Consecutive attempts of one row drawn as one rect.
+struct Group {
+  double x0 = 0;
+  double x1 = 0;
+  Look look = Look::kSucceeded;
+  bool backup = false;
+  size_t count = 0;
+  std::array<size_t, kLooks> by_look{};
+  const Slice* first = nullptr;
+  uint32_t min_index = 0;
+  uint32_t max_index = 0;
+  double start = 0;
+  double end = 0;
+
+  void Add(const Slice& s, double sx0, double sx1) {
+    const Look l = LookOf(s);
+    if (count == 0) {
+      x0 = sx0;
+      x1 = sx1;
+      look = l;
+      backup = s.backup;
+      first = &s;
+      min_index = max_index = s.index;
+      start = s.start;
+      end = s.end();
+    } else {
+      x1 = std::max(x1, sx1);
+      look = std::max(look, l);
+      min_index = std::min(min_index, s.index);
+      max_index = std::max(max_index, s.index);
+      end = std::max(end, s.end());
+    }
+    ++count;
+    ++by_look[static_cast<size_t>(l)];
+  }
+};
+
+std::string SingleTooltip(const Slice& s) {
+  std::string text = absl::StrCat(
+      "task ", s.index, " attempt ", s.attempt, s.backup ? " (backup)" : "",
+      ": ", TaskStateName(s.state), ", ", Fixed(s.seconds, " s"), " from ",
+      Fixed(s.start, " s"), ", CPU ", Fixed(s.cpu_seconds, " s"));
+  if (s.iterations > 0) {
+    absl::StrAppend(&text, ", ", HumanCount(static_cast<double>(s.iterations)),
+                    " iterations");
+  }
+  absl::StrAppend(&text, ", worker ", WorkerLabel(s.worker, s.host), ", slot ",
+                  s.slot);
+  if (!s.error.empty()) {
+    absl::StrAppend(&text,
+                    ", error: ", TruncateText(s.error, kMaxTooltipError));
+  }
+  return text;
+}
+
+std::string GroupTooltip(const Group& g) {
+  if (g.count == 1) return SingleTooltip(*g.first);
+  std::string text =
+      absl::StrCat(g.count, " tasks (", g.min_index, " to ", g.max_index, ")",
+                   g.backup ? ", backups" : "", ":");
+  bool first = true;
+  for (size_t l = 0; l < kLooks; ++l) {
+    if (g.by_look[l] == 0) continue;
+    absl::StrAppend(&text, first ? " " : ", ", g.by_look[l], " ",
+                    kLookStyles[l].label);
+    first = false;
+  }
+  absl::StrAppend(&text, "; ", Fixed(g.start, " s"), " to ", Fixed(g.end, " s"),
+                  ", worker ", WorkerLabel(g.first->worker, g.first->host),
+                  ", slot ", g.first->slot);
+  return text;
+}
+
+void AppendRect(const Group& g, double y, std::string* out) {
+  const double width = std::max(g.x1 - g.x0, 1.0);
+  absl::StrAppend(out, "<rect x=\"", SvgNum(g.x0), "\" y=\"", SvgNum(y),
+                  "\" width=\"", SvgNum(width), "\" height=\"",
+                  SvgNum(kBarHeight), "\" fill=\"", StyleOf(g.look).fill, "\"");
+  if (g.backup) {
+    absl::StrAppend(out,
+                    " stroke=\"#222222\" stroke-width=\"1\" "
+                    "stroke-dasharray=\"3,2\"");
+  }
+  absl::StrAppend(out, "><title>", XmlEscape(GroupTooltip(g)),
+                  "</title></rect>\n");
+}
+
+std::string EmptySvg(const v1::JobReport& report, int width) {
+  const double height = 90;
+  return absl::StrCat(SvgOpen(width, height), Header(report, width, 0, 0),
+                      SvgText(8, 70, " fill=\"#666666\"",
+                              "no task has started yet", width - 16.0),
+                      "</svg>\n");
+}
+
+}  // namespace
+
+std::string TimelineChromeJson(const v1::JobReport& report) {
+  const Slices collected = CollectSlices(report);
+  const std::vector<Slice>& slices = collected.slices;
+  const auto rows = GroupRows(slices);
+
+  json events = json::array();
+  // pid per worker, by name; the first non-empty host names the process.
+  std::map<absl::string_view, int> pids;
+  std::map<absl::string_view, absl::string_view> hosts;
+  for (const Slice& s : slices) {
+    pids.emplace(s.worker, 0);
+    auto& host = hosts[s.worker];
+    if (host.empty()) host = s.host;
+  }
+  int next_pid = 1;
+  for (auto& [worker, pid] : pids) {
+    pid = next_pid++;
+    events.push_back(
+        {{"ph", "M"},
+         {"name", "process_name"},
+         {"pid", pid},
+         {"tid", 0},
+         {"args", {{"name", WorkerLabel(worker, hosts[worker])}}}});
+    events.push_back({{"ph", "M"},
+                      {"name", "process_sort_index"},
+                      {"pid", pid},
+                      {"tid", 0},
+                      {"args", {{"sort_index", pid}}}});
+  }
+  for (const auto& [key, members] : rows) {
+    const int pid = pids[key.first];
+    const int64_t tid = static_cast<int64_t>(key.second) + 1;
+    events.push_back({{"ph", "M"},
+                      {"name", "thread_name"},
+                      {"pid", pid},
+                      {"tid", tid},
+                      {"args", {{"name", absl::StrCat("slot ", key.second)}}}});
+    events.push_back({{"ph", "M"},
+                      {"name", "thread_sort_index"},
+                      {"pid", pid},
+                      {"tid", tid},
+                      {"args", {{"sort_index", tid}}}});
+  }
+
+  for (const Slice& s : slices) {
+    json args = {{"task", s.index},
+                 {"attempt", s.attempt},
+                 {"state", TaskStateName(s.state)},
+                 {"iterations", s.iterations},
+                 {"cpu_seconds", Num(s.cpu_seconds)},
+                 {"seconds", s.seconds},
+                 {"worker", std::string(s.worker)},
+                 {"host", std::string(s.host)},
+                 {"slot", s.slot},
+                 {"backup", s.backup}};
+    if (!s.error.empty()) args["error"] = std::string(s.error);
+    events.push_back({{"ph", "X"},
+                      {"name", SliceName(s)},
+                      {"cat", TaskStateName(s.state)},
+                      {"pid", pids[s.worker]},
+                      {"tid", static_cast<int64_t>(s.slot) + 1},
+                      {"ts", s.start * 1e6},
+                      {"dur", s.seconds * 1e6},
+                      {"cname", StyleOf(LookOf(s)).cname},
+                      {"args", std::move(args)}});
+  }
+
+  const v1::JobTiming& t = report.timing();
+  json other = {{"schema", 1},
+                {"id", report.id()},
+                {"name", report.name()},
+                {"state", JobStateName(report.state())},
+                {"kind", TaskKindName(report.kind())},
+                {"submitted_at", Rfc3339(t.submitted_at())},
+                {"wall_seconds", Num(t.wall_seconds())},
+                {"makespan_seconds", Num(t.makespan_seconds())},
+                {"speedup", Num(t.speedup())},
+                {"efficiency", Num(t.efficiency())},
+                {"slots", t.slots()},
+                {"tasks", TaskCount(report)},
+                {"attempts", slices.size()},
+                {"skipped", collected.skipped},
+                {"source", collected.from_attempts ? "attempts" : "tasks"}};
+  json trace = {{"traceEvents", std::move(events)},
+                {"displayTimeUnit", "ms"},
+                {"otherData", std::move(other)}};
+  return trace.dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+std::string TimelineSvg(const v1::JobReport& report,
+                        const TimelineSvgOptions& options) {
+  const int width = std::clamp(options.width, kMinWidth, kMaxWidth);
+  const size_t max_rows =
+      static_cast<size_t>(std::clamp(options.max_rows, 1, kMaxRowsLimit));
+  const Slices collected = CollectSlices(report);
+  const std::vector<Slice>& slices = collected.slices;
+  if (slices.empty()) return EmptySvg(report, width);
+
+  const auto rows = GroupRows(slices);
+  const size_t drawn_rows = std::min(rows.size(), max_rows);
+  const size_t hidden_rows = rows.size() - drawn_rows;
+
+  // The time span covers every attempt, drawn row or not, and the wall time.
+  double span = 0;
+  for (const Slice& s : slices) span = std::max(span, s.end());
+  const double wall = report.timing().wall_seconds();
+  if (std::isfinite(wall) && wall <= kMaxSeconds) span = std::max(span, wall);
+  if (span <= 0) span = 1;
+
+  // Label column: as wide as the longest drawn label, within a third.
+  std::vector<std::string> labels;
+  size_t label_chars = 0;
+  {
+    size_t i = 0;
+    for (auto it = rows.begin(); i < drawn_rows; ++it, ++i) {
+      labels.push_back(absl::StrCat(it->first.first, "/", it->first.second));
+      label_chars = std::max(label_chars, CodePoints(labels.back()));
+    }
+  }
+  const double label_width = std::clamp(
+      static_cast<double>(label_chars) * kCharWidth + 16, 72.0, width / 3.0);
+  const size_t max_label_chars =
+      static_cast<size_t>((label_width - 16) / kCharWidth);
+  const double plot_left = label_width;
+  const double plot_right = width - kRightMargin;
+  const double plot_width = plot_right - plot_left;
+  auto x_of = [&](double seconds) {
+    return std::clamp(plot_left + seconds / span * plot_width, plot_left,
+                      plot_right);
+  };
+
+  int legend_lines = 0;
+  const std::string legend = Legend(kLegendTop, width, &legend_lines);
+  const double plot_top = kLegendTop + (legend_lines - 1) * kLegendLine + 10;
+  const double plot_bottom =
+      plot_top + static_cast<double>(drawn_rows) * kRowHeight;
+  const double height = plot_bottom + 44 + (hidden_rows > 0 ? 18 : 0);
+
+  std::string out = SvgOpen(width, height);
+  absl::StrAppend(&out, Header(report, width, slices.size(), rows.size()),
+                  legend);
+
+  // A light band behind every other worker's rows.
+  {
+    size_t i = 0;
+    size_t worker_rank = 0;
+    auto it = rows.begin();
+    while (i < drawn_rows) {
+      const absl::string_view worker = it->first.first;
+      const size_t first_row = i;
+      while (i < drawn_rows && it->first.first == worker) {
+        ++i;
+        ++it;
+      }
+      if (worker_rank++ % 2 == 1) {
+        absl::StrAppend(&out, "<rect x=\"0\" y=\"",
+                        SvgNum(plot_top + first_row * kRowHeight),
+                        "\" width=\"", width, "\" height=\"",
+                        SvgNum((i - first_row) * kRowHeight),
+                        "\" fill=\"#f3f3f3\"/>\n");
+      }
+    }
+  }
+
+  // Time axis: grid lines, ticks and labels in a unit fit for the span.
+  const TimeUnit unit = UnitFor(span);
+  const double span_in_unit = span * unit.per_second;
+  const double step =
+      NiceStep(span_in_unit, std::max(2, static_cast<int>(plot_width / 90)));
+  absl::StrAppend(&out, "<line x1=\"", SvgNum(plot_left), "\" y1=\"",
+                  SvgNum(plot_bottom), "\" x2=\"", SvgNum(plot_right),
+                  "\" y2=\"", SvgNum(plot_bottom), "\" stroke=\"#333333\"/>\n");
+  for (int k = 0;; ++k) {
+    const double value = k * step;
+    if (value > span_in_unit * (1 + 1e-9)) break;
+    const double x = x_of(value / unit.per_second);
+    absl::StrAppend(
+        &out, "<line x1=\"", SvgNum(x), "\" y1=\"", SvgNum(plot_top),
+        "\" x2=\"", SvgNum(x), "\" y2=\"", SvgNum(plot_bottom + 4),
+        "\" stroke=\"#dddddd\"/>", "<text x=\"", SvgNum(x), "\" y=\"",
+        SvgNum(plot_bottom + 16), "\" font-size=\"11\" text-anchor=\"middle\">",
+        TickLabel(value, step), "</text>\n");
+  }
+  absl::StrAppend(&out, "<text x=\"", SvgNum(plot_left + plot_width / 2),
+                  "\" y=\"", SvgNum(plot_bottom + 34),
+                  "\" font-size=\"11\" text-anchor=\"middle\">time since "
+                  "submission (",
+                  unit.name, ")</text>\n");
+
+  // Rows: label, then the attempts in start order, merged where they would
+  // crowd a pixel.
+  size_t row = 0;
+  for (auto it = rows.begin(); row < drawn_rows; ++it, ++row) {
+    const double y = plot_top + static_cast<double>(row) * kRowHeight;
+    const auto& [key, members] = *it;
+    absl::StrAppend(
+        &out, "<text x=\"8\" y=\"", SvgNum(y + kBarHeight),
+        "\" font-size=\"11\">",
+        XmlEscape(TruncateText(labels[row], max_label_chars)), "<title>",
+        XmlEscape(absl::StrCat("worker ",
+                               WorkerLabel(key.first, slices[members[0]].host),
+                               ", slot ", key.second)),
+        "</title></text>\n");
+
+    std::vector<size_t> order = members;
+    std::sort(order.begin(), order.end(), [&slices](size_t a, size_t b) {
+      if (slices[a].start != slices[b].start) {
+        return slices[a].start < slices[b].start;
+      }
+      return slices[a].index < slices[b].index;
+    });
+    Group group;
+    for (size_t i : order) {
+      const Slice& s = slices[i];
+      const double sx0 = x_of(s.start);
+      const double sx1 = x_of(s.end());
+      if (group.count > 0) {
+        const bool touching = sx0 - group.x1 < 1;
+        const bool same_pixel = sx0 - group.x0 < 1;
+        const bool same_look =
+            LookOf(s) == group.look && s.backup == group.backup;
+        const bool narrow =
+            sx1 - sx0 < kNarrowSlice || group.x1 - group.x0 < kNarrowSlice;
+        if (touching && (same_pixel || (same_look && narrow))) {
+          group.Add(s, sx0, sx1);
+          continue;
+        }
+        AppendRect(group, y + (kRowHeight - kBarHeight) / 2, &out);
+        group = Group();
+      }
+      group.Add(s, sx0, sx1);
+    }
+    if (group.count > 0) {
+      AppendRect(group, y + (kRowHeight - kBarHeight) / 2, &out);
+    }
+  }
+
+  if (hidden_rows > 0) {
+    absl::StrAppend(&out, SvgText(8, plot_bottom + 54, " fill=\"#666666\"",
+                                  absl::StrCat("+", hidden_rows,
+                                               " more slots not drawn (limit ",
+                                               max_rows, ")"),
+                                  width - 16.0));
+  }
+  absl::StrAppend(&out, "</svg>\n");
+  return out;
+}
+
+}  // namespace busyfleet::report

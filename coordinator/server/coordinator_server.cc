@@ -1,0 +1,140 @@
+#include "coordinator/server/coordinator_server.h"
+
+#include <grpcpp/ext/proto_server_reflection_plugin.h>
+#include <grpcpp/health_check_service_interface.h>
+#include <spdlog/spdlog.h>
+
+#include "common/logging.h"
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "common/rpc/keepalive.h"
+#include "common/status_macros.h"
+#include "coordinator/store/sqlite_job_store.h"
+
+namespace busyfleet::coordinator {
+
+void ApplyServerKeepalive(grpc::ServerBuilder& builder) {
+  // Workers ping every kKeepaliveTime; accept pings that often, also on
+  // idle streams, so no side ever answers with too_many_pings.
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS,
+                             static_cast<int>(absl::ToInt64Milliseconds(kKeepaliveTime / 2)));
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_MAX_PING_STRIKES, 0);
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS,
+                             static_cast<int>(absl::ToInt64Milliseconds(kKeepaliveTime)));
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS,
+                             static_cast<int>(absl::ToInt64Milliseconds(kKeepaliveTimeout)));
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  builder.SetMaxReceiveMessageSize(kMaxMessageBytes);
+  builder.SetMaxSendMessageSize(kMaxMessageBytes);
+}
+
+absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(Options options) {
+  std::unique_ptr<CoordinatorServer> s(new CoordinatorServer());
+  s->options_ = options;
+  if (options.store) {
+    s->store_ = options.store;
+  } else if (options.db == ":memory:") {
+    s->store_ = std::make_shared<InMemoryJobStore>(/*copy_task_rows=*/false);
+  } else {
+    BF_ASSIGN_OR_RETURN(std::shared_ptr<SqliteJobStore> store, SqliteJobStore::Open(options.db));
+    s->store_ = std::move(store);
+  }
+  Coordinator::Options co;
+  co.worker_timeout = options.worker_timeout;
+  co.heartbeat_interval = options.heartbeat_interval;
+  co.prefetch_per_worker = options.prefetch_per_worker;
+  co.store = s->store_.get();
+  co.on_worker_attached = [raw = s.get()] {
+    absl::MutexLock lock(&raw->mu_);
+    raw->recheck_ = true;  // also when the loop is busy in CheckLiveness right now
+    raw->cv_.SignalAll();
+  };
+  co.request_check = co.on_worker_attached;
+  co.on_job_finished = [](const v1::JobReport& r) {
+    LogFields fields({{"job_id", r.id()}, {"state", v1::JobState_Name(r.state())}});
+    spdlog::info("job {} ended {}: {} tasks ({} succeeded, {} failed, {} cancelled, {} retries), wall {:.3f}s, "
+                 "speedup {:.2f} on {} slots, efficiency {:.1f}%{}{}",
+                 r.id(), v1::JobState_Name(r.state()).substr(10), r.tasks_total(), r.tasks_succeeded(),
+                 r.tasks_failed(), r.tasks_cancelled(), r.retries(), r.timing().wall_seconds(), r.timing().speedup(),
+                 r.timing().slots(), r.timing().efficiency() * 100, r.error().empty() ? "" : ": ", r.error());
+  };
+  BF_ASSIGN_OR_RETURN(s->coordinator_, Coordinator::Create(co));
+  s->gate_ = std::make_unique<CallGate>(options.authenticator);
+  s->client_service_ = std::make_unique<CoordinatorServiceImpl>(s->coordinator_.get(), s->gate_.get());
+  s->worker_service_ = std::make_unique<WorkerServiceImpl>(s->coordinator_.get(), s->gate_.get());
+
+  // Health checks stay open. Reflection cannot check tokens, so it is only
+  // served when tokens are off.
+  grpc::EnableDefaultHealthCheckService(true);
+  if (!options.authenticator.enabled()) grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  grpc::ServerBuilder builder;
+  auto creds = options.credentials ? options.credentials : grpc::InsecureServerCredentials();
+  builder.AddListeningPort(options.listen, creds, &s->port_);
+  builder.RegisterService(s->client_service_.get());
+  builder.RegisterService(s->worker_service_.get());
+  ApplyServerKeepalive(builder);
+  s->server_ = builder.BuildAndStart();
+  if (s->server_ == nullptr || s->port_ == 0) {
+    if (s->server_) s->server_->Shutdown();
+    s->server_.reset();
+    return absl::UnavailableError(absl::StrCat(
+        "cannot listen on ", options.listen,
+        options.credentials ? " (address in use, not an address of this host, or the TLS certificate and "
+                              "key do not match)"
+                            : " (address in use, or not an address of this host)"));
+  }
+  s->host_ = options.listen.substr(0, options.listen.rfind(':'));
+  if (options.http) {
+    HttpServer::Options http = *options.http;
+    http.coordinator = s->coordinator_.get();
+    http.authenticator = options.authenticator;
+    absl::StatusOr<std::unique_ptr<HttpServer>> started = HttpServer::Start(std::move(http));
+    if (!started.ok()) {
+      s->server_->Shutdown();
+      s->server_.reset();
+      return started.status();
+    }
+    s->http_ = *std::move(started);
+  }
+  s->server_->GetHealthCheckService()->SetServingStatus(true);
+  s->liveness_ = std::thread([raw = s.get()] { raw->LivenessLoop(); });
+  return s;
+}
+
+std::string CoordinatorServer::address() const { return absl::StrCat(host_, ":", port_); }
+
+void CoordinatorServer::LivenessLoop() {
+  absl::MutexLock lock(&mu_);
+  while (!stopping_) {
+    recheck_ = false;
+    mu_.Unlock();
+    const absl::Time next = coordinator_->CheckLiveness();
+    mu_.Lock();
+    if (stopping_) break;
+    if (recheck_) continue;
+    // Wake when the oldest heartbeat would expire; with no worker attached,
+    // sleep until one attaches or shutdown (an idle coordinator uses no CPU).
+    cv_.WaitWithDeadline(&mu_, next);
+  }
+}
+
+void CoordinatorServer::Shutdown(absl::Duration grace) {
+  {
+    absl::MutexLock lock(&mu_);
+    if (shut_down_) return;
+    shut_down_ = true;
+    stopping_ = true;
+    cv_.SignalAll();
+  }
+  if (liveness_.joinable()) liveness_.join();
+  if (http_) http_->Shutdown();
+  if (coordinator_) coordinator_->Shutdown();
+  if (server_ == nullptr) return;  // Start failed before the server was up
+  server_->GetHealthCheckService()->SetServingStatus(false);
+  server_->Shutdown(std::chrono::system_clock::now() + absl::ToChronoNanoseconds(grace));
+}
+
+CoordinatorServer::~CoordinatorServer() { Shutdown(absl::ZeroDuration()); }
+
+}  // namespace busyfleet::coordinator

@@ -1,0 +1,89 @@
+#ifndef BUSYFLEET_COORDINATOR_SERVER_COORDINATOR_SERVER_H_
+#define BUSYFLEET_COORDINATOR_SERVER_COORDINATOR_SERVER_H_
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <thread>
+
+#include <grpcpp/grpcpp.h>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "coordinator/core/coordinator.h"
+#include "coordinator/server/coordinator_service.h"
+#include "coordinator/server/http_server.h"
+#include "coordinator/store/job_store.h"
+
+namespace busyfleet::coordinator {
+
+// The coordinator daemon: gRPC server (busyfleet services, health,
+// reflection) around a Coordinator, plus the thread that declares silent
+// workers dead.
+class CoordinatorServer {
+ public:
+  struct Options {
+    // host:port; port 0 picks a free one (read it back with port()).
+    std::string listen = "127.0.0.1:7070";
+    absl::Duration worker_timeout = absl::Seconds(5);
+    absl::Duration heartbeat_interval = absl::ZeroDuration();
+    int prefetch_per_worker = 2;
+    // Where jobs are kept: an SQLite file, or ":memory:" (lost on exit).
+    // Ignored when `store` is set.
+    std::string db = ":memory:";
+    std::shared_ptr<JobStore> store;
+    std::shared_ptr<grpc::ServerCredentials> credentials;  // nullptr: insecure
+    // Bearer tokens per role; default: none required.
+    TokenAuthenticator authenticator;
+    // The HTTP listener (/metrics, status page); unset: none. Its
+    // coordinator and authenticator are filled in by Start.
+    std::optional<HttpServer::Options> http;
+  };
+
+  // Unavailable when the address cannot be bound; InvalidArgument for bad options.
+  static absl::StatusOr<std::unique_ptr<CoordinatorServer>> Start(Options options);
+  ~CoordinatorServer();
+
+  int port() const { return port_; }
+  // The HTTP listener's port; 0 without one.
+  int http_port() const { return http_ ? http_->port() : 0; }
+  std::string address() const;
+  Coordinator& coordinator() { return *coordinator_; }
+
+  // Stops taking jobs, closes worker streams, and stops the server; calls
+  // still running after `grace` are cancelled. Idempotent; returns even
+  // while workers are attached.
+  void Shutdown(absl::Duration grace = absl::Seconds(2));
+
+ private:
+  CoordinatorServer() = default;
+  void LivenessLoop();
+
+  Options options_;
+  std::shared_ptr<JobStore> store_;
+  std::unique_ptr<Coordinator> coordinator_;
+  std::unique_ptr<CallGate> gate_;
+  std::unique_ptr<CoordinatorServiceImpl> client_service_;
+  std::unique_ptr<WorkerServiceImpl> worker_service_;
+  std::unique_ptr<grpc::Server> server_;
+  std::unique_ptr<HttpServer> http_;
+  int port_ = 0;
+  std::string host_;
+
+  absl::Mutex mu_;
+  absl::CondVar cv_;
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  // The coordinator asked for a CheckLiveness sooner than the loop planned.
+  bool recheck_ ABSL_GUARDED_BY(mu_) = false;
+  bool shut_down_ ABSL_GUARDED_BY(mu_) = false;
+  std::thread liveness_;
+};
+
+// gRPC channel arguments both ends agree on (keepalive on the Attach stream).
+void ApplyServerKeepalive(grpc::ServerBuilder& builder);
+
+}  // namespace busyfleet::coordinator
+
+#endif  // BUSYFLEET_COORDINATOR_SERVER_COORDINATOR_SERVER_H_

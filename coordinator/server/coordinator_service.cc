@@ -1,0 +1,446 @@
+#include "coordinator/server/coordinator_service.h"
+
+#include <deque>
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>
+
+#include <spdlog/spdlog.h>
+
+#include "common/logging.h"
+
+#include "absl/base/thread_annotations.h"
+#include "absl/strings/escaping.h"
+#include "absl/synchronization/mutex.h"
+#include "common/rpc/grpc_status.h"
+#include "coordinator/core/limits.h"
+
+namespace busyfleet::coordinator {
+namespace {
+
+grpc::ServerUnaryReactor* FinishUnary(grpc::CallbackServerContext* ctx, const absl::Status& status) {
+  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  reactor->Finish(ToGrpcStatus(status));
+  return reactor;
+}
+
+// ---------------------------------------------------------------------------
+// Attach: the worker's bidirectional stream.
+
+class AttachReactor;
+
+// What the Coordinator holds for a stream. Outlives the reactor: after the
+// stream is done, Send and Close do nothing.
+class StreamChannel final : public WorkerChannel {
+ public:
+  explicit StreamChannel(AttachReactor* reactor) : reactor_(reactor) {}
+  void Send(v1::CoordinatorMessage message) override;
+  void Close(const absl::Status& status) override;
+  void Detach() {
+    absl::MutexLock lock(&mu_);
+    reactor_ = nullptr;
+  }
+
+ private:
+  absl::Mutex mu_;
+  AttachReactor* reactor_ ABSL_GUARDED_BY(mu_);
+};
+
+class AttachReactor final : public grpc::ServerBidiReactor<v1::WorkerMessage, v1::CoordinatorMessage> {
+ public:
+  AttachReactor(grpc::CallbackServerContext* ctx, Coordinator* coordinator)
+      : ctx_(ctx), coordinator_(coordinator), channel_(std::make_shared<StreamChannel>(this)) {
+    StartRead(&in_);
+  }
+
+  // Queues a message; writes at once if no write is outstanding.
+  void Enqueue(v1::CoordinatorMessage message) {
+    const v1::CoordinatorMessage* to_write = nullptr;
+    {
+      absl::MutexLock lock(&mu_);
+      if (finishing_) return;
+      out_.push_back(std::move(message));
+      if (writing_) return;
+      writing_ = true;
+      to_write = &out_.front();
+    }
+    StartWrite(to_write);
+  }
+
+  // Ends the stream with `status` once the outstanding write is done; a
+  // write stuck on a peer that stopped reading is cancelled.
+  void CloseWith(const grpc::Status& status) {
+    bool finish_now = false;
+    {
+      absl::MutexLock lock(&mu_);
+      if (finishing_) return;
+      finishing_ = true;
+      finish_status_ = status;
+      out_.clear();
+      finish_now = !writing_;
+    }
+    if (finish_now) {
+      Finish(status);
+    } else {
+      ctx_->TryCancel();
+    }
+  }
+
+  void OnReadDone(bool ok) override {
+    if (!ok) {
+      // The worker closed its side (drained) or the stream broke.
+      DetachFromCoordinator(absl::UnavailableError("stream closed by the worker"));
+      CloseWith(grpc::Status::OK);
+      return;
+    }
+    if (session_.empty()) {
+      if (in_.msg_case() != v1::WorkerMessage::kHello) {
+        CloseWith(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                               "the first message on Attach must be a hello"));
+        return;
+      }
+      auto session = coordinator_->Attach(in_.hello(), ctx_->peer(), channel_);
+      if (!session.ok()) {
+        // The name is not validated yet: escape it so it cannot forge log lines.
+        spdlog::warn("worker \"{}\" at {} refused: {}", absl::CHexEscape(in_.hello().name()), ctx_->peer(),
+                     session.status().message());
+        CloseWith(ToGrpcStatus(session.status()));
+        return;
+      }
+      session_ = *session;
+      LogFields fields({{"worker", in_.hello().name()}, {"session", session_}});
+      spdlog::info("worker {} attached from {} (session {}, {} slots)", in_.hello().name(),
+                   ctx_->peer(), session_, in_.hello().slots());
+    } else {
+      const absl::Status status = coordinator_->HandleMessage(session_, in_);
+      if (!status.ok()) {
+        LogFields fields({{"session", session_}});
+        spdlog::warn("closing session {}: {}", session_, status.message());
+        DetachFromCoordinator(status);
+        CloseWith(ToGrpcStatus(status));
+        return;
+      }
+    }
+    StartRead(&in_);
+  }
+
+  void OnWriteDone(bool ok) override {
+    const v1::CoordinatorMessage* next = nullptr;
+    std::optional<grpc::Status> finish;
+    {
+      absl::MutexLock lock(&mu_);
+      if (!out_.empty()) out_.pop_front();
+      if (!ok) out_.clear();  // the stream is broken; OnReadDone(false) follows
+      if (finishing_ && !finished_) {
+        finished_ = true;
+        writing_ = false;
+        finish = finish_status_;
+      } else if (!out_.empty()) {
+        next = &out_.front();
+      } else {
+        writing_ = false;
+      }
+    }
+    if (finish) {
+      Finish(*finish);
+    } else if (next != nullptr) {
+      StartWrite(next);
+    }
+  }
+
+  void OnCancel() override { DetachFromCoordinator(absl::CancelledError("stream cancelled")); }
+
+  void OnDone() override {
+    channel_->Detach();
+    DetachFromCoordinator(absl::UnavailableError("stream done"));
+    delete this;
+  }
+
+ private:
+  void DetachFromCoordinator(const absl::Status& why) {
+    std::string session;
+    {
+      absl::MutexLock lock(&mu_);
+      if (detached_ || session_.empty()) return;
+      detached_ = true;
+      session = session_;
+    }
+    LogFields fields({{"session", session}});
+    spdlog::info("worker session {} detached: {}", session, why.message());
+    coordinator_->Detach(session, why);
+  }
+
+  grpc::CallbackServerContext* const ctx_;
+  Coordinator* const coordinator_;
+  const std::shared_ptr<StreamChannel> channel_;
+  v1::WorkerMessage in_;
+  std::string session_;  // set once, on the reactor's read path
+
+  absl::Mutex mu_;
+  std::deque<v1::CoordinatorMessage> out_ ABSL_GUARDED_BY(mu_);
+  bool writing_ ABSL_GUARDED_BY(mu_) = false;
+  bool finishing_ ABSL_GUARDED_BY(mu_) = false;
+  bool finished_ ABSL_GUARDED_BY(mu_) = false;
+  bool detached_ ABSL_GUARDED_BY(mu_) = false;
+  grpc::Status finish_status_ ABSL_GUARDED_BY(mu_);
+};
+
+void StreamChannel::Send(v1::CoordinatorMessage message) {
+  absl::MutexLock lock(&mu_);
+  if (reactor_ != nullptr) reactor_->Enqueue(std::move(message));
+}
+
+void StreamChannel::Close(const absl::Status& status) {
+  absl::MutexLock lock(&mu_);
+  if (reactor_ != nullptr) reactor_->CloseWith(ToGrpcStatus(status));
+}
+
+// ---------------------------------------------------------------------------
+// WatchJob: progress updates until the job ends. Only the newest pending
+// update is kept, so a slow reader never makes the server buffer more than one.
+
+// RunJob's first progress update waits this long: a job that ends sooner
+// gets one message, its final report (which names the job too). A short job
+// would otherwise pay for a second message on both ends, on the CPUs its
+// task needs.
+constexpr absl::Duration kRunFirstUpdateDelay = absl::Milliseconds(5);
+
+class WatchReactor final : public grpc::ServerWriteReactor<v1::JobProgress> {
+ public:
+  WatchReactor(Coordinator* coordinator, const v1::WatchJobRequest& request,
+               absl::Duration first_update_delay = absl::ZeroDuration())
+      : coordinator_(coordinator) {
+    auto handle = coordinator_->Watch(
+        request.job_id(), !request.omit_tasks(), [this](const v1::JobProgress& p) { OnProgress(p); },
+        first_update_delay);
+    if (!handle.ok()) {
+      Finish(ToGrpcStatus(handle.status()));
+      return;
+    }
+    const v1::JobProgress* first = nullptr;
+    {
+      absl::MutexLock lock(&mu_);
+      handle_ = *handle;
+      started_ = true;
+      first = TakeNextLocked();
+    }
+    if (first != nullptr) Write(first);
+  }
+
+  void OnWriteDone(bool ok) override {
+    const v1::JobProgress* next = nullptr;
+    bool finish = false;
+    {
+      absl::MutexLock lock(&mu_);
+      writing_ = false;
+      if (!ok) {
+        finish = !finished_;
+        finished_ = true;
+      } else {
+        next = TakeNextLocked();
+      }
+    }
+    if (finish) {
+      Finish(grpc::Status(grpc::StatusCode::CANCELLED, "watch cancelled"));
+    } else if (next != nullptr) {
+      Write(next);
+    }
+  }
+
+  void OnCancel() override {
+    bool finish = false;
+    {
+      absl::MutexLock lock(&mu_);
+      cancelled_ = true;
+      finish = !writing_ && !finished_;
+      if (finish) finished_ = true;
+    }
+    if (finish) Finish(grpc::Status(grpc::StatusCode::CANCELLED, "watch cancelled"));
+  }
+
+  void OnDone() override {
+    uint64_t handle = 0;
+    {
+      absl::MutexLock lock(&mu_);
+      handle = handle_;
+    }
+    if (handle != 0) coordinator_->Unwatch(handle);
+    delete this;
+  }
+
+ private:
+  // Called by the Coordinator with its lock held.
+  void OnProgress(const v1::JobProgress& progress) {
+    const v1::JobProgress* to_write = nullptr;
+    {
+      absl::MutexLock lock(&mu_);
+      // Never let a plain update replace a pending final one.
+      if (!pending_ || !pending_->has_report()) pending_ = progress;
+      if (started_) to_write = TakeNextLocked();
+    }
+    if (to_write != nullptr) Write(to_write);
+  }
+
+  // The final update (it carries the report) goes out with the status in
+  // one batch: no OnWriteDone round before the trailers, so the client sees
+  // the end of the stream together with the report.
+  void Write(const v1::JobProgress* progress) {
+    if (progress->has_report()) {
+      StartWriteAndFinish(progress, grpc::WriteOptions(), grpc::Status::OK);
+    } else {
+      StartWrite(progress);
+    }
+  }
+
+  const v1::JobProgress* TakeNextLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (writing_ || finished_ || cancelled_ || !pending_) return nullptr;
+    current_ = std::move(pending_);
+    pending_.reset();
+    writing_ = true;
+    // The final update ends the call (Write finishes with it).
+    if (current_->has_report()) finished_ = true;
+    return &*current_;
+  }
+
+  Coordinator* const coordinator_;
+  absl::Mutex mu_;
+  uint64_t handle_ ABSL_GUARDED_BY(mu_) = 0;
+  bool started_ ABSL_GUARDED_BY(mu_) = false;
+  bool writing_ ABSL_GUARDED_BY(mu_) = false;
+  bool finished_ ABSL_GUARDED_BY(mu_) = false;
+  bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
+  std::optional<v1::JobProgress> current_ ABSL_GUARDED_BY(mu_);
+  std::optional<v1::JobProgress> pending_ ABSL_GUARDED_BY(mu_);
+};
+
+// Ends a refused streaming call at once with its status.
+template <typename Response>
+class RefusedWrite final : public grpc::ServerWriteReactor<Response> {
+ public:
+  explicit RefusedWrite(const absl::Status& status) { this->Finish(ToGrpcStatus(status)); }
+  void OnDone() override { delete this; }
+};
+
+class RefusedBidi final : public grpc::ServerBidiReactor<v1::WorkerMessage, v1::CoordinatorMessage> {
+ public:
+  explicit RefusedBidi(const absl::Status& status) { Finish(ToGrpcStatus(status)); }
+  void OnDone() override { delete this; }
+};
+
+}  // namespace
+
+grpc::ServerUnaryReactor* CoordinatorServiceImpl::SubmitJob(grpc::CallbackServerContext* ctx,
+                                                            const v1::SubmitJobRequest* req,
+                                                            v1::SubmitJobResponse* resp) {
+  if (auto st = gate_->Check(ctx, Role::kClient, "SubmitJob"); !st.ok()) return FinishUnary(ctx, st);
+  auto result = coordinator_->Submit(req->spec());
+  if (!result.ok()) return FinishUnary(ctx, result.status());
+  *resp = *std::move(result);
+  LogFields fields({{"job_id", resp->job_id()}});
+  spdlog::info("job {} submitted from {}: {} tasks", resp->job_id(), ctx->peer(), resp->tasks());
+  return FinishUnary(ctx, absl::OkStatus());
+}
+
+grpc::ServerUnaryReactor* CoordinatorServiceImpl::GetJob(grpc::CallbackServerContext* ctx,
+                                                         const v1::GetJobRequest* req,
+                                                         v1::JobReport* resp) {
+  if (auto st = gate_->Check(ctx, Role::kClient, "GetJob"); !st.ok()) return FinishUnary(ctx, st);
+  ReportOptions options;
+  options.tasks = !req->omit_tasks();
+  options.task_offset = req->task_offset();
+  options.task_limit = req->task_limit() == 0 ? limits::kMaxTaskRowsPerReply
+                                              : std::min(req->task_limit(), limits::kMaxTaskRowsPerReply);
+  // Without a page asked for, a job larger than one page gets a summary.
+  options.summarize_large = req->task_limit() == 0 && req->task_offset() == 0;
+  options.attempts = req->include_attempts();
+  auto result = coordinator_->GetReport(req->job_id(), options);
+  if (!result.ok()) return FinishUnary(ctx, result.status());
+  *resp = *std::move(result);
+  return FinishUnary(ctx, absl::OkStatus());
+}
+
+grpc::ServerWriteReactor<v1::JobProgress>* CoordinatorServiceImpl::RunJob(grpc::CallbackServerContext* ctx,
+                                                                          const v1::RunJobRequest* req) {
+  if (auto st = gate_->Check(ctx, Role::kClient, "RunJob"); !st.ok()) return new RefusedWrite<v1::JobProgress>(st);
+  auto submitted = coordinator_->Submit(req->spec());
+  if (!submitted.ok()) return new RefusedWrite<v1::JobProgress>(submitted.status());
+  {
+    LogFields fields({{"job_id", submitted->job_id()}});
+    spdlog::info("job {} submitted from {}: {} tasks", submitted->job_id(), ctx->peer(), submitted->tasks());
+  }
+  v1::WatchJobRequest watch;
+  watch.set_job_id(submitted->job_id());
+  watch.set_omit_tasks(req->omit_tasks());
+  return new WatchReactor(coordinator_, watch, kRunFirstUpdateDelay);
+}
+
+grpc::ServerWriteReactor<v1::JobProgress>* CoordinatorServiceImpl::WatchJob(
+    grpc::CallbackServerContext* ctx, const v1::WatchJobRequest* req) {
+  if (auto st = gate_->Check(ctx, Role::kClient, "WatchJob"); !st.ok()) return new RefusedWrite<v1::JobProgress>(st);
+  return new WatchReactor(coordinator_, *req);
+}
+
+grpc::ServerUnaryReactor* CoordinatorServiceImpl::ListJobs(grpc::CallbackServerContext* ctx,
+                                                           const v1::ListJobsRequest* req,
+                                                           v1::ListJobsResponse* resp) {
+  if (auto st = gate_->Check(ctx, Role::kClient, "ListJobs"); !st.ok()) return FinishUnary(ctx, st);
+  auto result = coordinator_->ListJobs(req->limit());
+  if (!result.ok()) return FinishUnary(ctx, result.status());
+  for (v1::JobSummary& s : *result) *resp->add_jobs() = std::move(s);
+  return FinishUnary(ctx, absl::OkStatus());
+}
+
+grpc::ServerUnaryReactor* CoordinatorServiceImpl::CancelJob(grpc::CallbackServerContext* ctx,
+                                                            const v1::CancelJobRequest* req,
+                                                            v1::CancelJobResponse* resp) {
+  if (auto st = gate_->Check(ctx, Role::kClient, "CancelJob"); !st.ok()) return FinishUnary(ctx, st);
+  auto result = coordinator_->Cancel(req->job_id());
+  if (!result.ok()) return FinishUnary(ctx, result.status());
+  resp->set_state(*result);
+  LogFields fields({{"job_id", req->job_id()}});
+  spdlog::info("job {} cancelled by {}", req->job_id(), ctx->peer());
+  return FinishUnary(ctx, absl::OkStatus());
+}
+
+grpc::ServerUnaryReactor* CoordinatorServiceImpl::ListWorkers(grpc::CallbackServerContext* ctx,
+                                                              const v1::ListWorkersRequest* req,
+                                                              v1::ListWorkersResponse* resp) {
+  if (auto st = gate_->Check(ctx, Role::kClient, "ListWorkers"); !st.ok()) return FinishUnary(ctx, st);
+  for (v1::WorkerInfo& w : coordinator_->ListWorkers(req->include_gone())) {
+    *resp->add_workers() = std::move(w);
+  }
+  return FinishUnary(ctx, absl::OkStatus());
+}
+
+grpc::ServerUnaryReactor* CoordinatorServiceImpl::DrainWorker(grpc::CallbackServerContext* ctx,
+                                                              const v1::DrainWorkerRequest* req,
+                                                              v1::DrainWorkerResponse* resp) {
+  if (auto st = gate_->Check(ctx, Role::kClient, "DrainWorker"); !st.ok()) return FinishUnary(ctx, st);
+  auto result = coordinator_->Drain(req->name());
+  if (!result.ok()) return FinishUnary(ctx, result.status());
+  resp->set_state(*result);
+  LogFields fields({{"worker", req->name()}});
+  spdlog::info("worker {} draining at the request of {}", req->name(), ctx->peer());
+  return FinishUnary(ctx, absl::OkStatus());
+}
+
+grpc::ServerBidiReactor<v1::WorkerMessage, v1::CoordinatorMessage>* WorkerServiceImpl::Attach(
+    grpc::CallbackServerContext* ctx) {
+  if (auto st = gate_->Check(ctx, Role::kWorker, "Attach"); !st.ok()) return new RefusedBidi(st);
+  return new AttachReactor(ctx, coordinator_);
+}
+
+absl::Status CallGate::Check(grpc::CallbackServerContext* ctx, Role role, absl::string_view method) {
+  absl::Status st = authenticator_.Check(role, ctx->client_metadata());
+  if (st.ok()) return st;
+  uint64_t suppressed = 0;
+  if (log_limit_.Allow(&suppressed)) {
+    spdlog::warn("refused {} call {} from {}: {}{}", role == Role::kWorker ? "worker" : "client",
+                 method, ctx->peer(), st.message(),
+                 suppressed > 0 ? fmt::format(" ({} more refusals not logged)", suppressed) : "");
+  }
+  return st;
+}
+
+}  // namespace busyfleet::coordinator

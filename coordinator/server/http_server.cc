@@ -1,0 +1,196 @@
+#include "coordinator/server/http_server.h"
+
+#include <httplib.h>
+
+#include <algorithm>
+#include <utility>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/time/clock.h"
+#include "common/net.h"
+#include "coordinator/server/prometheus_text.h"
+#include "coordinator/report/report_format.h"
+#include "coordinator/report/svg_util.h"
+#include "coordinator/report/timeline.h"
+
+namespace busyfleet::coordinator {
+namespace {
+
+std::string Html(absl::string_view s) { return report::XmlEscape(s); }
+
+std::string Fixed(double v, int digits) {
+  return std::isfinite(v) ? absl::StrFormat("%.*f", digits, v) : "-";
+}
+
+constexpr absl::string_view kStyle = R"(
+body{font-family:system-ui,sans-serif;margin:1.5em;color:#222}
+h1{font-size:1.4em;margin:0 0 .2em} h2{font-size:1.1em;margin:1.4em 0 .4em}
+table{border-collapse:collapse;font-size:.9em} th,td{padding:.25em .7em;text-align:left;border-bottom:1px solid #ddd}
+th{background:#f3f3f3} td.n{text-align:right;font-variant-numeric:tabular-nums}
+.READY,.SUCCEEDED{color:#1a7f37} .DRAINING,.RUNNING,.PENDING{color:#9a6700} .GONE,.FAILED,.CANCELLED{color:#cf222e}
+.bar{display:inline-block;height:.7em;background:#2da44e;vertical-align:middle}
+.muted{color:#777;font-size:.85em} .timeline{margin:.5em 0 1.5em;overflow-x:auto}
+)";
+
+}  // namespace
+
+std::string StatusPageHtml(Coordinator& coordinator, int page_jobs, int page_timelines) {
+  const absl::Time now = absl::Now();
+  const MetricsSnapshot m = coordinator.Metrics();
+  std::vector<v1::WorkerInfo> workers = coordinator.ListWorkers(/*include_gone=*/true);
+  std::string out = absl::StrCat(
+      "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+      "<meta http-equiv=\"refresh\" content=\"5\"><title>busyfleet coordinator</title><style>",
+      kStyle, "</style></head><body>\n<h1>busyfleet coordinator</h1>\n<p class=\"muted\">",
+      Html(report::Rfc3339([&] {
+        google::protobuf::Timestamp ts;
+        ts.set_seconds(absl::ToUnixSeconds(now));
+        return ts;
+      }())),
+      " &middot; ", m.slots, " slots, ", m.running, " running, ", m.queue_depth,
+      " queued &middot; refreshes every 5 s &middot; <a href=\"/metrics\">/metrics</a></p>\n");
+
+  absl::StrAppend(&out, "<h2>Workers</h2>\n<table id=\"workers\"><thead><tr><th>name</th><th>host</th>"
+                        "<th>state</th><th>slots</th><th>cores</th><th>CPUs</th><th>running</th>"
+                        "<th>load</th><th>tasks done</th><th>last heartbeat</th></tr></thead><tbody>\n");
+  for (const v1::WorkerInfo& w : workers) {
+    const std::string state = report::WorkerStateName(w.state());
+    const double load = w.slots() > 0 ? static_cast<double>(w.running()) / w.slots() : 0;
+    std::string heartbeat = "-";
+    if (w.has_last_heartbeat() && w.last_heartbeat().seconds() > 0) {
+      const absl::Time hb = absl::FromUnixSeconds(w.last_heartbeat().seconds()) +
+                            absl::Nanoseconds(w.last_heartbeat().nanos());
+      heartbeat = absl::StrFormat("%.1fs ago", std::max(0.0, absl::ToDoubleSeconds(now - hb)));
+    }
+    absl::StrAppend(&out, "<tr><td>", Html(w.name()), "</td><td>", Html(w.host().hostname()),
+                    "</td><td class=\"", state, "\">", state, "</td><td class=\"n\">", w.slots(),
+                    "</td><td class=\"n\">", w.host().physical_cores(), "</td><td class=\"n\">",
+                    w.host().logical_cpus(), "</td><td class=\"n\">", w.running(), "</td><td>",
+                    "<span class=\"bar\" style=\"width:", static_cast<int>(std::min(1.0, load) * 60),
+                    "px\"></span> ", static_cast<int>(load * 100), "%</td><td class=\"n\">", w.tasks_done(),
+                    "</td><td>", heartbeat, "</td></tr>\n");
+  }
+  if (workers.empty()) absl::StrAppend(&out, "<tr><td colspan=\"10\">no worker attached</td></tr>\n");
+  absl::StrAppend(&out, "</tbody></table>\n");
+
+  absl::StatusOr<std::vector<v1::JobSummary>> jobs = coordinator.ListJobs(static_cast<uint32_t>(page_jobs));
+  absl::StrAppend(&out, "<h2>Recent jobs</h2>\n<table id=\"jobs\"><thead><tr><th>id</th><th>name</th>"
+                        "<th>kind</th><th>state</th><th>tasks</th><th>submitted</th><th>wall (s)</th>"
+                        "<th>speedup</th><th>efficiency</th></tr></thead><tbody>\n");
+  std::vector<v1::JobReport> timelines;
+  if (jobs.ok()) {
+    for (const v1::JobSummary& j : *jobs) {
+      absl::StatusOr<v1::JobReport> report =
+          coordinator.GetReport(j.id(), /*include_tasks=*/false,
+                                /*include_attempts=*/static_cast<int>(timelines.size()) < page_timelines);
+      const std::string state = report::JobStateName(j.state());
+      absl::StrAppend(&out, "<tr><td><a href=\"#job-", Html(j.id()), "\">", Html(j.id()), "</a></td><td>",
+                      Html(j.name()), "</td><td>", report::TaskKindName(j.kind()), "</td><td class=\"",
+                      state, "\">", state, "</td><td class=\"n\">", j.tasks_done(), "/", j.tasks(),
+                      "</td><td>", Html(report::Rfc3339(j.submitted_at())), "</td><td class=\"n\">",
+                      Fixed(report.ok() ? report->timing().wall_seconds() : j.wall_seconds(), 3),
+                      "</td><td class=\"n\">", report.ok() ? Fixed(report->timing().speedup(), 2) : "-",
+                      "</td><td class=\"n\">",
+                      report.ok() ? Fixed(report->timing().efficiency() * 100, 1) + "%" : "-", "</td></tr>\n");
+      if (report.ok() && static_cast<int>(timelines.size()) < page_timelines) {
+        timelines.push_back(*std::move(report));
+      }
+    }
+  }
+  if (!jobs.ok() || jobs->empty()) absl::StrAppend(&out, "<tr><td colspan=\"9\">no job yet</td></tr>\n");
+  absl::StrAppend(&out, "</tbody></table>\n");
+
+  for (const v1::JobReport& r : timelines) {
+    absl::StrAppend(&out, "<h2 id=\"job-", Html(r.id()), "\">Timeline of ", Html(r.id()),
+                    r.name().empty() ? "" : " (" + Html(r.name()) + ")", "</h2>\n<div class=\"timeline\">",
+                    report::TimelineSvg(r), "</div>\n");
+  }
+  absl::StrAppend(&out, "</body></html>\n");
+  return out;
+}
+
+HttpServer::HttpServer(Options options) : options_(std::move(options)) {}
+
+HttpServer::~HttpServer() { Shutdown(); }
+
+absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(Options options) {
+  if (options.coordinator == nullptr) return absl::InvalidArgumentError("http server: no coordinator");
+  absl::StatusOr<std::string> host = HostOfAddress("--http-listen", options.listen);
+  if (!host.ok()) return host.status();
+  int port = 0;
+  const absl::string_view port_text = absl::string_view(options.listen).substr(options.listen.rfind(':') + 1);
+  if (!absl::SimpleAtoi(port_text, &port) || port < 0 || port > 65535) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--http-listen: port must be a number from 0 to 65535, got \"", port_text, "\""));
+  }
+  std::unique_ptr<HttpServer> s(new HttpServer(std::move(options)));
+  const HttpServer::Options& o = s->options_;
+  if (!o.tls_cert.empty()) {
+    auto ssl = std::make_unique<httplib::SSLServer>(o.tls_cert.c_str(), o.tls_key.c_str(),
+                                                    o.tls_client_ca.empty() ? nullptr : o.tls_client_ca.c_str());
+    if (!ssl->is_valid()) {
+      return absl::InvalidArgumentError("--http-listen: cannot load the TLS certificate, key or client CA");
+    }
+    s->server_ = std::move(ssl);
+  } else {
+    s->server_ = std::make_unique<httplib::Server>();
+  }
+  s->Route();
+  const std::string bind_host = *host == "localhost" ? "127.0.0.1" : *host;
+  if (port == 0) {
+    s->port_ = s->server_->bind_to_any_port(bind_host);
+  } else {
+    s->port_ = s->server_->bind_to_port(bind_host, port) ? port : -1;
+  }
+  if (s->port_ <= 0) {
+    return absl::UnavailableError(absl::StrCat("--http-listen: cannot listen on ", o.listen,
+                                               " (address in use or not on this machine)"));
+  }
+  HttpServer* raw = s.get();
+  s->thread_ = std::thread([raw] { raw->server_->listen_after_bind(); });
+  // stop() is a no-op until the loop runs: wait for it, so that a Shutdown
+  // right after Start cannot leave the thread listening forever.
+  const absl::Time deadline = absl::Now() + absl::Seconds(10);
+  while (!s->server_->is_running() && absl::Now() < deadline) absl::SleepFor(absl::Milliseconds(1));
+  return s;
+}
+
+void HttpServer::Route() {
+  auto authorized = [this](const httplib::Request& req, httplib::Response& res) {
+    absl::Status st;
+    if (req.has_header("Authorization")) {
+      const std::string value = req.get_header_value("Authorization");
+      const absl::string_view view(value);
+      st = options_.authenticator.CheckAuthorization(Role::kClient, &view);
+    } else {
+      st = options_.authenticator.CheckAuthorization(Role::kClient, nullptr);
+    }
+    if (st.ok()) return true;
+    res.status = st.code() == absl::StatusCode::kPermissionDenied ? 403 : 401;
+    res.set_header("WWW-Authenticate", "Bearer");
+    res.set_content(absl::StrCat(st.message(), "\n"), "text/plain; charset=utf-8");
+    return false;
+  };
+  server_->Get("/healthz", [](const httplib::Request&, httplib::Response& res) {
+    res.set_content("ok\n", "text/plain; charset=utf-8");
+  });
+  server_->Get("/metrics", [this, authorized](const httplib::Request& req, httplib::Response& res) {
+    if (!authorized(req, res)) return;
+    res.set_content(PrometheusText(options_.coordinator->Metrics()), "text/plain; version=0.0.4; charset=utf-8");
+  });
+  server_->Get("/", [this, authorized](const httplib::Request& req, httplib::Response& res) {
+    if (!authorized(req, res)) return;
+    res.set_header("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'");
+    res.set_content(StatusPageHtml(*options_.coordinator, options_.page_jobs, options_.page_timelines),
+                    "text/html; charset=utf-8");
+  });
+}
+
+void HttpServer::Shutdown() {
+  if (server_) server_->stop();
+  if (thread_.joinable()) thread_.join();
+}
+
+}  // namespace busyfleet::coordinator

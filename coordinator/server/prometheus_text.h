@@ -1,0 +1,21 @@
+#ifndef BUSYFLEET_COORDINATOR_SERVER_PROMETHEUS_TEXT_H_
+#define BUSYFLEET_COORDINATOR_SERVER_PROMETHEUS_TEXT_H_
+
+#include <string>
+
+#include "coordinator/core/metrics.h"
+
+namespace busyfleet::coordinator {
+
+// The Prometheus text exposition format (version 0.0.4), every name
+// prefixed busyfleet_: busyfleet_workers{state}, busyfleet_slots,
+// busyfleet_tasks_running, busyfleet_queue_depth, busyfleet_jobs{state},
+// busyfleet_jobs_submitted_total, busyfleet_tasks_total{state=dispatched|
+// succeeded|failed|retried}, busyfleet_task_duration_seconds (histogram).
+// Every state label is present (zero when none), so series do not appear
+// and vanish.
+std::string PrometheusText(const MetricsSnapshot& m);
+
+}  // namespace busyfleet::coordinator
+
+#endif  // BUSYFLEET_COORDINATOR_SERVER_PROMETHEUS_TEXT_H_

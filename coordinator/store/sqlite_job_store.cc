@@ -1,0 +1,493 @@
+#include "coordinator/store/sqlite_job_store.h"
+
+#include <sqlite3.h>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "common/status_macros.h"
+
+namespace busyfleet::coordinator {
+namespace {
+
+constexpr int kSchemaVersion = 1;
+
+constexpr const char* kSchema = R"sql(
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS jobs (
+  id TEXT PRIMARY KEY,
+  seq INTEGER NOT NULL,
+  spec BLOB NOT NULL,
+  state INTEGER NOT NULL,
+  error TEXT NOT NULL,
+  submitted_ns INTEGER,
+  finished_ns INTEGER,
+  succeeded INTEGER NOT NULL, failed INTEGER NOT NULL, cancelled INTEGER NOT NULL,
+  retries INTEGER NOT NULL, duplicates INTEGER NOT NULL,
+  iterations_total INTEGER NOT NULL, iterations_done INTEGER NOT NULL,
+  backups INTEGER NOT NULL, backups_won INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS jobs_by_seq ON jobs (seq);
+CREATE TABLE IF NOT EXISTS tasks (
+  job_id TEXT NOT NULL,
+  idx INTEGER NOT NULL,
+  iterations INTEGER NOT NULL,
+  duration_ns INTEGER NOT NULL,
+  state INTEGER NOT NULL,
+  attempt INTEGER NOT NULL,
+  worker TEXT NOT NULL, host TEXT NOT NULL, slot INTEGER NOT NULL,
+  assigned_ns INTEGER, started_ns INTEGER, ended_ns INTEGER, result_ns INTEGER,
+  cpu_ns INTEGER NOT NULL, iterations_done INTEGER NOT NULL,
+  error TEXT NOT NULL, failures TEXT NOT NULL,
+  speculated INTEGER NOT NULL, backup_won INTEGER NOT NULL,
+  PRIMARY KEY (job_id, idx)) WITHOUT ROWID;
+)sql";
+
+// RAII prepared statement.
+class Stmt {
+ public:
+  Stmt(sqlite3* db, const char* sql) { rc_ = sqlite3_prepare_v2(db, sql, -1, &stmt_, nullptr); }
+  ~Stmt() { sqlite3_finalize(stmt_); }
+  Stmt(const Stmt&) = delete;
+  Stmt& operator=(const Stmt&) = delete;
+  bool ok() const { return rc_ == SQLITE_OK; }
+  sqlite3_stmt* get() { return stmt_; }
+  void Text(int i, const std::string& s) { sqlite3_bind_text(stmt_, i, s.data(), static_cast<int>(s.size()), SQLITE_TRANSIENT); }
+  void Blob(int i, const std::string& s) { sqlite3_bind_blob(stmt_, i, s.data(), static_cast<int>(s.size()), SQLITE_TRANSIENT); }
+  void Int(int i, int64_t v) { sqlite3_bind_int64(stmt_, i, v); }
+  void Time(int i, absl::Time t) {
+    if (t == absl::InfinitePast()) {
+      sqlite3_bind_null(stmt_, i);
+    } else {
+      sqlite3_bind_int64(stmt_, i, absl::ToUnixNanos(t));
+    }
+  }
+  int64_t ColInt(int i) { return sqlite3_column_int64(stmt_, i); }
+  std::string ColText(int i) {
+    const auto* p = reinterpret_cast<const char*>(sqlite3_column_text(stmt_, i));
+    return p ? std::string(p, static_cast<size_t>(sqlite3_column_bytes(stmt_, i))) : std::string();
+  }
+  std::string ColBlob(int i) {
+    const auto* p = static_cast<const char*>(sqlite3_column_blob(stmt_, i));
+    return p ? std::string(p, static_cast<size_t>(sqlite3_column_bytes(stmt_, i))) : std::string();
+  }
+  absl::Time ColTime(int i) {
+    if (sqlite3_column_type(stmt_, i) == SQLITE_NULL) return absl::InfinitePast();
+    return absl::FromUnixNanos(sqlite3_column_int64(stmt_, i));
+  }
+
+ private:
+  sqlite3_stmt* stmt_ = nullptr;
+  int rc_ = SQLITE_OK;
+};
+
+absl::Status SqlError(sqlite3* db, absl::string_view what) {
+  return absl::InternalError(absl::StrCat(what, ": ", sqlite3_errmsg(db)));
+}
+
+absl::Status Exec(sqlite3* db, const char* sql) {
+  char* err = nullptr;
+  if (sqlite3_exec(db, sql, nullptr, nullptr, &err) != SQLITE_OK) {
+    absl::Status s = absl::InternalError(err ? err : "unknown SQLite error");
+    sqlite3_free(err);
+    return s;
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+// The writer's two statements, prepared on its first commit.
+struct SqliteJobStore::WriteStatements {
+  explicit WriteStatements(sqlite3* db)
+      : job(db, R"sql(
+    INSERT INTO jobs (id, seq, spec, state, error, submitted_ns, finished_ns, succeeded, failed, cancelled,
+                      retries, duplicates, iterations_total, iterations_done, backups, backups_won)
+    VALUES (?1, COALESCE((SELECT seq FROM jobs WHERE id = ?1), (SELECT COALESCE(MAX(seq), 0) + 1 FROM jobs)),
+            ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)
+    ON CONFLICT (id) DO UPDATE SET spec=?2, state=?3, error=?4, submitted_ns=?5, finished_ns=?6,
+      succeeded=?7, failed=?8, cancelled=?9, retries=?10, duplicates=?11, iterations_total=?12,
+      iterations_done=?13, backups=?14, backups_won=?15;)sql"),
+        task(db, R"sql(
+    INSERT OR REPLACE INTO tasks (job_id, idx, iterations, duration_ns, state, attempt, worker, host, slot,
+      assigned_ns, started_ns, ended_ns, result_ns, cpu_ns, iterations_done, error, failures, speculated,
+      backup_won)
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19);)sql") {}
+  Stmt job;
+  Stmt task;
+};
+
+absl::StatusOr<std::unique_ptr<SqliteJobStore>> SqliteJobStore::Open(const std::string& path) {
+  sqlite3* db = nullptr;
+  auto fail = [&](absl::string_view why) {
+    std::string msg = absl::StrCat("database ", path, ": ", why, db ? absl::StrCat(" (", sqlite3_errmsg(db), ")") : "");
+    if (db) sqlite3_close_v2(db);  // also frees it while statements are still open
+    return absl::FailedPreconditionError(msg);
+  };
+  if (sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
+                      nullptr) != SQLITE_OK) {
+    return fail("cannot open");
+  }
+  sqlite3_busy_timeout(db, 5000);
+  // Reading the header fails at once on a file that is not a database.
+  if (!Exec(db, "PRAGMA journal_mode=WAL;").ok()) return fail("not an SQLite database, or unreadable");
+  if (!Exec(db, "PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=OFF;").ok()) return fail("cannot configure");
+  {
+    Stmt check(db, "PRAGMA quick_check;");
+    if (!check.ok() || sqlite3_step(check.get()) != SQLITE_ROW) return fail("integrity check could not run");
+    const std::string result = check.ColText(0);
+    if (result != "ok") return fail(absl::StrCat("integrity check failed: ", result));
+  }
+  // A database of someone else's: tables but no busyfleet meta.
+  {
+    Stmt tables(db, "SELECT count(*) FROM sqlite_master WHERE type='table' AND name NOT IN ('meta','jobs','tasks');");
+    if (!tables.ok() || sqlite3_step(tables.get()) != SQLITE_ROW) return fail("cannot read the schema");
+    if (tables.ColInt(0) > 0) return fail("is not a busyfleet database (it has other tables)");
+  }
+  if (!Exec(db, kSchema).ok()) return fail("cannot create the schema");
+  {
+    Stmt version(db, "SELECT value FROM meta WHERE key='schema_version';");
+    if (!version.ok()) return fail("cannot read the schema version");
+    if (sqlite3_step(version.get()) == SQLITE_ROW) {
+      const std::string v = version.ColText(0);
+      if (v != std::to_string(kSchemaVersion)) {
+        return fail(absl::StrCat("has schema version ", v, "; this coordinator understands ", kSchemaVersion));
+      }
+    } else {
+      Stmt set(db, "INSERT INTO meta (key, value) VALUES ('schema_version', ?);");
+      set.Text(1, std::to_string(kSchemaVersion));
+      if (!set.ok() || sqlite3_step(set.get()) != SQLITE_DONE) return fail("cannot write the schema version");
+    }
+  }
+  return std::unique_ptr<SqliteJobStore>(new SqliteJobStore(db, path));
+}
+
+SqliteJobStore::SqliteJobStore(sqlite3* db, std::string path) : path_(std::move(path)), db_(db) {
+  writer_ = std::thread([this] { WriterLoop(); });
+}
+
+SqliteJobStore::~SqliteJobStore() {
+  {
+    absl::MutexLock lock(&mu_);
+    stopping_ = true;
+  }
+  writer_.join();
+  absl::MutexLock lock(&db_mu_);
+  writes_.reset();  // statements are finalised before the connection closes
+  sqlite3_close(db_);
+}
+
+absl::Status SqliteJobStore::CreateJob(const JobRecord& job) {
+  absl::MutexLock lock(&mu_);
+  if (!write_error_.ok()) return write_error_;
+  CopyJobHeader(job, &pending_.headers[job.id]);
+  std::vector<NewTask>& created = pending_.created[job.id];
+  created.reserve(job.tasks.size());
+  for (const TaskRecord& t : job.tasks) {
+    if (t.state == v1::TASK_STATE_QUEUED && t.attempt == 0) {
+      created.push_back({t.index, t.iterations, absl::ToInt64Nanoseconds(t.duration)});
+    } else {
+      pending_.tasks[job.id].insert_or_assign(t.index, TaskRow(t));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status SqliteJobStore::SaveJob(const JobRecord& job, const std::vector<uint32_t>& changed_tasks) {
+  absl::MutexLock lock(&mu_);
+  if (!write_error_.ok()) return write_error_;
+  auto [header, added] = pending_.headers.try_emplace(job.id);
+  // The spec (a protobuf) is copied once per batch, not on every change.
+  if (added) {
+    CopyJobHeader(job, &header->second);
+  } else {
+    CopyJobProgress(job, &header->second);
+  }
+  if (changed_tasks.empty()) return absl::OkStatus();
+  absl::btree_map<uint32_t, TaskRow>& rows = pending_.tasks[job.id];
+  for (const uint32_t i : changed_tasks) {
+    if (i < job.tasks.size()) rows.insert_or_assign(i, TaskRow(job.tasks[i]));
+  }
+  return absl::OkStatus();
+}
+
+SqliteJobStore::TaskRow::TaskRow(const TaskRecord& t)
+    : index(t.index),
+      attempt(t.attempt),
+      slot(t.slot),
+      state(t.state),
+      iterations(t.iterations),
+      duration(t.duration),
+      worker(t.worker),
+      host(t.host),
+      error(t.error),
+      failures(absl::StrJoin(t.failures, "\n")),
+      assigned_at(t.assigned_at),
+      started_at(t.started_at),
+      ended_at(t.ended_at),
+      result_at(t.result_at),
+      cpu_ns(t.cpu_ns),
+      iterations_done(t.iterations_done),
+      speculated(t.speculated),
+      backup_won(t.backup_won) {}
+
+void SqliteJobStore::WriterLoop() {
+  bool committed = false;  // the last round wrote something
+  for (;;) {
+    Pending batch;
+    {
+      absl::MutexLock lock(&mu_);
+      // Group commit: let a few milliseconds of changes gather into one
+      // transaction (a busy coordinator changes thousands of rows a second;
+      // a transaction each would cost the dispatch path its CPU). After a
+      // commit this thread naps first rather than waiting for the next
+      // change, so a busy coordinator never wakes it on its dispatch path.
+      auto stop = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stopping_ || flush_waiters_ > 0; };
+      if (committed) mu_.AwaitWithTimeout(absl::Condition(&stop), kGroupCommitDelay);
+      if (pending_.empty()) {
+        // Idle: the first change wakes it, then the rest gather.
+        auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stopping_ || !pending_.empty(); };
+        mu_.Await(absl::Condition(&ready));
+        if (pending_.empty() && stopping_) return;
+        mu_.AwaitWithTimeout(absl::Condition(&stop), kGroupCommitDelay);
+      }
+      std::swap(batch, pending_);
+      writing_ = true;
+      for (const auto& [id, header] : batch.headers) writing_ids_.insert(id);
+      for (const auto& [id, tasks] : batch.created) writing_ids_.insert(id);
+    }
+    absl::Status status;
+    {
+      absl::MutexLock db_lock(&db_mu_);
+      status = Commit(batch);
+    }
+    committed = true;
+    absl::MutexLock lock(&mu_);
+    writing_ = false;
+    writing_ids_.clear();
+    ++commits_;
+    if (!status.ok() && write_error_.ok()) {
+      write_error_ = absl::InternalError(absl::StrCat("database ", path_, ": ", status.message()));
+    }
+  }
+}
+
+absl::Status SqliteJobStore::Commit(const Pending& batch) {
+  if (auto s = Exec(db_, "BEGIN IMMEDIATE;"); !s.ok()) return s;
+  // Prepared once: parsing the two statements cost more than a small batch.
+  if (writes_ == nullptr) {
+    auto writes = std::make_unique<WriteStatements>(db_);
+    if (!writes->job.ok() || !writes->task.ok()) {
+      Exec(db_, "ROLLBACK;").IgnoreError();
+      return SqlError(db_, "prepare");
+    }
+    writes_ = std::move(writes);
+  }
+  Stmt& job = writes_->job;
+  Stmt& task = writes_->task;
+  // Runs a bound statement; on failure rolls the batch back.
+  auto step = [this](Stmt& stmt, absl::string_view what) ABSL_EXCLUSIVE_LOCKS_REQUIRED(db_mu_) {
+    if (sqlite3_step(stmt.get()) == SQLITE_DONE) return absl::OkStatus();
+    absl::Status s = SqlError(db_, what);
+    Exec(db_, "ROLLBACK;").IgnoreError();
+    return s;
+  };
+  for (const auto& [id, j] : batch.headers) {
+    sqlite3_reset(job.get());
+    job.Text(1, id);
+    job.Blob(2, j.spec.SerializeAsString());
+    job.Int(3, j.state);
+    job.Text(4, j.error);
+    job.Time(5, j.submitted_at);
+    job.Time(6, j.finished_at);
+    job.Int(7, j.succeeded);
+    job.Int(8, j.failed);
+    job.Int(9, j.cancelled);
+    job.Int(10, j.retries);
+    job.Int(11, j.duplicates);
+    job.Int(12, static_cast<int64_t>(j.iterations_total));
+    job.Int(13, static_cast<int64_t>(j.iterations_done));
+    job.Int(14, j.backups);
+    job.Int(15, j.backups_won);
+    BF_RETURN_IF_ERROR(step(job, "saving a job"));
+  }
+  // A job's new rows first: its changed rows (below) replace them.
+  for (const auto& [job_id, created] : batch.created) {
+    for (const NewTask& n : created) {
+      sqlite3_reset(task.get());
+      task.Text(1, job_id);
+      task.Int(2, n.index);
+      task.Int(3, static_cast<int64_t>(n.iterations));
+      task.Int(4, n.duration_ns);
+      task.Int(5, v1::TASK_STATE_QUEUED);
+      task.Int(6, 0);
+      task.Text(7, "");
+      task.Text(8, "");
+      task.Int(9, 0);
+      for (int column = 10; column <= 13; ++column) task.Time(column, absl::InfinitePast());
+      task.Int(14, 0);
+      task.Int(15, 0);
+      task.Text(16, "");
+      task.Text(17, "");
+      task.Int(18, 0);
+      task.Int(19, 0);
+      BF_RETURN_IF_ERROR(step(task, "saving a task"));
+    }
+  }
+  for (const auto& [job_id, rows] : batch.tasks) {
+    for (const auto& [index, t] : rows) {
+      sqlite3_reset(task.get());
+      task.Text(1, job_id);
+      task.Int(2, t.index);
+      task.Int(3, static_cast<int64_t>(t.iterations));
+      task.Int(4, absl::ToInt64Nanoseconds(t.duration));
+      task.Int(5, t.state);
+      task.Int(6, t.attempt);
+      task.Text(7, t.worker);
+      task.Text(8, t.host);
+      task.Int(9, t.slot);
+      task.Time(10, t.assigned_at);
+      task.Time(11, t.started_at);
+      task.Time(12, t.ended_at);
+      task.Time(13, t.result_at);
+      task.Int(14, t.cpu_ns);
+      task.Int(15, static_cast<int64_t>(t.iterations_done));
+      task.Text(16, t.error);
+      task.Text(17, t.failures);
+      task.Int(18, t.speculated ? 1 : 0);
+      task.Int(19, t.backup_won ? 1 : 0);
+      BF_RETURN_IF_ERROR(step(task, "saving a task"));
+    }
+  }
+  sqlite3_reset(job.get());
+  sqlite3_reset(task.get());
+  return Exec(db_, "COMMIT;");
+}
+
+absl::Status SqliteJobStore::Flush() const {
+  absl::MutexLock lock(&mu_);
+  ++flush_waiters_;  // no group-commit delay while someone waits
+  auto idle = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return pending_.empty() && !writing_; };
+  mu_.Await(absl::Condition(&idle));
+  --flush_waiters_;
+  return write_error_;
+}
+
+uint64_t SqliteJobStore::commits() const {
+  absl::MutexLock lock(&mu_);
+  return commits_;
+}
+
+absl::StatusOr<JobRecord> SqliteJobStore::LoadJobLocked(const std::string& id) const {
+  Stmt job(db_, R"sql(SELECT spec, state, error, submitted_ns, finished_ns, succeeded, failed, cancelled,
+                             retries, duplicates, iterations_total, iterations_done, backups, backups_won
+                      FROM jobs WHERE id = ?;)sql");
+  if (!job.ok()) return SqlError(db_, "loading a job");
+  job.Text(1, id);
+  const int rc = sqlite3_step(job.get());
+  if (rc == SQLITE_DONE) return absl::NotFoundError(absl::StrCat("job ", id, " not found"));
+  if (rc != SQLITE_ROW) return SqlError(db_, "loading a job");
+  JobRecord r;
+  r.id = id;
+  if (!r.spec.ParseFromString(job.ColBlob(0))) {
+    return absl::DataLossError(absl::StrCat("database ", path_, ": job ", id, " has an unreadable spec"));
+  }
+  r.state = static_cast<v1::JobState>(job.ColInt(1));
+  r.error = job.ColText(2);
+  r.submitted_at = job.ColTime(3);
+  r.finished_at = job.ColTime(4);
+  r.succeeded = static_cast<uint32_t>(job.ColInt(5));
+  r.failed = static_cast<uint32_t>(job.ColInt(6));
+  r.cancelled = static_cast<uint32_t>(job.ColInt(7));
+  r.retries = static_cast<uint32_t>(job.ColInt(8));
+  r.duplicates = static_cast<uint32_t>(job.ColInt(9));
+  r.iterations_total = static_cast<uint64_t>(job.ColInt(10));
+  r.iterations_done = static_cast<uint64_t>(job.ColInt(11));
+  r.backups = static_cast<uint32_t>(job.ColInt(12));
+  r.backups_won = static_cast<uint32_t>(job.ColInt(13));
+
+  Stmt tasks(db_, R"sql(SELECT idx, iterations, duration_ns, state, attempt, worker, host, slot, assigned_ns,
+      started_ns, ended_ns, result_ns, cpu_ns, iterations_done, error, failures, speculated, backup_won
+      FROM tasks WHERE job_id = ? ORDER BY idx;)sql");
+  if (!tasks.ok()) return SqlError(db_, "loading tasks");
+  tasks.Text(1, id);
+  while (sqlite3_step(tasks.get()) == SQLITE_ROW) {
+    TaskRecord t;
+    t.index = static_cast<uint32_t>(tasks.ColInt(0));
+    t.iterations = static_cast<uint64_t>(tasks.ColInt(1));
+    t.duration = absl::Nanoseconds(tasks.ColInt(2));
+    t.state = static_cast<v1::TaskState>(tasks.ColInt(3));
+    t.attempt = static_cast<uint32_t>(tasks.ColInt(4));
+    t.worker = tasks.ColText(5);
+    t.host = tasks.ColText(6);
+    t.slot = static_cast<uint32_t>(tasks.ColInt(7));
+    t.assigned_at = tasks.ColTime(8);
+    t.started_at = tasks.ColTime(9);
+    t.ended_at = tasks.ColTime(10);
+    t.result_at = tasks.ColTime(11);
+    t.cpu_ns = tasks.ColInt(12);
+    t.iterations_done = static_cast<uint64_t>(tasks.ColInt(13));
+    t.error = tasks.ColText(14);
+    const std::string failures = tasks.ColText(15);
+    if (!failures.empty()) t.failures = absl::StrSplit(failures, '\n');
+    t.speculated = tasks.ColInt(16) != 0;
+    t.backup_won = tasks.ColInt(17) != 0;
+    if (t.index != r.tasks.size()) {
+      return absl::DataLossError(absl::StrCat("database ", path_, ": job ", id, " is missing task ", r.tasks.size()));
+    }
+    r.tasks.push_back(std::move(t));
+  }
+  for (const TaskRecord& t : r.tasks) {
+    if (t.state == v1::TASK_STATE_RUNNING) ++r.running;
+  }
+  return r;
+}
+
+absl::StatusOr<JobRecord> SqliteJobStore::LoadJob(absl::string_view id) const {
+  if (auto s = Flush(); !s.ok()) return s;
+  absl::MutexLock lock(&db_mu_);
+  return LoadJobLocked(std::string(id));
+}
+
+absl::StatusOr<bool> SqliteJobStore::HasJob(absl::string_view id) const {
+  {
+    absl::MutexLock lock(&mu_);
+    if (pending_.headers.contains(std::string(id)) || writing_ids_.contains(std::string(id))) return true;
+  }
+  absl::MutexLock lock(&db_mu_);
+  Stmt q(db_, "SELECT 1 FROM jobs WHERE id = ?;");
+  if (!q.ok()) return SqlError(db_, "looking up a job");
+  q.Text(1, std::string(id));
+  return sqlite3_step(q.get()) == SQLITE_ROW;
+}
+
+absl::StatusOr<std::vector<std::string>> SqliteJobStore::ListJobIds(size_t limit) const {
+  if (auto s = Flush(); !s.ok()) return s;
+  absl::MutexLock lock(&db_mu_);
+  Stmt q(db_, "SELECT id FROM jobs ORDER BY seq DESC LIMIT ?;");
+  if (!q.ok()) return SqlError(db_, "listing jobs");
+  q.Int(1, static_cast<int64_t>(limit));
+  std::vector<std::string> ids;
+  while (sqlite3_step(q.get()) == SQLITE_ROW) ids.push_back(q.ColText(0));
+  return ids;
+}
+
+absl::StatusOr<std::vector<JobRecord>> SqliteJobStore::LoadUnfinished() const {
+  if (auto s = Flush(); !s.ok()) return s;
+  absl::MutexLock lock(&db_mu_);
+  Stmt q(db_, "SELECT id FROM jobs WHERE state NOT IN (?, ?, ?) ORDER BY seq;");
+  if (!q.ok()) return SqlError(db_, "listing unfinished jobs");
+  q.Int(1, v1::JOB_STATE_SUCCEEDED);
+  q.Int(2, v1::JOB_STATE_FAILED);
+  q.Int(3, v1::JOB_STATE_CANCELLED);
+  std::vector<std::string> ids;
+  while (sqlite3_step(q.get()) == SQLITE_ROW) ids.push_back(q.ColText(0));
+  std::vector<JobRecord> out;
+  for (const std::string& id : ids) {
+    auto job = LoadJobLocked(id);
+    if (!job.ok()) return job.status();
+    out.push_back(*std::move(job));
+  }
+  return out;
+}
+
+}  // namespace busyfleet::coordinator
