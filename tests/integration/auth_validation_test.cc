@@ -17,6 +17,7 @@
 #include "coordinator/core/limits.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "tests/testing/status_matchers.h"
+#include "tests/testing/specs.h"
 
 namespace busyfleet::testing {
 namespace {
@@ -189,14 +190,6 @@ class ValidationTest : public ::testing::Test {
   std::unique_ptr<v1::CoordinatorService::Stub> client_;
 };
 
-v1::JobSpec Chapter() {
-  v1::JobSpec s;
-  s.set_kind(v1::TASK_KIND_COUNTDOWN);
-  s.set_tasks(4);
-  s.set_iterations(10'000'000);
-  return s;
-}
-
 struct Case {
   std::string name;
   std::function<void(v1::JobSpec&)> mutate;
@@ -249,7 +242,7 @@ TEST_F(ValidationTest, EveryFieldAtAndBeyondItsLimit) {
        "task_timeout must be between 0s and 24h"},
   };
   for (const Case& c : cases) {
-    v1::JobSpec spec = Chapter();
+    v1::JobSpec spec = Countdown(4, 10'000'000);
     c.mutate(spec);
     const grpc::Status st = Submit(spec);
     if (c.error.empty()) {
@@ -263,12 +256,12 @@ TEST_F(ValidationTest, EveryFieldAtAndBeyondItsLimit) {
 }
 
 TEST_F(ValidationTest, OversizedMessageIsRefusedAndTheServerStaysUp) {
-  v1::JobSpec spec = Chapter();
+  v1::JobSpec spec = Countdown(4, 10'000'000);
   spec.set_name(std::string(20 * 1024 * 1024, 'x'));  // over the 16 MiB message limit
   const grpc::Status st = Submit(spec);
   EXPECT_EQ(st.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED) << st.error_message();
   EXPECT_TRUE(Healthy());
-  EXPECT_TRUE(Submit(Chapter()).ok());
+  EXPECT_TRUE(Submit(Countdown(4, 10'000'000)).ok());
 }
 
 TEST_F(ValidationTest, ListJobsLimitIsChecked) {

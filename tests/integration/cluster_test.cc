@@ -48,7 +48,7 @@ bool WaitForProgress(coordinator::Coordinator& c, const std::string& job_id,
 
 TEST(ClusterTest, JobCompletesWithEveryTaskAccountedOnce) {
   ASSERT_OK_AND_ASSIGN(auto cluster, InProcessCluster::Start({.workers = 2, .slots_per_worker = 1}));
-  ASSERT_OK_AND_ASSIGN(std::string id, cluster->Submit(InProcessCluster::Countdown(8, 1'000'000)));
+  ASSERT_OK_AND_ASSIGN(std::string id, cluster->Submit(Countdown(8, 1'000'000)));
   ASSERT_OK_AND_ASSIGN(v1::JobReport r, cluster->WaitForJob(id, absl::Now() + kJobDeadline));
   EXPECT_EQ(r.state(), v1::JOB_STATE_SUCCEEDED);
   EXPECT_EQ(r.schema(), 1u);
@@ -81,7 +81,7 @@ TEST(ClusterTest, JobCompletesWithEveryTaskAccountedOnce) {
 TEST(ClusterTest, CancelStopsRunningCountdownsWithin100ms) {
   ASSERT_OK_AND_ASSIGN(auto cluster, InProcessCluster::Start({.workers = 2, .slots_per_worker = 1}));
   // Each task would take about an hour.
-  ASSERT_OK_AND_ASSIGN(std::string id, cluster->Submit(InProcessCluster::Countdown(2, 10'000'000'000'000)));
+  ASSERT_OK_AND_ASSIGN(std::string id, cluster->Submit(Countdown(2, 10'000'000'000'000)));
   ASSERT_TRUE(WaitForProgress(
       cluster->coordinator(), id, [](const v1::JobProgress& p) { return p.tasks_running() == 2; },
       absl::Now() + absl::Seconds(10)));
@@ -100,8 +100,8 @@ TEST(ClusterTest, CancelStopsRunningCountdownsWithin100ms) {
 
 TEST(ClusterTest, TwoConcurrentJobsBothProgress) {
   ASSERT_OK_AND_ASSIGN(auto cluster, InProcessCluster::Start({.workers = 2, .slots_per_worker = 1}));
-  ASSERT_OK_AND_ASSIGN(std::string a, cluster->Submit(InProcessCluster::Countdown(6, 30'000'000)));
-  ASSERT_OK_AND_ASSIGN(std::string b, cluster->Submit(InProcessCluster::Countdown(6, 30'000'000)));
+  ASSERT_OK_AND_ASSIGN(std::string a, cluster->Submit(Countdown(6, 30'000'000)));
+  ASSERT_OK_AND_ASSIGN(std::string b, cluster->Submit(Countdown(6, 30'000'000)));
   ASSERT_OK_AND_ASSIGN(v1::JobReport ra, cluster->WaitForJob(a, absl::Now() + kJobDeadline));
   ASSERT_OK_AND_ASSIGN(v1::JobReport rb, cluster->WaitForJob(b, absl::Now() + kJobDeadline));
   EXPECT_EQ(ra.state(), v1::JOB_STATE_SUCCEEDED);
@@ -116,7 +116,7 @@ TEST(ClusterTest, TwoConcurrentJobsBothProgress) {
 
 TEST(ClusterTest, StoppedWorkerTasksAreRequeuedAndTheJobSucceeds) {
   ASSERT_OK_AND_ASSIGN(auto cluster, InProcessCluster::Start({.workers = 2, .slots_per_worker = 1}));
-  ASSERT_OK_AND_ASSIGN(std::string id, cluster->Submit(InProcessCluster::Countdown(4, 300'000'000)));
+  ASSERT_OK_AND_ASSIGN(std::string id, cluster->Submit(Countdown(4, 300'000'000)));
   ASSERT_TRUE(WaitForProgress(
       cluster->coordinator(), id, [](const v1::JobProgress& p) { return p.tasks_running() == 2; },
       absl::Now() + absl::Seconds(10)));
@@ -132,7 +132,7 @@ TEST(ClusterTest, StoppedWorkerTasksAreRequeuedAndTheJobSucceeds) {
 
 TEST(ClusterTest, DrainingWorkerFinishesRunningTasksAndHandsBackTheRest) {
   ASSERT_OK_AND_ASSIGN(auto cluster, InProcessCluster::Start({.workers = 2, .slots_per_worker = 1}));
-  ASSERT_OK_AND_ASSIGN(std::string id, cluster->Submit(InProcessCluster::Countdown(6, 200'000'000)));
+  ASSERT_OK_AND_ASSIGN(std::string id, cluster->Submit(Countdown(6, 200'000'000)));
   ASSERT_TRUE(WaitForProgress(
       cluster->coordinator(), id, [](const v1::JobProgress& p) { return p.tasks_running() == 2; },
       absl::Now() + absl::Seconds(10)));
@@ -154,7 +154,7 @@ TEST(ClusterTest, HeartbeatsAreNotStarvedBySlotsBusyAtFullCpu) {
                                                 .slots_per_worker = 2,
                                                 .worker_timeout = absl::Milliseconds(750),
                                                 .heartbeat_interval = absl::Milliseconds(100)}));
-  ASSERT_OK_AND_ASSIGN(std::string id, cluster->Submit(InProcessCluster::Countdown(4, 2'000'000'000)));
+  ASSERT_OK_AND_ASSIGN(std::string id, cluster->Submit(Countdown(4, 2'000'000'000)));
   ASSERT_OK_AND_ASSIGN(v1::JobReport r, cluster->WaitForJob(id, absl::Now() + kJobDeadline));
   EXPECT_EQ(r.state(), v1::JOB_STATE_SUCCEEDED);
   EXPECT_EQ(r.retries(), 0u);
@@ -169,7 +169,7 @@ TEST(ClusterTest, SpinSleepAndProcessModeTasksRun) {
   spin.mutable_duration()->set_nanos(50'000'000);
   v1::JobSpec sleep = spin;
   sleep.set_kind(v1::TASK_KIND_SLEEP);
-  v1::JobSpec process = InProcessCluster::Countdown(2, 10'000'000);
+  v1::JobSpec process = Countdown(2, 10'000'000);
   process.set_exec(v1::EXEC_MODE_PROCESS);
   for (const v1::JobSpec& spec : {spin, sleep, process}) {
     ASSERT_OK_AND_ASSIGN(std::string id, cluster->Submit(spec));
@@ -191,7 +191,7 @@ TEST(ClusterTest, SpinSleepAndProcessModeTasksRun) {
 
 TEST(ClusterTest, TaskTimeoutFailsTheJobAfterMaxAttempts) {
   ASSERT_OK_AND_ASSIGN(auto cluster, InProcessCluster::Start({.workers = 2, .slots_per_worker = 1}));
-  v1::JobSpec spec = InProcessCluster::Countdown(1, 10'000'000'000'000);
+  v1::JobSpec spec = Countdown(1, 10'000'000'000'000);
   spec.mutable_task_timeout()->set_nanos(20'000'000);
   spec.set_max_attempts(2);
   ASSERT_OK_AND_ASSIGN(std::string id, cluster->Submit(spec));
@@ -213,7 +213,7 @@ TEST(ClusterTest, RestartedCoordinatorIsRejoinedByWorkers) {
   so.listen = address;
   ASSERT_OK_AND_ASSIGN(auto restarted, coordinator::CoordinatorServer::Start(so));
   ASSERT_TRUE(w.WaitAttachCount(2, absl::Now() + absl::Seconds(20)));
-  auto result = restarted->coordinator().Submit(InProcessCluster::Countdown(2, 1'000'000));
+  auto result = restarted->coordinator().Submit(Countdown(2, 1'000'000));
   ASSERT_OK(result);
   restarted->Shutdown(absl::Seconds(1));
 }

@@ -76,12 +76,4 @@ absl::StatusOr<v1::JobReport> InProcessCluster::WaitForJob(const std::string& jo
   return *report;
 }
 
-v1::JobSpec InProcessCluster::Countdown(uint32_t tasks, uint64_t iterations) {
-  v1::JobSpec spec;
-  spec.set_kind(v1::TASK_KIND_COUNTDOWN);
-  spec.set_tasks(tasks);
-  spec.set_iterations(iterations);
-  return spec;
-}
-
 }  // namespace busyfleet::testing

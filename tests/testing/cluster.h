@@ -13,6 +13,7 @@
 #include "busyfleet/v1/coordinator.pb.h"
 #include "coordinator/server/coordinator_server.h"
 #include "worker/worker_client.h"
+#include "tests/testing/specs.h"
 
 namespace busyfleet::testing {
 
@@ -46,9 +47,6 @@ class InProcessCluster {
   // Blocks (on the coordinator's watch, no polling) until the job ends;
   // DeadlineExceeded at `deadline`.
   absl::StatusOr<v1::JobReport> WaitForJob(const std::string& job_id, absl::Time deadline);
-
-  // A countdown spec: `tasks` x `iterations`.
-  static v1::JobSpec Countdown(uint32_t tasks, uint64_t iterations);
 
  private:
   InProcessCluster() = default;

@@ -28,10 +28,12 @@
 #include "common/clock.h"
 #include "coordinator/store/job_store.h"
 #include "tests/testing/status_matchers.h"
+#include "tests/testing/specs.h"
 
 namespace busyfleet::coordinator {
 namespace {
 
+using ::busyfleet::testing::Countdown;
 using ::busyfleet::testing::StatusIs;
 using ::testing::AllOf;
 using ::testing::ElementsAre;
@@ -121,15 +123,6 @@ v1::Hello MakeHello(const std::string& name, uint32_t slots, const std::string& 
   h.add_exec_modes(v1::EXEC_MODE_PROCESS);
   h.set_sent_mono_ns(777);
   return h;
-}
-
-v1::JobSpec Countdown(uint32_t tasks, uint64_t iterations = 1000, const std::string& name = "") {
-  v1::JobSpec s;
-  s.set_name(name);
-  s.set_kind(v1::TASK_KIND_COUNTDOWN);
-  s.set_tasks(tasks);
-  s.set_iterations(iterations);
-  return s;
 }
 
 v1::TaskResult MakeResult(const v1::Assignment& a, v1::TaskState state, int64_t start_mono,

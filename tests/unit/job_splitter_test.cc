@@ -14,37 +14,16 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/testing/status_matchers.h"
+#include "tests/testing/specs.h"
 
 namespace busyfleet::coordinator {
 namespace {
 
+using ::busyfleet::testing::Countdown;
+using ::busyfleet::testing::CountdownTotal;
 using ::busyfleet::testing::StatusIs;
+using ::busyfleet::testing::Timed;
 using ::testing::HasSubstr;
-
-v1::JobSpec Countdown(uint32_t tasks, uint64_t iterations) {
-  v1::JobSpec spec;
-  spec.set_kind(v1::TASK_KIND_COUNTDOWN);
-  spec.set_tasks(tasks);
-  spec.set_iterations(iterations);
-  return spec;
-}
-
-v1::JobSpec CountdownTotal(uint32_t tasks, uint64_t total) {
-  v1::JobSpec spec;
-  spec.set_kind(v1::TASK_KIND_COUNTDOWN);
-  spec.set_tasks(tasks);
-  spec.set_total(total);
-  return spec;
-}
-
-v1::JobSpec Timed(v1::TaskKind kind, uint32_t tasks, int64_t seconds, int32_t nanos = 0) {
-  v1::JobSpec spec;
-  spec.set_kind(kind);
-  spec.set_tasks(tasks);
-  spec.mutable_duration()->set_seconds(seconds);
-  spec.mutable_duration()->set_nanos(nanos);
-  return spec;
-}
 
 std::vector<uint64_t> Iterations(const std::vector<TaskSpec>& tasks) {
   std::vector<uint64_t> out;
