@@ -34,17 +34,6 @@ constexpr int kMinBarWidth = 4;
 
 // "JOB_STATE_SUCCEEDED" -> "SUCCEEDED" (or lower-cased). Unknown values have
 // an empty name in the generated code.
-std::string EnumName(const std::string& full, absl::string_view prefix,
-                     bool lower) {
-  absl::string_view name = full;
-  if (!absl::ConsumePrefix(&name, prefix) || name.empty()) {
-    name = "UNSPECIFIED";
-  }
-  std::string out(name);
-  if (lower) absl::AsciiStrToLower(&out);
-  return out;
-}
-
 // A JSON number, or null for NaN and infinities (which JSON cannot hold).
 json Num(double value) {
   if (!std::isfinite(value)) return json(nullptr);
@@ -346,27 +335,6 @@ std::string TasksTable(const v1::JobReport& report) {
 }
 
 }  // namespace
-
-std::string JobStateName(v1::JobState state) {
-  return EnumName(v1::JobState_Name(state), "JOB_STATE_", /*lower=*/false);
-}
-
-std::string TaskStateName(v1::TaskState state) {
-  return EnumName(v1::TaskState_Name(state), "TASK_STATE_", /*lower=*/false);
-}
-
-std::string WorkerStateName(v1::WorkerState state) {
-  return EnumName(v1::WorkerState_Name(state), "WORKER_STATE_",
-                  /*lower=*/false);
-}
-
-std::string TaskKindName(v1::TaskKind kind) {
-  return EnumName(v1::TaskKind_Name(kind), "TASK_KIND_", /*lower=*/true);
-}
-
-std::string ExecModeName(v1::ExecMode mode) {
-  return EnumName(v1::ExecMode_Name(mode), "EXEC_MODE_", /*lower=*/true);
-}
 
 std::string Rfc3339(const google::protobuf::Timestamp& ts) {
   if (IsUnset(ts)) return "";

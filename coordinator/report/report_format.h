@@ -11,22 +11,18 @@
 #include "absl/time/time.h"
 #include "busyfleet/v1/coordinator.pb.h"
 #include "busyfleet/v1/types.pb.h"
+#include "coordinator/core/enum_names.h"
 #include "google/protobuf/timestamp.pb.h"
 #include "nlohmann/json.hpp"
 
 namespace busyfleet::report {
 
-// Enum names as users see them, in JSON and in tables:
-// JOB_STATE_SUCCEEDED -> "SUCCEEDED", TASK_STATE_RUNNING -> "RUNNING",
-// WORKER_STATE_READY -> "READY" (states upper-case);
-// TASK_KIND_COUNTDOWN -> "countdown", EXEC_MODE_THREAD -> "thread"
-// (lower-case). Unspecified or unknown values give "UNSPECIFIED" (states) or
-// "unspecified".
-std::string JobStateName(v1::JobState state);
-std::string TaskStateName(v1::TaskState state);
-std::string WorkerStateName(v1::WorkerState state);
-std::string TaskKindName(v1::TaskKind kind);
-std::string ExecModeName(v1::ExecMode mode);
+// Enum names as users see them (coordinator/core/enum_names.h).
+using coordinator::ExecModeName;
+using coordinator::JobStateName;
+using coordinator::TaskKindName;
+using coordinator::TaskStateName;
+using coordinator::WorkerStateName;
 
 // RFC 3339 in UTC with microseconds, always six fraction digits so that the
 // strings sort as the times do: "2026-11-26T02:33:56.123456Z".
