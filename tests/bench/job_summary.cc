@@ -1,5 +1,5 @@
 // A job's report without its task rows (GetJob with omit_tasks), as the
-// JSON of DESIGN.md: how the benchmark accounts for the tasks of a job too
+// JSON of docs/design.md: how the benchmark accounts for the tasks of a job too
 // large for `coordctl status` to list.
 //   job_summary --coordinator 127.0.0.1:7070 JOB [--token-file F]
 #include <cstdio>

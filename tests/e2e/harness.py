@@ -12,7 +12,7 @@ import unittest
 BIN_DIR = os.environ.get("BUSYFLEET_BIN_DIR", "build/release")
 DEADLINE = 30.0
 
-# The keys of DESIGN.md's JSON contract.
+# The keys of the JSON contract (docs/design.md, "JSON contract").
 REPORT_KEYS = {"schema", "id", "name", "state", "kind", "error", "timing", "workers", "tasks", "stragglers"}
 TIMING_KEYS = {"submitted_at", "started_at", "finished_at", "wall_seconds", "makespan_seconds",
                "serial_seconds", "overhead_seconds", "speedup", "efficiency", "slots", "task_seconds"}
