@@ -114,6 +114,28 @@ def purge(timeout=5.0):
         subprocess.run(["ip", "netns", "del", ns], capture_output=True)
 
 
+def become_subreaper():
+    """Orphans of our daemons (slurmd's slurmstepd, the workers) become this
+    process's children instead of PID 1's, so cleanup can reap them: no
+    <defunct> slurmstepd lingers after the test."""
+    try:
+        import ctypes
+        ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
+    except (OSError, AttributeError):
+        pass
+
+
+def reap_orphans(timeout=2.0):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            time.sleep(0.05)
+
+
 def var_snapshot():
     found = set()
     for d in VAR_DIRS:
@@ -140,6 +162,7 @@ class SlurmClusterTest(unittest.TestCase):
             if d.startswith("bfs-slurm-"):
                 shutil.rmtree(os.path.join(tempfile.gettempdir(), d), ignore_errors=True)
         cls.var_before = var_snapshot()
+        become_subreaper()
 
     def setUp(self):
         self.daemons = {}  # name -> Popen (nsenter execs the daemon: the pid is the daemon's)
@@ -159,8 +182,6 @@ class SlurmClusterTest(unittest.TestCase):
 
     def cleanup(self):
         """Runs whatever happened: daemons, workers, slurmstepd, namespaces, files."""
-        if not getattr(self._outcome, "success", True):
-            print(self.log_tails(), file=sys.stderr)
         # slurmd first (no new steps), slurmctld, the coordinator, munged last.
         for name in sorted(self.daemons, key=lambda n: (n == "munged", n == "coordinator", n)):
             p = self.daemons[name]
@@ -173,6 +194,7 @@ class SlurmClusterTest(unittest.TestCase):
                 p.kill()
                 p.wait()
         purge()  # workers, slurmstepd, anything else in our namespaces
+        reap_orphans()
         shutil.rmtree(self.tmp, ignore_errors=True)
 
     def log_tails(self, lines=25):
@@ -207,7 +229,7 @@ class SlurmClusterTest(unittest.TestCase):
             if value:
                 return value
             if time.monotonic() >= end:
-                self.fail(f"{what}: not within {timeout:.0f} s\n{self.log_tails()}")
+                self.fail(f"{what}: not within {timeout:.0f} s")
             time.sleep(interval)
 
     def start(self, name, ns, argv, env=None):
@@ -331,7 +353,7 @@ PartitionName=bfs Nodes={node_list} Default=YES MaxTime=INFINITE State=UP
 
         def works():
             if self.daemons["munged"].poll() is not None:
-                self.fail(f"munged exited\n{self.log_tails()}")
+                self.fail("munged exited")
             enc = subprocess.run(["munge", "-n", "-S", f"{m}/munge.socket"], capture_output=True)
             return enc.returncode == 0 and subprocess.run(["unmunge", "-S", f"{m}/munge.socket"], input=enc.stdout,
                                                           capture_output=True).returncode == 0
@@ -343,7 +365,7 @@ PartitionName=bfs Nodes={node_list} Default=YES MaxTime=INFINITE State=UP
 
         def up():
             if self.daemons["slurmctld"].poll() is not None:
-                self.fail(f"slurmctld exited\n{self.log_tails()}")
+                self.fail("slurmctld exited")
             return "is UP" in self.slurm("scontrol", "ping", check=False).stdout
         self.wait_for(up, what="slurmctld answering scontrol ping")
         self.stage("slurmctld up")
@@ -355,7 +377,7 @@ PartitionName=bfs Nodes={node_list} Default=YES MaxTime=INFINITE State=UP
         def idle():
             for n, _ in NODES:
                 if self.daemons[f"slurmd-{n}"].poll() is not None:
-                    self.fail(f"slurmd {n} exited\n{self.log_tails()}")
+                    self.fail(f"slurmd {n} exited")
             out = self.slurm("sinfo", "-h", "-N", "-o", "%N %T", check=False).stdout.split()
             states = dict(zip(out[::2], out[1::2]))
             return all(states.get(n) == "idle" for n, _ in NODES)
@@ -373,7 +395,7 @@ PartitionName=bfs Nodes={node_list} Default=YES MaxTime=INFINITE State=UP
 
         def listening():
             if self.daemons["coordinator"].poll() is not None:
-                self.fail(f"the coordinator exited\n{self.log_tails()}")
+                self.fail("the coordinator exited")
             with open(self.logs["coordinator"], errors="replace") as f:
                 return "listening on" in f.read()
         self.wait_for(listening, what="the coordinator listening", interval=0.05)
@@ -381,6 +403,13 @@ PartitionName=bfs Nodes={node_list} Default=YES MaxTime=INFINITE State=UP
     # ---- the test ------------------------------------------------------------------------
 
     def test_sbatch_two_nodes_job_on_both_scancel_drains(self):
+        try:
+            self.sbatch_two_nodes_job_on_both_scancel_drains()
+        except BaseException:
+            print(f"--- the daemons' logs and the Slurm job's output:\n{self.log_tails()}", file=sys.stderr)
+            raise
+
+    def sbatch_two_nodes_job_on_both_scancel_drains(self):
         self.build_network()
         self.write_config()
         self.start_munge()
