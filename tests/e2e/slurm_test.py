@@ -146,11 +146,6 @@ def var_snapshot():
     return found
 
 
-def figure(stage, since_start, since_previous):
-    print(f"figure: slurm {stage}: {since_start:.2f} s ({since_previous:.2f} s after the previous stage)",
-          file=sys.stderr, flush=True)
-
-
 @unittest.skipUnless(os.geteuid() == 0, "needs root: network namespaces and Slurm's daemons (run as root)")
 @unittest.skipIf(missing_tools(), f"needs {' '.join(missing_tools())}: deploy/install-deps.sh installs "
                  "slurm-wlm and munge (Debian 12)")
@@ -169,6 +164,7 @@ class SlurmClusterTest(unittest.TestCase):
         self.logs = {}  # name -> log path
         self.t0 = time.monotonic()
         self.t_prev = self.t0
+        self.tag = "slurm"
         # munged insists that every directory above its socket be searchable by all.
         self.tmp = tempfile.mkdtemp(prefix="bfs-slurm-")
         os.chmod(self.tmp, 0o755)
@@ -182,7 +178,7 @@ class SlurmClusterTest(unittest.TestCase):
 
     def cleanup(self):
         """Runs whatever happened: daemons, workers, slurmstepd, namespaces, files."""
-        # slurmd first (no new steps), slurmctld, the coordinator, munged last.
+        # Slurm's daemons, then the coordinator, munged last (the others authenticate with it).
         for name in sorted(self.daemons, key=lambda n: (n == "munged", n == "coordinator", n)):
             p = self.daemons[name]
             if p.poll() is None:
@@ -219,7 +215,8 @@ class SlurmClusterTest(unittest.TestCase):
 
     def stage(self, name):
         now = time.monotonic()
-        figure(name, now - self.t0, now - self.t_prev)
+        print(f"figure: {self.tag} {name}: {now - self.t0:.2f} s ({now - self.t_prev:.2f} s after the previous stage)",
+              file=sys.stderr, flush=True)
         self.t_prev = now
 
     def wait_for(self, predicate, timeout=DEADLINE, what="condition", interval=0.2):
@@ -400,16 +397,7 @@ PartitionName=bfs Nodes={node_list} Default=YES MaxTime=INFINITE State=UP
                 return "listening on" in f.read()
         self.wait_for(listening, what="the coordinator listening", interval=0.05)
 
-    # ---- the test ------------------------------------------------------------------------
-
-    def test_sbatch_two_nodes_job_on_both_scancel_drains(self):
-        try:
-            self.sbatch_two_nodes_job_on_both_scancel_drains()
-        except BaseException:
-            print(f"--- the daemons' logs and the Slurm job's output:\n{self.log_tails()}", file=sys.stderr)
-            raise
-
-    def sbatch_two_nodes_job_on_both_scancel_drains(self):
+    def start_cluster(self):
         self.build_network()
         self.write_config()
         self.start_munge()
@@ -417,6 +405,8 @@ PartitionName=bfs Nodes={node_list} Default=YES MaxTime=INFINITE State=UP
         self.start_slurmds()
         self.start_coordinator()
 
+    def sbatch_workers(self):
+        """sbatch --nodes=2 workers.sbatch; returns the Slurm job id and its two workers."""
         # sbatch exports its environment to the job: the worker binary to run.
         sub_env = dict(self.env, BUSYFLEET_WORKER=harness.binary("worker/worker"))
         p = subprocess.run(["nsenter", f"--net=/run/netns/{CTL[0]}", "sbatch", "--parsable", "--nodes=2",
@@ -436,6 +426,76 @@ PartitionName=bfs Nodes={node_list} Default=YES MaxTime=INFINITE State=UP
             self.assertEqual(w["labels"], {"slurm_job": str(job)})
             # It runs on its node: it reached the coordinator from the node's address.
             self.assertEqual(re.match(r"ipv4:([\d.]+):\d+$", w["peer"]).group(1), dict(NODES)[name], w["peer"])
+        return job, workers
+
+    def long_job_running(self, job, workers):
+        """A job of 6 x 3 s tasks on the allocation, once 4 run (2 slots a
+        worker) and 2 wait prefetched; returns its id and the running tasks."""
+        second = self.coordctl_json("submit", "--selector", f"slurm_job={job}", "--kind", "sleep",
+                                    "--duration", "3s", "--tasks", "6", "--max-attempts", "1")["id"]
+
+        def running_on_both():
+            tasks = self.coordctl_json("status", second)["tasks"]
+            running = [t for t in tasks if t["state"] == "RUNNING"]
+            return len(running) == 2 * SLOTS and {t["worker"] for t in running} == set(workers) and running
+        running = self.wait_for(running_on_both, what="the second job running on every slot of both workers")
+        return second, {t["index"] for t in running}
+
+    def check_drained(self, job, second, running_at_signal, slurm_state, signalled):
+        """Both workers drained and exited, the Slurm job ended in
+        `slurm_state`, and no task of `second` was lost or retried."""
+        self.wait_for(lambda: not self.job_workers(job), what="both workers gone from the coordinator")
+        self.wait_for(lambda: not self.worker_processes(), what="both worker processes exited")
+        self.wait_for(lambda: self.slurm_job_state(job) not in ("RUNNING", "COMPLETING", None),
+                      what="the Slurm job ended")
+        drain_seconds = time.monotonic() - signalled
+        self.stage("drained")
+        self.assertEqual(self.slurm_job_state(job), slurm_state)
+        self.assertLess(drain_seconds, 20, "the drain waits for the 3 s tasks, not for KillWait (30 s)")
+
+        r = self.coordctl_json("status", second)
+        states = {t["index"]: t["state"] for t in r["tasks"]}
+        self.assertEqual(sorted(states), list(range(6)), "every task is in the report")
+        self.assertEqual(r["counts"]["failed"], 0, r["tasks"])
+        self.assertEqual(r["counts"]["retries"], 0, "a drain is not a failed attempt")
+        for i, state in states.items():
+            if i in running_at_signal:
+                self.assertEqual(state, "SUCCEEDED", f"task {i} was running at the signal: it finishes, reported")
+            else:
+                # Prefetched, not started: handed back, and no worker of the allocation is left to run it.
+                self.assertEqual(state, "QUEUED", f"task {i} was not started at the signal: it goes back to the queue")
+        self.assertEqual(r["state"], "RUNNING", "not FAILED: its unstarted tasks wait for a worker")
+        print(f"figure: {self.tag} signal -> both workers drained and exited, Slurm job {slurm_state}: "
+              f"{drain_seconds:.2f} s; busyfleet job {r['state']}: {list(states.values()).count('SUCCEEDED')} tasks "
+              f"succeeded ({len(running_at_signal)} were running), {list(states.values()).count('QUEUED')} queued "
+              f"again, {r['counts']['failed']} failed, {r['counts']['retries']} retries", file=sys.stderr, flush=True)
+
+        # What the job's output says: both drained and exited 0, nothing killed.
+        with open(self.path(f"busyfleet-workers-{job}.out"), errors="replace") as f:
+            out = f.read()
+        self.assertIn(f"job {job} on 2 node(s)", out)
+        self.assertEqual(out.count("worker stopped (drained)"), 2, out)
+        self.assertNotIn("Killed", out)
+        self.assertNotIn("exit code", out, "both workers exit 0")
+        self.assertEqual(out.count("signal 15 received"), 2, f"one SIGTERM each, not two\n{out}")
+        return out
+
+    def run_logged(self, scenario):
+        try:
+            scenario()
+        except BaseException:
+            print(f"--- the daemons' logs and the Slurm job's output:\n{self.log_tails()}", file=sys.stderr)
+            raise
+
+    # ---- the tests -----------------------------------------------------------------------
+
+    def test_sbatch_two_nodes_job_on_both_scancel_drains(self):
+        self.tag = "slurm"
+        self.run_logged(self.sbatch_two_nodes_job_on_both_scancel_drains)
+
+    def sbatch_two_nodes_job_on_both_scancel_drains(self):
+        self.start_cluster()
+        job, workers = self.sbatch_workers()
 
         # A job for this allocation runs on both nodes.
         r = json.loads(self.coordctl("submit", "--selector", f"slurm_job={job}", "--kind", "sleep",
@@ -445,52 +505,28 @@ PartitionName=bfs Nodes={node_list} Default=YES MaxTime=INFINITE State=UP
         self.assertEqual(r["counts"]["succeeded"], 4)
         self.stage("job done")
 
-        # A longer job; scancel while its tasks run.
-        second = self.coordctl_json("submit", "--selector", f"slurm_job={job}", "--kind", "sleep",
-                                    "--duration", "3s", "--tasks", "6", "--max-attempts", "1")["id"]
-
-        def running_on_both():
-            tasks = self.coordctl_json("status", second)["tasks"]
-            running = [t for t in tasks if t["state"] == "RUNNING"]
-            return len(running) == 2 * SLOTS and {t["worker"] for t in running} == set(workers) and running
-        running = self.wait_for(running_on_both, what="the second job running on every slot of both workers")
-        running_at_cancel = {t["index"] for t in running}
+        # scancel while a longer job runs: Slurm sends SIGTERM to the job's
+        # steps (the workers) and to the batch shell.
+        second, running = self.long_job_running(job, workers)
         self.slurm("scancel", str(job))
-        cancelled = time.monotonic()
+        self.check_drained(job, second, running, "CANCELLED", time.monotonic())
 
-        self.wait_for(lambda: not self.job_workers(job), what="both workers gone from the coordinator")
-        self.wait_for(lambda: not self.worker_processes(), what="both worker processes exited")
-        self.wait_for(lambda: self.slurm_job_state(job) not in ("RUNNING", "COMPLETING", None),
-                      what="the Slurm job ended")
-        drain_seconds = time.monotonic() - cancelled
-        self.stage("drained")
-        self.assertEqual(self.slurm_job_state(job), "CANCELLED")
-        self.assertLess(drain_seconds, 20, "the drain waits for the 3 s tasks, not for KillWait (30 s)")
+    def test_signal_to_the_batch_shell_drains_the_workers(self):
+        """SIGTERM to the batch shell alone (scancel --batch; what an
+        --signal=B:TERM time limit sends) reaches the workers through Slurm
+        and they drain. Before the fix, the script passed it to srun, which
+        turned it into SIGKILL: running tasks lost, the job FAILED."""
+        self.tag = "slurm batch-TERM"
+        self.run_logged(self.signal_to_the_batch_shell_drains_the_workers)
 
-        r = self.coordctl_json("status", second)
-        states = {t["index"]: t["state"] for t in r["tasks"]}
-        self.assertIn(r["state"], ("SUCCEEDED", "RUNNING"), r["error"])
-        self.assertEqual(r["counts"]["failed"], 0, r["tasks"])
-        self.assertEqual(r["counts"]["retries"], 0, "a drain is not a failed attempt")
-        self.assertEqual(sorted(states), list(range(6)), "every task is in the report")
-        for i in running_at_cancel:
-            self.assertEqual(states[i], "SUCCEEDED", f"task {i} was running at scancel: it finishes, reported")
-        for i, s in states.items():
-            self.assertIn(s, ("SUCCEEDED", "QUEUED"), f"task {i}: {s} (after a drain: done, or back in the queue)")
-        if r["state"] == "RUNNING":  # no worker left: the rest wait in the queue
-            self.assertEqual(r["counts"]["succeeded"] + list(states.values()).count("QUEUED"), 6)
-        print(f"figure: slurm scancel -> both workers drained and exited, Slurm job CANCELLED: {drain_seconds:.2f} s; "
-              f"busyfleet job {r['state']}: {list(states.values()).count('SUCCEEDED')} tasks succeeded "
-              f"({len(running_at_cancel)} were running at scancel), {list(states.values()).count('QUEUED')} queued "
-              f"again, {r['counts']['failed']} failed, {r['counts']['retries']} retries", file=sys.stderr, flush=True)
-
-        # What the job's output says: both drained and exited, nothing killed.
-        with open(self.path(f"busyfleet-workers-{job}.out"), errors="replace") as f:
-            out = f.read()
-        self.assertIn(f"job {job} on 2 node(s)", out)
-        self.assertEqual(out.count("worker stopped (drained)"), 2, out)
-        self.assertNotIn("Killed", out)
-        self.assertEqual(out.count("signal 15 received"), 2, f"one SIGTERM each, not two\n{out}")
+    def signal_to_the_batch_shell_drains_the_workers(self):
+        self.start_cluster()
+        job, workers = self.sbatch_workers()
+        second, running = self.long_job_running(job, workers)
+        self.slurm("scancel", "--batch", "--signal=TERM", str(job))
+        out = self.check_drained(job, second, running, "COMPLETED", time.monotonic())
+        self.assertNotIn("forcing job termination", out, "srun was signalled")
+        self.assertIn("ExitCode=0:0", self.slurm("scontrol", "-o", "show", "job", str(job)).stdout)
 
     def test_zz_nothing_left_behind(self):
         """Runs after the cluster test (alphabetical): its cleanup left no
