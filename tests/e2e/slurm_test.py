@@ -19,11 +19,15 @@ cannot touch traffic between the namespaces. Every state, spool, log, pid
 and key file of Slurm and munge is in a temporary directory (SLURM_CONF and
 munged's options point there); nothing is written under /var.
 
-The test: `sbatch --nodes=2 deploy/slurm/workers.sbatch` starts one worker a
-node, named after it and labelled slurm_job=<id>; a job selected by that
-label runs on both; then, while a second job runs, `scancel`: both workers
-drain (running tasks finish and are reported, prefetched ones go back) and
-exit, and no task fails or counts as a retry.
+The tests, each on a fresh cluster: `sbatch --nodes=2
+deploy/slurm/workers.sbatch` starts one worker a node, named after it and
+labelled slurm_job=<id>; a job selected by that label runs on both; then,
+while a second job runs, `scancel`: both workers drain (running tasks finish
+and are reported, prefetched ones go back to the queue) and exit 0, and no
+task fails or counts as a retry. The second test sends the SIGTERM to the
+batch shell alone (`scancel --batch --signal=TERM`, what a --signal=B:TERM
+time limit does): the same drain, and the Slurm job COMPLETED. A last test
+checks that nothing was left behind: namespaces, processes, files.
 
 Run as root, after deploy/install-deps.sh (slurm-wlm, munge):
     python3 tests/e2e/slurm_test.py -v --bin-dir build/release
