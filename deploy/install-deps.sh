@@ -22,9 +22,10 @@ build_pkgs=(
   clang libclang-rt-14-dev
   # Tests of the metrics endpoint (a real Prometheus scrapes the coordinator),
   # the status page (headless Chromium), the deployment files (compose,
-  # YAML, systemd units) and the ssh launcher (sshd in network namespaces).
+  # YAML, systemd units), the ssh launcher (sshd in network namespaces) and
+  # the Slurm launcher (a real slurmctld and slurmd in network namespaces).
   prometheus chromium docker-compose yamllint openssh-server openssh-client
-  libxml2-utils systemd shellcheck
+  libxml2-utils systemd shellcheck slurm-wlm munge
 )
 # What `ldd` of the three binaries resolves to (their own dependencies follow).
 runtime_pkgs=(
