@@ -43,10 +43,79 @@ void SetWallStart(absl::Time t, v1::TaskResult* r) {
   r->mutable_start_wall()->set_nanos(static_cast<int32_t>(ns % 1'000'000'000));
 }
 
+// A result naming the task and its slot, started now on the wall clock.
+v1::TaskResult NewResult(const v1::Assignment& a, int slot) {
+  v1::TaskResult r;
+  *r.mutable_task() = a.task();
+  r.set_slot(static_cast<uint32_t>(slot));
+  SetWallStart(ReportedWallNow(), &r);
+  return r;
+}
+
+// State and error for how the kernel ended, the same in both modes.
+void SetOutcome(const v1::Assignment& a, KernelOutcome outcome, v1::TaskResult* r) {
+  switch (outcome) {
+    case KernelOutcome::kCompleted:
+      r->set_state(v1::TASK_STATE_SUCCEEDED);
+      break;
+    case KernelOutcome::kCancelled:
+      r->set_state(v1::TASK_STATE_CANCELLED);
+      r->set_error("cancelled");
+      break;
+    case KernelOutcome::kTimedOut:
+      r->set_state(v1::TASK_STATE_FAILED);
+      r->set_error(absl::StrCat("timed out after ", absl::FormatDuration(ToAbsl(a.timeout()))));
+      break;
+    case KernelOutcome::kBadKind:
+      r->set_state(v1::TASK_STATE_FAILED);
+      r->set_error(absl::StrCat("unknown task kind ", static_cast<int>(a.kind())));
+      r->set_permanent(true);
+      break;
+  }
+}
+
 // Exit codes of a process-mode child.
 constexpr int kChildCompleted = 0;
 constexpr int kChildTimedOut = 3;
 constexpr int kChildBadKind = 4;
+
+// The child side of a process-mode task: only the kernel, then _exit (no
+// destructors, no gRPC). SIGTERM (blocked in the worker) ends it at once:
+// nothing to clean up.
+[[noreturn]] void RunChild(const v1::Assignment& a, absl::Time deadline) {
+  sigset_t term;
+  sigemptyset(&term);
+  sigaddset(&term, SIGTERM);
+  pthread_sigmask(SIG_UNBLOCK, &term, nullptr);
+  CancelToken never;
+  switch (RunKernel(a, never, deadline).outcome) {
+    case KernelOutcome::kBadKind: _exit(kChildBadKind);
+    case KernelOutcome::kTimedOut: _exit(kChildTimedOut);
+    default: _exit(kChildCompleted);
+  }
+}
+
+// State and error of a process-mode task from its child's wait status.
+void SetChildOutcome(const v1::Assignment& a, int status, bool cancelled, v1::TaskResult* r) {
+  const int code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  if (code == kChildCompleted) {
+    SetOutcome(a, KernelOutcome::kCompleted, r);
+    r->set_iterations_done(a.kind() == v1::TASK_KIND_COUNTDOWN ? a.iterations() : 0);
+  } else if (cancelled) {
+    SetOutcome(a, KernelOutcome::kCancelled, r);
+  } else if (code == kChildBadKind) {
+    SetOutcome(a, KernelOutcome::kBadKind, r);
+  } else if (code == kChildTimedOut) {
+    SetOutcome(a, KernelOutcome::kTimedOut, r);
+  } else if (WIFSIGNALED(status)) {
+    r->set_state(v1::TASK_STATE_FAILED);
+    r->set_error(absl::StrCat("task process killed by signal ", WTERMSIG(status), " (",
+                              strsignal(WTERMSIG(status)), ")"));
+  } else {
+    r->set_state(v1::TASK_STATE_FAILED);
+    r->set_error(absl::StrCat("task process exited with status ", WEXITSTATUS(status)));
+  }
+}
 
 }  // namespace
 
@@ -101,8 +170,7 @@ void Executor::Submit(const v1::Assignment& assignment) {
 }
 
 bool Executor::TryRunInline(const v1::Assignment& a) {
-  const v1::ExecMode mode = a.exec() == v1::EXEC_MODE_UNSPECIFIED ? options_.default_exec : a.exec();
-  if (mode != v1::EXEC_MODE_THREAD || a.kind() != v1::TASK_KIND_COUNTDOWN || a.iterations() > kInlineIterations) {
+  if (ModeOf(a) != v1::EXEC_MODE_THREAD || a.kind() != v1::TASK_KIND_COUNTDOWN || a.iterations() > kInlineIterations) {
     return false;
   }
   auto cancel = std::make_shared<CancelToken>();
@@ -117,8 +185,7 @@ bool Executor::TryRunInline(const v1::Assignment& a) {
       }
     }
     if (slot < 0) return false;
-    slot_busy_[static_cast<size_t>(slot)] = true;
-    running_[KeyOf(a.task())] = Running{cancel, 0};
+    ClaimSlotLocked(slot, a, cancel);
   }
   RunAndReport(a, slot, *cancel);
   return true;
@@ -134,18 +201,18 @@ void Executor::Cancel(const v1::TaskRef& ref) {
     }
   }
   auto it = running_.find(key);
-  if (it == running_.end()) return;
-  it->second.cancel->Cancel();
-  if (it->second.child > 0) StopChildLocked(key, it->second.child);
+  if (it != running_.end()) CancelRunningLocked(key, it->second);
 }
 
 void Executor::CancelAll() {
   absl::MutexLock lock(&mu_);
   queue_.clear();
-  for (auto& [key, r] : running_) {
-    r.cancel->Cancel();
-    if (r.child > 0) StopChildLocked(key, r.child);
-  }
+  for (const auto& [key, r] : running_) CancelRunningLocked(key, r);
+}
+
+void Executor::CancelRunningLocked(const Key& key, const Running& running) {
+  running.cancel->Cancel();
+  if (running.child > 0) StopChildLocked(key, running.child);
 }
 
 std::vector<v1::TaskRef> Executor::TakeQueued() {
@@ -206,15 +273,19 @@ void Executor::SlotLoop(int slot) {
       if (stopping_) return;
       a = std::move(queue_.front());
       queue_.pop_front();
-      slot_busy_[static_cast<size_t>(slot)] = true;
-      running_[KeyOf(a.task())] = Running{cancel, 0};
+      ClaimSlotLocked(slot, a, cancel);
     }
     RunAndReport(a, slot, *cancel);
   }
 }
 
+void Executor::ClaimSlotLocked(int slot, const v1::Assignment& a, std::shared_ptr<CancelToken> cancel) {
+  slot_busy_[static_cast<size_t>(slot)] = true;
+  running_[KeyOf(a.task())] = Running{std::move(cancel), 0};
+}
+
 void Executor::RunAndReport(const v1::Assignment& a, int slot, const CancelToken& cancel) {
-  const v1::ExecMode mode = a.exec() == v1::EXEC_MODE_UNSPECIFIED ? options_.default_exec : a.exec();
+  const v1::ExecMode mode = ModeOf(a);
   v1::TaskStarted started;
   *started.mutable_task() = a.task();
   started.set_slot(static_cast<uint32_t>(slot));
@@ -232,11 +303,8 @@ void Executor::RunAndReport(const v1::Assignment& a, int slot, const CancelToken
 }
 
 v1::TaskResult Executor::RunInThread(const v1::Assignment& a, int slot, const CancelToken& cancel) {
-  v1::TaskResult r;
-  *r.mutable_task() = a.task();
-  r.set_slot(static_cast<uint32_t>(slot));
+  v1::TaskResult r = NewResult(a, slot);
   r.set_pid(self_pid_);
-  SetWallStart(ReportedWallNow(), &r);
   // The thread CPU clock is a system call (a few microseconds in a VM): a
   // countdown shorter than that reports its wall time, which for a loop
   // that never blocks is its CPU time.
@@ -248,51 +316,17 @@ v1::TaskResult Executor::RunInThread(const v1::Assignment& a, int slot, const Ca
   r.set_end_mono_ns(MonoNanosNow());
   r.set_cpu_ns(cpu_clock ? ThreadCpuNanos() - cpu0 : r.end_mono_ns() - r.start_mono_ns());
   r.set_iterations_done(a.kind() == v1::TASK_KIND_COUNTDOWN ? k.iterations_done : 0);
-  switch (k.outcome) {
-    case KernelOutcome::kCompleted:
-      r.set_state(v1::TASK_STATE_SUCCEEDED);
-      break;
-    case KernelOutcome::kCancelled:
-      r.set_state(v1::TASK_STATE_CANCELLED);
-      r.set_error("cancelled");
-      break;
-    case KernelOutcome::kTimedOut:
-      r.set_state(v1::TASK_STATE_FAILED);
-      r.set_error(absl::StrCat("timed out after ", absl::FormatDuration(ToAbsl(a.timeout()))));
-      break;
-    case KernelOutcome::kBadKind:
-      r.set_state(v1::TASK_STATE_FAILED);
-      r.set_error(absl::StrCat("unknown task kind ", static_cast<int>(a.kind())));
-      r.set_permanent(true);
-      break;
-  }
+  SetOutcome(a, k.outcome, &r);
   return r;
 }
 
 v1::TaskResult Executor::RunInProcess(const v1::Assignment& a, int slot, const Key& key,
                                       const CancelToken& cancel) {
-  v1::TaskResult r;
-  *r.mutable_task() = a.task();
-  r.set_slot(static_cast<uint32_t>(slot));
-  SetWallStart(ReportedWallNow(), &r);
+  v1::TaskResult r = NewResult(a, slot);
   r.set_start_mono_ns(MonoNanosNow());
   const absl::Time deadline = DeadlineOf(a);
   const pid_t pid = fork();
-  if (pid == 0) {
-    // Child: only the kernel, then _exit (no destructors, no gRPC). SIGTERM
-    // (blocked in the worker) ends it at once: nothing to clean up.
-    sigset_t term;
-    sigemptyset(&term);
-    sigaddset(&term, SIGTERM);
-    pthread_sigmask(SIG_UNBLOCK, &term, nullptr);
-    CancelToken never;
-    if (a.kind() != v1::TASK_KIND_COUNTDOWN && a.kind() != v1::TASK_KIND_SPIN &&
-        a.kind() != v1::TASK_KIND_SLEEP) {
-      _exit(kChildBadKind);
-    }
-    const KernelResult k = RunKernel(a, never, deadline);
-    _exit(k.outcome == KernelOutcome::kTimedOut ? kChildTimedOut : kChildCompleted);
-  }
+  if (pid == 0) RunChild(a, deadline);
   if (pid < 0) {
     r.set_end_mono_ns(MonoNanosNow());
     r.set_state(v1::TASK_STATE_FAILED);
@@ -306,10 +340,20 @@ v1::TaskResult Executor::RunInProcess(const v1::Assignment& a, int slot, const K
     if (it != running_.end()) it->second.child = pid;
     if (cancel.cancelled()) StopChildLocked(key, pid);  // cancelled before the pid was known
   }
+  rusage usage{};
+  const int status = ReapChild(key, pid, &usage);
+  r.set_end_mono_ns(MonoNanosNow());
+  r.set_cpu_ns((int64_t{usage.ru_utime.tv_sec} + usage.ru_stime.tv_sec) * 1'000'000'000 +
+               (int64_t{usage.ru_utime.tv_usec} + usage.ru_stime.tv_usec) * 1'000);
+  SetChildOutcome(a, status, cancel.cancelled(), &r);
+  return r;
+}
+
+int Executor::ReapChild(const Key& key, pid_t child, rusage* usage) {
   // Wait without reaping, forget the pid, then reap: a Cancel racing with
   // the exit can never signal a recycled pid.
   siginfo_t info{};
-  while (waitid(P_PID, static_cast<id_t>(pid), &info, WEXITED | WNOWAIT) != 0 && errno == EINTR) {
+  while (waitid(P_PID, static_cast<id_t>(child), &info, WEXITED | WNOWAIT) != 0 && errno == EINTR) {
   }
   {
     absl::MutexLock lock(&mu_);
@@ -317,34 +361,9 @@ v1::TaskResult Executor::RunInProcess(const v1::Assignment& a, int slot, const K
     if (it != running_.end()) it->second.child = 0;
   }
   int status = 0;
-  rusage usage{};
-  while (wait4(pid, &status, 0, &usage) < 0 && errno == EINTR) {
+  while (wait4(child, &status, 0, usage) < 0 && errno == EINTR) {
   }
-  r.set_end_mono_ns(MonoNanosNow());
-  r.set_cpu_ns((int64_t{usage.ru_utime.tv_sec} + usage.ru_stime.tv_sec) * 1'000'000'000 +
-               (int64_t{usage.ru_utime.tv_usec} + usage.ru_stime.tv_usec) * 1'000);
-  if (WIFEXITED(status) && WEXITSTATUS(status) == kChildCompleted) {
-    r.set_state(v1::TASK_STATE_SUCCEEDED);
-    r.set_iterations_done(a.kind() == v1::TASK_KIND_COUNTDOWN ? a.iterations() : 0);
-  } else if (cancel.cancelled()) {
-    r.set_state(v1::TASK_STATE_CANCELLED);
-    r.set_error("cancelled");
-  } else if (WIFEXITED(status) && WEXITSTATUS(status) == kChildBadKind) {
-    r.set_state(v1::TASK_STATE_FAILED);
-    r.set_error(absl::StrCat("unknown task kind ", static_cast<int>(a.kind())));
-    r.set_permanent(true);
-  } else if (WIFEXITED(status) && WEXITSTATUS(status) == kChildTimedOut) {
-    r.set_state(v1::TASK_STATE_FAILED);
-    r.set_error(absl::StrCat("timed out after ", absl::FormatDuration(ToAbsl(a.timeout()))));
-  } else if (WIFSIGNALED(status)) {
-    r.set_state(v1::TASK_STATE_FAILED);
-    r.set_error(absl::StrCat("task process killed by signal ", WTERMSIG(status), " (",
-                             strsignal(WTERMSIG(status)), ")"));
-  } else {
-    r.set_state(v1::TASK_STATE_FAILED);
-    r.set_error(absl::StrCat("task process exited with status ", WEXITSTATUS(status)));
-  }
-  return r;
+  return status;
 }
 
 }  // namespace busyfleet::worker

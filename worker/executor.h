@@ -1,6 +1,9 @@
 #ifndef BUSYFLEET_WORKER_EXECUTOR_H_
 #define BUSYFLEET_WORKER_EXECUTOR_H_
 
+#include <sys/resource.h>
+#include <sys/types.h>
+
 #include <deque>
 #include <functional>
 #include <map>
@@ -75,16 +78,27 @@ class Executor {
   };
   static Key KeyOf(const v1::TaskRef& ref) { return {ref.job_id(), ref.task_index(), ref.attempt()}; }
 
+  // The mode `a` runs in: its own, or the default.
+  v1::ExecMode ModeOf(const v1::Assignment& a) const {
+    return a.exec() == v1::EXEC_MODE_UNSPECIFIED ? options_.default_exec : a.exec();
+  }
   void SlotLoop(int slot);
-  // Runs `a` as `slot` (already marked busy, its cancel token in running_),
-  // reports it, then frees the slot.
+  // Marks `slot` busy with `a`, cancellable through `cancel`.
+  void ClaimSlotLocked(int slot, const v1::Assignment& a, std::shared_ptr<CancelToken> cancel)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Runs `a` as `slot` (already claimed), reports it, then frees the slot.
   void RunAndReport(const v1::Assignment& a, int slot, const CancelToken& cancel);
+  // Cancels a running task; a process-mode child is stopped.
+  void CancelRunningLocked(const Key& key, const Running& running) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // SIGTERM now, SIGKILL after the grace unless it has exited by then.
   void StopChildLocked(const Key& key, pid_t child) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void KillerLoop();
   v1::TaskResult RunInThread(const v1::Assignment& a, int slot, const CancelToken& cancel);
   v1::TaskResult RunInProcess(const v1::Assignment& a, int slot, const Key& key,
                               const CancelToken& cancel);
+  // Waits for the task's child to exit, forgets its pid, reaps it; its wait
+  // status (and its CPU time in `usage`).
+  int ReapChild(const Key& key, pid_t child, rusage* usage);
 
   const Options options_;
   const StartedFn on_started_;

@@ -9,6 +9,7 @@
 
 #include "absl/random/random.h"
 #include "absl/strings/str_format.h"
+#include "absl/types/span.h"
 #include "common/clock.h"
 #include "common/rpc/grpc_status.h"
 #include "common/rpc/keepalive.h"
@@ -125,15 +126,9 @@ void WorkerClient::OnFinished(const v1::TaskResult& result) {
   // wake the sender. With tasks queued, the sender batches instead (this
   // thread has the next task to run).
   if (!connected_ || writing_ || stream_ == nullptr || executor_->queued() > 0) return;
-  auto* stream = stream_;
   v1::WorkerMessage message;
   TakeUpdatesLocked(message.mutable_updates());
-  writing_ = true;
-  mu_.Unlock();
-  const bool ok = stream->Write(message);
-  mu_.Lock();
-  writing_ = false;
-  AfterWriteLocked(message, ok);
+  WriteLocked(stream_, absl::MakeSpan(&message, 1), /*writes_done=*/false);
 }
 
 void WorkerClient::AfterWriteLocked(v1::WorkerMessage& message, bool ok) {
@@ -193,9 +188,31 @@ bool WorkerClient::RunOnce() {
   // logged; the loop retries with capped backoff (gRPC's own reconnect
   // backoff is capped at the same maximum).
   options_.security.Apply(ctx);
-  auto stream = stub_->Attach(&ctx);
-  v1::WorkerMessage hello_msg;
-  v1::Hello* hello = hello_msg.mutable_hello();
+  std::unique_ptr<Stream> stream = stub_->Attach(&ctx);
+  const bool welcomed = Serve(stream.get(), generation);
+  // Tasks of a lost session have been queued again by the coordinator.
+  executor_->CancelAll();
+  const grpc::Status status = stream->Finish();
+  absl::MutexLock lock(&mu_);
+  context_ = nullptr;
+  if (!stopping_ && !draining_) LogSessionEnd(welcomed, status);
+  return welcomed;
+}
+
+bool WorkerClient::Serve(Stream* stream, uint64_t generation) {
+  const v1::WorkerMessage hello = MakeHello();
+  const int64_t hello_sent = hello.hello().sent_mono_ns();
+  v1::CoordinatorMessage in;
+  if (!stream->Write(hello) || !stream->Read(&in) || !in.has_welcome()) return false;
+  std::thread sender = BeginSession(in.welcome(), hello_sent, stream, generation);
+  ReadLoop(stream);
+  EndSession(sender);
+  return true;
+}
+
+v1::WorkerMessage WorkerClient::MakeHello() const {
+  v1::WorkerMessage message;
+  v1::Hello* hello = message.mutable_hello();
   hello->set_name(options_.name);
   *hello->mutable_host() = options_.host;
   hello->set_slots(static_cast<uint32_t>(options_.slots));
@@ -205,168 +222,144 @@ bool WorkerClient::RunOnce() {
   hello->add_exec_modes(v1::EXEC_MODE_PROCESS);
   hello->set_version("0.1.0");
   hello->set_instance_id(instance_id_);
-  const int64_t hello_sent = MonoNanosNow();
-  hello->set_sent_mono_ns(hello_sent);
-
-  bool welcomed = false;
-  v1::CoordinatorMessage in;
-  if (stream->Write(hello_msg) && stream->Read(&in) && in.has_welcome()) {
-    welcomed = true;
-    const int64_t now = MonoNanosNow();
-    const v1::Welcome& w = in.welcome();
-    std::thread sender;
-    {
-      absl::MutexLock lock(&mu_);
-      name_ = w.name();
-      heartbeat_interval_ = ToAbsl(w.heartbeat_interval());
-      if (heartbeat_interval_ <= absl::ZeroDuration()) heartbeat_interval_ = absl::Seconds(1);
-      // First clock sample from the hello round trip.
-      offset_rtt_ns_ = now - hello_sent;
-      offset_ns_ = w.coordinator_unix_ns() - (hello_sent + now) / 2;
-      offset_taken_mono_ns_ = now;
-      offset_valid_ = true;
-      connected_ = true;
-      stream_ = stream.get();
-      ++attach_count_;
-      sender = std::thread([this, s = stream.get(), generation] { SenderLoop(s, generation); });
-    }
-    spdlog::info("attached to {} as {} (session {}, {} slots)", options_.coordinator, w.name(),
-                 w.session_id(), options_.slots);
-    while (stream->Read(&in)) {
-      last_read_mono_ns_.store(MonoNanosNow(), std::memory_order_relaxed);
-      switch (in.msg_case()) {
-        case v1::CoordinatorMessage::kAssign: {
-          mu_.Lock();
-          if (draining_) {
-            // Raced with our drain notice: hand them straight back.
-            for (const v1::Assignment& a : in.assign().assignments()) returned_out_.push_back(a.task());
-            drain_notice_pending_ = true;
-            mu_.Unlock();
-            break;
-          }
-          // A lone tiny task runs here, on this thread, if a slot is idle
-          // (it takes about as long as waking a slot thread would).
-          if (in.assign().assignments_size() == 1) {
-            mu_.Unlock();
-            if (!executor_->TryRunInline(in.assign().assignments(0))) {
-              absl::MutexLock lock(&mu_);
-              if (draining_) {
-                returned_out_.push_back(in.assign().assignments(0).task());
-                drain_notice_pending_ = true;
-              } else {
-                executor_->Submit(in.assign().assignments(0));
-              }
-            }
-            break;
-          }
-          for (const v1::Assignment& a : in.assign().assignments()) executor_->Submit(a);
-          mu_.Unlock();
-          break;
-        }
-        case v1::CoordinatorMessage::kCancel:
-          for (const v1::TaskRef& ref : in.cancel().tasks()) executor_->Cancel(ref);
-          break;
-        case v1::CoordinatorMessage::kHeartbeatAck: {
-          const int64_t recv = MonoNanosNow();
-          const v1::HeartbeatAck& ack = in.heartbeat_ack();
-          const int64_t rtt = recv - ack.echo_sent_mono_ns();
-          absl::MutexLock lock(&mu_);
-          // The coordinator read that heartbeat, so everything written before it.
-          if (ack.echo_sent_mono_ns() >= unconfirmed_written_ns_) unconfirmed_.clear();
-          if (rtt >= 0 && (rtt <= offset_rtt_ns_ || recv - offset_taken_mono_ns_ > kOffsetMaxAgeNs)) {
-            offset_rtt_ns_ = rtt;
-            offset_ns_ = ack.coordinator_unix_ns() - (ack.echo_sent_mono_ns() + recv) / 2;
-            offset_taken_mono_ns_ = recv;
-          }
-          break;
-        }
-        case v1::CoordinatorMessage::kDrain: {
-          spdlog::info("coordinator asked this worker to drain");
-          absl::MutexLock lock(&mu_);
-          for (v1::TaskRef& ref : executor_->TakeQueued()) returned_out_.push_back(std::move(ref));
-          drain_notice_pending_ = true;
-          break;
-        }
-        default:
-          break;
-      }
-    }
-    {
-      absl::MutexLock lock(&mu_);
-      connected_ = false;
-      stream_ = nullptr;
-      started_out_.clear();
-      returned_out_.clear();
-      drain_notice_pending_ = false;
-      // A slot thread may be writing its result: the stream must outlive it.
-      auto idle = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return !writing_; };
-      mu_.Await(absl::Condition(&idle));
-    }
-    sender.join();
-    {
-      // Nobody writes now. Results the coordinator may not have read go
-      // again next session, before the ones not sent yet.
-      absl::MutexLock lock(&mu_);
-      results_out_.insert(results_out_.begin(), std::make_move_iterator(unconfirmed_.begin()),
-                          std::make_move_iterator(unconfirmed_.end()));
-      unconfirmed_.clear();
-      TrimHeld(results_out_);
-    }
-  }
-  // Tasks of a lost session have been queued again by the coordinator.
-  executor_->CancelAll();
-  const grpc::Status status = stream->Finish();
-  {
-    absl::MutexLock lock(&mu_);
-    context_ = nullptr;
-    if (!stopping_ && !draining_) {
-      if (welcomed) {
-        spdlog::warn("lost the coordinator at {}: {}", options_.coordinator,
-                     status.ok() ? "stream closed" : status.error_message());
-      } else {
-        spdlog::warn("cannot attach to {}: {}: {}", options_.coordinator,
-                     absl::StatusCodeToString(FromGrpcStatus(status).code()), status.error_message());
-      }
-    }
-  }
-  return welcomed;
+  hello->set_sent_mono_ns(MonoNanosNow());
+  return message;
 }
 
-void WorkerClient::SenderLoop(grpc::ClientReaderWriter<v1::WorkerMessage, v1::CoordinatorMessage>* stream,
-                              uint64_t generation) {
+std::thread WorkerClient::BeginSession(const v1::Welcome& w, int64_t hello_sent, Stream* stream,
+                                       uint64_t generation) {
+  const int64_t now = MonoNanosNow();
+  std::thread sender;
+  {
+    absl::MutexLock lock(&mu_);
+    name_ = w.name();
+    heartbeat_interval_ = ToAbsl(w.heartbeat_interval());
+    if (heartbeat_interval_ <= absl::ZeroDuration()) heartbeat_interval_ = absl::Seconds(1);
+    // First clock sample from the hello round trip.
+    offset_rtt_ns_ = now - hello_sent;
+    offset_ns_ = w.coordinator_unix_ns() - (hello_sent + now) / 2;
+    offset_taken_mono_ns_ = now;
+    offset_valid_ = true;
+    connected_ = true;
+    stream_ = stream;
+    ++attach_count_;
+    sender = std::thread([this, stream, generation] { SenderLoop(stream, generation); });
+  }
+  spdlog::info("attached to {} as {} (session {}, {} slots)", options_.coordinator, w.name(), w.session_id(),
+               options_.slots);
+  return sender;
+}
+
+void WorkerClient::ReadLoop(Stream* stream) {
+  v1::CoordinatorMessage in;
+  while (stream->Read(&in)) {
+    last_read_mono_ns_.store(MonoNanosNow(), std::memory_order_relaxed);
+    switch (in.msg_case()) {
+      case v1::CoordinatorMessage::kAssign:
+        OnAssign(in.assign());
+        break;
+      case v1::CoordinatorMessage::kCancel:
+        for (const v1::TaskRef& ref : in.cancel().tasks()) executor_->Cancel(ref);
+        break;
+      case v1::CoordinatorMessage::kHeartbeatAck:
+        OnHeartbeatAck(in.heartbeat_ack());
+        break;
+      case v1::CoordinatorMessage::kDrain: {
+        spdlog::info("coordinator asked this worker to drain");
+        absl::MutexLock lock(&mu_);
+        ReturnLocked(executor_->TakeQueued());
+        break;
+      }
+      default:
+        break;
+    }
+  }
+}
+
+void WorkerClient::OnAssign(const v1::AssignBatch& assign) {
+  {
+    absl::MutexLock lock(&mu_);
+    if (draining_ || assign.assignments_size() != 1) {
+      for (const v1::Assignment& a : assign.assignments()) SubmitOrReturnLocked(a);
+      return;
+    }
+  }
+  // A lone tiny task runs here, on this thread, if a slot is idle (it takes
+  // about as long as waking a slot thread would).
+  if (executor_->TryRunInline(assign.assignments(0))) return;
+  absl::MutexLock lock(&mu_);
+  SubmitOrReturnLocked(assign.assignments(0));
+}
+
+void WorkerClient::SubmitOrReturnLocked(const v1::Assignment& a) {
+  if (draining_) {
+    // Raced with our drain notice: hand it straight back.
+    ReturnLocked({a.task()});
+  } else {
+    executor_->Submit(a);
+  }
+}
+
+void WorkerClient::ReturnLocked(std::vector<v1::TaskRef> tasks) {
+  for (v1::TaskRef& ref : tasks) returned_out_.push_back(std::move(ref));
+  drain_notice_pending_ = true;
+}
+
+void WorkerClient::OnHeartbeatAck(const v1::HeartbeatAck& ack) {
+  const int64_t recv = MonoNanosNow();
+  const int64_t rtt = recv - ack.echo_sent_mono_ns();
+  absl::MutexLock lock(&mu_);
+  // The coordinator read that heartbeat, so everything written before it.
+  if (ack.echo_sent_mono_ns() >= unconfirmed_written_ns_) unconfirmed_.clear();
+  if (rtt >= 0 && (rtt <= offset_rtt_ns_ || recv - offset_taken_mono_ns_ > kOffsetMaxAgeNs)) {
+    offset_rtt_ns_ = rtt;
+    offset_ns_ = ack.coordinator_unix_ns() - (ack.echo_sent_mono_ns() + recv) / 2;
+    offset_taken_mono_ns_ = recv;
+  }
+}
+
+void WorkerClient::EndSession(std::thread& sender) {
+  {
+    absl::MutexLock lock(&mu_);
+    connected_ = false;
+    stream_ = nullptr;
+    started_out_.clear();
+    returned_out_.clear();
+    drain_notice_pending_ = false;
+    // A slot thread may be writing its result: the stream must outlive it.
+    auto idle = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return !writing_; };
+    mu_.Await(absl::Condition(&idle));
+  }
+  sender.join();
+  // Nobody writes now. Results the coordinator may not have read go again
+  // next session, before the ones not sent yet.
+  absl::MutexLock lock(&mu_);
+  results_out_.insert(results_out_.begin(), std::make_move_iterator(unconfirmed_.begin()),
+                      std::make_move_iterator(unconfirmed_.end()));
+  unconfirmed_.clear();
+  TrimHeld(results_out_);
+}
+
+void WorkerClient::LogSessionEnd(bool welcomed, const grpc::Status& status) const {
+  if (welcomed) {
+    spdlog::warn("lost the coordinator at {}: {}", options_.coordinator,
+                 status.ok() ? "stream closed" : status.error_message());
+  } else {
+    spdlog::warn("cannot attach to {}: {}: {}", options_.coordinator,
+                 absl::StatusCodeToString(FromGrpcStatus(status).code()), status.error_message());
+  }
+}
+
+void WorkerClient::SenderLoop(Stream* stream, uint64_t generation) {
   uint64_t seq = 0;
   absl::Time next_heartbeat = absl::Now();  // at once: carries the clock offset
   absl::MutexLock lock(&mu_);
   for (;;) {
-    auto gone = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return !connected_ || generation_ != generation; };
-    auto ready = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-      return gone() || (!writing_ && (!results_out_.empty() || drain_notice_pending_ || close_when_idle_));
-    };
-    // Start notices alone wait a little (their result usually follows).
-    absl::Time wake = next_heartbeat;
-    if (!started_out_.empty()) wake = std::min(wake, started_since_ + kStartedNoticeDelay);
-    mu_.AwaitWithDeadline(absl::Condition(&ready), wake);
-    if (gone()) return;
-    if (writing_) {  // woken by the clock while a slot thread writes
-      auto can_write = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return gone() || !writing_; };
-      mu_.Await(absl::Condition(&can_write));
-      continue;
-    }
+    if (!AwaitTurnLocked(generation, next_heartbeat)) return;
     const absl::Time now = absl::Now();
     std::vector<v1::WorkerMessage> batch;
     if (now >= next_heartbeat) {
-      v1::Heartbeat* hb = batch.emplace_back().mutable_heartbeat();
-      hb->set_seq(++seq);
-      hb->set_sent_mono_ns(MonoNanosNow());
-      hb->set_sent_unix_ns(absl::ToUnixNanos(ReportedWallNow()));
-      hb->set_clock_offset_valid(offset_valid_);
-      hb->set_clock_offset_ns(offset_ns_);
-      hb->set_clock_rtt_ns(offset_rtt_ns_);
-      // Round trips refine the clock offset: ask for one while settling, then
-      // every tenth heartbeat (or when the estimate is getting old).
-      // An ack also confirms results written into a silent stream.
-      hb->set_no_ack(seq > 4 && seq % 10 != 0 && offset_valid_ && unconfirmed_.empty() &&
-                     MonoNanosNow() - offset_taken_mono_ns_ < kOffsetMaxAgeNs / 2);
+      *batch.emplace_back().mutable_heartbeat() = HeartbeatLocked(++seq);
       // The first few come quickly, to settle the clock offset estimate
       // (smallest round trip wins) before results arrive.
       next_heartbeat = absl::Now() + (seq < 4 ? std::min(heartbeat_interval_, absl::Milliseconds(20))
@@ -375,36 +368,75 @@ void WorkerClient::SenderLoop(grpc::ClientReaderWriter<v1::WorkerMessage, v1::Co
     if (!results_out_.empty() || (!started_out_.empty() && now >= started_since_ + kStartedNoticeDelay)) {
       TakeUpdatesLocked(batch.emplace_back().mutable_updates());
     }
-    if (drain_notice_pending_) {
-      v1::DrainNotice* d = batch.emplace_back().mutable_drain();
-      for (v1::TaskRef& r : returned_out_) *d->add_returned() = std::move(r);
-      returned_out_.clear();
-      drain_notice_pending_ = false;
-    }
-    bool close = false;
-    if (close_when_idle_ && batch.empty() && executor_->running() == 0 && executor_->queued() == 0) {
-      close = true;
-    }
+    if (drain_notice_pending_) *batch.emplace_back().mutable_drain() = TakeDrainNoticeLocked();
+    const bool close =
+        close_when_idle_ && batch.empty() && executor_->running() == 0 && executor_->queued() == 0;
     if (batch.empty() && !close) continue;
-    writing_ = true;
-    mu_.Unlock();
-    // Heartbeat counts as running what the executor has.
-    size_t sent = 0;
-    for (v1::WorkerMessage& m : batch) {
-      if (m.has_heartbeat()) {
-        m.mutable_heartbeat()->set_running(static_cast<uint32_t>(executor_->running()));
-        m.mutable_heartbeat()->set_queued(static_cast<uint32_t>(executor_->queued()));
-      }
-      if (!stream->Write(m)) break;
-      ++sent;
-    }
-    const bool ok = sent == batch.size();
-    if (ok && close) stream->WritesDone();
-    mu_.Lock();
-    writing_ = false;
-    for (size_t i = 0; i < batch.size(); ++i) AfterWriteLocked(batch[i], i < sent);
-    if (!ok || close) return;
+    if (!WriteLocked(stream, absl::MakeSpan(batch), close) || close) return;
   }
+}
+
+bool WorkerClient::AwaitTurnLocked(uint64_t generation, absl::Time next_heartbeat) {
+  auto gone = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return !connected_ || generation_ != generation; };
+  auto ready = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return gone() || (!writing_ && (!results_out_.empty() || drain_notice_pending_ || close_when_idle_));
+  };
+  auto can_write = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return gone() || !writing_; };
+  for (;;) {
+    // Start notices alone wait a little (their result usually follows).
+    absl::Time wake = next_heartbeat;
+    if (!started_out_.empty()) wake = std::min(wake, started_since_ + kStartedNoticeDelay);
+    mu_.AwaitWithDeadline(absl::Condition(&ready), wake);
+    if (gone()) return false;
+    if (!writing_) return true;
+    // Woken by the clock while a slot thread writes.
+    mu_.Await(absl::Condition(&can_write));
+  }
+}
+
+v1::Heartbeat WorkerClient::HeartbeatLocked(uint64_t seq) const {
+  v1::Heartbeat hb;
+  hb.set_seq(seq);
+  hb.set_sent_mono_ns(MonoNanosNow());
+  hb.set_sent_unix_ns(absl::ToUnixNanos(ReportedWallNow()));
+  hb.set_clock_offset_valid(offset_valid_);
+  hb.set_clock_offset_ns(offset_ns_);
+  hb.set_clock_rtt_ns(offset_rtt_ns_);
+  // Round trips refine the clock offset: ask for one while settling, then
+  // every tenth heartbeat (or when the estimate is getting old).
+  // An ack also confirms results written into a silent stream.
+  hb.set_no_ack(seq > 4 && seq % 10 != 0 && offset_valid_ && unconfirmed_.empty() &&
+                MonoNanosNow() - offset_taken_mono_ns_ < kOffsetMaxAgeNs / 2);
+  return hb;
+}
+
+v1::DrainNotice WorkerClient::TakeDrainNoticeLocked() {
+  v1::DrainNotice notice;
+  for (v1::TaskRef& r : returned_out_) *notice.add_returned() = std::move(r);
+  returned_out_.clear();
+  drain_notice_pending_ = false;
+  return notice;
+}
+
+bool WorkerClient::WriteLocked(Stream* stream, absl::Span<v1::WorkerMessage> messages, bool writes_done) {
+  writing_ = true;
+  mu_.Unlock();
+  size_t sent = 0;
+  for (v1::WorkerMessage& m : messages) {
+    // A heartbeat counts what the executor has as it goes out.
+    if (m.has_heartbeat()) {
+      m.mutable_heartbeat()->set_running(static_cast<uint32_t>(executor_->running()));
+      m.mutable_heartbeat()->set_queued(static_cast<uint32_t>(executor_->queued()));
+    }
+    if (!stream->Write(m)) break;
+    ++sent;
+  }
+  const bool ok = sent == messages.size();
+  if (ok && writes_done) stream->WritesDone();
+  mu_.Lock();
+  writing_ = false;
+  for (size_t i = 0; i < messages.size(); ++i) AfterWriteLocked(messages[i], i < sent);
+  return ok;
 }
 
 bool WorkerClient::Drain(absl::Time deadline) {
@@ -415,8 +447,7 @@ bool WorkerClient::Drain(absl::Time deadline) {
     // Not attached: nothing to drain; stop trying to attach.
     if (!connected_ && context_ != nullptr) context_->TryCancel();
     if (connected_) {
-      for (v1::TaskRef& ref : executor_->TakeQueued()) returned_out_.push_back(std::move(ref));
-      drain_notice_pending_ = true;
+      ReturnLocked(executor_->TakeQueued());
     } else {
       executor_->TakeQueued();
     }

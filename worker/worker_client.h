@@ -16,6 +16,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
+#include "absl/types/span.h"
 #include "busyfleet/v1/worker.grpc.pb.h"
 #include "common/rpc/client_security.h"
 #include "worker/executor.h"
@@ -84,13 +85,53 @@ class WorkerClient {
   bool WaitIdle(absl::Time deadline) const { return executor_->WaitIdle(deadline); }
 
  private:
+  using Stream = grpc::ClientReaderWriter<v1::WorkerMessage, v1::CoordinatorMessage>;
+
   explicit WorkerClient(Options options);
+  // Attaches, serves, waits out the backoff, again, until stopped or drained.
   void RunLoop();
   // One connection: attach, serve until the stream ends. Returns whether the
   // coordinator ever welcomed us (to reset the backoff).
   bool RunOnce();
-  void SenderLoop(grpc::ClientReaderWriter<v1::WorkerMessage, v1::CoordinatorMessage>* stream,
-                  uint64_t generation);
+
+  // --- One session, on the reader thread --------------------------------
+  // Hello, welcome, then the session until the stream ends. False if the
+  // coordinator did not welcome us.
+  bool Serve(Stream* stream, uint64_t generation);
+  v1::WorkerMessage MakeHello() const;
+  // Takes in the welcome (name, heartbeat interval, the first clock sample
+  // from the hello's round trip), marks the session connected and starts
+  // its sender thread.
+  std::thread BeginSession(const v1::Welcome& welcome, int64_t hello_sent, Stream* stream,
+                           uint64_t generation);
+  // Acts on each message from the coordinator until the stream ends.
+  void ReadLoop(Stream* stream);
+  void OnAssign(const v1::AssignBatch& assign);
+  void OnHeartbeatAck(const v1::HeartbeatAck& ack);
+  // Queues `a`, or hands it straight back once draining.
+  void SubmitOrReturnLocked(const v1::Assignment& a) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Hands `tasks` back with the next drain notice (sent even with none).
+  void ReturnLocked(std::vector<v1::TaskRef> tasks) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Marks the session over, waits for its writers (joins `sender`), and
+  // keeps the results the coordinator may not have read for the next one.
+  void EndSession(std::thread& sender);
+  void LogSessionEnd(bool welcomed, const grpc::Status& status) const;
+
+  // --- Writing, on the sender thread (or a slot thread, see OnFinished) ---
+  void SenderLoop(Stream* stream, uint64_t generation);
+  // Waits until a heartbeat, start notice, result, drain notice or close is
+  // due and nobody else is writing. False once session `generation` is over.
+  bool AwaitTurnLocked(uint64_t generation, absl::Time next_heartbeat) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Heartbeat number `seq` with the clock offset estimate (running and
+  // queued are filled in as it is written).
+  v1::Heartbeat HeartbeatLocked(uint64_t seq) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  v1::DrainNotice TakeDrainNoticeLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Writes `messages` in order with mu_ released (writing_ keeps the other
+  // writers off the stream), then WritesDone if asked and all went out;
+  // AfterWriteLocked for each. True if all were written.
+  bool WriteLocked(Stream* stream, absl::Span<v1::WorkerMessage> messages, bool writes_done)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
   void OnStarted(const v1::TaskStarted& started);
   void OnFinished(const v1::TaskResult& result);
   // Moves the outbox's start notices and results into `updates`.
@@ -117,7 +158,7 @@ class WorkerClient {
   std::string name_ ABSL_GUARDED_BY(mu_);
   absl::Duration heartbeat_interval_ ABSL_GUARDED_BY(mu_) = absl::Seconds(1);
   // The open stream while connected_ (for writes from a slot thread).
-  grpc::ClientReaderWriter<v1::WorkerMessage, v1::CoordinatorMessage>* stream_ ABSL_GUARDED_BY(mu_) = nullptr;
+  Stream* stream_ ABSL_GUARDED_BY(mu_) = nullptr;
   // When the reader last got a message (monotonic ns).
   std::atomic<int64_t> last_read_mono_ns_{0};
   // A thread is writing to stream_ (one at a time: the sender, or a slot

@@ -64,42 +64,49 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(Opti
   s->client_service_ = std::make_unique<CoordinatorServiceImpl>(s->coordinator_.get(), s->gate_.get());
   s->worker_service_ = std::make_unique<WorkerServiceImpl>(s->coordinator_.get(), s->gate_.get());
 
-  // Health checks stay open. Reflection cannot check tokens, so it is only
-  // served when tokens are off.
-  grpc::EnableDefaultHealthCheckService(true);
-  if (!options.authenticator.enabled()) grpc::reflection::InitProtoReflectionServerBuilderPlugin();
-  grpc::ServerBuilder builder;
-  auto creds = options.credentials ? options.credentials : grpc::InsecureServerCredentials();
-  builder.AddListeningPort(options.listen, creds, &s->port_);
-  builder.RegisterService(s->client_service_.get());
-  builder.RegisterService(s->worker_service_.get());
-  ApplyServerKeepalive(builder);
-  s->server_ = builder.BuildAndStart();
-  if (s->server_ == nullptr || s->port_ == 0) {
-    if (s->server_) s->server_->Shutdown();
-    s->server_.reset();
-    return absl::UnavailableError(absl::StrCat(
-        "cannot listen on ", options.listen,
-        options.credentials ? " (address in use, not an address of this host, or the TLS certificate and "
-                              "key do not match)"
-                            : " (address in use, or not an address of this host)"));
-  }
-  s->host_ = options.listen.substr(0, options.listen.rfind(':'));
-  if (options.http) {
-    HttpServer::Options http = *options.http;
-    http.coordinator = s->coordinator_.get();
-    http.authenticator = options.authenticator;
-    absl::StatusOr<std::unique_ptr<HttpServer>> started = HttpServer::Start(std::move(http));
-    if (!started.ok()) {
-      s->server_->Shutdown();
-      s->server_.reset();
-      return started.status();
-    }
-    s->http_ = *std::move(started);
-  }
+  BF_RETURN_IF_ERROR(s->StartGrpc());
+  if (options.http) BF_RETURN_IF_ERROR(s->StartHttp(*options.http));
   s->server_->GetHealthCheckService()->SetServingStatus(true);
   s->liveness_ = std::thread([raw = s.get()] { raw->LivenessLoop(); });
   return s;
+}
+
+absl::Status CoordinatorServer::StartGrpc() {
+  // Health checks stay open. Reflection cannot check tokens, so it is only
+  // served when tokens are off.
+  grpc::EnableDefaultHealthCheckService(true);
+  if (!options_.authenticator.enabled()) grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  grpc::ServerBuilder builder;
+  auto creds = options_.credentials ? options_.credentials : grpc::InsecureServerCredentials();
+  builder.AddListeningPort(options_.listen, creds, &port_);
+  builder.RegisterService(client_service_.get());
+  builder.RegisterService(worker_service_.get());
+  ApplyServerKeepalive(builder);
+  server_ = builder.BuildAndStart();
+  if (server_ == nullptr || port_ == 0) {
+    if (server_) server_->Shutdown();
+    server_.reset();
+    return absl::UnavailableError(absl::StrCat(
+        "cannot listen on ", options_.listen,
+        options_.credentials ? " (address in use, not an address of this host, or the TLS certificate and "
+                               "key do not match)"
+                             : " (address in use, or not an address of this host)"));
+  }
+  host_ = options_.listen.substr(0, options_.listen.rfind(':'));
+  return absl::OkStatus();
+}
+
+absl::Status CoordinatorServer::StartHttp(HttpServer::Options http) {
+  http.coordinator = coordinator_.get();
+  http.authenticator = options_.authenticator;
+  absl::StatusOr<std::unique_ptr<HttpServer>> started = HttpServer::Start(std::move(http));
+  if (!started.ok()) {
+    server_->Shutdown();
+    server_.reset();
+    return started.status();
+  }
+  http_ = *std::move(started);
+  return absl::OkStatus();
 }
 
 std::string CoordinatorServer::address() const { return absl::StrCat(host_, ":", port_); }

@@ -59,6 +59,11 @@ class CoordinatorServer {
 
  private:
   CoordinatorServer() = default;
+  // Serves the gRPC services on options_.listen; Unavailable when it cannot
+  // be bound.
+  absl::Status StartGrpc();
+  // Serves `http` for coordinator_; on failure stops the gRPC server too.
+  absl::Status StartHttp(HttpServer::Options http);
   void LivenessLoop();
 
   Options options_;

@@ -25,6 +25,12 @@ grpc::ServerUnaryReactor* FinishUnary(grpc::CallbackServerContext* ctx, const ab
   return reactor;
 }
 
+// SubmitJob and RunJob log a new job the same way.
+void LogSubmitted(grpc::CallbackServerContext* ctx, const v1::SubmitJobResponse& submitted) {
+  LogFields fields({{"job_id", submitted.job_id()}});
+  spdlog::info("job {} submitted from {}: {} tasks", submitted.job_id(), ctx->peer(), submitted.tasks());
+}
+
 // ---------------------------------------------------------------------------
 // Attach: the worker's bidirectional stream.
 
@@ -47,6 +53,10 @@ class StreamChannel final : public WorkerChannel {
   AttachReactor* reactor_ ABSL_GUARDED_BY(mu_);
 };
 
+// One worker's session: the first message must be a hello (the Coordinator
+// attaches the worker), every later one goes to the Coordinator as is.
+// Writes one message at a time; the rest wait in out_. Deletes itself in
+// OnDone.
 class AttachReactor final : public grpc::ServerBidiReactor<v1::WorkerMessage, v1::CoordinatorMessage> {
  public:
   AttachReactor(grpc::CallbackServerContext* ctx, Coordinator* coordinator)
@@ -55,121 +65,23 @@ class AttachReactor final : public grpc::ServerBidiReactor<v1::WorkerMessage, v1
   }
 
   // Queues a message; writes at once if no write is outstanding.
-  void Enqueue(v1::CoordinatorMessage message) {
-    const v1::CoordinatorMessage* to_write = nullptr;
-    {
-      absl::MutexLock lock(&mu_);
-      if (finishing_) return;
-      out_.push_back(std::move(message));
-      if (writing_) return;
-      writing_ = true;
-      to_write = &out_.front();
-    }
-    StartWrite(to_write);
-  }
-
+  void Enqueue(v1::CoordinatorMessage message);
   // Ends the stream with `status` once the outstanding write is done; a
   // write stuck on a peer that stopped reading is cancelled.
-  void CloseWith(const grpc::Status& status) {
-    bool finish_now = false;
-    {
-      absl::MutexLock lock(&mu_);
-      if (finishing_) return;
-      finishing_ = true;
-      finish_status_ = status;
-      out_.clear();
-      finish_now = !writing_;
-    }
-    if (finish_now) {
-      Finish(status);
-    } else {
-      ctx_->TryCancel();
-    }
-  }
+  void CloseWith(const grpc::Status& status);
 
-  void OnReadDone(bool ok) override {
-    if (!ok) {
-      // The worker closed its side (drained) or the stream broke.
-      DetachFromCoordinator(absl::UnavailableError("stream closed by the worker"));
-      CloseWith(grpc::Status::OK);
-      return;
-    }
-    if (session_.empty()) {
-      if (in_.msg_case() != v1::WorkerMessage::kHello) {
-        CloseWith(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                               "the first message on Attach must be a hello"));
-        return;
-      }
-      auto session = coordinator_->Attach(in_.hello(), ctx_->peer(), channel_);
-      if (!session.ok()) {
-        // The name is not validated yet: escape it so it cannot forge log lines.
-        spdlog::warn("worker \"{}\" at {} refused: {}", absl::CHexEscape(in_.hello().name()), ctx_->peer(),
-                     session.status().message());
-        CloseWith(ToGrpcStatus(session.status()));
-        return;
-      }
-      session_ = *session;
-      LogFields fields({{"worker", in_.hello().name()}, {"session", session_}});
-      spdlog::info("worker {} attached from {} (session {}, {} slots)", in_.hello().name(),
-                   ctx_->peer(), session_, in_.hello().slots());
-    } else {
-      const absl::Status status = coordinator_->HandleMessage(session_, in_);
-      if (!status.ok()) {
-        LogFields fields({{"session", session_}});
-        spdlog::warn("closing session {}: {}", session_, status.message());
-        DetachFromCoordinator(status);
-        CloseWith(ToGrpcStatus(status));
-        return;
-      }
-    }
-    StartRead(&in_);
-  }
-
-  void OnWriteDone(bool ok) override {
-    const v1::CoordinatorMessage* next = nullptr;
-    std::optional<grpc::Status> finish;
-    {
-      absl::MutexLock lock(&mu_);
-      if (!out_.empty()) out_.pop_front();
-      if (!ok) out_.clear();  // the stream is broken; OnReadDone(false) follows
-      if (finishing_ && !finished_) {
-        finished_ = true;
-        writing_ = false;
-        finish = finish_status_;
-      } else if (!out_.empty()) {
-        next = &out_.front();
-      } else {
-        writing_ = false;
-      }
-    }
-    if (finish) {
-      Finish(*finish);
-    } else if (next != nullptr) {
-      StartWrite(next);
-    }
-  }
-
+  void OnReadDone(bool ok) override;
+  void OnWriteDone(bool ok) override;
   void OnCancel() override { DetachFromCoordinator(absl::CancelledError("stream cancelled")); }
-
-  void OnDone() override {
-    channel_->Detach();
-    DetachFromCoordinator(absl::UnavailableError("stream done"));
-    delete this;
-  }
+  void OnDone() override;
 
  private:
-  void DetachFromCoordinator(const absl::Status& why) {
-    std::string session;
-    {
-      absl::MutexLock lock(&mu_);
-      if (detached_ || session_.empty()) return;
-      detached_ = true;
-      session = session_;
-    }
-    LogFields fields({{"session", session}});
-    spdlog::info("worker session {} detached: {}", session, why.message());
-    coordinator_->Detach(session, why);
-  }
+  // The first message: attaches the worker. False if the stream is closing.
+  bool OnHello();
+  // A later message, handled by the Coordinator. False if the stream is closing.
+  bool OnSessionMessage();
+  // Tells the Coordinator the session is over (once, and only if it began).
+  void DetachFromCoordinator(const absl::Status& why);
 
   grpc::CallbackServerContext* const ctx_;
   Coordinator* const coordinator_;
@@ -185,6 +97,120 @@ class AttachReactor final : public grpc::ServerBidiReactor<v1::WorkerMessage, v1
   bool detached_ ABSL_GUARDED_BY(mu_) = false;
   grpc::Status finish_status_ ABSL_GUARDED_BY(mu_);
 };
+
+void AttachReactor::Enqueue(v1::CoordinatorMessage message) {
+  const v1::CoordinatorMessage* to_write = nullptr;
+  {
+    absl::MutexLock lock(&mu_);
+    if (finishing_) return;
+    out_.push_back(std::move(message));
+    if (writing_) return;
+    writing_ = true;
+    to_write = &out_.front();
+  }
+  StartWrite(to_write);
+}
+
+void AttachReactor::CloseWith(const grpc::Status& status) {
+  bool finish_now = false;
+  {
+    absl::MutexLock lock(&mu_);
+    if (finishing_) return;
+    finishing_ = true;
+    finish_status_ = status;
+    out_.clear();
+    finish_now = !writing_;
+  }
+  if (finish_now) {
+    Finish(status);
+  } else {
+    ctx_->TryCancel();
+  }
+}
+
+void AttachReactor::OnReadDone(bool ok) {
+  if (!ok) {
+    // The worker closed its side (drained) or the stream broke.
+    DetachFromCoordinator(absl::UnavailableError("stream closed by the worker"));
+    CloseWith(grpc::Status::OK);
+    return;
+  }
+  const bool more = session_.empty() ? OnHello() : OnSessionMessage();
+  if (more) StartRead(&in_);
+}
+
+bool AttachReactor::OnHello() {
+  if (in_.msg_case() != v1::WorkerMessage::kHello) {
+    CloseWith(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "the first message on Attach must be a hello"));
+    return false;
+  }
+  auto session = coordinator_->Attach(in_.hello(), ctx_->peer(), channel_);
+  if (!session.ok()) {
+    // The name is not validated yet: escape it so it cannot forge log lines.
+    spdlog::warn("worker \"{}\" at {} refused: {}", absl::CHexEscape(in_.hello().name()), ctx_->peer(),
+                 session.status().message());
+    CloseWith(ToGrpcStatus(session.status()));
+    return false;
+  }
+  session_ = *session;
+  LogFields fields({{"worker", in_.hello().name()}, {"session", session_}});
+  spdlog::info("worker {} attached from {} (session {}, {} slots)", in_.hello().name(), ctx_->peer(), session_,
+               in_.hello().slots());
+  return true;
+}
+
+bool AttachReactor::OnSessionMessage() {
+  const absl::Status status = coordinator_->HandleMessage(session_, in_);
+  if (status.ok()) return true;
+  LogFields fields({{"session", session_}});
+  spdlog::warn("closing session {}: {}", session_, status.message());
+  DetachFromCoordinator(status);
+  CloseWith(ToGrpcStatus(status));
+  return false;
+}
+
+void AttachReactor::OnWriteDone(bool ok) {
+  const v1::CoordinatorMessage* next = nullptr;
+  std::optional<grpc::Status> finish;
+  {
+    absl::MutexLock lock(&mu_);
+    if (!out_.empty()) out_.pop_front();
+    if (!ok) out_.clear();  // the stream is broken; OnReadDone(false) follows
+    if (finishing_ && !finished_) {
+      finished_ = true;
+      writing_ = false;
+      finish = finish_status_;
+    } else if (!out_.empty()) {
+      next = &out_.front();
+    } else {
+      writing_ = false;
+    }
+  }
+  if (finish) {
+    Finish(*finish);
+  } else if (next != nullptr) {
+    StartWrite(next);
+  }
+}
+
+void AttachReactor::OnDone() {
+  channel_->Detach();
+  DetachFromCoordinator(absl::UnavailableError("stream done"));
+  delete this;
+}
+
+void AttachReactor::DetachFromCoordinator(const absl::Status& why) {
+  std::string session;
+  {
+    absl::MutexLock lock(&mu_);
+    if (detached_ || session_.empty()) return;
+    detached_ = true;
+    session = session_;
+  }
+  LogFields fields({{"session", session}});
+  spdlog::info("worker session {} detached: {}", session, why.message());
+  coordinator_->Detach(session, why);
+}
 
 void StreamChannel::Send(v1::CoordinatorMessage message) {
   absl::MutexLock lock(&mu_);
@@ -206,102 +232,27 @@ void StreamChannel::Close(const absl::Status& status) {
 // task needs.
 constexpr absl::Duration kRunFirstUpdateDelay = absl::Milliseconds(5);
 
+// Streams one job's progress from a Coordinator watch; the final update
+// (with the report) ends the call. Deletes itself in OnDone.
 class WatchReactor final : public grpc::ServerWriteReactor<v1::JobProgress> {
  public:
   WatchReactor(Coordinator* coordinator, const v1::WatchJobRequest& request,
-               absl::Duration first_update_delay = absl::ZeroDuration())
-      : coordinator_(coordinator) {
-    auto handle = coordinator_->Watch(
-        request.job_id(), !request.omit_tasks(), [this](const v1::JobProgress& p) { OnProgress(p); },
-        first_update_delay);
-    if (!handle.ok()) {
-      Finish(ToGrpcStatus(handle.status()));
-      return;
-    }
-    const v1::JobProgress* first = nullptr;
-    {
-      absl::MutexLock lock(&mu_);
-      handle_ = *handle;
-      started_ = true;
-      first = TakeNextLocked();
-    }
-    if (first != nullptr) Write(first);
-  }
+               absl::Duration first_update_delay = absl::ZeroDuration());
 
-  void OnWriteDone(bool ok) override {
-    const v1::JobProgress* next = nullptr;
-    bool finish = false;
-    {
-      absl::MutexLock lock(&mu_);
-      writing_ = false;
-      if (!ok) {
-        finish = !finished_;
-        finished_ = true;
-      } else {
-        next = TakeNextLocked();
-      }
-    }
-    if (finish) {
-      Finish(grpc::Status(grpc::StatusCode::CANCELLED, "watch cancelled"));
-    } else if (next != nullptr) {
-      Write(next);
-    }
-  }
-
-  void OnCancel() override {
-    bool finish = false;
-    {
-      absl::MutexLock lock(&mu_);
-      cancelled_ = true;
-      finish = !writing_ && !finished_;
-      if (finish) finished_ = true;
-    }
-    if (finish) Finish(grpc::Status(grpc::StatusCode::CANCELLED, "watch cancelled"));
-  }
-
-  void OnDone() override {
-    uint64_t handle = 0;
-    {
-      absl::MutexLock lock(&mu_);
-      handle = handle_;
-    }
-    if (handle != 0) coordinator_->Unwatch(handle);
-    delete this;
-  }
+  void OnWriteDone(bool ok) override;
+  void OnCancel() override;
+  void OnDone() override;
 
  private:
   // Called by the Coordinator with its lock held.
-  void OnProgress(const v1::JobProgress& progress) {
-    const v1::JobProgress* to_write = nullptr;
-    {
-      absl::MutexLock lock(&mu_);
-      // Never let a plain update replace a pending final one.
-      if (!pending_ || !pending_->has_report()) pending_ = progress;
-      if (started_) to_write = TakeNextLocked();
-    }
-    if (to_write != nullptr) Write(to_write);
-  }
-
+  void OnProgress(const v1::JobProgress& progress);
   // The final update (it carries the report) goes out with the status in
   // one batch: no OnWriteDone round before the trailers, so the client sees
   // the end of the stream together with the report.
-  void Write(const v1::JobProgress* progress) {
-    if (progress->has_report()) {
-      StartWriteAndFinish(progress, grpc::WriteOptions(), grpc::Status::OK);
-    } else {
-      StartWrite(progress);
-    }
-  }
-
-  const v1::JobProgress* TakeNextLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    if (writing_ || finished_ || cancelled_ || !pending_) return nullptr;
-    current_ = std::move(pending_);
-    pending_.reset();
-    writing_ = true;
-    // The final update ends the call (Write finishes with it).
-    if (current_->has_report()) finished_ = true;
-    return &*current_;
-  }
+  void Write(const v1::JobProgress* progress);
+  // The pending update to write now, if no write is outstanding and the
+  // call goes on; nullptr otherwise.
+  const v1::JobProgress* TakeNextLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   Coordinator* const coordinator_;
   absl::Mutex mu_;
@@ -314,19 +265,105 @@ class WatchReactor final : public grpc::ServerWriteReactor<v1::JobProgress> {
   std::optional<v1::JobProgress> pending_ ABSL_GUARDED_BY(mu_);
 };
 
-// Ends a refused streaming call at once with its status.
-template <typename Response>
-class RefusedWrite final : public grpc::ServerWriteReactor<Response> {
- public:
-  explicit RefusedWrite(const absl::Status& status) { this->Finish(ToGrpcStatus(status)); }
-  void OnDone() override { delete this; }
-};
+WatchReactor::WatchReactor(Coordinator* coordinator, const v1::WatchJobRequest& request,
+                           absl::Duration first_update_delay)
+    : coordinator_(coordinator) {
+  auto handle = coordinator_->Watch(
+      request.job_id(), !request.omit_tasks(), [this](const v1::JobProgress& p) { OnProgress(p); },
+      first_update_delay);
+  if (!handle.ok()) {
+    Finish(ToGrpcStatus(handle.status()));
+    return;
+  }
+  const v1::JobProgress* first = nullptr;
+  {
+    absl::MutexLock lock(&mu_);
+    handle_ = *handle;
+    started_ = true;
+    first = TakeNextLocked();
+  }
+  if (first != nullptr) Write(first);
+}
 
-class RefusedBidi final : public grpc::ServerBidiReactor<v1::WorkerMessage, v1::CoordinatorMessage> {
+void WatchReactor::OnWriteDone(bool ok) {
+  const v1::JobProgress* next = nullptr;
+  bool finish = false;
+  {
+    absl::MutexLock lock(&mu_);
+    writing_ = false;
+    if (!ok) {
+      finish = !finished_;
+      finished_ = true;
+    } else {
+      next = TakeNextLocked();
+    }
+  }
+  if (finish) {
+    Finish(grpc::Status(grpc::StatusCode::CANCELLED, "watch cancelled"));
+  } else if (next != nullptr) {
+    Write(next);
+  }
+}
+
+void WatchReactor::OnCancel() {
+  bool finish = false;
+  {
+    absl::MutexLock lock(&mu_);
+    cancelled_ = true;
+    finish = !writing_ && !finished_;
+    if (finish) finished_ = true;
+  }
+  if (finish) Finish(grpc::Status(grpc::StatusCode::CANCELLED, "watch cancelled"));
+}
+
+void WatchReactor::OnDone() {
+  uint64_t handle = 0;
+  {
+    absl::MutexLock lock(&mu_);
+    handle = handle_;
+  }
+  if (handle != 0) coordinator_->Unwatch(handle);
+  delete this;
+}
+
+void WatchReactor::OnProgress(const v1::JobProgress& progress) {
+  const v1::JobProgress* to_write = nullptr;
+  {
+    absl::MutexLock lock(&mu_);
+    // Never let a plain update replace a pending final one.
+    if (!pending_ || !pending_->has_report()) pending_ = progress;
+    if (started_) to_write = TakeNextLocked();
+  }
+  if (to_write != nullptr) Write(to_write);
+}
+
+void WatchReactor::Write(const v1::JobProgress* progress) {
+  if (progress->has_report()) {
+    StartWriteAndFinish(progress, grpc::WriteOptions(), grpc::Status::OK);
+  } else {
+    StartWrite(progress);
+  }
+}
+
+const v1::JobProgress* WatchReactor::TakeNextLocked() {
+  if (writing_ || finished_ || cancelled_ || !pending_) return nullptr;
+  current_ = std::move(pending_);
+  pending_.reset();
+  writing_ = true;
+  // The final update ends the call (Write finishes with it).
+  if (current_->has_report()) finished_ = true;
+  return &*current_;
+}
+
+// Ends a refused streaming call at once with its status.
+template <typename Reactor>
+class Refused final : public Reactor {
  public:
-  explicit RefusedBidi(const absl::Status& status) { Finish(ToGrpcStatus(status)); }
+  explicit Refused(const absl::Status& status) { this->Finish(ToGrpcStatus(status)); }
   void OnDone() override { delete this; }
 };
+using RefusedWatch = Refused<grpc::ServerWriteReactor<v1::JobProgress>>;
+using RefusedAttach = Refused<grpc::ServerBidiReactor<v1::WorkerMessage, v1::CoordinatorMessage>>;
 
 }  // namespace
 
@@ -337,8 +374,7 @@ grpc::ServerUnaryReactor* CoordinatorServiceImpl::SubmitJob(grpc::CallbackServer
   auto result = coordinator_->Submit(req->spec());
   if (!result.ok()) return FinishUnary(ctx, result.status());
   *resp = *std::move(result);
-  LogFields fields({{"job_id", resp->job_id()}});
-  spdlog::info("job {} submitted from {}: {} tasks", resp->job_id(), ctx->peer(), resp->tasks());
+  LogSubmitted(ctx, *resp);
   return FinishUnary(ctx, absl::OkStatus());
 }
 
@@ -362,13 +398,10 @@ grpc::ServerUnaryReactor* CoordinatorServiceImpl::GetJob(grpc::CallbackServerCon
 
 grpc::ServerWriteReactor<v1::JobProgress>* CoordinatorServiceImpl::RunJob(grpc::CallbackServerContext* ctx,
                                                                           const v1::RunJobRequest* req) {
-  if (auto st = gate_->Check(ctx, Role::kClient, "RunJob"); !st.ok()) return new RefusedWrite<v1::JobProgress>(st);
+  if (auto st = gate_->Check(ctx, Role::kClient, "RunJob"); !st.ok()) return new RefusedWatch(st);
   auto submitted = coordinator_->Submit(req->spec());
-  if (!submitted.ok()) return new RefusedWrite<v1::JobProgress>(submitted.status());
-  {
-    LogFields fields({{"job_id", submitted->job_id()}});
-    spdlog::info("job {} submitted from {}: {} tasks", submitted->job_id(), ctx->peer(), submitted->tasks());
-  }
+  if (!submitted.ok()) return new RefusedWatch(submitted.status());
+  LogSubmitted(ctx, *submitted);
   v1::WatchJobRequest watch;
   watch.set_job_id(submitted->job_id());
   watch.set_omit_tasks(req->omit_tasks());
@@ -377,7 +410,7 @@ grpc::ServerWriteReactor<v1::JobProgress>* CoordinatorServiceImpl::RunJob(grpc::
 
 grpc::ServerWriteReactor<v1::JobProgress>* CoordinatorServiceImpl::WatchJob(
     grpc::CallbackServerContext* ctx, const v1::WatchJobRequest* req) {
-  if (auto st = gate_->Check(ctx, Role::kClient, "WatchJob"); !st.ok()) return new RefusedWrite<v1::JobProgress>(st);
+  if (auto st = gate_->Check(ctx, Role::kClient, "WatchJob"); !st.ok()) return new RefusedWatch(st);
   return new WatchReactor(coordinator_, *req);
 }
 
@@ -427,7 +460,7 @@ grpc::ServerUnaryReactor* CoordinatorServiceImpl::DrainWorker(grpc::CallbackServ
 
 grpc::ServerBidiReactor<v1::WorkerMessage, v1::CoordinatorMessage>* WorkerServiceImpl::Attach(
     grpc::CallbackServerContext* ctx) {
-  if (auto st = gate_->Check(ctx, Role::kWorker, "Attach"); !st.ok()) return new RefusedBidi(st);
+  if (auto st = gate_->Check(ctx, Role::kWorker, "Attach"); !st.ok()) return new RefusedAttach(st);
   return new AttachReactor(ctx, coordinator_);
 }
 

@@ -13,11 +13,11 @@
 #include "busyfleet/v1/coordinator.grpc.pb.h"
 #include "busyfleet/v1/worker.grpc.pb.h"
 #include "common/rpc/auth.h"
-#include "coordinator/server/coordinator_server.h"
 #include "coordinator/core/limits.h"
 #include "grpc/health/v1/health.grpc.pb.h"
-#include "tests/testing/status_matchers.h"
+#include "tests/testing/cluster.h"
 #include "tests/testing/specs.h"
+#include "tests/testing/status_matchers.h"
 
 namespace busyfleet::testing {
 namespace {
@@ -27,22 +27,27 @@ using ::testing::HasSubstr;
 constexpr char kWorkerToken[] = "worker-secret-0123456789";
 constexpr char kClientToken[] = "client-secret-9876543210";
 
-class AuthTest : public ::testing::Test {
+// A cluster, and a client stub on a channel to its coordinator.
+class CoordinatorCallTest : public ::testing::Test {
+ protected:
+  void StartCluster(InProcessCluster::Options options) {
+    ASSERT_OK_AND_ASSIGN(cluster_, InProcessCluster::Start(std::move(options)));
+    channel_ = cluster_->NewChannel();
+    client_ = v1::CoordinatorService::NewStub(channel_);
+  }
+
+  std::unique_ptr<InProcessCluster> cluster_;
+  std::shared_ptr<grpc::Channel> channel_;
+  std::unique_ptr<v1::CoordinatorService::Stub> client_;
+};
+
+class AuthTest : public CoordinatorCallTest {
  protected:
   void SetUp() override {
-    coordinator::CoordinatorServer::Options o;
-    o.listen = "127.0.0.1:0";
-    auto auth = TokenAuthenticator::Create(kWorkerToken, kClientToken);
-    ASSERT_OK(auth.status());
-    o.authenticator = *auth;
-    auto server = coordinator::CoordinatorServer::Start(o);
-    ASSERT_OK(server.status());
-    server_ = *std::move(server);
-    channel_ = grpc::CreateChannel(server_->address(), grpc::InsecureChannelCredentials());
-    client_ = v1::CoordinatorService::NewStub(channel_);
+    ASSERT_OK_AND_ASSIGN(TokenAuthenticator auth, TokenAuthenticator::Create(kWorkerToken, kClientToken));
+    StartCluster({.workers = 0, .authenticator = auth});
     worker_ = v1::WorkerService::NewStub(channel_);
   }
-  void TearDown() override { server_->Shutdown(absl::Seconds(1)); }
 
   std::unique_ptr<grpc::ClientContext> Context(const std::string& token) {
     auto ctx = std::make_unique<grpc::ClientContext>();
@@ -75,9 +80,6 @@ class AuthTest : public ::testing::Test {
     return stream->Finish();
   }
 
-  std::unique_ptr<coordinator::CoordinatorServer> server_;
-  std::shared_ptr<grpc::Channel> channel_;
-  std::unique_ptr<v1::CoordinatorService::Stub> client_;
   std::unique_ptr<v1::WorkerService::Stub> worker_;
 };
 
@@ -98,6 +100,15 @@ TEST_F(AuthTest, EachRoleGetsOnlyWhatItsTokenAllows) {
   EXPECT_TRUE(welcomed);
   // Refusals do not stop the coordinator from serving the others.
   EXPECT_TRUE(ListJobs(kClientToken).ok());
+}
+
+TEST(AuthClusterTest, WorkersAttachWithTheWorkerToken) {
+  InProcessCluster::Options options;
+  options.workers = 1;
+  ASSERT_OK_AND_ASSIGN(options.authenticator, TokenAuthenticator::Create(kWorkerToken, kClientToken));
+  options.worker_security.token = kWorkerToken;
+  ASSERT_OK_AND_ASSIGN(auto cluster, InProcessCluster::Start(options));
+  EXPECT_TRUE(cluster->worker(0).attached());
 }
 
 TEST_F(AuthTest, WatchNeedsAClientToken) {
@@ -155,18 +166,9 @@ TEST(LogRateLimiterTest, LetsABurstThroughThenCountsWhatItHolds) {
 
 // --- Validation: every limit through the wire --------------------------------
 
-class ValidationTest : public ::testing::Test {
+class ValidationTest : public CoordinatorCallTest {
  protected:
-  void SetUp() override {
-    coordinator::CoordinatorServer::Options o;
-    o.listen = "127.0.0.1:0";
-    auto server = coordinator::CoordinatorServer::Start(o);
-    ASSERT_OK(server.status());
-    server_ = *std::move(server);
-    channel_ = grpc::CreateChannel(server_->address(), grpc::InsecureChannelCredentials());
-    client_ = v1::CoordinatorService::NewStub(channel_);
-  }
-  void TearDown() override { server_->Shutdown(absl::Seconds(1)); }
+  void SetUp() override { StartCluster({.workers = 0}); }
 
   grpc::Status Submit(const v1::JobSpec& spec) {
     grpc::ClientContext ctx;
@@ -184,10 +186,6 @@ class ValidationTest : public ::testing::Test {
     return health->Check(&ctx, req, &resp).ok() &&
            resp.status() == grpc::health::v1::HealthCheckResponse::SERVING;
   }
-
-  std::unique_ptr<coordinator::CoordinatorServer> server_;
-  std::shared_ptr<grpc::Channel> channel_;
-  std::unique_ptr<v1::CoordinatorService::Stub> client_;
 };
 
 struct Case {

@@ -16,6 +16,8 @@ absl::StatusOr<std::unique_ptr<InProcessCluster>> InProcessCluster::Start(Option
   so.worker_timeout = options.worker_timeout;
   so.heartbeat_interval = options.heartbeat_interval;
   so.prefetch_per_worker = options.prefetch;
+  so.authenticator = options.authenticator;
+  so.credentials = options.server_credentials;
   BF_ASSIGN_OR_RETURN(c->server_, coordinator::CoordinatorServer::Start(so));
   for (int i = 0; i < options.workers; ++i) {
     BF_RETURN_IF_ERROR(c->AddWorker(absl::StrCat("w", i + 1), options.slots_per_worker).status());
@@ -26,6 +28,14 @@ absl::StatusOr<std::unique_ptr<InProcessCluster>> InProcessCluster::Start(Option
 InProcessCluster::~InProcessCluster() {
   for (auto& w : workers_) w->Stop();
   server_->Shutdown(absl::Seconds(1));
+}
+
+std::shared_ptr<grpc::Channel> InProcessCluster::NewChannel() const {
+  grpc::ChannelArguments args;
+  options_.worker_security.Apply(args);
+  auto creds = options_.worker_security.credentials ? options_.worker_security.credentials
+                                                    : grpc::InsecureChannelCredentials();
+  return grpc::CreateCustomChannel(address(), creds, args);
 }
 
 absl::StatusOr<worker::WorkerClient*> InProcessCluster::AddWorker(const std::string& name, int slots) {
@@ -39,6 +49,7 @@ absl::StatusOr<worker::WorkerClient*> InProcessCluster::AddWorker(const std::str
   wo.host.set_physical_cores(2);
   wo.backoff_initial = absl::Milliseconds(20);
   wo.backoff_max = absl::Milliseconds(200);
+  wo.security = options_.worker_security;
   BF_ASSIGN_OR_RETURN(std::unique_ptr<worker::WorkerClient> w, worker::WorkerClient::Start(wo));
   if (!w->WaitAttached(absl::Now() + absl::Seconds(10))) {
     return absl::DeadlineExceededError(absl::StrCat("worker ", name, " did not attach within 10s"));

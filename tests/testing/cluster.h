@@ -8,9 +8,13 @@
 #include <string>
 #include <vector>
 
+#include <grpcpp/grpcpp.h>
+
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "busyfleet/v1/coordinator.pb.h"
+#include "common/rpc/auth.h"
+#include "common/rpc/client_security.h"
 #include "coordinator/server/coordinator_server.h"
 #include "worker/worker_client.h"
 #include "tests/testing/specs.h"
@@ -26,6 +30,13 @@ class InProcessCluster {
     absl::Duration heartbeat_interval = absl::ZeroDuration();
     int prefetch = 2;
     v1::ExecMode exec = v1::EXEC_MODE_THREAD;
+    // The tokens the coordinator requires; default: none.
+    TokenAuthenticator authenticator = {};
+    // The coordinator's TLS credentials; nullptr: insecure.
+    std::shared_ptr<grpc::ServerCredentials> server_credentials = nullptr;
+    // What the workers present: their token, and the channel credentials
+    // (and TLS server name) NewChannel uses too. Default: no token, insecure.
+    ClientSecurity worker_security = {};
   };
 
   // Starts the coordinator and the workers and waits (up to 10 s) until
@@ -34,6 +45,10 @@ class InProcessCluster {
   ~InProcessCluster();
 
   std::string address() const { return server_->address(); }
+  // A new channel to the coordinator, for tests that make their own calls:
+  // worker_security's credentials and server name, no token (a call adds
+  // its own).
+  std::shared_ptr<grpc::Channel> NewChannel() const;
   coordinator::CoordinatorServer& server() { return *server_; }
   coordinator::Coordinator& coordinator() { return server_->coordinator(); }
   worker::WorkerClient& worker(int i) { return *workers_.at(static_cast<size_t>(i)); }

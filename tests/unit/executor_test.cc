@@ -31,37 +31,43 @@ constexpr absl::Duration kPrompt = absl::Seconds(2);
 // Bound on waiting for work that really runs.
 constexpr absl::Duration kWaitLimit = absl::Seconds(30);
 
+v1::TaskRef Ref(const std::string& job, uint32_t index, uint32_t attempt = 1) {
+  v1::TaskRef ref;
+  ref.set_job_id(job);
+  ref.set_task_index(index);
+  ref.set_attempt(attempt);
+  return ref;
+}
+
+void SetDuration(absl::Duration d, google::protobuf::Duration* out) {
+  out->set_seconds(absl::ToInt64Seconds(d));
+  out->set_nanos(static_cast<int32_t>(absl::ToInt64Nanoseconds(d - absl::Seconds(absl::ToInt64Seconds(d)))));
+}
+
+// Attempt 1 of task `index` of `job`.
+v1::Assignment NewAssignment(v1::TaskKind kind, const std::string& job, uint32_t index, v1::ExecMode exec) {
+  v1::Assignment a;
+  *a.mutable_task() = Ref(job, index);
+  a.set_kind(kind);
+  a.set_exec(exec);
+  return a;
+}
+
 v1::Assignment Countdown(const std::string& job, uint32_t index, uint64_t iterations,
                          v1::ExecMode exec = v1::EXEC_MODE_UNSPECIFIED) {
-  v1::Assignment a;
-  a.mutable_task()->set_job_id(job);
-  a.mutable_task()->set_task_index(index);
-  a.mutable_task()->set_attempt(1);
-  a.set_kind(v1::TASK_KIND_COUNTDOWN);
+  v1::Assignment a = NewAssignment(v1::TASK_KIND_COUNTDOWN, job, index, exec);
   a.set_iterations(iterations);
-  a.set_exec(exec);
   return a;
 }
 
 v1::Assignment Timed(v1::TaskKind kind, const std::string& job, uint32_t index, absl::Duration d,
                      v1::ExecMode exec = v1::EXEC_MODE_UNSPECIFIED) {
-  v1::Assignment a;
-  a.mutable_task()->set_job_id(job);
-  a.mutable_task()->set_task_index(index);
-  a.mutable_task()->set_attempt(1);
-  a.set_kind(kind);
-  a.mutable_duration()->set_seconds(absl::ToInt64Seconds(d));
-  a.mutable_duration()->set_nanos(
-      static_cast<int32_t>(absl::ToInt64Nanoseconds(d - absl::Seconds(absl::ToInt64Seconds(d)))));
-  a.set_exec(exec);
+  v1::Assignment a = NewAssignment(kind, job, index, exec);
+  SetDuration(d, a.mutable_duration());
   return a;
 }
 
-void SetTimeout(v1::Assignment* a, absl::Duration d) {
-  a->mutable_timeout()->set_seconds(absl::ToInt64Seconds(d));
-  a->mutable_timeout()->set_nanos(
-      static_cast<int32_t>(absl::ToInt64Nanoseconds(d - absl::Seconds(absl::ToInt64Seconds(d)))));
-}
+void SetTimeout(v1::Assignment* a, absl::Duration d) { SetDuration(d, a->mutable_timeout()); }
 
 // Collects the executor's callbacks; tests wait on it with deadlines.
 class Recorder {
@@ -231,12 +237,8 @@ TEST(ExecutorTest, CancelStopsARunningCountdown) {
   Executor ex(Slots(1), rec.OnStarted(), rec.OnFinished());
   ex.Submit(Countdown("job", 7, kForever));
   ASSERT_TRUE(rec.WaitForStarted(1));
-  v1::TaskRef ref;
-  ref.set_job_id("job");
-  ref.set_task_index(7);
-  ref.set_attempt(1);
   const absl::Time cancelled_at = absl::Now();
-  ex.Cancel(ref);
+  ex.Cancel(Ref("job", 7));
   ASSERT_TRUE(rec.WaitForResults(1, kPrompt)) << "no result within " << kPrompt << " of Cancel";
   const absl::Duration latency = absl::Now() - cancelled_at;
   EXPECT_LT(latency, absl::Seconds(1));
@@ -254,11 +256,7 @@ TEST(ExecutorTest, CancelOfAnotherAttemptIsIgnored) {
   Executor ex(Slots(1), rec.OnStarted(), rec.OnFinished());
   ex.Submit(Countdown("job", 0, kForever));
   ASSERT_TRUE(rec.WaitForStarted(1));
-  v1::TaskRef other_attempt;
-  other_attempt.set_job_id("job");
-  other_attempt.set_task_index(0);
-  other_attempt.set_attempt(2);
-  ex.Cancel(other_attempt);
+  ex.Cancel(Ref("job", 0, /*attempt=*/2));
   v1::TaskRef unknown;
   unknown.set_job_id("nope");
   ex.Cancel(unknown);
