@@ -8,21 +8,24 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "coordinator/report/format.h"
 #include "coordinator/report/svg_util.h"
 #include "coordinator/report/text_table.h"
 
 namespace busyfleet::coordctl {
 
+using report::Fixed;
+using report::Multiple;
 using report::NiceStep;
+using report::Percent;
+using report::RenderTextTable;
 using report::SvgNum;
 using report::SvgOpen;
+using report::TableColumn;
 using report::TickLabel;
 using report::TruncateText;
 using report::XmlEscape;
-using report::RenderTextTable;
-using report::TableColumn;
 namespace {
 
 // Layout, pixels.
@@ -40,22 +43,6 @@ constexpr double kMarkerTextWidth = 176;
 bool Usable(const ScalingPoint& p) {
   return p.slots > 0 && std::isfinite(p.speedup) && p.speedup >= 0 &&
          std::isfinite(p.wall_seconds) && p.wall_seconds >= 0;
-}
-
-std::string Or(double value, const std::string& text) {
-  return std::isfinite(value) ? text : "-";
-}
-
-std::string SpeedupText(double speedup) {
-  return Or(speedup, absl::StrFormat("%.2fx", speedup));
-}
-
-std::string EfficiencyText(double efficiency) {
-  return Or(efficiency, absl::StrFormat("%.1f%%", efficiency * 100.0));
-}
-
-std::string WallText(double wall) {
-  return Or(wall, absl::StrFormat("%.3f", wall));
 }
 
 std::string Text(double x, double y, const std::string& attributes,
@@ -207,9 +194,9 @@ std::string ScalingSvg(const std::vector<ScalingPoint>& points,
         SvgNum(y_of(p.speedup)), "\" r=\"4\" fill=\"", kMeasuredColour,
         "\"><title>",
         XmlEscape(absl::StrCat(p.slots, p.slots == 1 ? " slot" : " slots",
-                               ": wall ", WallText(p.wall_seconds),
-                               " s, speedup ", SpeedupText(p.speedup),
-                               ", efficiency ", EfficiencyText(p.efficiency))),
+                               ": wall ", Fixed(p.wall_seconds, 3),
+                               " s, speedup ", Multiple(p.speedup),
+                               ", efficiency ", Percent(p.efficiency))),
         "</title></circle>\n");
   }
 
@@ -238,8 +225,8 @@ std::string RenderScalingTable(const std::vector<ScalingPoint>& points) {
   std::vector<std::vector<std::string>> rows;
   rows.reserve(points.size());
   for (const ScalingPoint& p : points) {
-    rows.push_back({absl::StrCat(p.slots), WallText(p.wall_seconds),
-                    SpeedupText(p.speedup), EfficiencyText(p.efficiency)});
+    rows.push_back({absl::StrCat(p.slots), Fixed(p.wall_seconds, 3),
+                    Multiple(p.speedup), Percent(p.efficiency)});
   }
   return RenderTextTable(columns, rows);
 }

@@ -92,31 +92,6 @@ std::string XmlEscape(absl::string_view text) {
   return out;
 }
 
-size_t CodePoints(absl::string_view text) {
-  size_t n = 0;
-  for (char c : text) {
-    if ((static_cast<unsigned char>(c) & 0xC0) != 0x80) ++n;
-  }
-  return n;
-}
-
-std::string TruncateText(absl::string_view text, size_t max_chars) {
-  if (CodePoints(text) <= max_chars) return std::string(text);
-  const bool dots = max_chars >= 4;
-  const size_t keep = dots ? max_chars - 3 : max_chars;
-  size_t n = 0;
-  size_t end = 0;
-  for (; end < text.size(); ++end) {
-    if ((static_cast<unsigned char>(text[end]) & 0xC0) != 0x80) {
-      if (n == keep) break;
-      ++n;
-    }
-  }
-  std::string out(text.substr(0, end));
-  if (dots) out += "...";
-  return out;
-}
-
 double NiceStep(double span, int target) {
   if (!std::isfinite(span) || span <= 0 || target < 1) return 1;
   const double raw = span / target;

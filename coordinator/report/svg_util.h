@@ -2,7 +2,8 @@
 #define BUSYFLEET_COORDINATOR_REPORT_SVG_UTIL_H_
 
 // Small helpers shared by the SVG charts (timeline.cc, scaling_chart.cc):
-// escaping, axis ticks, number formatting. Pure functions: no I/O,
+// escaping, axis ticks, coordinates. Text helpers (TruncateText,
+// DisplayWidth) are in format.h. Pure functions: no I/O,
 // thread-safe.
 
 #include <cstddef>
@@ -18,14 +19,6 @@ namespace busyfleet::report {
 // carriage return; U+FFFE, U+FFFF), become U+FFFD. The result is well-formed
 // UTF-8 whatever the input.
 std::string XmlEscape(absl::string_view text);
-
-// `text` cut to at most `max_chars` code points (a code point is any byte that
-// does not continue a UTF-8 sequence, so a sequence is never split); a cut
-// text ends in "..." within the limit. `max_chars` below 4 cuts without dots.
-std::string TruncateText(absl::string_view text, size_t max_chars);
-
-// Code points in `text` (bytes that do not continue a UTF-8 sequence).
-size_t CodePoints(absl::string_view text);
 
 // An axis step of 1, 2 or 5 times a power of ten that cuts [0, span] into
 // about `target` steps (at most `target`, when target >= 1). 1 when span is

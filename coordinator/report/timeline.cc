@@ -14,13 +14,17 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/string_view.h"
 #include "busyfleet/v1/types.pb.h"
-#include "coordinator/report/report_format.h"
+#include "coordinator/core/enum_names.h"
+#include "coordinator/report/format.h"
 #include "coordinator/report/svg_util.h"
 #include "nlohmann/json.hpp"
 
 namespace busyfleet::report {
 namespace {
 
+using coordinator::JobStateName;
+using coordinator::TaskKindName;
+using coordinator::TaskStateName;
 using nlohmann::json;
 
 // Attempts ending later than this (seconds from submission, about 31 years)
@@ -175,11 +179,6 @@ std::map<RowKey, std::vector<size_t>> GroupRows(
   return rows;
 }
 
-json Num(double value) {
-  if (!std::isfinite(value)) return json(nullptr);
-  return json(value);
-}
-
 std::string SliceName(const Slice& s) {
   std::string name = absl::StrCat("task ", s.index);
   if (s.attempt > 1) absl::StrAppend(&name, " #", s.attempt);
@@ -192,17 +191,7 @@ std::string WorkerLabel(absl::string_view worker, absl::string_view host) {
   return absl::StrCat(worker, " (", host, ")");
 }
 
-uint32_t TaskCount(const v1::JobReport& report) {
-  if (report.tasks_total() > 0) return report.tasks_total();
-  return static_cast<uint32_t>(report.tasks_size());
-}
-
 // --- SVG ---------------------------------------------------------------
-
-std::string Fixed(double value, const char* suffix) {
-  if (!std::isfinite(value)) return "-";
-  return absl::StrCat(absl::StrFormat("%.3f", value), suffix);
-}
 
 std::string HeaderTitle(const v1::JobReport& report) {
   const std::string job =
@@ -215,15 +204,10 @@ std::string HeaderTitle(const v1::JobReport& report) {
 std::string HeaderFigures(const v1::JobReport& report, size_t attempts,
                           size_t slots) {
   const v1::JobTiming& t = report.timing();
-  const std::string speedup =
-      std::isfinite(t.speedup()) ? absl::StrFormat("%.2fx", t.speedup()) : "-";
-  const std::string efficiency =
-      std::isfinite(t.efficiency())
-          ? absl::StrFormat("%.1f%%", t.efficiency() * 100.0)
-          : "-";
-  return absl::StrCat("wall ", Fixed(t.wall_seconds(), " s"), "  |  makespan ",
-                      Fixed(t.makespan_seconds(), " s"), "  |  speedup ",
-                      speedup, "  |  efficiency ", efficiency, "  |  ",
+  return absl::StrCat("wall ", Fixed(t.wall_seconds(), 3, " s"),
+                      "  |  makespan ", Fixed(t.makespan_seconds(), 3, " s"),
+                      "  |  speedup ", Multiple(t.speedup()),
+                      "  |  efficiency ", Percent(t.efficiency()), "  |  ",
                       TaskCount(report), " tasks, ", attempts, " attempts, ",
                       slots, " slots");
 }
@@ -330,8 +314,8 @@ struct Group {
 std::string SingleTooltip(const Slice& s) {
   std::string text = absl::StrCat(
       "task ", s.index, " attempt ", s.attempt, s.backup ? " (backup)" : "",
-      ": ", TaskStateName(s.state), ", ", Fixed(s.seconds, " s"), " from ",
-      Fixed(s.start, " s"), ", CPU ", Fixed(s.cpu_seconds, " s"));
+      ": ", TaskStateName(s.state), ", ", Fixed(s.seconds, 3, " s"), " from ",
+      Fixed(s.start, 3, " s"), ", CPU ", Fixed(s.cpu_seconds, 3, " s"));
   if (s.iterations > 0) {
     absl::StrAppend(&text, ", ", HumanCount(static_cast<double>(s.iterations)),
                     " iterations");
@@ -357,7 +341,7 @@ std::string GroupTooltip(const Group& g) {
                     kLookStyles[l].label);
     first = false;
   }
-  absl::StrAppend(&text, "; ", Fixed(g.start, " s"), " to ", Fixed(g.end, " s"),
+  absl::StrAppend(&text, "; ", Fixed(g.start, 3, " s"), " to ", Fixed(g.end, 3, " s"),
                   ", worker ", WorkerLabel(g.first->worker, g.first->host),
                   ", slot ", g.first->slot);
   return text;
@@ -436,7 +420,7 @@ std::string TimelineChromeJson(const v1::JobReport& report) {
                  {"attempt", s.attempt},
                  {"state", TaskStateName(s.state)},
                  {"iterations", s.iterations},
-                 {"cpu_seconds", Num(s.cpu_seconds)},
+                 {"cpu_seconds", JsonNumber(s.cpu_seconds)},
                  {"seconds", s.seconds},
                  {"worker", std::string(s.worker)},
                  {"host", std::string(s.host)},
@@ -461,10 +445,10 @@ std::string TimelineChromeJson(const v1::JobReport& report) {
                 {"state", JobStateName(report.state())},
                 {"kind", TaskKindName(report.kind())},
                 {"submitted_at", Rfc3339(t.submitted_at())},
-                {"wall_seconds", Num(t.wall_seconds())},
-                {"makespan_seconds", Num(t.makespan_seconds())},
-                {"speedup", Num(t.speedup())},
-                {"efficiency", Num(t.efficiency())},
+                {"wall_seconds", JsonNumber(t.wall_seconds())},
+                {"makespan_seconds", JsonNumber(t.makespan_seconds())},
+                {"speedup", JsonNumber(t.speedup())},
+                {"efficiency", JsonNumber(t.efficiency())},
                 {"slots", t.slots()},
                 {"tasks", TaskCount(report)},
                 {"attempts", slices.size()},
@@ -503,7 +487,7 @@ std::string TimelineSvg(const v1::JobReport& report,
     size_t i = 0;
     for (auto it = rows.begin(); i < drawn_rows; ++it, ++i) {
       labels.push_back(absl::StrCat(it->first.first, "/", it->first.second));
-      label_chars = std::max(label_chars, CodePoints(labels.back()));
+      label_chars = std::max(label_chars, DisplayWidth(labels.back()));
     }
   }
   const double label_width = std::clamp(

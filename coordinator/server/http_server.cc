@@ -11,6 +11,7 @@
 #include "absl/time/clock.h"
 #include "common/net.h"
 #include "coordinator/server/prometheus_text.h"
+#include "coordinator/report/format.h"
 #include "coordinator/report/report_format.h"
 #include "coordinator/report/svg_util.h"
 #include "coordinator/report/timeline.h"
@@ -19,10 +20,6 @@ namespace busyfleet::coordinator {
 namespace {
 
 std::string Html(absl::string_view s) { return report::XmlEscape(s); }
-
-std::string Fixed(double v, int digits) {
-  return std::isfinite(v) ? absl::StrFormat("%.*f", digits, v) : "-";
-}
 
 constexpr absl::string_view kStyle = R"(
 body{font-family:system-ui,sans-serif;margin:1.5em;color:#222}
@@ -44,11 +41,7 @@ std::string StatusPageHtml(Coordinator& coordinator, int page_jobs, int page_tim
       "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
       "<meta http-equiv=\"refresh\" content=\"5\"><title>busyfleet coordinator</title><style>",
       kStyle, "</style></head><body>\n<h1>busyfleet coordinator</h1>\n<p class=\"muted\">",
-      Html(report::Rfc3339([&] {
-        google::protobuf::Timestamp ts;
-        ts.set_seconds(absl::ToUnixSeconds(now));
-        return ts;
-      }())),
+      Html(report::Rfc3339(report::ToProtoTimestamp(absl::FromUnixSeconds(absl::ToUnixSeconds(now))))),
       " &middot; ", m.slots, " slots, ", m.running, " running, ", m.queue_depth,
       " queued &middot; refreshes every 5 s &middot; <a href=\"/metrics\">/metrics</a></p>\n");
 
@@ -58,19 +51,13 @@ std::string StatusPageHtml(Coordinator& coordinator, int page_jobs, int page_tim
   for (const v1::WorkerInfo& w : workers) {
     const std::string state = report::WorkerStateName(w.state());
     const double load = w.slots() > 0 ? static_cast<double>(w.running()) / w.slots() : 0;
-    std::string heartbeat = "-";
-    if (w.has_last_heartbeat() && w.last_heartbeat().seconds() > 0) {
-      const absl::Time hb = absl::FromUnixSeconds(w.last_heartbeat().seconds()) +
-                            absl::Nanoseconds(w.last_heartbeat().nanos());
-      heartbeat = absl::StrFormat("%.1fs ago", std::max(0.0, absl::ToDoubleSeconds(now - hb)));
-    }
     absl::StrAppend(&out, "<tr><td>", Html(w.name()), "</td><td>", Html(w.host().hostname()),
                     "</td><td class=\"", state, "\">", state, "</td><td class=\"n\">", w.slots(),
                     "</td><td class=\"n\">", w.host().physical_cores(), "</td><td class=\"n\">",
                     w.host().logical_cpus(), "</td><td class=\"n\">", w.running(), "</td><td>",
                     "<span class=\"bar\" style=\"width:", static_cast<int>(std::min(1.0, load) * 60),
                     "px\"></span> ", static_cast<int>(load * 100), "%</td><td class=\"n\">", w.tasks_done(),
-                    "</td><td>", heartbeat, "</td></tr>\n");
+                    "</td><td>", report::Ago(w.last_heartbeat(), now), "</td></tr>\n");
   }
   if (workers.empty()) absl::StrAppend(&out, "<tr><td colspan=\"10\">no worker attached</td></tr>\n");
   absl::StrAppend(&out, "</tbody></table>\n");
@@ -90,10 +77,10 @@ std::string StatusPageHtml(Coordinator& coordinator, int page_jobs, int page_tim
                       Html(j.name()), "</td><td>", report::TaskKindName(j.kind()), "</td><td class=\"",
                       state, "\">", state, "</td><td class=\"n\">", j.tasks_done(), "/", j.tasks(),
                       "</td><td>", Html(report::Rfc3339(j.submitted_at())), "</td><td class=\"n\">",
-                      Fixed(report.ok() ? report->timing().wall_seconds() : j.wall_seconds(), 3),
-                      "</td><td class=\"n\">", report.ok() ? Fixed(report->timing().speedup(), 2) : "-",
-                      "</td><td class=\"n\">",
-                      report.ok() ? Fixed(report->timing().efficiency() * 100, 1) + "%" : "-", "</td></tr>\n");
+                      report::Fixed(report.ok() ? report->timing().wall_seconds() : j.wall_seconds(), 3),
+                      "</td><td class=\"n\">", report.ok() ? report::Fixed(report->timing().speedup(), 2) : "-",
+                      "</td><td class=\"n\">", report.ok() ? report::Percent(report->timing().efficiency()) : "-",
+                      "</td></tr>\n");
       if (report.ok() && static_cast<int>(timelines.size()) < page_timelines) {
         timelines.push_back(*std::move(report));
       }
