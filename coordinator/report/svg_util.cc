@@ -146,4 +146,24 @@ std::string SvgOpen(int width, double height) {
       "<rect width=\"100%\" height=\"100%\" fill=\"#ffffff\"/>\n");
 }
 
+std::string SvgLine(double x1, double y1, double x2, double y2,
+                    absl::string_view attributes) {
+  return absl::StrCat("<line x1=\"", SvgNum(x1), "\" y1=\"", SvgNum(y1),
+                      "\" x2=\"", SvgNum(x2), "\" y2=\"", SvgNum(y2), "\"",
+                      attributes, "/>");
+}
+
+std::string SvgRect(double x, double y, double width, double height,
+                    absl::string_view attributes) {
+  return absl::StrCat("<rect x=\"", SvgNum(x), "\" y=\"", SvgNum(y),
+                      "\" width=\"", SvgNum(width), "\" height=\"",
+                      SvgNum(height), "\"", attributes, "/>");
+}
+
+std::string SvgText(double x, double y, absl::string_view attributes,
+                    absl::string_view text) {
+  return absl::StrCat("<text x=\"", SvgNum(x), "\" y=\"", SvgNum(y), "\"",
+                      attributes, ">", XmlEscape(text), "</text>");
+}
+
 }  // namespace busyfleet::report

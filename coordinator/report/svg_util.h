@@ -39,6 +39,19 @@ std::string TickLabel(double value, double step);
 // so it can be inlined in HTML) and a white background rect.
 std::string SvgOpen(int width, double height);
 
+// Elements, each without a trailing newline (callers put several on a line):
+//   SvgLine:  <line x1=".." y1=".." x2=".." y2=".."ATTRIBUTES/>
+//   SvgRect:  <rect x=".." y=".." width=".." height=".."ATTRIBUTES/>
+//   SvgText:  <text x=".." y=".."ATTRIBUTES>XmlEscape(text)</text>
+// Coordinates go through SvgNum; `attributes` is inserted as it is (start it
+// with a space).
+std::string SvgLine(double x1, double y1, double x2, double y2,
+                    absl::string_view attributes);
+std::string SvgRect(double x, double y, double width, double height,
+                    absl::string_view attributes);
+std::string SvgText(double x, double y, absl::string_view attributes,
+                    absl::string_view text);
+
 }  // namespace busyfleet::report
 
 #endif  // BUSYFLEET_COORDINATOR_REPORT_SVG_UTIL_H_
