@@ -5,7 +5,6 @@
 #include <limits>
 #include <string>
 
-#include "absl/time/civil_time.h"
 #include "absl/time/time.h"
 #include "busyfleet/v1/coordinator.pb.h"
 #include "google/protobuf/duration.pb.h"
@@ -19,25 +18,19 @@ namespace {
 constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
 constexpr double kInf = std::numeric_limits<double>::infinity();
 
-// 2026-11-26T02:33:56Z, computed independently of the code under test.
-int64_t SubmitSeconds() {
-  return absl::ToUnixSeconds(absl::FromCivil(
-      absl::CivilSecond(2026, 11, 26, 2, 33, 56), absl::UTCTimeZone()));
-}
+// 2026-11-26T02:33:56Z (`date -u -d @1795660436`).
+constexpr int64_t kSubmitSeconds = 1795660436;
 
-google::protobuf::Timestamp Ts(int64_t seconds, int32_t nanos) {
-  google::protobuf::Timestamp ts;
-  ts.set_seconds(seconds);
-  ts.set_nanos(nanos);
-  return ts;
+// A Timestamp or a Duration (the two share their fields).
+template <typename Proto>
+Proto Make(int64_t seconds, int32_t nanos) {
+  Proto proto;
+  proto.set_seconds(seconds);
+  proto.set_nanos(nanos);
+  return proto;
 }
-
-google::protobuf::Duration Dur(int64_t seconds, int32_t nanos) {
-  google::protobuf::Duration d;
-  d.set_seconds(seconds);
-  d.set_nanos(nanos);
-  return d;
-}
+constexpr auto Ts = Make<google::protobuf::Timestamp>;
+constexpr auto Dur = Make<google::protobuf::Duration>;
 
 // --- Numbers ---
 
@@ -169,9 +162,9 @@ TEST(FormatTest, TruncateTextCutsWholeCodePointsWithDots) {
 // --- Times ---
 
 TEST(FormatTest, Rfc3339FormatsUtcWithMicroseconds) {
-  EXPECT_EQ(Rfc3339(Ts(SubmitSeconds(), 123456789)),
+  EXPECT_EQ(Rfc3339(Ts(kSubmitSeconds, 123456789)),
             "2026-11-26T02:33:56.123456Z");
-  EXPECT_EQ(Rfc3339(Ts(SubmitSeconds(), 0)), "2026-11-26T02:33:56.000000Z");
+  EXPECT_EQ(Rfc3339(Ts(kSubmitSeconds, 0)), "2026-11-26T02:33:56.000000Z");
   EXPECT_EQ(Rfc3339(Ts(1, 0)), "1970-01-01T00:00:01.000000Z");
   EXPECT_EQ(Rfc3339(Ts(0, 1000)), "1970-01-01T00:00:00.000001Z");
 }
@@ -183,16 +176,16 @@ TEST(FormatTest, Rfc3339OfUnsetTimestampIsEmpty) {
 }
 
 TEST(FormatTest, Rfc3339SecondsCutsTheFraction) {
-  EXPECT_EQ(Rfc3339Seconds(Ts(SubmitSeconds(), 999999999)),
+  EXPECT_EQ(Rfc3339Seconds(Ts(kSubmitSeconds, 999999999)),
             "2026-11-26T02:33:56Z");
   EXPECT_EQ(Rfc3339Seconds(Ts(-1, 0)), "1969-12-31T23:59:59Z");
 }
 
 TEST(FormatTest, TimestampRoundTripsThroughAbsl) {
-  const absl::Time t = absl::FromUnixSeconds(SubmitSeconds()) +
+  const absl::Time t = absl::FromUnixSeconds(kSubmitSeconds) +
                        absl::Nanoseconds(123456789);
   const google::protobuf::Timestamp ts = ToProtoTimestamp(t);
-  EXPECT_EQ(ts.seconds(), SubmitSeconds());
+  EXPECT_EQ(ts.seconds(), kSubmitSeconds);
   EXPECT_EQ(ts.nanos(), 123456789);
   EXPECT_EQ(ToAbslTime(ts), t);
   EXPECT_FALSE(IsUnset(ts));
@@ -245,10 +238,10 @@ TEST(FormatTest, InfiniteDurationsClampToTheProtoRange) {
 }
 
 TEST(FormatTest, AgoIsRelativeToNow) {
-  const absl::Time now = absl::FromUnixSeconds(SubmitSeconds());
-  EXPECT_EQ(Ago(Ts(SubmitSeconds() - 1, 600000000), now), "0.4s ago");
-  EXPECT_EQ(Ago(Ts(SubmitSeconds() - 192, 0), now), "3m12s ago");
-  EXPECT_EQ(Ago(Ts(SubmitSeconds() + 5, 0), now), "0.0s ago");  // clock skew
+  const absl::Time now = absl::FromUnixSeconds(kSubmitSeconds);
+  EXPECT_EQ(Ago(Ts(kSubmitSeconds - 1, 600000000), now), "0.4s ago");
+  EXPECT_EQ(Ago(Ts(kSubmitSeconds - 192, 0), now), "3m12s ago");
+  EXPECT_EQ(Ago(Ts(kSubmitSeconds + 5, 0), now), "0.0s ago");  // clock skew
   EXPECT_EQ(Ago(google::protobuf::Timestamp(), now), "-");
 }
 
