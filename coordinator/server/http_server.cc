@@ -112,8 +112,7 @@ std::string TimelineSection(const v1::JobReport& r) {
 
 }  // namespace
 
-std::string StatusPageHtml(Coordinator& coordinator, int page_jobs, int page_timelines) {
-  const absl::Time now = absl::Now();
+std::string StatusPageHtml(Coordinator& coordinator, int page_jobs, int page_timelines, absl::Time now) {
   const MetricsSnapshot metrics = coordinator.Metrics();
   const std::vector<v1::WorkerInfo> workers = coordinator.ListWorkers(/*include_gone=*/true);
   std::vector<v1::JobReport> timelines;
@@ -196,7 +195,7 @@ void HttpServer::Route() {
   server_->Get("/", [this, authorized](const httplib::Request& req, httplib::Response& res) {
     if (!authorized(req, res)) return;
     res.set_header("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'");
-    res.set_content(StatusPageHtml(*options_.coordinator, options_.page_jobs, options_.page_timelines),
+    res.set_content(StatusPageHtml(*options_.coordinator, options_.page_jobs, options_.page_timelines, absl::Now()),
                     "text/html; charset=utf-8");
   });
 }
