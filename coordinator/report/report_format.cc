@@ -220,6 +220,56 @@ std::string TasksTable(const v1::JobReport& report) {
   return RenderTextTable(columns, rows);
 }
 
+// How far the job is, in [0, 1]: by iterations when it counts them, by
+// tasks otherwise.
+double ProgressFraction(const v1::JobProgress& p) {
+  double fraction = 0;
+  if (p.iterations_total() > 0) {
+    fraction = static_cast<double>(p.iterations_done()) /
+               static_cast<double>(p.iterations_total());
+  } else if (p.tasks_total() > 0) {
+    fraction = static_cast<double>(p.tasks_done()) /
+               static_cast<double>(p.tasks_total());
+  }
+  if (!std::isfinite(fraction)) return 0;
+  return std::clamp(fraction, 0.0, 1.0);
+}
+
+// A part of the progress line after the bar; `drop` orders the ones that go
+// when space is short (1 first), 0 for those that stay.
+struct ProgressPart {
+  std::string text;
+  int drop;
+};
+
+std::vector<ProgressPart> ProgressParts(const v1::JobProgress& p,
+                                        double fraction) {
+  const int percent = static_cast<int>(std::floor(fraction * 100.0));
+  std::vector<ProgressPart> parts;
+  parts.push_back(
+      {absl::StrFormat("%d/%d tasks", p.tasks_done(), p.tasks_total()), 0});
+  if (p.tasks_failed() > 0) {
+    parts.push_back({absl::StrFormat("%d failed", p.tasks_failed()), 3});
+  }
+  parts.push_back({absl::StrFormat("%d%%", percent), 0});
+  if (p.iterations_total() > 0 || p.iterations_per_second() > 0) {
+    parts.push_back(
+        {absl::StrCat(HumanCount(p.iterations_per_second()), " it/s"), 1});
+  }
+  if (p.eta_seconds() >= 0) {
+    parts.push_back({absl::StrCat("ETA ", ShortDuration(p.eta_seconds())), 2});
+  }
+  parts.push_back({JobStateName(p.state()), 0});
+  return parts;
+}
+
+std::string JoinParts(const std::vector<ProgressPart>& parts) {
+  std::vector<absl::string_view> texts;
+  texts.reserve(parts.size());
+  for (const ProgressPart& part : parts) texts.push_back(part.text);
+  return absl::StrJoin(texts, "  ");
+}
+
 }  // namespace
 
 nlohmann::json ReportToJson(const v1::JobReport& report) {
@@ -415,51 +465,12 @@ std::string RenderJobs(const std::vector<v1::JobSummary>& jobs) {
 
 std::string RenderProgressLine(const v1::JobProgress& p, int width) {
   if (width <= 0) return "";
-
-  double fraction = 0;
-  if (p.iterations_total() > 0) {
-    fraction = static_cast<double>(p.iterations_done()) /
-               static_cast<double>(p.iterations_total());
-  } else if (p.tasks_total() > 0) {
-    fraction = static_cast<double>(p.tasks_done()) /
-               static_cast<double>(p.tasks_total());
-  }
-  if (!std::isfinite(fraction)) fraction = 0;
-  fraction = std::clamp(fraction, 0.0, 1.0);
-  const int percent = static_cast<int>(std::floor(fraction * 100.0));
-
-  // Parts after the bar; `drop` orders the ones that go when space is short
-  // (1 first), 0 for those that stay.
-  struct Part {
-    std::string text;
-    int drop;
-  };
-  std::vector<Part> parts;
-  parts.push_back(
-      {absl::StrFormat("%d/%d tasks", p.tasks_done(), p.tasks_total()), 0});
-  if (p.tasks_failed() > 0) {
-    parts.push_back({absl::StrFormat("%d failed", p.tasks_failed()), 3});
-  }
-  parts.push_back({absl::StrFormat("%d%%", percent), 0});
-  if (p.iterations_total() > 0 || p.iterations_per_second() > 0) {
-    parts.push_back(
-        {absl::StrCat(HumanCount(p.iterations_per_second()), " it/s"), 1});
-  }
-  if (p.eta_seconds() >= 0) {
-    parts.push_back({absl::StrCat("ETA ", ShortDuration(p.eta_seconds())), 2});
-  }
-  parts.push_back({JobStateName(p.state()), 0});
-
-  auto join = [&parts] {
-    std::vector<absl::string_view> texts;
-    for (const Part& part : parts) texts.push_back(part.text);
-    return absl::StrJoin(texts, "  ");
-  };
-  const int w = width;
-  std::string rest = join();
+  const double fraction = ProgressFraction(p);
+  std::vector<ProgressPart> parts = ProgressParts(p, fraction);
+  std::string rest = JoinParts(parts);
 
   // "[" + bar + "]" + "  " + rest.
-  const int room = w - static_cast<int>(rest.size()) - 4;
+  const int room = width - static_cast<int>(rest.size()) - 4;
   if (room >= kMinBarWidth) {
     const int bar = std::min(room, kMaxBarWidth);
     const int filled =
@@ -467,15 +478,16 @@ std::string RenderProgressLine(const v1::JobProgress& p, int width) {
     return absl::StrCat("[", std::string(filled, '#'),
                         std::string(bar - filled, '.'), "]  ", rest);
   }
-  for (int level = 1; level <= 3 && static_cast<int>(rest.size()) > w;
+  for (int level = 1; level <= 3 && static_cast<int>(rest.size()) > width;
        ++level) {
-    parts.erase(std::remove_if(
-                    parts.begin(), parts.end(),
-                    [level](const Part& part) { return part.drop == level; }),
+    parts.erase(std::remove_if(parts.begin(), parts.end(),
+                               [level](const ProgressPart& part) {
+                                 return part.drop == level;
+                               }),
                 parts.end());
-    rest = join();
+    rest = JoinParts(parts);
   }
-  if (static_cast<int>(rest.size()) > w) rest.resize(w);
+  if (static_cast<int>(rest.size()) > width) rest.resize(width);
   return rest;
 }
 
