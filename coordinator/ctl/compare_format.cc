@@ -9,16 +9,20 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_format.h"
+#include "coordinator/report/format.h"
 #include "coordinator/report/report_format.h"
 #include "coordinator/report/text_table.h"
 
 namespace busyfleet::coordctl {
 
+using report::Fixed;
 using report::HumanCount;
 using report::JobStateName;
+using report::JsonNumber;
+using report::Multiple;
+using report::Percent;
 using report::RenderTextTable;
-using report::TableColumn;
+using report::TaskCount;
 namespace {
 
 using nlohmann::json;
@@ -31,11 +35,6 @@ struct Metric {
   Kind kind;
   double (*get)(const v1::JobReport&);
 };
-
-uint64_t TaskCount(const v1::JobReport& r) {
-  if (r.tasks_total() > 0) return r.tasks_total();
-  return static_cast<uint64_t>(r.tasks_size());
-}
 
 const std::vector<Metric>& Metrics() {
   static const std::vector<Metric>* const kMetrics = new std::vector<Metric>{
@@ -85,9 +84,7 @@ const std::vector<Metric>& Metrics() {
 json MetricValue(const Metric& m, const v1::JobReport& r) {
   if (m.kind == Kind::kLargeCount) return json(r.iterations_total());
   if (m.kind == Kind::kCount) return json(static_cast<uint64_t>(m.get(r)));
-  const double value = m.get(r);
-  if (!std::isfinite(value)) return json(nullptr);
-  return json(value);
+  return JsonNumber(m.get(r));
 }
 
 std::optional<double> Ratio(std::optional<double> a, std::optional<double> b) {
@@ -107,20 +104,20 @@ json OptJson(std::optional<double> value) {
 }
 
 std::string RatioText(std::optional<double> ratio) {
-  return ratio ? absl::StrFormat("%.2fx", *ratio) : "-";
+  return ratio ? Multiple(*ratio) : "-";
 }
 
 std::string ValueText(Kind kind, std::optional<double> value) {
   if (!value) return "-";
   switch (kind) {
     case Kind::kSeconds:
-      return absl::StrFormat("%.3f", *value);
+      return Fixed(*value, 3);
     case Kind::kSpeedup:
-      return absl::StrFormat("%.2fx", *value);
+      return Multiple(*value);
     case Kind::kFraction:
-      return absl::StrFormat("%.1f%%", *value * 100.0);
+      return Percent(*value);
     case Kind::kCount:
-      return absl::StrFormat("%.0f", *value);
+      return Fixed(*value, 0);
     case Kind::kLargeCount:
       return HumanCount(*value);
   }

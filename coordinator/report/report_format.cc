@@ -8,14 +8,13 @@
 #include <utility>
 #include <vector>
 
-#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/string_view.h"
-#include "absl/strings/strip.h"
 #include "absl/time/time.h"
-#include "google/protobuf/duration.pb.h"
+#include "coordinator/report/format.h"
+#include "coordinator/report/text_table.h"
 
 namespace busyfleet::report {
 namespace {
@@ -32,120 +31,11 @@ constexpr int kMaxStragglersListed = 20;
 constexpr int kMaxBarWidth = 30;
 constexpr int kMinBarWidth = 4;
 
-// "JOB_STATE_SUCCEEDED" -> "SUCCEEDED" (or lower-cased). Unknown values have
-// an empty name in the generated code.
-// A JSON number, or null for NaN and infinities (which JSON cannot hold).
-json Num(double value) {
-  if (!std::isfinite(value)) return json(nullptr);
-  return json(value);
-}
-
-double Seconds(const google::protobuf::Duration& d) {
-  return static_cast<double>(d.seconds()) +
-         static_cast<double>(d.nanos()) * 1e-9;
-}
-
-bool IsUnset(const google::protobuf::Timestamp& ts) {
-  return ts.seconds() == 0 && ts.nanos() == 0;
-}
-
-absl::Time ToAbslTime(const google::protobuf::Timestamp& ts) {
-  return absl::FromUnixSeconds(ts.seconds()) + absl::Nanoseconds(ts.nanos());
-}
-
-// 40000000 -> "40,000,000".
-std::string Thousands(uint64_t value) {
-  std::string digits = absl::StrCat(value);
-  std::string out;
-  out.reserve(digits.size() + digits.size() / 3);
-  for (size_t i = 0; i < digits.size(); ++i) {
-    if (i > 0 && (digits.size() - i) % 3 == 0) out.push_back(',');
-    out.push_back(digits[i]);
-  }
-  return out;
-}
-
-// Seconds for people: "0.4s", "59.9s", "3m12s", "2h05m", "3d04h".
-std::string ShortDuration(double seconds) {
-  if (!std::isfinite(seconds)) return "-";
-  if (seconds < 0) seconds = 0;
-  if (seconds < 59.95) return absl::StrFormat("%.1fs", seconds);
-  const int64_t s = static_cast<int64_t>(std::llround(seconds));
-  if (s < 3600) return absl::StrFormat("%dm%02ds", s / 60, s % 60);
-  if (s < 86400) return absl::StrFormat("%dh%02dm", s / 3600, (s % 3600) / 60);
-  return absl::StrFormat("%dd%02dh", s / 86400, (s % 86400) / 3600);
-}
-
-std::string Fixed3(double value) { return absl::StrFormat("%.3f", value); }
-
-std::string Percent(double fraction) {
-  return absl::StrFormat("%.1f%%", fraction * 100.0);
-}
-
-// Free text from the wire goes to a terminal: no control characters.
-std::string Printable(absl::string_view text) {
-  std::string out(text);
-  for (char& c : out) {
-    const unsigned char u = static_cast<unsigned char>(c);
-    if (u < 0x20 || u == 0x7f) c = '?';
-  }
-  return out;
-}
-
-// Terminal columns of UTF-8 text, counting one per code point.
-size_t DisplayWidth(absl::string_view text) {
-  size_t width = 0;
-  for (char c : text) {
-    if ((static_cast<unsigned char>(c) & 0xC0) != 0x80) ++width;
-  }
-  return width;
-}
-
-struct Column {
-  std::string header;
-  bool right = false;  // Numbers are right-aligned, text left-aligned.
-};
-
-// Columns separated by two spaces, each as wide as its widest cell; no
-// trailing blanks. Every row has one cell per column.
-std::string RenderTable(const std::vector<Column>& columns,
-                        const std::vector<std::vector<std::string>>& rows) {
-  std::vector<size_t> widths(columns.size(), 0);
-  for (size_t c = 0; c < columns.size(); ++c) {
-    widths[c] = DisplayWidth(columns[c].header);
-    for (const auto& row : rows) {
-      widths[c] = std::max(widths[c], DisplayWidth(row[c]));
-    }
-  }
-  std::string out;
-  auto append_row = [&](const std::vector<std::string>& cells) {
-    std::string line;
-    for (size_t c = 0; c < columns.size(); ++c) {
-      if (c > 0) line += "  ";
-      const std::string cell = Printable(cells[c]);
-      const std::string pad(widths[c] - DisplayWidth(cell), ' ');
-      if (columns[c].right) {
-        absl::StrAppend(&line, pad, cell);
-      } else {
-        absl::StrAppend(&line, cell, pad);
-      }
-    }
-    while (!line.empty() && line.back() == ' ') line.pop_back();
-    absl::StrAppend(&out, line, "\n");
-  };
-  std::vector<std::string> headers;
-  headers.reserve(columns.size());
-  for (const Column& column : columns) headers.push_back(column.header);
-  append_row(headers);
-  for (const auto& row : rows) append_row(row);
-  return out;
-}
-
 json PhasesJson(double queued, double dispatch, double result) {
   json phases = json::object();
-  phases["queued_seconds"] = Num(queued);
-  phases["dispatch_seconds"] = Num(dispatch);
-  phases["result_seconds"] = Num(result);
+  phases["queued_seconds"] = JsonNumber(queued);
+  phases["dispatch_seconds"] = JsonNumber(dispatch);
+  phases["result_seconds"] = JsonNumber(result);
   return phases;
 }
 
@@ -154,20 +44,20 @@ json TimingJson(const v1::JobTiming& t) {
   timing["submitted_at"] = Rfc3339(t.submitted_at());
   timing["started_at"] = Rfc3339(t.started_at());
   timing["finished_at"] = Rfc3339(t.finished_at());
-  timing["wall_seconds"] = Num(t.wall_seconds());
-  timing["makespan_seconds"] = Num(t.makespan_seconds());
-  timing["serial_seconds"] = Num(t.serial_seconds());
-  timing["overhead_seconds"] = Num(t.overhead_seconds());
-  timing["speedup"] = Num(t.speedup());
-  timing["efficiency"] = Num(t.efficiency());
+  timing["wall_seconds"] = JsonNumber(t.wall_seconds());
+  timing["makespan_seconds"] = JsonNumber(t.makespan_seconds());
+  timing["serial_seconds"] = JsonNumber(t.serial_seconds());
+  timing["overhead_seconds"] = JsonNumber(t.overhead_seconds());
+  timing["speedup"] = JsonNumber(t.speedup());
+  timing["efficiency"] = JsonNumber(t.efficiency());
   timing["slots"] = t.slots();
   const v1::TaskDurationStats& s = t.task_seconds();
-  timing["task_seconds"] = {{"min", Num(s.min())},
-                            {"p50", Num(s.p50())},
-                            {"p90", Num(s.p90())},
-                            {"p99", Num(s.p99())},
-                            {"max", Num(s.max())}};
-  timing["cpu_seconds"] = Num(t.cpu_seconds());
+  timing["task_seconds"] = {{"min", JsonNumber(s.min())},
+                            {"p50", JsonNumber(s.p50())},
+                            {"p90", JsonNumber(s.p90())},
+                            {"p99", JsonNumber(s.p99())},
+                            {"max", JsonNumber(s.max())}};
+  timing["cpu_seconds"] = JsonNumber(t.cpu_seconds());
   timing["phases"] =
       PhasesJson(t.mean_queued_seconds(), t.mean_dispatch_seconds(),
                  t.mean_result_seconds());
@@ -181,9 +71,9 @@ json WorkerTimingJson(const v1::WorkerTiming& w) {
   worker["slots"] = w.slots();
   worker["tasks"] = w.tasks();
   worker["iterations"] = w.iterations();
-  worker["busy_seconds"] = Num(w.busy_seconds());
-  worker["utilization"] = Num(w.utilization());
-  worker["iterations_per_second"] = Num(w.iterations_per_second());
+  worker["busy_seconds"] = JsonNumber(w.busy_seconds());
+  worker["utilization"] = JsonNumber(w.utilization());
+  worker["iterations_per_second"] = JsonNumber(w.iterations_per_second());
   worker["slots_used"] = w.slots_used();
   return worker;
 }
@@ -196,9 +86,9 @@ json TaskTimingJson(const v1::TaskTiming& t) {
   task["attempt"] = t.attempt();
   task["state"] = TaskStateName(t.state());
   task["iterations"] = t.iterations();
-  task["start_offset_seconds"] = Num(t.start_offset_seconds());
-  task["seconds"] = Num(t.seconds());
-  task["cpu_seconds"] = Num(t.cpu_seconds());
+  task["start_offset_seconds"] = JsonNumber(t.start_offset_seconds());
+  task["seconds"] = JsonNumber(t.seconds());
+  task["cpu_seconds"] = JsonNumber(t.cpu_seconds());
   if (!t.error().empty()) task["error"] = t.error();
   if (t.pid() != 0) task["pid"] = t.pid();
   if (t.speculated()) {
@@ -215,11 +105,11 @@ json SpecJson(const v1::JobSpec& s) {
   spec["tasks"] = s.tasks();
   spec["iterations"] = s.iterations();
   spec["total"] = s.total();
-  spec["duration_seconds"] = Num(Seconds(s.duration()));
+  spec["duration_seconds"] = JsonNumber(ToDoubleSeconds(s.duration()));
   spec["max_slots"] = s.max_slots();
   spec["max_attempts"] = s.max_attempts();
   spec["exec"] = ExecModeName(s.exec());
-  spec["task_timeout_seconds"] = Num(Seconds(s.task_timeout()));
+  spec["task_timeout_seconds"] = JsonNumber(ToDoubleSeconds(s.task_timeout()));
   spec["speculate"] = s.speculate();
   json workers = json::array();
   for (const std::string& w : s.workers()) workers.push_back(w);
@@ -228,11 +118,6 @@ json SpecJson(const v1::JobSpec& s) {
   for (const auto& [key, value] : s.selector()) selector[key] = value;
   spec["selector"] = std::move(selector);
   return spec;
-}
-
-uint32_t TaskCount(const v1::JobReport& report) {
-  if (report.tasks_total() > 0) return report.tasks_total();
-  return static_cast<uint32_t>(report.tasks_size());
 }
 
 // "4 x 10,000,000 iterations (40,000,000 in all)", "4 x 2.000s spin", ...
@@ -255,7 +140,8 @@ std::string TasksLine(const v1::JobReport& report) {
     case v1::TASK_KIND_SPIN:
     case v1::TASK_KIND_SLEEP:
       if (spec.has_duration()) {
-        return absl::StrFormat("%d x %.3fs %s", n, Seconds(spec.duration()),
+        return absl::StrFormat("%d x %s %s", n,
+                               Fixed(ToDoubleSeconds(spec.duration()), 3, "s"),
                                TaskKindName(report.kind()));
       }
       return tasks;
@@ -288,7 +174,7 @@ std::string StragglersLine(const v1::JobReport& report) {
 }
 
 std::string WorkersTable(const v1::JobReport& report) {
-  const std::vector<Column> columns = {
+  const std::vector<TableColumn> columns = {
       {"WORKER", false}, {"HOST", false},      {"SLOTS", true},
       {"TASKS", true},   {"ITERATIONS", true}, {"BUSY(s)", true},
       {"UTIL", true},    {"IT/S/SLOT", true},
@@ -298,10 +184,10 @@ std::string WorkersTable(const v1::JobReport& report) {
     rows.push_back({w.name(), w.host().empty() ? "-" : w.host(),
                     absl::StrCat(w.slots()), absl::StrCat(w.tasks()),
                     HumanCount(static_cast<double>(w.iterations())),
-                    Fixed3(w.busy_seconds()), Percent(w.utilization()),
+                    Fixed(w.busy_seconds(), 3), Percent(w.utilization()),
                     HumanCount(w.iterations_per_second())});
   }
-  return RenderTable(columns, rows);
+  return RenderTextTable(columns, rows);
 }
 
 std::string TasksTable(const v1::JobReport& report) {
@@ -309,7 +195,7 @@ std::string TasksTable(const v1::JobReport& report) {
   for (const v1::TaskTiming& t : report.tasks()) {
     if (!t.error().empty()) any_error = true;
   }
-  std::vector<Column> columns = {
+  std::vector<TableColumn> columns = {
       {"TASK", true},    {"WORKER", false}, {"SLOT", true},
       {"ATTEMPT", true}, {"STATE", false},  {"START(s)", true},
       {"SECONDS", true}, {"CPU(s)", true},
@@ -324,23 +210,67 @@ std::string TasksTable(const v1::JobReport& report) {
         ran ? absl::StrCat(t.slot()) : "-",
         absl::StrCat(t.attempt()),
         TaskStateName(t.state()),
-        ran ? Fixed3(t.start_offset_seconds()) : "-",
-        ran ? Fixed3(t.seconds()) : "-",
-        ran ? Fixed3(t.cpu_seconds()) : "-",
+        ran ? Fixed(t.start_offset_seconds(), 3) : "-",
+        ran ? Fixed(t.seconds(), 3) : "-",
+        ran ? Fixed(t.cpu_seconds(), 3) : "-",
     };
     if (any_error) row.push_back(t.error());
     rows.push_back(std::move(row));
   }
-  return RenderTable(columns, rows);
+  return RenderTextTable(columns, rows);
+}
+
+// How far the job is, in [0, 1]: by iterations when it counts them, by
+// tasks otherwise.
+double ProgressFraction(const v1::JobProgress& p) {
+  double fraction = 0;
+  if (p.iterations_total() > 0) {
+    fraction = static_cast<double>(p.iterations_done()) /
+               static_cast<double>(p.iterations_total());
+  } else if (p.tasks_total() > 0) {
+    fraction = static_cast<double>(p.tasks_done()) /
+               static_cast<double>(p.tasks_total());
+  }
+  if (!std::isfinite(fraction)) return 0;
+  return std::clamp(fraction, 0.0, 1.0);
+}
+
+// A part of the progress line after the bar; `drop` orders the ones that go
+// when space is short (1 first), 0 for those that stay.
+struct ProgressPart {
+  std::string text;
+  int drop;
+};
+
+std::vector<ProgressPart> ProgressParts(const v1::JobProgress& p,
+                                        double fraction) {
+  const int percent = static_cast<int>(std::floor(fraction * 100.0));
+  std::vector<ProgressPart> parts;
+  parts.push_back(
+      {absl::StrFormat("%d/%d tasks", p.tasks_done(), p.tasks_total()), 0});
+  if (p.tasks_failed() > 0) {
+    parts.push_back({absl::StrFormat("%d failed", p.tasks_failed()), 3});
+  }
+  parts.push_back({absl::StrFormat("%d%%", percent), 0});
+  if (p.iterations_total() > 0 || p.iterations_per_second() > 0) {
+    parts.push_back(
+        {absl::StrCat(HumanCount(p.iterations_per_second()), " it/s"), 1});
+  }
+  if (p.eta_seconds() >= 0) {
+    parts.push_back({absl::StrCat("ETA ", ShortDuration(p.eta_seconds())), 2});
+  }
+  parts.push_back({JobStateName(p.state()), 0});
+  return parts;
+}
+
+std::string JoinParts(const std::vector<ProgressPart>& parts) {
+  std::vector<absl::string_view> texts;
+  texts.reserve(parts.size());
+  for (const ProgressPart& part : parts) texts.push_back(part.text);
+  return absl::StrJoin(texts, "  ");
 }
 
 }  // namespace
-
-std::string Rfc3339(const google::protobuf::Timestamp& ts) {
-  if (IsUnset(ts)) return "";
-  return absl::FormatTime("%Y-%m-%dT%H:%M:%E6SZ", ToAbslTime(ts),
-                          absl::UTCTimeZone());
-}
 
 nlohmann::json ReportToJson(const v1::JobReport& report) {
   json j = json::object();
@@ -395,7 +325,7 @@ nlohmann::json WorkersToJson(const std::vector<v1::WorkerInfo>& workers) {
     worker["running"] = w.running();
     worker["last_heartbeat"] = Rfc3339(w.last_heartbeat());
     worker["affinity_cpus"] = w.host().affinity_cpus();
-    worker["cgroup_cpu_quota"] = Num(w.host().cgroup_cpu_quota());
+    worker["cgroup_cpu_quota"] = JsonNumber(w.host().cgroup_cpu_quota());
     worker["cpu_model"] = w.host().cpu_model();
     worker["assigned"] = w.assigned();
     json labels = json::object();
@@ -403,7 +333,7 @@ nlohmann::json WorkersToJson(const std::vector<v1::WorkerInfo>& workers) {
     worker["labels"] = std::move(labels);
     worker["attached_at"] = Rfc3339(w.attached_at());
     worker["tasks_done"] = w.tasks_done();
-    worker["clock_offset_seconds"] = Num(Seconds(w.clock_offset()));
+    worker["clock_offset_seconds"] = JsonNumber(ToDoubleSeconds(w.clock_offset()));
     worker["session_id"] = w.session_id();
     worker["peer"] = w.peer();
     out.push_back(std::move(worker));
@@ -420,7 +350,7 @@ nlohmann::json JobsToJson(const std::vector<v1::JobSummary>& jobs) {
     job["state"] = JobStateName(s.state());
     job["tasks"] = s.tasks();
     job["submitted_at"] = Rfc3339(s.submitted_at());
-    job["wall_seconds"] = Num(s.wall_seconds());
+    job["wall_seconds"] = JsonNumber(s.wall_seconds());
     job["kind"] = TaskKindName(s.kind());
     job["tasks_done"] = s.tasks_done();
     out.push_back(std::move(job));
@@ -438,9 +368,9 @@ nlohmann::json ProgressToJson(const v1::JobProgress& p) {
   j["tasks_failed"] = p.tasks_failed();
   j["iterations_total"] = p.iterations_total();
   j["iterations_done"] = p.iterations_done();
-  j["elapsed_seconds"] = Num(p.elapsed_seconds());
-  j["iterations_per_second"] = Num(p.iterations_per_second());
-  j["eta_seconds"] = p.eta_seconds() < 0 ? json(nullptr) : Num(p.eta_seconds());
+  j["elapsed_seconds"] = JsonNumber(p.elapsed_seconds());
+  j["iterations_per_second"] = JsonNumber(p.iterations_per_second());
+  j["eta_seconds"] = p.eta_seconds() < 0 ? json(nullptr) : JsonNumber(p.eta_seconds());
   return j;
 }
 
@@ -466,17 +396,18 @@ std::string RenderReport(const v1::JobReport& report, bool show_tasks) {
   field("Results", ResultsLine(report));
   if (!IsUnset(t.submitted_at())) field("Submitted", Rfc3339(t.submitted_at()));
   if (!IsUnset(t.finished_at())) field("Finished", Rfc3339(t.finished_at()));
-  field("Wall", absl::StrCat(Fixed3(t.wall_seconds()), "s"));
-  field("Makespan", absl::StrCat(Fixed3(t.makespan_seconds()), "s"));
-  field("Serial-equiv", absl::StrCat(Fixed3(t.serial_seconds()), "s"));
-  field("Overhead", absl::StrCat(Fixed3(t.overhead_seconds()), "s"));
-  field("Speedup", absl::StrFormat("%.2fx", t.speedup()));
+  field("Wall", Fixed(t.wall_seconds(), 3, "s"));
+  field("Makespan", Fixed(t.makespan_seconds(), 3, "s"));
+  field("Serial-equiv", Fixed(t.serial_seconds(), 3, "s"));
+  field("Overhead", Fixed(t.overhead_seconds(), 3, "s"));
+  field("Speedup", Multiple(t.speedup()));
   field("Efficiency", Percent(t.efficiency()));
   field("Slots", absl::StrCat(t.slots()));
   const v1::TaskDurationStats& s = t.task_seconds();
   field("Task seconds",
-        absl::StrFormat("min %.3f  p50 %.3f  p90 %.3f  p99 %.3f  max %.3f",
-                        s.min(), s.p50(), s.p90(), s.p99(), s.max()));
+        absl::StrCat("min ", Fixed(s.min(), 3), "  p50 ", Fixed(s.p50(), 3),
+                     "  p90 ", Fixed(s.p90(), 3), "  p99 ", Fixed(s.p99(), 3),
+                     "  max ", Fixed(s.max(), 3)));
 
   if (report.workers_size() > 0) {
     absl::StrAppend(&out, "\n", WorkersTable(report));
@@ -498,97 +429,48 @@ std::string RenderReport(const v1::JobReport& report, bool show_tasks) {
 std::string RenderWorkers(const std::vector<v1::WorkerInfo>& workers,
                           absl::Time now) {
   if (workers.empty()) return "No workers.\n";
-  const std::vector<Column> columns = {
+  const std::vector<TableColumn> columns = {
       {"NAME", false},   {"HOST", false},           {"SLOTS", true},
       {"CPUS", true},    {"CORES", true},           {"STATE", false},
       {"RUNNING", true}, {"LAST-HEARTBEAT", false},
   };
   std::vector<std::vector<std::string>> rows;
   for (const v1::WorkerInfo& w : workers) {
-    std::string heartbeat = "-";
-    if (!IsUnset(w.last_heartbeat())) {
-      heartbeat = absl::StrCat(ShortDuration(absl::ToDoubleSeconds(
-                                   now - ToAbslTime(w.last_heartbeat()))),
-                               " ago");
-    }
     rows.push_back(
         {w.name(), w.host().hostname().empty() ? "-" : w.host().hostname(),
          absl::StrCat(w.slots()), absl::StrCat(w.host().logical_cpus()),
          absl::StrCat(w.host().physical_cores()), WorkerStateName(w.state()),
-         absl::StrCat(w.running()), heartbeat});
+         absl::StrCat(w.running()), Ago(w.last_heartbeat(), now)});
   }
-  return RenderTable(columns, rows);
+  return RenderTextTable(columns, rows);
 }
 
 std::string RenderJobs(const std::vector<v1::JobSummary>& jobs) {
   if (jobs.empty()) return "No jobs.\n";
-  const std::vector<Column> columns = {
+  const std::vector<TableColumn> columns = {
       {"ID", false},   {"NAME", false},      {"STATE", false},
       {"TASKS", true}, {"SUBMITTED", false}, {"WALL(s)", true},
   };
   std::vector<std::vector<std::string>> rows;
   for (const v1::JobSummary& s : jobs) {
     const std::string submitted =
-        IsUnset(s.submitted_at())
-            ? "-"
-            : absl::FormatTime("%Y-%m-%dT%H:%M:%SZ",
-                               ToAbslTime(s.submitted_at()),
-                               absl::UTCTimeZone());
+        IsUnset(s.submitted_at()) ? "-" : Rfc3339Seconds(s.submitted_at());
     rows.push_back({s.id(), s.name().empty() ? "-" : s.name(),
                     JobStateName(s.state()),
                     absl::StrCat(s.tasks_done(), "/", s.tasks()), submitted,
-                    s.wall_seconds() > 0 ? Fixed3(s.wall_seconds()) : "-"});
+                    s.wall_seconds() > 0 ? Fixed(s.wall_seconds(), 3) : "-"});
   }
-  return RenderTable(columns, rows);
+  return RenderTextTable(columns, rows);
 }
 
 std::string RenderProgressLine(const v1::JobProgress& p, int width) {
   if (width <= 0) return "";
-
-  double fraction = 0;
-  if (p.iterations_total() > 0) {
-    fraction = static_cast<double>(p.iterations_done()) /
-               static_cast<double>(p.iterations_total());
-  } else if (p.tasks_total() > 0) {
-    fraction = static_cast<double>(p.tasks_done()) /
-               static_cast<double>(p.tasks_total());
-  }
-  if (!std::isfinite(fraction)) fraction = 0;
-  fraction = std::clamp(fraction, 0.0, 1.0);
-  const int percent = static_cast<int>(std::floor(fraction * 100.0));
-
-  // Parts after the bar; `drop` orders the ones that go when space is short
-  // (1 first), 0 for those that stay.
-  struct Part {
-    std::string text;
-    int drop;
-  };
-  std::vector<Part> parts;
-  parts.push_back(
-      {absl::StrFormat("%d/%d tasks", p.tasks_done(), p.tasks_total()), 0});
-  if (p.tasks_failed() > 0) {
-    parts.push_back({absl::StrFormat("%d failed", p.tasks_failed()), 3});
-  }
-  parts.push_back({absl::StrFormat("%d%%", percent), 0});
-  if (p.iterations_total() > 0 || p.iterations_per_second() > 0) {
-    parts.push_back(
-        {absl::StrCat(HumanCount(p.iterations_per_second()), " it/s"), 1});
-  }
-  if (p.eta_seconds() >= 0) {
-    parts.push_back({absl::StrCat("ETA ", ShortDuration(p.eta_seconds())), 2});
-  }
-  parts.push_back({JobStateName(p.state()), 0});
-
-  auto join = [&parts] {
-    std::vector<absl::string_view> texts;
-    for (const Part& part : parts) texts.push_back(part.text);
-    return absl::StrJoin(texts, "  ");
-  };
-  const int w = width;
-  std::string rest = join();
+  const double fraction = ProgressFraction(p);
+  std::vector<ProgressPart> parts = ProgressParts(p, fraction);
+  std::string rest = JoinParts(parts);
 
   // "[" + bar + "]" + "  " + rest.
-  const int room = w - static_cast<int>(rest.size()) - 4;
+  const int room = width - static_cast<int>(rest.size()) - 4;
   if (room >= kMinBarWidth) {
     const int bar = std::min(room, kMaxBarWidth);
     const int filled =
@@ -596,37 +478,17 @@ std::string RenderProgressLine(const v1::JobProgress& p, int width) {
     return absl::StrCat("[", std::string(filled, '#'),
                         std::string(bar - filled, '.'), "]  ", rest);
   }
-  for (int level = 1; level <= 3 && static_cast<int>(rest.size()) > w;
+  for (int level = 1; level <= 3 && static_cast<int>(rest.size()) > width;
        ++level) {
-    parts.erase(std::remove_if(
-                    parts.begin(), parts.end(),
-                    [level](const Part& part) { return part.drop == level; }),
+    parts.erase(std::remove_if(parts.begin(), parts.end(),
+                               [level](const ProgressPart& part) {
+                                 return part.drop == level;
+                               }),
                 parts.end());
-    rest = join();
+    rest = JoinParts(parts);
   }
-  if (static_cast<int>(rest.size()) > w) rest.resize(w);
+  if (static_cast<int>(rest.size()) > width) rest.resize(width);
   return rest;
-}
-
-std::string HumanCount(double value) {
-  if (!std::isfinite(value)) return "-";
-  if (value < 0) {
-    std::string magnitude = HumanCount(-value);
-    return magnitude == "0" ? magnitude : absl::StrCat("-", magnitude);
-  }
-  if (value < 999.5) return absl::StrFormat("%.0f", value);
-  static constexpr char kSuffixes[] = "kMGTPE";
-  double scaled = value;
-  for (int i = 0; kSuffixes[i] != '\0'; ++i) {
-    scaled /= 1000.0;
-    const bool last = kSuffixes[i + 1] == '\0';
-    // Promote when rounding would print four integer digits ("1000.0k").
-    if (scaled < 9.995) return absl::StrFormat("%.2f%c", scaled, kSuffixes[i]);
-    if (scaled < 999.95 || last) {
-      return absl::StrFormat("%.1f%c", scaled, kSuffixes[i]);
-    }
-  }
-  return "-";  // Not reached: the last suffix always returns.
 }
 
 }  // namespace busyfleet::report

@@ -2,7 +2,7 @@
 #define BUSYFLEET_COORDINATOR_REPORT_REPORT_FORMAT_H_
 
 // How coordctl shows reports, workers, jobs and progress: the JSON contract of
-// DESIGN.md ("JSON report (contract)") and the human-readable tables.
+// docs/design.md ("JSON contract") and the human-readable tables.
 // Pure functions of the generated messages: no I/O, no gRPC, thread-safe.
 
 #include <string>
@@ -12,7 +12,7 @@
 #include "busyfleet/v1/coordinator.pb.h"
 #include "busyfleet/v1/types.pb.h"
 #include "coordinator/core/enum_names.h"
-#include "google/protobuf/timestamp.pb.h"
+#include "coordinator/report/format.h"
 #include "nlohmann/json.hpp"
 
 namespace busyfleet::report {
@@ -24,13 +24,12 @@ using coordinator::TaskKindName;
 using coordinator::TaskStateName;
 using coordinator::WorkerStateName;
 
-// RFC 3339 in UTC with microseconds, always six fraction digits so that the
-// strings sort as the times do: "2026-11-26T02:33:56.123456Z".
-// "" for an unset (all-zero) Timestamp.
-std::string Rfc3339(const google::protobuf::Timestamp& ts);
+// Rfc3339, HumanCount and the other format helpers the renderers share are
+// in coordinator/report/format.h (included above, so callers that found them
+// here still do).
 
 // The report as `coordctl -o json status` prints it. The contract keys of
-// DESIGN.md, exactly:
+// docs/design.md ("JSON contract"), exactly:
 //   schema, id, name, state, kind, error,
 //   timing{submitted_at, started_at, finished_at, wall_seconds,
 //          makespan_seconds, serial_seconds, overhead_seconds, speedup,
@@ -96,13 +95,6 @@ std::string RenderJobs(const std::vector<v1::JobSummary>& jobs);
 // `width` columns: the bar shrinks first, then goes, then it/s, ETA and the
 // failed count go, then the line is cut. "" when width <= 0.
 std::string RenderProgressLine(const v1::JobProgress& progress, int width);
-
-// A number scaled for people: below 1000 rounded to an integer, above it
-// with a suffix (k, M, G, T, P, E), two decimals under 10 and one from 10:
-// 0 -> "0", 999 -> "999", 12500 -> "12.5k", 200000000 -> "200.0M",
-// 3.41e9 -> "3.41G", 999960 -> "1.00M". Negative numbers keep their sign;
-// non-finite gives "-".
-std::string HumanCount(double value);
 
 }  // namespace busyfleet::report
 

@@ -92,31 +92,6 @@ std::string XmlEscape(absl::string_view text) {
   return out;
 }
 
-size_t CodePoints(absl::string_view text) {
-  size_t n = 0;
-  for (char c : text) {
-    if ((static_cast<unsigned char>(c) & 0xC0) != 0x80) ++n;
-  }
-  return n;
-}
-
-std::string TruncateText(absl::string_view text, size_t max_chars) {
-  if (CodePoints(text) <= max_chars) return std::string(text);
-  const bool dots = max_chars >= 4;
-  const size_t keep = dots ? max_chars - 3 : max_chars;
-  size_t n = 0;
-  size_t end = 0;
-  for (; end < text.size(); ++end) {
-    if ((static_cast<unsigned char>(text[end]) & 0xC0) != 0x80) {
-      if (n == keep) break;
-      ++n;
-    }
-  }
-  std::string out(text.substr(0, end));
-  if (dots) out += "...";
-  return out;
-}
-
 double NiceStep(double span, int target) {
   if (!std::isfinite(span) || span <= 0 || target < 1) return 1;
   const double raw = span / target;
@@ -169,6 +144,26 @@ std::string SvgOpen(int width, double height) {
       SvgNum(height),
       "\" font-family=\"sans-serif\" font-size=\"12\" role=\"img\">\n",
       "<rect width=\"100%\" height=\"100%\" fill=\"#ffffff\"/>\n");
+}
+
+std::string SvgLine(double x1, double y1, double x2, double y2,
+                    absl::string_view attributes) {
+  return absl::StrCat("<line x1=\"", SvgNum(x1), "\" y1=\"", SvgNum(y1),
+                      "\" x2=\"", SvgNum(x2), "\" y2=\"", SvgNum(y2), "\"",
+                      attributes, "/>");
+}
+
+std::string SvgRect(double x, double y, double width, double height,
+                    absl::string_view attributes) {
+  return absl::StrCat("<rect x=\"", SvgNum(x), "\" y=\"", SvgNum(y),
+                      "\" width=\"", SvgNum(width), "\" height=\"",
+                      SvgNum(height), "\"", attributes, "/>");
+}
+
+std::string SvgText(double x, double y, absl::string_view attributes,
+                    absl::string_view text) {
+  return absl::StrCat("<text x=\"", SvgNum(x), "\" y=\"", SvgNum(y), "\"",
+                      attributes, ">", XmlEscape(text), "</text>");
 }
 
 }  // namespace busyfleet::report

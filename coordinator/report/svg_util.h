@@ -2,7 +2,8 @@
 #define BUSYFLEET_COORDINATOR_REPORT_SVG_UTIL_H_
 
 // Small helpers shared by the SVG charts (timeline.cc, scaling_chart.cc):
-// escaping, axis ticks, number formatting. Pure functions: no I/O,
+// escaping, axis ticks, coordinates. Text helpers (TruncateText,
+// DisplayWidth) are in format.h. Pure functions: no I/O,
 // thread-safe.
 
 #include <cstddef>
@@ -18,14 +19,6 @@ namespace busyfleet::report {
 // carriage return; U+FFFE, U+FFFF), become U+FFFD. The result is well-formed
 // UTF-8 whatever the input.
 std::string XmlEscape(absl::string_view text);
-
-// `text` cut to at most `max_chars` code points (a code point is any byte that
-// does not continue a UTF-8 sequence, so a sequence is never split); a cut
-// text ends in "..." within the limit. `max_chars` below 4 cuts without dots.
-std::string TruncateText(absl::string_view text, size_t max_chars);
-
-// Code points in `text` (bytes that do not continue a UTF-8 sequence).
-size_t CodePoints(absl::string_view text);
 
 // An axis step of 1, 2 or 5 times a power of ten that cuts [0, span] into
 // about `target` steps (at most `target`, when target >= 1). 1 when span is
@@ -45,6 +38,19 @@ std::string TickLabel(double value, double step);
 // font-family="sans-serif" font-size="12" role="img">` (no XML declaration,
 // so it can be inlined in HTML) and a white background rect.
 std::string SvgOpen(int width, double height);
+
+// Elements, each without a trailing newline (callers put several on a line):
+//   SvgLine:  <line x1=".." y1=".." x2=".." y2=".."ATTRIBUTES/>
+//   SvgRect:  <rect x=".." y=".." width=".." height=".."ATTRIBUTES/>
+//   SvgText:  <text x=".." y=".."ATTRIBUTES>XmlEscape(text)</text>
+// Coordinates go through SvgNum; `attributes` is inserted as it is (start it
+// with a space).
+std::string SvgLine(double x1, double y1, double x2, double y2,
+                    absl::string_view attributes);
+std::string SvgRect(double x, double y, double width, double height,
+                    absl::string_view attributes);
+std::string SvgText(double x, double y, absl::string_view attributes,
+                    absl::string_view text);
 
 }  // namespace busyfleet::report
 

@@ -3,24 +3,13 @@
 #include <algorithm>
 #include <cstddef>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "coordinator/report/svg_util.h"
+#include "coordinator/report/format.h"
 
 namespace busyfleet::report {
-namespace {
-
-std::string Printable(const std::string& text) {
-  std::string out = text;
-  for (char& c : out) {
-    const unsigned char u = static_cast<unsigned char>(c);
-    if (u < 0x20 || u == 0x7f) c = '?';
-  }
-  return out;
-}
-
-}  // namespace
 
 std::string RenderTextTable(const std::vector<TableColumn>& columns,
                             const std::vector<std::vector<std::string>>& rows) {
@@ -41,7 +30,7 @@ std::string RenderTextTable(const std::vector<TableColumn>& columns,
   std::vector<size_t> widths(columns.size(), 0);
   for (const auto& line : cells) {
     for (size_t c = 0; c < columns.size(); ++c) {
-      widths[c] = std::max(widths[c], CodePoints(line[c]));
+      widths[c] = std::max(widths[c], DisplayWidth(line[c]));
     }
   }
 
@@ -50,7 +39,7 @@ std::string RenderTextTable(const std::vector<TableColumn>& columns,
     std::string text;
     for (size_t c = 0; c < columns.size(); ++c) {
       if (c > 0) text += "  ";
-      const std::string pad(widths[c] - CodePoints(line[c]), ' ');
+      const std::string pad(widths[c] - DisplayWidth(line[c]), ' ');
       if (columns[c].right) {
         absl::StrAppend(&text, pad, line[c]);
       } else {

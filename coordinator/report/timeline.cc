@@ -14,13 +14,17 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/string_view.h"
 #include "busyfleet/v1/types.pb.h"
-#include "coordinator/report/report_format.h"
+#include "coordinator/core/enum_names.h"
+#include "coordinator/report/format.h"
 #include "coordinator/report/svg_util.h"
 #include "nlohmann/json.hpp"
 
 namespace busyfleet::report {
 namespace {
 
+using coordinator::JobStateName;
+using coordinator::TaskKindName;
+using coordinator::TaskStateName;
 using nlohmann::json;
 
 // Attempts ending later than this (seconds from submission, about 31 years)
@@ -166,18 +170,13 @@ Slices CollectSlices(const v1::JobReport& report) {
 
 // Rows: (worker, slot) in order, each with its slices' positions.
 using RowKey = std::pair<absl::string_view, uint32_t>;
-std::map<RowKey, std::vector<size_t>> GroupRows(
-    const std::vector<Slice>& slices) {
-  std::map<RowKey, std::vector<size_t>> rows;
+using Rows = std::map<RowKey, std::vector<size_t>>;
+Rows GroupRows(const std::vector<Slice>& slices) {
+  Rows rows;
   for (size_t i = 0; i < slices.size(); ++i) {
     rows[{slices[i].worker, slices[i].slot}].push_back(i);
   }
   return rows;
-}
-
-json Num(double value) {
-  if (!std::isfinite(value)) return json(nullptr);
-  return json(value);
 }
 
 std::string SliceName(const Slice& s) {
@@ -192,17 +191,7 @@ std::string WorkerLabel(absl::string_view worker, absl::string_view host) {
   return absl::StrCat(worker, " (", host, ")");
 }
 
-uint32_t TaskCount(const v1::JobReport& report) {
-  if (report.tasks_total() > 0) return report.tasks_total();
-  return static_cast<uint32_t>(report.tasks_size());
-}
-
 // --- SVG ---------------------------------------------------------------
-
-std::string Fixed(double value, const char* suffix) {
-  if (!std::isfinite(value)) return "-";
-  return absl::StrCat(absl::StrFormat("%.3f", value), suffix);
-}
 
 std::string HeaderTitle(const v1::JobReport& report) {
   const std::string job =
@@ -215,35 +204,29 @@ std::string HeaderTitle(const v1::JobReport& report) {
 std::string HeaderFigures(const v1::JobReport& report, size_t attempts,
                           size_t slots) {
   const v1::JobTiming& t = report.timing();
-  const std::string speedup =
-      std::isfinite(t.speedup()) ? absl::StrFormat("%.2fx", t.speedup()) : "-";
-  const std::string efficiency =
-      std::isfinite(t.efficiency())
-          ? absl::StrFormat("%.1f%%", t.efficiency() * 100.0)
-          : "-";
-  return absl::StrCat("wall ", Fixed(t.wall_seconds(), " s"), "  |  makespan ",
-                      Fixed(t.makespan_seconds(), " s"), "  |  speedup ",
-                      speedup, "  |  efficiency ", efficiency, "  |  ",
+  return absl::StrCat("wall ", Fixed(t.wall_seconds(), 3, " s"),
+                      "  |  makespan ", Fixed(t.makespan_seconds(), 3, " s"),
+                      "  |  speedup ", Multiple(t.speedup()),
+                      "  |  efficiency ", Percent(t.efficiency()), "  |  ",
                       TaskCount(report), " tasks, ", attempts, " attempts, ",
                       slots, " slots");
 }
 
 // A text line cut to fit `width` pixels.
-std::string SvgText(double x, double y, absl::string_view attributes,
-                    absl::string_view text, double width) {
+std::string FittedText(double x, double y, absl::string_view attributes,
+                       absl::string_view text, double width) {
   const size_t max_chars =
       static_cast<size_t>(std::max(4.0, width / kCharWidth));
-  return absl::StrCat("<text x=\"", SvgNum(x), "\" y=\"", SvgNum(y), "\"",
-                      attributes, ">", XmlEscape(TruncateText(text, max_chars)),
-                      "</text>\n");
+  return absl::StrCat(SvgText(x, y, attributes, TruncateText(text, max_chars)),
+                      "\n");
 }
 
 std::string Header(const v1::JobReport& report, int width, size_t attempts,
                    size_t slots) {
   const double room = width - 16.0;
-  return absl::StrCat(SvgText(8, 20, " font-size=\"14\" font-weight=\"bold\"",
+  return absl::StrCat(FittedText(8, 20, " font-size=\"14\" font-weight=\"bold\"",
                               HeaderTitle(report), room),
-                      SvgText(8, 38, " fill=\"#333333\"",
+                      FittedText(8, 38, " fill=\"#333333\"",
                               HeaderFigures(report, attempts, slots), room));
 }
 
@@ -261,10 +244,8 @@ std::string Legend(double y, int width, int* lines) {
       y += kLegendLine;
       ++*lines;
     }
-    absl::StrAppend(&out, "<rect x=\"", SvgNum(x), "\" y=\"", SvgNum(y - 10),
-                    "\" width=\"10\" height=\"10\"", swatch_attributes, "/>",
-                    "<text x=\"", SvgNum(x + 14), "\" y=\"", SvgNum(y),
-                    "\" font-size=\"11\">", label, "</text>\n");
+    absl::StrAppend(&out, SvgRect(x, y - 10, 10, 10, swatch_attributes),
+                    SvgText(x + 14, y, " font-size=\"11\"", label), "\n");
     x += item_width;
   };
   for (Look look : {Look::kSucceeded, Look::kRetried, Look::kFailed,
@@ -325,13 +306,24 @@ struct Group {
     ++count;
     ++by_look[static_cast<size_t>(l)];
   }
+
+  // Whether `s`, drawn from sx0 to sx1, merges into this group: it starts
+  // less than a pixel after the group's end and either in the group's first
+  // pixel, or with the same look when one of them is narrow.
+  bool Absorbs(const Slice& s, double sx0, double sx1) const {
+    const bool touching = sx0 - x1 < 1;
+    const bool same_pixel = sx0 - x0 < 1;
+    const bool same_look = LookOf(s) == look && s.backup == backup;
+    const bool narrow = sx1 - sx0 < kNarrowSlice || x1 - x0 < kNarrowSlice;
+    return touching && (same_pixel || (same_look && narrow));
+  }
 };
 
 std::string SingleTooltip(const Slice& s) {
   std::string text = absl::StrCat(
       "task ", s.index, " attempt ", s.attempt, s.backup ? " (backup)" : "",
-      ": ", TaskStateName(s.state), ", ", Fixed(s.seconds, " s"), " from ",
-      Fixed(s.start, " s"), ", CPU ", Fixed(s.cpu_seconds, " s"));
+      ": ", TaskStateName(s.state), ", ", Fixed(s.seconds, 3, " s"), " from ",
+      Fixed(s.start, 3, " s"), ", CPU ", Fixed(s.cpu_seconds, 3, " s"));
   if (s.iterations > 0) {
     absl::StrAppend(&text, ", ", HumanCount(static_cast<double>(s.iterations)),
                     " iterations");
@@ -357,7 +349,7 @@ std::string GroupTooltip(const Group& g) {
                     kLookStyles[l].label);
     first = false;
   }
-  absl::StrAppend(&text, "; ", Fixed(g.start, " s"), " to ", Fixed(g.end, " s"),
+  absl::StrAppend(&text, "; ", Fixed(g.start, 3, " s"), " to ", Fixed(g.end, 3, " s"),
                   ", worker ", WorkerLabel(g.first->worker, g.first->host),
                   ", slot ", g.first->slot);
   return text;
@@ -380,9 +372,267 @@ void AppendRect(const Group& g, double y, std::string* out) {
 std::string EmptySvg(const v1::JobReport& report, int width) {
   const double height = 90;
   return absl::StrCat(SvgOpen(width, height), Header(report, width, 0, 0),
-                      SvgText(8, 70, " fill=\"#666666\"",
+                      FittedText(8, 70, " fill=\"#666666\"",
                               "no task has started yet", width - 16.0),
                       "</svg>\n");
+}
+
+
+// --- SVG layout and steps -------------------------------------------------
+
+// A row the chart draws: its key, its slices, its label "<worker>/<slot>".
+struct DrawnRow {
+  RowKey key;
+  const std::vector<size_t>* members = nullptr;
+  std::string label;
+};
+
+// The first `max_rows` rows in row order.
+std::vector<DrawnRow> FirstRows(const Rows& rows, size_t max_rows) {
+  std::vector<DrawnRow> out;
+  for (auto it = rows.begin(); it != rows.end() && out.size() < max_rows;
+       ++it) {
+    out.push_back({it->first, &it->second,
+                   absl::StrCat(it->first.first, "/", it->first.second)});
+  }
+  return out;
+}
+
+// Seconds the time axis covers: every attempt, drawn row or not, and the
+// wall time; 1 when that is nothing.
+double TimeSpan(const std::vector<Slice>& slices, const v1::JobReport& report) {
+  double span = 0;
+  for (const Slice& s : slices) span = std::max(span, s.end());
+  const double wall = report.timing().wall_seconds();
+  if (std::isfinite(wall) && wall <= kMaxSeconds) span = std::max(span, wall);
+  return span > 0 ? span : 1;
+}
+
+// Where things go, pixels.
+struct Layout {
+  int width = 0;
+  double span = 1;  // Seconds from the plot's left edge to its right edge.
+  double plot_left = 0;
+  double plot_right = 0;
+  double plot_top = 0;
+  double plot_bottom = 0;
+  double height = 0;
+  size_t max_label_chars = 0;
+
+  double plot_width() const { return plot_right - plot_left; }
+  double XOf(double seconds) const {
+    return std::clamp(plot_left + seconds / span * plot_width(), plot_left,
+                      plot_right);
+  }
+  double RowY(size_t row) const {
+    return plot_top + static_cast<double>(row) * kRowHeight;
+  }
+};
+
+// The label column as wide as the longest drawn label, within a third of the
+// width; the plot under the legend's `legend_lines`, one row per drawn row;
+// room for a note when rows are hidden.
+Layout MakeLayout(int width, double span, const std::vector<DrawnRow>& rows,
+                  int legend_lines, bool rows_hidden) {
+  size_t label_chars = 0;
+  for (const DrawnRow& row : rows) {
+    label_chars = std::max(label_chars, DisplayWidth(row.label));
+  }
+  const double label_width = std::clamp(
+      static_cast<double>(label_chars) * kCharWidth + 16, 72.0, width / 3.0);
+  Layout l;
+  l.width = width;
+  l.span = span;
+  l.max_label_chars = static_cast<size_t>((label_width - 16) / kCharWidth);
+  l.plot_left = label_width;
+  l.plot_right = width - kRightMargin;
+  l.plot_top = kLegendTop + (legend_lines - 1) * kLegendLine + 10;
+  l.plot_bottom = l.RowY(rows.size());
+  l.height = l.plot_bottom + 44 + (rows_hidden ? 18 : 0);
+  return l;
+}
+
+// A light band behind every other worker's rows.
+std::string WorkerBands(const std::vector<DrawnRow>& rows, const Layout& l) {
+  std::string out;
+  size_t worker_rank = 0;
+  for (size_t i = 0; i < rows.size();) {
+    const absl::string_view worker = rows[i].key.first;
+    const size_t first_row = i;
+    while (i < rows.size() && rows[i].key.first == worker) ++i;
+    if (worker_rank++ % 2 == 1) {
+      absl::StrAppend(&out,
+                      SvgRect(0, l.RowY(first_row), l.width,
+                              static_cast<double>(i - first_row) * kRowHeight,
+                              " fill=\"#f3f3f3\""),
+                      "\n");
+    }
+  }
+  return out;
+}
+
+// Time axis: grid lines, ticks and labels in a unit fit for the span.
+std::string TimeAxis(const Layout& l) {
+  const TimeUnit unit = UnitFor(l.span);
+  const double span_in_unit = l.span * unit.per_second;
+  const double step = NiceStep(
+      span_in_unit, std::max(2, static_cast<int>(l.plot_width() / 90)));
+  std::string out = absl::StrCat(SvgLine(l.plot_left, l.plot_bottom,
+                                         l.plot_right, l.plot_bottom,
+                                         " stroke=\"#333333\""),
+                                 "\n");
+  for (int k = 0;; ++k) {
+    const double value = k * step;
+    if (value > span_in_unit * (1 + 1e-9)) break;
+    const double x = l.XOf(value / unit.per_second);
+    absl::StrAppend(
+        &out,
+        SvgLine(x, l.plot_top, x, l.plot_bottom + 4, " stroke=\"#dddddd\""),
+        SvgText(x, l.plot_bottom + 16,
+                " font-size=\"11\" text-anchor=\"middle\"",
+                TickLabel(value, step)),
+        "\n");
+  }
+  absl::StrAppend(
+      &out,
+      SvgText(l.plot_left + l.plot_width() / 2, l.plot_bottom + 34,
+              " font-size=\"11\" text-anchor=\"middle\"",
+              absl::StrCat("time since submission (", unit.name, ")")),
+      "\n");
+  return out;
+}
+
+// The row's label (cut to the label column), the full name in a <title>.
+std::string RowLabel(const DrawnRow& row, double y, const Layout& l,
+                     const std::vector<Slice>& slices) {
+  const Slice& first = slices[row.members->front()];
+  return absl::StrCat(
+      "<text x=\"8\" y=\"", SvgNum(y + kBarHeight), "\" font-size=\"11\">",
+      XmlEscape(TruncateText(row.label, l.max_label_chars)), "<title>",
+      XmlEscape(absl::StrCat("worker ", WorkerLabel(row.key.first, first.host),
+                             ", slot ", row.key.second)),
+      "</title></text>\n");
+}
+
+// The row's attempts in start order, merged where they would crowd a pixel
+// (Group::Absorbs).
+std::string RowBars(const std::vector<size_t>& members, double y,
+                    const Layout& l, const std::vector<Slice>& slices) {
+  std::vector<size_t> order = members;
+  std::sort(order.begin(), order.end(), [&slices](size_t a, size_t b) {
+    if (slices[a].start != slices[b].start) {
+      return slices[a].start < slices[b].start;
+    }
+    return slices[a].index < slices[b].index;
+  });
+  const double bar_y = y + (kRowHeight - kBarHeight) / 2;
+  std::string out;
+  Group group;
+  for (size_t i : order) {
+    const Slice& s = slices[i];
+    const double sx0 = l.XOf(s.start);
+    const double sx1 = l.XOf(s.end());
+    if (group.count > 0 && !group.Absorbs(s, sx0, sx1)) {
+      AppendRect(group, bar_y, &out);
+      group = Group();
+    }
+    group.Add(s, sx0, sx1);
+  }
+  if (group.count > 0) AppendRect(group, bar_y, &out);
+  return out;
+}
+
+// --- Chrome trace steps ----------------------------------------------------
+
+// pid per worker: 1 + its rank by name (pid 0 is special to Perfetto).
+std::map<absl::string_view, int> WorkerPids(const std::vector<Slice>& slices) {
+  std::map<absl::string_view, int> pids;
+  for (const Slice& s : slices) pids.emplace(s.worker, 0);
+  int next_pid = 1;
+  for (auto& entry : pids) entry.second = next_pid++;
+  return pids;
+}
+
+// A "M" (metadata) event.
+json MetadataEvent(const char* name, int pid, int64_t tid, json args) {
+  return {{"ph", "M"},
+          {"name", name},
+          {"pid", pid},
+          {"tid", tid},
+          {"args", std::move(args)}};
+}
+
+// Names and sort order of the processes (workers; the first non-empty host
+// names the process) and threads (slots).
+json MetadataEvents(const std::vector<Slice>& slices, const Rows& rows,
+                    const std::map<absl::string_view, int>& pids) {
+  std::map<absl::string_view, absl::string_view> hosts;
+  for (const Slice& s : slices) {
+    absl::string_view& host = hosts[s.worker];
+    if (host.empty()) host = s.host;
+  }
+  json events = json::array();
+  for (const auto& [worker, pid] : pids) {
+    events.push_back(MetadataEvent(
+        "process_name", pid, 0,
+        {{"name", WorkerLabel(worker, hosts[worker])}}));
+    events.push_back(
+        MetadataEvent("process_sort_index", pid, 0, {{"sort_index", pid}}));
+  }
+  for (const auto& entry : rows) {
+    const RowKey& key = entry.first;
+    const int pid = pids.at(key.first);
+    const int64_t tid = static_cast<int64_t>(key.second) + 1;
+    events.push_back(MetadataEvent("thread_name", pid, tid,
+                                   {{"name", absl::StrCat("slot ", key.second)}}));
+    events.push_back(
+        MetadataEvent("thread_sort_index", pid, tid, {{"sort_index", tid}}));
+  }
+  return events;
+}
+
+// One "X" (complete) event per attempt.
+json AttemptEvent(const Slice& s, int pid) {
+  json args = {{"task", s.index},
+               {"attempt", s.attempt},
+               {"state", TaskStateName(s.state)},
+               {"iterations", s.iterations},
+               {"cpu_seconds", JsonNumber(s.cpu_seconds)},
+               {"seconds", s.seconds},
+               {"worker", std::string(s.worker)},
+               {"host", std::string(s.host)},
+               {"slot", s.slot},
+               {"backup", s.backup}};
+  if (!s.error.empty()) args["error"] = std::string(s.error);
+  return {{"ph", "X"},
+          {"name", SliceName(s)},
+          {"cat", TaskStateName(s.state)},
+          {"pid", pid},
+          {"tid", static_cast<int64_t>(s.slot) + 1},
+          {"ts", s.start * 1e6},
+          {"dur", s.seconds * 1e6},
+          {"cname", StyleOf(LookOf(s)).cname},
+          {"args", std::move(args)}};
+}
+
+// The job's figures, and what was drawn from where.
+json OtherData(const v1::JobReport& report, const Slices& collected) {
+  const v1::JobTiming& t = report.timing();
+  return {{"schema", 1},
+          {"id", report.id()},
+          {"name", report.name()},
+          {"state", JobStateName(report.state())},
+          {"kind", TaskKindName(report.kind())},
+          {"submitted_at", Rfc3339(t.submitted_at())},
+          {"wall_seconds", JsonNumber(t.wall_seconds())},
+          {"makespan_seconds", JsonNumber(t.makespan_seconds())},
+          {"speedup", JsonNumber(t.speedup())},
+          {"efficiency", JsonNumber(t.efficiency())},
+          {"slots", t.slots()},
+          {"tasks", TaskCount(report)},
+          {"attempts", collected.slices.size()},
+          {"skipped", collected.skipped},
+          {"source", collected.from_attempts ? "attempts" : "tasks"}};
 }
 
 }  // namespace
@@ -390,89 +640,14 @@ std::string EmptySvg(const v1::JobReport& report, int width) {
 std::string TimelineChromeJson(const v1::JobReport& report) {
   const Slices collected = CollectSlices(report);
   const std::vector<Slice>& slices = collected.slices;
-  const auto rows = GroupRows(slices);
-
-  json events = json::array();
-  // pid per worker, by name; the first non-empty host names the process.
-  std::map<absl::string_view, int> pids;
-  std::map<absl::string_view, absl::string_view> hosts;
+  const std::map<absl::string_view, int> pids = WorkerPids(slices);
+  json events = MetadataEvents(slices, GroupRows(slices), pids);
   for (const Slice& s : slices) {
-    pids.emplace(s.worker, 0);
-    auto& host = hosts[s.worker];
-    if (host.empty()) host = s.host;
+    events.push_back(AttemptEvent(s, pids.at(s.worker)));
   }
-  int next_pid = 1;
-  for (auto& [worker, pid] : pids) {
-    pid = next_pid++;
-    events.push_back(
-        {{"ph", "M"},
-         {"name", "process_name"},
-         {"pid", pid},
-         {"tid", 0},
-         {"args", {{"name", WorkerLabel(worker, hosts[worker])}}}});
-    events.push_back({{"ph", "M"},
-                      {"name", "process_sort_index"},
-                      {"pid", pid},
-                      {"tid", 0},
-                      {"args", {{"sort_index", pid}}}});
-  }
-  for (const auto& [key, members] : rows) {
-    const int pid = pids[key.first];
-    const int64_t tid = static_cast<int64_t>(key.second) + 1;
-    events.push_back({{"ph", "M"},
-                      {"name", "thread_name"},
-                      {"pid", pid},
-                      {"tid", tid},
-                      {"args", {{"name", absl::StrCat("slot ", key.second)}}}});
-    events.push_back({{"ph", "M"},
-                      {"name", "thread_sort_index"},
-                      {"pid", pid},
-                      {"tid", tid},
-                      {"args", {{"sort_index", tid}}}});
-  }
-
-  for (const Slice& s : slices) {
-    json args = {{"task", s.index},
-                 {"attempt", s.attempt},
-                 {"state", TaskStateName(s.state)},
-                 {"iterations", s.iterations},
-                 {"cpu_seconds", Num(s.cpu_seconds)},
-                 {"seconds", s.seconds},
-                 {"worker", std::string(s.worker)},
-                 {"host", std::string(s.host)},
-                 {"slot", s.slot},
-                 {"backup", s.backup}};
-    if (!s.error.empty()) args["error"] = std::string(s.error);
-    events.push_back({{"ph", "X"},
-                      {"name", SliceName(s)},
-                      {"cat", TaskStateName(s.state)},
-                      {"pid", pids[s.worker]},
-                      {"tid", static_cast<int64_t>(s.slot) + 1},
-                      {"ts", s.start * 1e6},
-                      {"dur", s.seconds * 1e6},
-                      {"cname", StyleOf(LookOf(s)).cname},
-                      {"args", std::move(args)}});
-  }
-
-  const v1::JobTiming& t = report.timing();
-  json other = {{"schema", 1},
-                {"id", report.id()},
-                {"name", report.name()},
-                {"state", JobStateName(report.state())},
-                {"kind", TaskKindName(report.kind())},
-                {"submitted_at", Rfc3339(t.submitted_at())},
-                {"wall_seconds", Num(t.wall_seconds())},
-                {"makespan_seconds", Num(t.makespan_seconds())},
-                {"speedup", Num(t.speedup())},
-                {"efficiency", Num(t.efficiency())},
-                {"slots", t.slots()},
-                {"tasks", TaskCount(report)},
-                {"attempts", slices.size()},
-                {"skipped", collected.skipped},
-                {"source", collected.from_attempts ? "attempts" : "tasks"}};
   json trace = {{"traceEvents", std::move(events)},
                 {"displayTimeUnit", "ms"},
-                {"otherData", std::move(other)}};
+                {"otherData", OtherData(report, collected)}};
   return trace.dump(-1, ' ', false, json::error_handler_t::replace);
 }
 
@@ -485,151 +660,29 @@ std::string TimelineSvg(const v1::JobReport& report,
   const std::vector<Slice>& slices = collected.slices;
   if (slices.empty()) return EmptySvg(report, width);
 
-  const auto rows = GroupRows(slices);
-  const size_t drawn_rows = std::min(rows.size(), max_rows);
-  const size_t hidden_rows = rows.size() - drawn_rows;
-
-  // The time span covers every attempt, drawn row or not, and the wall time.
-  double span = 0;
-  for (const Slice& s : slices) span = std::max(span, s.end());
-  const double wall = report.timing().wall_seconds();
-  if (std::isfinite(wall) && wall <= kMaxSeconds) span = std::max(span, wall);
-  if (span <= 0) span = 1;
-
-  // Label column: as wide as the longest drawn label, within a third.
-  std::vector<std::string> labels;
-  size_t label_chars = 0;
-  {
-    size_t i = 0;
-    for (auto it = rows.begin(); i < drawn_rows; ++it, ++i) {
-      labels.push_back(absl::StrCat(it->first.first, "/", it->first.second));
-      label_chars = std::max(label_chars, CodePoints(labels.back()));
-    }
-  }
-  const double label_width = std::clamp(
-      static_cast<double>(label_chars) * kCharWidth + 16, 72.0, width / 3.0);
-  const size_t max_label_chars =
-      static_cast<size_t>((label_width - 16) / kCharWidth);
-  const double plot_left = label_width;
-  const double plot_right = width - kRightMargin;
-  const double plot_width = plot_right - plot_left;
-  auto x_of = [&](double seconds) {
-    return std::clamp(plot_left + seconds / span * plot_width, plot_left,
-                      plot_right);
-  };
-
+  const Rows rows = GroupRows(slices);
+  const std::vector<DrawnRow> drawn = FirstRows(rows, max_rows);
+  const size_t hidden_rows = rows.size() - drawn.size();
   int legend_lines = 0;
   const std::string legend = Legend(kLegendTop, width, &legend_lines);
-  const double plot_top = kLegendTop + (legend_lines - 1) * kLegendLine + 10;
-  const double plot_bottom =
-      plot_top + static_cast<double>(drawn_rows) * kRowHeight;
-  const double height = plot_bottom + 44 + (hidden_rows > 0 ? 18 : 0);
+  const Layout l = MakeLayout(width, TimeSpan(slices, report), drawn,
+                              legend_lines, hidden_rows > 0);
 
-  std::string out = SvgOpen(width, height);
-  absl::StrAppend(&out, Header(report, width, slices.size(), rows.size()),
-                  legend);
-
-  // A light band behind every other worker's rows.
-  {
-    size_t i = 0;
-    size_t worker_rank = 0;
-    auto it = rows.begin();
-    while (i < drawn_rows) {
-      const absl::string_view worker = it->first.first;
-      const size_t first_row = i;
-      while (i < drawn_rows && it->first.first == worker) {
-        ++i;
-        ++it;
-      }
-      if (worker_rank++ % 2 == 1) {
-        absl::StrAppend(&out, "<rect x=\"0\" y=\"",
-                        SvgNum(plot_top + first_row * kRowHeight),
-                        "\" width=\"", width, "\" height=\"",
-                        SvgNum((i - first_row) * kRowHeight),
-                        "\" fill=\"#f3f3f3\"/>\n");
-      }
-    }
+  std::string out = absl::StrCat(
+      SvgOpen(width, l.height), Header(report, width, slices.size(), rows.size()),
+      legend, WorkerBands(drawn, l), TimeAxis(l));
+  for (size_t row = 0; row < drawn.size(); ++row) {
+    const double y = l.RowY(row);
+    absl::StrAppend(&out, RowLabel(drawn[row], y, l, slices),
+                    RowBars(*drawn[row].members, y, l, slices));
   }
-
-  // Time axis: grid lines, ticks and labels in a unit fit for the span.
-  const TimeUnit unit = UnitFor(span);
-  const double span_in_unit = span * unit.per_second;
-  const double step =
-      NiceStep(span_in_unit, std::max(2, static_cast<int>(plot_width / 90)));
-  absl::StrAppend(&out, "<line x1=\"", SvgNum(plot_left), "\" y1=\"",
-                  SvgNum(plot_bottom), "\" x2=\"", SvgNum(plot_right),
-                  "\" y2=\"", SvgNum(plot_bottom), "\" stroke=\"#333333\"/>\n");
-  for (int k = 0;; ++k) {
-    const double value = k * step;
-    if (value > span_in_unit * (1 + 1e-9)) break;
-    const double x = x_of(value / unit.per_second);
-    absl::StrAppend(
-        &out, "<line x1=\"", SvgNum(x), "\" y1=\"", SvgNum(plot_top),
-        "\" x2=\"", SvgNum(x), "\" y2=\"", SvgNum(plot_bottom + 4),
-        "\" stroke=\"#dddddd\"/>", "<text x=\"", SvgNum(x), "\" y=\"",
-        SvgNum(plot_bottom + 16), "\" font-size=\"11\" text-anchor=\"middle\">",
-        TickLabel(value, step), "</text>\n");
-  }
-  absl::StrAppend(&out, "<text x=\"", SvgNum(plot_left + plot_width / 2),
-                  "\" y=\"", SvgNum(plot_bottom + 34),
-                  "\" font-size=\"11\" text-anchor=\"middle\">time since "
-                  "submission (",
-                  unit.name, ")</text>\n");
-
-  // Rows: label, then the attempts in start order, merged where they would
-  // crowd a pixel.
-  size_t row = 0;
-  for (auto it = rows.begin(); row < drawn_rows; ++it, ++row) {
-    const double y = plot_top + static_cast<double>(row) * kRowHeight;
-    const auto& [key, members] = *it;
-    absl::StrAppend(
-        &out, "<text x=\"8\" y=\"", SvgNum(y + kBarHeight),
-        "\" font-size=\"11\">",
-        XmlEscape(TruncateText(labels[row], max_label_chars)), "<title>",
-        XmlEscape(absl::StrCat("worker ",
-                               WorkerLabel(key.first, slices[members[0]].host),
-                               ", slot ", key.second)),
-        "</title></text>\n");
-
-    std::vector<size_t> order = members;
-    std::sort(order.begin(), order.end(), [&slices](size_t a, size_t b) {
-      if (slices[a].start != slices[b].start) {
-        return slices[a].start < slices[b].start;
-      }
-      return slices[a].index < slices[b].index;
-    });
-    Group group;
-    for (size_t i : order) {
-      const Slice& s = slices[i];
-      const double sx0 = x_of(s.start);
-      const double sx1 = x_of(s.end());
-      if (group.count > 0) {
-        const bool touching = sx0 - group.x1 < 1;
-        const bool same_pixel = sx0 - group.x0 < 1;
-        const bool same_look =
-            LookOf(s) == group.look && s.backup == group.backup;
-        const bool narrow =
-            sx1 - sx0 < kNarrowSlice || group.x1 - group.x0 < kNarrowSlice;
-        if (touching && (same_pixel || (same_look && narrow))) {
-          group.Add(s, sx0, sx1);
-          continue;
-        }
-        AppendRect(group, y + (kRowHeight - kBarHeight) / 2, &out);
-        group = Group();
-      }
-      group.Add(s, sx0, sx1);
-    }
-    if (group.count > 0) {
-      AppendRect(group, y + (kRowHeight - kBarHeight) / 2, &out);
-    }
-  }
-
   if (hidden_rows > 0) {
-    absl::StrAppend(&out, SvgText(8, plot_bottom + 54, " fill=\"#666666\"",
-                                  absl::StrCat("+", hidden_rows,
-                                               " more slots not drawn (limit ",
-                                               max_rows, ")"),
-                                  width - 16.0));
+    absl::StrAppend(
+        &out, FittedText(8, l.plot_bottom + 54, " fill=\"#666666\"",
+                         absl::StrCat("+", hidden_rows,
+                                      " more slots not drawn (limit ", max_rows,
+                                      ")"),
+                         width - 16.0));
   }
   absl::StrAppend(&out, "</svg>\n");
   return out;

@@ -10,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/rpc/keepalive.h"
 #include "common/status_macros.h"
+#include "coordinator/core/enum_names.h"
 #include "coordinator/store/sqlite_job_store.h"
 
 namespace busyfleet::coordinator {
@@ -55,7 +56,7 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(Opti
     LogFields fields({{"job_id", r.id()}, {"state", v1::JobState_Name(r.state())}});
     spdlog::info("job {} ended {}: {} tasks ({} succeeded, {} failed, {} cancelled, {} retries), wall {:.3f}s, "
                  "speedup {:.2f} on {} slots, efficiency {:.1f}%{}{}",
-                 r.id(), v1::JobState_Name(r.state()).substr(10), r.tasks_total(), r.tasks_succeeded(),
+                 r.id(), JobStateName(r.state()), r.tasks_total(), r.tasks_succeeded(),
                  r.tasks_failed(), r.tasks_cancelled(), r.retries(), r.timing().wall_seconds(), r.timing().speedup(),
                  r.timing().slots(), r.timing().efficiency() * 100, r.error().empty() ? "" : ": ", r.error());
   };

@@ -7,10 +7,10 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
 #include "common/net.h"
 #include "coordinator/server/prometheus_text.h"
+#include "coordinator/report/format.h"
 #include "coordinator/report/report_format.h"
 #include "coordinator/report/svg_util.h"
 #include "coordinator/report/timeline.h"
@@ -19,10 +19,6 @@ namespace busyfleet::coordinator {
 namespace {
 
 std::string Html(absl::string_view s) { return report::XmlEscape(s); }
-
-std::string Fixed(double v, int digits) {
-  return std::isfinite(v) ? absl::StrFormat("%.*f", digits, v) : "-";
-}
 
 constexpr absl::string_view kStyle = R"(
 body{font-family:system-ui,sans-serif;margin:1.5em;color:#222}
@@ -34,79 +30,95 @@ th{background:#f3f3f3} td.n{text-align:right;font-variant-numeric:tabular-nums}
 .muted{color:#777;font-size:.85em} .timeline{margin:.5em 0 1.5em;overflow-x:auto}
 )";
 
-}  // namespace
-
-std::string StatusPageHtml(Coordinator& coordinator, int page_jobs, int page_timelines) {
-  const absl::Time now = absl::Now();
-  const MetricsSnapshot m = coordinator.Metrics();
-  std::vector<v1::WorkerInfo> workers = coordinator.ListWorkers(/*include_gone=*/true);
-  std::string out = absl::StrCat(
+// The page's head and title line: the time, the fleet's slots, running
+// tasks and queue.
+std::string PageHead(absl::Time now, const MetricsSnapshot& m) {
+  // Whole seconds: the page refreshes every 5 s.
+  const absl::Time shown = absl::FromUnixSeconds(absl::ToUnixSeconds(now));
+  return absl::StrCat(
       "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
       "<meta http-equiv=\"refresh\" content=\"5\"><title>busyfleet coordinator</title><style>",
       kStyle, "</style></head><body>\n<h1>busyfleet coordinator</h1>\n<p class=\"muted\">",
-      Html(report::Rfc3339([&] {
-        google::protobuf::Timestamp ts;
-        ts.set_seconds(absl::ToUnixSeconds(now));
-        return ts;
-      }())),
-      " &middot; ", m.slots, " slots, ", m.running, " running, ", m.queue_depth,
+      Html(report::Rfc3339(report::ToProtoTimestamp(shown))), " &middot; ", m.slots, " slots, ", m.running,
+      " running, ", m.queue_depth,
       " queued &middot; refreshes every 5 s &middot; <a href=\"/metrics\">/metrics</a></p>\n");
+}
 
-  absl::StrAppend(&out, "<h2>Workers</h2>\n<table id=\"workers\"><thead><tr><th>name</th><th>host</th>"
-                        "<th>state</th><th>slots</th><th>cores</th><th>CPUs</th><th>running</th>"
-                        "<th>load</th><th>tasks done</th><th>last heartbeat</th></tr></thead><tbody>\n");
-  for (const v1::WorkerInfo& w : workers) {
-    const std::string state = report::WorkerStateName(w.state());
-    const double load = w.slots() > 0 ? static_cast<double>(w.running()) / w.slots() : 0;
-    std::string heartbeat = "-";
-    if (w.has_last_heartbeat() && w.last_heartbeat().seconds() > 0) {
-      const absl::Time hb = absl::FromUnixSeconds(w.last_heartbeat().seconds()) +
-                            absl::Nanoseconds(w.last_heartbeat().nanos());
-      heartbeat = absl::StrFormat("%.1fs ago", std::max(0.0, absl::ToDoubleSeconds(now - hb)));
-    }
-    absl::StrAppend(&out, "<tr><td>", Html(w.name()), "</td><td>", Html(w.host().hostname()),
-                    "</td><td class=\"", state, "\">", state, "</td><td class=\"n\">", w.slots(),
-                    "</td><td class=\"n\">", w.host().physical_cores(), "</td><td class=\"n\">",
-                    w.host().logical_cpus(), "</td><td class=\"n\">", w.running(), "</td><td>",
-                    "<span class=\"bar\" style=\"width:", static_cast<int>(std::min(1.0, load) * 60),
-                    "px\"></span> ", static_cast<int>(load * 100), "%</td><td class=\"n\">", w.tasks_done(),
-                    "</td><td>", heartbeat, "</td></tr>\n");
-  }
+std::string WorkerRow(const v1::WorkerInfo& w, absl::Time now) {
+  const std::string state = report::WorkerStateName(w.state());
+  const double load = w.slots() > 0 ? static_cast<double>(w.running()) / w.slots() : 0;
+  return absl::StrCat("<tr><td>", Html(w.name()), "</td><td>", Html(w.host().hostname()), "</td><td class=\"",
+                      state, "\">", state, "</td><td class=\"n\">", w.slots(), "</td><td class=\"n\">",
+                      w.host().physical_cores(), "</td><td class=\"n\">", w.host().logical_cpus(),
+                      "</td><td class=\"n\">", w.running(), "</td><td>",
+                      "<span class=\"bar\" style=\"width:", static_cast<int>(std::min(1.0, load) * 60),
+                      "px\"></span> ", static_cast<int>(load * 100), "%</td><td class=\"n\">", w.tasks_done(),
+                      "</td><td>", report::Ago(w.last_heartbeat(), now), "</td></tr>\n");
+}
+
+std::string WorkersSection(const std::vector<v1::WorkerInfo>& workers, absl::Time now) {
+  std::string out =
+      "<h2>Workers</h2>\n<table id=\"workers\"><thead><tr><th>name</th><th>host</th>"
+      "<th>state</th><th>slots</th><th>cores</th><th>CPUs</th><th>running</th>"
+      "<th>load</th><th>tasks done</th><th>last heartbeat</th></tr></thead><tbody>\n";
+  for (const v1::WorkerInfo& w : workers) absl::StrAppend(&out, WorkerRow(w, now));
   if (workers.empty()) absl::StrAppend(&out, "<tr><td colspan=\"10\">no worker attached</td></tr>\n");
   absl::StrAppend(&out, "</tbody></table>\n");
+  return out;
+}
 
+// A job's row; wall, speedup and efficiency from its report when the
+// coordinator could give one.
+std::string JobRow(const v1::JobSummary& j, const absl::StatusOr<v1::JobReport>& report) {
+  const std::string state = report::JobStateName(j.state());
+  return absl::StrCat(
+      "<tr><td><a href=\"#job-", Html(j.id()), "\">", Html(j.id()), "</a></td><td>", Html(j.name()), "</td><td>",
+      report::TaskKindName(j.kind()), "</td><td class=\"", state, "\">", state, "</td><td class=\"n\">",
+      j.tasks_done(), "/", j.tasks(), "</td><td>", Html(report::Rfc3339(j.submitted_at())),
+      "</td><td class=\"n\">", report::Fixed(report.ok() ? report->timing().wall_seconds() : j.wall_seconds(), 3),
+      "</td><td class=\"n\">", report.ok() ? report::Fixed(report->timing().speedup(), 2) : "-",
+      "</td><td class=\"n\">", report.ok() ? report::Percent(report->timing().efficiency()) : "-",
+      "</td></tr>\n");
+}
+
+// The recent jobs' table. The first `page_timelines` reports the coordinator
+// gives (with their attempts) go to `*timelines`.
+std::string JobsSection(Coordinator& coordinator, int page_jobs, int page_timelines,
+                        std::vector<v1::JobReport>* timelines) {
   absl::StatusOr<std::vector<v1::JobSummary>> jobs = coordinator.ListJobs(static_cast<uint32_t>(page_jobs));
-  absl::StrAppend(&out, "<h2>Recent jobs</h2>\n<table id=\"jobs\"><thead><tr><th>id</th><th>name</th>"
-                        "<th>kind</th><th>state</th><th>tasks</th><th>submitted</th><th>wall (s)</th>"
-                        "<th>speedup</th><th>efficiency</th></tr></thead><tbody>\n");
-  std::vector<v1::JobReport> timelines;
+  std::string out =
+      "<h2>Recent jobs</h2>\n<table id=\"jobs\"><thead><tr><th>id</th><th>name</th>"
+      "<th>kind</th><th>state</th><th>tasks</th><th>submitted</th><th>wall (s)</th>"
+      "<th>speedup</th><th>efficiency</th></tr></thead><tbody>\n";
   if (jobs.ok()) {
     for (const v1::JobSummary& j : *jobs) {
+      const bool wants_timeline = static_cast<int>(timelines->size()) < page_timelines;
       absl::StatusOr<v1::JobReport> report =
-          coordinator.GetReport(j.id(), /*include_tasks=*/false,
-                                /*include_attempts=*/static_cast<int>(timelines.size()) < page_timelines);
-      const std::string state = report::JobStateName(j.state());
-      absl::StrAppend(&out, "<tr><td><a href=\"#job-", Html(j.id()), "\">", Html(j.id()), "</a></td><td>",
-                      Html(j.name()), "</td><td>", report::TaskKindName(j.kind()), "</td><td class=\"",
-                      state, "\">", state, "</td><td class=\"n\">", j.tasks_done(), "/", j.tasks(),
-                      "</td><td>", Html(report::Rfc3339(j.submitted_at())), "</td><td class=\"n\">",
-                      Fixed(report.ok() ? report->timing().wall_seconds() : j.wall_seconds(), 3),
-                      "</td><td class=\"n\">", report.ok() ? Fixed(report->timing().speedup(), 2) : "-",
-                      "</td><td class=\"n\">",
-                      report.ok() ? Fixed(report->timing().efficiency() * 100, 1) + "%" : "-", "</td></tr>\n");
-      if (report.ok() && static_cast<int>(timelines.size()) < page_timelines) {
-        timelines.push_back(*std::move(report));
-      }
+          coordinator.GetReport(j.id(), /*include_tasks=*/false, /*include_attempts=*/wants_timeline);
+      absl::StrAppend(&out, JobRow(j, report));
+      if (report.ok() && wants_timeline) timelines->push_back(*std::move(report));
     }
   }
   if (!jobs.ok() || jobs->empty()) absl::StrAppend(&out, "<tr><td colspan=\"9\">no job yet</td></tr>\n");
   absl::StrAppend(&out, "</tbody></table>\n");
+  return out;
+}
 
-  for (const v1::JobReport& r : timelines) {
-    absl::StrAppend(&out, "<h2 id=\"job-", Html(r.id()), "\">Timeline of ", Html(r.id()),
-                    r.name().empty() ? "" : " (" + Html(r.name()) + ")", "</h2>\n<div class=\"timeline\">",
-                    report::TimelineSvg(r), "</div>\n");
-  }
+std::string TimelineSection(const v1::JobReport& r) {
+  return absl::StrCat("<h2 id=\"job-", Html(r.id()), "\">Timeline of ", Html(r.id()),
+                      r.name().empty() ? "" : " (" + Html(r.name()) + ")", "</h2>\n<div class=\"timeline\">",
+                      report::TimelineSvg(r), "</div>\n");
+}
+
+}  // namespace
+
+std::string StatusPageHtml(Coordinator& coordinator, int page_jobs, int page_timelines, absl::Time now) {
+  const MetricsSnapshot metrics = coordinator.Metrics();
+  const std::vector<v1::WorkerInfo> workers = coordinator.ListWorkers(/*include_gone=*/true);
+  std::vector<v1::JobReport> timelines;
+  std::string out = absl::StrCat(PageHead(now, metrics), WorkersSection(workers, now),
+                                 JobsSection(coordinator, page_jobs, page_timelines, &timelines));
+  for (const v1::JobReport& r : timelines) absl::StrAppend(&out, TimelineSection(r));
   absl::StrAppend(&out, "</body></html>\n");
   return out;
 }
@@ -183,7 +195,7 @@ void HttpServer::Route() {
   server_->Get("/", [this, authorized](const httplib::Request& req, httplib::Response& res) {
     if (!authorized(req, res)) return;
     res.set_header("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'");
-    res.set_content(StatusPageHtml(*options_.coordinator, options_.page_jobs, options_.page_timelines),
+    res.set_content(StatusPageHtml(*options_.coordinator, options_.page_jobs, options_.page_timelines, absl::Now()),
                     "text/html; charset=utf-8");
   });
 }

@@ -16,6 +16,7 @@
 #include <thread>
 
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
 #include "common/rpc/auth.h"
 #include "coordinator/core/coordinator.h"
 
@@ -60,8 +61,10 @@ class HttpServer {
   int port_ = 0;
 };
 
-// The status page as HTML (exposed for tests).
-std::string StatusPageHtml(Coordinator& coordinator, int page_jobs, int page_timelines);
+// The status page as HTML at `now` (exposed for tests): the fleet's figures,
+// the workers (gone ones too), the `page_jobs` most recent jobs, and the
+// timelines of the first `page_timelines` of them.
+std::string StatusPageHtml(Coordinator& coordinator, int page_jobs, int page_timelines, absl::Time now);
 
 }  // namespace busyfleet::coordinator
 

@@ -5,22 +5,24 @@
 #include <cmath>
 
 #include "absl/strings/ascii.h"
-#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "coordinator/core/enum_names.h"
 
 namespace busyfleet::coordinator {
 namespace {
 
-// "WORKER_STATE_READY" -> "ready".
-std::string Label(const std::string& enum_name, absl::string_view prefix) {
-  std::string s = enum_name;
-  if (absl::StartsWith(s, prefix)) s = s.substr(prefix.size());
-  return absl::AsciiStrToLower(s);
+// A state label: the display name (core/enum_names.h) lower-cased,
+// WORKER_STATE_READY -> "ready".
+std::string Label(std::string display_name) {
+  absl::AsciiStrToLower(&display_name);
+  return display_name;
 }
 
-// Prometheus floats: shortest round-trip form, +Inf for infinity.
-std::string Num(double v) {
+// A float in the exposition format's syntax: shortest round-trip form, +Inf,
+// -Inf, NaN. Not report::JsonNumber: Prometheus has words for what JSON
+// makes null.
+std::string PrometheusFloat(double v) {
   if (std::isinf(v)) return v > 0 ? "+Inf" : "-Inf";
   if (std::isnan(v)) return "NaN";
   char buf[64];
@@ -39,7 +41,7 @@ std::string PrometheusText(const MetricsSnapshot& m) {
   Header(&out, "busyfleet_workers", "gauge", "Workers by state (gone: recently lost or detached).");
   for (v1::WorkerState s : {v1::WORKER_STATE_READY, v1::WORKER_STATE_DRAINING, v1::WORKER_STATE_GONE}) {
     auto it = m.workers.find(s);
-    absl::StrAppend(&out, "busyfleet_workers{state=\"", Label(v1::WorkerState_Name(s), "WORKER_STATE_"),
+    absl::StrAppend(&out, "busyfleet_workers{state=\"", Label(WorkerStateName(s)),
                     "\"} ", it == m.workers.end() ? 0 : it->second, "\n");
   }
   Header(&out, "busyfleet_slots", "gauge", "Task slots of the attached workers.");
@@ -52,7 +54,7 @@ std::string PrometheusText(const MetricsSnapshot& m) {
   for (v1::JobState s : {v1::JOB_STATE_PENDING, v1::JOB_STATE_RUNNING, v1::JOB_STATE_SUCCEEDED,
                          v1::JOB_STATE_FAILED, v1::JOB_STATE_CANCELLED}) {
     auto it = m.jobs.find(s);
-    absl::StrAppend(&out, "busyfleet_jobs{state=\"", Label(v1::JobState_Name(s), "JOB_STATE_"), "\"} ",
+    absl::StrAppend(&out, "busyfleet_jobs{state=\"", Label(JobStateName(s)), "\"} ",
                     it == m.jobs.end() ? 0 : it->second, "\n");
   }
   Header(&out, "busyfleet_jobs_submitted_total", "counter", "Jobs accepted since start.");
@@ -68,11 +70,11 @@ std::string PrometheusText(const MetricsSnapshot& m) {
   Header(&out, "busyfleet_task_duration_seconds", "histogram", "Durations of succeeded tasks, seconds.");
   const std::vector<uint64_t> cumulative = c.task_seconds.cumulative();
   for (size_t i = 0; i < cumulative.size(); ++i) {
-    absl::StrAppend(&out, "busyfleet_task_duration_seconds_bucket{le=\"", Num(c.task_seconds.bounds()[i]),
+    absl::StrAppend(&out, "busyfleet_task_duration_seconds_bucket{le=\"", PrometheusFloat(c.task_seconds.bounds()[i]),
                     "\"} ", cumulative[i], "\n");
   }
   absl::StrAppend(&out, "busyfleet_task_duration_seconds_bucket{le=\"+Inf\"} ", c.task_seconds.count(), "\n",
-                  "busyfleet_task_duration_seconds_sum ", Num(c.task_seconds.sum()), "\n",
+                  "busyfleet_task_duration_seconds_sum ", PrometheusFloat(c.task_seconds.sum()), "\n",
                   "busyfleet_task_duration_seconds_count ", c.task_seconds.count(), "\n");
   return out;
 }

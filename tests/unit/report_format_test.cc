@@ -121,7 +121,7 @@ v1::JobReport FourTaskReport() {
   return r;
 }
 
-// The key lists of DESIGN.md's "JSON report (contract)", spelled out again
+// The key lists of docs/design.md's "JSON contract", spelled out again
 // here so that a rename in the code fails this test.
 TEST(ReportFormatTest, ReportJsonHasEveryContractKey) {
   const json j = ReportToJson(FourTaskReport());
@@ -335,19 +335,6 @@ TEST(ReportFormatTest, EnumNames) {
   EXPECT_EQ(ExecModeName(v1::EXEC_MODE_UNSPECIFIED), "unspecified");
 }
 
-TEST(ReportFormatTest, Rfc3339FormatsUtcWithMicroseconds) {
-  EXPECT_EQ(Rfc3339(Ts(SubmitSeconds(), 123456789)),
-            "2026-11-26T02:33:56.123456Z");
-  EXPECT_EQ(Rfc3339(Ts(SubmitSeconds(), 0)), "2026-11-26T02:33:56.000000Z");
-  EXPECT_EQ(Rfc3339(Ts(1, 0)), "1970-01-01T00:00:01.000000Z");
-  EXPECT_EQ(Rfc3339(Ts(0, 1000)), "1970-01-01T00:00:00.000001Z");
-}
-
-TEST(ReportFormatTest, Rfc3339OfUnsetTimestampIsEmpty) {
-  EXPECT_EQ(Rfc3339(google::protobuf::Timestamp()), "");
-  EXPECT_EQ(Rfc3339(Ts(0, 0)), "");
-}
-
 v1::WorkerInfo MakeWorker() {
   v1::WorkerInfo w;
   w.set_name("node-a");
@@ -489,6 +476,30 @@ TEST(ReportFormatTest, RenderReportHeader) {
       << text;
   EXPECT_FALSE(absl::StrContains(text, "Error:")) << text;
   EXPECT_FALSE(absl::StrContains(text, "\x1b")) << text;
+}
+
+// Like every other renderer (and null in the JSON), a figure that is not
+// finite prints as "-", never "nan" or "inf".
+TEST(ReportFormatTest, RenderReportShowsNonFiniteFiguresAsDashes) {
+  v1::JobReport r = FourTaskReport();
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  const double inf = std::numeric_limits<double>::infinity();
+  r.mutable_timing()->set_wall_seconds(nan);
+  r.mutable_timing()->set_speedup(inf);
+  r.mutable_timing()->set_efficiency(nan);
+  r.mutable_timing()->mutable_task_seconds()->set_min(-inf);
+  r.mutable_workers(0)->set_busy_seconds(nan);
+  r.mutable_workers(0)->set_utilization(inf);
+  r.mutable_tasks(0)->set_seconds(nan);
+  const std::string text = RenderReport(r, true);
+  for (const char* expected :
+       {"Wall:         -\n", "Speedup:      -\n", "Efficiency:   -\n",
+        "Task seconds: min -  p50 1.135"}) {
+    EXPECT_TRUE(absl::StrContains(text, expected)) << expected << "\n" << text;
+  }
+  for (const char* unexpected : {"nan", "inf"}) {
+    EXPECT_FALSE(absl::StrContains(text, unexpected)) << text;
+  }
 }
 
 TEST(ReportFormatTest, RenderReportWorkerTableIsAligned) {
@@ -652,28 +663,6 @@ TEST(ReportFormatTest, ProgressLineNeverExceedsWidth) {
   EXPECT_TRUE(absl::StartsWith(RenderProgressLine(done, 120),
                                "[##############################]  40/40 tasks  "
                                "100%"));
-}
-
-TEST(ReportFormatTest, HumanCountCases) {
-  EXPECT_EQ(HumanCount(0), "0");
-  EXPECT_EQ(HumanCount(7), "7");
-  EXPECT_EQ(HumanCount(999), "999");
-  EXPECT_EQ(HumanCount(999.4), "999");
-  EXPECT_EQ(HumanCount(999.6), "1.00k");
-  EXPECT_EQ(HumanCount(1000), "1.00k");
-  EXPECT_EQ(HumanCount(12500), "12.5k");
-  EXPECT_EQ(HumanCount(999949), "999.9k");
-  EXPECT_EQ(HumanCount(999960), "1.00M");
-  EXPECT_EQ(HumanCount(10000000), "10.0M");
-  EXPECT_EQ(HumanCount(200000000), "200.0M");
-  EXPECT_EQ(HumanCount(3.41e9), "3.41G");
-  EXPECT_EQ(HumanCount(1.5e12), "1.50T");
-  EXPECT_EQ(HumanCount(2e18), "2.00E");
-  EXPECT_EQ(HumanCount(5e21), "5000.0E");
-  EXPECT_EQ(HumanCount(-12500), "-12.5k");
-  EXPECT_EQ(HumanCount(-0.2), "0");
-  EXPECT_EQ(HumanCount(std::numeric_limits<double>::quiet_NaN()), "-");
-  EXPECT_EQ(HumanCount(std::numeric_limits<double>::infinity()), "-");
 }
 
 }  // namespace
