@@ -179,11 +179,15 @@ TEST(ClusterTest, SpinSleepAndProcessModeTasksRun) {
       if (spec.kind() != v1::TASK_KIND_COUNTDOWN) {
         EXPECT_GE(t.seconds(), 0.049);
       }
+      // A spin burns CPU for its 50 ms, a sleep next to none. The line
+      // between them sits low: on a machine busy with other work a spin
+      // gets only its share of a core (12 ms of 50 seen at load 8 on 2
+      // cores), while a sleep's CPU time stays in microseconds.
       if (spec.kind() == v1::TASK_KIND_SLEEP) {
-        EXPECT_LT(t.cpu_seconds(), 0.02);
+        EXPECT_LT(t.cpu_seconds(), 0.005);
       }
       if (spec.kind() == v1::TASK_KIND_SPIN) {
-        EXPECT_GT(t.cpu_seconds(), 0.02);
+        EXPECT_GT(t.cpu_seconds(), 0.005);
       }
     }
   }
