@@ -22,12 +22,7 @@ void AddWorkerFlags(CLI::App& app, WorkerFlags& flags, absl::FunctionRef<void(CL
       ->capture_default_str()
       ->check(DurationValidator());
   add_client_security(app);
-  app.add_option("--log-format", flags.log_format, "text or json")
-      ->capture_default_str()
-      ->check(CLI::IsMember({"text", "json"}));
-  app.add_option("--log-level", flags.log_level, "trace, debug, info, warn, error")
-      ->capture_default_str()
-      ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "off"}));
+  AddLogFlags(app, flags.log_format, flags.log_level);
   BindEnvironment(app);
   // Added after BindEnvironment: a testing flag is never picked up from the
   // environment by accident.

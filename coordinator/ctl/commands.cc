@@ -326,37 +326,34 @@ Command AddBench(CLI::App& app) {
 
 // --- cancel, drain ---
 
-ExitCode RunCancel(const Session& s, const std::string& job) {
-  absl::StatusOr<v1::JobState> state = s.client.Cancel(job);
-  if (!state.ok()) return Fail(state.status());
-  const std::string name = report::JobStateName(*state);
+// Prints what a job or worker has become: {"<key>": who, "state": state},
+// or "who state".
+ExitCode PrintNewState(const Session& s, const std::string& key, const std::string& who, const std::string& state) {
   PrintResult(
-      s.json, [&] { return json{{"id", job}, {"state", name}}; }, [&] { return job + " " + name + "\n"; });
+      s.json, [&] { return json{{key, who}, {"state", state}}; }, [&] { return who + " " + state + "\n"; });
   return kExitOk;
 }
 
-Command AddCancel(CLI::App& app) {
-  auto job = MakeFlags<std::string>();
-  CLI::App* cmd = app.add_subcommand("cancel", "cancel a job");
-  cmd->add_option("JOB", *job, "job id")->required();
-  return {cmd, [job](const Session& s) { return RunCancel(s, *job); }};
+ExitCode RunCancel(const Session& s, const std::string& job) {
+  absl::StatusOr<v1::JobState> state = s.client.Cancel(job);
+  if (!state.ok()) return Fail(state.status());
+  return PrintNewState(s, "id", job, report::JobStateName(*state));
 }
 
 ExitCode RunDrain(const Session& s, const std::string& worker) {
   absl::StatusOr<v1::WorkerState> state = s.client.Drain(worker);
   if (!state.ok()) return Fail(state.status());
-  const std::string name = report::WorkerStateName(*state);
-  PrintResult(
-      s.json, [&] { return json{{"name", worker}, {"state", name}}; },
-      [&] { return worker + " " + name + "\n"; });
-  return kExitOk;
+  return PrintNewState(s, "name", worker, report::WorkerStateName(*state));
 }
 
-Command AddDrain(CLI::App& app) {
-  auto worker = MakeFlags<std::string>();
-  CLI::App* cmd = app.add_subcommand("drain", "stop giving tasks to a worker; running ones finish");
-  cmd->add_option("WORKER", *worker, "worker name")->required();
-  return {cmd, [worker](const Session& s) { return RunDrain(s, *worker); }};
+// A subcommand of one required argument (a job id, a worker name).
+Command AddOneArgument(CLI::App& app, const std::string& name, const std::string& description,
+                       const std::string& argument, const std::string& argument_description,
+                       ExitCode (*run)(const Session&, const std::string&)) {
+  auto value = MakeFlags<std::string>();
+  CLI::App* cmd = app.add_subcommand(name, description);
+  cmd->add_option(argument, *value, argument_description)->required();
+  return {cmd, [value, run](const Session& s) { return run(s, *value); }};
 }
 
 void AddGlobalFlags(CLI::App& app, GlobalFlags& flags) {
@@ -392,8 +389,18 @@ std::vector<Command> SetUpCommandLine(CLI::App& app, GlobalFlags& flags) {
   // For every option, the subcommands' too (they copy it when added).
   app.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
   AddGlobalFlags(app, flags);
-  return {AddSubmit(app), AddStatus(app),   AddWatch(app),   AddJobs(app),   AddWorkers(app), AddHealth(app),
-          AddTimeline(app), AddCompare(app), AddBench(app), AddCancel(app), AddDrain(app)};
+  return {AddSubmit(app),
+          AddStatus(app),
+          AddWatch(app),
+          AddJobs(app),
+          AddWorkers(app),
+          AddHealth(app),
+          AddTimeline(app),
+          AddCompare(app),
+          AddBench(app),
+          AddOneArgument(app, "cancel", "cancel a job", "JOB", "job id", RunCancel),
+          AddOneArgument(app, "drain", "stop giving tasks to a worker; running ones finish", "WORKER", "worker name",
+                         RunDrain)};
 }
 
 }  // namespace busyfleet::coordctl

@@ -33,12 +33,7 @@ void AddDaemonFlags(CLI::App& app, DaemonFlags& flags) {
   app.add_flag("--insecure", flags.insecure,
                "allow listening on a non-loopback address without a token or TLS (anyone who can reach "
                "the port can submit jobs and attach workers)");
-  app.add_option("--log-format", flags.log_format, "text or json")
-      ->capture_default_str()
-      ->check(CLI::IsMember({"text", "json"}));
-  app.add_option("--log-level", flags.log_level, "trace, debug, info, warn, error")
-      ->capture_default_str()
-      ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "off"}));
+  AddLogFlags(app, flags.log_format, flags.log_level);
   BindEnvironment(app);
 }
 

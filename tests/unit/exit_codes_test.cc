@@ -13,28 +13,35 @@ TEST(ExitCodeTest, ValuesScriptsDependOn) {
   EXPECT_EQ(kExitUnavailable, 3);
 }
 
-TEST(ExitCodeForTest, OkIsZero) { EXPECT_EQ(ExitCodeFor(absl::OkStatus()), kExitOk); }
-
-TEST(ExitCodeForTest, UnreachableOrRefusedCredentialsAreThree) {
-  EXPECT_EQ(ExitCodeFor(absl::UnavailableError("down")), kExitUnavailable);
-  EXPECT_EQ(ExitCodeFor(absl::DeadlineExceededError("slow")), kExitUnavailable);
-  EXPECT_EQ(ExitCodeFor(absl::UnauthenticatedError("no token")), kExitUnavailable);
-  EXPECT_EQ(ExitCodeFor(absl::PermissionDeniedError("worker token")), kExitUnavailable);
-}
-
-TEST(ExitCodeForTest, BadRequestsAreTwo) {
-  EXPECT_EQ(ExitCodeFor(absl::InvalidArgumentError("tasks")), kExitUsage);
-  EXPECT_EQ(ExitCodeFor(absl::NotFoundError("job")), kExitUsage);
-  EXPECT_EQ(ExitCodeFor(absl::FailedPreconditionError("ended")), kExitUsage);
-  EXPECT_EQ(ExitCodeFor(absl::AlreadyExistsError("name")), kExitUsage);
-  EXPECT_EQ(ExitCodeFor(absl::OutOfRangeError("offset")), kExitUsage);
-}
-
-TEST(ExitCodeForTest, AnythingElseIsOne) {
-  EXPECT_EQ(ExitCodeFor(absl::ResourceExhaustedError("queue")), kExitFailed);
-  EXPECT_EQ(ExitCodeFor(absl::InternalError("bug")), kExitFailed);
-  EXPECT_EQ(ExitCodeFor(absl::AbortedError("bench")), kExitFailed);
-  EXPECT_EQ(ExitCodeFor(absl::UnknownError("?")), kExitFailed);
+TEST(ExitCodeForTest, MapsEveryStatusCode) {
+  const struct {
+    absl::StatusCode code;
+    ExitCode exit;
+  } cases[] = {
+      {absl::StatusCode::kOk, kExitOk},
+      // Unreachable in time, or our credentials refused.
+      {absl::StatusCode::kUnavailable, kExitUnavailable},
+      {absl::StatusCode::kDeadlineExceeded, kExitUnavailable},
+      {absl::StatusCode::kUnauthenticated, kExitUnavailable},
+      {absl::StatusCode::kPermissionDenied, kExitUnavailable},
+      // A bad request.
+      {absl::StatusCode::kInvalidArgument, kExitUsage},
+      {absl::StatusCode::kNotFound, kExitUsage},
+      {absl::StatusCode::kFailedPrecondition, kExitUsage},
+      {absl::StatusCode::kAlreadyExists, kExitUsage},
+      {absl::StatusCode::kOutOfRange, kExitUsage},
+      // Anything else.
+      {absl::StatusCode::kResourceExhausted, kExitFailed},
+      {absl::StatusCode::kInternal, kExitFailed},
+      {absl::StatusCode::kAborted, kExitFailed},
+      {absl::StatusCode::kUnknown, kExitFailed},
+      {absl::StatusCode::kCancelled, kExitFailed},
+      {absl::StatusCode::kUnimplemented, kExitFailed},
+      {absl::StatusCode::kDataLoss, kExitFailed},
+  };
+  for (const auto& c : cases) {
+    EXPECT_EQ(ExitCodeFor(absl::Status(c.code, "x")), c.exit) << absl::StatusCodeToString(c.code);
+  }
 }
 
 }  // namespace
