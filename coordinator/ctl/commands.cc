@@ -30,11 +30,8 @@ constexpr uint32_t kDefaultTaskRows = limits::kMaxTaskRowsPerReply;
 // each call, not a wait).
 absl::Time FollowDeadline() { return absl::Now() + absl::Hours(24 * 365); }
 
-// Flags of a subcommand live as long as the Command that runs it.
-template <typename Flags>
-std::shared_ptr<Flags> MakeFlags() {
-  return std::make_shared<Flags>();
-}
+// Each Add* below registers a subcommand's flags into a shared_ptr that the
+// returned Command's run function holds, so they live as long as it does.
 
 // --- submit ---
 
@@ -63,7 +60,7 @@ ExitCode RunSubmit(const Session& s, const SubmitFlags& f) {
 }
 
 Command AddSubmit(CLI::App& app) {
-  auto f = MakeFlags<SubmitFlags>();
+  auto f = std::make_shared<SubmitFlags>();
   CLI::App* cmd = app.add_subcommand("submit", "submit a job");
   cmd->add_option("--kind", f->kind, "countdown, spin or sleep")
       ->capture_default_str()
@@ -119,7 +116,7 @@ ExitCode RunStatus(const Session& s, const StatusFlags& f) {
 }
 
 Command AddStatus(CLI::App& app) {
-  auto f = MakeFlags<StatusFlags>();
+  auto f = std::make_shared<StatusFlags>();
   CLI::App* cmd = app.add_subcommand("status", "print a job's report");
   cmd->add_option("JOB", f->job, "job id")->required();
   cmd->add_flag("--show-tasks", f->show_tasks, "list every task in the table");
@@ -148,7 +145,7 @@ ExitCode RunWatch(const Session& s, const WatchFlags& f) {
 }
 
 Command AddWatch(CLI::App& app) {
-  auto f = MakeFlags<WatchFlags>();
+  auto f = std::make_shared<WatchFlags>();
   CLI::App* cmd = app.add_subcommand("watch", "follow a job until it ends");
   cmd->add_option("JOB", f->job, "job id")->required();
   cmd->add_flag("--show-tasks", f->show_tasks, "list every task in the table");
@@ -166,7 +163,7 @@ ExitCode RunJobs(const Session& s, uint32_t limit) {
 }
 
 Command AddJobs(CLI::App& app) {
-  auto limit = MakeFlags<uint32_t>();
+  auto limit = std::make_shared<uint32_t>();
   CLI::App* cmd = app.add_subcommand("jobs", "list recent jobs, newest first");
   cmd->add_option("--limit", *limit, "how many (default 50)")
       ->check(CLI::NonNegativeNumber);
@@ -199,7 +196,7 @@ ExitCode RunWorkers(const Session& s, const WorkersFlags& f) {
 }
 
 Command AddWorkers(CLI::App& app) {
-  auto f = MakeFlags<WorkersFlags>();
+  auto f = std::make_shared<WorkersFlags>();
   CLI::App* cmd = app.add_subcommand("workers", "list attached workers");
   cmd->add_flag("--all", f->include_gone, "also workers that left recently");
   cmd->add_option("--wait-for", f->wait_for, "first wait until this many workers are ready")
@@ -239,7 +236,7 @@ ExitCode RunTimeline(const Session& s, const TimelineFlags& f) {
 }
 
 Command AddTimeline(CLI::App& app) {
-  auto f = MakeFlags<TimelineFlags>();
+  auto f = std::make_shared<TimelineFlags>();
   CLI::App* cmd = app.add_subcommand("timeline", "a job's timeline: Chrome trace JSON (Perfetto) or SVG");
   cmd->add_option("JOB", f->job, "job id")->required();
   cmd->add_option("--format", f->format, "chrome (trace JSON for Perfetto / chrome://tracing) or svg")
@@ -265,7 +262,7 @@ ExitCode RunCompare(const Session& s, const CompareFlags& f) {
 }
 
 Command AddCompare(CLI::App& app) {
-  auto f = MakeFlags<CompareFlags>();
+  auto f = std::make_shared<CompareFlags>();
   CLI::App* cmd = app.add_subcommand("compare", "two job reports side by side, with ratios B/A");
   cmd->add_option("JOB_A", f->job_a, "first job id")->required();
   cmd->add_option("JOB_B", f->job_b, "second job id")->required();
@@ -310,7 +307,7 @@ ExitCode RunBenchCommand(const Session& s, const BenchFlags& f) {
 }
 
 Command AddBench(CLI::App& app) {
-  auto f = MakeFlags<BenchFlags>();
+  auto f = std::make_shared<BenchFlags>();
   CLI::App* cmd = app.add_subcommand("bench", "the chapter's experiment: serial, threads, processes, fleet");
   cmd->add_option("--iterations", f->options.iterations, "countdown iterations per task")
       ->capture_default_str()
@@ -350,7 +347,7 @@ ExitCode RunDrain(const Session& s, const std::string& worker) {
 Command AddOneArgument(CLI::App& app, const std::string& name, const std::string& description,
                        const std::string& argument, const std::string& argument_description,
                        ExitCode (*run)(const Session&, const std::string&)) {
-  auto value = MakeFlags<std::string>();
+  auto value = std::make_shared<std::string>();
   CLI::App* cmd = app.add_subcommand(name, description);
   cmd->add_option(argument, *value, argument_description)->required();
   return {cmd, [value, run](const Session& s) { return run(s, *value); }};

@@ -21,7 +21,8 @@ namespace {
 
 using busyfleet::coordinator::CoordinatorServer;
 
-// Exit codes: 2 for flags the daemon refuses, 1 when it cannot start.
+// Exit codes: 2 for flags the daemon refuses, 1 when it cannot start (a
+// flag the parser rejects exits with CLI11's own code, as always).
 constexpr int kExitCannotStart = 1;
 constexpr int kExitBadFlags = 2;
 
