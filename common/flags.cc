@@ -51,6 +51,15 @@ CLI::Validator DurationValidator() {
       "DURATION");
 }
 
+void AddLogFlags(CLI::App& app, std::string& format, std::string& level) {
+  app.add_option("--log-format", format, "text or json")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"text", "json"}));
+  app.add_option("--log-level", level, "trace, debug, info, warn, error")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "off"}));
+}
+
 namespace {
 sigset_t TerminationSignals() {
   sigset_t set;

@@ -30,6 +30,10 @@ absl::StatusOr<absl::Duration> ParseDurationFlag(absl::string_view field,
 // A CLI11 validator accepting what ParseDurationFlag accepts.
 CLI::Validator DurationValidator();
 
+// The daemons' --log-format (text or json) and --log-level (trace, debug,
+// info, warn, error, off), showing the defaults `format` and `level` hold.
+void AddLogFlags(CLI::App& app, std::string& format, std::string& level);
+
 // Blocks SIGTERM and SIGINT in the calling thread, and so in every thread it
 // starts afterwards. Call first thing in main.
 void BlockTerminationSignals();

@@ -1,38 +1,91 @@
 // worker: the busyfleet worker daemon. Dials the coordinator, runs tasks.
+// Its flags are in worker_flags.h.
 
-#include <cmath>
 #include <cstdio>
-#include <map>
 #include <string>
-#include <vector>
+#include <thread>
 
 #include <CLI/CLI.hpp>
 #include <spdlog/spdlog.h>
 
-#include "absl/strings/str_split.h"
 #include "absl/strings/str_format.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
+#include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "common/clock.h"
 #include "common/flags.h"
 #include "common/logging.h"
+#include "common/rpc/client_security.h"
 #include "common/rpc/grpc_logging.h"
+#include "common/status_macros.h"
 #include "worker/host_probe.h"
 #include "worker/worker_client.h"
+#include "worker/worker_flags.h"
 
 namespace {
 
-// "k=v,k2=v2" -> map; an error message naming the bad entry, or "".
-std::string ParseLabels(const std::string& text, std::map<std::string, std::string>* out) {
-  if (text.empty()) return "";
-  for (absl::string_view item : absl::StrSplit(text, ',', absl::SkipWhitespace())) {
-    std::vector<std::string> kv = absl::StrSplit(item, absl::MaxSplits('=', 1));
-    if (kv.size() != 2 || kv[0].empty()) {
-      return "--labels entries must look like key=value, got \"" + std::string(item) + "\"";
+using busyfleet::worker::WorkerClient;
+using busyfleet::worker::WorkerFlags;
+
+// Exit code for flags the worker refuses and for a client that cannot start.
+constexpr int kExitBadFlags = 2;
+
+int BadFlags(absl::string_view message) {
+  std::fprintf(stderr, "worker: %s\n", std::string(message).c_str());
+  return kExitBadFlags;
+}
+
+absl::StatusOr<WorkerClient::Options> BuildWorkerOptions(const WorkerFlags& flags,
+                                                         const busyfleet::worker::HostInfo& host) {
+  WorkerClient::Options options;
+  BF_ASSIGN_OR_RETURN(options.labels, busyfleet::worker::ParseLabels(flags.labels));
+  options.coordinator = flags.coordinator;
+  options.slots = busyfleet::worker::SlotsFor(flags, host);
+  options.name = busyfleet::worker::NameFor(flags, host);
+  options.default_exec = busyfleet::worker::ExecModeFor(flags);
+  options.host = busyfleet::worker::HostInfoMessage(host);
+  return options;
+}
+
+void LogHost(const busyfleet::worker::HostInfo& host, const WorkerFlags& flags, int slots) {
+  spdlog::info("host {}: {} logical CPUs, {} physical cores, affinity {}, cgroup quota {}, \"{}\"",
+               host.hostname, host.logical_cpus, host.physical_cores, host.affinity_cpus,
+               host.cgroup_cpu_quota > 0 ? std::to_string(host.cgroup_cpu_quota) : "none", host.cpu_model);
+  spdlog::info("{} slots ({}), exec {}", slots,
+               flags.slots > 0 ? "from --slots" : "smallest of physical cores, affinity and quota", flags.exec);
+}
+
+// After the first signal: drains (running tasks finish, within `limit` when
+// it is positive) in the background, so that a second signal can stop at
+// once instead. True when the drain finished.
+bool DrainUntilDoneOrSignalled(WorkerClient& client, int sig, absl::Duration limit) {
+  spdlog::info("signal {} received: draining (running tasks finish, no new ones{}); signal again to stop now",
+               sig, limit > absl::ZeroDuration() ? ", limit " + absl::FormatDuration(limit) : "");
+  bool drained = false;
+  absl::Notification done;
+  std::thread drainer([&] {
+    drained = client.Drain(limit > absl::ZeroDuration() ? absl::Now() + limit : absl::InfiniteFuture());
+    done.Notify();
+  });
+  while (!done.HasBeenNotified()) {
+    if (busyfleet::WaitForTerminationSignalUntil(absl::Now() + absl::Milliseconds(200)) != 0) {
+      spdlog::warn("second signal: stopping now, running tasks are cancelled");
+      client.Stop();
+      break;
     }
-    (*out)[kv[0]] = kv[1];
   }
-  return "";
+  drainer.join();
+  return drained;
+}
+
+void LogFigures(const WorkerClient::Figures& f) {
+  spdlog::info("ran {} tasks ({} succeeded, {} failed, {} cancelled): {} iterations, busy {:.3f}s, cpu {:.3f}s{}",
+               f.succeeded + f.failed + f.cancelled, f.succeeded, f.failed, f.cancelled, f.iterations,
+               f.busy_seconds, f.cpu_seconds,
+               f.busy_seconds > 0 && f.iterations > 0
+                   ? absl::StrFormat(", %.3g iterations/s per busy slot", static_cast<double>(f.iterations) / f.busy_seconds)
+                   : std::string());
 }
 
 }  // namespace
@@ -43,115 +96,38 @@ int main(int argc, char** argv) {
   // dispatch path; the tests and the clang -Wthread-safety build keep it.
   absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
   CLI::App app{"busyfleet worker: runs busy-wait tasks for a coordinator"};
-  std::string coordinator = "127.0.0.1:7070";
-  int slots = 0;
-  std::string name;
-  std::string exec = "thread";
-  std::string labels;
-  std::string drain_timeout = "0s";
-  std::string log_format = "text";
-  std::string log_level = "info";
-  app.add_option("--coordinator", coordinator, "coordinator address (host:port)")->capture_default_str();
-  app.add_option("--slots", slots,
-                 "tasks run at once; default: the smallest of physical cores, CPU affinity and cgroup quota")
-      ->check(CLI::Range(0, 4096));
-  app.add_option("--name", name, "worker name; default: the host name");
-  app.add_option("--exec", exec, "how tasks run: thread (one thread per slot) or process (a child per task)")
-      ->capture_default_str()
-      ->check(CLI::IsMember({"thread", "process"}));
-  app.add_option("--labels", labels, "labels for job selectors, k=v,k2=v2");
-  app.add_option("--drain-timeout", drain_timeout,
-                 "on SIGTERM, how long running tasks may take to finish; 0s: no limit")
-      ->capture_default_str()
-      ->check(busyfleet::DurationValidator());
+  WorkerFlags flags;
   busyfleet::ClientSecurityFlags security_flags;
-  security_flags.AddTo(app);
-  app.add_option("--log-format", log_format, "text or json")
-      ->capture_default_str()
-      ->check(CLI::IsMember({"text", "json"}));
-  app.add_option("--log-level", log_level, "trace, debug, info, warn, error")
-      ->capture_default_str()
-      ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "off"}));
-  busyfleet::BindEnvironment(app);
-  std::string clock_skew;
-  app.add_option("--debug-clock-skew", clock_skew,
-                 "testing: pretend this machine's clocks are off by this much (e.g. 5s, -3s)")
-      ->group("Testing");
+  busyfleet::worker::AddWorkerFlags(app, flags, [&](CLI::App& a) { security_flags.AddTo(a); });
   CLI11_PARSE(app, argc, argv);
-  if (!clock_skew.empty()) {
-    absl::Duration skew;
-    if (!absl::ParseDuration(clock_skew, &skew) || absl::AbsDuration(skew) > absl::Hours(24 * 365)) {
-      std::fprintf(stderr, "worker: --debug-clock-skew must be a duration within a year, like 5s or -3s; got \"%s\"\n",
-                   clock_skew.c_str());
-      return 2;
-    }
-    busyfleet::SetClockSkewForTesting(skew);
+  if (!flags.clock_skew.empty()) {
+    absl::StatusOr<absl::Duration> skew = busyfleet::worker::ParseClockSkew(flags.clock_skew);
+    if (!skew.ok()) return BadFlags(skew.status().message());
+    busyfleet::SetClockSkewForTesting(*skew);
   }
-
-  if (auto st = busyfleet::SetupGrpcLogging("worker", log_format, log_level); !st.ok()) {
-    std::fprintf(stderr, "worker: %s\n", std::string(st.message()).c_str());
-    return 2;
+  if (auto st = busyfleet::SetupGrpcLogging("worker", flags.log_format, flags.log_level); !st.ok()) {
+    return BadFlags(st.message());
   }
-  busyfleet::worker::WorkerClient::Options options;
-  if (std::string err = ParseLabels(labels, &options.labels); !err.empty()) {
-    std::fprintf(stderr, "worker: %s\n", err.c_str());
-    return 2;
-  }
-  auto security = security_flags.Load();
+  const busyfleet::worker::HostInfo host = busyfleet::worker::ProbeHost();
+  absl::StatusOr<WorkerClient::Options> options = BuildWorkerOptions(flags, host);
+  if (!options.ok()) return BadFlags(options.status().message());
+  absl::StatusOr<busyfleet::ClientSecurity> security = security_flags.Load();
   if (!security.ok()) {
     spdlog::critical("{}", security.status().message());
-    return 2;
+    return kExitBadFlags;
   }
-  options.security = *std::move(security);
-  const busyfleet::worker::HostInfo host = busyfleet::worker::ProbeHost();
-  const int default_slots = busyfleet::worker::DefaultSlots(host);
-  options.coordinator = coordinator;
-  options.slots = slots > 0 ? slots : default_slots;
-  options.name = !name.empty() ? name : (!host.hostname.empty() ? host.hostname : "worker");
-  options.default_exec = exec == "process" ? busyfleet::v1::EXEC_MODE_PROCESS : busyfleet::v1::EXEC_MODE_THREAD;
-  options.host.set_hostname(host.hostname);
-  options.host.set_logical_cpus(static_cast<uint32_t>(host.logical_cpus));
-  options.host.set_physical_cores(static_cast<uint32_t>(host.physical_cores));
-  options.host.set_affinity_cpus(static_cast<uint32_t>(host.affinity_cpus));
-  options.host.set_cgroup_cpu_quota(host.cgroup_cpu_quota);
-  options.host.set_cpu_model(host.cpu_model);
-  spdlog::info("host {}: {} logical CPUs, {} physical cores, affinity {}, cgroup quota {}, \"{}\"",
-               host.hostname, host.logical_cpus, host.physical_cores, host.affinity_cpus,
-               host.cgroup_cpu_quota > 0 ? std::to_string(host.cgroup_cpu_quota) : "none", host.cpu_model);
-  spdlog::info("{} slots ({}), exec {}", options.slots,
-               slots > 0 ? "from --slots" : "smallest of physical cores, affinity and quota", exec);
+  options->security = *std::move(security);
+  LogHost(host, flags, options->slots);
 
-  auto client = busyfleet::worker::WorkerClient::Start(options);
+  auto client = WorkerClient::Start(*std::move(options));
   if (!client.ok()) {
     spdlog::critical("cannot start: {}", client.status().message());
-    return 2;
+    return kExitBadFlags;
   }
   const int sig = busyfleet::WaitForTerminationSignal();
-  const absl::Duration limit = *busyfleet::ParseDurationFlag("drain-timeout", drain_timeout);
-  spdlog::info("signal {} received: draining (running tasks finish, no new ones{}); signal again to stop now",
-               sig, limit > absl::ZeroDuration() ? ", limit " + absl::FormatDuration(limit) : "");
-  // Drain in the background so a second signal can cut it short.
-  bool drained = false;
-  absl::Notification done;
-  std::thread drainer([&] {
-    drained = (*client)->Drain(limit > absl::ZeroDuration() ? absl::Now() + limit : absl::InfiniteFuture());
-    done.Notify();
-  });
-  while (!done.HasBeenNotified()) {
-    if (busyfleet::WaitForTerminationSignalUntil(absl::Now() + absl::Milliseconds(200)) != 0) {
-      spdlog::warn("second signal: stopping now, running tasks are cancelled");
-      (*client)->Stop();
-      break;
-    }
-  }
-  drainer.join();
-  const auto f = (*client)->figures();
-  spdlog::info("ran {} tasks ({} succeeded, {} failed, {} cancelled): {} iterations, busy {:.3f}s, cpu {:.3f}s{}",
-               f.succeeded + f.failed + f.cancelled, f.succeeded, f.failed, f.cancelled, f.iterations,
-               f.busy_seconds, f.cpu_seconds,
-               f.busy_seconds > 0 && f.iterations > 0
-                   ? absl::StrFormat(", %.3g iterations/s per busy slot", static_cast<double>(f.iterations) / f.busy_seconds)
-                   : std::string());
+  const absl::Duration limit = *busyfleet::ParseDurationFlag("drain-timeout", flags.drain_timeout);
+  const bool drained = DrainUntilDoneOrSignalled(**client, sig, limit);
+  LogFigures((*client)->figures());
   spdlog::info("worker stopped ({})", drained ? "drained" : "tasks cancelled");
   return 0;
 }

@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
+#include "common/status_macros.h"
 #include "coordinator/report/report_format.h"
 
 namespace busyfleet::coordctl {
@@ -83,9 +84,9 @@ std::string Table(const std::vector<BenchRow>& rows, bool with_where) {
   return out;
 }
 
-}  // namespace
-
-absl::StatusOr<BenchResult> RunBench(CoordinatorClient& client, const BenchOptions& options) {
+// The workers the bench may use: attached, READY, with slots.
+// FailedPrecondition when there are none.
+absl::StatusOr<std::vector<v1::WorkerInfo>> ReadyWorkers(CoordinatorClient& client) {
   absl::StatusOr<std::vector<v1::WorkerInfo>> listed = client.ListWorkers(/*include_gone=*/false);
   if (!listed.ok()) return listed.status();
   std::vector<v1::WorkerInfo> ready;
@@ -95,7 +96,11 @@ absl::StatusOr<BenchResult> RunBench(CoordinatorClient& client, const BenchOptio
   if (ready.empty()) {
     return absl::FailedPreconditionError("bench: no worker is attached and ready; start workers first");
   }
-  BenchResult result;
+  return ready;
+}
+
+// The fleet's size: workers, slots, and the cores of its distinct hosts.
+void CountFleet(const std::vector<v1::WorkerInfo>& ready, BenchResult& result) {
   std::set<std::string> hosts;  // several workers on one machine share its cores
   for (const v1::WorkerInfo& w : ready) {
     result.fleet_slots += w.slots();
@@ -104,28 +109,30 @@ absl::StatusOr<BenchResult> RunBench(CoordinatorClient& client, const BenchOptio
     result.fleet_logical_cpus += w.host().logical_cpus();
   }
   result.fleet_workers = static_cast<uint32_t>(ready.size());
+}
+
+// The worker of the single-machine modes: `name`, or the one with most
+// slots (the first by name among equals). FailedPrecondition when `name` is
+// not among `ready`.
+absl::StatusOr<v1::WorkerInfo> ChooseWorker(const std::vector<v1::WorkerInfo>& ready, const std::string& name) {
   const v1::WorkerInfo* chosen = nullptr;
   for (const v1::WorkerInfo& w : ready) {
-    if (!options.worker.empty() ? w.name() == options.worker
-                                : chosen == nullptr || w.slots() > chosen->slots() ||
-                                      (w.slots() == chosen->slots() && w.name() < chosen->name())) {
+    if (!name.empty() ? w.name() == name
+                      : chosen == nullptr || w.slots() > chosen->slots() ||
+                            (w.slots() == chosen->slots() && w.name() < chosen->name())) {
       chosen = &w;
     }
   }
   if (chosen == nullptr) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("bench: --worker ", options.worker, " is not an attached, ready worker"));
+    return absl::FailedPreconditionError(absl::StrCat("bench: --worker ", name, " is not an attached, ready worker"));
   }
-  result.worker = chosen->name();
-  result.worker_slots = chosen->slots();
-  result.iterations = options.iterations;
-  result.tasks = options.tasks > 0 ? options.tasks : std::max<uint32_t>(4, result.fleet_slots);
+  return *chosen;
+}
 
-  v1::JobSpec base;
-  base.set_kind(v1::TASK_KIND_COUNTDOWN);
-  base.set_iterations(options.iterations);
-  base.set_tasks(result.tasks);
-  auto on_worker = [&](v1::JobSpec spec, v1::ExecMode exec, uint32_t max_slots) {
+// serial, threads and processes on the chosen worker, then the fleet.
+std::vector<Mode> ChapterModes(const BenchResult& result, const v1::JobSpec& base) {
+  auto on_worker = [&](v1::ExecMode exec, uint32_t max_slots) {
+    v1::JobSpec spec = base;
     spec.add_workers(result.worker);
     spec.set_exec(exec);
     spec.set_max_slots(max_slots);
@@ -133,36 +140,65 @@ absl::StatusOr<BenchResult> RunBench(CoordinatorClient& client, const BenchOptio
   };
   const std::string slots_text = absl::StrCat(result.worker_slots, result.worker_slots == 1 ? " slot" : " slots");
   std::vector<Mode> modes = {
-      {"serial", absl::StrCat(result.worker, ", one slot"), on_worker(base, v1::EXEC_MODE_THREAD, 1), 1},
+      {"serial", absl::StrCat(result.worker, ", one slot"), on_worker(v1::EXEC_MODE_THREAD, 1), 1},
       {"threads", absl::StrCat(result.worker, ", ", slots_text, ", --exec thread"),
-       on_worker(base, v1::EXEC_MODE_THREAD, 0), result.worker_slots},
+       on_worker(v1::EXEC_MODE_THREAD, 0), result.worker_slots},
       {"processes", absl::StrCat(result.worker, ", ", slots_text, ", --exec process"),
-       on_worker(base, v1::EXEC_MODE_PROCESS, 0), result.worker_slots},
+       on_worker(v1::EXEC_MODE_PROCESS, 0), result.worker_slots},
       {"fleet", absl::StrCat(result.fleet_workers, result.fleet_workers == 1 ? " worker, " : " workers, ",
                              result.fleet_slots, " slots"),
        base, result.fleet_slots},
   };
-  double serial_wall = 0;
-  for (Mode& mode : modes) {
-    mode.spec.set_name(absl::StrCat("bench-", mode.name));
+  for (Mode& mode : modes) mode.spec.set_name(absl::StrCat("bench-", mode.name));
+  return modes;
+}
+
+// The fleet on 1, 2, ... all its slots.
+std::vector<Mode> SweepModes(const BenchResult& result, const v1::JobSpec& base) {
+  std::vector<Mode> modes;
+  for (uint32_t k = 1; k <= result.fleet_slots; ++k) {
+    Mode mode{absl::StrCat(k, k == 1 ? " slot" : " slots"), "fleet", base, k};
+    mode.spec.set_max_slots(k);
+    mode.spec.set_name(absl::StrCat("bench-sweep-", k));
+    modes.push_back(std::move(mode));
+  }
+  return modes;
+}
+
+// Runs the modes one after another; speedups are against the first.
+absl::StatusOr<std::vector<BenchRow>> RunModes(CoordinatorClient& client, const std::vector<Mode>& modes,
+                                               const BenchOptions& options) {
+  std::vector<BenchRow> rows;
+  double first_wall = 0;
+  for (const Mode& mode : modes) {
     absl::StatusOr<v1::JobReport> report = RunJob(client, mode, options);
     if (!report.ok()) return report.status();
-    BenchRow row = RowOf(mode, *report, serial_wall);
-    if (mode.name == "serial") serial_wall = row.wall_seconds;
-    result.modes.push_back(std::move(row));
+    BenchRow row = RowOf(mode, *report, first_wall);
+    if (rows.empty()) first_wall = row.wall_seconds;
+    rows.push_back(std::move(row));
   }
+  return rows;
+}
+
+}  // namespace
+
+absl::StatusOr<BenchResult> RunBench(CoordinatorClient& client, const BenchOptions& options) {
+  BF_ASSIGN_OR_RETURN(const std::vector<v1::WorkerInfo> ready, ReadyWorkers(client));
+  BenchResult result;
+  CountFleet(ready, result);
+  BF_ASSIGN_OR_RETURN(const v1::WorkerInfo chosen, ChooseWorker(ready, options.worker));
+  result.worker = chosen.name();
+  result.worker_slots = chosen.slots();
+  result.iterations = options.iterations;
+  result.tasks = options.tasks > 0 ? options.tasks : std::max<uint32_t>(4, result.fleet_slots);
+
+  v1::JobSpec base;
+  base.set_kind(v1::TASK_KIND_COUNTDOWN);
+  base.set_iterations(options.iterations);
+  base.set_tasks(result.tasks);
+  BF_ASSIGN_OR_RETURN(result.modes, RunModes(client, ChapterModes(result, base), options));
   if (options.sweep) {
-    double one_slot_wall = 0;
-    for (uint32_t k = 1; k <= result.fleet_slots; ++k) {
-      Mode mode{absl::StrCat(k, k == 1 ? " slot" : " slots"), "fleet", base, k};
-      mode.spec.set_max_slots(k);
-      mode.spec.set_name(absl::StrCat("bench-sweep-", k));
-      absl::StatusOr<v1::JobReport> report = RunJob(client, mode, options);
-      if (!report.ok()) return report.status();
-      BenchRow row = RowOf(mode, *report, one_slot_wall);
-      if (k == 1) one_slot_wall = row.wall_seconds;
-      result.sweep.push_back(std::move(row));
-    }
+    BF_ASSIGN_OR_RETURN(result.sweep, RunModes(client, SweepModes(result, base), options));
   }
   return result;
 }

@@ -9,7 +9,8 @@
 //   fleet      every attached worker;
 // each with wall time, speedup against serial (serial wall / mode wall, as
 // the chapter times it), efficiency (speedup / slots) and its slots: the
-// parallelism the mode allows (min(tasks, slots of the worker or fleet)). With `sweep`, the fleet again with 1, 2, ... slots: the scaling curve.
+// parallelism the mode allows (min(tasks, slots of the worker or fleet)).
+// With `sweep`, the fleet again with 1, 2, ... slots: the scaling curve.
 
 #include <cstdint>
 #include <functional>

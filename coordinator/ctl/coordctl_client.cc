@@ -1,11 +1,13 @@
 #include "coordinator/ctl/coordctl_client.h"
 
+#include <algorithm>
 #include <chrono>
 
+#include "absl/time/clock.h"
 #include "common/rpc/grpc_status.h"
-#include "grpc/health/v1/health.grpc.pb.h"
 #include "common/rpc/keepalive.h"
 #include "coordinator/core/limits.h"
+#include "grpc/health/v1/health.grpc.pb.h"
 
 namespace busyfleet::coordctl {
 
@@ -120,6 +122,26 @@ absl::StatusOr<v1::WorkerState> CoordinatorClient::Drain(absl::string_view name)
   return resp.state();
 }
 
+absl::StatusOr<uint32_t> CoordinatorClient::WaitForReadyWorkers(uint32_t count, absl::Time deadline) {
+  // A poll: the coordinator has no call that waits for workers (ListWorkers
+  // answers at once and there is no stream of worker changes), so look
+  // every kPollInterval. Between looks wait on the channel rather than
+  // sleep: a change of its connection state (the coordinator coming up or
+  // going away) ends the pause early, and no pause runs past `deadline`.
+  constexpr absl::Duration kPollInterval = absl::Milliseconds(200);
+  for (;;) {
+    absl::StatusOr<std::vector<v1::WorkerInfo>> list = ListWorkers(/*include_gone=*/false);
+    if (!list.ok() && ExitCodeFor(list.status()) != kExitUnavailable) return list.status();
+    const auto ready = static_cast<uint32_t>(
+        list.ok() ? std::count_if(list->begin(), list->end(),
+                                  [](const v1::WorkerInfo& w) { return w.state() == v1::WORKER_STATE_READY; })
+                  : 0);
+    if (ready >= count || absl::Now() >= deadline) return ready;
+    const grpc_connectivity_state state = channel_->GetState(/*try_to_connect=*/true);
+    channel_->WaitForStateChange(state, absl::ToChronoTime(std::min(absl::Now() + kPollInterval, deadline)));
+  }
+}
+
 namespace {
 
 // Reads a progress stream to its end; the last update must carry the report.
@@ -166,26 +188,6 @@ absl::StatusOr<v1::JobProgress> CoordinatorClient::Run(
   req.set_omit_tasks(!include_tasks);
   auto reader = stub_->RunJob(&ctx, req);
   return ReadProgress(reader, on_progress);
-}
-
-int ExitCodeFor(const absl::Status& status) {
-  switch (status.code()) {
-    case absl::StatusCode::kOk:
-      return 0;
-    case absl::StatusCode::kUnavailable:
-    case absl::StatusCode::kDeadlineExceeded:
-    case absl::StatusCode::kUnauthenticated:
-    case absl::StatusCode::kPermissionDenied:
-      return 3;
-    case absl::StatusCode::kInvalidArgument:
-    case absl::StatusCode::kNotFound:
-    case absl::StatusCode::kFailedPrecondition:
-    case absl::StatusCode::kAlreadyExists:
-    case absl::StatusCode::kOutOfRange:
-      return 2;
-    default:
-      return 1;
-  }
 }
 
 }  // namespace busyfleet::coordctl

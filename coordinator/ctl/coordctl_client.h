@@ -14,6 +14,7 @@
 #include "absl/time/time.h"
 #include "busyfleet/v1/coordinator.grpc.pb.h"
 #include "common/rpc/client_security.h"
+#include "coordinator/ctl/exit_codes.h"
 
 namespace busyfleet::coordctl {
 
@@ -42,6 +43,12 @@ class CoordinatorClient {
   absl::StatusOr<v1::JobState> Cancel(absl::string_view id);
   absl::StatusOr<std::vector<v1::WorkerInfo>> ListWorkers(bool include_gone);
   absl::StatusOr<v1::WorkerState> Drain(absl::string_view name);
+  // Looks at the workers until at least `count` are READY or `deadline`
+  // passes (looking at least once), and returns how many were READY at the
+  // last look. While the coordinator cannot be reached or refuses our
+  // credentials (kExitUnavailable) it counts none and keeps trying; other
+  // errors end the wait.
+  absl::StatusOr<uint32_t> WaitForReadyWorkers(uint32_t count, absl::Time deadline);
   // Streams progress to `on_progress` until the job ends (the last update
   // carries the report) or `deadline`. Returns the final update.
   absl::StatusOr<v1::JobProgress> Watch(absl::string_view id, bool include_tasks, absl::Time deadline,
@@ -58,11 +65,6 @@ class CoordinatorClient {
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<v1::CoordinatorService::Stub> stub_;
 };
-
-// The process exit code for a failed call (DESIGN.md): 3 when the
-// coordinator cannot be reached or refuses our credentials, 2 for a bad
-// request (bad argument, unknown job or worker, wrong state), else 1.
-int ExitCodeFor(const absl::Status& status);
 
 }  // namespace busyfleet::coordctl
 

@@ -75,6 +75,23 @@ TEST(DurationValidatorTest, AcceptsAndRejectsLikeParseDurationFlag) {
   EXPECT_NE(v(negative), "");
 }
 
+TEST(AddLogFlagsTest, DefaultsAndChoices) {
+  CLI::App app("test");
+  std::string format = "text", level = "info";
+  AddLogFlags(app, format, level);
+  const char* argv[] = {"test", "--log-format", "json", "--log-level", "off"};
+  ASSERT_NO_THROW(app.parse(5, argv));
+  EXPECT_EQ(format, "json");
+  EXPECT_EQ(level, "off");
+  EXPECT_THAT(app.help(), ::testing::AllOf(HasSubstr("text or json"), HasSubstr("=text"), HasSubstr("=info")));
+  for (const char* bad : {"--log-format=xml", "--log-level=verbose"}) {
+    CLI::App strict("test");
+    AddLogFlags(strict, format, level);
+    const char* args[] = {"test", bad};
+    EXPECT_THROW(strict.parse(2, args), CLI::ParseError) << bad;
+  }
+}
+
 TEST(BindEnvironmentTest, EnvironmentSetsAnOptionNotGiven) {
   CLI::App app("test");
   std::string listen = "127.0.0.1:7070";

@@ -1,0 +1,77 @@
+#include "coordinator/server/daemon_options.h"
+
+#include <tuple>
+
+#include "common/flags.h"
+#include "common/rpc/auth.h"
+#include "common/rpc/tls.h"
+#include "common/status_macros.h"
+
+namespace busyfleet::coordinator {
+
+void AddDaemonFlags(CLI::App& app, DaemonFlags& flags) {
+  app.add_option("--listen", flags.listen, "gRPC address to listen on (host:port)")->capture_default_str();
+  app.add_option("--http-listen", flags.http_listen,
+                 "HTTP address for /metrics (Prometheus), the status page and /healthz; empty: none")
+      ->capture_default_str();
+  app.add_option("--db", flags.db, "SQLite file for jobs and results (\":memory:\": keep nothing)")
+      ->capture_default_str();
+  app.add_option("--worker-timeout", flags.worker_timeout, "declare a worker dead after this long without a heartbeat")
+      ->capture_default_str()
+      ->check(DurationValidator());
+  app.add_option("--prefetch", flags.prefetch,
+                 "tasks assigned to a worker beyond its slots until a job's first results (then adaptive)")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 1024));
+  app.add_option("--token-file", flags.token_file, "bearer token required of workers and clients alike");
+  app.add_option("--worker-token-file", flags.worker_token_file, "token that lets a process attach as a worker");
+  app.add_option("--client-token-file", flags.client_token_file,
+                 "token that lets coordctl submit, cancel, drain, read");
+  app.add_option("--tls-cert", flags.tls_cert, "PEM certificate chain: serve TLS");
+  app.add_option("--tls-key", flags.tls_key, "PEM private key of --tls-cert");
+  app.add_option("--tls-client-ca", flags.tls_client_ca, "PEM CA: require client certificates signed by it (mTLS)");
+  app.add_flag("--insecure", flags.insecure,
+               "allow listening on a non-loopback address without a token or TLS (anyone who can reach "
+               "the port can submit jobs and attach workers)");
+  AddLogFlags(app, flags.log_format, flags.log_level);
+  BindEnvironment(app);
+}
+
+namespace {
+
+// --token-file for both roles, or one file per role (read in this order, so
+// a role's own file wins).
+absl::StatusOr<TokenAuthenticator> LoadTokens(const DaemonFlags& flags) {
+  std::string worker_token, client_token;
+  for (auto [flag, path, out] : {std::tuple{"--token-file", &flags.token_file, &worker_token},
+                                 std::tuple{"--worker-token-file", &flags.worker_token_file, &worker_token},
+                                 std::tuple{"--client-token-file", &flags.client_token_file, &client_token}}) {
+    if (path->empty()) continue;
+    BF_ASSIGN_OR_RETURN(*out, ReadTokenFile(flag, *path));
+    if (std::string(flag) == "--token-file") client_token = *out;
+  }
+  return TokenAuthenticator::Create(worker_token, client_token);
+}
+
+}  // namespace
+
+absl::StatusOr<CoordinatorServer::Options> BuildServerOptions(const DaemonFlags& flags) {
+  CoordinatorServer::Options options;
+  options.listen = flags.listen;
+  BF_ASSIGN_OR_RETURN(options.authenticator, LoadTokens(flags));
+  BF_ASSIGN_OR_RETURN(options.credentials, MakeServerCredentials(flags.tls_cert, flags.tls_key, flags.tls_client_ca));
+  options.db = flags.db;
+  BF_ASSIGN_OR_RETURN(options.worker_timeout, ParseDurationFlag("worker-timeout", flags.worker_timeout));
+  options.prefetch_per_worker = flags.prefetch;
+  if (!flags.http_listen.empty()) {
+    HttpServer::Options http;
+    http.listen = flags.http_listen;
+    http.tls_cert = flags.tls_cert;
+    http.tls_key = flags.tls_key;
+    http.tls_client_ca = flags.tls_client_ca;
+    options.http = http;
+  }
+  return options;
+}
+
+}  // namespace busyfleet::coordinator

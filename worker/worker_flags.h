@@ -1,0 +1,59 @@
+#ifndef BUSYFLEET_WORKER_WORKER_FLAGS_H_
+#define BUSYFLEET_WORKER_WORKER_FLAGS_H_
+
+// The worker daemon's command line and the rules that turn it into the
+// worker's settings. No gRPC here (the token and TLS flags, which need it,
+// are common/rpc/client_security.h), so unit tests reach every rule.
+
+#include <map>
+#include <string>
+
+#include <CLI/CLI.hpp>
+
+#include "absl/functional/function_ref.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+#include "busyfleet/v1/types.pb.h"
+#include "worker/host_probe.h"
+
+namespace busyfleet::worker {
+
+struct WorkerFlags {
+  std::string coordinator = "127.0.0.1:7070";
+  int slots = 0;  // 0: DefaultSlots of the host
+  std::string name;  // empty: the host name
+  std::string exec = "thread";  // thread or process (checked by the parser)
+  std::string labels;  // k=v,k2=v2
+  std::string drain_timeout = "0s";  // 0s: no limit
+  std::string log_format = "text";
+  std::string log_level = "info";
+  std::string clock_skew;  // --debug-clock-skew (testing); empty: none
+};
+
+// Adds the worker's flags to `app` in --help order; `add_client_security`
+// adds the token and TLS flags (ClientSecurityFlags::AddTo) in their place,
+// after --drain-timeout. Every flag but the testing one, --debug-clock-skew,
+// is also read from its BUSYFLEET_* environment variable.
+void AddWorkerFlags(CLI::App& app, WorkerFlags& flags, absl::FunctionRef<void(CLI::App&)> add_client_security);
+
+// --debug-clock-skew: a duration within a year either way ("5s", "-3s").
+// InvalidArgument naming the flag otherwise.
+absl::StatusOr<absl::Duration> ParseClockSkew(const std::string& text);
+
+// --labels "k=v,k2=v2" (empty: none). InvalidArgument naming the first
+// entry that is not key=value.
+absl::StatusOr<std::map<std::string, std::string>> ParseLabels(absl::string_view text);
+
+// --slots, or the host's DefaultSlots.
+int SlotsFor(const WorkerFlags& flags, const HostInfo& host);
+// --name, or the host name, or "worker" when that is unknown.
+std::string NameFor(const WorkerFlags& flags, const HostInfo& host);
+// --exec: EXEC_MODE_PROCESS for "process", else EXEC_MODE_THREAD.
+v1::ExecMode ExecModeFor(const WorkerFlags& flags);
+// The host as the worker describes itself to the coordinator.
+v1::HostInfo HostInfoMessage(const HostInfo& host);
+
+}  // namespace busyfleet::worker
+
+#endif  // BUSYFLEET_WORKER_WORKER_FLAGS_H_
