@@ -261,9 +261,23 @@ int CountPhysicalCores(const std::vector<std::pair<int, int>>& package_core_pair
           .size());
 }
 
+std::string MachineId(const std::optional<std::string>& boot_id,
+                      const std::optional<std::string>& machine_id) {
+  for (const std::optional<std::string>& text : {boot_id, machine_id}) {
+    if (!text) continue;
+    const absl::string_view id = absl::StripAsciiWhitespace(*text);
+    const bool looks_right =
+        !id.empty() && id.size() <= 64 &&
+        std::all_of(id.begin(), id.end(), [](char c) { return absl::ascii_isxdigit(c) || c == '-'; });
+    if (looks_right) return std::string(id);
+  }
+  return "";
+}
+
 HostInfo ProbeHost(const std::string& root) {
   HostInfo info;
   info.hostname = Hostname();
+  info.machine_id = MachineId(ReadFile(root + "/proc/sys/kernel/random/boot_id"), ReadFile(root + "/etc/machine-id"));
 
   const std::string cpu_dir = root + "/sys/devices/system/cpu";
   std::vector<int> online;

@@ -24,7 +24,19 @@ struct HostInfo {
   int affinity_cpus = 0;        // CPUs in this process's sched_getaffinity mask; 0 if unknown
   double cgroup_cpu_quota = 0;  // CPUs allowed by the cgroup quota (e.g. 1.5); 0 = no limit / unknown
   std::string cpu_model;        // "model name" from /proc/cpuinfo (first one), or ""
+  std::string machine_id;       // MachineId() of the kernel's boot id and /etc/machine-id, or ""
 };
+
+// Which machine this is, from the captured contents of
+// /proc/sys/kernel/random/boot_id and /etc/machine-id (std::nullopt when a
+// file could not be read): the boot id, which every container on one kernel
+// shares (containers often have no machine-id, or the image's), so workers
+// in containers on one machine are counted as one machine; else the
+// machine-id; else "". Surrounding whitespace is dropped; a value that is
+// empty, longer than 64 bytes or not made of hex digits and dashes does not
+// count.
+std::string MachineId(const std::optional<std::string>& boot_id,
+                      const std::optional<std::string>& machine_id);
 
 // Parses a kernel CPU list ("0-3,8-11" -> {0,1,2,3,8,9,10,11}), as found in
 // /sys/devices/system/cpu/online. The result is sorted and free of
@@ -87,6 +99,7 @@ int CountPhysicalCores(const std::vector<std::pair<int, int>>& package_core_pair
 //    parent and, inside a cgroup namespace or when the path is absent from
 //    the mount, the mount root itself.
 //  - cpu_model: ParseCpuModel(proc/cpuinfo).
+//  - machine_id: MachineId(proc/sys/kernel/random/boot_id, etc/machine-id).
 HostInfo ProbeHost(const std::string& root = "");
 
 // The default slot count: the smallest of physical_cores, affinity_cpus and

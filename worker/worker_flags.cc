@@ -74,6 +74,7 @@ v1::HostInfo HostInfoMessage(const HostInfo& host) {
   info.set_affinity_cpus(static_cast<uint32_t>(host.affinity_cpus));
   info.set_cgroup_cpu_quota(host.cgroup_cpu_quota);
   info.set_cpu_model(host.cpu_model);
+  info.set_machine_id(host.machine_id);
   return info;
 }
 

@@ -1,12 +1,12 @@
 #include "coordinator/ctl/coordctl_bench.h"
 
 #include <algorithm>
-#include <set>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
 #include "common/status_macros.h"
+#include "coordinator/report/fleet.h"
 #include "coordinator/report/report_format.h"
 
 namespace busyfleet::coordctl {
@@ -99,16 +99,15 @@ absl::StatusOr<std::vector<v1::WorkerInfo>> ReadyWorkers(CoordinatorClient& clie
   return ready;
 }
 
-// The fleet's size: workers, slots, and the cores of its distinct hosts.
+// The fleet's size: workers, slots, machines, and their cores, each machine
+// counted once however many workers (or containers) it runs.
 void CountFleet(const std::vector<v1::WorkerInfo>& ready, BenchResult& result) {
-  std::set<std::string> hosts;  // several workers on one machine share its cores
-  for (const v1::WorkerInfo& w : ready) {
-    result.fleet_slots += w.slots();
-    if (!hosts.insert(w.host().hostname()).second) continue;
-    result.fleet_physical_cores += w.host().physical_cores();
-    result.fleet_logical_cpus += w.host().logical_cpus();
-  }
-  result.fleet_workers = static_cast<uint32_t>(ready.size());
+  const report::FleetSize fleet = report::CountFleet(ready);
+  result.fleet_workers = fleet.workers;
+  result.fleet_machines = fleet.machines;
+  result.fleet_slots = static_cast<uint32_t>(fleet.slots);
+  result.fleet_physical_cores = static_cast<uint32_t>(fleet.physical_cores);
+  result.fleet_logical_cpus = static_cast<uint32_t>(fleet.logical_cpus);
 }
 
 // The worker of the single-machine modes: `name`, or the one with most
@@ -211,6 +210,7 @@ nlohmann::json BenchToJson(const BenchResult& r) {
                       {"worker_slots", r.worker_slots},
                       {"fleet",
                        {{"workers", r.fleet_workers},
+                        {"machines", r.fleet_machines},
                         {"slots", r.fleet_slots},
                         {"physical_cores", r.fleet_physical_cores},
                         {"logical_cpus", r.fleet_logical_cpus}}},
@@ -224,9 +224,10 @@ nlohmann::json BenchToJson(const BenchResult& r) {
 std::string RenderBench(const BenchResult& r) {
   std::string out = absl::StrFormat(
       "The chapter, measured: %u tasks x %s countdown iterations\n"
-      "fleet: %u worker%s, %u slots (%u physical cores, %u logical CPUs)\n\n",
+      "fleet: %u worker%s on %u machine%s, %u slots (%u physical cores, %u logical CPUs)\n\n",
       r.tasks, HumanCount(static_cast<double>(r.iterations)), r.fleet_workers, r.fleet_workers == 1 ? "" : "s",
-      r.fleet_slots, r.fleet_physical_cores, r.fleet_logical_cpus);
+      r.fleet_machines, r.fleet_machines == 1 ? "" : "s", r.fleet_slots, r.fleet_physical_cores,
+      r.fleet_logical_cpus);
   absl::StrAppend(&out, Table(r.modes, /*with_where=*/true));
   absl::StrAppend(&out,
                   "\nspeedup = serial wall / wall; efficiency = speedup / slots. Unlike the chapter's Python, "

@@ -58,7 +58,8 @@ struct BenchResult {
   uint32_t worker_slots = 0;
   uint32_t fleet_workers = 0;
   uint32_t fleet_slots = 0;
-  uint32_t fleet_physical_cores = 0;  // summed over distinct hosts
+  uint32_t fleet_machines = 0;
+  uint32_t fleet_physical_cores = 0;  // each machine once (report/fleet.h)
   uint32_t fleet_logical_cpus = 0;
   std::vector<BenchRow> modes;
   std::vector<BenchRow> sweep;  // empty without --sweep

@@ -13,6 +13,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "coordinator/report/fleet.h"
 #include "coordinator/report/format.h"
 #include "coordinator/report/text_table.h"
 
@@ -327,6 +328,7 @@ nlohmann::json WorkersToJson(const std::vector<v1::WorkerInfo>& workers) {
     worker["affinity_cpus"] = w.host().affinity_cpus();
     worker["cgroup_cpu_quota"] = JsonNumber(w.host().cgroup_cpu_quota());
     worker["cpu_model"] = w.host().cpu_model();
+    worker["machine_id"] = w.host().machine_id();
     worker["assigned"] = w.assigned();
     json labels = json::object();
     for (const auto& [key, value] : w.labels()) labels[key] = value;
@@ -442,7 +444,8 @@ std::string RenderWorkers(const std::vector<v1::WorkerInfo>& workers,
          absl::StrCat(w.host().physical_cores()), WorkerStateName(w.state()),
          absl::StrCat(w.running()), Ago(w.last_heartbeat(), now)});
   }
-  return RenderTextTable(columns, rows);
+  // Workers on one machine share its cores: the total counts each once.
+  return absl::StrCat(RenderTextTable(columns, rows), FleetLine(CountFleet(workers)), "\n");
 }
 
 std::string RenderJobs(const std::vector<v1::JobSummary>& jobs) {

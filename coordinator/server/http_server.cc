@@ -10,6 +10,7 @@
 #include "absl/time/clock.h"
 #include "common/net.h"
 #include "coordinator/server/prometheus_text.h"
+#include "coordinator/report/fleet.h"
 #include "coordinator/report/format.h"
 #include "coordinator/report/report_format.h"
 #include "coordinator/report/svg_util.h"
@@ -64,6 +65,11 @@ std::string WorkersSection(const std::vector<v1::WorkerInfo>& workers, absl::Tim
   for (const v1::WorkerInfo& w : workers) absl::StrAppend(&out, WorkerRow(w, now));
   if (workers.empty()) absl::StrAppend(&out, "<tr><td colspan=\"10\">no worker attached</td></tr>\n");
   absl::StrAppend(&out, "</tbody></table>\n");
+  // Workers on one machine share its cores: the total counts each once.
+  if (!workers.empty()) {
+    absl::StrAppend(&out, "<p class=\"muted\" id=\"fleet\">", Html(report::FleetLine(report::CountFleet(workers))),
+                    "</p>\n");
+  }
   return out;
 }
 

@@ -62,6 +62,11 @@ class BenchTest(harness.ClusterCase):
         self.assertEqual(out["schema"], 1)
         self.assertEqual(out["worker"], "bench-big")
         self.assertEqual(out["fleet"]["slots"], 3)
+        # Two workers on this one machine: its cores are counted once.
+        self.assertEqual(out["fleet"]["machines"], 1)
+        workers = self.coordctl_json("workers")
+        self.assertEqual(len({w["machine_id"] for w in workers}), 1, workers)
+        self.assertEqual(out["fleet"]["physical_cores"], workers[0]["physical_cores"])
         modes = {m["mode"]: m for m in out["modes"]}
         self.assertEqual(list(modes), ["serial", "threads", "processes", "fleet"])
         self.assertEqual(modes["serial"]["slots"], 1)

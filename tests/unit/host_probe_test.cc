@@ -261,6 +261,42 @@ TEST(HostProbeTest, DefaultSlotsFallsBackToLogicalThenOne) {
   EXPECT_EQ(DefaultSlots(HostInfo{}), 1);
 }
 
+// Captured on this VM: the kernel's boot id (also what every container on
+// it reads) and a systemd machine-id.
+constexpr char kBootId[] = "8c1f6a6e-3d1b-4e55-9b8a-2f0c3e7d4a91\n";
+constexpr char kMachineId[] = "4f9e2b0c7a1d4e8f9b3c6d5e2a1f0b7c\n";
+
+TEST(HostProbeTest, MachineIdIsTheBootIdWhenThereIsOne) {
+  EXPECT_EQ(MachineId(kBootId, kMachineId), "8c1f6a6e-3d1b-4e55-9b8a-2f0c3e7d4a91");
+}
+
+TEST(HostProbeTest, MachineIdFallsBackToMachineIdThenNothing) {
+  EXPECT_EQ(MachineId(std::nullopt, kMachineId), "4f9e2b0c7a1d4e8f9b3c6d5e2a1f0b7c");
+  EXPECT_EQ(MachineId("", kMachineId), "4f9e2b0c7a1d4e8f9b3c6d5e2a1f0b7c");
+  EXPECT_EQ(MachineId(std::nullopt, std::nullopt), "");
+  EXPECT_EQ(MachineId(" \n", "\n"), "");
+}
+
+TEST(HostProbeTest, MachineIdRefusesWhatIsNotAnId) {
+  // Not hex, too long, or with room for a second line: not an id of ours.
+  EXPECT_EQ(MachineId("not an id\n", std::nullopt), "");
+  EXPECT_EQ(MachineId(std::string(65, 'a'), std::nullopt), "");
+  EXPECT_EQ(MachineId("abc\ndef", kMachineId), "4f9e2b0c7a1d4e8f9b3c6d5e2a1f0b7c");
+  EXPECT_EQ(MachineId(std::string(64, 'a'), std::nullopt), std::string(64, 'a'));
+}
+
+TEST(HostProbeTest, ProbeHostReadsTheMachineId) {
+  FakeRoot root;
+  root.Write("sys/devices/system/cpu/online", "0-1\n");
+  root.Write("proc/sys/kernel/random/boot_id", kBootId);
+  root.Write("etc/machine-id", kMachineId);
+  EXPECT_EQ(ProbeHost(root.path()).machine_id, "8c1f6a6e-3d1b-4e55-9b8a-2f0c3e7d4a91");
+
+  FakeRoot container;  // an image without a boot id to read
+  container.Write("etc/machine-id", kMachineId);
+  EXPECT_EQ(ProbeHost(container.path()).machine_id, "4f9e2b0c7a1d4e8f9b3c6d5e2a1f0b7c");
+}
+
 TEST(HostProbeTest, ProbeHostReadsFakeRootWithNestedCgroupV2Limit) {
   FakeRoot root;
   root.Write("sys/devices/system/cpu/online", "0-7\n");

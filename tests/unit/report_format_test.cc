@@ -589,7 +589,10 @@ TEST(ReportFormatTest, RenderWorkersTable) {
       "LAST-HEARTBEAT\n"
       "node-a      host-a      2     8      4  READY           2  0.4s ago\n"
       "node-bravo  h           2     8      4  DRAINING        0  3m12s ago\n"
-      "node-c      host-a      2     8      4  READY           2  -\n");
+      "node-c      host-a      2     8      4  READY           2  -\n"
+      // node-a and node-c send no machine id and share a host name: one
+      // machine, its cores counted once.
+      "3 workers on 2 machines: 6 slots, 8 physical cores, 16 logical CPUs\n");
   EXPECT_EQ(RenderWorkers({}, now), "No workers.\n");
 }
 
