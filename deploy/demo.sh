@@ -2,11 +2,12 @@
 # The chapter's experiment on this machine: builds busyfleet, starts a
 # coordinator and two local workers (one slot each), runs the countdown job
 # serially and in parallel, prints the reports, and stops everything.
-# Installs missing Debian packages first (nothing when all are present).
+# Installs the missing Debian packages it needs first: the compiler, the
+# libraries and python3, nothing the tests need (nothing when all are present).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-bash deploy/install-deps.sh
+bash deploy/install-deps.sh --demo
 cmake --preset release >/dev/null
 cmake --build --preset release -j2 --target coordinator worker coordctl >/dev/null
 BIN=build/release

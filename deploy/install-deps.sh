@@ -5,8 +5,11 @@
 #   deploy/install-deps.sh            build + test dependencies
 #   deploy/install-deps.sh --build    only what compiling the three binaries needs
 #                                     (the Dockerfile's build stage)
+#   deploy/install-deps.sh --demo     what deploy/demo.sh needs: --build and python3
 #   deploy/install-deps.sh --runtime  only the shared libraries the binaries need
 #                                     (the Dockerfile's runtime stage)
+#   deploy/install-deps.sh --list [--build | --demo | --runtime]
+#                                     print the set's packages, one a line; install nothing
 set -euo pipefail
 
 compile_pkgs=(
@@ -33,12 +36,22 @@ runtime_pkgs=(
   libcpp-httplib0.11 ca-certificates
 )
 
+list=0
+if [[ "${1:-}" == --list ]]; then
+  list=1
+  shift
+fi
 case "${1:-}" in
   "") pkgs=("${build_pkgs[@]}") ;;
   --build) pkgs=("${compile_pkgs[@]}") ;;
+  --demo) pkgs=("${compile_pkgs[@]}" python3) ;;
   --runtime) pkgs=("${runtime_pkgs[@]}") ;;
-  *) echo "usage: $0 [--build | --runtime]" >&2; exit 2 ;;
+  *) echo "usage: $0 [--list] [--build | --demo | --runtime]" >&2; exit 2 ;;
 esac
+if ((list)); then
+  printf '%s\n' "${pkgs[@]}"
+  exit 0
+fi
 
 missing=()
 for p in "${pkgs[@]}"; do

@@ -502,10 +502,39 @@ exit "$status"
         self.assertIn("usage: sbatch", p.stderr)
 
 
+class InstallDepsTest(unittest.TestCase):
+    """deploy/demo.sh installs only what the demo needs; the test command
+    installs everything the tests need (issue: a newcomer's first run)."""
+
+    def packages(self, *args):
+        p = run(["bash", path("deploy/install-deps.sh"), "--list", *args])
+        self.assertEqual(p.returncode, 0, p.stderr)
+        return set(p.stdout.split())
+
+    def test_demo_installs_the_compiler_and_python_only(self):
+        demo, build, tests = self.packages("--demo"), self.packages("--build"), self.packages()
+        self.assertEqual(demo, build | {"python3"})
+        for heavy in ("chromium", "prometheus", "docker-compose", "yamllint", "openssh-server",
+                      "slurm-wlm", "munge", "clang"):
+            self.assertNotIn(heavy, demo)
+            self.assertIn(heavy, tests)
+        self.assertLessEqual(demo, tests)
+
+    def test_demo_asks_for_the_demo_set(self):
+        with open(path("deploy/demo.sh")) as f:
+            calls = [l.strip() for l in f if "install-deps.sh" in l and not l.lstrip().startswith("#")]
+        self.assertEqual(calls, ["bash deploy/install-deps.sh --demo"])
+
+    def test_unknown_set_is_a_usage_error(self):
+        p = run(["bash", path("deploy/install-deps.sh"), "--list", "--nosuch"])
+        self.assertEqual(p.returncode, 2)
+        self.assertIn("usage:", p.stderr)
+
+
 class ShellScriptsTest(unittest.TestCase):
     SCRIPTS = ["deploy/netns-cluster.sh", "deploy/ssh/start-workers.sh", "deploy/ssh/stop-workers.sh",
                "deploy/ssh/common.sh", "deploy/slurm/workers.sbatch", "deploy/compose/make-token.sh",
-               "deploy/install-deps.sh"]
+               "deploy/install-deps.sh", "deploy/demo.sh"]
 
     def test_bash_syntax(self):
         for s in self.SCRIPTS:
