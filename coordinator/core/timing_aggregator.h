@@ -28,7 +28,7 @@ struct WorkerFacts {
 };
 
 // The report of `job` at time `now` (for jobs still running, wall time runs
-// to `now`). Definitions (DESIGN.md, "Timing"):
+// to `now`). Definitions (docs/design.md, "Timing"):
 //  - wall = submit -> last result (or now); makespan = first task start ->
 //    last task end; serial = sum of succeeded task durations;
 //    speedup = serial / makespan; efficiency = speedup / slots, where slots
