@@ -6,57 +6,14 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "absl/strings/str_join.h"
 #include "common/status_macros.h"
+#include "coordinator/core/enum_names.h"
 #include "coordinator/core/job_splitter.h"
 #include "coordinator/core/limits.h"
-#include "google/protobuf/util/time_util.h"
+#include "coordinator/core/worker_messages.h"
 
 namespace busyfleet::coordinator {
 namespace {
-
-using google::protobuf::util::TimeUtil;
-
-v1::Assignment MakeAssignment(const JobRecord& job, const TaskRecord& task, uint32_t attempt) {
-  v1::Assignment a;
-  a.mutable_task()->set_job_id(job.id);
-  a.mutable_task()->set_task_index(task.index);
-  a.mutable_task()->set_attempt(attempt);
-  a.set_kind(job.spec.kind());
-  a.set_iterations(task.iterations);
-  if (job.spec.kind() != v1::TASK_KIND_COUNTDOWN) {
-    *a.mutable_duration() = TimeUtil::NanosecondsToDuration(absl::ToInt64Nanoseconds(task.duration));
-  }
-  a.set_exec(job.spec.exec());
-  if (job.spec.has_task_timeout()) *a.mutable_timeout() = job.spec.task_timeout();
-  return a;
-}
-
-absl::Status ClockField(absl::string_view field, int64_t ns, int64_t lo, int64_t hi) {
-  if (ns >= lo && ns < hi) return absl::OkStatus();
-  return absl::InvalidArgumentError(absl::StrCat(field, " must be in [", lo, ", ", hi, "), got ", ns));
-}
-
-// Worker clock values feed timing arithmetic: bound them so it cannot overflow.
-absl::Status ValidateWorkerClocks(const v1::WorkerMessage& m) {
-  constexpr int64_t kMax = limits::kMaxClockNs;
-  if (m.has_heartbeat()) {
-    const v1::Heartbeat& hb = m.heartbeat();
-    BF_RETURN_IF_ERROR(ClockField("heartbeat.sent_mono_ns", hb.sent_mono_ns(), 0, kMax));
-    BF_RETURN_IF_ERROR(ClockField("heartbeat.sent_unix_ns", hb.sent_unix_ns(), 0, kMax));
-    BF_RETURN_IF_ERROR(ClockField("heartbeat.clock_offset_ns", hb.clock_offset_ns(), -kMax, kMax));
-    BF_RETURN_IF_ERROR(ClockField("heartbeat.clock_rtt_ns", hb.clock_rtt_ns(), 0, limits::kMaxRttNs));
-  }
-  for (const v1::TaskStarted& s : m.updates().started()) {
-    BF_RETURN_IF_ERROR(ClockField("started.start_mono_ns", s.start_mono_ns(), 0, kMax));
-  }
-  for (const v1::TaskResult& r : m.updates().results()) {
-    BF_RETURN_IF_ERROR(ClockField("results.start_mono_ns", r.start_mono_ns(), 0, kMax));
-    BF_RETURN_IF_ERROR(ClockField("results.end_mono_ns", r.end_mono_ns(), r.start_mono_ns(), kMax));
-    BF_RETURN_IF_ERROR(ClockField("results.cpu_ns", r.cpu_ns(), 0, kMax));
-  }
-  return absl::OkStatus();
-}
 
 Scheduler::JobConstraints ConstraintsOf(const v1::JobSpec& spec) {
   Scheduler::JobConstraints c;
@@ -65,50 +22,6 @@ Scheduler::JobConstraints ConstraintsOf(const v1::JobSpec& spec) {
   c.selector.insert(spec.selector().begin(), spec.selector().end());
   c.exec = spec.exec();
   return c;
-}
-
-// "JOB_STATE_CANCELLED" -> "CANCELLED", as users see states.
-std::string StateName(v1::JobState state) {
-  std::string name = v1::JobState_Name(state);
-  return name.substr(name.rfind('_') + 1);
-}
-
-absl::Status ValidateHello(const v1::Hello& hello) {
-  BF_RETURN_IF_ERROR(ValidateName("hello.name", hello.name(), /*allow_empty=*/false));
-  if (hello.slots() < 1 || hello.slots() > limits::kMaxSlotsPerWorker) {
-    return absl::InvalidArgumentError(absl::StrCat("hello.slots must be between 1 and ",
-                                                   limits::kMaxSlotsPerWorker, ", got ", hello.slots()));
-  }
-  if (hello.labels_size() > static_cast<int>(limits::kMaxLabels)) {
-    return absl::InvalidArgumentError(absl::StrCat("hello.labels must have at most ", limits::kMaxLabels,
-                                                   " entries, got ", hello.labels_size()));
-  }
-  for (const auto& [k, v] : hello.labels()) {
-    BF_RETURN_IF_ERROR(ValidateName("label key", k, false));
-    BF_RETURN_IF_ERROR(ValidateName("label value", v, true));
-  }
-  BF_RETURN_IF_ERROR(ValidateName("hello.host.hostname", hello.host().hostname(), true));
-  if (hello.instance_id().size() > limits::kMaxNameBytes) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("hello.instance_id must be at most ", limits::kMaxNameBytes, " bytes"));
-  }
-  return absl::OkStatus();
-}
-
-v1::CoordinatorMessage CancelMessage(const std::string& job_id, uint32_t index, uint32_t attempt) {
-  v1::CoordinatorMessage m;
-  v1::TaskRef* ref = m.mutable_cancel()->add_tasks();
-  ref->set_job_id(job_id);
-  ref->set_task_index(index);
-  ref->set_attempt(attempt);
-  return m;
-}
-
-// A time the worker reported for an attempt that started, kept between its
-// assignment and `now`.
-absl::Time StartTime(const Session& session, int64_t start_mono_ns, absl::Time assigned_at, absl::Time now) {
-  const absl::Time start = session.offset_valid ? session.ToCoordinatorTime(start_mono_ns) : now;
-  return std::clamp(start, assigned_at, now);
 }
 
 }  // namespace
@@ -274,17 +187,7 @@ absl::StatusOr<std::vector<v1::JobSummary>> Coordinator::ListJobs(uint32_t limit
       loaded = *std::move(stored);
       job = &loaded;
     }
-    v1::JobSummary s;
-    s.set_id(job->id);
-    s.set_name(job->spec.name());
-    s.set_state(job->state);
-    s.set_kind(job->spec.kind());
-    s.set_tasks(static_cast<uint32_t>(job->tasks.size()));
-    s.set_tasks_done(job->done());
-    ToProtoTime(job->submitted_at, s.mutable_submitted_at());
-    const absl::Time end = job->finished_at != absl::InfinitePast() ? job->finished_at : now;
-    s.set_wall_seconds(std::max(0.0, absl::ToDoubleSeconds(end - job->submitted_at)));
-    out.push_back(std::move(s));
+    out.push_back(BuildSummary(*job, now));
   }
   return out;
 }
@@ -295,11 +198,11 @@ absl::StatusOr<v1::JobState> Coordinator::Cancel(absl::string_view job_id) {
   if (job == nullptr) {
     BF_ASSIGN_OR_RETURN(JobRecord stored, options_.store->LoadJob(job_id));
     return absl::FailedPreconditionError(absl::StrCat(
-        "job ", job_id, " has already ended (", StateName(stored.state), ")"));
+        "job ", job_id, " has already ended (", JobStateName(stored.state), ")"));
   }
   if (IsTerminal(job->state)) {
     return absl::FailedPreconditionError(absl::StrCat(
-        "job ", job_id, " has already ended (", StateName(job->state), ")"));
+        "job ", job_id, " has already ended (", JobStateName(job->state), ")"));
   }
   FinishJobLocked(*job, v1::JOB_STATE_CANCELLED, "cancelled by request");
   SettleLocked();
@@ -364,7 +267,8 @@ absl::StatusOr<std::string> Coordinator::Attach(const v1::Hello& hello, absl::st
   // same name gets a suffix.
   SessionTable::NameChoice name = sessions_.ChooseName(hello.name(), hello.instance_id());
   if (!name.stale.empty()) RemoveSessionLocked(name.stale, "replaced by a new session of the same worker");
-  Session s = NewSession(hello, peer, std::move(name.name), std::move(channel));
+  Session s = Session::FromHello(hello, NewIdLocked("s-"), std::move(name.name), peer, std::move(channel),
+                                 clock_->Now());
   Scheduler::WorkerSpec spec;
   spec.session = s.id;
   spec.name = s.name;
@@ -372,60 +276,17 @@ absl::StatusOr<std::string> Coordinator::Attach(const v1::Hello& hello, absl::st
   spec.labels = s.labels;
   spec.exec_modes = s.exec_modes;
   BF_RETURN_IF_ERROR(scheduler_.AddWorker(std::move(spec)));
-  SendWelcomeLocked(s, hello);
+  s.channel->Send(WelcomeMessage(s.id, s.name, hello, options_.heartbeat_interval, options_.worker_timeout,
+                                 clock_->Now()));
   const std::string id = sessions_.Add(std::move(s)).id;
   if (options_.on_worker_attached) options_.on_worker_attached();
   SettleLocked();
   return id;
 }
 
-Session Coordinator::NewSession(const v1::Hello& hello, absl::string_view peer, std::string name,
-                                std::shared_ptr<WorkerChannel> channel) {
-  Session s;
-  s.id = NewIdLocked("s-");
-  s.name = std::move(name);
-  s.instance_id = hello.instance_id();
-  s.host = hello.host();
-  s.slots = hello.slots();
-  s.labels.insert(hello.labels().begin(), hello.labels().end());
-  s.default_exec = hello.default_exec() == v1::EXEC_MODE_PROCESS ? v1::EXEC_MODE_PROCESS
-                                                                  : v1::EXEC_MODE_THREAD;
-  for (const int m : hello.exec_modes()) {
-    if (m == v1::EXEC_MODE_THREAD || m == v1::EXEC_MODE_PROCESS) {
-      s.exec_modes.push_back(static_cast<v1::ExecMode>(m));
-    }
-  }
-  if (s.exec_modes.empty()) s.exec_modes.push_back(s.default_exec);
-  s.peer = std::string(peer);
-  s.channel = std::move(channel);
-  s.attached_at = clock_->Now();
-  s.last_seen = s.attached_at;
-  return s;
-}
-
-void Coordinator::SendWelcomeLocked(const Session& s, const v1::Hello& hello) {
-  v1::CoordinatorMessage welcome;
-  v1::Welcome* w = welcome.mutable_welcome();
-  w->set_session_id(s.id);
-  w->set_name(s.name);
-  *w->mutable_heartbeat_interval() =
-      TimeUtil::NanosecondsToDuration(absl::ToInt64Nanoseconds(options_.heartbeat_interval));
-  *w->mutable_worker_timeout() =
-      TimeUtil::NanosecondsToDuration(absl::ToInt64Nanoseconds(options_.worker_timeout));
-  w->set_coordinator_unix_ns(absl::ToUnixNanos(clock_->Now()));
-  w->set_echo_sent_mono_ns(hello.sent_mono_ns());
-  s.channel->Send(std::move(welcome));
-}
-
 absl::Status Coordinator::HandleMessage(absl::string_view session_id,
                                         const v1::WorkerMessage& message) {
-  const int updates = message.updates().started_size() + message.updates().results_size();
-  if (updates > limits::kMaxUpdatesPerMessage || message.drain().returned_size() > limits::kMaxUpdatesPerMessage) {
-    return absl::InvalidArgumentError(absl::StrCat("a worker message may carry at most ",
-                                                   limits::kMaxUpdatesPerMessage, " task entries, got ",
-                                                   std::max(updates, message.drain().returned_size())));
-  }
-  BF_RETURN_IF_ERROR(ValidateWorkerClocks(message));
+  BF_RETURN_IF_ERROR(ValidateWorkerMessage(message));
   absl::MutexLock lock(&mu_);
   Session* session = sessions_.Find(session_id);
   if (session == nullptr) {
@@ -460,11 +321,7 @@ void Coordinator::HandleHeartbeatLocked(Session& session, const v1::Heartbeat& h
   session.last_heartbeat = session.last_seen;
   session.ObserveClocks(hb, session.last_seen);
   if (hb.no_ack()) return;
-  v1::CoordinatorMessage ack;
-  ack.mutable_heartbeat_ack()->set_seq(hb.seq());
-  ack.mutable_heartbeat_ack()->set_echo_sent_mono_ns(hb.sent_mono_ns());
-  ack.mutable_heartbeat_ack()->set_coordinator_unix_ns(absl::ToUnixNanos(clock_->Now()));
-  session.channel->Send(std::move(ack));
+  session.channel->Send(HeartbeatAck(hb, clock_->Now()));
 }
 
 void Coordinator::HandleStartedLocked(Session& session, const v1::TaskStarted& started) {
@@ -477,7 +334,7 @@ void Coordinator::HandleStartedLocked(Session& session, const v1::TaskStarted& s
     Attempt& b = *t->backup;
     b.running = true;
     b.slot = started.slot();
-    b.started_at = StartTime(session, started.start_mono_ns(), b.assigned_at, now);
+    b.started_at = session.StartTime(started.start_mono_ns(), b.assigned_at, now);
     ++session.running;
     CountDown(session.assigned);
     return;
@@ -488,7 +345,7 @@ void Coordinator::HandleStartedLocked(Session& session, const v1::TaskStarted& s
   }
   job->SetTaskState(*t, v1::TASK_STATE_RUNNING);
   t->current.slot = started.slot();
-  t->current.started_at = StartTime(session, started.start_mono_ns(), t->current.assigned_at, now);
+  t->current.started_at = session.StartTime(started.start_mono_ns(), t->current.assigned_at, now);
   ++session.running;
   CountDown(session.assigned);
   MarkDirtyLocked(*job, t->index);
@@ -512,7 +369,7 @@ void Coordinator::HandleResultLocked(Session& session, JobRecord& job, const v1:
   }
   const bool in_flight = t.state == v1::TASK_STATE_RUNNING || t.state == v1::TASK_STATE_ASSIGNED;
   if (in_flight) CountDown(t.state == v1::TASK_STATE_RUNNING ? session.running : session.assigned);
-  RecordTiming(session, result, clock_->Now(), t.current);  // whatever the outcome
+  session.RecordTiming(result, clock_->Now(), t.current);  // whatever the outcome
   MarkDirtyLocked(job, t.index);
   t.current.session.clear();  // any later result for this attempt is a duplicate
   if (IsTerminal(t.state)) return;  // the job ended meanwhile (cancelled or failed)
@@ -578,21 +435,6 @@ void Coordinator::PromoteBackupLocked(JobRecord& job, TaskRecord& t) {
   MarkDirtyLocked(job, t.index);
 }
 
-void Coordinator::RecordTiming(const Session& session, const v1::TaskResult& result, absl::Time now, Attempt& a) {
-  a.slot = result.slot();
-  a.result_at = now;
-  a.pid = result.pid();
-  a.cpu_ns = result.cpu_ns();
-  a.iterations_done = result.iterations_done();
-  const absl::Duration ran = absl::Nanoseconds(result.end_mono_ns() - result.start_mono_ns());
-  a.started_at = session.offset_valid ? session.ToCoordinatorTime(result.start_mono_ns()) : now - ran;
-  // The offset estimate is only good to half a round trip; keep what we
-  // know for sure: the attempt ran between its assignment and its result.
-  if (a.started_at < a.assigned_at) a.started_at = a.assigned_at;
-  if (a.started_at + ran > now) a.started_at = std::max(a.assigned_at, now - ran);
-  a.ended_at = a.started_at + ran;
-}
-
 void Coordinator::StopAttemptLocked(const JobRecord& job, uint32_t index, const Attempt& attempt, bool running) {
   Session* s = sessions_.Find(attempt.session);
   if (s == nullptr) return;
@@ -622,7 +464,7 @@ void Coordinator::HandleBackupResultLocked(Session& session, JobRecord& job, Tas
   t.current = *std::move(t.backup);
   t.current.running = false;
   t.backup.reset();
-  RecordTiming(session, result, now, t.current);
+  session.RecordTiming(result, now, t.current);
   t.current.session.clear();
   t.backup_won = true;
   ++job.backups_won;
@@ -669,17 +511,11 @@ absl::Time Coordinator::SpeculateLocked(absl::Time now) {
 absl::Time Coordinator::SpeculateJobLocked(JobRecord& job, absl::Time now,
                                            std::map<std::string, v1::CoordinatorMessage>& batches) {
   absl::Time next = absl::InfiniteFuture();
-  std::vector<double> done;
-  done.reserve(job.succeeded);
-  for (const TaskRecord& t : job.tasks) {
-    if (t.state == v1::TASK_STATE_SUCCEEDED && t.has_timing()) done.push_back(t.seconds());
-  }
-  if (done.empty()) return next;
-  std::nth_element(done.begin(), done.begin() + static_cast<std::ptrdiff_t>(done.size() / 2), done.end());
-  const absl::Duration threshold = absl::Seconds(kStragglerFactor * done[done.size() / 2]);
+  const std::optional<absl::Duration> threshold = StragglerThreshold(job);
+  if (!threshold) return next;
   for (TaskRecord& t : job.tasks) {
     if (t.state != v1::TASK_STATE_RUNNING || t.speculated || t.backup) continue;
-    const absl::Time due = t.current.started_at + threshold;
+    const absl::Time due = t.current.started_at + *threshold;
     if (due > now) {
       next = std::min(next, due);
       continue;
@@ -789,10 +625,7 @@ void Coordinator::CancelInFlightLocked(JobRecord& job, absl::Time now) {
   for (const Scheduler::Assignment& a : scheduler_.RemoveJob(job.id)) {  // frees their credit
     const TaskRecord& t = job.tasks[a.task.index];
     const bool backup = t.backup && a.session == t.backup->session;
-    v1::TaskRef* ref = cancels[a.session].mutable_cancel()->add_tasks();
-    ref->set_job_id(job.id);
-    ref->set_task_index(t.index);
-    ref->set_attempt(backup ? t.backup->number : t.current.number);
+    AddCancel(job.id, t.index, backup ? t.backup->number : t.current.number, cancels[a.session]);
     if (Session* s = sessions_.Find(a.session)) {
       const bool running = backup ? t.backup->running : t.state == v1::TASK_STATE_RUNNING;
       const bool assigned = backup ? !t.backup->running : t.state == v1::TASK_STATE_ASSIGNED;

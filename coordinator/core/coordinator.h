@@ -160,9 +160,6 @@ class Coordinator {
   TaskRecord* FindTaskLocked(const v1::TaskRef& ref, JobRecord** job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   v1::JobReport FinalReportLocked(const JobRecord& job, bool include_tasks, absl::Time now)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  Session NewSession(const v1::Hello& hello, absl::string_view peer, std::string name,
-                     std::shared_ptr<WorkerChannel> channel) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void SendWelcomeLocked(const Session& s, const v1::Hello& hello) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void HandleHeartbeatLocked(Session& session, const v1::Heartbeat& hb) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void DispatchLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void HandleStartedLocked(Session& session, const v1::TaskStarted& started) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -202,9 +199,6 @@ class Coordinator {
   // session's count.
   void StopAttemptLocked(const JobRecord& job, uint32_t index, const Attempt& attempt, bool running)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Puts a result's worker times on our clock, kept between the attempt's
-  // assignment and `now` (when its result arrived).
-  static void RecordTiming(const Session& session, const v1::TaskResult& result, absl::Time now, Attempt& a);
   // A task's final outcome: counters, and the job's end when it decides it.
   void SucceedTaskLocked(JobRecord& job, TaskRecord& t) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void FailTaskLocked(JobRecord& job, TaskRecord& t, std::string job_error) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

@@ -10,6 +10,50 @@ namespace busyfleet::coordinator {
 
 using google::protobuf::util::TimeUtil;
 
+Session Session::FromHello(const v1::Hello& hello, std::string id, std::string name, absl::string_view peer,
+                           std::shared_ptr<WorkerChannel> channel, absl::Time now) {
+  Session s;
+  s.id = std::move(id);
+  s.name = std::move(name);
+  s.instance_id = hello.instance_id();
+  s.host = hello.host();
+  s.slots = hello.slots();
+  s.labels.insert(hello.labels().begin(), hello.labels().end());
+  s.default_exec = hello.default_exec() == v1::EXEC_MODE_PROCESS ? v1::EXEC_MODE_PROCESS
+                                                                  : v1::EXEC_MODE_THREAD;
+  for (const int m : hello.exec_modes()) {
+    if (m == v1::EXEC_MODE_THREAD || m == v1::EXEC_MODE_PROCESS) {
+      s.exec_modes.push_back(static_cast<v1::ExecMode>(m));
+    }
+  }
+  if (s.exec_modes.empty()) s.exec_modes.push_back(s.default_exec);
+  s.peer = std::string(peer);
+  s.channel = std::move(channel);
+  s.attached_at = now;
+  s.last_seen = now;
+  return s;
+}
+
+absl::Time Session::StartTime(int64_t start_mono_ns, absl::Time assigned_at, absl::Time now) const {
+  const absl::Time start = offset_valid ? ToCoordinatorTime(start_mono_ns) : now;
+  return std::clamp(start, assigned_at, now);
+}
+
+void Session::RecordTiming(const v1::TaskResult& result, absl::Time now, Attempt& a) const {
+  a.slot = result.slot();
+  a.result_at = now;
+  a.pid = result.pid();
+  a.cpu_ns = result.cpu_ns();
+  a.iterations_done = result.iterations_done();
+  const absl::Duration ran = absl::Nanoseconds(result.end_mono_ns() - result.start_mono_ns());
+  a.started_at = offset_valid ? ToCoordinatorTime(result.start_mono_ns()) : now - ran;
+  // The offset estimate is only good to half a round trip; keep what we
+  // know for sure: the attempt ran between its assignment and its result.
+  if (a.started_at < a.assigned_at) a.started_at = a.assigned_at;
+  if (a.started_at + ran > now) a.started_at = std::max(a.assigned_at, now - ran);
+  a.ended_at = a.started_at + ran;
+}
+
 void Session::ObserveClocks(const v1::Heartbeat& hb, absl::Time now) {
   if (hb.clock_offset_valid()) {
     offset_valid = true;

@@ -13,6 +13,7 @@
 #include "absl/time/time.h"
 #include "busyfleet/v1/coordinator.pb.h"
 #include "busyfleet/v1/worker.pb.h"
+#include "coordinator/core/job_model.h"
 #include "coordinator/core/timing_aggregator.h"
 
 namespace busyfleet::coordinator {
@@ -57,8 +58,17 @@ struct Session {
   uint32_t assigned = 0;
   uint64_t tasks_done = 0;
 
+  // A session for a worker that said `hello` (validated), attached at `now`.
+  static Session FromHello(const v1::Hello& hello, std::string id, std::string name, absl::string_view peer,
+                           std::shared_ptr<WorkerChannel> channel, absl::Time now);
   // A time on the worker's monotonic clock, on ours (needs offset_valid).
   absl::Time ToCoordinatorTime(int64_t mono_ns) const { return absl::FromUnixNanos(mono_ns + clock_offset_ns); }
+  // When an attempt assigned at `assigned_at` started, from the worker's
+  // report (`now` without a clock offset), kept between its assignment and `now`.
+  absl::Time StartTime(int64_t start_mono_ns, absl::Time assigned_at, absl::Time now) const;
+  // Puts a result's worker times on our clock, kept between the attempt's
+  // assignment and `now` (when its result arrived); takes its figures.
+  void RecordTiming(const v1::TaskResult& result, absl::Time now, Attempt& a) const;
   // Takes the clock offsets a heartbeat carries; `now` is when it arrived.
   void ObserveClocks(const v1::Heartbeat& hb, absl::Time now);
   v1::WorkerInfo Info() const;

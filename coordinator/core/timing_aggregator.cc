@@ -267,6 +267,31 @@ v1::JobReport BuildReport(const JobRecord& job, const std::map<std::string, Work
   return r;
 }
 
+std::optional<absl::Duration> StragglerThreshold(const JobRecord& job) {
+  std::vector<double> done;
+  done.reserve(job.succeeded);
+  for (const TaskRecord& t : job.tasks) {
+    if (t.state == v1::TASK_STATE_SUCCEEDED && t.has_timing()) done.push_back(t.seconds());
+  }
+  if (done.empty()) return std::nullopt;
+  std::nth_element(done.begin(), done.begin() + static_cast<std::ptrdiff_t>(done.size() / 2), done.end());
+  return absl::Seconds(kStragglerFactor * done[done.size() / 2]);
+}
+
+v1::JobSummary BuildSummary(const JobRecord& job, absl::Time now) {
+  v1::JobSummary s;
+  s.set_id(job.id);
+  s.set_name(job.spec.name());
+  s.set_state(job.state);
+  s.set_kind(job.spec.kind());
+  s.set_tasks(static_cast<uint32_t>(job.tasks.size()));
+  s.set_tasks_done(job.done());
+  ToProtoTime(job.submitted_at, s.mutable_submitted_at());
+  const absl::Time end = job.finished_at != absl::InfinitePast() ? job.finished_at : now;
+  s.set_wall_seconds(std::max(0.0, absl::ToDoubleSeconds(end - job.submitted_at)));
+  return s;
+}
+
 v1::JobProgress BuildProgress(const JobRecord& job, absl::Time now) {
   v1::JobProgress p;
   p.set_job_id(job.id);
