@@ -143,6 +143,47 @@ TEST_F(SpeculationTest, LosingThePrimaryPromotesTheBackup) {
   EXPECT_EQ(r.tasks(static_cast<int>(slow_.task().task_index())).attempt(), backup[0].task().attempt());
 }
 
+TEST_F(SpeculationTest, FailedPrimaryLeavesTheRunningBackupCountedAsRunning) {
+  RunToStraggler();
+  clock_.Advance(absl::Milliseconds(400));
+  coord_->CheckLiveness();
+  auto backup = a_.channel->TakeNew();
+  ASSERT_THAT(backup, SizeIs(1));
+  ASSERT_OK(Started(a_, backup[0], 0, 10 * kSecond));
+  // The primary fails (retryably): the running backup takes over, and the
+  // job still has one task running (it used to count none).
+  ASSERT_OK(Fail(b_, slow_, "boom"));
+  EXPECT_THAT(b_.channel->TakeNew(), IsEmpty()) << "no third copy";
+  std::vector<v1::JobProgress> seen;
+  ASSERT_OK(coord_->Watch(job_, false, [&](const v1::JobProgress& p) { seen.push_back(p); }).status());
+  ASSERT_THAT(seen, SizeIs(1));
+  EXPECT_EQ(seen[0].tasks_running(), 1u);
+  EXPECT_EQ(Info("a").running(), 1u);
+  EXPECT_EQ(Info("b").running() + Info("b").assigned(), 0u);
+  ASSERT_OK(Succeed(a_, backup[0], 10 * kSecond, 11 * kSecond));
+  ASSERT_OK_AND_ASSIGN(v1::JobReport r, coord_->GetReport(job_, true));
+  EXPECT_EQ(r.state(), v1::JOB_STATE_SUCCEEDED);
+  EXPECT_EQ(r.retries(), 1u);
+}
+
+TEST_F(SpeculationTest, FailedPrimaryPromotesAnAssignedBackupWithoutMiscounting) {
+  RunToStraggler();
+  clock_.Advance(absl::Milliseconds(400));
+  coord_->CheckLiveness();
+  auto backup = a_.channel->TakeNew();
+  ASSERT_THAT(backup, SizeIs(1));
+  // The backup has not started when the primary fails: the task waits for
+  // it, assigned, with nothing running.
+  ASSERT_OK(Fail(b_, slow_, "boom"));
+  EXPECT_EQ(Info("a").assigned(), 1u);
+  ASSERT_OK(Started(a_, backup[0], 0, 10 * kSecond));
+  EXPECT_EQ(Info("a").running(), 1u);
+  EXPECT_EQ(Info("a").assigned(), 0u);
+  ASSERT_OK(Succeed(a_, backup[0], 10 * kSecond, 11 * kSecond));
+  ASSERT_OK_AND_ASSIGN(v1::JobReport r, coord_->GetReport(job_, true));
+  EXPECT_EQ(r.state(), v1::JOB_STATE_SUCCEEDED);
+}
+
 TEST_F(SpeculationTest, JobsWithoutSpeculationGetNoBackups) {
   ASSERT_OK_AND_ASSIGN(FakeWorker a, Attach("a", 1));
   ASSERT_OK_AND_ASSIGN(FakeWorker b, Attach("b", 1));
