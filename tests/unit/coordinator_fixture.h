@@ -33,6 +33,15 @@
 
 namespace busyfleet::coordinator {
 
+// What the coordinator_*_test.cc files use (a test-only header).
+using ::busyfleet::testing::Countdown;
+using ::busyfleet::testing::StatusIs;
+using ::testing::AllOf;
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+using ::testing::IsEmpty;
+using ::testing::SizeIs;
+
 inline constexpr int64_t kSecond = 1'000'000'000;
 
 // A worker's stream as the Coordinator sees it: records everything sent to

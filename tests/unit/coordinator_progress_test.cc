@@ -1,7 +1,5 @@
 // Unit tests of the Coordinator's progress watches: the first update, the
 // rate limit, the final report.
-#include <cstdint>
-#include <memory>
 #include <string>
 #include <thread>
 #include <vector>
@@ -9,22 +7,10 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
-#include "absl/status/status.h"
-#include "absl/time/time.h"
-#include "tests/testing/specs.h"
-#include "tests/testing/status_matchers.h"
 #include "tests/unit/coordinator_fixture.h"
 
 namespace busyfleet::coordinator {
 namespace {
-
-using ::busyfleet::testing::Countdown;
-using ::busyfleet::testing::StatusIs;
-using ::testing::AllOf;
-using ::testing::ElementsAre;
-using ::testing::HasSubstr;
-using ::testing::IsEmpty;
-using ::testing::SizeIs;
 
 // --- Watch ---
 

@@ -1,8 +1,6 @@
 // Unit tests of the Coordinator: jobs from submit to report, dispatch,
 // results and retries, worker loss, cancel, scheduling, timing, recovery.
 // The fixture (fake workers, fake clock) is in coordinator_fixture.h.
-#include <cstdint>
-#include <memory>
 #include <string>
 #include <thread>
 #include <vector>
@@ -10,22 +8,10 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
-#include "absl/status/status.h"
-#include "absl/time/time.h"
-#include "tests/testing/specs.h"
-#include "tests/testing/status_matchers.h"
 #include "tests/unit/coordinator_fixture.h"
 
 namespace busyfleet::coordinator {
 namespace {
-
-using ::busyfleet::testing::Countdown;
-using ::busyfleet::testing::StatusIs;
-using ::testing::AllOf;
-using ::testing::ElementsAre;
-using ::testing::HasSubstr;
-using ::testing::IsEmpty;
-using ::testing::SizeIs;
 
 // --- A job from submit to report ---
 
