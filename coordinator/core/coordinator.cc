@@ -555,6 +555,12 @@ void Coordinator::HandleReturnedLocked(Session& session, const v1::DrainNotice& 
     LeaveSessionLocked(session, key, t->state == v1::TASK_STATE_RUNNING, /*release=*/true);
     t->ArchiveCurrent(v1::TASK_STATE_CANCELLED, absl::StrCat("handed back by draining worker ", session.name),
                       clock_->Now());
+    if (t->backup) {
+      // Its backup carries on (queued again, the task could run a third
+      // copy, or be dispatched after the backup's success).
+      PromoteBackupLocked(*job, *t);
+      continue;
+    }
     job->SetTaskState(*t, v1::TASK_STATE_QUEUED);
     t->current.session.clear();
     MarkDirtyLocked(*job, t->index);

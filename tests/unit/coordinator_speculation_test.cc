@@ -170,6 +170,27 @@ TEST_F(SpeculationTest, FailedPrimaryPromotesAnAssignedBackupWithoutMiscounting)
   EXPECT_EQ(r.state(), v1::JOB_STATE_SUCCEEDED);
 }
 
+TEST_F(SpeculationTest, HandedBackPrimaryLetsItsBackupTakeOver) {
+  RunToStraggler();
+  clock_.Advance(absl::Milliseconds(400));
+  coord_->CheckLiveness();
+  auto backup = a_.channel->TakeNew();
+  ASSERT_THAT(backup, SizeIs(1));
+  ASSERT_OK(Started(a_, backup[0], 0, 10 * kSecond));
+  // Worker b drains and hands the primary back: the running backup is the
+  // task's attempt now; nothing is queued again or counted.
+  ASSERT_OK(Return(b_, {slow_}));
+  ASSERT_OK_AND_ASSIGN(v1::JobReport r, coord_->GetReport(job_, true));
+  const v1::TaskTiming& t = r.tasks(static_cast<int>(slow_.task().task_index()));
+  EXPECT_EQ(t.state(), v1::TASK_STATE_RUNNING);
+  EXPECT_EQ(t.attempt(), backup[0].task().attempt());
+  EXPECT_EQ(r.retries(), 0u);
+  EXPECT_EQ(Info("b").running() + Info("b").assigned(), 0u);
+  ASSERT_OK(Succeed(a_, backup[0], 10 * kSecond, 11 * kSecond));
+  ASSERT_OK_AND_ASSIGN(r, coord_->GetReport(job_, true));
+  EXPECT_EQ(r.state(), v1::JOB_STATE_SUCCEEDED);
+}
+
 TEST_F(SpeculationTest, JobsWithoutSpeculationGetNoBackups) {
   ASSERT_OK_AND_ASSIGN(FakeWorker a, Attach("a", 1));
   ASSERT_OK_AND_ASSIGN(FakeWorker b, Attach("b", 1));
