@@ -235,19 +235,20 @@ absl::StatusOr<uint64_t> Coordinator::Watch(absl::string_view job_id, bool inclu
   absl::MutexLock lock(&mu_);
   const uint64_t handle = watchers_.NewHandle();
   const absl::Time now = clock_->Now();
-  JobRecord* job = FindJobLocked(job_id);
+  if (JobRecord* live = FindJobLocked(job_id); live != nullptr && !IsTerminal(live->state)) {
+    watchers_.Add(handle, *live, include_tasks, std::move(callback), first_update_delay, now);
+    return handle;
+  }
+  // An ended job (in memory or only in the store): its final update alone.
   JobRecord stored;
+  const JobRecord* job = FindJobLocked(job_id);
   if (job == nullptr) {
     BF_ASSIGN_OR_RETURN(stored, options_.store->LoadJob(job_id));
     job = &stored;
   }
-  if (IsTerminal(job->state) || job == &stored) {
-    v1::JobProgress p = BuildProgress(*job, now);
-    *p.mutable_report() = FinalReportLocked(*job, include_tasks, now);
-    callback(p);
-    return handle;
-  }
-  watchers_.Add(handle, *job, include_tasks, std::move(callback), first_update_delay, now);
+  v1::JobProgress p = BuildProgress(*job, now);
+  *p.mutable_report() = FinalReportLocked(*job, include_tasks, now);
+  callback(p);
   return handle;
 }
 
@@ -594,17 +595,13 @@ void Coordinator::RemoveSessionLocked(const std::string& session_id, const std::
         continue;
       }
       if (t.current.session != session_id || IsTerminal(t.state)) continue;
-      LoseAttemptLocked(*job, t, *s, why);
+      // A lost attempt counts; a backup takes over if there is one.
+      EndAttemptLocked(*job, t, AttemptEnd::kFailed,
+                       absl::StrCat("attempt ", t.current.number, " lost with worker ", s->name, " (", why, ")"),
+                       Queued::kByScheduler);
     }
   }
   sessions_.Retire(session_id);
-}
-
-void Coordinator::LoseAttemptLocked(JobRecord& job, TaskRecord& t, const Session& s, const std::string& why) {
-  // A backup takes over from the lost primary; the loss counts either way.
-  EndAttemptLocked(job, t, AttemptEnd::kFailed,
-                   absl::StrCat("attempt ", t.current.number, " lost with worker ", s.name, " (", why, ")"),
-                   Queued::kByScheduler);
 }
 
 void Coordinator::FinishJobLocked(JobRecord& job, v1::JobState state, std::string error) {

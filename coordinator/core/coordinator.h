@@ -143,7 +143,7 @@ class Coordinator {
  private:
   // How a task's current attempt ended without success (EndAttemptLocked).
   enum class AttemptEnd {
-    kGaveUp,             // the worker gave it up or handed it back: not counted
+    kGaveUp,             // the worker gave it up (a cancel we did not ask for): not counted
     kFailed,             // failed or lost: counts against max_attempts
     kFailedPermanently,  // fails by itself (a bad spec): the task fails now
   };
@@ -168,9 +168,6 @@ class Coordinator {
   void HandleReturnedLocked(Session& session, const v1::DrainNotice& notice)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void RemoveSessionLocked(const std::string& session_id, const std::string& why)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // A task whose attempt was in flight on a session that is gone.
-  void LoseAttemptLocked(JobRecord& job, TaskRecord& t, const Session& s, const std::string& why)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   // --- Attempts ---
