@@ -368,13 +368,13 @@ void Coordinator::HandleResultLocked(Session& session, JobRecord& job, const v1:
     MarkDirtyLocked(job, t.index);
     return;
   }
-  const bool in_flight = t.state == v1::TASK_STATE_RUNNING || t.state == v1::TASK_STATE_ASSIGNED;
-  if (in_flight) CountDown(t.state == v1::TASK_STATE_RUNNING ? session.running : session.assigned);
+  if (t.state == v1::TASK_STATE_RUNNING || t.state == v1::TASK_STATE_ASSIGNED) {
+    LeaveSessionLocked(session, TaskKey{job.id, t.index}, t.state == v1::TASK_STATE_RUNNING, /*release=*/true);
+  }
   session.RecordTiming(result, clock_->Now(), t.current);  // whatever the outcome
   MarkDirtyLocked(job, t.index);
   t.current.session.clear();  // any later result for this attempt is a duplicate
   if (IsTerminal(t.state)) return;  // the job ended meanwhile (cancelled or failed)
-  (void)scheduler_.Release(session.id, TaskKey{job.id, t.index});
   ++session.tasks_done;
 
   switch (result.state()) {
@@ -428,10 +428,7 @@ void Coordinator::EndAttemptLocked(JobRecord& job, TaskRecord& t, AttemptEnd end
 }
 
 void Coordinator::PromoteBackupLocked(JobRecord& job, TaskRecord& t) {
-  const bool running = t.backup->running;
-  t.current = *std::move(t.backup);
-  t.current.running = false;
-  t.backup.reset();
+  const bool running = t.TakeOverFromBackup();
   job.SetTaskState(t, running ? v1::TASK_STATE_RUNNING : v1::TASK_STATE_ASSIGNED);
   MarkDirtyLocked(job, t.index);
 }
@@ -462,9 +459,7 @@ void Coordinator::HandleBackupResultLocked(Session& session, JobRecord& job, Tas
   t.ArchiveCurrent(v1::TASK_STATE_CANCELLED,
                    absl::StrCat("stopped: speculation copy (attempt ", t.backup->number, ") finished first"), now);
   StopAttemptLocked(job, t.index, t.current, t.state == v1::TASK_STATE_RUNNING);
-  t.current = *std::move(t.backup);
-  t.current.running = false;
-  t.backup.reset();
+  t.TakeOverFromBackup();
   session.RecordTiming(result, now, t.current);
   t.current.session.clear();
   t.backup_won = true;

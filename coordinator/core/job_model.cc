@@ -42,6 +42,14 @@ void TaskRecord::ArchiveCurrent(v1::TaskState ended_as, std::string why, absl::T
   current.ClearResult();
 }
 
+bool TaskRecord::TakeOverFromBackup() {
+  const bool running = backup->running;
+  current = *std::move(backup);
+  current.running = false;
+  backup.reset();
+  return running;
+}
+
 void TaskRecord::DropBackup(v1::TaskState ended_as, std::string why, absl::Time now) {
   if (backup && backup->started_at != absl::InfinitePast()) {
     history.push_back(backup->ToRecord(ended_as, /*backup=*/true, std::move(why), now));

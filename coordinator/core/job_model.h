@@ -110,6 +110,9 @@ struct TaskRecord {
   // Moves the current attempt into the history when it had started, and
   // clears its result for the next.
   void ArchiveCurrent(v1::TaskState ended_as, std::string why, absl::Time now);
+  // The backup becomes the current attempt (the current one must be
+  // archived or ended first); returns whether it had started.
+  bool TakeOverFromBackup();
   // The same for the backup copy when it had started; the backup is gone after.
   void DropBackup(v1::TaskState ended_as, std::string why, absl::Time now);
 
