@@ -229,9 +229,10 @@ class Coordinator {
   //    current attempt runs; JobRecord::SetTaskState keeps it);
   //  - a task ASSIGNED or RUNNING, and a backup, is on an attached session;
   //  - unfinished_tasks_ == tasks of live jobs not in a terminal state.
-  // Checked after every operation in debug builds (CheckInvariantsLocked);
-  // counts are taken down with CountDown, which asserts instead of hiding a
-  // miscount below zero.
+  // Checked after every operation in debug builds (CheckInvariantsLocked;
+  // the recount of tasks while at most 20,000 are unfinished); counts are
+  // taken down with CountDown, which asserts instead of hiding a miscount
+  // below zero.
   Scheduler scheduler_ ABSL_GUARDED_BY(mu_);
   SessionTable sessions_ ABSL_GUARDED_BY(mu_);
   ProgressWatchers watchers_ ABSL_GUARDED_BY(mu_);
