@@ -22,34 +22,18 @@
 #include "busyfleet/v1/worker.pb.h"
 #include "common/clock.h"
 #include "coordinator/core/job_model.h"
-#include "coordinator/core/metrics.h"
-#include "coordinator/store/job_store.h"
 #include "coordinator/core/limits.h"
+#include "coordinator/core/metrics.h"
+#include "coordinator/core/progress_watchers.h"
 #include "coordinator/core/scheduler.h"
+#include "coordinator/core/session_table.h"
 #include "coordinator/core/timing_aggregator.h"
+#include "coordinator/store/job_store.h"
 
 namespace busyfleet::coordinator {
 
 // While a speculative job runs, backups are looked for at least this often.
 inline constexpr absl::Duration kSpeculationRecheck = absl::Milliseconds(100);
-
-// The coordinator's side of one attached worker's stream. Implemented by the
-// gRPC adapter (and by fakes in tests).
-class WorkerChannel {
- public:
-  virtual ~WorkerChannel() = default;
-  // Queues `message` for the worker. Must not block and must not call back
-  // into the Coordinator (it is called with the Coordinator's lock held).
-  virtual void Send(v1::CoordinatorMessage message) = 0;
-  // Ends the stream with `status` (worker declared dead, shutdown). Same
-  // rules as Send.
-  virtual void Close(const absl::Status& status) = 0;
-};
-
-// Called with each progress update of a watched job; the update with a
-// terminal state carries the report and is the last. Called with the
-// Coordinator's lock held: must not block or call back into it.
-using ProgressCallback = std::function<void(const v1::JobProgress&)>;
 
 // The coordinator's domain logic: jobs, tasks, attached workers, results,
 // reports. Thread-safe; no sockets (the gRPC services are thin adapters over
@@ -157,122 +141,111 @@ class Coordinator {
   const Options& options() const { return options_; }
 
  private:
-  struct Session {
-    std::string id;
-    std::string name;
-    std::string instance_id;
-    v1::HostInfo host;
-    uint32_t slots = 0;
-    std::map<std::string, std::string> labels;
-    v1::ExecMode default_exec = v1::EXEC_MODE_THREAD;
-    std::vector<v1::ExecMode> exec_modes;
-    std::string peer;
-    std::shared_ptr<WorkerChannel> channel;
-    v1::WorkerState state = v1::WORKER_STATE_READY;
-    absl::Time attached_at;
-    absl::Time last_seen;
-    absl::Time last_heartbeat = absl::InfinitePast();
-    bool offset_valid = false;
-    int64_t clock_offset_ns = 0;
-    bool wall_offset_valid = false;
-    int64_t wall_offset_ns = 0;
-    uint32_t running = 0;
-    uint32_t assigned = 0;
-    uint64_t tasks_done = 0;
+  // How a task's current attempt ended without success (EndAttemptLocked).
+  enum class AttemptEnd {
+    kGaveUp,             // the worker gave it up (a cancel we did not ask for): not counted
+    kFailed,             // failed or lost: counts against max_attempts
+    kFailedPermanently,  // fails by itself (a bad spec): the task fails now
   };
-  struct Watcher {
-    std::string job_id;
-    bool include_tasks = false;
-    ProgressCallback callback;
-    double tokens = 0;  // updates it may get at once (token bucket)
-    absl::Time refilled = absl::InfinitePast();
-    bool pending = false;  // a change not yet sent (rate limit)
-    absl::Time due = absl::InfiniteFuture();  // when the pending one may go
-  };
+  // Whether the scheduler has queued the task again already (it does when
+  // it forgets a worker).
+  enum class Queued { kNo, kByScheduler };
 
   explicit Coordinator(Options options);
   absl::Status Recover();
 
   std::string NewIdLocked(absl::string_view prefix) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   JobRecord* FindJobLocked(absl::string_view id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  std::map<std::string, WorkerFacts> WorkerFactsLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void DispatchLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void HandleUpdatesLocked(Session& session, const v1::TaskUpdates& updates)
+  // The job's task named by `ref`; nullptr for an unknown job or index.
+  TaskRecord* FindTaskLocked(const v1::TaskRef& ref, JobRecord** job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  v1::JobReport FinalReportLocked(const JobRecord& job, bool include_tasks, absl::Time now)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void HandleHeartbeatLocked(Session& session, const v1::Heartbeat& hb) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void DispatchLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void HandleStartedLocked(Session& session, const v1::TaskStarted& started) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void HandleResultLocked(Session& session, JobRecord& job, const v1::TaskResult& result)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void HandleReturnedLocked(Session& session, const v1::DrainNotice& notice)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // A task attempt ended without success. Counts it against max_attempts
-  // when `counts`; queues the task again or fails the job.
-  void RetryOrFailLocked(JobRecord& job, TaskRecord& task, const std::string& why, bool counts)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void RemoveSessionLocked(const std::string& session_id, const std::string& why)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  // --- Attempts ---
+  // The one place a task's current attempt ends without success: the
+  // accounting (EndFailedAttempt), then the task fails, its backup takes
+  // over, or it is queued again.
+  void EndAttemptLocked(JobRecord& job, TaskRecord& t, AttemptEnd end, std::string why, Queued queued)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The attempt on `session` left it (result, handed back, stopped): its
+  // in-flight count there, and (with `release`) its scheduler credit.
+  void LeaveSessionLocked(Session& session, const TaskKey& key, bool running, bool release)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Speculation (JobSpec.speculate): launches backups of tasks running past
   // kStragglerFactor x the job's median; returns when to look again.
   absl::Time SpeculateLocked(absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Backups due for the job's running tasks, into `batches`; returns when
+  // the next is due.
+  absl::Time SpeculateJobLocked(JobRecord& job, absl::Time now,
+                                std::map<std::string, v1::CoordinatorMessage>& batches)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void HandleBackupResultLocked(Session& session, JobRecord& job, TaskRecord& t,
                                 const v1::TaskResult& result) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The backup becomes the task's current attempt (its primary failed or was lost).
   void PromoteBackupLocked(JobRecord& job, TaskRecord& t) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Cancels the backup copy on its worker and frees its credit.
-  void StopBackupLocked(JobRecord& job, TaskRecord& t) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Tells a worker to stop one copy (attempt) of a task; frees its credit
-  // and the session's counters.
-  void StopCopyLocked(const JobRecord& job, uint32_t index, const std::string& session_id, uint32_t attempt,
-                      bool running) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Puts a result's worker times on our clock, kept between the attempt's
-  // assignment and `now` (when its result arrived).
-  void RecordTiming(const Session& session, const v1::TaskResult& result, absl::Time now, TaskRecord& t) const;
-  static void ClearBackup(TaskRecord& t);
-  // Moves the task's current attempt into its history when it had started
-  // (a still-open attempt ends at `now`) and clears its timing for the next.
-  static void ArchiveAttempt(TaskRecord& t, v1::TaskState state, std::string error, absl::Time now);
-  // The same for a running backup copy (before ClearBackup).
-  static void ArchiveBackup(TaskRecord& t, v1::TaskState state, std::string error, absl::Time now);
+  // Tells a worker to stop one attempt of a task; frees its credit and the
+  // session's count.
+  void StopAttemptLocked(const JobRecord& job, uint32_t index, const Attempt& attempt, bool running)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // A task's final outcome: counters, and the job's end when it decides it.
   void SucceedTaskLocked(JobRecord& job, TaskRecord& t) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void FailTaskLocked(JobRecord& job, TaskRecord& t, std::string job_error) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void FinishJobLocked(JobRecord& job, v1::JobState state, std::string error)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  absl::Time WorkerToCoordinatorTime(const Session& session, int64_t mono_ns) const;
+  // Cancels the job's attempts in flight on their workers (FinishJobLocked).
+  void CancelInFlightLocked(JobRecord& job, absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void MarkDirtyLocked(JobRecord& job, uint32_t task_index) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Saves dirty jobs and notifies their watchers.
   void FlushLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void NotifyLocked(JobRecord& job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Marks the watcher's update held back until w.due, and has the liveness
-  // loop woken for it if that is sooner than anything else due.
-  void HoldBackLocked(Watcher& w) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Refills the watcher's token bucket to `now`; true (taking a token) when
-  // it may get an update now, else sets when it may.
-  bool TakeProgressToken(Watcher& w, absl::Time now) const;
-  // Sends held-back progress updates that are due; returns when the next is.
-  absl::Time SendDueProgressLocked(absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void EvictFinishedLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  v1::WorkerInfo WorkerInfoLocked(const Session& s) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Dispatch, flush, and in debug builds the invariants below: the end of
+  // every operation that changes tasks or sessions.
+  void SettleLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void CheckInvariantsLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const Options options_;
   const Clock* const clock_;
-  Scheduler scheduler_;
 
   mutable absl::Mutex mu_;
+  // In-flight accounting. An attempt (a task's current one, or its backup)
+  // is in flight from its assignment until its result, its hand-back, its
+  // cancellation or its worker's loss. With the lock released:
+  //  - session.assigned == attempts (primary or backup) ASSIGNED on it: sent,
+  //    not yet started (a primary in TASK_STATE_ASSIGNED, a backup with
+  //    !running);
+  //  - session.running == attempts (primary or backup) RUNNING on it;
+  //  - scheduler_.InFlight(session) == session.assigned + session.running
+  //    (the credit it holds);
+  //  - job.running == tasks of the job in TASK_STATE_RUNNING (their
+  //    current attempt runs; JobRecord::SetTaskState keeps it);
+  //  - a task ASSIGNED or RUNNING, and a backup, is on an attached session;
+  //  - unfinished_tasks_ == tasks of live jobs not in a terminal state.
+  // Checked after every operation in debug builds (CheckInvariantsLocked;
+  // the recount of tasks while at most 20,000 are unfinished); counts are
+  // taken down with CountDown, which asserts instead of hiding a miscount
+  // below zero.
+  Scheduler scheduler_ ABSL_GUARDED_BY(mu_);
+  SessionTable sessions_ ABSL_GUARDED_BY(mu_);
+  ProgressWatchers watchers_ ABSL_GUARDED_BY(mu_);
   bool shutting_down_ ABSL_GUARDED_BY(mu_) = false;
   absl::BitGen rng_ ABSL_GUARDED_BY(mu_);
   uint64_t job_seq_ ABSL_GUARDED_BY(mu_) = 0;
   std::map<std::string, std::unique_ptr<JobRecord>> jobs_ ABSL_GUARDED_BY(mu_);
   std::deque<std::string> finished_order_ ABSL_GUARDED_BY(mu_);
   uint64_t unfinished_tasks_ ABSL_GUARDED_BY(mu_) = 0;
-  std::map<std::string, Session> sessions_ ABSL_GUARDED_BY(mu_);
-  std::deque<Session> gone_ ABSL_GUARDED_BY(mu_);
   // Job id -> task indices changed since the last flush.
   std::map<std::string, std::set<uint32_t>> dirty_ ABSL_GUARDED_BY(mu_);
-  uint64_t next_watch_ ABSL_GUARDED_BY(mu_) = 1;
   CoordinatorCounters counters_ ABSL_GUARDED_BY(mu_);
   uint64_t jobs_submitted_ ABSL_GUARDED_BY(mu_) = 0;
-  std::map<uint64_t, Watcher> watchers_ ABSL_GUARDED_BY(mu_);
-  // When the earliest held-back progress update is due.
-  absl::Time progress_due_ ABSL_GUARDED_BY(mu_) = absl::InfiniteFuture();
 };
 
 }  // namespace busyfleet::coordinator

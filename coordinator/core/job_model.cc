@@ -1,11 +1,89 @@
 #include "coordinator/core/job_model.h"
 
+#include <algorithm>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "coordinator/core/limits.h"
 
 namespace busyfleet::coordinator {
 
+AttemptRecord Attempt::ToRecord(v1::TaskState state, bool backup, std::string error, absl::Time now) const {
+  AttemptRecord a;
+  a.attempt = number;
+  a.state = state;
+  a.backup = backup;
+  a.slot = slot;
+  a.pid = pid;
+  a.worker = worker;
+  a.host = host;
+  a.started_at = started_at;
+  a.ended_at = ended_at != absl::InfinitePast() ? ended_at : std::max(now, started_at);
+  a.cpu_ns = cpu_ns;
+  a.iterations_done = iterations_done;
+  a.error = std::move(error);
+  return a;
+}
+
+void Attempt::ClearResult() {
+  started_at = absl::InfinitePast();
+  ended_at = absl::InfinitePast();
+  result_at = absl::InfinitePast();
+  cpu_ns = 0;
+  iterations_done = 0;
+  pid = 0;
+}
+
+void TaskRecord::ArchiveCurrent(v1::TaskState ended_as, std::string why, absl::Time now) {
+  if (current.started_at != absl::InfinitePast()) {
+    history.push_back(current.ToRecord(ended_as, /*backup=*/false, std::move(why), now));
+  }
+  current.ClearResult();
+}
+
+bool TaskRecord::TakeOverFromBackup() {
+  const bool running = backup->running;
+  current = *std::move(backup);
+  current.running = false;
+  backup.reset();
+  return running;
+}
+
+void TaskRecord::DropBackup(v1::TaskState ended_as, std::string why, absl::Time now) {
+  if (backup && backup->started_at != absl::InfinitePast()) {
+    history.push_back(backup->ToRecord(ended_as, /*backup=*/true, std::move(why), now));
+  }
+  backup.reset();
+}
+
 uint32_t JobRecord::max_attempts() const {
   return spec.max_attempts() == 0 ? limits::kDefaultMaxAttempts : spec.max_attempts();
+}
+
+AfterFailedAttempt EndFailedAttempt(JobRecord& job, TaskRecord& t, const std::string& why, bool counted,
+                                    bool permanent, absl::Time now, CoordinatorCounters& counters,
+                                    std::string* job_error) {
+  if (counted || permanent) {
+    t.failures.push_back(why);
+    ++counters.attempts_failed;
+  }
+  t.error = why;
+  if (permanent) {
+    *job_error = absl::StrCat("task ", t.index, " failed and cannot be retried: ", why);
+    return AfterFailedAttempt::kFailTask;
+  }
+  if (counted && t.failures.size() >= job.max_attempts()) {
+    *job_error = absl::StrCat("task ", t.index, " failed ", t.failures.size(), " of ", job.max_attempts(),
+                              " attempts: ", absl::StrJoin(t.failures, "; "));
+    return AfterFailedAttempt::kFailTask;
+  }
+  if (counted) {
+    ++job.retries;
+    ++counters.retried;
+  }
+  t.ArchiveCurrent(counted ? v1::TASK_STATE_FAILED : v1::TASK_STATE_CANCELLED, why, now);
+  return t.backup ? AfterFailedAttempt::kPromoteBackup : AfterFailedAttempt::kQueue;
 }
 
 void CopyJobHeader(const JobRecord& from, JobRecord* to) {

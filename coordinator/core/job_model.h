@@ -4,12 +4,16 @@
 // Plain data: a job and its tasks as the coordinator tracks them. All times
 // are on the coordinator's clock (worker times are converted on arrival).
 
+#include <algorithm>
+#include <cassert>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "absl/time/time.h"
 #include "busyfleet/v1/types.pb.h"
+#include "coordinator/core/metrics.h"
 
 namespace busyfleet::coordinator {
 
@@ -18,6 +22,13 @@ inline bool IsTerminal(v1::JobState s) {
 }
 inline bool IsTerminal(v1::TaskState s) {
   return s == v1::TASK_STATE_SUCCEEDED || s == v1::TASK_STATE_FAILED || s == v1::TASK_STATE_CANCELLED;
+}
+
+// Takes one off an in-flight count. A count about to go below zero is a
+// miscount: it fails in debug builds (release builds keep it at zero).
+inline void CountDown(uint32_t& count) {
+  assert(count > 0 && "in-flight count below zero");
+  if (count > 0) --count;
 }
 
 // An attempt that ended without being the task's last word: it failed, was
@@ -38,23 +49,21 @@ struct AttemptRecord {
   std::string error;
 };
 
-struct TaskRecord {
-  uint32_t index = 0;
-  uint64_t iterations = 0;
-  absl::Duration duration;
-  v1::TaskState state = v1::TASK_STATE_QUEUED;
-  // The current (or last) attempt, 1-based; 0 before the first assignment.
-  uint32_t attempt = 0;
-  // The highest attempt number handed out (primaries and backups), so that
-  // a new attempt never reuses a lost backup's number.
-  uint32_t last_attempt = 0;
-  // Where the current attempt runs or ran.
+// One copy of a task handed to a worker: the task's current attempt, or a
+// speculative backup running beside it.
+struct Attempt {
+  // 1-based; 0 before the task's first assignment.
+  uint32_t number = 0;
+  // The session it was handed to; cleared when the attempt's result is in
+  // (a later result for it is a duplicate) or it was lost.
   std::string session;
   std::string worker;
   std::string host;
   uint32_t slot = 0;
   absl::Time assigned_at = absl::InfinitePast();
   absl::Time started_at = absl::InfinitePast();
+  // From its result (the current attempt only; a backup's result is kept
+  // only when it wins, and it is the current attempt by then).
   absl::Time ended_at = absl::InfinitePast();
   absl::Time result_at = absl::InfinitePast();
   int64_t cpu_ns = 0;
@@ -62,25 +71,55 @@ struct TaskRecord {
   // The process that ran the attempt (the worker's own in thread mode, a
   // forked child in process mode); 0 when unknown.
   uint32_t pid = 0;
+  // The backup's phase (started on its worker). The current attempt's
+  // phase is TaskRecord::state, which is what is stored.
+  bool running = false;
+
+  // The attempt as its history entry: it ended in `state` (an attempt still
+  // open ends at `now`, never before it started).
+  AttemptRecord ToRecord(v1::TaskState state, bool backup, std::string error, absl::Time now) const;
+  // Clears what the attempt's result set (before the task's next attempt).
+  void ClearResult();
+};
+
+struct TaskRecord {
+  uint32_t index = 0;
+  uint64_t iterations = 0;
+  absl::Duration duration;
+  v1::TaskState state = v1::TASK_STATE_QUEUED;
+  // The current (or last) attempt; where it runs or ran, and its result.
+  Attempt current;
+  // The highest attempt number handed out (primaries and backups), so that
+  // a new attempt never reuses a lost backup's number.
+  uint32_t last_attempt = 0;
   std::string error;
   // Earlier attempts that started, oldest first (not stored across restarts).
   std::vector<AttemptRecord> history;
   // Why earlier attempts did not succeed, one line each.
   std::vector<std::string> failures;
-  // Speculation: a backup copy running beside the current attempt.
-  uint32_t backup_attempt = 0;  // 0: none running
-  std::string backup_session;
-  std::string backup_worker;
-  std::string backup_host;
-  absl::Time backup_assigned_at = absl::InfinitePast();
-  absl::Time backup_started_at = absl::InfinitePast();
-  uint32_t backup_slot = 0;
-  bool backup_running = false;
+  // Speculation: a backup copy in flight beside the current attempt.
+  std::optional<Attempt> backup;
   bool speculated = false;   // a backup was ever launched
   bool backup_won = false;   // the backup's result is the one kept
 
-  bool has_timing() const { return started_at != absl::InfinitePast() && ended_at != absl::InfinitePast(); }
-  double seconds() const { return has_timing() ? absl::ToDoubleSeconds(ended_at - started_at) : 0; }
+  // The number for a new attempt (primary or backup): never one handed out before.
+  uint32_t NextAttemptNumber() {
+    last_attempt = std::max({current.number, backup ? backup->number : 0u, last_attempt}) + 1;
+    return last_attempt;
+  }
+  // Moves the current attempt into the history when it had started, and
+  // clears its result for the next.
+  void ArchiveCurrent(v1::TaskState ended_as, std::string why, absl::Time now);
+  // The backup becomes the current attempt (the current one must be
+  // archived or ended first); returns whether it had started.
+  bool TakeOverFromBackup();
+  // The same for the backup copy when it had started; the backup is gone after.
+  void DropBackup(v1::TaskState ended_as, std::string why, absl::Time now);
+
+  bool has_timing() const {
+    return current.started_at != absl::InfinitePast() && current.ended_at != absl::InfinitePast();
+  }
+  double seconds() const { return has_timing() ? absl::ToDoubleSeconds(current.ended_at - current.started_at) : 0; }
 };
 
 struct JobRecord {
@@ -95,6 +134,7 @@ struct JobRecord {
   uint32_t succeeded = 0;
   uint32_t failed = 0;
   uint32_t cancelled = 0;
+  // Tasks in TASK_STATE_RUNNING (kept by SetTaskState).
   uint32_t running = 0;
   uint32_t retries = 0;
   // Results that arrived for an attempt no longer current (ignored).
@@ -106,7 +146,30 @@ struct JobRecord {
 
   uint32_t done() const { return succeeded + failed + cancelled; }
   uint32_t max_attempts() const;
+  // Every change of a task's state goes through here, keeping `running`.
+  void SetTaskState(TaskRecord& t, v1::TaskState state) {
+    if (t.state == v1::TASK_STATE_RUNNING) CountDown(running);
+    if (state == v1::TASK_STATE_RUNNING) ++running;
+    t.state = state;
+  }
 };
+
+// What follows when a task's current attempt ended without success.
+enum class AfterFailedAttempt {
+  kFailTask,       // the task fails (and with it the job)
+  kPromoteBackup,  // its backup copy takes over
+  kQueue,          // it runs again
+};
+// The accounting of a task's current attempt that ended without success,
+// in one place. `why` (one line) becomes the task's error. When `counted`,
+// it joins the task's failures and counters.attempts_failed. The task fails
+// when `permanent` or when it has failed max_attempts times (`*job_error`
+// says why; the attempt stays the task's last word). Otherwise a counted
+// failure is a retry (job.retries, counters.retried), and the attempt moves
+// into the history (FAILED when counted, else CANCELLED).
+AfterFailedAttempt EndFailedAttempt(JobRecord& job, TaskRecord& t, const std::string& why, bool counted,
+                                    bool permanent, absl::Time now, CoordinatorCounters& counters,
+                                    std::string* job_error);
 
 // Copies every field of `from` but its tasks into `to`.
 void CopyJobHeader(const JobRecord& from, JobRecord* to);

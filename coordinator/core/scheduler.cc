@@ -8,6 +8,15 @@
 
 namespace busyfleet::coordinator {
 
+Scheduler::JobConstraints Scheduler::JobConstraints::Of(const v1::JobSpec& spec) {
+  JobConstraints c;
+  c.max_slots = spec.max_slots();
+  c.workers.assign(spec.workers().begin(), spec.workers().end());
+  c.selector.insert(spec.selector().begin(), spec.selector().end());
+  c.exec = spec.exec();
+  return c;
+}
+
 Scheduler::Scheduler(Options options) : options_(options) {}
 
 absl::Status Scheduler::AddWorker(WorkerSpec worker) {

@@ -64,6 +64,9 @@ class Scheduler {
     std::vector<std::string> workers;
     std::map<std::string, std::string> selector;
     v1::ExecMode exec = v1::EXEC_MODE_UNSPECIFIED;
+
+    // The constraints a job's spec sets.
+    static JobConstraints Of(const v1::JobSpec& spec);
   };
   struct Assignment {
     std::string session;

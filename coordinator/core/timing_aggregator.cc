@@ -44,26 +44,15 @@ void AddAttempts(const JobRecord& job, absl::Time now, uint32_t limit, v1::JobRe
   const absl::Time open_end = job.finished_at != absl::InfinitePast() ? job.finished_at : now;
   uint32_t omitted = 0;
   for (const TaskRecord& t : job.tasks) {
-    const size_t started = t.history.size() + (t.started_at != absl::InfinitePast() ? 1 : 0);
+    const size_t started = t.history.size() + (t.current.started_at != absl::InfinitePast() ? 1 : 0);
     if (static_cast<size_t>(r->attempts_size()) + started > limit) {
       omitted += static_cast<uint32_t>(started);
       continue;
     }
     for (const AttemptRecord& a : t.history) AddAttempt(job, t.index, a, open_end, r);
-    if (t.started_at == absl::InfinitePast()) continue;
-    AttemptRecord last;
-    last.attempt = t.attempt;
-    last.state = t.state;
-    last.backup = t.backup_won;
-    last.slot = t.slot;
-    last.pid = t.pid;
-    last.worker = t.worker;
-    last.host = t.host;
-    last.started_at = t.started_at;
-    last.ended_at = t.ended_at;
-    last.cpu_ns = t.cpu_ns;
-    last.iterations_done = t.iterations_done;
-    last.error = t.error;
+    if (t.current.started_at == absl::InfinitePast()) continue;
+    AttemptRecord last = t.current.ToRecord(t.state, t.backup_won, t.error, open_end);
+    last.ended_at = t.current.ended_at;  // AddAttempt ends an open one at open_end
     AddAttempt(job, t.index, last, open_end, r);
   }
   r->set_attempts_omitted(omitted);
@@ -71,6 +60,181 @@ void AddAttempts(const JobRecord& job, absl::Time now, uint32_t limit, v1::JobRe
                    [](const v1::AttemptTiming& a, const v1::AttemptTiming& b) {
                      return a.start_offset_seconds() < b.start_offset_seconds();
                    });
+}
+
+void AddHeader(const JobRecord& job, v1::JobReport* r) {
+  r->set_schema(kReportSchema);
+  r->set_id(job.id);
+  r->set_name(job.spec.name());
+  r->set_state(job.state);
+  r->set_kind(job.spec.kind());
+  r->set_error(job.error);
+  *r->mutable_spec() = job.spec;
+  r->set_tasks_total(static_cast<uint32_t>(job.tasks.size()));
+  r->set_tasks_succeeded(job.succeeded);
+  r->set_tasks_failed(job.failed);
+  r->set_tasks_cancelled(job.cancelled);
+  r->set_iterations_total(job.iterations_total);
+  r->set_retries(job.retries);
+  r->set_duplicates(job.duplicates);
+  r->set_backups(job.backups);
+  r->set_backups_won(job.backups_won);
+}
+
+struct PerWorker {
+  std::string host;
+  uint32_t tasks = 0;
+  uint64_t iterations = 0;
+  double busy = 0;
+  std::set<uint32_t> slots;
+};
+
+// Sums over the tasks whose final attempt has timing.
+struct TaskTotals {
+  absl::Time first_start = absl::InfiniteFuture();
+  absl::Time last_end = absl::InfinitePast();
+  std::vector<double> succeeded_seconds;
+  double serial = 0;
+  double cpu = 0;
+  double queued_sum = 0, dispatch_sum = 0, result_sum = 0;
+  int phase_count = 0;
+  std::set<std::pair<std::string, uint32_t>> slots_used;
+  std::map<std::string, PerWorker> per_worker;
+};
+
+TaskTotals SumTasks(const JobRecord& job) {
+  TaskTotals s;
+  for (const TaskRecord& t : job.tasks) {
+    if (!t.has_timing()) continue;
+    const Attempt& a = t.current;
+    s.first_start = std::min(s.first_start, a.started_at);
+    s.last_end = std::max(s.last_end, a.ended_at);
+    const double secs = t.seconds();
+    s.cpu += static_cast<double>(a.cpu_ns) / 1e9;
+    s.slots_used.emplace(a.worker, a.slot);
+    PerWorker& w = s.per_worker[a.worker];
+    w.host = a.host;
+    w.tasks += 1;
+    w.iterations += a.iterations_done;
+    w.busy += secs;
+    w.slots.insert(a.slot);
+    if (t.state == v1::TASK_STATE_SUCCEEDED) {
+      s.succeeded_seconds.push_back(secs);
+      s.serial += secs;
+      if (a.assigned_at != absl::InfinitePast() && a.result_at != absl::InfinitePast()) {
+        s.queued_sum += std::max(0.0, Seconds(job.submitted_at, a.assigned_at));
+        s.dispatch_sum += std::max(0.0, Seconds(a.assigned_at, a.started_at));
+        s.result_sum += std::max(0.0, Seconds(a.ended_at, a.result_at));
+        ++s.phase_count;
+      }
+    }
+  }
+  return s;
+}
+
+// Fills the job's timing; returns its makespan.
+double AddTiming(const JobRecord& job, const TaskTotals& s, const Summary& summary, absl::Time now,
+                 v1::JobTiming* timing) {
+  ToProtoTime(job.submitted_at, timing->mutable_submitted_at());
+  if (s.first_start != absl::InfiniteFuture()) ToProtoTime(s.first_start, timing->mutable_started_at());
+  if (job.finished_at != absl::InfinitePast()) ToProtoTime(job.finished_at, timing->mutable_finished_at());
+  const absl::Time wall_end = job.finished_at != absl::InfinitePast() ? job.finished_at : now;
+  const double wall = std::max(0.0, Seconds(job.submitted_at, wall_end));
+  const double makespan = s.first_start < s.last_end ? Seconds(s.first_start, s.last_end) : 0;
+  timing->set_wall_seconds(wall);
+  timing->set_makespan_seconds(makespan);
+  timing->set_serial_seconds(s.serial);
+  timing->set_overhead_seconds(std::max(0.0, wall - makespan));
+  timing->set_cpu_seconds(s.cpu);
+  const double speedup = makespan > 0 ? s.serial / makespan : 0;
+  timing->set_speedup(speedup);
+  const uint32_t slots = SlotsUsed(job, s.slots_used.size());
+  timing->set_slots(slots);
+  timing->set_efficiency(slots == 0 ? 0 : speedup / static_cast<double>(slots));
+  v1::TaskDurationStats* ts = timing->mutable_task_seconds();
+  ts->set_min(summary.min);
+  ts->set_p50(summary.p50);
+  ts->set_p90(summary.p90);
+  ts->set_p99(summary.p99);
+  ts->set_max(summary.max);
+  if (s.phase_count > 0) {
+    timing->set_mean_queued_seconds(s.queued_sum / s.phase_count);
+    timing->set_mean_dispatch_seconds(s.dispatch_sum / s.phase_count);
+    timing->set_mean_result_seconds(s.result_sum / s.phase_count);
+  }
+  return makespan;
+}
+
+void AddWorkers(const TaskTotals& s, const std::map<std::string, WorkerFacts>& workers, double makespan,
+                v1::JobReport* r) {
+  for (const auto& [name, w] : s.per_worker) {
+    v1::WorkerTiming* wt = r->add_workers();
+    wt->set_name(name);
+    auto facts = workers.find(name);
+    wt->set_host(facts != workers.end() && !facts->second.host.empty() ? facts->second.host : w.host);
+    wt->set_slots(facts != workers.end() ? facts->second.slots : static_cast<uint32_t>(w.slots.size()));
+    wt->set_slots_used(static_cast<uint32_t>(w.slots.size()));
+    wt->set_tasks(w.tasks);
+    wt->set_iterations(w.iterations);
+    wt->set_busy_seconds(w.busy);
+    const double capacity = static_cast<double>(w.slots.size()) * makespan;
+    wt->set_utilization(capacity > 0 ? w.busy / capacity : 0);
+    wt->set_iterations_per_second(w.busy > 0 ? static_cast<double>(w.iterations) / w.busy : 0);
+  }
+}
+
+// Tasks over kStragglerFactor x the median (and at least a millisecond over
+// it: microsecond tasks jitter by more than half their length without
+// straggling); the slowest kMaxStragglersListed, in index order.
+void AddStragglers(const JobRecord& job, const Summary& summary, v1::JobReport* r) {
+  if (summary.count == 0) return;
+  const double threshold = std::max(kStragglerFactor * summary.p50, summary.p50 + kStragglerFloorSeconds);
+  std::vector<std::pair<double, uint32_t>> slow;
+  for (const TaskRecord& t : job.tasks) {
+    if (t.state == v1::TASK_STATE_SUCCEEDED && t.has_timing() && t.seconds() > threshold) {
+      slow.emplace_back(t.seconds(), t.index);
+    }
+  }
+  r->set_stragglers_total(static_cast<uint32_t>(slow.size()));
+  if (slow.size() > kMaxStragglersListed) {
+    std::nth_element(slow.begin(), slow.begin() + kMaxStragglersListed, slow.end(), std::greater<>());
+    slow.resize(kMaxStragglersListed);
+  }
+  std::sort(slow.begin(), slow.end(), [](const auto& a, const auto& b) { return a.second < b.second; });
+  for (const auto& [seconds, index] : slow) r->add_stragglers(index);
+}
+
+void AddTaskRows(const JobRecord& job, const ReportOptions& options, v1::JobReport* r) {
+  const size_t first = std::min<size_t>(options.task_offset, job.tasks.size());
+  const size_t last = first + std::min<size_t>(options.task_limit, job.tasks.size() - first);
+  r->set_tasks_offset(static_cast<uint32_t>(first));
+  r->mutable_tasks()->Reserve(static_cast<int>(last - first));
+  for (size_t i = first; i < last; ++i) {
+    const TaskRecord& t = job.tasks[i];
+    const Attempt& a = t.current;
+    v1::TaskTiming* tt = r->add_tasks();
+    tt->set_index(t.index);
+    tt->set_worker(a.worker);
+    tt->set_slot(a.slot);
+    tt->set_attempt(a.number);
+    tt->set_state(t.state);
+    tt->set_iterations(t.iterations);
+    tt->set_error(t.error);
+    tt->set_speculated(t.speculated);
+    tt->set_backup_won(t.backup_won);
+    tt->set_pid(a.pid);
+    if (!t.has_timing()) continue;
+    tt->set_start_offset_seconds(Seconds(job.submitted_at, a.started_at));
+    tt->set_seconds(t.seconds());
+    tt->set_cpu_seconds(static_cast<double>(a.cpu_ns) / 1e9);
+    if (a.assigned_at != absl::InfinitePast()) {
+      tt->set_queued_seconds(std::max(0.0, Seconds(job.submitted_at, a.assigned_at)));
+      tt->set_dispatch_seconds(std::max(0.0, Seconds(a.assigned_at, a.started_at)));
+    }
+    if (a.result_at != absl::InfinitePast()) {
+      tt->set_result_seconds(std::max(0.0, Seconds(a.ended_at, a.result_at)));
+    }
+  }
 }
 
 }  // namespace
@@ -90,163 +254,42 @@ absl::Time FromProtoTime(const google::protobuf::Timestamp& ts) {
 v1::JobReport BuildReport(const JobRecord& job, const std::map<std::string, WorkerFacts>& workers,
                           absl::Time now, const ReportOptions& options) {
   v1::JobReport r;
-  r.set_schema(kReportSchema);
-  r.set_id(job.id);
-  r.set_name(job.spec.name());
-  r.set_state(job.state);
-  r.set_kind(job.spec.kind());
-  r.set_error(job.error);
-  *r.mutable_spec() = job.spec;
-  r.set_tasks_total(static_cast<uint32_t>(job.tasks.size()));
-  r.set_tasks_succeeded(job.succeeded);
-  r.set_tasks_failed(job.failed);
-  r.set_tasks_cancelled(job.cancelled);
-  r.set_iterations_total(job.iterations_total);
-  r.set_retries(job.retries);
-  r.set_duplicates(job.duplicates);
-  r.set_backups(job.backups);
-  r.set_backups_won(job.backups_won);
-
-  absl::Time first_start = absl::InfiniteFuture();
-  absl::Time last_end = absl::InfinitePast();
-  std::vector<double> succeeded_seconds;
-  double serial = 0;
-  double cpu = 0;
-  double queued_sum = 0, dispatch_sum = 0, result_sum = 0;
-  int phase_count = 0;
-  std::set<std::pair<std::string, uint32_t>> slots_used;
-  struct PerWorker {
-    std::string host;
-    uint32_t tasks = 0;
-    uint64_t iterations = 0;
-    double busy = 0;
-    std::set<uint32_t> slots;
-  };
-  std::map<std::string, PerWorker> per_worker;
-
-  for (const TaskRecord& t : job.tasks) {
-    if (!t.has_timing()) continue;
-    first_start = std::min(first_start, t.started_at);
-    last_end = std::max(last_end, t.ended_at);
-    const double secs = t.seconds();
-    cpu += static_cast<double>(t.cpu_ns) / 1e9;
-    slots_used.emplace(t.worker, t.slot);
-    PerWorker& w = per_worker[t.worker];
-    w.host = t.host;
-    w.tasks += 1;
-    w.iterations += t.iterations_done;
-    w.busy += secs;
-    w.slots.insert(t.slot);
-    if (t.state == v1::TASK_STATE_SUCCEEDED) {
-      succeeded_seconds.push_back(secs);
-      serial += secs;
-      if (t.assigned_at != absl::InfinitePast() && t.result_at != absl::InfinitePast()) {
-        queued_sum += std::max(0.0, Seconds(job.submitted_at, t.assigned_at));
-        dispatch_sum += std::max(0.0, Seconds(t.assigned_at, t.started_at));
-        result_sum += std::max(0.0, Seconds(t.ended_at, t.result_at));
-        ++phase_count;
-      }
-    }
-  }
-
-  v1::JobTiming* timing = r.mutable_timing();
-  ToProtoTime(job.submitted_at, timing->mutable_submitted_at());
-  if (first_start != absl::InfiniteFuture()) ToProtoTime(first_start, timing->mutable_started_at());
-  if (job.finished_at != absl::InfinitePast()) ToProtoTime(job.finished_at, timing->mutable_finished_at());
-  const absl::Time wall_end = job.finished_at != absl::InfinitePast() ? job.finished_at : now;
-  const double wall = std::max(0.0, Seconds(job.submitted_at, wall_end));
-  const double makespan = first_start < last_end ? Seconds(first_start, last_end) : 0;
-  timing->set_wall_seconds(wall);
-  timing->set_makespan_seconds(makespan);
-  timing->set_serial_seconds(serial);
-  timing->set_overhead_seconds(std::max(0.0, wall - makespan));
-  timing->set_cpu_seconds(cpu);
-  const double speedup = makespan > 0 ? serial / makespan : 0;
-  timing->set_speedup(speedup);
-  const uint32_t slots = SlotsUsed(job, slots_used.size());
-  timing->set_slots(slots);
-  timing->set_efficiency(slots == 0 ? 0 : speedup / static_cast<double>(slots));
-  const Summary summary = Summarize(succeeded_seconds);
-  v1::TaskDurationStats* ts = timing->mutable_task_seconds();
-  ts->set_min(summary.min);
-  ts->set_p50(summary.p50);
-  ts->set_p90(summary.p90);
-  ts->set_p99(summary.p99);
-  ts->set_max(summary.max);
-  if (phase_count > 0) {
-    timing->set_mean_queued_seconds(queued_sum / phase_count);
-    timing->set_mean_dispatch_seconds(dispatch_sum / phase_count);
-    timing->set_mean_result_seconds(result_sum / phase_count);
-  }
-
-  for (const auto& [name, w] : per_worker) {
-    v1::WorkerTiming* wt = r.add_workers();
-    wt->set_name(name);
-    auto facts = workers.find(name);
-    wt->set_host(facts != workers.end() && !facts->second.host.empty() ? facts->second.host : w.host);
-    wt->set_slots(facts != workers.end() ? facts->second.slots : static_cast<uint32_t>(w.slots.size()));
-    wt->set_slots_used(static_cast<uint32_t>(w.slots.size()));
-    wt->set_tasks(w.tasks);
-    wt->set_iterations(w.iterations);
-    wt->set_busy_seconds(w.busy);
-    const double capacity = static_cast<double>(w.slots.size()) * makespan;
-    wt->set_utilization(capacity > 0 ? w.busy / capacity : 0);
-    wt->set_iterations_per_second(w.busy > 0 ? static_cast<double>(w.iterations) / w.busy : 0);
-  }
-
-  if (summary.count > 0) {
-    // Over 1.5x the median and at least a millisecond over it: microsecond
-    // tasks jitter by more than half their length without straggling.
-    const double threshold = std::max(kStragglerFactor * summary.p50, summary.p50 + kStragglerFloorSeconds);
-    std::vector<std::pair<double, uint32_t>> slow;
-    for (const TaskRecord& t : job.tasks) {
-      if (t.state == v1::TASK_STATE_SUCCEEDED && t.has_timing() && t.seconds() > threshold) {
-        slow.emplace_back(t.seconds(), t.index);
-      }
-    }
-    r.set_stragglers_total(static_cast<uint32_t>(slow.size()));
-    if (slow.size() > kMaxStragglersListed) {  // the slowest, listed in index order
-      std::nth_element(slow.begin(), slow.begin() + kMaxStragglersListed, slow.end(), std::greater<>());
-      slow.resize(kMaxStragglersListed);
-    }
-    std::sort(slow.begin(), slow.end(), [](const auto& a, const auto& b) { return a.second < b.second; });
-    for (const auto& [seconds, index] : slow) r.add_stragglers(index);
-  }
-
+  AddHeader(job, &r);
+  const TaskTotals totals = SumTasks(job);
+  const Summary summary = Summarize(totals.succeeded_seconds);
+  const double makespan = AddTiming(job, totals, summary, now, r.mutable_timing());
+  AddWorkers(totals, workers, makespan, &r);
+  AddStragglers(job, summary, &r);
   if (options.tasks && !(options.summarize_large && job.tasks.size() > options.task_limit)) {
-    const size_t first = std::min<size_t>(options.task_offset, job.tasks.size());
-    const size_t last = first + std::min<size_t>(options.task_limit, job.tasks.size() - first);
-    r.set_tasks_offset(static_cast<uint32_t>(first));
-    r.mutable_tasks()->Reserve(static_cast<int>(last - first));
-    for (size_t i = first; i < last; ++i) {
-      const TaskRecord& t = job.tasks[i];
-      v1::TaskTiming* tt = r.add_tasks();
-      tt->set_index(t.index);
-      tt->set_worker(t.worker);
-      tt->set_slot(t.slot);
-      tt->set_attempt(t.attempt);
-      tt->set_state(t.state);
-      tt->set_iterations(t.iterations);
-      tt->set_error(t.error);
-      tt->set_speculated(t.speculated);
-      tt->set_backup_won(t.backup_won);
-      tt->set_pid(t.pid);
-      if (t.has_timing()) {
-        tt->set_start_offset_seconds(Seconds(job.submitted_at, t.started_at));
-        tt->set_seconds(t.seconds());
-        tt->set_cpu_seconds(static_cast<double>(t.cpu_ns) / 1e9);
-        if (t.assigned_at != absl::InfinitePast()) {
-          tt->set_queued_seconds(std::max(0.0, Seconds(job.submitted_at, t.assigned_at)));
-          tt->set_dispatch_seconds(std::max(0.0, Seconds(t.assigned_at, t.started_at)));
-        }
-        if (t.result_at != absl::InfinitePast()) {
-          tt->set_result_seconds(std::max(0.0, Seconds(t.ended_at, t.result_at)));
-        }
-      }
-    }
+    AddTaskRows(job, options, &r);
   }
   if (options.attempts) AddAttempts(job, now, options.attempt_limit, &r);
   return r;
+}
+
+std::optional<absl::Duration> StragglerThreshold(const JobRecord& job) {
+  std::vector<double> done;
+  done.reserve(job.succeeded);
+  for (const TaskRecord& t : job.tasks) {
+    if (t.state == v1::TASK_STATE_SUCCEEDED && t.has_timing()) done.push_back(t.seconds());
+  }
+  if (done.empty()) return std::nullopt;
+  std::nth_element(done.begin(), done.begin() + static_cast<std::ptrdiff_t>(done.size() / 2), done.end());
+  return absl::Seconds(kStragglerFactor * done[done.size() / 2]);
+}
+
+v1::JobSummary BuildSummary(const JobRecord& job, absl::Time now) {
+  v1::JobSummary s;
+  s.set_id(job.id);
+  s.set_name(job.spec.name());
+  s.set_state(job.state);
+  s.set_kind(job.spec.kind());
+  s.set_tasks(static_cast<uint32_t>(job.tasks.size()));
+  s.set_tasks_done(job.done());
+  ToProtoTime(job.submitted_at, s.mutable_submitted_at());
+  const absl::Time end = job.finished_at != absl::InfinitePast() ? job.finished_at : now;
+  s.set_wall_seconds(std::max(0.0, absl::ToDoubleSeconds(end - job.submitted_at)));
+  return s;
 }
 
 v1::JobProgress BuildProgress(const JobRecord& job, absl::Time now) {

@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <string>
 
 #include "absl/time/time.h"
@@ -28,7 +29,7 @@ struct WorkerFacts {
 };
 
 // The report of `job` at time `now` (for jobs still running, wall time runs
-// to `now`). Definitions (DESIGN.md, "Timing"):
+// to `now`). Definitions (docs/design.md, "Timing"):
 //  - wall = submit -> last result (or now); makespan = first task start ->
 //    last task end; serial = sum of succeeded task durations;
 //    speedup = serial / makespan; efficiency = speedup / slots, where slots
@@ -68,6 +69,14 @@ inline v1::JobReport BuildReport(const JobRecord& job, const std::map<std::strin
   options.attempts = include_attempts;
   return BuildReport(job, workers, now, options);
 }
+
+// Speculation: a task of the job running longer than this is a straggler
+// worth a backup (kStragglerFactor x the median of its succeeded tasks);
+// nullopt before any succeeded task has timing.
+std::optional<absl::Duration> StragglerThreshold(const JobRecord& job);
+
+// The job's line in a listing; wall time runs to `now` while it runs.
+v1::JobSummary BuildSummary(const JobRecord& job, absl::Time now);
 
 // Progress of `job` at `now` (O(1): counters only).
 v1::JobProgress BuildProgress(const JobRecord& job, absl::Time now);

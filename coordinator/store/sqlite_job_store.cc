@@ -94,6 +94,15 @@ absl::Status Exec(sqlite3* db, const char* sql) {
   return absl::OkStatus();
 }
 
+// Runs a bound statement of the open write transaction; on failure rolls
+// the batch back.
+absl::Status StepOrRollback(sqlite3* db, Stmt& stmt, absl::string_view what) {
+  if (sqlite3_step(stmt.get()) == SQLITE_DONE) return absl::OkStatus();
+  absl::Status s = SqlError(db, what);
+  Exec(db, "ROLLBACK;").IgnoreError();
+  return s;
+}
+
 }  // namespace
 
 // The writer's two statements, prepared on its first commit.
@@ -183,7 +192,7 @@ absl::Status SqliteJobStore::CreateJob(const JobRecord& job) {
   std::vector<NewTask>& created = pending_.created[job.id];
   created.reserve(job.tasks.size());
   for (const TaskRecord& t : job.tasks) {
-    if (t.state == v1::TASK_STATE_QUEUED && t.attempt == 0) {
+    if (t.state == v1::TASK_STATE_QUEUED && t.current.number == 0) {
       created.push_back({t.index, t.iterations, absl::ToInt64Nanoseconds(t.duration)});
     } else {
       pending_.tasks[job.id].insert_or_assign(t.index, TaskRow(t));
@@ -212,21 +221,21 @@ absl::Status SqliteJobStore::SaveJob(const JobRecord& job, const std::vector<uin
 
 SqliteJobStore::TaskRow::TaskRow(const TaskRecord& t)
     : index(t.index),
-      attempt(t.attempt),
-      slot(t.slot),
+      attempt(t.current.number),
+      slot(t.current.slot),
       state(t.state),
       iterations(t.iterations),
       duration(t.duration),
-      worker(t.worker),
-      host(t.host),
+      worker(t.current.worker),
+      host(t.current.host),
       error(t.error),
       failures(absl::StrJoin(t.failures, "\n")),
-      assigned_at(t.assigned_at),
-      started_at(t.started_at),
-      ended_at(t.ended_at),
-      result_at(t.result_at),
-      cpu_ns(t.cpu_ns),
-      iterations_done(t.iterations_done),
+      assigned_at(t.current.assigned_at),
+      started_at(t.current.started_at),
+      ended_at(t.current.ended_at),
+      result_at(t.current.result_at),
+      cpu_ns(t.current.cpu_ns),
+      iterations_done(t.current.iterations_done),
       speculated(t.speculated),
       backup_won(t.backup_won) {}
 
@@ -282,15 +291,17 @@ absl::Status SqliteJobStore::Commit(const Pending& batch) {
     }
     writes_ = std::move(writes);
   }
+  BF_RETURN_IF_ERROR(WriteHeaders(batch));
+  // A job's new rows first: its changed rows (below) replace them.
+  BF_RETURN_IF_ERROR(WriteCreatedTasks(batch));
+  BF_RETURN_IF_ERROR(WriteChangedTasks(batch));
+  sqlite3_reset(writes_->job.get());
+  sqlite3_reset(writes_->task.get());
+  return Exec(db_, "COMMIT;");
+}
+
+absl::Status SqliteJobStore::WriteHeaders(const Pending& batch) {
   Stmt& job = writes_->job;
-  Stmt& task = writes_->task;
-  // Runs a bound statement; on failure rolls the batch back.
-  auto step = [this](Stmt& stmt, absl::string_view what) ABSL_EXCLUSIVE_LOCKS_REQUIRED(db_mu_) {
-    if (sqlite3_step(stmt.get()) == SQLITE_DONE) return absl::OkStatus();
-    absl::Status s = SqlError(db_, what);
-    Exec(db_, "ROLLBACK;").IgnoreError();
-    return s;
-  };
   for (const auto& [id, j] : batch.headers) {
     sqlite3_reset(job.get());
     job.Text(1, id);
@@ -308,9 +319,13 @@ absl::Status SqliteJobStore::Commit(const Pending& batch) {
     job.Int(13, static_cast<int64_t>(j.iterations_done));
     job.Int(14, j.backups);
     job.Int(15, j.backups_won);
-    BF_RETURN_IF_ERROR(step(job, "saving a job"));
+    BF_RETURN_IF_ERROR(StepOrRollback(db_, job, "saving a job"));
   }
-  // A job's new rows first: its changed rows (below) replace them.
+  return absl::OkStatus();
+}
+
+absl::Status SqliteJobStore::WriteCreatedTasks(const Pending& batch) {
+  Stmt& task = writes_->task;
   for (const auto& [job_id, created] : batch.created) {
     for (const NewTask& n : created) {
       sqlite3_reset(task.get());
@@ -330,9 +345,14 @@ absl::Status SqliteJobStore::Commit(const Pending& batch) {
       task.Text(17, "");
       task.Int(18, 0);
       task.Int(19, 0);
-      BF_RETURN_IF_ERROR(step(task, "saving a task"));
+      BF_RETURN_IF_ERROR(StepOrRollback(db_, task, "saving a task"));
     }
   }
+  return absl::OkStatus();
+}
+
+absl::Status SqliteJobStore::WriteChangedTasks(const Pending& batch) {
+  Stmt& task = writes_->task;
   for (const auto& [job_id, rows] : batch.tasks) {
     for (const auto& [index, t] : rows) {
       sqlite3_reset(task.get());
@@ -355,12 +375,10 @@ absl::Status SqliteJobStore::Commit(const Pending& batch) {
       task.Text(17, t.failures);
       task.Int(18, t.speculated ? 1 : 0);
       task.Int(19, t.backup_won ? 1 : 0);
-      BF_RETURN_IF_ERROR(step(task, "saving a task"));
+      BF_RETURN_IF_ERROR(StepOrRollback(db_, task, "saving a task"));
     }
   }
-  sqlite3_reset(job.get());
-  sqlite3_reset(task.get());
-  return Exec(db_, "COMMIT;");
+  return absl::OkStatus();
 }
 
 absl::Status SqliteJobStore::Flush() const {
@@ -416,16 +434,16 @@ absl::StatusOr<JobRecord> SqliteJobStore::LoadJobLocked(const std::string& id) c
     t.iterations = static_cast<uint64_t>(tasks.ColInt(1));
     t.duration = absl::Nanoseconds(tasks.ColInt(2));
     t.state = static_cast<v1::TaskState>(tasks.ColInt(3));
-    t.attempt = static_cast<uint32_t>(tasks.ColInt(4));
-    t.worker = tasks.ColText(5);
-    t.host = tasks.ColText(6);
-    t.slot = static_cast<uint32_t>(tasks.ColInt(7));
-    t.assigned_at = tasks.ColTime(8);
-    t.started_at = tasks.ColTime(9);
-    t.ended_at = tasks.ColTime(10);
-    t.result_at = tasks.ColTime(11);
-    t.cpu_ns = tasks.ColInt(12);
-    t.iterations_done = static_cast<uint64_t>(tasks.ColInt(13));
+    t.current.number = static_cast<uint32_t>(tasks.ColInt(4));
+    t.current.worker = tasks.ColText(5);
+    t.current.host = tasks.ColText(6);
+    t.current.slot = static_cast<uint32_t>(tasks.ColInt(7));
+    t.current.assigned_at = tasks.ColTime(8);
+    t.current.started_at = tasks.ColTime(9);
+    t.current.ended_at = tasks.ColTime(10);
+    t.current.result_at = tasks.ColTime(11);
+    t.current.cpu_ns = tasks.ColInt(12);
+    t.current.iterations_done = static_cast<uint64_t>(tasks.ColInt(13));
     t.error = tasks.ColText(14);
     const std::string failures = tasks.ColText(15);
     if (!failures.empty()) t.failures = absl::StrSplit(failures, '\n');

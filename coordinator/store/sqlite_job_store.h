@@ -93,7 +93,12 @@ class SqliteJobStore : public JobStore {
 
   explicit SqliteJobStore(sqlite3* db, std::string path);
   void WriterLoop();
+  // One transaction: the batch's job headers, its new jobs' rows, then its
+  // changed rows. Rolled back on the first error.
   absl::Status Commit(const Pending& batch) ABSL_EXCLUSIVE_LOCKS_REQUIRED(db_mu_);
+  absl::Status WriteHeaders(const Pending& batch) ABSL_EXCLUSIVE_LOCKS_REQUIRED(db_mu_);
+  absl::Status WriteCreatedTasks(const Pending& batch) ABSL_EXCLUSIVE_LOCKS_REQUIRED(db_mu_);
+  absl::Status WriteChangedTasks(const Pending& batch) ABSL_EXCLUSIVE_LOCKS_REQUIRED(db_mu_);
   absl::StatusOr<JobRecord> LoadJobLocked(const std::string& id) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(db_mu_);
 
   const std::string path_;

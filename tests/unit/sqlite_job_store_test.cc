@@ -58,16 +58,16 @@ TEST_F(SqliteJobStoreTest, JobsAndTasksSurviveReopening) {
     ASSERT_OK(store->CreateJob(job));
     TaskRecord& t = job.tasks[1];
     t.state = v1::TASK_STATE_SUCCEEDED;
-    t.attempt = 2;
-    t.worker = "w1";
-    t.host = "h1";
-    t.slot = 3;
-    t.assigned_at = job.submitted_at + absl::Milliseconds(1);
-    t.started_at = job.submitted_at + absl::Milliseconds(2);
-    t.ended_at = job.submitted_at + absl::Milliseconds(1002);
-    t.result_at = job.submitted_at + absl::Milliseconds(1003);
-    t.cpu_ns = 999'000'000;
-    t.iterations_done = 1000;
+    t.current.number = 2;
+    t.current.worker = "w1";
+    t.current.host = "h1";
+    t.current.slot = 3;
+    t.current.assigned_at = job.submitted_at + absl::Milliseconds(1);
+    t.current.started_at = job.submitted_at + absl::Milliseconds(2);
+    t.current.ended_at = job.submitted_at + absl::Milliseconds(1002);
+    t.current.result_at = job.submitted_at + absl::Milliseconds(1003);
+    t.current.cpu_ns = 999'000'000;
+    t.current.iterations_done = 1000;
     t.failures = {"attempt 1 lost with worker w0 (stream closed)"};
     job.succeeded = 1;
     job.retries = 1;
@@ -87,19 +87,19 @@ TEST_F(SqliteJobStoreTest, JobsAndTasksSurviveReopening) {
   ASSERT_EQ(loaded.tasks.size(), 3u);
   const TaskRecord& t = loaded.tasks[1];
   EXPECT_EQ(t.state, v1::TASK_STATE_SUCCEEDED);
-  EXPECT_EQ(t.attempt, 2u);
-  EXPECT_EQ(t.worker, "w1");
-  EXPECT_EQ(t.slot, 3u);
-  EXPECT_EQ(t.ended_at - t.started_at, absl::Seconds(1));
-  EXPECT_EQ(t.cpu_ns, 999'000'000);
+  EXPECT_EQ(t.current.number, 2u);
+  EXPECT_EQ(t.current.worker, "w1");
+  EXPECT_EQ(t.current.slot, 3u);
+  EXPECT_EQ(t.current.ended_at - t.current.started_at, absl::Seconds(1));
+  EXPECT_EQ(t.current.cpu_ns, 999'000'000);
   EXPECT_EQ(t.failures, std::vector<std::string>{"attempt 1 lost with worker w0 (stream closed)"});
   EXPECT_EQ(loaded.tasks[0].state, v1::TASK_STATE_QUEUED);
-  EXPECT_EQ(loaded.tasks[0].started_at, absl::InfinitePast());
+  EXPECT_EQ(loaded.tasks[0].current.started_at, absl::InfinitePast());
   // Rows written as created (never changed): index and work intact.
   EXPECT_EQ(loaded.tasks[2].index, 2u);
   EXPECT_EQ(loaded.tasks[2].iterations, 1000u);
-  EXPECT_EQ(loaded.tasks[2].attempt, 0u);
-  EXPECT_EQ(loaded.tasks[2].worker, "");
+  EXPECT_EQ(loaded.tasks[2].current.number, 0u);
+  EXPECT_EQ(loaded.tasks[2].current.worker, "");
 }
 
 TEST_F(SqliteJobStoreTest, ListsNewestFirstAndFindsUnfinished) {

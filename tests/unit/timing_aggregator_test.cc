@@ -28,18 +28,18 @@ TaskRecord Task(uint32_t index, const std::string& worker, int64_t assigned_ms, 
   TaskRecord t;
   t.index = index;
   t.iterations = kIters;
-  t.iterations_done = kIters;
+  t.current.iterations_done = kIters;
   t.state = v1::TASK_STATE_SUCCEEDED;
-  t.attempt = 1;
-  t.session = "s-" + worker;
-  t.worker = worker;
-  t.host = "host-" + worker;
-  t.slot = 0;
-  t.assigned_at = At(assigned_ms);
-  t.started_at = At(start_ms);
-  t.ended_at = At(end_ms);
-  t.result_at = At(end_ms + 200);
-  t.cpu_ns = cpu_ms * 1'000'000;
+  t.current.number = 1;
+  t.current.session = "s-" + worker;
+  t.current.worker = worker;
+  t.current.host = "host-" + worker;
+  t.current.slot = 0;
+  t.current.assigned_at = At(assigned_ms);
+  t.current.started_at = At(start_ms);
+  t.current.ended_at = At(end_ms);
+  t.current.result_at = At(end_ms + 200);
+  t.current.cpu_ns = cpu_ms * 1'000'000;
   return t;
 }
 
@@ -131,8 +131,8 @@ TEST(BuildReportTest, StragglersAreTasksOverOneAndAHalfMedians) {
 
 TEST(BuildReportTest, ExactlyOneAndAHalfMediansIsNotAStraggler) {
   JobRecord job = FinishedJob();
-  job.tasks[3].ended_at = At(2'600);  // 1.5 s = 1.5 x median
-  job.tasks[3].result_at = At(2'800);
+  job.tasks[3].current.ended_at = At(2'600);  // 1.5 s = 1.5 x median
+  job.tasks[3].current.result_at = At(2'800);
   const v1::JobReport r = BuildReport(job, {}, At(10'000), true);
   EXPECT_THAT(r.stragglers(), IsEmpty());
 }
@@ -145,7 +145,7 @@ TEST(BuildReportTest, MicrosecondJitterIsNoStraggler) {
   job.finished_at = At(100);
   for (uint32_t i = 0; i < 100; ++i) {
     TaskRecord t = Task(i, "w", 0, 1, 1, 0);
-    t.ended_at = t.started_at + absl::Microseconds(i % 10 == 0 ? 3 : 1);  // 3x the median, 2 us over it
+    t.current.ended_at = t.current.started_at + absl::Microseconds(i % 10 == 0 ? 3 : 1);  // 3x the median, 2 us over it
     job.tasks.push_back(t);
   }
   const v1::JobReport r = BuildReport(job, {}, At(100), false);
@@ -239,8 +239,8 @@ TEST(BuildReportTest, RunningJobWallRunsToNow) {
   job.finished_at = absl::InfinitePast();
   // Task 3 still running: no end yet.
   job.tasks[3].state = v1::TASK_STATE_RUNNING;
-  job.tasks[3].ended_at = absl::InfinitePast();
-  job.tasks[3].result_at = absl::InfinitePast();
+  job.tasks[3].current.ended_at = absl::InfinitePast();
+  job.tasks[3].current.result_at = absl::InfinitePast();
   job.succeeded = 3;
   job.running = 1;
   const v1::JobReport r = BuildReport(job, {}, At(5'000), true);
@@ -274,7 +274,7 @@ TEST(BuildReportTest, FailedTasksCountForTheWorkerButNotSerialTime) {
   JobRecord job = FinishedJob();
   job.state = v1::JOB_STATE_FAILED;
   job.tasks[2].state = v1::TASK_STATE_FAILED;
-  job.tasks[2].iterations_done = kIters / 2;
+  job.tasks[2].current.iterations_done = kIters / 2;
   job.tasks[2].error = "timed out after 1s";
   job.succeeded = 3;
   job.failed = 1;
@@ -292,11 +292,11 @@ TEST(BuildReportTest, FailedTasksCountForTheWorkerButNotSerialTime) {
 TEST(BuildReportTest, TwoSlotsOnOneWorkerCountTwice) {
   JobRecord job = FinishedJob();
   for (TaskRecord& t : job.tasks) {
-    t.worker = "w1";
-    t.host = "host-w1";
+    t.current.worker = "w1";
+    t.current.host = "host-w1";
   }
-  job.tasks[1].slot = 1;
-  job.tasks[3].slot = 1;
+  job.tasks[1].current.slot = 1;
+  job.tasks[3].current.slot = 1;
   const v1::JobReport r = BuildReport(job, {{"w1", {"h", 8}}}, At(10'000), true);
   EXPECT_EQ(r.timing().slots(), 2u);
   ASSERT_EQ(r.workers_size(), 1);

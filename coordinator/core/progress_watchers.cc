@@ -1,0 +1,104 @@
+#include "coordinator/core/progress_watchers.h"
+
+#include <algorithm>
+#include <optional>
+#include <utility>
+
+#include "coordinator/core/limits.h"
+
+namespace busyfleet::coordinator {
+
+ReportOptions ProgressWatchers::FinalReportOptions(bool include_tasks) {
+  ReportOptions options;
+  options.tasks = include_tasks;
+  options.task_limit = limits::kMaxTaskRowsPerReply;
+  options.summarize_large = true;
+  return options;
+}
+
+void ProgressWatchers::Add(uint64_t handle, const JobRecord& job, bool include_tasks, ProgressCallback callback,
+                           absl::Duration first_update_delay, absl::Time now) {
+  Watcher& w = watchers_[handle];
+  w.job_id = job.id;
+  w.include_tasks = include_tasks;
+  w.refilled = now;
+  if (first_update_delay > absl::ZeroDuration()) {
+    w.tokens = options_.burst;
+    w.due = now + first_update_delay;
+    HoldBack(w);
+  } else {
+    callback(BuildProgress(job, now));
+    w.tokens = std::max(0.0, options_.burst - 1);  // the update just sent counts
+  }
+  w.callback = std::move(callback);
+}
+
+void ProgressWatchers::Notify(const JobRecord& job, absl::Time now, FactsFn facts) {
+  std::optional<v1::JobProgress> progress;
+  for (auto it = watchers_.begin(); it != watchers_.end();) {
+    Watcher& w = it->second;
+    if (w.job_id != job.id) {
+      ++it;
+      continue;
+    }
+    if (IsTerminal(job.state)) {
+      if (!progress) progress = BuildProgress(job, now);
+      v1::JobProgress final_progress = *progress;
+      *final_progress.mutable_report() = BuildReport(job, facts(), now, FinalReportOptions(w.include_tasks));
+      w.callback(final_progress);
+      it = watchers_.erase(it);
+      continue;
+    }
+    if (w.pending) {  // already held back: it goes out with the newest progress when due
+      ++it;
+      continue;
+    }
+    if (TakeToken(w, now)) {
+      if (!progress) progress = BuildProgress(job, now);
+      w.callback(*progress);
+    } else {
+      HoldBack(w);
+    }
+    ++it;
+  }
+}
+
+void ProgressWatchers::HoldBack(Watcher& w) {
+  w.pending = true;
+  if (w.due < due_) {
+    due_ = w.due;
+    if (options_.request_check) options_.request_check();
+  }
+}
+
+bool ProgressWatchers::TakeToken(Watcher& w, absl::Time now) const {
+  if (options_.interval <= absl::ZeroDuration()) return true;
+  if (w.refilled != absl::InfinitePast()) {
+    w.tokens = std::min(options_.burst, w.tokens + absl::FDivDuration(now - w.refilled, options_.interval));
+  }
+  w.refilled = now;
+  if (w.tokens >= 1) {
+    w.tokens -= 1;
+    return true;
+  }
+  w.due = now + options_.interval * (1 - w.tokens);
+  return false;
+}
+
+absl::Time ProgressWatchers::SendDue(absl::Time now, FindJobFn find_job) {
+  if (due_ > now) return due_;
+  due_ = absl::InfiniteFuture();
+  for (auto& [handle, w] : watchers_) {
+    if (!w.pending) continue;
+    if (w.due > now || !TakeToken(w, now)) {
+      due_ = std::min(due_, w.due);
+      continue;
+    }
+    w.pending = false;
+    w.due = absl::InfiniteFuture();
+    if (const JobRecord* job = find_job(w.job_id)) w.callback(BuildProgress(*job, now));
+  }
+  return due_;
+}
+
+}  // namespace busyfleet::coordinator

@@ -1,0 +1,156 @@
+#include "coordinator/core/session_table.h"
+
+#include <algorithm>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "google/protobuf/util/time_util.h"
+
+namespace busyfleet::coordinator {
+
+using google::protobuf::util::TimeUtil;
+
+Session Session::FromHello(const v1::Hello& hello, std::string id, std::string name, absl::string_view peer,
+                           std::shared_ptr<WorkerChannel> channel, absl::Time now) {
+  Session s;
+  s.id = std::move(id);
+  s.name = std::move(name);
+  s.instance_id = hello.instance_id();
+  s.host = hello.host();
+  s.slots = hello.slots();
+  s.labels.insert(hello.labels().begin(), hello.labels().end());
+  s.default_exec = hello.default_exec() == v1::EXEC_MODE_PROCESS ? v1::EXEC_MODE_PROCESS
+                                                                  : v1::EXEC_MODE_THREAD;
+  for (const int m : hello.exec_modes()) {
+    if (m == v1::EXEC_MODE_THREAD || m == v1::EXEC_MODE_PROCESS) {
+      s.exec_modes.push_back(static_cast<v1::ExecMode>(m));
+    }
+  }
+  if (s.exec_modes.empty()) s.exec_modes.push_back(s.default_exec);
+  s.peer = std::string(peer);
+  s.channel = std::move(channel);
+  s.attached_at = now;
+  s.last_seen = now;
+  return s;
+}
+
+absl::Time Session::StartTime(int64_t start_mono_ns, absl::Time assigned_at, absl::Time now) const {
+  const absl::Time start = offset_valid ? ToCoordinatorTime(start_mono_ns) : now;
+  return std::clamp(start, assigned_at, now);
+}
+
+void Session::RecordTiming(const v1::TaskResult& result, absl::Time now, Attempt& a) const {
+  a.slot = result.slot();
+  a.result_at = now;
+  a.pid = result.pid();
+  a.cpu_ns = result.cpu_ns();
+  a.iterations_done = result.iterations_done();
+  const absl::Duration ran = absl::Nanoseconds(result.end_mono_ns() - result.start_mono_ns());
+  a.started_at = offset_valid ? ToCoordinatorTime(result.start_mono_ns()) : now - ran;
+  // The offset estimate is only good to half a round trip; keep what we
+  // know for sure: the attempt ran between its assignment and its result.
+  if (a.started_at < a.assigned_at) a.started_at = a.assigned_at;
+  if (a.started_at + ran > now) a.started_at = std::max(a.assigned_at, now - ran);
+  a.ended_at = a.started_at + ran;
+}
+
+void Session::ObserveClocks(const v1::Heartbeat& hb, absl::Time now) {
+  if (hb.clock_offset_valid()) {
+    offset_valid = true;
+    clock_offset_ns = hb.clock_offset_ns();
+  }
+  if (hb.sent_unix_ns() != 0) {
+    // How far the worker's wall clock is behind ours (positive: behind),
+    // taking half the round trip as the one-way delay.
+    wall_offset_ns = absl::ToUnixNanos(now) - hb.sent_unix_ns() - hb.clock_rtt_ns() / 2;
+    wall_offset_valid = true;
+  }
+}
+
+v1::WorkerInfo Session::Info() const {
+  v1::WorkerInfo w;
+  w.set_name(name);
+  w.set_session_id(id);
+  *w.mutable_host() = host;
+  w.set_slots(slots);
+  w.set_state(state);
+  w.set_running(running);
+  w.set_assigned(assigned);
+  ToProtoTime(last_heartbeat, w.mutable_last_heartbeat());
+  ToProtoTime(attached_at, w.mutable_attached_at());
+  w.mutable_labels()->insert(labels.begin(), labels.end());
+  w.set_peer(peer);
+  if (wall_offset_valid) {
+    *w.mutable_clock_offset() = TimeUtil::NanosecondsToDuration(wall_offset_ns);
+  }
+  w.set_tasks_done(tasks_done);
+  return w;
+}
+
+SessionTable::NameChoice SessionTable::ChooseName(absl::string_view name, absl::string_view instance_id) const {
+  NameChoice choice;
+  choice.name = std::string(name);
+  for (int n = 2;; ++n) {
+    bool taken = false;
+    for (const auto& [id, s] : sessions_) {
+      if (s.name != choice.name) continue;
+      if (!instance_id.empty() && s.instance_id == instance_id) {
+        choice.stale = id;
+      } else {
+        taken = true;
+      }
+    }
+    if (!taken) return choice;
+    choice.name = absl::StrCat(name, "-", n);
+  }
+}
+
+Session* SessionTable::Find(absl::string_view id) {
+  auto it = sessions_.find(std::string(id));
+  return it == sessions_.end() ? nullptr : &it->second;
+}
+
+Session* SessionTable::FindByName(absl::string_view name) {
+  for (auto& [id, s] : sessions_) {
+    if (s.name == name) return &s;
+  }
+  return nullptr;
+}
+
+Session& SessionTable::Add(Session s) {
+  const std::string id = s.id;
+  return sessions_.emplace(id, std::move(s)).first->second;
+}
+
+void SessionTable::Retire(absl::string_view id) {
+  auto it = sessions_.find(std::string(id));
+  if (it == sessions_.end()) return;
+  Session& s = it->second;
+  s.state = v1::WORKER_STATE_GONE;
+  s.running = 0;
+  s.assigned = 0;
+  s.channel.reset();
+  gone_.push_back(std::move(s));
+  while (gone_.size() > keep_gone_) gone_.pop_front();
+  sessions_.erase(it);
+}
+
+std::map<std::string, WorkerFacts> SessionTable::Facts() const {
+  std::map<std::string, WorkerFacts> facts;
+  for (const Session& s : gone_) facts[s.name] = {s.host.hostname(), s.slots};
+  for (const auto& [id, s] : sessions_) facts[s.name] = {s.host.hostname(), s.slots};
+  return facts;
+}
+
+std::vector<v1::WorkerInfo> SessionTable::List(bool include_gone) const {
+  std::vector<v1::WorkerInfo> out;
+  for (const auto& [id, s] : sessions_) out.push_back(s.Info());
+  std::sort(out.begin(), out.end(),
+            [](const v1::WorkerInfo& a, const v1::WorkerInfo& b) { return a.name() < b.name(); });
+  if (include_gone) {
+    for (auto it = gone_.rbegin(); it != gone_.rend(); ++it) out.push_back(it->Info());
+  }
+  return out;
+}
+
+}  // namespace busyfleet::coordinator

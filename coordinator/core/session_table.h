@@ -1,0 +1,121 @@
+#ifndef BUSYFLEET_COORDINATOR_CORE_SESSION_TABLE_H_
+#define BUSYFLEET_COORDINATOR_CORE_SESSION_TABLE_H_
+
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+#include "busyfleet/v1/coordinator.pb.h"
+#include "busyfleet/v1/worker.pb.h"
+#include "coordinator/core/job_model.h"
+#include "coordinator/core/timing_aggregator.h"
+
+namespace busyfleet::coordinator {
+
+// The coordinator's side of one attached worker's stream. Implemented by the
+// gRPC adapter (and by fakes in tests).
+class WorkerChannel {
+ public:
+  virtual ~WorkerChannel() = default;
+  // Queues `message` for the worker. Must not block and must not call back
+  // into the Coordinator (it is called with the Coordinator's lock held).
+  virtual void Send(v1::CoordinatorMessage message) = 0;
+  // Ends the stream with `status` (worker declared dead, shutdown). Same
+  // rules as Send.
+  virtual void Close(const absl::Status& status) = 0;
+};
+
+// One attached worker (or, once in the gone ring, one that left).
+struct Session {
+  std::string id;
+  std::string name;
+  std::string instance_id;
+  v1::HostInfo host;
+  uint32_t slots = 0;
+  std::map<std::string, std::string> labels;
+  v1::ExecMode default_exec = v1::EXEC_MODE_THREAD;
+  std::vector<v1::ExecMode> exec_modes;
+  std::string peer;
+  std::shared_ptr<WorkerChannel> channel;
+  v1::WorkerState state = v1::WORKER_STATE_READY;
+  absl::Time attached_at;
+  absl::Time last_seen;
+  absl::Time last_heartbeat = absl::InfinitePast();
+  bool offset_valid = false;
+  int64_t clock_offset_ns = 0;
+  bool wall_offset_valid = false;
+  int64_t wall_offset_ns = 0;
+  // Attempts in flight here (the Coordinator keeps these; see the
+  // invariants in coordinator.h): ASSIGNED (sent, not started) and RUNNING,
+  // primaries and backups alike.
+  uint32_t running = 0;
+  uint32_t assigned = 0;
+  uint64_t tasks_done = 0;
+
+  // A session for a worker that said `hello` (validated), attached at `now`.
+  static Session FromHello(const v1::Hello& hello, std::string id, std::string name, absl::string_view peer,
+                           std::shared_ptr<WorkerChannel> channel, absl::Time now);
+  // A time on the worker's monotonic clock, on ours (needs offset_valid).
+  absl::Time ToCoordinatorTime(int64_t mono_ns) const { return absl::FromUnixNanos(mono_ns + clock_offset_ns); }
+  // When an attempt assigned at `assigned_at` started, from the worker's
+  // report (`now` without a clock offset), kept between its assignment and `now`.
+  absl::Time StartTime(int64_t start_mono_ns, absl::Time assigned_at, absl::Time now) const;
+  // Puts a result's worker times on our clock, kept between the attempt's
+  // assignment and `now` (when its result arrived); takes its figures.
+  void RecordTiming(const v1::TaskResult& result, absl::Time now, Attempt& a) const;
+  // Takes the clock offsets a heartbeat carries; `now` is when it arrived.
+  void ObserveClocks(const v1::Heartbeat& hb, absl::Time now);
+  v1::WorkerInfo Info() const;
+};
+
+// The attached workers by session id, and a ring of the last ones that left.
+// Plain data, no lock: the Coordinator calls it with its own lock held.
+class SessionTable {
+ public:
+  explicit SessionTable(size_t keep_gone) : keep_gone_(keep_gone) {}
+
+  // The name a worker saying hello as `name` gets: its own, unless an
+  // attached worker of another instance has it; then `name-2`, `name-3`...
+  // A worker reconnecting with the same non-empty instance_id keeps its
+  // name; its old session is returned in `stale` (to be removed).
+  struct NameChoice {
+    std::string name;
+    std::string stale;  // empty: none
+  };
+  NameChoice ChooseName(absl::string_view name, absl::string_view instance_id) const;
+
+  bool Contains(absl::string_view id) const { return sessions_.contains(std::string(id)); }
+  Session* Find(absl::string_view id);
+  Session& At(absl::string_view id) { return sessions_.at(std::string(id)); }
+  // The attached worker named `name`; nullptr if none.
+  Session* FindByName(absl::string_view name);
+  Session& Add(Session s);
+  // Moves the session into the gone ring (state GONE, no channel, nothing
+  // in flight), dropping the oldest beyond the limit.
+  void Retire(absl::string_view id);
+
+  std::map<std::string, Session>& attached() { return sessions_; }
+  const std::map<std::string, Session>& attached() const { return sessions_; }
+  size_t gone_count() const { return gone_.size(); }
+
+  // Host and slots by worker name, the gone ones included (for reports).
+  std::map<std::string, WorkerFacts> Facts() const;
+  // Attached workers by name, then (with include_gone) the gone ones,
+  // newest first.
+  std::vector<v1::WorkerInfo> List(bool include_gone) const;
+
+ private:
+  const size_t keep_gone_;
+  std::map<std::string, Session> sessions_;
+  std::deque<Session> gone_;
+};
+
+}  // namespace busyfleet::coordinator
+
+#endif  // BUSYFLEET_COORDINATOR_CORE_SESSION_TABLE_H_

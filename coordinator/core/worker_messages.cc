@@ -1,0 +1,126 @@
+#include "coordinator/core/worker_messages.h"
+
+#include <algorithm>
+
+#include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
+#include "coordinator/core/job_splitter.h"
+#include "coordinator/core/limits.h"
+#include "google/protobuf/util/time_util.h"
+
+namespace busyfleet::coordinator {
+namespace {
+
+using google::protobuf::util::TimeUtil;
+
+absl::Status ClockField(absl::string_view field, int64_t ns, int64_t lo, int64_t hi) {
+  if (ns >= lo && ns < hi) return absl::OkStatus();
+  return absl::InvalidArgumentError(absl::StrCat(field, " must be in [", lo, ", ", hi, "), got ", ns));
+}
+
+// Worker clock values feed timing arithmetic: bound them so it cannot overflow.
+absl::Status ValidateWorkerClocks(const v1::WorkerMessage& m) {
+  constexpr int64_t kMax = limits::kMaxClockNs;
+  if (m.has_heartbeat()) {
+    const v1::Heartbeat& hb = m.heartbeat();
+    BF_RETURN_IF_ERROR(ClockField("heartbeat.sent_mono_ns", hb.sent_mono_ns(), 0, kMax));
+    BF_RETURN_IF_ERROR(ClockField("heartbeat.sent_unix_ns", hb.sent_unix_ns(), 0, kMax));
+    BF_RETURN_IF_ERROR(ClockField("heartbeat.clock_offset_ns", hb.clock_offset_ns(), -kMax, kMax));
+    BF_RETURN_IF_ERROR(ClockField("heartbeat.clock_rtt_ns", hb.clock_rtt_ns(), 0, limits::kMaxRttNs));
+  }
+  for (const v1::TaskStarted& s : m.updates().started()) {
+    BF_RETURN_IF_ERROR(ClockField("started.start_mono_ns", s.start_mono_ns(), 0, kMax));
+  }
+  for (const v1::TaskResult& r : m.updates().results()) {
+    BF_RETURN_IF_ERROR(ClockField("results.start_mono_ns", r.start_mono_ns(), 0, kMax));
+    BF_RETURN_IF_ERROR(ClockField("results.end_mono_ns", r.end_mono_ns(), r.start_mono_ns(), kMax));
+    BF_RETURN_IF_ERROR(ClockField("results.cpu_ns", r.cpu_ns(), 0, kMax));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status ValidateHello(const v1::Hello& hello) {
+  BF_RETURN_IF_ERROR(ValidateName("hello.name", hello.name(), /*allow_empty=*/false));
+  if (hello.slots() < 1 || hello.slots() > limits::kMaxSlotsPerWorker) {
+    return absl::InvalidArgumentError(absl::StrCat("hello.slots must be between 1 and ",
+                                                   limits::kMaxSlotsPerWorker, ", got ", hello.slots()));
+  }
+  if (hello.labels_size() > static_cast<int>(limits::kMaxLabels)) {
+    return absl::InvalidArgumentError(absl::StrCat("hello.labels must have at most ", limits::kMaxLabels,
+                                                   " entries, got ", hello.labels_size()));
+  }
+  for (const auto& [k, v] : hello.labels()) {
+    BF_RETURN_IF_ERROR(ValidateName("label key", k, false));
+    BF_RETURN_IF_ERROR(ValidateName("label value", v, true));
+  }
+  BF_RETURN_IF_ERROR(ValidateName("hello.host.hostname", hello.host().hostname(), true));
+  if (hello.instance_id().size() > limits::kMaxNameBytes) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("hello.instance_id must be at most ", limits::kMaxNameBytes, " bytes"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ValidateWorkerMessage(const v1::WorkerMessage& m) {
+  const int updates = m.updates().started_size() + m.updates().results_size();
+  if (updates > limits::kMaxUpdatesPerMessage || m.drain().returned_size() > limits::kMaxUpdatesPerMessage) {
+    return absl::InvalidArgumentError(absl::StrCat("a worker message may carry at most ",
+                                                   limits::kMaxUpdatesPerMessage, " task entries, got ",
+                                                   std::max(updates, m.drain().returned_size())));
+  }
+  return ValidateWorkerClocks(m);
+}
+
+v1::Assignment MakeAssignment(const JobRecord& job, const TaskRecord& task, uint32_t attempt) {
+  v1::Assignment a;
+  a.mutable_task()->set_job_id(job.id);
+  a.mutable_task()->set_task_index(task.index);
+  a.mutable_task()->set_attempt(attempt);
+  a.set_kind(job.spec.kind());
+  a.set_iterations(task.iterations);
+  if (job.spec.kind() != v1::TASK_KIND_COUNTDOWN) {
+    *a.mutable_duration() = TimeUtil::NanosecondsToDuration(absl::ToInt64Nanoseconds(task.duration));
+  }
+  a.set_exec(job.spec.exec());
+  if (job.spec.has_task_timeout()) *a.mutable_timeout() = job.spec.task_timeout();
+  return a;
+}
+
+v1::CoordinatorMessage CancelMessage(const std::string& job_id, uint32_t index, uint32_t attempt) {
+  v1::CoordinatorMessage m;
+  AddCancel(job_id, index, attempt, m);
+  return m;
+}
+
+void AddCancel(const std::string& job_id, uint32_t index, uint32_t attempt, v1::CoordinatorMessage& m) {
+  v1::TaskRef* ref = m.mutable_cancel()->add_tasks();
+  ref->set_job_id(job_id);
+  ref->set_task_index(index);
+  ref->set_attempt(attempt);
+}
+
+v1::CoordinatorMessage WelcomeMessage(const std::string& session_id, const std::string& name,
+                                      const v1::Hello& hello, absl::Duration heartbeat_interval,
+                                      absl::Duration worker_timeout, absl::Time now) {
+  v1::CoordinatorMessage welcome;
+  v1::Welcome* w = welcome.mutable_welcome();
+  w->set_session_id(session_id);
+  w->set_name(name);
+  *w->mutable_heartbeat_interval() = TimeUtil::NanosecondsToDuration(absl::ToInt64Nanoseconds(heartbeat_interval));
+  *w->mutable_worker_timeout() = TimeUtil::NanosecondsToDuration(absl::ToInt64Nanoseconds(worker_timeout));
+  w->set_coordinator_unix_ns(absl::ToUnixNanos(now));
+  w->set_echo_sent_mono_ns(hello.sent_mono_ns());
+  return welcome;
+}
+
+v1::CoordinatorMessage HeartbeatAck(const v1::Heartbeat& hb, absl::Time now) {
+  v1::CoordinatorMessage ack;
+  ack.mutable_heartbeat_ack()->set_seq(hb.seq());
+  ack.mutable_heartbeat_ack()->set_echo_sent_mono_ns(hb.sent_mono_ns());
+  ack.mutable_heartbeat_ack()->set_coordinator_unix_ns(absl::ToUnixNanos(now));
+  return ack;
+}
+
+}  // namespace busyfleet::coordinator

@@ -1,0 +1,42 @@
+#ifndef BUSYFLEET_COORDINATOR_CORE_WORKER_MESSAGES_H_
+#define BUSYFLEET_COORDINATOR_CORE_WORKER_MESSAGES_H_
+
+// The worker protocol seen from the domain: what a worker may send (checked
+// before the Coordinator takes its lock), and the messages it is sent.
+
+#include <cstdint>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/time/time.h"
+#include "busyfleet/v1/coordinator.pb.h"
+#include "busyfleet/v1/worker.pb.h"
+#include "coordinator/core/job_model.h"
+
+namespace busyfleet::coordinator {
+
+// InvalidArgument (naming the field and the limit) for a Hello the
+// coordinator cannot take: name, slots, labels, hostname, instance_id.
+absl::Status ValidateHello(const v1::Hello& hello);
+// InvalidArgument for a message with too many task entries, or with worker
+// clock values out of range (they feed timing arithmetic, which must not
+// overflow).
+absl::Status ValidateWorkerMessage(const v1::WorkerMessage& m);
+
+// The assignment of `attempt` of the job's task.
+v1::Assignment MakeAssignment(const JobRecord& job, const TaskRecord& task, uint32_t attempt);
+// Tells a worker to stop one attempt of a task.
+v1::CoordinatorMessage CancelMessage(const std::string& job_id, uint32_t index, uint32_t attempt);
+
+// The first message of a session: its id and name, the heartbeat interval
+// and worker timeout, our wall clock and the hello's echo (clock offsets).
+v1::CoordinatorMessage WelcomeMessage(const std::string& session_id, const std::string& name,
+                                      const v1::Hello& hello, absl::Duration heartbeat_interval,
+                                      absl::Duration worker_timeout, absl::Time now);
+v1::CoordinatorMessage HeartbeatAck(const v1::Heartbeat& hb, absl::Time now);
+// Adds a request to stop one attempt of a task to `m`'s cancel.
+void AddCancel(const std::string& job_id, uint32_t index, uint32_t attempt, v1::CoordinatorMessage& m);
+
+}  // namespace busyfleet::coordinator
+
+#endif  // BUSYFLEET_COORDINATOR_CORE_WORKER_MESSAGES_H_

@@ -1,0 +1,208 @@
+// Unit tests of the Coordinator's speculation (backup attempts).
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include "tests/unit/coordinator_fixture.h"
+
+namespace busyfleet::coordinator {
+namespace {
+
+// --- Speculation (backup tasks) ---
+
+class SpeculationTest : public CoordinatorTest {
+ protected:
+  void SetUp() override {
+    Coordinator::Options o = Defaults();
+    o.prefetch_per_worker = 0;  // keep every slot's work visible
+    Start(o);
+  }
+  // Two workers with one slot each; a 3-task speculative job: tasks 0 and 1
+  // start at once, task 0 finishes after 1 s, task 2 follows on that slot.
+  void RunToStraggler() {
+    ASSERT_OK_AND_ASSIGN(a_, Attach("a", 1));
+    ASSERT_OK_AND_ASSIGN(b_, Attach("b", 1));
+    v1::JobSpec spec = Countdown(3);
+    spec.set_speculate(true);
+    ASSERT_OK_AND_ASSIGN(auto sub, coord_->Submit(spec));
+    job_ = sub.job_id();
+    auto on_a = a_.channel->TakeNew();
+    auto on_b = b_.channel->TakeNew();
+    ASSERT_THAT(on_a, SizeIs(1));
+    ASSERT_THAT(on_b, SizeIs(1));
+    first_a_ = on_a[0];
+    slow_ = on_b[0];
+    ASSERT_OK(Started(a_, first_a_, 0, kSecond));
+    ASSERT_OK(Started(b_, slow_, 0, kSecond));
+    clock_.Advance(absl::Seconds(1));
+    ASSERT_OK(Succeed(a_, first_a_, kSecond, 2 * kSecond));  // 1 s: the median
+    auto next = a_.channel->TakeNew();
+    ASSERT_THAT(next, SizeIs(1));
+    third_ = next[0];
+    ASSERT_OK(Started(a_, third_, 0, 2 * kSecond));
+    clock_.Advance(absl::Milliseconds(200));
+    ASSERT_OK(Succeed(a_, third_, 2 * kSecond, 2 * kSecond + kSecond / 5));
+    ASSERT_THAT(a_.channel->TakeNew(), IsEmpty());
+  }
+  FakeWorker a_, b_;
+  std::string job_;
+  v1::Assignment first_a_, slow_, third_;
+};
+
+TEST_F(SpeculationTest, SlowTaskGetsABackupOnAFreeSlotAndTheBackupWins) {
+  RunToStraggler();
+  // 1.2 s into a 1 s median task: not yet past 1.5x.
+  coord_->CheckLiveness();
+  EXPECT_THAT(a_.channel->TakeNew(), IsEmpty());
+  clock_.Advance(absl::Milliseconds(400));  // 1.6 s
+  coord_->CheckLiveness();
+  auto backup = a_.channel->TakeNew();
+  ASSERT_THAT(backup, SizeIs(1));
+  EXPECT_EQ(backup[0].task().task_index(), slow_.task().task_index());
+  EXPECT_EQ(backup[0].task().attempt(), slow_.task().attempt() + 1);
+  // Only one backup per task.
+  clock_.Advance(absl::Seconds(2));
+  coord_->CheckLiveness();
+  EXPECT_THAT(a_.channel->TakeNew(), IsEmpty());
+  ASSERT_OK(Started(a_, backup[0], 0, 10 * kSecond));
+  ASSERT_OK(Succeed(a_, backup[0], 10 * kSecond, 11 * kSecond));
+  // The primary is told to stop; its late result is a duplicate.
+  const auto cancels = b_.channel->cancelled();
+  ASSERT_THAT(cancels, SizeIs(1));
+  EXPECT_EQ(cancels[0].attempt(), slow_.task().attempt());
+  ASSERT_OK(Succeed(b_, slow_, kSecond, 9 * kSecond));
+  ASSERT_OK_AND_ASSIGN(v1::JobReport r, coord_->GetReport(job_, true));
+  EXPECT_EQ(r.state(), v1::JOB_STATE_SUCCEEDED);
+  EXPECT_EQ(r.tasks_succeeded(), 3u);
+  EXPECT_EQ(r.backups(), 1u);
+  EXPECT_EQ(r.backups_won(), 1u);
+  const v1::TaskTiming& t = r.tasks(static_cast<int>(slow_.task().task_index()));
+  EXPECT_TRUE(t.speculated());
+  EXPECT_TRUE(t.backup_won());
+  EXPECT_EQ(t.worker(), "a");
+  EXPECT_DOUBLE_EQ(t.seconds(), 1.0);
+  ASSERT_OK_AND_ASSIGN(JobRecord stored, store_.LoadJob(job_));
+  EXPECT_EQ(stored.duplicates, 1u);
+}
+
+TEST_F(SpeculationTest, PrimaryFinishingFirstCancelsTheBackup) {
+  RunToStraggler();
+  clock_.Advance(absl::Milliseconds(400));
+  coord_->CheckLiveness();
+  auto backup = a_.channel->TakeNew();
+  ASSERT_THAT(backup, SizeIs(1));
+  ASSERT_OK(Succeed(b_, slow_, kSecond, 3 * kSecond));
+  const auto cancels = a_.channel->cancelled();
+  ASSERT_THAT(cancels, SizeIs(1));
+  EXPECT_EQ(cancels[0].attempt(), backup[0].task().attempt());
+  ASSERT_OK(Result(a_, MakeResult(backup[0], v1::TASK_STATE_CANCELLED, kSecond, kSecond + 1)));
+  ASSERT_OK_AND_ASSIGN(v1::JobReport r, coord_->GetReport(job_, true));
+  EXPECT_EQ(r.state(), v1::JOB_STATE_SUCCEEDED);
+  EXPECT_EQ(r.backups(), 1u);
+  EXPECT_EQ(r.backups_won(), 0u);
+  const v1::TaskTiming& t = r.tasks(static_cast<int>(slow_.task().task_index()));
+  EXPECT_TRUE(t.speculated());
+  EXPECT_FALSE(t.backup_won());
+  EXPECT_EQ(t.worker(), "b");
+  // The credit of the backup is back: worker a is idle.
+  for (const v1::WorkerInfo& w : coord_->ListWorkers(false)) {
+    EXPECT_EQ(w.running() + w.assigned(), 0u) << w.name();
+  }
+}
+
+TEST_F(SpeculationTest, LosingThePrimaryPromotesTheBackup) {
+  RunToStraggler();
+  clock_.Advance(absl::Milliseconds(400));
+  coord_->CheckLiveness();
+  auto backup = a_.channel->TakeNew();
+  ASSERT_THAT(backup, SizeIs(1));
+  coord_->Detach(b_.session, absl::UnavailableError("gone"));
+  // No third copy: the backup carries on as the task's attempt.
+  EXPECT_THAT(a_.channel->TakeNew(), IsEmpty());
+  ASSERT_OK(Succeed(a_, backup[0], kSecond, 2 * kSecond));
+  ASSERT_OK_AND_ASSIGN(v1::JobReport r, coord_->GetReport(job_, true));
+  EXPECT_EQ(r.state(), v1::JOB_STATE_SUCCEEDED);
+  EXPECT_EQ(r.retries(), 1u);
+  EXPECT_EQ(r.tasks(static_cast<int>(slow_.task().task_index())).attempt(), backup[0].task().attempt());
+}
+
+TEST_F(SpeculationTest, FailedPrimaryLeavesTheRunningBackupCountedAsRunning) {
+  RunToStraggler();
+  clock_.Advance(absl::Milliseconds(400));
+  coord_->CheckLiveness();
+  auto backup = a_.channel->TakeNew();
+  ASSERT_THAT(backup, SizeIs(1));
+  ASSERT_OK(Started(a_, backup[0], 0, 10 * kSecond));
+  // The primary fails (retryably): the running backup takes over, and the
+  // job still has one task running (it used to count none).
+  ASSERT_OK(Fail(b_, slow_, "boom"));
+  EXPECT_THAT(b_.channel->TakeNew(), IsEmpty()) << "no third copy";
+  std::vector<v1::JobProgress> seen;
+  ASSERT_OK(coord_->Watch(job_, false, [&](const v1::JobProgress& p) { seen.push_back(p); }).status());
+  ASSERT_THAT(seen, SizeIs(1));
+  EXPECT_EQ(seen[0].tasks_running(), 1u);
+  EXPECT_EQ(Info("a").running(), 1u);
+  EXPECT_EQ(Info("b").running() + Info("b").assigned(), 0u);
+  ASSERT_OK(Succeed(a_, backup[0], 10 * kSecond, 11 * kSecond));
+  ASSERT_OK_AND_ASSIGN(v1::JobReport r, coord_->GetReport(job_, true));
+  EXPECT_EQ(r.state(), v1::JOB_STATE_SUCCEEDED);
+  EXPECT_EQ(r.retries(), 1u);
+}
+
+TEST_F(SpeculationTest, FailedPrimaryPromotesAnAssignedBackupWithoutMiscounting) {
+  RunToStraggler();
+  clock_.Advance(absl::Milliseconds(400));
+  coord_->CheckLiveness();
+  auto backup = a_.channel->TakeNew();
+  ASSERT_THAT(backup, SizeIs(1));
+  // The backup has not started when the primary fails: the task waits for
+  // it, assigned, with nothing running.
+  ASSERT_OK(Fail(b_, slow_, "boom"));
+  EXPECT_EQ(Info("a").assigned(), 1u);
+  ASSERT_OK(Started(a_, backup[0], 0, 10 * kSecond));
+  EXPECT_EQ(Info("a").running(), 1u);
+  EXPECT_EQ(Info("a").assigned(), 0u);
+  ASSERT_OK(Succeed(a_, backup[0], 10 * kSecond, 11 * kSecond));
+  ASSERT_OK_AND_ASSIGN(v1::JobReport r, coord_->GetReport(job_, true));
+  EXPECT_EQ(r.state(), v1::JOB_STATE_SUCCEEDED);
+}
+
+TEST_F(SpeculationTest, HandedBackPrimaryLetsItsBackupTakeOver) {
+  RunToStraggler();
+  clock_.Advance(absl::Milliseconds(400));
+  coord_->CheckLiveness();
+  auto backup = a_.channel->TakeNew();
+  ASSERT_THAT(backup, SizeIs(1));
+  ASSERT_OK(Started(a_, backup[0], 0, 10 * kSecond));
+  // Worker b drains and hands the primary back: the running backup is the
+  // task's attempt now; nothing is queued again or counted.
+  ASSERT_OK(Return(b_, {slow_}));
+  ASSERT_OK_AND_ASSIGN(v1::JobReport r, coord_->GetReport(job_, true));
+  const v1::TaskTiming& t = r.tasks(static_cast<int>(slow_.task().task_index()));
+  EXPECT_EQ(t.state(), v1::TASK_STATE_RUNNING);
+  EXPECT_EQ(t.attempt(), backup[0].task().attempt());
+  EXPECT_EQ(r.retries(), 0u);
+  EXPECT_EQ(Info("b").running() + Info("b").assigned(), 0u);
+  ASSERT_OK(Succeed(a_, backup[0], 10 * kSecond, 11 * kSecond));
+  ASSERT_OK_AND_ASSIGN(r, coord_->GetReport(job_, true));
+  EXPECT_EQ(r.state(), v1::JOB_STATE_SUCCEEDED);
+}
+
+TEST_F(SpeculationTest, JobsWithoutSpeculationGetNoBackups) {
+  ASSERT_OK_AND_ASSIGN(FakeWorker a, Attach("a", 1));
+  ASSERT_OK_AND_ASSIGN(FakeWorker b, Attach("b", 1));
+  ASSERT_OK_AND_ASSIGN(auto sub, coord_->Submit(Countdown(2)));
+  auto on_a = a.channel->TakeNew();
+  auto on_b = b.channel->TakeNew();
+  ASSERT_OK(Started(b, on_b[0], 0, kSecond));
+  ASSERT_OK(Succeed(a, on_a[0], kSecond, 2 * kSecond));
+  clock_.Advance(absl::Seconds(3));  // far past 1.5x the median, within the worker timeout
+  EXPECT_EQ(coord_->CheckLiveness(), clock_.Now() + absl::Seconds(2) + kLivenessSlack) << "only heartbeat deadlines remain";
+  EXPECT_THAT(a.channel->TakeNew(), IsEmpty());
+}
+
+}  // namespace
+}  // namespace busyfleet::coordinator

@@ -1,0 +1,126 @@
+// Unit tests of SessionTable: worker names, the reconnect rule, the gone
+// ring, and a session's clock conversion.
+#include "coordinator/core/session_table.h"
+
+#include <string>
+#include <vector>
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include "absl/time/time.h"
+#include "busyfleet/v1/worker.pb.h"
+
+namespace busyfleet::coordinator {
+namespace {
+
+using ::testing::ElementsAre;
+using ::testing::IsEmpty;
+
+Session Named(const std::string& id, const std::string& name, const std::string& instance = "") {
+  Session s;
+  s.id = id;
+  s.name = name;
+  s.instance_id = instance;
+  s.slots = 2;
+  s.host.set_hostname(name + ".host");
+  return s;
+}
+
+std::vector<std::string> Names(const std::vector<v1::WorkerInfo>& infos) {
+  std::vector<std::string> out;
+  for (const v1::WorkerInfo& w : infos) out.push_back(w.name());
+  return out;
+}
+
+TEST(SessionTableTest, FreeNameIsKept) {
+  SessionTable table(4);
+  table.Add(Named("s-1", "a"));
+  const SessionTable::NameChoice c = table.ChooseName("b", "");
+  EXPECT_EQ(c.name, "b");
+  EXPECT_THAT(c.stale, IsEmpty());
+}
+
+TEST(SessionTableTest, TakenNameGetsTheFirstFreeSuffix) {
+  SessionTable table(4);
+  table.Add(Named("s-1", "a", "i1"));
+  table.Add(Named("s-2", "a-2", "i2"));
+  const SessionTable::NameChoice c = table.ChooseName("a", "i3");
+  EXPECT_EQ(c.name, "a-3");
+  EXPECT_THAT(c.stale, IsEmpty());
+}
+
+TEST(SessionTableTest, SameInstanceReconnectingKeepsItsNameAndReplacesItsSession) {
+  SessionTable table(4);
+  table.Add(Named("s-1", "a", "i1"));
+  const SessionTable::NameChoice c = table.ChooseName("a", "i1");
+  EXPECT_EQ(c.name, "a");
+  EXPECT_EQ(c.stale, "s-1");
+}
+
+TEST(SessionTableTest, EmptyInstanceIdNeverCountsAsTheSameWorker) {
+  SessionTable table(4);
+  table.Add(Named("s-1", "a", ""));
+  const SessionTable::NameChoice c = table.ChooseName("a", "");
+  EXPECT_EQ(c.name, "a-2");
+  EXPECT_THAT(c.stale, IsEmpty());
+}
+
+TEST(SessionTableTest, GoneRingKeepsTheNewestUpToItsLimit) {
+  SessionTable table(2);
+  for (const char* id : {"s-1", "s-2", "s-3"}) {
+    Session& s = table.Add(Named(id, std::string("w") + id));
+    s.running = 1;
+    s.assigned = 1;
+    table.Retire(id);
+  }
+  EXPECT_THAT(table.attached(), IsEmpty());
+  EXPECT_EQ(table.gone_count(), 2u);
+  const std::vector<v1::WorkerInfo> listed = table.List(/*include_gone=*/true);
+  EXPECT_THAT(Names(listed), ElementsAre("ws-3", "ws-2"));  // newest first
+  for (const v1::WorkerInfo& w : listed) {
+    EXPECT_EQ(w.state(), v1::WORKER_STATE_GONE);
+    EXPECT_EQ(w.running() + w.assigned(), 0u);
+  }
+  EXPECT_THAT(table.List(/*include_gone=*/false), IsEmpty());
+  EXPECT_EQ(table.Facts().at("ws-2").host, "ws-2.host");
+}
+
+TEST(SessionTableTest, AttachedWorkersAreListedByName) {
+  SessionTable table(2);
+  table.Add(Named("s-1", "b"));
+  table.Add(Named("s-2", "a"));
+  EXPECT_THAT(Names(table.List(false)), ElementsAre("a", "b"));
+  ASSERT_NE(table.FindByName("b"), nullptr);
+  EXPECT_EQ(table.FindByName("b")->id, "s-1");
+  EXPECT_EQ(table.FindByName("c"), nullptr);
+}
+
+TEST(SessionTest, HeartbeatSetsBothClockOffsets) {
+  Session s;
+  v1::Heartbeat hb;
+  hb.set_clock_offset_valid(true);
+  hb.set_clock_offset_ns(5'000);
+  hb.set_sent_unix_ns(1'000'000);
+  hb.set_clock_rtt_ns(400);
+  s.ObserveClocks(hb, absl::FromUnixNanos(1'000'500));
+  EXPECT_TRUE(s.offset_valid);
+  EXPECT_EQ(s.ToCoordinatorTime(100), absl::FromUnixNanos(5'100));
+  EXPECT_TRUE(s.wall_offset_valid);
+  EXPECT_EQ(s.wall_offset_ns, 300);  // 500 behind, less half the round trip
+}
+
+TEST(SessionTest, StartTimeIsKeptBetweenAssignmentAndNow) {
+  Session s;
+  const absl::Time assigned = absl::FromUnixSeconds(100);
+  const absl::Time now = absl::FromUnixSeconds(110);
+  EXPECT_EQ(s.StartTime(0, assigned, now), now) << "no offset: when we heard of it";
+  s.offset_valid = true;
+  s.clock_offset_ns = 0;
+  EXPECT_EQ(s.StartTime(absl::ToUnixNanos(absl::FromUnixSeconds(105)), assigned, now), absl::FromUnixSeconds(105));
+  EXPECT_EQ(s.StartTime(absl::ToUnixNanos(absl::FromUnixSeconds(90)), assigned, now), assigned);
+  EXPECT_EQ(s.StartTime(absl::ToUnixNanos(absl::FromUnixSeconds(120)), assigned, now), now);
+}
+
+}  // namespace
+}  // namespace busyfleet::coordinator
