@@ -10,38 +10,31 @@
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
+#include "busyfleet/proto_time.h"
 #include "common/clock.h"
 
 namespace busyfleet::worker {
 namespace {
-
-absl::Duration ToAbsl(const google::protobuf::Duration& d) {
-  return absl::Seconds(d.seconds()) + absl::Nanoseconds(d.nanos());
-}
 
 KernelResult RunKernel(const v1::Assignment& a, const CancelToken& cancel, absl::Time deadline) {
   switch (a.kind()) {
     case v1::TASK_KIND_COUNTDOWN:
       return Countdown(a.iterations(), cancel, deadline);
     case v1::TASK_KIND_SPIN:
-      return Spin(ToAbsl(a.duration()), cancel, deadline);
+      return Spin(ToAbslDuration(a.duration()), cancel, deadline);
     case v1::TASK_KIND_SLEEP:
-      return Sleep(ToAbsl(a.duration()), cancel, deadline);
+      return Sleep(ToAbslDuration(a.duration()), cancel, deadline);
     default:
       return {KernelOutcome::kBadKind, 0};
   }
 }
 
 absl::Time DeadlineOf(const v1::Assignment& a) {
-  const absl::Duration timeout = ToAbsl(a.timeout());
+  const absl::Duration timeout = ToAbslDuration(a.timeout());
   return timeout > absl::ZeroDuration() ? absl::Now() + timeout : absl::InfiniteFuture();
 }
 
-void SetWallStart(absl::Time t, v1::TaskResult* r) {
-  const int64_t ns = absl::ToUnixNanos(t);
-  r->mutable_start_wall()->set_seconds(ns / 1'000'000'000);
-  r->mutable_start_wall()->set_nanos(static_cast<int32_t>(ns % 1'000'000'000));
-}
+void SetWallStart(absl::Time t, v1::TaskResult* r) { *r->mutable_start_wall() = ToProtoTimestamp(t); }
 
 // A result naming the task and its slot, started now on the wall clock.
 v1::TaskResult NewResult(const v1::Assignment& a, int slot) {
@@ -64,7 +57,7 @@ void SetOutcome(const v1::Assignment& a, KernelOutcome outcome, v1::TaskResult* 
       break;
     case KernelOutcome::kTimedOut:
       r->set_state(v1::TASK_STATE_FAILED);
-      r->set_error(absl::StrCat("timed out after ", absl::FormatDuration(ToAbsl(a.timeout()))));
+      r->set_error(absl::StrCat("timed out after ", absl::FormatDuration(ToAbslDuration(a.timeout()))));
       break;
     case KernelOutcome::kBadKind:
       r->set_state(v1::TASK_STATE_FAILED);

@@ -5,6 +5,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "busyfleet/proto_time.h"
 #include "common/logging.h"
 
 #include "absl/random/random.h"
@@ -16,10 +17,6 @@
 
 namespace busyfleet::worker {
 namespace {
-
-absl::Duration ToAbsl(const google::protobuf::Duration& d) {
-  return absl::Seconds(d.seconds()) + absl::Nanoseconds(d.nanos());
-}
 
 std::string NewInstanceId() {
   absl::BitGen gen;
@@ -233,7 +230,7 @@ std::thread WorkerClient::BeginSession(const v1::Welcome& w, int64_t hello_sent,
   {
     absl::MutexLock lock(&mu_);
     name_ = w.name();
-    heartbeat_interval_ = ToAbsl(w.heartbeat_interval());
+    heartbeat_interval_ = ToAbslDuration(w.heartbeat_interval());
     if (heartbeat_interval_ <= absl::ZeroDuration()) heartbeat_interval_ = absl::Seconds(1);
     // First clock sample from the hello round trip.
     offset_rtt_ns_ = now - hello_sent;

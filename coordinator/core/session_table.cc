@@ -4,11 +4,10 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
-#include "google/protobuf/util/time_util.h"
+#include "busyfleet/proto_time.h"
 
 namespace busyfleet::coordinator {
 
-using google::protobuf::util::TimeUtil;
 
 Session Session::FromHello(const v1::Hello& hello, std::string id, std::string name, absl::string_view peer,
                            std::shared_ptr<WorkerChannel> channel, absl::Time now) {
@@ -76,12 +75,12 @@ v1::WorkerInfo Session::Info() const {
   w.set_state(state);
   w.set_running(running);
   w.set_assigned(assigned);
-  ToProtoTime(last_heartbeat, w.mutable_last_heartbeat());
-  ToProtoTime(attached_at, w.mutable_attached_at());
+  *w.mutable_last_heartbeat() = ToProtoTimestamp(last_heartbeat);
+  *w.mutable_attached_at() = ToProtoTimestamp(attached_at);
   w.mutable_labels()->insert(labels.begin(), labels.end());
   w.set_peer(peer);
   if (wall_offset_valid) {
-    *w.mutable_clock_offset() = TimeUtil::NanosecondsToDuration(wall_offset_ns);
+    *w.mutable_clock_offset() = ToProtoDuration(absl::Nanoseconds(wall_offset_ns));
   }
   w.set_tasks_done(tasks_done);
   return w;

@@ -5,6 +5,7 @@
 #include <utility>
 #include <vector>
 
+#include "busyfleet/proto_time.h"
 #include "common/stats.h"
 
 namespace busyfleet::coordinator {
@@ -135,9 +136,9 @@ TaskTotals SumTasks(const JobRecord& job) {
 // Fills the job's timing; returns its makespan.
 double AddTiming(const JobRecord& job, const TaskTotals& s, const Summary& summary, absl::Time now,
                  v1::JobTiming* timing) {
-  ToProtoTime(job.submitted_at, timing->mutable_submitted_at());
-  if (s.first_start != absl::InfiniteFuture()) ToProtoTime(s.first_start, timing->mutable_started_at());
-  if (job.finished_at != absl::InfinitePast()) ToProtoTime(job.finished_at, timing->mutable_finished_at());
+  *timing->mutable_submitted_at() = ToProtoTimestamp(job.submitted_at);
+  if (s.first_start != absl::InfiniteFuture()) *timing->mutable_started_at() = ToProtoTimestamp(s.first_start);
+  if (job.finished_at != absl::InfinitePast()) *timing->mutable_finished_at() = ToProtoTimestamp(job.finished_at);
   const absl::Time wall_end = job.finished_at != absl::InfinitePast() ? job.finished_at : now;
   const double wall = std::max(0.0, Seconds(job.submitted_at, wall_end));
   const double makespan = s.first_start < s.last_end ? Seconds(s.first_start, s.last_end) : 0;
@@ -239,18 +240,6 @@ void AddTaskRows(const JobRecord& job, const ReportOptions& options, v1::JobRepo
 
 }  // namespace
 
-void ToProtoTime(absl::Time t, google::protobuf::Timestamp* out) {
-  if (t == absl::InfinitePast() || t == absl::InfiniteFuture()) return;
-  const int64_t ns = absl::ToUnixNanos(t);
-  out->set_seconds(ns / 1'000'000'000);
-  out->set_nanos(static_cast<int32_t>(ns % 1'000'000'000));
-}
-
-absl::Time FromProtoTime(const google::protobuf::Timestamp& ts) {
-  if (ts.seconds() == 0 && ts.nanos() == 0) return absl::InfinitePast();
-  return absl::FromUnixSeconds(ts.seconds()) + absl::Nanoseconds(ts.nanos());
-}
-
 v1::JobReport BuildReport(const JobRecord& job, const std::map<std::string, WorkerFacts>& workers,
                           absl::Time now, const ReportOptions& options) {
   v1::JobReport r;
@@ -286,7 +275,7 @@ v1::JobSummary BuildSummary(const JobRecord& job, absl::Time now) {
   s.set_kind(job.spec.kind());
   s.set_tasks(static_cast<uint32_t>(job.tasks.size()));
   s.set_tasks_done(job.done());
-  ToProtoTime(job.submitted_at, s.mutable_submitted_at());
+  *s.mutable_submitted_at() = ToProtoTimestamp(job.submitted_at);
   const absl::Time end = job.finished_at != absl::InfinitePast() ? job.finished_at : now;
   s.set_wall_seconds(std::max(0.0, absl::ToDoubleSeconds(end - job.submitted_at)));
   return s;

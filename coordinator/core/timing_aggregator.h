@@ -81,10 +81,6 @@ v1::JobSummary BuildSummary(const JobRecord& job, absl::Time now);
 // Progress of `job` at `now` (O(1): counters only).
 v1::JobProgress BuildProgress(const JobRecord& job, absl::Time now);
 
-// Converts between absl::Time and a protobuf Timestamp (unset for InfinitePast).
-void ToProtoTime(absl::Time t, google::protobuf::Timestamp* out);
-absl::Time FromProtoTime(const google::protobuf::Timestamp& ts);
-
 }  // namespace busyfleet::coordinator
 
 #endif  // BUSYFLEET_COORDINATOR_CORE_TIMING_AGGREGATOR_H_

@@ -3,15 +3,14 @@
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
+#include "busyfleet/proto_time.h"
 #include "common/status_macros.h"
 #include "coordinator/core/job_splitter.h"
 #include "coordinator/core/limits.h"
-#include "google/protobuf/util/time_util.h"
 
 namespace busyfleet::coordinator {
 namespace {
 
-using google::protobuf::util::TimeUtil;
 
 absl::Status ClockField(absl::string_view field, int64_t ns, int64_t lo, int64_t hi) {
   if (ns >= lo && ns < hi) return absl::OkStatus();
@@ -56,6 +55,8 @@ absl::Status ValidateHello(const v1::Hello& hello) {
     BF_RETURN_IF_ERROR(ValidateName("label value", v, true));
   }
   BF_RETURN_IF_ERROR(ValidateName("hello.host.hostname", hello.host().hostname(), true));
+  // Fleet totals count cores once per machine id: it must stay a short name.
+  BF_RETURN_IF_ERROR(ValidateName("hello.host.machine_id", hello.host().machine_id(), true));
   if (hello.instance_id().size() > limits::kMaxNameBytes) {
     return absl::InvalidArgumentError(
         absl::StrCat("hello.instance_id must be at most ", limits::kMaxNameBytes, " bytes"));
@@ -81,7 +82,7 @@ v1::Assignment MakeAssignment(const JobRecord& job, const TaskRecord& task, uint
   a.set_kind(job.spec.kind());
   a.set_iterations(task.iterations);
   if (job.spec.kind() != v1::TASK_KIND_COUNTDOWN) {
-    *a.mutable_duration() = TimeUtil::NanosecondsToDuration(absl::ToInt64Nanoseconds(task.duration));
+    *a.mutable_duration() = ToProtoDuration(task.duration);
   }
   a.set_exec(job.spec.exec());
   if (job.spec.has_task_timeout()) *a.mutable_timeout() = job.spec.task_timeout();
@@ -108,8 +109,8 @@ v1::CoordinatorMessage WelcomeMessage(const std::string& session_id, const std::
   v1::Welcome* w = welcome.mutable_welcome();
   w->set_session_id(session_id);
   w->set_name(name);
-  *w->mutable_heartbeat_interval() = TimeUtil::NanosecondsToDuration(absl::ToInt64Nanoseconds(heartbeat_interval));
-  *w->mutable_worker_timeout() = TimeUtil::NanosecondsToDuration(absl::ToInt64Nanoseconds(worker_timeout));
+  *w->mutable_heartbeat_interval() = ToProtoDuration(heartbeat_interval);
+  *w->mutable_worker_timeout() = ToProtoDuration(worker_timeout);
   w->set_coordinator_unix_ns(absl::ToUnixNanos(now));
   w->set_echo_sent_mono_ns(hello.sent_mono_ns());
   return welcome;

@@ -3,16 +3,12 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/time.h"
+#include "busyfleet/proto_time.h"
 #include "common/flags.h"
 #include "common/status_macros.h"
 
 namespace busyfleet::coordctl {
 namespace {
-
-void SetDuration(absl::Duration d, google::protobuf::Duration* out) {
-  out->set_seconds(absl::ToInt64Seconds(d));
-  out->set_nanos(static_cast<int32_t>(absl::ToInt64Nanoseconds(d % absl::Seconds(1))));
-}
 
 // --kind and what each kind takes: iterations (or a total) for countdown,
 // a duration for spin and sleep.
@@ -39,7 +35,7 @@ absl::Status SetWork(const SubmitFlags& f, v1::JobSpec& spec) {
   }
   if (f.duration.empty()) return absl::InvalidArgumentError("--duration is required for --kind " + f.kind);
   BF_ASSIGN_OR_RETURN(const absl::Duration d, ParseDurationFlag("--duration", f.duration));
-  SetDuration(d, spec.mutable_duration());
+  *spec.mutable_duration() = ToProtoDuration(d);
   return absl::OkStatus();
 }
 
@@ -90,7 +86,7 @@ absl::StatusOr<v1::JobSpec> BuildSpec(const SubmitFlags& f) {
   spec.set_speculate(f.speculate);
   if (!f.task_timeout.empty()) {
     BF_ASSIGN_OR_RETURN(const absl::Duration d, ParseDurationFlag("--task-timeout", f.task_timeout));
-    SetDuration(d, spec.mutable_task_timeout());
+    *spec.mutable_task_timeout() = ToProtoDuration(d);
   }
   return spec;
 }

@@ -15,8 +15,6 @@ namespace busyfleet::report {
 namespace {
 
 // The range of google.protobuf.Duration, about 10,000 years either way.
-constexpr int64_t kMaxProtoDurationSeconds = 315'576'000'000;
-
 bool ContinuesUtf8(char c) {
   return (static_cast<unsigned char>(c) & 0xC0) == 0x80;
 }
@@ -108,44 +106,6 @@ std::string TruncateText(absl::string_view text, size_t max_chars) {
   }
   std::string out(text.substr(0, end));
   if (dots) out += "...";
-  return out;
-}
-
-bool IsUnset(const google::protobuf::Timestamp& ts) {
-  return ts.seconds() == 0 && ts.nanos() == 0;
-}
-
-absl::Time ToAbslTime(const google::protobuf::Timestamp& ts) {
-  return absl::FromUnixSeconds(ts.seconds()) + absl::Nanoseconds(ts.nanos());
-}
-
-google::protobuf::Timestamp ToProtoTimestamp(absl::Time t) {
-  google::protobuf::Timestamp ts;
-  if (t == absl::InfinitePast() || t == absl::InfiniteFuture()) return ts;
-  const int64_t seconds = absl::ToUnixSeconds(t);  // Rounds down, also < 0.
-  ts.set_seconds(seconds);
-  ts.set_nanos(static_cast<int32_t>(
-      absl::ToInt64Nanoseconds(t - absl::FromUnixSeconds(seconds))));
-  return ts;
-}
-
-double ToDoubleSeconds(const google::protobuf::Duration& d) {
-  return static_cast<double>(d.seconds()) +
-         static_cast<double>(d.nanos()) * 1e-9;
-}
-
-absl::Duration ToAbslDuration(const google::protobuf::Duration& d) {
-  return absl::Seconds(d.seconds()) + absl::Nanoseconds(d.nanos());
-}
-
-google::protobuf::Duration ToProtoDuration(absl::Duration d) {
-  google::protobuf::Duration out;
-  const absl::Duration limit = absl::Seconds(kMaxProtoDurationSeconds);
-  d = std::clamp(d, -limit, limit);
-  // Both truncate towards zero, so seconds and nanos share their sign.
-  out.set_seconds(absl::ToInt64Seconds(d));
-  out.set_nanos(
-      static_cast<int32_t>(absl::ToInt64Nanoseconds(d % absl::Seconds(1))));
   return out;
 }
 

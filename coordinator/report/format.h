@@ -14,6 +14,7 @@
 
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "busyfleet/proto_time.h"
 #include "busyfleet/v1/coordinator.pb.h"
 #include "google/protobuf/duration.pb.h"
 #include "google/protobuf/timestamp.pb.h"
@@ -74,26 +75,13 @@ std::string TruncateText(absl::string_view text, size_t max_chars);
 
 // --- Times -----------------------------------------------------------------
 
-// Whether `ts` is the unset (all-zero) Timestamp.
-bool IsUnset(const google::protobuf::Timestamp& ts);
-
-// `ts` as an absl::Time (the Unix epoch for an unset Timestamp: check
-// IsUnset first where that matters).
-absl::Time ToAbslTime(const google::protobuf::Timestamp& ts);
-
-// `t` as a Timestamp with 0 <= nanos < 1e9 (also before 1970); the unset
-// Timestamp for absl::InfinitePast() and absl::InfiniteFuture().
-google::protobuf::Timestamp ToProtoTimestamp(absl::Time t);
-
-// `d` in seconds, as a double.
-double ToDoubleSeconds(const google::protobuf::Duration& d);
-
-absl::Duration ToAbslDuration(const google::protobuf::Duration& d);
-
-// `d` as a protobuf Duration (seconds and nanos of the same sign), clamped to
-// the range the Duration message allows (+-315,576,000,000 s), which also
-// takes the infinite durations.
-google::protobuf::Duration ToProtoDuration(absl::Duration d);
+// The wire's time types as Abseil's (proto/busyfleet/proto_time.h).
+using busyfleet::IsUnset;
+using busyfleet::ToAbslDuration;
+using busyfleet::ToAbslTime;
+using busyfleet::ToDoubleSeconds;
+using busyfleet::ToProtoDuration;
+using busyfleet::ToProtoTimestamp;
 
 // RFC 3339 in UTC with microseconds, always six fraction digits so that the
 // strings sort as the times do: "2026-11-26T02:33:56.123456Z".

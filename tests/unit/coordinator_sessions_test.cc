@@ -107,6 +107,10 @@ TEST_F(CoordinatorTest, AttachRejectsInvalidHello) {
                        AllOf(HasSubstr("hello.slots"), HasSubstr("4096"), HasSubstr("4097"))));
   EXPECT_THAT(coord_->Attach(MakeHello(std::string(129, 'x'), 1), "p", ch),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("hello.name")));
+  v1::Hello long_machine = MakeHello("w", 1);
+  long_machine.mutable_host()->set_machine_id(std::string(129, 'a'));
+  EXPECT_THAT(coord_->Attach(long_machine, "p", ch),
+              StatusIs(absl::StatusCode::kInvalidArgument, AllOf(HasSubstr("hello.host.machine_id"), HasSubstr("128"))));
   EXPECT_THAT(ch->messages(), IsEmpty());
   EXPECT_THAT(coord_->ListWorkers(true), IsEmpty());
   // The limit itself is accepted.

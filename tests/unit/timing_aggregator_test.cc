@@ -393,19 +393,5 @@ TEST(BuildProgressTest, EtaIsZeroWhenTerminal) {
   EXPECT_DOUBLE_EQ(BuildProgress(cancelled, At(100'000)).eta_seconds(), 0.0);
 }
 
-TEST(ProtoTimeTest, RoundTripsAndLeavesInfinitePastUnset) {
-  google::protobuf::Timestamp ts;
-  ToProtoTime(At(1'250), &ts);
-  EXPECT_EQ(ts.seconds(), 1'700'000'001);
-  EXPECT_EQ(ts.nanos(), 250'000'000);
-  EXPECT_EQ(FromProtoTime(ts), At(1'250));
-
-  google::protobuf::Timestamp unset;
-  ToProtoTime(absl::InfinitePast(), &unset);
-  EXPECT_EQ(unset.seconds(), 0);
-  EXPECT_EQ(unset.nanos(), 0);
-  EXPECT_EQ(FromProtoTime(unset), absl::InfinitePast());
-}
-
 }  // namespace
 }  // namespace busyfleet::coordinator
