@@ -25,6 +25,9 @@ build_pkgs=(
   # YAML, systemd units) and the ssh launcher (sshd in network namespaces).
   prometheus chromium docker-compose yamllint openssh-server openssh-client
   libxml2-utils systemd shellcheck
+  # The image and compose demo on a real engine (tests/e2e/docker_test.py);
+  # mmdebstrap makes the base images where no registry is reachable.
+  docker.io mmdebstrap
 )
 # What `ldd` of the three binaries resolves to (their own dependencies follow).
 runtime_pkgs=(
