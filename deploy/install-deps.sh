@@ -29,6 +29,9 @@ build_pkgs=(
   # the Slurm launcher (a real slurmctld and slurmd in network namespaces).
   prometheus chromium docker-compose yamllint openssh-server openssh-client
   libxml2-utils systemd shellcheck slurm-wlm munge
+  # The image and compose demo on a real engine (tests/e2e/docker_test.py);
+  # mmdebstrap makes the base images where no registry is reachable.
+  docker.io mmdebstrap
 )
 # What `ldd` of the three binaries resolves to (their own dependencies follow).
 runtime_pkgs=(

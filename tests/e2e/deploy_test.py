@@ -80,6 +80,17 @@ class ComposeTest(unittest.TestCase):
         resolved = yaml.safe_load(run(["docker-compose", "config"], cwd=ROOT, env=env).stdout)
         self.assertEqual(resolved["services"]["worker"]["deploy"]["replicas"], 5)
         self.assertEqual(resolved["services"]["demo"]["environment"]["WORKERS"], "5")
+        # Published ports and the image name: 127.0.0.1:7070/7071 and
+        # busyfleet:latest unless BUSYFLEET_PORT / _HTTP_PORT / _IMAGE say otherwise.
+        del env["WORKERS"]
+        for extra, ports, image in (({}, ["127.0.0.1:7070:7070/tcp", "127.0.0.1:7071:7071/tcp"], "busyfleet:latest"),
+                                    ({"BUSYFLEET_PORT": "17070", "BUSYFLEET_HTTP_PORT": "17071",
+                                      "BUSYFLEET_IMAGE": "other:1"},
+                                     ["127.0.0.1:17070:7070/tcp", "127.0.0.1:17071:7071/tcp"], "other:1")):
+            env = {k: v for k, v in env.items() if not k.startswith("BUSYFLEET_")}
+            resolved = yaml.safe_load(run(["docker-compose", "config"], cwd=ROOT, env={**env, **extra}).stdout)
+            self.assertEqual(resolved["services"]["coordinator"]["ports"], ports)
+            self.assertEqual({svc["image"] for svc in resolved["services"].values()}, {image})
 
     @unittest.skipUnless(shutil.which("yamllint"), "needs yamllint")
     def test_yamllint(self):
@@ -106,7 +117,7 @@ class ComposeTest(unittest.TestCase):
         for name, svc in self.services.items():
             for port in svc.get("ports", []):
                 self.assertTrue(str(port).startswith("127.0.0.1:"), f"{name} publishes {port} beyond loopback")
-        self.assertEqual(self.services["coordinator"]["ports"][0], "127.0.0.1:7070:7070")
+        self.assertEqual(self.services["coordinator"]["ports"][0], "127.0.0.1:${BUSYFLEET_PORT:-7070}:7070")
 
     def test_token_is_a_secret_file_never_in_the_image(self):
         secrets = self.compose["secrets"]
@@ -174,6 +185,9 @@ class DockerfileTest(unittest.TestCase):
         self.assertTrue(any("install-deps.sh --runtime" in r for r in self.instructions("RUN")))
         self.assertTrue(any("cmake --install" in r for r in self.instructions("RUN")))
         self.assertEqual(len(self.instructions("HEALTHCHECK")), 1)
+        # No `# syntax=` directive: under BuildKit it pulls a frontend image
+        # from a registry, which an air-gapped site does not have.
+        self.assertNotRegex(self.text, r"(?im)^#\s*syntax\s*=")
         self.assertIn("coordctl", self.instructions("HEALTHCHECK")[0])
         for c in self.instructions("COPY"):
             self.assertNotIn("secret", c)
@@ -515,7 +529,7 @@ class InstallDepsTest(unittest.TestCase):
         demo, build, tests = self.packages("--demo"), self.packages("--build"), self.packages()
         self.assertEqual(demo, build | {"python3"})
         for heavy in ("chromium", "prometheus", "docker-compose", "yamllint", "openssh-server",
-                      "slurm-wlm", "munge", "clang"):
+                      "slurm-wlm", "munge", "docker.io", "mmdebstrap", "clang"):
             self.assertNotIn(heavy, demo)
             self.assertIn(heavy, tests)
         self.assertLessEqual(demo, tests)
@@ -534,7 +548,7 @@ class InstallDepsTest(unittest.TestCase):
 class ShellScriptsTest(unittest.TestCase):
     SCRIPTS = ["deploy/netns-cluster.sh", "deploy/ssh/start-workers.sh", "deploy/ssh/stop-workers.sh",
                "deploy/ssh/common.sh", "deploy/slurm/workers.sbatch", "deploy/compose/make-token.sh",
-               "deploy/install-deps.sh", "deploy/demo.sh"]
+               "deploy/install-deps.sh", "deploy/demo.sh", "deploy/docker/base-images.sh"]
 
     def test_bash_syntax(self):
         for s in self.SCRIPTS:
