@@ -290,7 +290,7 @@ class DockerTest(unittest.TestCase):
         self.assertEqual(p.returncode, 0, "the demo failed:\n" + out[-8000:])
         self.assertIn("waiting for 3 workers", out)
         self.assertIn("SUCCEEDED", out)
-        demo_lines = [l for l in out.splitlines() if re.match(r"\s*demo[_-]1\b", l)]
+        demo_lines = [l for l in out.splitlines() if re.match(r"\s*(\S+[_-])?demo[_-]1\b", l)]
         note("the demo's last lines:\n" + "\n".join(demo_lines[-12:]))
 
         # 2. Up again, detached, with 5 workers; the healthcheck goes healthy.
@@ -307,9 +307,18 @@ class DockerTest(unittest.TestCase):
         workers = self.ready_workers()
         note("workers (name, host, slots, logical_cpus, physical_cores): " + json.dumps(
             [[w["name"], w["host"], w["slots"], w["logical_cpus"], w["physical_cores"]] for w in workers]))
-        note(f"{len(workers)} workers on {len({w['host'] for w in workers})} host name(s) report "
-             f"{sum(w['physical_cores'] for w in workers)} physical cores in all; this machine has {os.cpu_count()} "
-             "logical CPUs (cores are counted per host name)")
+        # One machine, however many containers: every worker reports the
+        # kernel's boot id, and the fleet counts this machine's cores once.
+        self.assertEqual(len({w["machine_id"] for w in workers}), 1, workers)
+        self.assertNotEqual(workers[0]["machine_id"], "")
+        self.assertGreater(len({w["host"] for w in workers}), 1, "each container has a host name of its own")
+        cores, cpus = workers[0]["physical_cores"], workers[0]["logical_cpus"]
+        fleet = re.search(r"fleet: 3 workers on (\d+) machines?, 3 slots \((\d+) physical cores?, (\d+) logical CPUs?\)", out)
+        self.assertIsNotNone(fleet, "the demo's bench printed no fleet line")
+        self.assertEqual([int(g) for g in fleet.groups()], [1, cores, cpus], fleet.group(0))
+        note(f"the demo's bench: {fleet.group(0)} (this machine: {os.cpu_count()} logical CPUs)")
+        table = self.ctl("-o", "table", "workers").stdout
+        self.assertIn(f"5 workers on 1 machine: 5 slots, {cores} physical core", table)
         for cid in (self.coordinator(), self.containers("worker")[0]):
             cfg = json.loads(docker("inspect", cid).stdout)[0]
             self.assertTrue(cfg["HostConfig"]["ReadonlyRootfs"], cid)
