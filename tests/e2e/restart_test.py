@@ -101,7 +101,9 @@ class RestartTest(harness.ClusterCase):
             self.assertLess(reattach, 1.5)
 
     def test_supervisor_restart_of_a_hung_worker_keeps_its_name(self):
-        self.start_coordinator(timeout="3s")  # heartbeats every second
+        # Heartbeats every 2 s: two missed after 4 s, declared dead after 6 s.
+        # The new process must get the name in between, by taking it over.
+        self.start_coordinator(timeout="6s")
         old = self.start_worker("w1")
         self.wait_for_workers(1)
         old.proc.send_signal(signal.SIGSTOP)  # hung: its stream stays open, silent
@@ -112,10 +114,11 @@ class RestartTest(harness.ClusterCase):
                 return False
             last = datetime.datetime.fromisoformat(w[0]["last_heartbeat"].replace("Z", "+00:00"))
             return (datetime.datetime.now(datetime.timezone.utc) - last).total_seconds() > seconds
-        self.wait_for(lambda: silent_for(2.2), what="two heartbeats missed")
-        self.start_worker("w1")  # its supervisor starts a new process
-        self.wait_for(lambda: [w["name"] for w in self.coordctl_json("workers")] == ["w1"],
-                      what="the new process known as w1, the old session gone")
+        self.wait_for(lambda: silent_for(4.2), what="two heartbeats missed")
+        new = self.start_worker("w1")  # its supervisor starts a new process
+        attached = new.wait_for_line(r"attached to \S+ as (\S+) ")
+        self.assertEqual(attached.group(1), "w1")  # not w1-2
+        self.assertEqual([w["name"] for w in self.coordctl_json("workers")], ["w1"])
         self.coordctl("submit", "--wait", "--kind", "sleep", "--duration", "10ms", "--workers", "w1", check=0)
         # The old process wakes up: now it is the live namesake of a live
         # worker, and gets a suffix (and says so) instead of evicting it.
