@@ -648,29 +648,34 @@ void Coordinator::ClaimHeldLocked(Session& session, const google::protobuf::Repe
     mine = std::move(it->second);
     held_.erase(it);
   }
+  absl::flat_hash_map<TaskKey, size_t> by_key;  // into `mine`; a worker may hold 100,000
+  by_key.reserve(mine.size());
+  for (size_t i = 0; i < mine.size(); ++i) by_key.emplace(mine[i].key, i);
+  std::vector<bool> claimed(mine.size(), false);
   v1::CoordinatorMessage cancels;
   for (const v1::TaskRef& ref : held) {
-    auto h = std::find_if(mine.begin(), mine.end(), [&](const HeldAttempt& x) {
-      return x.key.index == ref.task_index() && x.attempt == ref.attempt() && x.key.job_id == ref.job_id();
-    });
+    auto it = by_key.find(TaskKey{ref.job_id(), ref.task_index()});
     JobRecord* job = nullptr;
-    TaskRecord* t = h == mine.end() ? nullptr : StillHeldLocked(*h, &job);
+    TaskRecord* t = nullptr;
+    if (it != by_key.end() && !claimed[it->second] && mine[it->second].attempt == ref.attempt()) {
+      t = StillHeldLocked(mine[it->second], &job);
+    }
     if (t == nullptr) {
       // Not ours to run (any more): stop it there. A result it already has
       // still comes in, and is recorded as a duplicate.
       *cancels.mutable_cancel()->add_tasks() = ref;
       continue;
     }
+    claimed[it->second] = true;
     t->current.session = session.id;
     t->current.worker = session.name;
     ++(t->state == v1::TASK_STATE_RUNNING ? session.running : session.assigned);
-    (void)scheduler_.Adopt(session.id, h->key);
-    mine.erase(h);
+    (void)scheduler_.Adopt(session.id, it->first);
   }
   if (cancels.cancel().tasks_size() > 0) session.channel->Send(std::move(cancels));
   // The worker is back without these: it lost them (it restarted too).
-  for (const HeldAttempt& h : mine) {
-    ReleaseHeldLocked(h, session.name, "the worker came back without it");
+  for (size_t i = 0; i < mine.size(); ++i) {
+    if (!claimed[i]) ReleaseHeldLocked(mine[i], session.name, "the worker came back without it");
   }
 }
 
@@ -687,20 +692,28 @@ void Coordinator::ReleaseHeldLocked(const HeldAttempt& h, const std::string& wor
 absl::Time Coordinator::ExpireHeldLocked(absl::Time now) {
   absl::Time next = absl::InfiniteFuture();
   for (auto it = held_.begin(); it != held_.end();) {
-    std::vector<HeldAttempt>& list = it->second;
-    for (auto h = list.begin(); h != list.end();) {
-      if (h->until > now) {
-        next = std::min(next, h->until);
-        ++h;
-        continue;
+    std::vector<HeldAttempt> expired;
+    std::vector<HeldAttempt> kept;
+    for (HeldAttempt& h : it->second) {
+      if (h.until > now) {
+        next = std::min(next, h.until);
+        kept.push_back(std::move(h));
+      } else {
+        expired.push_back(std::move(h));
       }
-      const HeldAttempt expired = *h;
-      h = list.erase(h);
-      ReleaseHeldLocked(expired, it->first,
+    }
+    const std::string worker = it->first;
+    if (kept.empty()) {
+      it = held_.erase(it);
+    } else {
+      it->second = std::move(kept);
+      ++it;
+    }
+    for (const HeldAttempt& h : expired) {
+      ReleaseHeldLocked(h, worker,
                         absl::StrCat("no worker of that name attached within ",
                                      absl::FormatDuration(options_.worker_timeout)));
     }
-    it = list.empty() ? held_.erase(it) : std::next(it);
   }
   return next;
 }
