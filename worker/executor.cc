@@ -208,6 +208,20 @@ void Executor::CancelRunningLocked(const Key& key, const Running& running) {
   if (running.child > 0) StopChildLocked(key, running.child);
 }
 
+std::vector<v1::TaskRef> Executor::Held() const {
+  absl::MutexLock lock(&mu_);
+  std::vector<v1::TaskRef> out;
+  out.reserve(running_.size() + queue_.size());
+  for (const auto& [key, running] : running_) {
+    v1::TaskRef& ref = out.emplace_back();
+    ref.set_job_id(std::get<0>(key));
+    ref.set_task_index(std::get<1>(key));
+    ref.set_attempt(std::get<2>(key));
+  }
+  for (const v1::Assignment& a : queue_) out.push_back(a.task());
+  return out;
+}
+
 std::vector<v1::TaskRef> Executor::TakeQueued() {
   absl::MutexLock lock(&mu_);
   std::vector<v1::TaskRef> out;

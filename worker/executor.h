@@ -61,6 +61,8 @@ class Executor {
   void Cancel(const v1::TaskRef& ref);
   // Drops every queued task and cancels every running one.
   void CancelAll();
+  // The attempts queued or running here (for Hello.held).
+  std::vector<v1::TaskRef> Held() const;
   // Removes and returns the tasks not started yet (for draining).
   std::vector<v1::TaskRef> TakeQueued();
   int running() const;

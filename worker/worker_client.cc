@@ -54,23 +54,7 @@ absl::StatusOr<std::unique_ptr<WorkerClient>> WorkerClient::Start(Options option
   }
   if (options.name.empty()) return absl::InvalidArgumentError("name must not be empty");
   std::unique_ptr<WorkerClient> c(new WorkerClient(std::move(options)));
-  grpc::ChannelArguments args;
-  args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, static_cast<int>(absl::ToInt64Milliseconds(kKeepaliveTime)));
-  args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS,
-              static_cast<int>(absl::ToInt64Milliseconds(kKeepaliveTimeout)));
-  args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
-  args.SetInt(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);
-  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS,
-              static_cast<int>(absl::ToInt64Milliseconds(c->options_.backoff_max)));
-  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS,
-              static_cast<int>(absl::ToInt64Milliseconds(c->options_.backoff_initial)));
-  args.SetMaxReceiveMessageSize(kMaxMessageBytes);
-  args.SetMaxSendMessageSize(kMaxMessageBytes);
-  c->options_.security.Apply(args);
-  auto creds = c->options_.security.credentials ? c->options_.security.credentials
-                                                : grpc::InsecureChannelCredentials();
-  c->channel_ = grpc::CreateCustomChannel(c->options_.coordinator, creds, args);
-  c->stub_ = v1::WorkerService::NewStub(c->channel_);
+  c->NewChannel();
   WorkerClient* raw = c.get();
   c->executor_ = std::make_unique<Executor>(
       Executor::Options{c->options_.slots, c->options_.default_exec},
@@ -80,11 +64,37 @@ absl::StatusOr<std::unique_ptr<WorkerClient>> WorkerClient::Start(Options option
   return c;
 }
 
+void WorkerClient::NewChannel() {
+  grpc::ChannelArguments args;
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, static_cast<int>(absl::ToInt64Milliseconds(kKeepaliveTime)));
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS,
+              static_cast<int>(absl::ToInt64Milliseconds(kKeepaliveTimeout)));
+  args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  args.SetInt(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);
+  // Our own loop paces the retries (RunLoop). A channel of its own
+  // subchannels (not shared through gRPC's global pool) starts with no
+  // reconnect backoff, so gRPC's backoff (up to 120 s by default) does not
+  // stack on ours: each attempt of ours really dials.
+  args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS,
+              static_cast<int>(absl::ToInt64Milliseconds(options_.backoff_max)));
+  args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS,
+              static_cast<int>(absl::ToInt64Milliseconds(options_.backoff_initial)));
+  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS,
+              static_cast<int>(absl::ToInt64Milliseconds(options_.backoff_initial)));
+  args.SetMaxReceiveMessageSize(kMaxMessageBytes);
+  args.SetMaxSendMessageSize(kMaxMessageBytes);
+  options_.security.Apply(args);
+  auto creds = options_.security.credentials ? options_.security.credentials : grpc::InsecureChannelCredentials();
+  channel_ = grpc::CreateCustomChannel(options_.coordinator, creds, args);
+  stub_ = v1::WorkerService::NewStub(channel_);
+}
+
 WorkerClient::~WorkerClient() { Stop(); }
 
 void WorkerClient::OnStarted(const v1::TaskStarted& started) {
   absl::MutexLock lock(&mu_);
-  if (!connected_) return;
+  if (!connected_) return;  // the result tells the next session
   if (started_out_.empty()) started_since_ = absl::Now();
   started_out_.push_back(started);
 }
@@ -158,7 +168,11 @@ void WorkerClient::RunLoop() {
       absl::MutexLock lock(&mu_);
       if (stopping_ || draining_) break;
     }
-    if (RunOnce()) backoff = options_.backoff_initial;
+    if (RunOnce()) {
+      backoff = options_.backoff_initial;
+    } else {
+      NewChannel();  // a fresh channel dials at once (see NewChannel)
+    }
     // Jitter spreads reconnecting workers so a restarted coordinator is not
     // hit by all of them at once.
     const absl::Duration wait = backoff * absl::Uniform(gen, 0.5, 1.0);
@@ -187,8 +201,9 @@ bool WorkerClient::RunOnce() {
   options_.security.Apply(ctx);
   std::unique_ptr<Stream> stream = stub_->Attach(&ctx);
   const bool welcomed = Serve(stream.get(), generation);
-  // Tasks of a lost session have been queued again by the coordinator.
-  executor_->CancelAll();
+  // Tasks keep running through a lost session: the coordinator may only be
+  // restarting. The next Hello lists them (held); it cancels those it has
+  // given to another worker meanwhile.
   const grpc::Status status = stream->Finish();
   absl::MutexLock lock(&mu_);
   context_ = nullptr;
@@ -219,6 +234,18 @@ v1::WorkerMessage WorkerClient::MakeHello() const {
   hello->add_exec_modes(v1::EXEC_MODE_PROCESS);
   hello->set_version("0.1.0");
   hello->set_instance_id(instance_id_);
+  for (v1::TaskRef& ref : executor_->Held()) *hello->add_held() = std::move(ref);
+  {
+    absl::MutexLock lock(&mu_);
+    for (const v1::TaskResult& r : results_out_) *hello->add_held() = r.task();
+    for (const v1::TaskResult& r : unconfirmed_) *hello->add_held() = r.task();
+  }
+  // The coordinator's limit (kMaxUpdatesPerMessage): the oldest results go
+  // first; what is left out is queued again there, not counted.
+  if (hello->held_size() > static_cast<int>(kMaxHeldResults)) {
+    hello->mutable_held()->DeleteSubrange(static_cast<int>(kMaxHeldResults),
+                                          hello->held_size() - static_cast<int>(kMaxHeldResults));
+  }
   hello->set_sent_mono_ns(MonoNanosNow());
   return message;
 }
@@ -244,6 +271,11 @@ std::thread WorkerClient::BeginSession(const v1::Welcome& w, int64_t hello_sent,
   }
   spdlog::info("attached to {} as {} (session {}, {} slots)", options_.coordinator, w.name(), w.session_id(),
                options_.slots);
+  if (w.name() != options_.name) {
+    spdlog::warn("another live worker is attached as {}: this one is known as {}; give each worker its own "
+                 "--name",
+                 options_.name, w.name());
+  }
   return sender;
 }
 
@@ -260,6 +292,10 @@ void WorkerClient::ReadLoop(Stream* stream) {
         break;
       case v1::CoordinatorMessage::kHeartbeatAck:
         OnHeartbeatAck(in.heartbeat_ack());
+        break;
+      case v1::CoordinatorMessage::kGoingAway:
+        spdlog::info("coordinator going away ({}): keeping {} running and {} queued tasks, attaching again",
+                     in.going_away().reason(), executor_->running(), executor_->queued());
         break;
       case v1::CoordinatorMessage::kDrain: {
         spdlog::info("coordinator asked this worker to drain");

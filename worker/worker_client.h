@@ -25,7 +25,9 @@ namespace busyfleet::worker {
 
 // A worker's session with the coordinator: dials out, attaches, runs the
 // tasks it is given and reports them, and reconnects with capped
-// exponential backoff when the coordinator goes away.
+// exponential backoff when the coordinator goes away. Tasks keep running
+// while the coordinator is away; their results are kept and reported to
+// the next session, whose Hello lists them (Hello.held).
 //
 // Threads: one reads the stream; one writes it (results, batched, and
 // heartbeats on their own schedule — slots busy at 100% never delay them);
@@ -42,7 +44,10 @@ class WorkerClient {
     v1::ExecMode default_exec = v1::EXEC_MODE_THREAD;
     v1::HostInfo host;
     absl::Duration backoff_initial = absl::Milliseconds(100);
-    absl::Duration backoff_max = absl::Seconds(5);
+    // Our reconnect backoff (with jitter: each wait is 0.5-1x the current
+    // one). Capped near 1 s so a worker attaches again within about a
+    // second of the coordinator's return, however long it was away.
+    absl::Duration backoff_max = absl::Seconds(1);
     // Token and TLS; default: none (insecure, no token).
     ClientSecurity security;
   };
@@ -88,6 +93,8 @@ class WorkerClient {
   using Stream = grpc::ClientReaderWriter<v1::WorkerMessage, v1::CoordinatorMessage>;
 
   explicit WorkerClient(Options options);
+  // A new channel and stub (Start, and after each failed attempt).
+  void NewChannel();
   // Attaches, serves, waits out the backoff, again, until stopped or drained.
   void RunLoop();
   // One connection: attach, serve until the stream ends. Returns whether the
@@ -143,6 +150,7 @@ class WorkerClient {
 
   const Options options_;
   const std::string instance_id_;
+  // Replaced only by the RunLoop thread (NewChannel), which alone uses them.
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<v1::WorkerService::Stub> stub_;
   std::unique_ptr<Executor> executor_;

@@ -50,16 +50,23 @@ absl::StatusOr<std::unique_ptr<Coordinator>> Coordinator::Create(Options options
 absl::Status Coordinator::Recover() {
   BF_ASSIGN_OR_RETURN(std::vector<JobRecord> unfinished, options_.store->LoadUnfinished());
   absl::MutexLock lock(&mu_);
+  const absl::Time until = clock_->Now() + options_.worker_timeout;
   for (JobRecord& job : unfinished) {
     std::vector<uint32_t> queued;
-    job.running = 0;  // nothing runs after a restart
+    job.running = 0;
     for (TaskRecord& t : job.tasks) {
       if (IsTerminal(t.state)) continue;
-      // Whatever was assigned or running before the restart runs again.
-      t.state = v1::TASK_STATE_QUEUED;
-      t.current.session.clear();
-      queued.push_back(t.index);
       ++unfinished_tasks_;
+      t.current.session.clear();
+      const bool in_flight = t.state == v1::TASK_STATE_ASSIGNED || t.state == v1::TASK_STATE_RUNNING;
+      if (in_flight && !t.current.worker.empty() && t.current.number != 0) {
+        // Its worker probably runs it still: held for it until the grace ends.
+        if (t.state == v1::TASK_STATE_RUNNING) ++job.running;
+        held_[t.current.worker].push_back(HeldAttempt{TaskKey{job.id, t.index}, t.current.number, until});
+        continue;
+      }
+      t.state = v1::TASK_STATE_QUEUED;
+      queued.push_back(t.index);
     }
     BF_RETURN_IF_ERROR(scheduler_.AddJob(job.id, Scheduler::JobConstraints::Of(job.spec), queued, ++job_seq_));
     const std::string id = job.id;
@@ -101,7 +108,7 @@ v1::JobReport Coordinator::FinalReportLocked(const JobRecord& job, bool include_
 }
 
 void Coordinator::SettleLocked() {
-  DispatchLocked();
+  if (!shutting_down_) DispatchLocked();
   FlushLocked();
   CheckInvariantsLocked();
 }
@@ -254,8 +261,18 @@ absl::StatusOr<std::string> Coordinator::Attach(const v1::Hello& hello, absl::st
   if (shutting_down_) return absl::UnavailableError("coordinator is shutting down");
   // A reconnecting worker replaces its old session; another worker with the
   // same name gets a suffix.
-  SessionTable::NameChoice name = sessions_.ChooseName(hello.name(), hello.instance_id());
-  if (!name.stale.empty()) RemoveSessionLocked(name.stale, "replaced by a new session of the same worker");
+  const absl::Time now = clock_->Now();
+  SessionTable::NameChoice name =
+      sessions_.ChooseName(hello.name(), hello.instance_id(), now - 2 * options_.heartbeat_interval);
+  if (name.takeover) {
+    // A new process under the old name: the old one's tasks are lost with it.
+    std::shared_ptr<WorkerChannel> old = sessions_.At(name.stale).channel;
+    RemoveSessionLocked(name.stale, "its name was taken over by a new instance of the worker");
+    if (old) old->Close(absl::UnavailableError("replaced by a new instance of this worker"));
+  } else if (!name.stale.empty()) {
+    // The same process reconnecting: what it still runs carries on.
+    HoldSessionLocked(name.stale);
+  }
   Session s = Session::FromHello(hello, NewIdLocked("s-"), std::move(name.name), peer, std::move(channel),
                                  clock_->Now());
   Scheduler::WorkerSpec spec;
@@ -267,7 +284,9 @@ absl::StatusOr<std::string> Coordinator::Attach(const v1::Hello& hello, absl::st
   BF_RETURN_IF_ERROR(scheduler_.AddWorker(std::move(spec)));
   s.channel->Send(WelcomeMessage(s.id, s.name, hello, options_.heartbeat_interval, options_.worker_timeout,
                                  clock_->Now()));
-  const std::string id = sessions_.Add(std::move(s)).id;
+  Session& added = sessions_.Add(std::move(s));
+  ClaimHeldLocked(added, hello.held());
+  const std::string id = added.id;
   if (options_.on_worker_attached) options_.on_worker_attached();
   SettleLocked();
   return id;
@@ -554,7 +573,7 @@ void Coordinator::HandleReturnedLocked(Session& session, const v1::DrainNotice& 
 
 void Coordinator::Detach(absl::string_view session_id, const absl::Status& reason) {
   absl::MutexLock lock(&mu_);
-  if (!sessions_.Contains(session_id)) return;
+  if (shutting_down_ || !sessions_.Contains(session_id)) return;
   RemoveSessionLocked(std::string(session_id), reason.ok() ? "stream closed" : std::string(reason.message()));
   SettleLocked();
 }
@@ -585,6 +604,118 @@ void Coordinator::RemoveSessionLocked(const std::string& session_id, const std::
     }
   }
   sessions_.Retire(session_id);
+}
+
+void Coordinator::HoldSessionLocked(const std::string& session_id) {
+  Session* s = sessions_.Find(session_id);
+  if (s == nullptr) return;
+  const std::string name = s->name;
+  const absl::Time until = clock_->Now() + options_.worker_timeout;
+  auto tasks = scheduler_.RemoveWorker(session_id);  // queues them again: taken back out below
+  if (tasks.ok()) {
+    for (const TaskKey& key : *tasks) {
+      JobRecord* job = FindJobLocked(key.job_id);
+      if (job == nullptr || key.index >= job->tasks.size()) continue;
+      TaskRecord& t = job->tasks[key.index];
+      scheduler_.Dequeue(key);
+      if (t.backup && t.backup->session == session_id) {
+        t.DropBackup(v1::TASK_STATE_CANCELLED, absl::StrCat("backup dropped: worker ", name, " reconnected"),
+                     clock_->Now());
+        MarkDirtyLocked(*job, t.index);
+        continue;
+      }
+      if (t.current.session != session_id || IsTerminal(t.state)) continue;
+      t.current.session.clear();
+      held_[name].push_back(HeldAttempt{key, t.current.number, until});
+    }
+  }
+  sessions_.Retire(session_id);
+}
+
+TaskRecord* Coordinator::StillHeldLocked(const HeldAttempt& h, JobRecord** job) {
+  JobRecord* j = FindJobLocked(h.key.job_id);
+  if (j == nullptr || h.key.index >= j->tasks.size()) return nullptr;
+  TaskRecord& t = j->tasks[h.key.index];
+  if (IsTerminal(t.state) || t.current.number != h.attempt || !t.current.session.empty()) return nullptr;
+  if (t.state != v1::TASK_STATE_ASSIGNED && t.state != v1::TASK_STATE_RUNNING) return nullptr;
+  *job = j;
+  return &t;
+}
+
+void Coordinator::ClaimHeldLocked(Session& session, const google::protobuf::RepeatedPtrField<v1::TaskRef>& held) {
+  std::vector<HeldAttempt> mine;
+  if (auto it = held_.find(session.name); it != held_.end()) {
+    mine = std::move(it->second);
+    held_.erase(it);
+  }
+  absl::flat_hash_map<TaskKey, size_t> by_key;  // into `mine`; a worker may hold 100,000
+  by_key.reserve(mine.size());
+  for (size_t i = 0; i < mine.size(); ++i) by_key.emplace(mine[i].key, i);
+  std::vector<bool> claimed(mine.size(), false);
+  v1::CoordinatorMessage cancels;
+  for (const v1::TaskRef& ref : held) {
+    auto it = by_key.find(TaskKey{ref.job_id(), ref.task_index()});
+    JobRecord* job = nullptr;
+    TaskRecord* t = nullptr;
+    if (it != by_key.end() && !claimed[it->second] && mine[it->second].attempt == ref.attempt()) {
+      t = StillHeldLocked(mine[it->second], &job);
+    }
+    if (t == nullptr) {
+      // Not ours to run (any more): stop it there. A result it already has
+      // still comes in, and is recorded as a duplicate.
+      *cancels.mutable_cancel()->add_tasks() = ref;
+      continue;
+    }
+    claimed[it->second] = true;
+    t->current.session = session.id;
+    t->current.worker = session.name;
+    ++(t->state == v1::TASK_STATE_RUNNING ? session.running : session.assigned);
+    (void)scheduler_.Adopt(session.id, it->first);
+  }
+  if (cancels.cancel().tasks_size() > 0) session.channel->Send(std::move(cancels));
+  // The worker is back without these: it lost them (it restarted too).
+  for (size_t i = 0; i < mine.size(); ++i) {
+    if (!claimed[i]) ReleaseHeldLocked(mine[i], session.name, "the worker came back without it");
+  }
+}
+
+void Coordinator::ReleaseHeldLocked(const HeldAttempt& h, const std::string& worker, absl::string_view why) {
+  JobRecord* job = nullptr;
+  TaskRecord* t = StillHeldLocked(h, &job);
+  if (t == nullptr) return;
+  EndAttemptLocked(*job, *t, AttemptEnd::kGaveUp,
+                   absl::StrCat("attempt ", h.attempt, " held for worker ", worker,
+                                " after a coordinator restart was not claimed: ", why),
+                   Queued::kNo);
+}
+
+absl::Time Coordinator::ExpireHeldLocked(absl::Time now) {
+  absl::Time next = absl::InfiniteFuture();
+  for (auto it = held_.begin(); it != held_.end();) {
+    std::vector<HeldAttempt> expired;
+    std::vector<HeldAttempt> kept;
+    for (HeldAttempt& h : it->second) {
+      if (h.until > now) {
+        next = std::min(next, h.until);
+        kept.push_back(std::move(h));
+      } else {
+        expired.push_back(std::move(h));
+      }
+    }
+    const std::string worker = it->first;
+    if (kept.empty()) {
+      it = held_.erase(it);
+    } else {
+      it->second = std::move(kept);
+      ++it;
+    }
+    for (const HeldAttempt& h : expired) {
+      ReleaseHeldLocked(h, worker,
+                        absl::StrCat("no worker of that name attached within ",
+                                     absl::FormatDuration(options_.worker_timeout)));
+    }
+  }
+  return next;
 }
 
 void Coordinator::FinishJobLocked(JobRecord& job, v1::JobState state, std::string error) {
@@ -711,6 +842,7 @@ absl::Time Coordinator::CheckLiveness() {
       channel->Close(absl::UnavailableError("declared dead: no heartbeat within the worker timeout"));
     }
   }
+  next = std::min(next, ExpireHeldLocked(now));
   next = std::min(next, SpeculateLocked(now));
   SettleLocked();
   next = std::min(next, watchers_.SendDue(now, [this](const std::string& id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
@@ -739,8 +871,14 @@ void Coordinator::Shutdown() {
   absl::MutexLock lock(&mu_);
   if (shutting_down_) return;
   shutting_down_ = true;
+  // The sessions stay as they are: their tasks are saved as assigned or
+  // running on their workers, which keep them and claim them back.
+  v1::CoordinatorMessage bye;
+  bye.mutable_going_away()->set_reason("coordinator is shutting down; it will be back");
   for (auto& [id, s] : sessions_.attached()) {
-    if (s.channel) s.channel->Close(absl::UnavailableError("coordinator is shutting down"));
+    if (!s.channel) continue;
+    s.channel->Send(bye);
+    s.channel->Close(absl::UnavailableError("coordinator is shutting down"));
   }
   FlushLocked();
 }
@@ -771,7 +909,8 @@ void Coordinator::CheckInvariantsLocked() const {
     for (const TaskRecord& t : job->tasks) {
       if (!IsTerminal(t.state)) ++unfinished;
       if (t.state == v1::TASK_STATE_RUNNING) ++running;
-      if (t.state == v1::TASK_STATE_RUNNING || t.state == v1::TASK_STATE_ASSIGNED) {
+      if ((t.state == v1::TASK_STATE_RUNNING || t.state == v1::TASK_STATE_ASSIGNED) &&
+          !t.current.session.empty()) {  // empty: held (checked below)
         count(t.current.session, t.state == v1::TASK_STATE_RUNNING);
       }
       if (t.backup) count(t.backup->session, t.backup->running);
@@ -779,6 +918,16 @@ void Coordinator::CheckInvariantsLocked() const {
     assert(job->running == running && "job.running is not the number of its RUNNING tasks");
   }
   assert(unfinished == unfinished_tasks_ && "unfinished_tasks_ is not the number of unfinished tasks");
+  size_t held = 0;
+  for (const auto& [name, list] : held_) held += list.size();
+  for (const auto& [id, job] : jobs_) {
+    for (const TaskRecord& t : job->tasks) {
+      if ((t.state == v1::TASK_STATE_RUNNING || t.state == v1::TASK_STATE_ASSIGNED) && t.current.session.empty()) {
+        assert(held > 0 && "a task in flight on no session and not held");
+        --held;
+      }
+    }
+  }
   for (const auto& [id, s] : sessions_.attached()) {
     const auto& [assigned, running] = in_flight[id];
     assert(s.assigned == assigned && "session.assigned is not the number of its ASSIGNED attempts");

@@ -75,8 +75,14 @@ class Coordinator {
     std::function<void()> request_check;
   };
 
-  // Loads unfinished jobs from the store and queues their unfinished tasks
-  // again. InvalidArgument for bad options; the store's error if it fails.
+  // Loads unfinished jobs from the store. Their queued tasks are queued
+  // again; a task that was assigned or running on a named worker stays
+  // held by that worker (by name) for worker_timeout: the worker, which
+  // keeps running it while the coordinator is away, claims it back in its
+  // Hello (`held`) and its result is accepted. What no worker claims in
+  // time is queued again without counting an attempt (the restart is not
+  // the task's fault). InvalidArgument for bad options; the store's error
+  // if it fails.
   static absl::StatusOr<std::unique_ptr<Coordinator>> Create(Options options);
 
   // --- Client API ---
@@ -116,7 +122,13 @@ class Coordinator {
 
   // A worker attached: validates its Hello (InvalidArgument), registers it,
   // sends Welcome and its first tasks through `channel`. Returns the session
-  // id. Unavailable while shutting down.
+  // id. Unavailable while shutting down. The attempts in `hello.held` that
+  // are held for this worker's name (after a restart) or were in flight on
+  // its previous session (same instance_id) carry on here; the others are
+  // cancelled on the worker, and attempts held for the name that it does
+  // not list are queued again at once (not counted). A worker of another
+  // instance whose namesake has missed two heartbeats takes the name over:
+  // the old session is closed and its attempts end as lost.
   absl::StatusOr<std::string> Attach(const v1::Hello& hello, absl::string_view peer,
                                      std::shared_ptr<WorkerChannel> channel);
   // A message from an attached worker. InvalidArgument for a malformed
@@ -124,7 +136,8 @@ class Coordinator {
   // session. Stale or duplicate results are recorded and ignored (OK).
   absl::Status HandleMessage(absl::string_view session, const v1::WorkerMessage& message);
   // The worker's stream ended. Its unfinished tasks are queued again with
-  // the attempt counted. Unknown sessions are ignored.
+  // the attempt counted. Unknown sessions are ignored, and so is every
+  // detach once Shutdown has begun (the streams close because we stop).
   void Detach(absl::string_view session, const absl::Status& reason);
 
   // Declares workers silent for longer than worker_timeout dead, and
@@ -132,7 +145,10 @@ class Coordinator {
   // is due (InfiniteFuture with no worker attached and no speculative job).
   absl::Time CheckLiveness();
 
-  // Stops taking jobs and closes every worker stream. Idempotent.
+  // A planned stop: takes no more jobs, workers or dispatches, sends every
+  // worker GoingAway and closes its stream, and flushes the store. No
+  // attempt ends: the store keeps each task assigned or running on its
+  // worker, for the next start to recover as held. Idempotent.
   void Shutdown();
 
   // Figures for /metrics and the status page (a consistent snapshot).
@@ -169,6 +185,31 @@ class Coordinator {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void RemoveSessionLocked(const std::string& session_id, const std::string& why)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  // --- Held attempts (restart recovery) ---
+  // An attempt assigned or running on a worker that is not attached (the
+  // coordinator restarted, or the worker is reconnecting): the task keeps
+  // its state with no session until the worker named `worker` claims it.
+  struct HeldAttempt {
+    TaskKey key;
+    uint32_t attempt = 0;
+    absl::Time until;
+  };
+  // Moves the session's attempts in flight into held_ (no attempt ends;
+  // backups are dropped) and retires it.
+  void HoldSessionLocked(const std::string& session_id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The new session takes over what `held` lists and held_ holds for its
+  // name; cancels on the worker what is not recognised; queues again what
+  // the worker did not list.
+  void ClaimHeldLocked(Session& session, const google::protobuf::RepeatedPtrField<v1::TaskRef>& held)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Whether `h` still names the task's current attempt, unclaimed.
+  TaskRecord* StillHeldLocked(const HeldAttempt& h, JobRecord** job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Queues a held attempt's task again, without counting the attempt.
+  void ReleaseHeldLocked(const HeldAttempt& h, const std::string& worker, absl::string_view why)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Releases what is held past its grace; when the next grace ends.
+  absl::Time ExpireHeldLocked(absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   // --- Attempts ---
   // The one place a task's current attempt ends without success: the
@@ -227,7 +268,9 @@ class Coordinator {
   //    (the credit it holds);
   //  - job.running == tasks of the job in TASK_STATE_RUNNING (their
   //    current attempt runs; JobRecord::SetTaskState keeps it);
-  //  - a task ASSIGNED or RUNNING, and a backup, is on an attached session;
+  //  - a task ASSIGNED or RUNNING, and a backup, is on an attached session,
+  //    except a held one (empty session, listed in held_, no credit
+  //    anywhere; see HeldAttempt);
   //  - unfinished_tasks_ == tasks of live jobs not in a terminal state.
   // Checked after every operation in debug builds (CheckInvariantsLocked;
   // the recount of tasks while at most 20,000 are unfinished); counts are
@@ -237,6 +280,8 @@ class Coordinator {
   SessionTable sessions_ ABSL_GUARDED_BY(mu_);
   ProgressWatchers watchers_ ABSL_GUARDED_BY(mu_);
   bool shutting_down_ ABSL_GUARDED_BY(mu_) = false;
+  // Held attempts by the name of the worker that holds them.
+  std::map<std::string, std::vector<HeldAttempt>> held_ ABSL_GUARDED_BY(mu_);
   absl::BitGen rng_ ABSL_GUARDED_BY(mu_);
   uint64_t job_seq_ ABSL_GUARDED_BY(mu_) = 0;
   std::map<std::string, std::unique_ptr<JobRecord>> jobs_ ABSL_GUARDED_BY(mu_);

@@ -103,6 +103,19 @@ std::vector<Scheduler::Assignment> Scheduler::RemoveJob(absl::string_view job_id
   return in_flight;
 }
 
+absl::Status Scheduler::Adopt(absl::string_view session, const TaskKey& task) {
+  absl::MutexLock lock(&mu_);
+  auto w = workers_.find(std::string(session));
+  if (w == workers_.end()) return absl::NotFoundError(absl::StrCat("unknown session ", session));
+  auto job = jobs_.find(task.job_id);
+  if (job == jobs_.end()) return absl::NotFoundError(absl::StrCat("unknown job ", task.job_id));
+  if (!w->second.in_flight.insert(task).second) {
+    return absl::AlreadyExistsError(absl::StrCat("task ", task.index, " is in flight on ", session));
+  }
+  ++job->second.in_flight;
+  return absl::OkStatus();
+}
+
 absl::Status Scheduler::Release(absl::string_view session, const TaskKey& task) {
   absl::MutexLock lock(&mu_);
   auto it = workers_.find(std::string(session));

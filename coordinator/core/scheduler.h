@@ -106,6 +106,11 @@ class Scheduler {
   // Queues a task of a known job again, at the front. NotFound for an
   // unknown job.
   absl::Status Requeue(const TaskKey& task);
+  // Puts a task that is in no queue in flight on `session` (taking its
+  // credit): a worker reclaiming, after a coordinator restart, an attempt
+  // it still holds. NotFound for an unknown session or job; AlreadyExists
+  // if it is in flight there already.
+  absl::Status Adopt(absl::string_view session, const TaskKey& task);
 
   // Assigns as many queued tasks as credits allow.
   std::vector<Assignment> Dispatch();

@@ -86,7 +86,8 @@ v1::WorkerInfo Session::Info() const {
   return w;
 }
 
-SessionTable::NameChoice SessionTable::ChooseName(absl::string_view name, absl::string_view instance_id) const {
+SessionTable::NameChoice SessionTable::ChooseName(absl::string_view name, absl::string_view instance_id,
+                                                  absl::Time silent_since) const {
   NameChoice choice;
   choice.name = std::string(name);
   for (int n = 2;; ++n) {
@@ -95,11 +96,19 @@ SessionTable::NameChoice SessionTable::ChooseName(absl::string_view name, absl::
       if (s.name != choice.name) continue;
       if (!instance_id.empty() && s.instance_id == instance_id) {
         choice.stale = id;
+      } else if (n == 2 && s.last_seen < silent_since) {
+        // A new process of the worker (restarted by its supervisor) while
+        // the old one's session has gone silent: it takes the name over.
+        choice.stale = id;
+        choice.takeover = true;
       } else {
         taken = true;
       }
     }
     if (!taken) return choice;
+    // Two live workers share the name: this one gets a suffix.
+    choice.stale.clear();
+    choice.takeover = false;
     choice.name = absl::StrCat(name, "-", n);
   }
 }

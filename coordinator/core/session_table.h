@@ -81,14 +81,19 @@ class SessionTable {
   explicit SessionTable(size_t keep_gone) : keep_gone_(keep_gone) {}
 
   // The name a worker saying hello as `name` gets: its own, unless an
-  // attached worker of another instance has it; then `name-2`, `name-3`...
-  // A worker reconnecting with the same non-empty instance_id keeps its
-  // name; its old session is returned in `stale` (to be removed).
+  // attached, live worker of another instance has it; then `name-2`,
+  // `name-3`... A worker reconnecting with the same non-empty instance_id
+  // keeps its name; its old session is returned in `stale` (to be removed).
+  // A session of another instance that has been silent since before
+  // `silent_since` (it missed heartbeats: its process is likely gone, and a
+  // supervisor started a new one) is `stale` too, with `takeover` set.
   struct NameChoice {
     std::string name;
     std::string stale;  // empty: none
+    bool takeover = false;
   };
-  NameChoice ChooseName(absl::string_view name, absl::string_view instance_id) const;
+  NameChoice ChooseName(absl::string_view name, absl::string_view instance_id,
+                        absl::Time silent_since = absl::InfinitePast()) const;
 
   bool Contains(absl::string_view id) const { return sessions_.contains(std::string(id)); }
   Session* Find(absl::string_view id);

@@ -61,6 +61,10 @@ absl::Status ValidateHello(const v1::Hello& hello) {
     return absl::InvalidArgumentError(
         absl::StrCat("hello.instance_id must be at most ", limits::kMaxNameBytes, " bytes"));
   }
+  if (hello.held_size() > limits::kMaxUpdatesPerMessage) {
+    return absl::InvalidArgumentError(absl::StrCat("hello.held must have at most ", limits::kMaxUpdatesPerMessage,
+                                                   " entries, got ", hello.held_size()));
+  }
   return absl::OkStatus();
 }
 

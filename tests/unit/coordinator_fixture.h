@@ -173,9 +173,13 @@ class CoordinatorTest : public ::testing::Test {
 
   absl::StatusOr<FakeWorker> Attach(const std::string& name, uint32_t slots,
                                     const std::string& instance = "") {
+    return AttachHello(MakeHello(name, slots, instance));
+  }
+  // Attaches with `hello` as is (e.g. listing the attempts it holds).
+  absl::StatusOr<FakeWorker> AttachHello(const v1::Hello& hello) {
     FakeWorker w;
     w.channel = std::make_shared<FakeChannel>();
-    auto session = coord_->Attach(MakeHello(name, slots, instance), "ipv4:127.0.0.1:1", w.channel);
+    auto session = coord_->Attach(hello, "ipv4:127.0.0.1:1", w.channel);
     if (!session.ok()) return session.status();
     w.session = *session;
     const auto msgs = w.channel->messages();

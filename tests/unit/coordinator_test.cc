@@ -737,7 +737,7 @@ TEST_F(CoordinatorTest, TimingWithoutOffsetEndsAtTheResult) {
 
 // --- Recovery ---
 
-TEST_F(CoordinatorTest, RestartRequeuesUnfinishedTasks) {
+TEST_F(CoordinatorTest, RestartRequeuesUnfinishedTasksAndUnclaimedHeldOnes) {
   Coordinator::Options o = Defaults();
   o.prefetch_per_worker = 0;
   Start(o);
@@ -766,8 +766,14 @@ TEST_F(CoordinatorTest, RestartRequeuesUnfinishedTasks) {
   ASSERT_OK_AND_ASSIGN(auto open, coord_->GetReport(open_job, true));
   EXPECT_EQ(open.state(), v1::JOB_STATE_RUNNING);
   EXPECT_EQ(open.tasks_succeeded(), 1u);
-  EXPECT_EQ(open.tasks(1).state(), v1::TASK_STATE_QUEUED);
+  // Task 1 is held for "old" (it may still run there) until the grace ends.
+  EXPECT_EQ(open.tasks(1).state(), v1::TASK_STATE_RUNNING);
   EXPECT_EQ(open.tasks(2).state(), v1::TASK_STATE_QUEUED);
+  clock_.Advance(o.worker_timeout);
+  coord_->CheckLiveness();
+  ASSERT_OK_AND_ASSIGN(open, coord_->GetReport(open_job, true));
+  EXPECT_EQ(open.tasks(1).state(), v1::TASK_STATE_QUEUED);
+  EXPECT_EQ(open.retries(), 0u);  // the restart is not the task's fault
   ASSERT_OK_AND_ASSIGN(auto jobs, coord_->ListJobs(0));
   ASSERT_THAT(jobs, SizeIs(2));
   EXPECT_EQ(jobs[0].id(), open_job);

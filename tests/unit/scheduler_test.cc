@@ -586,5 +586,21 @@ TEST(SchedulerTest, RegistrationErrors) {
   EXPECT_EQ(s.QueuedTasks(), 2u);
 }
 
+TEST(SchedulerTest, AdoptedTaskTakesCreditUntilReleased) {
+  Scheduler s(Prefetch(0));
+  ASSERT_OK(s.AddWorker(Worker("a", 1)));
+  ASSERT_OK(s.AddJob("job", {}, {1}, 1));  // task 0 is held elsewhere, in no queue
+  ASSERT_OK(s.Adopt("a", TaskKey{"job", 0}));
+  EXPECT_EQ(s.InFlight("a"), 1);
+  EXPECT_THAT(s.Dispatch(), IsEmpty());  // its one slot is taken
+  EXPECT_THAT(s.Adopt("a", TaskKey{"job", 0}), StatusIs(absl::StatusCode::kAlreadyExists, HasSubstr("in flight")));
+  EXPECT_THAT(s.Adopt("nobody", TaskKey{"job", 0}), StatusIs(absl::StatusCode::kNotFound, HasSubstr("nobody")));
+  EXPECT_THAT(s.Adopt("a", TaskKey{"other", 0}), StatusIs(absl::StatusCode::kNotFound, HasSubstr("other")));
+  ASSERT_OK(s.Release("a", TaskKey{"job", 0}));
+  const auto as = s.Dispatch();
+  ASSERT_EQ(as.size(), 1u);
+  EXPECT_EQ(as[0].task.index, 1u);
+}
+
 }  // namespace
 }  // namespace busyfleet::coordinator
