@@ -37,7 +37,10 @@ inline constexpr absl::Duration kSpeculationRecheck = absl::Milliseconds(100);
 
 // The coordinator's domain logic: jobs, tasks, attached workers, results,
 // reports. Thread-safe; no sockets (the gRPC services are thin adapters over
-// it). Time comes from the injected clock.
+// it). Time comes from the injected clock: its monotonic clock decides
+// (liveness, speculation, progress rate limits), its wall clock only stamps
+// what users read (submitted, started, finished, task times), so a step of
+// the wall clock changes no decision.
 class Coordinator {
  public:
   struct Options {
@@ -127,10 +130,13 @@ class Coordinator {
   // the attempt counted. Unknown sessions are ignored.
   void Detach(absl::string_view session, const absl::Status& reason);
 
-  // Declares workers silent for longer than worker_timeout dead, and
-  // launches speculative backups that are due. Returns when the next check
-  // is due (InfiniteFuture with no worker attached and no speculative job).
-  absl::Time CheckLiveness();
+  // Declares workers silent for longer than worker_timeout (on the
+  // monotonic clock) dead, launches speculative backups that are due and
+  // sends held-back progress updates. Returns when the next check is due, on
+  // the clock's monotonic clock (InfiniteFuture with no worker attached, no
+  // speculative job and no update held back); sooner needs are announced
+  // through on_worker_attached / request_check.
+  MonoTime CheckLiveness();
 
   // Stops taking jobs and closes every worker stream. Idempotent.
   void Shutdown();
@@ -182,11 +188,12 @@ class Coordinator {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Speculation (JobSpec.speculate): launches backups of tasks running past
   // kStragglerFactor x the job's median; returns when to look again.
-  absl::Time SpeculateLocked(absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Due times are on the monotonic clock; `now` stamps the backups.
+  MonoTime SpeculateLocked(absl::Time now, MonoTime mono_now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Backups due for the job's running tasks, into `batches`; returns when
   // the next is due.
-  absl::Time SpeculateJobLocked(JobRecord& job, absl::Time now,
-                                std::map<std::string, v1::CoordinatorMessage>& batches)
+  MonoTime SpeculateJobLocked(JobRecord& job, absl::Time now, MonoTime mono_now,
+                              std::map<std::string, v1::CoordinatorMessage>& batches)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void HandleBackupResultLocked(Session& session, JobRecord& job, TaskRecord& t,
                                 const v1::TaskResult& result) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
