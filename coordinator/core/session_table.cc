@@ -35,7 +35,9 @@ Session Session::FromHello(const v1::Hello& hello, std::string id, std::string n
 
 absl::Time Session::StartTime(int64_t start_mono_ns, absl::Time assigned_at, absl::Time now) const {
   const absl::Time start = offset_valid ? ToCoordinatorTime(start_mono_ns) : now;
-  return std::clamp(start, assigned_at, now);
+  // Our wall clock may have stepped back since the assignment: then
+  // `now` is before `assigned_at` and the assignment is the bound.
+  return std::clamp(start, assigned_at, std::max(assigned_at, now));
 }
 
 MonoTime Session::StartMono(int64_t start_mono_ns, MonoTime assigned_mono, absl::Time now,

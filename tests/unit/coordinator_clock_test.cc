@@ -87,6 +87,29 @@ TEST_P(WallStepTest, HeldBackProgressGoesAtItsRate) {
   EXPECT_EQ(seen.back().tasks_done(), 2u);
 }
 
+TEST_P(WallStepTest, TaskTimesStayTheWorkersAndWithinTheirAttempt) {
+  ASSERT_OK_AND_ASSIGN(FakeWorker w, Attach("w", 1));
+  // The worker's monotonic zero is our wall clock's now (its offset), as
+  // estimated before the step.
+  ASSERT_OK(Heartbeat(w, 1, 0, /*offset_valid=*/true, absl::ToUnixNanos(clock_.Now())));
+  ASSERT_OK_AND_ASSIGN(auto sub, coord_->Submit(Countdown(1)));
+  const auto as = w.channel->TakeNew();
+  ASSERT_THAT(as, SizeIs(1));
+  clock_.StepWall(GetParam());
+  ASSERT_OK(Started(w, as[0], 0, kSecond / 10));
+  clock_.Advance(absl::Seconds(2));
+  ASSERT_OK(Succeed(w, as[0], kSecond / 10, kSecond / 10 + 3 * kSecond / 2));  // ran 1.5 s
+  ASSERT_OK_AND_ASSIGN(v1::JobReport r, coord_->GetReport(sub.job_id(), true));
+  EXPECT_EQ(r.state(), v1::JOB_STATE_SUCCEEDED);
+  ASSERT_EQ(r.tasks_size(), 1);
+  EXPECT_DOUBLE_EQ(r.tasks(0).seconds(), 1.5) << "a task's duration is the worker's monotonic time";
+  EXPECT_DOUBLE_EQ(r.timing().makespan_seconds(), 1.5);
+  EXPECT_DOUBLE_EQ(r.timing().serial_seconds(), 1.5);
+  EXPECT_GE(r.tasks(0).start_offset_seconds(), 0) << "never before the job's submission";
+  EXPECT_GE(r.timing().wall_seconds(), 0);
+  EXPECT_GE(r.timing().overhead_seconds(), 0);
+}
+
 // Two one-slot workers and a 3-task speculative job; task 0 took 1 s (the
 // median), the slow task has run for 1.2 s: its backup is due at 1.5 s.
 class WallStepSpeculationTest : public WallStepTest {
