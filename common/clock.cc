@@ -1,5 +1,6 @@
 #include "common/clock.h"
 
+#include <algorithm>
 #include <atomic>
 
 #include <time.h>
@@ -36,6 +37,37 @@ void FakeClock::Advance(absl::Duration d) {
   absl::MutexLock lock(&mu_);
   now_ += d;
   mono_ += absl::ToInt64Nanoseconds(d);
+}
+
+void FakeClock::StepWall(absl::Duration d) {
+  absl::MutexLock lock(&mu_);
+  now_ += d;
+}
+
+MonoWaiter::MonoWaiter(const Clock* clock) : clock_(clock != nullptr ? clock : Clock::Real()) {}
+
+bool MonoWaiter::WaitUntil(MonoTime deadline) {
+  std::unique_lock<std::mutex> lock(mu_);
+  const bool real = clock_ == Clock::Real();
+  for (;;) {
+    if (woken_) break;
+    const absl::Duration left = deadline - clock_->Mono();
+    if (left <= absl::ZeroDuration()) return false;
+    // wait_for measures on steady_clock (CLOCK_MONOTONIC). A fake clock
+    // moves by itself only in tests: look at it again soon.
+    const absl::Duration slice = real ? std::min(left, absl::Hours(24)) : absl::Milliseconds(10);
+    cv_.wait_for(lock, absl::ToChronoNanoseconds(slice));
+  }
+  woken_ = false;
+  return true;
+}
+
+void MonoWaiter::Wake() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    woken_ = true;
+  }
+  cv_.notify_all();
 }
 
 int64_t ThreadCpuNanos() {

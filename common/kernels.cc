@@ -9,8 +9,13 @@ void CancelToken::Cancel() {
   if (!cancelled_.exchange(true)) notification_.Notify();
 }
 
-bool CancelToken::WaitUntil(absl::Time deadline) const {
-  return notification_.WaitForNotificationWithDeadline(deadline);
+bool CancelToken::WaitUntil(MonoTime deadline) const {
+  // absl's wait ends on the wall clock: wait again for what is left.
+  for (;;) {
+    const absl::Duration left = deadline - MonoNow();
+    if (left <= absl::ZeroDuration()) return notification_.HasBeenNotified();
+    if (notification_.WaitForNotificationWithTimeout(std::min(left, absl::Hours(24)))) return true;
+  }
 }
 
 namespace {
@@ -24,12 +29,12 @@ inline void CountDownChunk(uint64_t n) {
 
 }  // namespace
 
-KernelResult Countdown(uint64_t n, const CancelToken& cancel, absl::Time deadline) {
-  const bool has_deadline = deadline != absl::InfiniteFuture();
+KernelResult Countdown(uint64_t n, const CancelToken& cancel, MonoTime deadline) {
+  const bool has_deadline = deadline != MonoTime::InfiniteFuture();
   uint64_t remaining = n;
   while (remaining > 0) {
     if (cancel.cancelled()) return {KernelOutcome::kCancelled, n - remaining};
-    if (has_deadline && absl::Now() >= deadline) return {KernelOutcome::kTimedOut, n - remaining};
+    if (has_deadline && MonoNow() >= deadline) return {KernelOutcome::kTimedOut, n - remaining};
     const uint64_t chunk = std::min(remaining, kCountdownCheckEvery);
     CountDownChunk(chunk);
     remaining -= chunk;
@@ -45,16 +50,16 @@ uint64_t BareCountdown(uint64_t n) {
   return n;
 }
 
-KernelResult Spin(absl::Duration duration, const CancelToken& cancel, absl::Time deadline) {
+KernelResult Spin(absl::Duration duration, const CancelToken& cancel, MonoTime deadline) {
   const auto start = std::chrono::steady_clock::now();
   const auto end = start + absl::ToChronoNanoseconds(duration);
-  const bool has_deadline = deadline != absl::InfiniteFuture();
+  const bool has_deadline = deadline != MonoTime::InfiniteFuture();
   uint64_t spins = 0;
   for (;;) {
     const auto now = std::chrono::steady_clock::now();
     if (now >= end) break;
     if (cancel.cancelled()) return {KernelOutcome::kCancelled, spins};
-    if (has_deadline && (spins & 0x3ff) == 0 && absl::Now() >= deadline) {
+    if (has_deadline && (spins & 0x3ff) == 0 && MonoNow() >= deadline) {
       return {KernelOutcome::kTimedOut, spins};
     }
     ++spins;
@@ -62,9 +67,9 @@ KernelResult Spin(absl::Duration duration, const CancelToken& cancel, absl::Time
   return {KernelOutcome::kCompleted, spins};
 }
 
-KernelResult Sleep(absl::Duration duration, const CancelToken& cancel, absl::Time deadline) {
-  const absl::Time end = absl::Now() + duration;
-  const absl::Time wake = std::min(end, deadline);
+KernelResult Sleep(absl::Duration duration, const CancelToken& cancel, MonoTime deadline) {
+  const MonoTime end = MonoNow() + duration;
+  const MonoTime wake = std::min(end, deadline);
   if (cancel.WaitUntil(wake)) return {KernelOutcome::kCancelled, 0};
   if (wake < end) return {KernelOutcome::kTimedOut, 0};
   return {KernelOutcome::kCompleted, 0};

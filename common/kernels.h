@@ -1,13 +1,16 @@
 #ifndef BUSYFLEET_COMMON_KERNELS_H_
 #define BUSYFLEET_COMMON_KERNELS_H_
 
-// The busy-wait kernels a task runs. No I/O, no logging.
+// The busy-wait kernels a task runs. No I/O, no logging. Deadlines (a
+// task's timeout) are on the monotonic clock (MonoNow()): a wall-clock step
+// neither times a task out early nor lets it run over.
 
 #include <atomic>
 #include <cstdint>
 
 #include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
+#include "common/clock.h"
 
 namespace busyfleet {
 
@@ -17,8 +20,9 @@ class CancelToken {
  public:
   void Cancel();
   bool cancelled() const { return cancelled_.load(std::memory_order_relaxed); }
-  // Blocks until cancelled or `deadline`; true when cancelled.
-  bool WaitUntil(absl::Time deadline) const;
+  // Blocks until cancelled or `deadline` (monotonic, MonoNow()); true when
+  // cancelled.
+  bool WaitUntil(MonoTime deadline) const;
 
  private:
   std::atomic<bool> cancelled_{false};
@@ -41,7 +45,7 @@ inline constexpr uint64_t kCountdownCheckEvery = uint64_t{1} << 20;
 // counter keeps the compiler from folding the loop away. Stops early, within
 // kCountdownCheckEvery iterations, when `cancel` fires or `deadline` passes.
 KernelResult Countdown(uint64_t n, const CancelToken& cancel,
-                       absl::Time deadline = absl::InfiniteFuture());
+                       MonoTime deadline = MonoTime::InfiniteFuture());
 
 // The bare loop, without any checks: the reference the kernel is measured
 // against. Returns the final counter (always 0) so the call is not elided.
@@ -49,11 +53,11 @@ uint64_t BareCountdown(uint64_t n);
 
 // Busy-waits on the clock for `duration` (burns one core).
 KernelResult Spin(absl::Duration duration, const CancelToken& cancel,
-                  absl::Time deadline = absl::InfiniteFuture());
+                  MonoTime deadline = MonoTime::InfiniteFuture());
 
 // Sleeps for `duration` (burns no CPU); wakes at once on cancel.
 KernelResult Sleep(absl::Duration duration, const CancelToken& cancel,
-                   absl::Time deadline = absl::InfiniteFuture());
+                   MonoTime deadline = MonoTime::InfiniteFuture());
 
 }  // namespace busyfleet
 

@@ -16,7 +16,7 @@
 namespace busyfleet::worker {
 namespace {
 
-KernelResult RunKernel(const v1::Assignment& a, const CancelToken& cancel, absl::Time deadline) {
+KernelResult RunKernel(const v1::Assignment& a, const CancelToken& cancel, MonoTime deadline) {
   switch (a.kind()) {
     case v1::TASK_KIND_COUNTDOWN:
       return Countdown(a.iterations(), cancel, deadline);
@@ -29,9 +29,10 @@ KernelResult RunKernel(const v1::Assignment& a, const CancelToken& cancel, absl:
   }
 }
 
-absl::Time DeadlineOf(const v1::Assignment& a) {
+// The task's timeout, on the monotonic clock.
+MonoTime DeadlineOf(const v1::Assignment& a) {
   const absl::Duration timeout = ToAbslDuration(a.timeout());
-  return timeout > absl::ZeroDuration() ? absl::Now() + timeout : absl::InfiniteFuture();
+  return timeout > absl::ZeroDuration() ? MonoNow() + timeout : MonoTime::InfiniteFuture();
 }
 
 void SetWallStart(absl::Time t, v1::TaskResult* r) { *r->mutable_start_wall() = ToProtoTimestamp(t); }
@@ -75,7 +76,7 @@ constexpr int kChildBadKind = 4;
 // The child side of a process-mode task: only the kernel, then _exit (no
 // destructors, no gRPC). SIGTERM (blocked in the worker) ends it at once:
 // nothing to clean up.
-[[noreturn]] void RunChild(const v1::Assignment& a, absl::Time deadline) {
+[[noreturn]] void RunChild(const v1::Assignment& a, MonoTime deadline) {
   sigset_t term;
   sigemptyset(&term);
   sigaddset(&term, SIGTERM);
@@ -131,7 +132,7 @@ Executor::Executor(Options options, StartedFn on_started, FinishedFn on_finished
 
 void Executor::StopChildLocked(const Key& key, pid_t child) {
   kill(child, SIGTERM);
-  kills_.emplace(absl::Now() + options_.kill_grace, std::make_pair(key, child));
+  kills_.emplace(MonoNow() + options_.kill_grace, std::make_pair(key, child));
 }
 
 void Executor::KillerLoop() {
@@ -140,10 +141,12 @@ void Executor::KillerLoop() {
     auto wake = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stopping_ || !kills_.empty(); };
     mu_.Await(absl::Condition(&wake));
     if (stopping_) return;
-    const absl::Time due = kills_.begin()->first;
+    const MonoTime due = kills_.begin()->first;
     auto stop = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stopping_; };
-    if (mu_.AwaitWithDeadline(absl::Condition(&stop), due)) return;
-    const absl::Time now = absl::Now();
+    // The grace is on the monotonic clock; absl's timeout follows the wall
+    // clock, so a step forward only wakes it early and it looks again.
+    if (mu_.AwaitWithTimeout(absl::Condition(&stop), due - MonoNow())) return;
+    const MonoTime now = MonoNow();
     while (!kills_.empty() && kills_.begin()->first <= now) {
       const auto [key, child] = kills_.begin()->second;
       kills_.erase(kills_.begin());
@@ -318,7 +321,7 @@ v1::TaskResult Executor::RunInThread(const v1::Assignment& a, int slot, const Ca
   const bool cpu_clock = a.kind() != v1::TASK_KIND_COUNTDOWN || a.iterations() > kWallIsCpuIterations;
   const int64_t cpu0 = cpu_clock ? ThreadCpuNanos() : 0;
   r.set_start_mono_ns(MonoNanosNow());
-  const absl::Time deadline = DeadlineOf(a);
+  const MonoTime deadline = DeadlineOf(a);
   const KernelResult k = RunKernel(a, cancel, deadline);
   r.set_end_mono_ns(MonoNanosNow());
   r.set_cpu_ns(cpu_clock ? ThreadCpuNanos() - cpu0 : r.end_mono_ns() - r.start_mono_ns());
@@ -331,7 +334,7 @@ v1::TaskResult Executor::RunInProcess(const v1::Assignment& a, int slot, const K
                                       const CancelToken& cancel) {
   v1::TaskResult r = NewResult(a, slot);
   r.set_start_mono_ns(MonoNanosNow());
-  const absl::Time deadline = DeadlineOf(a);
+  const MonoTime deadline = DeadlineOf(a);
   const pid_t pid = fork();
   if (pid == 0) RunChild(a, deadline);
   if (pid < 0) {

@@ -16,6 +16,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "busyfleet/v1/worker.pb.h"
+#include "common/clock.h"
 #include "common/kernels.h"
 
 namespace busyfleet::worker {
@@ -113,7 +114,8 @@ class Executor {
   std::vector<bool> slot_busy_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   // Children to SIGKILL at a time, unless reaped before.
-  std::multimap<absl::Time, std::pair<Key, pid_t>> kills_ ABSL_GUARDED_BY(mu_);
+  // SIGKILL due times (monotonic) of children sent SIGTERM.
+  std::multimap<MonoTime, std::pair<Key, pid_t>> kills_ ABSL_GUARDED_BY(mu_);
   std::thread killer_;
   absl::Mutex stop_mu_;  // serialises Stop()
   std::vector<std::thread> threads_ ABSL_GUARDED_BY(stop_mu_);

@@ -38,6 +38,9 @@ constexpr absl::Duration kStartedNoticeDelay = absl::Milliseconds(1);
 // this are kept until they are known to have arrived (see AfterWriteLocked).
 constexpr int64_t kStreamFreshNs = 100'000'000;
 
+// Drain waits look at the monotonic clock at least this often.
+constexpr absl::Duration kDrainSlice = absl::Milliseconds(100);
+
 // Drops the oldest results beyond kMaxHeldResults.
 void TrimHeld(std::vector<v1::TaskResult>& held) {
   if (held.size() > kMaxHeldResults) held.erase(held.begin(), held.end() - kMaxHeldResults);
@@ -46,7 +49,10 @@ void TrimHeld(std::vector<v1::TaskResult>& held) {
 }  // namespace
 
 WorkerClient::WorkerClient(Options options)
-    : options_(std::move(options)), instance_id_(NewInstanceId()) {}
+    : options_(std::move(options)),
+      clock_(options_.clock != nullptr ? options_.clock : Clock::Real()),
+      ticker_wake_(clock_),
+      instance_id_(NewInstanceId()) {}
 
 absl::StatusOr<std::unique_ptr<WorkerClient>> WorkerClient::Start(Options options) {
   if (options.slots < 1) {
@@ -95,7 +101,7 @@ WorkerClient::~WorkerClient() { Stop(); }
 void WorkerClient::OnStarted(const v1::TaskStarted& started) {
   absl::MutexLock lock(&mu_);
   if (!connected_) return;  // the result tells the next session
-  if (started_out_.empty()) started_since_ = absl::Now();
+  if (started_out_.empty()) started_since_ = clock_->Mono();
   started_out_.push_back(started);
 }
 
@@ -384,18 +390,46 @@ void WorkerClient::LogSessionEnd(bool welcomed, const grpc::Status& status) cons
 }
 
 void WorkerClient::SenderLoop(Stream* stream, uint64_t generation) {
-  uint64_t seq = 0;
-  absl::Time next_heartbeat = absl::Now();  // at once: carries the clock offset
+  {
+    absl::MutexLock lock(&mu_);
+    ticker_stop_ = false;
+    woken_by_clock_ = false;
+    wake_at_ = MonoTime::InfiniteFuture();
+  }
+  std::thread ticker([this] { TickerLoop(); });
+  {
+    absl::MutexLock lock(&mu_);
+    SendLocked(stream, generation);
+    ticker_stop_ = true;
+  }
+  ticker_wake_.Wake();
+  ticker.join();
+}
+
+void WorkerClient::TickerLoop() {
   absl::MutexLock lock(&mu_);
+  while (!ticker_stop_) {
+    const MonoTime due = wake_at_;
+    mu_.Unlock();
+    const bool woken = ticker_wake_.WaitUntil(due);
+    mu_.Lock();
+    // Setting the flag under mu_ makes the sender's Await look again.
+    if (!woken && clock_->Mono() >= wake_at_) woken_by_clock_ = true;
+  }
+}
+
+void WorkerClient::SendLocked(Stream* stream, uint64_t generation) {
+  uint64_t seq = 0;
+  MonoTime next_heartbeat = clock_->Mono();  // at once: carries the clock offset
   for (;;) {
     if (!AwaitTurnLocked(generation, next_heartbeat)) return;
-    const absl::Time now = absl::Now();
+    const MonoTime now = clock_->Mono();
     std::vector<v1::WorkerMessage> batch;
     if (now >= next_heartbeat) {
       *batch.emplace_back().mutable_heartbeat() = HeartbeatLocked(++seq);
       // The first few come quickly, to settle the clock offset estimate
       // (smallest round trip wins) before results arrive.
-      next_heartbeat = absl::Now() + (seq < 4 ? std::min(heartbeat_interval_, absl::Milliseconds(20))
+      next_heartbeat = clock_->Mono() + (seq < 4 ? std::min(heartbeat_interval_, absl::Milliseconds(20))
                                                : heartbeat_interval_);
     }
     if (!results_out_.empty() || (!started_out_.empty() && now >= started_since_ + kStartedNoticeDelay)) {
@@ -409,17 +443,25 @@ void WorkerClient::SenderLoop(Stream* stream, uint64_t generation) {
   }
 }
 
-bool WorkerClient::AwaitTurnLocked(uint64_t generation, absl::Time next_heartbeat) {
+bool WorkerClient::AwaitTurnLocked(uint64_t generation, MonoTime next_heartbeat) {
   auto gone = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return !connected_ || generation_ != generation; };
   auto ready = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     return gone() || (!writing_ && (!results_out_.empty() || drain_notice_pending_ || close_when_idle_));
   };
+  auto ready_or_due = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return woken_by_clock_ || ready(); };
   auto can_write = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return gone() || !writing_; };
   for (;;) {
     // Start notices alone wait a little (their result usually follows).
-    absl::Time wake = next_heartbeat;
+    MonoTime wake = next_heartbeat;
     if (!started_out_.empty()) wake = std::min(wake, started_since_ + kStartedNoticeDelay);
-    mu_.AwaitWithDeadline(absl::Condition(&ready), wake);
+    if (clock_->Mono() < wake) {
+      // The ticker wakes us at `wake` on the monotonic clock.
+      woken_by_clock_ = false;
+      wake_at_ = wake;
+      ticker_wake_.Wake();
+      mu_.Await(absl::Condition(&ready_or_due));
+      wake_at_ = MonoTime::InfiniteFuture();
+    }
     if (gone()) return false;
     if (!writing_) return true;
     // Woken by the clock while a slot thread writes.
@@ -472,7 +514,12 @@ bool WorkerClient::WriteLocked(Stream* stream, absl::Span<v1::WorkerMessage> mes
   return ok;
 }
 
-bool WorkerClient::Drain(absl::Time deadline) {
+bool WorkerClient::Drain(absl::Duration limit) {
+  const MonoTime deadline = clock_->Mono() + limit;
+  // Waits in slices checked against the monotonic deadline: absl's own
+  // timeouts follow the wall clock, and a step forward must not end the
+  // drain early.
+  auto slice = [&] { return absl::Now() + std::min(deadline - clock_->Mono(), kDrainSlice); };
   {
     absl::MutexLock lock(&mu_);
     if (stopping_) return true;
@@ -485,14 +532,18 @@ bool WorkerClient::Drain(absl::Time deadline) {
       executor_->TakeQueued();
     }
   }
-  const bool idle = executor_->WaitIdle(deadline);
+  bool idle = false;
+  while (!(idle = executor_->WaitIdle(slice())) && clock_->Mono() < deadline) {
+  }
   {
     absl::MutexLock lock(&mu_);
     close_when_idle_ = true;
   }
   // The sender closes our side once everything is reported; the coordinator
   // then ends the stream and the loop returns.
-  const bool closed = idle && stopped_.WaitForNotificationWithDeadline(deadline);
+  bool closed = false;
+  while (idle && !(closed = stopped_.WaitForNotificationWithDeadline(slice())) && clock_->Mono() < deadline) {
+  }
   Stop();
   return closed;
 }

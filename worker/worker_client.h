@@ -18,6 +18,7 @@
 #include "absl/time/time.h"
 #include "absl/types/span.h"
 #include "busyfleet/v1/worker.grpc.pb.h"
+#include "common/clock.h"
 #include "common/rpc/client_security.h"
 #include "worker/executor.h"
 
@@ -50,6 +51,10 @@ class WorkerClient {
     absl::Duration backoff_max = absl::Seconds(1);
     // Token and TLS; default: none (insecure, no token).
     ClientSecurity security;
+    // Schedules heartbeats and start notices on its monotonic clock;
+    // nullptr: the real clock (tests pass a FakeClock). Wire times stay on
+    // the real clocks (MonoNanosNow, ReportedWallNow).
+    const Clock* clock = nullptr;
   };
 
   // Starts the session in the background (it keeps trying to attach).
@@ -59,8 +64,9 @@ class WorkerClient {
 
   // Takes no new tasks, hands the unstarted ones back, lets running ones
   // finish and reports them, then closes the stream and stops. True if all
-  // of that happened before `deadline` (else running tasks are cancelled).
-  bool Drain(absl::Time deadline);
+  // of that happened within `limit` on the monotonic clock (else running
+  // tasks are cancelled); InfiniteDuration: no limit.
+  bool Drain(absl::Duration limit);
   // Cancels everything and closes at once. Idempotent.
   void Stop();
 
@@ -125,10 +131,17 @@ class WorkerClient {
   void LogSessionEnd(bool welcomed, const grpc::Status& status) const;
 
   // --- Writing, on the sender thread (or a slot thread, see OnFinished) ---
+  // Runs the ticker beside SendLocked for the session.
   void SenderLoop(Stream* stream, uint64_t generation);
+  void SendLocked(Stream* stream, uint64_t generation) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Waits until a heartbeat, start notice, result, drain notice or close is
   // due and nobody else is writing. False once session `generation` is over.
-  bool AwaitTurnLocked(uint64_t generation, absl::Time next_heartbeat) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  bool AwaitTurnLocked(uint64_t generation, MonoTime next_heartbeat) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The sender's alarm clock: sleeps on the monotonic clock until wake_at_
+  // and then sets woken_by_clock_. (absl's timed waits, in this Abseil,
+  // sleep to a wall-clock deadline: a step back would hold heartbeats back
+  // by the step and the coordinator would declare this worker dead.)
+  void TickerLoop();
   // Heartbeat number `seq` with the clock offset estimate (running and
   // queued are filled in as it is written).
   v1::Heartbeat HeartbeatLocked(uint64_t seq) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -149,6 +162,9 @@ class WorkerClient {
   void AfterWriteLocked(v1::WorkerMessage& message, bool ok) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const Options options_;
+  const Clock* const clock_;
+  // The ticker sleeps here; woken when wake_at_ changes or the ticker stops.
+  MonoWaiter ticker_wake_;
   const std::string instance_id_;
   // Replaced only by the RunLoop thread (NewChannel), which alone uses them.
   std::shared_ptr<grpc::Channel> channel_;
@@ -175,8 +191,13 @@ class WorkerClient {
   // Outbox, flushed by the sender thread, or by the slot thread that
   // finished the last task there was to run (see OnFinished).
   std::vector<v1::TaskStarted> started_out_ ABSL_GUARDED_BY(mu_);
-  // When the oldest unsent start notice was queued.
-  absl::Time started_since_ ABSL_GUARDED_BY(mu_);
+  // When the oldest unsent start notice was queued (monotonic).
+  MonoTime started_since_ ABSL_GUARDED_BY(mu_);
+  // The sender's alarm (TickerLoop): when it wants waking, whether the
+  // alarm went off, and the ticker's end with the session's sender.
+  MonoTime wake_at_ ABSL_GUARDED_BY(mu_) = MonoTime::InfiniteFuture();
+  bool woken_by_clock_ ABSL_GUARDED_BY(mu_) = false;
+  bool ticker_stop_ ABSL_GUARDED_BY(mu_) = false;
   std::vector<v1::TaskResult> results_out_ ABSL_GUARDED_BY(mu_);
   // Results written while the stream was silent, until a heartbeat sent
   // after the newest of them is acknowledged (see AfterWriteLocked); sent

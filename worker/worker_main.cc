@@ -65,7 +65,7 @@ bool DrainUntilDoneOrSignalled(WorkerClient& client, int sig, absl::Duration lim
   bool drained = false;
   absl::Notification done;
   std::thread drainer([&] {
-    drained = client.Drain(limit > absl::ZeroDuration() ? absl::Now() + limit : absl::InfiniteFuture());
+    drained = client.Drain(limit > absl::ZeroDuration() ? limit : absl::InfiniteDuration());
     done.Notify();
   });
   while (!done.HasBeenNotified()) {

@@ -50,7 +50,7 @@ absl::StatusOr<std::unique_ptr<Coordinator>> Coordinator::Create(Options options
 absl::Status Coordinator::Recover() {
   BF_ASSIGN_OR_RETURN(std::vector<JobRecord> unfinished, options_.store->LoadUnfinished());
   absl::MutexLock lock(&mu_);
-  const absl::Time until = clock_->Now() + options_.worker_timeout;
+  const MonoTime until = clock_->Mono() + options_.worker_timeout;
   for (JobRecord& job : unfinished) {
     std::vector<uint32_t> queued;
     job.running = 0;
@@ -231,7 +231,7 @@ absl::StatusOr<uint64_t> Coordinator::Watch(absl::string_view job_id, bool inclu
   const uint64_t handle = watchers_.NewHandle();
   const absl::Time now = clock_->Now();
   if (JobRecord* live = FindJobLocked(job_id); live != nullptr && !IsTerminal(live->state)) {
-    watchers_.Add(handle, *live, include_tasks, std::move(callback), first_update_delay, now);
+    watchers_.Add(handle, *live, include_tasks, std::move(callback), first_update_delay, now, clock_->Mono());
     return handle;
   }
   // An ended job (in memory or only in the store): its final update alone.
@@ -261,9 +261,8 @@ absl::StatusOr<std::string> Coordinator::Attach(const v1::Hello& hello, absl::st
   if (shutting_down_) return absl::UnavailableError("coordinator is shutting down");
   // A reconnecting worker replaces its old session; another worker with the
   // same name gets a suffix.
-  const absl::Time now = clock_->Now();
   SessionTable::NameChoice name =
-      sessions_.ChooseName(hello.name(), hello.instance_id(), now - 2 * options_.heartbeat_interval);
+      sessions_.ChooseName(hello.name(), hello.instance_id(), clock_->Mono() - 2 * options_.heartbeat_interval);
   if (name.takeover) {
     // A new process under the old name: the old one's tasks are lost with it.
     std::shared_ptr<WorkerChannel> old = sessions_.At(name.stale).channel;
@@ -274,7 +273,7 @@ absl::StatusOr<std::string> Coordinator::Attach(const v1::Hello& hello, absl::st
     HoldSessionLocked(name.stale);
   }
   Session s = Session::FromHello(hello, NewIdLocked("s-"), std::move(name.name), peer, std::move(channel),
-                                 clock_->Now());
+                                 clock_->Now(), clock_->Mono());
   Scheduler::WorkerSpec spec;
   spec.session = s.id;
   spec.name = s.name;
@@ -300,7 +299,7 @@ absl::Status Coordinator::HandleMessage(absl::string_view session_id,
   if (session == nullptr) {
     return absl::NotFoundError(absl::StrCat("worker session ", session_id, " not found"));
   }
-  session->last_seen = clock_->Now();
+  session->last_seen = clock_->Mono();
   switch (message.msg_case()) {
     case v1::WorkerMessage::kHeartbeat:
       HandleHeartbeatLocked(*session, message.heartbeat());
@@ -326,10 +325,11 @@ absl::Status Coordinator::HandleMessage(absl::string_view session_id,
 }
 
 void Coordinator::HandleHeartbeatLocked(Session& session, const v1::Heartbeat& hb) {
-  session.last_heartbeat = session.last_seen;
-  session.ObserveClocks(hb, session.last_seen);
+  const absl::Time now = clock_->Now();
+  session.last_heartbeat = now;
+  session.ObserveClocks(hb, now);
   if (hb.no_ack()) return;
-  session.channel->Send(HeartbeatAck(hb, clock_->Now()));
+  session.channel->Send(HeartbeatAck(hb, now));
 }
 
 void Coordinator::HandleStartedLocked(Session& session, const v1::TaskStarted& started) {
@@ -337,12 +337,14 @@ void Coordinator::HandleStartedLocked(Session& session, const v1::TaskStarted& s
   TaskRecord* t = FindTaskLocked(started.task(), &job);
   if (t == nullptr) return;
   const absl::Time now = clock_->Now();
+  const MonoTime mono_now = clock_->Mono();
   if (t->backup && t->backup->number == started.task().attempt() && t->backup->session == session.id &&
       !t->backup->running) {
     Attempt& b = *t->backup;
     b.running = true;
     b.slot = started.slot();
     b.started_at = session.StartTime(started.start_mono_ns(), b.assigned_at, now);
+    b.started_mono = session.StartMono(started.start_mono_ns(), b.assigned_mono, now, mono_now);
     ++session.running;
     CountDown(session.assigned);
     return;
@@ -354,6 +356,7 @@ void Coordinator::HandleStartedLocked(Session& session, const v1::TaskStarted& s
   job->SetTaskState(*t, v1::TASK_STATE_RUNNING);
   t->current.slot = started.slot();
   t->current.started_at = session.StartTime(started.start_mono_ns(), t->current.assigned_at, now);
+  t->current.started_mono = session.StartMono(started.start_mono_ns(), t->current.assigned_mono, now, mono_now);
   ++session.running;
   CountDown(session.assigned);
   MarkDirtyLocked(*job, t->index);
@@ -497,29 +500,29 @@ void Coordinator::FailTaskLocked(JobRecord& job, TaskRecord& t, std::string job_
   FinishJobLocked(job, v1::JOB_STATE_FAILED, std::move(job_error));
 }
 
-absl::Time Coordinator::SpeculateLocked(absl::Time now) {
-  absl::Time next = absl::InfiniteFuture();
+MonoTime Coordinator::SpeculateLocked(absl::Time now, MonoTime mono_now) {
+  MonoTime next = MonoTime::InfiniteFuture();
   std::map<std::string, v1::CoordinatorMessage> batches;
   for (auto& [id, job] : jobs_) {
     if (!job->spec.speculate() || IsTerminal(job->state)) continue;
     // Until results come in there is no median: look again soon.
-    next = std::min(next, now + kSpeculationRecheck);
+    next = std::min(next, mono_now + kSpeculationRecheck);
     if (job->succeeded == 0 || scheduler_.QueuedFor(job->id) > 0) continue;
-    next = std::min(next, SpeculateJobLocked(*job, now, batches));
+    next = std::min(next, SpeculateJobLocked(*job, now, mono_now, batches));
   }
   for (auto& [session, message] : batches) sessions_.At(session).channel->Send(std::move(message));
   return next;
 }
 
-absl::Time Coordinator::SpeculateJobLocked(JobRecord& job, absl::Time now,
-                                           std::map<std::string, v1::CoordinatorMessage>& batches) {
-  absl::Time next = absl::InfiniteFuture();
+MonoTime Coordinator::SpeculateJobLocked(JobRecord& job, absl::Time now, MonoTime mono_now,
+                                         std::map<std::string, v1::CoordinatorMessage>& batches) {
+  MonoTime next = MonoTime::InfiniteFuture();
   const std::optional<absl::Duration> threshold = StragglerThreshold(job);
   if (!threshold) return next;
   for (TaskRecord& t : job.tasks) {
     if (t.state != v1::TASK_STATE_RUNNING || t.speculated || t.backup) continue;
-    const absl::Time due = t.current.started_at + *threshold;
-    if (due > now) {
+    const MonoTime due = t.current.started_mono + *threshold;
+    if (due > mono_now) {
       next = std::min(next, due);
       continue;
     }
@@ -532,6 +535,7 @@ absl::Time Coordinator::SpeculateJobLocked(JobRecord& job, absl::Time now,
     b.worker = s.name;
     b.host = s.host.hostname();
     b.assigned_at = now;
+    b.assigned_mono = mono_now;
     t.speculated = true;
     ++job.backups;
     ++s.assigned;
@@ -610,7 +614,7 @@ void Coordinator::HoldSessionLocked(const std::string& session_id) {
   Session* s = sessions_.Find(session_id);
   if (s == nullptr) return;
   const std::string name = s->name;
-  const absl::Time until = clock_->Now() + options_.worker_timeout;
+  const MonoTime until = clock_->Mono() + options_.worker_timeout;
   auto tasks = scheduler_.RemoveWorker(session_id);  // queues them again: taken back out below
   if (tasks.ok()) {
     for (const TaskKey& key : *tasks) {
@@ -689,8 +693,8 @@ void Coordinator::ReleaseHeldLocked(const HeldAttempt& h, const std::string& wor
                    Queued::kNo);
 }
 
-absl::Time Coordinator::ExpireHeldLocked(absl::Time now) {
-  absl::Time next = absl::InfiniteFuture();
+MonoTime Coordinator::ExpireHeldLocked(MonoTime now) {
+  MonoTime next = MonoTime::InfiniteFuture();
   for (auto it = held_.begin(); it != held_.end();) {
     std::vector<HeldAttempt> expired;
     std::vector<HeldAttempt> kept;
@@ -761,6 +765,7 @@ void Coordinator::DispatchLocked() {
   std::vector<Scheduler::Assignment> assignments = scheduler_.Dispatch();
   if (assignments.empty()) return;
   const absl::Time now = clock_->Now();
+  const MonoTime mono_now = clock_->Mono();
   std::map<std::string, v1::CoordinatorMessage> batches;
   for (const Scheduler::Assignment& a : assignments) {
     JobRecord* job = FindJobLocked(a.task.job_id);
@@ -778,6 +783,7 @@ void Coordinator::DispatchLocked() {
     t.current.worker = s->name;
     t.current.host = s->host.hostname();
     t.current.assigned_at = now;
+    t.current.assigned_mono = mono_now;
     ++s->assigned;
     ++counters_.dispatched;
     if (job->state == v1::JOB_STATE_PENDING) job->state = v1::JOB_STATE_RUNNING;
@@ -797,13 +803,14 @@ void Coordinator::FlushLocked() {
   std::map<std::string, std::set<uint32_t>> dirty;
   dirty.swap(dirty_);
   const absl::Time now = clock_->Now();
+  const MonoTime mono_now = clock_->Mono();
   for (auto& [id, changed] : dirty) {
     JobRecord* job = FindJobLocked(id);
     if (job == nullptr) continue;
     // The in-memory record stays authoritative if the store fails; the
     // failure surfaces at the next start-up (and is logged by the adapter).
     (void)options_.store->SaveJob(*job, std::vector<uint32_t>(changed.begin(), changed.end()));
-    watchers_.Notify(*job, now, [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return sessions_.Facts(); });
+    watchers_.Notify(*job, now, mono_now, [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return sessions_.Facts(); });
   }
   EvictFinishedLocked();
 }
@@ -819,14 +826,15 @@ void Coordinator::EvictFinishedLocked() {
   }
 }
 
-absl::Time Coordinator::CheckLiveness() {
+MonoTime Coordinator::CheckLiveness() {
   absl::MutexLock lock(&mu_);
   const absl::Time now = clock_->Now();
+  const MonoTime mono_now = clock_->Mono();
   std::vector<std::string> dead;
-  absl::Time next = absl::InfiniteFuture();
+  MonoTime next = MonoTime::InfiniteFuture();
   for (const auto& [id, s] : sessions_.attached()) {
-    const absl::Time due = s.last_seen + options_.worker_timeout;
-    if (due <= now) {
+    const MonoTime due = s.last_seen + options_.worker_timeout;
+    if (due <= mono_now) {
       dead.push_back(id);
     } else {
       // A little slack, so that many sessions' deadlines are checked in one
@@ -842,10 +850,10 @@ absl::Time Coordinator::CheckLiveness() {
       channel->Close(absl::UnavailableError("declared dead: no heartbeat within the worker timeout"));
     }
   }
-  next = std::min(next, ExpireHeldLocked(now));
-  next = std::min(next, SpeculateLocked(now));
+  next = std::min(next, ExpireHeldLocked(mono_now));
+  next = std::min(next, SpeculateLocked(now, mono_now));
   SettleLocked();
-  next = std::min(next, watchers_.SendDue(now, [this](const std::string& id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+  next = std::min(next, watchers_.SendDue(now, mono_now, [this](const std::string& id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     return static_cast<const JobRecord*>(FindJobLocked(id));
   }));
   return next;

@@ -37,7 +37,10 @@ inline constexpr absl::Duration kSpeculationRecheck = absl::Milliseconds(100);
 
 // The coordinator's domain logic: jobs, tasks, attached workers, results,
 // reports. Thread-safe; no sockets (the gRPC services are thin adapters over
-// it). Time comes from the injected clock.
+// it). Time comes from the injected clock: its monotonic clock decides
+// (liveness, speculation, progress rate limits), its wall clock only stamps
+// what users read (submitted, started, finished, task times), so a step of
+// the wall clock changes no decision.
 class Coordinator {
  public:
   struct Options {
@@ -140,10 +143,13 @@ class Coordinator {
   // detach once Shutdown has begun (the streams close because we stop).
   void Detach(absl::string_view session, const absl::Status& reason);
 
-  // Declares workers silent for longer than worker_timeout dead, and
-  // launches speculative backups that are due. Returns when the next check
-  // is due (InfiniteFuture with no worker attached and no speculative job).
-  absl::Time CheckLiveness();
+  // Declares workers silent for longer than worker_timeout (on the
+  // monotonic clock) dead, launches speculative backups that are due and
+  // sends held-back progress updates. Returns when the next check is due, on
+  // the clock's monotonic clock (InfiniteFuture with no worker attached, no
+  // speculative job and no update held back); sooner needs are announced
+  // through on_worker_attached / request_check.
+  MonoTime CheckLiveness();
 
   // A planned stop: takes no more jobs, workers or dispatches, sends every
   // worker GoingAway and closes its stream, and flushes the store. No
@@ -193,7 +199,7 @@ class Coordinator {
   struct HeldAttempt {
     TaskKey key;
     uint32_t attempt = 0;
-    absl::Time until;
+    MonoTime until;  // the grace ends, on the monotonic clock
   };
   // Moves the session's attempts in flight into held_ (no attempt ends;
   // backups are dropped) and retires it.
@@ -209,7 +215,7 @@ class Coordinator {
   void ReleaseHeldLocked(const HeldAttempt& h, const std::string& worker, absl::string_view why)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Releases what is held past its grace; when the next grace ends.
-  absl::Time ExpireHeldLocked(absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  MonoTime ExpireHeldLocked(MonoTime now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   // --- Attempts ---
   // The one place a task's current attempt ends without success: the
@@ -223,11 +229,12 @@ class Coordinator {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Speculation (JobSpec.speculate): launches backups of tasks running past
   // kStragglerFactor x the job's median; returns when to look again.
-  absl::Time SpeculateLocked(absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Due times are on the monotonic clock; `now` stamps the backups.
+  MonoTime SpeculateLocked(absl::Time now, MonoTime mono_now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Backups due for the job's running tasks, into `batches`; returns when
   // the next is due.
-  absl::Time SpeculateJobLocked(JobRecord& job, absl::Time now,
-                                std::map<std::string, v1::CoordinatorMessage>& batches)
+  MonoTime SpeculateJobLocked(JobRecord& job, absl::Time now, MonoTime mono_now,
+                              std::map<std::string, v1::CoordinatorMessage>& batches)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void HandleBackupResultLocked(Session& session, JobRecord& job, TaskRecord& t,
                                 const v1::TaskResult& result) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

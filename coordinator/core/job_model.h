@@ -2,7 +2,10 @@
 #define BUSYFLEET_COORDINATOR_CORE_JOB_MODEL_H_
 
 // Plain data: a job and its tasks as the coordinator tracks them. All times
-// are on the coordinator's clock (worker times are converted on arrival).
+// are on the coordinator's clock (worker times are converted on arrival):
+// absl::Time fields are wall-clock stamps for reports; MonoTime fields are
+// on its monotonic clock, for deciding (speculation), and live only in
+// memory (never stored: no attempt runs on after a restart).
 
 #include <algorithm>
 #include <cassert>
@@ -13,6 +16,7 @@
 
 #include "absl/time/time.h"
 #include "busyfleet/v1/types.pb.h"
+#include "common/clock.h"
 #include "coordinator/core/metrics.h"
 
 namespace busyfleet::coordinator {
@@ -62,6 +66,9 @@ struct Attempt {
   uint32_t slot = 0;
   absl::Time assigned_at = absl::InfinitePast();
   absl::Time started_at = absl::InfinitePast();
+  // The same two moments on the monotonic clock (speculation's due times).
+  MonoTime assigned_mono;
+  MonoTime started_mono;
   // From its result (the current attempt only; a backup's result is kept
   // only when it wins, and it is the current attempt by then).
   absl::Time ended_at = absl::InfinitePast();

@@ -17,14 +17,14 @@ ReportOptions ProgressWatchers::FinalReportOptions(bool include_tasks) {
 }
 
 void ProgressWatchers::Add(uint64_t handle, const JobRecord& job, bool include_tasks, ProgressCallback callback,
-                           absl::Duration first_update_delay, absl::Time now) {
+                           absl::Duration first_update_delay, absl::Time now, MonoTime mono_now) {
   Watcher& w = watchers_[handle];
   w.job_id = job.id;
   w.include_tasks = include_tasks;
-  w.refilled = now;
+  w.refilled = mono_now;
   if (first_update_delay > absl::ZeroDuration()) {
     w.tokens = options_.burst;
-    w.due = now + first_update_delay;
+    w.due = mono_now + first_update_delay;
     HoldBack(w);
   } else {
     callback(BuildProgress(job, now));
@@ -33,7 +33,7 @@ void ProgressWatchers::Add(uint64_t handle, const JobRecord& job, bool include_t
   w.callback = std::move(callback);
 }
 
-void ProgressWatchers::Notify(const JobRecord& job, absl::Time now, FactsFn facts) {
+void ProgressWatchers::Notify(const JobRecord& job, absl::Time now, MonoTime mono_now, FactsFn facts) {
   std::optional<v1::JobProgress> progress;
   for (auto it = watchers_.begin(); it != watchers_.end();) {
     Watcher& w = it->second;
@@ -53,7 +53,7 @@ void ProgressWatchers::Notify(const JobRecord& job, absl::Time now, FactsFn fact
       ++it;
       continue;
     }
-    if (TakeToken(w, now)) {
+    if (TakeToken(w, mono_now)) {
       if (!progress) progress = BuildProgress(job, now);
       w.callback(*progress);
     } else {
@@ -71,31 +71,29 @@ void ProgressWatchers::HoldBack(Watcher& w) {
   }
 }
 
-bool ProgressWatchers::TakeToken(Watcher& w, absl::Time now) const {
+bool ProgressWatchers::TakeToken(Watcher& w, MonoTime mono_now) const {
   if (options_.interval <= absl::ZeroDuration()) return true;
-  if (w.refilled != absl::InfinitePast()) {
-    w.tokens = std::min(options_.burst, w.tokens + absl::FDivDuration(now - w.refilled, options_.interval));
-  }
-  w.refilled = now;
+  w.tokens = std::min(options_.burst, w.tokens + absl::FDivDuration(mono_now - w.refilled, options_.interval));
+  w.refilled = mono_now;
   if (w.tokens >= 1) {
     w.tokens -= 1;
     return true;
   }
-  w.due = now + options_.interval * (1 - w.tokens);
+  w.due = mono_now + options_.interval * (1 - w.tokens);
   return false;
 }
 
-absl::Time ProgressWatchers::SendDue(absl::Time now, FindJobFn find_job) {
-  if (due_ > now) return due_;
-  due_ = absl::InfiniteFuture();
+MonoTime ProgressWatchers::SendDue(absl::Time now, MonoTime mono_now, FindJobFn find_job) {
+  if (due_ > mono_now) return due_;
+  due_ = MonoTime::InfiniteFuture();
   for (auto& [handle, w] : watchers_) {
     if (!w.pending) continue;
-    if (w.due > now || !TakeToken(w, now)) {
+    if (w.due > mono_now || !TakeToken(w, mono_now)) {
       due_ = std::min(due_, w.due);
       continue;
     }
     w.pending = false;
-    w.due = absl::InfiniteFuture();
+    w.due = MonoTime::InfiniteFuture();
     if (const JobRecord* job = find_job(w.job_id)) w.callback(BuildProgress(*job, now));
   }
   return due_;

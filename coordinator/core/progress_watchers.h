@@ -9,6 +9,7 @@
 #include "absl/functional/function_ref.h"
 #include "absl/time/time.h"
 #include "busyfleet/v1/coordinator.pb.h"
+#include "common/clock.h"
 #include "coordinator/core/job_model.h"
 #include "coordinator/core/timing_aggregator.h"
 
@@ -26,6 +27,10 @@ using ProgressCallback = std::function<void(const v1::JobProgress&)>;
 // is held back and goes out, as the newest progress, when a token is due
 // (SendDue). The final update (the job ended, with its report) always goes
 // at once and ends the watch. Zero interval: every change goes at once.
+//
+// Two clocks: the bucket and the due times run on the monotonic clock
+// (`mono_now`), so a wall-clock step neither floods a watcher nor holds its
+// updates back; the wall clock (`now`) only goes into the updates.
 //
 // Plain data, no lock: the Coordinator calls it with its own lock held.
 class ProgressWatchers {
@@ -50,14 +55,15 @@ class ProgressWatchers {
   // Watches the live `job`: its first update goes at once (and takes a
   // token), or is held back for `first_update_delay`.
   void Add(uint64_t handle, const JobRecord& job, bool include_tasks, ProgressCallback callback,
-           absl::Duration first_update_delay, absl::Time now);
+           absl::Duration first_update_delay, absl::Time now, MonoTime mono_now);
   void Remove(uint64_t handle) { watchers_.erase(handle); }
 
   // The job changed: its watchers get its progress (or have it held back);
   // when the job has ended, its final update and the watch ends.
-  void Notify(const JobRecord& job, absl::Time now, FactsFn facts);
-  // Sends the held-back updates that are due; returns when the next is.
-  absl::Time SendDue(absl::Time now, FindJobFn find_job);
+  void Notify(const JobRecord& job, absl::Time now, MonoTime mono_now, FactsFn facts);
+  // Sends the held-back updates that are due; returns when the next is
+  // (InfiniteFuture: none held back).
+  MonoTime SendDue(absl::Time now, MonoTime mono_now, FindJobFn find_job);
 
   // Watches in place (tests).
   size_t size() const { return watchers_.size(); }
@@ -68,9 +74,9 @@ class ProgressWatchers {
     bool include_tasks = false;
     ProgressCallback callback;
     double tokens = 0;  // updates it may get at once (token bucket)
-    absl::Time refilled = absl::InfinitePast();
+    MonoTime refilled;
     bool pending = false;  // a change not yet sent (rate limit)
-    absl::Time due = absl::InfiniteFuture();  // when the pending one may go
+    MonoTime due = MonoTime::InfiniteFuture();  // when the pending one may go
   };
 
   // Marks the watcher's update held back until w.due, and asks for a check
@@ -78,13 +84,13 @@ class ProgressWatchers {
   void HoldBack(Watcher& w);
   // Refills the watcher's bucket to `now`; true (taking a token) when it may
   // get an update now, else sets when it may.
-  bool TakeToken(Watcher& w, absl::Time now) const;
+  bool TakeToken(Watcher& w, MonoTime mono_now) const;
 
   const Options options_;
   uint64_t next_handle_ = 1;
   std::map<uint64_t, Watcher> watchers_;
   // When the earliest held-back update is due.
-  absl::Time due_ = absl::InfiniteFuture();
+  MonoTime due_ = MonoTime::InfiniteFuture();
 };
 
 }  // namespace busyfleet::coordinator

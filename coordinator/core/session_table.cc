@@ -10,7 +10,7 @@ namespace busyfleet::coordinator {
 
 
 Session Session::FromHello(const v1::Hello& hello, std::string id, std::string name, absl::string_view peer,
-                           std::shared_ptr<WorkerChannel> channel, absl::Time now) {
+                           std::shared_ptr<WorkerChannel> channel, absl::Time now, MonoTime mono_now) {
   Session s;
   s.id = std::move(id);
   s.name = std::move(name);
@@ -29,13 +29,22 @@ Session Session::FromHello(const v1::Hello& hello, std::string id, std::string n
   s.peer = std::string(peer);
   s.channel = std::move(channel);
   s.attached_at = now;
-  s.last_seen = now;
+  s.last_seen = mono_now;
   return s;
 }
 
 absl::Time Session::StartTime(int64_t start_mono_ns, absl::Time assigned_at, absl::Time now) const {
   const absl::Time start = offset_valid ? ToCoordinatorTime(start_mono_ns) : now;
-  return std::clamp(start, assigned_at, now);
+  // Our wall clock may have stepped back since the assignment: then
+  // `now` is before `assigned_at` and the assignment is the bound.
+  return std::clamp(start, assigned_at, std::max(assigned_at, now));
+}
+
+MonoTime Session::StartMono(int64_t start_mono_ns, MonoTime assigned_mono, absl::Time now,
+                            MonoTime mono_now) const {
+  if (!offset_valid) return mono_now;
+  const MonoTime start = mono_now - (now - ToCoordinatorTime(start_mono_ns));
+  return std::clamp(start, assigned_mono, mono_now);
 }
 
 void Session::RecordTiming(const v1::TaskResult& result, absl::Time now, Attempt& a) const {
@@ -87,7 +96,7 @@ v1::WorkerInfo Session::Info() const {
 }
 
 SessionTable::NameChoice SessionTable::ChooseName(absl::string_view name, absl::string_view instance_id,
-                                                  absl::Time silent_since) const {
+                                                  std::optional<MonoTime> silent_since) const {
   NameChoice choice;
   choice.name = std::string(name);
   for (int n = 2;; ++n) {
@@ -96,7 +105,7 @@ SessionTable::NameChoice SessionTable::ChooseName(absl::string_view name, absl::
       if (s.name != choice.name) continue;
       if (!instance_id.empty() && s.instance_id == instance_id) {
         choice.stale = id;
-      } else if (n == 2 && s.last_seen < silent_since) {
+      } else if (n == 2 && silent_since && s.last_seen < *silent_since) {
         // A new process of the worker (restarted by its supervisor) while
         // the old one's session has gone silent: it takes the name over.
         choice.stale = id;

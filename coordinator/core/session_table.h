@@ -5,6 +5,7 @@
 #include <deque>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -13,6 +14,7 @@
 #include "absl/time/time.h"
 #include "busyfleet/v1/coordinator.pb.h"
 #include "busyfleet/v1/worker.pb.h"
+#include "common/clock.h"
 #include "coordinator/core/job_model.h"
 #include "coordinator/core/timing_aggregator.h"
 
@@ -45,7 +47,8 @@ struct Session {
   std::shared_ptr<WorkerChannel> channel;
   v1::WorkerState state = v1::WORKER_STATE_READY;
   absl::Time attached_at;
-  absl::Time last_seen;
+  // When it last said anything, on the monotonic clock: liveness.
+  MonoTime last_seen;
   absl::Time last_heartbeat = absl::InfinitePast();
   bool offset_valid = false;
   int64_t clock_offset_ns = 0;
@@ -58,14 +61,20 @@ struct Session {
   uint32_t assigned = 0;
   uint64_t tasks_done = 0;
 
-  // A session for a worker that said `hello` (validated), attached at `now`.
+  // A session for a worker that said `hello` (validated), attached at `now`
+  // (`mono_now` on the monotonic clock).
   static Session FromHello(const v1::Hello& hello, std::string id, std::string name, absl::string_view peer,
-                           std::shared_ptr<WorkerChannel> channel, absl::Time now);
+                           std::shared_ptr<WorkerChannel> channel, absl::Time now, MonoTime mono_now);
   // A time on the worker's monotonic clock, on ours (needs offset_valid).
   absl::Time ToCoordinatorTime(int64_t mono_ns) const { return absl::FromUnixNanos(mono_ns + clock_offset_ns); }
   // When an attempt assigned at `assigned_at` started, from the worker's
   // report (`now` without a clock offset), kept between its assignment and `now`.
   absl::Time StartTime(int64_t start_mono_ns, absl::Time assigned_at, absl::Time now) const;
+  // The same start on our monotonic clock, kept between `assigned_mono` and
+  // `mono_now` (read with `now`): the offset puts it on our wall clock, and
+  // its distance from `now` is how long ago that was. A stale offset (our
+  // wall clock stepped since) is caught by the bounds.
+  MonoTime StartMono(int64_t start_mono_ns, MonoTime assigned_mono, absl::Time now, MonoTime mono_now) const;
   // Puts a result's worker times on our clock, kept between the attempt's
   // assignment and `now` (when its result arrived); takes its figures.
   void RecordTiming(const v1::TaskResult& result, absl::Time now, Attempt& a) const;
@@ -93,7 +102,7 @@ class SessionTable {
     bool takeover = false;
   };
   NameChoice ChooseName(absl::string_view name, absl::string_view instance_id,
-                        absl::Time silent_since = absl::InfinitePast()) const;
+                        std::optional<MonoTime> silent_since = std::nullopt) const;
 
   bool Contains(absl::string_view id) const { return sessions_.contains(std::string(id)); }
   Session* Find(absl::string_view id);

@@ -46,11 +46,8 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(Opti
   co.heartbeat_interval = options.heartbeat_interval;
   co.prefetch_per_worker = options.prefetch_per_worker;
   co.store = s->store_.get();
-  co.on_worker_attached = [raw = s.get()] {
-    absl::MutexLock lock(&raw->mu_);
-    raw->recheck_ = true;  // also when the loop is busy in CheckLiveness right now
-    raw->cv_.SignalAll();
-  };
+  // A wake-up is kept when the loop is busy in CheckLiveness right now.
+  co.on_worker_attached = [raw = s.get()] { raw->wake_.Wake(); };
   co.request_check = co.on_worker_attached;
   co.on_job_finished = [](const v1::JobReport& r) {
     LogFields fields({{"job_id", r.id()}, {"state", v1::JobState_Name(r.state())}});
@@ -113,17 +110,18 @@ absl::Status CoordinatorServer::StartHttp(HttpServer::Options http) {
 std::string CoordinatorServer::address() const { return absl::StrCat(host_, ":", port_); }
 
 void CoordinatorServer::LivenessLoop() {
-  absl::MutexLock lock(&mu_);
-  while (!stopping_) {
-    recheck_ = false;
-    mu_.Unlock();
-    const absl::Time next = coordinator_->CheckLiveness();
-    mu_.Lock();
-    if (stopping_) break;
-    if (recheck_) continue;
-    // Wake when the oldest heartbeat would expire; with no worker attached,
-    // sleep until one attaches or shutdown (an idle coordinator uses no CPU).
-    cv_.WaitWithDeadline(&mu_, next);
+  for (;;) {
+    {
+      absl::MutexLock lock(&mu_);
+      if (stopping_) return;
+    }
+    const MonoTime next = coordinator_->CheckLiveness();
+    // Wake when the oldest heartbeat would expire, on the monotonic clock
+    // (both the coordinator's and the waiter's are the real one), so a step
+    // of the wall clock neither wakes it early nor stretches the sleep; with
+    // no worker attached, sleep until one attaches or shutdown (an idle
+    // coordinator uses no CPU).
+    wake_.WaitUntil(next);
   }
 }
 
@@ -133,8 +131,8 @@ void CoordinatorServer::Shutdown(absl::Duration grace) {
     if (shut_down_) return;
     shut_down_ = true;
     stopping_ = true;
-    cv_.SignalAll();
   }
+  wake_.Wake();
   if (liveness_.joinable()) liveness_.join();
   if (http_) http_->Shutdown();
   if (coordinator_) coordinator_->Shutdown();

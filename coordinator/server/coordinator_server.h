@@ -12,6 +12,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "common/clock.h"
 #include "coordinator/core/coordinator.h"
 #include "coordinator/server/coordinator_service.h"
 #include "coordinator/server/http_server.h"
@@ -78,11 +79,12 @@ class CoordinatorServer {
   std::string host_;
 
   absl::Mutex mu_;
-  absl::CondVar cv_;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
-  // The coordinator asked for a CheckLiveness sooner than the loop planned.
-  bool recheck_ ABSL_GUARDED_BY(mu_) = false;
   bool shut_down_ ABSL_GUARDED_BY(mu_) = false;
+  // The liveness loop sleeps here on the monotonic clock; woken when the
+  // coordinator wants a CheckLiveness sooner than the loop planned (a worker
+  // attached, an update held back) and at shutdown.
+  MonoWaiter wake_;
   std::thread liveness_;
 };
 

@@ -4,12 +4,15 @@
 #include <map>
 #include <memory>
 #include <set>
+#include <thread>
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
+#include "common/clock.h"
 #include "tests/testing/cluster.h"
 #include "tests/testing/status_matchers.h"
 
@@ -136,7 +139,7 @@ TEST(ClusterTest, DrainingWorkerFinishesRunningTasksAndHandsBackTheRest) {
   ASSERT_TRUE(WaitForProgress(
       cluster->coordinator(), id, [](const v1::JobProgress& p) { return p.tasks_running() == 2; },
       absl::Now() + absl::Seconds(10)));
-  EXPECT_TRUE(cluster->worker(0).Drain(absl::Now() + absl::Seconds(30)));
+  EXPECT_TRUE(cluster->worker(0).Drain(absl::Seconds(30)));
   ASSERT_OK_AND_ASSIGN(v1::JobReport r, cluster->WaitForJob(id, absl::Now() + kJobDeadline));
   EXPECT_EQ(r.state(), v1::JOB_STATE_SUCCEEDED);
   EXPECT_EQ(r.tasks_succeeded(), 6u);
@@ -159,6 +162,33 @@ TEST(ClusterTest, HeartbeatsAreNotStarvedBySlotsBusyAtFullCpu) {
   EXPECT_EQ(r.state(), v1::JOB_STATE_SUCCEEDED);
   EXPECT_EQ(r.retries(), 0u);
   EXPECT_EQ(cluster->worker(0).attach_count(), 1);
+}
+
+TEST(ClusterTest, HeartbeatsFollowTheWorkersMonotonicClockNotItsWallClock) {
+  // The worker schedules heartbeats on a FakeClock. While its monotonic
+  // clock moves with real time, wall steps of an hour either way change
+  // nothing; once it stops, heartbeats stop and the coordinator (on the
+  // real clock, timeout 750 ms) declares the worker dead.
+  FakeClock clock;
+  ASSERT_OK_AND_ASSIGN(auto cluster, InProcessCluster::Start({.workers = 1,
+                                                              .worker_timeout = absl::Milliseconds(750),
+                                                              .heartbeat_interval = absl::Milliseconds(100),
+                                                              .worker_clock = &clock}));
+  absl::Notification stop_time;
+  std::thread time_passes([&] {
+    // Mirrors real time into the fake monotonic clock, stepping its wall
+    // clock by an hour back and forth as it goes.
+    for (int i = 0; !stop_time.WaitForNotificationWithTimeout(absl::Milliseconds(10)); ++i) {
+      clock.Advance(absl::Milliseconds(10));
+      if (i % 20 == 10) clock.StepWall(i % 40 == 10 ? absl::Hours(1) : -absl::Hours(1));
+    }
+  });
+  const bool reattached = cluster->worker(0).WaitAttachCount(2, absl::Now() + absl::Seconds(2));
+  stop_time.Notify();
+  time_passes.join();
+  EXPECT_FALSE(reattached) << "declared dead while its monotonic clock ran";
+  EXPECT_TRUE(cluster->worker(0).WaitAttachCount(2, absl::Now() + absl::Seconds(10)))
+      << "heartbeats went on without the worker's monotonic clock moving";
 }
 
 TEST(ClusterTest, SpinSleepAndProcessModeTasksRun) {

@@ -50,6 +50,7 @@ absl::StatusOr<worker::WorkerClient*> InProcessCluster::AddWorker(const std::str
   wo.backoff_initial = absl::Milliseconds(20);
   wo.backoff_max = absl::Milliseconds(200);
   wo.security = options_.worker_security;
+  wo.clock = options_.worker_clock;
   BF_ASSIGN_OR_RETURN(std::unique_ptr<worker::WorkerClient> w, worker::WorkerClient::Start(wo));
   if (!w->WaitAttached(absl::Now() + absl::Seconds(10))) {
     return absl::DeadlineExceededError(absl::StrCat("worker ", name, " did not attach within 10s"));

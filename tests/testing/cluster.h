@@ -37,6 +37,8 @@ class InProcessCluster {
     // What the workers present: their token, and the channel credentials
     // (and TLS server name) NewChannel uses too. Default: no token, insecure.
     ClientSecurity worker_security = {};
+    // The clock the workers schedule heartbeats on; nullptr: the real one.
+    const Clock* worker_clock = nullptr;
   };
 
   // Starts the coordinator and the workers and waits (up to 10 s) until

@@ -159,7 +159,7 @@ TEST_F(CoordinatorTest, ReattachWithSameInstanceReplacesOldSession) {
 TEST_F(CoordinatorTest, SilentWorkerIsDeclaredDeadAndItsTasksRequeued) {
   ASSERT_OK_AND_ASSIGN(FakeWorker quiet, Attach("quiet", 1));
   ASSERT_OK_AND_ASSIGN(FakeWorker chatty, Attach("chatty", 1));
-  const absl::Time t0 = clock_.Now();
+  const MonoTime t0 = clock_.Mono();
   ASSERT_OK_AND_ASSIGN(auto sub, coord_->Submit(Countdown(2)));
   const auto for_quiet = quiet.channel->TakeNew();
   ASSERT_THAT(for_quiet, SizeIs(1));
@@ -198,15 +198,15 @@ TEST_F(CoordinatorTest, WorkerThatHeartbeatsStaysAttached) {
   for (int i = 0; i < 10; ++i) {
     clock_.Advance(absl::Seconds(4));
     ASSERT_OK(Heartbeat(w, static_cast<uint64_t>(i)));
-    EXPECT_EQ(coord_->CheckLiveness(), clock_.Now() + absl::Seconds(5) + kLivenessSlack);
+    EXPECT_EQ(coord_->CheckLiveness(), clock_.Mono() + absl::Seconds(5) + kLivenessSlack);
   }
   EXPECT_THAT(coord_->ListWorkers(false), SizeIs(1));
   EXPECT_THAT(w.channel->closes(), IsEmpty());
 }
 
 TEST_F(CoordinatorTest, CheckLivenessReturnsNextDeadline) {
-  EXPECT_EQ(coord_->CheckLiveness(), absl::InfiniteFuture());
-  const absl::Time t0 = clock_.Now();
+  EXPECT_EQ(coord_->CheckLiveness(), MonoTime::InfiniteFuture());
+  const MonoTime t0 = clock_.Mono();
   ASSERT_OK_AND_ASSIGN(FakeWorker w, Attach("w", 1));
   EXPECT_EQ(coord_->CheckLiveness(), t0 + absl::Seconds(5) + kLivenessSlack);
   clock_.Advance(absl::Seconds(1));
@@ -220,7 +220,7 @@ TEST_F(CoordinatorTest, CheckLivenessReturnsNextDeadline) {
   EXPECT_EQ(coord_->CheckLiveness(), t0 + absl::Seconds(8) + kLivenessSlack);
   // Exactly at the deadline: dead.
   clock_.Advance(absl::Seconds(5));
-  EXPECT_EQ(coord_->CheckLiveness(), absl::InfiniteFuture());
+  EXPECT_EQ(coord_->CheckLiveness(), MonoTime::InfiniteFuture());
   EXPECT_THAT(coord_->ListWorkers(false), IsEmpty());
   EXPECT_THAT(w.channel->closes(), SizeIs(1));
 }

@@ -33,7 +33,7 @@ TEST(CountdownTest, CountsExactlyAndCompletes) {
 
 TEST(CountdownTest, CompletesBeforeAFarDeadline) {
   CancelToken cancel;
-  const KernelResult r = Countdown(2 * kCountdownCheckEvery, cancel, absl::Now() + absl::Hours(1));
+  const KernelResult r = Countdown(2 * kCountdownCheckEvery, cancel, MonoNow() + absl::Hours(1));
   EXPECT_EQ(r.outcome, KernelOutcome::kCompleted);
   EXPECT_EQ(r.iterations_done, 2 * kCountdownCheckEvery);
 }
@@ -59,7 +59,7 @@ TEST(CountdownTest, StopsPromptlyWhenCancelledFromAnotherThread) {
   });
   started.WaitForNotification();
   // Let it count a little (a bounded wait on a condition that never comes).
-  cancel.WaitUntil(absl::Now() + absl::Milliseconds(20));
+  cancel.WaitUntil(MonoNow() + absl::Milliseconds(20));
   cancelled_at = absl::Now();
   cancel.Cancel();
   runner.join();
@@ -75,7 +75,7 @@ TEST(CountdownTest, StopsPromptlyWhenCancelledFromAnotherThread) {
 TEST(CountdownTest, PassedDeadlineTimesOut) {
   CancelToken cancel;
   const absl::Time before = absl::Now();
-  const KernelResult r = Countdown(kForever, cancel, before + absl::Milliseconds(30));
+  const KernelResult r = Countdown(kForever, cancel, MonoNow() + absl::Milliseconds(30));
   const absl::Duration elapsed = absl::Now() - before;
   EXPECT_EQ(r.outcome, KernelOutcome::kTimedOut);
   EXPECT_GT(r.iterations_done, 0u);
@@ -87,7 +87,7 @@ TEST(CountdownTest, PassedDeadlineTimesOut) {
 
 TEST(CountdownTest, DeadlineInThePastStopsAtOnce) {
   CancelToken cancel;
-  const KernelResult r = Countdown(kForever, cancel, absl::Now() - absl::Seconds(1));
+  const KernelResult r = Countdown(kForever, cancel, MonoNow() - absl::Seconds(1));
   EXPECT_EQ(r.outcome, KernelOutcome::kTimedOut);
   EXPECT_EQ(r.iterations_done, 0u);
 }
@@ -137,7 +137,7 @@ TEST(SpinTest, StopsWhenCancelledFromAnotherThread) {
 TEST(SpinTest, DeadlineBeforeDurationTimesOut) {
   CancelToken cancel;
   const absl::Time before = absl::Now();
-  const KernelResult r = Spin(absl::Hours(1), cancel, before + absl::Milliseconds(20));
+  const KernelResult r = Spin(absl::Hours(1), cancel, MonoNow() + absl::Milliseconds(20));
   const absl::Duration elapsed = absl::Now() - before;
   EXPECT_EQ(r.outcome, KernelOutcome::kTimedOut);
   EXPECT_GE(elapsed, absl::Milliseconds(20));
@@ -181,7 +181,7 @@ TEST(SleepTest, WakesAtOnceOnCancel) {
 TEST(SleepTest, DeadlineBeforeDurationTimesOut) {
   CancelToken cancel;
   const absl::Time before = absl::Now();
-  const KernelResult r = Sleep(absl::Hours(1), cancel, before + absl::Milliseconds(20));
+  const KernelResult r = Sleep(absl::Hours(1), cancel, MonoNow() + absl::Milliseconds(20));
   const absl::Duration elapsed = absl::Now() - before;
   EXPECT_EQ(r.outcome, KernelOutcome::kTimedOut);
   EXPECT_GE(elapsed, absl::Milliseconds(20));
@@ -190,7 +190,7 @@ TEST(SleepTest, DeadlineBeforeDurationTimesOut) {
 
 TEST(SleepTest, DeadlineAfterDurationCompletes) {
   CancelToken cancel;
-  const KernelResult r = Sleep(absl::Milliseconds(5), cancel, absl::Now() + absl::Hours(1));
+  const KernelResult r = Sleep(absl::Milliseconds(5), cancel, MonoNow() + absl::Hours(1));
   EXPECT_EQ(r.outcome, KernelOutcome::kCompleted);
 }
 
@@ -200,7 +200,7 @@ TEST(CancelTokenTest, CancelTwiceIsSafe) {
   cancel.Cancel();
   cancel.Cancel();
   EXPECT_TRUE(cancel.cancelled());
-  EXPECT_TRUE(cancel.WaitUntil(absl::InfinitePast()));
+  EXPECT_TRUE(cancel.WaitUntil(MonoTime()));
 }
 
 TEST(CancelTokenTest, ConcurrentCancelsAreSafe) {
@@ -216,7 +216,7 @@ TEST(CancelTokenTest, ConcurrentCancelsAreSafe) {
 TEST(CancelTokenTest, WaitUntilTimesOutWhenNotCancelled) {
   CancelToken cancel;
   const absl::Time before = absl::Now();
-  EXPECT_FALSE(cancel.WaitUntil(before + absl::Milliseconds(10)));
+  EXPECT_FALSE(cancel.WaitUntil(MonoNow() + absl::Milliseconds(10)));
   EXPECT_GE(absl::Now() - before, absl::Milliseconds(10));
   EXPECT_FALSE(cancel.cancelled());
 }
@@ -224,7 +224,7 @@ TEST(CancelTokenTest, WaitUntilTimesOutWhenNotCancelled) {
 TEST(CancelTokenTest, WaitUntilWakesOnCancelFromAnotherThread) {
   CancelToken cancel;
   std::thread canceller([&] { cancel.Cancel(); });
-  EXPECT_TRUE(cancel.WaitUntil(absl::Now() + absl::Seconds(5)));
+  EXPECT_TRUE(cancel.WaitUntil(MonoNow() + absl::Seconds(5)));
   canceller.join();
 }
 

@@ -10,6 +10,7 @@
 #include <gtest/gtest.h>
 
 #include "absl/time/time.h"
+#include "common/clock.h"
 
 namespace busyfleet::coordinator {
 namespace {
@@ -26,16 +27,16 @@ class ProgressWatchersTest : public ::testing::Test {
   }
   void Watch(absl::Duration first_delay = absl::ZeroDuration()) {
     watchers_.Add(watchers_.NewHandle(), job_, false, [this](const v1::JobProgress& p) { seen_.push_back(p); },
-                  first_delay, now_);
+                  first_delay, clock_.Now(), clock_.Mono());
   }
   void Notify() {
-    watchers_.Notify(job_, now_, [] { return std::map<std::string, WorkerFacts>(); });
+    watchers_.Notify(job_, clock_.Now(), clock_.Mono(), [] { return std::map<std::string, WorkerFacts>(); });
   }
-  absl::Time SendDue() {
-    return watchers_.SendDue(now_, [this](const std::string& id) { return id == job_.id ? &job_ : nullptr; });
+  MonoTime SendDue() {
+    return watchers_.SendDue(clock_.Now(), clock_.Mono(), [this](const std::string& id) { return id == job_.id ? &job_ : nullptr; });
   }
 
-  absl::Time now_ = absl::FromUnixSeconds(1000);
+  FakeClock clock_;
   JobRecord job_;
   int checks_ = 0;
   std::vector<v1::JobProgress> seen_;
@@ -51,10 +52,10 @@ TEST_F(ProgressWatchersTest, BurstGoesAtOnceThenChangesAreHeldBack) {
   Notify();  // already held back: no second wake-up
   EXPECT_THAT(seen_, SizeIs(2));
   EXPECT_EQ(checks_, 1);
-  EXPECT_EQ(SendDue(), now_ + absl::Seconds(1));
-  now_ += absl::Seconds(1);
+  EXPECT_EQ(SendDue(), clock_.Mono() + absl::Seconds(1));
+  clock_.Advance(absl::Seconds(1));
   ++job_.succeeded;
-  EXPECT_EQ(SendDue(), absl::InfiniteFuture());
+  EXPECT_EQ(SendDue(), MonoTime::InfiniteFuture());
   ASSERT_THAT(seen_, SizeIs(3));
   EXPECT_EQ(seen_.back().tasks_done(), 1u) << "the held-back update carries the newest progress";
 }
@@ -62,7 +63,7 @@ TEST_F(ProgressWatchersTest, BurstGoesAtOnceThenChangesAreHeldBack) {
 TEST_F(ProgressWatchersTest, TokensRefillWithTimeUpToTheBurst) {
   Watch();
   Notify();
-  now_ += absl::Seconds(10);  // refills to 2, not 10
+  clock_.Advance(absl::Seconds(10));  // refills to 2, not 10
   Notify();
   Notify();
   Notify();
@@ -84,8 +85,8 @@ TEST_F(ProgressWatchersTest, FirstUpdateDelayHoldsTheFirstUpdateBack) {
   Watch(absl::Milliseconds(300));
   EXPECT_THAT(seen_, IsEmpty());
   EXPECT_EQ(checks_, 1);
-  EXPECT_EQ(SendDue(), now_ + absl::Milliseconds(300));
-  now_ += absl::Milliseconds(300);
+  EXPECT_EQ(SendDue(), clock_.Mono() + absl::Milliseconds(300));
+  clock_.Advance(absl::Milliseconds(300));
   SendDue();
   EXPECT_THAT(seen_, SizeIs(1));
 }
@@ -96,9 +97,10 @@ TEST(ProgressWatchersNoLimitTest, ZeroIntervalSendsEveryChange) {
   job.id = "j-1";
   job.state = v1::JOB_STATE_RUNNING;
   int seen = 0;
-  const absl::Time now = absl::FromUnixSeconds(1);
-  watchers.Add(watchers.NewHandle(), job, false, [&](const v1::JobProgress&) { ++seen; }, absl::ZeroDuration(), now);
-  for (int i = 0; i < 5; ++i) watchers.Notify(job, now, [] { return std::map<std::string, WorkerFacts>(); });
+  const FakeClock clock;
+  watchers.Add(watchers.NewHandle(), job, false, [&](const v1::JobProgress&) { ++seen; }, absl::ZeroDuration(),
+               clock.Now(), clock.Mono());
+  for (int i = 0; i < 5; ++i) watchers.Notify(job, clock.Now(), clock.Mono(), [] { return std::map<std::string, WorkerFacts>(); });
   EXPECT_EQ(seen, 6);
 }
 

@@ -14,6 +14,8 @@
 namespace busyfleet::coordinator {
 namespace {
 
+constexpr int64_t kSecondNs = 1'000'000'000;
+
 using ::testing::ElementsAre;
 using ::testing::IsEmpty;
 
@@ -120,6 +122,27 @@ TEST(SessionTest, StartTimeIsKeptBetweenAssignmentAndNow) {
   EXPECT_EQ(s.StartTime(absl::ToUnixNanos(absl::FromUnixSeconds(105)), assigned, now), absl::FromUnixSeconds(105));
   EXPECT_EQ(s.StartTime(absl::ToUnixNanos(absl::FromUnixSeconds(90)), assigned, now), assigned);
   EXPECT_EQ(s.StartTime(absl::ToUnixNanos(absl::FromUnixSeconds(120)), assigned, now), now);
+  // Our wall clock stepped back after the assignment: the assignment bounds it.
+  EXPECT_EQ(s.StartTime(absl::ToUnixNanos(absl::FromUnixSeconds(105)), assigned, absl::FromUnixSeconds(50)),
+            assigned);
+}
+
+TEST(SessionTest, StartMonoIsTheStartsDistanceFromNowKeptBetweenAssignmentAndNow) {
+  Session s;
+  const absl::Time now = absl::FromUnixSeconds(110);
+  const MonoTime assigned = MonoTime::FromNanos(1'000 * kSecondNs);
+  const MonoTime mono_now = assigned + absl::Seconds(10);
+  EXPECT_EQ(s.StartMono(0, assigned, now, mono_now), mono_now) << "no offset: when we heard of it";
+  s.offset_valid = true;
+  s.clock_offset_ns = 0;
+  // Started 3 s before now on our wall clock: 3 s before now on the monotonic one.
+  EXPECT_EQ(s.StartMono(absl::ToUnixNanos(absl::FromUnixSeconds(107)), assigned, now, mono_now),
+            mono_now - absl::Seconds(3));
+  // A stale offset (our wall clock stepped an hour either way) is caught by the bounds.
+  EXPECT_EQ(s.StartMono(absl::ToUnixNanos(absl::FromUnixSeconds(107)), assigned, now + absl::Hours(1), mono_now),
+            assigned);
+  EXPECT_EQ(s.StartMono(absl::ToUnixNanos(absl::FromUnixSeconds(107)), assigned, now - absl::Hours(1), mono_now),
+            mono_now);
 }
 
 }  // namespace
