@@ -1,0 +1,167 @@
+"""Store faults on real files: the coordinator survives them and says so.
+
+An exclusive lock held past the busy timeout (as the sqlite3 shell's BEGIN
+IMMEDIATE, a VACUUM or a migration does) and a full file system (a small
+tmpfs filled up, then freed). During each: gRPC health and /healthz say
+NOT_SERVING with the database and the cause, submits get UNAVAILABLE naming
+the database, the running job goes on in memory and the backlog shows in
+/metrics. After it: the backlog commits, submits work again without a
+restart, every report is unchanged, and a restart on the same file gives
+the same reports.
+"""
+import json
+import os
+import re
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness  # noqa: E402
+
+
+def essentials(r):
+    """What a report says about the work done (not times relative to now)."""
+    return {
+        "state": r["state"],
+        "counts": r["counts"],
+        "serial_seconds": r["timing"]["serial_seconds"],
+        "tasks": [(t["index"], t["state"], t["attempt"], t["worker"], t["iterations"]) for t in r["tasks"]],
+    }
+
+
+class StoreFaultsTest(harness.ClusterCase):
+    def setUp(self):
+        super().setUp()
+        self.mounts = []
+        # A write waits this long for a lock before it fails and is retried.
+        os.environ["BUSYFLEET_DB_BUSY_TIMEOUT"] = "500ms"
+        self.addCleanup(os.environ.pop, "BUSYFLEET_DB_BUSY_TIMEOUT", None)
+
+    def tearDown(self):
+        # The processes first (they hold files on the mounts), then the mounts,
+        # then the temporary directory.
+        for d in [*self.workers, self.coordinator]:
+            if d is not None and d.proc.poll() is None:
+                d.stop(signal.SIGKILL)
+        for mnt in self.mounts:
+            subprocess.run(["umount", mnt], check=False)
+        super().tearDown()
+
+    def report(self, job):
+        return json.loads(self.coordctl("-o", "json", "status", job, check=0).stdout)
+
+    def healthz(self):
+        try:
+            with urllib.request.urlopen(f"http://{self.http_address}/healthz", timeout=5) as resp:
+                return resp.status, resp.read().decode()
+        except urllib.error.HTTPError as e:
+            return e.code, e.read().decode()
+
+    def metric(self, name):
+        with urllib.request.urlopen(f"http://{self.http_address}/metrics", timeout=5) as resp:
+            text = resp.read().decode()
+        m = re.search(rf"^{name} (\S+)$", text, re.M)
+        self.assertIsNotNone(m, f"{name} not in /metrics")
+        return float(m.group(1))
+
+    def serving(self):
+        return self.coordctl("health").returncode == 0
+
+    def start_cluster(self, db):
+        self.start_coordinator(db=db)
+        self.start_worker("w1", slots=2)
+        self.wait_for_workers(1)
+
+    def assert_not_serving_because(self, db, cause):
+        self.wait_for(lambda: not self.serving(), timeout=20, what="gRPC health NOT_SERVING")
+        code, body = self.healthz()
+        self.assertEqual(code, 503, body)
+        self.assertIn(db, body)
+        self.assertRegex(body, cause)
+        self.assertEqual(self.metric("busyfleet_store_writable"), 0)
+        self.assertGreaterEqual(self.metric("busyfleet_store_write_failures_total"), 1)
+        p = self.coordctl("submit", "--kind", "sleep", "--duration", "1ms", "--tasks", "1")
+        self.assertNotEqual(p.returncode, 0, p.stdout)
+        self.assertIn("UNAVAILABLE", p.stderr)
+        self.assertIn(db, p.stderr)
+        self.coordinator.wait_for_line(re.escape(db) + r" cannot be written: .*" + cause)
+
+    def assert_recovered_and_restart_agrees(self, db, job):
+        self.wait_for(self.serving, timeout=20, what="gRPC health SERVING again")
+        self.assertEqual(self.healthz()[0], 200)
+        self.wait_for(lambda: self.metric("busyfleet_store_backlog_rows") == 0, what="the backlog committed")
+        # Submits work again, without a restart.
+        again = self.coordctl_json("submit", "--kind", "sleep", "--duration", "1ms", "--tasks", "4")["id"]
+        self.wait_for(lambda: self.report(again)["state"] == "SUCCEEDED", what="a job after recovery")
+        before = {j: essentials(self.report(j)) for j in (job, again)}
+        self.assertEqual(self.coordinator.stop(signal.SIGTERM), 0)
+        self.start_coordinator(listen=self.address, db=db)
+        after = {j: essentials(self.report(j)) for j in (job, again)}
+        self.assertEqual(after, before)
+        self.assertEqual(after[job]["counts"]["succeeded"], 200)
+
+    def run_job_through(self, db, fault_on, fault_off, cause):
+        job = self.coordctl_json("submit", "--kind", "sleep", "--duration", "10ms", "--tasks", "200")["id"]
+        fault_on()
+        try:
+            self.assert_not_serving_because(db, cause)
+            # The job goes on in memory and ends while nothing can be written.
+            self.wait_for(lambda: self.report(job)["state"] == "SUCCEEDED", what="the job ending in memory")
+            self.assertGreater(self.metric("busyfleet_store_backlog_rows"), 0)
+            reported = essentials(self.report(job))
+        finally:
+            fault_off()
+        self.assertEqual(essentials(self.report(job)), reported)
+        self.assert_recovered_and_restart_agrees(db, job)
+
+    def test_exclusive_lock_past_the_busy_timeout(self):
+        db = os.path.join(self.tmp.name, "busyfleet.db")
+        self.start_cluster(db)
+        holder = {}
+
+        def lock():
+            con = sqlite3.connect(db, isolation_level=None, timeout=10)
+            con.execute("BEGIN IMMEDIATE")
+            holder["con"] = con
+
+        def unlock():
+            con = holder.pop("con", None)
+            if con is not None:
+                con.execute("ROLLBACK")
+                con.close()
+
+        self.run_job_through(db, lock, unlock, r"database is locked")
+
+    def test_full_file_system(self):
+        mnt = os.path.join(self.tmp.name, "mnt")
+        os.mkdir(mnt)
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", mnt], check=True)
+        self.mounts.append(mnt)  # unmounted by tearDown, also on failure
+        db = os.path.join(mnt, "busyfleet.db")
+        self.start_cluster(db)
+        filler = os.path.join(mnt, "filler")
+
+        def fill():
+            fd = os.open(filler, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+            try:
+                while True:
+                    os.write(fd, b"\0" * 65536)
+            except OSError:
+                pass
+            finally:
+                os.close(fd)
+
+        def free():
+            if os.path.exists(filler):
+                os.remove(filler)
+
+        self.run_job_through(db, fill, free, r"full|SQLITE_FULL")
+
+
+if __name__ == "__main__":
+    harness.main()
