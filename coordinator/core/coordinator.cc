@@ -114,21 +114,19 @@ void Coordinator::SettleLocked() {
 
 absl::StatusOr<v1::SubmitJobResponse> Coordinator::Submit(const v1::JobSpec& spec) {
   BF_RETURN_IF_ERROR(ValidateJobSpec(spec));
-  absl::MutexLock lock(&mu_);
-  if (shutting_down_) return absl::UnavailableError("coordinator is shutting down");
-  BF_ASSIGN_OR_RETURN(std::vector<TaskSpec> tasks,
-                      SplitJob(spec, scheduler_.FreeSlots(), scheduler_.TotalSlots()));
-  if (unfinished_tasks_ + tasks.size() > options_.max_unfinished_tasks) {
-    return absl::ResourceExhaustedError(absl::StrCat(
-        "too many unfinished tasks: ", unfinished_tasks_, " queued or running, this job adds ",
-        tasks.size(), ", the limit is ", options_.max_unfinished_tasks, "; try again when jobs finish"));
+  int free_slots, total_slots;
+  {
+    absl::MutexLock lock(&mu_);
+    if (shutting_down_) return absl::UnavailableError("coordinator is shutting down");
+    free_slots = scheduler_.FreeSlots();
+    total_slots = scheduler_.TotalSlots();
   }
+  // The job's records are built without the lock: a million tasks take a
+  // good part of a second, which heartbeats must not wait for.
+  BF_ASSIGN_OR_RETURN(std::vector<TaskSpec> tasks, SplitJob(spec, free_slots, total_slots));
   auto job = std::make_unique<JobRecord>();
-  job->id = NewIdLocked("j-");
   job->spec = spec;
-  if (job->spec.name().empty()) job->spec.set_name(job->id);
   job->state = v1::JOB_STATE_PENDING;
-  job->submitted_at = clock_->Now();
   job->tasks.resize(tasks.size());
   std::vector<uint32_t> queued(tasks.size());
   for (size_t i = 0; i < tasks.size(); ++i) {
@@ -139,6 +137,16 @@ absl::StatusOr<v1::SubmitJobResponse> Coordinator::Submit(const v1::JobSpec& spe
     job->iterations_total += t.iterations;
     queued[i] = t.index;
   }
+  absl::MutexLock lock(&mu_);
+  if (shutting_down_) return absl::UnavailableError("coordinator is shutting down");
+  if (unfinished_tasks_ + tasks.size() > options_.max_unfinished_tasks) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "too many unfinished tasks: ", unfinished_tasks_, " queued or running, this job adds ",
+        tasks.size(), ", the limit is ", options_.max_unfinished_tasks, "; try again when jobs finish"));
+  }
+  job->id = NewIdLocked("j-");
+  if (job->spec.name().empty()) job->spec.set_name(job->id);
+  job->submitted_at = clock_->Now();
   BF_RETURN_IF_ERROR(options_.store->CreateJob(*job));
   job->seq = job_seq_ + 1;
   BF_RETURN_IF_ERROR(scheduler_.AddJob(job->id, Scheduler::JobConstraints::Of(spec), queued, ++job_seq_));

@@ -211,11 +211,22 @@ absl::StatusOr<std::unique_ptr<SqliteJobStore>> SqliteJobStore::Open(const std::
       if (!set.ok() || sqlite3_step(set.get()) != SQLITE_DONE) return fail("cannot write the schema version");
     }
   }
-  return std::unique_ptr<SqliteJobStore>(new SqliteJobStore(db, path, options));
+  // Reads get a connection of their own: in WAL mode they then never wait
+  // for the writer's transaction (a million-row commit takes seconds), so
+  // `coordctl jobs` and reports of old jobs answer while it runs.
+  sqlite3* read_db = nullptr;
+  if (sqlite3_open_v2(path.c_str(), &read_db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, nullptr) != SQLITE_OK ||
+      !Exec(read_db, "PRAGMA query_only=1;").ok()) {
+    const std::string why = read_db ? sqlite3_errmsg(read_db) : "out of memory";
+    if (read_db) sqlite3_close_v2(read_db);
+    return fail(absl::StrCat("cannot open a second connection for reads (", why, ")"));
+  }
+  sqlite3_busy_timeout(read_db, static_cast<int>(absl::ToInt64Milliseconds(options.busy_timeout)));
+  return std::unique_ptr<SqliteJobStore>(new SqliteJobStore(db, read_db, path, options));
 }
 
-SqliteJobStore::SqliteJobStore(sqlite3* db, std::string path, Options options)
-    : path_(std::move(path)), options_(options), db_(db) {
+SqliteJobStore::SqliteJobStore(sqlite3* db, sqlite3* read_db, std::string path, Options options)
+    : path_(std::move(path)), options_(options), db_(db), read_db_(read_db) {
   writer_ = std::thread([this] { WriterLoop(); });
 }
 
@@ -225,9 +236,13 @@ SqliteJobStore::~SqliteJobStore() {
     stopping_ = true;
   }
   writer_.join();
-  absl::MutexLock lock(&db_mu_);
-  writes_.reset();  // statements are finalised before the connection closes
-  sqlite3_close(db_);
+  {
+    absl::MutexLock lock(&db_mu_);
+    writes_.reset();  // statements are finalised before the connection closes
+    sqlite3_close(db_);
+  }
+  absl::MutexLock lock(&read_mu_);
+  sqlite3_close(read_db_);
 }
 
 absl::Status SqliteJobStore::Unwritable() const {
@@ -524,14 +539,14 @@ uint64_t SqliteJobStore::commits() const {
 }
 
 absl::StatusOr<JobRecord> SqliteJobStore::LoadJobLocked(const std::string& id) const {
-  Stmt job(db_, R"sql(SELECT spec, state, error, submitted_ns, finished_ns, succeeded, failed, cancelled,
+  Stmt job(read_db_, R"sql(SELECT spec, state, error, submitted_ns, finished_ns, succeeded, failed, cancelled,
                              retries, duplicates, iterations_total, iterations_done, backups, backups_won
                       FROM jobs WHERE id = ?;)sql");
-  if (!job.ok()) return SqlError(db_, "loading a job");
+  if (!job.ok()) return SqlError(read_db_, "loading a job");
   job.Text(1, id);
   const int rc = sqlite3_step(job.get());
   if (rc == SQLITE_DONE) return absl::NotFoundError(absl::StrCat("job ", id, " not found"));
-  if (rc != SQLITE_ROW) return SqlError(db_, "loading a job");
+  if (rc != SQLITE_ROW) return SqlError(read_db_, "loading a job");
   JobRecord r;
   r.id = id;
   if (!r.spec.ParseFromString(job.ColBlob(0))) {
@@ -539,10 +554,10 @@ absl::StatusOr<JobRecord> SqliteJobStore::LoadJobLocked(const std::string& id) c
   }
   ReadHeaderColumns(job, 1, &r);
 
-  Stmt tasks(db_, R"sql(SELECT idx, iterations, duration_ns, state, attempt, worker, host, slot, assigned_ns,
+  Stmt tasks(read_db_, R"sql(SELECT idx, iterations, duration_ns, state, attempt, worker, host, slot, assigned_ns,
       started_ns, ended_ns, result_ns, cpu_ns, iterations_done, error, failures, speculated, backup_won
       FROM tasks WHERE job_id = ? ORDER BY idx;)sql");
-  if (!tasks.ok()) return SqlError(db_, "loading tasks");
+  if (!tasks.ok()) return SqlError(read_db_, "loading tasks");
   tasks.Text(1, id);
   while (sqlite3_step(tasks.get()) == SQLITE_ROW) {
     TaskRecord t;
@@ -590,7 +605,7 @@ absl::StatusOr<JobRecord> SqliteJobStore::LoadJob(absl::string_view id) const {
     --flush_waiters_;
     if (pending_.Contains(key) || writing_ids_.contains(key)) return Unwritable();
   }
-  absl::MutexLock lock(&db_mu_);
+  absl::MutexLock lock(&read_mu_);
   return LoadJobLocked(std::string(id));
 }
 
@@ -599,18 +614,18 @@ absl::StatusOr<bool> SqliteJobStore::HasJob(absl::string_view id) const {
     absl::MutexLock lock(&mu_);
     if (pending_.headers.contains(std::string(id)) || writing_ids_.contains(std::string(id))) return true;
   }
-  absl::MutexLock lock(&db_mu_);
-  Stmt q(db_, "SELECT 1 FROM jobs WHERE id = ?;");
-  if (!q.ok()) return SqlError(db_, "looking up a job");
+  absl::MutexLock lock(&read_mu_);
+  Stmt q(read_db_, "SELECT 1 FROM jobs WHERE id = ?;");
+  if (!q.ok()) return SqlError(read_db_, "looking up a job");
   q.Text(1, std::string(id));
   return sqlite3_step(q.get()) == SQLITE_ROW;
 }
 
 absl::StatusOr<std::vector<std::string>> SqliteJobStore::ListJobIds(size_t limit) const {
   if (auto s = Flush(); !s.ok()) return s;
-  absl::MutexLock lock(&db_mu_);
-  Stmt q(db_, "SELECT id FROM jobs ORDER BY seq DESC LIMIT ?;");
-  if (!q.ok()) return SqlError(db_, "listing jobs");
+  absl::MutexLock lock(&read_mu_);
+  Stmt q(read_db_, "SELECT id FROM jobs ORDER BY seq DESC LIMIT ?;");
+  if (!q.ok()) return SqlError(read_db_, "listing jobs");
   q.Int(1, static_cast<int64_t>(limit));
   std::vector<std::string> ids;
   while (sqlite3_step(q.get()) == SQLITE_ROW) ids.push_back(q.ColText(0));
@@ -618,13 +633,13 @@ absl::StatusOr<std::vector<std::string>> SqliteJobStore::ListJobIds(size_t limit
 }
 
 absl::StatusOr<std::vector<JobRecord>> SqliteJobStore::ListJobHeaders(size_t limit) const {
-  absl::MutexLock lock(&db_mu_);
+  absl::MutexLock lock(&read_mu_);
   // tasks_total is NULL in rows written before the column existed.
-  Stmt q(db_, R"sql(SELECT id, spec, state, error, submitted_ns, finished_ns, succeeded, failed, cancelled,
+  Stmt q(read_db_, R"sql(SELECT id, spec, state, error, submitted_ns, finished_ns, succeeded, failed, cancelled,
                            retries, duplicates, iterations_total, iterations_done, backups, backups_won,
                            COALESCE(tasks_total, (SELECT count(*) FROM tasks WHERE job_id = jobs.id))
                     FROM jobs ORDER BY seq DESC LIMIT ?;)sql");
-  if (!q.ok()) return SqlError(db_, absl::StrCat("database ", path_, ": listing jobs"));
+  if (!q.ok()) return SqlError(read_db_, absl::StrCat("database ", path_, ": listing jobs"));
   q.Int(1, static_cast<int64_t>(limit));
   std::vector<JobRecord> out;
   int rc;
@@ -637,15 +652,15 @@ absl::StatusOr<std::vector<JobRecord>> SqliteJobStore::ListJobHeaders(size_t lim
     ReadHeaderColumns(q, 2, &r);
     r.task_count = static_cast<uint32_t>(q.ColInt(15));
   }
-  if (rc != SQLITE_DONE) return SqlError(db_, absl::StrCat("database ", path_, ": listing jobs"));
+  if (rc != SQLITE_DONE) return SqlError(read_db_, absl::StrCat("database ", path_, ": listing jobs"));
   return out;
 }
 
 absl::StatusOr<std::vector<JobRecord>> SqliteJobStore::LoadUnfinished() const {
   if (auto s = Flush(); !s.ok()) return s;
-  absl::MutexLock lock(&db_mu_);
-  Stmt q(db_, "SELECT id FROM jobs WHERE state NOT IN (?, ?, ?) ORDER BY seq;");
-  if (!q.ok()) return SqlError(db_, "listing unfinished jobs");
+  absl::MutexLock lock(&read_mu_);
+  Stmt q(read_db_, "SELECT id FROM jobs WHERE state NOT IN (?, ?, ?) ORDER BY seq;");
+  if (!q.ok()) return SqlError(read_db_, "listing unfinished jobs");
   q.Int(1, v1::JOB_STATE_SUCCEEDED);
   q.Int(2, v1::JOB_STATE_FAILED);
   q.Int(3, v1::JOB_STATE_CANCELLED);

@@ -127,7 +127,7 @@ class SqliteJobStore : public JobStore {
 
   struct WriteStatements;
 
-  explicit SqliteJobStore(sqlite3* db, std::string path, Options options);
+  SqliteJobStore(sqlite3* db, sqlite3* read_db, std::string path, Options options);
   void WriterLoop();
   // Takes the next batch from pending_ (waiting for changes, then the
   // group-commit delay). False when stopping with nothing left.
@@ -146,15 +146,19 @@ class SqliteJobStore : public JobStore {
   absl::Status WriteHeaders(const Pending& batch) ABSL_EXCLUSIVE_LOCKS_REQUIRED(db_mu_);
   absl::Status WriteCreatedTasks(const Pending& batch) ABSL_EXCLUSIVE_LOCKS_REQUIRED(db_mu_);
   absl::Status WriteChangedTasks(const Pending& batch) ABSL_EXCLUSIVE_LOCKS_REQUIRED(db_mu_);
-  absl::StatusOr<JobRecord> LoadJobLocked(const std::string& id) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(db_mu_);
+  absl::StatusOr<JobRecord> LoadJobLocked(const std::string& id) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(read_mu_);
 
   const std::string path_;
   const Options options_;
 
-  // Order: mu_ may be taken while db_mu_ is held, never the other way.
+  // Order: mu_ may be taken while db_mu_ or read_mu_ is held, never the
+  // other way; db_mu_ and read_mu_ are never held together.
   mutable absl::Mutex db_mu_;
   sqlite3* const db_ ABSL_GUARDED_BY(db_mu_);
   std::unique_ptr<WriteStatements> writes_ ABSL_GUARDED_BY(db_mu_);
+  // The connection reads use (never the writer's: see Open).
+  mutable absl::Mutex read_mu_;
+  sqlite3* const read_db_ ABSL_GUARDED_BY(read_mu_);
 
   mutable absl::Mutex mu_;
   Pending pending_ ABSL_GUARDED_BY(mu_);

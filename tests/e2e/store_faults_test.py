@@ -16,6 +16,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -162,6 +163,63 @@ class StoreFaultsTest(harness.ClusterCase):
 
         self.run_job_through(db, fill, free, r"full|SQLITE_FULL")
 
+
+    def test_heartbeats_flow_while_a_million_task_job_is_created_and_listed(self):
+        """No store I/O under the coordinator's lock nor on the gRPC callback
+        threads: with a 2 s worker timeout (1 s passes too, with less margin
+        on two shared cores), creating a 1,000,000-task job (a million rows to commit)
+        while `jobs` and the status page are hammered declares no worker dead."""
+        db = os.path.join(self.tmp.name, "busyfleet.db")
+        self.start_coordinator(db=db, timeout="2s")
+        self.start_worker("w1", slots=2)
+        self.start_worker("w2", slots=2)
+        self.wait_for_workers(2)
+        sessions = {w["name"]: w["session_id"] for w in self.coordctl_json("workers")}
+        stop = threading.Event()
+        calls = {"jobs": 0, "page": 0}
+
+        def hammer_jobs():
+            while not stop.is_set():
+                self.coordctl("jobs", "--limit", "1000")
+                calls["jobs"] += 1
+
+        def hammer_page():
+            while not stop.is_set():
+                with urllib.request.urlopen(f"http://{self.http_address}/", timeout=30) as resp:
+                    resp.read()
+                calls["page"] += 1
+
+        threads = [threading.Thread(target=f, daemon=True) for f in (hammer_jobs, hammer_jobs, hammer_page)]
+        for t in threads:
+            t.start()
+        try:
+            started = time.monotonic()
+            job = self.coordctl_json("submit", "--kind", "sleep", "--duration", "30s",
+                                     "--tasks", "1000000")["id"]
+            print(f"FIGURE submit of 1,000,000 tasks: {(time.monotonic() - started) * 1000:.0f} ms",
+                  file=sys.stderr, flush=True)
+            # Keep listing while the million rows are committed.
+            deadline = time.monotonic() + 6
+            while time.monotonic() < deadline:
+                self.assertEqual(self.coordinator.count_lines(r"no heartbeat"), 0,
+                                 "\n".join(self.coordinator.lines))
+                time.sleep(0.2)
+        finally:
+            stop.set()
+            for t in threads:
+                t.join(timeout=60)
+        print(f"FIGURE calls during the run: {calls}", file=sys.stderr, flush=True)
+        self.assertGreater(calls["jobs"], 0)
+        self.assertGreater(calls["page"], 0)
+        self.assertEqual(self.coordinator.count_lines(r"no heartbeat|declared dead"), 0,
+                         "\n".join(self.coordinator.lines))
+        for w in self.workers:
+            self.assertEqual(w.count_lines(r"declared dead|lost the coordinator"), 0, "\n".join(w.lines))
+        now = {w["name"]: w["session_id"] for w in self.coordctl_json("workers") if w["state"] == "READY"}
+        self.assertEqual(now, sessions)
+        jobs = self.coordctl_json("jobs")
+        self.assertEqual(jobs[0]["id"], job)
+        self.assertEqual(jobs[0]["tasks"], 1000000)
 
 if __name__ == "__main__":
     harness.main()
