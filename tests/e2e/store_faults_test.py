@@ -85,6 +85,13 @@ class StoreFaultsTest(harness.ClusterCase):
         self.assertIn(db, body)
         self.assertRegex(body, cause)
         self.assertEqual(self.metric("busyfleet_store_writable"), 0)
+        health = json.loads(self.coordctl("-o", "json", "health", check=3).stdout)
+        self.assertEqual(health["status"], "NOT_SERVING")
+        self.assertFalse(health["store"]["writable"])
+        self.assertIn(db, health["store"]["cause"])
+        self.assertGreater(health["store"]["backlog_rows"], 0)
+        self.assertNotEqual(health["store"]["unwritable_since"], "")
+        self.assertRegex(self.coordctl("-o", "table", "health", check=3).stdout, r"store: .*" + re.escape(db))
         self.assertGreaterEqual(self.metric("busyfleet_store_write_failures_total"), 1)
         p = self.coordctl("submit", "--kind", "sleep", "--duration", "1ms", "--tasks", "1")
         self.assertNotEqual(p.returncode, 0, p.stdout)
@@ -95,6 +102,8 @@ class StoreFaultsTest(harness.ClusterCase):
     def assert_recovered_and_restart_agrees(self, db, job):
         self.wait_for(self.serving, timeout=20, what="gRPC health SERVING again")
         self.assertEqual(self.healthz()[0], 200)
+        health = json.loads(self.coordctl("-o", "json", "health", check=0).stdout)
+        self.assertTrue(health["store"]["writable"])
         self.wait_for(lambda: self.metric("busyfleet_store_backlog_rows") == 0, what="the backlog committed")
         # Submits work again, without a restart.
         again = self.coordctl_json("submit", "--kind", "sleep", "--duration", "1ms", "--tasks", "4")["id"]
