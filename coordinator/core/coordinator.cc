@@ -68,7 +68,8 @@ absl::Status Coordinator::Recover() {
       t.state = v1::TASK_STATE_QUEUED;
       queued.push_back(t.index);
     }
-    BF_RETURN_IF_ERROR(scheduler_.AddJob(job.id, Scheduler::JobConstraints::Of(job.spec), queued, ++job_seq_));
+    job.seq = ++job_seq_;
+    BF_RETURN_IF_ERROR(scheduler_.AddJob(job.id, Scheduler::JobConstraints::Of(job.spec), queued, job.seq));
     const std::string id = job.id;
     jobs_[id] = std::make_unique<JobRecord>(std::move(job));
   }
@@ -78,14 +79,17 @@ absl::Status Coordinator::Recover() {
 
 std::string Coordinator::NewIdLocked(absl::string_view prefix) {
   for (;;) {
-    std::string id = absl::StrFormat("%s%08x", prefix, absl::Uniform<uint32_t>(rng_));
     if (prefix == "j-") {
-      // 32 random bits: a clash is rare, so the store is asked only when
-      // the id is not among the jobs in memory.
+      // 64 random bits, checked against the jobs in memory only (no store
+      // round trip under the lock): among a million stored jobs the chance
+      // that a new id was ever used is below 1e-13, over a million more
+      // submits below 1e-7.
+      std::string id = absl::StrFormat("%s%016x", prefix, absl::Uniform<uint64_t>(rng_));
       if (jobs_.contains(id)) continue;
-      auto stored = options_.store->HasJob(id);
-      if (stored.ok() && *stored) continue;
-    } else if (sessions_.Contains(id)) {
+      return id;
+    }
+    std::string id = absl::StrFormat("%s%08x", prefix, absl::Uniform<uint32_t>(rng_));
+    if (sessions_.Contains(id)) {
       continue;
     }
     return id;
@@ -117,21 +121,19 @@ void Coordinator::SettleLocked() {
 
 absl::StatusOr<v1::SubmitJobResponse> Coordinator::Submit(const v1::JobSpec& spec) {
   BF_RETURN_IF_ERROR(ValidateJobSpec(spec));
-  absl::MutexLock lock(&mu_);
-  if (shutting_down_) return absl::UnavailableError("coordinator is shutting down");
-  BF_ASSIGN_OR_RETURN(std::vector<TaskSpec> tasks,
-                      SplitJob(spec, scheduler_.FreeSlots(), scheduler_.TotalSlots()));
-  if (unfinished_tasks_ + tasks.size() > options_.max_unfinished_tasks) {
-    return absl::ResourceExhaustedError(absl::StrCat(
-        "too many unfinished tasks: ", unfinished_tasks_, " queued or running, this job adds ",
-        tasks.size(), ", the limit is ", options_.max_unfinished_tasks, "; try again when jobs finish"));
+  int free_slots, total_slots;
+  {
+    absl::MutexLock lock(&mu_);
+    if (shutting_down_) return absl::UnavailableError("coordinator is shutting down");
+    free_slots = scheduler_.FreeSlots();
+    total_slots = scheduler_.TotalSlots();
   }
+  // The job's records are built without the lock: a million tasks take a
+  // good part of a second, which heartbeats must not wait for.
+  BF_ASSIGN_OR_RETURN(std::vector<TaskSpec> tasks, SplitJob(spec, free_slots, total_slots));
   auto job = std::make_unique<JobRecord>();
-  job->id = NewIdLocked("j-");
   job->spec = spec;
-  if (job->spec.name().empty()) job->spec.set_name(job->id);
   job->state = v1::JOB_STATE_PENDING;
-  job->submitted_at = clock_->Now();
   job->tasks.resize(tasks.size());
   std::vector<uint32_t> queued(tasks.size());
   for (size_t i = 0; i < tasks.size(); ++i) {
@@ -142,7 +144,18 @@ absl::StatusOr<v1::SubmitJobResponse> Coordinator::Submit(const v1::JobSpec& spe
     job->iterations_total += t.iterations;
     queued[i] = t.index;
   }
+  absl::MutexLock lock(&mu_);
+  if (shutting_down_) return absl::UnavailableError("coordinator is shutting down");
+  if (unfinished_tasks_ + tasks.size() > options_.max_unfinished_tasks) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "too many unfinished tasks: ", unfinished_tasks_, " queued or running, this job adds ",
+        tasks.size(), ", the limit is ", options_.max_unfinished_tasks, "; try again when jobs finish"));
+  }
+  job->id = NewIdLocked("j-");
+  if (job->spec.name().empty()) job->spec.set_name(job->id);
+  job->submitted_at = clock_->Now();
   BF_RETURN_IF_ERROR(options_.store->CreateJob(*job));
+  job->seq = job_seq_ + 1;
   BF_RETURN_IF_ERROR(scheduler_.AddJob(job->id, Scheduler::JobConstraints::Of(spec), queued, ++job_seq_));
   unfinished_tasks_ += tasks.size();
   ++jobs_submitted_;
@@ -155,12 +168,21 @@ absl::StatusOr<v1::SubmitJobResponse> Coordinator::Submit(const v1::JobSpec& spe
 }
 
 absl::StatusOr<v1::JobReport> Coordinator::GetReport(absl::string_view job_id, const ReportOptions& options) {
-  absl::MutexLock lock(&mu_);
-  if (const JobRecord* job = FindJobLocked(job_id)) {
-    return BuildReport(*job, sessions_.Facts(), clock_->Now(), options);
+  {
+    absl::MutexLock lock(&mu_);
+    if (const JobRecord* job = FindJobLocked(job_id)) {
+      return BuildReport(*job, sessions_.Facts(), clock_->Now(), options);
+    }
   }
+  // An evicted job: read (and report) without the lock, so dispatch and
+  // heartbeats never wait for the store.
   BF_ASSIGN_OR_RETURN(JobRecord stored, options_.store->LoadJob(job_id));
-  return BuildReport(stored, sessions_.Facts(), clock_->Now(), options);
+  return BuildReport(stored, WorkerFactsNow(), clock_->Now(), options);
+}
+
+std::map<std::string, WorkerFacts> Coordinator::WorkerFactsNow() const {
+  absl::MutexLock lock(&mu_);
+  return sessions_.Facts();
 }
 
 absl::StatusOr<std::vector<v1::JobSummary>> Coordinator::ListJobs(uint32_t limit) {
@@ -169,28 +191,48 @@ absl::StatusOr<std::vector<v1::JobSummary>> Coordinator::ListJobs(uint32_t limit
     return absl::InvalidArgumentError(
         absl::StrCat("limit must be between 1 and ", limits::kMaxListJobs, ", got ", limit));
   }
-  absl::MutexLock lock(&mu_);
-  BF_ASSIGN_OR_RETURN(std::vector<std::string> ids, options_.store->ListJobIds(limit));
-  std::vector<v1::JobSummary> out;
+  // The store's headers (committed rows only, read without the lock), then
+  // the jobs in memory over them: they are newer, and include jobs whose
+  // rows still wait to be written.
+  BF_ASSIGN_OR_RETURN(std::vector<JobRecord> stored, options_.store->ListJobHeaders(limit));
   const absl::Time now = clock_->Now();
-  for (const std::string& id : ids) {
-    JobRecord loaded;
-    const JobRecord* job = FindJobLocked(id);
-    if (job == nullptr) {
-      auto stored = options_.store->LoadJob(id);
-      if (!stored.ok()) continue;
-      loaded = *std::move(stored);
-      job = &loaded;
+  // Newest first: by submit time; at equal times (a coarse or fake clock)
+  // jobs in memory by their submit order, above stored ones in the store's.
+  struct Entry {
+    absl::Time submitted;
+    uint64_t rank;
+    v1::JobSummary summary;
+  };
+  std::map<std::string, Entry> by_id;
+  for (size_t i = 0; i < stored.size(); ++i) {
+    by_id[stored[i].id] = Entry{stored[i].submitted_at, stored.size() - i, BuildSummary(stored[i], now)};
+  }
+  {
+    absl::MutexLock lock(&mu_);
+    for (const auto& [id, job] : jobs_) {
+      by_id[id] = Entry{job->submitted_at, (uint64_t{1} << 32) + job->seq, BuildSummary(*job, now)};
     }
-    out.push_back(BuildSummary(*job, now));
+  }
+  std::vector<Entry> entries;
+  entries.reserve(by_id.size());
+  for (auto& [id, e] : by_id) entries.push_back(std::move(e));
+  std::sort(entries.begin(), entries.end(), [](const Entry& a, const Entry& b) {
+    return a.submitted != b.submitted ? a.submitted > b.submitted : a.rank > b.rank;
+  });
+  std::vector<v1::JobSummary> out;
+  out.reserve(std::min<size_t>(entries.size(), limit));
+  for (auto& e : entries) {
+    if (out.size() == limit) break;
+    out.push_back(std::move(e.summary));
   }
   return out;
 }
 
 absl::StatusOr<v1::JobState> Coordinator::Cancel(absl::string_view job_id) {
-  absl::MutexLock lock(&mu_);
+  absl::ReleasableMutexLock lock(&mu_);
   JobRecord* job = FindJobLocked(job_id);
   if (job == nullptr) {
+    lock.Release();  // an evicted job: read without the lock
     BF_ASSIGN_OR_RETURN(JobRecord stored, options_.store->LoadJob(job_id));
     return absl::FailedPreconditionError(absl::StrCat(
         "job ", job_id, " has already ended (", JobStateName(stored.state), ")"));
@@ -227,22 +269,28 @@ absl::StatusOr<v1::WorkerState> Coordinator::Drain(absl::string_view worker_name
 
 absl::StatusOr<uint64_t> Coordinator::Watch(absl::string_view job_id, bool include_tasks,
                                             ProgressCallback callback, absl::Duration first_update_delay) {
-  absl::MutexLock lock(&mu_);
-  const uint64_t handle = watchers_.NewHandle();
+  uint64_t handle;
+  {
+    absl::MutexLock lock(&mu_);
+    handle = watchers_.NewHandle();
+    const absl::Time now = clock_->Now();
+    if (JobRecord* live = FindJobLocked(job_id); live != nullptr && !IsTerminal(live->state)) {
+      watchers_.Add(handle, *live, include_tasks, std::move(callback), first_update_delay, now, clock_->Mono());
+      return handle;
+    }
+    // An ended job in memory: its final update alone.
+    if (const JobRecord* job = FindJobLocked(job_id)) {
+      v1::JobProgress p = BuildProgress(*job, now);
+      *p.mutable_report() = FinalReportLocked(*job, include_tasks, now);
+      callback(p);
+      return handle;
+    }
+  }
+  // Only in the store: read without the lock.
+  BF_ASSIGN_OR_RETURN(JobRecord stored, options_.store->LoadJob(job_id));
   const absl::Time now = clock_->Now();
-  if (JobRecord* live = FindJobLocked(job_id); live != nullptr && !IsTerminal(live->state)) {
-    watchers_.Add(handle, *live, include_tasks, std::move(callback), first_update_delay, now, clock_->Mono());
-    return handle;
-  }
-  // An ended job (in memory or only in the store): its final update alone.
-  JobRecord stored;
-  const JobRecord* job = FindJobLocked(job_id);
-  if (job == nullptr) {
-    BF_ASSIGN_OR_RETURN(stored, options_.store->LoadJob(job_id));
-    job = &stored;
-  }
-  v1::JobProgress p = BuildProgress(*job, now);
-  *p.mutable_report() = FinalReportLocked(*job, include_tasks, now);
+  v1::JobProgress p = BuildProgress(stored, now);
+  *p.mutable_report() = BuildReport(stored, WorkerFactsNow(), now, ProgressWatchers::FinalReportOptions(include_tasks));
   callback(p);
   return handle;
 }
@@ -807,8 +855,9 @@ void Coordinator::FlushLocked() {
   for (auto& [id, changed] : dirty) {
     JobRecord* job = FindJobLocked(id);
     if (job == nullptr) continue;
-    // The in-memory record stays authoritative if the store fails; the
-    // failure surfaces at the next start-up (and is logged by the adapter).
+    // Queued, not written: a store that cannot write keeps the rows in its
+    // backlog and retries (its health says so); the only error left is
+    // NotFound for a job it never saw, which cannot happen here.
     (void)options_.store->SaveJob(*job, std::vector<uint32_t>(changed.begin(), changed.end()));
     watchers_.Notify(*job, now, mono_now, [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return sessions_.Facts(); });
   }
@@ -872,6 +921,7 @@ MetricsSnapshot Coordinator::Metrics() const {
   for (const auto& [id, job] : jobs_) ++m.jobs[job->state];
   m.jobs_submitted = jobs_submitted_;
   m.counters = counters_;
+  m.store = options_.store->Health();  // memory only: no I/O under the lock
   return m;
 }
 

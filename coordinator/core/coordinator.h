@@ -103,7 +103,9 @@ class Coordinator {
     options.attempts = include_attempts;
     return GetReport(job_id, options);
   }
-  // Newest first; `limit` 0 means the default.
+  // Newest first; `limit` 0 means the default. Reads job headers only (no
+  // task rows), and the store without the lock. Unavailable when the store
+  // cannot be read.
   absl::StatusOr<std::vector<v1::JobSummary>> ListJobs(uint32_t limit);
   // Returns the job's state after the call. NotFound for an unknown job,
   // FailedPrecondition if it has already ended.
@@ -177,6 +179,8 @@ class Coordinator {
   absl::Status Recover();
 
   std::string NewIdLocked(absl::string_view prefix) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The attached workers' facts for a report built without the lock.
+  std::map<std::string, WorkerFacts> WorkerFactsNow() const ABSL_LOCKS_EXCLUDED(mu_);
   JobRecord* FindJobLocked(absl::string_view id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The job's task named by `ref`; nullptr for an unknown job or index.
   TaskRecord* FindTaskLocked(const v1::TaskRef& ref, JobRecord** job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

@@ -89,6 +89,7 @@ AfterFailedAttempt EndFailedAttempt(JobRecord& job, TaskRecord& t, const std::st
 void CopyJobHeader(const JobRecord& from, JobRecord* to) {
   to->id = from.id;
   to->spec = from.spec;
+  to->task_count = from.total_tasks();
   CopyJobProgress(from, to);
 }
 

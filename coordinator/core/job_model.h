@@ -150,7 +150,14 @@ struct JobRecord {
   uint32_t backups_won = 0;
   uint64_t iterations_total = 0;
   uint64_t iterations_done = 0;
+  // The number of tasks when `tasks` is not loaded (a header read for a
+  // summary, JobStore::ListJobHeaders); otherwise 0.
+  uint32_t task_count = 0;
+  // Submit order within this coordinator process (Recover numbers the
+  // loaded jobs first, in the store's order); 0 for a record read back.
+  uint64_t seq = 0;
 
+  uint32_t total_tasks() const { return tasks.empty() ? task_count : static_cast<uint32_t>(tasks.size()); }
   uint32_t done() const { return succeeded + failed + cancelled; }
   uint32_t max_attempts() const;
   // Every change of a task's state goes through here, keeping `running`.

@@ -48,6 +48,23 @@ struct CoordinatorCounters {
   Histogram task_seconds = Histogram::TaskSeconds();  // succeeded tasks' durations
 };
 
+// The job store's state (JobStore::Health). Plain data.
+struct StoreHealth {
+  // False while the store cannot write: its backlog grows in memory, new
+  // jobs are refused (Unavailable), running jobs go on.
+  bool writable = true;
+  // Why not (the database, the step and SQLite's words); empty when writable.
+  std::string cause;
+  // Rows (job headers and task rows) queued and not yet committed: the
+  // memory a store that cannot write is holding.
+  uint64_t backlog_rows = 0;
+  // Transactions committed, and attempts that failed (each is retried).
+  uint64_t commits = 0;
+  uint64_t write_failures = 0;
+  // When the store last stopped being writable (InfinitePast: never).
+  int64_t unwritable_since_unix_ns = 0;
+};
+
 struct MetricsSnapshot {
   // Attached workers by state (READY, DRAINING) and recently gone ones (GONE).
   std::map<v1::WorkerState, uint32_t> workers;
@@ -60,6 +77,7 @@ struct MetricsSnapshot {
   std::map<v1::JobState, uint32_t> jobs;
   uint64_t jobs_submitted = 0;
   CoordinatorCounters counters;
+  StoreHealth store;
 };
 
 

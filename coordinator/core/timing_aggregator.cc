@@ -273,7 +273,7 @@ v1::JobSummary BuildSummary(const JobRecord& job, absl::Time now) {
   s.set_name(job.spec.name());
   s.set_state(job.state);
   s.set_kind(job.spec.kind());
-  s.set_tasks(static_cast<uint32_t>(job.tasks.size()));
+  s.set_tasks(job.total_tasks());
   s.set_tasks_done(job.done());
   *s.mutable_submitted_at() = ToProtoTimestamp(job.submitted_at);
   const absl::Time end = job.finished_at != absl::InfinitePast() ? job.finished_at : now;

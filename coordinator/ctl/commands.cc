@@ -211,8 +211,34 @@ ExitCode RunHealth(const Session& s) {
   absl::StatusOr<bool> healthy = s.client.Healthy();
   if (!healthy.ok()) return Fail(healthy.status());
   const std::string status = *healthy ? "SERVING" : "NOT_SERVING";
+  // The reasons, when the coordinator can give them (an older one cannot).
+  const absl::StatusOr<v1::HealthReport> reasons = s.client.GetHealth();
   PrintResult(
-      s.json, [&] { return json{{"status", status}}; }, [&] { return status + "\n"; });
+      s.json,
+      [&] {
+        json out{{"status", status}};
+        if (reasons.ok()) {
+          const v1::StoreStatus& st = reasons->store();
+          out["store"] = json{{"writable", st.writable()},
+                              {"cause", st.cause()},
+                              {"backlog_rows", st.backlog_rows()},
+                              {"commits", st.commits()},
+                              {"write_failures", st.write_failures()},
+                              {"unwritable_since", st.has_unwritable_since()
+                                                       ? report::Rfc3339(st.unwritable_since())
+                                                       : std::string()}};
+        }
+        return out;
+      },
+      [&] {
+        std::string out = status + "\n";
+        if (reasons.ok() && !reasons->store().writable()) {
+          absl::StrAppend(&out, "store: ", reasons->store().cause(), "\n", "backlog: ",
+                          reasons->store().backlog_rows(), " rows wait to be written (",
+                          reasons->store().write_failures(), " failed attempts)\n");
+        }
+        return out;
+      });
   return *healthy ? kExitOk : kExitUnavailable;
 }
 

@@ -111,6 +111,16 @@ absl::StatusOr<std::vector<v1::WorkerInfo>> CoordinatorClient::ListWorkers(bool 
   return std::vector<v1::WorkerInfo>(resp.workers().begin(), resp.workers().end());
 }
 
+absl::StatusOr<v1::HealthReport> CoordinatorClient::GetHealth() {
+  grpc::ClientContext ctx;
+  Prepare(&ctx);
+  v1::GetHealthRequest req;
+  v1::HealthReport resp;
+  grpc::Status st = stub_->GetHealth(&ctx, req, &resp);
+  if (!st.ok()) return FromGrpcStatus(st);
+  return resp;
+}
+
 absl::StatusOr<v1::WorkerState> CoordinatorClient::Drain(absl::string_view name) {
   grpc::ClientContext ctx;
   Prepare(&ctx);

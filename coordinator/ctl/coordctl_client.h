@@ -39,6 +39,9 @@ class CoordinatorClient {
   absl::StatusOr<v1::JobReport> GetJobWithAllTasks(absl::string_view id);
   // grpc.health.v1.Health/Check of the whole server: true when SERVING.
   absl::StatusOr<bool> Healthy();
+  // The reasons behind Healthy (the store's state); Unimplemented from a
+  // coordinator older than the call.
+  absl::StatusOr<v1::HealthReport> GetHealth();
   absl::StatusOr<std::vector<v1::JobSummary>> ListJobs(uint32_t limit);
   absl::StatusOr<v1::JobState> Cancel(absl::string_view id);
   absl::StatusOr<std::vector<v1::WorkerInfo>> ListWorkers(bool include_gone);

@@ -38,7 +38,9 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(Opti
   } else if (options.db == ":memory:") {
     s->store_ = std::make_shared<InMemoryJobStore>(/*copy_task_rows=*/false);
   } else {
-    BF_ASSIGN_OR_RETURN(std::shared_ptr<SqliteJobStore> store, SqliteJobStore::Open(options.db));
+    SqliteJobStore::Options so;
+    so.busy_timeout = options.db_busy_timeout;
+    BF_ASSIGN_OR_RETURN(std::shared_ptr<SqliteJobStore> store, SqliteJobStore::Open(options.db, so));
     s->store_ = std::move(store);
   }
   Coordinator::Options co;
@@ -64,7 +66,13 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(Opti
 
   BF_RETURN_IF_ERROR(s->StartGrpc());
   if (options.http) BF_RETURN_IF_ERROR(s->StartHttp(*options.http));
-  s->server_->GetHealthCheckService()->SetServingStatus(true);
+  {
+    absl::MutexLock lock(&s->mu_);
+    s->serving_ = true;
+    s->server_->GetHealthCheckService()->SetServingStatus(true);
+  }
+  s->store_->SetHealthObserver([raw = s.get()](const StoreHealth& h) { raw->OnStoreHealth(h); });
+  if (StoreHealth h = s->store_->Health(); !h.writable) s->OnStoreHealth(h);
   s->liveness_ = std::thread([raw = s.get()] { raw->LivenessLoop(); });
   return s;
 }
@@ -107,6 +115,33 @@ absl::Status CoordinatorServer::StartHttp(HttpServer::Options http) {
   return absl::OkStatus();
 }
 
+void CoordinatorServer::OnStoreHealth(const StoreHealth& h) {
+  absl::MutexLock lock(&mu_);
+  if (shut_down_ || server_ == nullptr) return;
+  const absl::Time now = absl::Now();
+  if (!h.writable) {
+    // Every failed attempt calls here; the log gets the first and then one
+    // line per interval with the count since.
+    ++store_failures_unlogged_;
+    if (serving_ || now - store_logged_at_ >= kStoreLogInterval) {
+      spdlog::error("{} ({} failed attempts since the last line, {} in all; {} rows wait to be written; "
+                    "new jobs are refused, running jobs go on)",
+                    h.cause, store_failures_unlogged_, h.write_failures, h.backlog_rows);
+      store_logged_at_ = now;
+      store_failures_unlogged_ = 0;
+    }
+    if (serving_) server_->GetHealthCheckService()->SetServingStatus(false);
+    serving_ = false;
+    return;
+  }
+  if (!serving_) {
+    spdlog::info("the database can be written again ({} failed attempts in all); serving", h.write_failures);
+    server_->GetHealthCheckService()->SetServingStatus(true);
+    serving_ = true;
+    store_failures_unlogged_ = 0;
+  }
+}
+
 std::string CoordinatorServer::address() const { return absl::StrCat(host_, ":", port_); }
 
 void CoordinatorServer::LivenessLoop() {
@@ -134,6 +169,7 @@ void CoordinatorServer::Shutdown(absl::Duration grace) {
   }
   wake_.Wake();
   if (liveness_.joinable()) liveness_.join();
+  if (store_) store_->SetHealthObserver(nullptr);  // no calls into a server being stopped
   if (http_) http_->Shutdown();
   if (coordinator_) coordinator_->Shutdown();
   if (server_ == nullptr) return;  // Start failed before the server was up

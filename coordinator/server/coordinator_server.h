@@ -34,6 +34,8 @@ class CoordinatorServer {
     // Where jobs are kept: an SQLite file, or ":memory:" (lost on exit).
     // Ignored when `store` is set.
     std::string db = ":memory:";
+    // SqliteJobStore::Options::busy_timeout for `db`.
+    absl::Duration db_busy_timeout = absl::Seconds(5);
     std::shared_ptr<JobStore> store;
     std::shared_ptr<grpc::ServerCredentials> credentials;  // nullptr: insecure
     // Bearer tokens per role; default: none required.
@@ -66,6 +68,8 @@ class CoordinatorServer {
   // Serves `http` for coordinator_; on failure stops the gRPC server too.
   absl::Status StartHttp(HttpServer::Options http);
   void LivenessLoop();
+  // The store's health changed or a write failed: gRPC health, the log.
+  void OnStoreHealth(const StoreHealth& health);
 
   Options options_;
   std::shared_ptr<JobStore> store_;
@@ -85,6 +89,13 @@ class CoordinatorServer {
   // coordinator wants a CheckLiveness sooner than the loop planned (a worker
   // attached, an update held back) and at shutdown.
   MonoWaiter wake_;
+  // What gRPC health says now (SERVING unless the store cannot write), and
+  // when a store failure was last logged (at most one line per
+  // kStoreLogInterval while it lasts).
+  bool serving_ ABSL_GUARDED_BY(mu_) = false;
+  absl::Time store_logged_at_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
+  uint64_t store_failures_unlogged_ ABSL_GUARDED_BY(mu_) = 0;
+  static constexpr absl::Duration kStoreLogInterval = absl::Seconds(10);
   std::thread liveness_;
 };
 

@@ -14,6 +14,7 @@
 #include "absl/strings/escaping.h"
 #include "absl/synchronization/mutex.h"
 #include "common/rpc/grpc_status.h"
+#include "busyfleet/proto_time.h"
 #include "coordinator/core/limits.h"
 
 namespace busyfleet::coordinator {
@@ -443,6 +444,21 @@ grpc::ServerUnaryReactor* CoordinatorServiceImpl::ListWorkers(grpc::CallbackServ
   for (v1::WorkerInfo& w : coordinator_->ListWorkers(req->include_gone())) {
     *resp->add_workers() = std::move(w);
   }
+  return FinishUnary(ctx, absl::OkStatus());
+}
+
+grpc::ServerUnaryReactor* CoordinatorServiceImpl::GetHealth(grpc::CallbackServerContext* ctx,
+                                                            const v1::GetHealthRequest*, v1::HealthReport* resp) {
+  if (auto st = gate_->Check(ctx, Role::kClient, "GetHealth"); !st.ok()) return FinishUnary(ctx, st);
+  const StoreHealth h = coordinator_->Metrics().store;
+  resp->set_serving(h.writable);
+  v1::StoreStatus* s = resp->mutable_store();
+  s->set_writable(h.writable);
+  s->set_cause(h.cause);
+  s->set_backlog_rows(h.backlog_rows);
+  s->set_commits(h.commits);
+  s->set_write_failures(h.write_failures);
+  if (!h.writable) *s->mutable_unwritable_since() = busyfleet::ToProtoTimestamp(absl::FromUnixNanos(h.unwritable_since_unix_ns));
   return FinishUnary(ctx, absl::OkStatus());
 }
 

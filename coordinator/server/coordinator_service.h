@@ -51,6 +51,8 @@ class CoordinatorServiceImpl final : public v1::CoordinatorService::CallbackServ
   grpc::ServerUnaryReactor* DrainWorker(grpc::CallbackServerContext* ctx,
                                         const v1::DrainWorkerRequest* req,
                                         v1::DrainWorkerResponse* resp) override;
+  grpc::ServerUnaryReactor* GetHealth(grpc::CallbackServerContext* ctx, const v1::GetHealthRequest* req,
+                                      v1::HealthReport* resp) override;
 
  private:
   Coordinator* const coordinator_;

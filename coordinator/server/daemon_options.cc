@@ -16,6 +16,11 @@ void AddDaemonFlags(CLI::App& app, DaemonFlags& flags) {
       ->capture_default_str();
   app.add_option("--db", flags.db, "SQLite file for jobs and results (\":memory:\": keep nothing)")
       ->capture_default_str();
+  app.add_option("--db-busy-timeout", flags.db_busy_timeout,
+                 "how long a write waits for another connection's lock on --db before it fails and is retried "
+                 "(the store is then reported not writable)")
+      ->capture_default_str()
+      ->check(DurationValidator());
   app.add_option("--worker-timeout", flags.worker_timeout, "declare a worker dead after this long without a heartbeat")
       ->capture_default_str()
       ->check(DurationValidator());
@@ -61,6 +66,7 @@ absl::StatusOr<CoordinatorServer::Options> BuildServerOptions(const DaemonFlags&
   BF_ASSIGN_OR_RETURN(options.authenticator, LoadTokens(flags));
   BF_ASSIGN_OR_RETURN(options.credentials, MakeServerCredentials(flags.tls_cert, flags.tls_key, flags.tls_client_ca));
   options.db = flags.db;
+  BF_ASSIGN_OR_RETURN(options.db_busy_timeout, ParseDurationFlag("db-busy-timeout", flags.db_busy_timeout));
   BF_ASSIGN_OR_RETURN(options.worker_timeout, ParseDurationFlag("worker-timeout", flags.worker_timeout));
   options.prefetch_per_worker = flags.prefetch;
   if (!flags.http_listen.empty()) {

@@ -191,7 +191,16 @@ void HttpServer::Route() {
     res.set_content(absl::StrCat(st.message(), "\n"), "text/plain; charset=utf-8");
     return false;
   };
-  server_->Get("/healthz", [](const httplib::Request&, httplib::Response& res) {
+  server_->Get("/healthz", [this](const httplib::Request&, httplib::Response& res) {
+    // Serving unless the store cannot write (then 503 and why).
+    const StoreHealth store = options_.coordinator->Metrics().store;
+    if (!store.writable) {
+      res.status = 503;
+      res.set_content(absl::StrCat("not serving: ", store.cause, "; ", store.backlog_rows,
+                                   " rows wait to be written\n"),
+                      "text/plain; charset=utf-8");
+      return;
+    }
     res.set_content("ok\n", "text/plain; charset=utf-8");
   });
   server_->Get("/metrics", [this, authorized](const httplib::Request& req, httplib::Response& res) {

@@ -76,6 +76,17 @@ std::string PrometheusText(const MetricsSnapshot& m) {
   absl::StrAppend(&out, "busyfleet_task_duration_seconds_bucket{le=\"+Inf\"} ", c.task_seconds.count(), "\n",
                   "busyfleet_task_duration_seconds_sum ", PrometheusFloat(c.task_seconds.sum()), "\n",
                   "busyfleet_task_duration_seconds_count ", c.task_seconds.count(), "\n");
+  const StoreHealth& st = m.store;
+  Header(&out, "busyfleet_store_writable", "gauge", "1 when the job store commits its writes, 0 while it cannot.");
+  absl::StrAppend(&out, "busyfleet_store_writable ", st.writable ? 1 : 0, "\n");
+  Header(&out, "busyfleet_store_backlog_rows", "gauge",
+         "Job and task rows queued in memory and not yet committed to the store.");
+  absl::StrAppend(&out, "busyfleet_store_backlog_rows ", st.backlog_rows, "\n");
+  Header(&out, "busyfleet_store_commits_total", "counter", "Store transactions committed since start.");
+  absl::StrAppend(&out, "busyfleet_store_commits_total ", st.commits, "\n");
+  Header(&out, "busyfleet_store_write_failures_total", "counter",
+         "Store commit attempts that failed since start (each batch is retried until it commits).");
+  absl::StrAppend(&out, "busyfleet_store_write_failures_total ", st.write_failures, "\n");
   return out;
 }
 

@@ -57,6 +57,15 @@ absl::StatusOr<std::vector<std::string>> InMemoryJobStore::ListJobIds(size_t lim
   return ids;
 }
 
+absl::StatusOr<std::vector<JobRecord>> InMemoryJobStore::ListJobHeaders(size_t limit) const {
+  absl::MutexLock lock(&mu_);
+  std::vector<JobRecord> out;
+  for (auto it = order_.rbegin(); it != order_.rend() && out.size() < limit; ++it) {
+    CopyJobHeader(jobs_.at(*it), &out.emplace_back());
+  }
+  return out;
+}
+
 absl::StatusOr<std::vector<JobRecord>> InMemoryJobStore::LoadUnfinished() const {
   absl::MutexLock lock(&mu_);
   std::vector<JobRecord> out;

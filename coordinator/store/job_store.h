@@ -1,6 +1,7 @@
 #ifndef BUSYFLEET_COORDINATOR_STORE_JOB_STORE_H_
 #define BUSYFLEET_COORDINATOR_STORE_JOB_STORE_H_
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -12,6 +13,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "coordinator/core/job_model.h"
+#include "coordinator/core/metrics.h"
 
 namespace busyfleet::coordinator {
 
@@ -32,11 +34,23 @@ class JobStore {
   virtual absl::StatusOr<bool> HasJob(absl::string_view id) const = 0;
   // Ids of jobs, newest first, at most `limit`.
   virtual absl::StatusOr<std::vector<std::string>> ListJobIds(size_t limit) const = 0;
+  // Job headers (no task rows; `tasks` empty, `task_count` set), newest
+  // first, at most `limit`. Reads what is committed without waiting for
+  // queued writes: callers merge the jobs they hold in memory.
+  virtual absl::StatusOr<std::vector<JobRecord>> ListJobHeaders(size_t limit) const = 0;
   // Every job not in a terminal state.
   virtual absl::StatusOr<std::vector<JobRecord>> LoadUnfinished() const = 0;
   // The coordinator no longer holds this finished job in memory (it was
   // saved already): a store that keeps no task rows of its own may take them.
   virtual void TakeEvicted(JobRecord&& job) { (void)job; }
+  // Whether writes get through, and the backlog (cheap: no I/O).
+  virtual StoreHealth Health() const { return {}; }
+  // Called (from the store's own thread, with no lock of the store held;
+  // must not call back into the store) whenever a write attempt fails and
+  // when the store becomes writable again. nullptr: none. After it returns,
+  // the previous observer is no longer running.
+  using HealthObserver = std::function<void(const StoreHealth&)>;
+  virtual void SetHealthObserver(HealthObserver observer) { (void)observer; }
 };
 
 // Keeps everything in memory: for tests and `--db :memory:`.
@@ -54,6 +68,7 @@ class InMemoryJobStore : public JobStore {
   absl::StatusOr<JobRecord> LoadJob(absl::string_view id) const override;
   absl::StatusOr<bool> HasJob(absl::string_view id) const override;
   absl::StatusOr<std::vector<std::string>> ListJobIds(size_t limit) const override;
+  absl::StatusOr<std::vector<JobRecord>> ListJobHeaders(size_t limit) const override;
   absl::StatusOr<std::vector<JobRecord>> LoadUnfinished() const override;
   void TakeEvicted(JobRecord&& job) override;
 

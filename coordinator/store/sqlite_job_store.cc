@@ -25,7 +25,8 @@ CREATE TABLE IF NOT EXISTS jobs (
   succeeded INTEGER NOT NULL, failed INTEGER NOT NULL, cancelled INTEGER NOT NULL,
   retries INTEGER NOT NULL, duplicates INTEGER NOT NULL,
   iterations_total INTEGER NOT NULL, iterations_done INTEGER NOT NULL,
-  backups INTEGER NOT NULL, backups_won INTEGER NOT NULL);
+  backups INTEGER NOT NULL, backups_won INTEGER NOT NULL,
+  tasks_total INTEGER);
 CREATE INDEX IF NOT EXISTS jobs_by_seq ON jobs (seq);
 CREATE TABLE IF NOT EXISTS tasks (
   job_id TEXT NOT NULL,
@@ -80,18 +81,53 @@ class Stmt {
   int rc_ = SQLITE_OK;
 };
 
+// The primary result codes a writer meets, by name (the log and health
+// name them; SQLite's own words follow).
+std::string CodeName(int rc) {
+  switch (rc & 0xff) {
+    case SQLITE_BUSY: return "SQLITE_BUSY";
+    case SQLITE_LOCKED: return "SQLITE_LOCKED";
+    case SQLITE_FULL: return "SQLITE_FULL";
+    case SQLITE_IOERR: return "SQLITE_IOERR";
+    case SQLITE_READONLY: return "SQLITE_READONLY";
+    case SQLITE_CORRUPT: return "SQLITE_CORRUPT";
+    case SQLITE_CANTOPEN: return "SQLITE_CANTOPEN";
+    case SQLITE_NOMEM: return "SQLITE_NOMEM";
+    default: return absl::StrCat("SQLite error ", rc);
+  }
+}
+
 absl::Status SqlError(sqlite3* db, absl::string_view what) {
-  return absl::InternalError(absl::StrCat(what, ": ", sqlite3_errmsg(db)));
+  return absl::InternalError(
+      absl::StrCat(what, ": ", sqlite3_errmsg(db), " (", CodeName(sqlite3_extended_errcode(db)), ")"));
 }
 
 absl::Status Exec(sqlite3* db, const char* sql) {
   char* err = nullptr;
-  if (sqlite3_exec(db, sql, nullptr, nullptr, &err) != SQLITE_OK) {
-    absl::Status s = absl::InternalError(err ? err : "unknown SQLite error");
+  if (const int rc = sqlite3_exec(db, sql, nullptr, nullptr, &err); rc != SQLITE_OK) {
+    absl::Status s = absl::InternalError(
+        absl::StrCat(err ? err : "unknown SQLite error", " (", CodeName(sqlite3_extended_errcode(db)), ")"));
     sqlite3_free(err);
     return s;
   }
   return absl::OkStatus();
+}
+
+// The jobs table's columns state .. backups_won, from column `first` on.
+void ReadHeaderColumns(Stmt& q, int first, JobRecord* r) {
+  r->state = static_cast<v1::JobState>(q.ColInt(first));
+  r->error = q.ColText(first + 1);
+  r->submitted_at = q.ColTime(first + 2);
+  r->finished_at = q.ColTime(first + 3);
+  r->succeeded = static_cast<uint32_t>(q.ColInt(first + 4));
+  r->failed = static_cast<uint32_t>(q.ColInt(first + 5));
+  r->cancelled = static_cast<uint32_t>(q.ColInt(first + 6));
+  r->retries = static_cast<uint32_t>(q.ColInt(first + 7));
+  r->duplicates = static_cast<uint32_t>(q.ColInt(first + 8));
+  r->iterations_total = static_cast<uint64_t>(q.ColInt(first + 9));
+  r->iterations_done = static_cast<uint64_t>(q.ColInt(first + 10));
+  r->backups = static_cast<uint32_t>(q.ColInt(first + 11));
+  r->backups_won = static_cast<uint32_t>(q.ColInt(first + 12));
 }
 
 // Runs a bound statement of the open write transaction; on failure rolls
@@ -110,12 +146,12 @@ struct SqliteJobStore::WriteStatements {
   explicit WriteStatements(sqlite3* db)
       : job(db, R"sql(
     INSERT INTO jobs (id, seq, spec, state, error, submitted_ns, finished_ns, succeeded, failed, cancelled,
-                      retries, duplicates, iterations_total, iterations_done, backups, backups_won)
+                      retries, duplicates, iterations_total, iterations_done, backups, backups_won, tasks_total)
     VALUES (?1, COALESCE((SELECT seq FROM jobs WHERE id = ?1), (SELECT COALESCE(MAX(seq), 0) + 1 FROM jobs)),
-            ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)
+            ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)
     ON CONFLICT (id) DO UPDATE SET spec=?2, state=?3, error=?4, submitted_ns=?5, finished_ns=?6,
       succeeded=?7, failed=?8, cancelled=?9, retries=?10, duplicates=?11, iterations_total=?12,
-      iterations_done=?13, backups=?14, backups_won=?15;)sql"),
+      iterations_done=?13, backups=?14, backups_won=?15, tasks_total=?16;)sql"),
         task(db, R"sql(
     INSERT OR REPLACE INTO tasks (job_id, idx, iterations, duration_ns, state, attempt, worker, host, slot,
       assigned_ns, started_ns, ended_ns, result_ns, cpu_ns, iterations_done, error, failures, speculated,
@@ -125,7 +161,7 @@ struct SqliteJobStore::WriteStatements {
   Stmt task;
 };
 
-absl::StatusOr<std::unique_ptr<SqliteJobStore>> SqliteJobStore::Open(const std::string& path) {
+absl::StatusOr<std::unique_ptr<SqliteJobStore>> SqliteJobStore::Open(const std::string& path, Options options) {
   sqlite3* db = nullptr;
   auto fail = [&](absl::string_view why) {
     std::string msg = absl::StrCat("database ", path, ": ", why, db ? absl::StrCat(" (", sqlite3_errmsg(db), ")") : "");
@@ -136,7 +172,7 @@ absl::StatusOr<std::unique_ptr<SqliteJobStore>> SqliteJobStore::Open(const std::
                       nullptr) != SQLITE_OK) {
     return fail("cannot open");
   }
-  sqlite3_busy_timeout(db, 5000);
+  sqlite3_busy_timeout(db, static_cast<int>(absl::ToInt64Milliseconds(options.busy_timeout)));
   // Reading the header fails at once on a file that is not a database.
   if (!Exec(db, "PRAGMA journal_mode=WAL;").ok()) return fail("not an SQLite database, or unreadable");
   if (!Exec(db, "PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=OFF;").ok()) return fail("cannot configure");
@@ -154,6 +190,14 @@ absl::StatusOr<std::unique_ptr<SqliteJobStore>> SqliteJobStore::Open(const std::
   }
   if (!Exec(db, kSchema).ok()) return fail("cannot create the schema");
   {
+    // Files made before jobs.tasks_total: the column is added (NULL: counted
+    // from the task rows when read).
+    Stmt probe(db, "SELECT tasks_total FROM jobs LIMIT 0;");
+    if (!probe.ok() && !Exec(db, "ALTER TABLE jobs ADD COLUMN tasks_total INTEGER;").ok()) {
+      return fail("cannot add jobs.tasks_total");
+    }
+  }
+  {
     Stmt version(db, "SELECT value FROM meta WHERE key='schema_version';");
     if (!version.ok()) return fail("cannot read the schema version");
     if (sqlite3_step(version.get()) == SQLITE_ROW) {
@@ -167,10 +211,22 @@ absl::StatusOr<std::unique_ptr<SqliteJobStore>> SqliteJobStore::Open(const std::
       if (!set.ok() || sqlite3_step(set.get()) != SQLITE_DONE) return fail("cannot write the schema version");
     }
   }
-  return std::unique_ptr<SqliteJobStore>(new SqliteJobStore(db, path));
+  // Reads get a connection of their own: in WAL mode they then never wait
+  // for the writer's transaction (a million-row commit takes seconds), so
+  // `coordctl jobs` and reports of old jobs answer while it runs.
+  sqlite3* read_db = nullptr;
+  if (sqlite3_open_v2(path.c_str(), &read_db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, nullptr) != SQLITE_OK ||
+      !Exec(read_db, "PRAGMA query_only=1;").ok()) {
+    const std::string why = read_db ? sqlite3_errmsg(read_db) : "out of memory";
+    if (read_db) sqlite3_close_v2(read_db);
+    return fail(absl::StrCat("cannot open a second connection for reads (", why, ")"));
+  }
+  sqlite3_busy_timeout(read_db, static_cast<int>(absl::ToInt64Milliseconds(options.busy_timeout)));
+  return std::unique_ptr<SqliteJobStore>(new SqliteJobStore(db, read_db, path, options));
 }
 
-SqliteJobStore::SqliteJobStore(sqlite3* db, std::string path) : path_(std::move(path)), db_(db) {
+SqliteJobStore::SqliteJobStore(sqlite3* db, sqlite3* read_db, std::string path, Options options)
+    : path_(std::move(path)), options_(options), db_(db), read_db_(read_db) {
   writer_ = std::thread([this] { WriterLoop(); });
 }
 
@@ -180,14 +236,23 @@ SqliteJobStore::~SqliteJobStore() {
     stopping_ = true;
   }
   writer_.join();
-  absl::MutexLock lock(&db_mu_);
-  writes_.reset();  // statements are finalised before the connection closes
-  sqlite3_close(db_);
+  {
+    absl::MutexLock lock(&db_mu_);
+    writes_.reset();  // statements are finalised before the connection closes
+    sqlite3_close(db_);
+  }
+  absl::MutexLock lock(&read_mu_);
+  sqlite3_close(read_db_);
+}
+
+absl::Status SqliteJobStore::Unwritable() const {
+  return absl::UnavailableError(absl::StrCat(cause_, "; ", writing_rows_ + pending_.Rows(),
+                                             " rows wait to be written (retrying)"));
 }
 
 absl::Status SqliteJobStore::CreateJob(const JobRecord& job) {
   absl::MutexLock lock(&mu_);
-  if (!write_error_.ok()) return write_error_;
+  if (!writable_) return Unwritable();
   CopyJobHeader(job, &pending_.headers[job.id]);
   std::vector<NewTask>& created = pending_.created[job.id];
   created.reserve(job.tasks.size());
@@ -202,8 +267,8 @@ absl::Status SqliteJobStore::CreateJob(const JobRecord& job) {
 }
 
 absl::Status SqliteJobStore::SaveJob(const JobRecord& job, const std::vector<uint32_t>& changed_tasks) {
+  // Also while the store cannot write: the rows wait in the backlog.
   absl::MutexLock lock(&mu_);
-  if (!write_error_.ok()) return write_error_;
   auto [header, added] = pending_.headers.try_emplace(job.id);
   // The spec (a protobuf) is copied once per batch, not on every change.
   if (added) {
@@ -239,48 +304,124 @@ SqliteJobStore::TaskRow::TaskRow(const TaskRecord& t)
       speculated(t.speculated),
       backup_won(t.backup_won) {}
 
+uint64_t SqliteJobStore::Pending::Rows() const {
+  uint64_t rows = headers.size();
+  for (const auto& [id, list] : created) rows += list.size();
+  for (const auto& [id, changed] : tasks) rows += changed.size();
+  return rows;
+}
+
+bool SqliteJobStore::TakeBatch(Pending* batch, bool committed) {
+  absl::MutexLock lock(&mu_);
+  // Group commit: let a few milliseconds of changes gather into one
+  // transaction (a busy coordinator changes thousands of rows a second;
+  // a transaction each would cost the dispatch path its CPU). After a
+  // commit this thread naps first rather than waiting for the next
+  // change, so a busy coordinator never wakes it on its dispatch path.
+  auto stop = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stopping_ || flush_waiters_ > 0; };
+  if (committed) mu_.AwaitWithTimeout(absl::Condition(&stop), kGroupCommitDelay);
+  if (pending_.empty()) {
+    // Idle: the first change wakes it, then the rest gather.
+    auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stopping_ || !pending_.empty(); };
+    mu_.Await(absl::Condition(&ready));
+    if (pending_.empty() && stopping_) return false;
+    mu_.AwaitWithTimeout(absl::Condition(&stop), kGroupCommitDelay);
+  }
+  std::swap(*batch, pending_);
+  writing_ = true;
+  writing_rows_ = batch->Rows();
+  for (const auto& [id, header] : batch->headers) writing_ids_.insert(id);
+  for (const auto& [id, tasks] : batch->created) writing_ids_.insert(id);
+  for (const auto& [id, tasks] : batch->tasks) writing_ids_.insert(id);
+  return true;
+}
+
+bool SqliteJobStore::WaitToRetry(absl::Duration backoff) {
+  absl::MutexLock lock(&mu_);
+  auto stop = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stopping_; };
+  mu_.AwaitWithTimeout(absl::Condition(&stop), backoff);
+  return !stopping_;
+}
+
 void SqliteJobStore::WriterLoop() {
   bool committed = false;  // the last round wrote something
   for (;;) {
     Pending batch;
-    {
-      absl::MutexLock lock(&mu_);
-      // Group commit: let a few milliseconds of changes gather into one
-      // transaction (a busy coordinator changes thousands of rows a second;
-      // a transaction each would cost the dispatch path its CPU). After a
-      // commit this thread naps first rather than waiting for the next
-      // change, so a busy coordinator never wakes it on its dispatch path.
-      auto stop = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stopping_ || flush_waiters_ > 0; };
-      if (committed) mu_.AwaitWithTimeout(absl::Condition(&stop), kGroupCommitDelay);
-      if (pending_.empty()) {
-        // Idle: the first change wakes it, then the rest gather.
-        auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stopping_ || !pending_.empty(); };
-        mu_.Await(absl::Condition(&ready));
-        if (pending_.empty() && stopping_) return;
-        mu_.AwaitWithTimeout(absl::Condition(&stop), kGroupCommitDelay);
+    if (!TakeBatch(&batch, committed)) return;
+    // The same batch until it commits: dropping it would lose results
+    // already reported, and committing later batches first could leave a
+    // job's header newer than its rows.
+    absl::Duration backoff = options_.retry_initial;
+    for (;;) {
+      absl::Status status;
+      {
+        absl::MutexLock db_lock(&db_mu_);
+        status = Commit(batch);
       }
-      std::swap(batch, pending_);
-      writing_ = true;
-      for (const auto& [id, header] : batch.headers) writing_ids_.insert(id);
-      for (const auto& [id, tasks] : batch.created) writing_ids_.insert(id);
-    }
-    absl::Status status;
-    {
-      absl::MutexLock db_lock(&db_mu_);
-      status = Commit(batch);
+      Committed(status);
+      if (status.ok()) break;
+      // Stopping while the store cannot write: the batch is lost, as in a
+      // crash (its tasks run again after the restart).
+      if (!WaitToRetry(backoff)) return;
+      backoff = std::min(backoff * 2, options_.retry_max);
     }
     committed = true;
-    absl::MutexLock lock(&mu_);
-    writing_ = false;
-    writing_ids_.clear();
-    ++commits_;
-    if (!status.ok() && write_error_.ok()) {
-      write_error_ = absl::InternalError(absl::StrCat("database ", path_, ": ", status.message()));
-    }
   }
 }
 
+void SqliteJobStore::Committed(const absl::Status& status) {
+  StoreHealth health;
+  bool tell = false;
+  {
+    absl::MutexLock lock(&mu_);
+    if (status.ok()) {
+      writing_ = false;
+      writing_ids_.clear();
+      writing_rows_ = 0;
+      ++commits_;
+      tell = !writable_;
+      writable_ = true;
+      cause_.clear();
+    } else {
+      ++write_failures_;
+      if (writable_) unwritable_since_ = absl::Now();
+      writable_ = false;
+      cause_ = absl::StrCat("database ", path_, " cannot be written: ", status.message());
+      tell = true;
+    }
+  }
+  if (!tell) return;
+  health = Health();
+  absl::MutexLock lock(&observer_mu_);
+  if (observer_) observer_(health);
+}
+
+StoreHealth SqliteJobStore::Health() const {
+  absl::MutexLock lock(&mu_);
+  StoreHealth h;
+  h.writable = writable_;
+  h.cause = cause_;
+  h.backlog_rows = writing_rows_ + pending_.Rows();
+  h.commits = commits_;
+  h.write_failures = write_failures_;
+  h.unwritable_since_unix_ns = writable_ ? 0 : absl::ToUnixNanos(unwritable_since_);
+  return h;
+}
+
+void SqliteJobStore::SetHealthObserver(HealthObserver observer) {
+  absl::MutexLock lock(&observer_mu_);
+  observer_ = std::move(observer);
+}
+
 absl::Status SqliteJobStore::Commit(const Pending& batch) {
+  absl::Status status = CommitOnce(batch);
+  // A failed step or COMMIT (SQLITE_BUSY, SQLITE_FULL) can leave the
+  // transaction open: roll it back so the retry starts clean.
+  if (!status.ok() && sqlite3_get_autocommit(db_) == 0) Exec(db_, "ROLLBACK;").IgnoreError();
+  return status;
+}
+
+absl::Status SqliteJobStore::CommitOnce(const Pending& batch) {
   if (auto s = Exec(db_, "BEGIN IMMEDIATE;"); !s.ok()) return s;
   // Prepared once: parsing the two statements cost more than a small batch.
   if (writes_ == nullptr) {
@@ -319,6 +460,7 @@ absl::Status SqliteJobStore::WriteHeaders(const Pending& batch) {
     job.Int(13, static_cast<int64_t>(j.iterations_done));
     job.Int(14, j.backups);
     job.Int(15, j.backups_won);
+    job.Int(16, j.total_tasks());
     BF_RETURN_IF_ERROR(StepOrRollback(db_, job, "saving a job"));
   }
   return absl::OkStatus();
@@ -384,10 +526,11 @@ absl::Status SqliteJobStore::WriteChangedTasks(const Pending& batch) {
 absl::Status SqliteJobStore::Flush() const {
   absl::MutexLock lock(&mu_);
   ++flush_waiters_;  // no group-commit delay while someone waits
-  auto idle = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return pending_.empty() && !writing_; };
+  auto idle = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return (pending_.empty() && !writing_) || !writable_; };
   mu_.Await(absl::Condition(&idle));
   --flush_waiters_;
-  return write_error_;
+  if (!writable_) return Unwritable();
+  return absl::OkStatus();
 }
 
 uint64_t SqliteJobStore::commits() const {
@@ -396,37 +539,25 @@ uint64_t SqliteJobStore::commits() const {
 }
 
 absl::StatusOr<JobRecord> SqliteJobStore::LoadJobLocked(const std::string& id) const {
-  Stmt job(db_, R"sql(SELECT spec, state, error, submitted_ns, finished_ns, succeeded, failed, cancelled,
+  Stmt job(read_db_, R"sql(SELECT spec, state, error, submitted_ns, finished_ns, succeeded, failed, cancelled,
                              retries, duplicates, iterations_total, iterations_done, backups, backups_won
                       FROM jobs WHERE id = ?;)sql");
-  if (!job.ok()) return SqlError(db_, "loading a job");
+  if (!job.ok()) return SqlError(read_db_, "loading a job");
   job.Text(1, id);
   const int rc = sqlite3_step(job.get());
   if (rc == SQLITE_DONE) return absl::NotFoundError(absl::StrCat("job ", id, " not found"));
-  if (rc != SQLITE_ROW) return SqlError(db_, "loading a job");
+  if (rc != SQLITE_ROW) return SqlError(read_db_, "loading a job");
   JobRecord r;
   r.id = id;
   if (!r.spec.ParseFromString(job.ColBlob(0))) {
     return absl::DataLossError(absl::StrCat("database ", path_, ": job ", id, " has an unreadable spec"));
   }
-  r.state = static_cast<v1::JobState>(job.ColInt(1));
-  r.error = job.ColText(2);
-  r.submitted_at = job.ColTime(3);
-  r.finished_at = job.ColTime(4);
-  r.succeeded = static_cast<uint32_t>(job.ColInt(5));
-  r.failed = static_cast<uint32_t>(job.ColInt(6));
-  r.cancelled = static_cast<uint32_t>(job.ColInt(7));
-  r.retries = static_cast<uint32_t>(job.ColInt(8));
-  r.duplicates = static_cast<uint32_t>(job.ColInt(9));
-  r.iterations_total = static_cast<uint64_t>(job.ColInt(10));
-  r.iterations_done = static_cast<uint64_t>(job.ColInt(11));
-  r.backups = static_cast<uint32_t>(job.ColInt(12));
-  r.backups_won = static_cast<uint32_t>(job.ColInt(13));
+  ReadHeaderColumns(job, 1, &r);
 
-  Stmt tasks(db_, R"sql(SELECT idx, iterations, duration_ns, state, attempt, worker, host, slot, assigned_ns,
+  Stmt tasks(read_db_, R"sql(SELECT idx, iterations, duration_ns, state, attempt, worker, host, slot, assigned_ns,
       started_ns, ended_ns, result_ns, cpu_ns, iterations_done, error, failures, speculated, backup_won
       FROM tasks WHERE job_id = ? ORDER BY idx;)sql");
-  if (!tasks.ok()) return SqlError(db_, "loading tasks");
+  if (!tasks.ok()) return SqlError(read_db_, "loading tasks");
   tasks.Text(1, id);
   while (sqlite3_step(tasks.get()) == SQLITE_ROW) {
     TaskRecord t;
@@ -461,8 +592,20 @@ absl::StatusOr<JobRecord> SqliteJobStore::LoadJobLocked(const std::string& id) c
 }
 
 absl::StatusOr<JobRecord> SqliteJobStore::LoadJob(absl::string_view id) const {
-  if (auto s = Flush(); !s.ok()) return s;
-  absl::MutexLock lock(&db_mu_);
+  const std::string key(id);
+  {
+    // Only this job's rows need to be committed first (waiting for the
+    // whole queue could take forever on a busy coordinator).
+    absl::MutexLock lock(&mu_);
+    ++flush_waiters_;
+    auto settled = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      return (!pending_.Contains(key) && !writing_ids_.contains(key)) || !writable_;
+    };
+    mu_.Await(absl::Condition(&settled));
+    --flush_waiters_;
+    if (pending_.Contains(key) || writing_ids_.contains(key)) return Unwritable();
+  }
+  absl::MutexLock lock(&read_mu_);
   return LoadJobLocked(std::string(id));
 }
 
@@ -471,29 +614,53 @@ absl::StatusOr<bool> SqliteJobStore::HasJob(absl::string_view id) const {
     absl::MutexLock lock(&mu_);
     if (pending_.headers.contains(std::string(id)) || writing_ids_.contains(std::string(id))) return true;
   }
-  absl::MutexLock lock(&db_mu_);
-  Stmt q(db_, "SELECT 1 FROM jobs WHERE id = ?;");
-  if (!q.ok()) return SqlError(db_, "looking up a job");
+  absl::MutexLock lock(&read_mu_);
+  Stmt q(read_db_, "SELECT 1 FROM jobs WHERE id = ?;");
+  if (!q.ok()) return SqlError(read_db_, "looking up a job");
   q.Text(1, std::string(id));
   return sqlite3_step(q.get()) == SQLITE_ROW;
 }
 
 absl::StatusOr<std::vector<std::string>> SqliteJobStore::ListJobIds(size_t limit) const {
   if (auto s = Flush(); !s.ok()) return s;
-  absl::MutexLock lock(&db_mu_);
-  Stmt q(db_, "SELECT id FROM jobs ORDER BY seq DESC LIMIT ?;");
-  if (!q.ok()) return SqlError(db_, "listing jobs");
+  absl::MutexLock lock(&read_mu_);
+  Stmt q(read_db_, "SELECT id FROM jobs ORDER BY seq DESC LIMIT ?;");
+  if (!q.ok()) return SqlError(read_db_, "listing jobs");
   q.Int(1, static_cast<int64_t>(limit));
   std::vector<std::string> ids;
   while (sqlite3_step(q.get()) == SQLITE_ROW) ids.push_back(q.ColText(0));
   return ids;
 }
 
+absl::StatusOr<std::vector<JobRecord>> SqliteJobStore::ListJobHeaders(size_t limit) const {
+  absl::MutexLock lock(&read_mu_);
+  // tasks_total is NULL in rows written before the column existed.
+  Stmt q(read_db_, R"sql(SELECT id, spec, state, error, submitted_ns, finished_ns, succeeded, failed, cancelled,
+                           retries, duplicates, iterations_total, iterations_done, backups, backups_won,
+                           COALESCE(tasks_total, (SELECT count(*) FROM tasks WHERE job_id = jobs.id))
+                    FROM jobs ORDER BY seq DESC LIMIT ?;)sql");
+  if (!q.ok()) return SqlError(read_db_, absl::StrCat("database ", path_, ": listing jobs"));
+  q.Int(1, static_cast<int64_t>(limit));
+  std::vector<JobRecord> out;
+  int rc;
+  while ((rc = sqlite3_step(q.get())) == SQLITE_ROW) {
+    JobRecord& r = out.emplace_back();
+    r.id = q.ColText(0);
+    if (!r.spec.ParseFromString(q.ColBlob(1))) {
+      return absl::DataLossError(absl::StrCat("database ", path_, ": job ", r.id, " has an unreadable spec"));
+    }
+    ReadHeaderColumns(q, 2, &r);
+    r.task_count = static_cast<uint32_t>(q.ColInt(15));
+  }
+  if (rc != SQLITE_DONE) return SqlError(read_db_, absl::StrCat("database ", path_, ": listing jobs"));
+  return out;
+}
+
 absl::StatusOr<std::vector<JobRecord>> SqliteJobStore::LoadUnfinished() const {
   if (auto s = Flush(); !s.ok()) return s;
-  absl::MutexLock lock(&db_mu_);
-  Stmt q(db_, "SELECT id FROM jobs WHERE state NOT IN (?, ?, ?) ORDER BY seq;");
-  if (!q.ok()) return SqlError(db_, "listing unfinished jobs");
+  absl::MutexLock lock(&read_mu_);
+  Stmt q(read_db_, "SELECT id FROM jobs WHERE state NOT IN (?, ?, ?) ORDER BY seq;");
+  if (!q.ok()) return SqlError(read_db_, "listing unfinished jobs");
   q.Int(1, v1::JOB_STATE_SUCCEEDED);
   q.Int(2, v1::JOB_STATE_FAILED);
   q.Int(3, v1::JOB_STATE_CANCELLED);

@@ -14,6 +14,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
 #include "coordinator/store/job_store.h"
 
 struct sqlite3;
@@ -26,14 +27,40 @@ namespace busyfleet::coordinator {
 // return at once; a writer thread commits everything queued so far in one
 // transaction (the newest version of each row wins). So the store never
 // limits dispatch, and a crash loses at most the last batch — those tasks
-// are simply run again after the restart. Reads see every write queued
-// before them (they wait for the queue to be committed).
+// are simply run again after the restart.
+//
+// Faults: a batch is never dropped. When its transaction fails (the file
+// locked past the busy timeout, disk full, I/O error, read-only file) it is
+// rolled back and the same batch is tried again after a backoff (from
+// Options::retry_initial, doubling up to retry_max), for as long as it takes;
+// changes made meanwhile gather in the next batch, which commits after it.
+// So batches commit in order and a job's header is never newer than its
+// rows. While a batch fails the store is not writable (Health): CreateJob
+// returns Unavailable naming the database and the cause (new jobs would
+// only add to the backlog), SaveJob still queues (running jobs go on in
+// memory; the backlog is Health().backlog_rows). The first commit that
+// gets through makes it writable again.
+//
+// Reads: LoadJob waits until that job's queued rows are committed (or
+// returns Unavailable while the store cannot write them); ListJobHeaders
+// reads what is committed, without waiting.
 class SqliteJobStore : public JobStore {
  public:
   // Opens (creating if needed) the database at `path`. FailedPrecondition
   // with the path and SQLite's words when the file cannot be opened, is not
   // a busyfleet database, is of a newer schema, or fails its integrity check.
-  static absl::StatusOr<std::unique_ptr<SqliteJobStore>> Open(const std::string& path);
+  struct Options {
+    // SQLite's busy timeout: how long a statement waits for another
+    // connection's lock before it fails (then the batch is retried).
+    absl::Duration busy_timeout = absl::Seconds(5);
+    // Backoff between attempts of a failed batch.
+    absl::Duration retry_initial = absl::Milliseconds(50);
+    absl::Duration retry_max = absl::Seconds(2);
+  };
+  static absl::StatusOr<std::unique_ptr<SqliteJobStore>> Open(const std::string& path, Options options);
+  static absl::StatusOr<std::unique_ptr<SqliteJobStore>> Open(const std::string& path) {
+    return Open(path, Options());
+  }
   ~SqliteJobStore() override;
 
   absl::Status CreateJob(const JobRecord& job) override;
@@ -41,9 +68,13 @@ class SqliteJobStore : public JobStore {
   absl::StatusOr<JobRecord> LoadJob(absl::string_view id) const override;
   absl::StatusOr<bool> HasJob(absl::string_view id) const override;
   absl::StatusOr<std::vector<std::string>> ListJobIds(size_t limit) const override;
+  absl::StatusOr<std::vector<JobRecord>> ListJobHeaders(size_t limit) const override;
   absl::StatusOr<std::vector<JobRecord>> LoadUnfinished() const override;
+  StoreHealth Health() const override;
+  void SetHealthObserver(HealthObserver observer) override;
 
-  // Commits everything queued; returns the first write error seen, if any.
+  // Waits until everything queued before the call is committed; OK, or
+  // Unavailable with the cause once a commit has failed and is being retried.
   absl::Status Flush() const;
   // Transactions committed so far (for tests and benchmarks).
   uint64_t commits() const;
@@ -87,26 +118,47 @@ class SqliteJobStore : public JobStore {
     std::map<std::string, std::vector<NewTask>> created;
     std::map<std::string, absl::btree_map<uint32_t, TaskRow>> tasks;
     bool empty() const { return headers.empty() && created.empty() && tasks.empty(); }
+    bool Contains(const std::string& id) const {
+      return headers.contains(id) || created.contains(id) || tasks.contains(id);
+    }
+    // Header and task rows queued (O(jobs)).
+    uint64_t Rows() const;
   };
 
   struct WriteStatements;
 
-  explicit SqliteJobStore(sqlite3* db, std::string path);
+  SqliteJobStore(sqlite3* db, sqlite3* read_db, std::string path, Options options);
   void WriterLoop();
+  // Takes the next batch from pending_ (waiting for changes, then the
+  // group-commit delay). False when stopping with nothing left.
+  bool TakeBatch(Pending* batch, bool committed);
+  // Waits out the backoff before a failed batch is tried again; false when
+  // the store is stopping.
+  bool WaitToRetry(absl::Duration backoff);
+  // Records a commit attempt's outcome; tells the observer of a failure or
+  // a recovery.
+  void Committed(const absl::Status& status);
+  absl::Status Unwritable() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // One transaction: the batch's job headers, its new jobs' rows, then its
   // changed rows. Rolled back on the first error.
   absl::Status Commit(const Pending& batch) ABSL_EXCLUSIVE_LOCKS_REQUIRED(db_mu_);
+  absl::Status CommitOnce(const Pending& batch) ABSL_EXCLUSIVE_LOCKS_REQUIRED(db_mu_);
   absl::Status WriteHeaders(const Pending& batch) ABSL_EXCLUSIVE_LOCKS_REQUIRED(db_mu_);
   absl::Status WriteCreatedTasks(const Pending& batch) ABSL_EXCLUSIVE_LOCKS_REQUIRED(db_mu_);
   absl::Status WriteChangedTasks(const Pending& batch) ABSL_EXCLUSIVE_LOCKS_REQUIRED(db_mu_);
-  absl::StatusOr<JobRecord> LoadJobLocked(const std::string& id) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(db_mu_);
+  absl::StatusOr<JobRecord> LoadJobLocked(const std::string& id) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(read_mu_);
 
   const std::string path_;
+  const Options options_;
 
-  // Order: mu_ may be taken while db_mu_ is held, never the other way.
+  // Order: mu_ may be taken while db_mu_ or read_mu_ is held, never the
+  // other way; db_mu_ and read_mu_ are never held together.
   mutable absl::Mutex db_mu_;
   sqlite3* const db_ ABSL_GUARDED_BY(db_mu_);
   std::unique_ptr<WriteStatements> writes_ ABSL_GUARDED_BY(db_mu_);
+  // The connection reads use (never the writer's: see Open).
+  mutable absl::Mutex read_mu_;
+  sqlite3* const read_db_ ABSL_GUARDED_BY(read_mu_);
 
   mutable absl::Mutex mu_;
   Pending pending_ ABSL_GUARDED_BY(mu_);
@@ -115,8 +167,18 @@ class SqliteJobStore : public JobStore {
   // database).
   std::set<std::string> writing_ids_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
-  absl::Status write_error_ ABSL_GUARDED_BY(mu_);
+  // Health: writable_ is false from a failed commit to the next one that
+  // succeeds; cause_ says why. backlog_rows_ counts the rows of the batch
+  // being written (writing_rows_) plus those in pending_ when last counted.
+  bool writable_ ABSL_GUARDED_BY(mu_) = true;
+  std::string cause_ ABSL_GUARDED_BY(mu_);
+  absl::Time unwritable_since_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
+  uint64_t writing_rows_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t commits_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t write_failures_ ABSL_GUARDED_BY(mu_) = 0;
+  // Order: observer_mu_ is taken with no other lock of the store held.
+  mutable absl::Mutex observer_mu_;
+  HealthObserver observer_ ABSL_GUARDED_BY(observer_mu_);
   // Callers of Flush() waiting now: the writer commits without delay.
   mutable int flush_waiters_ ABSL_GUARDED_BY(mu_) = 0;
   // How long the writer lets changes gather before a transaction.

@@ -62,7 +62,7 @@ class E2ETest(harness.ClusterCase):
     def test_submit_without_wait_prints_the_id_at_once(self):
         out = self.coordctl_json("submit", "--tasks", "2", "--iterations", "1000")
         self.assertEqual(set(out), {"id", "tasks"})
-        self.assertRegex(out["id"], r"^j-[0-9a-f]{8}$")
+        self.assertRegex(out["id"], r"^j-[0-9a-f]{16}$")
 
     def test_workers_lists_host_facts(self):
         workers = self.coordctl_json("workers")

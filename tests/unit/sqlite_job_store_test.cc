@@ -8,6 +8,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include "absl/synchronization/notification.h"
 #include "tests/testing/status_matchers.h"
 
 namespace busyfleet::coordinator {
@@ -173,6 +174,127 @@ TEST_F(SqliteJobStoreTest, NewerSchemaIsRefused) {
 TEST_F(SqliteJobStoreTest, UnwritableDirectoryIsAClearStartupError) {
   EXPECT_THAT(SqliteJobStore::Open((dir_ / "no" / "such" / "dir" / "x.db").string()),
               StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("cannot open")));
+}
+
+
+// Another connection holding the write lock (as the sqlite3 shell's BEGIN
+// IMMEDIATE, a VACUUM or a migration does).
+class WriteLockHolder {
+ public:
+  explicit WriteLockHolder(const std::string& path) {
+    EXPECT_EQ(sqlite3_open(path.c_str(), &db_), SQLITE_OK);
+    EXPECT_EQ(sqlite3_exec(db_, "BEGIN IMMEDIATE;", nullptr, nullptr, nullptr), SQLITE_OK);
+  }
+  void Release() {
+    if (db_ == nullptr) return;
+    EXPECT_EQ(sqlite3_exec(db_, "ROLLBACK;", nullptr, nullptr, nullptr), SQLITE_OK);
+    sqlite3_close(db_);
+    db_ = nullptr;
+  }
+  ~WriteLockHolder() { Release(); }
+
+ private:
+  sqlite3* db_ = nullptr;
+};
+
+SqliteJobStore::Options FastRetries() {
+  SqliteJobStore::Options o;
+  o.busy_timeout = absl::Milliseconds(20);
+  o.retry_initial = absl::Milliseconds(5);
+  o.retry_max = absl::Milliseconds(20);
+  return o;
+}
+
+void Succeed(JobRecord& job, uint32_t index) {
+  TaskRecord& t = job.tasks[index];
+  t.state = v1::TASK_STATE_SUCCEEDED;
+  t.current.number = 1;
+  t.current.worker = "w1";
+  t.current.iterations_done = t.iterations;
+  ++job.succeeded;
+  job.iterations_done += t.iterations;
+}
+
+TEST_F(SqliteJobStoreTest, BatchesFailingOnALockAreRetriedInOrderAndNothingIsLost) {
+  {
+    ASSERT_OK_AND_ASSIGN(auto store, SqliteJobStore::Open(path_, FastRetries()));
+    absl::Notification failed;
+    absl::Notification recovered;
+    store->SetHealthObserver([&](const StoreHealth& h) {
+      if (!h.writable && !failed.HasBeenNotified()) failed.Notify();
+      if (h.writable && failed.HasBeenNotified() && !recovered.HasBeenNotified()) recovered.Notify();
+    });
+    JobRecord job = MakeJob("j-1", 4);
+    ASSERT_OK(store->CreateJob(job));
+    ASSERT_OK(store->Flush());
+
+    WriteLockHolder lock(path_);
+    Succeed(job, 0);
+    ASSERT_OK(store->SaveJob(job, {0}));  // this batch fails: the lock is held past the busy timeout
+    ASSERT_TRUE(failed.WaitForNotificationWithTimeout(absl::Seconds(10)));
+    StoreHealth down = store->Health();
+    EXPECT_FALSE(down.writable);
+    EXPECT_THAT(down.cause, HasSubstr(path_));
+    EXPECT_THAT(down.cause, HasSubstr("database is locked"));
+    EXPECT_GE(down.backlog_rows, 2u);  // the header and task 0
+    // New jobs are refused, naming the database; running ones still queue.
+    EXPECT_THAT(store->CreateJob(MakeJob("j-2", 1)), StatusIs(absl::StatusCode::kUnavailable, HasSubstr(path_)));
+    Succeed(job, 1);
+    Succeed(job, 2);
+    ASSERT_OK(store->SaveJob(job, {1, 2}));
+    EXPECT_THAT(store->Flush(), StatusIs(absl::StatusCode::kUnavailable, ::testing::_));
+    EXPECT_THAT(store->LoadJob("j-1"), StatusIs(absl::StatusCode::kUnavailable, ::testing::_));
+
+    lock.Release();
+    ASSERT_TRUE(recovered.WaitForNotificationWithTimeout(absl::Seconds(10)));
+    ASSERT_OK(store->Flush());
+    const StoreHealth up = store->Health();
+    EXPECT_TRUE(up.writable);
+    EXPECT_EQ(up.backlog_rows, 0u);
+    EXPECT_GE(up.write_failures, 1u);
+    ASSERT_OK(store->CreateJob(MakeJob("j-3", 1)));  // accepted again, no restart
+    ASSERT_OK_AND_ASSIGN(JobRecord loaded, store->LoadJob("j-1"));
+    EXPECT_EQ(loaded.succeeded, 3u);
+    ASSERT_EQ(loaded.tasks.size(), 4u);
+    for (uint32_t i = 0; i < 3; ++i) EXPECT_EQ(loaded.tasks[i].state, v1::TASK_STATE_SUCCEEDED) << i;
+    EXPECT_EQ(loaded.tasks[3].state, v1::TASK_STATE_QUEUED);
+    store->SetHealthObserver(nullptr);
+  }
+  // And it is all in the file.
+  ASSERT_OK_AND_ASSIGN(auto store, SqliteJobStore::Open(path_));
+  ASSERT_OK_AND_ASSIGN(JobRecord loaded, store->LoadJob("j-1"));
+  EXPECT_EQ(loaded.succeeded, 3u);
+  for (uint32_t i = 0; i < 3; ++i) EXPECT_EQ(loaded.tasks[i].state, v1::TASK_STATE_SUCCEEDED) << i;
+  ASSERT_OK_AND_ASSIGN(auto headers, store->ListJobHeaders(10));
+  ASSERT_EQ(headers.size(), 2u);
+  EXPECT_EQ(headers[0].id, "j-3");
+  EXPECT_EQ(headers[1].id, "j-1");
+  EXPECT_EQ(headers[1].task_count, 4u);
+  EXPECT_TRUE(headers[1].tasks.empty());
+}
+
+TEST_F(SqliteJobStoreTest, ANewJobCreatedDuringAnOutageIsNeverAHeaderWithoutRows) {
+  ASSERT_OK_AND_ASSIGN(auto store, SqliteJobStore::Open(path_, FastRetries()));
+  absl::Notification failed;
+  absl::Notification recovered;
+  store->SetHealthObserver([&](const StoreHealth& h) {
+    if (!h.writable && !failed.HasBeenNotified()) failed.Notify();
+    if (h.writable && failed.HasBeenNotified() && !recovered.HasBeenNotified()) recovered.Notify();
+  });
+  WriteLockHolder lock(path_);
+  JobRecord job = MakeJob("j-1", 3);
+  ASSERT_OK(store->CreateJob(job));  // accepted while writable; its batch then fails
+  ASSERT_TRUE(failed.WaitForNotificationWithTimeout(absl::Seconds(10)));
+  Succeed(job, 2);
+  ASSERT_OK(store->SaveJob(job, {2}));
+  lock.Release();
+  ASSERT_TRUE(recovered.WaitForNotificationWithTimeout(absl::Seconds(10)));
+  store->SetHealthObserver(nullptr);
+  absl::StatusOr<JobRecord> loaded = store->LoadJob("j-1");
+  ASSERT_OK(loaded.status());
+  ASSERT_EQ(loaded->tasks.size(), 3u);
+  EXPECT_EQ(loaded->tasks[2].state, v1::TASK_STATE_SUCCEEDED);
+  EXPECT_EQ(loaded->succeeded, 1u);
 }
 
 }  // namespace
