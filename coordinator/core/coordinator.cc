@@ -47,36 +47,6 @@ absl::StatusOr<std::unique_ptr<Coordinator>> Coordinator::Create(Options options
   return c;
 }
 
-absl::Status Coordinator::Recover() {
-  BF_ASSIGN_OR_RETURN(std::vector<JobRecord> unfinished, options_.store->LoadUnfinished());
-  absl::MutexLock lock(&mu_);
-  const MonoTime until = clock_->Mono() + options_.worker_timeout;
-  for (JobRecord& job : unfinished) {
-    std::vector<uint32_t> queued;
-    job.running = 0;
-    for (TaskRecord& t : job.tasks) {
-      if (IsTerminal(t.state)) continue;
-      ++unfinished_tasks_;
-      t.current.session.clear();
-      const bool in_flight = t.state == v1::TASK_STATE_ASSIGNED || t.state == v1::TASK_STATE_RUNNING;
-      if (in_flight && !t.current.worker.empty() && t.current.number != 0) {
-        // Its worker probably runs it still: held for it until the grace ends.
-        if (t.state == v1::TASK_STATE_RUNNING) ++job.running;
-        held_[t.current.worker].push_back(HeldAttempt{TaskKey{job.id, t.index}, t.current.number, until});
-        continue;
-      }
-      t.state = v1::TASK_STATE_QUEUED;
-      queued.push_back(t.index);
-    }
-    job.seq = ++job_seq_;
-    BF_RETURN_IF_ERROR(scheduler_.AddJob(job.id, Scheduler::JobConstraints::Of(job.spec), queued, job.seq));
-    const std::string id = job.id;
-    jobs_[id] = std::make_unique<JobRecord>(std::move(job));
-  }
-  CheckInvariantsLocked();
-  return absl::OkStatus();
-}
-
 std::string Coordinator::NewIdLocked(absl::string_view prefix) {
   for (;;) {
     if (prefix == "j-") {
@@ -485,45 +455,11 @@ void Coordinator::EndAttemptLocked(JobRecord& job, TaskRecord& t, AttemptEnd end
   }
 }
 
-void Coordinator::PromoteBackupLocked(JobRecord& job, TaskRecord& t) {
-  const bool running = t.TakeOverFromBackup();
-  job.SetTaskState(t, running ? v1::TASK_STATE_RUNNING : v1::TASK_STATE_ASSIGNED);
-  MarkDirtyLocked(job, t.index);
-}
-
 void Coordinator::StopAttemptLocked(const JobRecord& job, uint32_t index, const Attempt& attempt, bool running) {
   Session* s = sessions_.Find(attempt.session);
   if (s == nullptr) return;
   s->channel->Send(CancelMessage(job.id, index, attempt.number));
   LeaveSessionLocked(*s, TaskKey{job.id, index}, running, /*release=*/true);
-}
-
-void Coordinator::HandleBackupResultLocked(Session& session, JobRecord& job, TaskRecord& t,
-                                           const v1::TaskResult& result) {
-  MarkDirtyLocked(job, t.index);
-  LeaveSessionLocked(session, TaskKey{job.id, t.index}, t.backup->running, /*release=*/true);
-  const absl::Time now = clock_->Now();
-  if (IsTerminal(t.state) || result.state() != v1::TASK_STATE_SUCCEEDED) {
-    // A failed or cancelled copy changes nothing: the primary runs on.
-    if (IsTerminal(t.state)) {
-      t.backup.reset();
-    } else {
-      t.DropBackup(result.state() == v1::TASK_STATE_CANCELLED ? v1::TASK_STATE_CANCELLED : v1::TASK_STATE_FAILED,
-                   result.error(), now);
-    }
-    return;
-  }
-  // The backup finished first: it is the task's result; stop the primary.
-  t.ArchiveCurrent(v1::TASK_STATE_CANCELLED,
-                   absl::StrCat("stopped: speculation copy (attempt ", t.backup->number, ") finished first"), now);
-  StopAttemptLocked(job, t.index, t.current, t.state == v1::TASK_STATE_RUNNING);
-  t.TakeOverFromBackup();
-  session.RecordTiming(result, now, t.current);
-  t.current.session.clear();
-  t.backup_won = true;
-  ++job.backups_won;
-  ++session.tasks_done;
-  SucceedTaskLocked(job, t);
 }
 
 void Coordinator::SucceedTaskLocked(JobRecord& job, TaskRecord& t) {
@@ -546,52 +482,6 @@ void Coordinator::FailTaskLocked(JobRecord& job, TaskRecord& t, std::string job_
   --unfinished_tasks_;
   MarkDirtyLocked(job, t.index);
   FinishJobLocked(job, v1::JOB_STATE_FAILED, std::move(job_error));
-}
-
-MonoTime Coordinator::SpeculateLocked(absl::Time now, MonoTime mono_now) {
-  MonoTime next = MonoTime::InfiniteFuture();
-  std::map<std::string, v1::CoordinatorMessage> batches;
-  for (auto& [id, job] : jobs_) {
-    if (!job->spec.speculate() || IsTerminal(job->state)) continue;
-    // Until results come in there is no median: look again soon.
-    next = std::min(next, mono_now + kSpeculationRecheck);
-    if (job->succeeded == 0 || scheduler_.QueuedFor(job->id) > 0) continue;
-    next = std::min(next, SpeculateJobLocked(*job, now, mono_now, batches));
-  }
-  for (auto& [session, message] : batches) sessions_.At(session).channel->Send(std::move(message));
-  return next;
-}
-
-MonoTime Coordinator::SpeculateJobLocked(JobRecord& job, absl::Time now, MonoTime mono_now,
-                                         std::map<std::string, v1::CoordinatorMessage>& batches) {
-  MonoTime next = MonoTime::InfiniteFuture();
-  const std::optional<absl::Duration> threshold = StragglerThreshold(job);
-  if (!threshold) return next;
-  for (TaskRecord& t : job.tasks) {
-    if (t.state != v1::TASK_STATE_RUNNING || t.speculated || t.backup) continue;
-    const MonoTime due = t.current.started_mono + *threshold;
-    if (due > mono_now) {
-      next = std::min(next, due);
-      continue;
-    }
-    std::optional<std::string> target = scheduler_.AssignBackup(TaskKey{job.id, t.index}, t.current.session);
-    if (!target) continue;  // no free slot now; the recheck comes back
-    Session& s = sessions_.At(*target);
-    Attempt& b = t.backup.emplace();
-    b.number = t.NextAttemptNumber();
-    b.session = *target;
-    b.worker = s.name;
-    b.host = s.host.hostname();
-    b.assigned_at = now;
-    b.assigned_mono = mono_now;
-    t.speculated = true;
-    ++job.backups;
-    ++s.assigned;
-    ++counters_.dispatched;
-    MarkDirtyLocked(job, t.index);
-    *batches[*target].mutable_assign()->add_assignments() = MakeAssignment(job, t, b.number);
-  }
-  return next;
 }
 
 void Coordinator::HandleReturnedLocked(Session& session, const v1::DrainNotice& notice) {
@@ -656,118 +546,6 @@ void Coordinator::RemoveSessionLocked(const std::string& session_id, const std::
     }
   }
   sessions_.Retire(session_id);
-}
-
-void Coordinator::HoldSessionLocked(const std::string& session_id) {
-  Session* s = sessions_.Find(session_id);
-  if (s == nullptr) return;
-  const std::string name = s->name;
-  const MonoTime until = clock_->Mono() + options_.worker_timeout;
-  auto tasks = scheduler_.RemoveWorker(session_id);  // queues them again: taken back out below
-  if (tasks.ok()) {
-    for (const TaskKey& key : *tasks) {
-      JobRecord* job = FindJobLocked(key.job_id);
-      if (job == nullptr || key.index >= job->tasks.size()) continue;
-      TaskRecord& t = job->tasks[key.index];
-      scheduler_.Dequeue(key);
-      if (t.backup && t.backup->session == session_id) {
-        t.DropBackup(v1::TASK_STATE_CANCELLED, absl::StrCat("backup dropped: worker ", name, " reconnected"),
-                     clock_->Now());
-        MarkDirtyLocked(*job, t.index);
-        continue;
-      }
-      if (t.current.session != session_id || IsTerminal(t.state)) continue;
-      t.current.session.clear();
-      held_[name].push_back(HeldAttempt{key, t.current.number, until});
-    }
-  }
-  sessions_.Retire(session_id);
-}
-
-TaskRecord* Coordinator::StillHeldLocked(const HeldAttempt& h, JobRecord** job) {
-  JobRecord* j = FindJobLocked(h.key.job_id);
-  if (j == nullptr || h.key.index >= j->tasks.size()) return nullptr;
-  TaskRecord& t = j->tasks[h.key.index];
-  if (IsTerminal(t.state) || t.current.number != h.attempt || !t.current.session.empty()) return nullptr;
-  if (t.state != v1::TASK_STATE_ASSIGNED && t.state != v1::TASK_STATE_RUNNING) return nullptr;
-  *job = j;
-  return &t;
-}
-
-void Coordinator::ClaimHeldLocked(Session& session, const google::protobuf::RepeatedPtrField<v1::TaskRef>& held) {
-  std::vector<HeldAttempt> mine;
-  if (auto it = held_.find(session.name); it != held_.end()) {
-    mine = std::move(it->second);
-    held_.erase(it);
-  }
-  absl::flat_hash_map<TaskKey, size_t> by_key;  // into `mine`; a worker may hold 100,000
-  by_key.reserve(mine.size());
-  for (size_t i = 0; i < mine.size(); ++i) by_key.emplace(mine[i].key, i);
-  std::vector<bool> claimed(mine.size(), false);
-  v1::CoordinatorMessage cancels;
-  for (const v1::TaskRef& ref : held) {
-    auto it = by_key.find(TaskKey{ref.job_id(), ref.task_index()});
-    JobRecord* job = nullptr;
-    TaskRecord* t = nullptr;
-    if (it != by_key.end() && !claimed[it->second] && mine[it->second].attempt == ref.attempt()) {
-      t = StillHeldLocked(mine[it->second], &job);
-    }
-    if (t == nullptr) {
-      // Not ours to run (any more): stop it there. A result it already has
-      // still comes in, and is recorded as a duplicate.
-      *cancels.mutable_cancel()->add_tasks() = ref;
-      continue;
-    }
-    claimed[it->second] = true;
-    t->current.session = session.id;
-    t->current.worker = session.name;
-    ++(t->state == v1::TASK_STATE_RUNNING ? session.running : session.assigned);
-    (void)scheduler_.Adopt(session.id, it->first);
-  }
-  if (cancels.cancel().tasks_size() > 0) session.channel->Send(std::move(cancels));
-  // The worker is back without these: it lost them (it restarted too).
-  for (size_t i = 0; i < mine.size(); ++i) {
-    if (!claimed[i]) ReleaseHeldLocked(mine[i], session.name, "the worker came back without it");
-  }
-}
-
-void Coordinator::ReleaseHeldLocked(const HeldAttempt& h, const std::string& worker, absl::string_view why) {
-  JobRecord* job = nullptr;
-  TaskRecord* t = StillHeldLocked(h, &job);
-  if (t == nullptr) return;
-  EndAttemptLocked(*job, *t, AttemptEnd::kGaveUp,
-                   absl::StrCat("attempt ", h.attempt, " held for worker ", worker,
-                                " after a coordinator restart was not claimed: ", why),
-                   Queued::kNo);
-}
-
-MonoTime Coordinator::ExpireHeldLocked(MonoTime now) {
-  MonoTime next = MonoTime::InfiniteFuture();
-  for (auto it = held_.begin(); it != held_.end();) {
-    std::vector<HeldAttempt> expired;
-    std::vector<HeldAttempt> kept;
-    for (HeldAttempt& h : it->second) {
-      if (h.until > now) {
-        next = std::min(next, h.until);
-        kept.push_back(std::move(h));
-      } else {
-        expired.push_back(std::move(h));
-      }
-    }
-    const std::string worker = it->first;
-    if (kept.empty()) {
-      it = held_.erase(it);
-    } else {
-      it->second = std::move(kept);
-      ++it;
-    }
-    for (const HeldAttempt& h : expired) {
-      ReleaseHeldLocked(h, worker,
-                        absl::StrCat("no worker of that name attached within ",
-                                     absl::FormatDuration(options_.worker_timeout)));
-    }
-  }
-  return next;
 }
 
 void Coordinator::FinishJobLocked(JobRecord& job, v1::JobState state, std::string error) {
@@ -939,59 +717,6 @@ void Coordinator::Shutdown() {
     s.channel->Close(absl::UnavailableError("coordinator is shutting down"));
   }
   FlushLocked();
-}
-
-void Coordinator::CheckInvariantsLocked() const {
-#ifndef NDEBUG
-  for (const auto& [id, s] : sessions_.attached()) {
-    assert(static_cast<uint32_t>(scheduler_.InFlight(id)) == s.assigned + s.running &&
-           "the scheduler's credit for a session is not its attempts in flight");
-  }
-  // The recount is O(tasks of live jobs): done while they are few enough
-  // that a debug build of a large job is not slowed to a crawl.
-  constexpr uint64_t kMaxRecountedTasks = 20'000;
-  if (unfinished_tasks_ > kMaxRecountedTasks) return;
-  std::map<std::string, std::pair<uint32_t, uint32_t>> in_flight;  // session -> (assigned, running)
-  auto count = [&](const std::string& session, bool running) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    assert(sessions_.Contains(session) && "an attempt in flight on a session that is gone");
-    auto& [assigned, run] = in_flight[session];
-    ++(running ? run : assigned);
-  };
-  uint64_t unfinished = 0;
-  for (const auto& [id, job] : jobs_) {
-    if (IsTerminal(job->state)) {
-      assert(job->running == 0 && "an ended job with tasks running");
-      continue;
-    }
-    uint32_t running = 0;
-    for (const TaskRecord& t : job->tasks) {
-      if (!IsTerminal(t.state)) ++unfinished;
-      if (t.state == v1::TASK_STATE_RUNNING) ++running;
-      if ((t.state == v1::TASK_STATE_RUNNING || t.state == v1::TASK_STATE_ASSIGNED) &&
-          !t.current.session.empty()) {  // empty: held (checked below)
-        count(t.current.session, t.state == v1::TASK_STATE_RUNNING);
-      }
-      if (t.backup) count(t.backup->session, t.backup->running);
-    }
-    assert(job->running == running && "job.running is not the number of its RUNNING tasks");
-  }
-  assert(unfinished == unfinished_tasks_ && "unfinished_tasks_ is not the number of unfinished tasks");
-  size_t held = 0;
-  for (const auto& [name, list] : held_) held += list.size();
-  for (const auto& [id, job] : jobs_) {
-    for (const TaskRecord& t : job->tasks) {
-      if ((t.state == v1::TASK_STATE_RUNNING || t.state == v1::TASK_STATE_ASSIGNED) && t.current.session.empty()) {
-        assert(held > 0 && "a task in flight on no session and not held");
-        --held;
-      }
-    }
-  }
-  for (const auto& [id, s] : sessions_.attached()) {
-    const auto& [assigned, running] = in_flight[id];
-    assert(s.assigned == assigned && "session.assigned is not the number of its ASSIGNED attempts");
-    assert(s.running == running && "session.running is not the number of its RUNNING attempts");
-  }
-#endif
 }
 
 }  // namespace busyfleet::coordinator
