@@ -212,7 +212,11 @@ class CoordctlCommandsTest(harness.ClusterCase):
 
     def test_health_says_serving_or_exits_3(self):
         p = self.coordctl("health", check=0)
-        self.assertEqual(json.loads(p.stdout), {"status": "SERVING"})
+        out = json.loads(p.stdout)
+        self.assertEqual(out["status"], "SERVING")
+        # Keys are only ever added: the store's health came later.
+        self.assertTrue(out["store"]["writable"], out)
+        self.assertEqual(out["store"]["backlog_rows"], 0, out)
         p = subprocess.run([harness.binary("coordinator/coordctl"), "--coordinator", f"127.0.0.1:{free_port()}",
                             "--timeout", "2s", "health"], capture_output=True, text=True, timeout=30)
         self.assertEqual(p.returncode, 3, p.stderr)
