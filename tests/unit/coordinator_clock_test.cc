@@ -121,31 +121,13 @@ class WallStepSpeculationTest : public WallStepTest {
     Coordinator::Options o = Defaults();
     o.prefetch_per_worker = 0;
     Start(o);
-    ASSERT_OK_AND_ASSIGN(a_, Attach("a", 1));
-    ASSERT_OK_AND_ASSIGN(b_, Attach("b", 1));
-    v1::JobSpec spec = Countdown(3);
-    spec.set_speculate(true);
-    ASSERT_OK_AND_ASSIGN(auto sub, coord_->Submit(spec));
-    job_ = sub.job_id();
-    auto on_a = a_.channel->TakeNew();
-    auto on_b = b_.channel->TakeNew();
-    ASSERT_THAT(on_a, SizeIs(1));
-    ASSERT_THAT(on_b, SizeIs(1));
-    slow_ = on_b[0];
-    ASSERT_OK(Started(a_, on_a[0], 0, kSecond));
-    ASSERT_OK(Started(b_, slow_, 0, kSecond));
-    clock_.Advance(absl::Seconds(1));
-    ASSERT_OK(Succeed(a_, on_a[0], kSecond, 2 * kSecond));
-    auto next = a_.channel->TakeNew();
-    ASSERT_THAT(next, SizeIs(1));
-    ASSERT_OK(Started(a_, next[0], 0, 2 * kSecond));
-    clock_.Advance(absl::Milliseconds(200));
-    ASSERT_OK(Succeed(a_, next[0], 2 * kSecond, 2 * kSecond + kSecond / 5));
-    ASSERT_THAT(a_.channel->TakeNew(), IsEmpty());
+    RunToStraggler(s_);
   }
-  FakeWorker a_, b_;
-  std::string job_;
-  v1::Assignment slow_;
+  Straggler s_;
+  FakeWorker& a_ = s_.a;
+  FakeWorker& b_ = s_.b;
+  std::string& job_ = s_.job;
+  v1::Assignment& slow_ = s_.slow;
 };
 
 INSTANTIATE_TEST_SUITE_P(ForwardAndBack, WallStepSpeculationTest, ::testing::Values(kHour, -kHour),

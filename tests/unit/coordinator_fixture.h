@@ -242,6 +242,41 @@ class CoordinatorTest : public ::testing::Test {
   FakeClock clock_;
   InMemoryJobStore store_;
   std::unique_ptr<Coordinator> coord_;
+
+  // A speculation scenario: two workers with one slot each and a 3-task
+  // speculative job. Tasks 0 and 1 start at once; task 0 finishes after 1 s
+  // (the median) and task 2 follows on its slot for 0.2 s, so the slow task
+  // has run 1.2 s and its backup is due at 1.5 s. Call with prefetch 0.
+  struct Straggler {
+    FakeWorker a, b;
+    std::string job;
+    v1::Assignment first_a, slow, third;
+  };
+  void RunToStraggler(Straggler& s) {
+    ASSERT_OK_AND_ASSIGN(s.a, Attach("a", 1));
+    ASSERT_OK_AND_ASSIGN(s.b, Attach("b", 1));
+    v1::JobSpec spec = Countdown(3);
+    spec.set_speculate(true);
+    ASSERT_OK_AND_ASSIGN(auto sub, coord_->Submit(spec));
+    s.job = sub.job_id();
+    auto on_a = s.a.channel->TakeNew();
+    auto on_b = s.b.channel->TakeNew();
+    ASSERT_THAT(on_a, ::testing::SizeIs(1));
+    ASSERT_THAT(on_b, ::testing::SizeIs(1));
+    s.first_a = on_a[0];
+    s.slow = on_b[0];
+    ASSERT_OK(Started(s.a, s.first_a, 0, kSecond));
+    ASSERT_OK(Started(s.b, s.slow, 0, kSecond));
+    clock_.Advance(absl::Seconds(1));
+    ASSERT_OK(Succeed(s.a, s.first_a, kSecond, 2 * kSecond));  // 1 s: the median
+    auto next = s.a.channel->TakeNew();
+    ASSERT_THAT(next, ::testing::SizeIs(1));
+    s.third = next[0];
+    ASSERT_OK(Started(s.a, s.third, 0, 2 * kSecond));
+    clock_.Advance(absl::Milliseconds(200));
+    ASSERT_OK(Succeed(s.a, s.third, 2 * kSecond, 2 * kSecond + kSecond / 5));
+    ASSERT_THAT(s.a.channel->TakeNew(), ::testing::IsEmpty());
+  }
 };
 
 }  // namespace busyfleet::coordinator

@@ -20,36 +20,14 @@ class SpeculationTest : public CoordinatorTest {
     o.prefetch_per_worker = 0;  // keep every slot's work visible
     Start(o);
   }
-  // Two workers with one slot each; a 3-task speculative job: tasks 0 and 1
-  // start at once, task 0 finishes after 1 s, task 2 follows on that slot.
-  void RunToStraggler() {
-    ASSERT_OK_AND_ASSIGN(a_, Attach("a", 1));
-    ASSERT_OK_AND_ASSIGN(b_, Attach("b", 1));
-    v1::JobSpec spec = Countdown(3);
-    spec.set_speculate(true);
-    ASSERT_OK_AND_ASSIGN(auto sub, coord_->Submit(spec));
-    job_ = sub.job_id();
-    auto on_a = a_.channel->TakeNew();
-    auto on_b = b_.channel->TakeNew();
-    ASSERT_THAT(on_a, SizeIs(1));
-    ASSERT_THAT(on_b, SizeIs(1));
-    first_a_ = on_a[0];
-    slow_ = on_b[0];
-    ASSERT_OK(Started(a_, first_a_, 0, kSecond));
-    ASSERT_OK(Started(b_, slow_, 0, kSecond));
-    clock_.Advance(absl::Seconds(1));
-    ASSERT_OK(Succeed(a_, first_a_, kSecond, 2 * kSecond));  // 1 s: the median
-    auto next = a_.channel->TakeNew();
-    ASSERT_THAT(next, SizeIs(1));
-    third_ = next[0];
-    ASSERT_OK(Started(a_, third_, 0, 2 * kSecond));
-    clock_.Advance(absl::Milliseconds(200));
-    ASSERT_OK(Succeed(a_, third_, 2 * kSecond, 2 * kSecond + kSecond / 5));
-    ASSERT_THAT(a_.channel->TakeNew(), IsEmpty());
-  }
-  FakeWorker a_, b_;
-  std::string job_;
-  v1::Assignment first_a_, slow_, third_;
+  void RunToStraggler() { CoordinatorTest::RunToStraggler(s_); }
+  Straggler s_;
+  FakeWorker& a_ = s_.a;
+  FakeWorker& b_ = s_.b;
+  std::string& job_ = s_.job;
+  v1::Assignment& first_a_ = s_.first_a;
+  v1::Assignment& slow_ = s_.slow;
+  v1::Assignment& third_ = s_.third;
 };
 
 TEST_F(SpeculationTest, SlowTaskGetsABackupOnAFreeSlotAndTheBackupWins) {
