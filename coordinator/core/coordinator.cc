@@ -82,7 +82,10 @@ v1::JobReport Coordinator::FinalReportLocked(const JobRecord& job, bool include_
 }
 
 void Coordinator::SettleLocked() {
-  if (!shutting_down_) DispatchLocked();
+  // While the store's backlog is past its cap no new task starts (results
+  // still come in): dispatch resumes when the store has caught up (the
+  // server's CheckLiveness, woken by the store's health observer).
+  if (!shutting_down_ && !options_.store->Backlogged()) DispatchLocked();
   FlushLocked();
   CheckInvariantsLocked();
 }

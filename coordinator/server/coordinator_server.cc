@@ -122,6 +122,8 @@ absl::Status CoordinatorServer::StartHttp(HttpServer::Options http) {
 }
 
 void CoordinatorServer::OnStoreHealth(const StoreHealth& h) {
+  // The backlog may have come under its cap: CheckLiveness dispatches.
+  wake_.Wake();
   absl::MutexLock lock(&mu_);
   if (shut_down_ || server_ == nullptr) return;
   const absl::Time now = absl::Now();

@@ -65,6 +65,12 @@ class JobStore {
   virtual void TakeEvicted(JobRecord&& job) { (void)job; }
   // Whether writes get through, and the backlog (cheap: no I/O).
   virtual StoreHealth Health() const { return {}; }
+  // True while more rows wait to be written than the store lets gather
+  // (writes slower than the coordinator changes tasks, or failing): the
+  // coordinator then starts no new tasks, so memory stays bounded; the
+  // health observer is told when it turns false again. Lock-free: called
+  // on the dispatch path.
+  virtual bool Backlogged() const { return false; }
   // Called (from the store's own thread, with no lock of the store held;
   // must not call back into the store) whenever a write attempt fails and
   // when the store becomes writable again. nullptr: none. After it returns,

@@ -275,6 +275,8 @@ absl::Status SqliteJobStore::CreateJob(const JobRecord& job) {
       pending_.tasks[job.id].insert_or_assign(t.index, TaskRow(t));
     }
   }
+  queued_rows_ += job.tasks.size() + 1;
+  UpdateBacklogged();
   return absl::OkStatus();
 }
 
@@ -288,12 +290,19 @@ absl::Status SqliteJobStore::SaveJob(const JobRecord& job, const std::vector<uin
   } else {
     CopyJobProgress(job, &header->second);
   }
+  queued_rows_ += changed_tasks.size() + 1;
+  UpdateBacklogged();
   if (changed_tasks.empty()) return absl::OkStatus();
   absl::btree_map<uint32_t, TaskRow>& rows = pending_.tasks[job.id];
   for (const uint32_t i : changed_tasks) {
     if (i < job.tasks.size()) rows.insert_or_assign(i, TaskRow(job.tasks[i]));
   }
   return absl::OkStatus();
+}
+
+bool SqliteJobStore::UpdateBacklogged() {
+  const bool now = writing_rows_ + queued_rows_ > options_.max_backlog_rows;
+  return backlogged_.exchange(now, std::memory_order_relaxed) && !now;
 }
 
 SqliteJobStore::TaskRow::TaskRow(const TaskRecord& t)
@@ -346,6 +355,9 @@ bool SqliteJobStore::TakeBatch(Pending* batch, bool committed, bool* purge) {
   std::swap(*batch, pending_);
   writing_ = true;
   writing_rows_ = batch->Rows();
+  // Backlogged stays as it is until this batch commits (Committed turns it
+  // off and tells the observer).
+  queued_rows_ = 0;
   for (const auto& [id, header] : batch->headers) writing_ids_.insert(id);
   for (const auto& [id, tasks] : batch->created) writing_ids_.insert(id);
   for (const auto& [id, tasks] : batch->tasks) writing_ids_.insert(id);
@@ -404,7 +416,8 @@ void SqliteJobStore::Committed(const absl::Status& status, const CommitEffects& 
       writing_ids_.clear();
       writing_rows_ = 0;
       ++commits_;
-      tell = !writable_;
+      // The coordinator waits for this to start tasks again.
+      tell = UpdateBacklogged() || !writable_;
       writable_ = true;
       cause_.clear();
     } else {
@@ -466,8 +479,13 @@ absl::Status SqliteJobStore::CommitOnce(const Pending& batch, bool purge, Commit
   sqlite3_reset(writes_->job.get());
   sqlite3_reset(writes_->task.get());
   BF_RETURN_IF_ERROR(DeleteQueued(batch, effects));
-  // The rows of jobs deleted in this very batch start going at once too.
-  if (purge || effects->jobs_deleted > 0) BF_RETURN_IF_ERROR(PurgeSome(effects));
+  // The rows of jobs deleted in this very batch start going at once too; as
+  // many as the batch writes, so that purging keeps pace with a busy
+  // coordinator's writes.
+  if (purge || effects->jobs_deleted > 0) {
+    const int64_t budget = std::max<int64_t>(options_.purge_batch_rows, static_cast<int64_t>(batch.Rows()));
+    BF_RETURN_IF_ERROR(PurgeSome(budget, effects));
+  }
   return Exec(db_, "COMMIT;");
 }
 
@@ -497,13 +515,12 @@ absl::Status SqliteJobStore::DeleteQueued(const Pending& batch, CommitEffects* e
   return absl::OkStatus();
 }
 
-absl::Status SqliteJobStore::PurgeSome(CommitEffects* effects) {
+absl::Status SqliteJobStore::PurgeSome(int64_t budget, CommitEffects* effects) {
   Stmt next(db_, "SELECT key, substr(key, 7) FROM meta WHERE key LIKE 'purge:%' LIMIT 1;");
   Stmt rows(db_, R"sql(DELETE FROM tasks WHERE job_id = ?1 AND idx IN
                          (SELECT idx FROM tasks WHERE job_id = ?1 ORDER BY idx LIMIT ?2);)sql");
   Stmt done(db_, "DELETE FROM meta WHERE key = ?;");
   if (!next.ok() || !rows.ok() || !done.ok()) return SqlError(db_, "purging deleted jobs");
-  int64_t budget = options_.purge_batch_rows;
   while (budget > 0) {
     sqlite3_reset(next.get());
     const int rc = sqlite3_step(next.get());

@@ -1,6 +1,7 @@
 #ifndef BUSYFLEET_COORDINATOR_STORE_SQLITE_JOB_STORE_H_
 #define BUSYFLEET_COORDINATOR_STORE_SQLITE_JOB_STORE_H_
 
+#include <atomic>
 #include <map>
 #include <memory>
 #include <set>
@@ -64,8 +65,12 @@ class SqliteJobStore : public JobStore {
     // Backoff between attempts of a failed batch.
     absl::Duration retry_initial = absl::Milliseconds(50);
     absl::Duration retry_max = absl::Seconds(2);
-    // Task rows of deleted jobs removed per transaction.
+    // Task rows of deleted jobs removed per transaction (more when the
+    // transaction writes more rows than this, so purging keeps pace).
     uint32_t purge_batch_rows = 20000;
+    // Backlogged() past this many rows queued or being written (each about
+    // 200 bytes of memory).
+    uint64_t max_backlog_rows = 500'000;
   };
   static absl::StatusOr<std::unique_ptr<SqliteJobStore>> Open(const std::string& path, Options options);
   static absl::StatusOr<std::unique_ptr<SqliteJobStore>> Open(const std::string& path) {
@@ -83,6 +88,7 @@ class SqliteJobStore : public JobStore {
   absl::StatusOr<std::vector<JobRecord>> ExpiredJobs(const RetentionRule& rule, size_t limit) const override;
   absl::Status DeleteJobs(const std::vector<std::string>& ids) override;
   StoreHealth Health() const override;
+  bool Backlogged() const override { return backlogged_.load(std::memory_order_relaxed); }
   void SetHealthObserver(HealthObserver observer) override;
 
   // Waits until everything queued before the call is committed; OK, or
@@ -168,8 +174,11 @@ class SqliteJobStore : public JobStore {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(db_mu_);
   // The batch's deletes: headers go, the jobs are recorded as to be purged.
   absl::Status DeleteQueued(const Pending& batch, CommitEffects* effects) ABSL_EXCLUSIVE_LOCKS_REQUIRED(db_mu_);
-  // Removes up to purge_batch_rows task rows of deleted jobs.
-  absl::Status PurgeSome(CommitEffects* effects) ABSL_EXCLUSIVE_LOCKS_REQUIRED(db_mu_);
+  // Removes up to `budget` task rows of deleted jobs.
+  absl::Status PurgeSome(int64_t budget, CommitEffects* effects) ABSL_EXCLUSIVE_LOCKS_REQUIRED(db_mu_);
+  // Sets backlogged_ from the rows queued and being written; true when it
+  // turned false (only Committed acts on that: it tells the observer).
+  bool UpdateBacklogged() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status WriteHeaders(const Pending& batch) ABSL_EXCLUSIVE_LOCKS_REQUIRED(db_mu_);
   absl::Status WriteCreatedTasks(const Pending& batch) ABSL_EXCLUSIVE_LOCKS_REQUIRED(db_mu_);
   absl::Status WriteChangedTasks(const Pending& batch) ABSL_EXCLUSIVE_LOCKS_REQUIRED(db_mu_);
@@ -196,6 +205,10 @@ class SqliteJobStore : public JobStore {
   // Rows of deleted jobs wait to be purged (the writer wakes for them), how
   // many (as counted when the jobs were deleted), and jobs deleted so far.
   bool purge_pending_ ABSL_GUARDED_BY(mu_) = false;
+  // Rows queued since the last batch was taken (an upper bound: a row
+  // changed twice counts twice), and whether the backlog is past the cap.
+  uint64_t queued_rows_ ABSL_GUARDED_BY(mu_) = 0;
+  std::atomic<bool> backlogged_{false};
   uint64_t purge_rows_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t jobs_deleted_ ABSL_GUARDED_BY(mu_) = 0;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;

@@ -1,6 +1,8 @@
 // Finished jobs leave memory (bounded by jobs and task rows), and are
 // deleted on request or by a retention rule.
 
+#include <atomic>
+
 #include "tests/unit/coordinator_fixture.h"
 
 namespace busyfleet::coordinator {
@@ -139,6 +141,28 @@ TEST_F(CoordinatorRetentionTest, PruneByAgeUsesTheFinishTime) {
   all.finished_before = absl::InfiniteFuture();
   ASSERT_OK_AND_ASSIGN(auto none, coord_->Prune(all, 0, false));
   EXPECT_THAT(none, IsEmpty());
+}
+
+// A store whose backlog is past its cap: the coordinator starts no task.
+class BackloggedStore : public InMemoryJobStore {
+ public:
+  bool Backlogged() const override { return backlogged.load(); }
+  std::atomic<bool> backlogged{false};
+};
+
+TEST_F(CoordinatorRetentionTest, NoTaskStartsWhileTheStoreIsBacklogged) {
+  BackloggedStore store;
+  Coordinator::Options o = Defaults();
+  o.store = &store;
+  Start(o);
+  ASSERT_OK_AND_ASSIGN(FakeWorker w, Attach("w", 2));
+  store.backlogged = true;
+  ASSERT_OK_AND_ASSIGN(auto sub, coord_->Submit(Countdown(2)));
+  EXPECT_THAT(w.channel->TakeNew(), IsEmpty());
+  // Caught up: the next check (the server wakes it) dispatches.
+  store.backlogged = false;
+  coord_->CheckLiveness();
+  EXPECT_THAT(w.channel->TakeNew(), SizeIs(2));
 }
 
 TEST(SelectExpiredTest, AgeAndCountCombineAndUnfinishedJobsAreSkipped) {

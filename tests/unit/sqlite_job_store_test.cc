@@ -411,6 +411,26 @@ TEST_F(SqliteJobStoreTest, APurgeCutShortByAStopGoesOnAfterTheRestart) {
   EXPECT_EQ(CountRows(path_, "SELECT count(*) FROM tasks;"), 0);
 }
 
+TEST_F(SqliteJobStoreTest, ABacklogPastTheCapIsReportedUntilItCommits) {
+  SqliteJobStore::Options options;
+  options.max_backlog_rows = 10;
+  ASSERT_OK_AND_ASSIGN(auto store, SqliteJobStore::Open(path_, options));
+  absl::Notification drained;
+  store->SetHealthObserver([&](const StoreHealth& h) {
+    if (h.writable && !drained.HasBeenNotified()) drained.Notify();
+  });
+  EXPECT_FALSE(store->Backlogged());
+  ASSERT_OK(store->CreateJob(MakeJob("j-1", 5)));
+  EXPECT_FALSE(store->Backlogged());  // 6 rows
+  ASSERT_OK(store->CreateJob(MakeJob("j-2", 5)));
+  EXPECT_TRUE(store->Backlogged());  // 12 rows
+  ASSERT_OK(store->Flush());
+  EXPECT_FALSE(store->Backlogged());
+  // The coordinator learns of it through the health observer.
+  EXPECT_TRUE(drained.WaitForNotificationWithTimeout(absl::Seconds(30)));
+  store->SetHealthObserver(nullptr);
+}
+
 TEST_F(SqliteJobStoreTest, ADeleteDropsTheJobsQueuedRows) {
   ASSERT_OK_AND_ASSIGN(auto store, SqliteJobStore::Open(path_));
   JobRecord job = MakeJob("j-1", 5);
