@@ -3,8 +3,11 @@
 #include <signal.h>
 
 #include <cerrno>
+#include <cmath>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/strip.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
 
@@ -24,16 +27,30 @@ void BindEnvironment(CLI::App& app) {
   }
 }
 
+namespace {
+
+// Abseil's syntax, plus whole or fractional days ("30d", "1.5d"), which
+// retention periods want. Empty when `text` is a non-negative duration
+// (stored in *out), else what is wrong with it.
+std::string ReadDuration(absl::string_view text, absl::Duration* out) {
+  bool parsed = absl::ParseDuration(text, out);
+  if (absl::string_view number = text; !parsed && absl::ConsumeSuffix(&number, "d")) {
+    double days = 0;
+    parsed = absl::SimpleAtod(number, &days) && std::isfinite(days) && days < 1e6;
+    if (parsed) *out = absl::Hours(24) * days;
+  }
+  if (!parsed) return absl::StrCat("must be a duration such as 500ms, 2s, 1.5m or 30d; got \"", text, "\"");
+  if (*out < absl::ZeroDuration()) return absl::StrCat("must not be negative; got \"", text, "\"");
+  return {};
+}
+
+}  // namespace
+
 absl::StatusOr<absl::Duration> ParseDurationFlag(absl::string_view field,
                                                  absl::string_view text) {
   absl::Duration d;
-  if (!absl::ParseDuration(text, &d)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        field, " must be a duration such as 500ms, 2s or 1.5m; got \"", text, "\""));
-  }
-  if (d < absl::ZeroDuration()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(field, " must not be negative; got \"", text, "\""));
+  if (std::string error = ReadDuration(text, &d); !error.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(field, " ", error));
   }
   return d;
 }
@@ -42,11 +59,7 @@ CLI::Validator DurationValidator() {
   return CLI::Validator(
       [](std::string& text) -> std::string {
         absl::Duration d;
-        if (!absl::ParseDuration(text, &d)) {
-          return "must be a duration such as 500ms, 2s or 1.5m; got \"" + text + "\"";
-        }
-        if (d < absl::ZeroDuration()) return "must not be negative; got \"" + text + "\"";
-        return {};
+        return ReadDuration(text, &d);
       },
       "DURATION");
 }

@@ -22,8 +22,9 @@ void BindEnvironment(CLI::App& app);
 // "BUSYFLEET_WORKER_TIMEOUT".
 std::string EnvNameForFlag(absl::string_view flag);
 
-// Parses an Abseil duration ("500ms", "2s", "1.5m"). InvalidArgument names
-// `field` and the accepted syntax; negative durations are rejected.
+// Parses an Abseil duration ("500ms", "2s", "1.5m", "1h30m") or a number of
+// days ("30d", "1.5d"). InvalidArgument names `field` and the accepted
+// syntax; negative durations are rejected.
 absl::StatusOr<absl::Duration> ParseDurationFlag(absl::string_view field,
                                                  absl::string_view text);
 

@@ -82,7 +82,10 @@ v1::JobReport Coordinator::FinalReportLocked(const JobRecord& job, bool include_
 }
 
 void Coordinator::SettleLocked() {
-  if (!shutting_down_) DispatchLocked();
+  // While the store's backlog is past its cap no new task starts (results
+  // still come in): dispatch resumes when the store has caught up (the
+  // server's CheckLiveness, woken by the store's health observer).
+  if (!shutting_down_ && !options_.store->Backlogged()) DispatchLocked();
   FlushLocked();
   CheckInvariantsLocked();
 }
@@ -563,6 +566,7 @@ void Coordinator::FinishJobLocked(JobRecord& job, v1::JobState state, std::strin
     MarkDirtyLocked(job, t.index);
   }
   finished_order_.push_back(job.id);
+  finished_rows_ += job.total_tasks();
   MarkDirtyLocked(job, UINT32_MAX);
   if (options_.on_job_finished) options_.on_job_finished(BuildReport(job, sessions_.Facts(), now, false));
 }
@@ -643,9 +647,11 @@ void Coordinator::FlushLocked() {
 }
 
 void Coordinator::EvictFinishedLocked() {
-  while (finished_order_.size() > options_.keep_finished_jobs) {
+  while (finished_order_.size() > options_.keep_finished_jobs ||
+         (finished_rows_ > options_.keep_finished_tasks && finished_order_.size() > 1)) {
     auto it = jobs_.find(finished_order_.front());
     if (it != jobs_.end()) {
+      finished_rows_ -= std::min<uint64_t>(finished_rows_, it->second->total_tasks());
       options_.store->TakeEvicted(std::move(*it->second));
       jobs_.erase(it);
     }

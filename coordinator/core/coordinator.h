@@ -55,8 +55,12 @@ class Coordinator {
     JobStore* store = nullptr;
     // Workers that left, kept for `coordctl workers`.
     size_t keep_gone_workers = 64;
-    // Finished jobs kept in memory (older ones are read back from the store).
+    // Finished jobs kept in memory: at most this many, holding at most
+    // keep_finished_tasks task rows together (the newest is always kept,
+    // however big). Older ones are read back from the store on demand; an
+    // in-memory store drops them (JobStore::TakeEvicted).
     size_t keep_finished_jobs = 256;
+    uint64_t keep_finished_tasks = 500'000;
     // Progress updates to a watcher: bursts of up to progress_burst go at
     // once, then one per interval (the newest; the final one always at
     // once), so a job of tiny tasks does not send a message per task while
@@ -113,6 +117,13 @@ class Coordinator {
   std::vector<v1::WorkerInfo> ListWorkers(bool include_gone);
   // NotFound for a name no attached worker has.
   absl::StatusOr<v1::WorkerState> Drain(absl::string_view worker_name);
+  // Removes a finished job from memory and the store (its report is gone).
+  // NotFound for an unknown job, FailedPrecondition for one still running.
+  absl::Status DeleteJob(absl::string_view job_id);
+  // Removes the finished jobs `rule` selects, oldest first, at most `limit`
+  // (as the store has them committed), and returns them (headers); with
+  // `dry_run` only returns them. Retention calls it periodically.
+  absl::StatusOr<std::vector<JobRecord>> Prune(const RetentionRule& rule, size_t limit, bool dry_run);
   // Calls `callback` with the current progress, then on every change until
   // the job ends. Returns a handle for Unwatch. NotFound for an unknown job.
   // For a finished job the callback gets only the final update. The first
@@ -259,6 +270,8 @@ class Coordinator {
   // Saves dirty jobs and notifies their watchers.
   void FlushLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void EvictFinishedLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Forgets a finished job held in memory (for DeleteJob and Prune).
+  void ForgetFinishedLocked(const std::string& id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Dispatch, flush, and in debug builds the invariants below: the end of
   // every operation that changes tasks or sessions.
   void SettleLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -297,6 +310,8 @@ class Coordinator {
   uint64_t job_seq_ ABSL_GUARDED_BY(mu_) = 0;
   std::map<std::string, std::unique_ptr<JobRecord>> jobs_ ABSL_GUARDED_BY(mu_);
   std::deque<std::string> finished_order_ ABSL_GUARDED_BY(mu_);
+  // Task rows of the jobs in finished_order_.
+  uint64_t finished_rows_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t unfinished_tasks_ ABSL_GUARDED_BY(mu_) = 0;
   // Job id -> task indices changed since the last flush.
   std::map<std::string, std::set<uint32_t>> dirty_ ABSL_GUARDED_BY(mu_);

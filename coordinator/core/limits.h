@@ -26,6 +26,8 @@ inline constexpr size_t kMaxLabelBytes = 128;
 // RESOURCE_EXHAUSTED instead of growing memory.
 inline constexpr uint64_t kMaxQueuedTasks = 5'000'000;
 inline constexpr uint32_t kMaxListJobs = 1000;
+// Jobs one PruneJobs call (or one retention pass) removes at most.
+inline constexpr uint32_t kMaxPruneJobs = 10000;
 // Task rows in one report reply (about 130 bytes each: far below the 16 MiB
 // message limit); larger jobs are read in pages.
 inline constexpr uint32_t kMaxTaskRowsPerReply = 50'000;

@@ -63,6 +63,14 @@ struct StoreHealth {
   uint64_t write_failures = 0;
   // When the store last stopped being writable (InfinitePast: never).
   int64_t unwritable_since_unix_ns = 0;
+  // Finished jobs removed by retention, `coordctl delete` or `jobs prune`;
+  // and (--db :memory: only) finished jobs whose task rows were dropped past
+  // the bound on finished jobs kept in memory.
+  uint64_t jobs_deleted = 0;
+  uint64_t jobs_dropped = 0;
+  // Task rows of deleted jobs still to be removed (a durable store removes
+  // a big job's rows over several small transactions).
+  uint64_t purge_rows = 0;
 };
 
 struct MetricsSnapshot {

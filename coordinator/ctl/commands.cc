@@ -5,6 +5,8 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "busyfleet/proto_time.h"
 #include "absl/time/clock.h"
 #include "common/flags.h"
 #include "common/status_macros.h"
@@ -164,10 +166,54 @@ ExitCode RunJobs(const Session& s, uint32_t limit) {
 
 Command AddJobs(CLI::App& app) {
   auto limit = std::make_shared<uint32_t>();
-  CLI::App* cmd = app.add_subcommand("jobs", "list recent jobs, newest first");
+  CLI::App* cmd = app.add_subcommand("jobs", "list recent jobs, newest first (jobs prune: remove old ones)");
+  cmd->require_subcommand(0, 1);
   cmd->add_option("--limit", *limit, "how many (default 50)")
       ->check(CLI::NonNegativeNumber);
   return {cmd, [limit](const Session& s) { return RunJobs(s, *limit); }};
+}
+
+struct PruneFlags {
+  std::string older_than;
+  uint32_t keep = 0;
+  bool dry_run = false;
+};
+
+ExitCode RunPrune(const Session& s, const PruneFlags& f) {
+  if (f.older_than.empty() && f.keep == 0) return Usage("jobs prune: give --older-than or --keep (or both)");
+  v1::PruneJobsRequest req;
+  if (!f.older_than.empty()) {
+    absl::StatusOr<absl::Duration> age = ParseDurationFlag("--older-than", f.older_than);
+    if (!age.ok()) return Usage(age.status().message());
+    *req.mutable_older_than() = ToProtoDuration(*age);
+  }
+  req.set_keep(f.keep);
+  req.set_dry_run(f.dry_run);
+  absl::StatusOr<v1::PruneJobsResponse> pruned = s.client.Prune(req);
+  if (!pruned.ok()) return Fail(pruned.status());
+  const std::vector<v1::JobSummary> jobs(pruned->jobs().begin(), pruned->jobs().end());
+  PrintResult(
+      s.json,
+      [&] { return json{{"dry_run", f.dry_run}, {"jobs", report::JobsToJson(jobs)}, {"more", pruned->more()}}; },
+      [&] {
+        std::string out = jobs.empty() ? "" : report::RenderJobs(jobs);
+        absl::StrAppend(&out, f.dry_run ? "would remove " : "removed ", jobs.size(), " finished jobs",
+                        pruned->more() ? " (more match: run it again)" : "", "\n");
+        return out;
+      });
+  return kExitOk;
+}
+
+// `jobs prune`, a subcommand of `jobs`.
+Command AddJobsPrune(CLI::App& jobs) {
+  auto f = std::make_shared<PruneFlags>();
+  CLI::App* cmd = jobs.add_subcommand("prune", "remove finished jobs and their reports, oldest first");
+  cmd->add_option("--older-than", f->older_than, "jobs that finished longer ago than this (e.g. 30d, 12h)")
+      ->check(DurationValidator());
+  cmd->add_option("--keep", f->keep, "keep the newest N finished jobs, remove older ones")
+      ->check(CLI::PositiveNumber);
+  cmd->add_flag("--dry-run", f->dry_run, "only list what would be removed");
+  return {cmd, [f](const Session& s) { return RunPrune(s, *f); }};
 }
 
 struct WorkersFlags {
@@ -224,6 +270,9 @@ ExitCode RunHealth(const Session& s) {
                               {"backlog_rows", st.backlog_rows()},
                               {"commits", st.commits()},
                               {"write_failures", st.write_failures()},
+                              {"jobs_deleted", st.jobs_deleted()},
+                              {"jobs_dropped", st.jobs_dropped()},
+                              {"purge_rows", st.purge_rows()},
                               {"unwritable_since", st.has_unwritable_since()
                                                        ? report::Rfc3339(st.unwritable_since())
                                                        : std::string()}};
@@ -363,6 +412,30 @@ ExitCode RunCancel(const Session& s, const std::string& job) {
   return PrintNewState(s, "id", job, report::JobStateName(*state));
 }
 
+ExitCode RunDelete(const Session& s, const std::vector<std::string>& ids) {
+  ExitCode code = kExitOk;
+  std::vector<std::string> deleted;
+  for (const std::string& id : ids) {
+    if (absl::Status st = s.client.Delete(id); !st.ok()) {
+      const ExitCode failed = Fail(st);
+      if (code == kExitOk) code = failed;
+      continue;
+    }
+    deleted.push_back(id);
+  }
+  PrintResult(
+      s.json, [&] { return json{{"deleted", deleted}}; },
+      [&] { return deleted.empty() ? std::string() : absl::StrCat(absl::StrJoin(deleted, "\n"), " deleted\n"); });
+  return code;
+}
+
+Command AddDelete(CLI::App& app) {
+  auto ids = std::make_shared<std::vector<std::string>>();
+  CLI::App* cmd = app.add_subcommand("delete", "remove finished jobs and their reports");
+  cmd->add_option("JOB", *ids, "job ids")->required();
+  return {cmd, [ids](const Session& s) { return RunDelete(s, *ids); }};
+}
+
 ExitCode RunDrain(const Session& s, const std::string& worker) {
   absl::StatusOr<v1::WorkerState> state = s.client.Drain(worker);
   if (!state.ok()) return Fail(state.status());
@@ -412,18 +485,17 @@ std::vector<Command> SetUpCommandLine(CLI::App& app, GlobalFlags& flags) {
   // For every option, the subcommands' too (they copy it when added).
   app.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
   AddGlobalFlags(app, flags);
-  return {AddSubmit(app),
-          AddStatus(app),
-          AddWatch(app),
-          AddJobs(app),
-          AddWorkers(app),
-          AddHealth(app),
-          AddTimeline(app),
-          AddCompare(app),
-          AddBench(app),
-          AddOneArgument(app, "cancel", "cancel a job", "JOB", "job id", RunCancel),
-          AddOneArgument(app, "drain", "stop giving tasks to a worker; running ones finish", "WORKER", "worker name",
-                         RunDrain)};
+  std::vector<Command> commands{AddSubmit(app), AddStatus(app), AddWatch(app)};
+  const Command jobs = AddJobs(app);
+  commands.push_back(AddJobsPrune(*jobs.app));  // before `jobs`: both are parsed for `jobs prune`
+  commands.push_back(jobs);
+  for (Command c : {AddWorkers(app), AddHealth(app), AddTimeline(app), AddCompare(app), AddBench(app),
+                    AddOneArgument(app, "cancel", "cancel a job", "JOB", "job id", RunCancel), AddDelete(app),
+                    AddOneArgument(app, "drain", "stop giving tasks to a worker; running ones finish", "WORKER",
+                                   "worker name", RunDrain)}) {
+    commands.push_back(std::move(c));
+  }
+  return commands;
 }
 
 }  // namespace busyfleet::coordctl

@@ -49,8 +49,8 @@ struct Command {
 // Sets up coordctl's command line on `app`: the global flags (into `flags`,
 // each also read from its BUSYFLEET_* environment variable), which may also
 // follow the subcommand, and every subcommand (submit, status, watch, jobs,
-// workers, health, timeline, compare, bench, cancel, drain: the --help
-// order), of which the command line must choose one.
+// jobs prune, workers, health, timeline, compare, bench, cancel, delete,
+// drain: the --help order), of which the command line must choose one.
 std::vector<Command> SetUpCommandLine(CLI::App& app, GlobalFlags& flags);
 
 }  // namespace busyfleet::coordctl

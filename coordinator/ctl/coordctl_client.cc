@@ -132,6 +132,24 @@ absl::StatusOr<v1::WorkerState> CoordinatorClient::Drain(absl::string_view name)
   return resp.state();
 }
 
+absl::Status CoordinatorClient::Delete(absl::string_view job_id) {
+  grpc::ClientContext ctx;
+  Prepare(&ctx);
+  v1::DeleteJobRequest req;
+  req.set_job_id(std::string(job_id));
+  v1::DeleteJobResponse resp;
+  return FromGrpcStatus(stub_->DeleteJob(&ctx, req, &resp));
+}
+
+absl::StatusOr<v1::PruneJobsResponse> CoordinatorClient::Prune(const v1::PruneJobsRequest& request) {
+  grpc::ClientContext ctx;
+  Prepare(&ctx);
+  v1::PruneJobsResponse resp;
+  grpc::Status st = stub_->PruneJobs(&ctx, request, &resp);
+  if (!st.ok()) return FromGrpcStatus(st);
+  return resp;
+}
+
 absl::StatusOr<uint32_t> CoordinatorClient::WaitForReadyWorkers(uint32_t count, absl::Time deadline) {
   // A poll: the coordinator has no call that waits for workers (ListWorkers
   // answers at once and there is no stream of worker changes), so look

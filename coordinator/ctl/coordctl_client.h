@@ -46,6 +46,8 @@ class CoordinatorClient {
   absl::StatusOr<v1::JobState> Cancel(absl::string_view id);
   absl::StatusOr<std::vector<v1::WorkerInfo>> ListWorkers(bool include_gone);
   absl::StatusOr<v1::WorkerState> Drain(absl::string_view name);
+  absl::Status Delete(absl::string_view job_id);
+  absl::StatusOr<v1::PruneJobsResponse> Prune(const v1::PruneJobsRequest& request);
   // Looks at the workers until at least `count` are READY or `deadline`
   // passes (looking at least once), and returns how many were READY at the
   // last look. While the coordinator cannot be reached or refuses our

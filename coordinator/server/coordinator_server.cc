@@ -47,11 +47,14 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(Opti
   co.worker_timeout = options.worker_timeout;
   co.heartbeat_interval = options.heartbeat_interval;
   co.prefetch_per_worker = options.prefetch_per_worker;
+  co.keep_finished_jobs = options.keep_finished_jobs;
+  co.keep_finished_tasks = options.keep_finished_tasks;
   co.store = s->store_.get();
   // A wake-up is kept when the loop is busy in CheckLiveness right now.
   co.on_worker_attached = [raw = s.get()] { raw->wake_.Wake(); };
   co.request_check = co.on_worker_attached;
-  co.on_job_finished = [](const v1::JobReport& r) {
+  co.on_job_finished = [raw = s.get()](const v1::JobReport& r) {
+    raw->retention_wake_.Wake();
     LogFields fields({{"job_id", r.id()}, {"state", v1::JobState_Name(r.state())}});
     spdlog::info("job {} ended {}: {} tasks ({} succeeded, {} failed, {} cancelled, {} retries), wall {:.3f}s, "
                  "speedup {:.2f} on {} slots, efficiency {:.1f}%{}{}",
@@ -74,6 +77,9 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(Opti
   s->store_->SetHealthObserver([raw = s.get()](const StoreHealth& h) { raw->OnStoreHealth(h); });
   if (StoreHealth h = s->store_->Health(); !h.writable) s->OnStoreHealth(h);
   s->liveness_ = std::thread([raw = s.get()] { raw->LivenessLoop(); });
+  if (options.retention > absl::ZeroDuration() || options.retention_jobs > 0) {
+    s->retention_ = std::thread([raw = s.get()] { raw->RetentionLoop(); });
+  }
   return s;
 }
 
@@ -116,6 +122,8 @@ absl::Status CoordinatorServer::StartHttp(HttpServer::Options http) {
 }
 
 void CoordinatorServer::OnStoreHealth(const StoreHealth& h) {
+  // The backlog may have come under its cap: CheckLiveness dispatches.
+  wake_.Wake();
   absl::MutexLock lock(&mu_);
   if (shut_down_ || server_ == nullptr) return;
   const absl::Time now = absl::Now();
@@ -160,6 +168,36 @@ void CoordinatorServer::LivenessLoop() {
   }
 }
 
+void CoordinatorServer::RetentionLoop() {
+  for (;;) {
+    {
+      absl::MutexLock lock(&mu_);
+      if (stopping_) return;
+    }
+    ApplyRetention();
+    retention_wake_.WaitUntil(MonoNow() + options_.retention_interval);
+  }
+}
+
+void CoordinatorServer::ApplyRetention() {
+  RetentionRule rule;
+  rule.keep_jobs = options_.retention_jobs;
+  if (options_.retention > absl::ZeroDuration()) rule.finished_before = absl::Now() - options_.retention;
+  // A pass at a time, so that a backlog of expired jobs (a first start with
+  // retention on an old file) does not hold the coordinator's lock long.
+  absl::StatusOr<std::vector<JobRecord>> removed = coordinator_->Prune(rule, limits::kMaxPruneJobs, false);
+  if (!removed.ok()) {
+    spdlog::warn("retention: {}", removed.status().message());
+    return;
+  }
+  if (removed->empty()) return;
+  uint64_t tasks = 0;
+  for (const JobRecord& job : *removed) tasks += job.total_tasks();
+  spdlog::info("retention: removed {} finished jobs ({} task rows), the oldest {}{}", removed->size(), tasks,
+               removed->front().id, removed->size() == limits::kMaxPruneJobs ? "; more follow" : "");
+  if (removed->size() == limits::kMaxPruneJobs) retention_wake_.Wake();
+}
+
 void CoordinatorServer::Shutdown(absl::Duration grace) {
   {
     absl::MutexLock lock(&mu_);
@@ -168,7 +206,9 @@ void CoordinatorServer::Shutdown(absl::Duration grace) {
     stopping_ = true;
   }
   wake_.Wake();
+  retention_wake_.Wake();
   if (liveness_.joinable()) liveness_.join();
+  if (retention_.joinable()) retention_.join();
   if (store_) store_->SetHealthObserver(nullptr);  // no calls into a server being stopped
   if (http_) http_->Shutdown();
   if (coordinator_) coordinator_->Shutdown();

@@ -36,6 +36,16 @@ class CoordinatorServer {
     std::string db = ":memory:";
     // SqliteJobStore::Options::busy_timeout for `db`.
     absl::Duration db_busy_timeout = absl::Seconds(5);
+    // Coordinator::Options: finished jobs kept in memory.
+    size_t keep_finished_jobs = 256;
+    uint64_t keep_finished_tasks = 500'000;
+    // Retention (README, "Operating busyfleet"): finished jobs are removed
+    // from the store this long after they finished (zero: never) and past
+    // the newest retention_jobs (0: no cap); checked at start, every
+    // retention_interval, and when a job ends.
+    absl::Duration retention = absl::Hours(24 * 30);
+    size_t retention_jobs = 0;
+    absl::Duration retention_interval = absl::Minutes(1);
     std::shared_ptr<JobStore> store;
     std::shared_ptr<grpc::ServerCredentials> credentials;  // nullptr: insecure
     // Bearer tokens per role; default: none required.
@@ -68,6 +78,9 @@ class CoordinatorServer {
   // Serves `http` for coordinator_; on failure stops the gRPC server too.
   absl::Status StartHttp(HttpServer::Options http);
   void LivenessLoop();
+  // Applies the retention rule now and then (RetentionLoop's thread).
+  void RetentionLoop();
+  void ApplyRetention();
   // The store's health changed or a write failed: gRPC health, the log.
   void OnStoreHealth(const StoreHealth& health);
 
@@ -97,6 +110,10 @@ class CoordinatorServer {
   uint64_t store_failures_unlogged_ ABSL_GUARDED_BY(mu_) = 0;
   static constexpr absl::Duration kStoreLogInterval = absl::Seconds(10);
   std::thread liveness_;
+  // Woken when a job ends (the job count may be past --retention-jobs) and
+  // at shutdown.
+  MonoWaiter retention_wake_;
+  std::thread retention_;
 };
 
 // gRPC channel arguments both ends agree on (keepalive on the Attach stream).

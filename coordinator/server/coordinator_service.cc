@@ -16,6 +16,7 @@
 #include "common/rpc/grpc_status.h"
 #include "busyfleet/proto_time.h"
 #include "coordinator/core/limits.h"
+#include "coordinator/core/timing_aggregator.h"
 
 namespace busyfleet::coordinator {
 namespace {
@@ -459,6 +460,48 @@ grpc::ServerUnaryReactor* CoordinatorServiceImpl::GetHealth(grpc::CallbackServer
   s->set_commits(h.commits);
   s->set_write_failures(h.write_failures);
   if (!h.writable) *s->mutable_unwritable_since() = busyfleet::ToProtoTimestamp(absl::FromUnixNanos(h.unwritable_since_unix_ns));
+  s->set_jobs_deleted(h.jobs_deleted);
+  s->set_jobs_dropped(h.jobs_dropped);
+  s->set_purge_rows(h.purge_rows);
+  return FinishUnary(ctx, absl::OkStatus());
+}
+
+grpc::ServerUnaryReactor* CoordinatorServiceImpl::DeleteJob(grpc::CallbackServerContext* ctx,
+                                                            const v1::DeleteJobRequest* req, v1::DeleteJobResponse*) {
+  if (auto st = gate_->Check(ctx, Role::kClient, "DeleteJob"); !st.ok()) return FinishUnary(ctx, st);
+  if (absl::Status st = coordinator_->DeleteJob(req->job_id()); !st.ok()) return FinishUnary(ctx, st);
+  LogFields fields({{"job_id", req->job_id()}});
+  spdlog::info("job {} deleted at the request of {}", req->job_id(), ctx->peer());
+  return FinishUnary(ctx, absl::OkStatus());
+}
+
+grpc::ServerUnaryReactor* CoordinatorServiceImpl::PruneJobs(grpc::CallbackServerContext* ctx,
+                                                            const v1::PruneJobsRequest* req,
+                                                            v1::PruneJobsResponse* resp) {
+  if (auto st = gate_->Check(ctx, Role::kClient, "PruneJobs"); !st.ok()) return FinishUnary(ctx, st);
+  RetentionRule rule;
+  rule.keep_jobs = req->keep();
+  const absl::Time now = absl::Now();
+  if (req->has_older_than()) {
+    const absl::Duration age = busyfleet::ToAbslDuration(req->older_than());
+    if (age < absl::ZeroDuration()) {
+      return FinishUnary(ctx, absl::InvalidArgumentError("older_than must not be negative"));
+    }
+    rule.finished_before = now - age;
+  }
+  if (rule.empty()) {
+    return FinishUnary(ctx, absl::InvalidArgumentError("give older_than or keep (or both): which jobs to prune"));
+  }
+  auto pruned = coordinator_->Prune(rule, limits::kMaxPruneJobs + 1, req->dry_run());
+  if (!pruned.ok()) return FinishUnary(ctx, pruned.status());
+  resp->set_more(pruned->size() > limits::kMaxPruneJobs);
+  for (const JobRecord& job : *pruned) {
+    if (resp->jobs_size() == static_cast<int>(limits::kMaxPruneJobs)) break;
+    *resp->add_jobs() = BuildSummary(job, now);
+  }
+  if (!req->dry_run() && resp->jobs_size() > 0) {
+    spdlog::info("{} finished jobs pruned at the request of {}", resp->jobs_size(), ctx->peer());
+  }
   return FinishUnary(ctx, absl::OkStatus());
 }
 

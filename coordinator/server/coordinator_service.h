@@ -53,6 +53,10 @@ class CoordinatorServiceImpl final : public v1::CoordinatorService::CallbackServ
                                         v1::DrainWorkerResponse* resp) override;
   grpc::ServerUnaryReactor* GetHealth(grpc::CallbackServerContext* ctx, const v1::GetHealthRequest* req,
                                       v1::HealthReport* resp) override;
+  grpc::ServerUnaryReactor* DeleteJob(grpc::CallbackServerContext* ctx, const v1::DeleteJobRequest* req,
+                                      v1::DeleteJobResponse* resp) override;
+  grpc::ServerUnaryReactor* PruneJobs(grpc::CallbackServerContext* ctx, const v1::PruneJobsRequest* req,
+                                      v1::PruneJobsResponse* resp) override;
 
  private:
   Coordinator* const coordinator_;

@@ -28,6 +28,24 @@ void AddDaemonFlags(CLI::App& app, DaemonFlags& flags) {
                  "tasks assigned to a worker beyond its slots until a job's first results (then adaptive)")
       ->capture_default_str()
       ->check(CLI::Range(0, 1024));
+  app.add_option("--keep-finished-jobs", flags.keep_finished_jobs,
+                 "finished jobs kept in memory; older ones are read back from --db when asked for (with --db "
+                 ":memory: they are dropped)")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 1'000'000));
+  app.add_option("--keep-finished-tasks", flags.keep_finished_tasks,
+                 "at most this many task rows of finished jobs in memory (about 500 bytes each; the newest "
+                 "finished job is always kept)")
+      ->capture_default_str()
+      ->check(CLI::Range(uint64_t{0}, uint64_t{1'000'000'000}));
+  app.add_option("--retention", flags.retention,
+                 "remove finished jobs from --db this long after they finished (e.g. 30d, 12h; 0: keep forever)")
+      ->capture_default_str()
+      ->check(DurationValidator());
+  app.add_option("--retention-jobs", flags.retention_jobs,
+                 "keep at most this many finished jobs in --db, removing the oldest (0: no cap)")
+      ->capture_default_str()
+      ->check(CLI::Range(size_t{0}, size_t{1'000'000'000}));
   app.add_option("--token-file", flags.token_file, "bearer token required of workers and clients alike");
   app.add_option("--worker-token-file", flags.worker_token_file, "token that lets a process attach as a worker");
   app.add_option("--client-token-file", flags.client_token_file,
@@ -69,6 +87,10 @@ absl::StatusOr<CoordinatorServer::Options> BuildServerOptions(const DaemonFlags&
   BF_ASSIGN_OR_RETURN(options.db_busy_timeout, ParseDurationFlag("db-busy-timeout", flags.db_busy_timeout));
   BF_ASSIGN_OR_RETURN(options.worker_timeout, ParseDurationFlag("worker-timeout", flags.worker_timeout));
   options.prefetch_per_worker = flags.prefetch;
+  options.keep_finished_jobs = flags.keep_finished_jobs;
+  options.keep_finished_tasks = flags.keep_finished_tasks;
+  BF_ASSIGN_OR_RETURN(options.retention, ParseDurationFlag("--retention", flags.retention));
+  options.retention_jobs = flags.retention_jobs;
   if (!flags.http_listen.empty()) {
     HttpServer::Options http;
     http.listen = flags.http_listen;

@@ -22,6 +22,13 @@ struct DaemonFlags {
   // Until a job's first results: none, so a job of long tasks never piles
   // up on one worker; one round trip later the prefetch adapts.
   int prefetch = 0;
+  // Finished jobs kept in memory (older ones read back from --db on demand).
+  size_t keep_finished_jobs = 256;
+  uint64_t keep_finished_tasks = 500'000;
+  // Finished jobs removed from --db after this long ("0": never), and past
+  // the newest retention_jobs (0: no cap).
+  std::string retention = "30d";
+  size_t retention_jobs = 0;
   std::string token_file;         // both roles
   std::string worker_token_file;  // one role each
   std::string client_token_file;

@@ -87,6 +87,14 @@ std::string PrometheusText(const MetricsSnapshot& m) {
   Header(&out, "busyfleet_store_write_failures_total", "counter",
          "Store commit attempts that failed since start (each batch is retried until it commits).");
   absl::StrAppend(&out, "busyfleet_store_write_failures_total ", st.write_failures, "\n");
+  Header(&out, "busyfleet_jobs_deleted_total", "counter",
+         "Finished jobs removed by retention, coordctl delete or coordctl jobs prune since start.");
+  absl::StrAppend(&out, "busyfleet_jobs_deleted_total ", st.jobs_deleted, "\n");
+  Header(&out, "busyfleet_jobs_dropped_total", "counter",
+         "With --db :memory:, finished jobs whose reports were dropped past --keep-finished-jobs/-tasks.");
+  absl::StrAppend(&out, "busyfleet_jobs_dropped_total ", st.jobs_dropped, "\n");
+  Header(&out, "busyfleet_store_purge_rows", "gauge", "Task rows of deleted jobs not yet removed from the database.");
+  absl::StrAppend(&out, "busyfleet_store_purge_rows ", st.purge_rows, "\n");
   return out;
 }
 

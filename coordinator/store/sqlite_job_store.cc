@@ -222,11 +222,23 @@ absl::StatusOr<std::unique_ptr<SqliteJobStore>> SqliteJobStore::Open(const std::
     return fail(absl::StrCat("cannot open a second connection for reads (", why, ")"));
   }
   sqlite3_busy_timeout(read_db, static_cast<int>(absl::ToInt64Milliseconds(options.busy_timeout)));
-  return std::unique_ptr<SqliteJobStore>(new SqliteJobStore(db, read_db, path, options));
+  // Jobs deleted before a crash or a stop whose rows are not all purged yet.
+  uint64_t purge_rows = 0;
+  {
+    Stmt left(db, "SELECT COALESCE(SUM(CAST(value AS INTEGER)), 0), count(*) FROM meta WHERE key LIKE 'purge:%';");
+    if (!left.ok() || sqlite3_step(left.get()) != SQLITE_ROW) return fail("cannot read the jobs to purge");
+    purge_rows = static_cast<uint64_t>(left.ColInt(0)) + static_cast<uint64_t>(left.ColInt(1));
+  }
+  return std::unique_ptr<SqliteJobStore>(new SqliteJobStore(db, read_db, path, options, purge_rows));
 }
 
-SqliteJobStore::SqliteJobStore(sqlite3* db, sqlite3* read_db, std::string path, Options options)
+SqliteJobStore::SqliteJobStore(sqlite3* db, sqlite3* read_db, std::string path, Options options, uint64_t purge_rows)
     : path_(std::move(path)), options_(options), db_(db), read_db_(read_db) {
+  {
+    absl::MutexLock lock(&mu_);
+    purge_rows_ = purge_rows;
+    purge_pending_ = purge_rows > 0;
+  }
   writer_ = std::thread([this] { WriterLoop(); });
 }
 
@@ -263,6 +275,8 @@ absl::Status SqliteJobStore::CreateJob(const JobRecord& job) {
       pending_.tasks[job.id].insert_or_assign(t.index, TaskRow(t));
     }
   }
+  queued_rows_ += job.tasks.size() + 1;
+  UpdateBacklogged();
   return absl::OkStatus();
 }
 
@@ -276,12 +290,19 @@ absl::Status SqliteJobStore::SaveJob(const JobRecord& job, const std::vector<uin
   } else {
     CopyJobProgress(job, &header->second);
   }
+  queued_rows_ += changed_tasks.size() + 1;
+  UpdateBacklogged();
   if (changed_tasks.empty()) return absl::OkStatus();
   absl::btree_map<uint32_t, TaskRow>& rows = pending_.tasks[job.id];
   for (const uint32_t i : changed_tasks) {
     if (i < job.tasks.size()) rows.insert_or_assign(i, TaskRow(job.tasks[i]));
   }
   return absl::OkStatus();
+}
+
+bool SqliteJobStore::UpdateBacklogged() {
+  const bool now = writing_rows_ + queued_rows_ > options_.max_backlog_rows;
+  return backlogged_.exchange(now, std::memory_order_relaxed) && !now;
 }
 
 SqliteJobStore::TaskRow::TaskRow(const TaskRecord& t)
@@ -305,13 +326,13 @@ SqliteJobStore::TaskRow::TaskRow(const TaskRecord& t)
       backup_won(t.backup_won) {}
 
 uint64_t SqliteJobStore::Pending::Rows() const {
-  uint64_t rows = headers.size();
+  uint64_t rows = headers.size() + deletes.size();
   for (const auto& [id, list] : created) rows += list.size();
   for (const auto& [id, changed] : tasks) rows += changed.size();
   return rows;
 }
 
-bool SqliteJobStore::TakeBatch(Pending* batch, bool committed) {
+bool SqliteJobStore::TakeBatch(Pending* batch, bool committed, bool* purge) {
   absl::MutexLock lock(&mu_);
   // Group commit: let a few milliseconds of changes gather into one
   // transaction (a busy coordinator changes thousands of rows a second;
@@ -320,19 +341,28 @@ bool SqliteJobStore::TakeBatch(Pending* batch, bool committed) {
   // change, so a busy coordinator never wakes it on its dispatch path.
   auto stop = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stopping_ || flush_waiters_ > 0; };
   if (committed) mu_.AwaitWithTimeout(absl::Condition(&stop), kGroupCommitDelay);
-  if (pending_.empty()) {
+  if (pending_.empty() && !purge_pending_) {
     // Idle: the first change wakes it, then the rest gather.
-    auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stopping_ || !pending_.empty(); };
+    auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      return stopping_ || !pending_.empty() || purge_pending_;
+    };
     mu_.Await(absl::Condition(&ready));
     if (pending_.empty() && stopping_) return false;
     mu_.AwaitWithTimeout(absl::Condition(&stop), kGroupCommitDelay);
   }
+  // Stopping: what is queued is written; purging goes on at the next start.
+  if (pending_.empty() && stopping_) return false;
   std::swap(*batch, pending_);
   writing_ = true;
   writing_rows_ = batch->Rows();
+  // Backlogged stays as it is until this batch commits (Committed turns it
+  // off and tells the observer).
+  queued_rows_ = 0;
   for (const auto& [id, header] : batch->headers) writing_ids_.insert(id);
   for (const auto& [id, tasks] : batch->created) writing_ids_.insert(id);
   for (const auto& [id, tasks] : batch->tasks) writing_ids_.insert(id);
+  for (const std::string& id : batch->deletes) writing_ids_.insert(id);
+  *purge = purge_pending_;
   return true;
 }
 
@@ -347,18 +377,20 @@ void SqliteJobStore::WriterLoop() {
   bool committed = false;  // the last round wrote something
   for (;;) {
     Pending batch;
-    if (!TakeBatch(&batch, committed)) return;
+    bool purge = false;
+    if (!TakeBatch(&batch, committed, &purge)) return;
     // The same batch until it commits: dropping it would lose results
     // already reported, and committing later batches first could leave a
     // job's header newer than its rows.
     absl::Duration backoff = options_.retry_initial;
     for (;;) {
       absl::Status status;
+      CommitEffects effects;
       {
         absl::MutexLock db_lock(&db_mu_);
-        status = Commit(batch);
+        status = Commit(batch, purge, &effects);
       }
-      Committed(status);
+      Committed(status, effects);
       if (status.ok()) break;
       // Stopping while the store cannot write: the batch is lost, as in a
       // crash (its tasks run again after the restart).
@@ -369,17 +401,23 @@ void SqliteJobStore::WriterLoop() {
   }
 }
 
-void SqliteJobStore::Committed(const absl::Status& status) {
+void SqliteJobStore::Committed(const absl::Status& status, const CommitEffects& effects) {
   StoreHealth health;
   bool tell = false;
   {
     absl::MutexLock lock(&mu_);
     if (status.ok()) {
+      jobs_deleted_ += effects.jobs_deleted;
+      purge_rows_ += effects.purge_rows_added;
+      purge_rows_ -= std::min(purge_rows_, effects.rows_purged);
+      purge_pending_ = effects.purge_left || effects.jobs_deleted > 0;
+      if (!purge_pending_) purge_rows_ = 0;
       writing_ = false;
       writing_ids_.clear();
       writing_rows_ = 0;
       ++commits_;
-      tell = !writable_;
+      // The coordinator waits for this to start tasks again.
+      tell = UpdateBacklogged() || !writable_;
       writable_ = true;
       cause_.clear();
     } else {
@@ -405,6 +443,8 @@ StoreHealth SqliteJobStore::Health() const {
   h.commits = commits_;
   h.write_failures = write_failures_;
   h.unwritable_since_unix_ns = writable_ ? 0 : absl::ToUnixNanos(unwritable_since_);
+  h.jobs_deleted = jobs_deleted_;
+  h.purge_rows = purge_rows_;
   return h;
 }
 
@@ -413,15 +453,15 @@ void SqliteJobStore::SetHealthObserver(HealthObserver observer) {
   observer_ = std::move(observer);
 }
 
-absl::Status SqliteJobStore::Commit(const Pending& batch) {
-  absl::Status status = CommitOnce(batch);
+absl::Status SqliteJobStore::Commit(const Pending& batch, bool purge, CommitEffects* effects) {
+  absl::Status status = CommitOnce(batch, purge, effects);
   // A failed step or COMMIT (SQLITE_BUSY, SQLITE_FULL) can leave the
   // transaction open: roll it back so the retry starts clean.
   if (!status.ok() && sqlite3_get_autocommit(db_) == 0) Exec(db_, "ROLLBACK;").IgnoreError();
   return status;
 }
 
-absl::Status SqliteJobStore::CommitOnce(const Pending& batch) {
+absl::Status SqliteJobStore::CommitOnce(const Pending& batch, bool purge, CommitEffects* effects) {
   if (auto s = Exec(db_, "BEGIN IMMEDIATE;"); !s.ok()) return s;
   // Prepared once: parsing the two statements cost more than a small batch.
   if (writes_ == nullptr) {
@@ -438,7 +478,70 @@ absl::Status SqliteJobStore::CommitOnce(const Pending& batch) {
   BF_RETURN_IF_ERROR(WriteChangedTasks(batch));
   sqlite3_reset(writes_->job.get());
   sqlite3_reset(writes_->task.get());
+  BF_RETURN_IF_ERROR(DeleteQueued(batch, effects));
+  // The rows of jobs deleted in this very batch start going at once too; as
+  // many as the batch writes, so that purging keeps pace with a busy
+  // coordinator's writes.
+  if (purge || effects->jobs_deleted > 0) {
+    const int64_t budget = std::max<int64_t>(options_.purge_batch_rows, static_cast<int64_t>(batch.Rows()));
+    BF_RETURN_IF_ERROR(PurgeSome(budget, effects));
+  }
   return Exec(db_, "COMMIT;");
+}
+
+absl::Status SqliteJobStore::DeleteQueued(const Pending& batch, CommitEffects* effects) {
+  if (batch.deletes.empty()) return absl::OkStatus();
+  Stmt count(db_, "SELECT COALESCE(tasks_total, (SELECT count(*) FROM tasks WHERE job_id = ?1)) FROM jobs WHERE id = ?1;");
+  Stmt header(db_, "DELETE FROM jobs WHERE id = ?;");
+  Stmt mark(db_, "INSERT OR REPLACE INTO meta (key, value) VALUES ('purge:' || ?, ?);");
+  if (!count.ok() || !header.ok() || !mark.ok()) return SqlError(db_, "deleting a job");
+  for (const std::string& id : batch.deletes) {
+    sqlite3_reset(count.get());
+    count.Text(1, id);
+    const int rc = sqlite3_step(count.get());
+    if (rc == SQLITE_DONE) continue;  // deleted already
+    if (rc != SQLITE_ROW) return SqlError(db_, "deleting a job");
+    const int64_t rows = count.ColInt(0);
+    sqlite3_reset(header.get());
+    header.Text(1, id);
+    BF_RETURN_IF_ERROR(StepOrRollback(db_, header, "deleting a job"));
+    sqlite3_reset(mark.get());
+    mark.Text(1, id);
+    mark.Text(2, std::to_string(rows));
+    BF_RETURN_IF_ERROR(StepOrRollback(db_, mark, "deleting a job"));
+    ++effects->jobs_deleted;
+    effects->purge_rows_added += static_cast<uint64_t>(rows);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status SqliteJobStore::PurgeSome(int64_t budget, CommitEffects* effects) {
+  Stmt next(db_, "SELECT key, substr(key, 7) FROM meta WHERE key LIKE 'purge:%' LIMIT 1;");
+  Stmt rows(db_, R"sql(DELETE FROM tasks WHERE job_id = ?1 AND idx IN
+                         (SELECT idx FROM tasks WHERE job_id = ?1 ORDER BY idx LIMIT ?2);)sql");
+  Stmt done(db_, "DELETE FROM meta WHERE key = ?;");
+  if (!next.ok() || !rows.ok() || !done.ok()) return SqlError(db_, "purging deleted jobs");
+  while (budget > 0) {
+    sqlite3_reset(next.get());
+    const int rc = sqlite3_step(next.get());
+    if (rc == SQLITE_DONE) return absl::OkStatus();  // nothing left
+    if (rc != SQLITE_ROW) return SqlError(db_, "purging deleted jobs");
+    const std::string key = next.ColText(0);
+    sqlite3_reset(rows.get());
+    rows.Text(1, next.ColText(1));
+    rows.Int(2, budget);
+    BF_RETURN_IF_ERROR(StepOrRollback(db_, rows, "purging deleted jobs"));
+    const int64_t removed = sqlite3_changes(db_);
+    effects->rows_purged += static_cast<uint64_t>(removed);
+    budget -= removed;
+    if (removed > 0 && budget == 0) break;  // perhaps more of this job
+    sqlite3_reset(done.get());
+    done.Text(1, key);
+    BF_RETURN_IF_ERROR(StepOrRollback(db_, done, "purging deleted jobs"));
+    --budget;  // so that a run of empty jobs ends too
+  }
+  effects->purge_left = true;
+  return absl::OkStatus();
 }
 
 absl::Status SqliteJobStore::WriteHeaders(const Pending& batch) {
@@ -612,6 +715,7 @@ absl::StatusOr<JobRecord> SqliteJobStore::LoadJob(absl::string_view id) const {
 absl::StatusOr<bool> SqliteJobStore::HasJob(absl::string_view id) const {
   {
     absl::MutexLock lock(&mu_);
+    if (pending_.deletes.contains(std::string(id))) return false;
     if (pending_.headers.contains(std::string(id)) || writing_ids_.contains(std::string(id))) return true;
   }
   absl::MutexLock lock(&read_mu_);
@@ -632,28 +736,81 @@ absl::StatusOr<std::vector<std::string>> SqliteJobStore::ListJobIds(size_t limit
   return ids;
 }
 
-absl::StatusOr<std::vector<JobRecord>> SqliteJobStore::ListJobHeaders(size_t limit) const {
-  absl::MutexLock lock(&read_mu_);
-  // tasks_total is NULL in rows written before the column existed.
-  Stmt q(read_db_, R"sql(SELECT id, spec, state, error, submitted_ns, finished_ns, succeeded, failed, cancelled,
-                           retries, duplicates, iterations_total, iterations_done, backups, backups_won,
-                           COALESCE(tasks_total, (SELECT count(*) FROM tasks WHERE job_id = jobs.id))
-                    FROM jobs ORDER BY seq DESC LIMIT ?;)sql");
-  if (!q.ok()) return SqlError(read_db_, absl::StrCat("database ", path_, ": listing jobs"));
-  q.Int(1, static_cast<int64_t>(limit));
+namespace {
+
+// Job headers as ListJobHeaders gives them: the SELECT's columns (after
+// "SELECT "), and the rows of a query that selects them.
+// tasks_total is NULL in rows written before the column existed.
+constexpr const char* kHeaderColumns = R"sql(id, spec, state, error, submitted_ns, finished_ns, succeeded, failed,
+    cancelled, retries, duplicates, iterations_total, iterations_done, backups, backups_won,
+    COALESCE(tasks_total, (SELECT count(*) FROM tasks WHERE job_id = jobs.id)))sql";
+
+absl::StatusOr<std::vector<JobRecord>> ReadHeaders(sqlite3* db, Stmt& q, const std::string& path) {
   std::vector<JobRecord> out;
   int rc;
   while ((rc = sqlite3_step(q.get())) == SQLITE_ROW) {
     JobRecord& r = out.emplace_back();
     r.id = q.ColText(0);
     if (!r.spec.ParseFromString(q.ColBlob(1))) {
-      return absl::DataLossError(absl::StrCat("database ", path_, ": job ", r.id, " has an unreadable spec"));
+      return absl::DataLossError(absl::StrCat("database ", path, ": job ", r.id, " has an unreadable spec"));
     }
     ReadHeaderColumns(q, 2, &r);
     r.task_count = static_cast<uint32_t>(q.ColInt(15));
   }
-  if (rc != SQLITE_DONE) return SqlError(read_db_, absl::StrCat("database ", path_, ": listing jobs"));
+  if (rc != SQLITE_DONE) return SqlError(db, absl::StrCat("database ", path, ": listing jobs"));
   return out;
+}
+
+}  // namespace
+
+absl::StatusOr<std::vector<JobRecord>> SqliteJobStore::ListJobHeaders(size_t limit) const {
+  absl::MutexLock lock(&read_mu_);
+  const std::string sql = absl::StrCat("SELECT ", kHeaderColumns, " FROM jobs ORDER BY seq DESC LIMIT ?;");
+  Stmt q(read_db_, sql.c_str());
+  if (!q.ok()) return SqlError(read_db_, absl::StrCat("database ", path_, ": listing jobs"));
+  q.Int(1, static_cast<int64_t>(limit));
+  return ReadHeaders(read_db_, q, path_);
+}
+
+absl::StatusOr<std::vector<JobRecord>> SqliteJobStore::ExpiredJobs(const RetentionRule& rule, size_t limit) const {
+  if (rule.empty()) return std::vector<JobRecord>();
+  std::set<std::string> deleting;
+  {
+    absl::MutexLock lock(&mu_);
+    deleting = pending_.deletes;
+    deleting.insert(writing_ids_.begin(), writing_ids_.end());
+  }
+  // Finished jobs older than the cutoff, or older than the keep_jobs-th
+  // newest finished job; oldest first. A few more than `limit`, for those
+  // whose delete is queued already.
+  const std::string sql = absl::StrCat("SELECT ", kHeaderColumns, R"sql( FROM jobs
+      WHERE state IN (?1, ?2, ?3) AND (finished_ns < ?4 OR (?5 > 0 AND seq < (
+        SELECT seq FROM jobs WHERE state IN (?1, ?2, ?3) ORDER BY seq DESC LIMIT 1 OFFSET ?5 - 1)))
+      ORDER BY seq LIMIT ?6;)sql");
+  absl::MutexLock lock(&read_mu_);
+  Stmt q(read_db_, sql.c_str());
+  if (!q.ok()) return SqlError(read_db_, absl::StrCat("database ", path_, ": finding expired jobs"));
+  q.Int(1, v1::JOB_STATE_SUCCEEDED);
+  q.Int(2, v1::JOB_STATE_FAILED);
+  q.Int(3, v1::JOB_STATE_CANCELLED);
+  q.Int(4, rule.finished_before == absl::InfinitePast() ? INT64_MIN : absl::ToUnixNanos(rule.finished_before));
+  q.Int(5, static_cast<int64_t>(rule.keep_jobs));
+  q.Int(6, static_cast<int64_t>(limit + deleting.size()));
+  BF_ASSIGN_OR_RETURN(std::vector<JobRecord> out, ReadHeaders(read_db_, q, path_));
+  std::erase_if(out, [&](const JobRecord& j) { return deleting.contains(j.id); });
+  if (out.size() > limit) out.resize(limit);
+  return out;
+}
+
+absl::Status SqliteJobStore::DeleteJobs(const std::vector<std::string>& ids) {
+  absl::MutexLock lock(&mu_);
+  for (const std::string& id : ids) {
+    pending_.headers.erase(id);
+    pending_.created.erase(id);
+    pending_.tasks.erase(id);
+    pending_.deletes.insert(id);
+  }
+  return absl::OkStatus();
 }
 
 absl::StatusOr<std::vector<JobRecord>> SqliteJobStore::LoadUnfinished() const {

@@ -1,6 +1,7 @@
 #ifndef BUSYFLEET_COORDINATOR_STORE_SQLITE_JOB_STORE_H_
 #define BUSYFLEET_COORDINATOR_STORE_SQLITE_JOB_STORE_H_
 
+#include <atomic>
 #include <map>
 #include <memory>
 #include <set>
@@ -44,6 +45,14 @@ namespace busyfleet::coordinator {
 // Reads: LoadJob waits until that job's queued rows are committed (or
 // returns Unavailable while the store cannot write them); ListJobHeaders
 // reads what is committed, without waiting.
+//
+// Deletes (retention, `coordctl delete`, `jobs prune`) are queued like
+// writes: the batch that commits them removes the job's header and records
+// the job in `meta` as to be purged; its task rows then go at most
+// Options::purge_batch_rows per transaction, interleaved with the writes,
+// so deleting a million-task job never holds the write lock for long. A
+// crash in between leaves only rows of no job, which the next start goes on
+// purging.
 class SqliteJobStore : public JobStore {
  public:
   // Opens (creating if needed) the database at `path`. FailedPrecondition
@@ -56,6 +65,12 @@ class SqliteJobStore : public JobStore {
     // Backoff between attempts of a failed batch.
     absl::Duration retry_initial = absl::Milliseconds(50);
     absl::Duration retry_max = absl::Seconds(2);
+    // Task rows of deleted jobs removed per transaction (more when the
+    // transaction writes more rows than this, so purging keeps pace).
+    uint32_t purge_batch_rows = 20000;
+    // Backlogged() past this many rows queued or being written (each about
+    // 200 bytes of memory).
+    uint64_t max_backlog_rows = 500'000;
   };
   static absl::StatusOr<std::unique_ptr<SqliteJobStore>> Open(const std::string& path, Options options);
   static absl::StatusOr<std::unique_ptr<SqliteJobStore>> Open(const std::string& path) {
@@ -70,7 +85,10 @@ class SqliteJobStore : public JobStore {
   absl::StatusOr<std::vector<std::string>> ListJobIds(size_t limit) const override;
   absl::StatusOr<std::vector<JobRecord>> ListJobHeaders(size_t limit) const override;
   absl::StatusOr<std::vector<JobRecord>> LoadUnfinished() const override;
+  absl::StatusOr<std::vector<JobRecord>> ExpiredJobs(const RetentionRule& rule, size_t limit) const override;
+  absl::Status DeleteJobs(const std::vector<std::string>& ids) override;
   StoreHealth Health() const override;
+  bool Backlogged() const override { return backlogged_.load(std::memory_order_relaxed); }
   void SetHealthObserver(HealthObserver observer) override;
 
   // Waits until everything queued before the call is committed; OK, or
@@ -117,32 +135,50 @@ class SqliteJobStore : public JobStore {
     std::map<std::string, JobRecord> headers;
     std::map<std::string, std::vector<NewTask>> created;
     std::map<std::string, absl::btree_map<uint32_t, TaskRow>> tasks;
-    bool empty() const { return headers.empty() && created.empty() && tasks.empty(); }
+    // Jobs to delete (after the writes of the batch).
+    std::set<std::string> deletes;
+    bool empty() const { return headers.empty() && created.empty() && tasks.empty() && deletes.empty(); }
     bool Contains(const std::string& id) const {
-      return headers.contains(id) || created.contains(id) || tasks.contains(id);
+      return headers.contains(id) || created.contains(id) || tasks.contains(id) || deletes.contains(id);
     }
     // Header and task rows queued (O(jobs)).
     uint64_t Rows() const;
   };
 
   struct WriteStatements;
+  // What a transaction did besides writing rows; applied once it commits.
+  struct CommitEffects {
+    uint64_t jobs_deleted = 0;
+    uint64_t purge_rows_added = 0;
+    uint64_t rows_purged = 0;
+    bool purge_left = false;  // rows of deleted jobs remain
+  };
 
-  SqliteJobStore(sqlite3* db, sqlite3* read_db, std::string path, Options options);
+  SqliteJobStore(sqlite3* db, sqlite3* read_db, std::string path, Options options, uint64_t purge_rows);
   void WriterLoop();
   // Takes the next batch from pending_ (waiting for changes, then the
   // group-commit delay). False when stopping with nothing left.
-  bool TakeBatch(Pending* batch, bool committed);
+  // *purge: purge rows of deleted jobs in this transaction too.
+  bool TakeBatch(Pending* batch, bool committed, bool* purge);
   // Waits out the backoff before a failed batch is tried again; false when
   // the store is stopping.
   bool WaitToRetry(absl::Duration backoff);
   // Records a commit attempt's outcome; tells the observer of a failure or
   // a recovery.
-  void Committed(const absl::Status& status);
+  void Committed(const absl::Status& status, const CommitEffects& effects);
   absl::Status Unwritable() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // One transaction: the batch's job headers, its new jobs' rows, then its
   // changed rows. Rolled back on the first error.
-  absl::Status Commit(const Pending& batch) ABSL_EXCLUSIVE_LOCKS_REQUIRED(db_mu_);
-  absl::Status CommitOnce(const Pending& batch) ABSL_EXCLUSIVE_LOCKS_REQUIRED(db_mu_);
+  absl::Status Commit(const Pending& batch, bool purge, CommitEffects* effects) ABSL_EXCLUSIVE_LOCKS_REQUIRED(db_mu_);
+  absl::Status CommitOnce(const Pending& batch, bool purge, CommitEffects* effects)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(db_mu_);
+  // The batch's deletes: headers go, the jobs are recorded as to be purged.
+  absl::Status DeleteQueued(const Pending& batch, CommitEffects* effects) ABSL_EXCLUSIVE_LOCKS_REQUIRED(db_mu_);
+  // Removes up to `budget` task rows of deleted jobs.
+  absl::Status PurgeSome(int64_t budget, CommitEffects* effects) ABSL_EXCLUSIVE_LOCKS_REQUIRED(db_mu_);
+  // Sets backlogged_ from the rows queued and being written; true when it
+  // turned false (only Committed acts on that: it tells the observer).
+  bool UpdateBacklogged() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status WriteHeaders(const Pending& batch) ABSL_EXCLUSIVE_LOCKS_REQUIRED(db_mu_);
   absl::Status WriteCreatedTasks(const Pending& batch) ABSL_EXCLUSIVE_LOCKS_REQUIRED(db_mu_);
   absl::Status WriteChangedTasks(const Pending& batch) ABSL_EXCLUSIVE_LOCKS_REQUIRED(db_mu_);
@@ -166,6 +202,15 @@ class SqliteJobStore : public JobStore {
   // Jobs in the batch being committed (no longer in pending_, not yet in the
   // database).
   std::set<std::string> writing_ids_ ABSL_GUARDED_BY(mu_);
+  // Rows of deleted jobs wait to be purged (the writer wakes for them), how
+  // many (as counted when the jobs were deleted), and jobs deleted so far.
+  bool purge_pending_ ABSL_GUARDED_BY(mu_) = false;
+  // Rows queued since the last batch was taken (an upper bound: a row
+  // changed twice counts twice), and whether the backlog is past the cap.
+  uint64_t queued_rows_ ABSL_GUARDED_BY(mu_) = 0;
+  std::atomic<bool> backlogged_{false};
+  uint64_t purge_rows_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t jobs_deleted_ ABSL_GUARDED_BY(mu_) = 0;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   // Health: writable_ is false from a failed commit to the next one that
   // succeeds; cause_ says why. backlog_rows_ counts the rows of the batch

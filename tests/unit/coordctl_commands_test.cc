@@ -50,8 +50,28 @@ TEST(CommandLineTest, EverySubcommandInHelpOrder) {
   CommandLine cl;
   std::vector<std::string> names;
   for (const Command& c : cl.commands_) names.push_back(c.app->get_name());
-  EXPECT_THAT(names, ::testing::ElementsAre("submit", "status", "watch", "jobs", "workers", "health", "timeline",
-                                            "compare", "bench", "cancel", "drain"));
+  EXPECT_THAT(names, ::testing::ElementsAre("submit", "status", "watch", "prune", "jobs", "workers", "health",
+                                            "timeline", "compare", "bench", "cancel", "delete", "drain"));
+}
+
+TEST(CommandLineTest, JobsPruneIsASubcommandOfJobs) {
+  CommandLine cl;
+  ASSERT_NO_THROW(cl.Parse({"jobs", "prune", "--keep", "5", "--older-than", "30d", "--dry-run", "-o", "json"}));
+  EXPECT_EQ(cl.Chosen(), "prune");
+  EXPECT_EQ(cl.flags_.output, "json");
+  CommandLine plain;
+  ASSERT_NO_THROW(plain.Parse({"jobs", "--limit", "3"}));
+  EXPECT_EQ(plain.Chosen(), "jobs");
+  CommandLine bad;
+  EXPECT_THROW(bad.Parse({"jobs", "prune", "--older-than", "soon"}), CLI::ParseError);
+}
+
+TEST(CommandLineTest, DeleteTakesOneOrMoreJobs) {
+  CommandLine cl;
+  ASSERT_NO_THROW(cl.Parse({"delete", "j-1", "j-2"}));
+  EXPECT_EQ(cl.Chosen(), "delete");
+  CommandLine none;
+  EXPECT_THROW(none.Parse({"delete"}), CLI::ParseError);
 }
 
 TEST(CommandLineTest, ChoosesTheSubcommand) {

@@ -48,6 +48,18 @@ TEST(ParseDurationFlagTest, AcceptsAbseilSyntax) {
   EXPECT_EQ(zero, absl::ZeroDuration());
 }
 
+TEST(ParseDurationFlagTest, AcceptsDays) {
+  ASSERT_OK_AND_ASSIGN(absl::Duration month, ParseDurationFlag("retention", "30d"));
+  EXPECT_EQ(month, absl::Hours(24 * 30));
+  ASSERT_OK_AND_ASSIGN(absl::Duration half, ParseDurationFlag("retention", "1.5d"));
+  EXPECT_EQ(half, absl::Hours(36));
+  EXPECT_THAT(ParseDurationFlag("retention", "xd"),
+              StatusIs(absl::StatusCode::kInvalidArgument, ::testing::AllOf(HasSubstr("retention"), HasSubstr("\"xd\""))));
+  EXPECT_THAT(ParseDurationFlag("retention", "-2d"),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("negative")));
+  EXPECT_THAT(ParseDurationFlag("retention", "infd"), StatusIs(absl::StatusCode::kInvalidArgument, ::testing::_));
+}
+
 TEST(ParseDurationFlagTest, RejectsGarbageNamingTheField) {
   EXPECT_THAT(ParseDurationFlag("worker-timeout", "abc"),
               StatusIs(absl::StatusCode::kInvalidArgument,

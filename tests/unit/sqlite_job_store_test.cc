@@ -297,5 +297,150 @@ TEST_F(SqliteJobStoreTest, ANewJobCreatedDuringAnOutageIsNeverAHeaderWithoutRows
   EXPECT_EQ(loaded->succeeded, 1u);
 }
 
+// --- Deleting jobs: retention, coordctl delete, jobs prune ---
+
+// Task rows in the file (read with a connection of the test's own).
+int64_t CountRows(const std::string& path, const std::string& sql) {
+  sqlite3* db = nullptr;
+  EXPECT_EQ(sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr), SQLITE_OK);
+  sqlite3_stmt* q = nullptr;
+  EXPECT_EQ(sqlite3_prepare_v2(db, sql.c_str(), -1, &q, nullptr), SQLITE_OK) << sql;
+  int64_t n = -1;
+  if (sqlite3_step(q) == SQLITE_ROW) n = sqlite3_column_int64(q, 0);
+  sqlite3_finalize(q);
+  sqlite3_close(db);
+  return n;
+}
+
+JobRecord Finished(JobRecord job, absl::Time at) {
+  job.state = v1::JOB_STATE_SUCCEEDED;
+  job.finished_at = at;
+  for (TaskRecord& t : job.tasks) t.state = v1::TASK_STATE_SUCCEEDED;
+  job.succeeded = static_cast<uint32_t>(job.tasks.size());
+  return job;
+}
+
+TEST_F(SqliteJobStoreTest, ExpiredJobsByAgeAndCountOldestFirst) {
+  ASSERT_OK_AND_ASSIGN(auto store, SqliteJobStore::Open(path_));
+  const absl::Time t0 = absl::FromUnixSeconds(1'700'000'000);
+  for (int i = 0; i < 4; ++i) {
+    const std::string id = "j-" + std::to_string(i);
+    ASSERT_OK(store->CreateJob(MakeJob(id, 2)));
+    ASSERT_OK(store->SaveJob(Finished(MakeJob(id, 2), t0 + absl::Hours(i)), {0, 1}));
+  }
+  ASSERT_OK(store->CreateJob(MakeJob("j-running", 2)));
+  ASSERT_OK(store->Flush());
+  auto ids = [](const std::vector<JobRecord>& v) {
+    std::vector<std::string> out;
+    for (const auto& j : v) out.push_back(j.id);
+    return out;
+  };
+  RetentionRule by_age;
+  by_age.finished_before = t0 + absl::Minutes(90);
+  ASSERT_OK_AND_ASSIGN(auto old, store->ExpiredJobs(by_age, 100));
+  EXPECT_THAT(ids(old), ::testing::ElementsAre("j-0", "j-1"));
+  EXPECT_EQ(old[0].task_count, 2u);
+  RetentionRule by_count;
+  by_count.keep_jobs = 1;
+  ASSERT_OK_AND_ASSIGN(auto many, store->ExpiredJobs(by_count, 100));
+  EXPECT_THAT(ids(many), ::testing::ElementsAre("j-0", "j-1", "j-2"));
+  ASSERT_OK_AND_ASSIGN(auto limited, store->ExpiredJobs(by_count, 2));
+  EXPECT_THAT(ids(limited), ::testing::ElementsAre("j-0", "j-1"));
+  by_count.keep_jobs = 10;
+  ASSERT_OK_AND_ASSIGN(auto none, store->ExpiredJobs(by_count, 100));
+  EXPECT_THAT(none, ::testing::IsEmpty());
+  // Queued for deletion already: not chosen again.
+  ASSERT_OK(store->DeleteJobs({"j-0"}));
+  ASSERT_OK_AND_ASSIGN(auto after, store->ExpiredJobs(by_age, 100));
+  EXPECT_THAT(ids(after), ::testing::ElementsAre("j-1"));
+}
+
+TEST_F(SqliteJobStoreTest, DeletedJobsRowsArePurgedInSmallTransactions) {
+  SqliteJobStore::Options options;
+  options.purge_batch_rows = 100;
+  ASSERT_OK_AND_ASSIGN(auto store, SqliteJobStore::Open(path_, options));
+  const absl::Time t0 = absl::FromUnixSeconds(1'700'000'000);
+  ASSERT_OK(store->CreateJob(MakeJob("j-big", 1000)));
+  ASSERT_OK(store->CreateJob(MakeJob("j-kept", 3)));
+  ASSERT_OK(store->SaveJob(Finished(MakeJob("j-big", 1000), t0), {}));
+  ASSERT_OK(store->Flush());
+  const uint64_t commits_before = store->commits();
+  ASSERT_OK(store->DeleteJobs({"j-big", "j-unknown"}));
+  // Gone for readers at once.
+  EXPECT_THAT(store->LoadJob("j-big"), StatusIs(absl::StatusCode::kNotFound, ::testing::_));
+  ASSERT_OK_AND_ASSIGN(bool has, store->HasJob("j-big"));
+  EXPECT_FALSE(has);
+  // Its rows go 100 a transaction: wait for them (with a deadline).
+  // Done when the job's purge mark is gone (after its last rows).
+  const absl::Time deadline = absl::Now() + absl::Seconds(30);
+  while (CountRows(path_, "SELECT count(*) FROM meta WHERE key LIKE 'purge:%';") > 0 && absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(5));  // polling the file, not synchronising threads
+  }
+  EXPECT_EQ(CountRows(path_, "SELECT count(*) FROM meta WHERE key LIKE 'purge:%';"), 0);
+  EXPECT_EQ(CountRows(path_, "SELECT count(*) FROM tasks WHERE job_id = 'j-big';"), 0);
+  EXPECT_GE(store->commits() - commits_before, 10u);
+  EXPECT_EQ(CountRows(path_, "SELECT count(*) FROM tasks WHERE job_id = 'j-kept';"), 3);
+  ASSERT_OK_AND_ASSIGN(auto headers, store->ListJobHeaders(10));
+  ASSERT_EQ(headers.size(), 1u);
+  EXPECT_EQ(headers[0].id, "j-kept");
+  ASSERT_OK(store->Flush());
+  const StoreHealth h = store->Health();
+  EXPECT_EQ(h.jobs_deleted, 1u);
+  EXPECT_EQ(h.purge_rows, 0u);
+}
+
+TEST_F(SqliteJobStoreTest, APurgeCutShortByAStopGoesOnAfterTheRestart) {
+  {
+    SqliteJobStore::Options slow;
+    slow.purge_batch_rows = 1;
+    ASSERT_OK_AND_ASSIGN(auto store, SqliteJobStore::Open(path_, slow));
+    ASSERT_OK(store->CreateJob(MakeJob("j-1", 500)));
+    ASSERT_OK(store->Flush());
+    ASSERT_OK(store->DeleteJobs({"j-1"}));
+    ASSERT_OK(store->Flush());  // the delete commits; purging has barely begun
+  }
+  EXPECT_GT(CountRows(path_, "SELECT count(*) FROM tasks;"), 0);
+  EXPECT_EQ(CountRows(path_, "SELECT count(*) FROM jobs;"), 0);
+  ASSERT_OK_AND_ASSIGN(auto store, SqliteJobStore::Open(path_));
+  EXPECT_GT(store->Health().purge_rows, 0u);
+  const absl::Time deadline = absl::Now() + absl::Seconds(30);
+  while (CountRows(path_, "SELECT count(*) FROM meta WHERE key LIKE 'purge:%';") > 0 && absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(5));  // polling the file, not synchronising threads
+  }
+  EXPECT_EQ(CountRows(path_, "SELECT count(*) FROM meta WHERE key LIKE 'purge:%';"), 0);
+  EXPECT_EQ(CountRows(path_, "SELECT count(*) FROM tasks;"), 0);
+}
+
+TEST_F(SqliteJobStoreTest, ABacklogPastTheCapIsReportedUntilItCommits) {
+  SqliteJobStore::Options options;
+  options.max_backlog_rows = 10;
+  ASSERT_OK_AND_ASSIGN(auto store, SqliteJobStore::Open(path_, options));
+  absl::Notification drained;
+  store->SetHealthObserver([&](const StoreHealth& h) {
+    if (h.writable && !drained.HasBeenNotified()) drained.Notify();
+  });
+  EXPECT_FALSE(store->Backlogged());
+  ASSERT_OK(store->CreateJob(MakeJob("j-1", 5)));
+  EXPECT_FALSE(store->Backlogged());  // 6 rows
+  ASSERT_OK(store->CreateJob(MakeJob("j-2", 5)));
+  EXPECT_TRUE(store->Backlogged());  // 12 rows
+  ASSERT_OK(store->Flush());
+  EXPECT_FALSE(store->Backlogged());
+  // The coordinator learns of it through the health observer.
+  EXPECT_TRUE(drained.WaitForNotificationWithTimeout(absl::Seconds(30)));
+  store->SetHealthObserver(nullptr);
+}
+
+TEST_F(SqliteJobStoreTest, ADeleteDropsTheJobsQueuedRows) {
+  ASSERT_OK_AND_ASSIGN(auto store, SqliteJobStore::Open(path_));
+  JobRecord job = MakeJob("j-1", 5);
+  ASSERT_OK(store->CreateJob(job));
+  ASSERT_OK(store->SaveJob(Finished(job, absl::FromUnixSeconds(1'700'000'000)), {0, 1, 2}));
+  ASSERT_OK(store->DeleteJobs({"j-1"}));  // before anything was written
+  ASSERT_OK(store->Flush());
+  EXPECT_EQ(CountRows(path_, "SELECT count(*) FROM jobs;"), 0);
+  EXPECT_EQ(CountRows(path_, "SELECT count(*) FROM tasks;"), 0);
+}
+
 }  // namespace
 }  // namespace busyfleet::coordinator
