@@ -320,12 +320,11 @@ void HttpServer::Login(const httplib::Request& req, httplib::Response& res) {
   const std::optional<std::string> token = FormField(req, "token");
   absl::Status st = absl::UnauthenticatedError("no token in the form");
   Role role = Role::kClient;
-  if (token) {
-    st = options_.authenticator.CheckToken(Role::kClient, *token);
-    if (!st.ok() && options_.authenticator.CheckToken(Role::kViewer, *token).ok()) {
-      role = Role::kViewer;
-      st = absl::OkStatus();
-    }
+  if (token && !options_.authenticator.CheckToken(Role::kClient, *token).ok()) {
+    role = Role::kViewer;
+    st = options_.authenticator.CheckToken(Role::kViewer, *token);  // its refusal says what reading needs
+  } else if (token) {
+    st = absl::OkStatus();
   }
   if (!st.ok()) {
     login_limit_.Failed(req.remote_addr);
