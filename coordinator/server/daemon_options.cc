@@ -2,6 +2,7 @@
 
 #include <tuple>
 
+#include "absl/strings/str_cat.h"
 #include "common/flags.h"
 #include "common/rpc/auth.h"
 #include "common/rpc/tls.h"
@@ -82,6 +83,10 @@ absl::StatusOr<CoordinatorServer::Options> BuildServerOptions(const DaemonFlags&
     http.tls_key = flags.tls_key;
     http.tls_client_ca = flags.tls_client_ca;
     BF_ASSIGN_OR_RETURN(http.sessions.ttl, ParseDurationFlag("session-ttl", flags.session_ttl));
+    if (http.sessions.ttl < absl::Minutes(1) || http.sessions.ttl > absl::Hours(24 * 30)) {
+      return absl::InvalidArgumentError(absl::StrCat("--session-ttl must be between 1m and 720h (30 days); got \"",
+                                                     flags.session_ttl, "\""));
+    }
     options.http = http;
   }
   return options;

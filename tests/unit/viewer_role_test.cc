@@ -132,6 +132,16 @@ TEST_F(ViewerFlagsTest, SessionTtlReachesTheHttpServer) {
   EXPECT_EQ(options.http->sessions.ttl, absl::Minutes(90));
 }
 
+TEST_F(ViewerFlagsTest, SessionTtlOutsideOneMinuteToThirtyDaysIsAnError) {
+  for (const char* ttl : {"0s", "59s", "721h"}) {
+    DaemonFlags flags;
+    flags.session_ttl = ttl;
+    EXPECT_THAT(BuildServerOptions(flags),
+                StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("--session-ttl must be between 1m and 720h")))
+        << ttl;
+  }
+}
+
 TEST(ViewerFlagsParseTest, TheEnvironmentSetsTheViewerTokenFileAndSessionTtl) {
   setenv("BUSYFLEET_VIEWER_TOKEN_FILE", "/run/viewer.token", 1);
   setenv("BUSYFLEET_SESSION_TTL", "1h", 1);
