@@ -61,6 +61,23 @@ absl::string_view RoleName(Role role) {
   return "unknown";
 }
 
+namespace {
+
+// The end of a PERMISSION_DENIED message: what a call needing `role` does.
+absl::string_view WhatRoleMayDo(Role role) {
+  switch (role) {
+    case Role::kWorker:
+      return "attach as a worker";
+    case Role::kClient:
+      return "do this (it needs the client token)";
+    case Role::kViewer:
+      return "read (it needs a viewer or client token)";
+  }
+  return "do this";
+}
+
+}  // namespace
+
 absl::StatusOr<TokenAuthenticator> TokenAuthenticator::Create(std::string worker_token, std::string client_token,
                                                               std::string viewer_token) {
   if (worker_token.empty() != client_token.empty()) {
@@ -122,11 +139,8 @@ absl::Status TokenAuthenticator::CheckToken(Role role, absl::string_view token) 
   }
   if (allowed) return absl::OkStatus();
   if (is_worker || is_client || is_viewer) {
-    const absl::string_view held = is_client ? "client" : (is_viewer ? "viewer" : "worker");
-    return absl::PermissionDeniedError(absl::StrCat("a ", held, " token cannot ",
-                                                    role == Role::kWorker ? "attach as a worker"
-                                                    : role == Role::kClient ? "do this (it needs the client token)"
-                                                                            : "read (it needs a viewer or client token)"));
+    const Role held = is_client ? Role::kClient : (is_viewer ? Role::kViewer : Role::kWorker);
+    return absl::PermissionDeniedError(absl::StrCat("a ", RoleName(held), " token cannot ", WhatRoleMayDo(role)));
   }
   return absl::UnauthenticatedError("invalid token");
 }
