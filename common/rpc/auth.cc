@@ -49,16 +49,51 @@ bool ConstantTimeEquals(absl::string_view a, absl::string_view b) {
 
 std::string BearerValue(absl::string_view token) { return absl::StrCat("Bearer ", token); }
 
-absl::StatusOr<TokenAuthenticator> TokenAuthenticator::Create(std::string worker_token,
-                                                              std::string client_token) {
+absl::string_view RoleName(Role role) {
+  switch (role) {
+    case Role::kWorker:
+      return "worker";
+    case Role::kClient:
+      return "client";
+    case Role::kViewer:
+      return "viewer";
+  }
+  return "unknown";
+}
+
+namespace {
+
+// The end of a PERMISSION_DENIED message: what a call needing `role` does.
+absl::string_view WhatRoleMayDo(Role role) {
+  switch (role) {
+    case Role::kWorker:
+      return "attach as a worker";
+    case Role::kClient:
+      return "do this (it needs the client token)";
+    case Role::kViewer:
+      return "read (it needs a viewer or client token)";
+  }
+  return "do this";
+}
+
+}  // namespace
+
+absl::StatusOr<TokenAuthenticator> TokenAuthenticator::Create(std::string worker_token, std::string client_token,
+                                                              std::string viewer_token) {
   if (worker_token.empty() != client_token.empty()) {
     return absl::InvalidArgumentError(
         "give both a worker token and a client token (--worker-token-file and --client-token-file), "
         "or one --token-file for both: one role must not be left open");
   }
+  if (!viewer_token.empty() && worker_token.empty()) {
+    return absl::InvalidArgumentError(
+        "--viewer-token-file needs the worker and client tokens too (--worker-token-file and "
+        "--client-token-file, or --token-file): without them every call is open anyway");
+  }
   TokenAuthenticator a;
   a.worker_token_ = std::move(worker_token);
   a.client_token_ = std::move(client_token);
+  a.viewer_token_ = std::move(viewer_token);
   return a;
 }
 
@@ -80,15 +115,32 @@ absl::Status TokenAuthenticator::CheckAuthorization(Role role, const absl::strin
   if (!absl::StartsWithIgnoreCase(*value, kBearer)) {
     return absl::UnauthenticatedError("authorization must be \"Bearer <token>\"");
   }
-  const absl::string_view token = value->substr(kBearer.size());
+  return CheckToken(role, value->substr(kBearer.size()));
+}
+
+absl::Status TokenAuthenticator::CheckToken(Role role, absl::string_view token) const {
+  if (!enabled()) return absl::OkStatus();
+  // Every comparison runs, whatever matches, so the time says nothing about
+  // which role a token has.
   const bool is_worker = ConstantTimeEquals(token, worker_token_);
   const bool is_client = ConstantTimeEquals(token, client_token_);
-  const bool allowed = role == Role::kWorker ? is_worker : is_client;
+  const bool is_viewer = !viewer_token_.empty() && ConstantTimeEquals(token, viewer_token_);
+  bool allowed = false;
+  switch (role) {
+    case Role::kWorker:
+      allowed = is_worker;
+      break;
+    case Role::kClient:
+      allowed = is_client;
+      break;
+    case Role::kViewer:
+      allowed = is_client || is_viewer;  // the client role includes the viewer's
+      break;
+  }
   if (allowed) return absl::OkStatus();
-  if (is_worker || is_client) {
-    return absl::PermissionDeniedError(role == Role::kWorker
-                                           ? "a client token cannot attach as a worker"
-                                           : "a worker token can only attach as a worker");
+  if (is_worker || is_client || is_viewer) {
+    const Role held = is_client ? Role::kClient : (is_viewer ? Role::kViewer : Role::kWorker);
+    return absl::PermissionDeniedError(absl::StrCat("a ", RoleName(held), " token cannot ", WhatRoleMayDo(role)));
   }
   return absl::UnauthenticatedError("invalid token");
 }

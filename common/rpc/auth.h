@@ -20,9 +20,15 @@
 
 namespace busyfleet {
 
-// Who a token lets in: a worker token may only attach as a worker; a client
-// token may submit, cancel, drain and read.
-enum class Role { kWorker, kClient };
+// What a call needs. A worker token may only attach as a worker; a viewer
+// token may only read (get, watch and list jobs, list workers, health, the
+// HTTP status page and /metrics); a client token may do all a viewer may,
+// and submit, cancel and drain. Every call that is not explicitly read-only
+// checks kClient.
+enum class Role { kWorker, kClient, kViewer };
+
+// "worker", "client" or "viewer" (log lines).
+absl::string_view RoleName(Role role);
 
 // Reads a token file: its content with surrounding white space removed.
 // InvalidArgument naming `flag` and the path when it cannot be read or is
@@ -40,8 +46,10 @@ std::string BearerValue(absl::string_view token);
 // tokens configured every call passes. Thread-safe.
 class TokenAuthenticator {
  public:
-  // Both tokens must be given (they may be equal), or neither.
-  static absl::StatusOr<TokenAuthenticator> Create(std::string worker_token, std::string client_token);
+  // Both tokens must be given (they may be equal), or neither. A viewer
+  // token is optional, and only allowed beside them (InvalidArgument).
+  static absl::StatusOr<TokenAuthenticator> Create(std::string worker_token, std::string client_token,
+                                                   std::string viewer_token = "");
   TokenAuthenticator() = default;
 
   bool enabled() const { return !worker_token_.empty(); }
@@ -52,10 +60,14 @@ class TokenAuthenticator {
   // The same for one authorization value ("Bearer <token>"; nullptr: none
   // was sent), e.g. an HTTP Authorization header.
   absl::Status CheckAuthorization(Role role, const absl::string_view* value) const;
+  // The same for a bare token (e.g. typed into the status page's login
+  // form).
+  absl::Status CheckToken(Role role, absl::string_view token) const;
 
  private:
   std::string worker_token_;
   std::string client_token_;
+  std::string viewer_token_;  // empty: no viewer role
 };
 
 }  // namespace busyfleet

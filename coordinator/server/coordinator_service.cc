@@ -383,7 +383,7 @@ grpc::ServerUnaryReactor* CoordinatorServiceImpl::SubmitJob(grpc::CallbackServer
 grpc::ServerUnaryReactor* CoordinatorServiceImpl::GetJob(grpc::CallbackServerContext* ctx,
                                                          const v1::GetJobRequest* req,
                                                          v1::JobReport* resp) {
-  if (auto st = gate_->Check(ctx, Role::kClient, "GetJob"); !st.ok()) return FinishUnary(ctx, st);
+  if (auto st = gate_->Check(ctx, Role::kViewer, "GetJob"); !st.ok()) return FinishUnary(ctx, st);
   ReportOptions options;
   options.tasks = !req->omit_tasks();
   options.task_offset = req->task_offset();
@@ -412,14 +412,14 @@ grpc::ServerWriteReactor<v1::JobProgress>* CoordinatorServiceImpl::RunJob(grpc::
 
 grpc::ServerWriteReactor<v1::JobProgress>* CoordinatorServiceImpl::WatchJob(
     grpc::CallbackServerContext* ctx, const v1::WatchJobRequest* req) {
-  if (auto st = gate_->Check(ctx, Role::kClient, "WatchJob"); !st.ok()) return new RefusedWatch(st);
+  if (auto st = gate_->Check(ctx, Role::kViewer, "WatchJob"); !st.ok()) return new RefusedWatch(st);
   return new WatchReactor(coordinator_, *req);
 }
 
 grpc::ServerUnaryReactor* CoordinatorServiceImpl::ListJobs(grpc::CallbackServerContext* ctx,
                                                            const v1::ListJobsRequest* req,
                                                            v1::ListJobsResponse* resp) {
-  if (auto st = gate_->Check(ctx, Role::kClient, "ListJobs"); !st.ok()) return FinishUnary(ctx, st);
+  if (auto st = gate_->Check(ctx, Role::kViewer, "ListJobs"); !st.ok()) return FinishUnary(ctx, st);
   auto result = coordinator_->ListJobs(req->limit());
   if (!result.ok()) return FinishUnary(ctx, result.status());
   for (v1::JobSummary& s : *result) *resp->add_jobs() = std::move(s);
@@ -441,7 +441,7 @@ grpc::ServerUnaryReactor* CoordinatorServiceImpl::CancelJob(grpc::CallbackServer
 grpc::ServerUnaryReactor* CoordinatorServiceImpl::ListWorkers(grpc::CallbackServerContext* ctx,
                                                               const v1::ListWorkersRequest* req,
                                                               v1::ListWorkersResponse* resp) {
-  if (auto st = gate_->Check(ctx, Role::kClient, "ListWorkers"); !st.ok()) return FinishUnary(ctx, st);
+  if (auto st = gate_->Check(ctx, Role::kViewer, "ListWorkers"); !st.ok()) return FinishUnary(ctx, st);
   for (v1::WorkerInfo& w : coordinator_->ListWorkers(req->include_gone())) {
     *resp->add_workers() = std::move(w);
   }
@@ -450,7 +450,7 @@ grpc::ServerUnaryReactor* CoordinatorServiceImpl::ListWorkers(grpc::CallbackServ
 
 grpc::ServerUnaryReactor* CoordinatorServiceImpl::GetHealth(grpc::CallbackServerContext* ctx,
                                                             const v1::GetHealthRequest*, v1::HealthReport* resp) {
-  if (auto st = gate_->Check(ctx, Role::kClient, "GetHealth"); !st.ok()) return FinishUnary(ctx, st);
+  if (auto st = gate_->Check(ctx, Role::kViewer, "GetHealth"); !st.ok()) return FinishUnary(ctx, st);
   const StoreHealth h = coordinator_->Metrics().store;
   resp->set_serving(h.writable);
   v1::StoreStatus* s = resp->mutable_store();
@@ -528,7 +528,7 @@ absl::Status CallGate::Check(grpc::CallbackServerContext* ctx, Role role, absl::
   if (st.ok()) return st;
   uint64_t suppressed = 0;
   if (log_limit_.Allow(&suppressed)) {
-    spdlog::warn("refused {} call {} from {}: {}{}", role == Role::kWorker ? "worker" : "client",
+    spdlog::warn("refused {} call {} from {}: {}{}", RoleName(role),
                  method, ctx->peer(), st.message(),
                  suppressed > 0 ? fmt::format(" ({} more refusals not logged)", suppressed) : "");
   }

@@ -2,6 +2,7 @@
 
 #include <tuple>
 
+#include "absl/strings/str_cat.h"
 #include "common/flags.h"
 #include "common/rpc/auth.h"
 #include "common/rpc/tls.h"
@@ -50,6 +51,11 @@ void AddDaemonFlags(CLI::App& app, DaemonFlags& flags) {
   app.add_option("--worker-token-file", flags.worker_token_file, "token that lets a process attach as a worker");
   app.add_option("--client-token-file", flags.client_token_file,
                  "token that lets coordctl submit, cancel, drain, read");
+  app.add_option("--viewer-token-file", flags.viewer_token_file,
+                 "token that may only read: jobs, workers, health, the status page and /metrics (Prometheus)");
+  app.add_option("--session-ttl", flags.session_ttl, "how long a login on the status page (/login) lasts")
+      ->capture_default_str()
+      ->check(DurationValidator());
   app.add_option("--tls-cert", flags.tls_cert, "PEM certificate chain: serve TLS");
   app.add_option("--tls-key", flags.tls_key, "PEM private key of --tls-cert");
   app.add_option("--tls-client-ca", flags.tls_client_ca, "PEM CA: require client certificates signed by it (mTLS)");
@@ -65,15 +71,16 @@ namespace {
 // --token-file for both roles, or one file per role (read in this order, so
 // a role's own file wins).
 absl::StatusOr<TokenAuthenticator> LoadTokens(const DaemonFlags& flags) {
-  std::string worker_token, client_token;
+  std::string worker_token, client_token, viewer_token;
   for (auto [flag, path, out] : {std::tuple{"--token-file", &flags.token_file, &worker_token},
                                  std::tuple{"--worker-token-file", &flags.worker_token_file, &worker_token},
-                                 std::tuple{"--client-token-file", &flags.client_token_file, &client_token}}) {
+                                 std::tuple{"--client-token-file", &flags.client_token_file, &client_token},
+                                 std::tuple{"--viewer-token-file", &flags.viewer_token_file, &viewer_token}}) {
     if (path->empty()) continue;
     BF_ASSIGN_OR_RETURN(*out, ReadTokenFile(flag, *path));
     if (std::string(flag) == "--token-file") client_token = *out;
   }
-  return TokenAuthenticator::Create(worker_token, client_token);
+  return TokenAuthenticator::Create(worker_token, client_token, viewer_token);
 }
 
 }  // namespace
@@ -97,6 +104,11 @@ absl::StatusOr<CoordinatorServer::Options> BuildServerOptions(const DaemonFlags&
     http.tls_cert = flags.tls_cert;
     http.tls_key = flags.tls_key;
     http.tls_client_ca = flags.tls_client_ca;
+    BF_ASSIGN_OR_RETURN(http.sessions.ttl, ParseDurationFlag("session-ttl", flags.session_ttl));
+    if (http.sessions.ttl < absl::Minutes(1) || http.sessions.ttl > absl::Hours(24 * 30)) {
+      return absl::InvalidArgumentError(absl::StrCat("--session-ttl must be between 1m and 720h (30 days); got \"",
+                                                     flags.session_ttl, "\""));
+    }
     options.http = http;
   }
   return options;

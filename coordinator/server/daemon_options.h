@@ -32,6 +32,9 @@ struct DaemonFlags {
   std::string token_file;         // both roles
   std::string worker_token_file;  // one role each
   std::string client_token_file;
+  std::string viewer_token_file;  // read only: get, watch, list, health, status page, /metrics
+  // How long a status-page login lasts.
+  std::string session_ttl = "12h";
   std::string tls_cert;
   std::string tls_key;
   std::string tls_client_ca;

@@ -5,8 +5,13 @@
 #include <algorithm>
 #include <utility>
 
+#include <spdlog/spdlog.h>
+
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 #include "absl/time/clock.h"
 #include "common/net.h"
 #include "coordinator/server/prometheus_text.h"
@@ -116,6 +121,69 @@ std::string TimelineSection(const v1::JobReport& r) {
                       report::TimelineSvg(r), "</div>\n");
 }
 
+constexpr absl::string_view kSessionCookie = "busyfleet_session";
+// No scripts, no external anything; forms post only back here; no framing.
+constexpr absl::string_view kPagePolicy =
+    "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'";
+
+void SetPage(httplib::Response& res, std::string html) {
+  res.set_header("Content-Security-Policy", std::string(kPagePolicy));
+  res.set_header("Cache-Control", "no-store");
+  res.set_content(std::move(html), "text/html; charset=utf-8");
+}
+
+void SeeOther(httplib::Response& res, const char* location) {
+  res.status = 303;
+  res.set_header("Location", location);
+}
+
+// The login form; `error` (if any) above it.
+std::string LoginPageHtml(absl::string_view error) {
+  return absl::StrCat(
+      "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>busyfleet: log in</title><style>",
+      kStyle,
+      "</style></head><body>\n<h1>busyfleet coordinator</h1>\n",
+      error.empty() ? "" : absl::StrCat("<p id=\"error\" class=\"FAILED\">", Html(error), "</p>\n"),
+      "<form id=\"login\" method=\"post\" action=\"/login\"><label>Viewer or client token "
+      "<input type=\"password\" name=\"token\" autocomplete=\"current-password\" required autofocus>"
+      "</label> <button type=\"submit\">Log in</button></form>\n</body></html>\n");
+}
+
+// The status page with who is logged in and a logout button before </body>.
+std::string WithLogout(std::string page, Role role) {
+  const size_t at = page.rfind("</body>");
+  if (at == std::string::npos) return page;
+  page.insert(at, absl::StrCat("<form id=\"logout\" method=\"post\" action=\"/logout\" class=\"muted\">"
+                               "logged in with the ",
+                               RoleName(role), " token <button type=\"submit\">Log out</button></form>\n"));
+  return page;
+}
+
+// The value of cookie `name` in the request's Cookie headers, if any.
+std::optional<std::string> CookieValue(const httplib::Request& req, absl::string_view name) {
+  const size_t n = req.get_header_value_count("Cookie");
+  for (size_t i = 0; i < n; ++i) {
+    for (absl::string_view part : absl::StrSplit(req.get_header_value("Cookie", i), ';')) {
+      part = absl::StripAsciiWhitespace(part);
+      if (absl::ConsumePrefix(&part, name) && absl::ConsumePrefix(&part, "=")) return std::string(part);
+    }
+  }
+  return std::nullopt;
+}
+
+// The form field `name` of an application/x-www-form-urlencoded body (never
+// the URL's query: a token must not travel in a URL).
+std::optional<std::string> FormField(const httplib::Request& req, const std::string& name) {
+  if (!absl::StartsWithIgnoreCase(req.get_header_value("Content-Type"), "application/x-www-form-urlencoded")) {
+    return std::nullopt;
+  }
+  httplib::Params fields;
+  httplib::detail::parse_query_text(req.body, fields);
+  auto it = fields.find(name);
+  if (it == fields.end()) return std::nullopt;
+  return it->second;
+}
+
 }  // namespace
 
 std::string StatusPageHtml(Coordinator& coordinator, int page_jobs, int page_timelines, absl::Time now) {
@@ -129,7 +197,8 @@ std::string StatusPageHtml(Coordinator& coordinator, int page_jobs, int page_tim
   return out;
 }
 
-HttpServer::HttpServer(Options options) : options_(std::move(options)) {}
+HttpServer::HttpServer(Options options)
+    : options_(std::move(options)), sessions_(options_.sessions), login_limit_(options_.login_limit) {}
 
 HttpServer::~HttpServer() { Shutdown(); }
 
@@ -176,21 +245,6 @@ absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(Options options) {
 }
 
 void HttpServer::Route() {
-  auto authorized = [this](const httplib::Request& req, httplib::Response& res) {
-    absl::Status st;
-    if (req.has_header("Authorization")) {
-      const std::string value = req.get_header_value("Authorization");
-      const absl::string_view view(value);
-      st = options_.authenticator.CheckAuthorization(Role::kClient, &view);
-    } else {
-      st = options_.authenticator.CheckAuthorization(Role::kClient, nullptr);
-    }
-    if (st.ok()) return true;
-    res.status = st.code() == absl::StatusCode::kPermissionDenied ? 403 : 401;
-    res.set_header("WWW-Authenticate", "Bearer");
-    res.set_content(absl::StrCat(st.message(), "\n"), "text/plain; charset=utf-8");
-    return false;
-  };
   server_->Get("/healthz", [this](const httplib::Request&, httplib::Response& res) {
     // Serving unless the store cannot write (then 503 and why).
     const StoreHealth store = options_.coordinator->Metrics().store;
@@ -203,16 +257,107 @@ void HttpServer::Route() {
     }
     res.set_content("ok\n", "text/plain; charset=utf-8");
   });
-  server_->Get("/metrics", [this, authorized](const httplib::Request& req, httplib::Response& res) {
-    if (!authorized(req, res)) return;
+  server_->Get("/metrics", [this](const httplib::Request& req, httplib::Response& res) {
+    if (!Authorized(req, res)) return;
     res.set_content(PrometheusText(options_.coordinator->Metrics()), "text/plain; version=0.0.4; charset=utf-8");
   });
-  server_->Get("/", [this, authorized](const httplib::Request& req, httplib::Response& res) {
-    if (!authorized(req, res)) return;
-    res.set_header("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'");
-    res.set_content(StatusPageHtml(*options_.coordinator, options_.page_jobs, options_.page_timelines, absl::Now()),
-                    "text/html; charset=utf-8");
+  server_->Get("/", [this](const httplib::Request& req, httplib::Response& res) {
+    if (!Authorized(req, res)) return;
+    std::string page = StatusPageHtml(*options_.coordinator, options_.page_jobs, options_.page_timelines, absl::Now());
+    const std::optional<Role> session = req.has_header("Authorization") ? std::nullopt : SessionRole(req);
+    SetPage(res, session ? WithLogout(std::move(page), *session) : std::move(page));
   });
+  RouteLogin();
+}
+
+void HttpServer::RouteLogin() {
+  server_->Get("/login", [this](const httplib::Request&, httplib::Response& res) {
+    if (!options_.authenticator.enabled()) return SeeOther(res, "/");  // nothing to log in to
+    SetPage(res, LoginPageHtml(""));
+  });
+  server_->Post("/login", [this](const httplib::Request& req, httplib::Response& res) { Login(req, res); });
+  server_->Post("/logout", [this](const httplib::Request& req, httplib::Response& res) { Logout(req, res); });
+}
+
+bool HttpServer::Authorized(const httplib::Request& req, httplib::Response& res) {
+  absl::Status st;
+  if (req.has_header("Authorization")) {
+    const std::string value = req.get_header_value("Authorization");
+    const absl::string_view view(value);
+    st = options_.authenticator.CheckAuthorization(Role::kViewer, &view);
+  } else if (SessionRole(req).has_value()) {
+    return true;
+  } else {
+    st = options_.authenticator.CheckAuthorization(Role::kViewer, nullptr);
+  }
+  if (st.ok()) return true;
+  if (!req.has_header("Authorization") && absl::StrContains(req.get_header_value("Accept"), "text/html")) {
+    SeeOther(res, "/login");  // a browser: to the login form
+    return false;
+  }
+  res.status = st.code() == absl::StatusCode::kPermissionDenied ? 403 : 401;
+  res.set_header("WWW-Authenticate", "Bearer");
+  res.set_content(absl::StrCat(st.message(), "\n"), "text/plain; charset=utf-8");
+  return false;
+}
+
+std::optional<Role> HttpServer::SessionRole(const httplib::Request& req) {
+  if (!options_.authenticator.enabled()) return std::nullopt;
+  const std::optional<std::string> id = CookieValue(req, kSessionCookie);
+  if (!id) return std::nullopt;
+  return sessions_.Lookup(*id);
+}
+
+void HttpServer::Login(const httplib::Request& req, httplib::Response& res) {
+  if (!options_.authenticator.enabled()) return SeeOther(res, "/");
+  absl::Duration retry_after;
+  if (!login_limit_.Allow(req.remote_addr, &retry_after)) {
+    LogRefusedLogin(req, "too many failed logins from this address");
+    res.status = 429;
+    res.set_header("Retry-After", std::to_string(absl::ToInt64Seconds(absl::Ceil(retry_after, absl::Seconds(1)))));
+    return SetPage(res, LoginPageHtml("Too many failed logins from your address; try again later."));
+  }
+  const std::optional<std::string> token = FormField(req, "token");
+  absl::Status st = absl::UnauthenticatedError("no token in the form");
+  Role role = Role::kClient;
+  if (token && !options_.authenticator.CheckToken(Role::kClient, *token).ok()) {
+    role = Role::kViewer;
+    st = options_.authenticator.CheckToken(Role::kViewer, *token);  // its refusal says what reading needs
+  } else if (token) {
+    st = absl::OkStatus();
+  }
+  if (!st.ok()) {
+    login_limit_.Failed(req.remote_addr);
+    LogRefusedLogin(req, st.message());
+    res.status = st.code() == absl::StatusCode::kPermissionDenied ? 403 : 401;
+    return SetPage(res, LoginPageHtml(st.code() == absl::StatusCode::kPermissionDenied
+                                          ? "That token cannot read the status page (a viewer or client token can)."
+                                          : "Wrong token."));
+  }
+  absl::StatusOr<std::string> id = sessions_.Create(role);
+  if (!id.ok()) {
+    res.status = 500;
+    return res.set_content(absl::StrCat(id.status().message(), "\n"), "text/plain; charset=utf-8");
+  }
+  res.set_header("Set-Cookie", absl::StrCat(kSessionCookie, "=", *id, "; Path=/; Max-Age=",
+                                            absl::ToInt64Seconds(options_.sessions.ttl),
+                                            "; HttpOnly; SameSite=Strict", options_.tls_cert.empty() ? "" : "; Secure"));
+  spdlog::info("status page login ({} token) from {}", RoleName(role), req.remote_addr);
+  SeeOther(res, "/");
+}
+
+void HttpServer::Logout(const httplib::Request& req, httplib::Response& res) {
+  if (const std::optional<std::string> id = CookieValue(req, kSessionCookie)) sessions_.Remove(*id);
+  res.set_header("Set-Cookie", absl::StrCat(kSessionCookie, "=; Path=/; Max-Age=0; HttpOnly; SameSite=Strict",
+                                            options_.tls_cert.empty() ? "" : "; Secure"));
+  SeeOther(res, "/login");
+}
+
+void HttpServer::LogRefusedLogin(const httplib::Request& req, absl::string_view why) {
+  uint64_t suppressed = 0;
+  if (!log_limit_.Allow(&suppressed)) return;
+  spdlog::warn("refused status page login from {}: {}{}", req.remote_addr, why,
+               suppressed > 0 ? fmt::format(" ({} more refusals not logged)", suppressed) : "");
 }
 
 void HttpServer::Shutdown() {

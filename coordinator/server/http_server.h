@@ -6,23 +6,33 @@
 // HTML and inline SVG, no external assets) and /healthz. Read-only.
 //
 // Access follows the gRPC side: when the coordinator requires tokens, /
-// and /metrics require "Authorization: Bearer <client token>" (Prometheus:
-// `authorization: {credentials_file: ...}`); /healthz never does. With a
-// TLS certificate it serves HTTPS with the same certificate (and, with a
-// client CA, requires client certificates).
+// and /metrics require the viewer (or client) role, either as
+// "Authorization: Bearer <token>" (scripts; Prometheus:
+// `authorization: {credentials_file: ...}`) or as the session cookie that
+// a login at /login gives a browser (POST of the token, form-encoded; the
+// cookie is HttpOnly, SameSite=Strict, and Secure under TLS). Without
+// either, a browser (Accept: text/html) asking for / is sent to /login
+// (303), anything else gets 401. /healthz never needs a token. With a TLS
+// certificate it serves HTTPS with the same certificate (and, with a client
+// CA, requires client certificates).
 
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "common/logging.h"
 #include "common/rpc/auth.h"
 #include "coordinator/core/coordinator.h"
+#include "coordinator/server/web_sessions.h"
 
 namespace httplib {
 class Server;
-}
+struct Request;
+struct Response;
+}  // namespace httplib
 
 namespace busyfleet::coordinator {
 
@@ -40,6 +50,9 @@ class HttpServer {
     // Jobs listed on the status page, and how many of them get a timeline.
     int page_jobs = 20;
     int page_timelines = 5;
+    // Logins at /login (used only when the authenticator is enabled).
+    SessionStore::Options sessions;
+    LoginLimiter::Options login_limit;
   };
 
   // Unavailable when the address cannot be bound; InvalidArgument for a
@@ -54,8 +67,21 @@ class HttpServer {
  private:
   explicit HttpServer(Options options);
   void Route();
+  void RouteLogin();
+  // True when the request may read: no tokens configured, a viewer or
+  // client bearer token, or a live session cookie. Otherwise fills `res`
+  // (401/403, or 303 to /login for a browser) and returns false.
+  bool Authorized(const httplib::Request& req, httplib::Response& res);
+  // The role of the request's session cookie, if it has a live one.
+  std::optional<Role> SessionRole(const httplib::Request& req);
+  void Login(const httplib::Request& req, httplib::Response& res);
+  void Logout(const httplib::Request& req, httplib::Response& res);
+  void LogRefusedLogin(const httplib::Request& req, absl::string_view why);
 
   Options options_;
+  SessionStore sessions_;
+  LoginLimiter login_limit_;
+  LogRateLimiter log_limit_{10, absl::Seconds(1)};
   std::unique_ptr<httplib::Server> server_;
   std::thread thread_;
   int port_ = 0;

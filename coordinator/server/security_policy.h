@@ -3,9 +3,16 @@
 
 // Which listen addresses the daemon may serve with which protection
 // (README, "Security"): loopback addresses are safe as they are; any other
-// address wants a token or TLS, or --insecure, which serves it with a loud
-// warning. Pure: reads no file and logs nothing, so unit tests reach every
-// rule.
+// address wants its clients authenticated — tokens, or mutual TLS — or
+// --insecure, which serves it with a loud warning. TLS alone authenticates
+// only the server and counts as no authentication. Tokens without TLS are
+// served with a warning: they cross the network in clear text. Pure: reads
+// no file and logs nothing, so unit tests reach every rule.
+//
+// The HTTP listener follows the same flags: with tokens it wants a viewer
+// or client token (or a login session); with mutual TLS it serves HTTPS
+// that requires a client certificate from the same CA, so mTLS alone
+// protects it as it protects gRPC (a browser then needs that certificate).
 
 #include <string>
 #include <vector>
@@ -26,8 +33,9 @@ struct SecurityDecision {
   // reported after the token and TLS files are read (BuildServerOptions),
   // so that their errors come first.
   std::string refusal;
-  // With --insecure: an INSECURE line to log for each listener that is open
-  // to the network without protection.
+  // Lines to log as warnings: with --insecure an INSECURE line for each
+  // listener open to the network without client authentication; a
+  // CLEARTEXT line for each one open to the network with tokens but no TLS.
   std::vector<std::string> warnings;
 };
 
@@ -37,9 +45,11 @@ struct SecurityDecision {
 //     (it would be ignored)                              -> InvalidArgument
 //   each listener (--listen, then --http-listen unless empty):
 //     loopback host (127.0.0.0/8, ::1, localhost)        -> served
-//     a token file or --tls-cert given                   -> served
-//     else with --insecure                               -> served, warning
-//     else                                               -> refusal (the first)
+//     a token file and --tls-cert                        -> served
+//     a token file without --tls-cert                    -> served, CLEARTEXT warning
+//     --tls-cert with --tls-client-ca (mutual TLS)       -> served
+//     else (nothing, or TLS alone) with --insecure       -> served, INSECURE warning
+//     else                                               -> refusal naming the flags to add (the first)
 // (--tls-key or --tls-client-ca without --tls-cert protect nothing; the
 // server credentials refuse that half configuration.)
 absl::StatusOr<SecurityDecision> DecideSecurity(const DaemonFlags& flags);

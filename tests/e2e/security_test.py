@@ -20,10 +20,13 @@ import re
 import secrets
 import signal
 import socket
+import ssl
 import subprocess
 import tempfile
 import time
 import unittest
+import urllib.error
+import urllib.request
 
 import harness
 from harness import Daemon, binary, DEADLINE
@@ -39,7 +42,7 @@ RETRY_FOR = 60.0
 LOADER_ERROR = "error while loading shared libraries"
 RETRY_ERRNOS = {errno.ENOENT, errno.ETXTBSY, errno.ENOEXEC, errno.EACCES}
 
-REFUSED = r"refused (worker|client) call \S+ from (ipv4|ipv6|unix):\S+"
+REFUSED = r"refused (worker|client|viewer) call \S+ from (ipv4|ipv6|unix):\S+"
 # "(8 more refusals not logged)", or "... 8 refusals suppressed".
 SUPPRESSED = r"(\d+)\s+(?:more\s+)?(?:refusals?\s+|login failures?\s+)?(?:not logged|suppressed)"
 
@@ -328,6 +331,30 @@ class TlsTest(TlsCase):
         self.address = f"127.0.0.1:{self.port()}"
         self.assertEqual(self.worker_names(), ["tls-w"])
 
+    def refuses(self, *args):
+        p = run_tool([binary("coordinator/coordinator"), "--db", ":memory:", *args], timeout=20)
+        self.assertEqual(p.returncode, 2, f"{args}: rc {p.returncode}\n{p.stderr}")
+        self.assertNotIn("listening on", p.stderr)
+        return p
+
+    def test_tls_alone_off_loopback_is_refused_like_no_authentication(self):
+        """TLS without client certificates authenticates only the server."""
+        for listen, http in (("0.0.0.0:0", "127.0.0.1:0"), ("127.0.0.1:0", "0.0.0.0:0")):
+            p = self.refuses("--listen", listen, "--http-listen", http, *self.server_flags(self.a))
+            for flag in ("TLS alone", "--tls-client-ca", "--client-token-file", "--token-file", "--insecure"):
+                self.assertIn(flag, p.stderr)
+        self.start_coordinator(*self.server_flags(self.a), "--insecure", listen="0.0.0.0:0")
+        self.coordinator.wait_for_line(r"INSECURE: serving 0\.0\.0\.0:0 \(--listen\) with TLS but no client "
+                                       r"authentication")
+
+    def test_tokens_with_tls_off_loopback_start_without_a_warning(self):
+        tf = self.write_token("token", "tok-" + secrets.token_hex(16))
+        self.start_coordinator(*self.server_flags(self.a), "--token-file", tf, listen="0.0.0.0:0")
+        self.address = f"127.0.0.1:{self.port()}"
+        self.auth = [*self.client_flags(self.a), "--token-file", tf]
+        self.assertEqual(self.coordctl_json("workers"), [])
+        self.assertEqual(self.coordinator.count_lines(r"INSECURE|CLEARTEXT"), 0)
+
     def test_make_certs_outputs(self):
         out = os.path.join(self.dir, "certs")
         p = make_certs(out)
@@ -429,6 +456,21 @@ class MutualTlsTest(TlsCase):
         self.assertIsNone(certless.proc.poll())
         self.assertEqual(certless.count_lines(r"attached to"), 0)
 
+    def test_mutual_tls_alone_protects_both_listeners_off_loopback(self):
+        """No tokens: the HTTP listener asks for a client certificate from the
+        same CA, so mTLS alone is client authentication there too."""
+        self.start_coordinator(*self.server_flags(self.a, mutual=True), "--http-listen", "0.0.0.0:0",
+                               listen="0.0.0.0:0")
+        https_port = self.coordinator.wait_for_line(r"status page and metrics on https://\S+:(\d+)/").group(1)
+        self.assertEqual(self.coordinator.count_lines(r"INSECURE|CLEARTEXT"), 0)
+        url = f"https://127.0.0.1:{https_port}/"
+        ctx = ssl.create_default_context(cafile=self.cert(self.a, "ca.pem"))
+        with self.assertRaises((ssl.SSLError, urllib.error.URLError, ConnectionError)):
+            urllib.request.urlopen(url, context=ctx, timeout=10).read()
+        ctx.load_cert_chain(self.cert(self.a, "coordctl.pem"), self.cert(self.a, "coordctl.key"))
+        with urllib.request.urlopen(url, context=ctx, timeout=10) as resp:
+            self.assertEqual(resp.status, 200)
+
     def test_worker_refused_at_the_tls_handshake_says_why(self):
         """A worker whose TLS handshake is refused says so and retries."""
         self.start_coordinator(*self.server_flags(self.a, mutual=True))
@@ -478,6 +520,9 @@ class StartupTest(SecurityCase):
         tf = self.write_token("token", "tok-" + secrets.token_hex(16))
         self.start_coordinator("--token-file", tf, listen="0.0.0.0:0")
         self.assertEqual(self.coordinator.count_lines(r"INSECURE"), 0)
+        # Served, but the tokens cross the network in clear text: said loudly.
+        self.coordinator.wait_for_line(r"CLEARTEXT: tokens cross the network unencrypted on 0\.0\.0\.0:0 "
+                                       r"\(--listen\).*--tls-cert")
         self.address = f"127.0.0.1:{self.address.rsplit(':', 1)[1]}"
         self.assert_refused("UNAUTHENTICATED", auth=[])
         self.coordctl("-o", "json", "workers", auth=["--token-file", tf], check=0)

@@ -18,10 +18,26 @@ using ::testing::IsEmpty;
 
 constexpr char kRefusedListen[] =
     "refusing to listen on 0.0.0.0:7070 (--listen) without authentication: only loopback addresses are safe "
-    "without a token or TLS. Pass --insecure to do it anyway.";
+    "without it. Add tokens (--worker-token-file and --client-token-file, or --token-file) or mutual TLS "
+    "(--tls-client-ca) with TLS (--tls-cert, --tls-key), or pass --insecure to do it anyway.";
 constexpr char kRefusedHttp[] =
     "refusing to listen on 0.0.0.0:7071 (--http-listen) without authentication: only loopback addresses are safe "
-    "without a token or TLS. Pass --insecure to do it anyway.";
+    "without it. Add tokens (--worker-token-file and --client-token-file, or --token-file) or mutual TLS "
+    "(--tls-client-ca) with TLS (--tls-cert, --tls-key), or pass --insecure to do it anyway.";
+constexpr char kRefusedTlsAlone[] =
+    "refusing to listen on 0.0.0.0:7070 (--listen) with TLS alone: TLS without client certificates authenticates "
+    "only the server, so anyone who can reach this port could run jobs on your workers and read every report. "
+    "Add tokens (--worker-token-file and --client-token-file, or --token-file) or mutual TLS (--tls-client-ca), "
+    "or pass --insecure to do it anyway.";
+constexpr char kWarnTlsAlone[] =
+    "INSECURE: serving 0.0.0.0:7070 (--listen) with TLS but no client authentication; anyone who can reach this "
+    "port can run jobs on your workers and read every report";
+constexpr char kCleartextListen[] =
+    "CLEARTEXT: tokens cross the network unencrypted on 0.0.0.0:7070 (--listen); anyone on the path can read and "
+    "reuse them. Add --tls-cert and --tls-key.";
+constexpr char kCleartextHttp[] =
+    "CLEARTEXT: tokens cross the network unencrypted on 0.0.0.0:7071 (--http-listen); anyone on the path can read "
+    "and reuse them. Add --tls-cert and --tls-key.";
 constexpr char kWarnListen[] =
     "INSECURE: serving 0.0.0.0:7070 (--listen) with no authentication; anyone who can reach this port can run "
     "jobs on your workers and read every report";
@@ -121,9 +137,10 @@ TEST(DecideSecurityTest, InsecureWarnsOnlyAboutExposedListeners) {
   EXPECT_THAT(d.warnings, ElementsAre(kWarnHttp));
 }
 
-TEST(DecideSecurityTest, AnyTokenFileProtectsEveryListener) {
+// The role token files in every combination the flags allow: one file, or
+// two (--token-file beside a single role's file is allowed).
+std::vector<DaemonFlags> WithEachTokenCombination(const DaemonFlags& base) {
   using File = std::string DaemonFlags::*;
-  // One file, or two (--token-file beside a single role's file is allowed).
   const std::vector<std::vector<File>> cases = {
       {&DaemonFlags::token_file},
       {&DaemonFlags::worker_token_file},
@@ -132,27 +149,84 @@ TEST(DecideSecurityTest, AnyTokenFileProtectsEveryListener) {
       {&DaemonFlags::token_file, &DaemonFlags::worker_token_file},
       {&DaemonFlags::token_file, &DaemonFlags::client_token_file},
   };
+  std::vector<DaemonFlags> out;
   for (const std::vector<File>& files : cases) {
-    DaemonFlags flags = Exposed();
+    DaemonFlags flags = base;
     for (File file : files) flags.*file = "token";
+    out.push_back(flags);
+  }
+  return out;
+}
+
+TEST(DecideSecurityTest, TokensWithTlsProtectEveryListenerSilently) {
+  DaemonFlags base = Exposed();
+  base.tls_cert = "cert.pem";
+  base.tls_key = "key.pem";
+  for (const DaemonFlags& flags : WithEachTokenCombination(base)) {
     ASSERT_OK_AND_ASSIGN(SecurityDecision d, DecideSecurity(flags));
     EXPECT_TRUE(d.tokens);
-    EXPECT_EQ(d.transport, "plaintext");
+    EXPECT_EQ(d.transport, "TLS");
     EXPECT_THAT(d, ServedSilently());
   }
 }
 
-TEST(DecideSecurityTest, TlsCertProtectsEveryListener) {
+TEST(DecideSecurityTest, TokensWithoutTlsAreServedWithACleartextWarning) {
+  for (const DaemonFlags& flags : WithEachTokenCombination(Exposed())) {
+    ASSERT_OK_AND_ASSIGN(SecurityDecision d, DecideSecurity(flags));
+    EXPECT_TRUE(d.tokens);
+    EXPECT_EQ(d.transport, "plaintext");
+    EXPECT_THAT(d.refusal, IsEmpty());
+    EXPECT_THAT(d.warnings, ElementsAre(kCleartextListen, kCleartextHttp));
+  }
+}
+
+TEST(DecideSecurityTest, TokensWithoutTlsOnLoopbackAreSilent) {
+  DaemonFlags flags;
+  flags.token_file = "token";
+  ASSERT_OK_AND_ASSIGN(SecurityDecision d, DecideSecurity(flags));
+  EXPECT_THAT(d, ServedSilently());
+}
+
+TEST(DecideSecurityTest, TlsAloneAuthenticatesNoClientAndIsRefused) {
   DaemonFlags flags = Exposed();
   flags.tls_cert = "cert.pem";
   flags.tls_key = "key.pem";
   ASSERT_OK_AND_ASSIGN(SecurityDecision d, DecideSecurity(flags));
   EXPECT_FALSE(d.tokens);
   EXPECT_EQ(d.transport, "TLS");
-  EXPECT_THAT(d, ServedSilently());
+  EXPECT_EQ(d.refusal, kRefusedTlsAlone);
+}
+
+TEST(DecideSecurityTest, TlsAloneWithInsecureIsServedWithAWarning) {
+  DaemonFlags flags = Listening("0.0.0.0:7070", "");
+  flags.tls_cert = "cert.pem";
+  flags.tls_key = "key.pem";
+  flags.insecure = true;
+  ASSERT_OK_AND_ASSIGN(SecurityDecision d, DecideSecurity(flags));
+  EXPECT_THAT(d.refusal, IsEmpty());
+  EXPECT_THAT(d.warnings, ElementsAre(kWarnTlsAlone));
+}
+
+TEST(DecideSecurityTest, MutualTlsProtectsEveryListenerWithoutTokens) {
+  // The HTTP listener too: with a client CA it requires client certificates.
+  DaemonFlags flags = Exposed();
+  flags.tls_cert = "cert.pem";
+  flags.tls_key = "key.pem";
   flags.tls_client_ca = "ca.pem";
-  ASSERT_OK_AND_ASSIGN(d, DecideSecurity(flags));
+  ASSERT_OK_AND_ASSIGN(SecurityDecision d, DecideSecurity(flags));
+  EXPECT_FALSE(d.tokens);
   EXPECT_EQ(d.transport, "mutual TLS");
+  EXPECT_THAT(d, ServedSilently());
+}
+
+TEST(DecideSecurityTest, AViewerTokenAloneAuthenticatesNothing) {
+  // Its file is refused when read (the viewer needs the other roles); the
+  // policy does not count it.
+  DaemonFlags flags = Exposed();
+  flags.viewer_token_file = "viewer";
+  ASSERT_OK_AND_ASSIGN(SecurityDecision d, DecideSecurity(flags));
+  EXPECT_FALSE(d.tokens);
+  EXPECT_EQ(d.refusal, kRefusedListen);
 }
 
 TEST(DecideSecurityTest, HalfATlsSetupProtectsNothing) {
