@@ -121,7 +121,7 @@ class E2ETest(harness.ClusterCase):
             status = self.coordctl_json("status", job)
             self.assertEqual(status["state"], "PENDING")
             self.assertEqual(status["pending_reason"], "no attached worker matches --workers nosuch")
-            table = self.coordctl("status", job, check=0).stdout
+            table = self.coordctl("-o", "table", "status", job, check=0).stdout
             self.assertIn("Pending:", table)
             self.assertEqual(self.coordctl_json("cancel", job)["state"], "CANCELLED")
             self.assertEqual(waiting.proc.wait(timeout=DEADLINE), 1)  # cancelled: exit 1
