@@ -136,6 +136,7 @@ absl::StatusOr<v1::SubmitJobResponse> Coordinator::Submit(const v1::JobSpec& spe
   response.set_job_id(job->id);
   response.set_tasks(static_cast<uint32_t>(tasks.size()));
   jobs_[job->id] = std::move(job);
+  UpdatePendingLocked();
   SettleLocked();
   return response;
 }
@@ -236,6 +237,8 @@ absl::StatusOr<v1::WorkerState> Coordinator::Drain(absl::string_view worker_name
     v1::CoordinatorMessage m;
     m.mutable_drain();
     s->channel->Send(std::move(m));
+    UpdatePendingLocked();
+    FlushLocked();
   }
   return s->state;
 }
@@ -308,6 +311,7 @@ absl::StatusOr<std::string> Coordinator::Attach(const v1::Hello& hello, absl::st
   ClaimHeldLocked(added, hello.held());
   const std::string id = added.id;
   if (options_.on_worker_attached) options_.on_worker_attached();
+  UpdatePendingLocked();
   SettleLocked();
   return id;
 }
@@ -395,6 +399,10 @@ void Coordinator::HandleResultLocked(Session& session, JobRecord& job, const v1:
     return;
   }
   if (t.current.number != result.task().attempt() || t.current.session != session.id) {
+    if (t.stopped_loser != 0 && t.stopped_loser == result.task().attempt()) {
+      t.stopped_loser = 0;  // the stopped speculation loser's echo (counted in backups_cancelled)
+      return;
+    }
     ++job.duplicates;  // a late result of an attempt that is no longer current
     MarkDirtyLocked(job, t.index);
     return;
@@ -411,7 +419,7 @@ void Coordinator::HandleResultLocked(Session& session, JobRecord& job, const v1:
   switch (result.state()) {
     case v1::TASK_STATE_SUCCEEDED:
       if (t.backup) {  // the primary won: stop the copy
-        StopAttemptLocked(job, t.index, *t.backup, t.backup->running);
+        StopLoserLocked(job, t, *t.backup, t.backup->running);
         t.DropBackup(v1::TASK_STATE_CANCELLED,
                      absl::StrCat("speculation copy stopped: attempt ", t.current.number, " finished first"),
                      clock_->Now());
@@ -465,6 +473,12 @@ void Coordinator::StopAttemptLocked(const JobRecord& job, uint32_t index, const 
   LeaveSessionLocked(*s, TaskKey{job.id, index}, running, /*release=*/true);
 }
 
+void Coordinator::StopLoserLocked(JobRecord& job, TaskRecord& t, const Attempt& loser, bool running) {
+  StopAttemptLocked(job, t.index, loser, running);
+  t.stopped_loser = loser.number;
+  ++job.backups_cancelled;
+}
+
 void Coordinator::SucceedTaskLocked(JobRecord& job, TaskRecord& t) {
   ++counters_.succeeded;
   if (t.has_timing()) {
@@ -491,10 +505,15 @@ void Coordinator::HandleReturnedLocked(Session& session, const v1::DrainNotice& 
   if (session.state == v1::WORKER_STATE_READY) {
     session.state = v1::WORKER_STATE_DRAINING;
     (void)scheduler_.SetDraining(session.id);
+    UpdatePendingLocked();
   }
   for (const v1::TaskRef& ref : notice.returned()) {
     JobRecord* job = nullptr;
     TaskRecord* t = FindTaskLocked(ref, &job);
+    if (t != nullptr && t->backup && t->backup->number == ref.attempt() && t->backup->session == session.id) {
+      DropReturnedBackupLocked(session, *job, *t);
+      continue;
+    }
     if (t == nullptr || t->current.number != ref.attempt() || t->current.session != session.id ||
         IsTerminal(t->state)) {
       continue;
@@ -520,6 +539,7 @@ void Coordinator::Detach(absl::string_view session_id, const absl::Status& reaso
   absl::MutexLock lock(&mu_);
   if (shutting_down_ || !sessions_.Contains(session_id)) return;
   RemoveSessionLocked(std::string(session_id), reason.ok() ? "stream closed" : std::string(reason.message()));
+  UpdatePendingLocked();
   SettleLocked();
 }
 
@@ -557,6 +577,7 @@ void Coordinator::FinishJobLocked(JobRecord& job, v1::JobState state, std::strin
   job.state = state;
   job.error = std::move(error);
   job.finished_at = now;
+  job.pending_reason.clear();
   CancelInFlightLocked(job, now);
   for (TaskRecord& t : job.tasks) {
     if (IsTerminal(t.state)) continue;
@@ -685,6 +706,7 @@ MonoTime Coordinator::CheckLiveness() {
   }
   next = std::min(next, ExpireHeldLocked(mono_now));
   next = std::min(next, SpeculateLocked(now, mono_now));
+  next = std::min(next, UpdatePendingLocked());
   SettleLocked();
   next = std::min(next, watchers_.SendDue(now, mono_now, [this](const std::string& id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     return static_cast<const JobRecord*>(FindJobLocked(id));

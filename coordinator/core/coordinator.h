@@ -232,6 +232,14 @@ class Coordinator {
   // Releases what is held past its grace; when the next grace ends.
   MonoTime ExpireHeldLocked(MonoTime now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
+  // --- Jobs no worker can take (coordinator_pending.cc) ---
+  // Sets each live job's pending_reason from the scheduler (a change is
+  // marked dirty, so its watchers hear of it) and fails a job whose reason
+  // has stood for its JobSpec.pending_timeout (on the monotonic clock).
+  // Returns when the next pending timeout is due. Called when workers
+  // attach, leave or drain, on submit, and on the liveness tick.
+  MonoTime UpdatePendingLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
   // --- Attempts ---
   // The one place a task's current attempt ends without success: the
   // accounting (EndFailedAttempt), then the task fails, its backup takes
@@ -253,11 +261,20 @@ class Coordinator {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void HandleBackupResultLocked(Session& session, JobRecord& job, TaskRecord& t,
                                 const v1::TaskResult& result) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // A draining worker handed the task's backup copy back: it is dropped (the
+  // primary runs on), so it can never become the current attempt unrun.
+  void DropReturnedBackupLocked(Session& session, JobRecord& job, TaskRecord& t)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The backup becomes the task's current attempt (its primary failed or was lost).
   void PromoteBackupLocked(JobRecord& job, TaskRecord& t) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Tells a worker to stop one attempt of a task; frees its credit and the
   // session's count.
   void StopAttemptLocked(const JobRecord& job, uint32_t index, const Attempt& attempt, bool running)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Stops the copy of a task that lost its speculation race (StopAttemptLocked),
+  // counts it in backups_cancelled, and remembers it so its late result is
+  // not taken for a duplicate.
+  void StopLoserLocked(JobRecord& job, TaskRecord& t, const Attempt& loser, bool running)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // A task's final outcome: counters, and the job's end when it decides it.
   void SucceedTaskLocked(JobRecord& job, TaskRecord& t) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

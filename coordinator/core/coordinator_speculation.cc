@@ -68,6 +68,13 @@ void Coordinator::PromoteBackupLocked(JobRecord& job, TaskRecord& t) {
   MarkDirtyLocked(job, t.index);
 }
 
+void Coordinator::DropReturnedBackupLocked(Session& session, JobRecord& job, TaskRecord& t) {
+  LeaveSessionLocked(session, TaskKey{job.id, t.index}, t.backup->running, /*release=*/true);
+  t.DropBackup(v1::TASK_STATE_CANCELLED, absl::StrCat("handed back by draining worker ", session.name),
+               clock_->Now());
+  MarkDirtyLocked(job, t.index);
+}
+
 void Coordinator::HandleBackupResultLocked(Session& session, JobRecord& job, TaskRecord& t,
                                            const v1::TaskResult& result) {
   MarkDirtyLocked(job, t.index);
@@ -86,7 +93,7 @@ void Coordinator::HandleBackupResultLocked(Session& session, JobRecord& job, Tas
   // The backup finished first: it is the task's result; stop the primary.
   t.ArchiveCurrent(v1::TASK_STATE_CANCELLED,
                    absl::StrCat("stopped: speculation copy (attempt ", t.backup->number, ") finished first"), now);
-  StopAttemptLocked(job, t.index, t.current, t.state == v1::TASK_STATE_RUNNING);
+  StopLoserLocked(job, t, t.current, t.state == v1::TASK_STATE_RUNNING);
   t.TakeOverFromBackup();
   session.RecordTiming(result, now, t.current);
   t.current.session.clear();

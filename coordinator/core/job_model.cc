@@ -106,6 +106,8 @@ void CopyJobProgress(const JobRecord& from, JobRecord* to) {
   to->duplicates = from.duplicates;
   to->backups = from.backups;
   to->backups_won = from.backups_won;
+  to->backups_cancelled = from.backups_cancelled;
+  to->pending_reason = from.pending_reason;
   to->iterations_total = from.iterations_total;
   to->iterations_done = from.iterations_done;
 }

@@ -108,6 +108,9 @@ struct TaskRecord {
   std::optional<Attempt> backup;
   bool speculated = false;   // a backup was ever launched
   bool backup_won = false;   // the backup's result is the one kept
+  // The attempt number of the copy stopped because the other copy won the
+  // speculation race (0: none): its late result is expected, not a duplicate.
+  uint32_t stopped_loser = 0;
 
   // The number for a new attempt (primary or backup): never one handed out before.
   uint32_t NextAttemptNumber() {
@@ -144,10 +147,21 @@ struct JobRecord {
   // Tasks in TASK_STATE_RUNNING (kept by SetTaskState).
   uint32_t running = 0;
   uint32_t retries = 0;
-  // Results that arrived for an attempt no longer current (ignored).
+  // Results that arrived for an attempt no longer current (ignored); not
+  // the expected late result of a stopped speculation loser.
   uint32_t duplicates = 0;
   uint32_t backups = 0;
   uint32_t backups_won = 0;
+  // Speculation losers stopped: the copy (backup or primary) that the other
+  // copy of its task beat. Memory only: reads back as 0 from the store.
+  uint32_t backups_cancelled = 0;
+  // Why queued tasks wait: no attached worker can take them (empty: they
+  // can run, or none is queued). Memory only; recomputed on attach, detach,
+  // submit and the liveness tick.
+  std::string pending_reason;
+  // Since when pending_reason has been set without a break (for
+  // JobSpec.pending_timeout).
+  MonoTime pending_since;
   uint64_t iterations_total = 0;
   uint64_t iterations_done = 0;
   // The number of tasks when `tasks` is not loaded (a header read for a

@@ -142,6 +142,9 @@ absl::Status ValidateJobSpec(const v1::JobSpec& spec) {
                                                    limits::kMaxAttempts, ", got ", spec.max_attempts()));
   }
   if (spec.has_task_timeout()) BF_RETURN_IF_ERROR(DurationField("task_timeout", spec.task_timeout()).status());
+  if (spec.has_pending_timeout()) {
+    BF_RETURN_IF_ERROR(DurationField("pending_timeout", spec.pending_timeout()).status());
+  }
   if (static_cast<size_t>(spec.workers_size()) > limits::kMaxWorkerNames) {
     return absl::InvalidArgumentError(absl::StrCat("workers must list at most ", limits::kMaxWorkerNames,
                                                    " names, got ", spec.workers_size()));

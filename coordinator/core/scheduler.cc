@@ -5,6 +5,8 @@
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "coordinator/core/enum_names.h"
 
 namespace busyfleet::coordinator {
 
@@ -140,17 +142,69 @@ absl::Status Scheduler::Requeue(const TaskKey& task) {
 bool Scheduler::Eligible(const Job& job, const Worker& worker) const {
   const JobConstraints& c = job.constraints;
   if (c.max_slots != 0 && job.in_flight >= c.max_slots) return false;
-  if (!job.allowed_workers.empty() && !job.allowed_workers.contains(worker.spec.name)) return false;
-  for (const auto& [k, v] : c.selector) {
+  return Matches(job, worker);
+}
+
+bool Scheduler::NameMatches(const Job& job, const Worker& worker) {
+  return job.allowed_workers.empty() || job.allowed_workers.contains(worker.spec.name);
+}
+
+bool Scheduler::LabelsMatch(const Job& job, const Worker& worker) {
+  for (const auto& [k, v] : job.constraints.selector) {
     auto it = worker.spec.labels.find(k);
     if (it == worker.spec.labels.end() || it->second != v) return false;
   }
-  if (c.exec != v1::EXEC_MODE_UNSPECIFIED &&
-      std::find(worker.spec.exec_modes.begin(), worker.spec.exec_modes.end(), c.exec) ==
-          worker.spec.exec_modes.end()) {
-    return false;
-  }
   return true;
+}
+
+bool Scheduler::ExecMatches(const Job& job, const Worker& worker) {
+  const v1::ExecMode exec = job.constraints.exec;
+  const auto& modes = worker.spec.exec_modes;
+  return exec == v1::EXEC_MODE_UNSPECIFIED || std::find(modes.begin(), modes.end(), exec) != modes.end();
+}
+
+bool Scheduler::Matches(const Job& job, const Worker& worker) {
+  return NameMatches(job, worker) && LabelsMatch(job, worker) && ExecMatches(job, worker);
+}
+
+std::string Scheduler::WhyUnrunnable(const Job& job, const std::vector<const Worker*>& ready) {
+  const JobConstraints& c = job.constraints;
+  const std::string names = absl::StrJoin(c.workers, ",");
+  const std::string labels = absl::StrJoin(c.selector, ",", absl::PairFormatter("="));
+  const std::string exec = c.exec == v1::EXEC_MODE_UNSPECIFIED ? "" : ExecModeName(c.exec);
+  auto any = [&ready, &job](bool (*pred)(const Job&, const Worker&)) {
+    return std::any_of(ready.begin(), ready.end(), [&](const Worker* w) { return pred(job, *w); });
+  };
+  std::vector<std::string> unmet;
+  if (!any(&NameMatches)) unmet.push_back(absl::StrCat("no attached worker matches --workers ", names));
+  if (!any(&ExecMatches)) unmet.push_back(absl::StrCat("no worker offers --exec ", exec));
+  if (!any(&LabelsMatch)) unmet.push_back(absl::StrCat("no worker with labels ", labels));
+  if (!unmet.empty()) return absl::StrJoin(unmet, "; ");
+  std::vector<std::string> all;
+  if (!names.empty()) all.push_back(absl::StrCat("--workers ", names));
+  if (!exec.empty()) all.push_back(absl::StrCat("--exec ", exec));
+  if (!labels.empty()) all.push_back(absl::StrCat("labels ", labels));
+  return absl::StrCat("no single worker matches all of ", absl::StrJoin(all, ", "));
+}
+
+std::vector<Scheduler::Unrunnable> Scheduler::UnrunnableJobs() const {
+  absl::MutexLock lock(&mu_);
+  std::vector<Unrunnable> out;
+  if (queued_ == 0) return out;
+  std::vector<const Worker*> ready;
+  for (const auto& [session, w] : workers_) {
+    if (!w.draining) ready.push_back(&w);
+  }
+  for (const auto& [id, job] : jobs_) {
+    if (job.queued.empty()) continue;
+    if (ready.empty()) {
+      out.push_back({id, workers_.empty() ? "no worker attached" : "every attached worker is draining"});
+      continue;
+    }
+    const bool runnable = std::any_of(ready.begin(), ready.end(), [&](const Worker* w) { return Matches(job, *w); });
+    if (!runnable) out.push_back({id, WhyUnrunnable(job, ready)});
+  }
+  return out;
 }
 
 int Scheduler::PrefetchFor(const Job& job, const Worker& worker, int fleet_slots) const {

@@ -132,6 +132,20 @@ class Scheduler {
   // Tasks in flight on the worker; 0 for an unknown session.
   int InFlight(absl::string_view session) const;
 
+  // A job with queued tasks that no ready (attached, not draining) worker
+  // can take, whatever their credit or the job's max_slots, and why, in the
+  // words of coordctl's flags: "no worker attached", "every attached worker
+  // is draining", "no attached worker matches --workers a,b", "no worker
+  // offers --exec process", "no worker with labels gpu=1" (the constraints
+  // no worker meets, joined by "; "), or "no single worker matches all of
+  // ..." when each is met by some worker but none meets all. One pass over
+  // jobs x workers: for changes of the fleet or the jobs, not every dispatch.
+  struct Unrunnable {
+    std::string job_id;
+    std::string reason;
+  };
+  std::vector<Unrunnable> UnrunnableJobs() const;
+
  private:
   struct Worker {
     WorkerSpec spec;
@@ -149,6 +163,13 @@ class Scheduler {
   };
 
   bool Eligible(const Job& job, const Worker& worker) const;
+  // The job's worker names, labels and exec mode allow the worker (max_slots aside).
+  static bool Matches(const Job& job, const Worker& worker);
+  static bool NameMatches(const Job& job, const Worker& worker);
+  static bool LabelsMatch(const Job& job, const Worker& worker);
+  static bool ExecMatches(const Job& job, const Worker& worker);
+  // Why none of `ready` can take the job's tasks.
+  static std::string WhyUnrunnable(const Job& job, const std::vector<const Worker*>& ready);
   // The fairest job with a task for the worker; with `prefetch`, only jobs
   // whose prefetch leaves the worker room for one more. `fleet_slots`: the
   // slots of all workers taking tasks.

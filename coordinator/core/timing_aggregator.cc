@@ -80,6 +80,8 @@ void AddHeader(const JobRecord& job, v1::JobReport* r) {
   r->set_duplicates(job.duplicates);
   r->set_backups(job.backups);
   r->set_backups_won(job.backups_won);
+  r->set_backups_cancelled(job.backups_cancelled);
+  r->set_pending_reason(job.pending_reason);
 }
 
 struct PerWorker {
@@ -307,6 +309,7 @@ v1::JobProgress BuildProgress(const JobRecord& job, absl::Time now) {
     if (fraction > 0) eta = elapsed * (1 - fraction) / fraction;
   }
   p.set_eta_seconds(eta);
+  p.set_pending_reason(job.pending_reason);
   return p;
 }
 

@@ -84,6 +84,9 @@ Command AddSubmit(CLI::App& app) {
       ->check(CLI::NonNegativeNumber);
   cmd->add_option("--task-timeout", f->task_timeout, "fail an attempt running longer than this")
       ->check(DurationValidator());
+  cmd->add_option("--pending-timeout", f->pending_timeout,
+                  "fail the job when no attached worker can take its tasks for this long (default: wait)")
+      ->check(DurationValidator());
   cmd->add_option("--name", f->name, "job name (default: the job id)");
   cmd->add_flag("--speculate", f->speculate,
                 "run a backup copy of a task that takes over 1.5x the median; keep the first to finish");

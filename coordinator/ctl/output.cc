@@ -99,9 +99,29 @@ void PrintReport(bool json, const v1::JobReport& report, bool show_tasks, bool p
       });
 }
 
+namespace {
+
+// Says on standard error, once per change, why the job's queued tasks wait
+// (no attached worker can take them), and when they can run again.
+void PrintPendingReason(const v1::JobProgress& p, bool bar, std::string& printed) {
+  if (p.pending_reason() == printed) return;
+  if (bar) std::fprintf(stderr, "\r\033[K");
+  if (!p.pending_reason().empty()) {
+    std::fprintf(stderr, "coordctl: job %s is pending: %s\n", p.job_id().c_str(), p.pending_reason().c_str());
+  } else {
+    std::fprintf(stderr, "coordctl: job %s: a worker can take its tasks now\n", p.job_id().c_str());
+  }
+  std::fflush(stderr);
+  printed = p.pending_reason();
+}
+
+}  // namespace
+
 ExitCode Follow(bool json, const ProgressStream& stream, bool show_tasks, bool json_lines) {
   const bool bar = !json && isatty(STDERR_FILENO) && isatty(STDOUT_FILENO);
+  std::string reason;  // the pending reason last printed
   absl::StatusOr<v1::JobProgress> final_update = stream([&](const v1::JobProgress& p) {
+    if (!p.has_report()) PrintPendingReason(p, bar, reason);
     if (json_lines && !p.has_report()) {
       std::cout << report::ProgressToJson(p).dump() << std::endl;
     } else if (bar) {

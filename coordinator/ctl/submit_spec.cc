@@ -88,6 +88,10 @@ absl::StatusOr<v1::JobSpec> BuildSpec(const SubmitFlags& f) {
     BF_ASSIGN_OR_RETURN(const absl::Duration d, ParseDurationFlag("--task-timeout", f.task_timeout));
     *spec.mutable_task_timeout() = ToProtoDuration(d);
   }
+  if (!f.pending_timeout.empty()) {
+    BF_ASSIGN_OR_RETURN(const absl::Duration d, ParseDurationFlag("--pending-timeout", f.pending_timeout));
+    *spec.mutable_pending_timeout() = ToProtoDuration(d);
+  }
   return spec;
 }
 

@@ -25,6 +25,7 @@ struct SubmitFlags {
   std::string exec;
   uint32_t max_attempts = 0;
   std::string task_timeout;
+  std::string pending_timeout;  // empty: wait for a worker that can take the job
   std::string name;
   bool wait = false;
   bool show_tasks = false;

@@ -111,6 +111,7 @@ json SpecJson(const v1::JobSpec& s) {
   spec["max_attempts"] = s.max_attempts();
   spec["exec"] = ExecModeName(s.exec());
   spec["task_timeout_seconds"] = JsonNumber(ToDoubleSeconds(s.task_timeout()));
+  spec["pending_timeout_seconds"] = JsonNumber(ToDoubleSeconds(s.pending_timeout()));
   spec["speculate"] = s.speculate();
   json workers = json::array();
   for (const std::string& w : s.workers()) workers.push_back(w);
@@ -152,10 +153,15 @@ std::string TasksLine(const v1::JobReport& report) {
 }
 
 std::string ResultsLine(const v1::JobReport& report) {
-  return absl::StrFormat("%d succeeded, %d failed, %d cancelled, %d %s",
-                         report.tasks_succeeded(), report.tasks_failed(),
-                         report.tasks_cancelled(), report.retries(),
-                         report.retries() == 1 ? "retry" : "retries");
+  std::string line = absl::StrFormat("%d succeeded, %d failed, %d cancelled, %d %s",
+                                     report.tasks_succeeded(), report.tasks_failed(),
+                                     report.tasks_cancelled(), report.retries(),
+                                     report.retries() == 1 ? "retry" : "retries");
+  if (report.backups() > 0) {
+    absl::StrAppend(&line, absl::StrFormat("; %d backups (%d won, %d losing copies stopped)", report.backups(),
+                                           report.backups_won(), report.backups_cancelled()));
+  }
+  return line;
 }
 
 std::string StragglersLine(const v1::JobReport& report) {
@@ -281,6 +287,7 @@ nlohmann::json ReportToJson(const v1::JobReport& report) {
   j["state"] = JobStateName(report.state());
   j["kind"] = TaskKindName(report.kind());
   j["error"] = report.error();
+  j["pending_reason"] = report.pending_reason();
   j["timing"] = TimingJson(report.timing());
 
   json workers = json::array();
@@ -307,7 +314,8 @@ nlohmann::json ReportToJson(const v1::JobReport& report) {
                  {"retries", report.retries()},
                  {"duplicates", report.duplicates()},
                  {"backups", report.backups()},
-                 {"backups_won", report.backups_won()}};
+                 {"backups_won", report.backups_won()},
+                 {"backups_cancelled", report.backups_cancelled()}};
   j["iterations_total"] = report.iterations_total();
   j["spec"] = SpecJson(report.spec());
   return j;
@@ -373,6 +381,7 @@ nlohmann::json ProgressToJson(const v1::JobProgress& p) {
   j["elapsed_seconds"] = JsonNumber(p.elapsed_seconds());
   j["iterations_per_second"] = JsonNumber(p.iterations_per_second());
   j["eta_seconds"] = p.eta_seconds() < 0 ? json(nullptr) : JsonNumber(p.eta_seconds());
+  j["pending_reason"] = p.pending_reason();
   return j;
 }
 
@@ -394,6 +403,7 @@ std::string RenderReport(const v1::JobReport& report, bool show_tasks) {
   }
   field("Kind", kind);
   if (!report.error().empty()) field("Error", report.error());
+  if (!report.pending_reason().empty()) field("Pending", report.pending_reason());
   field("Tasks", TasksLine(report));
   field("Results", ResultsLine(report));
   if (!IsUnset(t.submitted_at())) field("Submitted", Rfc3339(t.submitted_at()));

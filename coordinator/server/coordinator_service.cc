@@ -17,6 +17,7 @@
 #include "busyfleet/proto_time.h"
 #include "coordinator/core/limits.h"
 #include "coordinator/core/timing_aggregator.h"
+#include "coordinator/server/watch_stream.h"
 
 namespace busyfleet::coordinator {
 namespace {
@@ -235,87 +236,45 @@ void StreamChannel::Close(const absl::Status& status) {
 constexpr absl::Duration kRunFirstUpdateDelay = absl::Milliseconds(5);
 
 // Streams one job's progress from a Coordinator watch; the final update
-// (with the report) ends the call. Deletes itself in OnDone.
+// (with the report) ends the call. Deletes itself in OnDone. What to write
+// and when to finish is WatchStream's (watch_stream.h).
 class WatchReactor final : public grpc::ServerWriteReactor<v1::JobProgress> {
  public:
   WatchReactor(Coordinator* coordinator, const v1::WatchJobRequest& request,
                absl::Duration first_update_delay = absl::ZeroDuration());
 
-  void OnWriteDone(bool ok) override;
-  void OnCancel() override;
+  void OnWriteDone(bool ok) override { Apply(stream_.OnWriteDone(ok)); }
+  void OnCancel() override { Apply(stream_.OnCancel()); }
   void OnDone() override;
 
  private:
-  // Called by the Coordinator with its lock held.
-  void OnProgress(const v1::JobProgress& progress);
   // The final update (it carries the report) goes out with the status in
   // one batch: no OnWriteDone round before the trailers, so the client sees
   // the end of the stream together with the report.
-  void Write(const v1::JobProgress* progress);
-  // The pending update to write now, if no write is outstanding and the
-  // call goes on; nullptr otherwise.
-  const v1::JobProgress* TakeNextLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void Apply(const WatchStream::Step& step);
 
   Coordinator* const coordinator_;
+  WatchStream stream_;
   absl::Mutex mu_;
   uint64_t handle_ ABSL_GUARDED_BY(mu_) = 0;
-  bool started_ ABSL_GUARDED_BY(mu_) = false;
-  bool writing_ ABSL_GUARDED_BY(mu_) = false;
-  bool finished_ ABSL_GUARDED_BY(mu_) = false;
-  bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
-  std::optional<v1::JobProgress> current_ ABSL_GUARDED_BY(mu_);
-  std::optional<v1::JobProgress> pending_ ABSL_GUARDED_BY(mu_);
 };
 
 WatchReactor::WatchReactor(Coordinator* coordinator, const v1::WatchJobRequest& request,
                            absl::Duration first_update_delay)
     : coordinator_(coordinator) {
+  // Called by the Coordinator with its lock held.
   auto handle = coordinator_->Watch(
-      request.job_id(), !request.omit_tasks(), [this](const v1::JobProgress& p) { OnProgress(p); },
+      request.job_id(), !request.omit_tasks(), [this](const v1::JobProgress& p) { Apply(stream_.OnProgress(p)); },
       first_update_delay);
   if (!handle.ok()) {
     Finish(ToGrpcStatus(handle.status()));
     return;
   }
-  const v1::JobProgress* first = nullptr;
   {
     absl::MutexLock lock(&mu_);
     handle_ = *handle;
-    started_ = true;
-    first = TakeNextLocked();
   }
-  if (first != nullptr) Write(first);
-}
-
-void WatchReactor::OnWriteDone(bool ok) {
-  const v1::JobProgress* next = nullptr;
-  bool finish = false;
-  {
-    absl::MutexLock lock(&mu_);
-    writing_ = false;
-    if (!ok) {
-      finish = !finished_;
-      finished_ = true;
-    } else {
-      next = TakeNextLocked();
-    }
-  }
-  if (finish) {
-    Finish(grpc::Status(grpc::StatusCode::CANCELLED, "watch cancelled"));
-  } else if (next != nullptr) {
-    Write(next);
-  }
-}
-
-void WatchReactor::OnCancel() {
-  bool finish = false;
-  {
-    absl::MutexLock lock(&mu_);
-    cancelled_ = true;
-    finish = !writing_ && !finished_;
-    if (finish) finished_ = true;
-  }
-  if (finish) Finish(grpc::Status(grpc::StatusCode::CANCELLED, "watch cancelled"));
+  Apply(stream_.Start());
 }
 
 void WatchReactor::OnDone() {
@@ -328,33 +287,14 @@ void WatchReactor::OnDone() {
   delete this;
 }
 
-void WatchReactor::OnProgress(const v1::JobProgress& progress) {
-  const v1::JobProgress* to_write = nullptr;
-  {
-    absl::MutexLock lock(&mu_);
-    // Never let a plain update replace a pending final one.
-    if (!pending_ || !pending_->has_report()) pending_ = progress;
-    if (started_) to_write = TakeNextLocked();
+void WatchReactor::Apply(const WatchStream::Step& step) {
+  if (step.finish_cancelled) {
+    Finish(grpc::Status(grpc::StatusCode::CANCELLED, "watch cancelled"));
+  } else if (step.write != nullptr && step.write->has_report()) {
+    StartWriteAndFinish(step.write, grpc::WriteOptions(), grpc::Status::OK);
+  } else if (step.write != nullptr) {
+    StartWrite(step.write);
   }
-  if (to_write != nullptr) Write(to_write);
-}
-
-void WatchReactor::Write(const v1::JobProgress* progress) {
-  if (progress->has_report()) {
-    StartWriteAndFinish(progress, grpc::WriteOptions(), grpc::Status::OK);
-  } else {
-    StartWrite(progress);
-  }
-}
-
-const v1::JobProgress* WatchReactor::TakeNextLocked() {
-  if (writing_ || finished_ || cancelled_ || !pending_) return nullptr;
-  current_ = std::move(pending_);
-  pending_.reset();
-  writing_ = true;
-  // The final update ends the call (Write finishes with it).
-  if (current_->has_report()) finished_ = true;
-  return &*current_;
 }
 
 // Ends a refused streaming call at once with its status.

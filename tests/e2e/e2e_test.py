@@ -110,6 +110,37 @@ class E2ETest(harness.ClusterCase):
         self.assertEqual(r["state"], "FAILED")
         self.assertIn("task 0 failed 2 of 2 attempts", r["error"])
 
+    def test_job_no_worker_can_take_says_why_at_once(self):
+        # Issue 14: this used to print nothing and wait for ever.
+        cmd = [binary("coordinator/coordctl"), "--coordinator", self.address, "submit", "--tasks", "1",
+               "--workers", "nosuch", "--wait"]
+        waiting = Daemon(cmd)  # its stderr, line by line
+        try:
+            m = waiting.wait_for_line(r"job (j-[0-9a-f]+) is pending: no attached worker matches --workers nosuch")
+            job = m.group(1)
+            status = self.coordctl_json("status", job)
+            self.assertEqual(status["state"], "PENDING")
+            self.assertEqual(status["pending_reason"], "no attached worker matches --workers nosuch")
+            table = self.coordctl("-o", "table", "status", job, check=0).stdout
+            self.assertIn("Pending:", table)
+            self.assertEqual(self.coordctl_json("cancel", job)["state"], "CANCELLED")
+            self.assertEqual(waiting.proc.wait(timeout=DEADLINE), 1)  # cancelled: exit 1
+        finally:
+            waiting.stop(signal.SIGKILL)
+
+    def test_pending_timeout_fails_the_job_with_the_reason(self):
+        p = self.coordctl("-o", "json", "submit", "--tasks", "2", "--exec", "process", "--workers", "nosuch",
+                          "--pending-timeout", "2s", "--wait", check=1)  # the job failed: exit 1
+        r = json.loads(p.stdout)
+        self.assertEqual(r["state"], "FAILED")
+        self.assertIn("pending timeout", r["error"])
+        self.assertIn("no attached worker matches --workers nosuch", r["error"])
+        self.assertEqual(r["pending_reason"], "")
+        self.assertEqual(r["spec"]["pending_timeout_seconds"], 2)
+        self.assertIn("is pending: no attached worker matches --workers nosuch", p.stderr)
+        bad = self.coordctl("submit", "--pending-timeout", "soon", check=2)
+        self.assertIn("--pending-timeout", bad.stderr)
+
     def test_sigterm_drains_a_worker_and_stops_the_coordinator(self):
         # Sleep tasks: long enough to be seen running however fast the build.
         out = self.coordctl_json("submit", "--kind", "sleep", "--duration", "1500ms", "--tasks", "4")

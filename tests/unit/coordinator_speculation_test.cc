@@ -47,7 +47,7 @@ TEST_F(SpeculationTest, SlowTaskGetsABackupOnAFreeSlotAndTheBackupWins) {
   EXPECT_THAT(a_.channel->TakeNew(), IsEmpty());
   ASSERT_OK(Started(a_, backup[0], 0, 10 * kSecond));
   ASSERT_OK(Succeed(a_, backup[0], 10 * kSecond, 11 * kSecond));
-  // The primary is told to stop; its late result is a duplicate.
+  // The primary is told to stop; its late result is the loser's echo, not a duplicate.
   const auto cancels = b_.channel->cancelled();
   ASSERT_THAT(cancels, SizeIs(1));
   EXPECT_EQ(cancels[0].attempt(), slow_.task().attempt());
@@ -62,8 +62,10 @@ TEST_F(SpeculationTest, SlowTaskGetsABackupOnAFreeSlotAndTheBackupWins) {
   EXPECT_TRUE(t.backup_won());
   EXPECT_EQ(t.worker(), "a");
   EXPECT_DOUBLE_EQ(t.seconds(), 1.0);
+  EXPECT_EQ(r.backups_cancelled(), 1u);
+  EXPECT_EQ(r.duplicates(), 0u);
   ASSERT_OK_AND_ASSIGN(JobRecord stored, store_.LoadJob(job_));
-  EXPECT_EQ(stored.duplicates, 1u);
+  EXPECT_EQ(stored.duplicates, 0u);
 }
 
 TEST_F(SpeculationTest, PrimaryFinishingFirstCancelsTheBackup) {
@@ -167,6 +169,50 @@ TEST_F(SpeculationTest, HandedBackPrimaryLetsItsBackupTakeOver) {
   ASSERT_OK(Succeed(a_, backup[0], 10 * kSecond, 11 * kSecond));
   ASSERT_OK_AND_ASSIGN(r, coord_->GetReport(job_, true));
   EXPECT_EQ(r.state(), v1::JOB_STATE_SUCCEEDED);
+}
+
+// Issue 14: the losing copy's CANCELLED echo was counted in duplicates.
+TEST_F(SpeculationTest, LosersEchoIsCountedApartFromDuplicates) {
+  RunToStraggler();
+  clock_.Advance(absl::Milliseconds(400));
+  coord_->CheckLiveness();
+  auto backup = a_.channel->TakeNew();
+  ASSERT_THAT(backup, SizeIs(1));
+  ASSERT_OK(Started(a_, backup[0], 0, 10 * kSecond));
+  ASSERT_OK(Succeed(b_, slow_, kSecond, 3 * kSecond));  // the primary wins
+  const v1::TaskResult echo = MakeResult(backup[0], v1::TASK_STATE_CANCELLED, 10 * kSecond, 11 * kSecond);
+  ASSERT_OK(Result(a_, echo));
+  ASSERT_OK_AND_ASSIGN(v1::JobReport r, coord_->GetReport(job_, false));
+  EXPECT_EQ(r.backups_cancelled(), 1u);
+  EXPECT_EQ(r.duplicates(), 0u);
+  // The same echo again is a real duplicate (a repeated message).
+  ASSERT_OK(Result(a_, echo));
+  ASSERT_OK_AND_ASSIGN(r, coord_->GetReport(job_, false));
+  EXPECT_EQ(r.duplicates(), 1u);
+  EXPECT_EQ(r.backups_cancelled(), 1u);
+}
+
+// Issue 14: a backup handed back by a draining worker stayed the task's
+// backup; when the primary then failed, it was promoted and the task
+// waited forever on a copy nobody ran.
+TEST_F(SpeculationTest, HandedBackBackupIsDroppedNotPromotedLater) {
+  RunToStraggler();
+  clock_.Advance(absl::Milliseconds(400));
+  coord_->CheckLiveness();
+  auto backup = a_.channel->TakeNew();
+  ASSERT_THAT(backup, SizeIs(1));
+  ASSERT_OK(Return(a_, {backup[0]}));  // a drains before the copy started
+  EXPECT_EQ(Info("a").running() + Info("a").assigned(), 0u) << "the copy's credit is freed";
+  ASSERT_OK(Fail(b_, slow_, "boom"));
+  // The task runs again on b (a drains), not on the copy a handed back.
+  auto again = b_.channel->TakeNew();
+  ASSERT_THAT(again, SizeIs(1));
+  EXPECT_EQ(again[0].task().task_index(), slow_.task().task_index());
+  EXPECT_GT(again[0].task().attempt(), backup[0].task().attempt());
+  ASSERT_OK(Succeed(b_, again[0], 3 * kSecond, 4 * kSecond));
+  ASSERT_OK_AND_ASSIGN(v1::JobReport r, coord_->GetReport(job_, false));
+  EXPECT_EQ(r.state(), v1::JOB_STATE_SUCCEEDED);
+  EXPECT_EQ(r.retries(), 1u);
 }
 
 TEST_F(SpeculationTest, JobsWithoutSpeculationGetNoBackups) {

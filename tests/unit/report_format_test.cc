@@ -248,6 +248,18 @@ TEST(ReportFormatTest, ReportJsonTaskErrorOnlyWhenSet) {
   EXPECT_FALSE(j.at("tasks")[1].contains("error"));
 }
 
+TEST(ReportFormatTest, PendingReasonInJsonTableAndProgress) {
+  v1::JobReport r = FourTaskReport();
+  r.set_pending_reason("no attached worker matches --workers nosuch");
+  EXPECT_EQ(ReportToJson(r).at("pending_reason"), "no attached worker matches --workers nosuch");
+  EXPECT_TRUE(absl::StrContains(RenderReport(r, false),
+                                 "Pending:      no attached worker matches --workers nosuch\n"));
+  EXPECT_FALSE(absl::StrContains(RenderReport(FourTaskReport(), false), "Pending:"));
+  v1::JobProgress p;
+  p.set_pending_reason("no worker attached");
+  EXPECT_EQ(ProgressToJson(p).at("pending_reason"), "no worker attached");
+}
+
 TEST(ReportFormatTest, ReportJsonExtraFields) {
   const json j = ReportToJson(FourTaskReport());
   EXPECT_DOUBLE_EQ(j.at("timing").at("cpu_seconds").get<double>(), 4.49);
@@ -264,7 +276,9 @@ TEST(ReportFormatTest, ReportJsonExtraFields) {
                                   {"retries", 1},
                                   {"duplicates", 0},
                                   {"backups", 0},
-                                  {"backups_won", 0}}));
+                                  {"backups_won", 0},
+                                  {"backups_cancelled", 0}}));
+  EXPECT_EQ(j.at("pending_reason"), "");
   ASSERT_TRUE(j.at("iterations_total").is_number_unsigned());
   EXPECT_EQ(j.at("iterations_total").get<uint64_t>(), 40000000u);
   const json& spec = j.at("spec");
