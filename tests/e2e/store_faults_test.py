@@ -12,6 +12,7 @@ the same reports.
 import json
 import os
 import re
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -171,6 +172,38 @@ class StoreFaultsTest(harness.ClusterCase):
                 os.remove(filler)
 
         self.run_job_through(db, fill, free, r"full|SQLITE_FULL")
+
+    def test_database_made_read_only(self):
+        """The database file and its WAL made immutable (`chattr +i`, on an
+        ext4 file system: what an operator's `chattr`, a read-only snapshot
+        or a security tool does to a file a process has open; Linux refuses to
+        remount a file system read-only under open files, and root ignores
+        permission bits), then writable again. The -shm file stays: it is
+        memory-mapped, and making it immutable kills any SQLite process."""
+        for tool in ("mkfs.ext4", "chattr"):
+            if shutil.which(tool) is None:
+                self.skipTest(f"{tool} not installed")
+        image = os.path.join(self.tmp.name, "ext4.img")
+        with open(image, "wb") as f:
+            f.truncate(64 << 20)
+        subprocess.run(["mkfs.ext4", "-q", image], check=True)
+        mnt = os.path.join(self.tmp.name, "mnt")
+        os.mkdir(mnt)
+        subprocess.run(["mount", "-o", "loop", image, mnt], check=True)
+        self.mounts.append(mnt)  # unmounted by tearDown, also on failure
+        db = os.path.join(mnt, "busyfleet.db")
+        self.start_cluster(db)
+        files = [db, db + "-wal"]
+
+        def read_only():
+            subprocess.run(["chattr", "+i", *files], check=True)
+
+        def writable():
+            if os.path.ismount(mnt):
+                subprocess.run(["chattr", "-i", *files], check=False)
+
+        self.addCleanup(writable)
+        self.run_job_through(db, read_only, writable, r"I/O error|SQLITE_IOERR|readonly|SQLITE_READONLY")
 
 
     def test_heartbeats_flow_while_a_million_task_job_is_created_and_listed(self):
