@@ -13,9 +13,9 @@
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
-#include "worker/cpu_topology.h"
 #include "busyfleet/proto_time.h"
 #include "common/clock.h"
+#include "worker/cpu_topology.h"
 
 namespace busyfleet::worker {
 namespace {

@@ -11,7 +11,7 @@ namespace busyfleet::worker {
 void AddWorkerFlags(CLI::App& app, WorkerFlags& flags, absl::FunctionRef<void(CLI::App&)> add_client_security) {
   app.add_option("--coordinator", flags.coordinator, "coordinator address (host:port)")->capture_default_str();
   app.add_option("--slots", flags.slots,
-                 "tasks run at once; default: the smallest of physical cores, CPU affinity and cgroup quota")
+                 "tasks run at once; default: the smallest of physical cores, usable cores, CPU affinity and cgroup quota")
       ->check(CLI::Range(0, 4096));
   app.add_option("--name", flags.name, "worker name; default: the host name");
   app.add_option("--exec", flags.exec, "how tasks run: thread (one thread per slot) or process (a child per task)")

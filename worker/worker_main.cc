@@ -73,7 +73,7 @@ void LogHost(const busyfleet::worker::HostInfo& host, const WorkerFlags& flags, 
   spdlog::info("usable CPUs: {} packages, {} NUMA nodes, {} cores, {} hardware threads ({} per core at most)",
                host.packages, host.numa_nodes, host.usable_cores, host.usable_threads, host.threads_per_core);
   spdlog::info("{} slots ({}), exec {}", slots,
-               flags.slots > 0 ? "from --slots" : "smallest of physical cores, affinity and quota", flags.exec);
+               flags.slots > 0 ? "from --slots" : "smallest of physical cores, usable cores, affinity and quota", flags.exec);
 }
 
 // "0:0-1 1:2-3" for slot 0 on CPUs 0-1, slot 1 on 2-3; "floating" when none.
