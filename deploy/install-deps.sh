@@ -17,6 +17,7 @@ compile_pkgs=(
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libabsl-dev libspdlog-dev libfmt-dev libcli11-dev nlohmann-json3-dev
   libsqlite3-dev libcpp-httplib-dev
+  prometheus-cpp-dev libhwloc-dev
 )
 build_pkgs=(
   "${compile_pkgs[@]}" git
@@ -32,11 +33,13 @@ build_pkgs=(
   # The image and compose demo on a real engine (tests/e2e/docker_test.py);
   # mmdebstrap makes the base images where no registry is reachable.
   docker.io mmdebstrap
+  # lstopo, to capture a machine's topology as an XML fixture (tests/unit/data/topology).
+  hwloc
 )
 # What `ldd` of the three binaries resolves to (their own dependencies follow).
 runtime_pkgs=(
   libgrpc++1.51 libgrpc29 libprotobuf32 libspdlog1.10 libfmt9 libsqlite3-0
-  libcpp-httplib0.11 ca-certificates
+  libcpp-httplib0.11 libprometheus-cpp-core1.0 libhwloc15 ca-certificates
 )
 
 list=0

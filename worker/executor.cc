@@ -1,5 +1,8 @@
 #include "worker/executor.h"
 
+#include <fcntl.h>
+#include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <sys/resource.h>
 #include <sys/types.h>
@@ -12,6 +15,7 @@
 #include "absl/strings/str_cat.h"
 #include "busyfleet/proto_time.h"
 #include "common/clock.h"
+#include "worker/cpu_topology.h"
 
 namespace busyfleet::worker {
 namespace {
@@ -73,16 +77,32 @@ constexpr int kChildCompleted = 0;
 constexpr int kChildTimedOut = 3;
 constexpr int kChildBadKind = 4;
 
+// The CPU the calling thread is on, for TaskResult.start_cpu / end_cpu.
+void SetCpu(int cpu, void (v1::TaskResult::*set)(uint32_t), v1::TaskResult* r) {
+  if (cpu >= 0) (r->*set)(static_cast<uint32_t>(cpu));
+}
+
+void SetMigrated(v1::TaskResult* r) {
+  r->set_migrated(r->has_start_cpu() && r->has_end_cpu() && r->start_cpu() != r->end_cpu());
+}
+
 // The child side of a process-mode task: only the kernel, then _exit (no
 // destructors, no gRPC). SIGTERM (blocked in the worker) ends it at once:
-// nothing to clean up.
-[[noreturn]] void RunChild(const v1::Assignment& a, MonoTime deadline) {
+// nothing to clean up. Before exiting it writes the CPUs it started and
+// ended on to `cpus_fd` (its affinity is its slot thread's, inherited).
+[[noreturn]] void RunChild(const v1::Assignment& a, MonoTime deadline, int cpus_fd) {
   sigset_t term;
   sigemptyset(&term);
   sigaddset(&term, SIGTERM);
   pthread_sigmask(SIG_UNBLOCK, &term, nullptr);
   CancelToken never;
-  switch (RunKernel(a, never, deadline).outcome) {
+  int cpus[2] = {sched_getcpu(), -1};
+  const KernelOutcome outcome = RunKernel(a, never, deadline).outcome;
+  cpus[1] = sched_getcpu();
+  if (cpus_fd >= 0) {
+    [[maybe_unused]] const ssize_t written = write(cpus_fd, cpus, sizeof(cpus));  // lost: unknown CPUs
+  }
+  switch (outcome) {
     case KernelOutcome::kBadKind: _exit(kChildBadKind);
     case KernelOutcome::kTimedOut: _exit(kChildTimedOut);
     default: _exit(kChildCompleted);
@@ -111,6 +131,18 @@ void SetChildOutcome(const v1::Assignment& a, int status, bool cancelled, v1::Ta
   }
 }
 
+// The CPUs a child wrote before exiting (RunChild); closes `fd`.
+void ReadChildCpus(int fd, v1::TaskResult* r) {
+  if (fd < 0) return;
+  int cpus[2] = {-1, -1};
+  if (read(fd, cpus, sizeof(cpus)) == static_cast<ssize_t>(sizeof(cpus))) {
+    SetCpu(cpus[0], &v1::TaskResult::set_start_cpu, r);
+    SetCpu(cpus[1], &v1::TaskResult::set_end_cpu, r);
+    SetMigrated(r);
+  }
+  close(fd);
+}
+
 }  // namespace
 
 Executor::Executor(Options options, StartedFn on_started, FinishedFn on_finished)
@@ -127,7 +159,27 @@ Executor::Executor(Options options, StartedFn on_started, FinishedFn on_finished
   for (int slot = 0; slot < options_.slots; ++slot) {
     threads_.emplace_back([this, slot] { SlotLoop(slot); });
   }
+  PinSlotThreads();
   killer_ = std::thread([this] { KillerLoop(); });
+}
+
+void Executor::PinSlotThreads() {
+  bound_cpus_.assign(static_cast<size_t>(options_.slots), "");
+  if (options_.slot_cpus.size() != static_cast<size_t>(options_.slots)) return;
+  // No task can start before the constructor returns: every slot is pinned
+  // before its first task.
+  for (size_t slot = 0; slot < threads_.size(); ++slot) {
+    cpu_set_t mask;
+    CPU_ZERO(&mask);
+    bool fits = !options_.slot_cpus[slot].empty();
+    for (int cpu : options_.slot_cpus[slot]) {
+      fits = fits && cpu >= 0 && cpu < CPU_SETSIZE;
+      if (fits) CPU_SET(cpu, &mask);
+    }
+    if (fits && pthread_setaffinity_np(threads_[slot].native_handle(), sizeof(mask), &mask) == 0) {
+      bound_cpus_[slot] = FormatCpuList(options_.slot_cpus[slot]);
+    }
+  }
 }
 
 void Executor::StopChildLocked(const Key& key, pid_t child) {
@@ -183,7 +235,7 @@ bool Executor::TryRunInline(const v1::Assignment& a) {
     if (slot < 0) return false;
     ClaimSlotLocked(slot, a, cancel);
   }
-  RunAndReport(a, slot, *cancel);
+  RunAndReport(a, slot, *cancel, /*on_slot_thread=*/false);
   return true;
 }
 
@@ -294,7 +346,7 @@ void Executor::ClaimSlotLocked(int slot, const v1::Assignment& a, std::shared_pt
   running_[KeyOf(a.task())] = Running{std::move(cancel), 0};
 }
 
-void Executor::RunAndReport(const v1::Assignment& a, int slot, const CancelToken& cancel) {
+void Executor::RunAndReport(const v1::Assignment& a, int slot, const CancelToken& cancel, bool on_slot_thread) {
   const v1::ExecMode mode = ModeOf(a);
   v1::TaskStarted started;
   *started.mutable_task() = a.task();
@@ -303,7 +355,7 @@ void Executor::RunAndReport(const v1::Assignment& a, int slot, const CancelToken
   on_started_(started);
   const Key key = KeyOf(a.task());
   v1::TaskResult result = mode == v1::EXEC_MODE_PROCESS ? RunInProcess(a, slot, key, cancel)
-                                                        : RunInThread(a, slot, cancel);
+                                                        : RunInThread(a, slot, cancel, on_slot_thread);
   // Report first, then leave running_: WaitIdle must not see this slot idle
   // before its result has been handed over.
   on_finished_(result);
@@ -312,9 +364,12 @@ void Executor::RunAndReport(const v1::Assignment& a, int slot, const CancelToken
   slot_busy_[static_cast<size_t>(slot)] = false;
 }
 
-v1::TaskResult Executor::RunInThread(const v1::Assignment& a, int slot, const CancelToken& cancel) {
+v1::TaskResult Executor::RunInThread(const v1::Assignment& a, int slot, const CancelToken& cancel,
+                                     bool on_slot_thread) {
   v1::TaskResult r = NewResult(a, slot);
   r.set_pid(self_pid_);
+  if (on_slot_thread) r.set_bound_cpus(bound_cpus_[static_cast<size_t>(slot)]);
+  SetCpu(sched_getcpu(), &v1::TaskResult::set_start_cpu, &r);
   // The thread CPU clock is a system call (a few microseconds in a VM): a
   // countdown shorter than that reports its wall time, which for a loop
   // that never blocks is its CPU time.
@@ -324,6 +379,8 @@ v1::TaskResult Executor::RunInThread(const v1::Assignment& a, int slot, const Ca
   const MonoTime deadline = DeadlineOf(a);
   const KernelResult k = RunKernel(a, cancel, deadline);
   r.set_end_mono_ns(MonoNanosNow());
+  SetCpu(sched_getcpu(), &v1::TaskResult::set_end_cpu, &r);
+  SetMigrated(&r);
   r.set_cpu_ns(cpu_clock ? ThreadCpuNanos() - cpu0 : r.end_mono_ns() - r.start_mono_ns());
   r.set_iterations_done(a.kind() == v1::TASK_KIND_COUNTDOWN ? k.iterations_done : 0);
   SetOutcome(a, k.outcome, &r);
@@ -333,11 +390,19 @@ v1::TaskResult Executor::RunInThread(const v1::Assignment& a, int slot, const Ca
 v1::TaskResult Executor::RunInProcess(const v1::Assignment& a, int slot, const Key& key,
                                       const CancelToken& cancel) {
   v1::TaskResult r = NewResult(a, slot);
+  r.set_bound_cpus(bound_cpus_[static_cast<size_t>(slot)]);
+  // The child's CPUs come back through a pipe; non-blocking, so a child
+  // killed before writing (or a sibling holding the write end) never
+  // blocks the read.
+  int cpus_pipe[2] = {-1, -1};
+  if (pipe2(cpus_pipe, O_CLOEXEC | O_NONBLOCK) != 0) cpus_pipe[0] = cpus_pipe[1] = -1;
   r.set_start_mono_ns(MonoNanosNow());
   const MonoTime deadline = DeadlineOf(a);
   const pid_t pid = fork();
-  if (pid == 0) RunChild(a, deadline);
+  if (pid == 0) RunChild(a, deadline, cpus_pipe[1]);
+  if (cpus_pipe[1] >= 0) close(cpus_pipe[1]);
   if (pid < 0) {
+    if (cpus_pipe[0] >= 0) close(cpus_pipe[0]);
     r.set_end_mono_ns(MonoNanosNow());
     r.set_state(v1::TASK_STATE_FAILED);
     r.set_error(absl::StrCat("fork failed: ", std::strerror(errno)));
@@ -356,6 +421,7 @@ v1::TaskResult Executor::RunInProcess(const v1::Assignment& a, int slot, const K
   r.set_cpu_ns((int64_t{usage.ru_utime.tv_sec} + usage.ru_stime.tv_sec) * 1'000'000'000 +
                (int64_t{usage.ru_utime.tv_usec} + usage.ru_stime.tv_usec) * 1'000);
   SetChildOutcome(a, status, cancel.cancelled(), &r);
+  ReadChildCpus(cpus_pipe[0], &r);
   return r;
 }
 

@@ -8,6 +8,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <string>
 #include <thread>
 #include <tuple>
 #include <vector>
@@ -36,6 +37,10 @@ class Executor {
     v1::ExecMode default_exec = v1::EXEC_MODE_THREAD;
     // A cancelled process-mode task gets SIGTERM, then SIGKILL after this.
     absl::Duration kill_grace = absl::Milliseconds(200);
+    // The OS CPU numbers each slot's thread is pinned to (CpuTopology::
+    // Places), one entry per slot; process-mode children inherit their
+    // slot's. Empty: slots float.
+    std::vector<std::vector<int>> slot_cpus;
   };
   // Called from slot threads; must not block for long.
   using StartedFn = std::function<void(const v1::TaskStarted&)>;
@@ -72,6 +77,9 @@ class Executor {
   bool WaitIdle(absl::Time deadline) const;
   // Cancels everything and joins the slot threads. Idempotent.
   void Stop();
+  // What each slot is pinned to, in the kernel's list syntax ("0-1"); ""
+  // for a slot that floats (not asked, or the kernel refused).
+  const std::vector<std::string>& bound_cpus() const { return bound_cpus_; }
 
  private:
   using Key = std::tuple<std::string, uint32_t, uint32_t>;
@@ -89,14 +97,17 @@ class Executor {
   // Marks `slot` busy with `a`, cancellable through `cancel`.
   void ClaimSlotLocked(int slot, const v1::Assignment& a, std::shared_ptr<CancelToken> cancel)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Runs `a` as `slot` (already claimed), reports it, then frees the slot.
-  void RunAndReport(const v1::Assignment& a, int slot, const CancelToken& cancel);
+  // Runs `a` as `slot` (already claimed), reports it, then frees the slot;
+  // `on_slot_thread` false for a task run inline on another thread.
+  void RunAndReport(const v1::Assignment& a, int slot, const CancelToken& cancel, bool on_slot_thread = true);
+  // Pins each slot thread to options_.slot_cpus; fills bound_cpus_.
+  void PinSlotThreads() ABSL_EXCLUSIVE_LOCKS_REQUIRED(stop_mu_);
   // Cancels a running task; a process-mode child is stopped.
   void CancelRunningLocked(const Key& key, const Running& running) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // SIGTERM now, SIGKILL after the grace unless it has exited by then.
   void StopChildLocked(const Key& key, pid_t child) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void KillerLoop();
-  v1::TaskResult RunInThread(const v1::Assignment& a, int slot, const CancelToken& cancel);
+  v1::TaskResult RunInThread(const v1::Assignment& a, int slot, const CancelToken& cancel, bool on_slot_thread);
   v1::TaskResult RunInProcess(const v1::Assignment& a, int slot, const Key& key,
                               const CancelToken& cancel);
   // Waits for the task's child to exit, forgets its pid, reaps it; its wait
@@ -119,6 +130,8 @@ class Executor {
   std::thread killer_;
   absl::Mutex stop_mu_;  // serialises Stop()
   std::vector<std::thread> threads_ ABSL_GUARDED_BY(stop_mu_);
+  // Set in the constructor, before any task: read without a lock.
+  std::vector<std::string> bound_cpus_;
 };
 
 }  // namespace busyfleet::worker

@@ -9,7 +9,6 @@
 #include <cerrno>
 #include <cmath>
 #include <cstdint>
-#include <set>
 
 #include "absl/status/status.h"
 #include "absl/strings/ascii.h"
@@ -53,14 +52,6 @@ std::optional<std::string> ReadFile(const std::string& path) {
   }
   ::close(fd);
   return out;
-}
-
-std::optional<int> ReadInt(const std::string& path) {
-  std::optional<std::string> text = ReadFile(path);
-  if (!text) return std::nullopt;
-  int value = 0;
-  if (!absl::SimpleAtoi(absl::StripAsciiWhitespace(*text), &value)) return std::nullopt;
-  return value;
 }
 
 // Splits a /proc/self/cgroup line "id:controllers:path"; the path may itself
@@ -152,6 +143,15 @@ int AffinityCpus() {
     if (err != EINVAL) return 0;
   }
   return 0;
+}
+
+void SetTopology(const TopologySummary& t, HostInfo* info) {
+  info->physical_cores = t.host_cores;
+  info->packages = t.packages;
+  info->numa_nodes = t.numa_nodes;
+  info->usable_cores = t.cores;
+  info->usable_threads = t.threads;
+  info->threads_per_core = t.threads_per_core;
 }
 
 std::string Hostname() {
@@ -255,12 +255,6 @@ std::optional<std::string> ParseCgroupV1CpuPath(absl::string_view proc_self_cgro
   return std::nullopt;
 }
 
-int CountPhysicalCores(const std::vector<std::pair<int, int>>& package_core_pairs) {
-  return static_cast<int>(
-      std::set<std::pair<int, int>>(package_core_pairs.begin(), package_core_pairs.end())
-          .size());
-}
-
 std::string MachineId(const std::optional<std::string>& boot_id,
                       const std::optional<std::string>& machine_id) {
   for (const std::optional<std::string>& text : {boot_id, machine_id}) {
@@ -274,7 +268,7 @@ std::string MachineId(const std::optional<std::string>& boot_id,
   return "";
 }
 
-HostInfo ProbeHost(const std::string& root) {
+HostInfo ProbeHost(const std::string& root, const CpuTopology* topology) {
   HostInfo info;
   info.hostname = Hostname();
   info.machine_id = MachineId(ReadFile(root + "/proc/sys/kernel/random/boot_id"), ReadFile(root + "/etc/machine-id"));
@@ -292,18 +286,7 @@ HostInfo ProbeHost(const std::string& root) {
     info.logical_cpus = n > 0 && n <= INT_MAX ? static_cast<int>(n) : 0;
   }
 
-  std::vector<std::pair<int, int>> pairs;
-  for (int cpu : online) {
-    const std::string topology = absl::StrCat(cpu_dir, "/cpu", cpu, "/topology/");
-    std::optional<int> package = ReadInt(topology + "physical_package_id");
-    std::optional<int> core = ReadInt(topology + "core_id");
-    if (!package || !core) {
-      pairs.clear();
-      break;
-    }
-    pairs.emplace_back(*package, *core);
-  }
-  info.physical_cores = CountPhysicalCores(pairs);
+  if (topology != nullptr) SetTopology(topology->Summary(), &info);
 
   info.affinity_cpus = AffinityCpus();
 
@@ -328,6 +311,7 @@ int DefaultSlots(const HostInfo& info) {
     if (candidate > 0 && (slots == 0 || candidate < slots)) slots = candidate;
   };
   consider(info.physical_cores);
+  consider(info.usable_cores);
   consider(info.affinity_cpus);
   if (info.cgroup_cpu_quota > 0) {
     // The epsilon absorbs rounding in quota / period (2.9999999999 counts as 3).

@@ -14,17 +14,25 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "worker/cpu_topology.h"
 
 namespace busyfleet::worker {
 
 struct HostInfo {
   std::string hostname;
   int logical_cpus = 0;         // online logical CPUs (from /sys/devices/system/cpu/online, else sysconf)
-  int physical_cores = 0;       // distinct (physical_package_id, core_id) pairs among online CPUs; 0 if unknown
+  int physical_cores = 0;       // physical cores of the machine (hwloc), usable or not; 0 if unknown
   int affinity_cpus = 0;        // CPUs in this process's sched_getaffinity mask; 0 if unknown
   double cgroup_cpu_quota = 0;  // CPUs allowed by the cgroup quota (e.g. 1.5); 0 = no limit / unknown
   std::string cpu_model;        // "model name" from /proc/cpuinfo (first one), or ""
   std::string machine_id;       // MachineId() of the kernel's boot id and /etc/machine-id, or ""
+  // The CPUs this worker may use (cgroup cpuset and CPU affinity), from
+  // hwloc (cpu_topology.h); all 0 when the topology is unknown.
+  int packages = 0;
+  int numa_nodes = 0;
+  int usable_cores = 0;      // physical cores with a usable hardware thread
+  int usable_threads = 0;    // usable hardware threads
+  int threads_per_core = 0;  // most usable hardware threads on one core
 };
 
 // Which machine this is, from the captured contents of
@@ -75,21 +83,17 @@ std::optional<std::string> ParseCgroupV2Path(absl::string_view proc_self_cgroup)
 // "/docker/abc"; "1:cpu:/" -> "/"), or std::nullopt when there is none.
 std::optional<std::string> ParseCgroupV1CpuPath(absl::string_view proc_self_cgroup);
 
-// Counts physical cores given, for each online CPU, its (physical package
-// id, core id): the number of distinct pairs. Core ids repeat across
-// packages, so both halves of the pair matter.
-int CountPhysicalCores(const std::vector<std::pair<int, int>>& package_core_pairs);
-
 // Reads the live system. `root` prefixes every path ("" for the real
 // system; tests pass a directory laid out like /, with sys/devices/system/
-// cpu/..., proc/cpuinfo, proc/self/cgroup, sys/fs/cgroup/...). Never fails:
+// cpu/online, proc/cpuinfo, proc/self/cgroup, sys/fs/cgroup/...), and
+// `topology` (hwloc's view: CpuTopology::Live() or a fixture; nullptr:
+// unknown) gives the cores, packages, NUMA nodes and threads. Never fails:
 // values that cannot be determined stay 0 / "".
 //  - hostname: gethostname() (not from root).
 //  - logical_cpus: size of sys/devices/system/cpu/online, else
 //    sysconf(_SC_NPROCESSORS_ONLN).
-//  - physical_cores: from sys/devices/system/cpu/cpuN/topology/
-//    {physical_package_id,core_id} for every online CPU N; 0 if the online
-//    list or any of these files is missing or unparseable.
+//  - physical_cores, packages, numa_nodes, usable_cores, usable_threads,
+//    threads_per_core: topology->Summary() (physical_cores: host_cores).
 //  - affinity_cpus: sched_getaffinity() of this process (not from root).
 //  - cgroup_cpu_quota: the smallest limit found, over cgroup v2
 //    (sys/fs/cgroup/<v2 path>/cpu.max) and cgroup v1
@@ -100,14 +104,15 @@ int CountPhysicalCores(const std::vector<std::pair<int, int>>& package_core_pair
 //    the mount, the mount root itself.
 //  - cpu_model: ParseCpuModel(proc/cpuinfo).
 //  - machine_id: MachineId(proc/sys/kernel/random/boot_id, etc/machine-id).
-HostInfo ProbeHost(const std::string& root = "");
+HostInfo ProbeHost(const std::string& root = "", const CpuTopology* topology = nullptr);
 
-// The default slot count: the smallest of physical_cores, affinity_cpus and
-// floor(cgroup_cpu_quota) (at least 1 when there is a quota), ignoring those
-// that are 0 / unknown; when all are unknown, logical_cpus, and when that is
-// unknown too, 1. Always >= 1.
+// The default slot count: the smallest of physical_cores, usable_cores,
+// affinity_cpus and floor(cgroup_cpu_quota) (at least 1 when there is a
+// quota), ignoring those that are 0 / unknown; when all are unknown,
+// logical_cpus, and when that is unknown too, 1. Always >= 1.
 // Examples: 4 physical / 8 logical, affinity 8, no quota -> 4;
-// quota 2.0 on a 64-thread host -> 2; quota 0.5 -> 1; affinity 3 -> 3.
+// quota 2.0 on a 64-thread host -> 2; quota 0.5 -> 1; affinity 3 -> 3;
+// a cpuset of 4 hardware threads on 2 cores -> 2.
 int DefaultSlots(const HostInfo& info);
 
 }  // namespace busyfleet::worker

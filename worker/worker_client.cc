@@ -62,8 +62,12 @@ absl::StatusOr<std::unique_ptr<WorkerClient>> WorkerClient::Start(Options option
   std::unique_ptr<WorkerClient> c(new WorkerClient(std::move(options)));
   c->NewChannel();
   WorkerClient* raw = c.get();
+  Executor::Options executor_options;
+  executor_options.slots = c->options_.slots;
+  executor_options.default_exec = c->options_.default_exec;
+  executor_options.slot_cpus = c->options_.slot_cpus;
   c->executor_ = std::make_unique<Executor>(
-      Executor::Options{c->options_.slots, c->options_.default_exec},
+      executor_options,
       [raw](const v1::TaskStarted& s) { raw->OnStarted(s); },
       [raw](const v1::TaskResult& r) { raw->OnFinished(r); });
   c->loop_ = std::thread([raw] { raw->RunLoop(); });

@@ -43,6 +43,9 @@ class WorkerClient {
     int slots = 1;
     std::map<std::string, std::string> labels;
     v1::ExecMode default_exec = v1::EXEC_MODE_THREAD;
+    // The CPUs each slot is pinned to (Executor::Options::slot_cpus);
+    // empty: slots float.
+    std::vector<std::vector<int>> slot_cpus;
     v1::HostInfo host;
     absl::Duration backoff_initial = absl::Milliseconds(100);
     // Our reconnect backoff (with jitter: each wait is 0.5-1x the current

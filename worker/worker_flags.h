@@ -7,6 +7,7 @@
 
 #include <map>
 #include <string>
+#include <vector>
 
 #include <CLI/CLI.hpp>
 
@@ -15,6 +16,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "busyfleet/v1/types.pb.h"
+#include "worker/cpu_topology.h"
 #include "worker/host_probe.h"
 
 namespace busyfleet::worker {
@@ -24,6 +26,7 @@ struct WorkerFlags {
   int slots = 0;  // 0: DefaultSlots of the host
   std::string name;  // empty: the host name
   std::string exec = "thread";  // thread or process (checked by the parser)
+  std::string bind = "auto";  // auto, cores, threads or none (checked by the parser)
   std::string labels;  // k=v,k2=v2
   std::string drain_timeout = "0s";  // 0s: no limit
   std::string log_format = "text";
@@ -53,6 +56,21 @@ std::string NameFor(const WorkerFlags& flags, const HostInfo& host);
 v1::ExecMode ExecModeFor(const WorkerFlags& flags);
 // The host as the worker describes itself to the coordinator.
 v1::HostInfo HostInfoMessage(const HostInfo& host);
+
+// Where the slots go (--bind): the mode and each slot's CPUs
+// (CpuTopology::Places); `note` says why auto chose none.
+struct Binding {
+  BindMode mode = BindMode::kNone;
+  std::vector<std::vector<int>> places;
+  std::string note;
+};
+// --bind for `slots` slots on `topology` (nullptr: unknown). auto: cores
+// when the slots take every usable core, one each, else none (with a
+// note): fewer slots than cores may mean other workers on the machine,
+// which would be pinned to the same first cores.
+// cores / threads that do not fit, or with no topology: InvalidArgument
+// naming the flag, the slots and the limit.
+absl::StatusOr<Binding> BindingFor(const WorkerFlags& flags, int slots, const CpuTopology* topology);
 
 }  // namespace busyfleet::worker
 

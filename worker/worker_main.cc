@@ -2,12 +2,14 @@
 // Its flags are in worker_flags.h.
 
 #include <cstdio>
+#include <memory>
 #include <string>
 #include <thread>
 
 #include <CLI/CLI.hpp>
 #include <spdlog/spdlog.h>
 
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
@@ -19,6 +21,7 @@
 #include "common/rpc/client_security.h"
 #include "common/rpc/grpc_logging.h"
 #include "common/status_macros.h"
+#include "worker/cpu_topology.h"
 #include "worker/host_probe.h"
 #include "worker/worker_client.h"
 #include "worker/worker_flags.h"
@@ -37,7 +40,8 @@ int BadFlags(absl::string_view message) {
 }
 
 absl::StatusOr<WorkerClient::Options> BuildWorkerOptions(const WorkerFlags& flags,
-                                                         const busyfleet::worker::HostInfo& host) {
+                                                         const busyfleet::worker::HostInfo& host,
+                                                         const busyfleet::worker::CpuTopology* topology) {
   WorkerClient::Options options;
   BF_ASSIGN_OR_RETURN(options.labels, busyfleet::worker::ParseLabels(flags.labels));
   options.coordinator = flags.coordinator;
@@ -45,15 +49,40 @@ absl::StatusOr<WorkerClient::Options> BuildWorkerOptions(const WorkerFlags& flag
   options.name = busyfleet::worker::NameFor(flags, host);
   options.default_exec = busyfleet::worker::ExecModeFor(flags);
   options.host = busyfleet::worker::HostInfoMessage(host);
+  BF_ASSIGN_OR_RETURN(busyfleet::worker::Binding binding,
+                      busyfleet::worker::BindingFor(flags, options.slots, topology));
+  if (!binding.note.empty()) spdlog::info("{}", binding.note);
+  options.slot_cpus = std::move(binding.places);
+  options.host.set_bind(busyfleet::worker::BindModeName(binding.mode));
   return options;
+}
+
+// hwloc's view of the CPUs this worker may use; nullptr (logged) when it
+// cannot load.
+std::unique_ptr<busyfleet::worker::CpuTopology> LoadTopology() {
+  absl::StatusOr<std::unique_ptr<busyfleet::worker::CpuTopology>> t = busyfleet::worker::CpuTopology::Live();
+  if (t.ok()) return *std::move(t);
+  spdlog::warn("CPU topology unknown: {}", t.status().message());
+  return nullptr;
 }
 
 void LogHost(const busyfleet::worker::HostInfo& host, const WorkerFlags& flags, int slots) {
   spdlog::info("host {}: {} logical CPUs, {} physical cores, affinity {}, cgroup quota {}, \"{}\"",
                host.hostname, host.logical_cpus, host.physical_cores, host.affinity_cpus,
                host.cgroup_cpu_quota > 0 ? std::to_string(host.cgroup_cpu_quota) : "none", host.cpu_model);
+  spdlog::info("usable CPUs: {} packages, {} NUMA nodes, {} cores, {} hardware threads ({} per core at most)",
+               host.packages, host.numa_nodes, host.usable_cores, host.usable_threads, host.threads_per_core);
   spdlog::info("{} slots ({}), exec {}", slots,
-               flags.slots > 0 ? "from --slots" : "smallest of physical cores, affinity and quota", flags.exec);
+               flags.slots > 0 ? "from --slots" : "smallest of physical cores, usable cores, affinity and quota", flags.exec);
+}
+
+// "0:0-1 1:2-3" for slot 0 on CPUs 0-1, slot 1 on 2-3; "floating" when none.
+std::string SlotPlaces(const std::vector<std::vector<int>>& places) {
+  std::string out;
+  for (size_t slot = 0; slot < places.size(); ++slot) {
+    absl::StrAppend(&out, slot == 0 ? "" : " ", slot, ":", busyfleet::worker::FormatCpuList(places[slot]));
+  }
+  return out.empty() ? "floating" : out;
 }
 
 // After the first signal: drains (running tasks finish, within `limit` when
@@ -108,8 +137,9 @@ int main(int argc, char** argv) {
   if (auto st = busyfleet::SetupGrpcLogging("worker", flags.log_format, flags.log_level); !st.ok()) {
     return BadFlags(st.message());
   }
-  const busyfleet::worker::HostInfo host = busyfleet::worker::ProbeHost();
-  absl::StatusOr<WorkerClient::Options> options = BuildWorkerOptions(flags, host);
+  const std::unique_ptr<busyfleet::worker::CpuTopology> topology = LoadTopology();
+  const busyfleet::worker::HostInfo host = busyfleet::worker::ProbeHost("", topology.get());
+  absl::StatusOr<WorkerClient::Options> options = BuildWorkerOptions(flags, host, topology.get());
   if (!options.ok()) return BadFlags(options.status().message());
   absl::StatusOr<busyfleet::ClientSecurity> security = security_flags.Load();
   if (!security.ok()) {
@@ -118,6 +148,7 @@ int main(int argc, char** argv) {
   }
   options->security = *std::move(security);
   LogHost(host, flags, options->slots);
+  spdlog::info("slots pinned: {} ({})", options->host.bind(), SlotPlaces(options->slot_cpus));
 
   auto client = WorkerClient::Start(*std::move(options));
   if (!client.ok()) {

@@ -33,6 +33,10 @@ void Attempt::ClearResult() {
   cpu_ns = 0;
   iterations_done = 0;
   pid = 0;
+  start_cpu = -1;
+  end_cpu = -1;
+  migrated = false;
+  bound_cpus.clear();
 }
 
 void TaskRecord::ArchiveCurrent(v1::TaskState ended_as, std::string why, absl::Time now) {

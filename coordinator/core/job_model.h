@@ -78,6 +78,12 @@ struct Attempt {
   // The process that ran the attempt (the worker's own in thread mode, a
   // forked child in process mode); 0 when unknown.
   uint32_t pid = 0;
+  // Where it ran (TaskResult start_cpu, end_cpu, migrated, bound_cpus);
+  // -1: unknown. Not stored.
+  int start_cpu = -1;
+  int end_cpu = -1;
+  bool migrated = false;
+  std::string bound_cpus;
   // The backup's phase (started on its worker). The current attempt's
   // phase is TaskRecord::state, which is what is stored.
   bool running = false;

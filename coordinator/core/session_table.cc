@@ -51,6 +51,10 @@ void Session::RecordTiming(const v1::TaskResult& result, absl::Time now, Attempt
   a.slot = result.slot();
   a.result_at = now;
   a.pid = result.pid();
+  a.start_cpu = result.has_start_cpu() ? static_cast<int>(result.start_cpu()) : -1;
+  a.end_cpu = result.has_end_cpu() ? static_cast<int>(result.end_cpu()) : -1;
+  a.migrated = result.migrated();
+  a.bound_cpus = result.bound_cpus();
   a.cpu_ns = result.cpu_ns();
   a.iterations_done = result.iterations_done();
   const absl::Duration ran = absl::Nanoseconds(result.end_mono_ns() - result.start_mono_ns());

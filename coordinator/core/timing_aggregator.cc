@@ -226,6 +226,10 @@ void AddTaskRows(const JobRecord& job, const ReportOptions& options, v1::JobRepo
     tt->set_speculated(t.speculated);
     tt->set_backup_won(t.backup_won);
     tt->set_pid(a.pid);
+    if (a.start_cpu >= 0) tt->set_start_cpu(static_cast<uint32_t>(a.start_cpu));
+    if (a.end_cpu >= 0) tt->set_end_cpu(static_cast<uint32_t>(a.end_cpu));
+    tt->set_migrated(a.migrated);
+    tt->set_bound_cpus(a.bound_cpus);
     if (!t.has_timing()) continue;
     tt->set_start_offset_seconds(Seconds(job.submitted_at, a.started_at));
     tt->set_seconds(t.seconds());

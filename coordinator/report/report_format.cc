@@ -92,6 +92,10 @@ json TaskTimingJson(const v1::TaskTiming& t) {
   task["cpu_seconds"] = JsonNumber(t.cpu_seconds());
   if (!t.error().empty()) task["error"] = t.error();
   if (t.pid() != 0) task["pid"] = t.pid();
+  if (t.has_start_cpu()) task["start_cpu"] = t.start_cpu();
+  if (t.has_end_cpu()) task["end_cpu"] = t.end_cpu();
+  if (t.has_start_cpu() && t.has_end_cpu()) task["migrated"] = t.migrated();
+  if (!t.bound_cpus().empty()) task["bound_cpus"] = t.bound_cpus();
   if (t.speculated()) {
     task["speculated"] = true;
     task["backup_won"] = t.backup_won();
@@ -337,6 +341,12 @@ nlohmann::json WorkersToJson(const std::vector<v1::WorkerInfo>& workers) {
     worker["cgroup_cpu_quota"] = JsonNumber(w.host().cgroup_cpu_quota());
     worker["cpu_model"] = w.host().cpu_model();
     worker["machine_id"] = w.host().machine_id();
+    worker["packages"] = w.host().packages();
+    worker["numa_nodes"] = w.host().numa_nodes();
+    worker["usable_cores"] = w.host().usable_cores();
+    worker["usable_threads"] = w.host().usable_threads();
+    worker["threads_per_core"] = w.host().threads_per_core();
+    worker["bind"] = w.host().bind();
     worker["assigned"] = w.assigned();
     json labels = json::object();
     for (const auto& [key, value] : w.labels()) labels[key] = value;
@@ -443,7 +453,7 @@ std::string RenderWorkers(const std::vector<v1::WorkerInfo>& workers,
   if (workers.empty()) return "No workers.\n";
   const std::vector<TableColumn> columns = {
       {"NAME", false},   {"HOST", false},           {"SLOTS", true},
-      {"CPUS", true},    {"CORES", true},           {"STATE", false},
+      {"CPUS", true},    {"CORES", true},           {"BIND", false},   {"STATE", false},
       {"RUNNING", true}, {"LAST-HEARTBEAT", false},
   };
   std::vector<std::vector<std::string>> rows;
@@ -451,7 +461,8 @@ std::string RenderWorkers(const std::vector<v1::WorkerInfo>& workers,
     rows.push_back(
         {w.name(), w.host().hostname().empty() ? "-" : w.host().hostname(),
          absl::StrCat(w.slots()), absl::StrCat(w.host().logical_cpus()),
-         absl::StrCat(w.host().physical_cores()), WorkerStateName(w.state()),
+         absl::StrCat(w.host().physical_cores()), w.host().bind().empty() ? "-" : w.host().bind(),
+         WorkerStateName(w.state()),
          absl::StrCat(w.running()), Ago(w.last_heartbeat(), now)});
   }
   // Workers on one machine share its cores: the total counts each once.

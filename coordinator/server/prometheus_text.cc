@@ -1,12 +1,12 @@
 #include "coordinator/server/prometheus_text.h"
 
-#include <algorithm>
-#include <charconv>
-#include <cmath>
+#include <prometheus/counter.h>
+#include <prometheus/gauge.h>
+#include <prometheus/histogram.h>
+#include <prometheus/registry.h>
+#include <prometheus/text_serializer.h>
 
 #include "absl/strings/ascii.h"
-#include "absl/strings/str_cat.h"
-#include "absl/strings/str_format.h"
 #include "coordinator/core/enum_names.h"
 
 namespace busyfleet::coordinator {
@@ -19,83 +19,98 @@ std::string Label(std::string display_name) {
   return display_name;
 }
 
-// A float in the exposition format's syntax: shortest round-trip form, +Inf,
-// -Inf, NaN. Not report::JsonNumber: Prometheus has words for what JSON
-// makes null.
-std::string PrometheusFloat(double v) {
-  if (std::isinf(v)) return v > 0 ? "+Inf" : "-Inf";
-  if (std::isnan(v)) return "NaN";
-  char buf[64];
-  const auto [end, ec] = std::to_chars(buf, buf + sizeof(buf), v);  // shortest that reads back the same
-  return ec == std::errc() ? std::string(buf, end) : absl::StrFormat("%.17g", v);
+void SetGauge(prometheus::Registry& r, const std::string& name, const std::string& help, double v) {
+  prometheus::BuildGauge().Name(name).Help(help).Register(r).Add({}).Set(v);
 }
 
-void Header(std::string* out, absl::string_view name, absl::string_view type, absl::string_view help) {
-  absl::StrAppend(out, "# HELP ", name, " ", help, "\n# TYPE ", name, " ", type, "\n");
+void SetCounter(prometheus::Registry& r, const std::string& name, const std::string& help, double total) {
+  prometheus::BuildCounter().Name(name).Help(help).Register(r).Add({}).Increment(total);
+}
+
+// One gauge per state, every state present (zero when the map lacks it).
+template <typename State, typename NameFn>
+void StateGauges(prometheus::Registry& r, const std::string& name, const std::string& help,
+                 const std::map<State, uint32_t>& by_state, std::initializer_list<State> states, NameFn state_name) {
+  auto& family = prometheus::BuildGauge().Name(name).Help(help).Register(r);
+  for (State s : states) {
+    auto it = by_state.find(s);
+    family.Add({{"state", Label(state_name(s))}}).Set(it == by_state.end() ? 0 : it->second);
+  }
+}
+
+// The snapshot's histogram as prometheus-cpp's: the same bounds, the
+// per-bucket counts (the overflow last) and the sum.
+void TaskSeconds(prometheus::Registry& r, const Histogram& h) {
+  const std::vector<uint64_t> cumulative = h.cumulative();
+  std::vector<double> increments;
+  uint64_t previous = 0;
+  for (uint64_t c : cumulative) {
+    increments.push_back(static_cast<double>(c - previous));
+    previous = c;
+  }
+  increments.push_back(static_cast<double>(h.count() - previous));  // the +Inf bucket
+  prometheus::BuildHistogram()
+      .Name("busyfleet_task_duration_seconds")
+      .Help("Durations of succeeded tasks, seconds.")
+      .Register(r)
+      .Add({}, h.bounds())
+      .ObserveMultiple(increments, h.sum());
+}
+
+void TaskCounters(prometheus::Registry& r, const CoordinatorCounters& c) {
+  auto& tasks = prometheus::BuildCounter()
+                    .Name("busyfleet_tasks_total")
+                    .Help("Task attempts since start: dispatched to workers, succeeded, failed (incl. lost and "
+                          "timed out), retried.")
+                    .Register(r);
+  tasks.Add({{"state", "dispatched"}}).Increment(static_cast<double>(c.dispatched));
+  tasks.Add({{"state", "succeeded"}}).Increment(static_cast<double>(c.succeeded));
+  tasks.Add({{"state", "failed"}}).Increment(static_cast<double>(c.attempts_failed));
+  tasks.Add({{"state", "retried"}}).Increment(static_cast<double>(c.retried));
+  TaskSeconds(r, c.task_seconds);
+}
+
+void StoreMetrics(prometheus::Registry& r, const StoreHealth& st) {
+  SetGauge(r, "busyfleet_store_writable", "1 when the job store commits its writes, 0 while it cannot.",
+           st.writable ? 1 : 0);
+  SetGauge(r, "busyfleet_store_backlog_rows",
+           "Job and task rows queued in memory and not yet committed to the store.",
+           static_cast<double>(st.backlog_rows));
+  SetCounter(r, "busyfleet_store_commits_total", "Store transactions committed since start.",
+             static_cast<double>(st.commits));
+  SetCounter(r, "busyfleet_store_write_failures_total",
+             "Store commit attempts that failed since start (each batch is retried until it commits).",
+             static_cast<double>(st.write_failures));
+  SetCounter(r, "busyfleet_jobs_deleted_total",
+             "Finished jobs removed by retention, coordctl delete or coordctl jobs prune since start.",
+             static_cast<double>(st.jobs_deleted));
+  SetCounter(r, "busyfleet_jobs_dropped_total",
+             "With --db :memory:, finished jobs whose reports were dropped past --keep-finished-jobs/-tasks.",
+             static_cast<double>(st.jobs_dropped));
+  SetGauge(r, "busyfleet_store_purge_rows", "Task rows of deleted jobs not yet removed from the database.",
+           static_cast<double>(st.purge_rows));
 }
 
 }  // namespace
 
 std::string PrometheusText(const MetricsSnapshot& m) {
-  std::string out;
-  Header(&out, "busyfleet_workers", "gauge", "Workers by state (gone: recently lost or detached).");
-  for (v1::WorkerState s : {v1::WORKER_STATE_READY, v1::WORKER_STATE_DRAINING, v1::WORKER_STATE_GONE}) {
-    auto it = m.workers.find(s);
-    absl::StrAppend(&out, "busyfleet_workers{state=\"", Label(WorkerStateName(s)),
-                    "\"} ", it == m.workers.end() ? 0 : it->second, "\n");
-  }
-  Header(&out, "busyfleet_slots", "gauge", "Task slots of the attached workers.");
-  absl::StrAppend(&out, "busyfleet_slots ", m.slots, "\n");
-  Header(&out, "busyfleet_tasks_running", "gauge", "Tasks running on workers now.");
-  absl::StrAppend(&out, "busyfleet_tasks_running ", m.running, "\n");
-  Header(&out, "busyfleet_queue_depth", "gauge", "Tasks waiting for a slot, over all jobs.");
-  absl::StrAppend(&out, "busyfleet_queue_depth ", m.queue_depth, "\n");
-  Header(&out, "busyfleet_jobs", "gauge", "Jobs the coordinator holds, by state.");
-  for (v1::JobState s : {v1::JOB_STATE_PENDING, v1::JOB_STATE_RUNNING, v1::JOB_STATE_SUCCEEDED,
-                         v1::JOB_STATE_FAILED, v1::JOB_STATE_CANCELLED}) {
-    auto it = m.jobs.find(s);
-    absl::StrAppend(&out, "busyfleet_jobs{state=\"", Label(JobStateName(s)), "\"} ",
-                    it == m.jobs.end() ? 0 : it->second, "\n");
-  }
-  Header(&out, "busyfleet_jobs_submitted_total", "counter", "Jobs accepted since start.");
-  absl::StrAppend(&out, "busyfleet_jobs_submitted_total ", m.jobs_submitted, "\n");
-  Header(&out, "busyfleet_tasks_total", "counter",
-         "Task attempts since start: dispatched to workers, succeeded, failed (incl. lost and timed out), "
-         "retried.");
-  const CoordinatorCounters& c = m.counters;
-  absl::StrAppend(&out, "busyfleet_tasks_total{state=\"dispatched\"} ", c.dispatched, "\n",
-                  "busyfleet_tasks_total{state=\"succeeded\"} ", c.succeeded, "\n",
-                  "busyfleet_tasks_total{state=\"failed\"} ", c.attempts_failed, "\n",
-                  "busyfleet_tasks_total{state=\"retried\"} ", c.retried, "\n");
-  Header(&out, "busyfleet_task_duration_seconds", "histogram", "Durations of succeeded tasks, seconds.");
-  const std::vector<uint64_t> cumulative = c.task_seconds.cumulative();
-  for (size_t i = 0; i < cumulative.size(); ++i) {
-    absl::StrAppend(&out, "busyfleet_task_duration_seconds_bucket{le=\"", PrometheusFloat(c.task_seconds.bounds()[i]),
-                    "\"} ", cumulative[i], "\n");
-  }
-  absl::StrAppend(&out, "busyfleet_task_duration_seconds_bucket{le=\"+Inf\"} ", c.task_seconds.count(), "\n",
-                  "busyfleet_task_duration_seconds_sum ", PrometheusFloat(c.task_seconds.sum()), "\n",
-                  "busyfleet_task_duration_seconds_count ", c.task_seconds.count(), "\n");
-  const StoreHealth& st = m.store;
-  Header(&out, "busyfleet_store_writable", "gauge", "1 when the job store commits its writes, 0 while it cannot.");
-  absl::StrAppend(&out, "busyfleet_store_writable ", st.writable ? 1 : 0, "\n");
-  Header(&out, "busyfleet_store_backlog_rows", "gauge",
-         "Job and task rows queued in memory and not yet committed to the store.");
-  absl::StrAppend(&out, "busyfleet_store_backlog_rows ", st.backlog_rows, "\n");
-  Header(&out, "busyfleet_store_commits_total", "counter", "Store transactions committed since start.");
-  absl::StrAppend(&out, "busyfleet_store_commits_total ", st.commits, "\n");
-  Header(&out, "busyfleet_store_write_failures_total", "counter",
-         "Store commit attempts that failed since start (each batch is retried until it commits).");
-  absl::StrAppend(&out, "busyfleet_store_write_failures_total ", st.write_failures, "\n");
-  Header(&out, "busyfleet_jobs_deleted_total", "counter",
-         "Finished jobs removed by retention, coordctl delete or coordctl jobs prune since start.");
-  absl::StrAppend(&out, "busyfleet_jobs_deleted_total ", st.jobs_deleted, "\n");
-  Header(&out, "busyfleet_jobs_dropped_total", "counter",
-         "With --db :memory:, finished jobs whose reports were dropped past --keep-finished-jobs/-tasks.");
-  absl::StrAppend(&out, "busyfleet_jobs_dropped_total ", st.jobs_dropped, "\n");
-  Header(&out, "busyfleet_store_purge_rows", "gauge", "Task rows of deleted jobs not yet removed from the database.");
-  absl::StrAppend(&out, "busyfleet_store_purge_rows ", st.purge_rows, "\n");
-  return out;
+  prometheus::Registry r;
+  StateGauges(r, "busyfleet_workers", "Workers by state (gone: recently lost or detached).", m.workers,
+              {v1::WORKER_STATE_READY, v1::WORKER_STATE_DRAINING, v1::WORKER_STATE_GONE},
+              [](v1::WorkerState s) { return std::string(WorkerStateName(s)); });
+  SetGauge(r, "busyfleet_slots", "Task slots of the attached workers.", static_cast<double>(m.slots));
+  SetGauge(r, "busyfleet_tasks_running", "Tasks running on workers now.", static_cast<double>(m.running));
+  SetGauge(r, "busyfleet_queue_depth", "Tasks waiting for a slot, over all jobs.",
+           static_cast<double>(m.queue_depth));
+  StateGauges(r, "busyfleet_jobs", "Jobs the coordinator holds, by state.", m.jobs,
+              {v1::JOB_STATE_PENDING, v1::JOB_STATE_RUNNING, v1::JOB_STATE_SUCCEEDED, v1::JOB_STATE_FAILED,
+               v1::JOB_STATE_CANCELLED},
+              [](v1::JobState s) { return std::string(JobStateName(s)); });
+  SetCounter(r, "busyfleet_jobs_submitted_total", "Jobs accepted since start.",
+             static_cast<double>(m.jobs_submitted));
+  TaskCounters(r, m.counters);
+  StoreMetrics(r, m.store);
+  return prometheus::TextSerializer().Serialize(r.Collect());
 }
 
 }  // namespace busyfleet::coordinator

@@ -106,8 +106,9 @@ class Cluster:
                                    *extra], cwd=self.tmp.name)
         self.address = self.coordinator.wait_for_line(r"listening on (\S+:\d+)").group(1)
         for i in range(workers):
-            self.workers.append(Daemon([bench.bin("worker/worker"), "--coordinator", self.address,
-                                        "--slots", str(slots), "--name", f"bench-w{i + 1}"]))
+            self.workers.append(Daemon([*bench.worker_prefix(i), bench.bin("worker/worker"), "--coordinator",
+                                        self.address, "--slots", str(slots), "--name", f"bench-w{i + 1}",
+                                        *bench.worker_bind_args()]))
         if workers:
             self.wait_for_workers(workers)
         self.startup_seconds = time.perf_counter() - t0
@@ -163,6 +164,17 @@ class Bench:
         self.peers = []     # start-up / tasks/s / round-trip rows, one per system
         self.notes = []
         self.ran = []       # stages that completed
+
+    def worker_bind_args(self):
+        """--bind MODE for every worker, when --worker-bind names one."""
+        mode = getattr(self.args, "worker_bind", "")
+        return ["--bind", mode] if mode else []
+
+    def worker_prefix(self, i):
+        """taskset -c CPU for worker i when its slots are pinned (see --worker-bind)."""
+        if getattr(self.args, "worker_bind", "") not in ("cores", "threads"):
+            return []
+        return ["taskset", "-c", str(i % (os.cpu_count() or 1))]
 
     def bin(self, rel):
         path = os.path.join(self.bin_dir, rel)
@@ -551,6 +563,10 @@ def main():
                              "(the other targets use :memory:)")
     parser.add_argument("--json", default="", help="also write the results to this file")
     parser.add_argument("--strict", action="store_true", help="exit 3 when a full run misses a target")
+    parser.add_argument("--worker-bind", default="", choices=["", "auto", "cores", "threads", "none"],
+                        help="pass --bind MODE to every worker (default: the worker's own default); with cores or "
+                             "threads, worker i is first confined to CPU i mod nproc (taskset), so one-slot workers "
+                             "on this machine do not all pin to the first core")
     args = parser.parse_args()
     try:
         only = sorted({int(x) for x in args.only.split(",") if x.strip()}) or sorted(TARGETS)

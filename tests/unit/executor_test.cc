@@ -1,14 +1,20 @@
 #include "worker/executor.h"
 
+#include <sched.h>
 #include <unistd.h>
 
 #include <cstdint>
+#include <filesystem>
+#include <fstream>
+#include <map>
 #include <set>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
@@ -16,6 +22,7 @@
 #include "busyfleet/v1/worker.pb.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "worker/cpu_topology.h"
 
 namespace busyfleet::worker {
 namespace {
@@ -501,6 +508,115 @@ TEST(ExecutorProcessModeTest, SleepTaskSucceeds) {
   const v1::TaskResult r = rec.results()[0];
   EXPECT_EQ(r.state(), v1::TASK_STATE_SUCCEEDED) << r.error();
   EXPECT_GE(r.end_mono_ns() - r.start_mono_ns(), 20'000'000);
+}
+
+// The CPUs `pid` (0: the calling thread) may run on.
+std::vector<int> AffinityOf(pid_t pid) {
+  cpu_set_t mask;
+  CPU_ZERO(&mask);
+  std::vector<int> cpus;
+  if (sched_getaffinity(pid, sizeof(mask), &mask) != 0) return cpus;
+  for (int cpu = 0; cpu < CPU_SETSIZE; ++cpu) {
+    if (CPU_ISSET(cpu, &mask)) cpus.push_back(cpu);
+  }
+  return cpus;
+}
+
+// A live (not yet reaped) child of this process, or 0 when none appears
+// before the deadline.
+pid_t WaitForChild(absl::Time deadline) {
+  while (absl::Now() < deadline) {
+    for (const auto& entry : std::filesystem::directory_iterator("/proc")) {
+      pid_t pid = 0;
+      if (!absl::SimpleAtoi(entry.path().filename().string(), &pid)) continue;
+      std::ifstream stat(entry.path() / "stat");
+      std::string line;
+      std::getline(stat, line);
+      // "pid (comm) state ppid ...": the fields after the last ')'.
+      const size_t paren = line.rfind(')');
+      if (paren == std::string::npos) continue;
+      std::vector<std::string> f = absl::StrSplit(line.substr(paren + 2), ' ');
+      pid_t ppid = 0;
+      if (f.size() > 1 && f[0] != "Z" && absl::SimpleAtoi(f[1], &ppid) && ppid == getpid()) return pid;
+    }
+    absl::SleepFor(absl::Milliseconds(5));  // polling /proc, bounded by the deadline
+  }
+  return 0;
+}
+
+// Places on this process's own CPUs, so the test runs anywhere: slot 0 on
+// the last allowed CPU, slot 1 on the first (not the identity).
+std::vector<std::vector<int>> ReversedPlaces() {
+  const std::vector<int> allowed = AffinityOf(0);
+  return {{allowed.back()}, {allowed.front()}};
+}
+
+TEST(ExecutorBindTest, EachSlotThreadRunsPinnedToItsPlace) {
+  absl::Mutex mu;
+  std::map<uint32_t, std::vector<int>> seen;  // slot -> the slot thread's affinity at start
+  auto on_started = [&](const v1::TaskStarted& s) {
+    absl::MutexLock lock(&mu);
+    seen[s.slot()] = AffinityOf(0);  // called on the slot's own thread
+  };
+  Recorder rec;
+  Executor::Options o = Slots(2);
+  o.slot_cpus = ReversedPlaces();
+  Executor ex(o, on_started, rec.OnFinished());
+  EXPECT_EQ(ex.bound_cpus(), (std::vector<std::string>{FormatCpuList(o.slot_cpus[0]), FormatCpuList(o.slot_cpus[1])}));
+  ex.Submit(Timed(v1::TASK_KIND_SLEEP, "job", 0, absl::Hours(1)));
+  ex.Submit(Timed(v1::TASK_KIND_SLEEP, "job", 1, absl::Hours(1)));
+  {
+    absl::MutexLock lock(&mu);
+    auto both = [&]() { return seen.size() == 2; };
+    ASSERT_TRUE(mu.AwaitWithDeadline(absl::Condition(&both), absl::Now() + kWaitLimit));
+    EXPECT_EQ(seen[0], o.slot_cpus[0]);
+    EXPECT_EQ(seen[1], o.slot_cpus[1]);
+  }
+  ex.CancelAll();
+  ASSERT_TRUE(rec.WaitForResults(2));
+  for (const v1::TaskResult& r : rec.results()) {
+    const std::vector<int>& place = o.slot_cpus[r.slot()];
+    EXPECT_EQ(r.bound_cpus(), FormatCpuList(place));
+    ASSERT_TRUE(r.has_start_cpu() && r.has_end_cpu());
+    EXPECT_EQ(static_cast<int>(r.start_cpu()), place[0]) << "a slot pinned to one CPU starts there";
+    EXPECT_EQ(static_cast<int>(r.end_cpu()), place[0]);
+    EXPECT_FALSE(r.migrated());
+  }
+}
+
+TEST(ExecutorBindTest, ProcessModeChildInheritsItsSlotsPlace) {
+  Recorder rec;
+  Executor::Options o = Slots(1, v1::EXEC_MODE_PROCESS);
+  o.slot_cpus = {ReversedPlaces()[0]};
+  Executor ex(o, rec.OnStarted(), rec.OnFinished());
+  ex.Submit(Timed(v1::TASK_KIND_SLEEP, "job", 0, absl::Hours(1)));
+  const pid_t child = WaitForChild(absl::Now() + kWaitLimit);
+  ASSERT_NE(child, 0) << "no child process appeared";
+  EXPECT_EQ(AffinityOf(child), o.slot_cpus[0]);
+  ex.CancelAll();
+  ASSERT_TRUE(rec.WaitForResults(1));
+  // A child that finishes reports the CPUs it started and ended on.
+  ex.Submit(Countdown("job", 1, 1'000'000));
+  ASSERT_TRUE(rec.WaitForResults(2));
+  const v1::TaskResult r = rec.results()[1];
+  EXPECT_EQ(r.state(), v1::TASK_STATE_SUCCEEDED) << r.error();
+  EXPECT_EQ(r.bound_cpus(), FormatCpuList(o.slot_cpus[0]));
+  ASSERT_TRUE(r.has_start_cpu() && r.has_end_cpu());
+  EXPECT_EQ(static_cast<int>(r.start_cpu()), o.slot_cpus[0][0]);
+  EXPECT_EQ(static_cast<int>(r.end_cpu()), o.slot_cpus[0][0]);
+}
+
+TEST(ExecutorBindTest, UnpinnedSlotsFloatAndStillReportTheirCpus) {
+  Recorder rec;
+  Executor ex(Slots(1), rec.OnStarted(), rec.OnFinished());
+  EXPECT_EQ(ex.bound_cpus(), std::vector<std::string>{""});
+  ex.Submit(Countdown("job", 0, 10'000'000));
+  ASSERT_TRUE(rec.WaitForResults(1));
+  const v1::TaskResult r = rec.results()[0];
+  EXPECT_EQ(r.bound_cpus(), "");
+  EXPECT_TRUE(r.has_start_cpu());
+  EXPECT_TRUE(r.has_end_cpu());
+  EXPECT_EQ(r.migrated(), r.start_cpu() != r.end_cpu());
 }
 
 }  // namespace

@@ -5,6 +5,7 @@
 #include <atomic>
 #include <filesystem>
 #include <fstream>
+#include <memory>
 #include <string>
 #include <utility>
 #include <vector>
@@ -13,6 +14,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
+#include "worker/cpu_topology.h"
 
 namespace busyfleet::worker {
 namespace {
@@ -208,19 +210,95 @@ TEST(HostProbeTest, ParsesCgroupV1CpuPath) {
   EXPECT_EQ(ParseCgroupV1CpuPath("3:cpuset:/a\n2:cpuacct:/b\n"), std::nullopt);
 }
 
-TEST(HostProbeTest, CountsHyperThreadedCores) {
-  // 8 logical CPUs, 4 cores: cpus 0-3 and 4-7 are siblings, package 0.
-  std::vector<std::pair<int, int>> pairs;
-  for (int cpu = 0; cpu < 8; ++cpu) pairs.emplace_back(0, cpu % 4);
-  EXPECT_EQ(CountPhysicalCores(pairs), 4);
+// Topologies captured as hwloc XML (tests/unit/data/topology, made with
+// lstopo --input "<synthetic description>" --of xml; the container's
+// allowed_cpuset edited to 0-2,8 as a cgroup cpuset would allow).
+std::unique_ptr<CpuTopology> Fixture(const std::string& name) {
+  absl::StatusOr<std::unique_ptr<CpuTopology>> t =
+      CpuTopology::FromXml(absl::StrCat(BUSYFLEET_TEST_DATA_DIR, "/topology/", name));
+  EXPECT_TRUE(t.ok()) << t.status();
+  return t.ok() ? *std::move(t) : nullptr;
 }
 
-TEST(HostProbeTest, CountsTwoSocketCores) {
-  // 2 packages x 4 cores x 2 threads; core ids 0..3 repeat on each package.
-  std::vector<std::pair<int, int>> pairs;
-  for (int cpu = 0; cpu < 16; ++cpu) pairs.emplace_back((cpu / 4) % 2, cpu % 4);
-  EXPECT_EQ(CountPhysicalCores(pairs), 8);
-  EXPECT_EQ(CountPhysicalCores({}), 0);
+TEST(CpuTopologyTest, HyperThreadedLaptopHasFourCoresOfTwoThreads) {
+  auto t = Fixture("laptop_4c8t.xml");
+  ASSERT_NE(t, nullptr);
+  const TopologySummary s = t->Summary();
+  EXPECT_EQ(s.packages, 1);
+  EXPECT_EQ(s.numa_nodes, 1);
+  EXPECT_EQ(s.cores, 4);
+  EXPECT_EQ(s.threads, 8);
+  EXPECT_EQ(s.threads_per_core, 2);
+  EXPECT_EQ(s.host_cores, 4);
+}
+
+TEST(CpuTopologyTest, TwoSocketServerHasTwoPackagesAndTwoNumaNodes) {
+  auto t = Fixture("server_2s16c32t.xml");
+  ASSERT_NE(t, nullptr);
+  const TopologySummary s = t->Summary();
+  EXPECT_EQ(s.packages, 2);
+  EXPECT_EQ(s.numa_nodes, 2);
+  EXPECT_EQ(s.cores, 16);
+  EXPECT_EQ(s.threads, 32);
+  EXPECT_EQ(s.threads_per_core, 2);
+}
+
+TEST(CpuTopologyTest, ContainerCountsOnlyItsCpuset) {
+  // 2 packages x 4 cores x 2 threads; allowed: PUs 0-2 (core 0 whole,
+  // core 1 half) and 8 (the second package's first core, half).
+  auto t = Fixture("container_cpuset.xml");
+  ASSERT_NE(t, nullptr);
+  const TopologySummary s = t->Summary();
+  EXPECT_EQ(s.packages, 2);
+  EXPECT_EQ(s.numa_nodes, 2);
+  EXPECT_EQ(s.cores, 3);
+  EXPECT_EQ(s.threads, 4);
+  EXPECT_EQ(s.threads_per_core, 2);
+  EXPECT_EQ(s.host_cores, 8) << "the machine's cores, usable or not";
+}
+
+TEST(CpuTopologyTest, PlacesGiveEachSlotItsOwnCoreOrThread) {
+  auto laptop = Fixture("laptop_4c8t.xml");
+  ASSERT_NE(laptop, nullptr);
+  using Places = std::vector<std::vector<int>>;
+  EXPECT_EQ(laptop->Places(BindMode::kCores, 2), (Places{{0, 1}, {2, 3}}));
+  // Threads: one per core first, siblings after.
+  EXPECT_EQ(laptop->Places(BindMode::kThreads, 5), (Places{{0}, {2}, {4}, {6}, {1}}));
+  EXPECT_EQ(laptop->Places(BindMode::kCores, 5), Places{}) << "5 slots do not fit on 4 cores";
+  EXPECT_EQ(laptop->Places(BindMode::kThreads, 9), Places{});
+  EXPECT_EQ(laptop->Places(BindMode::kNone, 2), Places{});
+  auto container = Fixture("container_cpuset.xml");
+  ASSERT_NE(container, nullptr);
+  EXPECT_EQ(container->Places(BindMode::kCores, 3), (Places{{0, 1}, {2}, {8}})) << "only the allowed threads";
+  EXPECT_EQ(container->Places(BindMode::kThreads, 4), (Places{{0}, {2}, {8}, {1}}));
+}
+
+TEST(CpuTopologyTest, MissingXmlIsAnError) {
+  EXPECT_FALSE(CpuTopology::FromXml("/nonexistent/topology.xml").ok());
+}
+
+TEST(CpuTopologyTest, LiveTopologyMatchesTheAffinityMask) {
+  absl::StatusOr<std::unique_ptr<CpuTopology>> t = CpuTopology::Live();
+  ASSERT_TRUE(t.ok()) << t.status();
+  const TopologySummary s = (*t)->Summary();
+  EXPECT_EQ(s.threads, ProbeHost().affinity_cpus);
+  EXPECT_GE(s.cores, 1);
+  EXPECT_LE(s.cores, s.threads);
+}
+
+TEST(CpuTopologyTest, FormatsCpuLists) {
+  EXPECT_EQ(FormatCpuList({}), "");
+  EXPECT_EQ(FormatCpuList({3}), "3");
+  EXPECT_EQ(FormatCpuList({0, 1, 2, 5, 7, 8}), "0-2,5,7-8");
+}
+
+TEST(HostProbeTest, DefaultSlotsUsesUsableCoresOfACpuset) {
+  HostInfo info;
+  info.logical_cpus = 16;
+  info.physical_cores = 8;
+  info.affinity_cpus = 4;
+  info.usable_cores = 3;
+  EXPECT_EQ(DefaultSlots(info), 3);
 }
 
 TEST(HostProbeTest, DefaultSlotsUsesPhysicalCores) {
@@ -300,11 +378,6 @@ TEST(HostProbeTest, ProbeHostReadsTheMachineId) {
 TEST(HostProbeTest, ProbeHostReadsFakeRootWithNestedCgroupV2Limit) {
   FakeRoot root;
   root.Write("sys/devices/system/cpu/online", "0-7\n");
-  for (int cpu = 0; cpu < 8; ++cpu) {
-    const std::string topology = absl::StrCat("sys/devices/system/cpu/cpu", cpu, "/topology/");
-    root.Write(topology + "physical_package_id", "0\n");
-    root.Write(topology + "core_id", absl::StrCat(cpu % 4, "\n"));
-  }
   root.Write("proc/cpuinfo", kCpuInfo);
   root.Write("proc/self/cgroup", "0::/kubepods.slice/pod1/ctr\n");
   root.Write("sys/fs/cgroup/cpu.max", "max 100000\n");
@@ -312,9 +385,16 @@ TEST(HostProbeTest, ProbeHostReadsFakeRootWithNestedCgroupV2Limit) {
   root.Write("sys/fs/cgroup/kubepods.slice/pod1/cpu.max", "200000 100000\n");
   root.Write("sys/fs/cgroup/kubepods.slice/pod1/ctr/cpu.max", "max 100000\n");
 
-  HostInfo info = ProbeHost(root.path());
+  auto laptop = Fixture("laptop_4c8t.xml");
+  ASSERT_NE(laptop, nullptr);
+  HostInfo info = ProbeHost(root.path(), laptop.get());
   EXPECT_EQ(info.logical_cpus, 8);
   EXPECT_EQ(info.physical_cores, 4);
+  EXPECT_EQ(info.usable_cores, 4);
+  EXPECT_EQ(info.usable_threads, 8);
+  EXPECT_EQ(info.threads_per_core, 2);
+  EXPECT_EQ(info.packages, 1);
+  EXPECT_EQ(info.numa_nodes, 1);
   EXPECT_DOUBLE_EQ(info.cgroup_cpu_quota, 2.0);
   EXPECT_EQ(info.cpu_model, "Intel(R) Xeon(R) Platinum 8259CL CPU @ 2.50GHz");
   EXPECT_GT(info.affinity_cpus, 0);
@@ -360,14 +440,14 @@ TEST(HostProbeTest, ProbeHostReadsCgroupV1QuotaOnOwnPath) {
 
 TEST(HostProbeTest, ProbeHostLeavesUnknownsZero) {
   FakeRoot root;
-  // Online CPUs are listed but one topology file is missing.
+  // Online CPUs are listed; no topology.
   root.Write("sys/devices/system/cpu/online", "0-1\n");
-  root.Write("sys/devices/system/cpu/cpu0/topology/physical_package_id", "0\n");
-  root.Write("sys/devices/system/cpu/cpu0/topology/core_id", "0\n");
 
   HostInfo info = ProbeHost(root.path());
   EXPECT_EQ(info.logical_cpus, 2);
   EXPECT_EQ(info.physical_cores, 0);
+  EXPECT_EQ(info.usable_cores, 0);
+  EXPECT_EQ(info.packages, 0);
   EXPECT_EQ(info.cgroup_cpu_quota, 0.0);
   EXPECT_EQ(info.cpu_model, "");
   EXPECT_GT(info.affinity_cpus, 0);

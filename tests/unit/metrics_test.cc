@@ -1,9 +1,11 @@
 #include "coordinator/server/prometheus_text.h"
 
+#include <algorithm>
 #include <limits>
 #include <string>
 
 #include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -70,7 +72,44 @@ TEST(PrometheusTextTest, EverySeriesIsPresentWithItsTypeAndValue) {
   EXPECT_THAT(text, HasSubstr("# TYPE busyfleet_task_duration_seconds histogram\n"));
   EXPECT_THAT(text, HasSubstr("# TYPE busyfleet_tasks_total counter\n"));
   EXPECT_THAT(text, HasSubstr("# TYPE busyfleet_workers gauge\n"));
+  EXPECT_THAT(text, HasSubstr("# TYPE busyfleet_store_commits_total counter\n"));
   EXPECT_TRUE(absl::EndsWith(text, "\n"));
+}
+
+// The exporter rebuilds prometheus-cpp's histogram from the snapshot's: an
+// observation on a bound counts in that bound's bucket (le is <=), the same
+// bounds in the same order, the overflow only in +Inf.
+TEST(PrometheusTextTest, HistogramBucketsMatchTheSnapshotsBounds) {
+  MetricsSnapshot m;
+  for (double v : {0.005, 0.005, 0.3, 60.0}) m.counters.task_seconds.Add(v);
+  const std::string text = PrometheusText(m);
+  const std::vector<double>& bounds = m.counters.task_seconds.bounds();
+  const std::vector<uint64_t> cumulative = m.counters.task_seconds.cumulative();
+  for (const char* le : {"0.001", "0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1", "2.5", "5", "10",
+                         "30", "60", "300", "3600"}) {
+    const size_t i = static_cast<size_t>(std::find(bounds.begin(), bounds.end(), std::stod(le)) - bounds.begin());
+    ASSERT_LT(i, bounds.size()) << le;
+    EXPECT_EQ(Sample(text, absl::StrCat("busyfleet_task_duration_seconds_bucket{le=\"", le, "\"}")),
+              static_cast<double>(cumulative[i]))
+        << "le=" << le;
+  }
+  EXPECT_EQ(Sample(text, "busyfleet_task_duration_seconds_bucket{le=\"0.005\"}"), 2);
+  EXPECT_EQ(Sample(text, "busyfleet_task_duration_seconds_bucket{le=\"60\"}"), 4);
+  EXPECT_EQ(Sample(text, "busyfleet_task_duration_seconds_bucket{le=\"+Inf\"}"), 4);
+}
+
+// Counters are the snapshot's totals, large ones exactly (no float
+// formatting surprises below 2^53).
+TEST(PrometheusTextTest, CountersAreTheSnapshotsTotals) {
+  MetricsSnapshot m;
+  m.counters.dispatched = 123456789012;
+  m.store.commits = 7;
+  m.store.writable = false;
+  const std::string text = PrometheusText(m);
+  EXPECT_EQ(Sample(text, "busyfleet_tasks_total{state=\"dispatched\"}"), 123456789012.0);
+  EXPECT_EQ(Sample(text, "busyfleet_store_commits_total"), 7);
+  EXPECT_EQ(Sample(text, "busyfleet_store_writable"), 0);
+  EXPECT_EQ(Sample(text, "busyfleet_store_write_failures_total"), 0);
 }
 
 }  // namespace

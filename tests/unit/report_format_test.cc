@@ -174,6 +174,23 @@ TEST(ReportFormatTest, ReportJsonHasTopLevelContractKeys) {
   EXPECT_EQ(j.at("stragglers")[0].get<int>(), 3);
 }
 
+TEST(ReportFormatTest, ReportJsonTasksSayWhereTheyRanWhenKnown) {
+  v1::JobReport report = FourTaskReport();
+  v1::TaskTiming* t = report.mutable_tasks(3);
+  t->set_start_cpu(2);
+  t->set_end_cpu(3);
+  t->set_migrated(true);
+  t->set_bound_cpus("2-3");
+  const json tasks = ReportToJson(report).at("tasks");
+  EXPECT_EQ(tasks.at(3).at("start_cpu").get<int>(), 2);
+  EXPECT_EQ(tasks.at(3).at("end_cpu").get<int>(), 3);
+  EXPECT_EQ(tasks.at(3).at("migrated"), true);
+  EXPECT_EQ(tasks.at(3).at("bound_cpus"), "2-3");
+  for (const char* key : {"start_cpu", "end_cpu", "migrated", "bound_cpus"}) {
+    EXPECT_FALSE(tasks.at(0).contains(key)) << key << ": unknown (a stored job, an older worker) is absent";
+  }
+}
+
 TEST(ReportFormatTest, ReportJsonTimingMatchesContract) {
   const json t = ReportToJson(FourTaskReport()).at("timing");
   EXPECT_EQ(t.at("submitted_at"), "2026-11-26T02:33:56.123456Z");
@@ -370,6 +387,12 @@ v1::WorkerInfo MakeWorker() {
   w.set_peer("ipv4:10.0.0.2:51234");
   w.mutable_clock_offset()->set_nanos(-2500000);
   w.set_tasks_done(17);
+  w.mutable_host()->set_packages(1);
+  w.mutable_host()->set_numa_nodes(1);
+  w.mutable_host()->set_usable_cores(3);
+  w.mutable_host()->set_usable_threads(6);
+  w.mutable_host()->set_threads_per_core(2);
+  w.mutable_host()->set_bind("cores");
   return w;
 }
 
@@ -394,6 +417,12 @@ TEST(ReportFormatTest, WorkersJsonKeys) {
   EXPECT_EQ(w.at("attached_at"), "2026-11-26T02:32:56.000000Z");
   EXPECT_EQ(w.at("tasks_done").get<uint64_t>(), 17u);
   EXPECT_DOUBLE_EQ(w.at("clock_offset_seconds").get<double>(), -0.0025);
+  EXPECT_EQ(w.at("packages").get<int>(), 1);
+  EXPECT_EQ(w.at("numa_nodes").get<int>(), 1);
+  EXPECT_EQ(w.at("usable_cores").get<int>(), 3);
+  EXPECT_EQ(w.at("usable_threads").get<int>(), 6);
+  EXPECT_EQ(w.at("threads_per_core").get<int>(), 2);
+  EXPECT_EQ(w.at("bind"), "cores");
   EXPECT_TRUE(WorkersToJson({}).is_array());
   EXPECT_TRUE(WorkersToJson({}).empty());
   EXPECT_TRUE(WorkersToJson({v1::WorkerInfo()})[0].at("labels").is_object());
@@ -591,6 +620,7 @@ TEST(ReportFormatTest, RenderWorkersTable) {
   b.mutable_host()->set_hostname("h");
   b.set_state(v1::WORKER_STATE_DRAINING);
   b.set_running(0);
+  b.mutable_host()->clear_bind();  // an older worker: no binding reported
   *b.mutable_last_heartbeat() = Ts(SubmitSeconds() - 192, 500000000);
   v1::WorkerInfo c = MakeWorker();
   c.set_name("node-c");
@@ -599,11 +629,11 @@ TEST(ReportFormatTest, RenderWorkersTable) {
       absl::FromUnixSeconds(SubmitSeconds()) + absl::Milliseconds(500);
   EXPECT_EQ(
       RenderWorkers({MakeWorker(), b, c}, now),
-      "NAME        HOST    SLOTS  CPUS  CORES  STATE     RUNNING  "
+      "NAME        HOST    SLOTS  CPUS  CORES  BIND   STATE     RUNNING  "
       "LAST-HEARTBEAT\n"
-      "node-a      host-a      2     8      4  READY           2  0.4s ago\n"
-      "node-bravo  h           2     8      4  DRAINING        0  3m12s ago\n"
-      "node-c      host-a      2     8      4  READY           2  -\n"
+      "node-a      host-a      2     8      4  cores  READY           2  0.4s ago\n"
+      "node-bravo  h           2     8      4  -      DRAINING        0  3m12s ago\n"
+      "node-c      host-a      2     8      4  cores  READY           2  -\n"
       // node-a and node-c send no machine id and share a host name: one
       // machine, its cores counted once.
       "3 workers on 2 machines: 6 slots, 8 physical cores, 16 logical CPUs\n");

@@ -2,6 +2,7 @@
 
 #include <stdlib.h>
 
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -52,6 +53,9 @@ TEST(AddWorkerFlagsTest, ParsesEveryFlag) {
   EXPECT_EQ(p.flags_.log_format, "json");
   EXPECT_EQ(p.flags_.log_level, "debug");
   EXPECT_EQ(p.flags_.clock_skew, "-3s");
+  EXPECT_EQ(p.flags_.bind, "auto") << "the default";
+  ASSERT_NO_THROW(p.Parse({"--bind", "threads"}));
+  EXPECT_EQ(p.flags_.bind, "threads");
 }
 
 TEST(AddWorkerFlagsTest, SecurityFlagsComeAfterDrainTimeoutInHelp) {
@@ -64,6 +68,7 @@ TEST(AddWorkerFlagsTest, SecurityFlagsComeAfterDrainTimeoutInHelp) {
 TEST(AddWorkerFlagsTest, RejectsBadValues) {
   for (std::vector<const char*> args : {std::vector<const char*>{"--slots", "5000"},
                                         {"--exec", "fork"},
+                                        {"--bind", "sockets"},
                                         {"--drain-timeout", "forever"}}) {
     WorkerFlagsParse p;
     EXPECT_THROW(p.Parse(args), CLI::ParseError) << args[0];
@@ -156,6 +161,78 @@ TEST(WorkerSettingsTest, HostInfoMessageCarriesEveryField) {
   EXPECT_EQ(m.affinity_cpus(), 8u);
   EXPECT_DOUBLE_EQ(m.cgroup_cpu_quota(), 1.5);
   EXPECT_EQ(m.cpu_model(), "Fast CPU");
+  host.packages = 2;
+  host.numa_nodes = 2;
+  host.usable_cores = 3;
+  host.usable_threads = 5;
+  host.threads_per_core = 2;
+  const v1::HostInfo t = HostInfoMessage(host);
+  EXPECT_EQ(t.packages(), 2u);
+  EXPECT_EQ(t.numa_nodes(), 2u);
+  EXPECT_EQ(t.usable_cores(), 3u);
+  EXPECT_EQ(t.usable_threads(), 5u);
+  EXPECT_EQ(t.threads_per_core(), 2u);
+}
+
+std::unique_ptr<CpuTopology> Laptop() {  // 4 cores x 2 threads
+  absl::StatusOr<std::unique_ptr<CpuTopology>> t =
+      CpuTopology::FromXml(std::string(BUSYFLEET_TEST_DATA_DIR) + "/topology/laptop_4c8t.xml");
+  EXPECT_TRUE(t.ok()) << t.status();
+  return t.ok() ? *std::move(t) : nullptr;
+}
+
+WorkerFlags Bind(const std::string& mode) {
+  WorkerFlags f;
+  f.bind = mode;
+  return f;
+}
+
+TEST(BindingForTest, AutoPinsSlotsThatTakeEveryCoreOnePerCore) {
+  auto laptop = Laptop();
+  ASSERT_NE(laptop, nullptr);
+  absl::StatusOr<Binding> b = BindingFor(Bind("auto"), 4, laptop.get());
+  ASSERT_TRUE(b.ok()) << b.status();
+  EXPECT_EQ(b->mode, BindMode::kCores);
+  EXPECT_EQ(b->places, (std::vector<std::vector<int>>{{0, 1}, {2, 3}, {4, 5}, {6, 7}}));
+  EXPECT_THAT(b->note, IsEmpty());
+}
+
+TEST(BindingForTest, AutoFloatsWithANoteWhenSlotsDoNotMatchTheCores) {
+  auto laptop = Laptop();
+  ASSERT_NE(laptop, nullptr);
+  for (int slots : {2, 8}) {  // fewer: other workers may share the cores; more: they do not fit
+    absl::StatusOr<Binding> b = BindingFor(Bind("auto"), slots, laptop.get());
+    ASSERT_TRUE(b.ok()) << b.status();
+    EXPECT_EQ(b->mode, BindMode::kNone) << slots;
+    EXPECT_THAT(b->places, IsEmpty());
+    EXPECT_THAT(b->note, HasSubstr("slots float")) << slots;
+  }
+  absl::StatusOr<Binding> unknown = BindingFor(Bind("auto"), 2, nullptr);
+  ASSERT_TRUE(unknown.ok());
+  EXPECT_EQ(unknown->mode, BindMode::kNone);
+}
+
+TEST(BindingForTest, ExplicitModesPinOrNameTheLimit) {
+  auto laptop = Laptop();
+  ASSERT_NE(laptop, nullptr);
+  absl::StatusOr<Binding> cores = BindingFor(Bind("cores"), 2, laptop.get());
+  ASSERT_TRUE(cores.ok());
+  EXPECT_EQ(cores->places, (std::vector<std::vector<int>>{{0, 1}, {2, 3}}));
+  absl::StatusOr<Binding> threads = BindingFor(Bind("threads"), 8, laptop.get());
+  ASSERT_TRUE(threads.ok());
+  EXPECT_EQ(threads->mode, BindMode::kThreads);
+  EXPECT_EQ(threads->places.size(), 8u);
+  EXPECT_THAT(BindingFor(Bind("cores"), 5, laptop.get()),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("--bind cores: 5 slots need 5 distinct usable "
+                                                                     "cores; this worker may use 4")));
+  EXPECT_THAT(BindingFor(Bind("threads"), 9, laptop.get()),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("may use 8")));
+  EXPECT_THAT(BindingFor(Bind("cores"), 1, nullptr),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("topology is unknown")));
+  absl::StatusOr<Binding> none = BindingFor(Bind("none"), 2, laptop.get());
+  ASSERT_TRUE(none.ok());
+  EXPECT_EQ(none->mode, BindMode::kNone);
+  EXPECT_THAT(none->note, IsEmpty());
 }
 
 }  // namespace
