@@ -79,7 +79,7 @@ struct Attempt {
   // forked child in process mode); 0 when unknown.
   uint32_t pid = 0;
   // Where it ran (TaskResult start_cpu, end_cpu, migrated, bound_cpus);
-  // -1: unknown. Not stored.
+  // -1: unknown. Stored with the task (the current attempt's).
   int start_cpu = -1;
   int end_cpu = -1;
   bool migrated = false;
@@ -159,7 +159,7 @@ struct JobRecord {
   uint32_t backups = 0;
   uint32_t backups_won = 0;
   // Speculation losers stopped: the copy (backup or primary) that the other
-  // copy of its task beat. Memory only: reads back as 0 from the store.
+  // copy of its task beat.
   uint32_t backups_cancelled = 0;
   // Why queued tasks wait: no attached worker can take them (empty: they
   // can run, or none is queued). Memory only; recomputed on attach, detach,

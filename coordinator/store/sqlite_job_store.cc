@@ -2,6 +2,8 @@
 
 #include <sqlite3.h>
 
+#include <tuple>
+
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
@@ -26,7 +28,7 @@ CREATE TABLE IF NOT EXISTS jobs (
   retries INTEGER NOT NULL, duplicates INTEGER NOT NULL,
   iterations_total INTEGER NOT NULL, iterations_done INTEGER NOT NULL,
   backups INTEGER NOT NULL, backups_won INTEGER NOT NULL,
-  tasks_total INTEGER);
+  tasks_total INTEGER, backups_cancelled INTEGER NOT NULL DEFAULT 0);
 CREATE INDEX IF NOT EXISTS jobs_by_seq ON jobs (seq);
 CREATE TABLE IF NOT EXISTS tasks (
   job_id TEXT NOT NULL,
@@ -40,6 +42,8 @@ CREATE TABLE IF NOT EXISTS tasks (
   cpu_ns INTEGER NOT NULL, iterations_done INTEGER NOT NULL,
   error TEXT NOT NULL, failures TEXT NOT NULL,
   speculated INTEGER NOT NULL, backup_won INTEGER NOT NULL,
+  start_cpu INTEGER NOT NULL DEFAULT -1, end_cpu INTEGER NOT NULL DEFAULT -1,
+  migrated INTEGER NOT NULL DEFAULT 0, bound_cpus TEXT NOT NULL DEFAULT '',
   PRIMARY KEY (job_id, idx)) WITHOUT ROWID;
 )sql";
 
@@ -113,7 +117,8 @@ absl::Status Exec(sqlite3* db, const char* sql) {
   return absl::OkStatus();
 }
 
-// The jobs table's columns state .. backups_won, from column `first` on.
+// The jobs table's columns state .. backups_won, backups_cancelled, from
+// column `first` on.
 void ReadHeaderColumns(Stmt& q, int first, JobRecord* r) {
   r->state = static_cast<v1::JobState>(q.ColInt(first));
   r->error = q.ColText(first + 1);
@@ -128,6 +133,7 @@ void ReadHeaderColumns(Stmt& q, int first, JobRecord* r) {
   r->iterations_done = static_cast<uint64_t>(q.ColInt(first + 10));
   r->backups = static_cast<uint32_t>(q.ColInt(first + 11));
   r->backups_won = static_cast<uint32_t>(q.ColInt(first + 12));
+  r->backups_cancelled = static_cast<uint32_t>(q.ColInt(first + 13));
 }
 
 // Runs a bound statement of the open write transaction; on failure rolls
@@ -146,17 +152,19 @@ struct SqliteJobStore::WriteStatements {
   explicit WriteStatements(sqlite3* db)
       : job(db, R"sql(
     INSERT INTO jobs (id, seq, spec, state, error, submitted_ns, finished_ns, succeeded, failed, cancelled,
-                      retries, duplicates, iterations_total, iterations_done, backups, backups_won, tasks_total)
+                      retries, duplicates, iterations_total, iterations_done, backups, backups_won, tasks_total,
+                      backups_cancelled)
     VALUES (?1, COALESCE((SELECT seq FROM jobs WHERE id = ?1), (SELECT COALESCE(MAX(seq), 0) + 1 FROM jobs)),
-            ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)
+            ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)
     ON CONFLICT (id) DO UPDATE SET spec=?2, state=?3, error=?4, submitted_ns=?5, finished_ns=?6,
       succeeded=?7, failed=?8, cancelled=?9, retries=?10, duplicates=?11, iterations_total=?12,
-      iterations_done=?13, backups=?14, backups_won=?15, tasks_total=?16;)sql"),
+      iterations_done=?13, backups=?14, backups_won=?15, tasks_total=?16, backups_cancelled=?17;)sql"),
         task(db, R"sql(
     INSERT OR REPLACE INTO tasks (job_id, idx, iterations, duration_ns, state, attempt, worker, host, slot,
       assigned_ns, started_ns, ended_ns, result_ns, cpu_ns, iterations_done, error, failures, speculated,
-      backup_won)
-    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19);)sql") {}
+      backup_won, start_cpu, end_cpu, migrated, bound_cpus)
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22,
+            ?23);)sql") {}
   Stmt job;
   Stmt task;
 };
@@ -189,13 +197,21 @@ absl::StatusOr<std::unique_ptr<SqliteJobStore>> SqliteJobStore::Open(const std::
     if (tables.ColInt(0) > 0) return fail("is not a busyfleet database (it has other tables)");
   }
   if (!Exec(db, kSchema).ok()) return fail("cannot create the schema");
-  {
-    // Files made before jobs.tasks_total: the column is added (NULL: counted
-    // from the task rows when read).
-    Stmt probe(db, "SELECT tasks_total FROM jobs LIMIT 0;");
-    if (!probe.ok() && !Exec(db, "ALTER TABLE jobs ADD COLUMN tasks_total INTEGER;").ok()) {
-      return fail("cannot add jobs.tasks_total");
-    }
+  // Columns added since version 1 first shipped, added to older files
+  // (tasks_total NULL there: counted from the task rows when read; the
+  // others take their defaults). Older coordinators ignore them.
+  for (const auto& [table, column, declaration] :
+       {std::tuple{"jobs", "tasks_total", "INTEGER"},
+        std::tuple{"jobs", "backups_cancelled", "INTEGER NOT NULL DEFAULT 0"},
+        std::tuple{"tasks", "start_cpu", "INTEGER NOT NULL DEFAULT -1"},
+        std::tuple{"tasks", "end_cpu", "INTEGER NOT NULL DEFAULT -1"},
+        std::tuple{"tasks", "migrated", "INTEGER NOT NULL DEFAULT 0"},
+        std::tuple{"tasks", "bound_cpus", "TEXT NOT NULL DEFAULT ''"}}) {
+    const std::string probe_sql = absl::StrCat("SELECT ", column, " FROM ", table, " LIMIT 0;");
+    Stmt probe(db, probe_sql.c_str());
+    if (probe.ok()) continue;
+    const std::string add = absl::StrCat("ALTER TABLE ", table, " ADD COLUMN ", column, " ", declaration, ";");
+    if (!Exec(db, add.c_str()).ok()) return fail(absl::StrCat("cannot add ", table, ".", column));
   }
   {
     Stmt version(db, "SELECT value FROM meta WHERE key='schema_version';");
@@ -323,7 +339,11 @@ SqliteJobStore::TaskRow::TaskRow(const TaskRecord& t)
       cpu_ns(t.current.cpu_ns),
       iterations_done(t.current.iterations_done),
       speculated(t.speculated),
-      backup_won(t.backup_won) {}
+      backup_won(t.backup_won),
+      start_cpu(t.current.start_cpu),
+      end_cpu(t.current.end_cpu),
+      migrated(t.current.migrated),
+      bound_cpus(t.current.bound_cpus) {}
 
 uint64_t SqliteJobStore::Pending::Rows() const {
   uint64_t rows = headers.size() + deletes.size();
@@ -564,6 +584,7 @@ absl::Status SqliteJobStore::WriteHeaders(const Pending& batch) {
     job.Int(14, j.backups);
     job.Int(15, j.backups_won);
     job.Int(16, j.total_tasks());
+    job.Int(17, j.backups_cancelled);
     BF_RETURN_IF_ERROR(StepOrRollback(db_, job, "saving a job"));
   }
   return absl::OkStatus();
@@ -590,6 +611,10 @@ absl::Status SqliteJobStore::WriteCreatedTasks(const Pending& batch) {
       task.Text(17, "");
       task.Int(18, 0);
       task.Int(19, 0);
+      task.Int(20, -1);
+      task.Int(21, -1);
+      task.Int(22, 0);
+      task.Text(23, "");
       BF_RETURN_IF_ERROR(StepOrRollback(db_, task, "saving a task"));
     }
   }
@@ -620,6 +645,10 @@ absl::Status SqliteJobStore::WriteChangedTasks(const Pending& batch) {
       task.Text(17, t.failures);
       task.Int(18, t.speculated ? 1 : 0);
       task.Int(19, t.backup_won ? 1 : 0);
+      task.Int(20, t.start_cpu);
+      task.Int(21, t.end_cpu);
+      task.Int(22, t.migrated ? 1 : 0);
+      task.Text(23, t.bound_cpus);
       BF_RETURN_IF_ERROR(StepOrRollback(db_, task, "saving a task"));
     }
   }
@@ -643,7 +672,8 @@ uint64_t SqliteJobStore::commits() const {
 
 absl::StatusOr<JobRecord> SqliteJobStore::LoadJobLocked(const std::string& id) const {
   Stmt job(read_db_, R"sql(SELECT spec, state, error, submitted_ns, finished_ns, succeeded, failed, cancelled,
-                             retries, duplicates, iterations_total, iterations_done, backups, backups_won
+                             retries, duplicates, iterations_total, iterations_done, backups, backups_won,
+                             backups_cancelled
                       FROM jobs WHERE id = ?;)sql");
   if (!job.ok()) return SqlError(read_db_, "loading a job");
   job.Text(1, id);
@@ -658,7 +688,8 @@ absl::StatusOr<JobRecord> SqliteJobStore::LoadJobLocked(const std::string& id) c
   ReadHeaderColumns(job, 1, &r);
 
   Stmt tasks(read_db_, R"sql(SELECT idx, iterations, duration_ns, state, attempt, worker, host, slot, assigned_ns,
-      started_ns, ended_ns, result_ns, cpu_ns, iterations_done, error, failures, speculated, backup_won
+      started_ns, ended_ns, result_ns, cpu_ns, iterations_done, error, failures, speculated, backup_won,
+      start_cpu, end_cpu, migrated, bound_cpus
       FROM tasks WHERE job_id = ? ORDER BY idx;)sql");
   if (!tasks.ok()) return SqlError(read_db_, "loading tasks");
   tasks.Text(1, id);
@@ -683,6 +714,10 @@ absl::StatusOr<JobRecord> SqliteJobStore::LoadJobLocked(const std::string& id) c
     if (!failures.empty()) t.failures = absl::StrSplit(failures, '\n');
     t.speculated = tasks.ColInt(16) != 0;
     t.backup_won = tasks.ColInt(17) != 0;
+    t.current.start_cpu = static_cast<int>(tasks.ColInt(18));
+    t.current.end_cpu = static_cast<int>(tasks.ColInt(19));
+    t.current.migrated = tasks.ColInt(20) != 0;
+    t.current.bound_cpus = tasks.ColText(21);
     if (t.index != r.tasks.size()) {
       return absl::DataLossError(absl::StrCat("database ", path_, ": job ", id, " is missing task ", r.tasks.size()));
     }
@@ -742,7 +777,7 @@ namespace {
 // "SELECT "), and the rows of a query that selects them.
 // tasks_total is NULL in rows written before the column existed.
 constexpr const char* kHeaderColumns = R"sql(id, spec, state, error, submitted_ns, finished_ns, succeeded, failed,
-    cancelled, retries, duplicates, iterations_total, iterations_done, backups, backups_won,
+    cancelled, retries, duplicates, iterations_total, iterations_done, backups, backups_won, backups_cancelled,
     COALESCE(tasks_total, (SELECT count(*) FROM tasks WHERE job_id = jobs.id)))sql";
 
 absl::StatusOr<std::vector<JobRecord>> ReadHeaders(sqlite3* db, Stmt& q, const std::string& path) {
@@ -755,7 +790,7 @@ absl::StatusOr<std::vector<JobRecord>> ReadHeaders(sqlite3* db, Stmt& q, const s
       return absl::DataLossError(absl::StrCat("database ", path, ": job ", r.id, " has an unreadable spec"));
     }
     ReadHeaderColumns(q, 2, &r);
-    r.task_count = static_cast<uint32_t>(q.ColInt(15));
+    r.task_count = static_cast<uint32_t>(q.ColInt(16));
   }
   if (rc != SQLITE_DONE) return SqlError(db, absl::StrCat("database ", path, ": listing jobs"));
   return out;

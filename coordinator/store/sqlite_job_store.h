@@ -121,6 +121,10 @@ class SqliteJobStore : public JobStore {
     uint64_t iterations_done;
     bool speculated;
     bool backup_won;
+    int start_cpu;
+    int end_cpu;
+    bool migrated;
+    std::string bound_cpus;
   };
   // A new job's tasks as created (all queued): what a row needs, 24 bytes.
   struct NewTask {

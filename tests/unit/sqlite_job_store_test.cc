@@ -70,6 +70,11 @@ TEST_F(SqliteJobStoreTest, JobsAndTasksSurviveReopening) {
     t.current.cpu_ns = 999'000'000;
     t.current.iterations_done = 1000;
     t.failures = {"attempt 1 lost with worker w0 (stream closed)"};
+    t.current.start_cpu = 3;
+    t.current.end_cpu = 5;
+    t.current.migrated = true;
+    t.current.bound_cpus = "3";
+    job.backups_cancelled = 2;
     job.succeeded = 1;
     job.retries = 1;
     job.iterations_done = 1000;
@@ -94,13 +99,68 @@ TEST_F(SqliteJobStoreTest, JobsAndTasksSurviveReopening) {
   EXPECT_EQ(t.current.ended_at - t.current.started_at, absl::Seconds(1));
   EXPECT_EQ(t.current.cpu_ns, 999'000'000);
   EXPECT_EQ(t.failures, std::vector<std::string>{"attempt 1 lost with worker w0 (stream closed)"});
+  EXPECT_EQ(t.current.start_cpu, 3);
+  EXPECT_EQ(t.current.end_cpu, 5);
+  EXPECT_TRUE(t.current.migrated);
+  EXPECT_EQ(t.current.bound_cpus, "3");
+  EXPECT_EQ(loaded.backups_cancelled, 2u);
+  ASSERT_OK_AND_ASSIGN(auto headers, store->ListJobHeaders(1));
+  ASSERT_EQ(headers.size(), 1u);
+  EXPECT_EQ(headers[0].backups_cancelled, 2u);
+  EXPECT_EQ(headers[0].task_count, 3u);
   EXPECT_EQ(loaded.tasks[0].state, v1::TASK_STATE_QUEUED);
+  EXPECT_EQ(loaded.tasks[0].current.start_cpu, -1);
   EXPECT_EQ(loaded.tasks[0].current.started_at, absl::InfinitePast());
   // Rows written as created (never changed): index and work intact.
   EXPECT_EQ(loaded.tasks[2].index, 2u);
   EXPECT_EQ(loaded.tasks[2].iterations, 1000u);
   EXPECT_EQ(loaded.tasks[2].current.number, 0u);
   EXPECT_EQ(loaded.tasks[2].current.worker, "");
+}
+
+TEST_F(SqliteJobStoreTest, AFileFromBeforeTheNewColumnsGainsThemAndStillReads) {
+  {
+    // Version 1 as first shipped: no tasks_total, backups_cancelled, nor the
+    // CPU columns of tasks.
+    sqlite3* db = nullptr;
+    ASSERT_EQ(sqlite3_open(path_.c_str(), &db), SQLITE_OK);
+    ASSERT_EQ(sqlite3_exec(db, R"sql(
+      CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+      INSERT INTO meta VALUES ('schema_version', '1');
+      CREATE TABLE jobs (id TEXT PRIMARY KEY, seq INTEGER NOT NULL, spec BLOB NOT NULL, state INTEGER NOT NULL,
+        error TEXT NOT NULL, submitted_ns INTEGER, finished_ns INTEGER, succeeded INTEGER NOT NULL,
+        failed INTEGER NOT NULL, cancelled INTEGER NOT NULL, retries INTEGER NOT NULL, duplicates INTEGER NOT NULL,
+        iterations_total INTEGER NOT NULL, iterations_done INTEGER NOT NULL, backups INTEGER NOT NULL,
+        backups_won INTEGER NOT NULL);
+      CREATE TABLE tasks (job_id TEXT NOT NULL, idx INTEGER NOT NULL, iterations INTEGER NOT NULL,
+        duration_ns INTEGER NOT NULL, state INTEGER NOT NULL, attempt INTEGER NOT NULL, worker TEXT NOT NULL,
+        host TEXT NOT NULL, slot INTEGER NOT NULL, assigned_ns INTEGER, started_ns INTEGER, ended_ns INTEGER,
+        result_ns INTEGER, cpu_ns INTEGER NOT NULL, iterations_done INTEGER NOT NULL, error TEXT NOT NULL,
+        failures TEXT NOT NULL, speculated INTEGER NOT NULL, backup_won INTEGER NOT NULL,
+        PRIMARY KEY (job_id, idx)) WITHOUT ROWID;
+      INSERT INTO jobs VALUES ('j-old', 1, x'', 4, '', 1, 2, 1, 0, 0, 0, 0, 10, 10, 0, 0);
+      INSERT INTO tasks VALUES ('j-old', 0, 10, 0, 4, 1, 'w', 'h', 0, 1, 1, 2, 2, 5, 10, '', '', 0, 0);
+    )sql", nullptr, nullptr, nullptr), SQLITE_OK) << sqlite3_errmsg(db);
+    sqlite3_close(db);
+  }
+  ASSERT_OK_AND_ASSIGN(auto store, SqliteJobStore::Open(path_));
+  ASSERT_OK_AND_ASSIGN(JobRecord old, store->LoadJob("j-old"));
+  EXPECT_EQ(old.state, v1::JOB_STATE_SUCCEEDED);
+  EXPECT_EQ(old.backups_cancelled, 0u);
+  ASSERT_EQ(old.tasks.size(), 1u);
+  EXPECT_EQ(old.tasks[0].current.start_cpu, -1);
+  EXPECT_EQ(old.tasks[0].current.bound_cpus, "");
+  ASSERT_OK_AND_ASSIGN(auto headers, store->ListJobHeaders(5));
+  ASSERT_EQ(headers.size(), 1u);
+  EXPECT_EQ(headers[0].task_count, 1u);  // counted from the rows
+  // And new rows go in with the new columns.
+  JobRecord job = MakeJob("j-new", 1);
+  job.tasks[0].current.start_cpu = 1;
+  ASSERT_OK(store->CreateJob(job));
+  ASSERT_OK(store->SaveJob(job, {0}));
+  ASSERT_OK(store->Flush());
+  ASSERT_OK_AND_ASSIGN(JobRecord fresh, store->LoadJob("j-new"));
+  EXPECT_EQ(fresh.tasks[0].current.start_cpu, 1);
 }
 
 TEST_F(SqliteJobStoreTest, ListsNewestFirstAndFindsUnfinished) {
