@@ -3,6 +3,10 @@
 #include <algorithm>
 #include <cmath>
 
+#include "absl/status/status.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
+
 namespace busyfleet::coordinator {
 
 Histogram::Histogram(std::vector<double> bounds) : bounds_(std::move(bounds)), counts_(bounds_.size(), 0) {}
@@ -23,6 +27,54 @@ std::vector<uint64_t> Histogram::cumulative() const {
   std::vector<uint64_t> out(counts_.size());
   uint64_t running = 0;
   for (size_t i = 0; i < counts_.size(); ++i) out[i] = running += counts_[i];
+  return out;
+}
+
+void PeerTally::AddClientRefusal(int code) {
+  if (code > 0 && code < static_cast<int>(client_.size())) {
+    client_[static_cast<size_t>(code)].fetch_add(1, std::memory_order_relaxed);
+  }
+}
+
+PeerCounters PeerTally::Snapshot() const {
+  auto get = [this](Kind k) { return counts_[k].load(std::memory_order_relaxed); };
+  PeerCounters c;
+  c.sessions_refused = get(kSessionsRefused);
+  c.watches_refused = get(kWatchesRefused);
+  c.slow_readers = get(kSlowReaders);
+  c.stalled_watches = get(kStalledWatches);
+  c.workers_refused = get(kWorkersRefused);
+  c.strings_truncated = get(kStringsTruncated);
+  for (size_t code = 1; code < client_.size(); ++code) {
+    const uint64_t n = client_[code].load(std::memory_order_relaxed);
+    if (n == 0) continue;
+    std::string name = absl::StatusCodeToString(static_cast<absl::StatusCode>(code));
+    absl::AsciiStrToLower(&name);
+    c.client_refusals[name] = n;
+  }
+  return c;
+}
+
+std::string PeerCountersText(const PeerCounters& p) {
+  std::string out =
+      "# HELP busyfleet_peer_refusals_total Peers refused or disconnected since start, by reason (sessions and "
+      "watches over their caps, worker streams that stopped reading, stuck watches, refused worker hellos or "
+      "messages).\n# TYPE busyfleet_peer_refusals_total counter\n";
+  for (const auto& [reason, n] : {std::pair{"sessions_limit", p.sessions_refused},
+                                  {"watches_limit", p.watches_refused}, {"slow_reader", p.slow_readers},
+                                  {"stalled_watch", p.stalled_watches}, {"invalid_worker", p.workers_refused}}) {
+    absl::StrAppend(&out, "busyfleet_peer_refusals_total{reason=\"", reason, "\"} ", n, "\n");
+  }
+  absl::StrAppend(&out,
+                  "# HELP busyfleet_worker_strings_truncated_total Strings from workers cut to their limit (task "
+                  "errors, cpu model, version).\n# TYPE busyfleet_worker_strings_truncated_total counter\n"
+                  "busyfleet_worker_strings_truncated_total ",
+                  p.strings_truncated, "\n",
+                  "# HELP busyfleet_client_refusals_total Client calls answered with an error, by gRPC code.\n"
+                  "# TYPE busyfleet_client_refusals_total counter\n");
+  for (const auto& [code, n] : p.client_refusals) {
+    absl::StrAppend(&out, "busyfleet_client_refusals_total{code=\"", code, "\"} ", n, "\n");
+  }
   return out;
 }
 

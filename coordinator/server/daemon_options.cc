@@ -38,6 +38,14 @@ void AddDaemonFlags(CLI::App& app, DaemonFlags& flags) {
   app.add_flag("--insecure", flags.insecure,
                "allow listening on a non-loopback address without a token or TLS (anyone who can reach "
                "the port can submit jobs and attach workers)");
+  app.add_option("--max-sessions", flags.max_sessions,
+                 "worker sessions attached at once; more are refused (RESOURCE_EXHAUSTED)")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 1'000'000));
+  app.add_option("--max-watches", flags.max_watches,
+                 "progress streams (coordctl watch, submit --wait) open at once; more are refused (RESOURCE_EXHAUSTED)")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 1'000'000));
   AddLogFlags(app, flags.log_format, flags.log_level);
   BindEnvironment(app);
 }
@@ -69,6 +77,8 @@ absl::StatusOr<CoordinatorServer::Options> BuildServerOptions(const DaemonFlags&
   BF_ASSIGN_OR_RETURN(options.db_busy_timeout, ParseDurationFlag("db-busy-timeout", flags.db_busy_timeout));
   BF_ASSIGN_OR_RETURN(options.worker_timeout, ParseDurationFlag("worker-timeout", flags.worker_timeout));
   options.prefetch_per_worker = flags.prefetch;
+  options.max_sessions = flags.max_sessions;
+  options.max_watches = flags.max_watches;
   if (!flags.http_listen.empty()) {
     HttpServer::Options http;
     http.listen = flags.http_listen;

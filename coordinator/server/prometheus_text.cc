@@ -87,6 +87,7 @@ std::string PrometheusText(const MetricsSnapshot& m) {
   Header(&out, "busyfleet_store_write_failures_total", "counter",
          "Store commit attempts that failed since start (each batch is retried until it commits).");
   absl::StrAppend(&out, "busyfleet_store_write_failures_total ", st.write_failures, "\n");
+  absl::StrAppend(&out, PeerCountersText(m.peers));
   return out;
 }
 
