@@ -43,6 +43,9 @@ inline constexpr uint32_t kDefaultListJobs = 50;
 // UTF-8 boundary, kTruncatedMarker appended); so is a TaskStarted or
 // TaskResult's task reference's job id refused beyond kMaxNameBytes.
 inline constexpr size_t kMaxErrorBytes = 1024;
+// An error status's message (it may echo a peer's value) is cut to this
+// many bytes before it is sent or logged.
+inline constexpr size_t kMaxStatusMessageBytes = 1024;
 // HostInfo.cpu_model and Hello.version are cut to this many bytes.
 inline constexpr size_t kMaxHostTextBytes = 256;
 inline constexpr char kTruncatedMarker[] = "...[truncated]";

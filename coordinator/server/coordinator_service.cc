@@ -22,9 +22,19 @@
 namespace busyfleet::coordinator {
 namespace {
 
+// `status` with its message cut to limits::kMaxStatusMessageBytes: a message
+// that echoes a peer's 1 MiB job id would make trailers no client can read
+// (gRPC's metadata limit is 8 KiB), and log lines as long.
+absl::Status Bounded(const absl::Status& status) {
+  if (status.message().size() <= limits::kMaxStatusMessageBytes) return status;
+  std::string message(status.message());
+  TruncateText(message, limits::kMaxStatusMessageBytes);
+  return absl::Status(status.code(), message);
+}
+
 grpc::ServerUnaryReactor* FinishUnary(grpc::CallbackServerContext* ctx, const absl::Status& status) {
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
-  reactor->Finish(ToGrpcStatus(status));
+  reactor->Finish(ToGrpcStatus(Bounded(status)));
   return reactor;
 }
 
@@ -175,13 +185,19 @@ void AttachReactor::OnReadDone(bool ok) {
     CloseWith(grpc::Status::OK);
     return;
   }
+  {
+    // A stream we are closing (refused, or cut for not reading) says
+    // nothing more: its session is gone.
+    absl::MutexLock lock(&mu_);
+    if (finishing_) return;
+  }
   const bool more = session_.empty() ? OnHello() : OnSessionMessage();
   if (more) StartRead(&in_);
 }
 
 void AttachReactor::Refuse(const absl::Status& status) {
   admission_->tally()->Add(PeerTally::kWorkersRefused);
-  CloseWith(ToGrpcStatus(status));
+  CloseWith(ToGrpcStatus(Bounded(status)));
 }
 
 bool AttachReactor::OnHello() {
@@ -193,9 +209,11 @@ bool AttachReactor::OnHello() {
   admission_->tally()->Add(PeerTally::kStringsTruncated, TruncateHelloText(*in_.mutable_hello()));
   auto session = coordinator_->Attach(in_.hello(), ctx_->peer(), channel_);
   if (!session.ok()) {
-    // The name is not validated yet: escape it so it cannot forge log lines.
-    spdlog::warn("worker \"{}\" at {} refused: {}", absl::CHexEscape(in_.hello().name()), ctx_->peer(),
-                 session.status().message());
+    // The name is not validated yet: escape it so it cannot forge log lines
+    // (and cut it: it may be megabytes).
+    std::string name = absl::CHexEscape(in_.hello().name());
+    TruncateText(name, limits::kMaxNameBytes * 2);
+    spdlog::warn("worker \"{}\" at {} refused: {}", name, ctx_->peer(), Bounded(session.status()).message());
     Refuse(session.status());
     return false;
   }
@@ -208,7 +226,7 @@ bool AttachReactor::OnHello() {
 
 bool AttachReactor::OnSessionMessage() {
   admission_->tally()->Add(PeerTally::kStringsTruncated, TruncateWorkerText(in_));
-  const absl::Status status = coordinator_->HandleMessage(session_, in_);
+  const absl::Status status = Bounded(coordinator_->HandleMessage(session_, in_));
   if (status.ok()) return true;
   LogFields fields({{"session", session_}});
   spdlog::warn("closing session {}: {}", session_, status.message());
@@ -338,7 +356,7 @@ WatchReactor::WatchReactor(grpc::CallbackServerContext* ctx, Coordinator* coordi
       first_update_delay);
   if (!handle.ok()) {
     admission_->tally()->AddClientRefusal(static_cast<int>(handle.status().code()));
-    Finish(ToGrpcStatus(handle.status()));
+    Finish(ToGrpcStatus(Bounded(handle.status())));
     return;
   }
   const v1::JobProgress* first = nullptr;
@@ -442,7 +460,7 @@ const v1::JobProgress* WatchReactor::TakeNextLocked() {
 template <typename Reactor>
 class Refused final : public Reactor {
  public:
-  explicit Refused(const absl::Status& status) { this->Finish(ToGrpcStatus(status)); }
+  explicit Refused(const absl::Status& status) { this->Finish(ToGrpcStatus(Bounded(status))); }
   void OnDone() override { delete this; }
 };
 using RefusedWatch = Refused<grpc::ServerWriteReactor<v1::JobProgress>>;
