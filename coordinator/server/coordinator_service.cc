@@ -167,8 +167,15 @@ void AttachReactor::CloseWith(const grpc::Status& status) {
     if (finishing_) return;
     finishing_ = true;
     finish_status_ = status;
-    out_.clear();
-    out_bytes_ = 0;
+    // The message being written stays: OnWriteDone may have picked it and
+    // be about to hand it to StartWrite outside the lock.
+    if (writing_ && !out_.empty()) {
+      out_.erase(out_.begin() + 1, out_.end());
+      out_bytes_ = out_.front().ByteSizeLong();
+    } else {
+      out_.clear();
+      out_bytes_ = 0;
+    }
     finish_now = !writing_;
   }
   if (finish_now) {
@@ -186,10 +193,10 @@ void AttachReactor::OnReadDone(bool ok) {
     return;
   }
   {
-    // A stream we are closing (refused, or cut for not reading) says
-    // nothing more: its session is gone.
+    // A stream we are closing (refused, or cut for not reading) or one
+    // cancelled says nothing more: its session is gone.
     absl::MutexLock lock(&mu_);
-    if (finishing_) return;
+    if (finishing_ || detached_) return;
   }
   const bool more = session_.empty() ? OnHello() : OnSessionMessage();
   if (more) StartRead(&in_);
