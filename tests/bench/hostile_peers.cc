@@ -157,19 +157,22 @@ bool Listed(v1::CoordinatorService::Stub* clients, const std::string& name) {
 }
 
 // Heartbeats wanting acks, never reading one, until the coordinator cuts
-// the session (its name leaves the worker list: the sync API often learns
-// of the cut only at the deadline) or the deadline.
-void NeverRead(Stream* s, v1::CoordinatorService::Stub* clients, const std::string& name, Tally& tally) {
+// the session: a write fails, or its name leaves the worker list (the sync
+// API often learns of a cut late). Gives up at `give_up_at` (well before the
+// call's deadline, so a failed write is always the coordinator's doing).
+void NeverRead(Stream* s, v1::CoordinatorService::Stub* clients, const std::string& name, absl::Time give_up_at,
+               Tally& tally) {
   for (uint64_t seq = 0;; ++seq) {
-    if (seq % 1000 == 999 && !Listed(clients, name)) {
-      tally.Add("worker_never_read_cut");
-      return;
+    if (seq % 1000 == 999) {
+      if (!Listed(clients, name)) break;
+      if (absl::Now() > give_up_at) {
+        tally.Add("worker_never_read_gave_up");
+        return;
+      }
     }
-    if (!s->Write(Heartbeat(seq))) {
-      tally.Add(Listed(clients, name) ? "worker_never_read_deadline" : "worker_never_read_cut");
-      return;
-    }
+    if (!s->Write(Heartbeat(seq))) break;
   }
+  tally.Add("worker_never_read_cut");
 }
 
 // One session with one misbehaviour; records what the coordinator answered.
@@ -199,7 +202,7 @@ void RogueSession(const Config& c, v1::WorkerService::Stub* stub, v1::Coordinato
   switch (kind) {
     case 1:  // never reads: heartbeats wanting acks until the coordinator gives up on it
     case 2:
-      NeverRead(s.get(), clients, name, tally);
+      NeverRead(s.get(), clients, name, deadline - absl::Seconds(10), tally);
       break;
     case 3:  // results for other sessions' tasks, with huge errors half the time
     case 4: {
@@ -226,8 +229,8 @@ void RogueWorker(const Config& c, int id, absl::Time end, Tally& tally) {
   std::mt19937_64 rng(static_cast<uint64_t>(id) * 7919 + 1);
   for (int k = 0; absl::Now() < end; ++k) {
     // A stream that never reads runs until the coordinator cuts it (a few
-    // seconds); the deadline is a backstop.
-    RogueSession(c, stub.get(), clients.get(), absl::StrCat("rogue-", id, "-", k), absl::Now() + absl::Seconds(30),
+    // seconds) or gives up after 30 s; the deadline is a backstop.
+    RogueSession(c, stub.get(), clients.get(), absl::StrCat("rogue-", id, "-", k), absl::Now() + absl::Seconds(40),
                  rng, tally);
     tally.Add("worker_sessions");
   }
