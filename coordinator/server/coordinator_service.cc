@@ -238,7 +238,13 @@ bool AttachReactor::OnSessionMessage() {
   LogFields fields({{"session", session_}});
   spdlog::warn("closing session {}: {}", session_, status.message());
   DetachFromCoordinator(status);
-  Refuse(status);
+  if (absl::IsNotFound(status)) {
+    // The session is gone already (timed out, or cancelled while this
+    // message was read): nothing was refused.
+    CloseWith(ToGrpcStatus(status));
+  } else {
+    Refuse(status);
+  }
   return false;
 }
 

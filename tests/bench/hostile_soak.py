@@ -149,6 +149,8 @@ def main():
               "duplicates_ignored": report.get("counts", {}).get("duplicates", report.get("duplicates")),
               "rss_mib": {"first": round(rss[0], 1) if rss else None, "max": round(max(rss), 1) if rss else None,
                           "last": round(rss[-1], 1) if rss else None, "samples": len(rss)},
+              "rss_mib_by_quarter": [round(max(rss[len(rss) * q // 4:len(rss) * (q + 1) // 4] or [0]), 1)
+                                     for q in range(4)],
               "peak_rss_mib": round(peak, 1),
               "submit_ms": {"n": seen.get("submits"), "p50": round(seen.get("submit_p50_ms", 0), 2),
                             "p99": round(seen.get("submit_p99_ms", 0), 2),
