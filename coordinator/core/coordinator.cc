@@ -728,6 +728,7 @@ MetricsSnapshot Coordinator::Metrics() const {
   m.jobs_submitted = jobs_submitted_;
   m.counters = counters_;
   m.store = options_.store->Health();  // memory only: no I/O under the lock
+  m.peers = peer_tally_.Snapshot();
   return m;
 }
 

@@ -174,6 +174,9 @@ class Coordinator {
   MetricsSnapshot Metrics() const;
 
   const Options& options() const { return options_; }
+  // Refusals of misbehaving peers, counted by the gRPC adapters and
+  // reported in Metrics(). Thread-safe (lock-free).
+  PeerTally& peer_tally() { return peer_tally_; }
 
  private:
   // How a task's current attempt ended without success (EndAttemptLocked).
@@ -297,6 +300,7 @@ class Coordinator {
   const Options options_;
   const Clock* const clock_;
 
+  PeerTally peer_tally_;
   mutable absl::Mutex mu_;
   // In-flight accounting. An attempt (a task's current one, or its backup)
   // is in flight from its assignment until its result, its hand-back, its

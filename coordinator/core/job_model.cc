@@ -4,7 +4,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_join.h"
+#include "absl/strings/strip.h"
 #include "coordinator/core/limits.h"
 
 namespace busyfleet::coordinator {
@@ -61,6 +61,33 @@ void TaskRecord::DropBackup(v1::TaskState ended_as, std::string why, absl::Time 
   backup.reset();
 }
 
+std::string SummarizeFailures(const std::vector<std::string>& failures, size_t max_distinct) {
+  // "attempt N " differs on every line; the rest (worker and error) is what
+  // repeats.
+  std::vector<std::pair<absl::string_view, size_t>> distinct;
+  for (absl::string_view f : failures) {
+    if (absl::ConsumePrefix(&f, "attempt ")) {
+      const size_t space = f.find(' ');
+      f = space == absl::string_view::npos ? f : f.substr(space + 1);
+    }
+    auto it = std::find_if(distinct.begin(), distinct.end(), [&](const auto& d) { return d.first == f; });
+    if (it != distinct.end()) {
+      ++it->second;
+    } else {
+      distinct.emplace_back(f, 1);
+    }
+  }
+  std::string out;
+  for (size_t i = 0; i < distinct.size() && i < max_distinct; ++i) {
+    absl::StrAppend(&out, i == 0 ? "" : "; ", distinct[i].first);
+    if (distinct[i].second > 1) absl::StrAppend(&out, " (x", distinct[i].second, ")");
+  }
+  if (distinct.size() > max_distinct) {
+    absl::StrAppend(&out, "; and ", distinct.size() - max_distinct, " more distinct errors");
+  }
+  return out;
+}
+
 uint32_t JobRecord::max_attempts() const {
   return spec.max_attempts() == 0 ? limits::kDefaultMaxAttempts : spec.max_attempts();
 }
@@ -79,7 +106,7 @@ AfterFailedAttempt EndFailedAttempt(JobRecord& job, TaskRecord& t, const std::st
   }
   if (counted && t.failures.size() >= job.max_attempts()) {
     *job_error = absl::StrCat("task ", t.index, " failed ", t.failures.size(), " of ", job.max_attempts(),
-                              " attempts: ", absl::StrJoin(t.failures, "; "));
+                              " attempts: ", SummarizeFailures(t.failures, limits::kMaxDistinctErrors));
     return AfterFailedAttempt::kFailTask;
   }
   if (counted) {

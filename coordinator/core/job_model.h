@@ -205,6 +205,11 @@ AfterFailedAttempt EndFailedAttempt(JobRecord& job, TaskRecord& t, const std::st
                                     bool permanent, absl::Time now, CoordinatorCounters& counters,
                                     std::string* job_error);
 
+// The failures of one task in one line: the first `max_distinct` distinct
+// messages (ignoring the "attempt N" that starts each) in order, each with
+// its count when it repeats, then how many more distinct ones there were.
+std::string SummarizeFailures(const std::vector<std::string>& failures, size_t max_distinct);
+
 // Copies every field of `from` but its tasks into `to`.
 void CopyJobHeader(const JobRecord& from, JobRecord* to);
 // Copies what changes while a job runs (state, error, times, counters) into

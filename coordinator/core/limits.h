@@ -40,6 +40,36 @@ inline constexpr int64_t kMaxClockNs = int64_t{1} << 62;
 inline constexpr int64_t kMaxRttNs = int64_t{1} << 40;
 inline constexpr uint32_t kDefaultListJobs = 50;
 
+// --- What a peer may make the coordinator hold (issue 14, item 4) ---
+// A worker's TaskResult.error is kept to this many bytes (longer: cut at a
+// UTF-8 boundary, kTruncatedMarker appended); so is a TaskStarted or
+// TaskResult's task reference's job id refused beyond kMaxNameBytes.
+inline constexpr size_t kMaxErrorBytes = 1024;
+// An error status's message (it may echo a peer's value) is cut to this
+// many bytes before it is sent or logged.
+inline constexpr size_t kMaxStatusMessageBytes = 1024;
+// HostInfo.cpu_model and Hello.version are cut to this many bytes.
+inline constexpr size_t kMaxHostTextBytes = 256;
+inline constexpr char kTruncatedMarker[] = "...[truncated]";
+// A job's error names at most this many distinct failure messages of the
+// task that failed it (with counts), not every attempt's.
+inline constexpr size_t kMaxDistinctErrors = 5;
+// Messages waiting to be written to one worker stream; a worker that stops
+// reading past this is disconnected (its tasks are requeued, as for a lost
+// worker).
+inline constexpr size_t kMaxQueuedMessagesPerStream = 4096;
+inline constexpr size_t kMaxQueuedBytesPerStream = size_t{64} << 20;
+// A watch whose write has been stuck this long is closed at its next update.
+inline constexpr absl::Duration kMaxWatchWriteStall = absl::Seconds(30);
+// Default caps on concurrent peers (daemon flags --max-sessions, --max-watches).
+inline constexpr uint32_t kDefaultMaxSessions = 10'000;
+inline constexpr uint32_t kDefaultMaxWatches = 1'000;
+// A reply is built to at most this many bytes, well under the 16 MiB message
+// limit: task and attempt rows beyond it are left out and counted
+// (JobReport.task_rows_omitted, attempts_omitted), workers beyond it in
+// ListWorkers too (ListWorkersResponse.workers_omitted).
+inline constexpr size_t kMaxReplyBytes = size_t{12} << 20;
+
 }  // namespace busyfleet::limits
 
 #endif  // BUSYFLEET_COORDINATOR_CORE_LIMITS_H_

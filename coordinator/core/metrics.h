@@ -6,6 +6,8 @@
 // Plain data and pure functions: no I/O, no locking (the Coordinator takes a
 // snapshot under its own lock).
 
+#include <array>
+#include <atomic>
 #include <cstdint>
 #include <map>
 #include <string>
@@ -73,6 +75,37 @@ struct StoreHealth {
   uint64_t purge_rows = 0;
 };
 
+// What misbehaving peers were refused since start (issue 14): each refusal
+// a peer sees is counted once here. Plain data.
+struct PeerCounters {
+  uint64_t sessions_refused = 0;  // Attach past --max-sessions (RESOURCE_EXHAUSTED)
+  uint64_t watches_refused = 0;   // WatchJob/RunJob past --max-watches (RESOURCE_EXHAUSTED)
+  uint64_t slow_readers = 0;      // worker streams closed: their send queue was full
+  uint64_t stalled_watches = 0;   // watch streams closed: a write stuck too long
+  uint64_t workers_refused = 0;   // Attach streams ended for a refused hello or message
+  uint64_t strings_truncated = 0; // worker strings cut to their limit
+  // Client calls (coordctl's service) refused, by the gRPC code's name in
+  // lower case ("invalid_argument"); watches_refused are among them.
+  std::map<std::string, uint64_t> client_refusals;
+};
+
+// The thread-safe tally behind PeerCounters (the gRPC adapters count; the
+// Coordinator reports). Lock-free.
+class PeerTally {
+ public:
+  enum Kind { kSessionsRefused, kWatchesRefused, kSlowReaders, kStalledWatches, kWorkersRefused,
+              kStringsTruncated, kKinds };
+  void Add(Kind kind, uint64_t n = 1) { counts_[kind].fetch_add(n, std::memory_order_relaxed); }
+  // `code` is an absl::StatusCode (0 to 16); OK is not counted.
+  void AddClientRefusal(int code);
+  PeerCounters Snapshot() const;
+
+ private:
+  std::array<std::atomic<uint64_t>, kKinds> counts_{};
+  std::array<std::atomic<uint64_t>, 17> client_{};
+};
+
+
 struct MetricsSnapshot {
   // Attached workers by state (READY, DRAINING) and recently gone ones (GONE).
   std::map<v1::WorkerState, uint32_t> workers;
@@ -86,6 +119,7 @@ struct MetricsSnapshot {
   uint64_t jobs_submitted = 0;
   CoordinatorCounters counters;
   StoreHealth store;
+  PeerCounters peers;
 };
 
 

@@ -5,7 +5,10 @@
 #include <utility>
 #include <vector>
 
+#include <google/protobuf/io/coded_stream.h>
+
 #include "busyfleet/proto_time.h"
+#include "coordinator/core/limits.h"
 #include "common/stats.h"
 
 namespace busyfleet::coordinator {
@@ -41,20 +44,42 @@ void AddAttempt(const JobRecord& job, uint32_t index, const AttemptRecord& a, ab
   at->set_error(a.error);
 }
 
-void AddAttempts(const JobRecord& job, absl::Time now, uint32_t limit, v1::JobReport* r) {
+// Rows go in while the reply stays within `budget` bytes (a repeated
+// field's row costs its size plus a tag, at most 2 bytes here, and a length
+// prefix).
+size_t RowBytes(const google::protobuf::Message& row) {
+  const size_t n = row.ByteSizeLong();
+  return n + 2 + google::protobuf::io::CodedOutputStream::VarintSize64(n);
+}
+// The reply so far, and room for the omitted-row counters set at the end.
+size_t BytesSoFar(const v1::JobReport& r) { return r.ByteSizeLong() + 16; }
+
+void AddAttempts(const JobRecord& job, absl::Time now, uint32_t limit, size_t budget, v1::JobReport* r) {
   const absl::Time open_end = job.finished_at != absl::InfinitePast() ? job.finished_at : now;
   uint32_t omitted = 0;
+  size_t used = BytesSoFar(*r);
   for (const TaskRecord& t : job.tasks) {
     const size_t started = t.history.size() + (t.current.started_at != absl::InfinitePast() ? 1 : 0);
-    if (static_cast<size_t>(r->attempts_size()) + started > limit) {
+    if (static_cast<size_t>(r->attempts_size()) + started > limit || used > budget) {
       omitted += static_cast<uint32_t>(started);
       continue;
     }
+    const int before = r->attempts_size();
     for (const AttemptRecord& a : t.history) AddAttempt(job, t.index, a, open_end, r);
-    if (t.current.started_at == absl::InfinitePast()) continue;
-    AttemptRecord last = t.current.ToRecord(t.state, t.backup_won, t.error, open_end);
-    last.ended_at = t.current.ended_at;  // AddAttempt ends an open one at open_end
-    AddAttempt(job, t.index, last, open_end, r);
+    if (t.current.started_at != absl::InfinitePast()) {
+      AttemptRecord last = t.current.ToRecord(t.state, t.backup_won, t.error, open_end);
+      last.ended_at = t.current.ended_at;  // AddAttempt ends an open one at open_end
+      AddAttempt(job, t.index, last, open_end, r);
+    }
+    size_t task_bytes = 0;
+    for (int i = before; i < r->attempts_size(); ++i) task_bytes += RowBytes(r->attempts(i));
+    if (used + task_bytes > budget) {  // the task's attempts go together or not at all
+      r->mutable_attempts()->DeleteSubrange(before, r->attempts_size() - before);
+      omitted += static_cast<uint32_t>(started);
+      used = budget + 1;
+      continue;
+    }
+    used += task_bytes;
   }
   r->set_attempts_omitted(omitted);
   std::stable_sort(r->mutable_attempts()->begin(), r->mutable_attempts()->end(),
@@ -207,39 +232,51 @@ void AddStragglers(const JobRecord& job, const Summary& summary, v1::JobReport* 
   for (const auto& [seconds, index] : slow) r->add_stragglers(index);
 }
 
+void AddTaskRow(const JobRecord& job, const TaskRecord& t, v1::TaskTiming* tt) {
+  const Attempt& a = t.current;
+  tt->set_index(t.index);
+  tt->set_worker(a.worker);
+  tt->set_slot(a.slot);
+  tt->set_attempt(a.number);
+  tt->set_state(t.state);
+  tt->set_iterations(t.iterations);
+  tt->set_error(t.error);
+  tt->set_speculated(t.speculated);
+  tt->set_backup_won(t.backup_won);
+  tt->set_pid(a.pid);
+  if (a.start_cpu >= 0) tt->set_start_cpu(static_cast<uint32_t>(a.start_cpu));
+  if (a.end_cpu >= 0) tt->set_end_cpu(static_cast<uint32_t>(a.end_cpu));
+  tt->set_migrated(a.migrated);
+  tt->set_bound_cpus(a.bound_cpus);
+  if (!t.has_timing()) return;
+  tt->set_start_offset_seconds(Seconds(job.submitted_at, a.started_at));
+  tt->set_seconds(t.seconds());
+  tt->set_cpu_seconds(static_cast<double>(a.cpu_ns) / 1e9);
+  if (a.assigned_at != absl::InfinitePast()) {
+    tt->set_queued_seconds(std::max(0.0, Seconds(job.submitted_at, a.assigned_at)));
+    tt->set_dispatch_seconds(std::max(0.0, Seconds(a.assigned_at, a.started_at)));
+  }
+  if (a.result_at != absl::InfinitePast()) {
+    tt->set_result_seconds(std::max(0.0, Seconds(a.ended_at, a.result_at)));
+  }
+}
+
+// Rows [task_offset, task_offset + task_limit) while they fit `budget`;
+// the rest of the page is counted in task_rows_omitted.
 void AddTaskRows(const JobRecord& job, const ReportOptions& options, v1::JobReport* r) {
   const size_t first = std::min<size_t>(options.task_offset, job.tasks.size());
   const size_t last = first + std::min<size_t>(options.task_limit, job.tasks.size() - first);
   r->set_tasks_offset(static_cast<uint32_t>(first));
   r->mutable_tasks()->Reserve(static_cast<int>(last - first));
+  size_t used = BytesSoFar(*r);
   for (size_t i = first; i < last; ++i) {
-    const TaskRecord& t = job.tasks[i];
-    const Attempt& a = t.current;
     v1::TaskTiming* tt = r->add_tasks();
-    tt->set_index(t.index);
-    tt->set_worker(a.worker);
-    tt->set_slot(a.slot);
-    tt->set_attempt(a.number);
-    tt->set_state(t.state);
-    tt->set_iterations(t.iterations);
-    tt->set_error(t.error);
-    tt->set_speculated(t.speculated);
-    tt->set_backup_won(t.backup_won);
-    tt->set_pid(a.pid);
-    if (a.start_cpu >= 0) tt->set_start_cpu(static_cast<uint32_t>(a.start_cpu));
-    if (a.end_cpu >= 0) tt->set_end_cpu(static_cast<uint32_t>(a.end_cpu));
-    tt->set_migrated(a.migrated);
-    tt->set_bound_cpus(a.bound_cpus);
-    if (!t.has_timing()) continue;
-    tt->set_start_offset_seconds(Seconds(job.submitted_at, a.started_at));
-    tt->set_seconds(t.seconds());
-    tt->set_cpu_seconds(static_cast<double>(a.cpu_ns) / 1e9);
-    if (a.assigned_at != absl::InfinitePast()) {
-      tt->set_queued_seconds(std::max(0.0, Seconds(job.submitted_at, a.assigned_at)));
-      tt->set_dispatch_seconds(std::max(0.0, Seconds(a.assigned_at, a.started_at)));
-    }
-    if (a.result_at != absl::InfinitePast()) {
-      tt->set_result_seconds(std::max(0.0, Seconds(a.ended_at, a.result_at)));
+    AddTaskRow(job, job.tasks[i], tt);
+    used += RowBytes(*tt);
+    if (used > options.max_bytes) {
+      r->mutable_tasks()->RemoveLast();
+      r->set_task_rows_omitted(static_cast<uint32_t>(last - i));
+      return;
     }
   }
 }
@@ -258,7 +295,7 @@ v1::JobReport BuildReport(const JobRecord& job, const std::map<std::string, Work
   if (options.tasks && !(options.summarize_large && job.tasks.size() > options.task_limit)) {
     AddTaskRows(job, options, &r);
   }
-  if (options.attempts) AddAttempts(job, now, options.attempt_limit, &r);
+  if (options.attempts) AddAttempts(job, now, options.attempt_limit, options.max_bytes, &r);
   return r;
 }
 

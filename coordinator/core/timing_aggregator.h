@@ -11,6 +11,7 @@
 #include "absl/time/time.h"
 #include "busyfleet/v1/coordinator.pb.h"
 #include "coordinator/core/job_model.h"
+#include "coordinator/core/limits.h"
 
 namespace busyfleet::coordinator {
 
@@ -59,6 +60,9 @@ struct ReportOptions {
   bool attempts = false;
   // Attempt rows beyond this are counted in attempts_omitted, not listed.
   uint32_t attempt_limit = 100'000;
+  // The reply's size: task rows past it are counted in task_rows_omitted,
+  // attempt rows (a task's all or none) in attempts_omitted.
+  size_t max_bytes = limits::kMaxReplyBytes;
 };
 v1::JobReport BuildReport(const JobRecord& job, const std::map<std::string, WorkerFacts>& workers,
                           absl::Time now, const ReportOptions& options);

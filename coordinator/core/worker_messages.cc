@@ -38,7 +38,56 @@ absl::Status ValidateWorkerClocks(const v1::WorkerMessage& m) {
   return absl::OkStatus();
 }
 
+// Job ids are ours (short); a longer one is not a job, and would be echoed
+// back in a cancel.
+absl::Status TaskRefs(absl::string_view field, const google::protobuf::RepeatedPtrField<v1::TaskRef>& refs) {
+  for (const v1::TaskRef& ref : refs) {
+    if (ref.job_id().size() > limits::kMaxNameBytes) {
+      return absl::InvalidArgumentError(absl::StrCat(field, ".job_id must be at most ", limits::kMaxNameBytes,
+                                                     " bytes, got ", ref.job_id().size()));
+    }
+  }
+  return absl::OkStatus();
+}
+
+template <typename Entries>
+absl::Status EntryRefs(absl::string_view field, const Entries& entries) {
+  for (const auto& e : entries) {
+    if (e.task().job_id().size() > limits::kMaxNameBytes) {
+      return absl::InvalidArgumentError(absl::StrCat(field, ".task.job_id must be at most ", limits::kMaxNameBytes,
+                                                     " bytes, got ", e.task().job_id().size()));
+    }
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
+
+bool TruncateText(std::string& text, size_t max_bytes) {
+  if (text.size() <= max_bytes) return false;
+  const size_t marker = sizeof(limits::kTruncatedMarker) - 1;
+  size_t cut = max_bytes > marker ? max_bytes - marker : 0;
+  // Back off to the start of a UTF-8 sequence (never split a character).
+  while (cut > 0 && (static_cast<unsigned char>(text[cut]) & 0xC0) == 0x80) --cut;
+  text.resize(cut);
+  text.append(limits::kTruncatedMarker, max_bytes > marker ? marker : 0);
+  return true;
+}
+
+int TruncateHelloText(v1::Hello& hello) {
+  int cut = TruncateText(*hello.mutable_host()->mutable_cpu_model(), limits::kMaxHostTextBytes) ? 1 : 0;
+  if (TruncateText(*hello.mutable_version(), limits::kMaxHostTextBytes)) ++cut;
+  return cut;
+}
+
+int TruncateWorkerText(v1::WorkerMessage& m) {
+  if (!m.has_updates()) return 0;
+  int cut = 0;
+  for (v1::TaskResult& r : *m.mutable_updates()->mutable_results()) {
+    if (TruncateText(*r.mutable_error(), limits::kMaxErrorBytes)) ++cut;
+  }
+  return cut;
+}
 
 absl::Status ValidateHello(const v1::Hello& hello) {
   BF_RETURN_IF_ERROR(ValidateName("hello.name", hello.name(), /*allow_empty=*/false));
@@ -65,7 +114,7 @@ absl::Status ValidateHello(const v1::Hello& hello) {
     return absl::InvalidArgumentError(absl::StrCat("hello.held must have at most ", limits::kMaxUpdatesPerMessage,
                                                    " entries, got ", hello.held_size()));
   }
-  return absl::OkStatus();
+  return TaskRefs("hello.held", hello.held());
 }
 
 absl::Status ValidateWorkerMessage(const v1::WorkerMessage& m) {
@@ -75,6 +124,9 @@ absl::Status ValidateWorkerMessage(const v1::WorkerMessage& m) {
                                                    limits::kMaxUpdatesPerMessage, " task entries, got ",
                                                    std::max(updates, m.drain().returned_size())));
   }
+  BF_RETURN_IF_ERROR(EntryRefs("started", m.updates().started()));
+  BF_RETURN_IF_ERROR(EntryRefs("results", m.updates().results()));
+  BF_RETURN_IF_ERROR(TaskRefs("drain.returned", m.drain().returned()));
   return ValidateWorkerClocks(m);
 }
 

@@ -16,12 +16,22 @@
 namespace busyfleet::coordinator {
 
 // InvalidArgument (naming the field and the limit) for a Hello the
-// coordinator cannot take: name, slots, labels, hostname, instance_id.
+// coordinator cannot take: name, slots, labels, hostname, instance_id,
+// held task references.
 absl::Status ValidateHello(const v1::Hello& hello);
-// InvalidArgument for a message with too many task entries, or with worker
-// clock values out of range (they feed timing arithmetic, which must not
-// overflow).
+// InvalidArgument for a message with too many task entries, a task
+// reference whose job id is longer than a name, or with worker clock values
+// out of range (they feed timing arithmetic, which must not overflow).
 absl::Status ValidateWorkerMessage(const v1::WorkerMessage& m);
+
+// Cuts the strings a worker sends that are kept or echoed but not refused
+// when long (TaskResult.error, HostInfo.cpu_model, Hello.version) to their
+// limits (core/limits.h), at a UTF-8 boundary, with kTruncatedMarker
+// appended. Returns how many were cut.
+int TruncateHelloText(v1::Hello& hello);
+int TruncateWorkerText(v1::WorkerMessage& m);
+// `text` cut to at most `max_bytes` (marker included) when longer; true if cut.
+bool TruncateText(std::string& text, size_t max_bytes);
 
 // The assignment of `attempt` of the job's task.
 v1::Assignment MakeAssignment(const JobRecord& job, const TaskRecord& task, uint32_t attempt);

@@ -64,8 +64,12 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(Opti
   };
   BF_ASSIGN_OR_RETURN(s->coordinator_, Coordinator::Create(co));
   s->gate_ = std::make_unique<CallGate>(options.authenticator);
-  s->client_service_ = std::make_unique<CoordinatorServiceImpl>(s->coordinator_.get(), s->gate_.get());
-  s->worker_service_ = std::make_unique<WorkerServiceImpl>(s->coordinator_.get(), s->gate_.get());
+  s->admission_ = std::make_unique<PeerAdmission>(options.max_sessions, options.max_watches,
+                                                  &s->coordinator_->peer_tally());
+  s->client_service_ =
+      std::make_unique<CoordinatorServiceImpl>(s->coordinator_.get(), s->gate_.get(), s->admission_.get());
+  s->worker_service_ =
+      std::make_unique<WorkerServiceImpl>(s->coordinator_.get(), s->gate_.get(), s->admission_.get());
 
   BF_RETURN_IF_ERROR(s->StartGrpc());
   if (options.http) BF_RETURN_IF_ERROR(s->StartHttp(*options.http));

@@ -50,6 +50,10 @@ class CoordinatorServer {
     std::shared_ptr<grpc::ServerCredentials> credentials;  // nullptr: insecure
     // Bearer tokens per role; default: none required.
     TokenAuthenticator authenticator;
+    // Worker sessions and progress streams (watch, run) served at once;
+    // more are refused with RESOURCE_EXHAUSTED naming the limit.
+    uint32_t max_sessions = limits::kDefaultMaxSessions;
+    uint32_t max_watches = limits::kDefaultMaxWatches;
     // The HTTP listener (/metrics, status page); unset: none. Its
     // coordinator and authenticator are filled in by Start.
     std::optional<HttpServer::Options> http;
@@ -88,6 +92,7 @@ class CoordinatorServer {
   std::shared_ptr<JobStore> store_;
   std::unique_ptr<Coordinator> coordinator_;
   std::unique_ptr<CallGate> gate_;
+  std::unique_ptr<PeerAdmission> admission_;
   std::unique_ptr<CoordinatorServiceImpl> client_service_;
   std::unique_ptr<WorkerServiceImpl> worker_service_;
   std::unique_ptr<grpc::Server> server_;

@@ -15,16 +15,28 @@
 #include "absl/synchronization/mutex.h"
 #include "common/rpc/grpc_status.h"
 #include "busyfleet/proto_time.h"
+#include "absl/strings/str_cat.h"
 #include "coordinator/core/limits.h"
 #include "coordinator/core/timing_aggregator.h"
 #include "coordinator/server/watch_stream.h"
+#include "coordinator/core/worker_messages.h"
 
 namespace busyfleet::coordinator {
 namespace {
 
+// `status` with its message cut to limits::kMaxStatusMessageBytes: a message
+// that echoes a peer's 1 MiB job id would make trailers no client can read
+// (gRPC's metadata limit is 8 KiB), and log lines as long.
+absl::Status Bounded(const absl::Status& status) {
+  if (status.message().size() <= limits::kMaxStatusMessageBytes) return status;
+  std::string message(status.message());
+  TruncateText(message, limits::kMaxStatusMessageBytes);
+  return absl::Status(status.code(), message);
+}
+
 grpc::ServerUnaryReactor* FinishUnary(grpc::CallbackServerContext* ctx, const absl::Status& status) {
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
-  reactor->Finish(ToGrpcStatus(status));
+  reactor->Finish(ToGrpcStatus(Bounded(status)));
   return reactor;
 }
 
@@ -62,12 +74,15 @@ class StreamChannel final : public WorkerChannel {
 // OnDone.
 class AttachReactor final : public grpc::ServerBidiReactor<v1::WorkerMessage, v1::CoordinatorMessage> {
  public:
-  AttachReactor(grpc::CallbackServerContext* ctx, Coordinator* coordinator)
-      : ctx_(ctx), coordinator_(coordinator), channel_(std::make_shared<StreamChannel>(this)) {
+  // Holds one of `admission`'s session places until OnDone.
+  AttachReactor(grpc::CallbackServerContext* ctx, Coordinator* coordinator, PeerAdmission* admission)
+      : ctx_(ctx), coordinator_(coordinator), admission_(admission),
+        channel_(std::make_shared<StreamChannel>(this)) {
     StartRead(&in_);
   }
 
-  // Queues a message; writes at once if no write is outstanding.
+  // Queues a message; writes at once if no write is outstanding. A worker
+  // whose queue is full (it stopped reading) is disconnected.
   void Enqueue(v1::CoordinatorMessage message);
   // Ends the stream with `status` once the outstanding write is done; a
   // write stuck on a peer that stopped reading is cancelled.
@@ -85,15 +100,23 @@ class AttachReactor final : public grpc::ServerBidiReactor<v1::WorkerMessage, v1
   bool OnSessionMessage();
   // Tells the Coordinator the session is over (once, and only if it began).
   void DetachFromCoordinator(const absl::Status& why);
+  // Ends a session the Coordinator or this reactor refused, counted.
+  void Refuse(const absl::Status& status);
+  // The queue is full: why the stream is closed (nullopt if it is not).
+  std::optional<absl::Status> OverflowLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   grpc::CallbackServerContext* const ctx_;
   Coordinator* const coordinator_;
+  PeerAdmission* const admission_;
   const std::shared_ptr<StreamChannel> channel_;
   v1::WorkerMessage in_;
   std::string session_;  // set once, on the reactor's read path
 
   absl::Mutex mu_;
   std::deque<v1::CoordinatorMessage> out_ ABSL_GUARDED_BY(mu_);
+  size_t out_bytes_ ABSL_GUARDED_BY(mu_) = 0;  // of the messages in out_
+  // Why the stream was closed by us (a full queue), for the detach.
+  absl::Status closed_because_ ABSL_GUARDED_BY(mu_);
   bool writing_ ABSL_GUARDED_BY(mu_) = false;
   bool finishing_ ABSL_GUARDED_BY(mu_) = false;
   bool finished_ ABSL_GUARDED_BY(mu_) = false;
@@ -101,17 +124,42 @@ class AttachReactor final : public grpc::ServerBidiReactor<v1::WorkerMessage, v1
   grpc::Status finish_status_ ABSL_GUARDED_BY(mu_);
 };
 
+std::optional<absl::Status> AttachReactor::OverflowLocked() const {
+  if (out_.size() < limits::kMaxQueuedMessagesPerStream && out_bytes_ < limits::kMaxQueuedBytesPerStream) {
+    return std::nullopt;
+  }
+  return absl::ResourceExhaustedError(absl::StrCat(
+      "the worker stopped reading: ", out_.size(), " messages (", out_bytes_, " bytes) wait to be sent; the limit "
+      "is ", limits::kMaxQueuedMessagesPerStream, " messages or ", limits::kMaxQueuedBytesPerStream, " bytes"));
+}
+
 void AttachReactor::Enqueue(v1::CoordinatorMessage message) {
   const v1::CoordinatorMessage* to_write = nullptr;
+  std::optional<absl::Status> overflow;
   {
     absl::MutexLock lock(&mu_);
     if (finishing_) return;
-    out_.push_back(std::move(message));
-    if (writing_) return;
-    writing_ = true;
-    to_write = &out_.front();
+    overflow = OverflowLocked();
+    if (!overflow) {
+      out_bytes_ += message.ByteSizeLong();
+      out_.push_back(std::move(message));
+      if (writing_) return;
+      writing_ = true;
+      to_write = &out_.front();
+    } else {
+      closed_because_ = *overflow;
+    }
   }
-  StartWrite(to_write);
+  if (to_write != nullptr) {
+    StartWrite(to_write);
+    return;
+  }
+  // Called with the Coordinator's lock held: no detach here. The cancel
+  // below ends the call; OnCancel/OnDone detach with closed_because_.
+  admission_->tally()->Add(PeerTally::kSlowReaders);
+  // The detach logs the session id with the same reason.
+  spdlog::warn("disconnecting the worker at {}: {}", ctx_->peer(), overflow->message());
+  CloseWith(ToGrpcStatus(*overflow));
 }
 
 void AttachReactor::CloseWith(const grpc::Status& status) {
@@ -121,7 +169,15 @@ void AttachReactor::CloseWith(const grpc::Status& status) {
     if (finishing_) return;
     finishing_ = true;
     finish_status_ = status;
-    out_.clear();
+    // The message being written stays: OnWriteDone may have picked it and
+    // be about to hand it to StartWrite outside the lock.
+    if (writing_ && !out_.empty()) {
+      out_.erase(out_.begin() + 1, out_.end());
+      out_bytes_ = out_.front().ByteSizeLong();
+    } else {
+      out_.clear();
+      out_bytes_ = 0;
+    }
     finish_now = !writing_;
   }
   if (finish_now) {
@@ -138,21 +194,36 @@ void AttachReactor::OnReadDone(bool ok) {
     CloseWith(grpc::Status::OK);
     return;
   }
+  {
+    // A stream we are closing (refused, or cut for not reading) or one
+    // cancelled says nothing more: its session is gone.
+    absl::MutexLock lock(&mu_);
+    if (finishing_ || detached_) return;
+  }
   const bool more = session_.empty() ? OnHello() : OnSessionMessage();
   if (more) StartRead(&in_);
 }
 
+void AttachReactor::Refuse(const absl::Status& status) {
+  admission_->tally()->Add(PeerTally::kWorkersRefused);
+  CloseWith(ToGrpcStatus(Bounded(status)));
+}
+
 bool AttachReactor::OnHello() {
   if (in_.msg_case() != v1::WorkerMessage::kHello) {
-    CloseWith(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "the first message on Attach must be a hello"));
+    spdlog::warn("worker at {} refused: its first message on Attach is not a hello", ctx_->peer());
+    Refuse(absl::InvalidArgumentError("the first message on Attach must be a hello"));
     return false;
   }
+  admission_->tally()->Add(PeerTally::kStringsTruncated, TruncateHelloText(*in_.mutable_hello()));
   auto session = coordinator_->Attach(in_.hello(), ctx_->peer(), channel_);
   if (!session.ok()) {
-    // The name is not validated yet: escape it so it cannot forge log lines.
-    spdlog::warn("worker \"{}\" at {} refused: {}", absl::CHexEscape(in_.hello().name()), ctx_->peer(),
-                 session.status().message());
-    CloseWith(ToGrpcStatus(session.status()));
+    // The name is not validated yet: escape it so it cannot forge log lines
+    // (and cut it: it may be megabytes).
+    std::string name = absl::CHexEscape(in_.hello().name());
+    TruncateText(name, limits::kMaxNameBytes * 2);
+    spdlog::warn("worker \"{}\" at {} refused: {}", name, ctx_->peer(), Bounded(session.status()).message());
+    Refuse(session.status());
     return false;
   }
   session_ = *session;
@@ -163,12 +234,19 @@ bool AttachReactor::OnHello() {
 }
 
 bool AttachReactor::OnSessionMessage() {
-  const absl::Status status = coordinator_->HandleMessage(session_, in_);
+  admission_->tally()->Add(PeerTally::kStringsTruncated, TruncateWorkerText(in_));
+  const absl::Status status = Bounded(coordinator_->HandleMessage(session_, in_));
   if (status.ok()) return true;
   LogFields fields({{"session", session_}});
   spdlog::warn("closing session {}: {}", session_, status.message());
   DetachFromCoordinator(status);
-  CloseWith(ToGrpcStatus(status));
+  if (absl::IsNotFound(status)) {
+    // The session is gone already (timed out, or cancelled while this
+    // message was read): nothing was refused.
+    CloseWith(ToGrpcStatus(status));
+  } else {
+    Refuse(status);
+  }
   return false;
 }
 
@@ -177,8 +255,14 @@ void AttachReactor::OnWriteDone(bool ok) {
   std::optional<grpc::Status> finish;
   {
     absl::MutexLock lock(&mu_);
-    if (!out_.empty()) out_.pop_front();
-    if (!ok) out_.clear();  // the stream is broken; OnReadDone(false) follows
+    if (!out_.empty()) {
+      out_bytes_ -= std::min(out_bytes_, out_.front().ByteSizeLong());
+      out_.pop_front();
+    }
+    if (!ok) {  // the stream is broken; OnReadDone(false) follows
+      out_.clear();
+      out_bytes_ = 0;
+    }
     if (finishing_ && !finished_) {
       finished_ = true;
       writing_ = false;
@@ -199,16 +283,19 @@ void AttachReactor::OnWriteDone(bool ok) {
 void AttachReactor::OnDone() {
   channel_->Detach();
   DetachFromCoordinator(absl::UnavailableError("stream done"));
+  admission_->ReleaseSession();
   delete this;
 }
 
-void AttachReactor::DetachFromCoordinator(const absl::Status& why) {
+void AttachReactor::DetachFromCoordinator(const absl::Status& status) {
   std::string session;
+  absl::Status why = status;
   {
     absl::MutexLock lock(&mu_);
     if (detached_ || session_.empty()) return;
     detached_ = true;
     session = session_;
+    if (!closed_because_.ok()) why = closed_because_;
   }
   LogFields fields({{"session", session}});
   spdlog::info("worker session {} detached: {}", session, why.message());
@@ -236,38 +323,44 @@ void StreamChannel::Close(const absl::Status& status) {
 constexpr absl::Duration kRunFirstUpdateDelay = absl::Milliseconds(5);
 
 // Streams one job's progress from a Coordinator watch; the final update
-// (with the report) ends the call. Deletes itself in OnDone. What to write
-// and when to finish is WatchStream's (watch_stream.h).
+// (with the report) ends the call. Holds one of `admission`'s watch places
+// until OnDone. What to write and when to finish is WatchStream's
+// (watch_stream.h); a reader whose write is stuck for kMaxWatchWriteStall is
+// cancelled at the next update. Deletes itself in OnDone.
 class WatchReactor final : public grpc::ServerWriteReactor<v1::JobProgress> {
  public:
-  WatchReactor(Coordinator* coordinator, const v1::WatchJobRequest& request,
-               absl::Duration first_update_delay = absl::ZeroDuration());
+  WatchReactor(grpc::CallbackServerContext* ctx, Coordinator* coordinator, PeerAdmission* admission,
+               const v1::WatchJobRequest& request, absl::Duration first_update_delay = absl::ZeroDuration());
 
   void OnWriteDone(bool ok) override { Apply(stream_.OnWriteDone(ok)); }
   void OnCancel() override { Apply(stream_.OnCancel()); }
   void OnDone() override;
 
  private:
+  // Called by the Coordinator with its lock held.
+  void OnProgress(const v1::JobProgress& progress);
   // The final update (it carries the report) goes out with the status in
   // one batch: no OnWriteDone round before the trailers, so the client sees
   // the end of the stream together with the report.
   void Apply(const WatchStream::Step& step);
 
+  grpc::CallbackServerContext* const ctx_;
   Coordinator* const coordinator_;
+  PeerAdmission* const admission_;
   WatchStream stream_;
   absl::Mutex mu_;
   uint64_t handle_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
-WatchReactor::WatchReactor(Coordinator* coordinator, const v1::WatchJobRequest& request,
-                           absl::Duration first_update_delay)
-    : coordinator_(coordinator) {
-  // Called by the Coordinator with its lock held.
+WatchReactor::WatchReactor(grpc::CallbackServerContext* ctx, Coordinator* coordinator, PeerAdmission* admission,
+                           const v1::WatchJobRequest& request, absl::Duration first_update_delay)
+    : ctx_(ctx), coordinator_(coordinator), admission_(admission) {
   auto handle = coordinator_->Watch(
-      request.job_id(), !request.omit_tasks(), [this](const v1::JobProgress& p) { Apply(stream_.OnProgress(p)); },
+      request.job_id(), !request.omit_tasks(), [this](const v1::JobProgress& p) { OnProgress(p); },
       first_update_delay);
   if (!handle.ok()) {
-    Finish(ToGrpcStatus(handle.status()));
+    admission_->tally()->AddClientRefusal(static_cast<int>(handle.status().code()));
+    Finish(ToGrpcStatus(Bounded(handle.status())));
     return;
   }
   {
@@ -284,7 +377,20 @@ void WatchReactor::OnDone() {
     handle = handle_;
   }
   if (handle != 0) coordinator_->Unwatch(handle);
+  admission_->ReleaseWatch();
   delete this;
+}
+
+void WatchReactor::OnProgress(const v1::JobProgress& progress) {
+  const WatchStream::Step step = stream_.OnProgress(progress, limits::kMaxWatchWriteStall);
+  Apply(step);
+  if (step.stalled) {
+    // Called with the Coordinator's lock held: only cancel; OnDone unwatches.
+    admission_->tally()->Add(PeerTally::kStalledWatches);
+    spdlog::warn("closing the watch of job {} from {}: it read nothing for {} (a stuck reader)", progress.job_id(),
+                 ctx_->peer(), absl::FormatDuration(limits::kMaxWatchWriteStall));
+    ctx_->TryCancel();
+  }
 }
 
 void WatchReactor::Apply(const WatchStream::Step& step) {
@@ -301,7 +407,7 @@ void WatchReactor::Apply(const WatchStream::Step& step) {
 template <typename Reactor>
 class Refused final : public Reactor {
  public:
-  explicit Refused(const absl::Status& status) { this->Finish(ToGrpcStatus(status)); }
+  explicit Refused(const absl::Status& status) { this->Finish(ToGrpcStatus(Bounded(status))); }
   void OnDone() override { delete this; }
 };
 using RefusedWatch = Refused<grpc::ServerWriteReactor<v1::JobProgress>>;
@@ -312,18 +418,18 @@ using RefusedAttach = Refused<grpc::ServerBidiReactor<v1::WorkerMessage, v1::Coo
 grpc::ServerUnaryReactor* CoordinatorServiceImpl::SubmitJob(grpc::CallbackServerContext* ctx,
                                                             const v1::SubmitJobRequest* req,
                                                             v1::SubmitJobResponse* resp) {
-  if (auto st = gate_->Check(ctx, Role::kClient, "SubmitJob"); !st.ok()) return FinishUnary(ctx, st);
+  if (auto st = gate_->Check(ctx, Role::kClient, "SubmitJob"); !st.ok()) return Finish(ctx, st);
   auto result = coordinator_->Submit(req->spec());
-  if (!result.ok()) return FinishUnary(ctx, result.status());
+  if (!result.ok()) return Finish(ctx, result.status());
   *resp = *std::move(result);
   LogSubmitted(ctx, *resp);
-  return FinishUnary(ctx, absl::OkStatus());
+  return Finish(ctx, absl::OkStatus());
 }
 
 grpc::ServerUnaryReactor* CoordinatorServiceImpl::GetJob(grpc::CallbackServerContext* ctx,
                                                          const v1::GetJobRequest* req,
                                                          v1::JobReport* resp) {
-  if (auto st = gate_->Check(ctx, Role::kViewer, "GetJob"); !st.ok()) return FinishUnary(ctx, st);
+  if (auto st = gate_->Check(ctx, Role::kViewer, "GetJob"); !st.ok()) return Finish(ctx, st);
   ReportOptions options;
   options.tasks = !req->omit_tasks();
   options.task_offset = req->task_offset();
@@ -333,64 +439,88 @@ grpc::ServerUnaryReactor* CoordinatorServiceImpl::GetJob(grpc::CallbackServerCon
   options.summarize_large = req->task_limit() == 0 && req->task_offset() == 0;
   options.attempts = req->include_attempts();
   auto result = coordinator_->GetReport(req->job_id(), options);
-  if (!result.ok()) return FinishUnary(ctx, result.status());
+  if (!result.ok()) return Finish(ctx, result.status());
   *resp = *std::move(result);
-  return FinishUnary(ctx, absl::OkStatus());
+  return Finish(ctx, absl::OkStatus());
+}
+
+grpc::ServerUnaryReactor* CoordinatorServiceImpl::Finish(grpc::CallbackServerContext* ctx,
+                                                         const absl::Status& status) {
+  if (!status.ok()) admission_->tally()->AddClientRefusal(static_cast<int>(status.code()));
+  return FinishUnary(ctx, status);
+}
+
+grpc::ServerWriteReactor<v1::JobProgress>* CoordinatorServiceImpl::Refuse(const absl::Status& status) {
+  admission_->tally()->AddClientRefusal(static_cast<int>(status.code()));
+  return new RefusedWatch(status);
 }
 
 grpc::ServerWriteReactor<v1::JobProgress>* CoordinatorServiceImpl::RunJob(grpc::CallbackServerContext* ctx,
                                                                           const v1::RunJobRequest* req) {
-  if (auto st = gate_->Check(ctx, Role::kClient, "RunJob"); !st.ok()) return new RefusedWatch(st);
+  if (auto st = gate_->Check(ctx, Role::kClient, "RunJob"); !st.ok()) return Refuse(st);
+  // Admitted before the job is submitted: a refused call leaves no job behind.
+  if (auto st = admission_->AdmitWatch(); !st.ok()) return Refuse(st);
   auto submitted = coordinator_->Submit(req->spec());
-  if (!submitted.ok()) return new RefusedWatch(submitted.status());
+  if (!submitted.ok()) {
+    admission_->ReleaseWatch();
+    return Refuse(submitted.status());
+  }
   LogSubmitted(ctx, *submitted);
   v1::WatchJobRequest watch;
   watch.set_job_id(submitted->job_id());
   watch.set_omit_tasks(req->omit_tasks());
-  return new WatchReactor(coordinator_, watch, kRunFirstUpdateDelay);
+  return new WatchReactor(ctx, coordinator_, admission_, watch, kRunFirstUpdateDelay);
 }
 
 grpc::ServerWriteReactor<v1::JobProgress>* CoordinatorServiceImpl::WatchJob(
     grpc::CallbackServerContext* ctx, const v1::WatchJobRequest* req) {
-  if (auto st = gate_->Check(ctx, Role::kViewer, "WatchJob"); !st.ok()) return new RefusedWatch(st);
-  return new WatchReactor(coordinator_, *req);
+  if (auto st = gate_->Check(ctx, Role::kViewer, "WatchJob"); !st.ok()) return Refuse(st);
+  if (auto st = admission_->AdmitWatch(); !st.ok()) return Refuse(st);
+  return new WatchReactor(ctx, coordinator_, admission_, *req);
 }
 
 grpc::ServerUnaryReactor* CoordinatorServiceImpl::ListJobs(grpc::CallbackServerContext* ctx,
                                                            const v1::ListJobsRequest* req,
                                                            v1::ListJobsResponse* resp) {
-  if (auto st = gate_->Check(ctx, Role::kViewer, "ListJobs"); !st.ok()) return FinishUnary(ctx, st);
+  if (auto st = gate_->Check(ctx, Role::kViewer, "ListJobs"); !st.ok()) return Finish(ctx, st);
   auto result = coordinator_->ListJobs(req->limit());
-  if (!result.ok()) return FinishUnary(ctx, result.status());
+  if (!result.ok()) return Finish(ctx, result.status());
   for (v1::JobSummary& s : *result) *resp->add_jobs() = std::move(s);
-  return FinishUnary(ctx, absl::OkStatus());
+  return Finish(ctx, absl::OkStatus());
 }
 
 grpc::ServerUnaryReactor* CoordinatorServiceImpl::CancelJob(grpc::CallbackServerContext* ctx,
                                                             const v1::CancelJobRequest* req,
                                                             v1::CancelJobResponse* resp) {
-  if (auto st = gate_->Check(ctx, Role::kClient, "CancelJob"); !st.ok()) return FinishUnary(ctx, st);
+  if (auto st = gate_->Check(ctx, Role::kClient, "CancelJob"); !st.ok()) return Finish(ctx, st);
   auto result = coordinator_->Cancel(req->job_id());
-  if (!result.ok()) return FinishUnary(ctx, result.status());
+  if (!result.ok()) return Finish(ctx, result.status());
   resp->set_state(*result);
   LogFields fields({{"job_id", req->job_id()}});
   spdlog::info("job {} cancelled by {}", req->job_id(), ctx->peer());
-  return FinishUnary(ctx, absl::OkStatus());
+  return Finish(ctx, absl::OkStatus());
 }
 
 grpc::ServerUnaryReactor* CoordinatorServiceImpl::ListWorkers(grpc::CallbackServerContext* ctx,
                                                               const v1::ListWorkersRequest* req,
                                                               v1::ListWorkersResponse* resp) {
-  if (auto st = gate_->Check(ctx, Role::kViewer, "ListWorkers"); !st.ok()) return FinishUnary(ctx, st);
+  if (auto st = gate_->Check(ctx, Role::kViewer, "ListWorkers"); !st.ok()) return Finish(ctx, st);
+  // Within the reply budget whatever the workers sent (labels, host facts).
+  size_t bytes = 0;
   for (v1::WorkerInfo& w : coordinator_->ListWorkers(req->include_gone())) {
+    bytes += w.ByteSizeLong() + 8;
+    if (bytes > limits::kMaxReplyBytes) {
+      resp->set_workers_omitted(resp->workers_omitted() + 1);
+      continue;
+    }
     *resp->add_workers() = std::move(w);
   }
-  return FinishUnary(ctx, absl::OkStatus());
+  return Finish(ctx, absl::OkStatus());
 }
 
 grpc::ServerUnaryReactor* CoordinatorServiceImpl::GetHealth(grpc::CallbackServerContext* ctx,
                                                             const v1::GetHealthRequest*, v1::HealthReport* resp) {
-  if (auto st = gate_->Check(ctx, Role::kViewer, "GetHealth"); !st.ok()) return FinishUnary(ctx, st);
+  if (auto st = gate_->Check(ctx, Role::kViewer, "GetHealth"); !st.ok()) return Finish(ctx, st);
   const StoreHealth h = coordinator_->Metrics().store;
   resp->set_serving(h.writable);
   v1::StoreStatus* s = resp->mutable_store();
@@ -403,37 +533,37 @@ grpc::ServerUnaryReactor* CoordinatorServiceImpl::GetHealth(grpc::CallbackServer
   s->set_jobs_deleted(h.jobs_deleted);
   s->set_jobs_dropped(h.jobs_dropped);
   s->set_purge_rows(h.purge_rows);
-  return FinishUnary(ctx, absl::OkStatus());
+  return Finish(ctx, absl::OkStatus());
 }
 
 grpc::ServerUnaryReactor* CoordinatorServiceImpl::DeleteJob(grpc::CallbackServerContext* ctx,
                                                             const v1::DeleteJobRequest* req, v1::DeleteJobResponse*) {
-  if (auto st = gate_->Check(ctx, Role::kClient, "DeleteJob"); !st.ok()) return FinishUnary(ctx, st);
-  if (absl::Status st = coordinator_->DeleteJob(req->job_id()); !st.ok()) return FinishUnary(ctx, st);
+  if (auto st = gate_->Check(ctx, Role::kClient, "DeleteJob"); !st.ok()) return Finish(ctx, st);
+  if (absl::Status st = coordinator_->DeleteJob(req->job_id()); !st.ok()) return Finish(ctx, st);
   LogFields fields({{"job_id", req->job_id()}});
   spdlog::info("job {} deleted at the request of {}", req->job_id(), ctx->peer());
-  return FinishUnary(ctx, absl::OkStatus());
+  return Finish(ctx, absl::OkStatus());
 }
 
 grpc::ServerUnaryReactor* CoordinatorServiceImpl::PruneJobs(grpc::CallbackServerContext* ctx,
                                                             const v1::PruneJobsRequest* req,
                                                             v1::PruneJobsResponse* resp) {
-  if (auto st = gate_->Check(ctx, Role::kClient, "PruneJobs"); !st.ok()) return FinishUnary(ctx, st);
+  if (auto st = gate_->Check(ctx, Role::kClient, "PruneJobs"); !st.ok()) return Finish(ctx, st);
   RetentionRule rule;
   rule.keep_jobs = req->keep();
   const absl::Time now = absl::Now();
   if (req->has_older_than()) {
     const absl::Duration age = busyfleet::ToAbslDuration(req->older_than());
     if (age < absl::ZeroDuration()) {
-      return FinishUnary(ctx, absl::InvalidArgumentError("older_than must not be negative"));
+      return Finish(ctx, absl::InvalidArgumentError("older_than must not be negative"));
     }
     rule.finished_before = now - age;
   }
   if (rule.empty()) {
-    return FinishUnary(ctx, absl::InvalidArgumentError("give older_than or keep (or both): which jobs to prune"));
+    return Finish(ctx, absl::InvalidArgumentError("give older_than or keep (or both): which jobs to prune"));
   }
   auto pruned = coordinator_->Prune(rule, limits::kMaxPruneJobs + 1, req->dry_run());
-  if (!pruned.ok()) return FinishUnary(ctx, pruned.status());
+  if (!pruned.ok()) return Finish(ctx, pruned.status());
   resp->set_more(pruned->size() > limits::kMaxPruneJobs);
   for (const JobRecord& job : *pruned) {
     if (resp->jobs_size() == static_cast<int>(limits::kMaxPruneJobs)) break;
@@ -442,25 +572,43 @@ grpc::ServerUnaryReactor* CoordinatorServiceImpl::PruneJobs(grpc::CallbackServer
   if (!req->dry_run() && resp->jobs_size() > 0) {
     spdlog::info("{} finished jobs pruned at the request of {}", resp->jobs_size(), ctx->peer());
   }
-  return FinishUnary(ctx, absl::OkStatus());
+  return Finish(ctx, absl::OkStatus());
 }
 
 grpc::ServerUnaryReactor* CoordinatorServiceImpl::DrainWorker(grpc::CallbackServerContext* ctx,
                                                               const v1::DrainWorkerRequest* req,
                                                               v1::DrainWorkerResponse* resp) {
-  if (auto st = gate_->Check(ctx, Role::kClient, "DrainWorker"); !st.ok()) return FinishUnary(ctx, st);
+  if (auto st = gate_->Check(ctx, Role::kClient, "DrainWorker"); !st.ok()) return Finish(ctx, st);
   auto result = coordinator_->Drain(req->name());
-  if (!result.ok()) return FinishUnary(ctx, result.status());
+  if (!result.ok()) return Finish(ctx, result.status());
   resp->set_state(*result);
   LogFields fields({{"worker", req->name()}});
   spdlog::info("worker {} draining at the request of {}", req->name(), ctx->peer());
-  return FinishUnary(ctx, absl::OkStatus());
+  return Finish(ctx, absl::OkStatus());
 }
 
 grpc::ServerBidiReactor<v1::WorkerMessage, v1::CoordinatorMessage>* WorkerServiceImpl::Attach(
     grpc::CallbackServerContext* ctx) {
-  if (auto st = gate_->Check(ctx, Role::kWorker, "Attach"); !st.ok()) return new RefusedAttach(st);
-  return new AttachReactor(ctx, coordinator_);
+  if (auto st = gate_->Check(ctx, Role::kWorker, "Attach"); !st.ok()) {
+    admission_->tally()->Add(PeerTally::kWorkersRefused);
+    return new RefusedAttach(st);
+  }
+  if (auto st = admission_->AdmitSession(); !st.ok()) return new RefusedAttach(st);
+  return new AttachReactor(ctx, coordinator_, admission_);
+}
+
+absl::Status PeerAdmission::Admit(std::atomic<uint32_t>& count, uint32_t max, absl::string_view what,
+                                  absl::string_view flag) {
+  if (count.fetch_add(1) < max) return absl::OkStatus();
+  count.fetch_sub(1);
+  tally_->Add(&count == &sessions_ ? PeerTally::kSessionsRefused : PeerTally::kWatchesRefused);
+  absl::Status st = absl::ResourceExhaustedError(absl::StrCat("too many ", what, ": the limit is ", max, " (", flag, ")"));
+  uint64_t suppressed = 0;
+  if (log_limit_.Allow(&suppressed)) {
+    spdlog::warn("refused: {}{} (counted in busyfleet_peer_refusals_total)", st.message(),
+                 suppressed > 0 ? fmt::format(" ({} more refusals not logged)", suppressed) : "");
+  }
+  return st;
 }
 
 absl::Status CallGate::Check(grpc::CallbackServerContext* ctx, Role role, absl::string_view method) {

@@ -62,6 +62,14 @@ void AddDaemonFlags(CLI::App& app, DaemonFlags& flags) {
   app.add_flag("--insecure", flags.insecure,
                "allow listening on a non-loopback address without a token or TLS (anyone who can reach "
                "the port can submit jobs and attach workers)");
+  app.add_option("--max-sessions", flags.max_sessions,
+                 "worker sessions attached at once; more are refused (RESOURCE_EXHAUSTED)")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 1'000'000));
+  app.add_option("--max-watches", flags.max_watches,
+                 "progress streams (coordctl watch, submit --wait) open at once; more are refused (RESOURCE_EXHAUSTED)")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 1'000'000));
   AddLogFlags(app, flags.log_format, flags.log_level);
   BindEnvironment(app);
 }
@@ -98,6 +106,8 @@ absl::StatusOr<CoordinatorServer::Options> BuildServerOptions(const DaemonFlags&
   options.keep_finished_tasks = flags.keep_finished_tasks;
   BF_ASSIGN_OR_RETURN(options.retention, ParseDurationFlag("--retention", flags.retention));
   options.retention_jobs = flags.retention_jobs;
+  options.max_sessions = flags.max_sessions;
+  options.max_watches = flags.max_watches;
   if (!flags.http_listen.empty()) {
     HttpServer::Options http;
     http.listen = flags.http_listen;

@@ -39,6 +39,8 @@ struct DaemonFlags {
   std::string tls_key;
   std::string tls_client_ca;
   bool insecure = false;
+  uint32_t max_sessions = limits::kDefaultMaxSessions;
+  uint32_t max_watches = limits::kDefaultMaxWatches;
   std::string log_format = "text";
   std::string log_level = "info";
 };

@@ -91,6 +91,29 @@ void StoreMetrics(prometheus::Registry& r, const StoreHealth& st) {
            static_cast<double>(st.purge_rows));
 }
 
+// Peers refused or cut off, worker strings truncated, client calls refused.
+void PeerMetrics(prometheus::Registry& r, const PeerCounters& p) {
+  auto& refusals = prometheus::BuildCounter()
+                       .Name("busyfleet_peer_refusals_total")
+                       .Help("Peers refused or disconnected since start, by reason (sessions and watches over "
+                             "their caps, worker streams that stopped reading, stuck watches, refused worker "
+                             "hellos or messages).")
+                       .Register(r);
+  for (const auto& [reason, n] : {std::pair{"sessions_limit", p.sessions_refused},
+                                  {"watches_limit", p.watches_refused}, {"slow_reader", p.slow_readers},
+                                  {"stalled_watch", p.stalled_watches}, {"invalid_worker", p.workers_refused}}) {
+    refusals.Add({{"reason", reason}}).Increment(static_cast<double>(n));
+  }
+  SetCounter(r, "busyfleet_worker_strings_truncated_total",
+             "Strings from workers cut to their limit (task errors, cpu model, version).",
+             static_cast<double>(p.strings_truncated));
+  auto& clients = prometheus::BuildCounter()
+                      .Name("busyfleet_client_refusals_total")
+                      .Help("Client calls answered with an error, by gRPC code.")
+                      .Register(r);
+  for (const auto& [code, n] : p.client_refusals) clients.Add({{"code", code}}).Increment(static_cast<double>(n));
+}
+
 }  // namespace
 
 std::string PrometheusText(const MetricsSnapshot& m) {
@@ -110,6 +133,7 @@ std::string PrometheusText(const MetricsSnapshot& m) {
              static_cast<double>(m.jobs_submitted));
   TaskCounters(r, m.counters);
   StoreMetrics(r, m.store);
+  PeerMetrics(r, m.peers);
   return prometheus::TextSerializer().Serialize(r.Collect());
 }
 

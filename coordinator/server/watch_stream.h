@@ -8,7 +8,9 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
 #include "busyfleet/v1/coordinator.pb.h"
+#include "common/clock.h"
 
 namespace busyfleet::coordinator {
 
@@ -26,6 +28,9 @@ class WatchStream {
     const v1::JobProgress* write = nullptr;
     // End the call with CANCELLED.
     bool finish_cancelled = false;
+    // The outstanding write has been stuck for longer than allowed (told
+    // once): the reader is not reading; the reactor cancels the call.
+    bool stalled = false;
   };
 
   // The watch is registered: updates may be written from now on.
@@ -34,10 +39,17 @@ class WatchStream {
     started_ = true;
     return NextLocked();
   }
-  Step OnProgress(const v1::JobProgress& progress) {
+  // `max_stall`: how long a write may stay outstanding before the step
+  // says `stalled`.
+  Step OnProgress(const v1::JobProgress& progress, absl::Duration max_stall = absl::InfiniteDuration()) {
     absl::MutexLock lock(&mu_);
     if (!pending_ || !pending_->has_report()) pending_ = progress;
-    return started_ ? NextLocked() : Step{};
+    Step step = started_ ? NextLocked() : Step{};
+    if (writing_ && !stall_reported_ && step.write == nullptr && MonoNow() - write_started_ >= max_stall) {
+      stall_reported_ = true;
+      step.stalled = true;
+    }
+    return step;
   }
   // A write completed; `ok` false: the stream is broken.
   Step OnWriteDone(bool ok) {
@@ -67,6 +79,7 @@ class WatchStream {
     current_ = std::move(pending_);
     pending_.reset();
     writing_ = true;
+    write_started_ = MonoNow();
     if (current_->has_report()) finished_ = true;  // the final write ends the call
     return Step{&*current_, false};
   }
@@ -76,6 +89,8 @@ class WatchStream {
   bool writing_ ABSL_GUARDED_BY(mu_) = false;
   bool finished_ ABSL_GUARDED_BY(mu_) = false;
   bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
+  bool stall_reported_ ABSL_GUARDED_BY(mu_) = false;
+  MonoTime write_started_ ABSL_GUARDED_BY(mu_);
   std::optional<v1::JobProgress> current_ ABSL_GUARDED_BY(mu_);
   std::optional<v1::JobProgress> pending_ ABSL_GUARDED_BY(mu_);
 };

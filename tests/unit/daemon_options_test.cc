@@ -120,10 +120,25 @@ TEST(AddDaemonFlagsTest, ParsesEveryFlag) {
   EXPECT_EQ(flags.log_level, "debug");
 }
 
+TEST(AddDaemonFlagsTest, PeerCapsReachTheServerOptions) {
+  CLI::App app;
+  DaemonFlags flags;
+  AddDaemonFlags(app, flags);
+  const char* argv[] = {"coordinator", "--max-sessions", "7", "--max-watches", "3"};
+  ASSERT_NO_THROW(app.parse(static_cast<int>(std::size(argv)), argv));
+  ASSERT_OK_AND_ASSIGN(CoordinatorServer::Options options, BuildServerOptions(flags));
+  EXPECT_EQ(options.max_sessions, 7u);
+  EXPECT_EQ(options.max_watches, 3u);
+  EXPECT_EQ(DaemonFlags{}.max_sessions, limits::kDefaultMaxSessions);
+  EXPECT_EQ(DaemonFlags{}.max_watches, limits::kDefaultMaxWatches);
+}
+
 TEST(AddDaemonFlagsTest, RejectsBadValues) {
   for (std::vector<const char*> argv : {std::vector<const char*>{"coordinator", "--prefetch", "2000"},
                                         {"coordinator", "--worker-timeout", "5"},
-                                        {"coordinator", "--log-format", "xml"}}) {
+                                        {"coordinator", "--log-format", "xml"},
+                                        {"coordinator", "--max-sessions", "0"},
+                                        {"coordinator", "--max-watches", "0"}}) {
     CLI::App app;
     DaemonFlags flags;
     AddDaemonFlags(app, flags);
