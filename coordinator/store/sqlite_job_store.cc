@@ -373,7 +373,10 @@ bool SqliteJobStore::TakeBatch(Pending* batch, bool committed, bool* purge) {
   // Stopping: what is queued is written; purging goes on at the next start.
   if (pending_.empty() && stopping_) return false;
   std::swap(*batch, pending_);
-  writing_ = true;
+  // A transaction that only purges deleted jobs' rows writes nothing anyone
+  // waits for: Flush does not wait for it (or it could wait out a whole
+  // million-row purge).
+  writing_ = !batch->empty();
   writing_rows_ = batch->Rows();
   // Backlogged stays as it is until this batch commits (Committed turns it
   // off and tells the observer).

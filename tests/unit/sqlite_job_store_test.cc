@@ -138,7 +138,7 @@ TEST_F(SqliteJobStoreTest, AFileFromBeforeTheNewColumnsGainsThemAndStillReads) {
         result_ns INTEGER, cpu_ns INTEGER NOT NULL, iterations_done INTEGER NOT NULL, error TEXT NOT NULL,
         failures TEXT NOT NULL, speculated INTEGER NOT NULL, backup_won INTEGER NOT NULL,
         PRIMARY KEY (job_id, idx)) WITHOUT ROWID;
-      INSERT INTO jobs VALUES ('j-old', 1, x'', 4, '', 1, 2, 1, 0, 0, 0, 0, 10, 10, 0, 0);
+      INSERT INTO jobs VALUES ('j-old', 1, x'', 3, '', 1, 2, 1, 0, 0, 0, 0, 10, 10, 0, 0);
       INSERT INTO tasks VALUES ('j-old', 0, 10, 0, 4, 1, 'w', 'h', 0, 1, 1, 2, 2, 5, 10, '', '', 0, 0);
     )sql", nullptr, nullptr, nullptr), SQLITE_OK) << sqlite3_errmsg(db);
     sqlite3_close(db);
@@ -480,10 +480,8 @@ TEST_F(SqliteJobStoreTest, ABacklogPastTheCapIsReportedUntilItCommits) {
     if (h.writable && !drained.HasBeenNotified()) drained.Notify();
   });
   EXPECT_FALSE(store->Backlogged());
-  ASSERT_OK(store->CreateJob(MakeJob("j-1", 5)));
-  EXPECT_FALSE(store->Backlogged());  // 6 rows
-  ASSERT_OK(store->CreateJob(MakeJob("j-2", 5)));
-  EXPECT_TRUE(store->Backlogged());  // 12 rows
+  ASSERT_OK(store->CreateJob(MakeJob("j-1", 11)));
+  EXPECT_TRUE(store->Backlogged());  // 12 rows queued (11 tasks and the header)
   ASSERT_OK(store->Flush());
   EXPECT_FALSE(store->Backlogged());
   // The coordinator learns of it through the health observer.

@@ -32,6 +32,21 @@ TEST(WatchStreamTest, WritesOneAtATimeKeepingOnlyTheNewest) {
   EXPECT_EQ(next.write->tasks_done(), 3u);
 }
 
+TEST(WatchStreamTest, AWriteOutstandingPastTheStallLimitIsReportedOnce) {
+  WatchStream s;
+  s.OnProgress(Update(1));
+  ASSERT_NE(s.Start().write, nullptr);
+  // A generous limit: not stalled.
+  EXPECT_FALSE(s.OnProgress(Update(2), absl::Hours(1)).stalled);
+  // No time allowed: the outstanding write is stuck, said once.
+  EXPECT_TRUE(s.OnProgress(Update(3), absl::ZeroDuration()).stalled);
+  EXPECT_FALSE(s.OnProgress(Update(4), absl::ZeroDuration()).stalled);
+  // Without a write outstanding nothing is stuck.
+  WatchStream idle;
+  idle.Start();
+  EXPECT_FALSE(idle.OnProgress(Update(1), absl::ZeroDuration()).stalled);
+}
+
 TEST(WatchStreamTest, APlainUpdateNeverReplacesAPendingFinalOne) {
   WatchStream s;
   s.OnProgress(Update(1));
