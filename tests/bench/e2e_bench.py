@@ -106,9 +106,13 @@ class Cluster:
                                    *extra], cwd=self.tmp.name)
         self.address = self.coordinator.wait_for_line(r"listening on (\S+:\d+)").group(1)
         for i in range(workers):
-            self.workers.append(Daemon([*bench.worker_prefix(i), bench.bin("worker/worker"), "--coordinator",
+            # Benches other than this harness's (memory_soak.py, hostile_soak.py)
+            # bind nothing.
+            prefix = bench.worker_prefix(i) if hasattr(bench, "worker_prefix") else []
+            bind = bench.worker_bind_args() if hasattr(bench, "worker_bind_args") else []
+            self.workers.append(Daemon([*prefix, bench.bin("worker/worker"), "--coordinator",
                                         self.address, "--slots", str(slots), "--name", f"bench-w{i + 1}",
-                                        *bench.worker_bind_args()]))
+                                        *bind]))
         if workers:
             self.wait_for_workers(workers)
         self.startup_seconds = time.perf_counter() - t0
