@@ -195,13 +195,16 @@ std::vector<Scheduler::Unrunnable> Scheduler::UnrunnableJobs() const {
   for (const auto& [session, w] : workers_) {
     if (!w.draining) ready.push_back(&w);
   }
-  for (const auto& [id, job] : jobs_) {
+  for (const auto& entry : jobs_) {
+    const auto& [id, job] = entry;
     if (job.queued.empty()) continue;
     if (ready.empty()) {
       out.push_back({id, workers_.empty() ? "no worker attached" : "every attached worker is draining"});
       continue;
     }
-    const bool runnable = std::any_of(ready.begin(), ready.end(), [&](const Worker* w) { return Matches(job, *w); });
+    // (A lambda may not capture a structured binding in clang 14: use `entry`.)
+    const bool runnable =
+        std::any_of(ready.begin(), ready.end(), [&](const Worker* w) { return Matches(entry.second, *w); });
     if (!runnable) out.push_back({id, WhyUnrunnable(job, ready)});
   }
   return out;
