@@ -8,7 +8,8 @@
 # finds everything installed and makes no apt call. This is how an air-gapped
 # site gets them; where a registry is reachable, `docker pull` does the same.
 #
-#   deploy/docker/base-images.sh                  build the missing ones (none missing: does nothing)
+#   deploy/docker/base-images.sh                  build the missing ones, and those that lack a
+#                                                 package of today's lists (else does nothing)
 #   deploy/docker/base-images.sh --force          rebuild both
 #   BUSYFLEET_DEBIAN_MIRROR=URL|FILE deploy/docker/base-images.sh
 #                                                 another mirror (a URI, a "deb ..." line or a
@@ -48,8 +49,16 @@ changes=(--change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/s
 build_one() {  # image, packages...
   local image=$1; shift
   if [[ $force -eq 0 ]] && "$DOCKER" image inspect "$image" >/dev/null 2>&1; then
-    echo "base-images: $image exists; keeping it" >&2
-    return 0
+    # Kept only while it has every package of today's list (install-deps.sh
+    # grows: an image made before would send the Dockerfile's install-deps.sh
+    # to a mirror an air-gapped site does not have).
+    local status
+    if status=$("$DOCKER" run --rm --network none "$image" dpkg-query -W -f '${db:Status-Status}\n' "$@" 2>/dev/null) &&
+       ! grep -qv '^installed$' <<<"$status"; then
+      echo "base-images: $image exists with its packages; keeping it" >&2
+      return 0
+    fi
+    echo "base-images: $image lacks some of $*; rebuilding it" >&2
   fi
   command -v mmdebstrap >/dev/null || { echo "base-images: $image is missing and mmdebstrap is not installed" >&2; exit 1; }
   local include
