@@ -53,6 +53,7 @@ build_one() {  # image, packages...
     # grows: an image made before would send the Dockerfile's install-deps.sh
     # to a mirror an air-gapped site does not have).
     local status
+    # shellcheck disable=SC2016  # dpkg-query's own ${...} format, not the shell's
     if status=$("$DOCKER" run --rm --network none "$image" dpkg-query -W -f '${db:Status-Status}\n' "$@" 2>/dev/null) &&
        ! grep -qv '^installed$' <<<"$status"; then
       echo "base-images: $image exists with its packages; keeping it" >&2
