@@ -21,6 +21,15 @@ class SpeculationTest : public CoordinatorTest {
     Start(o);
   }
   void RunToStraggler() { CoordinatorTest::RunToStraggler(s_); }
+  // The straggler past 1.5x the median (1.6 s): its backup goes to a's free
+  // slot, in *backup.
+  void RunToBackup(std::vector<v1::Assignment>* backup) {
+    RunToStraggler();
+    clock_.Advance(absl::Milliseconds(400));
+    coord_->CheckLiveness();
+    *backup = a_.channel->TakeNew();
+    ASSERT_THAT(*backup, SizeIs(1));
+  }
   Straggler s_;
   FakeWorker& a_ = s_.a;
   FakeWorker& b_ = s_.b;
@@ -69,11 +78,8 @@ TEST_F(SpeculationTest, SlowTaskGetsABackupOnAFreeSlotAndTheBackupWins) {
 }
 
 TEST_F(SpeculationTest, PrimaryFinishingFirstCancelsTheBackup) {
-  RunToStraggler();
-  clock_.Advance(absl::Milliseconds(400));
-  coord_->CheckLiveness();
-  auto backup = a_.channel->TakeNew();
-  ASSERT_THAT(backup, SizeIs(1));
+  std::vector<v1::Assignment> backup;
+  ASSERT_NO_FATAL_FAILURE(RunToBackup(&backup));
   ASSERT_OK(Succeed(b_, slow_, kSecond, 3 * kSecond));
   const auto cancels = a_.channel->cancelled();
   ASSERT_THAT(cancels, SizeIs(1));
@@ -94,11 +100,8 @@ TEST_F(SpeculationTest, PrimaryFinishingFirstCancelsTheBackup) {
 }
 
 TEST_F(SpeculationTest, LosingThePrimaryPromotesTheBackup) {
-  RunToStraggler();
-  clock_.Advance(absl::Milliseconds(400));
-  coord_->CheckLiveness();
-  auto backup = a_.channel->TakeNew();
-  ASSERT_THAT(backup, SizeIs(1));
+  std::vector<v1::Assignment> backup;
+  ASSERT_NO_FATAL_FAILURE(RunToBackup(&backup));
   coord_->Detach(b_.session, absl::UnavailableError("gone"));
   // No third copy: the backup carries on as the task's attempt.
   EXPECT_THAT(a_.channel->TakeNew(), IsEmpty());
@@ -110,11 +113,8 @@ TEST_F(SpeculationTest, LosingThePrimaryPromotesTheBackup) {
 }
 
 TEST_F(SpeculationTest, FailedPrimaryLeavesTheRunningBackupCountedAsRunning) {
-  RunToStraggler();
-  clock_.Advance(absl::Milliseconds(400));
-  coord_->CheckLiveness();
-  auto backup = a_.channel->TakeNew();
-  ASSERT_THAT(backup, SizeIs(1));
+  std::vector<v1::Assignment> backup;
+  ASSERT_NO_FATAL_FAILURE(RunToBackup(&backup));
   ASSERT_OK(Started(a_, backup[0], 0, 10 * kSecond));
   // The primary fails (retryably): the running backup takes over, and the
   // job still has one task running (it used to count none).
@@ -133,11 +133,8 @@ TEST_F(SpeculationTest, FailedPrimaryLeavesTheRunningBackupCountedAsRunning) {
 }
 
 TEST_F(SpeculationTest, FailedPrimaryPromotesAnAssignedBackupWithoutMiscounting) {
-  RunToStraggler();
-  clock_.Advance(absl::Milliseconds(400));
-  coord_->CheckLiveness();
-  auto backup = a_.channel->TakeNew();
-  ASSERT_THAT(backup, SizeIs(1));
+  std::vector<v1::Assignment> backup;
+  ASSERT_NO_FATAL_FAILURE(RunToBackup(&backup));
   // The backup has not started when the primary fails: the task waits for
   // it, assigned, with nothing running.
   ASSERT_OK(Fail(b_, slow_, "boom"));
@@ -151,11 +148,8 @@ TEST_F(SpeculationTest, FailedPrimaryPromotesAnAssignedBackupWithoutMiscounting)
 }
 
 TEST_F(SpeculationTest, HandedBackPrimaryLetsItsBackupTakeOver) {
-  RunToStraggler();
-  clock_.Advance(absl::Milliseconds(400));
-  coord_->CheckLiveness();
-  auto backup = a_.channel->TakeNew();
-  ASSERT_THAT(backup, SizeIs(1));
+  std::vector<v1::Assignment> backup;
+  ASSERT_NO_FATAL_FAILURE(RunToBackup(&backup));
   ASSERT_OK(Started(a_, backup[0], 0, 10 * kSecond));
   // Worker b drains and hands the primary back: the running backup is the
   // task's attempt now; nothing is queued again or counted.
@@ -173,11 +167,8 @@ TEST_F(SpeculationTest, HandedBackPrimaryLetsItsBackupTakeOver) {
 
 // Issue 14: the losing copy's CANCELLED echo was counted in duplicates.
 TEST_F(SpeculationTest, LosersEchoIsCountedApartFromDuplicates) {
-  RunToStraggler();
-  clock_.Advance(absl::Milliseconds(400));
-  coord_->CheckLiveness();
-  auto backup = a_.channel->TakeNew();
-  ASSERT_THAT(backup, SizeIs(1));
+  std::vector<v1::Assignment> backup;
+  ASSERT_NO_FATAL_FAILURE(RunToBackup(&backup));
   ASSERT_OK(Started(a_, backup[0], 0, 10 * kSecond));
   ASSERT_OK(Succeed(b_, slow_, kSecond, 3 * kSecond));  // the primary wins
   const v1::TaskResult echo = MakeResult(backup[0], v1::TASK_STATE_CANCELLED, 10 * kSecond, 11 * kSecond);
@@ -196,11 +187,8 @@ TEST_F(SpeculationTest, LosersEchoIsCountedApartFromDuplicates) {
 // backup; when the primary then failed, it was promoted and the task
 // waited forever on a copy nobody ran.
 TEST_F(SpeculationTest, HandedBackBackupIsDroppedNotPromotedLater) {
-  RunToStraggler();
-  clock_.Advance(absl::Milliseconds(400));
-  coord_->CheckLiveness();
-  auto backup = a_.channel->TakeNew();
-  ASSERT_THAT(backup, SizeIs(1));
+  std::vector<v1::Assignment> backup;
+  ASSERT_NO_FATAL_FAILURE(RunToBackup(&backup));
   ASSERT_OK(Return(a_, {backup[0]}));  // a drains before the copy started
   EXPECT_EQ(Info("a").running() + Info("a").assigned(), 0u) << "the copy's credit is freed";
   ASSERT_OK(Fail(b_, slow_, "boom"));
