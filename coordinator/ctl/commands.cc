@@ -387,11 +387,17 @@ ExitCode RunBenchCommand(const Session& s, const BenchFlags& f) {
 Command AddBench(CLI::App& app) {
   auto f = std::make_shared<BenchFlags>();
   CLI::App* cmd = app.add_subcommand("bench", "the chapter's experiment: serial, threads, processes, fleet");
-  cmd->add_option("--iterations", f->options.iterations, "countdown iterations per task")
-      ->capture_default_str()
+  cmd->add_option("--iterations", f->options.iterations, "countdown iterations per task (default: 500000000)")
       ->check(CLI::Range(uint64_t{1}, uint64_t{10'000'000'000'000ULL}));
   cmd->add_option("--tasks", f->options.tasks, "tasks per job (default: the fleet's slots, at least 4)")
       ->check(CLI::Range(1u, 1'000'000u));
+  cmd->add_option("--repeat", f->options.repeat,
+                  "counted trials of every mode, interleaved (serial, threads, processes, fleet, serial, ...)")
+      ->capture_default_str()
+      ->check(CLI::Range(1u, 1000u));
+  cmd->add_option("--warmup", f->options.warmup, "uncounted rounds of every mode before the trials")
+      ->capture_default_str()
+      ->check(CLI::Range(0u, 100u));
   cmd->add_option("--worker", f->options.worker,
                   "worker for the serial/threads/processes runs (default: the one with most slots)");
   cmd->add_flag("--sweep", f->options.sweep, "also run the fleet on 1, 2, ... slots: the scaling curve");
