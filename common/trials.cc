@@ -35,7 +35,7 @@ Interval PercentileInterval(std::vector<double>& statistics, double confidence) 
 
 }  // namespace
 
-TrialStats SummarizeTrials(const std::vector<double>& values) {
+TrialStats SummarizeTrials(const std::vector<double>& values, double confidence) {
   TrialStats s;
   if (values.empty()) return s;
   std::vector<double> sorted = values;
@@ -50,18 +50,33 @@ TrialStats SummarizeTrials(const std::vector<double>& values) {
     s.stdev = std::sqrt(squares / static_cast<double>(s.n - 1));
   }
   s.cv = s.mean != 0 ? s.stdev / std::fabs(s.mean) : 0;
-  s.ci = BootstrapMedian(values);
+  s.ci = MedianInterval(values, confidence, &s.coverage);
   return s;
 }
 
-Interval BootstrapMedian(const std::vector<double>& values, double confidence) {
+Interval MedianInterval(const std::vector<double>& values, double confidence, double* coverage) {
+  if (coverage != nullptr) *coverage = 0;
   if (values.empty()) return {};
-  if (values.size() == 1) return {values[0], values[0]};
-  std::mt19937_64 rng(kSeed);
-  std::vector<double> medians(kBootstrapResamples);
-  std::vector<double> scratch;
-  for (double& m : medians) m = ResampledMedian(values, rng, scratch);
-  return PercentileInterval(medians, confidence);
+  std::vector<double> sorted = values;
+  std::sort(sorted.begin(), sorted.end());
+  const size_t n = sorted.size();
+  if (n == 1) return {sorted[0], sorted[0]};
+  // tail(j) = P(X <= j) for X ~ Binomial(n, 1/2), summed in log space.
+  const double tail_allowed = (1 - std::clamp(confidence, 0.0, 1.0)) / 2;
+  const double log_half_n = static_cast<double>(n) * std::log(0.5);
+  const double lgamma_n1 = std::lgamma(static_cast<double>(n) + 1);
+  double tail = 0;
+  size_t k = 1;  // the 1-based rank of the lower end: [x(k), x(n+1-k)]
+  double kept_tail = std::exp(log_half_n);  // P(X <= k - 1) for k = 1
+  for (size_t j = 0; j < n / 2; ++j) {
+    tail += std::exp(lgamma_n1 - std::lgamma(static_cast<double>(j) + 1) -
+                     std::lgamma(static_cast<double>(n - j) + 1) + log_half_n);
+    if (tail > tail_allowed) break;
+    k = j + 1;
+    kept_tail = tail;
+  }
+  if (coverage != nullptr) *coverage = std::max(0.0, 1 - 2 * kept_tail);
+  return {sorted[k - 1], sorted[n - k]};
 }
 
 Interval BootstrapMedianRatio(const std::vector<double>& num, const std::vector<double>& den, double confidence) {

@@ -1,10 +1,17 @@
 #ifndef BUSYFLEET_COMMON_TRIALS_H_
 #define BUSYFLEET_COMMON_TRIALS_H_
 
-// Repeated trials of one measurement: their middle, their spread, and how
-// sure we are of the middle (a bootstrap interval), and the verdict against
-// a reference ("within noise" when the interval holds it). Pure functions,
-// deterministic (a fixed seed): the same trials give the same interval.
+// Repeated trials of one measurement: their middle, their spread, how sure
+// we are of the middle, and the verdict against a reference ("within noise"
+// when the interval holds it). Pure, deterministic functions.
+//
+// The interval of a median is distribution-free: the order statistics
+// x(k) .. x(n+1-k) with the largest k whose binomial tail leaves at most
+// (1 - confidence) / 2 on each side, so it holds the true median at least
+// `confidence` of the time whatever the noise's shape (a bootstrap
+// percentile interval of a median undercovers with few trials: 87.5% for
+// 7). With too few trials for the confidence asked it is [min, max], and
+// `coverage` says how sure that is (1 - 2^(1-n): 93.75% for 5 trials).
 
 #include <cstddef>
 #include <string>
@@ -26,9 +33,10 @@ struct TrialStats {
   double mean = 0;
   double stdev = 0;  // sample standard deviation (n - 1); 0 with one trial
   double cv = 0;     // stdev / mean; 0 when the mean is 0
-  // Bootstrap 95% percentile interval of the median ([v, v] with one trial:
-  // no spread is known, see Judge).
+  // Interval of the median at the confidence asked ([v, v] with one trial:
+  // no spread is known, see Judge), and its actual coverage.
   Interval ci;
+  double coverage = 0;
 };
 
 // Confidence of the intervals below.
@@ -39,15 +47,17 @@ inline constexpr int kBootstrapResamples = 10'000;
 inline constexpr double kHighCv = 0.10;
 
 // All zero when `values` is empty.
-TrialStats SummarizeTrials(const std::vector<double>& values);
+TrialStats SummarizeTrials(const std::vector<double>& values, double confidence = kConfidence);
 
-// Bootstrap percentile interval of the median of `values` (resampled with
-// replacement, kBootstrapResamples times, fixed seed).
-Interval BootstrapMedian(const std::vector<double>& values, double confidence = kConfidence);
+// The distribution-free interval of the median of `values` (see above),
+// and its coverage in `coverage` when not null.
+Interval MedianInterval(const std::vector<double>& values, double confidence = kConfidence,
+                        double* coverage = nullptr);
 
-// Bootstrap interval of median(num) / median(den), each side resampled on
-// its own (unpaired trials, e.g. two sets of jobs). Empty or zero medians
-// give {0, 0}.
+// Bootstrap percentile interval of median(num) / median(den), each side
+// resampled on its own with replacement, kBootstrapResamples times, fixed
+// seed (unpaired trials, e.g. two sets of jobs). Empty or zero medians give
+// {0, 0}.
 Interval BootstrapMedianRatio(const std::vector<double>& num, const std::vector<double>& den,
                               double confidence = kConfidence);
 

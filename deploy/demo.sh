@@ -71,8 +71,9 @@ print(f"== Serial {ws:.2f} s, parallel {wp:.2f} s: {ws / wp:.2f}x faster on {p['
       f"(reported speedup {p['timing']['speedup']:.2f}, efficiency {p['timing']['efficiency'] * 100:.1f}%) ==")
 PY
 echo
-echo "== coordctl bench: serial, threads, processes, the whole fleet (one worker's slot each here) =="
-"${CTL[@]}" -o table bench --iterations "$PER_SLOT" 2>/dev/null
+echo "== coordctl bench: serial, threads, processes, the whole fleet (one worker's slot each here),"
+echo "   5 interleaved trials of each after a warm-up round, tasks of about a quarter second (~25 s) =="
+"${CTL[@]}" -o table bench --iterations "$((PER_SLOT / 4))" --repeat 5 2>/dev/null
 echo
 echo "(The coordinator also served a status page at $HTTP and Prometheus metrics at ${HTTP}metrics;"
 echo " start one yourself to browse them: README, 'Where the time went'.)"

@@ -256,6 +256,9 @@ v1::WorkerMessage WorkerClient::MakeHello() const {
     hello->mutable_held()->DeleteSubrange(static_cast<int>(kMaxHeldResults),
                                           hello->held_size() - static_cast<int>(kMaxHeldResults));
   }
+  if (options_.monitor != nullptr) {
+    for (v1::KernelCalibration& c : options_.monitor->Calibrations()) *hello->add_calibrations() = std::move(c);
+  }
   hello->set_sent_mono_ns(MonoNanosNow());
   return message;
 }
@@ -484,6 +487,10 @@ v1::Heartbeat WorkerClient::HeartbeatLocked(uint64_t seq) const {
   // Round trips refine the clock offset: ask for one while settling, then
   // every tenth heartbeat (or when the estimate is getting old).
   // An ack also confirms results written into a silent stream.
+  if (options_.monitor != nullptr) {
+    for (v1::KernelCalibration& c : options_.monitor->TakeNewCalibrations()) *hb.add_calibrations() = std::move(c);
+    if (std::optional<v1::HostNoise> noise = options_.monitor->TakeNewNoise()) *hb.mutable_noise() = *std::move(noise);
+  }
   hb.set_no_ack(seq > 4 && seq % 10 != 0 && offset_valid_ && unconfirmed_.empty() &&
                 MonoNanosNow() - offset_taken_mono_ns_ < kOffsetMaxAgeNs / 2);
   return hb;
@@ -585,6 +592,8 @@ bool WorkerClient::attached() const {
   absl::MutexLock lock(&mu_);
   return connected_;
 }
+
+bool WorkerClient::Idle() const { return executor_->running() == 0 && executor_->queued() == 0; }
 
 WorkerClient::Figures WorkerClient::figures() const {
   absl::MutexLock lock(&mu_);

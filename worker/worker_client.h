@@ -21,6 +21,7 @@
 #include "common/clock.h"
 #include "common/rpc/client_security.h"
 #include "worker/executor.h"
+#include "worker/host_monitor.h"
 
 namespace busyfleet::worker {
 
@@ -58,6 +59,9 @@ class WorkerClient {
     // nullptr: the real clock (tests pass a FakeClock). Wire times stay on
     // the real clocks (MonoNanosNow, ReportedWallNow).
     const Clock* clock = nullptr;
+    // Calibrations (in the hello and, when new, in heartbeats) and the
+    // host's load (in heartbeats); nullptr: none sent. Must outlive the client.
+    HostMonitor* monitor = nullptr;
   };
 
   // Starts the session in the background (it keeps trying to attach).
@@ -93,6 +97,8 @@ class WorkerClient {
     double cpu_seconds = 0;
   };
   Figures figures() const;
+  // Nothing queued or running here.
+  bool Idle() const;
   // Successful attaches so far (1 + reconnections).
   int attach_count() const;
   // Waits until no task is queued or running here; false at the deadline.

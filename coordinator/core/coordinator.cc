@@ -353,6 +353,8 @@ void Coordinator::HandleHeartbeatLocked(Session& session, const v1::Heartbeat& h
   const absl::Time now = clock_->Now();
   session.last_heartbeat = now;
   session.ObserveClocks(hb, now);
+  session.ObserveCalibrations(hb.calibrations());
+  if (hb.has_noise()) session.ObserveNoise(hb.noise());
   if (hb.no_ack()) return;
   session.channel->Send(HeartbeatAck(hb, now));
 }
@@ -410,7 +412,7 @@ void Coordinator::HandleResultLocked(Session& session, JobRecord& job, const v1:
   if (t.state == v1::TASK_STATE_RUNNING || t.state == v1::TASK_STATE_ASSIGNED) {
     LeaveSessionLocked(session, TaskKey{job.id, t.index}, t.state == v1::TASK_STATE_RUNNING, /*release=*/true);
   }
-  session.RecordTiming(result, clock_->Now(), t.current);  // whatever the outcome
+  session.RecordTiming(result, job.spec.kind(), clock_->Now(), t.current);  // whatever the outcome
   MarkDirtyLocked(job, t.index);
   t.current.session.clear();  // any later result for this attempt is a duplicate
   if (IsTerminal(t.state)) return;  // the job ended meanwhile (cancelled or failed)

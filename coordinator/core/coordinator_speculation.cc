@@ -95,7 +95,7 @@ void Coordinator::HandleBackupResultLocked(Session& session, JobRecord& job, Tas
                    absl::StrCat("stopped: speculation copy (attempt ", t.backup->number, ") finished first"), now);
   StopLoserLocked(job, t, t.current, t.state == v1::TASK_STATE_RUNNING);
   t.TakeOverFromBackup();
-  session.RecordTiming(result, now, t.current);
+  session.RecordTiming(result, job.spec.kind(), now, t.current);
   t.current.session.clear();
   t.backup_won = true;
   ++job.backups_won;

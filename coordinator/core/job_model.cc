@@ -37,6 +37,7 @@ void Attempt::ClearResult() {
   end_cpu = -1;
   migrated = false;
   bound_cpus.clear();
+  calibrated_rate = 0;
 }
 
 void TaskRecord::ArchiveCurrent(v1::TaskState ended_as, std::string why, absl::Time now) {

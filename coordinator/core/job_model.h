@@ -84,6 +84,9 @@ struct Attempt {
   int end_cpu = -1;
   bool migrated = false;
   std::string bound_cpus;
+  // Its worker's calibrated per-core rate for the job's kind (the CPU it
+  // started on, else the worker's median) when the result came in; 0: none.
+  double calibrated_rate = 0;
   // The backup's phase (started on its worker). The current attempt's
   // phase is TaskRecord::state, which is what is stored.
   bool running = false;

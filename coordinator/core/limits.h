@@ -69,6 +69,15 @@ inline constexpr uint32_t kDefaultMaxWatches = 1'000;
 // (JobReport.task_rows_omitted, attempts_omitted), workers beyond it in
 // ListWorkers too (ListWorkersResponse.workers_omitted).
 inline constexpr size_t kMaxReplyBytes = size_t{12} << 20;
+// A worker's calibrations (Hello, Heartbeat): kinds kept, CPUs per kind (a
+// calibration with more, or with a rate that is not a positive finite number
+// below kMaxCalibratedRate, is dropped); its HostNoise: busy processes kept,
+// bytes of a process name or governor.
+inline constexpr size_t kMaxCalibratedKinds = 8;
+inline constexpr int kMaxCalibratedCpus = 4096;
+inline constexpr double kMaxCalibratedRate = 1e13;
+inline constexpr int kMaxBusyProcesses = 3;
+inline constexpr size_t kMaxNoiseTextBytes = 64;
 
 }  // namespace busyfleet::limits
 

@@ -1,12 +1,56 @@
 #include "coordinator/core/session_table.h"
 
 #include <algorithm>
+#include <cmath>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "busyfleet/proto_time.h"
+#include "coordinator/core/limits.h"
 
 namespace busyfleet::coordinator {
+namespace {
+
+bool UsableRate(double rate) { return std::isfinite(rate) && rate > 0 && rate < limits::kMaxCalibratedRate; }
+
+bool UsableCalibration(const v1::KernelCalibration& c) {
+  if (!v1::TaskKind_IsValid(c.kind()) || c.kind() == v1::TASK_KIND_UNSPECIFIED) return false;
+  if (!UsableRate(c.iterations_per_second()) || c.cpus_size() > limits::kMaxCalibratedCpus) return false;
+  return std::all_of(c.cpus().begin(), c.cpus().end(),
+                     [](const v1::CpuRate& r) { return UsableRate(r.iterations_per_second()); });
+}
+
+// At most kMaxNoiseTextBytes of `text`, bytes outside printable ASCII as
+// '?': a process name is any bytes, and a cut UTF-8 sequence would make the
+// reply unparsable.
+std::string PrintableAscii(const std::string& text) {
+  std::string out = text.substr(0, limits::kMaxNoiseTextBytes);
+  for (char& c : out) {
+    if (c < 0x20 || c > 0x7e) c = '?';
+  }
+  return out;
+}
+
+double FiniteOrZero(double v) { return std::isfinite(v) && v >= 0 ? v : 0; }
+
+v1::HostNoise BoundedNoise(const v1::HostNoise& in) {
+  v1::HostNoise n;
+  n.set_load1(FiniteOrZero(in.load1()));
+  n.set_online_cpus(in.online_cpus());
+  n.set_steal_share(std::min(FiniteOrZero(in.steal_share()), 1.0));
+  n.set_other_busy_cpus(FiniteOrZero(in.other_busy_cpus()));
+  n.set_governor(PrintableAscii(in.governor()));
+  n.set_interval_seconds(FiniteOrZero(in.interval_seconds()));
+  for (int i = 0; i < std::min(in.busy_size(), limits::kMaxBusyProcesses); ++i) {
+    v1::BusyProcess* p = n.add_busy();
+    p->set_pid(in.busy(i).pid());
+    p->set_name(PrintableAscii(in.busy(i).name()));
+    p->set_cpus(FiniteOrZero(in.busy(i).cpus()));
+  }
+  return n;
+}
+
+}  // namespace
 
 
 Session Session::FromHello(const v1::Hello& hello, std::string id, std::string name, absl::string_view peer,
@@ -30,6 +74,7 @@ Session Session::FromHello(const v1::Hello& hello, std::string id, std::string n
   s.channel = std::move(channel);
   s.attached_at = now;
   s.last_seen = mono_now;
+  s.ObserveCalibrations(hello.calibrations());
   return s;
 }
 
@@ -47,7 +92,7 @@ MonoTime Session::StartMono(int64_t start_mono_ns, MonoTime assigned_mono, absl:
   return std::clamp(start, assigned_mono, mono_now);
 }
 
-void Session::RecordTiming(const v1::TaskResult& result, absl::Time now, Attempt& a) const {
+void Session::RecordTiming(const v1::TaskResult& result, v1::TaskKind kind, absl::Time now, Attempt& a) const {
   a.slot = result.slot();
   a.result_at = now;
   a.pid = result.pid();
@@ -55,6 +100,7 @@ void Session::RecordTiming(const v1::TaskResult& result, absl::Time now, Attempt
   a.end_cpu = result.has_end_cpu() ? static_cast<int>(result.end_cpu()) : -1;
   a.migrated = result.migrated();
   a.bound_cpus = result.bound_cpus();
+  a.calibrated_rate = CalibratedRate(kind, a.start_cpu);
   a.cpu_ns = result.cpu_ns();
   a.iterations_done = result.iterations_done();
   const absl::Duration ran = absl::Nanoseconds(result.end_mono_ns() - result.start_mono_ns());
@@ -65,6 +111,32 @@ void Session::RecordTiming(const v1::TaskResult& result, absl::Time now, Attempt
   if (a.started_at + ran > now) a.started_at = std::max(a.assigned_at, now - ran);
   a.ended_at = a.started_at + ran;
 }
+
+double Session::CalibratedRate(v1::TaskKind kind, int cpu) const {
+  for (const v1::KernelCalibration& c : calibrations) {
+    if (c.kind() != kind) continue;
+    for (const v1::CpuRate& r : c.cpus()) {
+      if (cpu >= 0 && r.cpu() == static_cast<uint32_t>(cpu)) return r.iterations_per_second();
+    }
+    return c.iterations_per_second();
+  }
+  return 0;
+}
+
+void Session::ObserveCalibrations(const google::protobuf::RepeatedPtrField<v1::KernelCalibration>& in) {
+  for (const v1::KernelCalibration& c : in) {
+    if (!UsableCalibration(c)) continue;  // a bad figure is dropped, not trusted
+    auto same_kind = [&](const v1::KernelCalibration& mine) { return mine.kind() == c.kind(); };
+    auto it = std::find_if(calibrations.begin(), calibrations.end(), same_kind);
+    if (it != calibrations.end()) {
+      *it = c;
+    } else if (calibrations.size() < limits::kMaxCalibratedKinds) {
+      calibrations.push_back(c);
+    }
+  }
+}
+
+void Session::ObserveNoise(const v1::HostNoise& in) { noise = BoundedNoise(in); }
 
 void Session::ObserveClocks(const v1::Heartbeat& hb, absl::Time now) {
   if (hb.clock_offset_valid()) {
@@ -96,6 +168,8 @@ v1::WorkerInfo Session::Info() const {
     *w.mutable_clock_offset() = ToProtoDuration(absl::Nanoseconds(wall_offset_ns));
   }
   w.set_tasks_done(tasks_done);
+  for (const v1::KernelCalibration& c : calibrations) *w.add_calibrations() = c;
+  if (noise) *w.mutable_noise() = *noise;
   return w;
 }
 

@@ -60,6 +60,10 @@ struct Session {
   uint32_t running = 0;
   uint32_t assigned = 0;
   uint64_t tasks_done = 0;
+  // Its latest calibration of each kernel (Hello, then heartbeats), and its
+  // host's latest background load.
+  std::vector<v1::KernelCalibration> calibrations;
+  std::optional<v1::HostNoise> noise;
 
   // A session for a worker that said `hello` (validated), attached at `now`
   // (`mono_now` on the monotonic clock).
@@ -77,7 +81,15 @@ struct Session {
   MonoTime StartMono(int64_t start_mono_ns, MonoTime assigned_mono, absl::Time now, MonoTime mono_now) const;
   // Puts a result's worker times on our clock, kept between the attempt's
   // assignment and `now` (when its result arrived); takes its figures.
-  void RecordTiming(const v1::TaskResult& result, absl::Time now, Attempt& a) const;
+  void RecordTiming(const v1::TaskResult& result, v1::TaskKind kind, absl::Time now, Attempt& a) const;
+  // Its calibrated per-core rate for `kind`: CPU `cpu`'s when calibrated,
+  // else the median over its CPUs; 0 when it has no calibration of `kind`.
+  double CalibratedRate(v1::TaskKind kind, int cpu) const;
+  // Takes the calibrations and host load a heartbeat (or hello) carries,
+  // bounded (Bounded* below): a later calibration of a kind replaces the
+  // earlier one.
+  void ObserveCalibrations(const google::protobuf::RepeatedPtrField<v1::KernelCalibration>& in);
+  void ObserveNoise(const v1::HostNoise& in);
   // Takes the clock offsets a heartbeat carries; `now` is when it arrived.
   void ObserveClocks(const v1::Heartbeat& hb, absl::Time now);
   v1::WorkerInfo Info() const;

@@ -115,7 +115,16 @@ struct PerWorker {
   uint64_t iterations = 0;
   double busy = 0;
   std::set<uint32_t> slots;
+  std::vector<double> calibrated_rates;  // of its tasks that have one
 };
+
+// A task's rate (iterations / its own seconds) against its core's
+// calibrated rate; 0 when either is unknown.
+double RateRatio(const TaskRecord& t) {
+  const double secs = t.seconds();
+  if (t.current.calibrated_rate <= 0 || secs <= 0 || t.current.iterations_done == 0) return 0;
+  return static_cast<double>(t.current.iterations_done) / secs / t.current.calibrated_rate;
+}
 
 // Sums over the tasks whose final attempt has timing.
 struct TaskTotals {
@@ -128,7 +137,22 @@ struct TaskTotals {
   int phase_count = 0;
   std::set<std::pair<std::string, uint32_t>> slots_used;
   std::map<std::string, PerWorker> per_worker;
+  // The work-based serial time: iterations / calibrated rate, summed over
+  // succeeded tasks; invalid once one of them has no calibrated rate.
+  double work_serial = 0;
+  bool work_serial_valid = true;
+  uint32_t slow_tasks = 0;
 };
+
+void AddWork(const TaskRecord& t, TaskTotals& s) {
+  if (t.current.calibrated_rate <= 0) {
+    s.work_serial_valid = false;
+    return;
+  }
+  s.work_serial += static_cast<double>(t.current.iterations_done) / t.current.calibrated_rate;
+  const double ratio = RateRatio(t);
+  if (ratio > 0 && ratio < kSlowRateRatio) ++s.slow_tasks;
+}
 
 TaskTotals SumTasks(const JobRecord& job) {
   TaskTotals s;
@@ -146,9 +170,11 @@ TaskTotals SumTasks(const JobRecord& job) {
     w.iterations += a.iterations_done;
     w.busy += secs;
     w.slots.insert(a.slot);
+    if (a.calibrated_rate > 0) w.calibrated_rates.push_back(a.calibrated_rate);
     if (t.state == v1::TASK_STATE_SUCCEEDED) {
       s.succeeded_seconds.push_back(secs);
       s.serial += secs;
+      AddWork(t, s);
       if (a.assigned_at != absl::InfinitePast() && a.result_at != absl::InfinitePast()) {
         s.queued_sum += std::max(0.0, Seconds(job.submitted_at, a.assigned_at));
         s.dispatch_sum += std::max(0.0, Seconds(a.assigned_at, a.started_at));
@@ -179,6 +205,12 @@ double AddTiming(const JobRecord& job, const TaskTotals& s, const Summary& summa
   const uint32_t slots = SlotsUsed(job, s.slots_used.size());
   timing->set_slots(slots);
   timing->set_efficiency(slots == 0 ? 0 : speedup / static_cast<double>(slots));
+  if (s.work_serial_valid && s.work_serial > 0 && makespan > 0) {
+    timing->set_work_serial_seconds(s.work_serial);
+    timing->set_work_speedup(s.work_serial / makespan);
+    timing->set_work_efficiency(slots == 0 ? 0 : s.work_serial / makespan / static_cast<double>(slots));
+  }
+  timing->set_slow_tasks(s.slow_tasks);
   v1::TaskDurationStats* ts = timing->mutable_task_seconds();
   ts->set_min(summary.min);
   ts->set_p50(summary.p50);
@@ -208,6 +240,11 @@ void AddWorkers(const TaskTotals& s, const std::map<std::string, WorkerFacts>& w
     const double capacity = static_cast<double>(w.slots.size()) * makespan;
     wt->set_utilization(capacity > 0 ? w.busy / capacity : 0);
     wt->set_iterations_per_second(w.busy > 0 ? static_cast<double>(w.iterations) / w.busy : 0);
+    if (!w.calibrated_rates.empty()) {
+      const double rate = Summarize(w.calibrated_rates).p50;
+      wt->set_calibrated_rate(rate);
+      wt->set_rate_ratio(wt->iterations_per_second() / rate);
+    }
   }
 }
 
@@ -252,6 +289,8 @@ void AddTaskRow(const JobRecord& job, const TaskRecord& t, v1::TaskTiming* tt) {
   tt->set_start_offset_seconds(Seconds(job.submitted_at, a.started_at));
   tt->set_seconds(t.seconds());
   tt->set_cpu_seconds(static_cast<double>(a.cpu_ns) / 1e9);
+  tt->set_calibrated_rate(a.calibrated_rate);
+  tt->set_rate_ratio(RateRatio(t));
   if (a.assigned_at != absl::InfinitePast()) {
     tt->set_queued_seconds(std::max(0.0, Seconds(job.submitted_at, a.assigned_at)));
     tt->set_dispatch_seconds(std::max(0.0, Seconds(a.assigned_at, a.started_at)));

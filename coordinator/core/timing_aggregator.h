@@ -22,6 +22,9 @@ inline constexpr double kStragglerFactor = 1.5;
 inline constexpr double kStragglerFloorSeconds = 0.001;
 // At most this many stragglers are listed (the slowest); stragglers_total counts all.
 inline constexpr size_t kMaxStragglersListed = 1000;
+// A task whose rate (iterations / its seconds) is below this share of its
+// core's calibrated rate was slowed by something outside it (JobTiming.slow_tasks).
+inline constexpr double kSlowRateRatio = 0.6;
 
 // What the report needs to know of a worker beyond the tasks.
 struct WorkerFacts {

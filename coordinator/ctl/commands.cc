@@ -5,7 +5,10 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "busyfleet/proto_time.h"
 #include "absl/time/clock.h"
 #include "common/flags.h"
@@ -329,7 +332,28 @@ struct CompareFlags {
   std::string job_b;
 };
 
+// The reports of a comma-separated list of job ids.
+absl::StatusOr<std::vector<v1::JobReport>> GetJobs(const Session& s, const std::string& list) {
+  std::vector<v1::JobReport> reports;
+  for (absl::string_view id : absl::StrSplit(list, ',', absl::SkipWhitespace())) {
+    absl::StatusOr<v1::JobReport> r = s.client.GetJob(std::string(absl::StripAsciiWhitespace(id)), false);
+    if (!r.ok()) return r.status();
+    reports.push_back(*std::move(r));
+  }
+  if (reports.empty()) return absl::InvalidArgumentError("compare: a side names no job id");
+  return reports;
+}
+
 ExitCode RunCompare(const Session& s, const CompareFlags& f) {
+  if (absl::StrContains(f.job_a, ',') || absl::StrContains(f.job_b, ',')) {
+    absl::StatusOr<std::vector<v1::JobReport>> a = GetJobs(s, f.job_a);
+    if (!a.ok()) return Fail(a.status());
+    absl::StatusOr<std::vector<v1::JobReport>> b = GetJobs(s, f.job_b);
+    if (!b.ok()) return Fail(b.status());
+    PrintResult(
+        s.json, [&] { return CompareSetsToJson(*a, *b); }, [&] { return RenderCompareSets(*a, *b); });
+    return kExitOk;
+  }
   absl::StatusOr<v1::JobReport> a = s.client.GetJob(f.job_a, /*include_tasks=*/false);
   if (!a.ok()) return Fail(a.status());
   absl::StatusOr<v1::JobReport> b = s.client.GetJob(f.job_b, /*include_tasks=*/false);
@@ -341,9 +365,10 @@ ExitCode RunCompare(const Session& s, const CompareFlags& f) {
 
 Command AddCompare(CLI::App& app) {
   auto f = std::make_shared<CompareFlags>();
-  CLI::App* cmd = app.add_subcommand("compare", "two job reports side by side, with ratios B/A");
-  cmd->add_option("JOB_A", f->job_a, "first job id")->required();
-  cmd->add_option("JOB_B", f->job_b, "second job id")->required();
+  CLI::App* cmd = app.add_subcommand(
+      "compare", "two job reports side by side, with ratios B/A; repeated runs: JOB_A1,JOB_A2,... JOB_B1,...");
+  cmd->add_option("JOB_A", f->job_a, "first job id, or a comma-separated list of repeated runs")->required();
+  cmd->add_option("JOB_B", f->job_b, "second job id, or a comma-separated list")->required();
   return {cmd, [f](const Session& s) { return RunCompare(s, *f); }};
 }
 
@@ -398,6 +423,9 @@ Command AddBench(CLI::App& app) {
   cmd->add_option("--warmup", f->options.warmup, "uncounted rounds of every mode before the trials")
       ->capture_default_str()
       ->check(CLI::Range(0u, 100u));
+  cmd->add_option("--confidence", f->options.confidence, "confidence of the intervals")
+      ->capture_default_str()
+      ->check(CLI::Range(0.5, 0.9999));
   cmd->add_option("--worker", f->options.worker,
                   "worker for the serial/threads/processes runs (default: the one with most slots)");
   cmd->add_flag("--sweep", f->options.sweep, "also run the fleet on 1, 2, ... slots: the scaling curve");

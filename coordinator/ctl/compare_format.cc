@@ -9,6 +9,9 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "common/trials.h"
 #include "coordinator/report/format.h"
 #include "coordinator/report/report_format.h"
 #include "coordinator/report/text_table.h"
@@ -76,6 +79,10 @@ const std::vector<Metric>& Metrics() {
        [](const v1::JobReport& r) {
          return static_cast<double>(r.iterations_total());
        }},
+      {"work_serial_seconds", "work-serial (s)", Kind::kSeconds,
+       [](const v1::JobReport& r) { return r.timing().work_serial_seconds(); }},
+      {"work_speedup", "work speedup", Kind::kSpeedup,
+       [](const v1::JobReport& r) { return r.timing().work_speedup(); }},
   };
   return *kMetrics;
 }
@@ -156,7 +163,125 @@ std::map<std::string, WorkerRow> WorkerRows(const v1::JobReport& a,
   return rows;
 }
 
+// One metric over each side's jobs.
+struct SetRow {
+  std::vector<double> a;
+  std::vector<double> b;
+  TrialStats sa;
+  TrialStats sb;
+  std::optional<double> ratio;  // median(b) / median(a)
+  Interval ci;
+  Verdict verdict = Verdict::kSingleTrial;
+};
+
+std::vector<double> Values(const std::vector<v1::JobReport>& side, double (*get)(const v1::JobReport&)) {
+  std::vector<double> values;
+  for (const v1::JobReport& r : side) {
+    if (std::optional<double> v = Finite(get(r))) values.push_back(*v);
+  }
+  return values;
+}
+
+SetRow MetricOverSets(const Metric& m, const std::vector<v1::JobReport>& a, const std::vector<v1::JobReport>& b) {
+  SetRow row;
+  row.a = Values(a, m.get);
+  row.b = Values(b, m.get);
+  row.sa = SummarizeTrials(row.a);
+  row.sb = SummarizeTrials(row.b);
+  if (!row.a.empty() && !row.b.empty()) row.ratio = Ratio(row.sa.median, row.sb.median);
+  if (row.ratio) {
+    row.ci = BootstrapMedianRatio(row.b, row.a);
+    row.verdict = Judge(row.ci, 1.0, std::min(row.a.size(), row.b.size()));
+  }
+  return row;
+}
+
+json SideIdentity(const std::vector<v1::JobReport>& side) {
+  json ids = json::array();
+  for (const v1::JobReport& r : side) ids.push_back(r.id());
+  json identity = Identity(side.front());
+  identity["ids"] = std::move(ids);
+  return identity;
+}
+
+std::string SideLine(const char* side, const std::vector<v1::JobReport>& jobs) {
+  std::vector<std::string> ids;
+  for (const v1::JobReport& r : jobs) ids.push_back(r.id());
+  std::string line = absl::StrCat(side, ": ", jobs.size(), jobs.size() == 1 ? " job: " : " jobs: ",
+                                  absl::StrJoin(ids, ", "));
+  if (!jobs.front().name().empty()) absl::StrAppend(&line, " (", jobs.front().name(), ")");
+  return line + "\n";
+}
+
+// "≈ within noise", "higher", "lower", "1 job a side: no interval".
+std::string VerdictText(const SetRow& row) {
+  if (!row.ratio) return "-";
+  switch (row.verdict) {
+    case Verdict::kWithinNoise:
+      return "≈ within noise";
+    case Verdict::kHigher:
+      return "B higher";
+    case Verdict::kLower:
+      return "B lower";
+    case Verdict::kSingleTrial:
+      break;
+  }
+  return "no interval (1 job)";
+}
+
 }  // namespace
+
+nlohmann::json CompareSetsToJson(const std::vector<v1::JobReport>& a, const std::vector<v1::JobReport>& b) {
+  json metrics = json::array();
+  for (const Metric& m : Metrics()) {
+    const SetRow row = MetricOverSets(m, a, b);
+    metrics.push_back({{"metric", m.key},
+                       {"a", row.a.empty() ? json(nullptr) : json(row.sa.median)},
+                       {"b", row.b.empty() ? json(nullptr) : json(row.sb.median)},
+                       {"ratio", OptJson(row.ratio)},
+                       {"ratio_low", row.ratio ? json(row.ci.low) : json(nullptr)},
+                       {"ratio_high", row.ratio ? json(row.ci.high) : json(nullptr)},
+                       {"verdict", row.ratio ? json(VerdictName(row.verdict)) : json(nullptr)},
+                       {"a_trials", row.a},
+                       {"b_trials", row.b}});
+  }
+  return {{"schema", 1},
+          {"a", SideIdentity(a)},
+          {"b", SideIdentity(b)},
+          {"confidence", kConfidence},
+          {"metrics", std::move(metrics)},
+          {"workers", json::array()}};
+}
+
+std::string RenderCompareSets(const std::vector<v1::JobReport>& a, const std::vector<v1::JobReport>& b) {
+  std::string out = absl::StrCat(SideLine("A", a), SideLine("B", b));
+  std::vector<std::vector<std::string>> rows;
+  for (const Metric& m : Metrics()) {
+    const SetRow row = MetricOverSets(m, a, b);
+    auto side = [&](const TrialStats& s, bool empty) {
+      if (empty) return std::string("-");
+      std::string text = ValueText(m.kind, s.median);
+      if (s.n > 1) absl::StrAppend(&text, " [", ValueText(m.kind, s.min), "-", ValueText(m.kind, s.max), "]");
+      return text;
+    };
+    std::string ratio = RatioText(row.ratio);
+    if (row.ratio && row.verdict != Verdict::kSingleTrial) {
+      absl::StrAppend(&ratio, absl::StrFormat(" [%.2f-%.2f]", row.ci.low, row.ci.high));
+    }
+    rows.push_back({m.label, side(row.sa, row.a.empty()), side(row.sb, row.b.empty()), ratio, VerdictText(row)});
+  }
+  absl::StrAppend(&out, "\n",
+                  RenderTextTable({{"METRIC", false},
+                                   {"A median [min-max]", true},
+                                   {"B median [min-max]", true},
+                                   {"B/A [95% CI]", true},
+                                   {"VERDICT", false}},
+                                  rows));
+  absl::StrAppend(&out,
+                  "\nB/A: median(B) / median(A); [95% CI]: bootstrap interval, each side resampled. \"≈ within "
+                  "noise\": the\ninterval holds 1x: these jobs cannot tell A and B apart.\n");
+  return out;
+}
 
 nlohmann::json CompareToJson(const v1::JobReport& a, const v1::JobReport& b) {
   json metrics = json::array();

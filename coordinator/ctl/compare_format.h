@@ -6,6 +6,7 @@
 // Pure functions of the generated reports: no I/O, no gRPC, thread-safe.
 
 #include <string>
+#include <vector>
 
 #include "busyfleet/v1/coordinator.pb.h"
 #include "nlohmann/json.hpp"
@@ -34,6 +35,17 @@ nlohmann::json CompareToJson(const v1::JobReport& a, const v1::JobReport& b);
 // ratio "0.52x", "-" for null), then, when either report has workers, a table
 // WORKER A IT/S/SLOT B IT/S/SLOT B/A (HumanCount).
 std::string RenderCompare(const v1::JobReport& a, const v1::JobReport& b);
+
+// `coordctl compare A1,A2,A3 B1,B2`: repeated runs on each side (each side
+// non-empty). Per metric the median of each side, ratio = median(B) /
+// median(A) with a bootstrap 95% interval (common/trials.h, each side
+// resampled on its own) and a verdict. JSON: CompareToJson's shape with
+// "a"/"b" gaining "ids", "confidence", and each metric gaining
+// "ratio_low", "ratio_high", "verdict" (VerdictName; null without a ratio),
+// "a_trials", "b_trials" (every job's figure); "a"/"b" of a metric are the
+// medians; "workers" is empty.
+nlohmann::json CompareSetsToJson(const std::vector<v1::JobReport>& a, const std::vector<v1::JobReport>& b);
+std::string RenderCompareSets(const std::vector<v1::JobReport>& a, const std::vector<v1::JobReport>& b);
 
 }  // namespace busyfleet::coordctl
 

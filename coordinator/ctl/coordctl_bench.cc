@@ -74,6 +74,7 @@ nlohmann::json RowJson(const BenchRow& r) {
   nlohmann::json speedup_interval = IntervalJson(r.speedups.ci);
   speedup_interval["min"] = r.speedups.min;
   speedup_interval["max"] = r.speedups.max;
+  speedup_interval["coverage"] = r.speedups.coverage;
   return {{"mode", r.mode},
           {"where", r.where},
           {"job_id", r.job_id},
@@ -110,9 +111,10 @@ std::string Pad(const std::string& text, size_t width) {
   return columns >= width ? text : text + std::string(width - columns, ' ');
 }
 
-std::string Table(const std::vector<BenchRow>& rows, bool with_where) {
+std::string Table(const std::vector<BenchRow>& rows, bool with_where, double confidence) {
+  const std::string ci = absl::StrFormat("[%g%% CI]", confidence * 100);
   std::string out = absl::StrFormat("%-10s %5s %8s %-15s %5s  %s %s\n", "MODE", "SLOTS", "WALL(s)", "[MIN-MAX]",
-                                    "CV", Pad("SPEEDUP [95% CI]", 44), "EFFICIENCY [95% CI]");
+                                    "CV", Pad("SPEEDUP " + ci, 44), "EFFICIENCY " + ci);
   for (const BenchRow& r : rows) {
     absl::StrAppend(&out, absl::StrFormat("%-10s %5u %8.3f %-15s %4.1f%%  %s %s\n", r.mode, r.slots,
                                           r.wall_seconds, absl::StrFormat("[%.3f-%.3f]", r.wall.min, r.wall.max),
@@ -236,7 +238,7 @@ absl::StatusOr<std::vector<BenchRow>> RunModes(CoordinatorClient& client, const 
       rows[m].trials.push_back(std::move(trial));
     }
   }
-  SummarizeRows(rows);
+  SummarizeRows(rows, options.confidence);
   return rows;
 }
 
@@ -253,7 +255,7 @@ uint64_t DefaultBenchIterations(v1::TaskKind kind) {
   return 500'000'000;
 }
 
-void SummarizeRows(std::vector<BenchRow>& rows) {
+void SummarizeRows(std::vector<BenchRow>& rows, double confidence) {
   for (BenchRow& row : rows) {
     std::vector<double> walls;
     std::vector<double> speedups;
@@ -261,8 +263,8 @@ void SummarizeRows(std::vector<BenchRow>& rows) {
       walls.push_back(t.wall_seconds);
       speedups.push_back(t.speedup);
     }
-    row.wall = SummarizeTrials(walls);
-    row.speedups = SummarizeTrials(speedups);
+    row.wall = SummarizeTrials(walls, confidence);
+    row.speedups = SummarizeTrials(speedups, confidence);
     row.wall_seconds = row.wall.median;
     row.makespan_seconds = MedianOf(row.trials, &BenchTrial::makespan_seconds);
     row.cpu_seconds = MedianOf(row.trials, &BenchTrial::cpu_seconds);
@@ -336,6 +338,7 @@ absl::StatusOr<BenchResult> RunBench(CoordinatorClient& client, const BenchOptio
   result.tasks = options.tasks > 0 ? options.tasks : std::max<uint32_t>(4, result.fleet_slots);
   result.repeat = std::max<uint32_t>(options.repeat, 1);
   result.warmup = options.warmup;
+  result.confidence = options.confidence;
   const NoiseCheck noise = CheckNoise(ready, options.kind);
   result.noise = noise.lines;
   result.advice = noise.advice;
@@ -362,7 +365,7 @@ nlohmann::json BenchToJson(const BenchResult& r) {
                       {"tasks", r.tasks},
                       {"repeat", r.repeat},
                       {"warmup", r.warmup},
-                      {"confidence", kConfidence},
+                      {"confidence", r.confidence},
                       {"worker", r.worker},
                       {"worker_slots", r.worker_slots},
                       {"fleet",
@@ -401,11 +404,12 @@ std::string RenderBench(const BenchResult& r) {
                       r.fleet_workers, r.fleet_workers == 1 ? "" : "s", r.fleet_machines,
                       r.fleet_machines == 1 ? "" : "s", r.fleet_slots, r.fleet_physical_cores,
                       r.fleet_logical_cpus));
-  absl::StrAppend(&out, Table(r.modes, /*with_where=*/true));
+  absl::StrAppend(&out, Table(r.modes, /*with_where=*/true, r.confidence));
   absl::StrAppend(
       &out,
       "\nWALL: the median over the trials, [the fastest-the slowest], CV = stdev / mean.\n"
-      "SPEEDUP: the median of each round's serial wall / this wall; [95% CI]: bootstrap interval of that median.\n"
+      "SPEEDUP: the median of each round's serial wall / this wall; [CI]: distribution-free interval of that\n"
+      "median (with under 6 trials at 95% it is the whole range: see JSON speedup_interval.coverage).\n"
       "EFFICIENCY = speedup / slots. \"≈ ... (within noise)\": the interval holds 1x (100%): no difference\n"
       "can be told from this machine's noise.\n");
   for (const BenchRow& row : r.modes) {
@@ -423,7 +427,7 @@ std::string RenderBench(const BenchResult& r) {
   }
   if (!r.sweep.empty()) {
     absl::StrAppend(&out, "\nScaling over the fleet (same tasks, --max-slots 1..", r.fleet_slots, "):\n",
-                    Table(r.sweep, /*with_where=*/false));
+                    Table(r.sweep, /*with_where=*/false, r.confidence));
   }
   for (const std::string& w : r.warnings) absl::StrAppend(&out, "\nWARNING: ", w, "\n");
   return out;

@@ -16,9 +16,9 @@
 // fleet, serial, ...) after `warmup` rounds that are not counted, so that
 // the machine's drift hits every mode alike. A row gives the median wall,
 // its min-max and CV, and the speedup as the median of each round's ratio
-// (the round's serial wall / this wall) with a bootstrap 95% interval; an
-// interval that holds 1x (an efficiency interval that holds 100%) is "within
-// noise" (common/trials.h).
+// (the round's serial wall / this wall) with a distribution-free 95%
+// interval of that median; an interval that holds 1x (an efficiency
+// interval that holds 100%) is "within noise" (common/trials.h).
 
 #include <cstdint>
 #include <functional>
@@ -43,6 +43,8 @@ struct BenchOptions {
   // Counted rounds of every mode, and uncounted rounds before them.
   uint32_t repeat = 5;
   uint32_t warmup = 1;
+  // Confidence of the intervals (common/trials.h).
+  double confidence = kConfidence;
   bool sweep = false;
   // The worker of the single-machine modes; empty: the one with most slots.
   std::string worker;
@@ -97,6 +99,7 @@ struct BenchResult {
   uint32_t tasks = 0;
   uint32_t repeat = 0;
   uint32_t warmup = 0;
+  double confidence = kConfidence;
   std::string worker;         // of the single-machine modes
   uint32_t worker_slots = 0;
   uint32_t fleet_workers = 0;
@@ -121,7 +124,7 @@ absl::StatusOr<BenchResult> RunBench(CoordinatorClient& client, const BenchOptio
 
 // Fills the medians, intervals and verdicts of `rows` from their trials
 // (rows[0] is the baseline; each trial's speedup must be set).
-void SummarizeRows(std::vector<BenchRow>& rows);
+void SummarizeRows(std::vector<BenchRow>& rows, double confidence = kConfidence);
 
 // Warnings for the rows whose walls vary by more than kHighCv, each with
 // `causes` (the likely ones, from the noise check and calibration) or a
@@ -134,7 +137,7 @@ std::vector<std::string> UnstableRowWarnings(const std::vector<BenchRow>& rows,
 // modes[row], sweep[row]}; a row: {mode, where, job_id, slots, slots_busy,
 // wall_seconds, makespan_seconds, speedup, efficiency, cpu_seconds (medians),
 // work_speedup, baseline, wall{median, min, max, mean, stdev, cv, ci_low,
-// ci_high}, speedup_interval{low, high, min, max}, speedup_verdict,
+// ci_high}, speedup_interval{low, high, min, max, coverage}, speedup_verdict,
 // efficiency_interval{low, high}, efficiency_verdict, trials[{round, job_id,
 // wall_seconds, makespan_seconds, cpu_seconds, speedup, work_speedup}]}.
 nlohmann::json BenchToJson(const BenchResult& result);

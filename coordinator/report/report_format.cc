@@ -13,6 +13,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "busyfleet/proto_time.h"
 #include "coordinator/report/fleet.h"
 #include "coordinator/report/format.h"
 #include "coordinator/report/text_table.h"
@@ -59,6 +60,10 @@ json TimingJson(const v1::JobTiming& t) {
                             {"p99", JsonNumber(s.p99())},
                             {"max", JsonNumber(s.max())}};
   timing["cpu_seconds"] = JsonNumber(t.cpu_seconds());
+  timing["work_serial_seconds"] = JsonNumber(t.work_serial_seconds());
+  timing["work_speedup"] = JsonNumber(t.work_speedup());
+  timing["work_efficiency"] = JsonNumber(t.work_efficiency());
+  timing["slow_tasks"] = t.slow_tasks();
   timing["phases"] =
       PhasesJson(t.mean_queued_seconds(), t.mean_dispatch_seconds(),
                  t.mean_result_seconds());
@@ -76,6 +81,8 @@ json WorkerTimingJson(const v1::WorkerTiming& w) {
   worker["utilization"] = JsonNumber(w.utilization());
   worker["iterations_per_second"] = JsonNumber(w.iterations_per_second());
   worker["slots_used"] = w.slots_used();
+  worker["calibrated_rate"] = JsonNumber(w.calibrated_rate());
+  worker["rate_ratio"] = JsonNumber(w.rate_ratio());
   return worker;
 }
 
@@ -96,6 +103,10 @@ json TaskTimingJson(const v1::TaskTiming& t) {
   if (t.has_end_cpu()) task["end_cpu"] = t.end_cpu();
   if (t.has_start_cpu() && t.has_end_cpu()) task["migrated"] = t.migrated();
   if (!t.bound_cpus().empty()) task["bound_cpus"] = t.bound_cpus();
+  if (t.calibrated_rate() > 0) {
+    task["calibrated_rate"] = JsonNumber(t.calibrated_rate());
+    task["rate_ratio"] = JsonNumber(t.rate_ratio());
+  }
   if (t.speculated()) {
     task["speculated"] = true;
     task["backup_won"] = t.backup_won();
@@ -188,7 +199,7 @@ std::string WorkersTable(const v1::JobReport& report) {
   const std::vector<TableColumn> columns = {
       {"WORKER", false}, {"HOST", false},      {"SLOTS", true},
       {"TASKS", true},   {"ITERATIONS", true}, {"BUSY(s)", true},
-      {"UTIL", true},    {"IT/S/SLOT", true},
+      {"UTIL", true},    {"IT/S/SLOT", true}, {"VS-CALIB", true},
   };
   std::vector<std::vector<std::string>> rows;
   for (const v1::WorkerTiming& w : report.workers()) {
@@ -196,7 +207,8 @@ std::string WorkersTable(const v1::JobReport& report) {
                     absl::StrCat(w.slots()), absl::StrCat(w.tasks()),
                     HumanCount(static_cast<double>(w.iterations())),
                     Fixed(w.busy_seconds(), 3), Percent(w.utilization()),
-                    HumanCount(w.iterations_per_second())});
+                    HumanCount(w.iterations_per_second()),
+                    w.rate_ratio() > 0 ? Multiple(w.rate_ratio()) : "-"});
   }
   return RenderTextTable(columns, rows);
 }
@@ -281,6 +293,35 @@ std::string JoinParts(const std::vector<ProgressPart>& parts) {
   return absl::StrJoin(texts, "  ");
 }
 
+json CalibrationsJson(const v1::WorkerInfo& w) {
+  json out = json::array();
+  for (const v1::KernelCalibration& c : w.calibrations()) {
+    json cpus = json::array();
+    for (const v1::CpuRate& r : c.cpus()) {
+      cpus.push_back({{"cpu", r.cpu()}, {"iterations_per_second", JsonNumber(r.iterations_per_second())}});
+    }
+    out.push_back({{"kind", TaskKindName(c.kind())},
+                   {"iterations_per_second", JsonNumber(c.iterations_per_second())},
+                   {"cpus", std::move(cpus)},
+                   {"measured_at", Rfc3339(ToProtoTimestamp(absl::FromUnixNanos(c.measured_unix_ns())))}});
+  }
+  return out;
+}
+
+json NoiseJson(const v1::HostNoise& n) {
+  json busy = json::array();
+  for (const v1::BusyProcess& p : n.busy()) {
+    busy.push_back({{"pid", p.pid()}, {"name", p.name()}, {"cpus", JsonNumber(p.cpus())}});
+  }
+  return {{"load1", JsonNumber(n.load1())},
+          {"online_cpus", n.online_cpus()},
+          {"steal_share", JsonNumber(n.steal_share())},
+          {"other_busy_cpus", JsonNumber(n.other_busy_cpus())},
+          {"busy", std::move(busy)},
+          {"governor", n.governor()},
+          {"interval_seconds", JsonNumber(n.interval_seconds())}};
+}
+
 }  // namespace
 
 nlohmann::json ReportToJson(const v1::JobReport& report) {
@@ -356,6 +397,8 @@ nlohmann::json WorkersToJson(const std::vector<v1::WorkerInfo>& workers) {
     worker["clock_offset_seconds"] = JsonNumber(ToDoubleSeconds(w.clock_offset()));
     worker["session_id"] = w.session_id();
     worker["peer"] = w.peer();
+    worker["calibrations"] = CalibrationsJson(w);
+    if (w.has_noise()) worker["noise"] = NoiseJson(w.noise());
     out.push_back(std::move(worker));
   }
   return out;
@@ -422,8 +465,17 @@ std::string RenderReport(const v1::JobReport& report, bool show_tasks) {
   field("Makespan", Fixed(t.makespan_seconds(), 3, "s"));
   field("Serial-equiv", Fixed(t.serial_seconds(), 3, "s"));
   field("Overhead", Fixed(t.overhead_seconds(), 3, "s"));
-  field("Speedup", Multiple(t.speedup()));
+  field("Speedup", absl::StrCat(Multiple(t.speedup()), "  (Serial-equiv / Makespan)"));
   field("Efficiency", Percent(t.efficiency()));
+  if (t.work_serial_seconds() > 0) {
+    field("Work-serial", absl::StrCat(Fixed(t.work_serial_seconds(), 3, "s"),
+                                      "  (the iterations at the workers' calibrated per-core rates)"));
+    field("Work speedup", absl::StrCat(Multiple(t.work_speedup()), "  (Work-serial / Makespan), efficiency ",
+                                       Percent(t.work_efficiency())));
+  }
+  if (t.slow_tasks() > 0) {
+    field("Slow tasks", absl::StrCat(t.slow_tasks(), " ran below 0.6x their core's calibrated rate"));
+  }
   field("Slots", absl::StrCat(t.slots()));
   const v1::TaskDurationStats& s = t.task_seconds();
   field("Task seconds",

@@ -72,6 +72,14 @@ class E2ETest(harness.ClusterCase):
             self.assertEqual(w["slots"], 1)
             self.assertGreaterEqual(w["logical_cpus"], 1)
             self.assertEqual(w["logical_cpus"], os.cpu_count())
+            # The worker calibrated its countdown on each CPU it may use.
+            [cal] = w["calibrations"]
+            self.assertEqual(cal["kind"], "countdown")
+            self.assertEqual(len(cal["cpus"]), len(os.sched_getaffinity(0)))
+            self.assertGreater(cal["iterations_per_second"], 1e6)
+            rates = sorted(c["iterations_per_second"] for c in cal["cpus"])
+            self.assertLessEqual(rates[0], cal["iterations_per_second"])
+            self.assertLessEqual(cal["iterations_per_second"], rates[-1])
 
     def test_cancel_stops_a_running_job(self):
         out = self.coordctl_json("submit", "--tasks", "2", "--iterations", "10000000000000")

@@ -15,14 +15,15 @@ DEADLINE = 30.0
 # The keys of the JSON contract (docs/design.md, "JSON contract").
 REPORT_KEYS = {"schema", "id", "name", "state", "kind", "error", "timing", "workers", "tasks", "stragglers"}
 TIMING_KEYS = {"submitted_at", "started_at", "finished_at", "wall_seconds", "makespan_seconds",
-               "serial_seconds", "overhead_seconds", "speedup", "efficiency", "slots", "task_seconds"}
+               "serial_seconds", "overhead_seconds", "speedup", "efficiency", "slots", "task_seconds",
+               "work_serial_seconds", "work_speedup", "work_efficiency", "slow_tasks"}
 TASK_SECONDS_KEYS = {"min", "p50", "p90", "p99", "max"}
 WORKER_KEYS = {"name", "host", "slots", "tasks", "iterations", "busy_seconds", "utilization",
-               "iterations_per_second"}
+               "iterations_per_second", "calibrated_rate", "rate_ratio"}
 TASK_KEYS = {"index", "worker", "slot", "attempt", "state", "iterations", "start_offset_seconds",
              "seconds", "cpu_seconds"}
 WORKERS_LIST_KEYS = {"name", "host", "slots", "logical_cpus", "physical_cores", "state", "running",
-                     "last_heartbeat"}
+                     "last_heartbeat", "calibrations"}
 JOBS_LIST_KEYS = {"id", "name", "state", "tasks", "submitted_at", "wall_seconds"}
 
 

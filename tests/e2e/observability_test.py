@@ -58,7 +58,9 @@ class BenchTest(harness.ClusterCase):
         self.wait_for_workers(2)
 
     def test_bench_runs_the_four_modes_and_reports_them(self):
-        out = self.coordctl_json("bench", "--iterations", "20000000", "--tasks", "4")
+        # One trial each: the row's figures are that job's own.
+        out = self.coordctl_json("bench", "--iterations", "20000000", "--tasks", "4", "--repeat", "1",
+                                 "--warmup", "0")
         self.assertEqual(out["schema"], 1)
         self.assertEqual(out["worker"], "bench-big")
         self.assertEqual(out["fleet"]["slots"], 3)
@@ -91,16 +93,88 @@ class BenchTest(harness.ClusterCase):
         self.assertEqual(len(set(pids)), 4, f"one child per task: {pids}")
         self.assertNotIn(worker_pid, pids)
 
+    def test_bench_repeat_gives_intervals_and_every_trial(self):
+        # Serial and threads on the 1-slot worker are the same work: the
+        # speedup's interval must hold 1. At 99.9% confidence over 12 paired
+        # rounds the interval is the whole range of the 12 ratios: by
+        # chance alone all 12 fall on one side of 1 once in 2,048 runs.
+        out = self.coordctl_json("bench", "--worker", "bench-small", "--iterations", "20000000", "--tasks", "2",
+                                 "--repeat", "12", "--warmup", "1", "--confidence", "0.999")
+        self.assertEqual(out["repeat"], 12)
+        self.assertEqual(out["warmup"], 1)
+        self.assertEqual(out["confidence"], 0.999)
+        self.assertEqual(out["kind"], "countdown")
+        self.assertEqual(len(out["warmup_job_ids"]), 4)
+        self.assertIsInstance(out["noise"], list)
+        self.assertEqual(len(out["noise"]), 1, out["noise"])  # one machine
+        self.assertIn("calibrated", out["noise"][0])
+        modes = {m["mode"]: m for m in out["modes"]}
+        self.assertEqual(list(modes), ["serial", "threads", "processes", "fleet"])
+        self.assertTrue(modes["serial"]["baseline"])
+        job_ids = set()
+        for m in modes.values():
+            self.assertEqual([t["round"] for t in m["trials"]], list(range(1, 13)), m["mode"])
+            for key in ("median", "min", "max", "mean", "stdev", "cv", "ci_low", "ci_high"):
+                self.assertIn(key, m["wall"])
+            self.assertLessEqual(m["wall"]["min"], m["wall_seconds"])
+            self.assertLessEqual(m["wall_seconds"], m["wall"]["max"])
+            for key in ("low", "high", "min", "max", "coverage"):
+                self.assertIn(key, m["speedup_interval"])
+            self.assertIn(m["speedup_verdict"], ("within_noise", "higher", "lower"))
+            self.assertEqual(m["job_id"], m["trials"][-1]["job_id"])
+            job_ids.update(t["job_id"] for t in m["trials"])
+        self.assertEqual(len(job_ids), 48, "a job per mode per round")
+        # The trials are paired: each speedup is its round's serial wall / its own.
+        serial = modes["serial"]["trials"]
+        for t, s in zip(modes["threads"]["trials"], serial):
+            self.assertAlmostEqual(t["speedup"], s["wall_seconds"] / t["wall_seconds"], places=9)
+        threads = modes["threads"]
+        self.assertEqual(threads["slots"], 1)
+        interval = threads["speedup_interval"]
+        self.assertLessEqual(interval["low"], 1.0, threads)
+        self.assertGreaterEqual(interval["high"], 1.0, threads)
+        self.assertEqual(threads["speedup_verdict"], "within_noise")
+        self.assertEqual(threads["efficiency_verdict"], "within_noise")
+        # The workers calibrated their cores: every trial has a work-based speedup.
+        self.assertGreater(threads["work_speedup"], 0)
+        report = self.coordctl_json("status", threads["job_id"])
+        self.assertGreater(report["timing"]["work_serial_seconds"], 0)
+        for task in report["tasks"]:
+            self.assertGreater(task["calibrated_rate"], 0, task)
+            self.assertGreater(task["rate_ratio"], 0, task)
+        # The table says it in words.
+        p = self.coordctl("-o", "table", "bench", "--worker", "bench-small", "--iterations", "5000000", "--tasks",
+                          "2", "--repeat", "3", "--warmup", "0", check=0)
+        self.assertIn("Noise check before the run", p.stdout)
+        self.assertIn("3 trials per mode (interleaved)", p.stdout)
+        self.assertIn("1x (baseline)", p.stdout)
+
+    def test_compare_takes_repeated_runs_a_side(self):
+        ids = {}
+        for side, extra in (("a", ("--max-slots", "1")), ("b", ())):
+            ids[side] = [self.coordctl_json("submit", "--tasks", "2", "--iterations", "20000000", "--workers",
+                                            "bench-big", *extra, "--wait")["id"] for _ in range(3)]
+        out = self.coordctl_json("compare", ",".join(ids["a"]), ",".join(ids["b"]))
+        self.assertEqual(out["a"]["ids"], ids["a"])
+        metrics = {m["metric"]: m for m in out["metrics"]}
+        wall = metrics["wall_seconds"]
+        self.assertEqual(len(wall["a_trials"]), 3)
+        self.assertIn(wall["verdict"], ("within_noise", "higher", "lower"))
+        self.assertLessEqual(wall["ratio_low"], wall["ratio_high"])
+        self.assertEqual(metrics["slots"]["verdict"], "higher")  # 1 slot against 2, every time
+        p = self.coordctl("-o", "table", "compare", ",".join(ids["a"]), ids["b"][0], check=0)
+        self.assertIn("A: 3 jobs:", p.stdout)
+
     def test_sweep_draws_the_scaling_curve(self):
         svg_path = os.path.join(self.tmp.name, "scaling.svg")
-        p = self.coordctl("-o", "table", "bench", "--iterations", "10000000", "--tasks", "3", "--sweep",
+        p = self.coordctl("-o", "table", "bench", "--iterations", "10000000", "--tasks", "3", "--sweep", "--repeat", "2",
                           "--svg", svg_path, check=0)
         self.assertIn("serial", p.stdout)
         self.assertIn("Scaling over the fleet", p.stdout)
         root = ET.parse(svg_path).getroot()
         self.assertEqual(root.tag, SVG + "svg")
         self.assertTrue(root.iter(SVG + "polyline") or root.iter(SVG + "path"))
-        out = self.coordctl_json("bench", "--iterations", "5000000", "--tasks", "3", "--sweep")
+        out = self.coordctl_json("bench", "--iterations", "5000000", "--tasks", "3", "--sweep", "--repeat", "2")
         self.assertEqual([row["slots"] for row in out["sweep"]], [1, 2, 3])
 
     def test_svg_without_sweep_is_a_usage_error(self):

@@ -69,10 +69,11 @@ TEST(CompareFormatTest, JsonHasEveryMetricWithRatioBOverA) {
                           "overhead_seconds", "speedup", "efficiency", "slots",
                           "cpu_seconds", "task_p50_seconds", "task_p99_seconds",
                           "mean_queued_seconds", "mean_dispatch_seconds",
-                          "mean_result_seconds", "tasks", "iterations_total"}) {
+                          "mean_result_seconds", "tasks", "iterations_total",
+                          "work_serial_seconds", "work_speedup"}) {
     EXPECT_TRUE(metrics.count(key)) << key;
   }
-  EXPECT_EQ(metrics.size(), 15u);
+  EXPECT_EQ(metrics.size(), 17u);
   EXPECT_DOUBLE_EQ(metrics.at("wall_seconds").at("a").get<double>(), 4.0);
   EXPECT_DOUBLE_EQ(metrics.at("wall_seconds").at("b").get<double>(), 1.0);
   EXPECT_DOUBLE_EQ(metrics.at("wall_seconds").at("ratio").get<double>(), 0.25);
@@ -142,6 +143,42 @@ TEST(CompareFormatTest, TextShowsAlignedRowsAndRatios) {
   const size_t width = row.at("METRIC").size();
   EXPECT_EQ(row.at("wall (s)").size(), width);
   EXPECT_EQ(row.at("slots").size(), width);
+}
+
+// Repeated runs a side: medians, a bootstrap interval of the ratio, verdict.
+TEST(CompareSetsTest, OverlappingRunsAreWithinNoise) {
+  const std::vector<v1::JobReport> a = {Report("a1", 4.0, 2, 2), Report("a2", 4.4, 2, 2), Report("a3", 3.8, 2, 2)};
+  const std::vector<v1::JobReport> b = {Report("b1", 4.1, 2, 2), Report("b2", 3.9, 2, 2), Report("b3", 4.3, 2, 2)};
+  const json j = CompareSetsToJson(a, b);
+  EXPECT_EQ(j.at("a").at("ids"), (json{"a1", "a2", "a3"}));
+  EXPECT_EQ(j.at("a").at("id"), "a1");
+  const auto metrics = ByKey(j.at("metrics"), "metric");
+  const json& wall = metrics.at("wall_seconds");
+  EXPECT_DOUBLE_EQ(wall.at("a").get<double>(), 4.0);
+  EXPECT_DOUBLE_EQ(wall.at("b").get<double>(), 4.1);
+  EXPECT_EQ(wall.at("verdict"), "within_noise");
+  EXPECT_LE(wall.at("ratio_low").get<double>(), 1.0);
+  EXPECT_GE(wall.at("ratio_high").get<double>(), 1.0);
+  EXPECT_EQ(wall.at("b_trials").size(), 3u);
+  const std::string text = RenderCompareSets(a, b);
+  EXPECT_TRUE(absl::StrContains(text, "A: 3 jobs: a1, a2, a3")) << text;
+  EXPECT_TRUE(absl::StrContains(text, "≈ within noise")) << text;
+}
+
+TEST(CompareSetsTest, SeparatedRunsSayWhichSideIsHigher) {
+  const std::vector<v1::JobReport> a = {Report("a1", 4.0, 2, 2), Report("a2", 4.1, 2, 2), Report("a3", 3.9, 2, 2)};
+  const std::vector<v1::JobReport> b = {Report("b1", 1.0, 8, 8), Report("b2", 1.1, 8, 8)};
+  const auto metrics = ByKey(CompareSetsToJson(a, b).at("metrics"), "metric");
+  EXPECT_EQ(metrics.at("wall_seconds").at("verdict"), "lower");
+  EXPECT_EQ(metrics.at("speedup").at("verdict"), "higher");
+  EXPECT_TRUE(absl::StrContains(RenderCompareSets(a, b), "B lower"));
+}
+
+TEST(CompareSetsTest, OneJobASideHasNoInterval) {
+  const auto metrics =
+      ByKey(CompareSetsToJson({Report("a", 4, 2, 2)}, {Report("b", 1, 8, 8), Report("c", 1, 8, 8)}).at("metrics"),
+            "metric");
+  EXPECT_EQ(metrics.at("wall_seconds").at("verdict"), "single_trial");
 }
 
 }  // namespace

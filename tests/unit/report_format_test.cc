@@ -510,7 +510,8 @@ TEST(ReportFormatTest, RenderReportHeader) {
   EXPECT_TRUE(absl::StrContains(text, "Makespan:     2.301s\n")) << text;
   EXPECT_TRUE(absl::StrContains(text, "Serial-equiv: 4.532s\n")) << text;
   EXPECT_TRUE(absl::StrContains(text, "Overhead:     0.044s\n")) << text;
-  EXPECT_TRUE(absl::StrContains(text, "Speedup:      1.97x\n")) << text;
+  EXPECT_TRUE(absl::StrContains(text, "Speedup:      1.97x  (Serial-equiv / Makespan)\n")) << text;
+  EXPECT_FALSE(absl::StrContains(text, "Work-serial")) << text;  // no calibration: no claim
   EXPECT_TRUE(absl::StrContains(text, "Efficiency:   98.5%\n")) << text;
   EXPECT_TRUE(absl::StrContains(text, "Slots:        2\n")) << text;
   EXPECT_TRUE(absl::StrContains(
@@ -536,7 +537,7 @@ TEST(ReportFormatTest, RenderReportShowsNonFiniteFiguresAsDashes) {
   r.mutable_tasks(0)->set_seconds(nan);
   const std::string text = RenderReport(r, true);
   for (const char* expected :
-       {"Wall:         -\n", "Speedup:      -\n", "Efficiency:   -\n",
+       {"Wall:         -\n", "Speedup:      -  (Serial-equiv", "Efficiency:   -\n",
         "Task seconds: min -  p50 1.135"}) {
     EXPECT_TRUE(absl::StrContains(text, expected)) << expected << "\n" << text;
   }
@@ -549,12 +550,32 @@ TEST(ReportFormatTest, RenderReportWorkerTableIsAligned) {
   const std::string text = RenderReport(FourTaskReport(), false);
   EXPECT_TRUE(absl::StrContains(
       text,
-      "WORKER  HOST    SLOTS  TASKS  ITERATIONS  BUSY(s)   UTIL  IT/S/SLOT\n"
-      "node-a  host-a      1      2       20.0M    2.250  97.8%      8.89M\n"
-      "node-b  host-b      1      2       20.0M    2.940  50.0%      3.41G\n"))
+      "WORKER  HOST    SLOTS  TASKS  ITERATIONS  BUSY(s)   UTIL  IT/S/SLOT  VS-CALIB\n"
+      "node-a  host-a      1      2       20.0M    2.250  97.8%      8.89M         -\n"
+      "node-b  host-b      1      2       20.0M    2.940  50.0%      3.41G         -\n"))
       << text;
   EXPECT_TRUE(absl::StrContains(text, "Stragglers (> 1.5x median): 3\n"))
       << text;
+}
+
+TEST(ReportFormatTest, RenderReportNamesTheCalibratedBaseline) {
+  v1::JobReport r = FourTaskReport();
+  r.mutable_timing()->set_work_serial_seconds(4.0);
+  r.mutable_timing()->set_work_speedup(1.74);
+  r.mutable_timing()->set_work_efficiency(0.87);
+  r.mutable_timing()->set_slow_tasks(1);
+  r.mutable_workers(1)->set_rate_ratio(0.52);
+  const std::string text = RenderReport(r, false);
+  EXPECT_TRUE(absl::StrContains(
+      text, "Work-serial:  4.000s  (the iterations at the workers' calibrated per-core rates)\n")) << text;
+  EXPECT_TRUE(absl::StrContains(text, "Work speedup: 1.74x  (Work-serial / Makespan), efficiency 87.0%\n")) << text;
+  EXPECT_TRUE(absl::StrContains(text, "Slow tasks:   1 ran below 0.6x their core's calibrated rate\n")) << text;
+  EXPECT_TRUE(absl::StrContains(text, "3.41G     0.52x\n")) << text;
+  const nlohmann::json j = ReportToJson(r);
+  EXPECT_DOUBLE_EQ(j["timing"]["work_serial_seconds"].get<double>(), 4.0);
+  EXPECT_DOUBLE_EQ(j["timing"]["work_speedup"].get<double>(), 1.74);
+  EXPECT_EQ(j["timing"]["slow_tasks"], 1);
+  EXPECT_DOUBLE_EQ(j["workers"][1]["rate_ratio"].get<double>(), 0.52);
 }
 
 TEST(ReportFormatTest, RenderReportShowsTaskTableForSmallJobs) {

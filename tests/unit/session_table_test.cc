@@ -2,7 +2,10 @@
 // ring, and a session's clock conversion.
 #include "coordinator/core/session_table.h"
 
+#include <cmath>
+#include <limits>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <gmock/gmock.h>
@@ -143,6 +146,80 @@ TEST(SessionTest, StartMonoIsTheStartsDistanceFromNowKeptBetweenAssignmentAndNow
             assigned);
   EXPECT_EQ(s.StartMono(absl::ToUnixNanos(absl::FromUnixSeconds(107)), assigned, now - absl::Hours(1), mono_now),
             mono_now);
+}
+
+}  // namespace
+}  // namespace busyfleet::coordinator
+
+namespace busyfleet::coordinator {
+namespace {
+
+v1::KernelCalibration Calibration(v1::TaskKind kind, double median, std::vector<std::pair<uint32_t, double>> cpus) {
+  v1::KernelCalibration c;
+  c.set_kind(kind);
+  c.set_iterations_per_second(median);
+  for (const auto& [cpu, rate] : cpus) {
+    v1::CpuRate* r = c.add_cpus();
+    r->set_cpu(cpu);
+    r->set_iterations_per_second(rate);
+  }
+  return c;
+}
+
+TEST(SessionCalibrationTest, TheRateOfTheCpuATaskStartedOnElseTheMedian) {
+  v1::Hello hello;
+  *hello.add_calibrations() = Calibration(v1::TASK_KIND_COUNTDOWN, 3e9, {{0, 3.4e9}, {1, 2.4e9}});
+  const Session s = Session::FromHello(hello, "s1", "w", "", nullptr, absl::Now(), MonoTime());
+  EXPECT_DOUBLE_EQ(s.CalibratedRate(v1::TASK_KIND_COUNTDOWN, 1), 2.4e9);
+  EXPECT_DOUBLE_EQ(s.CalibratedRate(v1::TASK_KIND_COUNTDOWN, 7), 3e9);
+  EXPECT_DOUBLE_EQ(s.CalibratedRate(v1::TASK_KIND_COUNTDOWN, -1), 3e9);
+  EXPECT_DOUBLE_EQ(s.CalibratedRate(v1::TASK_KIND_SPIN, 0), 0);
+  ASSERT_EQ(s.Info().calibrations_size(), 1);
+}
+
+TEST(SessionCalibrationTest, AHeartbeatsCalibrationReplacesTheKindsOld) {
+  Session s;
+  v1::Heartbeat hb;
+  *hb.add_calibrations() = Calibration(v1::TASK_KIND_COUNTDOWN, 3e9, {});
+  s.ObserveCalibrations(hb.calibrations());
+  *hb.mutable_calibrations(0) = Calibration(v1::TASK_KIND_COUNTDOWN, 2e9, {});
+  s.ObserveCalibrations(hb.calibrations());
+  ASSERT_EQ(s.calibrations.size(), 1u);
+  EXPECT_DOUBLE_EQ(s.CalibratedRate(v1::TASK_KIND_COUNTDOWN, -1), 2e9);
+}
+
+TEST(SessionCalibrationTest, NonsenseFiguresAreDroppedNotTrusted) {
+  Session s;
+  v1::Heartbeat hb;
+  *hb.add_calibrations() = Calibration(v1::TASK_KIND_COUNTDOWN, std::nan(""), {});
+  *hb.add_calibrations() = Calibration(v1::TASK_KIND_COUNTDOWN, -5, {});
+  *hb.add_calibrations() = Calibration(v1::TASK_KIND_UNSPECIFIED, 1e9, {});
+  *hb.add_calibrations() = Calibration(v1::TASK_KIND_SPIN, 1e9, {{0, std::numeric_limits<double>::infinity()}});
+  *hb.add_calibrations() = Calibration(static_cast<v1::TaskKind>(99), 1e9, {});
+  s.ObserveCalibrations(hb.calibrations());
+  EXPECT_TRUE(s.calibrations.empty());
+}
+
+TEST(SessionCalibrationTest, HostNoiseIsBoundedAndMadePrintable) {
+  Session s;
+  v1::HostNoise n;
+  n.set_steal_share(7);
+  n.set_load1(-1);
+  n.set_governor(std::string(200, 'g'));
+  for (int i = 0; i < 10; ++i) {
+    v1::BusyProcess* p = n.add_busy();
+    p->set_name("caf\xc3\xa9");
+    p->set_cpus(std::nan(""));
+  }
+  s.ObserveNoise(n);
+  ASSERT_TRUE(s.noise.has_value());
+  EXPECT_DOUBLE_EQ(s.noise->steal_share(), 1.0);
+  EXPECT_DOUBLE_EQ(s.noise->load1(), 0);
+  EXPECT_EQ(s.noise->governor().size(), 64u);
+  ASSERT_EQ(s.noise->busy_size(), 3);
+  EXPECT_EQ(s.noise->busy(0).name(), "caf??");
+  EXPECT_DOUBLE_EQ(s.noise->busy(0).cpus(), 0);
+  EXPECT_TRUE(s.Info().has_noise());
 }
 
 }  // namespace

@@ -395,3 +395,52 @@ TEST(BuildProgressTest, EtaIsZeroWhenTerminal) {
 
 }  // namespace
 }  // namespace busyfleet::coordinator
+
+namespace busyfleet::coordinator {
+namespace {
+
+// FinishedJob's tasks at 10 M iterations/s calibrated: each should take 1 s.
+JobRecord CalibratedJob() {
+  JobRecord job = FinishedJob();
+  for (TaskRecord& t : job.tasks) t.current.calibrated_rate = 10'000'000;
+  return job;
+}
+
+// The work-based baseline does not grow with the straggler: task 3 took
+// 2 s, so serial_seconds is 5 s, but the work is 4 x 1 s.
+TEST(CalibrationReportTest, WorkSerialTimeIsIterationsAtTheCalibratedRate) {
+  const v1::JobReport r = BuildReport(CalibratedJob(), {}, At(10'000), /*include_tasks=*/true);
+  EXPECT_NEAR(r.timing().serial_seconds(), 5.0, kEps);
+  EXPECT_NEAR(r.timing().work_serial_seconds(), 4.0, kEps);
+  EXPECT_NEAR(r.timing().work_speedup(), 4.0 / 3.0, kEps);
+  EXPECT_NEAR(r.timing().work_efficiency(), 4.0 / 3.0 / 2, kEps);
+  EXPECT_EQ(r.timing().slow_tasks(), 1u);  // task 3 ran at 0.5x
+  ASSERT_EQ(r.tasks_size(), 4);
+  EXPECT_NEAR(r.tasks(0).rate_ratio(), 1.0, kEps);
+  EXPECT_NEAR(r.tasks(3).rate_ratio(), 0.5, kEps);
+  EXPECT_NEAR(r.tasks(3).calibrated_rate(), 10'000'000, kEps);
+  const v1::WorkerTiming* w2 = FindWorker(r, "w2");
+  ASSERT_NE(w2, nullptr);
+  EXPECT_NEAR(w2->calibrated_rate(), 10'000'000, kEps);
+  EXPECT_NEAR(w2->rate_ratio(), 20'000'000.0 / 3.0 / 10'000'000, kEps);
+}
+
+TEST(CalibrationReportTest, OneUncalibratedTaskLeavesTheWorkBaselineOut) {
+  JobRecord job = CalibratedJob();
+  job.tasks[2].current.calibrated_rate = 0;
+  const v1::JobReport r = BuildReport(job, {}, At(10'000), /*include_tasks=*/true);
+  EXPECT_EQ(r.timing().work_serial_seconds(), 0);
+  EXPECT_EQ(r.timing().work_speedup(), 0);
+  EXPECT_EQ(r.tasks(2).rate_ratio(), 0);
+  EXPECT_NEAR(r.tasks(3).rate_ratio(), 0.5, kEps);
+}
+
+TEST(CalibrationReportTest, WithoutCalibrationNothingIsClaimed) {
+  const v1::JobReport r = BuildReport(FinishedJob(), {}, At(10'000), /*include_tasks=*/true);
+  EXPECT_EQ(r.timing().work_serial_seconds(), 0);
+  EXPECT_EQ(r.timing().slow_tasks(), 0u);
+  EXPECT_EQ(FindWorker(r, "w1")->calibrated_rate(), 0);
+}
+
+}  // namespace
+}  // namespace busyfleet::coordinator

@@ -37,21 +37,39 @@ TEST(TrialStatsTest, EmptyIsAllZero) {
   EXPECT_DOUBLE_EQ(s.ci.high, 0);
 }
 
-TEST(TrialStatsTest, TheIntervalIsTheSameOnEveryCall) {
-  const std::vector<double> v = {1.02, 0.97, 1.11, 0.93, 1.05, 0.99, 1.20};
-  const Interval a = BootstrapMedian(v);
-  const Interval b = BootstrapMedian(v);
-  EXPECT_DOUBLE_EQ(a.low, b.low);
-  EXPECT_DOUBLE_EQ(a.high, b.high);
+TEST(MedianIntervalTest, FiveTrialsGiveTheRangeAtItsTrueCoverage) {
+  double coverage = 0;
+  const Interval i = MedianInterval({1.02, 0.97, 1.11, 0.93, 1.05}, 0.95, &coverage);
+  EXPECT_DOUBLE_EQ(i.low, 0.93);
+  EXPECT_DOUBLE_EQ(i.high, 1.11);
+  EXPECT_DOUBLE_EQ(coverage, 1 - 2.0 / 32);  // 93.75%: five trials cannot reach 95%
 }
 
-TEST(TrialStatsTest, MoreTrialsNarrowTheInterval) {
-  std::vector<double> few = {0.9, 1.1, 1.0};
+TEST(MedianIntervalTest, TenTrialsDropTheExtremes) {
+  double coverage = 0;
+  const Interval i = MedianInterval({10, 1, 9, 2, 8, 3, 7, 4, 6, 5}, 0.95, &coverage);
+  EXPECT_DOUBLE_EQ(i.low, 2);  // x(2) .. x(9)
+  EXPECT_DOUBLE_EQ(i.high, 9);
+  EXPECT_NEAR(coverage, 1 - 2 * 11.0 / 1024, 1e-12);
+}
+
+TEST(MedianIntervalTest, HigherConfidenceIsWider) {
+  std::vector<double> v;
+  for (int i = 0; i < 41; ++i) v.push_back(0.9 + 0.005 * i);
+  const Interval narrow = MedianInterval(v, 0.80);
+  const Interval wide = MedianInterval(v, 0.999);
+  EXPECT_LT(wide.low, narrow.low);
+  EXPECT_GT(wide.high, narrow.high);
+  EXPECT_TRUE(narrow.Contains(1.0));
+}
+
+TEST(MedianIntervalTest, MoreTrialsNarrowTheInterval) {
   std::vector<double> many;
-  for (int i = 0; i < 10; ++i) many.insert(many.end(), few.begin(), few.end());
-  const Interval a = BootstrapMedian(few);
-  const Interval b = BootstrapMedian(many);
+  for (int i = 0; i < 41; ++i) many.push_back(0.9 + 0.005 * i);
+  const Interval a = MedianInterval({0.9, 1.0, 1.1, 0.95, 1.05});
+  const Interval b = MedianInterval(many);
   EXPECT_LT(b.high - b.low, a.high - a.low);
+  EXPECT_NEAR(b.low, 0.9 + 0.005 * 13, 1e-12);  // x(14) of 41 at 95%
 }
 
 // The demo's bug: one slot in threads "1.14x" against one serial run. With
