@@ -23,6 +23,7 @@ AttemptRecord Attempt::ToRecord(v1::TaskState state, bool backup, std::string er
   a.cpu_ns = cpu_ns;
   a.iterations_done = iterations_done;
   a.error = std::move(error);
+  a.interference = interference;
   return a;
 }
 
@@ -37,6 +38,7 @@ void Attempt::ClearResult() {
   end_cpu = -1;
   migrated = false;
   bound_cpus.clear();
+  interference.reset();
 }
 
 void TaskRecord::ArchiveCurrent(v1::TaskState ended_as, std::string why, absl::Time now) {

@@ -51,6 +51,8 @@ struct AttemptRecord {
   int64_t cpu_ns = 0;
   uint64_t iterations_done = 0;
   std::string error;
+  // What slowed it down, measured on its worker; nullopt when not measured.
+  std::optional<v1::Interference> interference;
 };
 
 // One copy of a task handed to a worker: the task's current attempt, or a
@@ -84,6 +86,9 @@ struct Attempt {
   int end_cpu = -1;
   bool migrated = false;
   std::string bound_cpus;
+  // What slowed it down (TaskResult.interference); nullopt when the worker
+  // did not measure it. Stored with the task (the current attempt's).
+  std::optional<v1::Interference> interference;
   // The backup's phase (started on its worker). The current attempt's
   // phase is TaskRecord::state, which is what is stored.
   bool running = false;

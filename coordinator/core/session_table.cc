@@ -55,6 +55,7 @@ void Session::RecordTiming(const v1::TaskResult& result, absl::Time now, Attempt
   a.end_cpu = result.has_end_cpu() ? static_cast<int>(result.end_cpu()) : -1;
   a.migrated = result.migrated();
   a.bound_cpus = result.bound_cpus();
+  a.interference = result.has_interference() ? std::optional(result.interference()) : std::nullopt;
   a.cpu_ns = result.cpu_ns();
   a.iterations_done = result.iterations_done();
   const absl::Duration ran = absl::Nanoseconds(result.end_mono_ns() - result.start_mono_ns());

@@ -9,6 +9,7 @@
 
 #include "busyfleet/proto_time.h"
 #include "coordinator/core/limits.h"
+#include "coordinator/core/slow_cause.h"
 #include "common/stats.h"
 
 namespace busyfleet::coordinator {
@@ -42,6 +43,7 @@ void AddAttempt(const JobRecord& job, uint32_t index, const AttemptRecord& a, ab
   at->set_cpu_seconds(static_cast<double>(a.cpu_ns) / 1e9);
   at->set_iterations(a.iterations_done);
   at->set_error(a.error);
+  if (a.interference) *at->mutable_interference() = *a.interference;
 }
 
 // Rows go in while the reply stays within `budget` bytes (a repeated
@@ -109,12 +111,30 @@ void AddHeader(const JobRecord& job, v1::JobReport* r) {
   r->set_pending_reason(job.pending_reason);
 }
 
+// Interference summed over a worker's measured tasks.
+struct InterferenceSums {
+  uint32_t tasks = 0;
+  double seconds = 0;  // their wall time
+  double steal = 0, throttled = 0, wait = 0;
+  uint64_t switches = 0;
+
+  void Add(const v1::Interference& m, double task_seconds) {
+    ++tasks;
+    seconds += task_seconds;
+    steal += static_cast<double>(m.steal_ns()) / 1e9;
+    throttled += static_cast<double>(m.throttled_ns()) / 1e9;
+    wait += static_cast<double>(m.run_queue_wait_ns()) / 1e9;
+    switches += m.involuntary_switches();
+  }
+};
+
 struct PerWorker {
   std::string host;
   uint32_t tasks = 0;
   uint64_t iterations = 0;
   double busy = 0;
   std::set<uint32_t> slots;
+  InterferenceSums interference;
 };
 
 // Sums over the tasks whose final attempt has timing.
@@ -146,6 +166,7 @@ TaskTotals SumTasks(const JobRecord& job) {
     w.iterations += a.iterations_done;
     w.busy += secs;
     w.slots.insert(a.slot);
+    if (a.interference) w.interference.Add(*a.interference, secs);
     if (t.state == v1::TASK_STATE_SUCCEEDED) {
       s.succeeded_seconds.push_back(secs);
       s.serial += secs;
@@ -193,6 +214,16 @@ double AddTiming(const JobRecord& job, const TaskTotals& s, const Summary& summa
   return makespan;
 }
 
+void AddWorkerInterference(const InterferenceSums& m, v1::WorkerTiming* wt) {
+  wt->set_tasks_measured(m.tasks);
+  if (m.tasks == 0) return;
+  wt->set_steal_share(m.seconds > 0 ? std::min(1.0, m.steal / m.seconds) : 0);
+  wt->set_throttled_seconds(m.throttled);
+  wt->set_throttled_share(m.seconds > 0 ? std::min(1.0, m.throttled / m.seconds) : 0);
+  wt->set_run_queue_wait_seconds(m.wait);
+  wt->set_involuntary_switches(m.switches);
+}
+
 void AddWorkers(const TaskTotals& s, const std::map<std::string, WorkerFacts>& workers, double makespan,
                 v1::JobReport* r) {
   for (const auto& [name, w] : s.per_worker) {
@@ -208,6 +239,7 @@ void AddWorkers(const TaskTotals& s, const std::map<std::string, WorkerFacts>& w
     const double capacity = static_cast<double>(w.slots.size()) * makespan;
     wt->set_utilization(capacity > 0 ? w.busy / capacity : 0);
     wt->set_iterations_per_second(w.busy > 0 ? static_cast<double>(w.iterations) / w.busy : 0);
+    AddWorkerInterference(w.interference, wt);
   }
 }
 
@@ -232,7 +264,8 @@ void AddStragglers(const JobRecord& job, const Summary& summary, v1::JobReport* 
   for (const auto& [seconds, index] : slow) r->add_stragglers(index);
 }
 
-void AddTaskRow(const JobRecord& job, const TaskRecord& t, v1::TaskTiming* tt) {
+// `straggler`: the row gets its slow_cause.
+void AddTaskRow(const JobRecord& job, const TaskRecord& t, bool straggler, v1::TaskTiming* tt) {
   const Attempt& a = t.current;
   tt->set_index(t.index);
   tt->set_worker(a.worker);
@@ -248,6 +281,8 @@ void AddTaskRow(const JobRecord& job, const TaskRecord& t, v1::TaskTiming* tt) {
   if (a.end_cpu >= 0) tt->set_end_cpu(static_cast<uint32_t>(a.end_cpu));
   tt->set_migrated(a.migrated);
   tt->set_bound_cpus(a.bound_cpus);
+  if (a.interference) *tt->mutable_interference() = *a.interference;
+  if (straggler) tt->set_slow_cause(StragglerCause(a.interference, t.seconds(), std::nullopt));
   if (!t.has_timing()) return;
   tt->set_start_offset_seconds(Seconds(job.submitted_at, a.started_at));
   tt->set_seconds(t.seconds());
@@ -271,7 +306,8 @@ void AddTaskRows(const JobRecord& job, const ReportOptions& options, v1::JobRepo
   size_t used = BytesSoFar(*r);
   for (size_t i = first; i < last; ++i) {
     v1::TaskTiming* tt = r->add_tasks();
-    AddTaskRow(job, job.tasks[i], tt);
+    const uint32_t index = job.tasks[i].index;
+    AddTaskRow(job, job.tasks[i], std::binary_search(r->stragglers().begin(), r->stragglers().end(), index), tt);
     used += RowBytes(*tt);
     if (used > options.max_bytes) {
       r->mutable_tasks()->RemoveLast();

@@ -125,6 +125,7 @@ class SqliteJobStore : public JobStore {
     int end_cpu;
     bool migrated;
     std::string bound_cpus;
+    std::string interference;  // v1.Interference serialized; "" when not measured
   };
   // A new job's tasks as created (all queued): what a row needs, 24 bytes.
   struct NewTask {
