@@ -22,9 +22,9 @@ std::vector<std::pair<double, std::string>> Clauses(const v1::Interference& m, d
   std::vector<std::pair<double, std::string>> out;
   // A nanosecond's slack: 5 ms of a 0.1 s task is 5%, whatever the rounding.
   const double floor = kCauseMinShare * seconds - 1e-9;
+  // Cgroup-wide and summed over CPUs: the task lost at most its own time.
+  const double throttled = std::min(static_cast<double>(m.throttled_ns()) / 1e9, seconds);
   if (m.has_throttled_ns()) {
-    // Cgroup-wide and summed over CPUs: the task lost at most its own time.
-    const double throttled = std::min(static_cast<double>(m.throttled_ns()) / 1e9, seconds);
     if (throttled > 0 && throttled >= floor) {
       std::string phrase = absl::StrCat("throttled ", Millis(throttled));
       if (m.periods() > 0) absl::StrAppend(&phrase, " (", m.throttled_periods(), " of ", m.periods(), " periods)");
@@ -35,7 +35,9 @@ std::vector<std::pair<double, std::string>> Clauses(const v1::Interference& m, d
     out.emplace_back(m.steal_share() * seconds, absl::StrFormat("steal %.0f%%", m.steal_share() * 100));
   }
   if (m.has_run_queue_wait_ns()) {
-    const double wait = static_cast<double>(m.run_queue_wait_ns()) / 1e9;
+    // A task of a throttled cgroup stays runnable: its run-queue wait
+    // includes the throttled time, named above on its own.
+    const double wait = std::max(0.0, static_cast<double>(m.run_queue_wait_ns()) / 1e9 - throttled);
     if (wait > 0 && wait >= floor) {
       std::string phrase = absl::StrCat("waited ", Millis(wait), " for a CPU");
       if (m.involuntary_switches() > 0) absl::StrAppend(&phrase, " (", m.involuntary_switches(), " involuntary switches)");

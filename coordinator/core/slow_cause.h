@@ -23,7 +23,8 @@ inline constexpr double kCauseSlowRate = 0.6;
 // The cause of a straggler that ran `seconds`: the figures of `measured`
 // that explain at least kCauseMinShare of its time, largest first
 // ("throttled 120 ms (5 of 6 periods)", "steal 31%", "waited 40 ms for a
-// CPU (12 involuntary switches)"); else many involuntary switches ("14
+// CPU (12 involuntary switches)"; the wait is the run-queue wait less the
+// throttled time, which a throttled task spends runnable); else many involuntary switches ("14
 // involuntary switches"); else, when `rate_ratio` (the task's rate against
 // its worker's calibrated per-core rate; nullopt: unknown) is below
 // kCauseSlowRate, "0.55× its core's rate, no steal: shared core?"; else "no

@@ -137,7 +137,7 @@ class ThrottleTest(harness.ClusterCase):
         for t in slow:
             self.assertIn("throttled", t["slow_cause"], t)
 
-        text = self.coordctl("status", r["id"], check=0).stdout
+        text = self.coordctl("-o", "table", "status", r["id"], check=0).stdout
         self.assertIn("THROTTLED(s)", text)
         self.assertRegex(text, r"task \d+: throttled \d")
 

@@ -48,21 +48,36 @@ TEST(StragglerCauseTest, WaitedForACpuWithItsSwitches) {
   EXPECT_EQ(StragglerCause(m, 0.2, std::nullopt), "waited 40 ms for a CPU (12 involuntary switches)");
 }
 
+TEST(StragglerCauseTest, ThrottledTimeIsNotCountedAgainAsAWaitForACpu) {
+  // Captured in e2e_throttle: a throttled task is runnable, so its
+  // schedstat wait holds the 266 ms it was throttled.
+  v1::Interference m = Quiet();
+  m.set_run_queue_wait_ns(400'226'712);
+  m.set_involuntary_switches(54);
+  m.set_throttled_ns(266'043'392);
+  m.set_throttled_periods(5);
+  m.set_periods(6);
+  EXPECT_EQ(StragglerCause(m, 0.516, std::nullopt),
+            "throttled 266 ms (5 of 6 periods), waited 134 ms for a CPU (54 involuntary switches)");
+  m.set_run_queue_wait_ns(270'000'000);
+  EXPECT_EQ(StragglerCause(m, 0.516, std::nullopt), "throttled 266 ms (5 of 6 periods)");
+}
+
 TEST(StragglerCauseTest, SeveralCausesLargestFirst) {
   v1::Interference m = Quiet();
-  m.set_run_queue_wait_ns(40'000'000);
-  m.set_steal_share(0.5);  // 250 ms of 0.5 s
+  m.set_run_queue_wait_ns(140'000'000);  // 100 ms of it throttled
+  m.set_steal_share(0.5);                // 250 ms of 0.5 s
   m.set_throttled_ns(100'000'000);
   EXPECT_EQ(StragglerCause(m, 0.5, std::nullopt), "steal 50%, throttled 100 ms, waited 40 ms for a CPU");
 }
 
 TEST(StragglerCauseTest, FiguresUnderFivePercentOfTheTaskExplainNothing) {
   v1::Interference m = Quiet();
-  m.set_run_queue_wait_ns(4'000'000);  // 4% of 0.1 s
+  m.set_run_queue_wait_ns(8'000'000);  // 4 ms throttled, 4 ms (4% of 0.1 s) for a CPU
   m.set_steal_share(0.04);
   m.set_throttled_ns(4'000'000);
   EXPECT_EQ(StragglerCause(m, 0.1, std::nullopt), "no interference measured");
-  m.set_run_queue_wait_ns(5'000'000);
+  m.set_run_queue_wait_ns(9'000'000);
   EXPECT_EQ(StragglerCause(m, 0.1, std::nullopt), "waited 5.0 ms for a CPU");
 }
 
