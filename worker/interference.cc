@@ -268,7 +268,7 @@ std::optional<std::string> CpuStatPath(std::string_view proc_self_cgroup, std::s
 bool WorthProbing(const v1::Assignment& a, uint64_t wall_is_cpu_iterations) {
   switch (a.kind()) {
     case v1::TASK_KIND_COUNTDOWN:
-      return a.iterations() > wall_is_cpu_iterations;
+      return a.iterations() > std::max(wall_is_cpu_iterations, kProbeMinIterations);
     case v1::TASK_KIND_SPIN:
     case v1::TASK_KIND_SLEEP:
       return ToAbslDuration(a.duration()) >= absl::Milliseconds(1);

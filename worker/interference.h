@@ -65,9 +65,16 @@ std::optional<CpuStat> ParseCpuStat(std::string_view text);
 // mount of a subtree). nullopt when neither is mounted.
 std::optional<std::string> CpuStatPath(std::string_view proc_self_cgroup, std::string_view mountinfo);
 
+// The probe costs about 50 us (Begin + End: /proc/stat twice, about 18 us
+// each, schedstat, cpu.stat, getrusage; measured with
+// tests/bench/interference_bench on this 2-vCPU VM): countdowns of fewer
+// iterations than this (about 1.2 ms at 3.4 G iterations/s) skip it.
+inline constexpr uint64_t kProbeMinIterations = uint64_t{1} << 22;
+
 // Whether an attempt is long enough to be worth probing: not a countdown
-// of at most `wall_is_cpu_iterations`, not a spin or sleep under 1 ms.
-// (Tasks run inline are never probed: the caller skips them.)
+// of at most `wall_is_cpu_iterations` or kProbeMinIterations, not a spin or
+// sleep under 1 ms. (Tasks run inline are never probed: the caller skips
+// them.)
 bool WorthProbing(const v1::Assignment& a, uint64_t wall_is_cpu_iterations);
 
 class Interference {

@@ -126,7 +126,10 @@ v1::Assignment Task(v1::TaskKind kind, uint64_t iterations, absl::Duration d = a
 TEST(InterferenceProbeTest, TinyTasksAreNotWorthProbing) {
   constexpr uint64_t kWall = Executor::kWallIsCpuIterations;
   EXPECT_FALSE(WorthProbing(Task(v1::TASK_KIND_COUNTDOWN, kWall), kWall));
-  EXPECT_TRUE(WorthProbing(Task(v1::TASK_KIND_COUNTDOWN, kWall + 1), kWall));
+  EXPECT_FALSE(WorthProbing(Task(v1::TASK_KIND_COUNTDOWN, kWall + 1), kWall)) << "50 us of probe on a 20 us task";
+  EXPECT_FALSE(WorthProbing(Task(v1::TASK_KIND_COUNTDOWN, kProbeMinIterations), kWall));
+  EXPECT_TRUE(WorthProbing(Task(v1::TASK_KIND_COUNTDOWN, kProbeMinIterations + 1), kWall));
+  EXPECT_TRUE(WorthProbing(Task(v1::TASK_KIND_COUNTDOWN, kProbeMinIterations * 2), kProbeMinIterations + 1));
   EXPECT_FALSE(WorthProbing(Task(v1::TASK_KIND_SPIN, 0, absl::Microseconds(999)), kWall));
   EXPECT_TRUE(WorthProbing(Task(v1::TASK_KIND_SPIN, 0, absl::Milliseconds(1)), kWall));
   EXPECT_FALSE(WorthProbing(Task(v1::TASK_KIND_SLEEP, 0, absl::Microseconds(10)), kWall));
