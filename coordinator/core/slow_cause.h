@@ -24,12 +24,12 @@ inline constexpr double kCauseSlowRate = 0.6;
 // that explain at least kCauseMinShare of its time, largest first
 // ("throttled 120 ms (5 of 6 periods)", "steal 31%", "waited 40 ms for a
 // CPU (12 involuntary switches)"; the wait is the run-queue wait less the
-// throttled time, which a throttled task spends runnable); else many involuntary switches ("14
-// involuntary switches"); else, when `rate_ratio` (the task's rate against
-// its worker's calibrated per-core rate; nullopt: unknown) is below
-// kCauseSlowRate, "0.55× its core's rate, no steal: shared core?"; else "no
-// interference measured". Without measurements: "not measured" (with the
-// rate clause when it applies).
+// throttled time, which a throttled task spends runnable); else many
+// involuntary switches ("14 involuntary switches"); else, when
+// `rate_ratio` (the task's rate against its worker's calibrated per-core
+// rate; nullopt: unknown) is below kCauseSlowRate, "0.55× its core's rate,
+// no steal: shared core?"; else "no interference measured". Without
+// measurements: "not measured" (with the rate clause when it applies).
 std::string StragglerCause(const std::optional<v1::Interference>& measured, double seconds,
                            std::optional<double> rate_ratio);
 
