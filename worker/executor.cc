@@ -375,8 +375,8 @@ v1::TaskResult Executor::RunInThread(const v1::Assignment& a, int slot, const Ca
   // countdown shorter than that reports its wall time, which for a loop
   // that never blocks is its CPU time.
   const bool cpu_clock = a.kind() != v1::TASK_KIND_COUNTDOWN || a.iterations() > kWallIsCpuIterations;
-  const Interference::Probe probe =
-      on_slot_thread && WorthProbing(a, kWallIsCpuIterations) ? Interference::Begin(/*thread=*/true) : Interference::Skip();
+  std::optional<Interference::Probe> probe;  // empty: no 4 KiB to clear for a tiny task
+  if (on_slot_thread && WorthProbing(a, kWallIsCpuIterations)) probe = Interference::Begin(/*thread=*/true);
   const int64_t cpu0 = cpu_clock ? ThreadCpuNanos() : 0;
   r.set_start_mono_ns(MonoNanosNow());
   const MonoTime deadline = DeadlineOf(a);
@@ -387,7 +387,7 @@ v1::TaskResult Executor::RunInThread(const v1::Assignment& a, int slot, const Ca
   r.set_cpu_ns(cpu_clock ? ThreadCpuNanos() - cpu0 : r.end_mono_ns() - r.start_mono_ns());
   r.set_iterations_done(a.kind() == v1::TASK_KIND_COUNTDOWN ? k.iterations_done : 0);
   SetOutcome(a, k.outcome, &r);
-  Interference::End(probe, &r);
+  if (probe) Interference::End(*probe, &r);
   return r;
 }
 
@@ -400,8 +400,8 @@ v1::TaskResult Executor::RunInProcess(const v1::Assignment& a, int slot, const K
   // blocks the read.
   int cpus_pipe[2] = {-1, -1};
   if (pipe2(cpus_pipe, O_CLOEXEC | O_NONBLOCK) != 0) cpus_pipe[0] = cpus_pipe[1] = -1;
-  const Interference::Probe probe =
-      WorthProbing(a, kWallIsCpuIterations) ? Interference::Begin(/*thread=*/false) : Interference::Skip();
+  std::optional<Interference::Probe> probe;
+  if (WorthProbing(a, kWallIsCpuIterations)) probe = Interference::Begin(/*thread=*/false);
   r.set_start_mono_ns(MonoNanosNow());
   const MonoTime deadline = DeadlineOf(a);
   const pid_t pid = fork();
@@ -423,13 +423,13 @@ v1::TaskResult Executor::RunInProcess(const v1::Assignment& a, int slot, const K
   }
   rusage usage{};
   std::optional<int64_t> run_delay;
-  const int status = ReapChild(key, pid, &usage, probe.active ? &run_delay : nullptr);
+  const int status = ReapChild(key, pid, &usage, probe ? &run_delay : nullptr);
   r.set_end_mono_ns(MonoNanosNow());
   r.set_cpu_ns((int64_t{usage.ru_utime.tv_sec} + usage.ru_stime.tv_sec) * 1'000'000'000 +
                (int64_t{usage.ru_utime.tv_usec} + usage.ru_stime.tv_usec) * 1'000);
   SetChildOutcome(a, status, cancel.cancelled(), &r);
   ReadChildCpus(cpus_pipe[0], &r);
-  Interference::End(probe, &r, run_delay, &usage);
+  if (probe) Interference::End(*probe, &r, run_delay, &usage);
   return r;
 }
 

@@ -6,9 +6,10 @@
 // CPUs it ran on, and its cgroup's CPU throttling. Filled into
 // TaskResult.interference.
 //
-//   const Interference::Probe begin = Interference::Begin(/*thread=*/true);
+//   std::optional<Interference::Probe> begin;  // not a 4 KiB clear when skipped
+//   if (WorthProbing(a, ...)) begin = Interference::Begin(/*thread=*/true);
 //   ... run the task ...
-//   Interference::End(begin, &result);  // after start/end CPU and times are set
+//   if (begin) Interference::End(*begin, &result);  // after start/end CPU and times are set
 //
 // The parsers are pure functions over the files' text, for unit tests with
 // captured text; the readers use open/pread into stack buffers (no streams,
@@ -81,7 +82,7 @@ class Interference {
  public:
   // Counters at the start of an attempt.
   struct Probe {
-    bool active = false;
+    bool active = false;  // from Begin; End ignores a default-made one
     bool thread = false;  // thread-mode figures (schedstat, RUSAGE_THREAD)
     std::optional<int64_t> run_delay_ns;
     std::optional<long> nivcsw;
@@ -92,8 +93,6 @@ class Interference {
   // run-queue wait and involuntary switches (thread mode); in process mode
   // the child's come from ChildRunDelay and its wait4 rusage instead.
   static Probe Begin(bool thread);
-  // An inactive probe: End does nothing with it.
-  static Probe Skip() { return Probe{}; }
   // Fills r->interference from the counters now against `begin`, over
   // r's start/end_mono_ns and on r's start/end CPUs. In process mode pass
   // the child's run delay and rusage (child_* ignored in thread mode).

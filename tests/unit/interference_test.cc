@@ -154,7 +154,7 @@ TEST(InterferenceProbeTest, ThreadProbeMeasuresOnThisHost) {
 
 TEST(InterferenceProbeTest, SkippedProbeLeavesNoInterference) {
   v1::TaskResult r;
-  Interference::End(Interference::Skip(), &r);
+  Interference::End(Interference::Probe{}, &r);
   EXPECT_FALSE(r.has_interference());
 }
 
