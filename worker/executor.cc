@@ -16,6 +16,7 @@
 #include "busyfleet/proto_time.h"
 #include "common/clock.h"
 #include "worker/cpu_topology.h"
+#include "worker/interference.h"
 
 namespace busyfleet::worker {
 namespace {
@@ -374,6 +375,8 @@ v1::TaskResult Executor::RunInThread(const v1::Assignment& a, int slot, const Ca
   // countdown shorter than that reports its wall time, which for a loop
   // that never blocks is its CPU time.
   const bool cpu_clock = a.kind() != v1::TASK_KIND_COUNTDOWN || a.iterations() > kWallIsCpuIterations;
+  std::optional<Interference::Probe> probe;  // empty: no 4 KiB to clear for a tiny task
+  if (on_slot_thread && WorthProbing(a, kWallIsCpuIterations)) probe = Interference::Begin(/*thread=*/true);
   const int64_t cpu0 = cpu_clock ? ThreadCpuNanos() : 0;
   r.set_start_mono_ns(MonoNanosNow());
   const MonoTime deadline = DeadlineOf(a);
@@ -384,6 +387,7 @@ v1::TaskResult Executor::RunInThread(const v1::Assignment& a, int slot, const Ca
   r.set_cpu_ns(cpu_clock ? ThreadCpuNanos() - cpu0 : r.end_mono_ns() - r.start_mono_ns());
   r.set_iterations_done(a.kind() == v1::TASK_KIND_COUNTDOWN ? k.iterations_done : 0);
   SetOutcome(a, k.outcome, &r);
+  if (probe) Interference::End(*probe, &r);
   return r;
 }
 
@@ -396,6 +400,8 @@ v1::TaskResult Executor::RunInProcess(const v1::Assignment& a, int slot, const K
   // blocks the read.
   int cpus_pipe[2] = {-1, -1};
   if (pipe2(cpus_pipe, O_CLOEXEC | O_NONBLOCK) != 0) cpus_pipe[0] = cpus_pipe[1] = -1;
+  std::optional<Interference::Probe> probe;
+  if (WorthProbing(a, kWallIsCpuIterations)) probe = Interference::Begin(/*thread=*/false);
   r.set_start_mono_ns(MonoNanosNow());
   const MonoTime deadline = DeadlineOf(a);
   const pid_t pid = fork();
@@ -416,21 +422,24 @@ v1::TaskResult Executor::RunInProcess(const v1::Assignment& a, int slot, const K
     if (cancel.cancelled()) StopChildLocked(key, pid);  // cancelled before the pid was known
   }
   rusage usage{};
-  const int status = ReapChild(key, pid, &usage);
+  std::optional<int64_t> run_delay;
+  const int status = ReapChild(key, pid, &usage, probe ? &run_delay : nullptr);
   r.set_end_mono_ns(MonoNanosNow());
   r.set_cpu_ns((int64_t{usage.ru_utime.tv_sec} + usage.ru_stime.tv_sec) * 1'000'000'000 +
                (int64_t{usage.ru_utime.tv_usec} + usage.ru_stime.tv_usec) * 1'000);
   SetChildOutcome(a, status, cancel.cancelled(), &r);
   ReadChildCpus(cpus_pipe[0], &r);
+  if (probe) Interference::End(*probe, &r, run_delay, &usage);
   return r;
 }
 
-int Executor::ReapChild(const Key& key, pid_t child, rusage* usage) {
+int Executor::ReapChild(const Key& key, pid_t child, rusage* usage, std::optional<int64_t>* run_delay) {
   // Wait without reaping, forget the pid, then reap: a Cancel racing with
   // the exit can never signal a recycled pid.
   siginfo_t info{};
   while (waitid(P_PID, static_cast<id_t>(child), &info, WEXITED | WNOWAIT) != 0 && errno == EINTR) {
   }
+  if (run_delay != nullptr) *run_delay = Interference::ChildRunDelay(child);  // the zombie keeps its counters
   {
     absl::MutexLock lock(&mu_);
     auto it = running_.find(key);

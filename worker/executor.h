@@ -8,6 +8,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <tuple>
@@ -111,8 +112,9 @@ class Executor {
   v1::TaskResult RunInProcess(const v1::Assignment& a, int slot, const Key& key,
                               const CancelToken& cancel);
   // Waits for the task's child to exit, forgets its pid, reaps it; its wait
-  // status (and its CPU time in `usage`).
-  int ReapChild(const Key& key, pid_t child, rusage* usage);
+  // status (and its CPU time in `usage`; its run-queue wait in `run_delay`
+  // unless null, read between its exit and the reap).
+  int ReapChild(const Key& key, pid_t child, rusage* usage, std::optional<int64_t>* run_delay);
 
   const Options options_;
   const StartedFn on_started_;

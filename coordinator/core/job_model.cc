@@ -23,6 +23,8 @@ AttemptRecord Attempt::ToRecord(v1::TaskState state, bool backup, std::string er
   a.cpu_ns = cpu_ns;
   a.iterations_done = iterations_done;
   a.error = std::move(error);
+  a.interference = interference;
+  a.calibrated_rate = calibrated_rate;
   return a;
 }
 
@@ -38,6 +40,7 @@ void Attempt::ClearResult() {
   migrated = false;
   bound_cpus.clear();
   calibrated_rate = 0;
+  interference.reset();
 }
 
 void TaskRecord::ArchiveCurrent(v1::TaskState ended_as, std::string why, absl::Time now) {

@@ -51,6 +51,9 @@ struct AttemptRecord {
   int64_t cpu_ns = 0;
   uint64_t iterations_done = 0;
   std::string error;
+  double calibrated_rate = 0;  // Attempt::calibrated_rate
+  // What slowed it down, measured on its worker; nullopt when not measured.
+  std::optional<v1::Interference> interference;
 };
 
 // One copy of a task handed to a worker: the task's current attempt, or a
@@ -87,6 +90,9 @@ struct Attempt {
   // Its worker's calibrated per-core rate for the job's kind (the CPU it
   // started on, else the worker's median) when the result came in; 0: none.
   double calibrated_rate = 0;
+  // What slowed it down (TaskResult.interference); nullopt when the worker
+  // did not measure it. Stored with the task (the current attempt's).
+  std::optional<v1::Interference> interference;
   // The backup's phase (started on its worker). The current attempt's
   // phase is TaskRecord::state, which is what is stored.
   bool running = false;

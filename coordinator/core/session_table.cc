@@ -101,6 +101,7 @@ void Session::RecordTiming(const v1::TaskResult& result, v1::TaskKind kind, absl
   a.migrated = result.migrated();
   a.bound_cpus = result.bound_cpus();
   a.calibrated_rate = CalibratedRate(kind, a.start_cpu);
+  a.interference = result.has_interference() ? std::optional(result.interference()) : std::nullopt;
   a.cpu_ns = result.cpu_ns();
   a.iterations_done = result.iterations_done();
   const absl::Duration ran = absl::Nanoseconds(result.end_mono_ns() - result.start_mono_ns());

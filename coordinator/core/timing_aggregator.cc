@@ -9,6 +9,7 @@
 
 #include "busyfleet/proto_time.h"
 #include "coordinator/core/limits.h"
+#include "coordinator/core/slow_cause.h"
 #include "common/stats.h"
 
 namespace busyfleet::coordinator {
@@ -42,6 +43,11 @@ void AddAttempt(const JobRecord& job, uint32_t index, const AttemptRecord& a, ab
   at->set_cpu_seconds(static_cast<double>(a.cpu_ns) / 1e9);
   at->set_iterations(a.iterations_done);
   at->set_error(a.error);
+  if (a.interference) *at->mutable_interference() = *a.interference;
+  at->set_calibrated_rate(a.calibrated_rate);
+  if (a.calibrated_rate > 0 && at->seconds() > 0 && a.iterations_done > 0) {
+    at->set_rate_ratio(static_cast<double>(a.iterations_done) / at->seconds() / a.calibrated_rate);
+  }
 }
 
 // Rows go in while the reply stays within `budget` bytes (a repeated
@@ -109,6 +115,23 @@ void AddHeader(const JobRecord& job, v1::JobReport* r) {
   r->set_pending_reason(job.pending_reason);
 }
 
+// Interference summed over a worker's measured tasks.
+struct InterferenceSums {
+  uint32_t tasks = 0;
+  double seconds = 0;  // their wall time
+  double steal = 0, throttled = 0, wait = 0;
+  uint64_t switches = 0;
+
+  void Add(const v1::Interference& m, double task_seconds) {
+    ++tasks;
+    seconds += task_seconds;
+    steal += static_cast<double>(m.steal_ns()) / 1e9;
+    throttled += static_cast<double>(m.throttled_ns()) / 1e9;
+    wait += static_cast<double>(m.run_queue_wait_ns()) / 1e9;
+    switches += m.involuntary_switches();
+  }
+};
+
 struct PerWorker {
   std::string host;
   uint32_t tasks = 0;
@@ -116,6 +139,7 @@ struct PerWorker {
   double busy = 0;
   std::set<uint32_t> slots;
   std::vector<double> calibrated_rates;  // of its tasks that have one
+  InterferenceSums interference;
 };
 
 // A task's rate (iterations / its own seconds) against its core's
@@ -125,6 +149,8 @@ double RateRatio(const TaskRecord& t) {
   if (t.current.calibrated_rate <= 0 || secs <= 0 || t.current.iterations_done == 0) return 0;
   return static_cast<double>(t.current.iterations_done) / secs / t.current.calibrated_rate;
 }
+
+std::optional<double> KnownRatio(double ratio) { return ratio > 0 ? std::optional(ratio) : std::nullopt; }
 
 // Sums over the tasks whose final attempt has timing.
 struct TaskTotals {
@@ -171,6 +197,7 @@ TaskTotals SumTasks(const JobRecord& job) {
     w.busy += secs;
     w.slots.insert(a.slot);
     if (a.calibrated_rate > 0) w.calibrated_rates.push_back(a.calibrated_rate);
+    if (a.interference) w.interference.Add(*a.interference, secs);
     if (t.state == v1::TASK_STATE_SUCCEEDED) {
       s.succeeded_seconds.push_back(secs);
       s.serial += secs;
@@ -225,6 +252,16 @@ double AddTiming(const JobRecord& job, const TaskTotals& s, const Summary& summa
   return makespan;
 }
 
+void AddWorkerInterference(const InterferenceSums& m, v1::WorkerTiming* wt) {
+  wt->set_tasks_measured(m.tasks);
+  if (m.tasks == 0) return;
+  wt->set_steal_share(m.seconds > 0 ? std::min(1.0, m.steal / m.seconds) : 0);
+  wt->set_throttled_seconds(m.throttled);
+  wt->set_throttled_share(m.seconds > 0 ? std::min(1.0, m.throttled / m.seconds) : 0);
+  wt->set_run_queue_wait_seconds(m.wait);
+  wt->set_involuntary_switches(m.switches);
+}
+
 void AddWorkers(const TaskTotals& s, const std::map<std::string, WorkerFacts>& workers, double makespan,
                 v1::JobReport* r) {
   for (const auto& [name, w] : s.per_worker) {
@@ -245,6 +282,7 @@ void AddWorkers(const TaskTotals& s, const std::map<std::string, WorkerFacts>& w
       wt->set_calibrated_rate(rate);
       wt->set_rate_ratio(wt->iterations_per_second() / rate);
     }
+    AddWorkerInterference(w.interference, wt);
   }
 }
 
@@ -269,7 +307,8 @@ void AddStragglers(const JobRecord& job, const Summary& summary, v1::JobReport* 
   for (const auto& [seconds, index] : slow) r->add_stragglers(index);
 }
 
-void AddTaskRow(const JobRecord& job, const TaskRecord& t, v1::TaskTiming* tt) {
+// `straggler`: the row gets its slow_cause.
+void AddTaskRow(const JobRecord& job, const TaskRecord& t, bool straggler, v1::TaskTiming* tt) {
   const Attempt& a = t.current;
   tt->set_index(t.index);
   tt->set_worker(a.worker);
@@ -285,6 +324,8 @@ void AddTaskRow(const JobRecord& job, const TaskRecord& t, v1::TaskTiming* tt) {
   if (a.end_cpu >= 0) tt->set_end_cpu(static_cast<uint32_t>(a.end_cpu));
   tt->set_migrated(a.migrated);
   tt->set_bound_cpus(a.bound_cpus);
+  if (a.interference) *tt->mutable_interference() = *a.interference;
+  if (straggler) tt->set_slow_cause(StragglerCause(a.interference, t.seconds(), KnownRatio(RateRatio(t))));
   if (!t.has_timing()) return;
   tt->set_start_offset_seconds(Seconds(job.submitted_at, a.started_at));
   tt->set_seconds(t.seconds());
@@ -310,7 +351,8 @@ void AddTaskRows(const JobRecord& job, const ReportOptions& options, v1::JobRepo
   size_t used = BytesSoFar(*r);
   for (size_t i = first; i < last; ++i) {
     v1::TaskTiming* tt = r->add_tasks();
-    AddTaskRow(job, job.tasks[i], tt);
+    const uint32_t index = job.tasks[i].index;
+    AddTaskRow(job, job.tasks[i], std::binary_search(r->stragglers().begin(), r->stragglers().end(), index), tt);
     used += RowBytes(*tt);
     if (used > options.max_bytes) {
       r->mutable_tasks()->RemoveLast();

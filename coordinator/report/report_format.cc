@@ -83,7 +83,26 @@ json WorkerTimingJson(const v1::WorkerTiming& w) {
   worker["slots_used"] = w.slots_used();
   worker["calibrated_rate"] = JsonNumber(w.calibrated_rate());
   worker["rate_ratio"] = JsonNumber(w.rate_ratio());
+  worker["steal_share"] = JsonNumber(w.steal_share());
+  worker["throttled_seconds"] = JsonNumber(w.throttled_seconds());
+  worker["throttled_share"] = JsonNumber(w.throttled_share());
+  worker["run_queue_wait_seconds"] = JsonNumber(w.run_queue_wait_seconds());
+  worker["involuntary_switches"] = w.involuntary_switches();
+  worker["tasks_measured"] = w.tasks_measured();
   return worker;
+}
+
+// The figures measured (absent ones left out), times in seconds.
+json InterferenceJson(const v1::Interference& m) {
+  json out = json::object();
+  if (m.has_run_queue_wait_ns()) out["run_queue_wait_seconds"] = JsonNumber(static_cast<double>(m.run_queue_wait_ns()) / 1e9);
+  if (m.has_involuntary_switches()) out["involuntary_switches"] = m.involuntary_switches();
+  if (m.has_steal_ns()) out["steal_seconds"] = JsonNumber(static_cast<double>(m.steal_ns()) / 1e9);
+  if (m.has_steal_share()) out["steal_share"] = JsonNumber(m.steal_share());
+  if (m.has_throttled_ns()) out["throttled_seconds"] = JsonNumber(static_cast<double>(m.throttled_ns()) / 1e9);
+  if (m.has_throttled_periods()) out["throttled_periods"] = m.throttled_periods();
+  if (m.has_periods()) out["periods"] = m.periods();
+  return out;
 }
 
 json TaskTimingJson(const v1::TaskTiming& t) {
@@ -107,6 +126,8 @@ json TaskTimingJson(const v1::TaskTiming& t) {
     task["calibrated_rate"] = JsonNumber(t.calibrated_rate());
     task["rate_ratio"] = JsonNumber(t.rate_ratio());
   }
+  if (t.has_interference()) task["interference"] = InterferenceJson(t.interference());
+  if (!t.slow_cause().empty()) task["slow_cause"] = t.slow_cause();
   if (t.speculated()) {
     task["speculated"] = true;
     task["backup_won"] = t.backup_won();
@@ -192,7 +213,15 @@ std::string StragglersLine(const v1::JobReport& report) {
     absl::StrAppend(&line, ", ... and ",
                     report.stragglers_size() - kMaxStragglersListed, " more");
   }
-  return line + "\n";
+  absl::StrAppend(&line, "\n");
+  // Why, for the listed ones whose rows the report has.
+  int causes = 0;
+  for (const v1::TaskTiming& t : report.tasks()) {
+    if (t.slow_cause().empty() || causes >= kMaxStragglersListed) continue;
+    absl::StrAppend(&line, absl::StrFormat("  task %d: %s\n", t.index(), Printable(t.slow_cause())));
+    ++causes;
+  }
+  return line;
 }
 
 std::string WorkersTable(const v1::JobReport& report) {
@@ -201,6 +230,11 @@ std::string WorkersTable(const v1::JobReport& report) {
       {"TASKS", true},   {"ITERATIONS", true}, {"BUSY(s)", true},
       {"UTIL", true},    {"IT/S/SLOT", true}, {"VS-CALIB", true},
   };
+  std::vector<TableColumn> all = columns;
+  // Interference columns when a worker measured some of its tasks.
+  const bool measured = std::any_of(report.workers().begin(), report.workers().end(),
+                                    [](const v1::WorkerTiming& w) { return w.tasks_measured() > 0; });
+  if (measured) all.insert(all.end(), {{"STEAL", true}, {"THROTTLED(s)", true}});
   std::vector<std::vector<std::string>> rows;
   for (const v1::WorkerTiming& w : report.workers()) {
     rows.push_back({w.name(), w.host().empty() ? "-" : w.host(),
@@ -209,8 +243,12 @@ std::string WorkersTable(const v1::JobReport& report) {
                     Fixed(w.busy_seconds(), 3), Percent(w.utilization()),
                     HumanCount(w.iterations_per_second()),
                     w.rate_ratio() > 0 ? Multiple(w.rate_ratio()) : "-"});
+    if (!measured) continue;
+    const bool any = w.tasks_measured() > 0;
+    rows.back().push_back(any ? Percent(w.steal_share()) : "-");
+    rows.back().push_back(any ? Fixed(w.throttled_seconds(), 3) : "-");
   }
-  return RenderTextTable(columns, rows);
+  return RenderTextTable(all, rows);
 }
 
 std::string TasksTable(const v1::JobReport& report) {

@@ -12,6 +12,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/string_view.h"
 #include "busyfleet/v1/types.pb.h"
 #include "coordinator/core/enum_names.h"
@@ -85,9 +86,42 @@ struct Slice {
   uint64_t iterations = 0;
   absl::string_view error;
   bool backup = false;
+  const v1::Interference* interference = nullptr;  // measured on the worker
+  absl::string_view slow_cause;                    // stragglers (task rows)
+  double rate_ratio = 0;  // against its core's calibrated rate; 0: unknown
 
   double end() const { return start + seconds; }
 };
+
+// The interference marker's colour (SVG).
+constexpr const char* kInterferenceFill = "#e65100";
+
+// Share of a task's time that counts as significant interference (the
+// straggler cause's kCauseMinShare, coordinator/core/slow_cause.h).
+constexpr double kInterferenceShare = 0.05;
+
+// Whether a figure of what the worker measured took at least
+// kInterferenceShare of the slice's time: drawn with a marker.
+bool Interfered(const Slice& s) {
+  if (s.interference == nullptr || s.seconds <= 0) return false;
+  const v1::Interference& m = *s.interference;
+  const double floor = kInterferenceShare * s.seconds * 1e9;
+  return m.steal_share() >= kInterferenceShare || static_cast<double>(m.throttled_ns()) >= floor ||
+         static_cast<double>(m.run_queue_wait_ns()) >= floor;
+}
+
+// "throttled 0.120 s, steal 3%, waited 0.002 s for a CPU, 4 involuntary
+// switches": what was measured, for tooltips.
+std::string InterferenceText(const v1::Interference& m) {
+  std::vector<std::string> parts;
+  if (m.has_throttled_ns()) parts.push_back(absl::StrCat("throttled ", Fixed(static_cast<double>(m.throttled_ns()) / 1e9, 3, " s")));
+  if (m.has_steal_share()) parts.push_back(absl::StrCat("steal ", Percent(m.steal_share())));
+  if (m.has_run_queue_wait_ns()) {
+    parts.push_back(absl::StrCat("waited ", Fixed(static_cast<double>(m.run_queue_wait_ns()) / 1e9, 3, " s"), " for a CPU"));
+  }
+  if (m.has_involuntary_switches()) parts.push_back(absl::StrCat(m.involuntary_switches(), " involuntary switches"));
+  return absl::StrJoin(parts, ", ");
+}
 
 Look LookOf(const Slice& s) {
   switch (s.state) {
@@ -138,6 +172,8 @@ Slices CollectSlices(const v1::JobReport& report) {
       s.iterations = a.iterations();
       s.error = a.error();
       s.backup = a.backup();
+      if (a.has_interference()) s.interference = &a.interference();
+      s.rate_ratio = a.rate_ratio();
       keep(s);
     }
     return out;
@@ -163,6 +199,9 @@ Slices CollectSlices(const v1::JobReport& report) {
     s.cpu_seconds = t.cpu_seconds();
     s.iterations = t.iterations();
     s.error = t.error();
+    if (t.has_interference()) s.interference = &t.interference();
+    s.slow_cause = t.slow_cause();
+    s.rate_ratio = t.rate_ratio();
     keep(s);
   }
   return out;
@@ -255,6 +294,7 @@ std::string Legend(double y, int width, int* lines) {
   }
   item(" fill=\"#ffffff\" stroke=\"#222222\" stroke-dasharray=\"3,2\"",
        "backup copy (outlined)");
+  item(absl::StrCat(" fill=\"", kInterferenceFill, "\""), "interference (top band)");
   return out;
 }
 
@@ -284,9 +324,11 @@ struct Group {
   uint32_t max_index = 0;
   double start = 0;
   double end = 0;
+  size_t interfered = 0;  // members drawn with the interference marker
 
   void Add(const Slice& s, double sx0, double sx1) {
     const Look l = LookOf(s);
+    if (Interfered(s)) ++interfered;
     if (count == 0) {
       x0 = sx0;
       x1 = sx1;
@@ -334,6 +376,9 @@ std::string SingleTooltip(const Slice& s) {
     absl::StrAppend(&text,
                     ", error: ", TruncateText(s.error, kMaxTooltipError));
   }
+  if (s.interference != nullptr) absl::StrAppend(&text, "; ", InterferenceText(*s.interference));
+  if (s.rate_ratio > 0) absl::StrAppend(&text, absl::StrFormat("; %.2fx its core's calibrated rate", s.rate_ratio));
+  if (!s.slow_cause.empty()) absl::StrAppend(&text, "; slow: ", s.slow_cause);
   return text;
 }
 
@@ -352,6 +397,7 @@ std::string GroupTooltip(const Group& g) {
   absl::StrAppend(&text, "; ", Fixed(g.start, 3, " s"), " to ", Fixed(g.end, 3, " s"),
                   ", worker ", WorkerLabel(g.first->worker, g.first->host),
                   ", slot ", g.first->slot);
+  if (g.interfered > 0) absl::StrAppend(&text, "; ", g.interfered, " slowed by interference");
   return text;
 }
 
@@ -367,6 +413,12 @@ void AppendRect(const Group& g, double y, std::string* out) {
   }
   absl::StrAppend(out, "><title>", XmlEscape(GroupTooltip(g)),
                   "</title></rect>\n");
+  // Interference (steal, throttling, run-queue wait over 5% of a task's
+  // time): an orange band along the bar's top edge.
+  if (g.interfered > 0) {
+    absl::StrAppend(out, "<rect x=\"", SvgNum(g.x0), "\" y=\"", SvgNum(y), "\" width=\"", SvgNum(width),
+                    "\" height=\"3\" fill=\"", kInterferenceFill, "\" class=\"interference\"/>\n");
+  }
 }
 
 std::string EmptySvg(const v1::JobReport& report, int width) {
@@ -604,6 +656,11 @@ json AttemptEvent(const Slice& s, int pid) {
                {"slot", s.slot},
                {"backup", s.backup}};
   if (!s.error.empty()) args["error"] = std::string(s.error);
+  if (s.interference != nullptr) args["interference"] = InterferenceText(*s.interference);
+  if (!s.slow_cause.empty()) args["slow_cause"] = std::string(s.slow_cause);
+  if (s.rate_ratio > 0) args["rate_ratio"] = JsonNumber(s.rate_ratio);
+  // Significant interference: Chrome's reserved "bad" colour instead of the state's.
+  const bool interfered = Interfered(s) && LookOf(s) == Look::kSucceeded;
   return {{"ph", "X"},
           {"name", SliceName(s)},
           {"cat", TaskStateName(s.state)},
@@ -611,7 +668,7 @@ json AttemptEvent(const Slice& s, int pid) {
           {"tid", static_cast<int64_t>(s.slot) + 1},
           {"ts", s.start * 1e6},
           {"dur", s.seconds * 1e6},
-          {"cname", StyleOf(LookOf(s)).cname},
+          {"cname", interfered ? "bad" : StyleOf(LookOf(s)).cname},
           {"args", std::move(args)}};
 }
 

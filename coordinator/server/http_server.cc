@@ -3,17 +3,22 @@
 #include <httplib.h>
 
 #include <algorithm>
+#include <optional>
+#include <string>
 #include <utility>
+#include <vector>
 
 #include <spdlog/spdlog.h>
 
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "absl/time/clock.h"
 #include "common/net.h"
+#include "coordinator/core/slow_cause.h"
 #include "coordinator/server/prometheus_text.h"
 #include "coordinator/report/fleet.h"
 #include "coordinator/report/format.h"
@@ -115,10 +120,48 @@ std::string JobsSection(Coordinator& coordinator, int page_jobs, int page_timeli
   return out;
 }
 
+// Stragglers listed under a timeline, with their causes.
+constexpr int kPageStragglers = 10;
+
+// Per worker: steal and throttling over the job (when it measured any of
+// its tasks), and why the first stragglers were slow (from their final
+// attempts' figures, as in the report's slow_cause).
+std::string InterferenceSection(const v1::JobReport& r) {
+  std::string out;
+  for (const v1::WorkerTiming& w : r.workers()) {
+    if (w.tasks_measured() == 0) continue;
+    absl::StrAppend(&out, "<tr><td>", Html(w.name()), "</td><td class=\"n\">", report::Percent(w.steal_share()),
+                    "</td><td class=\"n\">", report::Fixed(w.throttled_seconds(), 3), "</td><td class=\"n\">",
+                    report::Fixed(w.run_queue_wait_seconds(), 3), "</td><td class=\"n\">",
+                    w.involuntary_switches(), "</td></tr>\n");
+  }
+  if (!out.empty()) {
+    out = absl::StrCat(
+        "<table class=\"interference\"><thead><tr><th>worker</th><th>steal</th><th>throttled (s)</th>"
+        "<th>waited for a CPU (s)</th><th>involuntary switches</th></tr></thead><tbody>\n",
+        out, "</tbody></table>\n");
+  }
+  std::vector<std::string> causes;
+  for (const v1::AttemptTiming& a : r.attempts()) {
+    if (a.state() != v1::TASK_STATE_SUCCEEDED || static_cast<int>(causes.size()) >= kPageStragglers ||
+        !std::binary_search(r.stragglers().begin(), r.stragglers().end(), a.index())) {
+      continue;
+    }
+    const std::optional<v1::Interference> m =
+        a.has_interference() ? std::optional(a.interference()) : std::nullopt;
+    const std::optional<double> ratio = a.rate_ratio() > 0 ? std::optional(a.rate_ratio()) : std::nullopt;
+    causes.push_back(absl::StrCat("task ", a.index(), ": ", StragglerCause(m, a.seconds(), ratio)));
+  }
+  if (!causes.empty()) {
+    absl::StrAppend(&out, "<p class=\"muted stragglers\">Slow tasks: ", Html(absl::StrJoin(causes, "; ")), "</p>\n");
+  }
+  return out;
+}
+
 std::string TimelineSection(const v1::JobReport& r) {
   return absl::StrCat("<h2 id=\"job-", Html(r.id()), "\">Timeline of ", Html(r.id()),
                       r.name().empty() ? "" : " (" + Html(r.name()) + ")", "</h2>\n<div class=\"timeline\">",
-                      report::TimelineSvg(r), "</div>\n");
+                      report::TimelineSvg(r), "</div>\n", InterferenceSection(r));
 }
 
 constexpr absl::string_view kSessionCookie = "busyfleet_session";

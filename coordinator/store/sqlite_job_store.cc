@@ -45,6 +45,7 @@ CREATE TABLE IF NOT EXISTS tasks (
   start_cpu INTEGER NOT NULL DEFAULT -1, end_cpu INTEGER NOT NULL DEFAULT -1,
   migrated INTEGER NOT NULL DEFAULT 0, bound_cpus TEXT NOT NULL DEFAULT '',
   calibrated_rate REAL NOT NULL DEFAULT 0,
+  interference BLOB NOT NULL DEFAULT x'',
   PRIMARY KEY (job_id, idx)) WITHOUT ROWID;
 )sql";
 
@@ -165,9 +166,9 @@ struct SqliteJobStore::WriteStatements {
         task(db, R"sql(
     INSERT OR REPLACE INTO tasks (job_id, idx, iterations, duration_ns, state, attempt, worker, host, slot,
       assigned_ns, started_ns, ended_ns, result_ns, cpu_ns, iterations_done, error, failures, speculated,
-      backup_won, start_cpu, end_cpu, migrated, bound_cpus, calibrated_rate)
+      backup_won, start_cpu, end_cpu, migrated, bound_cpus, calibrated_rate, interference)
     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22,
-            ?23, ?24);)sql") {}
+            ?23, ?24, ?25);)sql") {}
   Stmt job;
   Stmt task;
 };
@@ -210,7 +211,9 @@ absl::StatusOr<std::unique_ptr<SqliteJobStore>> SqliteJobStore::Open(const std::
         std::tuple{"tasks", "end_cpu", "INTEGER NOT NULL DEFAULT -1"},
         std::tuple{"tasks", "migrated", "INTEGER NOT NULL DEFAULT 0"},
         std::tuple{"tasks", "bound_cpus", "TEXT NOT NULL DEFAULT ''"},
-        std::tuple{"tasks", "calibrated_rate", "REAL NOT NULL DEFAULT 0"}}) {
+        std::tuple{"tasks", "calibrated_rate", "REAL NOT NULL DEFAULT 0"},
+        // v1.Interference, serialized; empty: not measured.
+        std::tuple{"tasks", "interference", "BLOB NOT NULL DEFAULT x''"}}) {
     const std::string probe_sql = absl::StrCat("SELECT ", column, " FROM ", table, " LIMIT 0;");
     Stmt probe(db, probe_sql.c_str());
     if (probe.ok()) continue;
@@ -348,7 +351,8 @@ SqliteJobStore::TaskRow::TaskRow(const TaskRecord& t)
       end_cpu(t.current.end_cpu),
       migrated(t.current.migrated),
       bound_cpus(t.current.bound_cpus),
-      calibrated_rate(t.current.calibrated_rate) {}
+      calibrated_rate(t.current.calibrated_rate),
+      interference(t.current.interference ? t.current.interference->SerializeAsString() : std::string()) {}
 
 uint64_t SqliteJobStore::Pending::Rows() const {
   uint64_t rows = headers.size() + deletes.size();
@@ -658,6 +662,7 @@ absl::Status SqliteJobStore::WriteChangedTasks(const Pending& batch) {
       task.Int(22, t.migrated ? 1 : 0);
       task.Text(23, t.bound_cpus);
       task.Double(24, t.calibrated_rate);
+      task.Blob(25, t.interference);
       BF_RETURN_IF_ERROR(StepOrRollback(db_, task, "saving a task"));
     }
   }
@@ -698,7 +703,7 @@ absl::StatusOr<JobRecord> SqliteJobStore::LoadJobLocked(const std::string& id) c
 
   Stmt tasks(read_db_, R"sql(SELECT idx, iterations, duration_ns, state, attempt, worker, host, slot, assigned_ns,
       started_ns, ended_ns, result_ns, cpu_ns, iterations_done, error, failures, speculated, backup_won,
-      start_cpu, end_cpu, migrated, bound_cpus, calibrated_rate
+      start_cpu, end_cpu, migrated, bound_cpus, calibrated_rate, interference
       FROM tasks WHERE job_id = ? ORDER BY idx;)sql");
   if (!tasks.ok()) return SqlError(read_db_, "loading tasks");
   tasks.Text(1, id);
@@ -728,6 +733,10 @@ absl::StatusOr<JobRecord> SqliteJobStore::LoadJobLocked(const std::string& id) c
     t.current.migrated = tasks.ColInt(20) != 0;
     t.current.bound_cpus = tasks.ColText(21);
     t.current.calibrated_rate = tasks.ColDouble(22);
+    if (const std::string blob = tasks.ColBlob(23); !blob.empty()) {
+      v1::Interference m;
+      if (m.ParseFromString(blob)) t.current.interference = std::move(m);  // unreadable: not measured
+    }
     if (t.index != r.tasks.size()) {
       return absl::DataLossError(absl::StrCat("database ", path_, ": job ", id, " is missing task ", r.tasks.size()));
     }

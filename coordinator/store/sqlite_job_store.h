@@ -126,6 +126,7 @@ class SqliteJobStore : public JobStore {
     bool migrated;
     std::string bound_cpus;
     double calibrated_rate = 0;
+    std::string interference;  // v1.Interference serialized; "" when not measured
   };
   // A new job's tasks as created (all queued): what a row needs, 24 bytes.
   struct NewTask {

@@ -255,6 +255,52 @@ TEST(ReportFormatTest, ReportJsonTasksMatchContract) {
       tasks.at(1).at("phases").at("dispatch_seconds").get<double>(), 0.0);
 }
 
+TEST(ReportFormatTest, ReportJsonCarriesInterferenceAndSlowCause) {
+  v1::JobReport report = FourTaskReport();
+  v1::TaskTiming* t = report.mutable_tasks(3);
+  t->mutable_interference()->set_throttled_ns(120'000'000);
+  t->mutable_interference()->set_throttled_periods(5);
+  t->mutable_interference()->set_periods(6);
+  t->mutable_interference()->set_steal_share(0.25);
+  t->set_slow_cause("throttled 120 ms (5 of 6 periods)");
+  v1::WorkerTiming* w = report.mutable_workers(1);
+  w->set_tasks_measured(2);
+  w->set_throttled_seconds(0.12);
+  w->set_steal_share(0.1);
+  const json j = ReportToJson(report);
+  const json& m = j.at("tasks").at(3).at("interference");
+  EXPECT_DOUBLE_EQ(m.at("throttled_seconds").get<double>(), 0.12);
+  EXPECT_EQ(m.at("throttled_periods").get<int>(), 5);
+  EXPECT_EQ(m.at("periods").get<int>(), 6);
+  EXPECT_DOUBLE_EQ(m.at("steal_share").get<double>(), 0.25);
+  EXPECT_FALSE(m.contains("run_queue_wait_seconds")) << "not measured: absent";
+  EXPECT_EQ(j.at("tasks").at(3).at("slow_cause"), "throttled 120 ms (5 of 6 periods)");
+  EXPECT_FALSE(j.at("tasks").at(0).contains("interference"));
+  EXPECT_FALSE(j.at("tasks").at(0).contains("slow_cause"));
+  const json& wj = j.at("workers").at(1);
+  for (const char* key : {"steal_share", "throttled_seconds", "throttled_share", "run_queue_wait_seconds",
+                          "involuntary_switches", "tasks_measured"}) {
+    EXPECT_TRUE(wj.contains(key)) << key;
+  }
+  EXPECT_DOUBLE_EQ(wj.at("throttled_seconds").get<double>(), 0.12);
+  EXPECT_EQ(wj.at("tasks_measured").get<int>(), 2);
+}
+
+TEST(ReportFormatTest, TextReportShowsCausesAndWorkerInterference) {
+  v1::JobReport report = FourTaskReport();
+  report.mutable_tasks(3)->set_slow_cause("steal 31%");
+  report.mutable_workers(1)->set_tasks_measured(2);
+  report.mutable_workers(1)->set_steal_share(0.31);
+  report.mutable_workers(1)->set_throttled_seconds(0.5);
+  const std::string text = RenderReport(report, /*show_tasks=*/false);
+  EXPECT_NE(text.find("  task 3: steal 31%\n"), std::string::npos) << text;
+  EXPECT_NE(text.find("STEAL"), std::string::npos) << text;
+  EXPECT_NE(text.find("THROTTLED(s)"), std::string::npos) << text;
+  EXPECT_NE(text.find("0.500"), std::string::npos) << text;
+  EXPECT_EQ(RenderReport(FourTaskReport(), false).find("STEAL"), std::string::npos)
+      << "no worker measured: no interference columns";
+}
+
 TEST(ReportFormatTest, ReportJsonTaskErrorOnlyWhenSet) {
   v1::JobReport r = FourTaskReport();
   r.mutable_tasks(2)->set_state(v1::TASK_STATE_FAILED);

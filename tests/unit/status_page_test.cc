@@ -140,5 +140,37 @@ TEST_F(StatusPageTest, JobsAreListedNewestFirstAndOnlyTheFirstGetTimelines) {
   EXPECT_EQ(CountOccurrences(Page(/*page_jobs=*/1, /*page_timelines=*/5), "<tr><td><a href=\"#job-"), 1u);
 }
 
+// Issue 16: the timeline's job shows each worker's steal and throttling,
+// and why its stragglers were slow.
+TEST_F(StatusPageTest, TimelinesShowInterferenceAndStragglerCauses) {
+  const std::string session = Attach("w1", 3);
+  v1::JobSpec spec;
+  spec.set_kind(v1::TASK_KIND_COUNTDOWN);
+  spec.set_tasks(3);
+  spec.set_iterations(1000);
+  auto submitted = coordinator_->Submit(spec);
+  ASSERT_TRUE(submitted.ok()) << submitted.status();
+  v1::WorkerMessage m;
+  for (uint32_t i = 0; i < 3; ++i) {
+    v1::TaskResult* r = m.mutable_updates()->add_results();
+    r->mutable_task()->set_job_id(submitted->job_id());
+    r->mutable_task()->set_task_index(i);
+    r->mutable_task()->set_attempt(1);
+    r->set_state(v1::TASK_STATE_SUCCEEDED);
+    r->set_slot(i);
+    r->set_iterations_done(1000);
+    r->set_start_mono_ns(1);
+    r->set_end_mono_ns(1 + (i == 2 ? 500'000'000 : 100'000'000));  // task 2 is the straggler
+    r->mutable_interference()->set_steal_share(0);
+    r->mutable_interference()->set_throttled_ns(i == 2 ? 300'000'000 : 0);
+  }
+  clock_.Advance(absl::Seconds(1));
+  ASSERT_TRUE(coordinator_->HandleMessage(session, m).ok());
+  const std::string page = Page();
+  EXPECT_THAT(page, HasSubstr("<th>steal</th><th>throttled (s)</th>"));
+  EXPECT_THAT(page, HasSubstr("<tr><td>w1</td><td class=\"n\">0.0%</td><td class=\"n\">0.300</td>"));
+  EXPECT_THAT(page, HasSubstr("Slow tasks: task 2: throttled 300 ms</p>"));
+}
+
 }  // namespace
 }  // namespace busyfleet::coordinator

@@ -205,6 +205,42 @@ TEST(TimelineChromeTest, SkipsImpossibleTimesAndSurvivesBadUtf8) {
   EXPECT_TRUE(trace.at("otherData").at("speedup").is_null());
 }
 
+TEST(TimelineChromeTest, InterferenceGoesInArgsAndColoursASlowedSuccess) {
+  v1::JobReport r = SmallReport();
+  // Task 0 (1 s) throttled 300 ms; task 1's second attempt barely touched.
+  r.mutable_attempts(0)->mutable_interference()->set_throttled_ns(300'000'000);
+  r.mutable_attempts(0)->mutable_interference()->set_steal_share(0);
+  r.mutable_attempts(2)->mutable_interference()->set_run_queue_wait_ns(1'000'000);
+  const json trace = json::parse(TimelineChromeJson(r));
+  std::map<std::pair<int, int>, json> by_task;
+  for (const json& e : EventsOfPhase(trace, "X")) {
+    by_task[{e.at("args").at("task").get<int>(), e.at("args").at("attempt").get<int>()}] = e;
+  }
+  const json& slowed = by_task.at({0, 1});
+  EXPECT_EQ(slowed.at("cname"), "bad");
+  EXPECT_EQ(slowed.at("args").at("interference"), "throttled 0.300 s, steal 0.0%");
+  const json& quiet = by_task.at({1, 2});
+  EXPECT_EQ(quiet.at("cname"), "yellow") << "1 ms of 1.5 s is no interference";
+  EXPECT_EQ(quiet.at("args").at("interference"), "waited 0.001 s for a CPU");
+  EXPECT_FALSE(by_task.at({2, 1}).at("args").contains("interference"));
+}
+
+TEST(TimelineChromeTest, TaskRowsCarryTheirSlowCause) {
+  v1::JobReport r;
+  r.set_id("j-1");
+  v1::TaskTiming* t = r.add_tasks();
+  t->set_worker("solo");
+  t->set_state(v1::TASK_STATE_SUCCEEDED);
+  t->set_seconds(1);
+  t->set_slow_cause("steal 31%");
+  t->mutable_interference()->set_steal_share(0.31);
+  const json trace = json::parse(TimelineChromeJson(r));
+  const std::vector<json> complete = EventsOfPhase(trace, "X");
+  ASSERT_EQ(complete.size(), 1u);
+  EXPECT_EQ(complete[0].at("args").at("slow_cause"), "steal 31%");
+  EXPECT_EQ(complete[0].at("cname"), "bad");
+}
+
 // --- SVG ---------------------------------------------------------------
 
 TEST(TimelineSvgTest, SmallJobIsWellFormedWithOneRectPerAttempt) {
@@ -232,6 +268,17 @@ TEST(TimelineSvgTest, SmallJobIsWellFormedWithOneRectPerAttempt) {
   EXPECT_TRUE(absl::StrContains(svg, "time since submission (s)"));
   EXPECT_TRUE(absl::StrContains(svg, ">node-a/0<"));
   EXPECT_TRUE(absl::StrContains(svg, ">node-b/1<"));
+}
+
+TEST(TimelineSvgTest, InterferenceIsABandOnTheBarAndInItsTooltip) {
+  v1::JobReport r = SmallReport();
+  EXPECT_EQ(CountOccurrences(TimelineSvg(r), "class=\"interference\""), 0u);
+  r.mutable_attempts(0)->mutable_interference()->set_throttled_ns(300'000'000);
+  const std::string svg = TimelineSvg(r);
+  EXPECT_TRUE(IsWellFormedXml(svg));
+  EXPECT_EQ(CountOccurrences(svg, "class=\"interference\""), 1u);
+  EXPECT_TRUE(absl::StrContains(svg, "throttled 0.300 s"));
+  EXPECT_TRUE(absl::StrContains(svg, "interference (top band)"));  // the legend
 }
 
 TEST(TimelineSvgTest, WellFormedCheckCanFail) {

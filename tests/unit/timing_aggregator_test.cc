@@ -224,6 +224,71 @@ TEST(BuildReportTest, PerTaskRows) {
   EXPECT_NEAR(r.tasks(2).dispatch_seconds(), 1.04, kEps);
 }
 
+// Task 3 (the straggler, 2 s on w2) was throttled 900 ms with 2% steal;
+// task 1 (1 s, w2) 100 ms; w1's tasks were not measured.
+JobRecord ThrottledJob() {
+  JobRecord job = FinishedJob();
+  v1::Interference m;
+  m.set_run_queue_wait_ns(10'000'000);
+  m.set_involuntary_switches(3);
+  m.set_steal_ns(40'000'000);
+  m.set_steal_share(0.02);
+  m.set_throttled_ns(900'000'000);
+  m.set_throttled_periods(9);
+  m.set_periods(20);
+  job.tasks[3].current.interference = m;
+  m.set_throttled_ns(100'000'000);
+  m.set_steal_ns(20'000'000);
+  m.set_steal_share(0.02);
+  job.tasks[1].current.interference = m;
+  return job;
+}
+
+TEST(BuildReportTest, StragglerRowsSayWhy) {
+  const v1::JobReport r = BuildReport(ThrottledJob(), {}, At(10'000), true);
+  ASSERT_EQ(r.tasks_size(), 4);
+  EXPECT_EQ(r.tasks(3).slow_cause(), "throttled 900 ms (9 of 20 periods)");
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(r.tasks(i).slow_cause(), "") << i << " is no straggler";
+  ASSERT_TRUE(r.tasks(3).has_interference());
+  EXPECT_EQ(r.tasks(3).interference().throttled_ns(), 900'000'000);
+  EXPECT_FALSE(r.tasks(0).has_interference());
+}
+
+TEST(BuildReportTest, UnmeasuredStragglerSaysSo) {
+  const v1::JobReport r = BuildReport(FinishedJob(), {}, At(10'000), true);
+  EXPECT_EQ(r.tasks(3).slow_cause(), "not measured");
+}
+
+TEST(BuildReportTest, WorkerRowsSumInterferenceOverMeasuredTasks) {
+  const v1::JobReport r = BuildReport(ThrottledJob(), {}, At(10'000), true);
+  const v1::WorkerTiming* w2 = FindWorker(r, "w2");
+  ASSERT_NE(w2, nullptr);
+  EXPECT_EQ(w2->tasks_measured(), 2u);
+  EXPECT_NEAR(w2->throttled_seconds(), 1.0, kEps);
+  EXPECT_NEAR(w2->throttled_share(), 1.0 / 3.0, kEps);  // 1 s of its 3 s
+  EXPECT_NEAR(w2->steal_share(), 0.06 / 3.0, kEps);
+  EXPECT_NEAR(w2->run_queue_wait_seconds(), 0.02, kEps);
+  EXPECT_EQ(w2->involuntary_switches(), 6u);
+  const v1::WorkerTiming* w1 = FindWorker(r, "w1");
+  ASSERT_NE(w1, nullptr);
+  EXPECT_EQ(w1->tasks_measured(), 0u);
+  EXPECT_EQ(w1->throttled_seconds(), 0);
+}
+
+TEST(BuildReportTest, AttemptRowsCarryInterference) {
+  JobRecord job = ThrottledJob();
+  job.tasks[3].ArchiveCurrent(v1::TASK_STATE_FAILED, "lost", At(3'100));
+  const v1::JobReport r = BuildReport(job, {}, At(10'000), /*include_tasks=*/false, /*include_attempts=*/true);
+  int with = 0;
+  for (const v1::AttemptTiming& a : r.attempts()) {
+    if (a.has_interference()) {
+      ++with;
+      EXPECT_GT(a.interference().throttled_ns(), 0);
+    }
+  }
+  EXPECT_EQ(with, 2) << "task 3's archived attempt and task 1's final one";
+}
+
 TEST(BuildReportTest, WithoutTasksHasNoTaskRows) {
   const v1::JobReport r = BuildReport(FinishedJob(), {}, At(10'000), /*include_tasks=*/false);
   EXPECT_EQ(r.tasks_size(), 0);
