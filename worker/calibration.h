@@ -5,7 +5,8 @@
 // worker, so that a report can say what a job's work should have taken
 // (JobTiming.work_serial_seconds) and flag a task that ran slower than its
 // core allows. The calling thread is pinned to each CPU in turn; a few short
-// runs each, the fastest kept (a preempted run is only ever slower).
+// runs each, timed on the thread's CPU clock (a run time-sliced with another
+// process still measures the core's speed), the fastest kept.
 
 #include <functional>
 #include <vector>

@@ -1,5 +1,6 @@
 #include "worker/host_monitor.h"
 
+#include <algorithm>
 #include <utility>
 
 #include "absl/time/clock.h"
@@ -68,12 +69,15 @@ void HostMonitor::Stop() {
 
 void HostMonitor::Loop(std::function<bool()> idle) {
   MonoTime idle_since = MonoNow();
+  sampler_.Sample(idle_since - MonoTime());  // the baseline: the first figures come a second later
+  absl::Duration wait = std::min(absl::Seconds(1), options_.tick);
   for (;;) {
     {
       absl::MutexLock lock(&mu_);
       auto stopping = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stopping_; };
-      if (mu_.AwaitWithTimeout(absl::Condition(&stopping), options_.tick)) return;
+      if (mu_.AwaitWithTimeout(absl::Condition(&stopping), wait)) return;
     }
+    wait = options_.tick;
     const MonoTime now = MonoNow();
     if (std::optional<v1::HostNoise> noise = sampler_.Sample(now - MonoTime())) {
       absl::MutexLock lock(&mu_);

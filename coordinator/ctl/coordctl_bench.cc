@@ -414,11 +414,10 @@ std::string RenderBench(const BenchResult& r) {
       "can be told from this machine's noise.\n");
   for (const BenchRow& row : r.modes) {
     if (row.work_speedup > 0 && !row.baseline) {
-      absl::StrAppend(&out, "Against the workers' calibrated serial time (iterations / calibrated per-core rate): ");
-      for (const BenchRow& each : r.modes) {
-        absl::StrAppend(&out, absl::StrFormat("%s %.2fx  ", each.mode, each.work_speedup));
-      }
-      absl::StrAppend(&out, "\n");
+      std::vector<std::string> parts;
+      for (const BenchRow& each : r.modes) parts.push_back(absl::StrFormat("%s %.2fx", each.mode, each.work_speedup));
+      absl::StrAppend(&out, "Work speedup, against the iterations at the workers' calibrated per-core rates: ",
+                      absl::StrJoin(parts, "  "), "\n");
       break;
     }
   }
