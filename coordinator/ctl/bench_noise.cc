@@ -46,7 +46,8 @@ const v1::HostNoise* NoiseOf(const Machine& m) {
   return nullptr;
 }
 
-void CheckLoad(const std::string& host, const v1::HostNoise& n, NoiseCheck& check) {
+// `slots`: of the machine's workers (the bench's tasks will add as much load).
+void CheckLoad(const std::string& host, const v1::HostNoise& n, uint32_t slots, NoiseCheck& check) {
   if (n.other_busy_cpus() >= kNoisyOtherCpus) {
     std::vector<std::string> top;
     for (const v1::BusyProcess& p : n.busy()) top.push_back(absl::StrFormat("%s (pid %u) %.2f", p.name(), p.pid(), p.cpus()));
@@ -55,15 +56,17 @@ void CheckLoad(const std::string& host, const v1::HostNoise& n, NoiseCheck& chec
         top.empty() ? "" : absl::StrCat(" (", absl::StrJoin(top, ", "), ")")));
     check.causes.push_back(absl::StrFormat("other processes used %.2f CPUs on %s", n.other_busy_cpus(), host));
   }
-  if (n.online_cpus() > 0 && n.load1() > n.online_cpus()) {
-    check.advice.push_back(absl::StrFormat("load average %.2f on %s's %u CPUs: the machine is oversubscribed",
-                                           n.load1(), host, n.online_cpus()));
+  if (n.online_cpus() > 0 && n.load1() + slots > n.online_cpus() + 0.5) {
+    check.advice.push_back(absl::StrFormat(
+        "load average %.2f on %s's %u CPUs, and the bench adds up to %u busy slots there: tasks will share "
+        "CPUs",
+        n.load1(), host, n.online_cpus(), slots));
     check.causes.push_back(absl::StrFormat("load average %.2f on %u CPUs on %s", n.load1(), n.online_cpus(), host));
   }
 }
 
-void CheckHost(const std::string& host, const v1::HostNoise& n, NoiseCheck& check) {
-  CheckLoad(host, n, check);
+void CheckHost(const std::string& host, const v1::HostNoise& n, uint32_t slots, NoiseCheck& check) {
+  CheckLoad(host, n, slots, check);
   if (n.steal_share() >= kNoisyStealShare) {
     check.advice.push_back(absl::StrFormat(
         "the hypervisor took %.1f%% of %s's CPU time (steal): a noisy neighbour; run more trials (--repeat)",
@@ -125,7 +128,9 @@ NoiseCheck CheckNoise(const std::vector<v1::WorkerInfo>& workers, v1::TaskKind k
                                              "governor %s",
                                              n->load1(), n->online_cpus(), n->steal_share() * 100,
                                              n->other_busy_cpus(), n->governor().empty() ? "n/a" : n->governor()));
-      CheckHost(m.host, *n, check);
+      uint32_t slots = 0;
+      for (const v1::WorkerInfo* w : m.workers) slots += w->slots();
+      CheckHost(m.host, *n, slots, check);
     }
     absl::StrAppend(&line, "; ", CheckCalibration(m, kind, check));
     check.lines.push_back(std::move(line));

@@ -382,7 +382,10 @@ struct BenchFlags {
 // Draws the --sweep scaling curve to `path`.
 ExitCode WriteScalingSvg(const std::string& path, const BenchResult& result) {
   std::vector<ScalingPoint> points;
-  for (const BenchRow& row : result.sweep) points.push_back({row.slots, row.wall_seconds, row.speedup, row.efficiency});
+  for (const BenchRow& row : result.sweep) {
+    points.push_back({row.slots, row.wall_seconds, row.speedup, row.efficiency, row.speedups.ci.low,
+                      row.speedups.ci.high});
+  }
   ScalingChartInfo info;
   info.title = absl::StrCat("busyfleet: ", result.tasks, " x ", report::HumanCount(static_cast<double>(result.iterations)),
                             " countdown iterations on ", result.fleet_workers, " worker(s)");

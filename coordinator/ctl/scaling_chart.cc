@@ -115,7 +115,7 @@ Axes AxesFor(const std::vector<ScalingPoint>& usable) {
   const double max_slots = usable.back().slots;
   double max_speedup = 0;
   for (const ScalingPoint& p : usable) {
-    max_speedup = std::max(max_speedup, p.speedup);
+    max_speedup = std::max({max_speedup, p.speedup, std::isfinite(p.speedup_high) ? p.speedup_high : 0.0});
   }
   Axes a;
   a.x_step = std::max(1.0, NiceStep(max_slots, 10));
@@ -193,6 +193,11 @@ std::string GridAndAxes(const Axes& a) {
   return out;
 }
 
+bool HasInterval(const ScalingPoint& p) {
+  return std::isfinite(p.speedup_low) && std::isfinite(p.speedup_high) && p.speedup_low >= 0 &&
+         p.speedup_low < p.speedup_high;
+}
+
 // The ideal line (speedup = slots), then the measured speedups as a polyline
 // with a point per run and its figures in a <title>.
 std::string Curves(const std::vector<ScalingPoint>& usable, const Axes& a) {
@@ -208,13 +213,19 @@ std::string Curves(const std::vector<ScalingPoint>& usable, const Axes& a) {
                   "\" fill=\"none\" stroke=\"", kMeasuredColour,
                   "\" stroke-width=\"2\"/>\n");
   for (const ScalingPoint& p : usable) {
+    if (HasInterval(p)) {
+      absl::StrAppend(&out, Line(a.XOf(p.slots), a.YOf(p.speedup_low), a.XOf(p.slots), a.YOf(p.speedup_high),
+                                 absl::StrCat(" stroke=\"", kMeasuredColour, "\" stroke-width=\"1.5\" class=\"ci\"")));
+    }
+    const std::string interval =
+        HasInterval(p) ? absl::StrCat(" [", Multiple(p.speedup_low), "-", Multiple(p.speedup_high), "]") : "";
     absl::StrAppend(
         &out, "<circle cx=\"", SvgNum(a.XOf(p.slots)), "\" cy=\"",
         SvgNum(a.YOf(p.speedup)), "\" r=\"4\" fill=\"", kMeasuredColour,
         "\"><title>",
         XmlEscape(absl::StrCat(p.slots, p.slots == 1 ? " slot" : " slots",
                                ": wall ", Fixed(p.wall_seconds, 3),
-                               " s, speedup ", Multiple(p.speedup),
+                               " s, speedup ", Multiple(p.speedup), interval,
                                ", efficiency ", Percent(p.efficiency))),
         "</title></circle>\n");
   }

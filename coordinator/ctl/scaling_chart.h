@@ -19,6 +19,10 @@ struct ScalingPoint {
   double speedup = 0;
   // speedup / slots.
   double efficiency = 0;
+  // The speedup's interval over repeated trials (bench --repeat); drawn as
+  // a whisker when low < high (both 0: one trial, none drawn).
+  double speedup_low = 0;
+  double speedup_high = 0;
 };
 
 struct ScalingChartInfo {
@@ -36,7 +40,8 @@ struct ScalingChartInfo {
 // ones), speedup (y) against slots (x) on axes from 0 with 1-2-5 ticks
 // (whole slots on x) and labels, the ideal line y = x (dashed, grey), the
 // measured speedups as a polyline in slot order with a point per run whose
-// <title> gives slots, wall, speedup and efficiency, a legend, and — only
+// <title> gives slots, wall, speedup and efficiency (and the interval), a
+// vertical whisker over each point's speedup interval, a legend, and — only
 // when 0 < physical_cores < the largest slots — a dashed vertical marker at
 // x = physical_cores with the region beyond shaded and labelled "logical
 // CPUs > physical cores" / "(hyper-threads)". Points with slots 0 or a

@@ -74,6 +74,16 @@ TEST(ScalingChartTest, DrawsEveryPointTheIdealLineAndAxes) {
   EXPECT_FALSE(absl::StrContains(svg, ">0.5<"));
 }
 
+TEST(ScalingChartTest, RepeatedTrialsDrawTheirIntervalAsAWhisker) {
+  std::vector<ScalingPoint> points = Sweep(3, 3);
+  points[1].speedup_low = 1.8;
+  points[1].speedup_high = 2.1;
+  const std::string svg = ScalingSvg(points, {"sweep", 3, 3});
+  EXPECT_EQ(CountOccurrences(svg, "class=\"ci\""), 1u);  // one trial elsewhere: no whisker
+  EXPECT_TRUE(absl::StrContains(svg, "2 slots: wall 4.000 s, speedup 2.00x [1.80x-2.10x], efficiency 100.0%"));
+  EXPECT_TRUE(IsWellFormedXml(svg));
+}
+
 TEST(ScalingChartTest, EscapesTheTitleAndSkipsUnusablePoints) {
   std::vector<ScalingPoint> points = Sweep(3, 2);
   points.push_back({0, 1, 1, 1});
