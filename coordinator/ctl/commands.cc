@@ -64,15 +64,16 @@ ExitCode RunSubmit(const Session& s, const SubmitFlags& f) {
 Command AddSubmit(CLI::App& app) {
   auto f = std::make_shared<SubmitFlags>();
   CLI::App* cmd = app.add_subcommand("submit", "submit a job");
-  cmd->add_option("--kind", f->kind, "countdown, spin or sleep")
+  cmd->add_option("--kind", f->kind,
+                  "countdown (C++ loop), spin, sleep, or python (the chapter's loop in the worker's embedded CPython)")
       ->capture_default_str()
-      ->check(CLI::IsMember({"countdown", "spin", "sleep"}));
-  cmd->add_option("--iterations", f->iterations, "countdown iterations per task")
+      ->check(CLI::IsMember({"countdown", "spin", "sleep", "python"}));
+  cmd->add_option("--iterations", f->iterations, "countdown/python iterations per task")
       ->check(CLI::NonNegativeNumber)->capture_default_str();
   cmd->add_option("--duration", f->duration, "spin/sleep time per task (500ms, 2s, 1.5m)")
       ->check(DurationValidator());
   cmd->add_option("--tasks", f->tasks, "number of tasks, or auto (one per free slot)")->capture_default_str();
-  cmd->add_option("--total", f->total, "total countdown iterations, split into --tasks near-equal parts")
+  cmd->add_option("--total", f->total, "total countdown/python iterations, split into --tasks near-equal parts")
       ->check(CLI::NonNegativeNumber);
   cmd->add_option("--max-slots", f->max_slots, "cap on tasks in flight at once (1: serial baseline)")
       ->check(CLI::NonNegativeNumber);
