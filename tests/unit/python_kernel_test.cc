@@ -2,7 +2,9 @@
 
 #include "worker/python_kernel.h"
 
+#include <pthread.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cstdint>
@@ -98,6 +100,20 @@ TEST_F(PythonKernelTest, AlreadyCancelledRunsNothing) {
 TEST_F(PythonKernelTest, ForkedChildRunsPythonWhileAnotherThreadHoldsTheGil) {
   CancelToken stop;
   std::thread busy([&] { PythonCountdown(kForever, stop); });
+  // `busy` burns CPU only inside busy_wait, which it runs holding the GIL,
+  // and nothing else asks for the GIL: once its CPU clock has run 20 ms it
+  // is in the loop, and holds the GIL at the fork.
+  clockid_t busy_clock;
+  ASSERT_EQ(pthread_getcpuclockid(busy.native_handle(), &busy_clock), 0);
+  const absl::Time give_up = absl::Now() + absl::Seconds(30);
+  for (timespec ts{}; clock_gettime(busy_clock, &ts) == 0 && ts.tv_sec == 0 && ts.tv_nsec < 20'000'000;) {
+    if (absl::Now() > give_up) {
+      stop.Cancel();
+      busy.join();
+      FAIL() << "the Python thread never ran";
+    }
+    std::this_thread::yield();
+  }
   const pid_t pid = PythonFork();
   if (pid == 0) {
     CancelToken never;
