@@ -121,9 +121,8 @@ class PythonKindTest(harness.ClusterCase):
         r = self.coordctl_json("submit", "--iterations", "1000", "--tasks", "1", "--wait")
         self.assertEqual(r["state"], "SUCCEEDED")
         self.start_python_worker("py")
-        p = self.coordctl("-o", "json", "watch", job, check=0)
-        r = json.loads(p.stdout)
-        self.assertEqual(r["state"], "SUCCEEDED")
+        r = self.wait_for(lambda: (s := self.coordctl_json("status", job, check=None))["state"] == "SUCCEEDED" and s,
+                          what="the python job succeeding")
         self.assertEqual(r["iterations_total"], 1_000_002)
         self.assertEqual({t["worker"] for t in r["tasks"]}, {"py"})
 
