@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <mutex>
 
 #if BUSYFLEET_HAVE_PYTHON
@@ -24,8 +25,13 @@ constexpr char kBusyWaitSource[] =
     "        n -= 1\n";
 
 struct PythonState {
+  // Written once, inside InitPythonKernel's call_once (which orders it
+  // before the return of every call).
   absl::Status status = absl::FailedPreconditionError("the embedded Python is not started");
   PyObject* busy_wait = nullptr;  // a strong reference, never released
+  // Set last, once the interpreter is ready: PythonKernelAvailable may be
+  // asked from any thread, at any time.
+  std::atomic<bool> available{false};
 };
 
 PythonState& State() {
@@ -94,11 +100,12 @@ absl::Status InitPythonKernel() {
     // Hand the GIL back: from now on every thread that runs Python takes it
     // with PyGILState_Ensure. (The saved thread state is never restored.)
     PyEval_SaveThread();
+    if (state.status.ok()) state.available.store(true, std::memory_order_release);
   });
   return State().status;
 }
 
-bool PythonKernelAvailable() { return State().status.ok(); }
+bool PythonKernelAvailable() { return State().available.load(std::memory_order_acquire); }
 
 std::string PythonVersion() {
   if (!PythonKernelAvailable()) return "";
