@@ -417,9 +417,9 @@ v1::TaskResult Executor::RunInProcess(const v1::Assignment& a, int slot, const K
   const MonoTime deadline = DeadlineOf(a);
   // A python task forks with CPython's fork protocol (PythonFork): the
   // child keeps this worker's interpreter, already started, like
-  // multiprocessing's fork start method; about a millisecond (a fork of the
-  // worker) instead of the tens of milliseconds an exec of a fresh worker
-  // plus Py_Initialize would add to every task. The child runs only
+  // multiprocessing's fork start method; about 2 ms a task (a fork of the
+  // worker, docs/design.md) instead of the tens of milliseconds an exec of
+  // a fresh worker plus Py_Initialize would add to every task. The child runs only
   // busy_wait on its one thread, then _exits.
   const pid_t pid = a.kind() == v1::TASK_KIND_PYTHON ? PythonFork() : fork();
   if (pid == 0) RunChild(a, deadline, cpus_pipe[1]);
