@@ -18,6 +18,8 @@ compile_pkgs=(
   libabsl-dev libspdlog-dev libfmt-dev libcli11-dev nlohmann-json3-dev
   libsqlite3-dev libcpp-httplib-dev
   prometheus-cpp-dev libhwloc-dev
+  # The worker's embedded CPython, for the python task kind (issue 18).
+  libpython3-dev
 )
 build_pkgs=(
   "${compile_pkgs[@]}" git
@@ -37,9 +39,13 @@ build_pkgs=(
   hwloc
 )
 # What `ldd` of the three binaries resolves to (their own dependencies follow).
+# libpython3.11 is the worker's embedded CPython; it pulls in
+# libpython3.11-stdlib, the standard library the interpreter starts from.
+# No comments inside the list: tests/e2e/deploy_test.py reads its words.
 runtime_pkgs=(
   libgrpc++1.51 libgrpc29 libprotobuf32 libspdlog1.10 libfmt9 libsqlite3-0
   libcpp-httplib0.11 libprometheus-cpp-core1.0 libhwloc15 ca-certificates
+  libpython3.11
 )
 
 list=0

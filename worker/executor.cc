@@ -17,6 +17,7 @@
 #include "common/clock.h"
 #include "worker/cpu_topology.h"
 #include "worker/interference.h"
+#include "worker/python_kernel.h"
 
 namespace busyfleet::worker {
 namespace {
@@ -29,9 +30,16 @@ KernelResult RunKernel(const v1::Assignment& a, const CancelToken& cancel, MonoT
       return Spin(ToAbslDuration(a.duration()), cancel, deadline);
     case v1::TASK_KIND_SLEEP:
       return Sleep(ToAbslDuration(a.duration()), cancel, deadline);
+    case v1::TASK_KIND_PYTHON:
+      return PythonCountdown(a.iterations(), cancel, deadline);
     default:
       return {KernelOutcome::kBadKind, 0};
   }
+}
+
+// Kinds whose tasks count iterations (TaskResult.iterations_done).
+bool CountsIterations(v1::TaskKind kind) {
+  return kind == v1::TASK_KIND_COUNTDOWN || kind == v1::TASK_KIND_PYTHON;
 }
 
 // The task's timeout, on the monotonic clock.
@@ -51,6 +59,15 @@ v1::TaskResult NewResult(const v1::Assignment& a, int slot) {
   return r;
 }
 
+// Why a task's kernel refused to run (KernelOutcome::kBadKind).
+std::string BadKindError(const v1::Assignment& a) {
+  if (a.kind() != v1::TASK_KIND_PYTHON) return absl::StrCat("unknown task kind ", static_cast<int>(a.kind()));
+  if (!PythonKernelAvailable()) {
+    return "this worker does not run python tasks (built without Python, or started with --no-python)";
+  }
+  return "the embedded Python raised (out of memory)";
+}
+
 // State and error for how the kernel ended, the same in both modes.
 void SetOutcome(const v1::Assignment& a, KernelOutcome outcome, v1::TaskResult* r) {
   switch (outcome) {
@@ -67,7 +84,7 @@ void SetOutcome(const v1::Assignment& a, KernelOutcome outcome, v1::TaskResult* 
       break;
     case KernelOutcome::kBadKind:
       r->set_state(v1::TASK_STATE_FAILED);
-      r->set_error(absl::StrCat("unknown task kind ", static_cast<int>(a.kind())));
+      r->set_error(BadKindError(a));
       r->set_permanent(true);
       break;
   }
@@ -115,7 +132,7 @@ void SetChildOutcome(const v1::Assignment& a, int status, bool cancelled, v1::Ta
   const int code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
   if (code == kChildCompleted) {
     SetOutcome(a, KernelOutcome::kCompleted, r);
-    r->set_iterations_done(a.kind() == v1::TASK_KIND_COUNTDOWN ? a.iterations() : 0);
+    r->set_iterations_done(CountsIterations(a.kind()) ? a.iterations() : 0);
   } else if (cancelled) {
     SetOutcome(a, KernelOutcome::kCancelled, r);
   } else if (code == kChildBadKind) {
@@ -385,7 +402,7 @@ v1::TaskResult Executor::RunInThread(const v1::Assignment& a, int slot, const Ca
   SetCpu(sched_getcpu(), &v1::TaskResult::set_end_cpu, &r);
   SetMigrated(&r);
   r.set_cpu_ns(cpu_clock ? ThreadCpuNanos() - cpu0 : r.end_mono_ns() - r.start_mono_ns());
-  r.set_iterations_done(a.kind() == v1::TASK_KIND_COUNTDOWN ? k.iterations_done : 0);
+  r.set_iterations_done(CountsIterations(a.kind()) ? k.iterations_done : 0);
   SetOutcome(a, k.outcome, &r);
   if (probe) Interference::End(*probe, &r);
   return r;
@@ -404,7 +421,13 @@ v1::TaskResult Executor::RunInProcess(const v1::Assignment& a, int slot, const K
   if (WorthProbing(a, kWallIsCpuIterations)) probe = Interference::Begin(/*thread=*/false);
   r.set_start_mono_ns(MonoNanosNow());
   const MonoTime deadline = DeadlineOf(a);
-  const pid_t pid = fork();
+  // A python task forks with CPython's fork protocol (PythonFork): the
+  // child keeps this worker's interpreter, already started, like
+  // multiprocessing's fork start method; about 2 ms a task (a fork of the
+  // worker, docs/design.md) instead of the tens of milliseconds an exec of
+  // a fresh worker plus Py_Initialize would add to every task. The child runs only
+  // busy_wait on its one thread, then _exits.
+  const pid_t pid = a.kind() == v1::TASK_KIND_PYTHON ? PythonFork() : fork();
   if (pid == 0) RunChild(a, deadline, cpus_pipe[1]);
   if (cpus_pipe[1] >= 0) close(cpus_pipe[1]);
   if (pid < 0) {

@@ -29,7 +29,8 @@ namespace busyfleet::worker {
 // process forked for it (process mode; CPU time from wait4, a crash fails
 // that task only). Cancel stops a running countdown within about a
 // millisecond (the kernel's cooperative flag; process-mode children are
-// killed).
+// killed), a thread-mode python task within a chunk of its loop plus the
+// wait for the GIL (a few ms; worker/python_kernel.h).
 class Executor {
  public:
   struct Options {

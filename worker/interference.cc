@@ -272,6 +272,8 @@ bool WorthProbing(const v1::Assignment& a, uint64_t wall_is_cpu_iterations) {
     case v1::TASK_KIND_SPIN:
     case v1::TASK_KIND_SLEEP:
       return ToAbslDuration(a.duration()) >= absl::Milliseconds(1);
+    case v1::TASK_KIND_PYTHON:
+      return a.iterations() > kProbeMinPythonIterations;
     default:
       return true;
   }

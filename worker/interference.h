@@ -71,9 +71,12 @@ std::optional<std::string> CpuStatPath(std::string_view proc_self_cgroup, std::s
 // tests/bench/interference_bench on this 2-vCPU VM): countdowns of fewer
 // iterations than this (about 1.2 ms at 3.4 G iterations/s) skip it.
 inline constexpr uint64_t kProbeMinIterations = uint64_t{1} << 22;
+// The python loop runs about 50 M iterations per second: 2^16 is about 1.3 ms.
+inline constexpr uint64_t kProbeMinPythonIterations = uint64_t{1} << 16;
 
 // Whether an attempt is long enough to be worth probing: not a countdown
-// of at most `wall_is_cpu_iterations` or kProbeMinIterations, not a spin or
+// of at most `wall_is_cpu_iterations` or kProbeMinIterations, not a python
+// countdown of at most kProbeMinPythonIterations, not a spin or
 // sleep under 1 ms. (Tasks run inline are never probed: the caller skips
 // them.)
 bool WorthProbing(const v1::Assignment& a, uint64_t wall_is_cpu_iterations);

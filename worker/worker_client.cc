@@ -242,6 +242,11 @@ v1::WorkerMessage WorkerClient::MakeHello() const {
   hello->set_default_exec(options_.default_exec);
   hello->add_exec_modes(v1::EXEC_MODE_THREAD);
   hello->add_exec_modes(v1::EXEC_MODE_PROCESS);
+  for (v1::TaskKind kind : {v1::TASK_KIND_COUNTDOWN, v1::TASK_KIND_SPIN, v1::TASK_KIND_SLEEP}) hello->add_kinds(kind);
+  if (!options_.python_version.empty()) {
+    hello->add_kinds(v1::TASK_KIND_PYTHON);
+    hello->set_python_version(options_.python_version);
+  }
   hello->set_version("0.1.0");
   hello->set_instance_id(instance_id_);
   for (v1::TaskRef& ref : executor_->Held()) *hello->add_held() = std::move(ref);

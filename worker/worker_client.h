@@ -48,6 +48,9 @@ class WorkerClient {
     // empty: slots float.
     std::vector<std::vector<int>> slot_cpus;
     v1::HostInfo host;
+    // The embedded CPython's version when this worker offers the python
+    // kind (InitPythonKernel succeeded); "": it does not.
+    std::string python_version;
     absl::Duration backoff_initial = absl::Milliseconds(100);
     // Our reconnect backoff (with jitter: each wait is 0.5-1x the current
     // one). Capped near 1 s so a worker attaches again within about a

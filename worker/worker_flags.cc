@@ -27,6 +27,8 @@ void AddWorkerFlags(CLI::App& app, WorkerFlags& flags, absl::FunctionRef<void(CL
                  "on SIGTERM, how long running tasks may take to finish; 0s: no limit")
       ->capture_default_str()
       ->check(DurationValidator());
+  app.add_flag("--no-python", flags.no_python,
+               "do not start the embedded Python: the worker does not offer the python task kind");
   add_client_security(app);
   AddLogFlags(app, flags.log_format, flags.log_level);
   BindEnvironment(app);

@@ -32,6 +32,7 @@ struct WorkerFlags {
   std::string log_format = "text";
   std::string log_level = "info";
   std::string clock_skew;  // --debug-clock-skew (testing); empty: none
+  bool no_python = false;  // --no-python: do not offer the python kind
 };
 
 // Adds the worker's flags to `app` in --help order; `add_client_security`

@@ -23,6 +23,7 @@
 #include "common/status_macros.h"
 #include "worker/cpu_topology.h"
 #include "worker/host_probe.h"
+#include "worker/python_kernel.h"
 #include "worker/worker_client.h"
 #include "worker/worker_flags.h"
 
@@ -83,6 +84,22 @@ std::string SlotPlaces(const std::vector<std::vector<int>>& places) {
     absl::StrAppend(&out, slot == 0 ? "" : " ", slot, ":", busyfleet::worker::FormatCpuList(places[slot]));
   }
   return out.empty() ? "floating" : out;
+}
+
+// Starts the embedded Python for the python task kind, unless --no-python;
+// its version ("" when the worker does not offer the kind), logged.
+std::string StartPython(const WorkerFlags& flags) {
+  if (flags.no_python) {
+    spdlog::info("python task kind: off (--no-python)");
+    return "";
+  }
+  if (absl::Status st = busyfleet::worker::InitPythonKernel(); !st.ok()) {
+    spdlog::warn("python task kind: not offered: {}", st.message());
+    return "";
+  }
+  const std::string version = busyfleet::worker::PythonVersion();
+  spdlog::info("python task kind: embedded CPython {}", version);
+  return version;
 }
 
 // After the first signal: drains (running tasks finish, within `limit` when
@@ -159,11 +176,21 @@ int main(int argc, char** argv) {
     return kExitBadFlags;
   }
   options->security = *std::move(security);
+  options->python_version = StartPython(flags);
   LogHost(host, flags, options->slots);
   spdlog::info("slots pinned: {} ({})", options->host.bind(), SlotPlaces(options->slot_cpus));
 
   busyfleet::worker::HostMonitor::Options monitor_options;
   monitor_options.slot_cpus = options->slot_cpus;
+  monitor_options.kernels.push_back({busyfleet::v1::TASK_KIND_COUNTDOWN, [](uint64_t n, const busyfleet::CancelToken& c) {
+                                       return busyfleet::Countdown(n, c);
+                                     }});
+  if (!options->python_version.empty()) {  // the interpreter started: calibrate its loop too
+    monitor_options.kernels.push_back(
+        {busyfleet::v1::TASK_KIND_PYTHON, [](uint64_t n, const busyfleet::CancelToken& c) {
+           return busyfleet::worker::PythonCountdown(n, c, busyfleet::MonoTime::InfiniteFuture());
+         }});
+  }
   busyfleet::worker::HostMonitor monitor(std::move(monitor_options));
   monitor.CalibrateNow();
   LogCalibrations(monitor.Calibrations());

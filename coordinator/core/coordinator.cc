@@ -304,6 +304,7 @@ absl::StatusOr<std::string> Coordinator::Attach(const v1::Hello& hello, absl::st
   spec.slots = static_cast<int>(s.slots);
   spec.labels = s.labels;
   spec.exec_modes = s.exec_modes;
+  spec.kinds = s.kinds;
   BF_RETURN_IF_ERROR(scheduler_.AddWorker(std::move(spec)));
   s.channel->Send(WelcomeMessage(s.id, s.name, hello, options_.heartbeat_interval, options_.worker_timeout,
                                  clock_->Now()));

@@ -84,7 +84,7 @@ absl::Status ValidateJobSpec(const v1::JobSpec& spec) {
   BF_RETURN_IF_ERROR(ValidateName("name", spec.name(), /*allow_empty=*/true));
   if (!v1::TaskKind_IsValid(spec.kind()) || spec.kind() == v1::TASK_KIND_UNSPECIFIED) {
     return absl::InvalidArgumentError(
-        absl::StrCat("kind must be countdown, spin or sleep, got ", static_cast<int>(spec.kind())));
+        absl::StrCat("kind must be countdown, spin, sleep or python, got ", static_cast<int>(spec.kind())));
   }
   if (!v1::ExecMode_IsValid(spec.exec())) {
     return absl::InvalidArgumentError(
@@ -98,9 +98,9 @@ absl::Status ValidateJobSpec(const v1::JobSpec& spec) {
     return absl::InvalidArgumentError(absl::StrCat("tasks must be between 1 and ",
                                                    limits::kMaxTasksPerJob, ", got ", spec.tasks()));
   }
-  if (spec.kind() == v1::TASK_KIND_COUNTDOWN) {
+  if (KindTakesIterations(spec.kind())) {
     if (spec.has_duration()) {
-      return absl::InvalidArgumentError("duration applies to kinds spin and sleep, not countdown");
+      return absl::InvalidArgumentError("duration applies to kinds spin and sleep, not countdown or python");
     }
     if (spec.total() != 0 && spec.iterations() != 0) {
       return absl::InvalidArgumentError("give either iterations (per task) or total, not both");
@@ -126,7 +126,7 @@ absl::Status ValidateJobSpec(const v1::JobSpec& spec) {
   } else {
     if (spec.iterations() != 0 || spec.total() != 0) {
       return absl::InvalidArgumentError(
-          "iterations and total apply to kind countdown; spin and sleep take duration");
+          "iterations and total apply to kinds countdown and python; spin and sleep take duration");
     }
     if (!spec.has_duration()) {
       return absl::InvalidArgumentError("duration is required for kinds spin and sleep");
@@ -175,7 +175,7 @@ absl::StatusOr<std::vector<TaskSpec>> SplitJob(const v1::JobSpec& spec, int free
     if (n > limits::kMaxTasksPerJob) n = limits::kMaxTasksPerJob;
   }
   absl::Duration duration;
-  if (spec.kind() != v1::TASK_KIND_COUNTDOWN) {
+  if (!KindTakesIterations(spec.kind())) {
     duration = absl::Seconds(spec.duration().seconds()) + absl::Nanoseconds(spec.duration().nanos());
   }
   std::vector<TaskSpec> tasks(n);
@@ -189,7 +189,7 @@ absl::StatusOr<std::vector<TaskSpec>> SplitJob(const v1::JobSpec& spec, int free
     TaskSpec& t = tasks[i];
     t.index = static_cast<uint32_t>(i);
     t.duration = duration;
-    if (spec.kind() == v1::TASK_KIND_COUNTDOWN) {
+    if (KindTakesIterations(spec.kind())) {
       t.iterations = spec.total() != 0 ? base + (i < remainder ? 1 : 0) : spec.iterations();
     }
   }

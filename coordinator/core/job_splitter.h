@@ -16,9 +16,15 @@ namespace busyfleet::coordinator {
 // One task of a job, as split.
 struct TaskSpec {
   uint32_t index = 0;
-  uint64_t iterations = 0;        // countdown
+  uint64_t iterations = 0;        // countdown, python
   absl::Duration duration;        // spin, sleep
 };
+
+// Kinds that take iterations (per task, or a total) rather than a duration:
+// countdown and python (the same loop in C++ and in the embedded CPython).
+inline bool KindTakesIterations(v1::TaskKind kind) {
+  return kind == v1::TASK_KIND_COUNTDOWN || kind == v1::TASK_KIND_PYTHON;
+}
 
 // Checks every field of `spec` against limits.h. InvalidArgument names the
 // field, the limit and the value received.

@@ -16,6 +16,7 @@ Scheduler::JobConstraints Scheduler::JobConstraints::Of(const v1::JobSpec& spec)
   c.workers.assign(spec.workers().begin(), spec.workers().end());
   c.selector.insert(spec.selector().begin(), spec.selector().end());
   c.exec = spec.exec();
+  c.kind = spec.kind();
   return c;
 }
 
@@ -163,9 +164,30 @@ bool Scheduler::ExecMatches(const Job& job, const Worker& worker) {
   return exec == v1::EXEC_MODE_UNSPECIFIED || std::find(modes.begin(), modes.end(), exec) != modes.end();
 }
 
-bool Scheduler::Matches(const Job& job, const Worker& worker) {
-  return NameMatches(job, worker) && LabelsMatch(job, worker) && ExecMatches(job, worker);
+bool Scheduler::KindMatches(const Job& job, const Worker& worker) {
+  const v1::TaskKind kind = job.constraints.kind;
+  const auto& kinds = worker.spec.kinds;
+  if (kind == v1::TASK_KIND_UNSPECIFIED) return true;
+  if (kinds.empty()) return kind != v1::TASK_KIND_PYTHON;  // an older worker: the C++ kinds
+  return std::find(kinds.begin(), kinds.end(), kind) != kinds.end();
 }
+
+bool Scheduler::Matches(const Job& job, const Worker& worker) {
+  return NameMatches(job, worker) && LabelsMatch(job, worker) && ExecMatches(job, worker) &&
+         KindMatches(job, worker);
+}
+
+namespace {
+
+// "no attached worker offers the python kind (...)": the reason a job waits
+// when no worker runs its kind.
+std::string NoWorkerOffersKind(v1::TaskKind kind) {
+  return absl::StrCat("no attached worker offers the ", TaskKindName(kind), " kind",
+                      kind == v1::TASK_KIND_PYTHON ? " (workers built without Python, or started with --no-python)"
+                                                   : "");
+}
+
+}  // namespace
 
 std::string Scheduler::WhyUnrunnable(const Job& job, const std::vector<const Worker*>& ready) {
   const JobConstraints& c = job.constraints;
@@ -178,11 +200,13 @@ std::string Scheduler::WhyUnrunnable(const Job& job, const std::vector<const Wor
   std::vector<std::string> unmet;
   if (!any(&NameMatches)) unmet.push_back(absl::StrCat("no attached worker matches --workers ", names));
   if (!any(&ExecMatches)) unmet.push_back(absl::StrCat("no worker offers --exec ", exec));
+  if (!any(&KindMatches)) unmet.push_back(NoWorkerOffersKind(c.kind));
   if (!any(&LabelsMatch)) unmet.push_back(absl::StrCat("no worker with labels ", labels));
   if (!unmet.empty()) return absl::StrJoin(unmet, "; ");
   std::vector<std::string> all;
   if (!names.empty()) all.push_back(absl::StrCat("--workers ", names));
   if (!exec.empty()) all.push_back(absl::StrCat("--exec ", exec));
+  if (c.kind == v1::TASK_KIND_PYTHON) all.push_back("--kind python");
   if (!labels.empty()) all.push_back(absl::StrCat("labels ", labels));
   return absl::StrCat("no single worker matches all of ", absl::StrJoin(all, ", "));
 }

@@ -58,12 +58,17 @@ class Scheduler {
     int slots = 1;
     std::map<std::string, std::string> labels;
     std::vector<v1::ExecMode> exec_modes;
+    // The task kinds it runs (Hello.kinds); empty: countdown, spin and
+    // sleep (a worker older than the python kind).
+    std::vector<v1::TaskKind> kinds;
   };
   struct JobConstraints {
     uint32_t max_slots = 0;  // 0: no cap
     std::vector<std::string> workers;
     std::map<std::string, std::string> selector;
     v1::ExecMode exec = v1::EXEC_MODE_UNSPECIFIED;
+    // Only workers that offer this kind take the job's tasks; unspecified: any.
+    v1::TaskKind kind = v1::TASK_KIND_UNSPECIFIED;
 
     // The constraints a job's spec sets.
     static JobConstraints Of(const v1::JobSpec& spec);
@@ -136,7 +141,8 @@ class Scheduler {
   // can take, whatever their credit or the job's max_slots, and why, in the
   // words of coordctl's flags: "no worker attached", "every attached worker
   // is draining", "no attached worker matches --workers a,b", "no worker
-  // offers --exec process", "no worker with labels gpu=1" (the constraints
+  // offers --exec process", "no attached worker offers the python kind
+  // (...)", "no worker with labels gpu=1" (the constraints
   // no worker meets, joined by "; "), or "no single worker matches all of
   // ..." when each is met by some worker but none meets all. One pass over
   // jobs x workers: for changes of the fleet or the jobs, not every dispatch.
@@ -168,6 +174,7 @@ class Scheduler {
   static bool NameMatches(const Job& job, const Worker& worker);
   static bool LabelsMatch(const Job& job, const Worker& worker);
   static bool ExecMatches(const Job& job, const Worker& worker);
+  static bool KindMatches(const Job& job, const Worker& worker);
   // Why none of `ready` can take the job's tasks.
   static std::string WhyUnrunnable(const Job& job, const std::vector<const Worker*>& ready);
   // The fairest job with a task for the worker; with `prefetch`, only jobs

@@ -50,8 +50,22 @@ v1::HostNoise BoundedNoise(const v1::HostNoise& in) {
   return n;
 }
 
-}  // namespace
+// The kinds a hello offers: its valid ones, each once; countdown, spin and
+// sleep from a worker older than Hello.kinds.
+std::vector<v1::TaskKind> KindsOf(const v1::Hello& hello) {
+  std::vector<v1::TaskKind> kinds;
+  for (const int k : hello.kinds()) {
+    const auto kind = static_cast<v1::TaskKind>(k);
+    if (v1::TaskKind_IsValid(k) && kind != v1::TASK_KIND_UNSPECIFIED &&
+        std::find(kinds.begin(), kinds.end(), kind) == kinds.end()) {
+      kinds.push_back(kind);
+    }
+  }
+  if (kinds.empty()) kinds = {v1::TASK_KIND_COUNTDOWN, v1::TASK_KIND_SPIN, v1::TASK_KIND_SLEEP};
+  return kinds;
+}
 
+}  // namespace
 
 Session Session::FromHello(const v1::Hello& hello, std::string id, std::string name, absl::string_view peer,
                            std::shared_ptr<WorkerChannel> channel, absl::Time now, MonoTime mono_now) {
@@ -70,6 +84,8 @@ Session Session::FromHello(const v1::Hello& hello, std::string id, std::string n
     }
   }
   if (s.exec_modes.empty()) s.exec_modes.push_back(s.default_exec);
+  s.kinds = KindsOf(hello);
+  s.python_version = hello.python_version();
   s.peer = std::string(peer);
   s.channel = std::move(channel);
   s.attached_at = now;
@@ -171,6 +187,8 @@ v1::WorkerInfo Session::Info() const {
   w.set_tasks_done(tasks_done);
   for (const v1::KernelCalibration& c : calibrations) *w.add_calibrations() = c;
   if (noise) *w.mutable_noise() = *noise;
+  for (const v1::TaskKind k : kinds) w.add_kinds(k);
+  w.set_python_version(python_version);
   return w;
 }
 

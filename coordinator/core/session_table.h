@@ -43,6 +43,10 @@ struct Session {
   std::map<std::string, std::string> labels;
   v1::ExecMode default_exec = v1::EXEC_MODE_THREAD;
   std::vector<v1::ExecMode> exec_modes;
+  // Hello.kinds (valid ones, no repeats); countdown, spin, sleep for a
+  // worker that sent none.
+  std::vector<v1::TaskKind> kinds;
+  std::string python_version;
   std::string peer;
   std::shared_ptr<WorkerChannel> channel;
   v1::WorkerState state = v1::WORKER_STATE_READY;

@@ -77,6 +77,7 @@ bool TruncateText(std::string& text, size_t max_bytes) {
 int TruncateHelloText(v1::Hello& hello) {
   int cut = TruncateText(*hello.mutable_host()->mutable_cpu_model(), limits::kMaxHostTextBytes) ? 1 : 0;
   if (TruncateText(*hello.mutable_version(), limits::kMaxHostTextBytes)) ++cut;
+  if (TruncateText(*hello.mutable_python_version(), limits::kMaxHostTextBytes)) ++cut;
   return cut;
 }
 
@@ -137,7 +138,7 @@ v1::Assignment MakeAssignment(const JobRecord& job, const TaskRecord& task, uint
   a.mutable_task()->set_attempt(attempt);
   a.set_kind(job.spec.kind());
   a.set_iterations(task.iterations);
-  if (job.spec.kind() != v1::TASK_KIND_COUNTDOWN) {
+  if (!KindTakesIterations(job.spec.kind())) {
     *a.mutable_duration() = ToProtoDuration(task.duration);
   }
   a.set_exec(job.spec.exec());

@@ -67,15 +67,16 @@ ExitCode RunSubmit(const Session& s, const SubmitFlags& f) {
 Command AddSubmit(CLI::App& app) {
   auto f = std::make_shared<SubmitFlags>();
   CLI::App* cmd = app.add_subcommand("submit", "submit a job");
-  cmd->add_option("--kind", f->kind, "countdown, spin or sleep")
+  cmd->add_option("--kind", f->kind,
+                  "countdown (C++ loop), spin, sleep, or python (the chapter's loop in the worker's embedded CPython)")
       ->capture_default_str()
-      ->check(CLI::IsMember({"countdown", "spin", "sleep"}));
-  cmd->add_option("--iterations", f->iterations, "countdown iterations per task")
+      ->check(CLI::IsMember({"countdown", "spin", "sleep", "python"}));
+  cmd->add_option("--iterations", f->iterations, "countdown/python iterations per task")
       ->check(CLI::NonNegativeNumber)->capture_default_str();
   cmd->add_option("--duration", f->duration, "spin/sleep time per task (500ms, 2s, 1.5m)")
       ->check(DurationValidator());
   cmd->add_option("--tasks", f->tasks, "number of tasks, or auto (one per free slot)")->capture_default_str();
-  cmd->add_option("--total", f->total, "total countdown iterations, split into --tasks near-equal parts")
+  cmd->add_option("--total", f->total, "total countdown/python iterations, split into --tasks near-equal parts")
       ->check(CLI::NonNegativeNumber);
   cmd->add_option("--max-slots", f->max_slots, "cap on tasks in flight at once (1: serial baseline)")
       ->check(CLI::NonNegativeNumber);
@@ -376,6 +377,7 @@ Command AddCompare(CLI::App& app) {
 
 struct BenchFlags {
   BenchOptions options;
+  std::string kind = "countdown";
   std::string svg_path;
 };
 
@@ -388,7 +390,8 @@ ExitCode WriteScalingSvg(const std::string& path, const BenchResult& result) {
   }
   ScalingChartInfo info;
   info.title = absl::StrCat("busyfleet: ", result.tasks, " x ", report::HumanCount(static_cast<double>(result.iterations)),
-                            " countdown iterations on ", result.fleet_workers, " worker(s)");
+                            " ", report::TaskKindName(result.kind), " iterations on ", result.fleet_workers,
+                            " worker(s)");
   info.physical_cores = result.fleet_physical_cores;
   info.logical_cpus = result.fleet_logical_cpus;
   return WriteOut(path, ScalingSvg(points, info) + "\n");
@@ -397,6 +400,7 @@ ExitCode WriteScalingSvg(const std::string& path, const BenchResult& result) {
 ExitCode RunBenchCommand(const Session& s, const BenchFlags& f) {
   if (!f.svg_path.empty() && !f.options.sweep) return Usage("--svg draws the --sweep curve: add --sweep");
   BenchOptions options = f.options;
+  options.kind = f.kind == "python" ? v1::TASK_KIND_PYTHON : v1::TASK_KIND_COUNTDOWN;
   if (!s.json) options.on_job = [](const std::string& what) { std::fprintf(stderr, "bench: running %s\n", what.c_str()); };
   absl::StatusOr<BenchResult> result = RunBench(s.client, options);
   if (!result.ok()) return Fail(result.status());
@@ -415,7 +419,11 @@ ExitCode RunBenchCommand(const Session& s, const BenchFlags& f) {
 Command AddBench(CLI::App& app) {
   auto f = std::make_shared<BenchFlags>();
   CLI::App* cmd = app.add_subcommand("bench", "the chapter's experiment: serial, threads, processes, fleet");
-  cmd->add_option("--iterations", f->options.iterations, "countdown iterations per task (default: 500000000)")
+  cmd->add_option("--kind", f->kind, "countdown (the C++ loop) or python (the chapter's loop in CPython)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"countdown", "python"}));
+  cmd->add_option("--iterations", f->options.iterations,
+                  "iterations per task (default: 500000000 countdown, 10000000 python)")
       ->check(CLI::Range(uint64_t{1}, uint64_t{10'000'000'000'000ULL}));
   cmd->add_option("--tasks", f->options.tasks, "tasks per job (default: the fleet's slots, at least 4)")
       ->check(CLI::Range(1u, 1'000'000u));

@@ -10,17 +10,19 @@
 namespace busyfleet::coordctl {
 namespace {
 
-// --kind and what each kind takes: iterations (or a total) for countdown,
-// a duration for spin and sleep.
+// --kind and what each kind takes: iterations (or a total) for countdown
+// and python, a duration for spin and sleep.
 absl::Status SetWork(const SubmitFlags& f, v1::JobSpec& spec) {
   if (f.kind == "countdown") {
     spec.set_kind(v1::TASK_KIND_COUNTDOWN);
+  } else if (f.kind == "python") {
+    spec.set_kind(v1::TASK_KIND_PYTHON);
   } else if (f.kind == "spin") {
     spec.set_kind(v1::TASK_KIND_SPIN);
   } else {
     spec.set_kind(v1::TASK_KIND_SLEEP);
   }
-  if (spec.kind() == v1::TASK_KIND_COUNTDOWN) {
+  if (spec.kind() == v1::TASK_KIND_COUNTDOWN || spec.kind() == v1::TASK_KIND_PYTHON) {
     if (!f.duration.empty()) return absl::InvalidArgumentError("--duration applies to --kind spin and sleep");
     if (f.total == 0) {
       spec.set_iterations(f.iterations);
@@ -31,7 +33,7 @@ absl::Status SetWork(const SubmitFlags& f, v1::JobSpec& spec) {
     return absl::OkStatus();
   }
   if (f.iterations_given || f.total != 0) {
-    return absl::InvalidArgumentError("--iterations and --total apply to --kind countdown; use --duration");
+    return absl::InvalidArgumentError("--iterations and --total apply to --kind countdown and python; use --duration");
   }
   if (f.duration.empty()) return absl::InvalidArgumentError("--duration is required for --kind " + f.kind);
   BF_ASSIGN_OR_RETURN(const absl::Duration d, ParseDurationFlag("--duration", f.duration));

@@ -13,7 +13,7 @@
 namespace busyfleet::coordctl {
 
 struct SubmitFlags {
-  std::string kind = "countdown";  // countdown, spin or sleep (checked by the parser)
+  std::string kind = "countdown";  // countdown, spin, sleep or python (checked by the parser)
   uint64_t iterations = 10'000'000;
   bool iterations_given = false;  // --iterations was on the command line
   std::string duration;

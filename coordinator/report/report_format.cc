@@ -164,7 +164,8 @@ std::string TasksLine(const v1::JobReport& report) {
   const v1::JobSpec& spec = report.spec();
   const std::string tasks = absl::StrCat(n, n == 1 ? " task" : " tasks");
   switch (report.kind()) {
-    case v1::TASK_KIND_COUNTDOWN: {
+    case v1::TASK_KIND_COUNTDOWN:
+    case v1::TASK_KIND_PYTHON: {
       uint64_t in_all = report.iterations_total();
       if (spec.total() == 0 && spec.iterations() > 0) {
         if (in_all == 0) in_all = spec.iterations() * n;
@@ -404,6 +405,19 @@ nlohmann::json ReportToJson(const v1::JobReport& report) {
   return j;
 }
 
+namespace {
+
+// The kinds a worker runs, by name; countdown, spin, sleep when the
+// coordinator (older than WorkerInfo.kinds) sent none.
+std::vector<std::string> WorkerKindNames(const v1::WorkerInfo& w) {
+  if (w.kinds().empty()) return {"countdown", "spin", "sleep"};
+  std::vector<std::string> names;
+  for (const int k : w.kinds()) names.push_back(TaskKindName(static_cast<v1::TaskKind>(k)));
+  return names;
+}
+
+}  // namespace
+
 nlohmann::json WorkersToJson(const std::vector<v1::WorkerInfo>& workers) {
   json out = json::array();
   for (const v1::WorkerInfo& w : workers) {
@@ -437,6 +451,8 @@ nlohmann::json WorkersToJson(const std::vector<v1::WorkerInfo>& workers) {
     worker["peer"] = w.peer();
     worker["calibrations"] = CalibrationsJson(w);
     if (w.has_noise()) worker["noise"] = NoiseJson(w.noise());
+    worker["kinds"] = WorkerKindNames(w);
+    worker["python_version"] = w.python_version();
     out.push_back(std::move(worker));
   }
   return out;
@@ -544,7 +560,7 @@ std::string RenderWorkers(const std::vector<v1::WorkerInfo>& workers,
   const std::vector<TableColumn> columns = {
       {"NAME", false},   {"HOST", false},           {"SLOTS", true},
       {"CPUS", true},    {"CORES", true},           {"BIND", false},   {"STATE", false},
-      {"RUNNING", true}, {"LAST-HEARTBEAT", false},
+      {"RUNNING", true}, {"LAST-HEARTBEAT", false}, {"PYTHON", false},
   };
   std::vector<std::vector<std::string>> rows;
   for (const v1::WorkerInfo& w : workers) {
@@ -553,7 +569,9 @@ std::string RenderWorkers(const std::vector<v1::WorkerInfo>& workers,
          absl::StrCat(w.slots()), absl::StrCat(w.host().logical_cpus()),
          absl::StrCat(w.host().physical_cores()), w.host().bind().empty() ? "-" : w.host().bind(),
          WorkerStateName(w.state()),
-         absl::StrCat(w.running()), Ago(w.last_heartbeat(), now)});
+         absl::StrCat(w.running()), Ago(w.last_heartbeat(), now),
+         // The python kind's CPython version; "-": the worker does not offer it.
+         w.python_version().empty() ? "-" : w.python_version()});
   }
   // Workers on one machine share its cores: the total counts each once.
   return absl::StrCat(RenderTextTable(columns, rows), FleetLine(CountFleet(workers)), "\n");

@@ -15,11 +15,13 @@
 #include "common/clock.h"
 #include "tests/testing/cluster.h"
 #include "tests/testing/status_matchers.h"
+#include "worker/python_kernel.h"
 
 namespace busyfleet::testing {
 namespace {
 
 using ::testing::Each;
+using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 
 constexpr absl::Duration kJobDeadline = absl::Seconds(60);
@@ -99,6 +101,35 @@ TEST(ClusterTest, CancelStopsRunningCountdownsWithin100ms) {
   ASSERT_OK_AND_ASSIGN(v1::JobReport r, cluster->coordinator().GetReport(id, true));
   EXPECT_EQ(r.state(), v1::JOB_STATE_CANCELLED);
   EXPECT_EQ(r.tasks_cancelled(), 2u);
+}
+
+TEST(ClusterTest, PythonJobWaitsWithAReasonUntilAWorkerOffersTheKind) {
+  ASSERT_OK_AND_ASSIGN(auto cluster, InProcessCluster::Start({.workers = 1, .slots_per_worker = 1}));
+  // w1 does not offer the python kind (its hello leaves it out).
+  const std::vector<v1::WorkerInfo> listed = cluster->coordinator().ListWorkers(false);
+  ASSERT_EQ(listed.size(), 1u);
+  EXPECT_THAT(listed[0].kinds(), ElementsAre(v1::TASK_KIND_COUNTDOWN, v1::TASK_KIND_SPIN, v1::TASK_KIND_SLEEP));
+  EXPECT_EQ(listed[0].python_version(), "");
+  v1::JobSpec spec = Countdown(4, 100'003);
+  spec.set_kind(v1::TASK_KIND_PYTHON);
+  ASSERT_OK_AND_ASSIGN(std::string id, cluster->Submit(spec));
+  ASSERT_TRUE(WaitForProgress(
+      cluster->coordinator(), id,
+      [](const v1::JobProgress& p) {
+        return p.pending_reason() ==
+               "no attached worker offers the python kind (workers built without Python, or started with "
+               "--no-python)";
+      },
+      absl::Now() + absl::Seconds(10)));
+  ASSERT_OK(worker::InitPythonKernel());
+  ASSERT_OK(cluster->AddWorker("py", 2, worker::PythonVersion()).status());
+  ASSERT_OK_AND_ASSIGN(v1::JobReport r, cluster->WaitForJob(id, absl::Now() + kJobDeadline));
+  EXPECT_EQ(r.state(), v1::JOB_STATE_SUCCEEDED) << r.error();
+  EXPECT_EQ(r.iterations_total(), 400'012u);
+  for (const v1::TaskTiming& t : r.tasks()) {
+    EXPECT_EQ(t.worker(), "py");
+    EXPECT_EQ(t.iterations(), 100'003u);
+  }
 }
 
 TEST(ClusterTest, TwoConcurrentJobsBothProgress) {

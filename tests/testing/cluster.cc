@@ -38,7 +38,8 @@ std::shared_ptr<grpc::Channel> InProcessCluster::NewChannel() const {
   return grpc::CreateCustomChannel(address(), creds, args);
 }
 
-absl::StatusOr<worker::WorkerClient*> InProcessCluster::AddWorker(const std::string& name, int slots) {
+absl::StatusOr<worker::WorkerClient*> InProcessCluster::AddWorker(const std::string& name, int slots,
+                                                                   const std::string& python_version) {
   worker::WorkerClient::Options wo;
   wo.coordinator = server_->address();
   wo.name = name;
@@ -51,6 +52,7 @@ absl::StatusOr<worker::WorkerClient*> InProcessCluster::AddWorker(const std::str
   wo.backoff_max = absl::Milliseconds(200);
   wo.security = options_.worker_security;
   wo.clock = options_.worker_clock;
+  wo.python_version = python_version;
   BF_ASSIGN_OR_RETURN(std::unique_ptr<worker::WorkerClient> w, worker::WorkerClient::Start(wo));
   if (!w->WaitAttached(absl::Now() + absl::Seconds(10))) {
     return absl::DeadlineExceededError(absl::StrCat("worker ", name, " did not attach within 10s"));

@@ -57,7 +57,10 @@ class InProcessCluster {
   int worker_count() const { return static_cast<int>(workers_.size()); }
 
   // Starts one more worker named `name` and waits until it is attached.
-  absl::StatusOr<worker::WorkerClient*> AddWorker(const std::string& name, int slots);
+  // With a `python_version` it offers the python kind (the caller has
+  // started the embedded Python: worker::InitPythonKernel).
+  absl::StatusOr<worker::WorkerClient*> AddWorker(const std::string& name, int slots,
+                                                  const std::string& python_version = "");
 
   // Submits through the domain API.
   absl::StatusOr<std::string> Submit(const v1::JobSpec& spec);

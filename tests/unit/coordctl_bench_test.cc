@@ -130,6 +130,25 @@ TEST(BenchRenderTest, TheTableExplainsItsIntervals) {
   EXPECT_THAT(text, HasSubstr("SPEEDUP [95% CI]"));
 }
 
+TEST(BenchRenderTest, ThePythonKindRunsTheChaptersTenMillionAndSaysWhyThreadsDoNotScale) {
+  EXPECT_EQ(DefaultBenchIterations(v1::TASK_KIND_PYTHON), 10'000'000u);
+  EXPECT_EQ(DefaultBenchIterations(v1::TASK_KIND_COUNTDOWN), 500'000'000u);
+  BenchResult r;
+  r.kind = v1::TASK_KIND_PYTHON;
+  r.iterations = 10'000'000;
+  r.tasks = 4;
+  r.repeat = 5;
+  r.modes = Rows({"serial", "threads", "processes"}, {1, 2, 2},
+                 {{1.40, 1.45, 1.38, 1.42, 1.50}, {1.50, 1.70, 1.45, 1.60, 1.55}, {0.74, 0.76, 0.73, 0.78, 0.80}});
+  const std::string text = RenderBench(r);
+  EXPECT_THAT(text, HasSubstr("10.0M python iterations"));
+  EXPECT_THAT(text, HasSubstr("share one interpreter lock (the GIL)"));
+  EXPECT_THAT(text, Not(HasSubstr("threads scale too")));
+  EXPECT_EQ(r.modes[1].speedup_verdict, Verdict::kLower);   // the GIL, and switching costs
+  EXPECT_EQ(r.modes[2].speedup_verdict, Verdict::kHigher);  // processes run at once
+  EXPECT_EQ(BenchToJson(r)["kind"], "python");
+}
+
 v1::WorkerInfo Worker(const std::string& name, const std::string& host) {
   v1::WorkerInfo w;
   w.set_name(name);

@@ -23,6 +23,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "worker/cpu_topology.h"
+#include "worker/python_kernel.h"
 
 namespace busyfleet::worker {
 namespace {
@@ -617,6 +618,85 @@ TEST(ExecutorBindTest, UnpinnedSlotsFloatAndStillReportTheirCpus) {
   EXPECT_TRUE(r.has_start_cpu());
   EXPECT_TRUE(r.has_end_cpu());
   EXPECT_EQ(r.migrated(), r.start_cpu() != r.end_cpu());
+}
+
+// ------------------------------------------------------------ python kind
+
+v1::Assignment Python(const std::string& job, uint32_t index, uint64_t iterations, v1::ExecMode exec) {
+  v1::Assignment a = NewAssignment(v1::TASK_KIND_PYTHON, job, index, exec);
+  a.set_iterations(iterations);
+  return a;
+}
+
+class ExecutorPythonTest : public ::testing::TestWithParam<v1::ExecMode> {
+ protected:
+  void SetUp() override { ASSERT_TRUE(InitPythonKernel().ok()); }
+};
+
+INSTANTIATE_TEST_SUITE_P(BothModes, ExecutorPythonTest,
+                         ::testing::Values(v1::EXEC_MODE_THREAD, v1::EXEC_MODE_PROCESS),
+                         [](const auto& info) { return info.param == v1::EXEC_MODE_THREAD ? "Thread" : "Process"; });
+
+TEST_P(ExecutorPythonTest, TwoSlotsRunPythonTasksAndCountEveryIteration) {
+  Recorder rec;
+  Executor ex(Slots(2), rec.OnStarted(), rec.OnFinished());
+  for (uint32_t i = 0; i < 3; ++i) ex.Submit(Python("job", i, 300'007, GetParam()));
+  ASSERT_TRUE(rec.WaitForResults(3));
+  for (const v1::TaskResult& r : rec.results()) {
+    EXPECT_EQ(r.state(), v1::TASK_STATE_SUCCEEDED) << r.error();
+    EXPECT_EQ(r.iterations_done(), 300'007u);
+    EXPECT_GT(r.cpu_ns(), 0);
+    if (GetParam() == v1::EXEC_MODE_THREAD) {
+      EXPECT_EQ(r.pid(), static_cast<uint32_t>(getpid()));
+    } else {
+      EXPECT_NE(r.pid(), static_cast<uint32_t>(getpid()));
+    }
+  }
+}
+
+TEST_P(ExecutorPythonTest, CancelStopsARunningPythonTask) {
+  Recorder rec;
+  Executor ex(Slots(1), rec.OnStarted(), rec.OnFinished());
+  const v1::Assignment a = Python("job", 0, kForever, GetParam());
+  ex.Submit(a);
+  ASSERT_TRUE(rec.WaitForStarted(1));
+  ex.Cancel(a.task());
+  ASSERT_TRUE(rec.WaitForResults(1, kPrompt)) << "no result within " << kPrompt << " of Cancel";
+  const v1::TaskResult r = rec.results()[0];
+  EXPECT_EQ(r.state(), v1::TASK_STATE_CANCELLED);
+  EXPECT_LT(r.iterations_done(), kForever);
+  EXPECT_TRUE(ex.WaitIdle(absl::Now() + kPrompt));
+}
+
+TEST_P(ExecutorPythonTest, TimeoutFailsAPythonTask) {
+  Recorder rec;
+  Executor ex(Slots(1), rec.OnStarted(), rec.OnFinished());
+  v1::Assignment a = Python("job", 0, kForever, GetParam());
+  SetTimeout(&a, absl::Milliseconds(50));
+  ex.Submit(a);
+  ASSERT_TRUE(rec.WaitForResults(1, absl::Seconds(5)));
+  const v1::TaskResult r = rec.results()[0];
+  EXPECT_EQ(r.state(), v1::TASK_STATE_FAILED);
+  EXPECT_THAT(r.error(), HasSubstr("timed out"));
+}
+
+// A process-mode python task forks while a thread-mode one holds the GIL
+// in the worker: the fork protocol gives the child a usable interpreter.
+TEST(ExecutorPythonForkTest, ProcessTaskForksWhileAThreadTaskRunsPython) {
+  ASSERT_TRUE(InitPythonKernel().ok());
+  Recorder rec;
+  Executor ex(Slots(2), rec.OnStarted(), rec.OnFinished());
+  const v1::Assignment threaded = Python("job", 0, kForever, v1::EXEC_MODE_THREAD);
+  ex.Submit(threaded);
+  ASSERT_TRUE(rec.WaitForStarted(1));
+  ex.Submit(Python("job", 1, 200'003, v1::EXEC_MODE_PROCESS));
+  ASSERT_TRUE(rec.WaitForResults(1));
+  const v1::TaskResult r = rec.results()[0];
+  EXPECT_EQ(r.task().task_index(), 1u);
+  EXPECT_EQ(r.state(), v1::TASK_STATE_SUCCEEDED) << r.error();
+  EXPECT_EQ(r.iterations_done(), 200'003u);
+  ex.Cancel(threaded.task());
+  ASSERT_TRUE(rec.WaitForResults(2, kPrompt));
 }
 
 }  // namespace

@@ -131,6 +131,19 @@ TEST(SplitJobTest, SleepTasksGetTheDuration) {
   for (const TaskSpec& t : tasks) EXPECT_EQ(t.duration, absl::Seconds(1));
 }
 
+TEST(SplitJobTest, PythonTasksTakeIterationsLikeCountdown) {
+  v1::JobSpec spec = CountdownTotal(3, 10);
+  spec.set_kind(v1::TASK_KIND_PYTHON);
+  ASSERT_OK_AND_ASSIGN(std::vector<TaskSpec> tasks, SplitJob(spec, 0, 0));
+  EXPECT_EQ(Iterations(tasks), (std::vector<uint64_t>{4, 3, 3}));
+  spec = Countdown(2, 1'000);
+  spec.set_kind(v1::TASK_KIND_PYTHON);
+  ASSERT_OK_AND_ASSIGN(tasks, SplitJob(spec, 0, 0));
+  EXPECT_EQ(Iterations(tasks), (std::vector<uint64_t>{1'000, 1'000}));
+  spec.mutable_duration()->set_seconds(1);
+  EXPECT_THAT(ValidateJobSpec(spec), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("duration applies")));
+}
+
 TEST(SplitJobTest, InvalidSpecIsRejected) {
   EXPECT_THAT(SplitJob(Countdown(0, 1), 4, 4), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("tasks")));
 }

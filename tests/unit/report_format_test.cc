@@ -469,6 +469,14 @@ TEST(ReportFormatTest, WorkersJsonKeys) {
   EXPECT_EQ(w.at("usable_threads").get<int>(), 6);
   EXPECT_EQ(w.at("threads_per_core").get<int>(), 2);
   EXPECT_EQ(w.at("bind"), "cores");
+  // A WorkerInfo without kinds (an older coordinator): the C++ kinds.
+  EXPECT_EQ(w.at("kinds"), json({"countdown", "spin", "sleep"}));
+  EXPECT_EQ(w.at("python_version"), "");
+  v1::WorkerInfo py = MakeWorker();
+  for (v1::TaskKind k : {v1::TASK_KIND_COUNTDOWN, v1::TASK_KIND_PYTHON}) py.add_kinds(k);
+  py.set_python_version("3.11.2");
+  EXPECT_EQ(WorkersToJson({py})[0].at("kinds"), json({"countdown", "python"}));
+  EXPECT_EQ(WorkersToJson({py})[0].at("python_version"), "3.11.2");
   EXPECT_TRUE(WorkersToJson({}).is_array());
   EXPECT_TRUE(WorkersToJson({}).empty());
   EXPECT_TRUE(WorkersToJson({v1::WorkerInfo()})[0].at("labels").is_object());
@@ -688,6 +696,7 @@ TEST(ReportFormatTest, RenderWorkersTable) {
   b.set_state(v1::WORKER_STATE_DRAINING);
   b.set_running(0);
   b.mutable_host()->clear_bind();  // an older worker: no binding reported
+  b.set_python_version("3.11.2");  // offers the python kind
   *b.mutable_last_heartbeat() = Ts(SubmitSeconds() - 192, 500000000);
   v1::WorkerInfo c = MakeWorker();
   c.set_name("node-c");
@@ -697,10 +706,10 @@ TEST(ReportFormatTest, RenderWorkersTable) {
   EXPECT_EQ(
       RenderWorkers({MakeWorker(), b, c}, now),
       "NAME        HOST    SLOTS  CPUS  CORES  BIND   STATE     RUNNING  "
-      "LAST-HEARTBEAT\n"
-      "node-a      host-a      2     8      4  cores  READY           2  0.4s ago\n"
-      "node-bravo  h           2     8      4  -      DRAINING        0  3m12s ago\n"
-      "node-c      host-a      2     8      4  cores  READY           2  -\n"
+      "LAST-HEARTBEAT  PYTHON\n"
+      "node-a      host-a      2     8      4  cores  READY           2  0.4s ago        -\n"
+      "node-bravo  h           2     8      4  -      DRAINING        0  3m12s ago       3.11.2\n"
+      "node-c      host-a      2     8      4  cores  READY           2  -               -\n"
       // node-a and node-c send no machine id and share a host name: one
       // machine, its cores counted once.
       "3 workers on 2 machines: 6 slots, 8 physical cores, 16 logical CPUs\n");

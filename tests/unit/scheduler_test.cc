@@ -408,6 +408,67 @@ TEST(SchedulerTest, UnspecifiedExecRunsAnywhere) {
   EXPECT_EQ(CountBySession(s.Dispatch()), (std::map<std::string, int>{{"procs", 1}, {"threads", 1}}));
 }
 
+Scheduler::WorkerSpec WorkerWithKinds(const std::string& session, std::vector<v1::TaskKind> kinds) {
+  Scheduler::WorkerSpec w = Worker(session, 1);
+  w.kinds = std::move(kinds);
+  return w;
+}
+
+Scheduler::JobConstraints OfKind(v1::TaskKind kind) {
+  Scheduler::JobConstraints c;
+  c.kind = kind;
+  return c;
+}
+
+TEST(SchedulerTest, PythonTasksGoOnlyToWorkersOfferingTheKind) {
+  Scheduler s(Prefetch(0));
+  ASSERT_OK(s.AddWorker(WorkerWithKinds("plain", {v1::TASK_KIND_COUNTDOWN, v1::TASK_KIND_SPIN})));
+  ASSERT_OK(s.AddWorker(WorkerWithKinds("old", {})));  // no kinds in its hello: the C++ kinds
+  ASSERT_OK(s.AddWorker(WorkerWithKinds("py", {v1::TASK_KIND_COUNTDOWN, v1::TASK_KIND_PYTHON})));
+  ASSERT_OK(s.AddJob("job", OfKind(v1::TASK_KIND_PYTHON), Range(10), 1));
+  EXPECT_EQ(CountBySession(s.Dispatch()), (std::map<std::string, int>{{"py", 1}}));
+  EXPECT_THAT(s.UnrunnableJobs(), IsEmpty());
+}
+
+TEST(SchedulerTest, CountdownStillRunsOnWorkersWithoutKindsInTheirHello) {
+  Scheduler s(Prefetch(0));
+  ASSERT_OK(s.AddWorker(WorkerWithKinds("old", {})));
+  ASSERT_OK(s.AddWorker(WorkerWithKinds("py-only", {v1::TASK_KIND_PYTHON})));
+  ASSERT_OK(s.AddJob("job", OfKind(v1::TASK_KIND_COUNTDOWN), Range(10), 1));
+  EXPECT_EQ(CountBySession(s.Dispatch()), (std::map<std::string, int>{{"old", 1}}));
+}
+
+TEST(SchedulerTest, PythonJobWithoutAPythonWorkerIsUnrunnableWithTheReason) {
+  Scheduler s(Prefetch(0));
+  ASSERT_OK(s.AddWorker(WorkerWithKinds("plain", {v1::TASK_KIND_COUNTDOWN, v1::TASK_KIND_SPIN, v1::TASK_KIND_SLEEP})));
+  ASSERT_OK(s.AddWorker(WorkerWithKinds("old", {})));
+  ASSERT_OK(s.AddJob("job", OfKind(v1::TASK_KIND_PYTHON), Range(2), 1));
+  EXPECT_THAT(s.Dispatch(), IsEmpty());
+  const std::vector<Scheduler::Unrunnable> stuck = s.UnrunnableJobs();
+  ASSERT_EQ(stuck.size(), 1u);
+  EXPECT_EQ(stuck[0].job_id, "job");
+  EXPECT_EQ(stuck[0].reason,
+            "no attached worker offers the python kind (workers built without Python, or started with --no-python)");
+  // A worker with the kind attaches: the job runs there.
+  ASSERT_OK(s.AddWorker(WorkerWithKinds("py", {v1::TASK_KIND_PYTHON})));
+  EXPECT_THAT(s.UnrunnableJobs(), IsEmpty());
+  EXPECT_EQ(CountBySession(s.Dispatch()), (std::map<std::string, int>{{"py", 1}}));
+}
+
+TEST(SchedulerTest, PythonAndAnotherConstraintMetOnlyApartNamesBoth) {
+  Scheduler s(Prefetch(0));
+  ASSERT_OK(s.AddWorker(WorkerWithKinds("py", {v1::TASK_KIND_PYTHON})));
+  Scheduler::WorkerSpec eu = WorkerWithKinds("eu", {v1::TASK_KIND_COUNTDOWN});
+  eu.labels = {{"zone", "eu"}};
+  ASSERT_OK(s.AddWorker(eu));
+  Scheduler::JobConstraints c = OfKind(v1::TASK_KIND_PYTHON);
+  c.selector = {{"zone", "eu"}};
+  ASSERT_OK(s.AddJob("job", c, Range(2), 1));
+  const std::vector<Scheduler::Unrunnable> stuck = s.UnrunnableJobs();
+  ASSERT_EQ(stuck.size(), 1u);
+  EXPECT_EQ(stuck[0].reason, "no single worker matches all of --kind python, labels zone=eu");
+}
+
 TEST(SchedulerTest, UnplaceableJobDoesNotBlockOthers) {
   Scheduler s(Prefetch(0));
   ASSERT_OK(s.AddWorker(Worker("a", 2)));

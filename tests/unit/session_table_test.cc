@@ -38,6 +38,27 @@ std::vector<std::string> Names(const std::vector<v1::WorkerInfo>& infos) {
   return out;
 }
 
+Session FromHelloWithKinds(const std::vector<int>& kinds, const std::string& python_version = "") {
+  v1::Hello hello;
+  for (const int k : kinds) hello.mutable_kinds()->Add(k);  // raw ints: unknown values too
+  hello.set_python_version(python_version);
+  return Session::FromHello(hello, "s-1", "w", "peer", nullptr, absl::UnixEpoch(), MonoTime());
+}
+
+TEST(SessionTest, HelloWithoutKindsOffersTheCppKinds) {
+  const Session s = FromHelloWithKinds({});
+  EXPECT_THAT(s.kinds, ElementsAre(v1::TASK_KIND_COUNTDOWN, v1::TASK_KIND_SPIN, v1::TASK_KIND_SLEEP));
+  EXPECT_THAT(s.Info().kinds(), ElementsAre(v1::TASK_KIND_COUNTDOWN, v1::TASK_KIND_SPIN, v1::TASK_KIND_SLEEP));
+  EXPECT_EQ(s.Info().python_version(), "");
+}
+
+TEST(SessionTest, HelloKindsAreKeptOnceAndUnknownOnesDropped) {
+  const Session s = FromHelloWithKinds(
+      {v1::TASK_KIND_COUNTDOWN, v1::TASK_KIND_PYTHON, v1::TASK_KIND_PYTHON, v1::TASK_KIND_UNSPECIFIED, 99}, "3.11.2");
+  EXPECT_THAT(s.kinds, ElementsAre(v1::TASK_KIND_COUNTDOWN, v1::TASK_KIND_PYTHON));
+  EXPECT_EQ(s.Info().python_version(), "3.11.2");
+}
+
 TEST(SessionTableTest, FreeNameIsKept) {
   SessionTable table(4);
   table.Add(Named("s-1", "a"));

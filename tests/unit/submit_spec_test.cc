@@ -57,6 +57,24 @@ TEST(BuildSpecTest, SpinAndSleepTakeADuration) {
   EXPECT_THAT(BuildSpec(f), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("--duration")));
 }
 
+TEST(BuildSpecTest, PythonTakesIterationsLikeCountdown) {
+  SubmitFlags f;  // the chapter's job: --kind python --iterations 10000000 --tasks 4
+  f.kind = "python";
+  f.iterations = 10'000'000;
+  f.iterations_given = true;
+  ASSERT_OK_AND_ASSIGN(v1::JobSpec spec, BuildSpec(f));
+  EXPECT_EQ(spec.kind(), v1::TASK_KIND_PYTHON);
+  EXPECT_EQ(spec.iterations(), 10'000'000u);
+  EXPECT_EQ(spec.tasks(), 4u);
+  EXPECT_FALSE(spec.has_duration());
+  f.iterations_given = false;
+  f.total = 40'000'000;
+  ASSERT_OK_AND_ASSIGN(spec, BuildSpec(f));
+  EXPECT_EQ(spec.total(), 40'000'000u);
+  f.duration = "1s";
+  EXPECT_THAT(BuildSpec(f), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("--duration applies to")));
+}
+
 TEST(BuildSpecTest, SpinTakesNoIterationsOrTotal) {
   SubmitFlags f;
   f.kind = "spin";
