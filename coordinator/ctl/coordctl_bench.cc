@@ -55,6 +55,20 @@ BenchTrial TrialOf(uint32_t round, const v1::JobReport& report) {
   t.makespan_seconds = report.timing().makespan_seconds();
   t.cpu_seconds = report.timing().cpu_seconds();
   t.work_speedup = report.timing().work_speedup();
+  double busy = 0;
+  double wait = 0;
+  double throttled = 0;
+  for (const v1::WorkerTiming& w : report.workers()) {
+    if (w.tasks_measured() == 0) continue;
+    busy += w.busy_seconds();
+    wait += w.run_queue_wait_seconds();
+    throttled += w.throttled_seconds();
+    t.steal_share = std::max(t.steal_share, w.steal_share());
+  }
+  if (busy > 0) {
+    t.wait_share = std::min(1.0, wait / busy);
+    t.throttled_share = std::min(1.0, throttled / busy);
+  }
   return t;
 }
 
@@ -69,7 +83,10 @@ nlohmann::json RowJson(const BenchRow& r) {
                       {"makespan_seconds", t.makespan_seconds},
                       {"cpu_seconds", t.cpu_seconds},
                       {"speedup", t.speedup},
-                      {"work_speedup", t.work_speedup}});
+                      {"work_speedup", t.work_speedup},
+                      {"wait_share", t.wait_share},
+                      {"throttled_share", t.throttled_share},
+                      {"steal_share", t.steal_share}});
   }
   nlohmann::json speedup_interval = IntervalJson(r.speedups.ci);
   speedup_interval["min"] = r.speedups.min;
@@ -305,11 +322,35 @@ std::string EfficiencyCell(const BenchRow& row) {
   }
 }
 
+std::vector<std::string> TrialCauses(const BenchRow& row) {
+  double wait = 0;
+  double throttled = 0;
+  double steal = 0;
+  for (const BenchTrial& t : row.trials) {
+    wait = std::max(wait, t.wait_share);
+    throttled = std::max(throttled, t.throttled_share);
+    steal = std::max(steal, t.steal_share);
+  }
+  std::vector<std::string> causes;
+  if (wait >= 0.05) {
+    causes.push_back(absl::StrFormat("its tasks waited for a CPU up to %.0f%% of their time (another process "
+                                     "had it)", wait * 100));
+  }
+  if (throttled >= 0.05) {
+    causes.push_back(absl::StrFormat("its worker's cgroup was throttled up to %.0f%% of the tasks' time (a CPU "
+                                     "quota)", throttled * 100));
+  }
+  if (steal >= 0.02) causes.push_back(absl::StrFormat("the hypervisor stole up to %.0f%% of a CPU", steal * 100));
+  return causes;
+}
+
 std::vector<std::string> UnstableRowWarnings(const std::vector<BenchRow>& rows,
-                                             const std::vector<std::string>& causes) {
+                                             const std::vector<std::string>& noise_causes) {
   std::vector<std::string> warnings;
   for (const BenchRow& row : rows) {
     if (row.wall.n < 2 || row.wall.cv <= kHighCv) continue;
+    std::vector<std::string> causes = TrialCauses(row);
+    causes.insert(causes.end(), noise_causes.begin(), noise_causes.end());
     warnings.push_back(absl::StrFormat(
         "%s: the %u trials vary by %.0f%% (CV; min %.3f s, max %.3f s): the benchmark seems unstable. Likely: %s",
         row.mode, static_cast<unsigned>(row.wall.n), row.wall.cv * 100, row.wall.min, row.wall.max,
@@ -320,10 +361,30 @@ std::vector<std::string> UnstableRowWarnings(const std::vector<BenchRow>& rows,
   return warnings;
 }
 
+// A worker that calibrated (it has a host monitor) but has not sent its
+// first load figures yet: it attached less than a second ago.
+bool AwaitsNoise(const std::vector<v1::WorkerInfo>& workers) {
+  return std::any_of(workers.begin(), workers.end(), [](const v1::WorkerInfo& w) {
+    return w.calibrations_size() > 0 && !w.has_noise();
+  });
+}
+
+// The ready workers, once their first load figures are in (at most
+// kNoiseWait: a worker sends them a second after it starts).
+absl::StatusOr<std::vector<v1::WorkerInfo>> ReadyWithNoise(CoordinatorClient& client) {
+  constexpr absl::Duration kNoiseWait = absl::Seconds(3);
+  const absl::Time deadline = absl::Now() + kNoiseWait;
+  for (;;) {
+    absl::StatusOr<std::vector<v1::WorkerInfo>> listed = client.ListWorkers(/*include_gone=*/false);
+    if (!listed.ok()) return listed.status();
+    std::vector<v1::WorkerInfo> ready = ReadyOf(*listed);
+    if (!AwaitsNoise(ready) || absl::Now() >= deadline) return ready;
+    absl::SleepFor(absl::Milliseconds(200));  // polling the coordinator, bounded by the deadline
+  }
+}
+
 absl::StatusOr<BenchResult> RunBench(CoordinatorClient& client, const BenchOptions& options) {
-  absl::StatusOr<std::vector<v1::WorkerInfo>> listed = client.ListWorkers(/*include_gone=*/false);
-  if (!listed.ok()) return listed.status();
-  const std::vector<v1::WorkerInfo> ready = ReadyOf(*listed);
+  BF_ASSIGN_OR_RETURN(const std::vector<v1::WorkerInfo> ready, ReadyWithNoise(client));
   if (ready.empty()) {
     return absl::FailedPreconditionError("bench: no worker is attached and ready; start workers first");
   }

@@ -70,6 +70,12 @@ struct BenchTrial {
   // The report's work-based speedup (JobTiming.work_speedup: against the
   // workers' calibrated serial time); 0 when the report has none.
   double work_speedup = 0;
+  // What the workers measured around its tasks (WorkerTiming interference,
+  // over its measured tasks): run-queue wait and throttled time as shares
+  // of their busy time, and steal (the largest worker's share).
+  double wait_share = 0;
+  double throttled_share = 0;
+  double steal_share = 0;
 };
 
 struct BenchRow {
@@ -128,10 +134,14 @@ absl::StatusOr<BenchResult> RunBench(CoordinatorClient& client, const BenchOptio
 void SummarizeRows(std::vector<BenchRow>& rows, double confidence = kConfidence);
 
 // Warnings for the rows whose walls vary by more than kHighCv, each with
-// `causes` (the likely ones, from the noise check and calibration) or a
-// generic cause when there are none.
+// the likely causes: what its trials' workers measured (tasks waiting for a
+// CPU, throttled, stolen from: TrialCauses) and `causes` (from the noise
+// check and calibration), or a generic cause when there are none.
 std::vector<std::string> UnstableRowWarnings(const std::vector<BenchRow>& rows,
                                              const std::vector<std::string>& causes);
+// "its tasks waited for a CPU 34% of their time in the slowest trial", ...:
+// a row's trials' interference figures over 5% (steal over 2%).
+std::vector<std::string> TrialCauses(const BenchRow& row);
 
 // {"schema":1, kind, iterations, tasks, repeat, warmup, confidence, worker,
 // worker_slots, fleet{...}, noise[], advice[], warnings[], warmup_job_ids[],

@@ -87,6 +87,21 @@ TEST(BenchRowsTest, UnstableRowsGetAWarningWithTheirCauses) {
   EXPECT_THAT(steal[0], HasSubstr("Likely: steal 12.0% on node-1"));
 }
 
+TEST(BenchRowsTest, WhatTheWorkersMeasuredIsTheFirstLikelyCause) {
+  auto rows = Rows({"serial", "threads"}, {1, 2}, {{1.0, 1.6, 1.0, 1.5}, {0.5, 0.51, 0.5, 0.52}});
+  rows[0].trials[1].wait_share = 0.34;
+  rows[0].trials[3].throttled_share = 0.2;
+  rows[0].trials[2].steal_share = 0.01;  // under 2%: not named
+  const std::vector<std::string> causes = TrialCauses(rows[0]);
+  ASSERT_EQ(causes.size(), 2u);
+  EXPECT_THAT(causes[0], HasSubstr("waited for a CPU up to 34%"));
+  EXPECT_THAT(causes[1], HasSubstr("throttled up to 20%"));
+  const std::vector<std::string> warnings = UnstableRowWarnings(rows, {"steal 3.0% on vm"});
+  ASSERT_EQ(warnings.size(), 1u);
+  EXPECT_THAT(warnings[0], HasSubstr("Likely: its tasks waited for a CPU up to 34%"));
+  EXPECT_THAT(warnings[0], HasSubstr("; steal 3.0% on vm"));
+}
+
 TEST(BenchJsonTest, EveryTrialAndTheIntervalsAreThere) {
   BenchResult r;
   r.iterations = 1000;
