@@ -17,6 +17,14 @@ HostMonitor::Options Fast() {
   return o;
 }
 
+// Recalibrates at the first idle tick.
+HostMonitor::Options Eager() {
+  HostMonitor::Options o = Fast();
+  o.idle_before_recalibration = absl::ZeroDuration();
+  o.recalibrate_age = absl::ZeroDuration();
+  return o;
+}
+
 // Polls `take` until it gives something, up to a deadline.
 template <typename Take>
 auto WaitFor(Take take) {
@@ -42,10 +50,7 @@ TEST(HostMonitorTest, CalibrateNowPublishesTheCountdownOnce) {
 }
 
 TEST(HostMonitorTest, AnIdleWorkerRecalibratesAndSamplesTheHost) {
-  HostMonitor::Options o = Fast();
-  o.idle_before_recalibration = absl::ZeroDuration();
-  o.recalibrate_age = absl::ZeroDuration();
-  HostMonitor monitor(o);
+  HostMonitor monitor(Eager());
   monitor.CalibrateNow();
   monitor.TakeNewCalibrations();
   monitor.Start([] { return true; });
@@ -66,10 +71,7 @@ TEST(HostMonitorTest, AnIdleWorkerRecalibratesAndSamplesTheHost) {
 }
 
 TEST(HostMonitorTest, ABusyWorkerIsNotRecalibrated) {
-  HostMonitor::Options o = Fast();
-  o.idle_before_recalibration = absl::ZeroDuration();
-  o.recalibrate_age = absl::ZeroDuration();
-  HostMonitor monitor(o);
+  HostMonitor monitor(Eager());
   monitor.CalibrateNow();
   monitor.TakeNewCalibrations();
   std::atomic<int> asked{0};
