@@ -315,6 +315,10 @@ class DockerTest(unittest.TestCase):
         cores, cpus = workers[0]["physical_cores"], workers[0]["logical_cpus"]
         fleet = re.search(r"fleet: 3 workers on (\d+) machines?, 3 slots \((\d+) physical cores?, (\d+) logical CPUs?\)", out)
         self.assertIsNotNone(fleet, "the demo's bench printed no fleet line")
+        # Both kernels, each mode with its interval; the image runs the python kind.
+        self.assertIn("5 trials per mode (interleaved, after 1 warm-up round)", out)
+        self.assertIn("5.00M python iterations, 3 trials per mode", out)
+        self.assertIn("share one interpreter lock (the GIL)", out)
         self.assertEqual([int(g) for g in fleet.groups()], [1, cores, cpus], fleet.group(0))
         note(f"the demo's bench: {fleet.group(0)} (this machine: {os.cpu_count()} logical CPUs)")
         table = self.ctl("-o", "table", "workers").stdout
