@@ -34,8 +34,9 @@ class HostMonitor {
     // CPUs calibrated at most (spread over the usable ones).
     size_t max_cpus = 16;
     CalibrationOptions calibration;
-    // How often the host's load is sampled (and the idle check made).
-    absl::Duration tick = absl::Seconds(5);
+    // How often the host's load is sampled (and the idle check made): the
+    // figures a bench's noise check reads cover the last second.
+    absl::Duration tick = absl::Seconds(1);
     // Recalibrate once the worker has been idle this long and the last
     // calibration is older than recalibrate_age.
     absl::Duration idle_before_recalibration = absl::Seconds(30);

@@ -56,11 +56,21 @@ void CheckLoad(const std::string& host, const v1::HostNoise& n, uint32_t slots, 
         top.empty() ? "" : absl::StrCat(" (", absl::StrJoin(top, ", "), ")")));
     check.causes.push_back(absl::StrFormat("other processes used %.2f CPUs on %s", n.other_busy_cpus(), host));
   }
-  if (n.online_cpus() > 0 && n.load1() + slots > n.online_cpus() + 0.5) {
+  // The load average lags (a minute) and counts the workers' own tasks of
+  // a moment ago: the other processes' CPU, measured over the last
+  // seconds, is what the bench's slots will compete with.
+  if (n.online_cpus() > 0 && n.other_busy_cpus() >= kNoisyOtherCpus &&
+      n.other_busy_cpus() + slots > n.online_cpus() + kNoisyOtherCpus) {
     check.advice.push_back(absl::StrFormat(
-        "load average %.2f on %s's %u CPUs, and the bench adds up to %u busy slots there: tasks will share "
-        "CPUs",
-        n.load1(), host, n.online_cpus(), slots));
+        "%s's %u CPUs: %.2f busy with other processes, and the bench adds up to %u busy slots: tasks will "
+        "share CPUs",
+        host, n.online_cpus(), n.other_busy_cpus(), slots));
+    check.causes.push_back(absl::StrFormat("%u slots and %.2f CPUs of other work on %s's %u CPUs", slots,
+                                           n.other_busy_cpus(), host, n.online_cpus()));
+  }
+  if (n.online_cpus() > 0 && n.load1() > 2.0 * n.online_cpus()) {
+    check.advice.push_back(absl::StrFormat("load average %.2f on %s's %u CPUs: the machine is oversubscribed",
+                                           n.load1(), host, n.online_cpus()));
     check.causes.push_back(absl::StrFormat("load average %.2f on %u CPUs on %s", n.load1(), n.online_cpus(), host));
   }
 }

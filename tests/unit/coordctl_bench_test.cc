@@ -211,11 +211,19 @@ TEST(NoiseCheckTest, StealOtherLoadGovernorAndUnevenCpusEachGetAdvice) {
   EXPECT_THAT(check.lines[0], HasSubstr("(worker-1, worker-2)"));
   const std::string advice = ::testing::PrintToString(check.advice);
   EXPECT_THAT(advice, HasSubstr("hog (pid 42) 0.85"));
-  EXPECT_THAT(advice, HasSubstr("load average 3.50 on node-1's 2 CPUs, and the bench adds up to 4 busy slots"));
+  EXPECT_THAT(advice, HasSubstr("node-1's 2 CPUs: 0.90 busy with other processes, and the bench adds up to 4"));
+  EXPECT_THAT(advice, Not(HasSubstr("oversubscribed")));  // load 3.5 is under 2 x 2 CPUs
   EXPECT_THAT(advice, HasSubstr("31.0%"));
   EXPECT_THAT(advice, HasSubstr("'powersave'"));
   EXPECT_THAT(advice, HasSubstr("1.64x"));
   EXPECT_EQ(check.causes.size(), 5u);
+  // A lagging load average alone (the workers' own tasks of a minute ago) is no advice.
+  n->set_other_busy_cpus(0.1);
+  n->clear_busy();
+  n->set_steal_share(0);
+  n->set_governor("");
+  w.clear_calibrations();
+  EXPECT_TRUE(CheckNoise({w}, v1::TASK_KIND_COUNTDOWN).advice.empty());
 }
 
 TEST(NoiseCheckTest, AWorkerWithoutFiguresSaysSo) {
