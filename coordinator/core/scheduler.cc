@@ -226,8 +226,11 @@ int Scheduler::PrefetchSize(double rtt_seconds, double task_seconds, int slots, 
   // assignments and results go in batches).
   const double budget = kPipelineSeconds + kRoundTripMargin * std::max(rtt_seconds, 0.0);
   const double per_slot = budget / std::max(task_seconds, 1e-7);
-  const int adaptive = static_cast<int>(
-      std::min<double>(kMaxAdaptivePrefetch, std::floor(per_slot * std::max(slots, 0))));
+  // The cap bounds the rate (kMaxAdaptivePrefetch per kPipelineSeconds of
+  // budget), so a far worker's grows with its link, up to kMaxLinkPrefetch.
+  const double cap =
+      std::min<double>(kMaxLinkPrefetch, std::floor(kMaxAdaptivePrefetch * budget / kPipelineSeconds));
+  const int adaptive = static_cast<int>(std::min(cap, std::floor(per_slot * std::max(slots, 0))));
   // Longer tasks: one ready per slot while plenty are left; near the job's
   // end only those shorter than the budget (no task waits behind another
   // for longer than the link would make its slot idle).

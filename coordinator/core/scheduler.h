@@ -79,17 +79,20 @@ class Scheduler {
 
   // Work kept queued per slot beyond the running task (plus
   // kRoundTripMargin of the worker's round trips), and the cap on
-  // prefetched tasks per worker.
+  // prefetched tasks per worker: kMaxAdaptivePrefetch per kPipelineSeconds
+  // of that work (1,024 on a link of no delay), at most kMaxLinkPrefetch.
   static constexpr double kPipelineSeconds = 0.005;
   static constexpr double kRoundTripMargin = 2.0;
   static constexpr int kTailSlotsFactor = 2;
   static constexpr int kMaxAdaptivePrefetch = 1024;
+  static constexpr int kMaxLinkPrefetch = 16 * 1024;
 
   // Tasks to prefetch on a worker with `slots` slots and a round trip of
   // `rtt_seconds` for a job whose tasks take `task_seconds`: enough for
-  // kPipelineSeconds + kRoundTripMargin x rtt of queued work per slot, at
-  // most kMaxAdaptivePrefetch; with `plenty_queued` (not the job's tail) at
-  // least one per slot. Pure; negative inputs count as 0.
+  // kPipelineSeconds + kRoundTripMargin x rtt of queued work per slot
+  // (counted over the worker's slots, rounded down), within the cap above;
+  // with `plenty_queued` (not the job's tail) at least one per slot. Pure;
+  // negative inputs count as 0.
   static int PrefetchSize(double rtt_seconds, double task_seconds, int slots, bool plenty_queued);
 
   explicit Scheduler(Options options);

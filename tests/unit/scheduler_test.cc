@@ -178,8 +178,15 @@ TEST(PrefetchSizeTest, TheTailGetsOnlyTasksShorterThanTheBudget) {
   EXPECT_EQ(Scheduler::PrefetchSize(0.020, 0.030, 2, false), 3);
 }
 
-TEST(PrefetchSizeTest, IsCappedAndToleratesBadInputs) {
-  EXPECT_EQ(Scheduler::PrefetchSize(1.0, 1e-6, 64, true), Scheduler::kMaxAdaptivePrefetch);
+TEST(PrefetchSizeTest, TheCapGrowsWithTheLink) {
+  // 1 us tasks: 1,024 per 5 ms of budget; 45 ms on a 20 ms link = 9 x 1,024.
+  EXPECT_EQ(Scheduler::PrefetchSize(0, 1e-6, 1, true), Scheduler::kMaxAdaptivePrefetch);
+  EXPECT_EQ(Scheduler::PrefetchSize(0.020, 1e-6, 1, true), 9 * Scheduler::kMaxAdaptivePrefetch);
+  // A one-second link: kMaxLinkPrefetch.
+  EXPECT_EQ(Scheduler::PrefetchSize(1.0, 1e-6, 64, true), Scheduler::kMaxLinkPrefetch);
+}
+
+TEST(PrefetchSizeTest, ToleratesBadInputs) {
   EXPECT_EQ(Scheduler::PrefetchSize(-1.0, 0.002, 3, true), 7) << "a negative round trip counts as 0";
   EXPECT_EQ(Scheduler::PrefetchSize(0, -1.0, 1, false), Scheduler::kMaxAdaptivePrefetch);
   EXPECT_EQ(Scheduler::PrefetchSize(0.020, 0.005, 0, false), 0);
