@@ -208,7 +208,8 @@ TEST(SchedulerTest, AFarWorkerKeepsARoundTripOfWorkQueued) {
 
 TEST(SchedulerTest, RoundTripOfAnUnknownWorkerIsNotFound) {
   Scheduler s(Prefetch(0));
-  EXPECT_THAT(s.SetRoundTrip("nobody", absl::Milliseconds(20)), StatusIs(absl::StatusCode::kNotFound, HasSubstr("nobody")));
+  EXPECT_THAT(s.SetRoundTrip("nobody", absl::Milliseconds(20)),
+              StatusIs(absl::StatusCode::kNotFound, HasSubstr("nobody")));
 }
 
 TEST(SchedulerTest, AFarWorkerGetsNoLongTaskPiledAtTheJobsTail) {
@@ -219,8 +220,8 @@ TEST(SchedulerTest, AFarWorkerGetsNoLongTaskPiledAtTheJobsTail) {
   ASSERT_OK(s.SetRoundTrip("b", absl::Milliseconds(20)));
   ASSERT_OK(s.AddJob("job", {}, Range(5), 1));
   s.ObserveTaskSeconds("job", 0.050);
-  // 3 queued <= 2 x 2 fleet slots: the tail, a slot each and nothing queued
-  // behind them.
+  // Once the free slots have one each, 3 queued <= 2 x 2 fleet slots: the
+  // tail, and a 50 ms task exceeds the 45 ms budget, so none queued behind.
   ASSERT_EQ(s.Dispatch().size(), 2u);
   EXPECT_EQ(s.InFlight("a"), 1);
   EXPECT_EQ(s.InFlight("b"), 1);
