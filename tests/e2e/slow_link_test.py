@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """End to end, issue 17 (link-aware prefetch): a worker behind a slow link
-(a userspace delay proxy adding a 50 ms round trip) is kept more than one
+(a userspace delay proxy adding a 100 ms round trip) is kept more than one
 task ahead per slot, so its slot does not idle a round trip between tasks;
 the job completes with every task accounted for.
 
@@ -17,8 +17,9 @@ import sys
 import harness
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-RTT_MS = 50
-# 20 ms sleep tasks: 5 ms + 2 x 50 ms of queued work per slot is 5 tasks;
+RTT_MS = 100
+# 20 ms sleep tasks: 5 ms + 2 x 100 ms of queued work per slot is 10 tasks
+# (still 4 if a loaded machine stretches them to 50 ms);
 # without the link only the running one and one ready (20 ms > 5 ms).
 TASKS = 80
 TASK_DURATION = "20ms"
