@@ -23,8 +23,9 @@ RTT_MS = 100
 # without the link only the running one and one ready (20 ms > 5 ms).
 TASKS = 80
 TASK_DURATION = "20ms"
-# More than the link-blind rule can hold on a 1-slot worker (1 + the
-# configured prefetch of 2).
+# More than the link-blind rule holds on a 1-slot worker: the running task
+# and one ready (2 before this change), with room for a --prefetch of up to
+# 2 before the job's first result.
 MORE_THAN_BLIND = 3
 
 
