@@ -354,6 +354,9 @@ void Coordinator::HandleHeartbeatLocked(Session& session, const v1::Heartbeat& h
   const absl::Time now = clock_->Now();
   session.last_heartbeat = now;
   session.ObserveClocks(hb, now);
+  // The worker's smallest-delay round trip (every heartbeat carries it,
+  // also those without an ack) sizes its prefetch.
+  if (hb.clock_rtt_ns() > 0) (void)scheduler_.SetRoundTrip(session.id, absl::Nanoseconds(hb.clock_rtt_ns()));
   session.ObserveCalibrations(hb.calibrations());
   if (hb.has_noise()) session.ObserveNoise(hb.noise());
   if (hb.no_ack()) return;

@@ -67,6 +67,16 @@ absl::Status Scheduler::SetDraining(absl::string_view session) {
   return absl::OkStatus();
 }
 
+absl::Status Scheduler::SetRoundTrip(absl::string_view session, absl::Duration rtt) {
+  absl::MutexLock lock(&mu_);
+  auto it = workers_.find(std::string(session));
+  if (it == workers_.end()) {
+    return absl::NotFoundError(absl::StrCat("worker session ", session, " not found"));
+  }
+  it->second.rtt_seconds = std::max(0.0, absl::ToDoubleSeconds(rtt));
+  return absl::OkStatus();
+}
+
 absl::Status Scheduler::AddJob(absl::string_view job_id, JobConstraints constraints,
                                const std::vector<uint32_t>& queued, uint64_t seq) {
   absl::MutexLock lock(&mu_);
@@ -234,20 +244,28 @@ std::vector<Scheduler::Unrunnable> Scheduler::UnrunnableJobs() const {
   return out;
 }
 
+int Scheduler::PrefetchSize(double rtt_seconds, double task_seconds, int slots, bool plenty_queued) {
+  // Work per slot to keep queued: the pipeline plus the round trips a
+  // result and its replacement spend on the link (many for tiny tasks:
+  // assignments and results go in batches).
+  const double budget = kPipelineSeconds + kRoundTripMargin * std::max(rtt_seconds, 0.0);
+  const double per_slot = budget / std::max(task_seconds, 1e-7);
+  // The cap bounds the rate (kMaxAdaptivePrefetch per kPipelineSeconds of
+  // budget), so a far worker's grows with its link, up to kMaxLinkPrefetch.
+  const double cap =
+      std::min<double>(kMaxLinkPrefetch, std::floor(kMaxAdaptivePrefetch * budget / kPipelineSeconds));
+  const int adaptive = static_cast<int>(std::min(cap, std::floor(per_slot * std::max(slots, 0))));
+  // Longer tasks: one ready per slot while plenty are left; near the job's
+  // end only those shorter than the budget (no task waits behind another
+  // for longer than the link would make its slot idle).
+  return plenty_queued ? std::max(adaptive, slots) : adaptive;
+}
+
 int Scheduler::PrefetchFor(const Job& job, const Worker& worker, int fleet_slots) const {
   if (job.task_seconds < 0) return options_.prefetch_per_worker;
-  // Enough queued work to cover kPipelineSeconds per slot: many for tiny
-  // tasks (assignments and results go in batches).
-  const double per_slot = kPipelineSeconds / std::max(job.task_seconds, 1e-7);
-  const int adaptive =
-      static_cast<int>(std::min<double>(kMaxAdaptivePrefetch, std::floor(per_slot * worker.spec.slots)));
-  // Longer tasks: one ready per slot while plenty are left; near the job's
-  // end only on demand (no task waits behind another while a slot
-  // elsewhere idles).
-  if (job.queued.size() > static_cast<size_t>(kTailSlotsFactor) * static_cast<size_t>(fleet_slots)) {
-    return std::max(adaptive, worker.spec.slots);
-  }
-  return adaptive;
+  const bool plenty =
+      job.queued.size() > static_cast<size_t>(kTailSlotsFactor) * static_cast<size_t>(fleet_slots);
+  return PrefetchSize(worker.rtt_seconds, job.task_seconds, worker.spec.slots, plenty);
 }
 
 void Scheduler::ObserveTaskSeconds(absl::string_view job_id, double seconds) {

@@ -15,6 +15,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
 #include "busyfleet/v1/types.pb.h"
 
 namespace busyfleet::coordinator {
@@ -34,14 +35,17 @@ struct TaskKey {
 //
 // Pull with credits: each worker may hold up to `slots + prefetch` tasks in
 // flight (assigned or running), so no slot waits a round trip between tasks.
-// Prefetch adapts to each job's task durations (ObserveTaskSeconds): enough
-// tasks to keep kPipelineSeconds of work queued per slot, so tiny tasks go
-// out (and come back) hundreds to a message; longer ones get one task per
-// slot ready behind the running one (no slot waits a round trip between
-// tasks) while the job has more than kTailSlotsFactor times the fleet's
-// slots queued, and none after that, so no long task waits on one worker
-// while a slot elsewhere idles at the job's end. Until a job's first
-// result, Options::prefetch_per_worker.
+// Prefetch adapts to each job's task durations (ObserveTaskSeconds) and to
+// each worker's round trip (SetRoundTrip): enough tasks to keep
+// kPipelineSeconds plus kRoundTripMargin round trips of work queued per
+// slot (the link's bandwidth-delay product, see PrefetchSize), so tiny
+// tasks go out (and come back) hundreds to a message and a far worker's
+// slots do not idle while results and new tasks cross the link; longer
+// ones get at least one task per slot ready behind the running one while
+// the job has more than kTailSlotsFactor times the fleet's slots queued,
+// and after that only tasks shorter than that budget, so no long task
+// waits on one worker while a slot elsewhere idles at the job's end.
+// Until a job's first result, Options::prefetch_per_worker.
 // Dispatch fills free slots across all workers first, round-robin, and only
 // then prefetches, so a job smaller than the fleet is spread, not piled on
 // the first worker. Jobs share the fleet fairly: each pick goes to the
@@ -78,11 +82,23 @@ class Scheduler {
     TaskKey task;
   };
 
-  // Work kept queued per slot beyond the running task, and the cap on
-  // prefetched tasks per worker.
+  // Work kept queued per slot beyond the running task (plus
+  // kRoundTripMargin of the worker's round trips), and the cap on
+  // prefetched tasks per worker: kMaxAdaptivePrefetch per kPipelineSeconds
+  // of that work (1,024 on a link of no delay), at most kMaxLinkPrefetch.
   static constexpr double kPipelineSeconds = 0.005;
+  static constexpr double kRoundTripMargin = 2.0;
   static constexpr int kTailSlotsFactor = 2;
   static constexpr int kMaxAdaptivePrefetch = 1024;
+  static constexpr int kMaxLinkPrefetch = 16 * 1024;
+
+  // Tasks to prefetch on a worker with `slots` slots and a round trip of
+  // `rtt_seconds` for a job whose tasks take `task_seconds`: enough for
+  // kPipelineSeconds + kRoundTripMargin x rtt of queued work per slot
+  // (counted over the worker's slots, rounded down), within the cap above;
+  // with `plenty_queued` (not the job's tail) at least one per slot. Pure;
+  // negative inputs count as 0.
+  static int PrefetchSize(double rtt_seconds, double task_seconds, int slots, bool plenty_queued);
 
   explicit Scheduler(Options options);
 
@@ -97,6 +113,9 @@ class Scheduler {
   absl::StatusOr<std::vector<TaskKey>> RemoveWorker(absl::string_view session);
   // No new tasks for the worker. NotFound for an unknown session.
   absl::Status SetDraining(absl::string_view session);
+  // The worker's round trip to the coordinator (0 until known), which sizes
+  // its prefetch. NotFound for an unknown session.
+  absl::Status SetRoundTrip(absl::string_view session, absl::Duration rtt);
 
   // Adds a job whose tasks `queued` (indices, in order) wait for a worker.
   // AlreadyExists if the job is known. `seq` orders jobs (older = smaller).
@@ -156,6 +175,7 @@ class Scheduler {
   struct Worker {
     WorkerSpec spec;
     bool draining = false;
+    double rtt_seconds = 0;
     absl::flat_hash_set<TaskKey> in_flight;
   };
   struct Job {

@@ -2,7 +2,9 @@
 """busyfleet's end-to-end benchmark: every target of issue 7 in one run.
 
 Starts real coordinators and workers from --bin-dir (each stage gets a fresh
-coordinator on a free loopback port), runs the six targets and prints one
+coordinator on a free loopback port), runs the six targets of issue 7 and
+issue 17's slow link (target 7: the workers direct and behind a userspace
+delay proxy adding a 20 ms round trip, interleaved) and prints one
 table: target, figure, target value, ratio, pass/fail. The ratio is how far
 past the target the figure is, >= 1 passes, whichever way the target points
 (figure / target for "at least", target / figure for "at most").
@@ -96,22 +98,30 @@ def status_kib(pid, key):
 class Cluster:
     """A coordinator and N one-slot workers from the build tree."""
 
-    def __init__(self, bench, db, workers, slots=1, extra=()):
+    def __init__(self, bench, db, workers, slots=1, extra=(), rtt_ms=None):
+        """`rtt_ms`: the workers reach the coordinator through a delay proxy
+        adding that round trip (tests/e2e/delay_proxy.py)."""
         self.bench = bench
         self.tmp = tempfile.TemporaryDirectory(prefix="busyfleet-bench-")
         self.db = db if db == ":memory:" else os.path.join(self.tmp.name, "busyfleet.db")
         self.workers = []
+        self.proxy = None
         t0 = time.perf_counter()
         self.coordinator = Daemon([bench.bin("coordinator/coordinator"), "--listen", "127.0.0.1:0", "--db", self.db,
                                    *extra], cwd=self.tmp.name)
         self.address = self.coordinator.wait_for_line(r"listening on (\S+:\d+)").group(1)
+        worker_address = self.address
+        if rtt_ms is not None:
+            self.proxy = Daemon([sys.executable, os.path.join(HERE, "..", "e2e", "delay_proxy.py"), "--target",
+                                 self.address, "--rtt-ms", str(rtt_ms)])
+            worker_address = self.proxy.wait_for_line(r"listening on (\S+:\d+)").group(1)
         for i in range(workers):
             # Benches other than this harness's (memory_soak.py, hostile_soak.py)
             # bind nothing.
             prefix = bench.worker_prefix(i) if hasattr(bench, "worker_prefix") else []
             bind = bench.worker_bind_args() if hasattr(bench, "worker_bind_args") else []
             self.workers.append(Daemon([*prefix, bench.bin("worker/worker"), "--coordinator",
-                                        self.address, "--slots", str(slots), "--name", f"bench-w{i + 1}",
+                                        worker_address, "--slots", str(slots), "--name", f"bench-w{i + 1}",
                                         *bind]))
         if workers:
             self.wait_for_workers(workers)
@@ -146,6 +156,8 @@ class Cluster:
     def close(self):
         for w in self.workers:
             w.stop()
+        if self.proxy is not None:
+            self.proxy.stop()
         self.coordinator.stop()
         self.tmp.cleanup()
 
@@ -469,6 +481,41 @@ def target6(b, sizes):
               f"over {secs:.1f} s; each idle worker {workers_pct:.2f}%")
 
 
+def slow_link_trial(b, sizes, rtt_ms, it5, it50):
+    """One trial of the three workloads on 2 workers x 1 slot, the workers
+    direct (rtt_ms None) or behind the delay proxy: {workload: figure}."""
+    out = {}
+    with Cluster(b, ":memory:", workers=2, rtt_ms=rtt_ms) as c:
+        for key, n, iterations in (("eff50", sizes["t7_long_tasks"], it50), ("eff5", sizes["t7_short_tasks"], it5),
+                                   ("empty", sizes["t7_empty_tasks"], 0)):
+            report, outside = submit_wait(c, "--tasks", str(n), "--iterations", str(iterations), timeout=600)
+            check_all_succeeded(report, n, f"target 7 {key} (rtt {rtt_ms})")
+            out[key] = n / outside if key == "empty" else report["timing"]["efficiency"]
+    return out
+
+
+def target7(b, sizes):
+    """Slow link: the same workloads direct and over a delayed round trip."""
+    kernel, _ = kernel_rate(b, sizes["calib_iterations"], 3)
+    rate = kernel * 1e9
+    it5, it50 = int(rate * sizes["t7_short_seconds"]), int(rate * sizes["t7_long_seconds"])
+    rtt = sizes["t7_rtt_ms"]
+    # Interleaved, direct then delayed, so both sides of each ratio see the
+    # same machine; the ratio of each pair, and the median over the trials.
+    pairs = []
+    for _ in range(sizes["t7_trials"]):
+        pairs.append((slow_link_trial(b, sizes, None, it5, it50), slow_link_trial(b, sizes, rtt, it5, it50)))
+    rows = (("eff50", f"{sizes['t7_long_tasks']} x {sizes['t7_long_seconds'] * 1e3:.0f} ms efficiency", 0.98),
+            ("eff5", f"{sizes['t7_short_tasks']} x {sizes['t7_short_seconds'] * 1e3:.0f} ms efficiency", 0.9),
+            ("empty", f"{sizes['t7_empty_tasks']:,} empty tasks/s", 0.8))
+    for key, what, goal in rows:
+        ratios = sorted((d[key] / x[key], x[key], d[key]) for x, d in pairs)
+        ratio, direct, delayed = ratios[len(ratios) // 2]
+        b.row(7, f"{what}, {rtt:g} ms round trip / direct", ratio, goal, "x", True,
+              f"median of {len(pairs)}: direct {fmt(direct)}, delayed {fmt(delayed)}; all ratios "
+              + ", ".join(f"{r[0]:.3f} ({fmt(r[1])} vs {fmt(r[2])})" for r in ratios))
+
+
 def run_peers(b, sizes):
     rows = []
     cmds = [[sys.executable, os.path.join(HERE, "peers", "mp_peer.py"), "--tasks", str(sizes["peer_tasks"]),
@@ -496,14 +543,16 @@ FULL = dict(t1_tasks=100_000, t1_timeout=600, t2_jobs=1000, t2_warmup=20, calib_
             t3a_tasks=64, t3a_seconds=0.050, t3b_tasks=8, t3b_seconds=0.250, t3_trials=3, t4_iterations=1_000_000_000,
             t4_reps=5, t4_trials=3, t5_tasks=1_000_000, t5_timeout=400, t5_sessions=1000, t5_window=10,
             t6_workers=10, t6_settle=2.0, t6_window=10.0, peer_tasks=100_000, peer_executor_tasks=20_000,
-            peer_jobs=1000, dask_tasks=5000, dask_jobs=300)
+            peer_jobs=1000, dask_tasks=5000, dask_jobs=300, t7_rtt_ms=20, t7_trials=3, t7_long_tasks=64,
+            t7_long_seconds=0.050, t7_short_tasks=640, t7_short_seconds=0.005, t7_empty_tasks=20_000)
 SMOKE = dict(t1_tasks=300, t1_timeout=60, t2_jobs=20, t2_warmup=2, calib_iterations=20_000_000,
              t3a_tasks=8, t3a_seconds=0.005, t3b_tasks=4, t3b_seconds=0.020, t3_trials=1, t4_iterations=20_000_000,
              t4_reps=1, t4_trials=1, t5_tasks=2000, t5_timeout=60, t5_sessions=20, t5_window=1,
              t6_workers=3, t6_settle=0.5, t6_window=1.0, peer_tasks=500, peer_executor_tasks=200,
-             peer_jobs=20, dask_tasks=100, dask_jobs=10)
+             peer_jobs=20, dask_tasks=100, dask_jobs=10, t7_rtt_ms=20, t7_trials=1, t7_long_tasks=4,
+             t7_long_seconds=0.010, t7_short_tasks=16, t7_short_seconds=0.002, t7_empty_tasks=200)
 
-TARGETS = {1: target1, 2: target2, 3: target3, 4: target4, 5: target5, 6: target6}
+TARGETS = {1: target1, 2: target2, 3: target3, 4: target4, 5: target5, 6: target6, 7: target7}
 
 
 def machine():
@@ -575,10 +624,10 @@ def main():
     try:
         only = sorted({int(x) for x in args.only.split(",") if x.strip()}) or sorted(TARGETS)
     except ValueError:
-        parser.error(f"--only must list target numbers 1-6, got {args.only!r}")
+        parser.error(f"--only must list target numbers 1-7, got {args.only!r}")
     bad = [t for t in only if t not in TARGETS]
     if bad:
-        parser.error(f"--only: no target {bad[0]} (targets are 1-6)")
+        parser.error(f"--only: no target {bad[0]} (targets are 1-7)")
 
     sizes = SMOKE if args.smoke else FULL
     b = Bench(args)

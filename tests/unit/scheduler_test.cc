@@ -147,6 +147,86 @@ TEST(SchedulerTest, LongTasksAreNotPrefetched) {
   EXPECT_EQ(s.InFlight("b"), 3 + 7);
 }
 
+TEST(PrefetchSizeTest, WithoutARoundTripKeepsThePipelineOnly) {
+  // 5 ms per slot: floor(3 x 5 ms / 2 ms) = 7; 50 ms tasks: one per slot
+  // while plenty are queued, none at the tail.
+  EXPECT_EQ(Scheduler::PrefetchSize(0, 0.002, 3, true), 7);
+  EXPECT_EQ(Scheduler::PrefetchSize(0, 0.050, 1, true), 1);
+  EXPECT_EQ(Scheduler::PrefetchSize(0, 0.050, 1, false), 0);
+}
+
+TEST(PrefetchSizeTest, CoversTheRoundTripWithAMargin) {
+  // 20 ms round trip, 5 ms tasks: 5 ms + 2 x 20 ms = 45 ms per slot = 9 tasks.
+  EXPECT_EQ(Scheduler::PrefetchSize(0.020, 0.005, 1, true), 9);
+  EXPECT_EQ(Scheduler::PrefetchSize(0.020, 0.005, 2, false), 18);
+  // The same tasks on a loopback link: one.
+  EXPECT_EQ(Scheduler::PrefetchSize(0.0001, 0.005, 1, true), 1);
+  // A longer link queues more.
+  EXPECT_GT(Scheduler::PrefetchSize(0.100, 0.005, 1, true), Scheduler::PrefetchSize(0.020, 0.005, 1, true));
+}
+
+TEST(PrefetchSizeTest, TheTailGetsOnlyTasksShorterThanTheBudget) {
+  // 50 ms tasks on a 20 ms link: one per slot while plenty are queued; none
+  // at the tail on one slot (a 50 ms wait behind the running task costs
+  // more than the 45 ms budget).
+  EXPECT_EQ(Scheduler::PrefetchSize(0.020, 0.050, 2, true), 2);
+  EXPECT_EQ(Scheduler::PrefetchSize(0.020, 0.050, 1, false), 0);
+  // The budget is the worker's (slots x 45 ms): on 2 slots one 50 ms task
+  // waits for whichever slot frees first.
+  EXPECT_EQ(Scheduler::PrefetchSize(0.020, 0.050, 2, false), 1);
+  // 30 ms tasks on that link: floor(2 x 45 ms / 30 ms) = 3 at the tail.
+  EXPECT_EQ(Scheduler::PrefetchSize(0.020, 0.030, 2, false), 3);
+}
+
+TEST(PrefetchSizeTest, TheCapGrowsWithTheLink) {
+  // 1 us tasks: 1,024 per 5 ms of budget; 45 ms on a 20 ms link = 9 x 1,024.
+  EXPECT_EQ(Scheduler::PrefetchSize(0, 1e-6, 1, true), Scheduler::kMaxAdaptivePrefetch);
+  EXPECT_EQ(Scheduler::PrefetchSize(0.020, 1e-6, 1, true), 9 * Scheduler::kMaxAdaptivePrefetch);
+  // A one-second link: kMaxLinkPrefetch.
+  EXPECT_EQ(Scheduler::PrefetchSize(1.0, 1e-6, 64, true), Scheduler::kMaxLinkPrefetch);
+}
+
+TEST(PrefetchSizeTest, ToleratesBadInputs) {
+  EXPECT_EQ(Scheduler::PrefetchSize(-1.0, 0.002, 3, true), 7) << "a negative round trip counts as 0";
+  EXPECT_EQ(Scheduler::PrefetchSize(0, -1.0, 1, false), Scheduler::kMaxAdaptivePrefetch);
+  EXPECT_EQ(Scheduler::PrefetchSize(0.020, 0.005, 0, false), 0);
+}
+
+TEST(SchedulerTest, AFarWorkerKeepsARoundTripOfWorkQueued) {
+  Scheduler s(Prefetch(0));
+  ASSERT_OK(s.AddWorker(Worker("near", 1)));
+  ASSERT_OK(s.AddWorker(Worker("far", 1)));
+  ASSERT_OK(s.SetRoundTrip("near", absl::Microseconds(100)));
+  ASSERT_OK(s.SetRoundTrip("far", absl::Milliseconds(20)));
+  ASSERT_OK(s.AddJob("job", {}, Range(640), 1));
+  ASSERT_EQ(s.Dispatch().size(), 2u) << "no timing yet: the slots only";
+  s.ObserveTaskSeconds("job", 0.005);
+  s.Dispatch();
+  EXPECT_EQ(s.InFlight("near"), 1 + 1);
+  EXPECT_EQ(s.InFlight("far"), 1 + 9);
+}
+
+TEST(SchedulerTest, RoundTripOfAnUnknownWorkerIsNotFound) {
+  Scheduler s(Prefetch(0));
+  EXPECT_THAT(s.SetRoundTrip("nobody", absl::Milliseconds(20)),
+              StatusIs(absl::StatusCode::kNotFound, HasSubstr("nobody")));
+}
+
+TEST(SchedulerTest, AFarWorkerGetsNoLongTaskPiledAtTheJobsTail) {
+  Scheduler s(Prefetch(0));
+  ASSERT_OK(s.AddWorker(Worker("a", 1)));
+  ASSERT_OK(s.AddWorker(Worker("b", 1)));
+  ASSERT_OK(s.SetRoundTrip("a", absl::Milliseconds(20)));
+  ASSERT_OK(s.SetRoundTrip("b", absl::Milliseconds(20)));
+  ASSERT_OK(s.AddJob("job", {}, Range(5), 1));
+  s.ObserveTaskSeconds("job", 0.050);
+  // Once the free slots have one each, 3 queued <= 2 x 2 fleet slots: the
+  // tail, and a 50 ms task exceeds the 45 ms budget, so none queued behind.
+  ASSERT_EQ(s.Dispatch().size(), 2u);
+  EXPECT_EQ(s.InFlight("a"), 1);
+  EXPECT_EQ(s.InFlight("b"), 1);
+}
+
 TEST(SchedulerTest, LongTasksGetOneReadyPerSlotUntilTheJobsEnd) {
   Scheduler s(Prefetch(0));
   ASSERT_OK(s.AddWorker(Worker("a", 1)));
