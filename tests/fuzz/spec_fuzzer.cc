@@ -119,7 +119,8 @@ void CheckSplit(const v1::JobSpec& spec, int free_slots, int total_slots) {
     if (spec.max_slots() != 0) FUZZ_CHECK(tasks.size() <= spec.max_slots());
     if (spec.total() != 0) FUZZ_CHECK(tasks.size() <= spec.total());
   }
-  const bool countdown = spec.kind() == v1::TASK_KIND_COUNTDOWN;
+  // Countdown and python tasks count iterations; spin and sleep run for a duration.
+  const bool countdown = KindTakesIterations(spec.kind());
   const absl::Duration duration =
       countdown ? absl::ZeroDuration()
                 : absl::Seconds(spec.duration().seconds()) + absl::Nanoseconds(spec.duration().nanos());
