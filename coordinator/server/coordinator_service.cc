@@ -90,7 +90,13 @@ class AttachReactor final : public grpc::ServerBidiReactor<v1::WorkerMessage, v1
 
   void OnReadDone(bool ok) override;
   void OnWriteDone(bool ok) override;
-  void OnCancel() override { DetachFromCoordinator(absl::CancelledError("stream cancelled")); }
+  // A cancelled call still has to be finished, or gRPC never calls OnDone
+  // (the place stays held, Server::Shutdown waits forever). The read that
+  // was in flight may complete ok and stop, since the session is detached.
+  void OnCancel() override {
+    DetachFromCoordinator(absl::CancelledError("stream cancelled"));
+    CloseWith(grpc::Status(grpc::StatusCode::CANCELLED, "stream cancelled"));
+  }
   void OnDone() override;
 
  private:

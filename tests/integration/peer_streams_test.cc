@@ -191,5 +191,45 @@ TEST_F(PeerLimitsTest, JobWhoseTasksAllFailedWithHugeErrorsCanStillBeRead) {
   ctx.TryCancel();
 }
 
+// A worker that cancels its stream while the coordinator is reading from it
+// must still free its session place: the reactor has to finish the call
+// after OnCancel, or gRPC never calls OnDone and the server's Shutdown
+// waits for that call forever (a CI run hung 300 s in TearDown).
+TEST_F(PeerLimitsTest, StreamsCancelledMidReadAreFinishedAndFreeTheirPlace) {
+  Start(/*max_sessions=*/1, /*max_watches=*/10);
+  // Heartbeats each want an ack: the coordinator is reading and writing
+  // when the cancel lands.
+  v1::WorkerMessage hb;
+  hb.mutable_heartbeat()->set_seq(1);
+  for (int round = 0; round < 60; ++round) {
+    // With one place, this attach is admitted only once the last stream's
+    // reactor is done: wait for it (a refusal means not yet).
+    std::unique_ptr<grpc::ClientContext> ctx;
+    std::unique_ptr<Stream> s;
+    const absl::Time deadline = absl::Now() + absl::Seconds(10);
+    bool welcomed = false;
+    while (!welcomed && absl::Now() < deadline) {
+      ctx = std::make_unique<grpc::ClientContext>();
+      s = Attach(ctx.get(), "w" + std::to_string(round));
+      v1::CoordinatorMessage m;
+      welcomed = s->Read(&m) && m.has_welcome();
+      if (!welcomed) {
+        s->Finish();
+        absl::SleepFor(absl::Milliseconds(5));  // polling a condition, not a synchronisation
+      }
+    }
+    if (!welcomed) {
+      // The place is still held: the server cannot be shut down either.
+      // Leak it so the failure is reported instead of a hung TearDown.
+      (void)server_.release();
+      FAIL() << "round " << round << ": the cancelled stream before it still holds the only session place";
+    }
+    for (int i = 0; i < 50 + round; ++i) {
+      if (!s->Write(hb)) break;
+    }
+    ctx->TryCancel();
+  }
+}
+
 }  // namespace
 }  // namespace busyfleet::coordinator
