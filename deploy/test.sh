@@ -20,4 +20,6 @@ cmake --build --preset "$PRESET" -j2
 if [[ "$PRESET" == "release" && "${SKIP_FUZZ:-0}" != 1 ]]; then
   bash deploy/fuzz.sh
 fi
-ctest --test-dir "build/$PRESET" --output-on-failure --timeout 600
+# -j2: e2e_docker (its image build niced to 19) runs beside the other
+# tests, which take one lock and run one at a time (tests/CMakeLists.txt).
+ctest --test-dir "build/$PRESET" --output-on-failure --timeout 600 -j2
