@@ -292,6 +292,7 @@ def target1(b, sizes):
         dask = dask or ANCHORS["dask_tasks_per_s"]
         src = "issue 7 anchors"
     goal = max(100 * dask, 3 * pool)
+    pool_batched = b.peer_figure("multiprocessing.Pool(2).map, default chunksize", "tasks_per_s")
     for db in b.db_modes:
         with Cluster(b, db, workers=2) as c:
             report, outside = submit_wait(c, "--tasks", str(n), "--iterations", "0",
@@ -303,6 +304,11 @@ def target1(b, sizes):
                   f"{n} tasks in {outside:.2f} s; bar = max(100 x Dask, 3 x Pool cs=1) from {src}")
             b.row(1, f"empty tasks/s, report wall_seconds, db {label}", n / wall if wall > 0 else None, goal,
                   "tasks/s", True, f"wall_seconds {wall:.3f}")
+            # Issue 17's bar: Pool's batched map (what the chapter's readers
+            # call), from this run's peers only; every task recorded here.
+            b.row(1, f"empty tasks/s vs Pool(2).map default chunksize, db {label}", n / outside, pool_batched,
+                  "tasks/s", True, "issue 17 target; Pool records nothing per task" if pool_batched else
+                  "issue 17 target: run with --peers for Pool's batched figure")
             if db == b.db_modes[0]:
                 b.startup_and_rate = (c.startup_seconds, n / outside)
 
