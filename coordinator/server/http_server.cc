@@ -12,6 +12,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
@@ -351,8 +352,28 @@ std::optional<Role> HttpServer::SessionRole(const httplib::Request& req) {
   return sessions_.Lookup(*id);
 }
 
+std::optional<std::string> HttpServer::CrossSite(const httplib::Request& req) const {
+  if (!req.has_header("Origin")) return std::nullopt;
+  const std::string origin = req.get_header_value("Origin");
+  const std::string ours = absl::StrCat(options_.tls_cert.empty() ? "http://" : "https://",
+                                        req.get_header_value("Host"));
+  if (absl::EqualsIgnoreCase(origin, ours)) return std::nullopt;
+  const std::string shown = report::TruncateText(absl::CHexEscape(origin), 200);
+  return absl::StrCat("cross-site form post (Origin ", shown, ", this page is ", absl::CHexEscape(ours), ")");
+}
+
+bool HttpServer::RefuseCrossSite(const httplib::Request& req, httplib::Response& res) {
+  const std::optional<std::string> why = CrossSite(req);
+  if (!why) return false;
+  LogRefusedLogin(req, *why);
+  res.status = 403;
+  res.set_content("Refused: a cross-site form post (its Origin is not this page's).\n", "text/plain; charset=utf-8");
+  return true;
+}
+
 void HttpServer::Login(const httplib::Request& req, httplib::Response& res) {
   if (!options_.authenticator.enabled()) return SeeOther(res, "/");
+  if (RefuseCrossSite(req, res)) return;
   absl::Duration retry_after;
   if (!login_limit_.Allow(req.remote_addr, &retry_after)) {
     LogRefusedLogin(req, "too many failed logins from this address");
@@ -390,6 +411,7 @@ void HttpServer::Login(const httplib::Request& req, httplib::Response& res) {
 }
 
 void HttpServer::Logout(const httplib::Request& req, httplib::Response& res) {
+  if (RefuseCrossSite(req, res)) return;
   if (const std::optional<std::string> id = CookieValue(req, kSessionCookie)) sessions_.Remove(*id);
   res.set_header("Set-Cookie", absl::StrCat(kSessionCookie, "=; Path=/; Max-Age=0; HttpOnly; SameSite=Strict",
                                             options_.tls_cert.empty() ? "" : "; Secure"));

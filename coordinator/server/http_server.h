@@ -77,6 +77,12 @@ class HttpServer {
   void Login(const httplib::Request& req, httplib::Response& res);
   void Logout(const httplib::Request& req, httplib::Response& res);
   void LogRefusedLogin(const httplib::Request& req, absl::string_view why);
+  // A form post from another site's page (login CSRF, forced logout): why
+  // it is refused, from its Origin header; nullopt when it may go on (the
+  // same origin, or no Origin: scripts and curl send none).
+  std::optional<std::string> CrossSite(const httplib::Request& req) const;
+  // Refuses `req` with 403 when CrossSite says so; true if it did.
+  bool RefuseCrossSite(const httplib::Request& req, httplib::Response& res);
 
   Options options_;
   SessionStore sessions_;

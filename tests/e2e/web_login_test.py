@@ -163,6 +163,29 @@ class LoginTest(WebCase):
         status, headers, _ = self.request("GET", "/login?" + query)
         self.assertEqual((status, set_cookie(headers)), (200, ""))
 
+    def test_cross_site_form_posts_are_refused(self):
+        """Login CSRF: another site's page posting its own token to /login
+        (or a forced /logout) is refused on its Origin; a same-origin form
+        and scripts that send no Origin go through."""
+        evil = {"Origin": "https://evil.example"}
+        status, headers, body = self.request("POST", "/login", {"token": self.tokens["viewer"]}, headers=evil)
+        self.assertEqual((status, set_cookie(headers)), (403, ""))
+        self.assertIn("cross-site", body)
+        self.coordinator.wait_for_line(r"refused status page login from 127\.0\.0\.1: cross-site form post "
+                                       r"\(Origin https://evil\.example")
+        self.assertEqual(self.request("POST", "/login", {"token": self.tokens["viewer"]},
+                                      headers={"Origin": "null"})[0], 403)
+        _, headers, _ = self.login(self.tokens["viewer"])
+        session = session_of(headers)
+        status, headers, _ = self.request("POST", "/logout", headers=self.with_session(session, **evil))
+        self.assertEqual(status, 403)
+        self.assertEqual(self.request("GET", "/", headers=self.with_session(session))[0], 200, "still logged in")
+        same = {"Origin": "http://" + self.http_address}
+        status, headers, _ = self.request("POST", "/login", {"token": self.tokens["viewer"]}, headers=same)
+        self.assertEqual((status, headers["Location"]), (303, "/"))
+        status, headers, _ = self.request("POST", "/logout", headers=self.with_session(session, **same))
+        self.assertEqual((status, headers["Location"]), (303, "/login"))
+
     def test_failed_logins_are_limited_per_address(self):
         for i in range(5):
             self.assertEqual(self.login(f"guess-{i}")[0], 401, i)
