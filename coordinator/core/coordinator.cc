@@ -673,7 +673,8 @@ void Coordinator::FlushLocked() {
     watchers_.Notify(*job, now, mono_now, [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return sessions_.Facts(); });
   }
   for (const std::string& id : ended_) {
-    if (const JobRecord* job = FindJobLocked(id)) options_.on_job_finished(BuildReport(*job, sessions_.Facts(), now, false));
+    const JobRecord* job = FindJobLocked(id);
+    if (job != nullptr) options_.on_job_finished(BuildReport(*job, sessions_.Facts(), now, false));
   }
   ended_.clear();
   EvictFinishedLocked();

@@ -14,6 +14,7 @@
 #include <chrono>
 #include <cstdio>
 #include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -56,9 +57,17 @@ struct Outcome {
   v1::JobReport report;
 };
 
-absl::StatusOr<Outcome> RunOne(CoordinatorClient& client, const v1::JobSpec& spec, const Options& o) {
+absl::StatusOr<Outcome> RunOne(CoordinatorClient& client, CoordinatorClient::RunSession* session,
+                               const v1::JobSpec& spec, const Options& o) {
   Outcome out;
   const absl::Time deadline = absl::Now() + absl::Seconds(30);
+  if (session != nullptr) {
+    auto last = session->Run(spec, o.breakdown, [](const v1::JobProgress&) {});
+    if (!last.ok()) return last.status();
+    out.job_id = last->job_id();
+    out.report = last->report();
+    return out;
+  }
   if (o.mode == "run") {
     auto last = client.Run(spec, o.breakdown, deadline, [](const v1::JobProgress&) {});
     if (!last.ok()) return last.status();
@@ -132,6 +141,9 @@ bool Measure(CoordinatorClient& client, const Options& o, Samples* s) {
   spec.set_kind(v1::TASK_KIND_COUNTDOWN);
   spec.set_tasks(1);
   spec.set_iterations(0);
+  // One stream for every job (its deadline: the whole run's).
+  std::unique_ptr<CoordinatorClient::RunSession> session;
+  if (o.mode == "session") session = client.OpenRunSession(absl::Now() + absl::Hours(24));
   for (int i = 0; i < o.warmup + o.jobs; ++i) {
     const auto p0 = std::chrono::steady_clock::now();
     if (auto healthy = client.Healthy(); !healthy.ok()) {
@@ -140,7 +152,7 @@ bool Measure(CoordinatorClient& client, const Options& o, Samples* s) {
     }
     const auto p1 = std::chrono::steady_clock::now();
     const absl::Time wall0 = absl::Now();
-    auto outcome = RunOne(client, spec, o);
+    auto outcome = RunOne(client, session.get(), spec, o);
     const auto t1 = std::chrono::steady_clock::now();
     const absl::Time wall1 = absl::Now();
     if (!outcome.ok()) {
@@ -157,6 +169,12 @@ bool Measure(CoordinatorClient& client, const Options& o, Samples* s) {
     s->rtt.push_back(std::chrono::duration<double, std::milli>(p1 - p0).count());
     s->jobs.push_back(std::chrono::duration<double, std::milli>(t1 - p1).count());
     if (o.breakdown) AddPhases(wall0, wall1, r, &s->phases);
+  }
+  if (session != nullptr) {
+    if (absl::Status st = session->Close(); !st.ok()) {
+      std::fprintf(stderr, "latency_bench: closing the run session: %s\n", st.ToString().c_str());
+      return false;
+    }
   }
   return true;
 }
@@ -190,10 +208,11 @@ int main(int argc, char** argv) {
   app.add_option("--coordinator", coordinator, "coordinator address")->capture_default_str();
   app.add_option("--jobs", o.jobs, "measured jobs")->capture_default_str()->check(CLI::Range(1, 1'000'000));
   app.add_option("--warmup", o.warmup, "jobs run first and not measured")->capture_default_str()->check(CLI::Range(0, 100'000));
-  app.add_option("--wait", o.mode, "how the result is awaited: run (RunJob: submit and follow in one stream), watch (SubmitJob then the "
-                 "WatchJob stream) or poll (SubmitJob, then GetJob until done)")
+  app.add_option("--wait", o.mode, "how the result is awaited: run (RunJob: submit and follow in one stream), session "
+                 "(RunJobs: every job on one long-lived stream), watch (SubmitJob then the WatchJob stream) or poll "
+                 "(SubmitJob, then GetJob until done)")
       ->capture_default_str()
-      ->check(CLI::IsMember({"run", "watch", "poll"}));
+      ->check(CLI::IsMember({"run", "session", "watch", "poll"}));
   app.add_flag("--breakdown", o.breakdown, "ask for the task rows and print where each job's time went (stderr)");
   busyfleet::ClientSecurityFlags security_flags;
   security_flags.AddTo(app);
