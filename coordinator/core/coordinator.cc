@@ -595,7 +595,9 @@ void Coordinator::FinishJobLocked(JobRecord& job, v1::JobState state, std::strin
   finished_order_.push_back(job.id);
   finished_rows_ += job.total_tasks();
   MarkDirtyLocked(job, UINT32_MAX);
-  if (options_.on_job_finished) options_.on_job_finished(BuildReport(job, sessions_.Facts(), now, false));
+  // Told after the watchers (FlushLocked): the log line is not on the way
+  // of the job's report to its client.
+  if (options_.on_job_finished) ended_.push_back(job.id);
 }
 
 void Coordinator::CancelInFlightLocked(JobRecord& job, absl::Time now) {
@@ -670,6 +672,11 @@ void Coordinator::FlushLocked() {
     (void)options_.store->SaveJob(*job, std::vector<uint32_t>(changed.begin(), changed.end()));
     watchers_.Notify(*job, now, mono_now, [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return sessions_.Facts(); });
   }
+  for (const std::string& id : ended_) {
+    const JobRecord* job = FindJobLocked(id);
+    if (job != nullptr) options_.on_job_finished(BuildReport(*job, sessions_.Facts(), now, false));
+  }
+  ended_.clear();
   EvictFinishedLocked();
 }
 

@@ -75,7 +75,8 @@ class Coordinator {
     // attached can wake up.
     std::function<void()> on_worker_attached;
     // Called (lock held; must not block or call back) when a job ends, with
-    // its report without task rows: for the log.
+    // its report without task rows: for the log. Called when the job's rows
+    // are queued to the store, after its watchers had their final update.
     std::function<void(const v1::JobReport&)> on_job_finished;
     // Called (lock held; must not block) when CheckLiveness is due earlier
     // than it last said (a held-back progress update).
@@ -336,6 +337,8 @@ class Coordinator {
   uint64_t unfinished_tasks_ ABSL_GUARDED_BY(mu_) = 0;
   // Job id -> task indices changed since the last flush.
   std::map<std::string, std::set<uint32_t>> dirty_ ABSL_GUARDED_BY(mu_);
+  // Jobs ended since the last flush, for on_job_finished (after the watchers).
+  std::vector<std::string> ended_ ABSL_GUARDED_BY(mu_);
   CoordinatorCounters counters_ ABSL_GUARDED_BY(mu_);
   uint64_t jobs_submitted_ ABSL_GUARDED_BY(mu_) = 0;
 };

@@ -218,4 +218,48 @@ absl::StatusOr<v1::JobProgress> CoordinatorClient::Run(
   return ReadProgress(reader, on_progress);
 }
 
+std::unique_ptr<CoordinatorClient::RunSession> CoordinatorClient::OpenRunSession(absl::Time deadline) {
+  std::unique_ptr<RunSession> session(new RunSession());
+  session->ctx_.set_deadline(absl::ToChronoTime(deadline));
+  options_.security.Apply(session->ctx_);
+  session->stream_ = stub_->RunJobs(&session->ctx_);
+  return session;
+}
+
+CoordinatorClient::RunSession::~RunSession() {
+  if (ended_) return;
+  ctx_.TryCancel();
+  (void)End();
+}
+
+absl::Status CoordinatorClient::RunSession::End() {
+  ended_ = true;
+  return FromGrpcStatus(stream_->Finish());
+}
+
+absl::StatusOr<v1::JobProgress> CoordinatorClient::RunSession::Run(
+    const v1::JobSpec& spec, bool include_tasks, const std::function<void(const v1::JobProgress&)>& on_progress) {
+  if (ended_) return absl::FailedPreconditionError("the run session has ended");
+  v1::RunJobRequest req;
+  *req.mutable_spec() = spec;
+  req.set_omit_tasks(!include_tasks);
+  v1::JobProgress progress;
+  if (stream_->Write(req)) {
+    while (stream_->Read(&progress)) {
+      on_progress(progress);
+      if (progress.has_report()) return progress;
+    }
+  }
+  // The stream broke: the status says why (a refused job ends the session).
+  absl::Status st = End();
+  if (st.ok()) return absl::UnavailableError("the coordinator ended the run session before the job ended");
+  return st;
+}
+
+absl::Status CoordinatorClient::RunSession::Close() {
+  if (ended_) return absl::OkStatus();
+  stream_->WritesDone();
+  return End();
+}
+
 }  // namespace busyfleet::coordctl

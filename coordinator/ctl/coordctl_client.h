@@ -63,6 +63,31 @@ class CoordinatorClient {
   absl::StatusOr<v1::JobProgress> Run(const v1::JobSpec& spec, bool include_tasks, absl::Time deadline,
                                       const std::function<void(const v1::JobProgress&)>& on_progress);
 
+  // A RunJobs call: jobs run one after another on one stream, without a
+  // call (HTTP/2 stream, deadline timer, headers) per job. Not thread-safe.
+  class RunSession {
+   public:
+    ~RunSession();
+    // Runs one job as Run does, on the session's stream; returns its final
+    // update. After an error the session is over (open another).
+    absl::StatusOr<v1::JobProgress> Run(const v1::JobSpec& spec, bool include_tasks,
+                                        const std::function<void(const v1::JobProgress&)>& on_progress);
+    // Closes the writes; how the call ended.
+    absl::Status Close();
+
+   private:
+    friend class CoordinatorClient;
+    RunSession() = default;
+    // Ends the call: its status.
+    absl::Status End();
+
+    grpc::ClientContext ctx_;
+    std::unique_ptr<grpc::ClientReaderWriter<v1::RunJobRequest, v1::JobProgress>> stream_;
+    bool ended_ = false;
+  };
+  // Opens a session whose call ends at `deadline` at the latest.
+  std::unique_ptr<RunSession> OpenRunSession(absl::Time deadline);
+
  private:
   void Prepare(grpc::ClientContext* ctx) const;
 

@@ -53,8 +53,11 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(Opti
   // A wake-up is kept when the loop is busy in CheckLiveness right now.
   co.on_worker_attached = [raw = s.get()] { raw->wake_.Wake(); };
   co.request_check = co.on_worker_attached;
-  co.on_job_finished = [raw = s.get()](const v1::JobReport& r) {
-    raw->retention_wake_.Wake();
+  // A job that ends can push an old one past --retention-jobs, never past
+  // the age cutoff (it is the newest): age alone waits for the timer, so a
+  // busy coordinator does not scan the jobs table at every job's end.
+  co.on_job_finished = [raw = s.get(), capped = options.retention_jobs > 0](const v1::JobReport& r) {
+    if (capped) raw->retention_wake_.Wake();
     LogFields fields({{"job_id", r.id()}, {"state", v1::JobState_Name(r.state())}});
     spdlog::info("job {} ended {}: {} tasks ({} succeeded, {} failed, {} cancelled, {} retries), wall {:.3f}s, "
                  "speedup {:.2f} on {} slots, efficiency {:.1f}%{}{}",

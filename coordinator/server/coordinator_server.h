@@ -42,7 +42,7 @@ class CoordinatorServer {
     // Retention (README, "Operating busyfleet"): finished jobs are removed
     // from the store this long after they finished (zero: never) and past
     // the newest retention_jobs (0: no cap); checked at start, every
-    // retention_interval, and when a job ends.
+    // retention_interval, and (with a retention_jobs cap) when a job ends.
     absl::Duration retention = absl::Hours(24 * 30);
     size_t retention_jobs = 0;
     absl::Duration retention_interval = absl::Minutes(1);

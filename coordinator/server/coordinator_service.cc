@@ -322,6 +322,22 @@ void StreamChannel::Close(const absl::Status& status) {
 // WatchJob: progress updates until the job ends. Only the newest pending
 // update is kept, so a slow reader never makes the server buffer more than one.
 
+// A progress stream is done: its watch (0: none) goes, and its place.
+void EndWatch(Coordinator* coordinator, PeerAdmission* admission, uint64_t handle) {
+  if (handle != 0) coordinator->Unwatch(handle);
+  admission->ReleaseWatch();
+}
+
+// A reader that has read nothing for kMaxWatchWriteStall: counted, logged,
+// its call cancelled. Called with the Coordinator's lock held: only
+// cancel; OnDone unwatches.
+void CancelStuckReader(grpc::CallbackServerContext* ctx, PeerAdmission* admission, const std::string& job_id) {
+  admission->tally()->Add(PeerTally::kStalledWatches);
+  spdlog::warn("closing the watch of job {} from {}: it read nothing for {} (a stuck reader)", job_id,
+               ctx->peer(), absl::FormatDuration(limits::kMaxWatchWriteStall));
+  ctx->TryCancel();
+}
+
 // RunJob's first progress update waits this long: a job that ends sooner
 // gets one message, its final report (which names the job too). A short job
 // would otherwise pay for a second message on both ends, on the CPUs its
@@ -382,21 +398,14 @@ void WatchReactor::OnDone() {
     absl::MutexLock lock(&mu_);
     handle = handle_;
   }
-  if (handle != 0) coordinator_->Unwatch(handle);
-  admission_->ReleaseWatch();
+  EndWatch(coordinator_, admission_, handle);
   delete this;
 }
 
 void WatchReactor::OnProgress(const v1::JobProgress& progress) {
   const WatchStream::Step step = stream_.OnProgress(progress, limits::kMaxWatchWriteStall);
   Apply(step);
-  if (step.stalled) {
-    // Called with the Coordinator's lock held: only cancel; OnDone unwatches.
-    admission_->tally()->Add(PeerTally::kStalledWatches);
-    spdlog::warn("closing the watch of job {} from {}: it read nothing for {} (a stuck reader)", progress.job_id(),
-                 ctx_->peer(), absl::FormatDuration(limits::kMaxWatchWriteStall));
-    ctx_->TryCancel();
-  }
+  if (step.stalled) CancelStuckReader(ctx_, admission_, progress.job_id());
 }
 
 void WatchReactor::Apply(const WatchStream::Step& step) {
@@ -418,6 +427,157 @@ class Refused final : public Reactor {
 };
 using RefusedWatch = Refused<grpc::ServerWriteReactor<v1::JobProgress>>;
 using RefusedAttach = Refused<grpc::ServerBidiReactor<v1::WorkerMessage, v1::CoordinatorMessage>>;
+using RefusedRunSession = Refused<grpc::ServerBidiReactor<v1::RunJobRequest, v1::JobProgress>>;
+
+// ---------------------------------------------------------------------------
+// RunJobs: RunJob for job after job on one stream. One job at a time: the
+// next request is read only once the current job's final update is written,
+// so the session holds at most one job's pending update (as a watch does).
+// Each job gets a WatchStream of its own; its watch is dropped (Unwatch,
+// outside the Coordinator's lock) before the next request is read. Holds one
+// of `admission`'s watch places until OnDone. Deletes itself in OnDone.
+class RunSessionReactor final : public grpc::ServerBidiReactor<v1::RunJobRequest, v1::JobProgress> {
+ public:
+  RunSessionReactor(grpc::CallbackServerContext* ctx, Coordinator* coordinator, PeerAdmission* admission)
+      : ctx_(ctx), coordinator_(coordinator), admission_(admission) {
+    StartRead(&request_);
+  }
+
+  void OnReadDone(bool ok) override;
+  void OnWriteDone(bool ok) override;
+  void OnCancel() override;
+  void OnDone() override;
+
+ private:
+  // The job's watch registered: Submit and Watch (not under mu_: the
+  // Coordinator may call OnProgress from inside Watch).
+  absl::Status StartJob();
+  // Called by the Coordinator with its lock held.
+  void OnProgress(WatchStream* job, const v1::JobProgress& progress);
+  void Apply(const WatchStream::Step& step);
+  // Ends the call once (a cancel and a refusal may race).
+  void FinishOnce(const grpc::Status& status);
+  // The current job's watch is dropped; the next request may be read.
+  void EndJob();
+
+  grpc::CallbackServerContext* const ctx_;
+  Coordinator* const coordinator_;
+  PeerAdmission* const admission_;
+  v1::RunJobRequest request_;  // only touched between reads
+  absl::Mutex mu_;
+  // The current job's stream (replaced only after its watch is dropped;
+  // shared: OnCancel may still hold the one before).
+  std::shared_ptr<WatchStream> job_ ABSL_GUARDED_BY(mu_);
+  uint64_t handle_ ABSL_GUARDED_BY(mu_) = 0;
+  // The outstanding write is the job's final update.
+  bool final_write_ ABSL_GUARDED_BY(mu_) = false;
+  bool finished_ ABSL_GUARDED_BY(mu_) = false;
+  bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+void RunSessionReactor::OnReadDone(bool ok) {
+  // Not ok: the client closed its writes (between jobs: nothing runs) or
+  // the call is gone.
+  if (!ok) return FinishOnce(grpc::Status::OK);
+  if (absl::Status st = StartJob(); !st.ok()) {
+    admission_->tally()->AddClientRefusal(static_cast<int>(st.code()));
+    FinishOnce(ToGrpcStatus(Bounded(st)));
+  }
+}
+
+absl::Status RunSessionReactor::StartJob() {
+  auto submitted = coordinator_->Submit(request_.spec());
+  if (!submitted.ok()) return submitted.status();
+  LogSubmitted(ctx_, *submitted);
+  auto job = std::make_shared<WatchStream>();
+  bool cancelled = false;
+  {
+    absl::MutexLock lock(&mu_);
+    job_ = job;
+    final_write_ = false;
+    cancelled = cancelled_;
+  }
+  // Cancelled before this job's stream was there: it ends the call.
+  if (cancelled) Apply(job->OnCancel());
+  auto on_progress = [this, job = job.get()](const v1::JobProgress& p) { OnProgress(job, p); };
+  auto handle = coordinator_->Watch(submitted->job_id(), !request_.omit_tasks(), on_progress, kRunFirstUpdateDelay);
+  if (!handle.ok()) return handle.status();
+  {
+    absl::MutexLock lock(&mu_);
+    handle_ = *handle;
+  }
+  Apply(job->Start());
+  return absl::OkStatus();
+}
+
+void RunSessionReactor::OnProgress(WatchStream* job, const v1::JobProgress& progress) {
+  const WatchStream::Step step = job->OnProgress(progress, limits::kMaxWatchWriteStall);
+  Apply(step);
+  if (step.stalled) CancelStuckReader(ctx_, admission_, progress.job_id());
+}
+
+void RunSessionReactor::Apply(const WatchStream::Step& step) {
+  if (step.finish_cancelled) return FinishOnce(grpc::Status(grpc::StatusCode::CANCELLED, "run session cancelled"));
+  if (step.write == nullptr) return;
+  {
+    absl::MutexLock lock(&mu_);
+    final_write_ = step.write->has_report();
+  }
+  StartWrite(step.write);
+}
+
+void RunSessionReactor::OnWriteDone(bool ok) {
+  std::shared_ptr<WatchStream> job;
+  bool final_write = false;
+  {
+    absl::MutexLock lock(&mu_);
+    job = job_;
+    final_write = final_write_;
+  }
+  const WatchStream::Step step = job->OnWriteDone(ok);
+  if (ok && final_write && !step.finish_cancelled) return EndJob();
+  Apply(step);
+}
+
+void RunSessionReactor::EndJob() {
+  uint64_t handle = 0;
+  {
+    absl::MutexLock lock(&mu_);
+    std::swap(handle, handle_);
+  }
+  if (handle != 0) coordinator_->Unwatch(handle);
+  StartRead(&request_);
+}
+
+void RunSessionReactor::OnCancel() {
+  std::shared_ptr<WatchStream> job;
+  {
+    absl::MutexLock lock(&mu_);
+    cancelled_ = true;
+    job = job_;
+  }
+  // Between jobs the outstanding read fails and ends the call.
+  if (job != nullptr) Apply(job->OnCancel());
+}
+
+void RunSessionReactor::FinishOnce(const grpc::Status& status) {
+  {
+    absl::MutexLock lock(&mu_);
+    if (finished_) return;
+    finished_ = true;
+  }
+  Finish(status);
+}
+
+void RunSessionReactor::OnDone() {
+  uint64_t handle = 0;
+  {
+    absl::MutexLock lock(&mu_);
+    handle = handle_;
+  }
+  EndWatch(coordinator_, admission_, handle);
+  delete this;
+}
 
 }  // namespace
 
@@ -476,6 +636,17 @@ grpc::ServerWriteReactor<v1::JobProgress>* CoordinatorServiceImpl::RunJob(grpc::
   watch.set_job_id(submitted->job_id());
   watch.set_omit_tasks(req->omit_tasks());
   return new WatchReactor(ctx, coordinator_, admission_, watch, kRunFirstUpdateDelay);
+}
+
+grpc::ServerBidiReactor<v1::RunJobRequest, v1::JobProgress>* CoordinatorServiceImpl::RunJobs(
+    grpc::CallbackServerContext* ctx) {
+  absl::Status st = gate_->Check(ctx, Role::kClient, "RunJobs");
+  if (st.ok()) st = admission_->AdmitWatch();
+  if (!st.ok()) {
+    admission_->tally()->AddClientRefusal(static_cast<int>(st.code()));
+    return new RefusedRunSession(st);
+  }
+  return new RunSessionReactor(ctx, coordinator_, admission_);
 }
 
 grpc::ServerWriteReactor<v1::JobProgress>* CoordinatorServiceImpl::WatchJob(

@@ -72,6 +72,8 @@ class CoordinatorServiceImpl final : public v1::CoordinatorService::CallbackServ
                                                       const v1::WatchJobRequest* req) override;
   grpc::ServerWriteReactor<v1::JobProgress>* RunJob(grpc::CallbackServerContext* ctx,
                                                     const v1::RunJobRequest* req) override;
+  // RunJob for job after job on one stream (a client session).
+  grpc::ServerBidiReactor<v1::RunJobRequest, v1::JobProgress>* RunJobs(grpc::CallbackServerContext* ctx) override;
   grpc::ServerUnaryReactor* ListJobs(grpc::CallbackServerContext* ctx, const v1::ListJobsRequest* req,
                                      v1::ListJobsResponse* resp) override;
   grpc::ServerUnaryReactor* CancelJob(grpc::CallbackServerContext* ctx, const v1::CancelJobRequest* req,

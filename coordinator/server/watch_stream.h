@@ -2,7 +2,9 @@
 #define BUSYFLEET_COORDINATOR_SERVER_WATCH_STREAM_H_
 
 // The WatchJob/RunJob reactor's bookkeeping, apart from gRPC so that the
-// orders its callbacks can come in are tested (watch_stream_test.cc).
+// orders its callbacks can come in are tested (watch_stream_test.cc). A
+// RunJobs session keeps one per job (its final write does not end the
+// session's call: the session reads the next request instead).
 
 #include <optional>
 
