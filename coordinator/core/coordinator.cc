@@ -311,7 +311,7 @@ absl::StatusOr<std::string> Coordinator::Attach(const v1::Hello& hello, absl::st
   Session& added = sessions_.Add(std::move(s));
   ClaimHeldLocked(added, hello.held());
   const std::string id = added.id;
-  if (options_.on_worker_attached) options_.on_worker_attached();
+  WakeLivenessForLocked(added);
   UpdatePendingLocked();
   SettleLocked();
   return id;
@@ -717,7 +717,18 @@ MonoTime Coordinator::CheckLiveness() {
   next = std::min(next, watchers_.SendDue(now, mono_now, [this](const std::string& id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     return static_cast<const JobRecord*>(FindJobLocked(id));
   }));
+  liveness_due_ = next;
   return next;
+}
+
+void Coordinator::WakeLivenessForLocked(const Session& session) {
+  // Only when the loop would otherwise sleep past this session's deadline
+  // (no worker attached): a wake per attach made 10,000 attaches scan the
+  // sessions 10,000 times under the lock.
+  const MonoTime due = session.last_seen + options_.worker_timeout;
+  if (due >= liveness_due_) return;
+  liveness_due_ = due;
+  if (options_.on_worker_attached) options_.on_worker_attached();
 }
 
 MetricsSnapshot Coordinator::Metrics() const {

@@ -71,8 +71,9 @@ class Coordinator {
     // refused with ResourceExhausted instead of growing memory.
     uint64_t max_unfinished_tasks = limits::kMaxQueuedTasks;
     // Called (with the Coordinator's lock held; must not block or call back)
-    // when a worker attaches, so a liveness loop sleeping with no worker
-    // attached can wake up.
+    // when a worker attaches whose liveness deadline comes before the next
+    // check CheckLiveness planned (the first worker: a liveness loop
+    // sleeping with no worker attached wakes up), not for every attach.
     std::function<void()> on_worker_attached;
     // Called (lock held; must not block or call back) when a job ends, with
     // its report without task rows: for the log.
@@ -209,6 +210,9 @@ class Coordinator {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void RemoveSessionLocked(const std::string& session_id, const std::string& why)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Calls on_worker_attached if the liveness loop's next check (liveness_due_)
+  // is after `session`'s deadline.
+  void WakeLivenessForLocked(const Session& session) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   // --- Held attempts (restart recovery) ---
   // An attempt assigned or running on a worker that is not attached (the
@@ -323,6 +327,9 @@ class Coordinator {
   // below zero.
   Scheduler scheduler_ ABSL_GUARDED_BY(mu_);
   SessionTable sessions_ ABSL_GUARDED_BY(mu_);
+  // When the liveness loop checks next (what CheckLiveness last returned,
+  // or an earlier deadline it was woken for).
+  MonoTime liveness_due_ ABSL_GUARDED_BY(mu_) = MonoTime::InfiniteFuture();
   ProgressWatchers watchers_ ABSL_GUARDED_BY(mu_);
   bool shutting_down_ ABSL_GUARDED_BY(mu_) = false;
   // Held attempts by the name of the worker that holds them.

@@ -123,8 +123,9 @@ class SessionTable {
   bool Contains(absl::string_view id) const { return sessions_.contains(std::string(id)); }
   Session* Find(absl::string_view id);
   Session& At(absl::string_view id) { return sessions_.at(std::string(id)); }
-  // The attached worker named `name`; nullptr if none.
+  // The attached worker named `name`; nullptr if none. O(log sessions).
   Session* FindByName(absl::string_view name);
+  const Session* FindByName(absl::string_view name) const;
   Session& Add(Session s);
   // Moves the session into the gone ring (state GONE, no channel, nothing
   // in flight), dropping the oldest beyond the limit.
@@ -143,6 +144,9 @@ class SessionTable {
  private:
   const size_t keep_gone_;
   std::map<std::string, Session> sessions_;
+  // Attached session ids by name: one each (ChooseName keeps names
+  // unique), so that choosing a name is not a scan of 10,000 sessions.
+  std::map<std::string, std::string, std::less<>> by_name_;
   std::deque<Session> gone_;
 };
 

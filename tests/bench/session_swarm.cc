@@ -19,6 +19,7 @@
 #include <cstdio>
 #include <deque>
 #include <fstream>
+#include <map>
 #include <memory>
 #include <sstream>
 #include <string>
@@ -195,6 +196,11 @@ class Session final : public grpc::ClientBidiReactor<v1::WorkerMessage, v1::Coor
     counters_->Bump(counters_->done);
   }
 
+  bool Ended() {
+    absl::MutexLock lock(&mu_);
+    return ended_;
+  }
+
   std::string StatusText() {
     absl::MutexLock lock(&mu_);
     return absl::StrCat(status_.error_code(), ": ", status_.error_message());
@@ -257,6 +263,16 @@ long StatusKib(int pid, const std::string& key) {
   return -1;
 }
 
+// Why sessions ended early, by status (on stderr): the figures of a swarm
+// that lost sessions are not the fleet's.
+void ReportEnded(const std::vector<std::unique_ptr<Session>>& swarm) {
+  std::map<std::string, int> why;
+  for (const auto& s : swarm) {
+    if (s->Ended()) ++why[s->StatusText()];
+  }
+  for (const auto& [text, n] : why) std::fprintf(stderr, "session_swarm: %d sessions ended: %s\n", n, text.c_str());
+}
+
 double SelfCpuSeconds() {
   rusage ru{};
   getrusage(RUSAGE_SELF, &ru);
@@ -267,6 +283,9 @@ double SelfCpuSeconds() {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // Abseil's lock-order graph grows with every session's mutex: at 10,000
+  // sessions it took most of the swarm's CPU and heartbeats went out late.
+  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
   CLI::App app{"session_swarm: many worker sessions in one process, heartbeating over the real protocol"};
   std::string coordinator = "127.0.0.1:7070";
   int sessions = 1000;
@@ -387,6 +406,7 @@ int main(int argc, char** argv) {
   const long hwm = pid > 0 ? StatusKib(pid, "VmHWM:") : -1;
   const long rss = pid > 0 ? StatusKib(pid, "VmRSS:") : -1;
   const int alive = sessions - counters.done.load();
+  if (alive < sessions) ReportEnded(swarm);
 
   std::printf("%s\n",
               absl::StrFormat("{\"sessions\": %d, \"connections\": %d, \"attach_seconds\": %.3f, \"window_seconds\": "

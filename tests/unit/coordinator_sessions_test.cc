@@ -60,6 +60,21 @@ TEST_F(CoordinatorTest, AttachSendsWelcomeWithDefaultHeartbeatInterval) {
   EXPECT_EQ(workers[0].peer(), "peer-1");
 }
 
+TEST_F(CoordinatorTest, OnlyAnAttachDueBeforeThePlannedCheckWakesTheLivenessLoop) {
+  // A wake per attach made each of 10,000 attaches scan every session.
+  Coordinator::Options o = Defaults();
+  int attached_calls = 0;
+  o.on_worker_attached = [&attached_calls] { ++attached_calls; };
+  Start(o);
+  ASSERT_OK(Attach("w1", 1).status());
+  EXPECT_EQ(attached_calls, 1) << "the loop sleeps until a worker attaches";
+  const MonoTime next = coord_->CheckLiveness();
+  EXPECT_EQ(next, clock_.Mono() + o.worker_timeout + kLivenessSlack);
+  clock_.Advance(absl::Seconds(1));
+  ASSERT_OK(Attach("w2", 1).status());
+  EXPECT_EQ(attached_calls, 1) << "w2's deadline is after the check planned for w1";
+}
+
 TEST_F(CoordinatorTest, ExplicitHeartbeatIntervalIsSentInWelcome) {
   Coordinator::Options o = Defaults();
   o.heartbeat_interval = absl::Milliseconds(300);
