@@ -68,6 +68,20 @@ std::vector<v1::TaskKind> KindsOf(const v1::Hello& hello) {
 
 }  // namespace
 
+absl::Duration HeartbeatPacing::Next(absl::Duration current, size_t sessions) const {
+  if (max_rate <= 0) return base_interval;
+  const absl::Duration need = absl::Seconds(static_cast<double>(sessions) / max_rate);
+  if (need <= current && need * kShrinkBand >= current) return current;
+  return std::max(base_interval, absl::Ceil(need * kHeadroom, absl::Milliseconds(1)));
+}
+
+absl::Duration HeartbeatPacing::Timeout(absl::Duration interval) const {
+  if (interval <= base_interval) return base_timeout;
+  // To the nearest millisecond (5 s / 3 is not a whole number of them).
+  const absl::Duration timeout = base_timeout * absl::FDivDuration(interval, base_interval);
+  return absl::Floor(timeout + absl::Microseconds(500), absl::Milliseconds(1));
+}
+
 Session Session::FromHello(const v1::Hello& hello, std::string id, std::string name, absl::string_view peer,
                            std::shared_ptr<WorkerChannel> channel, absl::Time now, MonoTime mono_now) {
   Session s;
@@ -167,6 +181,16 @@ void Session::ObserveClocks(const v1::Heartbeat& hb, absl::Time now) {
     wall_offset_ns = absl::ToUnixNanos(now) - hb.sent_unix_ns() - hb.clock_rtt_ns() / 2;
     wall_offset_valid = true;
   }
+}
+
+bool Session::ObserveInterval(const v1::Heartbeat& hb, absl::Duration fleet) {
+  if (hb.has_heartbeat_interval()) {
+    paced = true;
+    heartbeat_interval = std::clamp(ToAbslDuration(hb.heartbeat_interval()), absl::ZeroDuration(), PacedInterval());
+  }
+  if (!paced || told_interval == fleet) return false;
+  told_interval = fleet;
+  return true;
 }
 
 v1::WorkerInfo Session::Info() const {

@@ -36,6 +36,7 @@
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "busyfleet/v1/worker.grpc.pb.h"
+#include "common/net.h"
 #include "common/rpc/client_security.h"
 #include "common/rpc/keepalive.h"
 
@@ -73,8 +74,11 @@ struct Counters {
   std::atomic<int64_t> heartbeats_sent{0};
   std::atomic<int64_t> acks{0};
   std::atomic<int64_t> assignments{0};
-  std::atomic<int64_t> interval_ns{0};  // from the last welcome
+  std::atomic<int64_t> interval_ns{0};  // from the last welcome or paced ack
+  std::atomic<int64_t> interval_updates{0};  // acks that carried an interval
 };
+
+int64_t DurationNanos(const google::protobuf::Duration& d) { return d.seconds() * 1'000'000'000 + d.nanos(); }
 
 class Session final : public grpc::ClientBidiReactor<v1::WorkerMessage, v1::CoordinatorMessage> {
  public:
@@ -107,11 +111,13 @@ class Session final : public grpc::ClientBidiReactor<v1::WorkerMessage, v1::Coor
   // false once the stream has ended.
   bool Tick(int64_t now_mono) {
     uint64_t seq = 0;
+    int64_t interval = 0;
     {
       absl::MutexLock lock(&mu_);
       if (ended_) return false;
       if (!welcomed_ || now_mono < next_heartbeat_) return true;
       seq = ++seq_;
+      interval = interval_ns_;
       next_heartbeat_ = now_mono + (seq_ < 4 ? std::min<int64_t>(interval_ns_, 20'000'000) : interval_ns_);
     }
     v1::WorkerMessage m;
@@ -122,6 +128,8 @@ class Session final : public grpc::ClientBidiReactor<v1::WorkerMessage, v1::Coor
     // As the real worker does: acks while the clock offset settles, then
     // every tenth heartbeat.
     hb->set_no_ack(seq > 4 && seq % 10 != 0);
+    hb->mutable_heartbeat_interval()->set_seconds(interval / 1'000'000'000);
+    hb->mutable_heartbeat_interval()->set_nanos(static_cast<int32_t>(interval % 1'000'000'000));
     Enqueue(std::move(m));
     counters_->heartbeats_sent.fetch_add(1, std::memory_order_relaxed);
     return true;
@@ -133,8 +141,7 @@ class Session final : public grpc::ClientBidiReactor<v1::WorkerMessage, v1::Coor
     if (!ok) return;  // the stream ended; OnDone follows
     switch (in_.msg_case()) {
       case v1::CoordinatorMessage::kWelcome: {
-        const auto& d = in_.welcome().heartbeat_interval();
-        int64_t interval = d.seconds() * 1'000'000'000 + d.nanos();
+        int64_t interval = DurationNanos(in_.welcome().heartbeat_interval());
         if (interval <= 0) interval = 1'000'000'000;
         {
           absl::MutexLock lock(&mu_);
@@ -148,6 +155,17 @@ class Session final : public grpc::ClientBidiReactor<v1::WorkerMessage, v1::Coor
       }
       case v1::CoordinatorMessage::kHeartbeatAck:
         counters_->acks.fetch_add(1, std::memory_order_relaxed);
+        // As the real worker does: a paced interval applies from the next
+        // heartbeat scheduled on.
+        if (in_.heartbeat_ack().has_heartbeat_interval()) {
+          const int64_t interval = DurationNanos(in_.heartbeat_ack().heartbeat_interval());
+          if (interval > 0) {
+            absl::MutexLock lock(&mu_);
+            interval_ns_ = interval;
+          }
+          counters_->interval_ns.store(interval);
+          counters_->interval_updates.fetch_add(1, std::memory_order_relaxed);
+        }
         break;
       case v1::CoordinatorMessage::kAssign: {
         v1::WorkerMessage m;
@@ -321,6 +339,15 @@ int main(int argc, char** argv) {
     return 2;
   }
   if (connections == 0 || connections > sessions) connections = sessions;
+  // A socket per connection, and a few for gRPC itself.
+  const uint64_t open_files = busyfleet::RaiseOpenFileLimit();
+  if (open_files < static_cast<uint64_t>(connections) + 64) {
+    std::fprintf(stderr,
+                 "session_swarm: %d connections need about %d open files; the limit is %llu (raise the hard "
+                 "limit: ulimit -Hn, or LimitNOFILE= in systemd), or pass --connections\n",
+                 connections, connections + 64, static_cast<unsigned long long>(open_files));
+    return 2;
+  }
 
   std::vector<std::shared_ptr<grpc::Channel>> channels;
   std::vector<std::unique_ptr<v1::WorkerService::Stub>> stubs;
