@@ -366,11 +366,18 @@ void WorkerClient::OnHeartbeatAck(const v1::HeartbeatAck& ack) {
   if (ack.has_heartbeat_interval()) AdoptIntervalLocked(ToAbslDuration(ack.heartbeat_interval()));
   // The coordinator read that heartbeat, so everything written before it.
   if (ack.echo_sent_mono_ns() >= unconfirmed_written_ns_) unconfirmed_.clear();
-  if (rtt >= 0 && (rtt <= offset_rtt_ns_ || recv - offset_taken_mono_ns_ > kOffsetMaxAgeNs)) {
+  if (rtt >= 0 && (rtt <= offset_rtt_ns_ || recv - offset_taken_mono_ns_ > OffsetMaxAgeNsLocked())) {
     offset_rtt_ns_ = rtt;
     offset_ns_ = ack.coordinator_unix_ns() - (ack.echo_sent_mono_ns() + recv) / 2;
     offset_taken_mono_ns_ = recv;
   }
+}
+
+int64_t WorkerClient::OffsetMaxAgeNsLocked() const {
+  // At a paced interval (10 s for 10,000 workers) 30 s would make every
+  // other heartbeat ask for an ack: most of a large fleet's cost. Nine
+  // heartbeats, about when every tenth asks for one anyway.
+  return std::max(kOffsetMaxAgeNs, 18 * absl::ToInt64Nanoseconds(heartbeat_interval_));
 }
 
 void WorkerClient::AdoptIntervalLocked(absl::Duration interval) {
@@ -512,7 +519,7 @@ v1::Heartbeat WorkerClient::HeartbeatLocked(uint64_t seq) const {
     if (std::optional<v1::HostNoise> noise = options_.monitor->TakeNewNoise()) *hb.mutable_noise() = *std::move(noise);
   }
   hb.set_no_ack(seq > 4 && seq % 10 != 0 && offset_valid_ && unconfirmed_.empty() &&
-                MonoNanosNow() - offset_taken_mono_ns_ < kOffsetMaxAgeNs / 2);
+                MonoNanosNow() - offset_taken_mono_ns_ < OffsetMaxAgeNsLocked() / 2);
   return hb;
 }
 

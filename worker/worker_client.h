@@ -140,6 +140,10 @@ class WorkerClient {
   void OnHeartbeatAck(const v1::HeartbeatAck& ack);
   // Heartbeats every `interval` (bounded) from the next one scheduled on.
   void AdoptIntervalLocked(absl::Duration interval) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // How old the clock offset estimate may grow (a sample older than this
+  // is replaced even by a slower one; at half of it heartbeats ask for an
+  // ack): 30 s, or 18 heartbeats at a paced interval.
+  int64_t OffsetMaxAgeNsLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Queues `a`, or hands it straight back once draining.
   void SubmitOrReturnLocked(const v1::Assignment& a) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Hands `tasks` back with the next drain notice (sent even with none).

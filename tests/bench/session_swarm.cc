@@ -14,6 +14,7 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
@@ -78,6 +79,9 @@ struct Counters {
   std::atomic<int64_t> interval_updates{0};  // acks that carried an interval
 };
 
+// worker_client.cc's OffsetMaxAgeNsLocked() / 2: 15 s, or 9 heartbeats.
+constexpr int64_t kAckMaxAgeNs = 15'000'000'000;
+
 int64_t DurationNanos(const google::protobuf::Duration& d) { return d.seconds() * 1'000'000'000 + d.nanos(); }
 
 class Session final : public grpc::ClientBidiReactor<v1::WorkerMessage, v1::CoordinatorMessage> {
@@ -112,12 +116,14 @@ class Session final : public grpc::ClientBidiReactor<v1::WorkerMessage, v1::Coor
   bool Tick(int64_t now_mono) {
     uint64_t seq = 0;
     int64_t interval = 0;
+    int64_t last_ack = 0;
     {
       absl::MutexLock lock(&mu_);
       if (ended_) return false;
       if (!welcomed_ || now_mono < next_heartbeat_) return true;
       seq = ++seq_;
       interval = interval_ns_;
+      last_ack = last_ack_;
       next_heartbeat_ = now_mono + (seq_ < 4 ? std::min<int64_t>(interval_ns_, 20'000'000) : interval_ns_);
     }
     v1::WorkerMessage m;
@@ -126,8 +132,9 @@ class Session final : public grpc::ClientBidiReactor<v1::WorkerMessage, v1::Coor
     hb->set_sent_mono_ns(now_mono);
     hb->set_sent_unix_ns(absl::ToUnixNanos(absl::Now()));
     // As the real worker does: acks while the clock offset settles, then
-    // every tenth heartbeat.
-    hb->set_no_ack(seq > 4 && seq % 10 != 0);
+    // every tenth heartbeat, or when the last ack is 15 s (at a paced
+    // interval 9 heartbeats) old: its clock offset estimate is getting old.
+    hb->set_no_ack(seq > 4 && seq % 10 != 0 && now_mono - last_ack < std::max(kAckMaxAgeNs, 9 * interval));
     hb->mutable_heartbeat_interval()->set_seconds(interval / 1'000'000'000);
     hb->mutable_heartbeat_interval()->set_nanos(static_cast<int32_t>(interval % 1'000'000'000));
     Enqueue(std::move(m));
@@ -148,6 +155,7 @@ class Session final : public grpc::ClientBidiReactor<v1::WorkerMessage, v1::Coor
           interval_ns_ = interval;
           welcomed_ = true;
           next_heartbeat_ = MonoNanos();
+          last_ack_ = next_heartbeat_;
         }
         counters_->interval_ns.store(interval);
         counters_->Bump(counters_->welcomed);
@@ -155,6 +163,10 @@ class Session final : public grpc::ClientBidiReactor<v1::WorkerMessage, v1::Coor
       }
       case v1::CoordinatorMessage::kHeartbeatAck:
         counters_->acks.fetch_add(1, std::memory_order_relaxed);
+        {
+          absl::MutexLock lock(&mu_);
+          last_ack_ = MonoNanos();
+        }
         // As the real worker does: a paced interval applies from the next
         // heartbeat scheduled on.
         if (in_.heartbeat_ack().has_heartbeat_interval()) {
@@ -251,6 +263,7 @@ class Session final : public grpc::ClientBidiReactor<v1::WorkerMessage, v1::Coor
   int64_t interval_ns_ ABSL_GUARDED_BY(mu_) = 1'000'000'000;
   int64_t next_heartbeat_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t seq_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t last_ack_ ABSL_GUARDED_BY(mu_) = 0;  // monotonic ns of the last ack (or the welcome)
   grpc::Status status_ ABSL_GUARDED_BY(mu_);
 };
 
