@@ -460,7 +460,9 @@ def swarm_row(b, sizes, sessions, cpu_bar):
     with Cluster(b, ":memory:", workers=0) as c:
         paced = sessions > PACED_ABOVE
         settle = sizes["t5_settle"] + (sizes["t5_paced_settle"] if paced else 0)
-        window = sizes["t5_window"] * (3 if paced else 1)  # a few paced intervals
+        # Paced: a window of ten intervals, so that it holds the acks a
+        # paced worker asks for about every tenth heartbeat.
+        window = sizes["t5_paced_window"] if paced else sizes["t5_window"]
         p = subprocess.run([b.bin("tests/bench/session_swarm"), "--coordinator", c.address, "--sessions",
                             str(sessions), "--seconds", str(window), "--settle", str(settle),
                             "--attach-timeout", "120", "--pid", str(c.pid)],
@@ -562,13 +564,13 @@ def run_peers(b, sizes):
 FULL = dict(t1_tasks=100_000, t1_timeout=600, t2_jobs=1000, t2_warmup=20, calib_iterations=500_000_000,
             t3a_tasks=64, t3a_seconds=0.050, t3b_tasks=8, t3b_seconds=0.250, t3_trials=3, t4_iterations=1_000_000_000,
             t4_reps=5, t4_trials=3, t5_tasks=1_000_000, t5_timeout=400, t5_sessions=((1000, 5.0), (10_000, 10.0)),
-            t5_window=10, t5_settle=1, t5_paced_settle=20, t6_workers=10, t6_settle=2.0, t6_window=10.0, peer_tasks=100_000, peer_executor_tasks=20_000,
+            t5_window=10, t5_settle=1, t5_paced_settle=20, t5_paced_window=120, t6_workers=10, t6_settle=2.0, t6_window=10.0, peer_tasks=100_000, peer_executor_tasks=20_000,
             peer_jobs=1000, dask_tasks=5000, dask_jobs=300, t7_rtt_ms=20, t7_trials=3, t7_long_tasks=64,
             t7_long_seconds=0.050, t7_short_tasks=640, t7_short_seconds=0.005, t7_empty_tasks=20_000)
 SMOKE = dict(t1_tasks=300, t1_timeout=60, t2_jobs=20, t2_warmup=2, calib_iterations=20_000_000,
              t3a_tasks=8, t3a_seconds=0.005, t3b_tasks=4, t3b_seconds=0.020, t3_trials=1, t4_iterations=20_000_000,
              t4_reps=1, t4_trials=1, t5_tasks=2000, t5_timeout=60, t5_sessions=((20, 5.0), (2000, 10.0)),
-             t5_window=1, t5_settle=1, t5_paced_settle=5, t6_workers=3, t6_settle=0.5, t6_window=1.0, peer_tasks=500, peer_executor_tasks=200,
+             t5_window=1, t5_settle=1, t5_paced_settle=5, t5_paced_window=3, t6_workers=3, t6_settle=0.5, t6_window=1.0, peer_tasks=500, peer_executor_tasks=200,
              peer_jobs=20, dask_tasks=100, dask_jobs=10, t7_rtt_ms=20, t7_trials=1, t7_long_tasks=4,
              t7_long_seconds=0.010, t7_short_tasks=16, t7_short_seconds=0.002, t7_empty_tasks=200)
 
