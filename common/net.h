@@ -1,6 +1,7 @@
 #ifndef BUSYFLEET_COMMON_NET_H_
 #define BUSYFLEET_COMMON_NET_H_
 
+#include <cstdint>
 #include <string>
 
 #include "absl/status/statusor.h"
@@ -15,6 +16,12 @@ absl::StatusOr<std::string> HostOfAddress(absl::string_view field, absl::string_
 // Whether `host` can only be reached from this machine: 127.0.0.0/8,
 // ::1 or "localhost".
 bool IsLoopbackHost(absl::string_view host);
+
+// Raises this process's soft limit on open files (RLIMIT_NOFILE) to its
+// hard limit, as Nomad and Consul do: every attached worker is a socket,
+// and distributions start daemons with a soft limit of 1,024. Returns the
+// soft limit now in force.
+uint64_t RaiseOpenFileLimit();
 
 }  // namespace busyfleet
 

@@ -33,6 +33,9 @@ constexpr size_t kMaxHeldResults = 100'000;
 // A start notice waits this long for its task's result, so a short task
 // costs one message, not two.
 constexpr absl::Duration kStartedNoticeDelay = absl::Milliseconds(1);
+// Bounds on the heartbeat interval a coordinator may ask for.
+constexpr absl::Duration kMinHeartbeatInterval = absl::Milliseconds(1);
+constexpr absl::Duration kMaxHeartbeatInterval = absl::Hours(1);
 
 // Results written while the stream has delivered nothing for longer than
 // this are kept until they are known to have arrived (see AfterWriteLocked).
@@ -360,13 +363,31 @@ void WorkerClient::OnHeartbeatAck(const v1::HeartbeatAck& ack) {
   const int64_t recv = MonoNanosNow();
   const int64_t rtt = recv - ack.echo_sent_mono_ns();
   absl::MutexLock lock(&mu_);
+  if (ack.has_heartbeat_interval()) AdoptIntervalLocked(ToAbslDuration(ack.heartbeat_interval()));
   // The coordinator read that heartbeat, so everything written before it.
   if (ack.echo_sent_mono_ns() >= unconfirmed_written_ns_) unconfirmed_.clear();
-  if (rtt >= 0 && (rtt <= offset_rtt_ns_ || recv - offset_taken_mono_ns_ > kOffsetMaxAgeNs)) {
+  if (rtt >= 0 && (rtt <= offset_rtt_ns_ || recv - offset_taken_mono_ns_ > OffsetMaxAgeNsLocked())) {
     offset_rtt_ns_ = rtt;
     offset_ns_ = ack.coordinator_unix_ns() - (ack.echo_sent_mono_ns() + recv) / 2;
     offset_taken_mono_ns_ = recv;
   }
+}
+
+int64_t WorkerClient::OffsetMaxAgeNsLocked() const {
+  // At a paced interval (10 s for 10,000 workers) 30 s would make every
+  // other heartbeat ask for an ack: most of a large fleet's cost. Nine
+  // heartbeats, about when every tenth asks for one anyway.
+  return std::max(kOffsetMaxAgeNs, 18 * absl::ToInt64Nanoseconds(heartbeat_interval_));
+}
+
+void WorkerClient::AdoptIntervalLocked(absl::Duration interval) {
+  // The coordinator paces a large fleet (--max-heartbeat-rate); the next
+  // heartbeat after the one already scheduled comes at the new interval.
+  interval = std::clamp(interval, kMinHeartbeatInterval, kMaxHeartbeatInterval);
+  if (interval == heartbeat_interval_) return;
+  spdlog::debug("the coordinator asks for a heartbeat every {} (was {})", absl::FormatDuration(interval),
+                absl::FormatDuration(heartbeat_interval_));
+  heartbeat_interval_ = interval;
 }
 
 void WorkerClient::EndSession(std::thread& sender) {
@@ -489,6 +510,7 @@ v1::Heartbeat WorkerClient::HeartbeatLocked(uint64_t seq) const {
   hb.set_clock_offset_valid(offset_valid_);
   hb.set_clock_offset_ns(offset_ns_);
   hb.set_clock_rtt_ns(offset_rtt_ns_);
+  *hb.mutable_heartbeat_interval() = ToProtoDuration(heartbeat_interval_);
   // Round trips refine the clock offset: ask for one while settling, then
   // every tenth heartbeat (or when the estimate is getting old).
   // An ack also confirms results written into a silent stream.
@@ -497,7 +519,7 @@ v1::Heartbeat WorkerClient::HeartbeatLocked(uint64_t seq) const {
     if (std::optional<v1::HostNoise> noise = options_.monitor->TakeNewNoise()) *hb.mutable_noise() = *std::move(noise);
   }
   hb.set_no_ack(seq > 4 && seq % 10 != 0 && offset_valid_ && unconfirmed_.empty() &&
-                MonoNanosNow() - offset_taken_mono_ns_ < kOffsetMaxAgeNs / 2);
+                MonoNanosNow() - offset_taken_mono_ns_ < OffsetMaxAgeNsLocked() / 2);
   return hb;
 }
 
@@ -586,6 +608,17 @@ bool WorkerClient::WaitAttachCount(int n, absl::Time deadline) const {
   absl::MutexLock lock(&mu_);
   auto reached = [this, n]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return attach_count_ >= n && connected_; };
   return mu_.AwaitWithDeadline(absl::Condition(&reached), deadline);
+}
+
+bool WorkerClient::WaitHeartbeatInterval(absl::Duration interval, absl::Time deadline) const {
+  absl::MutexLock lock(&mu_);
+  auto reached = [this, interval]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return heartbeat_interval_ == interval; };
+  return mu_.AwaitWithDeadline(absl::Condition(&reached), deadline);
+}
+
+absl::Duration WorkerClient::heartbeat_interval() const {
+  absl::MutexLock lock(&mu_);
+  return heartbeat_interval_;
 }
 
 std::string WorkerClient::name() const {

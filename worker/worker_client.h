@@ -85,6 +85,11 @@ class WorkerClient {
   // True once the worker has attached `n` times (first attach plus
   // reconnections) before `deadline`.
   bool WaitAttachCount(int n, absl::Time deadline) const;
+  // The interval it heartbeats at: the welcome's, then the coordinator's
+  // latest HeartbeatAck.heartbeat_interval. Waits until it is `interval`;
+  // false at the deadline.
+  bool WaitHeartbeatInterval(absl::Duration interval, absl::Time deadline) const;
+  absl::Duration heartbeat_interval() const;
   // The name the coordinator knows this worker by ("" before attaching).
   std::string name() const;
   bool attached() const;
@@ -133,6 +138,12 @@ class WorkerClient {
   void ReadLoop(Stream* stream);
   void OnAssign(const v1::AssignBatch& assign);
   void OnHeartbeatAck(const v1::HeartbeatAck& ack);
+  // Heartbeats every `interval` (bounded) from the next one scheduled on.
+  void AdoptIntervalLocked(absl::Duration interval) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // How old the clock offset estimate may grow (a sample older than this
+  // is replaced even by a slower one; at half of it heartbeats ask for an
+  // ack): 30 s, or 18 heartbeats at a paced interval.
+  int64_t OffsetMaxAgeNsLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Queues `a`, or hands it straight back once draining.
   void SubmitOrReturnLocked(const v1::Assignment& a) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Hands `tasks` back with the next drain notice (sent even with none).

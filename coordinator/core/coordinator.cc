@@ -1,6 +1,7 @@
 #include "coordinator/core/coordinator.h"
 
 #include <algorithm>
+#include <cmath>
 #include <optional>
 #include <utility>
 
@@ -19,6 +20,8 @@ Coordinator::Coordinator(Options options)
       clock_(options.clock != nullptr ? options.clock : Clock::Real()),
       scheduler_(Scheduler::Options{options.prefetch_per_worker}),
       sessions_(options.keep_gone_workers),
+      pacing_{options.heartbeat_interval, options.worker_timeout, options.max_heartbeat_rate},
+      fleet_interval_(options.heartbeat_interval),
       watchers_(ProgressWatchers::Options{options.progress_interval, options.progress_burst,
                                           options.request_check}) {}
 
@@ -38,6 +41,10 @@ absl::StatusOr<std::unique_ptr<Coordinator>> Coordinator::Create(Options options
         "heartbeat interval (", absl::FormatDuration(options.heartbeat_interval),
         ") must be at most half the worker timeout (", absl::FormatDuration(options.worker_timeout),
         "), or healthy workers would be declared dead"));
+  }
+  if (!(options.max_heartbeat_rate >= 0) || !std::isfinite(options.max_heartbeat_rate)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("max-heartbeat-rate must be 0 (no ceiling) or positive, got ", options.max_heartbeat_rate));
   }
   if (options.prefetch_per_worker < 0) {
     return absl::InvalidArgumentError("prefetch must not be negative");
@@ -285,8 +292,10 @@ absl::StatusOr<std::string> Coordinator::Attach(const v1::Hello& hello, absl::st
   if (shutting_down_) return absl::UnavailableError("coordinator is shutting down");
   // A reconnecting worker replaces its old session; another worker with the
   // same name gets a suffix.
+  const Session* namesake = sessions_.FindByName(hello.name());
+  const absl::Duration namesake_interval = namesake != nullptr ? namesake->PacedInterval() : fleet_interval_;
   SessionTable::NameChoice name =
-      sessions_.ChooseName(hello.name(), hello.instance_id(), clock_->Mono() - 2 * options_.heartbeat_interval);
+      sessions_.ChooseName(hello.name(), hello.instance_id(), clock_->Mono() - 2 * namesake_interval);
   if (name.takeover) {
     // A new process under the old name: the old one's tasks are lost with it.
     std::shared_ptr<WorkerChannel> old = sessions_.At(name.stale).channel;
@@ -306,12 +315,14 @@ absl::StatusOr<std::string> Coordinator::Attach(const v1::Hello& hello, absl::st
   spec.exec_modes = s.exec_modes;
   spec.kinds = s.kinds;
   BF_RETURN_IF_ERROR(scheduler_.AddWorker(std::move(spec)));
-  s.channel->Send(WelcomeMessage(s.id, s.name, hello, options_.heartbeat_interval, options_.worker_timeout,
+  fleet_interval_ = pacing_.Next(fleet_interval_, sessions_.attached().size() + 1);
+  s.heartbeat_interval = s.told_interval = fleet_interval_;
+  s.channel->Send(WelcomeMessage(s.id, s.name, hello, fleet_interval_, pacing_.Timeout(fleet_interval_),
                                  clock_->Now()));
   Session& added = sessions_.Add(std::move(s));
   ClaimHeldLocked(added, hello.held());
   const std::string id = added.id;
-  if (options_.on_worker_attached) options_.on_worker_attached();
+  WakeLivenessForLocked(added);
   UpdatePendingLocked();
   SettleLocked();
   return id;
@@ -359,6 +370,11 @@ void Coordinator::HandleHeartbeatLocked(Session& session, const v1::Heartbeat& h
   if (hb.clock_rtt_ns() > 0) (void)scheduler_.SetRoundTrip(session.id, absl::Nanoseconds(hb.clock_rtt_ns()));
   session.ObserveCalibrations(hb.calibrations());
   if (hb.has_noise()) session.ObserveNoise(hb.noise());
+  fleet_interval_ = pacing_.Next(fleet_interval_, sessions_.attached().size());
+  if (session.ObserveInterval(hb, fleet_interval_)) {
+    session.channel->Send(HeartbeatAck(hb, now, fleet_interval_));
+    return;
+  }
   if (hb.no_ack()) return;
   session.channel->Send(HeartbeatAck(hb, now));
 }
@@ -700,19 +716,21 @@ MonoTime Coordinator::CheckLiveness() {
   std::vector<std::string> dead;
   MonoTime next = MonoTime::InfiniteFuture();
   for (const auto& [id, s] : sessions_.attached()) {
-    const MonoTime due = s.last_seen + options_.worker_timeout;
+    const absl::Duration timeout = LivenessTimeoutLocked(s);
+    const MonoTime due = s.last_seen + timeout;
     if (due <= mono_now) {
       dead.push_back(id);
     } else {
       // A little slack, so that many sessions' deadlines are checked in one
       // wake-up rather than one each (a worker is declared dead within 1.1x
       // the timeout).
-      next = std::min(next, due + options_.worker_timeout / 10);
+      next = std::min(next, due + timeout / 10);
     }
   }
   for (const std::string& id : dead) {
     std::shared_ptr<WorkerChannel> channel = sessions_.At(id).channel;
-    RemoveSessionLocked(id, absl::StrCat("no heartbeat for ", absl::FormatDuration(options_.worker_timeout)));
+    const absl::Duration timeout = LivenessTimeoutLocked(sessions_.At(id));
+    RemoveSessionLocked(id, absl::StrCat("no heartbeat for ", absl::FormatDuration(timeout)));
     if (channel) {
       channel->Close(absl::UnavailableError("declared dead: no heartbeat within the worker timeout"));
     }
@@ -724,7 +742,18 @@ MonoTime Coordinator::CheckLiveness() {
   next = std::min(next, watchers_.SendDue(now, mono_now, [this](const std::string& id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     return static_cast<const JobRecord*>(FindJobLocked(id));
   }));
+  liveness_due_ = next;
   return next;
+}
+
+void Coordinator::WakeLivenessForLocked(const Session& session) {
+  // Only when the loop would otherwise sleep past this session's deadline
+  // (no worker attached): a wake per attach made 10,000 attaches scan the
+  // sessions 10,000 times under the lock.
+  const MonoTime due = session.last_seen + LivenessTimeoutLocked(session);
+  if (due >= liveness_due_) return;
+  liveness_due_ = due;
+  if (options_.on_worker_attached) options_.on_worker_attached();
 }
 
 MetricsSnapshot Coordinator::Metrics() const {

@@ -48,6 +48,11 @@ class Coordinator {
     absl::Duration worker_timeout = absl::Seconds(5);
     // How often workers send heartbeats; zero: worker_timeout / 3.
     absl::Duration heartbeat_interval = absl::ZeroDuration();
+    // Heartbeats a second over the whole fleet (--max-heartbeat-rate; 0: no
+    // ceiling). A fleet larger than this x heartbeat_interval is asked for
+    // heartbeats less often, and worker_timeout grows in proportion
+    // (HeartbeatPacing in session_table.h).
+    double max_heartbeat_rate = kDefaultMaxHeartbeatRate;
     int prefetch_per_worker = 2;
     // nullptr: the real clock.
     const Clock* clock = nullptr;
@@ -71,8 +76,9 @@ class Coordinator {
     // refused with ResourceExhausted instead of growing memory.
     uint64_t max_unfinished_tasks = limits::kMaxQueuedTasks;
     // Called (with the Coordinator's lock held; must not block or call back)
-    // when a worker attaches, so a liveness loop sleeping with no worker
-    // attached can wake up.
+    // when a worker attaches whose liveness deadline comes before the next
+    // check CheckLiveness planned (the first worker: a liveness loop
+    // sleeping with no worker attached wakes up), not for every attach.
     std::function<void()> on_worker_attached;
     // Called (lock held; must not block or call back) when a job ends, with
     // its report without task rows: for the log. Called when the job's rows
@@ -210,6 +216,13 @@ class Coordinator {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void RemoveSessionLocked(const std::string& session_id, const std::string& why)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Calls on_worker_attached if the liveness loop's next check (liveness_due_)
+  // is after `session`'s deadline.
+  void WakeLivenessForLocked(const Session& session) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The silence after which `session` is declared dead (see fleet_interval_).
+  absl::Duration LivenessTimeoutLocked(const Session& session) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return pacing_.Timeout(std::max(session.PacedInterval(), fleet_interval_));
+  }
 
   // --- Held attempts (restart recovery) ---
   // An attempt assigned or running on a worker that is not attached (the
@@ -324,6 +337,15 @@ class Coordinator {
   // below zero.
   Scheduler scheduler_ ABSL_GUARDED_BY(mu_);
   SessionTable sessions_ ABSL_GUARDED_BY(mu_);
+  // When the liveness loop checks next (what CheckLiveness last returned,
+  // or an earlier deadline it was woken for).
+  MonoTime liveness_due_ ABSL_GUARDED_BY(mu_) = MonoTime::InfiniteFuture();
+  // The heartbeat interval asked of the fleet now (pacing_.Next as sessions
+  // come and go): new sessions get it in their welcome, the others in the
+  // ack of their next heartbeat. A session is declared dead after
+  // pacing_.Timeout of the longer of this and its own PacedInterval().
+  const HeartbeatPacing pacing_;
+  absl::Duration fleet_interval_ ABSL_GUARDED_BY(mu_);
   ProgressWatchers watchers_ ABSL_GUARDED_BY(mu_);
   bool shutting_down_ ABSL_GUARDED_BY(mu_) = false;
   // Held attempts by the name of the worker that holds them.

@@ -1,6 +1,7 @@
 #include "coordinator/core/session_table.h"
 
 #include <algorithm>
+#include <cassert>
 #include <cmath>
 #include <utility>
 
@@ -66,6 +67,20 @@ std::vector<v1::TaskKind> KindsOf(const v1::Hello& hello) {
 }
 
 }  // namespace
+
+absl::Duration HeartbeatPacing::Next(absl::Duration current, size_t sessions) const {
+  if (max_rate <= 0) return base_interval;
+  const absl::Duration need = absl::Seconds(static_cast<double>(sessions) / max_rate);
+  if (need <= current && need * kShrinkBand >= current) return current;
+  return std::max(base_interval, absl::Ceil(need * kHeadroom, absl::Milliseconds(1)));
+}
+
+absl::Duration HeartbeatPacing::Timeout(absl::Duration interval) const {
+  if (interval <= base_interval) return base_timeout;
+  // To the nearest millisecond (5 s / 3 is not a whole number of them).
+  const absl::Duration timeout = base_timeout * absl::FDivDuration(interval, base_interval);
+  return absl::Floor(timeout + absl::Microseconds(500), absl::Milliseconds(1));
+}
 
 Session Session::FromHello(const v1::Hello& hello, std::string id, std::string name, absl::string_view peer,
                            std::shared_ptr<WorkerChannel> channel, absl::Time now, MonoTime mono_now) {
@@ -168,6 +183,16 @@ void Session::ObserveClocks(const v1::Heartbeat& hb, absl::Time now) {
   }
 }
 
+bool Session::ObserveInterval(const v1::Heartbeat& hb, absl::Duration fleet) {
+  if (hb.has_heartbeat_interval()) {
+    paced = true;
+    heartbeat_interval = std::clamp(ToAbslDuration(hb.heartbeat_interval()), absl::ZeroDuration(), PacedInterval());
+  }
+  if (!paced || told_interval == fleet) return false;
+  told_interval = fleet;
+  return true;
+}
+
 v1::WorkerInfo Session::Info() const {
   v1::WorkerInfo w;
   w.set_name(name);
@@ -197,24 +222,21 @@ SessionTable::NameChoice SessionTable::ChooseName(absl::string_view name, absl::
   NameChoice choice;
   choice.name = std::string(name);
   for (int n = 2;; ++n) {
-    bool taken = false;
-    for (const auto& [id, s] : sessions_) {
-      if (s.name != choice.name) continue;
-      if (!instance_id.empty() && s.instance_id == instance_id) {
-        choice.stale = id;
-      } else if (n == 2 && silent_since && s.last_seen < *silent_since) {
-        // A new process of the worker (restarted by its supervisor) while
-        // the old one's session has gone silent: it takes the name over.
-        choice.stale = id;
-        choice.takeover = true;
-      } else {
-        taken = true;
-      }
+    // Attached names are unique (the index has one session per name).
+    const Session* s = FindByName(choice.name);
+    if (s == nullptr) return choice;
+    if (!instance_id.empty() && s->instance_id == instance_id) {
+      choice.stale = s->id;
+      return choice;
     }
-    if (!taken) return choice;
+    if (n == 2 && silent_since && s->last_seen < *silent_since) {
+      // A new process of the worker (restarted by its supervisor) while
+      // the old one's session has gone silent: it takes the name over.
+      choice.stale = s->id;
+      choice.takeover = true;
+      return choice;
+    }
     // Two live workers share the name: this one gets a suffix.
-    choice.stale.clear();
-    choice.takeover = false;
     choice.name = absl::StrCat(name, "-", n);
   }
 }
@@ -224,15 +246,20 @@ Session* SessionTable::Find(absl::string_view id) {
   return it == sessions_.end() ? nullptr : &it->second;
 }
 
+const Session* SessionTable::FindByName(absl::string_view name) const {
+  auto it = by_name_.find(name);
+  return it == by_name_.end() ? nullptr : &sessions_.at(it->second);
+}
+
 Session* SessionTable::FindByName(absl::string_view name) {
-  for (auto& [id, s] : sessions_) {
-    if (s.name == name) return &s;
-  }
-  return nullptr;
+  return const_cast<Session*>(std::as_const(*this).FindByName(name));
 }
 
 Session& SessionTable::Add(Session s) {
   const std::string id = s.id;
+  const bool named = by_name_.emplace(s.name, id).second;
+  assert(named && "two attached sessions with one name (ChooseName keeps them unique)");
+  (void)named;
   return sessions_.emplace(id, std::move(s)).first->second;
 }
 
@@ -240,6 +267,7 @@ void SessionTable::Retire(absl::string_view id) {
   auto it = sessions_.find(std::string(id));
   if (it == sessions_.end()) return;
   Session& s = it->second;
+  by_name_.erase(s.name);
   s.state = v1::WORKER_STATE_GONE;
   s.running = 0;
   s.assigned = 0;

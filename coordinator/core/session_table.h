@@ -1,6 +1,7 @@
 #ifndef BUSYFLEET_COORDINATOR_CORE_SESSION_TABLE_H_
 #define BUSYFLEET_COORDINATOR_CORE_SESSION_TABLE_H_
 
+#include <algorithm>
 #include <cstdint>
 #include <deque>
 #include <map>
@@ -31,6 +32,38 @@ class WorkerChannel {
   // Ends the stream with `status` (worker declared dead, shutdown). Same
   // rules as Send.
   virtual void Close(const absl::Status& status) = 0;
+};
+
+// Heartbeats a second the coordinator lets a fleet send by default
+// (--max-heartbeat-rate): about 5% of a core here, at ~50 us a heartbeat.
+inline constexpr double kDefaultMaxHeartbeatRate = 1000;
+
+// How often workers heartbeat, and when silence means a worker is dead
+// (issue 17; Nomad's max_heartbeats_per_second). A fleet of up to
+// max_rate x base_interval workers heartbeats every base_interval and a
+// worker silent for base_timeout is declared dead. A larger fleet is asked
+// for heartbeats less often, so that together they stay under max_rate a
+// second, and the timeout grows in proportion: a lost worker is declared
+// dead within 1.1 x Timeout(the fleet's interval).
+struct HeartbeatPacing {
+  absl::Duration base_interval = absl::Seconds(5) / 3;
+  absl::Duration base_timeout = absl::Seconds(5);
+  // Heartbeats a second over all sessions; 0: no ceiling (base_interval).
+  double max_rate = kDefaultMaxHeartbeatRate;
+
+  // The fleet's interval once `sessions` are attached, from `current`. It
+  // grows to kHeadroom x sessions / max_rate (whole milliseconds) as soon
+  // as sessions / max_rate passes `current`, and shrinks to the same (at
+  // least base_interval) only once `current` is kShrinkBand times that: a
+  // fleet hovering about a size does not re-tell every worker its interval.
+  absl::Duration Next(absl::Duration current, size_t sessions) const;
+  // The silence after which a worker heartbeating every `interval` is
+  // declared dead: base_timeout x interval / base_interval, at least
+  // base_timeout.
+  absl::Duration Timeout(absl::Duration interval) const;
+
+  static constexpr double kHeadroom = 1.125;
+  static constexpr double kShrinkBand = 1.5;
 };
 
 // One attached worker (or, once in the gone ring, one that left).
@@ -68,6 +101,14 @@ struct Session {
   // host's latest background load.
   std::vector<v1::KernelCalibration> calibrations;
   std::optional<v1::HostNoise> noise;
+  // Heartbeat pacing: the interval its worker heartbeats at (as its
+  // heartbeats report it; a worker older than Heartbeat.heartbeat_interval
+  // keeps its welcome's and is never told another: paced false), and the
+  // one it was last told (welcome or ack). Until it reports the interval
+  // it was told, it may still use the other: liveness allows the longer.
+  absl::Duration heartbeat_interval;
+  absl::Duration told_interval;
+  bool paced = false;
 
   // A session for a worker that said `hello` (validated), attached at `now`
   // (`mono_now` on the monotonic clock).
@@ -96,6 +137,12 @@ struct Session {
   void ObserveNoise(const v1::HostNoise& in);
   // Takes the clock offsets a heartbeat carries; `now` is when it arrived.
   void ObserveClocks(const v1::Heartbeat& hb, absl::Time now);
+  // Takes the interval a heartbeat reports (at most the longest it may use)
+  // and returns true when the worker should be told `fleet` (it follows
+  // pacing and was last told another), which then counts as told.
+  bool ObserveInterval(const v1::Heartbeat& hb, absl::Duration fleet);
+  // The longest interval its worker may be heartbeating at.
+  absl::Duration PacedInterval() const { return std::max(heartbeat_interval, told_interval); }
   v1::WorkerInfo Info() const;
 };
 
@@ -123,8 +170,9 @@ class SessionTable {
   bool Contains(absl::string_view id) const { return sessions_.contains(std::string(id)); }
   Session* Find(absl::string_view id);
   Session& At(absl::string_view id) { return sessions_.at(std::string(id)); }
-  // The attached worker named `name`; nullptr if none.
+  // The attached worker named `name`; nullptr if none. O(log sessions).
   Session* FindByName(absl::string_view name);
+  const Session* FindByName(absl::string_view name) const;
   Session& Add(Session s);
   // Moves the session into the gone ring (state GONE, no channel, nothing
   // in flight), dropping the oldest beyond the limit.
@@ -143,6 +191,9 @@ class SessionTable {
  private:
   const size_t keep_gone_;
   std::map<std::string, Session> sessions_;
+  // Attached session ids by name: one each (ChooseName keeps names
+  // unique), so that choosing a name is not a scan of 10,000 sessions.
+  std::map<std::string, std::string, std::less<>> by_name_;
   std::deque<Session> gone_;
 };
 

@@ -26,6 +26,10 @@ absl::Status ValidateWorkerClocks(const v1::WorkerMessage& m) {
     BF_RETURN_IF_ERROR(ClockField("heartbeat.sent_unix_ns", hb.sent_unix_ns(), 0, kMax));
     BF_RETURN_IF_ERROR(ClockField("heartbeat.clock_offset_ns", hb.clock_offset_ns(), -kMax, kMax));
     BF_RETURN_IF_ERROR(ClockField("heartbeat.clock_rtt_ns", hb.clock_rtt_ns(), 0, limits::kMaxRttNs));
+    if (hb.has_heartbeat_interval()) {
+      BF_RETURN_IF_ERROR(ClockField("heartbeat.heartbeat_interval (ns)",
+                                    absl::ToInt64Nanoseconds(ToAbslDuration(hb.heartbeat_interval())), 0, kMax));
+    }
   }
   for (const v1::TaskStarted& s : m.updates().started()) {
     BF_RETURN_IF_ERROR(ClockField("started.start_mono_ns", s.start_mono_ns(), 0, kMax));
@@ -173,11 +177,12 @@ v1::CoordinatorMessage WelcomeMessage(const std::string& session_id, const std::
   return welcome;
 }
 
-v1::CoordinatorMessage HeartbeatAck(const v1::Heartbeat& hb, absl::Time now) {
+v1::CoordinatorMessage HeartbeatAck(const v1::Heartbeat& hb, absl::Time now, std::optional<absl::Duration> interval) {
   v1::CoordinatorMessage ack;
   ack.mutable_heartbeat_ack()->set_seq(hb.seq());
   ack.mutable_heartbeat_ack()->set_echo_sent_mono_ns(hb.sent_mono_ns());
   ack.mutable_heartbeat_ack()->set_coordinator_unix_ns(absl::ToUnixNanos(now));
+  if (interval) *ack.mutable_heartbeat_ack()->mutable_heartbeat_interval() = ToProtoDuration(*interval);
   return ack;
 }
 

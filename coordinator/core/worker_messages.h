@@ -5,6 +5,7 @@
 // before the Coordinator takes its lock), and the messages it is sent.
 
 #include <cstdint>
+#include <optional>
 #include <string>
 
 #include "absl/status/status.h"
@@ -43,7 +44,9 @@ v1::CoordinatorMessage CancelMessage(const std::string& job_id, uint32_t index, 
 v1::CoordinatorMessage WelcomeMessage(const std::string& session_id, const std::string& name,
                                       const v1::Hello& hello, absl::Duration heartbeat_interval,
                                       absl::Duration worker_timeout, absl::Time now);
-v1::CoordinatorMessage HeartbeatAck(const v1::Heartbeat& hb, absl::Time now);
+// The ack of `hb`; with `interval`, asking for heartbeats that often from now on.
+v1::CoordinatorMessage HeartbeatAck(const v1::Heartbeat& hb, absl::Time now,
+                                    std::optional<absl::Duration> interval = std::nullopt);
 // Adds a request to stop one attempt of a task to `m`'s cancel.
 void AddCancel(const std::string& job_id, uint32_t index, uint32_t attempt, v1::CoordinatorMessage& m);
 

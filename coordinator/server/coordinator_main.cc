@@ -12,6 +12,7 @@
 #include "absl/time/time.h"
 #include "common/flags.h"
 #include "common/logging.h"
+#include "common/net.h"
 #include "common/rpc/grpc_logging.h"
 #include "coordinator/server/coordinator_server.h"
 #include "coordinator/server/daemon_options.h"
@@ -70,6 +71,13 @@ int main(int argc, char** argv) {
   }
   for (const std::string& warning : security->warnings) spdlog::warn("{}", warning);
 
+  // Every attached worker holds a socket: --max-sessions of them need as
+  // many open files (plus the database, the HTTP server, gRPC's own).
+  if (const uint64_t open_files = busyfleet::RaiseOpenFileLimit(); open_files < flags.max_sessions + 256ull) {
+    spdlog::warn("the open-file limit is {}: fewer than --max-sessions ({}) workers can attach; raise the hard "
+                 "limit (ulimit -Hn, LimitNOFILE= in systemd)",
+                 open_files, flags.max_sessions);
+  }
   auto server = CoordinatorServer::Start(*options);
   if (!server.ok()) {
     spdlog::critical("cannot start: {}", server.status().message());

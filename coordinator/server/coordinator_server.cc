@@ -46,6 +46,7 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(Opti
   Coordinator::Options co;
   co.worker_timeout = options.worker_timeout;
   co.heartbeat_interval = options.heartbeat_interval;
+  co.max_heartbeat_rate = options.max_heartbeat_rate;
   co.prefetch_per_worker = options.prefetch_per_worker;
   co.keep_finished_jobs = options.keep_finished_jobs;
   co.keep_finished_tasks = options.keep_finished_tasks;

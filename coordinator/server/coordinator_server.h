@@ -30,6 +30,8 @@ class CoordinatorServer {
     std::string listen = "127.0.0.1:7070";
     absl::Duration worker_timeout = absl::Seconds(5);
     absl::Duration heartbeat_interval = absl::ZeroDuration();
+    // Heartbeats a second over the fleet (Coordinator::Options).
+    double max_heartbeat_rate = kDefaultMaxHeartbeatRate;
     int prefetch_per_worker = 2;
     // Where jobs are kept: an SQLite file, or ":memory:" (lost on exit).
     // Ignored when `store` is set.

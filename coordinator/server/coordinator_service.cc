@@ -87,6 +87,15 @@ class AttachReactor final : public grpc::ServerBidiReactor<v1::WorkerMessage, v1
   // Ends the stream with `status` once the outstanding write is done; a
   // write stuck on a peer that stopped reading is cancelled.
   void CloseWith(const grpc::Status& status);
+  // The Coordinator ends the session (declared dead, replaced, shutdown):
+  // CloseWith, and the detach logs `why` rather than "closed by the worker".
+  void CloseFor(const absl::Status& why) {
+    {
+      absl::MutexLock lock(&mu_);
+      if (closed_because_.ok()) closed_because_ = why;
+    }
+    CloseWith(ToGrpcStatus(why));
+  }
 
   void OnReadDone(bool ok) override;
   void OnWriteDone(bool ok) override;
@@ -315,7 +324,7 @@ void StreamChannel::Send(v1::CoordinatorMessage message) {
 
 void StreamChannel::Close(const absl::Status& status) {
   absl::MutexLock lock(&mu_);
-  if (reactor_ != nullptr) reactor_->CloseWith(ToGrpcStatus(status));
+  if (reactor_ != nullptr) reactor_->CloseFor(status);
 }
 
 // ---------------------------------------------------------------------------

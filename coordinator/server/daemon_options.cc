@@ -25,6 +25,12 @@ void AddDaemonFlags(CLI::App& app, DaemonFlags& flags) {
   app.add_option("--worker-timeout", flags.worker_timeout, "declare a worker dead after this long without a heartbeat")
       ->capture_default_str()
       ->check(DurationValidator());
+  app.add_option("--max-heartbeat-rate", flags.max_heartbeat_rate,
+                 "heartbeats a second from all workers together: a fleet larger than this x a third of "
+                 "--worker-timeout is asked for heartbeats less often, and its worker timeout grows in "
+                 "proportion (0: no ceiling)")
+      ->capture_default_str()
+      ->check(CLI::Range(0.0, 1e9));
   app.add_option("--prefetch", flags.prefetch,
                  "tasks assigned to a worker beyond its slots until a job's first results (then adaptive)")
       ->capture_default_str()
@@ -101,6 +107,7 @@ absl::StatusOr<CoordinatorServer::Options> BuildServerOptions(const DaemonFlags&
   options.db = flags.db;
   BF_ASSIGN_OR_RETURN(options.db_busy_timeout, ParseDurationFlag("db-busy-timeout", flags.db_busy_timeout));
   BF_ASSIGN_OR_RETURN(options.worker_timeout, ParseDurationFlag("worker-timeout", flags.worker_timeout));
+  options.max_heartbeat_rate = flags.max_heartbeat_rate;
   options.prefetch_per_worker = flags.prefetch;
   options.keep_finished_jobs = flags.keep_finished_jobs;
   options.keep_finished_tasks = flags.keep_finished_tasks;

@@ -17,6 +17,7 @@ struct DaemonFlags {
   std::string http_listen = "127.0.0.1:7071";  // empty: no HTTP listener
   std::string db = "busyfleet.db";
   std::string worker_timeout = "5s";
+  double max_heartbeat_rate = kDefaultMaxHeartbeatRate;
   // SQLite's busy timeout per write attempt; a failed batch is retried.
   std::string db_busy_timeout = "5s";
   // Until a job's first results: none, so a job of long tasks never piles

@@ -426,7 +426,7 @@ def wait_job(c, job_id, n, timeout):
 
 
 def target5(b, sizes):
-    """Scale: a million-task job; a thousand heartbeating sessions."""
+    """Scale: a million-task job; 1,000 and 10,000 heartbeating sessions."""
     n = sizes["t5_tasks"]
     with Cluster(b, ":memory:", workers=2) as c:
         t0 = time.perf_counter()
@@ -464,21 +464,43 @@ def target5(b, sizes):
         del data
         hwm_mib = max(hwm_mib, status_kib(c.pid, "VmHWM") / 1024)
         b.row(5, f"coordinator peak RSS, {n:,}-task job", hwm_mib, 1024, "MiB", False, "VmHWM, after status")
+    for sessions, cpu_bar in sizes["t5_sessions"]:
+        swarm_row(b, sizes, sessions, cpu_bar)
+
+
+# Sessions past which the coordinator paces heartbeats by default:
+# --max-heartbeat-rate 1,000 a second x the base interval (5 s / 3).
+PACED_ABOVE = 1666
+
+
+def swarm_row(b, sizes, sessions, cpu_bar):
+    """`sessions` simulated workers attached and heartbeating: the
+    coordinator's CPU (bar `cpu_bar` % of a core) and peak RSS (1 GiB). A
+    fleet past --max-heartbeat-rate x the base interval is paced: the
+    window starts once every session heartbeats at the paced interval."""
     with Cluster(b, ":memory:", workers=0) as c:
+        paced = sessions > PACED_ABOVE
+        settle = sizes["t5_settle"] + (sizes["t5_paced_settle"] if paced else 0)
+        # Paced: a window of ten intervals, so that it holds the acks a
+        # paced worker asks for about every tenth heartbeat.
+        window = sizes["t5_paced_window"] if paced else sizes["t5_window"]
         p = subprocess.run([b.bin("tests/bench/session_swarm"), "--coordinator", c.address, "--sessions",
-                            str(sizes["t5_sessions"]), "--seconds", str(sizes["t5_window"]), "--pid", str(c.pid)],
-                           capture_output=True, text=True, timeout=sizes["t5_window"] + 180)
+                            str(sessions), "--seconds", str(window), "--settle", str(settle),
+                            "--attach-timeout", "120", "--pid", str(c.pid)],
+                           capture_output=True, text=True, timeout=window + settle + 300)
         if p.returncode != 0:
             raise BenchError(f"session_swarm: rc {p.returncode}: {p.stderr.strip()[-800:]}")
         r = json.loads(p.stdout)
         # Heartbeats are acked only every tenth time once a session's clock
         # offset has settled, so a short window may see no ack at all.
-        if r["alive_at_end"] != sizes["t5_sessions"] or r["heartbeats_sent_in_window"] <= 0:
+        if r["alive_at_end"] != sessions or r["heartbeats_sent_in_window"] <= 0:
             raise BenchError(f"session_swarm: {r}")
-        b.row(5, f"{r['sessions']:,} sessions: coordinator CPU", r["coordinator_cpu_percent"], 5.0, "% of a core",
-              False, f"{r['heartbeats_sent_in_window'] / r['window_seconds']:.0f} heartbeats/s "
-                     f"({r['acks_per_second']:.0f}/s acked) over {r['window_seconds']:.1f} s; attach "
-                     f"{r['attach_seconds']:.2f} s; swarm itself {r['swarm_cpu_percent']:.1f}%")
+        b.row(5, f"{r['sessions']:,} sessions: coordinator CPU", r["coordinator_cpu_percent"], cpu_bar,
+              "% of a core", False,
+              f"{r['heartbeats_sent_in_window'] / r['window_seconds']:.0f} heartbeats/s, every "
+              f"{r['heartbeat_interval_ms'] / 1000:.2f} s ({r['acks_per_second']:.0f}/s acked) over "
+              f"{r['window_seconds']:.1f} s; attach {r['attach_seconds']:.2f} s; swarm itself "
+              f"{r['swarm_cpu_percent']:.1f}%")
         b.row(5, f"{r['sessions']:,} sessions: coordinator peak RSS", r["coordinator_vmhwm_kib"] / 1024, 1024, "MiB",
               False, "VmHWM")
 
@@ -562,14 +584,14 @@ def run_peers(b, sizes):
 
 FULL = dict(t1_tasks=100_000, t1_timeout=600, t2_jobs=1000, t2_warmup=20, calib_iterations=500_000_000,
             t3a_tasks=64, t3a_seconds=0.050, t3b_tasks=8, t3b_seconds=0.250, t3_trials=3, t4_iterations=1_000_000_000,
-            t4_reps=5, t4_trials=3, t5_tasks=1_000_000, t5_timeout=400, t5_sessions=1000, t5_window=10,
-            t6_workers=10, t6_settle=2.0, t6_window=10.0, peer_tasks=100_000, peer_executor_tasks=20_000,
+            t4_reps=5, t4_trials=3, t5_tasks=1_000_000, t5_timeout=400, t5_sessions=((1000, 5.0), (10_000, 10.0)),
+            t5_window=10, t5_settle=1, t5_paced_settle=20, t5_paced_window=120, t6_workers=10, t6_settle=2.0, t6_window=10.0, peer_tasks=100_000, peer_executor_tasks=20_000,
             peer_jobs=1000, dask_tasks=5000, dask_jobs=300, t7_rtt_ms=20, t7_trials=3, t7_long_tasks=64,
             t7_long_seconds=0.050, t7_short_tasks=640, t7_short_seconds=0.005, t7_empty_tasks=20_000)
 SMOKE = dict(t1_tasks=300, t1_timeout=60, t2_jobs=20, t2_warmup=2, calib_iterations=20_000_000,
              t3a_tasks=8, t3a_seconds=0.005, t3b_tasks=4, t3b_seconds=0.020, t3_trials=1, t4_iterations=20_000_000,
-             t4_reps=1, t4_trials=1, t5_tasks=2000, t5_timeout=60, t5_sessions=20, t5_window=1,
-             t6_workers=3, t6_settle=0.5, t6_window=1.0, peer_tasks=500, peer_executor_tasks=200,
+             t4_reps=1, t4_trials=1, t5_tasks=2000, t5_timeout=60, t5_sessions=((20, 5.0), (2000, 10.0)),
+             t5_window=1, t5_settle=1, t5_paced_settle=5, t5_paced_window=3, t6_workers=3, t6_settle=0.5, t6_window=1.0, peer_tasks=500, peer_executor_tasks=200,
              peer_jobs=20, dask_tasks=100, dask_jobs=10, t7_rtt_ms=20, t7_trials=1, t7_long_tasks=4,
              t7_long_seconds=0.010, t7_short_tasks=16, t7_short_seconds=0.002, t7_empty_tasks=200)
 
@@ -635,6 +657,9 @@ def main():
     parser.add_argument("--db", default="both", choices=["memory", "file", "both"],
                         help="coordinator store for targets 1 and 2: :memory:, the SQLite file, or both "
                              "(the other targets use :memory:)")
+    parser.add_argument("--sessions", default="",
+                        help="target 5's session swarm sizes, comma-separated (default 1000,10000; CPU bar 5%% of a "
+                             "core up to 1,000 sessions, 10%% above)")
     parser.add_argument("--json", default="", help="also write the results to this file")
     parser.add_argument("--strict", action="store_true", help="exit 3 when a full run misses a target")
     parser.add_argument("--worker-bind", default="", choices=["", "auto", "cores", "threads", "none"],
@@ -650,7 +675,13 @@ def main():
     if bad:
         parser.error(f"--only: no target {bad[0]} (targets are 1-7)")
 
-    sizes = SMOKE if args.smoke else FULL
+    sizes = dict(SMOKE if args.smoke else FULL)
+    if args.sessions:
+        try:
+            counts = [int(x) for x in args.sessions.split(",") if x.strip()]
+        except ValueError:
+            parser.error(f"--sessions must list session counts, e.g. 1000,10000; got {args.sessions!r}")
+        sizes["t5_sessions"] = tuple((n, 5.0 if n <= 1000 else 10.0) for n in counts)
     b = Bench(args)
     b.db_modes = {"memory": [":memory:"], "file": ["file"], "both": [":memory:", "file"]}[args.db]
     info = machine()

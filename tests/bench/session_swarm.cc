@@ -14,11 +14,13 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <deque>
 #include <fstream>
+#include <map>
 #include <memory>
 #include <sstream>
 #include <string>
@@ -35,6 +37,7 @@
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "busyfleet/v1/worker.grpc.pb.h"
+#include "common/net.h"
 #include "common/rpc/client_security.h"
 #include "common/rpc/keepalive.h"
 
@@ -72,8 +75,14 @@ struct Counters {
   std::atomic<int64_t> heartbeats_sent{0};
   std::atomic<int64_t> acks{0};
   std::atomic<int64_t> assignments{0};
-  std::atomic<int64_t> interval_ns{0};  // from the last welcome
+  std::atomic<int64_t> interval_ns{0};  // from the last welcome or paced ack
+  std::atomic<int64_t> interval_updates{0};  // acks that carried an interval
 };
+
+// worker_client.cc's OffsetMaxAgeNsLocked() / 2: 15 s, or 9 heartbeats.
+constexpr int64_t kAckMaxAgeNs = 15'000'000'000;
+
+int64_t DurationNanos(const google::protobuf::Duration& d) { return d.seconds() * 1'000'000'000 + d.nanos(); }
 
 class Session final : public grpc::ClientBidiReactor<v1::WorkerMessage, v1::CoordinatorMessage> {
  public:
@@ -106,11 +115,15 @@ class Session final : public grpc::ClientBidiReactor<v1::WorkerMessage, v1::Coor
   // false once the stream has ended.
   bool Tick(int64_t now_mono) {
     uint64_t seq = 0;
+    int64_t interval = 0;
+    int64_t last_ack = 0;
     {
       absl::MutexLock lock(&mu_);
       if (ended_) return false;
       if (!welcomed_ || now_mono < next_heartbeat_) return true;
       seq = ++seq_;
+      interval = interval_ns_;
+      last_ack = last_ack_;
       next_heartbeat_ = now_mono + (seq_ < 4 ? std::min<int64_t>(interval_ns_, 20'000'000) : interval_ns_);
     }
     v1::WorkerMessage m;
@@ -119,8 +132,11 @@ class Session final : public grpc::ClientBidiReactor<v1::WorkerMessage, v1::Coor
     hb->set_sent_mono_ns(now_mono);
     hb->set_sent_unix_ns(absl::ToUnixNanos(absl::Now()));
     // As the real worker does: acks while the clock offset settles, then
-    // every tenth heartbeat.
-    hb->set_no_ack(seq > 4 && seq % 10 != 0);
+    // every tenth heartbeat, or when the last ack is 15 s (at a paced
+    // interval 9 heartbeats) old: its clock offset estimate is getting old.
+    hb->set_no_ack(seq > 4 && seq % 10 != 0 && now_mono - last_ack < std::max(kAckMaxAgeNs, 9 * interval));
+    hb->mutable_heartbeat_interval()->set_seconds(interval / 1'000'000'000);
+    hb->mutable_heartbeat_interval()->set_nanos(static_cast<int32_t>(interval % 1'000'000'000));
     Enqueue(std::move(m));
     counters_->heartbeats_sent.fetch_add(1, std::memory_order_relaxed);
     return true;
@@ -132,14 +148,14 @@ class Session final : public grpc::ClientBidiReactor<v1::WorkerMessage, v1::Coor
     if (!ok) return;  // the stream ended; OnDone follows
     switch (in_.msg_case()) {
       case v1::CoordinatorMessage::kWelcome: {
-        const auto& d = in_.welcome().heartbeat_interval();
-        int64_t interval = d.seconds() * 1'000'000'000 + d.nanos();
+        int64_t interval = DurationNanos(in_.welcome().heartbeat_interval());
         if (interval <= 0) interval = 1'000'000'000;
         {
           absl::MutexLock lock(&mu_);
           interval_ns_ = interval;
           welcomed_ = true;
           next_heartbeat_ = MonoNanos();
+          last_ack_ = next_heartbeat_;
         }
         counters_->interval_ns.store(interval);
         counters_->Bump(counters_->welcomed);
@@ -147,6 +163,21 @@ class Session final : public grpc::ClientBidiReactor<v1::WorkerMessage, v1::Coor
       }
       case v1::CoordinatorMessage::kHeartbeatAck:
         counters_->acks.fetch_add(1, std::memory_order_relaxed);
+        {
+          absl::MutexLock lock(&mu_);
+          last_ack_ = MonoNanos();
+        }
+        // As the real worker does: a paced interval applies from the next
+        // heartbeat scheduled on.
+        if (in_.heartbeat_ack().has_heartbeat_interval()) {
+          const int64_t interval = DurationNanos(in_.heartbeat_ack().heartbeat_interval());
+          if (interval > 0) {
+            absl::MutexLock lock(&mu_);
+            interval_ns_ = interval;
+          }
+          counters_->interval_ns.store(interval);
+          counters_->interval_updates.fetch_add(1, std::memory_order_relaxed);
+        }
         break;
       case v1::CoordinatorMessage::kAssign: {
         v1::WorkerMessage m;
@@ -195,6 +226,11 @@ class Session final : public grpc::ClientBidiReactor<v1::WorkerMessage, v1::Coor
     counters_->Bump(counters_->done);
   }
 
+  bool Ended() {
+    absl::MutexLock lock(&mu_);
+    return ended_;
+  }
+
   std::string StatusText() {
     absl::MutexLock lock(&mu_);
     return absl::StrCat(status_.error_code(), ": ", status_.error_message());
@@ -227,6 +263,7 @@ class Session final : public grpc::ClientBidiReactor<v1::WorkerMessage, v1::Coor
   int64_t interval_ns_ ABSL_GUARDED_BY(mu_) = 1'000'000'000;
   int64_t next_heartbeat_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t seq_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t last_ack_ ABSL_GUARDED_BY(mu_) = 0;  // monotonic ns of the last ack (or the welcome)
   grpc::Status status_ ABSL_GUARDED_BY(mu_);
 };
 
@@ -257,6 +294,16 @@ long StatusKib(int pid, const std::string& key) {
   return -1;
 }
 
+// Why sessions ended early, by status (on stderr): the figures of a swarm
+// that lost sessions are not the fleet's.
+void ReportEnded(const std::vector<std::unique_ptr<Session>>& swarm) {
+  std::map<std::string, int> why;
+  for (const auto& s : swarm) {
+    if (s->Ended()) ++why[s->StatusText()];
+  }
+  for (const auto& [text, n] : why) std::fprintf(stderr, "session_swarm: %d sessions ended: %s\n", n, text.c_str());
+}
+
 double SelfCpuSeconds() {
   rusage ru{};
   getrusage(RUSAGE_SELF, &ru);
@@ -267,6 +314,9 @@ double SelfCpuSeconds() {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // Abseil's lock-order graph grows with every session's mutex: at 10,000
+  // sessions it took most of the swarm's CPU and heartbeats went out late.
+  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
   CLI::App app{"session_swarm: many worker sessions in one process, heartbeating over the real protocol"};
   std::string coordinator = "127.0.0.1:7070";
   int sessions = 1000;
@@ -302,6 +352,15 @@ int main(int argc, char** argv) {
     return 2;
   }
   if (connections == 0 || connections > sessions) connections = sessions;
+  // A socket per connection, and a few for gRPC itself.
+  const uint64_t open_files = busyfleet::RaiseOpenFileLimit();
+  if (open_files < static_cast<uint64_t>(connections) + 64) {
+    std::fprintf(stderr,
+                 "session_swarm: %d connections need about %d open files; the limit is %llu (raise the hard "
+                 "limit: ulimit -Hn, or LimitNOFILE= in systemd), or pass --connections\n",
+                 connections, connections + 64, static_cast<unsigned long long>(open_files));
+    return 2;
+  }
 
   std::vector<std::shared_ptr<grpc::Channel>> channels;
   std::vector<std::unique_ptr<v1::WorkerService::Stub>> stubs;
@@ -387,6 +446,7 @@ int main(int argc, char** argv) {
   const long hwm = pid > 0 ? StatusKib(pid, "VmHWM:") : -1;
   const long rss = pid > 0 ? StatusKib(pid, "VmRSS:") : -1;
   const int alive = sessions - counters.done.load();
+  if (alive < sessions) ReportEnded(swarm);
 
   std::printf("%s\n",
               absl::StrFormat("{\"sessions\": %d, \"connections\": %d, \"attach_seconds\": %.3f, \"window_seconds\": "

@@ -222,6 +222,33 @@ TEST(ClusterTest, HeartbeatsFollowTheWorkersMonotonicClockNotItsWallClock) {
       << "heartbeats went on without the worker's monotonic clock moving";
 }
 
+TEST(ClusterTest, WorkersAdoptThePacedIntervalAndASilentOneIsStillDeclaredDead) {
+  // At most 10 heartbeats a second: three workers at 100 ms would send 30,
+  // so the coordinator asks for 3 / 10 s x 1.125 = 338 ms (the first two
+  // learn it from an ack) and declares a worker dead after 750 ms x 3.38.
+  FakeClock clock;
+  ASSERT_OK_AND_ASSIGN(auto cluster, InProcessCluster::Start({.workers = 3,
+                                                              .worker_timeout = absl::Milliseconds(750),
+                                                              .heartbeat_interval = absl::Milliseconds(100),
+                                                              .max_heartbeat_rate = 10,
+                                                              .worker_clock = &clock}));
+  absl::Notification stop_time;
+  std::thread time_passes([&] {
+    while (!stop_time.WaitForNotificationWithTimeout(absl::Milliseconds(10))) clock.Advance(absl::Milliseconds(10));
+  });
+  bool adopted = true;
+  for (int i = 0; i < 3; ++i) {
+    adopted = adopted && cluster->worker(i).WaitHeartbeatInterval(absl::Milliseconds(338), absl::Now() + absl::Seconds(10));
+  }
+  // The workers' monotonic clock stops: so do their heartbeats.
+  stop_time.Notify();
+  time_passes.join();
+  ASSERT_TRUE(adopted) << "a worker heartbeats every " << cluster->worker(0).heartbeat_interval() << ", "
+                       << cluster->worker(1).heartbeat_interval() << ", " << cluster->worker(2).heartbeat_interval();
+  EXPECT_TRUE(cluster->worker(0).WaitAttachCount(2, absl::Now() + absl::Seconds(20)))
+      << "a silent worker was not declared dead under the paced timeout";
+}
+
 TEST(ClusterTest, SpinSleepAndProcessModeTasksRun) {
   ASSERT_OK_AND_ASSIGN(auto cluster, InProcessCluster::Start({.workers = 2, .slots_per_worker = 1}));
   v1::JobSpec spin;

@@ -15,6 +15,7 @@ absl::StatusOr<std::unique_ptr<InProcessCluster>> InProcessCluster::Start(Option
   so.listen = "127.0.0.1:0";
   so.worker_timeout = options.worker_timeout;
   so.heartbeat_interval = options.heartbeat_interval;
+  so.max_heartbeat_rate = options.max_heartbeat_rate;
   so.prefetch_per_worker = options.prefetch;
   so.authenticator = options.authenticator;
   so.credentials = options.server_credentials;

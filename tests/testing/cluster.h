@@ -28,6 +28,7 @@ class InProcessCluster {
     int slots_per_worker = 1;
     absl::Duration worker_timeout = absl::Seconds(5);
     absl::Duration heartbeat_interval = absl::ZeroDuration();
+    double max_heartbeat_rate = coordinator::kDefaultMaxHeartbeatRate;
     int prefetch = 2;
     v1::ExecMode exec = v1::EXEC_MODE_THREAD;
     // The tokens the coordinator requires; default: none.

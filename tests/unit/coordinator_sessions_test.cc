@@ -7,6 +7,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include "busyfleet/proto_time.h"
 #include "tests/unit/coordinator_fixture.h"
 
 namespace busyfleet::coordinator {
@@ -58,6 +59,21 @@ TEST_F(CoordinatorTest, AttachSendsWelcomeWithDefaultHeartbeatInterval) {
   EXPECT_EQ(workers[0].state(), v1::WORKER_STATE_READY);
   EXPECT_EQ(workers[0].host().hostname(), "w1.host");
   EXPECT_EQ(workers[0].peer(), "peer-1");
+}
+
+TEST_F(CoordinatorTest, OnlyAnAttachDueBeforeThePlannedCheckWakesTheLivenessLoop) {
+  // A wake per attach made each of 10,000 attaches scan every session.
+  Coordinator::Options o = Defaults();
+  int attached_calls = 0;
+  o.on_worker_attached = [&attached_calls] { ++attached_calls; };
+  Start(o);
+  ASSERT_OK(Attach("w1", 1).status());
+  EXPECT_EQ(attached_calls, 1) << "the loop sleeps until a worker attaches";
+  const MonoTime next = coord_->CheckLiveness();
+  EXPECT_EQ(next, clock_.Mono() + o.worker_timeout + kLivenessSlack);
+  clock_.Advance(absl::Seconds(1));
+  ASSERT_OK(Attach("w2", 1).status());
+  EXPECT_EQ(attached_calls, 1) << "w2's deadline is after the check planned for w1";
 }
 
 TEST_F(CoordinatorTest, ExplicitHeartbeatIntervalIsSentInWelcome) {
@@ -223,6 +239,84 @@ TEST_F(CoordinatorTest, CheckLivenessReturnsNextDeadline) {
   EXPECT_EQ(coord_->CheckLiveness(), MonoTime::InfiniteFuture());
   EXPECT_THAT(coord_->ListWorkers(false), IsEmpty());
   EXPECT_THAT(w.channel->closes(), SizeIs(1));
+}
+
+// A heartbeat from a worker that follows pacing: it reports its interval.
+v1::WorkerMessage PacedHeartbeat(uint64_t seq, absl::Duration interval) {
+  v1::WorkerMessage m;
+  m.mutable_heartbeat()->set_seq(seq);
+  m.mutable_heartbeat()->set_no_ack(true);
+  m.mutable_heartbeat()->mutable_heartbeat_interval()->set_seconds(absl::ToInt64Seconds(interval));
+  m.mutable_heartbeat()->mutable_heartbeat_interval()->set_nanos(
+      static_cast<int32_t>(absl::ToInt64Nanoseconds(interval % absl::Seconds(1))));
+  return m;
+}
+
+absl::Duration WelcomeInterval(const FakeWorker& w) {
+  return ToAbslDuration(w.channel->messages().front().welcome().heartbeat_interval());
+}
+
+// Heartbeats every second, dead after 3 s, at most 2 heartbeats a second:
+// a third worker makes the fleet pass the ceiling.
+Coordinator::Options PacedOptions(Coordinator::Options o) {
+  o.worker_timeout = absl::Seconds(3);
+  o.heartbeat_interval = absl::Seconds(1);
+  o.max_heartbeat_rate = 2;
+  return o;
+}
+
+TEST_F(CoordinatorTest, AFleetPastTheHeartbeatCeilingIsAskedForSlowerHeartbeats) {
+  Start(PacedOptions(Defaults()));
+  ASSERT_OK_AND_ASSIGN(FakeWorker w1, Attach("w1", 1));
+  ASSERT_OK_AND_ASSIGN(FakeWorker w2, Attach("w2", 1));
+  EXPECT_EQ(WelcomeInterval(w2), absl::Seconds(1)) << "2 workers x 1/s: at the ceiling";
+  ASSERT_OK_AND_ASSIGN(FakeWorker w3, Attach("w3", 1));
+  // 3 workers need 1.5 s; with 12.5% headroom 1.6875 s, rounded up to a ms.
+  const absl::Duration paced = absl::Milliseconds(1688);
+  EXPECT_EQ(WelcomeInterval(w3), paced);
+  EXPECT_EQ(ToAbslDuration(w3.channel->messages().front().welcome().worker_timeout()), absl::Milliseconds(5064));
+
+  // w1 learns it from the ack of its next heartbeat, even one sent with no_ack.
+  ASSERT_OK(Send(w1, PacedHeartbeat(1, absl::Seconds(1))));
+  v1::CoordinatorMessage last = w1.channel->messages().back();
+  ASSERT_TRUE(last.has_heartbeat_ack());
+  EXPECT_EQ(ToAbslDuration(last.heartbeat_ack().heartbeat_interval()), paced);
+  // Once told, no more acks for a no_ack heartbeat.
+  ASSERT_OK(Send(w1, PacedHeartbeat(2, paced)));
+  EXPECT_EQ(w1.channel->Count(v1::CoordinatorMessage::kHeartbeatAck), 1);
+  // A worker older than the field is never told (it would ignore it).
+  ASSERT_OK(Heartbeat(w2, 1));
+  last = w2.channel->messages().back();
+  ASSERT_TRUE(last.has_heartbeat_ack());
+  EXPECT_FALSE(last.heartbeat_ack().has_heartbeat_interval());
+}
+
+TEST_F(CoordinatorTest, APacedFleetsTimeoutGrowsWithItsInterval) {
+  Start(PacedOptions(Defaults()));
+  const MonoTime t0 = clock_.Mono();
+  for (const char* name : {"w1", "w2", "w3"}) ASSERT_OK(Attach(name, 1).status());
+  // 3 s x 1.688 s / 1 s: silent workers are dead after 5.064 s, not 3 s.
+  const absl::Duration timeout = absl::Milliseconds(5064);
+  EXPECT_EQ(coord_->CheckLiveness(), t0 + timeout + timeout / 10);
+  clock_.Advance(absl::Seconds(4));
+  coord_->CheckLiveness();
+  EXPECT_THAT(coord_->ListWorkers(false), SizeIs(3)) << "past the base timeout, within the paced one";
+  clock_.Advance(timeout - absl::Seconds(4));
+  coord_->CheckLiveness();
+  EXPECT_THAT(coord_->ListWorkers(false), IsEmpty());
+}
+
+TEST_F(CoordinatorTest, NoHeartbeatCeilingKeepsTheBaseIntervalForAnyFleet) {
+  Coordinator::Options o = PacedOptions(Defaults());
+  o.max_heartbeat_rate = 0;
+  Start(o);
+  for (int i = 0; i < 5; ++i) {
+    ASSERT_OK_AND_ASSIGN(FakeWorker w, Attach(absl::StrCat("w", i), 1));
+    EXPECT_EQ(WelcomeInterval(w), absl::Seconds(1));
+  }
+  o.max_heartbeat_rate = -1;
+  EXPECT_THAT(Coordinator::Create(o),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("max-heartbeat-rate")));
 }
 
 TEST_F(CoordinatorTest, HeartbeatIsAnsweredWithAck) {

@@ -4,6 +4,7 @@
 
 #include <cmath>
 #include <limits>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -120,6 +121,89 @@ TEST(SessionTableTest, AttachedWorkersAreListedByName) {
   ASSERT_NE(table.FindByName("b"), nullptr);
   EXPECT_EQ(table.FindByName("b")->id, "s-1");
   EXPECT_EQ(table.FindByName("c"), nullptr);
+}
+
+TEST(SessionTableTest, ARetiredSessionsNameIsFreeAgain) {
+  SessionTable table(4);
+  table.Add(Named("s-1", "a", "i1"));
+  table.Retire("s-1");
+  EXPECT_EQ(table.FindByName("a"), nullptr);
+  const SessionTable::NameChoice c = table.ChooseName("a", "i2");
+  EXPECT_EQ(c.name, "a");
+  EXPECT_THAT(c.stale, IsEmpty());
+}
+
+// The defaults: --worker-timeout 5s, heartbeats every 5s / 3, 1,000 a second.
+HeartbeatPacing DefaultPacing() { return HeartbeatPacing{}; }
+
+TEST(HeartbeatPacingTest, AFleetUnderTheCeilingKeepsTheBaseInterval) {
+  const HeartbeatPacing p = DefaultPacing();
+  EXPECT_EQ(p.Next(p.base_interval, 0), p.base_interval);
+  EXPECT_EQ(p.Next(p.base_interval, 1000), p.base_interval);
+  EXPECT_EQ(p.Next(p.base_interval, 1666), p.base_interval);  // 1,666 / (5 s / 3) = 999.6 a second
+}
+
+TEST(HeartbeatPacingTest, ALargerFleetHeartbeatsLessOftenWithHeadroom) {
+  const HeartbeatPacing p = DefaultPacing();
+  // 10,000 sessions need 10 s; with 12.5% headroom 11.25 s: 889 a second.
+  EXPECT_EQ(p.Next(p.base_interval, 10'000), absl::Milliseconds(11'250));
+  EXPECT_EQ(p.Next(p.base_interval, 1667), absl::Milliseconds(1876));  // 1.667 s x 1.125, rounded up
+  // Growing within the headroom changes nothing.
+  EXPECT_EQ(p.Next(absl::Milliseconds(11'250), 11'000), absl::Milliseconds(11'250));
+  EXPECT_EQ(p.Next(absl::Milliseconds(11'250), 11'251), absl::Milliseconds(12'658));
+}
+
+TEST(HeartbeatPacingTest, AShrinkingFleetSpeedsUpOnlyPastTheBand) {
+  const HeartbeatPacing p = DefaultPacing();
+  const absl::Duration at_10k = absl::Milliseconds(11'250);
+  EXPECT_EQ(p.Next(at_10k, 7500), at_10k) << "7.5 s x 1.5 is still past 11.25 s";
+  EXPECT_EQ(p.Next(at_10k, 7000), absl::Milliseconds(7875));
+  EXPECT_EQ(p.Next(at_10k, 10), p.base_interval);
+}
+
+TEST(HeartbeatPacingTest, RateZeroMeansNoCeiling) {
+  HeartbeatPacing p = DefaultPacing();
+  p.max_rate = 0;
+  EXPECT_EQ(p.Next(p.base_interval, 1'000'000), p.base_interval);
+}
+
+TEST(HeartbeatPacingTest, TheTimeoutGrowsWithTheInterval) {
+  const HeartbeatPacing p = DefaultPacing();
+  EXPECT_EQ(p.Timeout(p.base_interval), absl::Seconds(5));
+  EXPECT_EQ(p.Timeout(absl::Milliseconds(100)), absl::Seconds(5)) << "never below --worker-timeout";
+  EXPECT_EQ(p.Timeout(absl::Milliseconds(11'250)), absl::Milliseconds(33'750));  // 3 x the interval
+}
+
+v1::Heartbeat PacedHeartbeat(std::optional<absl::Duration> interval) {
+  v1::Heartbeat hb;
+  if (interval) {
+    hb.mutable_heartbeat_interval()->set_seconds(absl::ToInt64Seconds(*interval));
+    hb.mutable_heartbeat_interval()->set_nanos(
+        static_cast<int32_t>(absl::ToInt64Nanoseconds(*interval % absl::Seconds(1))));
+  }
+  return hb;
+}
+
+TEST(SessionPacingTest, AWorkerWithoutTheFieldIsNeverToldAnotherInterval) {
+  Session s;
+  s.heartbeat_interval = s.told_interval = absl::Seconds(2);
+  EXPECT_FALSE(s.ObserveInterval(PacedHeartbeat(std::nullopt), absl::Seconds(10)));
+  EXPECT_EQ(s.told_interval, absl::Seconds(2));
+  EXPECT_EQ(s.PacedInterval(), absl::Seconds(2));
+}
+
+TEST(SessionPacingTest, APacedWorkerIsToldOnceAndJudgedByTheLongerIntervalUntilItAdopts) {
+  Session s;
+  s.heartbeat_interval = s.told_interval = absl::Seconds(10);
+  // The fleet shrank: told 2 s, but it may still wait 10 s for its next.
+  EXPECT_TRUE(s.ObserveInterval(PacedHeartbeat(absl::Seconds(10)), absl::Seconds(2)));
+  EXPECT_EQ(s.PacedInterval(), absl::Seconds(10));
+  EXPECT_FALSE(s.ObserveInterval(PacedHeartbeat(absl::Seconds(10)), absl::Seconds(2))) << "told already";
+  EXPECT_FALSE(s.ObserveInterval(PacedHeartbeat(absl::Seconds(2)), absl::Seconds(2)));
+  EXPECT_EQ(s.PacedInterval(), absl::Seconds(2)) << "adopted";
+  // A worker claiming more than it was ever told is held to what it was told.
+  EXPECT_FALSE(s.ObserveInterval(PacedHeartbeat(absl::Hours(1)), absl::Seconds(2)));
+  EXPECT_EQ(s.PacedInterval(), absl::Seconds(2));
 }
 
 TEST(SessionTest, HeartbeatSetsBothClockOffsets) {
