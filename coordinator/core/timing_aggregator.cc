@@ -1,6 +1,7 @@
 #include "coordinator/core/timing_aggregator.h"
 
 #include <algorithm>
+#include <map>
 #include <set>
 #include <utility>
 #include <vector>
@@ -65,16 +66,17 @@ void AddAttempts(const JobRecord& job, absl::Time now, uint32_t limit, size_t bu
   uint32_t omitted = 0;
   size_t used = BytesSoFar(*r);
   for (const TaskRecord& t : job.tasks) {
-    const size_t started = t.history.size() + (t.current.started_at != absl::InfinitePast() ? 1 : 0);
+    const size_t started = t.history().size() + (t.current.started_at != absl::InfinitePast() ? 1 : 0);
     if (static_cast<size_t>(r->attempts_size()) + started > limit || used > budget) {
       omitted += static_cast<uint32_t>(started);
       continue;
     }
     const int before = r->attempts_size();
-    for (const AttemptRecord& a : t.history) AddAttempt(job, t.index, a, open_end, r);
+    for (const AttemptRecord& a : t.history()) AddAttempt(job, t.index, a, open_end, r);
     if (t.current.started_at != absl::InfinitePast()) {
-      AttemptRecord last = t.current.ToRecord(t.state, t.backup_won, t.error, open_end);
+      AttemptRecord last = t.current.ToRecord(t.state, t.backup_won, t.error(), open_end);
       last.ended_at = t.current.ended_at;  // AddAttempt ends an open one at open_end
+      if (const v1::Interference* m = t.interference()) last.interference = *m;
       AddAttempt(job, t.index, last, open_end, r);
     }
     size_t task_bytes = 0;
@@ -138,9 +140,31 @@ struct PerWorker {
   uint64_t iterations = 0;
   double busy = 0;
   std::set<uint32_t> slots;
-  std::vector<double> calibrated_rates;  // of its tasks that have one
+  // The calibrated rates of its tasks that have one, with how many tasks
+  // had each (a few distinct values, however many tasks).
+  std::map<double, uint64_t> calibrated_rates;
+  uint64_t rated_tasks = 0;
   InterferenceSums interference;
 };
+
+// The median of the rates counted, as Quantile(sorted, 0.5) over every
+// task's rate would give it.
+double MedianRate(const PerWorker& w) {
+  const double rank = 0.5 * static_cast<double>(w.rated_tasks - 1);
+  const auto lo = static_cast<uint64_t>(rank);
+  const uint64_t hi = std::min(lo + 1, w.rated_tasks - 1);
+  double lo_value = 0, hi_value = 0;
+  uint64_t seen = 0;
+  for (const auto& [rate, count] : w.calibrated_rates) {
+    if (lo >= seen && lo < seen + count) lo_value = rate;
+    if (hi >= seen && hi < seen + count) {
+      hi_value = rate;
+      break;
+    }
+    seen += count;
+  }
+  return lo_value + (hi_value - lo_value) * (rank - static_cast<double>(lo));
+}
 
 // A task's rate (iterations / its own seconds) against its core's
 // calibrated rate; 0 when either is unknown.
@@ -156,12 +180,13 @@ std::optional<double> KnownRatio(double ratio) { return ratio > 0 ? std::optiona
 struct TaskTotals {
   absl::Time first_start = absl::InfiniteFuture();
   absl::Time last_end = absl::InfinitePast();
-  std::vector<double> succeeded_seconds;
+  std::vector<double> succeeded_seconds;  // reserved for every succeeded task
   double serial = 0;
   double cpu = 0;
   double queued_sum = 0, dispatch_sum = 0, result_sum = 0;
   int phase_count = 0;
-  std::set<std::pair<std::string, uint32_t>> slots_used;
+  // (worker name id, slot) pairs: Name ids, no string per task.
+  std::set<std::pair<uint32_t, uint32_t>> slots_used;
   std::map<std::string, PerWorker> per_worker;
   // The work-based serial time: iterations / calibrated rate, summed over
   // succeeded tasks; invalid once one of them has no calibrated rate.
@@ -182,22 +207,26 @@ void AddWork(const TaskRecord& t, TaskTotals& s) {
 
 TaskTotals SumTasks(const JobRecord& job) {
   TaskTotals s;
+  s.succeeded_seconds.reserve(job.succeeded);
   for (const TaskRecord& t : job.tasks) {
     if (!t.has_timing()) continue;
     const Attempt& a = t.current;
-    s.first_start = std::min(s.first_start, a.started_at);
-    s.last_end = std::max(s.last_end, a.ended_at);
+    s.first_start = std::min(s.first_start, a.started_at.time());
+    s.last_end = std::max(s.last_end, a.ended_at.time());
     const double secs = t.seconds();
     s.cpu += static_cast<double>(a.cpu_ns) / 1e9;
-    s.slots_used.emplace(a.worker, a.slot);
+    s.slots_used.emplace(a.worker.id(), a.slot);
     PerWorker& w = s.per_worker[a.worker];
     w.host = a.host;
     w.tasks += 1;
     w.iterations += a.iterations_done;
     w.busy += secs;
     w.slots.insert(a.slot);
-    if (a.calibrated_rate > 0) w.calibrated_rates.push_back(a.calibrated_rate);
-    if (a.interference) w.interference.Add(*a.interference, secs);
+    if (a.calibrated_rate > 0) {
+      ++w.calibrated_rates[a.calibrated_rate];
+      ++w.rated_tasks;
+    }
+    if (const v1::Interference* m = t.interference()) w.interference.Add(*m, secs);
     if (t.state == v1::TASK_STATE_SUCCEEDED) {
       s.succeeded_seconds.push_back(secs);
       s.serial += secs;
@@ -277,8 +306,8 @@ void AddWorkers(const TaskTotals& s, const std::map<std::string, WorkerFacts>& w
     const double capacity = static_cast<double>(w.slots.size()) * makespan;
     wt->set_utilization(capacity > 0 ? w.busy / capacity : 0);
     wt->set_iterations_per_second(w.busy > 0 ? static_cast<double>(w.iterations) / w.busy : 0);
-    if (!w.calibrated_rates.empty()) {
-      const double rate = Summarize(w.calibrated_rates).p50;
+    if (w.rated_tasks > 0) {
+      const double rate = MedianRate(w);
       wt->set_calibrated_rate(rate);
       wt->set_rate_ratio(wt->iterations_per_second() / rate);
     }
@@ -316,7 +345,7 @@ void AddTaskRow(const JobRecord& job, const TaskRecord& t, bool straggler, v1::T
   tt->set_attempt(a.number);
   tt->set_state(t.state);
   tt->set_iterations(t.iterations);
-  tt->set_error(t.error);
+  tt->set_error(t.error());
   tt->set_speculated(t.speculated);
   tt->set_backup_won(t.backup_won);
   tt->set_pid(a.pid);
@@ -324,8 +353,12 @@ void AddTaskRow(const JobRecord& job, const TaskRecord& t, bool straggler, v1::T
   if (a.end_cpu >= 0) tt->set_end_cpu(static_cast<uint32_t>(a.end_cpu));
   tt->set_migrated(a.migrated);
   tt->set_bound_cpus(a.bound_cpus);
-  if (a.interference) *tt->mutable_interference() = *a.interference;
-  if (straggler) tt->set_slow_cause(StragglerCause(a.interference, t.seconds(), KnownRatio(RateRatio(t))));
+  const v1::Interference* measured = t.interference();
+  if (measured != nullptr) *tt->mutable_interference() = *measured;
+  if (straggler) {
+    tt->set_slow_cause(StragglerCause(measured ? std::optional(*measured) : std::nullopt, t.seconds(),
+                                      KnownRatio(RateRatio(t))));
+  }
   if (!t.has_timing()) return;
   tt->set_start_offset_seconds(Seconds(job.submitted_at, a.started_at));
   tt->set_seconds(t.seconds());
@@ -368,8 +401,8 @@ v1::JobReport BuildReport(const JobRecord& job, const std::map<std::string, Work
                           absl::Time now, const ReportOptions& options) {
   v1::JobReport r;
   AddHeader(job, &r);
-  const TaskTotals totals = SumTasks(job);
-  const Summary summary = Summarize(totals.succeeded_seconds);
+  TaskTotals totals = SumTasks(job);
+  const Summary summary = Summarize(std::move(totals.succeeded_seconds));  // sorted in place, not copied
   const double makespan = AddTiming(job, totals, summary, now, r.mutable_timing());
   AddWorkers(totals, workers, makespan, &r);
   AddStragglers(job, summary, &r);

@@ -139,7 +139,7 @@ v1::Assignment MakeAssignment(const JobRecord& job, const TaskRecord& task, uint
   a.set_kind(job.spec.kind());
   a.set_iterations(task.iterations);
   if (!KindTakesIterations(job.spec.kind())) {
-    *a.mutable_duration() = ToProtoDuration(task.duration);
+    *a.mutable_duration() = ToProtoDuration(job.task_duration());
   }
   a.set_exec(job.spec.exec());
   if (job.spec.has_task_timeout()) *a.mutable_timeout() = job.spec.task_timeout();
