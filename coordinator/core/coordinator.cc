@@ -114,8 +114,7 @@ absl::StatusOr<v1::SubmitJobResponse> Coordinator::Submit(const v1::JobSpec& spe
   for (uint32_t i = 0; i < plan.tasks; ++i) {
     TaskRecord& t = job->tasks[i];
     t.index = i;
-    t.iterations = plan.Iterations(i);
-    job->iterations_total += t.iterations;
+    job->iterations_total += plan.Iterations(i);
     queued[i] = t.index;
   }
   const size_t task_count = plan.tasks;

@@ -188,6 +188,8 @@ std::string SummarizeFailures(const std::vector<std::string>& failures, size_t m
 
 absl::Duration JobRecord::task_duration() const { return TaskDuration(spec); }
 
+uint64_t JobRecord::task_iterations(uint32_t index) const { return PlanFor(spec, total_tasks()).Iterations(index); }
+
 uint32_t JobRecord::max_attempts() const {
   return spec.max_attempts() == 0 ? limits::kDefaultMaxAttempts : spec.max_attempts();
 }

@@ -267,9 +267,8 @@ struct TaskRecord {
   TaskStateByte state = v1::TASK_STATE_QUEUED;
   bool speculated = false;   // a backup was ever launched
   bool backup_won = false;   // the backup's result is the one kept
-  // Its work: iterations for countdown and python (its duration, for
-  // spin and sleep, is the job's: JobRecord::task_duration).
-  uint64_t iterations = 0;
+  // Its work is the job's split, not stored per task:
+  // JobRecord::task_iterations(index) and JobRecord::task_duration().
   ValuePtr<TaskCold> cold;
 
   const std::string& error() const { return cold ? cold->error : EmptyString(); }
@@ -326,7 +325,7 @@ struct TaskRecord {
 
 // A million-task job keeps a million of these: the hot record must not
 // silently grow back (docs/design.md, "The task table").
-inline constexpr size_t kMaxTaskRecordBytes = 128;
+inline constexpr size_t kMaxTaskRecordBytes = 120;
 static_assert(sizeof(TaskRecord) <= kMaxTaskRecordBytes, "TaskRecord grew: keep rare fields in TaskCold");
 
 struct JobRecord {
@@ -374,6 +373,9 @@ struct JobRecord {
   // Every task's duration (spin, sleep; zero for the kinds that take
   // iterations), as SplitJob gives it.
   absl::Duration task_duration() const;
+  // Task `index`'s iterations (countdown, python; zero for the others),
+  // as SplitJob gives them for the job's number of tasks.
+  uint64_t task_iterations(uint32_t index) const;
   // Every change of a task's state goes through here, keeping `running`.
   void SetTaskState(TaskRecord& t, v1::TaskState state) {
     if (t.state == v1::TASK_STATE_RUNNING) CountDown(running);

@@ -166,6 +166,18 @@ absl::Duration TaskDuration(const v1::JobSpec& spec) {
   return absl::Seconds(spec.duration().seconds()) + absl::Nanoseconds(spec.duration().nanos());
 }
 
+JobPlan PlanFor(const v1::JobSpec& spec, uint32_t tasks) {
+  JobPlan plan;
+  plan.tasks = tasks;
+  plan.duration = TaskDuration(spec);
+  plan.takes_iterations = KindTakesIterations(spec.kind());
+  plan.iterations = spec.iterations();
+  plan.from_total = spec.total() != 0;
+  plan.base = tasks == 0 ? 0 : spec.total() / tasks;
+  plan.remainder = tasks == 0 ? 0 : spec.total() % tasks;
+  return plan;
+}
+
 absl::StatusOr<JobPlan> PlanJob(const v1::JobSpec& spec, int free_slots, int total_slots) {
   BF_RETURN_IF_ERROR(ValidateJobSpec(spec));
   uint64_t n = spec.tasks();
@@ -178,14 +190,7 @@ absl::StatusOr<JobPlan> PlanJob(const v1::JobSpec& spec, int free_slots, int tot
     if (spec.total() != 0 && spec.total() < n) n = spec.total();
     if (n > limits::kMaxTasksPerJob) n = limits::kMaxTasksPerJob;
   }
-  JobPlan plan;
-  plan.tasks = static_cast<uint32_t>(n);
-  plan.duration = TaskDuration(spec);
-  plan.takes_iterations = KindTakesIterations(spec.kind());
-  plan.iterations = spec.iterations();
-  plan.from_total = spec.total() != 0;
-  plan.base = n == 0 ? 0 : spec.total() / n;
-  plan.remainder = n == 0 ? 0 : spec.total() % n;
+  const JobPlan plan = PlanFor(spec, static_cast<uint32_t>(n));
   if (plan.from_total && plan.base + (plan.remainder != 0) > limits::kMaxIterationsPerTask) {
     return absl::InvalidArgumentError(absl::StrCat("total / tasks must be at most ",
                                                    limits::kMaxIterationsPerTask, " iterations per task"));

@@ -57,6 +57,9 @@ struct JobPlan {
 // kinds that take iterations.
 absl::Duration TaskDuration(const v1::JobSpec& spec);
 
+// The plan of a job split into `tasks` tasks (a validated spec; tasks >= 1).
+JobPlan PlanFor(const v1::JobSpec& spec, uint32_t tasks);
+
 // The plan of a job: what SplitJob returns, as a formula.
 absl::StatusOr<JobPlan> PlanJob(const v1::JobSpec& spec, int free_slots, int total_slots);
 

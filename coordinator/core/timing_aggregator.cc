@@ -1,8 +1,10 @@
 #include "coordinator/core/timing_aggregator.h"
 
 #include <algorithm>
+#include <cmath>
 #include <map>
 #include <set>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -180,7 +182,6 @@ std::optional<double> KnownRatio(double ratio) { return ratio > 0 ? std::optiona
 struct TaskTotals {
   absl::Time first_start = absl::InfiniteFuture();
   absl::Time last_end = absl::InfinitePast();
-  std::vector<double> succeeded_seconds;  // reserved for every succeeded task
   double serial = 0;
   double cpu = 0;
   double queued_sum = 0, dispatch_sum = 0, result_sum = 0;
@@ -207,7 +208,6 @@ void AddWork(const TaskRecord& t, TaskTotals& s) {
 
 TaskTotals SumTasks(const JobRecord& job) {
   TaskTotals s;
-  s.succeeded_seconds.reserve(job.succeeded);
   for (const TaskRecord& t : job.tasks) {
     if (!t.has_timing()) continue;
     const Attempt& a = t.current;
@@ -228,7 +228,6 @@ TaskTotals SumTasks(const JobRecord& job) {
     }
     if (const v1::Interference* m = t.interference()) w.interference.Add(*m, secs);
     if (t.state == v1::TASK_STATE_SUCCEEDED) {
-      s.succeeded_seconds.push_back(secs);
       s.serial += secs;
       AddWork(t, s);
       if (a.assigned_at != absl::InfinitePast() && a.result_at != absl::InfinitePast()) {
@@ -240,6 +239,60 @@ TaskTotals SumTasks(const JobRecord& job) {
     }
   }
   return s;
+}
+
+// Summarize(seconds) of run times given in ns, sorted in place: the same
+// figures (a time's seconds are ToDoubleSeconds of its ns, and ints sort as
+// their seconds do).
+template <typename Int>
+Summary SummarizeRunTimes(std::vector<Int> ns) {
+  Summary s;
+  if (ns.empty()) return s;
+  std::sort(ns.begin(), ns.end());
+  const auto seconds = [&ns](size_t i) { return absl::ToDoubleSeconds(absl::Nanoseconds(static_cast<int64_t>(ns[i]))); };
+  const auto quantile = [&](double q) {
+    const double rank = q * static_cast<double>(ns.size() - 1);
+    const auto lo = static_cast<size_t>(std::floor(rank));
+    const size_t hi = std::min(lo + 1, ns.size() - 1);
+    return seconds(lo) + (seconds(hi) - seconds(lo)) * (rank - static_cast<double>(lo));
+  };
+  s.count = ns.size();
+  s.min = seconds(0);
+  s.max = seconds(ns.size() - 1);
+  s.p50 = quantile(0.50);
+  s.p90 = quantile(0.90);
+  s.p99 = quantile(0.99);
+  for (size_t i = 0; i < ns.size(); ++i) s.sum += seconds(i);
+  s.mean = s.sum / static_cast<double>(ns.size());
+  return s;
+}
+
+// The succeeded tasks' run times (TaskRecord::seconds) summarized, read
+// from the table: 4 bytes a task when every one is under 4.29 s (a
+// million-task job of short tasks), else 8.
+Summary SummarizeSucceeded(const JobRecord& job) {
+  const auto succeeded = [](const TaskRecord& t) { return t.state == v1::TASK_STATE_SUCCEEDED && t.has_timing(); };
+  const auto run_ns = [](const TaskRecord& t) { return absl::ToInt64Nanoseconds(t.current.ended_at - t.current.started_at); };
+  bool fits = true;
+  for (const TaskRecord& t : job.tasks) {
+    if (!succeeded(t)) continue;
+    const int64_t ns = run_ns(t);
+    fits = fits && ns >= 0 && ns <= int64_t{UINT32_MAX};
+  }
+  const auto collect = [&](auto& out) {
+    out.reserve(job.succeeded);
+    for (const TaskRecord& t : job.tasks) {
+      if (succeeded(t)) out.push_back(static_cast<typename std::decay_t<decltype(out)>::value_type>(run_ns(t)));
+    }
+  };
+  if (fits) {
+    std::vector<uint32_t> ns;
+    collect(ns);
+    return SummarizeRunTimes(std::move(ns));
+  }
+  std::vector<int64_t> ns;
+  collect(ns);
+  return SummarizeRunTimes(std::move(ns));
 }
 
 // Fills the job's timing; returns its makespan.
@@ -344,7 +397,7 @@ void AddTaskRow(const JobRecord& job, const TaskRecord& t, bool straggler, v1::T
   tt->set_slot(a.slot);
   tt->set_attempt(a.number);
   tt->set_state(t.state);
-  tt->set_iterations(t.iterations);
+  tt->set_iterations(job.task_iterations(t.index));
   tt->set_error(t.error());
   tt->set_speculated(t.speculated);
   tt->set_backup_won(t.backup_won);
@@ -401,8 +454,8 @@ v1::JobReport BuildReport(const JobRecord& job, const std::map<std::string, Work
                           absl::Time now, const ReportOptions& options) {
   v1::JobReport r;
   AddHeader(job, &r);
-  TaskTotals totals = SumTasks(job);
-  const Summary summary = Summarize(std::move(totals.succeeded_seconds));  // sorted in place, not copied
+  const TaskTotals totals = SumTasks(job);
+  const Summary summary = SummarizeSucceeded(job);
   const double makespan = AddTiming(job, totals, summary, now, r.mutable_timing());
   AddWorkers(totals, workers, makespan, &r);
   AddStragglers(job, summary, &r);

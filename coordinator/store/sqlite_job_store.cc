@@ -293,7 +293,7 @@ absl::Status SqliteJobStore::CreateJob(const JobRecord& job) {
   created.reserve(job.tasks.size());
   for (const TaskRecord& t : job.tasks) {
     if (t.state == v1::TASK_STATE_QUEUED && t.current.number == 0) {
-      created.push_back({t.index, t.iterations, absl::ToInt64Nanoseconds(job.task_duration())});
+      created.push_back({t.index, job.task_iterations(t.index), absl::ToInt64Nanoseconds(job.task_duration())});
     } else {
       pending_.tasks[job.id].insert_or_assign(t.index, TaskRow(job, t));
     }
@@ -333,7 +333,7 @@ SqliteJobStore::TaskRow::TaskRow(const JobRecord& job, const TaskRecord& t)
       attempt(t.current.number),
       slot(t.current.slot),
       state(t.state),
-      iterations(t.iterations),
+      iterations(job.task_iterations(t.index)),
       duration(job.task_duration()),
       worker(t.current.worker),
       host(t.current.host),
@@ -710,8 +710,8 @@ absl::StatusOr<JobRecord> SqliteJobStore::LoadJobLocked(const std::string& id) c
   while (sqlite3_step(tasks.get()) == SQLITE_ROW) {
     TaskRecord t;
     t.index = static_cast<uint32_t>(tasks.ColInt(0));
-    t.iterations = static_cast<uint64_t>(tasks.ColInt(1));
-    // Column 2, its duration, is the job's for every task (JobRecord::task_duration).
+    // Columns 1 and 2, its iterations and duration, are the job's split
+    // (JobRecord::task_iterations, task_duration).
     t.state = static_cast<v1::TaskState>(tasks.ColInt(3));
     t.current.number = static_cast<uint32_t>(tasks.ColInt(4));
     t.current.worker = tasks.ColText(5);

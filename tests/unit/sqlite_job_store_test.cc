@@ -42,7 +42,6 @@ class SqliteJobStoreTest : public ::testing::Test {
     for (int i = 0; i < tasks; ++i) {
       TaskRecord t;
       t.index = static_cast<uint32_t>(i);
-      t.iterations = 1000;
       j.tasks.push_back(t);
     }
     return j;
@@ -126,7 +125,7 @@ TEST_F(SqliteJobStoreTest, JobsAndTasksSurviveReopening) {
   EXPECT_EQ(loaded.tasks[0].current.started_at, absl::InfinitePast());
   // Rows written as created (never changed): index and work intact.
   EXPECT_EQ(loaded.tasks[2].index, 2u);
-  EXPECT_EQ(loaded.tasks[2].iterations, 1000u);
+  EXPECT_EQ(loaded.task_iterations(2), 1000u);
   EXPECT_EQ(loaded.tasks[2].current.number, 0u);
   EXPECT_EQ(loaded.tasks[2].current.worker, "");
 }
@@ -289,9 +288,9 @@ void Succeed(JobRecord& job, uint32_t index) {
   t.state = v1::TASK_STATE_SUCCEEDED;
   t.current.number = 1;
   t.current.worker = "w1";
-  t.current.iterations_done = t.iterations;
+  t.current.iterations_done = job.task_iterations(t.index);
   ++job.succeeded;
-  job.iterations_done += t.iterations;
+  job.iterations_done += job.task_iterations(t.index);
 }
 
 TEST_F(SqliteJobStoreTest, BatchesFailingOnALockAreRetriedInOrderAndNothingIsLost) {

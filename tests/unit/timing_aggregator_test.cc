@@ -27,7 +27,6 @@ TaskRecord Task(uint32_t index, const std::string& worker, int64_t assigned_ms, 
                 int64_t end_ms, int64_t cpu_ms) {
   TaskRecord t;
   t.index = index;
-  t.iterations = kIters;
   t.current.iterations_done = kIters;
   t.state = v1::TASK_STATE_SUCCEEDED;
   t.current.number = 1;
@@ -526,6 +525,22 @@ TEST(CalibrationReportTest, WorkersRateIsTheMedianOfItsTasksRates) {
   job.tasks[7].current.calibrated_rate = 0;  // odd count: 1, 1, 2, 3, 3 -> 2
   r = BuildReport(job, {}, At(10'000), /*include_tasks=*/false);
   EXPECT_NEAR(FindWorker(r, "w1")->calibrated_rate(), 2e6, kEps);
+}
+
+// Run times past what 32-bit nanoseconds hold (4.29 s) are summarized
+// from 64-bit ones, with the same figures.
+TEST(BuildReportTest, TaskSecondsStatsPastFourSecondsAreExact) {
+  JobRecord job = FinishedJob();
+  job.tasks[3].current.ended_at = At(7'100);  // 6 s
+  job.tasks[3].current.result_at = At(7'300);
+  job.finished_at = At(7'300);
+  const v1::JobReport r = BuildReport(job, {}, At(10'000), /*include_tasks=*/false);
+  // 1, 1, 1, 6 s.
+  EXPECT_NEAR(r.timing().task_seconds().min(), 1.0, kEps);
+  EXPECT_NEAR(r.timing().task_seconds().p50(), 1.0, kEps);
+  EXPECT_NEAR(r.timing().task_seconds().p90(), 4.5, kEps);
+  EXPECT_NEAR(r.timing().task_seconds().p99(), 5.85, kEps);
+  EXPECT_NEAR(r.timing().task_seconds().max(), 6.0, kEps);
 }
 
 }  // namespace
