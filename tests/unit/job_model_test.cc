@@ -156,6 +156,35 @@ TEST(TaskRecordLayoutTest, HotRecordStaysSmallAndColdDataIsAllocatedOnlyWhenUsed
   EXPECT_EQ(copy.error(), "boom") << "copies are deep";
 }
 
+// The task's own small fields sit in the tail padding of its current
+// attempt ([[no_unique_address]]): assigning a whole attempt, as a backup
+// taking over does, must leave them alone.
+TEST(TaskRecordLayoutTest, AssigningTheCurrentAttemptKeepsTheTasksFields) {
+  TaskRecord t;
+  t.index = 123'456;
+  t.last_attempt = 7;
+  t.state = v1::TASK_STATE_RUNNING;
+  t.speculated = true;
+  t.backup_won = true;
+  Attempt a;
+  a.number = 5;
+  a.running = true;
+  a.migrated = true;
+  a.start_cpu = 3;
+  t.current = a;
+  Attempt& b = t.EmplaceBackup();
+  b.number = 6;
+  b.running = true;
+  EXPECT_TRUE(t.TakeOverFromBackup());
+  EXPECT_EQ(t.current.number, 6u);
+  EXPECT_FALSE(t.current.running);
+  EXPECT_EQ(t.index, 123'456u);
+  EXPECT_EQ(t.last_attempt, 7u);
+  EXPECT_EQ(t.state, v1::TASK_STATE_RUNNING);
+  EXPECT_TRUE(t.speculated);
+  EXPECT_TRUE(t.backup_won);
+}
+
 TEST(TaskRecordLayoutTest, NamesAreInternedAndReadBack) {
   const Name a("worker-a");
   const Name b(std::string("worker-a"));
