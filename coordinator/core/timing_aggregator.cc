@@ -1,10 +1,10 @@
 #include "coordinator/core/timing_aggregator.h"
 
 #include <algorithm>
+#include <bit>
 #include <cmath>
 #include <map>
 #include <set>
-#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -241,58 +241,74 @@ TaskTotals SumTasks(const JobRecord& job) {
   return s;
 }
 
-// Summarize(seconds) of run times given in ns, sorted in place: the same
-// figures (a time's seconds are ToDoubleSeconds of its ns, and ints sort as
-// their seconds do).
-template <typename Int>
-Summary SummarizeRunTimes(std::vector<Int> ns) {
+// The run time, in ns, of each succeeded task with timing (what
+// TaskRecord::seconds gives in seconds), in table order.
+template <typename F>
+void ForEachRunNs(const JobRecord& job, F&& f) {
+  for (const TaskRecord& t : job.tasks) {
+    if (t.state != v1::TASK_STATE_SUCCEEDED || !t.has_timing()) continue;
+    f(absl::ToInt64Nanoseconds(t.current.ended_at - t.current.started_at));
+  }
+}
+
+// `key` >> `shift`, 0 past the key's 64 bits.
+uint64_t HighBits(uint64_t key, int shift) { return shift >= 64 ? 0 : key >> shift; }
+
+// The k-th smallest (0-based) run time, by radix select over the table
+// (16 bits a pass, from the top of the `bits`-bit range above `min_ns`):
+// no copy of a million run times.
+int64_t KthRunNs(const JobRecord& job, uint64_t k, int64_t min_ns, int bits) {
+  uint64_t prefix = 0;  // the key's bits above `shift` found so far
+  std::vector<uint64_t> counts(uint64_t{1} << 16);
+  for (int shift = bits; shift > 0;) {
+    const int digit_bits = std::min(16, shift);
+    shift -= digit_bits;
+    std::fill(counts.begin(), counts.end(), 0);
+    ForEachRunNs(job, [&](int64_t ns) {
+      const uint64_t key = static_cast<uint64_t>(ns) - static_cast<uint64_t>(min_ns);
+      if (HighBits(key, shift + digit_bits) == prefix) ++counts[(key >> shift) & ((uint64_t{1} << digit_bits) - 1)];
+    });
+    uint64_t digit = 0;
+    while (k >= counts[digit]) k -= counts[digit++];
+    prefix = (prefix << digit_bits) | digit;
+  }
+  return static_cast<int64_t>(static_cast<uint64_t>(min_ns) + prefix);
+}
+
+// The succeeded tasks' run times summarized as Summarize over their
+// seconds would (the same quantiles; sum and mean, which the report does
+// not use, in table order), read from the table in place.
+Summary SummarizeSucceeded(const JobRecord& job) {
   Summary s;
-  if (ns.empty()) return s;
-  std::sort(ns.begin(), ns.end());
-  const auto seconds = [&ns](size_t i) { return absl::ToDoubleSeconds(absl::Nanoseconds(static_cast<int64_t>(ns[i]))); };
-  const auto quantile = [&](double q) {
-    const double rank = q * static_cast<double>(ns.size() - 1);
-    const auto lo = static_cast<size_t>(std::floor(rank));
-    const size_t hi = std::min(lo + 1, ns.size() - 1);
-    return seconds(lo) + (seconds(hi) - seconds(lo)) * (rank - static_cast<double>(lo));
+  int64_t min_ns = INT64_MAX, max_ns = INT64_MIN;
+  ForEachRunNs(job, [&](int64_t ns) {
+    ++s.count;
+    min_ns = std::min(min_ns, ns);
+    max_ns = std::max(max_ns, ns);
+    s.sum += absl::ToDoubleSeconds(absl::Nanoseconds(ns));
+  });
+  if (s.count == 0) return s;
+  const auto seconds = [](int64_t ns) { return absl::ToDoubleSeconds(absl::Nanoseconds(ns)); };
+  const int bits = std::bit_width(static_cast<uint64_t>(max_ns) - static_cast<uint64_t>(min_ns));
+  std::map<uint64_t, double> kth;  // rank -> seconds, each selected once
+  const auto at = [&](uint64_t k) {
+    auto [it, added] = kth.try_emplace(k, 0.0);
+    if (added) it->second = seconds(KthRunNs(job, k, min_ns, bits));
+    return it->second;
   };
-  s.count = ns.size();
-  s.min = seconds(0);
-  s.max = seconds(ns.size() - 1);
+  const auto quantile = [&](double q) {
+    const double rank = q * static_cast<double>(s.count - 1);
+    const auto lo = static_cast<uint64_t>(std::floor(rank));
+    const uint64_t hi = std::min<uint64_t>(lo + 1, s.count - 1);
+    return at(lo) + (at(hi) - at(lo)) * (rank - static_cast<double>(lo));
+  };
+  s.min = seconds(min_ns);
+  s.max = seconds(max_ns);
   s.p50 = quantile(0.50);
   s.p90 = quantile(0.90);
   s.p99 = quantile(0.99);
-  for (size_t i = 0; i < ns.size(); ++i) s.sum += seconds(i);
-  s.mean = s.sum / static_cast<double>(ns.size());
+  s.mean = s.sum / static_cast<double>(s.count);
   return s;
-}
-
-// The succeeded tasks' run times (TaskRecord::seconds) summarized, read
-// from the table: 4 bytes a task when every one is under 4.29 s (a
-// million-task job of short tasks), else 8.
-Summary SummarizeSucceeded(const JobRecord& job) {
-  const auto succeeded = [](const TaskRecord& t) { return t.state == v1::TASK_STATE_SUCCEEDED && t.has_timing(); };
-  const auto run_ns = [](const TaskRecord& t) { return absl::ToInt64Nanoseconds(t.current.ended_at - t.current.started_at); };
-  bool fits = true;
-  for (const TaskRecord& t : job.tasks) {
-    if (!succeeded(t)) continue;
-    const int64_t ns = run_ns(t);
-    fits = fits && ns >= 0 && ns <= int64_t{UINT32_MAX};
-  }
-  const auto collect = [&](auto& out) {
-    out.reserve(job.succeeded);
-    for (const TaskRecord& t : job.tasks) {
-      if (succeeded(t)) out.push_back(static_cast<typename std::decay_t<decltype(out)>::value_type>(run_ns(t)));
-    }
-  };
-  if (fits) {
-    std::vector<uint32_t> ns;
-    collect(ns);
-    return SummarizeRunTimes(std::move(ns));
-  }
-  std::vector<int64_t> ns;
-  collect(ns);
-  return SummarizeRunTimes(std::move(ns));
 }
 
 // Fills the job's timing; returns its makespan.
