@@ -110,26 +110,27 @@ absl::StatusOr<v1::SubmitJobResponse> Coordinator::Submit(const v1::JobSpec& spe
   }
   // The job's records are built without the lock: a million tasks take a
   // good part of a second, which heartbeats must not wait for.
-  BF_ASSIGN_OR_RETURN(std::vector<TaskSpec> tasks, SplitJob(spec, free_slots, total_slots));
+  // From the plan, not a vector of split tasks: no second copy of a
+  // million tasks at the peak.
+  BF_ASSIGN_OR_RETURN(const JobPlan plan, PlanJob(spec, free_slots, total_slots));
   auto job = std::make_unique<JobRecord>();
   job->spec = spec;
   job->state = v1::JOB_STATE_PENDING;
-  job->tasks.resize(tasks.size());
-  std::vector<uint32_t> queued(tasks.size());
-  for (size_t i = 0; i < tasks.size(); ++i) {
+  job->tasks.resize(plan.tasks);
+  std::vector<uint32_t> queued(plan.tasks);
+  for (uint32_t i = 0; i < plan.tasks; ++i) {
     TaskRecord& t = job->tasks[i];
-    t.index = tasks[i].index;
-    t.iterations = tasks[i].iterations;
-    t.duration = tasks[i].duration;
-    job->iterations_total += t.iterations;
+    t.index = i;
+    job->iterations_total += plan.Iterations(i);
     queued[i] = t.index;
   }
+  const size_t task_count = plan.tasks;
   absl::MutexLock lock(&mu_);
   if (shutting_down_) return absl::UnavailableError("coordinator is shutting down");
-  if (unfinished_tasks_ + tasks.size() > options_.max_unfinished_tasks) {
+  if (unfinished_tasks_ + task_count > options_.max_unfinished_tasks) {
     return absl::ResourceExhaustedError(absl::StrCat(
         "too many unfinished tasks: ", unfinished_tasks_, " queued or running, this job adds ",
-        tasks.size(), ", the limit is ", options_.max_unfinished_tasks, "; try again when jobs finish"));
+        task_count, ", the limit is ", options_.max_unfinished_tasks, "; try again when jobs finish"));
   }
   job->id = NewIdLocked("j-");
   if (job->spec.name().empty()) job->spec.set_name(job->id);
@@ -137,11 +138,11 @@ absl::StatusOr<v1::SubmitJobResponse> Coordinator::Submit(const v1::JobSpec& spe
   BF_RETURN_IF_ERROR(options_.store->CreateJob(*job));
   job->seq = job_seq_ + 1;
   BF_RETURN_IF_ERROR(scheduler_.AddJob(job->id, Scheduler::JobConstraints::Of(spec), queued, ++job_seq_));
-  unfinished_tasks_ += tasks.size();
+  unfinished_tasks_ += task_count;
   ++jobs_submitted_;
   v1::SubmitJobResponse response;
   response.set_job_id(job->id);
-  response.set_tasks(static_cast<uint32_t>(tasks.size()));
+  response.set_tasks(static_cast<uint32_t>(task_count));
   jobs_[job->id] = std::move(job);
   UpdatePendingLocked();
   SettleLocked();
@@ -385,13 +386,13 @@ void Coordinator::HandleStartedLocked(Session& session, const v1::TaskStarted& s
   if (t == nullptr) return;
   const absl::Time now = clock_->Now();
   const MonoTime mono_now = clock_->Mono();
-  if (t->backup && t->backup->number == started.task().attempt() && t->backup->session == session.id &&
-      !t->backup->running) {
-    Attempt& b = *t->backup;
+  if (t->backup() && t->backup()->number == started.task().attempt() && t->backup()->session == session.id &&
+      !t->backup()->running) {
+    Attempt& b = *t->backup();
     b.running = true;
     b.slot = started.slot();
     b.started_at = session.StartTime(started.start_mono_ns(), b.assigned_at, now);
-    b.started_mono = session.StartMono(started.start_mono_ns(), b.assigned_mono, now, mono_now);
+    b.mono = session.StartMono(started.start_mono_ns(), b.mono, now, mono_now);
     ++session.running;
     CountDown(session.assigned);
     return;
@@ -403,7 +404,7 @@ void Coordinator::HandleStartedLocked(Session& session, const v1::TaskStarted& s
   job->SetTaskState(*t, v1::TASK_STATE_RUNNING);
   t->current.slot = started.slot();
   t->current.started_at = session.StartTime(started.start_mono_ns(), t->current.assigned_at, now);
-  t->current.started_mono = session.StartMono(started.start_mono_ns(), t->current.assigned_mono, now, mono_now);
+  t->current.mono = session.StartMono(started.start_mono_ns(), t->current.mono, now, mono_now);
   ++session.running;
   CountDown(session.assigned);
   MarkDirtyLocked(*job, t->index);
@@ -416,13 +417,13 @@ void Coordinator::LeaveSessionLocked(Session& session, const TaskKey& key, bool 
 
 void Coordinator::HandleResultLocked(Session& session, JobRecord& job, const v1::TaskResult& result) {
   TaskRecord& t = job.tasks[result.task().task_index()];
-  if (t.backup && t.backup->number == result.task().attempt() && t.backup->session == session.id) {
+  if (t.backup() && t.backup()->number == result.task().attempt() && t.backup()->session == session.id) {
     HandleBackupResultLocked(session, job, t, result);
     return;
   }
   if (t.current.number != result.task().attempt() || t.current.session != session.id) {
-    if (t.stopped_loser != 0 && t.stopped_loser == result.task().attempt()) {
-      t.stopped_loser = 0;  // the stopped speculation loser's echo (counted in backups_cancelled)
+    if (t.stopped_loser() != 0 && t.stopped_loser() == result.task().attempt()) {
+      t.set_stopped_loser(0);  // the stopped speculation loser's echo (counted in backups_cancelled)
       return;
     }
     ++job.duplicates;  // a late result of an attempt that is no longer current
@@ -433,6 +434,7 @@ void Coordinator::HandleResultLocked(Session& session, JobRecord& job, const v1:
     LeaveSessionLocked(session, TaskKey{job.id, t.index}, t.state == v1::TASK_STATE_RUNNING, /*release=*/true);
   }
   session.RecordTiming(result, job.spec.kind(), clock_->Now(), t.current);  // whatever the outcome
+  t.set_interference(result.has_interference() ? std::optional(result.interference()) : std::nullopt);
   MarkDirtyLocked(job, t.index);
   t.current.session.clear();  // any later result for this attempt is a duplicate
   if (IsTerminal(t.state)) return;  // the job ended meanwhile (cancelled or failed)
@@ -440,8 +442,8 @@ void Coordinator::HandleResultLocked(Session& session, JobRecord& job, const v1:
 
   switch (result.state()) {
     case v1::TASK_STATE_SUCCEEDED:
-      if (t.backup) {  // the primary won: stop the copy
-        StopLoserLocked(job, t, *t.backup, t.backup->running);
+      if (t.backup() != nullptr) {  // the primary won: stop the copy
+        StopLoserLocked(job, t, *t.backup(), t.backup()->running);
         t.DropBackup(v1::TASK_STATE_CANCELLED,
                      absl::StrCat("speculation copy stopped: attempt ", t.current.number, " finished first"),
                      clock_->Now());
@@ -489,7 +491,7 @@ void Coordinator::EndAttemptLocked(JobRecord& job, TaskRecord& t, AttemptEnd end
 }
 
 void Coordinator::StopAttemptLocked(const JobRecord& job, uint32_t index, const Attempt& attempt, bool running) {
-  Session* s = sessions_.Find(attempt.session);
+  Session* s = sessions_.Find(attempt.session.str());
   if (s == nullptr) return;
   s->channel->Send(CancelMessage(job.id, index, attempt.number));
   LeaveSessionLocked(*s, TaskKey{job.id, index}, running, /*release=*/true);
@@ -497,7 +499,7 @@ void Coordinator::StopAttemptLocked(const JobRecord& job, uint32_t index, const 
 
 void Coordinator::StopLoserLocked(JobRecord& job, TaskRecord& t, const Attempt& loser, bool running) {
   StopAttemptLocked(job, t.index, loser, running);
-  t.stopped_loser = loser.number;
+  t.set_stopped_loser(loser.number);
   ++job.backups_cancelled;
 }
 
@@ -508,7 +510,7 @@ void Coordinator::SucceedTaskLocked(JobRecord& job, TaskRecord& t) {
     scheduler_.ObserveTaskSeconds(job.id, t.seconds());
   }
   job.SetTaskState(t, v1::TASK_STATE_SUCCEEDED);
-  t.error.clear();
+  t.set_error("");
   ++job.succeeded;
   job.iterations_done += t.current.iterations_done;
   --unfinished_tasks_;
@@ -532,7 +534,7 @@ void Coordinator::HandleReturnedLocked(Session& session, const v1::DrainNotice& 
   for (const v1::TaskRef& ref : notice.returned()) {
     JobRecord* job = nullptr;
     TaskRecord* t = FindTaskLocked(ref, &job);
-    if (t != nullptr && t->backup && t->backup->number == ref.attempt() && t->backup->session == session.id) {
+    if (t != nullptr && t->backup() && t->backup()->number == ref.attempt() && t->backup()->session == session.id) {
       DropReturnedBackupLocked(session, *job, *t);
       continue;
     }
@@ -544,7 +546,7 @@ void Coordinator::HandleReturnedLocked(Session& session, const v1::DrainNotice& 
     LeaveSessionLocked(session, key, t->state == v1::TASK_STATE_RUNNING, /*release=*/true);
     t->ArchiveCurrent(v1::TASK_STATE_CANCELLED, absl::StrCat("handed back by draining worker ", session.name),
                       clock_->Now());
-    if (t->backup) {
+    if (t->backup() != nullptr) {
       // Its backup carries on (queued again, the task could run a third
       // copy, or be dispatched after the backup's success).
       PromoteBackupLocked(*job, *t);
@@ -575,7 +577,7 @@ void Coordinator::RemoveSessionLocked(const std::string& session_id, const std::
       JobRecord* job = FindJobLocked(key.job_id);
       if (job == nullptr || key.index >= job->tasks.size()) continue;
       TaskRecord& t = job->tasks[key.index];
-      if (t.backup && t.backup->session == session_id) {
+      if (t.backup() && t.backup()->session == session_id) {
         // A lost backup copy: the primary runs on, nothing is counted.
         scheduler_.Dequeue(key);
         t.DropBackup(v1::TASK_STATE_FAILED, absl::StrCat("lost with worker ", s->name, " (", why, ")"),
@@ -620,16 +622,16 @@ void Coordinator::CancelInFlightLocked(JobRecord& job, absl::Time now) {
   std::map<std::string, v1::CoordinatorMessage> cancels;
   for (const Scheduler::Assignment& a : scheduler_.RemoveJob(job.id)) {  // frees their credit
     const TaskRecord& t = job.tasks[a.task.index];
-    const bool backup = t.backup && a.session == t.backup->session;
-    AddCancel(job.id, t.index, backup ? t.backup->number : t.current.number, cancels[a.session]);
+    const bool backup = t.backup() && a.session == t.backup()->session;
+    AddCancel(job.id, t.index, backup ? t.backup()->number : t.current.number, cancels[a.session]);
     if (Session* s = sessions_.Find(a.session)) {
-      const bool running = backup ? t.backup->running : t.state == v1::TASK_STATE_RUNNING;
-      const bool assigned = backup ? !t.backup->running : t.state == v1::TASK_STATE_ASSIGNED;
+      const bool running = backup ? t.backup()->running : t.state == v1::TASK_STATE_RUNNING;
+      const bool assigned = backup ? !t.backup()->running : t.state == v1::TASK_STATE_ASSIGNED;
       if (running || assigned) CountDown(running ? s->running : s->assigned);
     }
   }
   for (TaskRecord& t : job.tasks) {
-    if (t.backup) t.DropBackup(v1::TASK_STATE_CANCELLED, "the job ended", now);
+    if (t.backup() != nullptr) t.DropBackup(v1::TASK_STATE_CANCELLED, "the job ended", now);
   }
   for (auto& [session, message] : cancels) {
     if (Session* s = sessions_.Find(session)) s->channel->Send(std::move(message));
@@ -658,7 +660,7 @@ void Coordinator::DispatchLocked() {
     t.current.worker = s->name;
     t.current.host = s->host.hostname();
     t.current.assigned_at = now;
-    t.current.assigned_mono = mono_now;
+    t.current.mono = mono_now;
     ++s->assigned;
     ++counters_.dispatched;
     if (job->state == v1::JOB_STATE_PENDING) job->state = v1::JOB_STATE_RUNNING;

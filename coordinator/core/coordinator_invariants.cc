@@ -45,7 +45,7 @@ void Coordinator::CheckInvariantsLocked() const {
           !t.current.session.empty()) {  // empty: held (checked below)
         count(t.current.session, t.state == v1::TASK_STATE_RUNNING);
       }
-      if (t.backup) count(t.backup->session, t.backup->running);
+      if (t.backup() != nullptr) count(t.backup()->session, t.backup()->running);
     }
     assert(job->running == running && "job.running is not the number of its RUNNING tasks");
   }

@@ -59,7 +59,7 @@ void Coordinator::HoldSessionLocked(const std::string& session_id) {
       if (job == nullptr || key.index >= job->tasks.size()) continue;
       TaskRecord& t = job->tasks[key.index];
       scheduler_.Dequeue(key);
-      if (t.backup && t.backup->session == session_id) {
+      if (t.backup() && t.backup()->session == session_id) {
         t.DropBackup(v1::TASK_STATE_CANCELLED, absl::StrCat("backup dropped: worker ", name, " reconnected"),
                      clock_->Now());
         MarkDirtyLocked(*job, t.index);

@@ -36,22 +36,22 @@ MonoTime Coordinator::SpeculateJobLocked(JobRecord& job, absl::Time now, MonoTim
   const std::optional<absl::Duration> threshold = StragglerThreshold(job);
   if (!threshold) return next;
   for (TaskRecord& t : job.tasks) {
-    if (t.state != v1::TASK_STATE_RUNNING || t.speculated || t.backup) continue;
-    const MonoTime due = t.current.started_mono + *threshold;
+    if (t.state != v1::TASK_STATE_RUNNING || t.speculated || t.backup() != nullptr) continue;
+    const MonoTime due = t.current.mono.time() + *threshold;
     if (due > mono_now) {
       next = std::min(next, due);
       continue;
     }
-    std::optional<std::string> target = scheduler_.AssignBackup(TaskKey{job.id, t.index}, t.current.session);
+    std::optional<std::string> target = scheduler_.AssignBackup(TaskKey{job.id, t.index}, t.current.session.str());
     if (!target) continue;  // no free slot now; the recheck comes back
     Session& s = sessions_.At(*target);
-    Attempt& b = t.backup.emplace();
+    Attempt& b = t.EmplaceBackup();
     b.number = t.NextAttemptNumber();
     b.session = *target;
     b.worker = s.name;
     b.host = s.host.hostname();
     b.assigned_at = now;
-    b.assigned_mono = mono_now;
+    b.mono = mono_now;
     t.speculated = true;
     ++job.backups;
     ++s.assigned;
@@ -69,7 +69,7 @@ void Coordinator::PromoteBackupLocked(JobRecord& job, TaskRecord& t) {
 }
 
 void Coordinator::DropReturnedBackupLocked(Session& session, JobRecord& job, TaskRecord& t) {
-  LeaveSessionLocked(session, TaskKey{job.id, t.index}, t.backup->running, /*release=*/true);
+  LeaveSessionLocked(session, TaskKey{job.id, t.index}, t.backup()->running, /*release=*/true);
   t.DropBackup(v1::TASK_STATE_CANCELLED, absl::StrCat("handed back by draining worker ", session.name),
                clock_->Now());
   MarkDirtyLocked(job, t.index);
@@ -78,12 +78,12 @@ void Coordinator::DropReturnedBackupLocked(Session& session, JobRecord& job, Tas
 void Coordinator::HandleBackupResultLocked(Session& session, JobRecord& job, TaskRecord& t,
                                            const v1::TaskResult& result) {
   MarkDirtyLocked(job, t.index);
-  LeaveSessionLocked(session, TaskKey{job.id, t.index}, t.backup->running, /*release=*/true);
+  LeaveSessionLocked(session, TaskKey{job.id, t.index}, t.backup()->running, /*release=*/true);
   const absl::Time now = clock_->Now();
   if (IsTerminal(t.state) || result.state() != v1::TASK_STATE_SUCCEEDED) {
     // A failed or cancelled copy changes nothing: the primary runs on.
     if (IsTerminal(t.state)) {
-      t.backup.reset();
+      t.ResetBackup();
     } else {
       t.DropBackup(result.state() == v1::TASK_STATE_CANCELLED ? v1::TASK_STATE_CANCELLED : v1::TASK_STATE_FAILED,
                    result.error(), now);
@@ -92,10 +92,11 @@ void Coordinator::HandleBackupResultLocked(Session& session, JobRecord& job, Tas
   }
   // The backup finished first: it is the task's result; stop the primary.
   t.ArchiveCurrent(v1::TASK_STATE_CANCELLED,
-                   absl::StrCat("stopped: speculation copy (attempt ", t.backup->number, ") finished first"), now);
+                   absl::StrCat("stopped: speculation copy (attempt ", t.backup()->number, ") finished first"), now);
   StopLoserLocked(job, t, t.current, t.state == v1::TASK_STATE_RUNNING);
   t.TakeOverFromBackup();
   session.RecordTiming(result, job.spec.kind(), now, t.current);
+  t.set_interference(result.has_interference() ? std::optional(result.interference()) : std::nullopt);
   t.current.session.clear();
   t.backup_won = true;
   ++job.backups_won;

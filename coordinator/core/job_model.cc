@@ -1,13 +1,103 @@
 #include "coordinator/core/job_model.h"
 
 #include <algorithm>
+#include <array>
+#include <atomic>
 #include <utility>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
+#include "absl/synchronization/mutex.h"
+#include "coordinator/core/job_splitter.h"
 #include "coordinator/core/limits.h"
 
 namespace busyfleet::coordinator {
+namespace {
+
+// The interned names: texts in fixed chunks that never move, so a reader
+// indexes them without a lock (an id reaches a reader only through the
+// record that holds it, after the text was written).
+class NamePool {
+ public:
+  static constexpr uint32_t kChunkBits = 12;
+  static constexpr uint32_t kChunk = 1u << kChunkBits;
+  static constexpr uint32_t kChunks = 1u << 14;  // 64 M names
+
+  uint32_t Intern(absl::string_view s) {
+    if (s.empty()) return 0;
+    absl::MutexLock lock(&mu_);
+    if (auto it = ids_.find(s); it != ids_.end()) return it->second;
+    const uint32_t id = next_++;
+    if (id >> kChunkBits >= kChunks) abort();  // 64 M distinct names: never in practice
+    std::atomic<std::string*>& chunk = chunks_[id >> kChunkBits];
+    if (chunk.load(std::memory_order_relaxed) == nullptr) chunk.store(new std::string[kChunk], std::memory_order_release);
+    std::string& text = chunk.load(std::memory_order_relaxed)[id & (kChunk - 1)];
+    text = std::string(s);
+    ids_.emplace(absl::string_view(text), id);  // the kept text is the key
+    return id;
+  }
+  const std::string& Text(uint32_t id) const {
+    return chunks_[id >> kChunkBits].load(std::memory_order_acquire)[id & (kChunk - 1)];
+  }
+
+ private:
+  absl::Mutex mu_;
+  absl::flat_hash_map<absl::string_view, uint32_t> ids_ ABSL_GUARDED_BY(mu_);
+  uint32_t next_ ABSL_GUARDED_BY(mu_) = 1;  // 0: the empty string
+  std::array<std::atomic<std::string*>, kChunks> chunks_{};
+};
+
+NamePool& Pool() {
+  static NamePool* const pool = new NamePool();  // never destroyed: names outlive static records
+  return *pool;
+}
+
+// The last names interned by this thread: the same few (its workers,
+// hosts, sessions) repeat for every task, and a hit takes no lock.
+struct RecentNames {
+  static constexpr size_t kSize = 8;
+  std::array<std::pair<std::string, uint32_t>, kSize> entries;
+  size_t next = 0;
+};
+
+}  // namespace
+
+Name::Name(absl::string_view s) {
+  if (s.empty()) return;
+  thread_local RecentNames recent;
+  for (const auto& [text, id] : recent.entries) {
+    if (id != 0 && text == s) {
+      id_ = id;
+      return;
+    }
+  }
+  id_ = Pool().Intern(s);
+  recent.entries[recent.next] = {std::string(s), id_};
+  recent.next = (recent.next + 1) % RecentNames::kSize;
+}
+
+const std::string& Name::str() const {
+  return id_ == 0 ? TaskRecord::EmptyString() : Pool().Text(id_);
+}
+
+const std::string& TaskRecord::EmptyString() {
+  static const std::string* const empty = new std::string();
+  return *empty;
+}
+const std::vector<AttemptRecord>& TaskRecord::EmptyHistory() {
+  static const std::vector<AttemptRecord>* const empty = new std::vector<AttemptRecord>();
+  return *empty;
+}
+const std::vector<std::string>& TaskRecord::EmptyFailures() {
+  static const std::vector<std::string>* const empty = new std::vector<std::string>();
+  return *empty;
+}
+
+void TaskRecord::set_error(std::string e) {
+  if (e.empty() && !cold) return;
+  Cold().error = std::move(e);
+}
 
 AttemptRecord Attempt::ToRecord(v1::TaskState state, bool backup, std::string error, absl::Time now) const {
   AttemptRecord a;
@@ -19,11 +109,10 @@ AttemptRecord Attempt::ToRecord(v1::TaskState state, bool backup, std::string er
   a.worker = worker;
   a.host = host;
   a.started_at = started_at;
-  a.ended_at = ended_at != absl::InfinitePast() ? ended_at : std::max(now, started_at);
+  a.ended_at = ended_at != absl::InfinitePast() ? ended_at.time() : std::max(now, started_at.time());
   a.cpu_ns = cpu_ns;
   a.iterations_done = iterations_done;
   a.error = std::move(error);
-  a.interference = interference;
   a.calibrated_rate = calibrated_rate;
   return a;
 }
@@ -40,29 +129,34 @@ void Attempt::ClearResult() {
   migrated = false;
   bound_cpus.clear();
   calibrated_rate = 0;
-  interference.reset();
 }
 
 void TaskRecord::ArchiveCurrent(v1::TaskState ended_as, std::string why, absl::Time now) {
   if (current.started_at != absl::InfinitePast()) {
-    history.push_back(current.ToRecord(ended_as, /*backup=*/false, std::move(why), now));
+    AttemptRecord r = current.ToRecord(ended_as, /*backup=*/false, std::move(why), now);
+    if (const v1::Interference* m = interference()) r.interference = *m;
+    mutable_history().push_back(std::move(r));
   }
   current.ClearResult();
+  set_interference(std::nullopt);
 }
 
 bool TaskRecord::TakeOverFromBackup() {
-  const bool running = backup->running;
-  current = *std::move(backup);
+  Attempt* b = backup();
+  const bool running = b->running;
+  current = std::move(*b);
   current.running = false;
-  backup.reset();
+  ResetBackup();
   return running;
 }
 
 void TaskRecord::DropBackup(v1::TaskState ended_as, std::string why, absl::Time now) {
-  if (backup && backup->started_at != absl::InfinitePast()) {
-    history.push_back(backup->ToRecord(ended_as, /*backup=*/true, std::move(why), now));
+  const Attempt* b = backup();
+  if (b != nullptr && b->started_at != absl::InfinitePast()) {
+    AttemptRecord r = b->ToRecord(ended_as, /*backup=*/true, std::move(why), now);
+    mutable_history().push_back(std::move(r));
   }
-  backup.reset();
+  ResetBackup();
 }
 
 std::string SummarizeFailures(const std::vector<std::string>& failures, size_t max_distinct) {
@@ -92,6 +186,10 @@ std::string SummarizeFailures(const std::vector<std::string>& failures, size_t m
   return out;
 }
 
+absl::Duration JobRecord::task_duration() const { return TaskDuration(spec); }
+
+uint64_t JobRecord::task_iterations(uint32_t index) const { return PlanFor(spec, total_tasks()).Iterations(index); }
+
 uint32_t JobRecord::max_attempts() const {
   return spec.max_attempts() == 0 ? limits::kDefaultMaxAttempts : spec.max_attempts();
 }
@@ -100,17 +198,17 @@ AfterFailedAttempt EndFailedAttempt(JobRecord& job, TaskRecord& t, const std::st
                                     bool permanent, absl::Time now, CoordinatorCounters& counters,
                                     std::string* job_error) {
   if (counted || permanent) {
-    t.failures.push_back(why);
+    t.mutable_failures().push_back(why);
     ++counters.attempts_failed;
   }
-  t.error = why;
+  t.set_error(why);
   if (permanent) {
     *job_error = absl::StrCat("task ", t.index, " failed and cannot be retried: ", why);
     return AfterFailedAttempt::kFailTask;
   }
-  if (counted && t.failures.size() >= job.max_attempts()) {
-    *job_error = absl::StrCat("task ", t.index, " failed ", t.failures.size(), " of ", job.max_attempts(),
-                              " attempts: ", SummarizeFailures(t.failures, limits::kMaxDistinctErrors));
+  if (counted && t.failures().size() >= job.max_attempts()) {
+    *job_error = absl::StrCat("task ", t.index, " failed ", t.failures().size(), " of ", job.max_attempts(),
+                              " attempts: ", SummarizeFailures(t.failures(), limits::kMaxDistinctErrors));
     return AfterFailedAttempt::kFailTask;
   }
   if (counted) {
@@ -118,7 +216,7 @@ AfterFailedAttempt EndFailedAttempt(JobRecord& job, TaskRecord& t, const std::st
     ++counters.retried;
   }
   t.ArchiveCurrent(counted ? v1::TASK_STATE_FAILED : v1::TASK_STATE_CANCELLED, why, now);
-  return t.backup ? AfterFailedAttempt::kPromoteBackup : AfterFailedAttempt::kQueue;
+  return t.backup() != nullptr ? AfterFailedAttempt::kPromoteBackup : AfterFailedAttempt::kQueue;
 }
 
 void CopyJobHeader(const JobRecord& from, JobRecord* to) {

@@ -9,11 +9,14 @@
 
 #include <algorithm>
 #include <cassert>
+#include <compare>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
 
+#include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "busyfleet/v1/types.pb.h"
 #include "common/clock.h"
@@ -34,6 +37,114 @@ inline void CountDown(uint32_t& count) {
   assert(count > 0 && "in-flight count below zero");
   if (count > 0) --count;
 }
+
+// Compact per-task value types. A job keeps one TaskRecord per task (a
+// million-task job keeps a million), so what every task carries is kept
+// small: names are interned (Name), instants are int64 nanoseconds (WallNs,
+// MonoNs), and what few tasks need lives behind a pointer that is null for
+// the rest (ValuePtr). See docs/design.md, "The task table".
+
+// A worker, host, session or CPU-list string interned for the process's
+// life: 4 bytes in a record, the text shared by every task that names it.
+// The empty string is id 0. Thread-safe; reading the text takes no lock.
+// The set of distinct names is small (one per worker, host, session that
+// ran a task, and distinct bound-CPU lists), about 100 bytes each.
+class Name {
+ public:
+  Name() = default;
+  Name(absl::string_view s);  // NOLINT: implicit, so records read like strings
+  Name(const std::string& s) : Name(absl::string_view(s)) {}  // NOLINT
+  Name(const char* s) : Name(absl::string_view(s)) {}         // NOLINT
+
+  const std::string& str() const;
+  operator const std::string&() const { return str(); }  // NOLINT
+  bool empty() const { return id_ == 0; }
+  void clear() { id_ = 0; }
+  uint32_t id() const { return id_; }
+
+  friend bool operator==(Name a, Name b) { return a.id_ == b.id_; }
+  friend bool operator==(Name a, const std::string& b) { return a.str() == b; }
+  friend bool operator==(Name a, absl::string_view b) { return a.str() == b; }
+  friend bool operator==(Name a, const char* b) { return a.str() == b; }
+
+ private:
+  uint32_t id_ = 0;
+};
+
+// A wall-clock instant as Unix nanoseconds (the store's resolution);
+// absl::InfinitePast() (not set) is INT64_MIN. Converts to and from
+// absl::Time.
+class WallNs {
+ public:
+  constexpr WallNs() = default;
+  WallNs(absl::Time t) : ns_(t == absl::InfinitePast() ? kNone : absl::ToUnixNanos(t)) {}  // NOLINT
+  operator absl::Time() const { return time(); }  // NOLINT
+  absl::Time time() const { return ns_ == kNone ? absl::InfinitePast() : absl::FromUnixNanos(ns_); }
+
+  friend bool operator==(WallNs a, WallNs b) { return a.ns_ == b.ns_; }
+  friend auto operator<=>(WallNs a, WallNs b) { return a.ns_ <=> b.ns_; }
+  friend bool operator==(WallNs a, absl::Time b) { return a.time() == b; }
+  friend std::weak_ordering operator<=>(WallNs a, absl::Time b) {
+    const absl::Time t = a.time();
+    return t < b ? std::weak_ordering::less : t > b ? std::weak_ordering::greater : std::weak_ordering::equivalent;
+  }
+  friend absl::Duration operator-(WallNs a, WallNs b) { return a.time() - b.time(); }
+  friend absl::Duration operator-(WallNs a, absl::Time b) { return a.time() - b; }
+  friend absl::Duration operator-(absl::Time a, WallNs b) { return a - b.time(); }
+  friend absl::Time operator+(WallNs a, absl::Duration d) { return a.time() + d; }
+
+ private:
+  static constexpr int64_t kNone = INT64_MIN;
+  int64_t ns_ = kNone;
+};
+
+// An instant on the coordinator's monotonic clock, as nanoseconds.
+class MonoNs {
+ public:
+  constexpr MonoNs() = default;
+  MonoNs(MonoTime t) : ns_(t.nanos()) {}  // NOLINT
+  operator MonoTime() const { return time(); }  // NOLINT
+  MonoTime time() const { return MonoTime::FromNanos(ns_); }
+
+ private:
+  int64_t ns_ = 0;
+};
+
+// A value on the heap only when set: 8 bytes when absent, copied deeply
+// (what std::optional<T> would be, without its sizeof(T) in every record).
+template <typename T>
+class ValuePtr {
+ public:
+  ValuePtr() = default;
+  ValuePtr(const ValuePtr& o) : p_(o.p_ ? std::make_unique<T>(*o.p_) : nullptr) {}
+  ValuePtr(ValuePtr&&) noexcept = default;
+  ValuePtr& operator=(const ValuePtr& o) {
+    if (this != &o) p_ = o.p_ ? std::make_unique<T>(*o.p_) : nullptr;
+    return *this;
+  }
+  ValuePtr& operator=(ValuePtr&&) noexcept = default;
+  ValuePtr& operator=(T v) {
+    p_ = std::make_unique<T>(std::move(v));
+    return *this;
+  }
+  ValuePtr& operator=(std::optional<T> v) {
+    p_ = v ? std::make_unique<T>(*std::move(v)) : nullptr;
+    return *this;
+  }
+  explicit operator bool() const { return p_ != nullptr; }
+  bool has_value() const { return p_ != nullptr; }
+  T& operator*() const { return *p_; }
+  T* operator->() const { return p_.get(); }
+  T* get() const { return p_.get(); }
+  T& emplace() {
+    p_ = std::make_unique<T>();
+    return *p_;
+  }
+  void reset() { p_.reset(); }
+
+ private:
+  std::unique_ptr<T> p_;
+};
 
 // An attempt that ended without being the task's last word: it failed, was
 // lost with its worker, was handed back, or lost a speculation race. Kept
@@ -57,45 +168,65 @@ struct AttemptRecord {
 };
 
 // One copy of a task handed to a worker: the task's current attempt, or a
-// speculative backup running beside it.
+// speculative backup running beside it. Every task carries one inline
+// (hot): keep it small (a unit test bounds its size).
+// A task's state in one byte (the enum's values are 0-6); reads and
+// assigns as a v1::TaskState.
+class TaskStateByte {
+ public:
+  TaskStateByte(v1::TaskState s) : value_(static_cast<uint8_t>(s)) {}  // NOLINT: implicit
+  operator v1::TaskState() const { return static_cast<v1::TaskState>(value_); }  // NOLINT
+
+ private:
+  uint8_t value_;
+};
+
+// A CPU number as an Attempt keeps it: -1 when not reported or past 32,767.
+inline int16_t CpuNumber(bool reported, uint32_t cpu) {
+  return reported && cpu <= 32767 ? static_cast<int16_t>(cpu) : int16_t{-1};
+}
+
 struct Attempt {
-  // 1-based; 0 before the task's first assignment.
-  uint32_t number = 0;
-  // The session it was handed to; cleared when the attempt's result is in
-  // (a later result for it is a duplicate) or it was lost.
-  std::string session;
-  std::string worker;
-  std::string host;
-  uint32_t slot = 0;
-  absl::Time assigned_at = absl::InfinitePast();
-  absl::Time started_at = absl::InfinitePast();
-  // The same two moments on the monotonic clock (speculation's due times).
-  MonoTime assigned_mono;
-  MonoTime started_mono;
+  // Eight-byte fields first, so that TaskRecord packs its own small fields
+  // into this struct's tail.
+  WallNs assigned_at;
+  WallNs started_at;
   // From its result (the current attempt only; a backup's result is kept
   // only when it wins, and it is the current attempt by then).
-  absl::Time ended_at = absl::InfinitePast();
-  absl::Time result_at = absl::InfinitePast();
+  WallNs ended_at;
+  WallNs result_at;
+  // On the monotonic clock: the assignment until the attempt starts, then
+  // its start (speculation's due times; StartMono keeps the start after
+  // the assignment).
+  MonoNs mono;
   int64_t cpu_ns = 0;
   uint64_t iterations_done = 0;
-  // The process that ran the attempt (the worker's own in thread mode, a
-  // forked child in process mode); 0 when unknown.
-  uint32_t pid = 0;
-  // Where it ran (TaskResult start_cpu, end_cpu, migrated, bound_cpus);
-  // -1: unknown. Stored with the task (the current attempt's).
-  int start_cpu = -1;
-  int end_cpu = -1;
-  bool migrated = false;
-  std::string bound_cpus;
   // Its worker's calibrated per-core rate for the job's kind (the CPU it
   // started on, else the worker's median) when the result came in; 0: none.
   double calibrated_rate = 0;
-  // What slowed it down (TaskResult.interference); nullopt when the worker
-  // did not measure it. Stored with the task (the current attempt's).
-  std::optional<v1::Interference> interference;
+  // 1-based; 0 before the task's first assignment.
+  uint32_t number = 0;
+  uint32_t slot = 0;
+  // The process that ran the attempt (the worker's own in thread mode, a
+  // forked child in process mode); 0 when unknown.
+  uint32_t pid = 0;
+  // The session it was handed to; cleared when the attempt's result is in
+  // (a later result for it is a duplicate) or it was lost.
+  Name session;
+  Name worker;
+  Name host;
+  // Where it ran (TaskResult start_cpu, end_cpu, migrated, bound_cpus);
+  // -1: unknown (CPU numbers up to 32,767). Stored with the task (the
+  // current attempt's).
+  Name bound_cpus;
+  int16_t start_cpu = -1;
+  int16_t end_cpu = -1;
+  bool migrated = false;
   // The backup's phase (started on its worker). The current attempt's
   // phase is TaskRecord::state, which is what is stored.
   bool running = false;
+  // What slowed it down (TaskResult.interference) is the task's (cold):
+  // only the current attempt's result sets it.
 
   // The attempt as its history entry: it ended in `state` (an attempt still
   // open ends at `now`, never before it started).
@@ -104,16 +235,9 @@ struct Attempt {
   void ClearResult();
 };
 
-struct TaskRecord {
-  uint32_t index = 0;
-  uint64_t iterations = 0;
-  absl::Duration duration;
-  v1::TaskState state = v1::TASK_STATE_QUEUED;
-  // The current (or last) attempt; where it runs or ran, and its result.
-  Attempt current;
-  // The highest attempt number handed out (primaries and backups), so that
-  // a new attempt never reuses a lost backup's number.
-  uint32_t last_attempt = 0;
+// What few tasks have (cold): kept behind TaskRecord::cold, null for a task
+// that ran once and succeeded.
+struct TaskCold {
   std::string error;
   // Earlier attempts that started, oldest first (not stored across restarts).
   std::vector<AttemptRecord> history;
@@ -121,15 +245,61 @@ struct TaskRecord {
   std::vector<std::string> failures;
   // Speculation: a backup copy in flight beside the current attempt.
   std::optional<Attempt> backup;
-  bool speculated = false;   // a backup was ever launched
-  bool backup_won = false;   // the backup's result is the one kept
   // The attempt number of the copy stopped because the other copy won the
   // speculation race (0: none): its late result is expected, not a duplicate.
   uint32_t stopped_loser = 0;
+  // What slowed the current attempt down (TaskResult.interference),
+  // measured on its worker; nullopt when not measured (short tasks).
+  std::optional<v1::Interference> interference;
+};
+
+// One task: its hot fields inline, its cold ones (errors, history,
+// failures, a backup copy) in `cold`, allocated on first use. Read the cold
+// ones through the accessors (empty when there is none).
+struct TaskRecord {
+  // The current (or last) attempt; where it runs or ran, and its result.
+  // Its tail padding holds the small fields below.
+  [[no_unique_address]] Attempt current;
+  uint32_t index = 0;
+  // The highest attempt number handed out (primaries and backups), so that
+  // a new attempt never reuses a lost backup's number.
+  uint32_t last_attempt = 0;
+  TaskStateByte state = v1::TASK_STATE_QUEUED;
+  bool speculated = false;   // a backup was ever launched
+  bool backup_won = false;   // the backup's result is the one kept
+  // Its work is the job's split, not stored per task:
+  // JobRecord::task_iterations(index) and JobRecord::task_duration().
+  ValuePtr<TaskCold> cold;
+
+  const std::string& error() const { return cold ? cold->error : EmptyString(); }
+  void set_error(std::string e);
+  const std::vector<AttemptRecord>& history() const { return cold ? cold->history : EmptyHistory(); }
+  const std::vector<std::string>& failures() const { return cold ? cold->failures : EmptyFailures(); }
+  std::vector<std::string>& mutable_failures() { return Cold().failures; }
+  std::vector<AttemptRecord>& mutable_history() { return Cold().history; }
+  // The backup copy in flight, or null.
+  Attempt* backup() const { return cold && cold->backup ? &*cold->backup : nullptr; }
+  Attempt& EmplaceBackup() { return Cold().backup.emplace(); }
+  void ResetBackup() {
+    if (cold) cold->backup.reset();
+  }
+  // The current attempt's interference (null: not measured).
+  const v1::Interference* interference() const {
+    return cold && cold->interference ? &*cold->interference : nullptr;
+  }
+  void set_interference(std::optional<v1::Interference> m) {
+    if (m || cold) Cold().interference = std::move(m);
+  }
+  uint32_t stopped_loser() const { return cold ? cold->stopped_loser : 0; }
+  void set_stopped_loser(uint32_t attempt) {
+    if (attempt != 0 || cold) Cold().stopped_loser = attempt;
+  }
+  TaskCold& Cold() { return cold ? *cold : cold.emplace(); }
 
   // The number for a new attempt (primary or backup): never one handed out before.
   uint32_t NextAttemptNumber() {
-    last_attempt = std::max({current.number, backup ? backup->number : 0u, last_attempt}) + 1;
+    const Attempt* b = backup();
+    last_attempt = std::max({current.number, b ? b->number : 0u, last_attempt}) + 1;
     return last_attempt;
   }
   // Moves the current attempt into the history when it had started, and
@@ -145,7 +315,18 @@ struct TaskRecord {
     return current.started_at != absl::InfinitePast() && current.ended_at != absl::InfinitePast();
   }
   double seconds() const { return has_timing() ? absl::ToDoubleSeconds(current.ended_at - current.started_at) : 0; }
+
+  static const std::string& EmptyString();
+
+ private:
+  static const std::vector<AttemptRecord>& EmptyHistory();
+  static const std::vector<std::string>& EmptyFailures();
 };
+
+// A million-task job keeps a million of these: the hot record must not
+// silently grow back (docs/design.md, "The task table").
+inline constexpr size_t kMaxTaskRecordBytes = 120;
+static_assert(sizeof(TaskRecord) <= kMaxTaskRecordBytes, "TaskRecord grew: keep rare fields in TaskCold");
 
 struct JobRecord {
   std::string id;
@@ -189,6 +370,12 @@ struct JobRecord {
   uint32_t total_tasks() const { return tasks.empty() ? task_count : static_cast<uint32_t>(tasks.size()); }
   uint32_t done() const { return succeeded + failed + cancelled; }
   uint32_t max_attempts() const;
+  // Every task's duration (spin, sleep; zero for the kinds that take
+  // iterations), as SplitJob gives it.
+  absl::Duration task_duration() const;
+  // Task `index`'s iterations (countdown, python; zero for the others),
+  // as SplitJob gives them for the job's number of tasks.
+  uint64_t task_iterations(uint32_t index) const;
   // Every change of a task's state goes through here, keeping `running`.
   void SetTaskState(TaskRecord& t, v1::TaskState state) {
     if (t.state == v1::TASK_STATE_RUNNING) CountDown(running);

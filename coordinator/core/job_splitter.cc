@@ -161,8 +161,24 @@ absl::Status ValidateJobSpec(const v1::JobSpec& spec) {
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::vector<TaskSpec>> SplitJob(const v1::JobSpec& spec, int free_slots,
-                                               int total_slots) {
+absl::Duration TaskDuration(const v1::JobSpec& spec) {
+  if (KindTakesIterations(spec.kind())) return absl::ZeroDuration();
+  return absl::Seconds(spec.duration().seconds()) + absl::Nanoseconds(spec.duration().nanos());
+}
+
+JobPlan PlanFor(const v1::JobSpec& spec, uint32_t tasks) {
+  JobPlan plan;
+  plan.tasks = tasks;
+  plan.duration = TaskDuration(spec);
+  plan.takes_iterations = KindTakesIterations(spec.kind());
+  plan.iterations = spec.iterations();
+  plan.from_total = spec.total() != 0;
+  plan.base = tasks == 0 ? 0 : spec.total() / tasks;
+  plan.remainder = tasks == 0 ? 0 : spec.total() % tasks;
+  return plan;
+}
+
+absl::StatusOr<JobPlan> PlanJob(const v1::JobSpec& spec, int free_slots, int total_slots) {
   BF_RETURN_IF_ERROR(ValidateJobSpec(spec));
   uint64_t n = spec.tasks();
   if (spec.tasks_auto()) {
@@ -174,25 +190,19 @@ absl::StatusOr<std::vector<TaskSpec>> SplitJob(const v1::JobSpec& spec, int free
     if (spec.total() != 0 && spec.total() < n) n = spec.total();
     if (n > limits::kMaxTasksPerJob) n = limits::kMaxTasksPerJob;
   }
-  absl::Duration duration;
-  if (!KindTakesIterations(spec.kind())) {
-    duration = absl::Seconds(spec.duration().seconds()) + absl::Nanoseconds(spec.duration().nanos());
-  }
-  std::vector<TaskSpec> tasks(n);
-  const uint64_t base = spec.total() / n;
-  const uint64_t remainder = spec.total() % n;
-  if (spec.total() != 0 && base + (remainder != 0) > limits::kMaxIterationsPerTask) {
+  const JobPlan plan = PlanFor(spec, static_cast<uint32_t>(n));
+  if (plan.from_total && plan.base + (plan.remainder != 0) > limits::kMaxIterationsPerTask) {
     return absl::InvalidArgumentError(absl::StrCat("total / tasks must be at most ",
                                                    limits::kMaxIterationsPerTask, " iterations per task"));
   }
-  for (uint64_t i = 0; i < n; ++i) {
-    TaskSpec& t = tasks[i];
-    t.index = static_cast<uint32_t>(i);
-    t.duration = duration;
-    if (KindTakesIterations(spec.kind())) {
-      t.iterations = spec.total() != 0 ? base + (i < remainder ? 1 : 0) : spec.iterations();
-    }
-  }
+  return plan;
+}
+
+absl::StatusOr<std::vector<TaskSpec>> SplitJob(const v1::JobSpec& spec, int free_slots,
+                                               int total_slots) {
+  BF_ASSIGN_OR_RETURN(const JobPlan plan, PlanJob(spec, free_slots, total_slots));
+  std::vector<TaskSpec> tasks(plan.tasks);
+  for (uint32_t i = 0; i < plan.tasks; ++i) tasks[i] = plan.Task(i);
   return tasks;
 }
 

@@ -34,6 +34,35 @@ absl::Status ValidateJobSpec(const v1::JobSpec& spec);
 // limits::kMaxNameBytes bytes. `field` names it in the error.
 absl::Status ValidateName(absl::string_view field, absl::string_view name, bool allow_empty);
 
+// A job's split without a vector of its tasks (a million-task job needs
+// none): how many, and each one's work by index.
+struct JobPlan {
+  uint32_t tasks = 0;
+  absl::Duration duration;  // every task's (spin, sleep)
+  bool takes_iterations = false;
+  uint64_t iterations = 0;  // every task's, when not split from a total
+  // Split from a total: `base` each, one more for the first `remainder`.
+  bool from_total = false;
+  uint64_t base = 0;
+  uint64_t remainder = 0;
+
+  uint64_t Iterations(uint32_t index) const {
+    if (!takes_iterations) return 0;
+    return from_total ? base + (index < remainder ? 1 : 0) : iterations;
+  }
+  TaskSpec Task(uint32_t index) const { return TaskSpec{index, Iterations(index), duration}; }
+};
+
+// Every task's duration: the spec's for spin and sleep, zero for the
+// kinds that take iterations.
+absl::Duration TaskDuration(const v1::JobSpec& spec);
+
+// The plan of a job split into `tasks` tasks (a validated spec; tasks >= 1).
+JobPlan PlanFor(const v1::JobSpec& spec, uint32_t tasks);
+
+// The plan of a job: what SplitJob returns, as a formula.
+absl::StatusOr<JobPlan> PlanJob(const v1::JobSpec& spec, int free_slots, int total_slots);
+
 // Splits a validated job into tasks. A pure function.
 //  - `tasks` N with `iterations` I: N tasks of I iterations each;
 //  - `total` T with `tasks` N: N near-equal parts, the first T mod N one larger;

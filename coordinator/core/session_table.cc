@@ -127,12 +127,11 @@ void Session::RecordTiming(const v1::TaskResult& result, v1::TaskKind kind, absl
   a.slot = result.slot();
   a.result_at = now;
   a.pid = result.pid();
-  a.start_cpu = result.has_start_cpu() ? static_cast<int>(result.start_cpu()) : -1;
-  a.end_cpu = result.has_end_cpu() ? static_cast<int>(result.end_cpu()) : -1;
+  a.start_cpu = CpuNumber(result.has_start_cpu(), result.start_cpu());
+  a.end_cpu = CpuNumber(result.has_end_cpu(), result.end_cpu());
   a.migrated = result.migrated();
   a.bound_cpus = result.bound_cpus();
   a.calibrated_rate = CalibratedRate(kind, a.start_cpu);
-  a.interference = result.has_interference() ? std::optional(result.interference()) : std::nullopt;
   a.cpu_ns = result.cpu_ns();
   a.iterations_done = result.iterations_done();
   const absl::Duration ran = absl::Nanoseconds(result.end_mono_ns() - result.start_mono_ns());
@@ -140,7 +139,7 @@ void Session::RecordTiming(const v1::TaskResult& result, v1::TaskKind kind, absl
   // The offset estimate is only good to half a round trip; keep what we
   // know for sure: the attempt ran between its assignment and its result.
   if (a.started_at < a.assigned_at) a.started_at = a.assigned_at;
-  if (a.started_at + ran > now) a.started_at = std::max(a.assigned_at, now - ran);
+  if (a.started_at + ran > now) a.started_at = std::max(a.assigned_at.time(), now - ran);
   a.ended_at = a.started_at + ran;
 }
 

@@ -1,6 +1,9 @@
 #include "coordinator/core/timing_aggregator.h"
 
 #include <algorithm>
+#include <bit>
+#include <cmath>
+#include <map>
 #include <set>
 #include <utility>
 #include <vector>
@@ -65,16 +68,17 @@ void AddAttempts(const JobRecord& job, absl::Time now, uint32_t limit, size_t bu
   uint32_t omitted = 0;
   size_t used = BytesSoFar(*r);
   for (const TaskRecord& t : job.tasks) {
-    const size_t started = t.history.size() + (t.current.started_at != absl::InfinitePast() ? 1 : 0);
+    const size_t started = t.history().size() + (t.current.started_at != absl::InfinitePast() ? 1 : 0);
     if (static_cast<size_t>(r->attempts_size()) + started > limit || used > budget) {
       omitted += static_cast<uint32_t>(started);
       continue;
     }
     const int before = r->attempts_size();
-    for (const AttemptRecord& a : t.history) AddAttempt(job, t.index, a, open_end, r);
+    for (const AttemptRecord& a : t.history()) AddAttempt(job, t.index, a, open_end, r);
     if (t.current.started_at != absl::InfinitePast()) {
-      AttemptRecord last = t.current.ToRecord(t.state, t.backup_won, t.error, open_end);
+      AttemptRecord last = t.current.ToRecord(t.state, t.backup_won, t.error(), open_end);
       last.ended_at = t.current.ended_at;  // AddAttempt ends an open one at open_end
+      if (const v1::Interference* m = t.interference()) last.interference = *m;
       AddAttempt(job, t.index, last, open_end, r);
     }
     size_t task_bytes = 0;
@@ -138,9 +142,31 @@ struct PerWorker {
   uint64_t iterations = 0;
   double busy = 0;
   std::set<uint32_t> slots;
-  std::vector<double> calibrated_rates;  // of its tasks that have one
+  // The calibrated rates of its tasks that have one, with how many tasks
+  // had each (a few distinct values, however many tasks).
+  std::map<double, uint64_t> calibrated_rates;
+  uint64_t rated_tasks = 0;
   InterferenceSums interference;
 };
+
+// The median of the rates counted, as Quantile(sorted, 0.5) over every
+// task's rate would give it.
+double MedianRate(const PerWorker& w) {
+  const double rank = 0.5 * static_cast<double>(w.rated_tasks - 1);
+  const auto lo = static_cast<uint64_t>(rank);
+  const uint64_t hi = std::min(lo + 1, w.rated_tasks - 1);
+  double lo_value = 0, hi_value = 0;
+  uint64_t seen = 0;
+  for (const auto& [rate, count] : w.calibrated_rates) {
+    if (lo >= seen && lo < seen + count) lo_value = rate;
+    if (hi >= seen && hi < seen + count) {
+      hi_value = rate;
+      break;
+    }
+    seen += count;
+  }
+  return lo_value + (hi_value - lo_value) * (rank - static_cast<double>(lo));
+}
 
 // A task's rate (iterations / its own seconds) against its core's
 // calibrated rate; 0 when either is unknown.
@@ -156,12 +182,12 @@ std::optional<double> KnownRatio(double ratio) { return ratio > 0 ? std::optiona
 struct TaskTotals {
   absl::Time first_start = absl::InfiniteFuture();
   absl::Time last_end = absl::InfinitePast();
-  std::vector<double> succeeded_seconds;
   double serial = 0;
   double cpu = 0;
   double queued_sum = 0, dispatch_sum = 0, result_sum = 0;
   int phase_count = 0;
-  std::set<std::pair<std::string, uint32_t>> slots_used;
+  // (worker name id, slot) pairs: Name ids, no string per task.
+  std::set<std::pair<uint32_t, uint32_t>> slots_used;
   std::map<std::string, PerWorker> per_worker;
   // The work-based serial time: iterations / calibrated rate, summed over
   // succeeded tasks; invalid once one of them has no calibrated rate.
@@ -185,21 +211,23 @@ TaskTotals SumTasks(const JobRecord& job) {
   for (const TaskRecord& t : job.tasks) {
     if (!t.has_timing()) continue;
     const Attempt& a = t.current;
-    s.first_start = std::min(s.first_start, a.started_at);
-    s.last_end = std::max(s.last_end, a.ended_at);
+    s.first_start = std::min(s.first_start, a.started_at.time());
+    s.last_end = std::max(s.last_end, a.ended_at.time());
     const double secs = t.seconds();
     s.cpu += static_cast<double>(a.cpu_ns) / 1e9;
-    s.slots_used.emplace(a.worker, a.slot);
+    s.slots_used.emplace(a.worker.id(), a.slot);
     PerWorker& w = s.per_worker[a.worker];
     w.host = a.host;
     w.tasks += 1;
     w.iterations += a.iterations_done;
     w.busy += secs;
     w.slots.insert(a.slot);
-    if (a.calibrated_rate > 0) w.calibrated_rates.push_back(a.calibrated_rate);
-    if (a.interference) w.interference.Add(*a.interference, secs);
+    if (a.calibrated_rate > 0) {
+      ++w.calibrated_rates[a.calibrated_rate];
+      ++w.rated_tasks;
+    }
+    if (const v1::Interference* m = t.interference()) w.interference.Add(*m, secs);
     if (t.state == v1::TASK_STATE_SUCCEEDED) {
-      s.succeeded_seconds.push_back(secs);
       s.serial += secs;
       AddWork(t, s);
       if (a.assigned_at != absl::InfinitePast() && a.result_at != absl::InfinitePast()) {
@@ -210,6 +238,76 @@ TaskTotals SumTasks(const JobRecord& job) {
       }
     }
   }
+  return s;
+}
+
+// The run time, in ns, of each succeeded task with timing (what
+// TaskRecord::seconds gives in seconds), in table order.
+template <typename F>
+void ForEachRunNs(const JobRecord& job, F&& f) {
+  for (const TaskRecord& t : job.tasks) {
+    if (t.state != v1::TASK_STATE_SUCCEEDED || !t.has_timing()) continue;
+    f(absl::ToInt64Nanoseconds(t.current.ended_at - t.current.started_at));
+  }
+}
+
+// `key` >> `shift`, 0 past the key's 64 bits.
+uint64_t HighBits(uint64_t key, int shift) { return shift >= 64 ? 0 : key >> shift; }
+
+// The k-th smallest (0-based) run time, by radix select over the table
+// (16 bits a pass, from the top of the `bits`-bit range above `min_ns`):
+// no copy of a million run times.
+int64_t KthRunNs(const JobRecord& job, uint64_t k, int64_t min_ns, int bits) {
+  uint64_t prefix = 0;  // the key's bits above `shift` found so far
+  std::vector<uint64_t> counts(uint64_t{1} << 16);
+  for (int shift = bits; shift > 0;) {
+    const int digit_bits = std::min(16, shift);
+    shift -= digit_bits;
+    std::fill(counts.begin(), counts.end(), 0);
+    ForEachRunNs(job, [&](int64_t ns) {
+      const uint64_t key = static_cast<uint64_t>(ns) - static_cast<uint64_t>(min_ns);
+      if (HighBits(key, shift + digit_bits) == prefix) ++counts[(key >> shift) & ((uint64_t{1} << digit_bits) - 1)];
+    });
+    uint64_t digit = 0;
+    while (k >= counts[digit]) k -= counts[digit++];
+    prefix = (prefix << digit_bits) | digit;
+  }
+  return static_cast<int64_t>(static_cast<uint64_t>(min_ns) + prefix);
+}
+
+// The succeeded tasks' run times summarized as Summarize over their
+// seconds would (the same quantiles; sum and mean, which the report does
+// not use, in table order), read from the table in place.
+Summary SummarizeSucceeded(const JobRecord& job) {
+  Summary s;
+  int64_t min_ns = INT64_MAX, max_ns = INT64_MIN;
+  ForEachRunNs(job, [&](int64_t ns) {
+    ++s.count;
+    min_ns = std::min(min_ns, ns);
+    max_ns = std::max(max_ns, ns);
+    s.sum += absl::ToDoubleSeconds(absl::Nanoseconds(ns));
+  });
+  if (s.count == 0) return s;
+  const auto seconds = [](int64_t ns) { return absl::ToDoubleSeconds(absl::Nanoseconds(ns)); };
+  const int bits = std::bit_width(static_cast<uint64_t>(max_ns) - static_cast<uint64_t>(min_ns));
+  std::map<uint64_t, double> kth;  // rank -> seconds, each selected once
+  const auto at = [&](uint64_t k) {
+    auto [it, added] = kth.try_emplace(k, 0.0);
+    if (added) it->second = seconds(KthRunNs(job, k, min_ns, bits));
+    return it->second;
+  };
+  const auto quantile = [&](double q) {
+    const double rank = q * static_cast<double>(s.count - 1);
+    const auto lo = static_cast<uint64_t>(std::floor(rank));
+    const uint64_t hi = std::min<uint64_t>(lo + 1, s.count - 1);
+    return at(lo) + (at(hi) - at(lo)) * (rank - static_cast<double>(lo));
+  };
+  s.min = seconds(min_ns);
+  s.max = seconds(max_ns);
+  s.p50 = quantile(0.50);
+  s.p90 = quantile(0.90);
+  s.p99 = quantile(0.99);
+  s.mean = s.sum / static_cast<double>(s.count);
   return s;
 }
 
@@ -277,8 +375,8 @@ void AddWorkers(const TaskTotals& s, const std::map<std::string, WorkerFacts>& w
     const double capacity = static_cast<double>(w.slots.size()) * makespan;
     wt->set_utilization(capacity > 0 ? w.busy / capacity : 0);
     wt->set_iterations_per_second(w.busy > 0 ? static_cast<double>(w.iterations) / w.busy : 0);
-    if (!w.calibrated_rates.empty()) {
-      const double rate = Summarize(w.calibrated_rates).p50;
+    if (w.rated_tasks > 0) {
+      const double rate = MedianRate(w);
       wt->set_calibrated_rate(rate);
       wt->set_rate_ratio(wt->iterations_per_second() / rate);
     }
@@ -315,8 +413,8 @@ void AddTaskRow(const JobRecord& job, const TaskRecord& t, bool straggler, v1::T
   tt->set_slot(a.slot);
   tt->set_attempt(a.number);
   tt->set_state(t.state);
-  tt->set_iterations(t.iterations);
-  tt->set_error(t.error);
+  tt->set_iterations(job.task_iterations(t.index));
+  tt->set_error(t.error());
   tt->set_speculated(t.speculated);
   tt->set_backup_won(t.backup_won);
   tt->set_pid(a.pid);
@@ -324,8 +422,12 @@ void AddTaskRow(const JobRecord& job, const TaskRecord& t, bool straggler, v1::T
   if (a.end_cpu >= 0) tt->set_end_cpu(static_cast<uint32_t>(a.end_cpu));
   tt->set_migrated(a.migrated);
   tt->set_bound_cpus(a.bound_cpus);
-  if (a.interference) *tt->mutable_interference() = *a.interference;
-  if (straggler) tt->set_slow_cause(StragglerCause(a.interference, t.seconds(), KnownRatio(RateRatio(t))));
+  const v1::Interference* measured = t.interference();
+  if (measured != nullptr) *tt->mutable_interference() = *measured;
+  if (straggler) {
+    tt->set_slow_cause(StragglerCause(measured ? std::optional(*measured) : std::nullopt, t.seconds(),
+                                      KnownRatio(RateRatio(t))));
+  }
   if (!t.has_timing()) return;
   tt->set_start_offset_seconds(Seconds(job.submitted_at, a.started_at));
   tt->set_seconds(t.seconds());
@@ -369,7 +471,7 @@ v1::JobReport BuildReport(const JobRecord& job, const std::map<std::string, Work
   v1::JobReport r;
   AddHeader(job, &r);
   const TaskTotals totals = SumTasks(job);
-  const Summary summary = Summarize(totals.succeeded_seconds);
+  const Summary summary = SummarizeSucceeded(job);
   const double makespan = AddTiming(job, totals, summary, now, r.mutable_timing());
   AddWorkers(totals, workers, makespan, &r);
   AddStragglers(job, summary, &r);

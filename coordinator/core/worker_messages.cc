@@ -141,9 +141,9 @@ v1::Assignment MakeAssignment(const JobRecord& job, const TaskRecord& task, uint
   a.mutable_task()->set_task_index(task.index);
   a.mutable_task()->set_attempt(attempt);
   a.set_kind(job.spec.kind());
-  a.set_iterations(task.iterations);
+  a.set_iterations(job.task_iterations(task.index));
   if (!KindTakesIterations(job.spec.kind())) {
-    *a.mutable_duration() = ToProtoDuration(task.duration);
+    *a.mutable_duration() = ToProtoDuration(job.task_duration());
   }
   a.set_exec(job.spec.exec());
   if (job.spec.has_task_timeout()) *a.mutable_timeout() = job.spec.task_timeout();

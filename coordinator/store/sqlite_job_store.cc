@@ -293,9 +293,9 @@ absl::Status SqliteJobStore::CreateJob(const JobRecord& job) {
   created.reserve(job.tasks.size());
   for (const TaskRecord& t : job.tasks) {
     if (t.state == v1::TASK_STATE_QUEUED && t.current.number == 0) {
-      created.push_back({t.index, t.iterations, absl::ToInt64Nanoseconds(t.duration)});
+      created.push_back({t.index, job.task_iterations(t.index), absl::ToInt64Nanoseconds(job.task_duration())});
     } else {
-      pending_.tasks[job.id].insert_or_assign(t.index, TaskRow(t));
+      pending_.tasks[job.id].insert_or_assign(t.index, TaskRow(job, t));
     }
   }
   queued_rows_ += job.tasks.size() + 1;
@@ -318,7 +318,7 @@ absl::Status SqliteJobStore::SaveJob(const JobRecord& job, const std::vector<uin
   if (changed_tasks.empty()) return absl::OkStatus();
   absl::btree_map<uint32_t, TaskRow>& rows = pending_.tasks[job.id];
   for (const uint32_t i : changed_tasks) {
-    if (i < job.tasks.size()) rows.insert_or_assign(i, TaskRow(job.tasks[i]));
+    if (i < job.tasks.size()) rows.insert_or_assign(i, TaskRow(job, job.tasks[i]));
   }
   return absl::OkStatus();
 }
@@ -328,17 +328,17 @@ bool SqliteJobStore::UpdateBacklogged() {
   return backlogged_.exchange(now, std::memory_order_relaxed) && !now;
 }
 
-SqliteJobStore::TaskRow::TaskRow(const TaskRecord& t)
+SqliteJobStore::TaskRow::TaskRow(const JobRecord& job, const TaskRecord& t)
     : index(t.index),
       attempt(t.current.number),
       slot(t.current.slot),
       state(t.state),
-      iterations(t.iterations),
-      duration(t.duration),
+      iterations(job.task_iterations(t.index)),
+      duration(job.task_duration()),
       worker(t.current.worker),
       host(t.current.host),
-      error(t.error),
-      failures(absl::StrJoin(t.failures, "\n")),
+      error(t.error()),
+      failures(absl::StrJoin(t.failures(), "\n")),
       assigned_at(t.current.assigned_at),
       started_at(t.current.started_at),
       ended_at(t.current.ended_at),
@@ -352,7 +352,7 @@ SqliteJobStore::TaskRow::TaskRow(const TaskRecord& t)
       migrated(t.current.migrated),
       bound_cpus(t.current.bound_cpus),
       calibrated_rate(t.current.calibrated_rate),
-      interference(t.current.interference ? t.current.interference->SerializeAsString() : std::string()) {}
+      interference(t.interference() ? t.interference()->SerializeAsString() : std::string()) {}
 
 uint64_t SqliteJobStore::Pending::Rows() const {
   uint64_t rows = headers.size() + deletes.size();
@@ -710,8 +710,8 @@ absl::StatusOr<JobRecord> SqliteJobStore::LoadJobLocked(const std::string& id) c
   while (sqlite3_step(tasks.get()) == SQLITE_ROW) {
     TaskRecord t;
     t.index = static_cast<uint32_t>(tasks.ColInt(0));
-    t.iterations = static_cast<uint64_t>(tasks.ColInt(1));
-    t.duration = absl::Nanoseconds(tasks.ColInt(2));
+    // Columns 1 and 2, its iterations and duration, are the job's split
+    // (JobRecord::task_iterations, task_duration).
     t.state = static_cast<v1::TaskState>(tasks.ColInt(3));
     t.current.number = static_cast<uint32_t>(tasks.ColInt(4));
     t.current.worker = tasks.ColText(5);
@@ -723,9 +723,9 @@ absl::StatusOr<JobRecord> SqliteJobStore::LoadJobLocked(const std::string& id) c
     t.current.result_at = tasks.ColTime(11);
     t.current.cpu_ns = tasks.ColInt(12);
     t.current.iterations_done = static_cast<uint64_t>(tasks.ColInt(13));
-    t.error = tasks.ColText(14);
+    t.set_error(tasks.ColText(14));
     const std::string failures = tasks.ColText(15);
-    if (!failures.empty()) t.failures = absl::StrSplit(failures, '\n');
+    if (!failures.empty()) t.mutable_failures() = absl::StrSplit(failures, '\n');
     t.speculated = tasks.ColInt(16) != 0;
     t.backup_won = tasks.ColInt(17) != 0;
     t.current.start_cpu = static_cast<int>(tasks.ColInt(18));
@@ -735,7 +735,7 @@ absl::StatusOr<JobRecord> SqliteJobStore::LoadJobLocked(const std::string& id) c
     t.current.calibrated_rate = tasks.ColDouble(22);
     if (const std::string blob = tasks.ColBlob(23); !blob.empty()) {
       v1::Interference m;
-      if (m.ParseFromString(blob)) t.current.interference = std::move(m);  // unreadable: not measured
+      if (m.ParseFromString(blob)) t.set_interference(std::move(m));  // unreadable: not measured
     }
     if (t.index != r.tasks.size()) {
       return absl::DataLossError(absl::StrCat("database ", path_, ": job ", id, " is missing task ", r.tasks.size()));

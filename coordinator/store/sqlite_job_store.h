@@ -102,7 +102,7 @@ class SqliteJobStore : public JobStore {
   // also carries sessions, speculation state and history, over twice the
   // size, and a busy coordinator queues hundreds of thousands a second).
   struct TaskRow {
-    explicit TaskRow(const TaskRecord& t);
+    TaskRow(const JobRecord& job, const TaskRecord& t);
     uint32_t index;
     uint32_t attempt;
     uint32_t slot;

@@ -27,6 +27,7 @@ JobRecord FinishedJob(uint32_t n) {
   job.id = "job-1";
   job.spec.set_kind(v1::TASK_KIND_COUNTDOWN);
   job.spec.set_tasks(n);
+  job.spec.set_iterations(1000);
   job.state = v1::JOB_STATE_SUCCEEDED;
   job.submitted_at = kT0;
   job.tasks.resize(n);
@@ -35,7 +36,6 @@ JobRecord FinishedJob(uint32_t n) {
     TaskRecord& t = job.tasks[i];
     const int w = static_cast<int>(i % 2);
     t.index = i;
-    t.iterations = 1000;
     t.state = v1::TASK_STATE_SUCCEEDED;
     t.current.number = 1;
     t.current.session = w == 0 ? "s-a" : "s-b";
@@ -47,7 +47,7 @@ JobRecord FinishedJob(uint32_t n) {
     t.current.ended_at = t.current.started_at + absl::Microseconds(1000 + (i * 7919) % 600);
     t.current.result_at = t.current.ended_at + absl::Microseconds(30);
     t.current.cpu_ns = absl::ToInt64Nanoseconds(t.current.ended_at - t.current.started_at);
-    t.current.iterations_done = t.iterations;
+    t.current.iterations_done = job.task_iterations(i);
     clock[w] = t.current.ended_at;
   }
   job.succeeded = n;

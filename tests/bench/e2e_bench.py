@@ -425,13 +425,21 @@ def wait_job(c, job_id, n, timeout):
         time.sleep(0.25)
 
 
-def target5(b, sizes):
-    """Scale: a million-task job; 1,000 and 10,000 heartbeating sessions."""
+# The issue's bar for a million-task job's coordinator (VmHWM over submit,
+# run and `status`).
+T5_RSS_MIB = 150
+
+
+def million_task_job(b, sizes, db):
+    """A million-task job on a `db` (":memory:" or "file") coordinator: its
+    rows, `status` time and the coordinator's peak RSS."""
     n = sizes["t5_tasks"]
-    with Cluster(b, ":memory:", workers=2) as c:
+    label = "" if db == ":memory:" else ", SQLite file"
+    with Cluster(b, db, workers=2) as c:
         t0 = time.perf_counter()
         sub = c.coordctl_json("submit", "--tasks", str(n), "--iterations", "0")
         submit_s = time.perf_counter() - t0
+        submit_mib = status_kib(c.pid, "VmHWM") / 1024
         state = wait_job(c, sub["id"], n, sizes["t5_timeout"])
         run_s = time.perf_counter() - t0
         # Every task accounted for, from the summary (no task rows).
@@ -439,31 +447,38 @@ def target5(b, sizes):
                            capture_output=True, text=True, timeout=120)
         if p.returncode != 0:
             raise BenchError(f"job_summary {sub['id']}: rc {p.returncode}: {p.stderr.strip()[-500:]}")
-        check_all_succeeded(json.loads(p.stdout), n, f"target 5 ({n:,}-task job)")
-        hwm_mib = status_kib(c.pid, "VmHWM") / 1024
-        b.row(5, f"{n:,}-task job: tasks accounted for", n, n, "tasks", True,
+        check_all_succeeded(json.loads(p.stdout), n, f"target 5 ({n:,}-task job{label})")
+        run_mib = status_kib(c.pid, "VmHWM") / 1024
+        b.row(5, f"{n:,}-task job{label}: tasks accounted for", n, n, "tasks", True,
               f"{state} in {run_s:.1f} s (submit {submit_s:.2f} s, {n / run_s:,.0f} tasks/s)")
         # What a user types: `coordctl status JOB`, as it comes.
         with tempfile.TemporaryFile() as out:
             t0 = time.perf_counter()
             p = c.coordctl("-o", "json", "status", sub["id"], stdout=out, timeout=600)
             status_s = time.perf_counter() - t0
-            size = out.tell()
             out.seek(0)
             data = out.read()
         if p.returncode != 0:
             err = p.stderr.decode(errors="replace").strip().splitlines()[-1:] or ["?"]
-            b.row(5, "`coordctl -o json status JOB` time", None, 1.0, "s", False,
+            b.row(5, f"`coordctl -o json status JOB` time{label}", None, 1.0, "s", False,
                   f"FAILED after {status_s:.2f} s (rc {p.returncode}): {err[0][:160]}")
             b.rows[-1]["pass"] = False
         else:
             rows = len(json.loads(data).get("tasks") or [])
-            b.row(5, "`coordctl -o json status JOB` time", status_s, 1.0, "s", False,
-                  f"{size / 1e6:.1f} MB of JSON, {rows:,} task rows" +
+            b.row(5, f"`coordctl -o json status JOB` time{label}", status_s, 1.0, "s", False,
+                  f"{len(data) / 1e6:.1f} MB of JSON, {rows:,} task rows" +
                   (" (dumps every task by default)" if rows == n else ""))
         del data
-        hwm_mib = max(hwm_mib, status_kib(c.pid, "VmHWM") / 1024)
-        b.row(5, f"coordinator peak RSS, {n:,}-task job", hwm_mib, 1024, "MiB", False, "VmHWM, after status")
+        hwm_mib = status_kib(c.pid, "VmHWM") / 1024
+        b.row(5, f"coordinator peak RSS, {n:,}-task job{label}", hwm_mib, T5_RSS_MIB, "MiB", False,
+              f"VmHWM: {submit_mib:.0f} after submit, {run_mib:.0f} after the run, {hwm_mib:.0f} after status")
+
+
+def target5(b, sizes):
+    """Scale: a million-task job; 1,000 and 10,000 heartbeating sessions."""
+    million_task_job(b, sizes, ":memory:")
+    if "file" in getattr(b, "db_modes", []):
+        million_task_job(b, sizes, "file")
     for sessions, cpu_bar in sizes["t5_sessions"]:
         swarm_row(b, sizes, sessions, cpu_bar)
 

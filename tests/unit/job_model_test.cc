@@ -7,6 +7,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 
 namespace busyfleet::coordinator {
@@ -43,27 +44,27 @@ class AttemptAccountingTest : public ::testing::Test {
 
 TEST_F(AttemptAccountingTest, CountedFailureIsARetryAndGoesIntoTheHistory) {
   EXPECT_EQ(End("attempt 1 on worker w1: boom", true), AfterFailedAttempt::kQueue);
-  EXPECT_THAT(task().failures, ElementsAre("attempt 1 on worker w1: boom"));
-  EXPECT_EQ(task().error, "attempt 1 on worker w1: boom");
+  EXPECT_THAT(task().failures(), ElementsAre("attempt 1 on worker w1: boom"));
+  EXPECT_EQ(task().error(), "attempt 1 on worker w1: boom");
   EXPECT_EQ(counters_.attempts_failed, 1u);
   EXPECT_EQ(counters_.retried, 1u);
   EXPECT_EQ(job_.retries, 1u);
-  ASSERT_THAT(task().history, SizeIs(1));
-  EXPECT_EQ(task().history[0].state, v1::TASK_STATE_FAILED);
-  EXPECT_EQ(task().history[0].attempt, 1u);
-  EXPECT_EQ(task().history[0].ended_at, now_) << "an open attempt ends now";
+  ASSERT_THAT(task().history(), SizeIs(1));
+  EXPECT_EQ(task().history()[0].state, v1::TASK_STATE_FAILED);
+  EXPECT_EQ(task().history()[0].attempt, 1u);
+  EXPECT_EQ(task().history()[0].ended_at, now_) << "an open attempt ends now";
   EXPECT_EQ(task().current.started_at, absl::InfinitePast()) << "cleared for the next attempt";
   EXPECT_THAT(job_error_, IsEmpty());
 }
 
 TEST_F(AttemptAccountingTest, UncountedEndIsNoFailureAndArchivedAsCancelled) {
   EXPECT_EQ(End("cancelled on worker w1", false), AfterFailedAttempt::kQueue);
-  EXPECT_THAT(task().failures, IsEmpty());
-  EXPECT_EQ(task().error, "cancelled on worker w1");
+  EXPECT_THAT(task().failures(), IsEmpty());
+  EXPECT_EQ(task().error(), "cancelled on worker w1");
   EXPECT_EQ(counters_.attempts_failed, 0u);
   EXPECT_EQ(job_.retries, 0u);
-  ASSERT_THAT(task().history, SizeIs(1));
-  EXPECT_EQ(task().history[0].state, v1::TASK_STATE_CANCELLED);
+  ASSERT_THAT(task().history(), SizeIs(1));
+  EXPECT_EQ(task().history()[0].state, v1::TASK_STATE_CANCELLED);
 }
 
 TEST_F(AttemptAccountingTest, LastAllowedAttemptFailsTheTaskWithEveryReason) {
@@ -72,19 +73,19 @@ TEST_F(AttemptAccountingTest, LastAllowedAttemptFailsTheTaskWithEveryReason) {
   EXPECT_EQ(job_error_, "task 0 failed 2 of 2 attempts: first; second");
   EXPECT_EQ(counters_.attempts_failed, 2u);
   EXPECT_EQ(job_.retries, 1u) << "the last failure is no retry";
-  EXPECT_THAT(task().history, SizeIs(1)) << "the last attempt stays the task's own";
+  EXPECT_THAT(task().history(), SizeIs(1)) << "the last attempt stays the task's own";
 }
 
 TEST_F(AttemptAccountingTest, PermanentFailureFailsTheTaskAtOnce) {
   EXPECT_EQ(End("bad spec", true, /*permanent=*/true), AfterFailedAttempt::kFailTask);
   EXPECT_EQ(job_error_, "task 0 failed and cannot be retried: bad spec");
-  EXPECT_THAT(task().failures, ElementsAre("bad spec"));
+  EXPECT_THAT(task().failures(), ElementsAre("bad spec"));
   EXPECT_EQ(counters_.attempts_failed, 1u);
   EXPECT_EQ(job_.retries, 0u);
 }
 
 TEST_F(AttemptAccountingTest, BackupTakesOverWhenThereIsOne) {
-  task().backup.emplace().number = task().NextAttemptNumber();
+  task().EmplaceBackup().number = task().NextAttemptNumber();
   EXPECT_EQ(End("lost", true), AfterFailedAttempt::kPromoteBackup);
   EXPECT_EQ(job_.retries, 1u);
 }
@@ -93,26 +94,26 @@ TEST(AttemptTest, NumbersNeverRepeatNotEvenALostBackups) {
   TaskRecord t;
   t.current.number = t.NextAttemptNumber();
   EXPECT_EQ(t.current.number, 1u);
-  t.backup.emplace().number = t.NextAttemptNumber();
-  EXPECT_EQ(t.backup->number, 2u);
+  t.EmplaceBackup().number = t.NextAttemptNumber();
+  EXPECT_EQ(t.backup()->number, 2u);
   t.DropBackup(v1::TASK_STATE_FAILED, "lost", absl::FromUnixSeconds(1));
-  EXPECT_THAT(t.history, IsEmpty()) << "a backup that never started leaves no history";
+  EXPECT_THAT(t.history(), IsEmpty()) << "a backup that never started leaves no history";
   EXPECT_EQ(t.NextAttemptNumber(), 3u);
 }
 
 TEST(AttemptTest, DroppedBackupThatStartedIsArchivedAsABackup) {
   TaskRecord t;
-  Attempt& b = t.backup.emplace();
+  Attempt& b = t.EmplaceBackup();
   b.number = 2;
   b.worker = "w2";
   b.started_at = absl::FromUnixSeconds(10);
   t.DropBackup(v1::TASK_STATE_CANCELLED, "the job ended", absl::FromUnixSeconds(12));
-  EXPECT_FALSE(t.backup.has_value());
-  ASSERT_THAT(t.history, SizeIs(1));
-  EXPECT_TRUE(t.history[0].backup);
-  EXPECT_EQ(t.history[0].worker, "w2");
-  EXPECT_EQ(t.history[0].ended_at, absl::FromUnixSeconds(12));
-  EXPECT_EQ(t.history[0].error, "the job ended");
+  EXPECT_EQ(t.backup(), nullptr);
+  ASSERT_THAT(t.history(), SizeIs(1));
+  EXPECT_TRUE(t.history()[0].backup);
+  EXPECT_EQ(t.history()[0].worker, "w2");
+  EXPECT_EQ(t.history()[0].ended_at, absl::FromUnixSeconds(12));
+  EXPECT_EQ(t.history()[0].error, "the job ended");
 }
 
 TEST(JobRecordTest, SetTaskStateKeepsTheRunningCount) {
@@ -133,6 +134,90 @@ TEST(CountDownDeathTest, GoingBelowZeroFailsInDebugBuilds) {
   EXPECT_DEATH(CountDown(count), "below zero");
 }
 #endif
+
+TEST(TaskRecordLayoutTest, HotRecordStaysSmallAndColdDataIsAllocatedOnlyWhenUsed) {
+  // A million-task job keeps a million records (issue 17: 150 MiB for the
+  // whole coordinator); a task that ran once and succeeded has no cold part.
+  EXPECT_LE(sizeof(TaskRecord), kMaxTaskRecordBytes);
+  TaskRecord t;
+  t.set_error("");
+  t.set_stopped_loser(0);
+  t.set_interference(std::nullopt);
+  EXPECT_FALSE(t.cold) << "clearing what is not there allocates nothing";
+  EXPECT_EQ(t.error(), "");
+  EXPECT_THAT(t.history(), IsEmpty());
+  EXPECT_THAT(t.failures(), IsEmpty());
+  EXPECT_EQ(t.backup(), nullptr);
+  EXPECT_EQ(t.interference(), nullptr);
+  t.set_error("boom");
+  ASSERT_TRUE(t.cold);
+  const TaskRecord copy = t;
+  t.set_error("other");
+  EXPECT_EQ(copy.error(), "boom") << "copies are deep";
+}
+
+// The task's own small fields sit in the tail padding of its current
+// attempt ([[no_unique_address]]): assigning a whole attempt, as a backup
+// taking over does, must leave them alone.
+TEST(TaskRecordLayoutTest, AssigningTheCurrentAttemptKeepsTheTasksFields) {
+  TaskRecord t;
+  t.index = 123'456;
+  t.last_attempt = 7;
+  t.state = v1::TASK_STATE_RUNNING;
+  t.speculated = true;
+  t.backup_won = true;
+  Attempt a;
+  a.number = 5;
+  a.running = true;
+  a.migrated = true;
+  a.start_cpu = 3;
+  t.current = a;
+  Attempt& b = t.EmplaceBackup();
+  b.number = 6;
+  b.running = true;
+  EXPECT_TRUE(t.TakeOverFromBackup());
+  EXPECT_EQ(t.current.number, 6u);
+  EXPECT_FALSE(t.current.running);
+  EXPECT_EQ(t.index, 123'456u);
+  EXPECT_EQ(t.last_attempt, 7u);
+  EXPECT_EQ(t.state, v1::TASK_STATE_RUNNING);
+  EXPECT_TRUE(t.speculated);
+  EXPECT_TRUE(t.backup_won);
+}
+
+TEST(TaskRecordLayoutTest, NamesAreInternedAndReadBack) {
+  const Name a("worker-a");
+  const Name b(std::string("worker-a"));
+  const Name c("worker-c");
+  EXPECT_EQ(a, b);
+  EXPECT_EQ(a.id(), b.id());
+  EXPECT_FALSE(a == c);
+  EXPECT_EQ(a.str(), "worker-a");
+  EXPECT_EQ(c, std::string("worker-c"));
+  EXPECT_EQ(absl::StrCat("on ", c.str()), "on worker-c");
+  Name empty;
+  EXPECT_TRUE(empty.empty());
+  EXPECT_EQ(empty.str(), "");
+  EXPECT_TRUE(Name("").empty());
+  Name d = a;
+  d.clear();
+  EXPECT_TRUE(d.empty());
+}
+
+TEST(TaskRecordLayoutTest, WallNsKeepsNanosecondsAndNotSet) {
+  const WallNs unset;
+  EXPECT_EQ(unset, absl::InfinitePast());
+  EXPECT_EQ(absl::Time(unset), absl::InfinitePast());
+  const absl::Time t = absl::FromUnixNanos(1'700'000'000'123'456'789);
+  const WallNs w = t;
+  EXPECT_EQ(absl::Time(w), t);
+  EXPECT_TRUE(unset < w);
+  EXPECT_TRUE(w > absl::InfinitePast());
+  EXPECT_EQ(WallNs(t + absl::Seconds(1)) - w, absl::Seconds(1));
+  EXPECT_EQ(w + absl::Nanoseconds(1), t + absl::Nanoseconds(1));
+  const MonoTime m = MonoTime::FromNanos(42);
+  EXPECT_EQ(MonoNs(m).time(), m);
+}
 
 }  // namespace
 }  // namespace busyfleet::coordinator

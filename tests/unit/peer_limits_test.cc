@@ -124,9 +124,10 @@ JobRecord JobOfLongErrors(uint32_t tasks) {
     t.current.host = worker;
     t.current.started_at = job.submitted_at + absl::Seconds(1);
     t.current.ended_at = job.submitted_at + absl::Seconds(2);
-    t.error = absl::StrCat("attempt 3 on worker ", worker, ": ", std::string(limits::kMaxErrorBytes, 'e'));
-    for (uint32_t a = 1; a < 3; ++a) t.history.push_back(t.current.ToRecord(v1::TASK_STATE_FAILED, false, t.error,
-                                                                            t.current.ended_at));
+    t.set_error(absl::StrCat("attempt 3 on worker ", worker, ": ", std::string(limits::kMaxErrorBytes, 'e')));
+    for (uint32_t a = 1; a < 3; ++a) {
+      t.mutable_history().push_back(t.current.ToRecord(v1::TASK_STATE_FAILED, false, t.error(), t.current.ended_at));
+    }
   }
   job.failed = tasks;
   return job;

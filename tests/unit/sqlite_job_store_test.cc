@@ -42,7 +42,6 @@ class SqliteJobStoreTest : public ::testing::Test {
     for (int i = 0; i < tasks; ++i) {
       TaskRecord t;
       t.index = static_cast<uint32_t>(i);
-      t.iterations = 1000;
       j.tasks.push_back(t);
     }
     return j;
@@ -69,7 +68,7 @@ TEST_F(SqliteJobStoreTest, JobsAndTasksSurviveReopening) {
     t.current.result_at = job.submitted_at + absl::Milliseconds(1003);
     t.current.cpu_ns = 999'000'000;
     t.current.iterations_done = 1000;
-    t.failures = {"attempt 1 lost with worker w0 (stream closed)"};
+    t.mutable_failures() = {"attempt 1 lost with worker w0 (stream closed)"};
     t.current.start_cpu = 3;
     t.current.end_cpu = 5;
     t.current.migrated = true;
@@ -79,7 +78,7 @@ TEST_F(SqliteJobStoreTest, JobsAndTasksSurviveReopening) {
     m.set_throttled_periods(5);
     m.set_periods(6);
     m.set_steal_share(0.25);
-    t.current.interference = m;
+    t.set_interference(m);
     job.backups_cancelled = 2;
     job.succeeded = 1;
     job.retries = 1;
@@ -104,18 +103,18 @@ TEST_F(SqliteJobStoreTest, JobsAndTasksSurviveReopening) {
   EXPECT_EQ(t.current.slot, 3u);
   EXPECT_EQ(t.current.ended_at - t.current.started_at, absl::Seconds(1));
   EXPECT_EQ(t.current.cpu_ns, 999'000'000);
-  EXPECT_EQ(t.failures, std::vector<std::string>{"attempt 1 lost with worker w0 (stream closed)"});
+  EXPECT_EQ(t.failures(), std::vector<std::string>{"attempt 1 lost with worker w0 (stream closed)"});
   EXPECT_EQ(t.current.start_cpu, 3);
   EXPECT_EQ(t.current.end_cpu, 5);
   EXPECT_TRUE(t.current.migrated);
   EXPECT_EQ(t.current.bound_cpus, "3");
-  ASSERT_TRUE(t.current.interference);
-  EXPECT_EQ(t.current.interference->throttled_ns(), 120'000'000);
-  EXPECT_EQ(t.current.interference->throttled_periods(), 5u);
-  EXPECT_EQ(t.current.interference->periods(), 6u);
-  EXPECT_EQ(t.current.interference->steal_share(), 0.25);
-  EXPECT_FALSE(t.current.interference->has_run_queue_wait_ns());
-  EXPECT_FALSE(loaded.tasks[0].current.interference) << "not measured stays not measured";
+  ASSERT_TRUE(t.interference());
+  EXPECT_EQ(t.interference()->throttled_ns(), 120'000'000);
+  EXPECT_EQ(t.interference()->throttled_periods(), 5u);
+  EXPECT_EQ(t.interference()->periods(), 6u);
+  EXPECT_EQ(t.interference()->steal_share(), 0.25);
+  EXPECT_FALSE(t.interference()->has_run_queue_wait_ns());
+  EXPECT_FALSE(loaded.tasks[0].interference()) << "not measured stays not measured";
   EXPECT_EQ(loaded.backups_cancelled, 2u);
   ASSERT_OK_AND_ASSIGN(auto headers, store->ListJobHeaders(1));
   ASSERT_EQ(headers.size(), 1u);
@@ -126,7 +125,7 @@ TEST_F(SqliteJobStoreTest, JobsAndTasksSurviveReopening) {
   EXPECT_EQ(loaded.tasks[0].current.started_at, absl::InfinitePast());
   // Rows written as created (never changed): index and work intact.
   EXPECT_EQ(loaded.tasks[2].index, 2u);
-  EXPECT_EQ(loaded.tasks[2].iterations, 1000u);
+  EXPECT_EQ(loaded.task_iterations(2), 1000u);
   EXPECT_EQ(loaded.tasks[2].current.number, 0u);
   EXPECT_EQ(loaded.tasks[2].current.worker, "");
 }
@@ -163,21 +162,23 @@ TEST_F(SqliteJobStoreTest, AFileFromBeforeTheNewColumnsGainsThemAndStillReads) {
   ASSERT_EQ(old.tasks.size(), 1u);
   EXPECT_EQ(old.tasks[0].current.start_cpu, -1);
   EXPECT_EQ(old.tasks[0].current.bound_cpus, "");
-  EXPECT_FALSE(old.tasks[0].current.interference);
+  EXPECT_FALSE(old.tasks[0].interference());
   ASSERT_OK_AND_ASSIGN(auto headers, store->ListJobHeaders(5));
   ASSERT_EQ(headers.size(), 1u);
   EXPECT_EQ(headers[0].task_count, 1u);  // counted from the rows
   // And new rows go in with the new columns.
   JobRecord job = MakeJob("j-new", 1);
   job.tasks[0].current.start_cpu = 1;
-  job.tasks[0].current.interference.emplace().set_involuntary_switches(7);
+  v1::Interference measured;
+  measured.set_involuntary_switches(7);
+  job.tasks[0].set_interference(measured);
   ASSERT_OK(store->CreateJob(job));
   ASSERT_OK(store->SaveJob(job, {0}));
   ASSERT_OK(store->Flush());
   ASSERT_OK_AND_ASSIGN(JobRecord fresh, store->LoadJob("j-new"));
   EXPECT_EQ(fresh.tasks[0].current.start_cpu, 1);
-  ASSERT_TRUE(fresh.tasks[0].current.interference);
-  EXPECT_EQ(fresh.tasks[0].current.interference->involuntary_switches(), 7u);
+  ASSERT_TRUE(fresh.tasks[0].interference());
+  EXPECT_EQ(fresh.tasks[0].interference()->involuntary_switches(), 7u);
 }
 
 TEST_F(SqliteJobStoreTest, ListsNewestFirstAndFindsUnfinished) {
@@ -287,9 +288,9 @@ void Succeed(JobRecord& job, uint32_t index) {
   t.state = v1::TASK_STATE_SUCCEEDED;
   t.current.number = 1;
   t.current.worker = "w1";
-  t.current.iterations_done = t.iterations;
+  t.current.iterations_done = job.task_iterations(t.index);
   ++job.succeeded;
-  job.iterations_done += t.iterations;
+  job.iterations_done += job.task_iterations(t.index);
 }
 
 TEST_F(SqliteJobStoreTest, BatchesFailingOnALockAreRetriedInOrderAndNothingIsLost) {

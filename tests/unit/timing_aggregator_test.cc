@@ -27,7 +27,6 @@ TaskRecord Task(uint32_t index, const std::string& worker, int64_t assigned_ms, 
                 int64_t end_ms, int64_t cpu_ms) {
   TaskRecord t;
   t.index = index;
-  t.iterations = kIters;
   t.current.iterations_done = kIters;
   t.state = v1::TASK_STATE_SUCCEEDED;
   t.current.number = 1;
@@ -236,11 +235,11 @@ JobRecord ThrottledJob() {
   m.set_throttled_ns(900'000'000);
   m.set_throttled_periods(9);
   m.set_periods(20);
-  job.tasks[3].current.interference = m;
+  job.tasks[3].set_interference(m);
   m.set_throttled_ns(100'000'000);
   m.set_steal_ns(20'000'000);
   m.set_steal_share(0.02);
-  job.tasks[1].current.interference = m;
+  job.tasks[1].set_interference(m);
   return job;
 }
 
@@ -340,7 +339,7 @@ TEST(BuildReportTest, FailedTasksCountForTheWorkerButNotSerialTime) {
   job.state = v1::JOB_STATE_FAILED;
   job.tasks[2].state = v1::TASK_STATE_FAILED;
   job.tasks[2].current.iterations_done = kIters / 2;
-  job.tasks[2].error = "timed out after 1s";
+  job.tasks[2].set_error("timed out after 1s");
   job.succeeded = 3;
   job.failed = 1;
   const v1::JobReport r = BuildReport(job, {}, At(10'000), true);
@@ -505,6 +504,43 @@ TEST(CalibrationReportTest, WithoutCalibrationNothingIsClaimed) {
   EXPECT_EQ(r.timing().work_serial_seconds(), 0);
   EXPECT_EQ(r.timing().slow_tasks(), 0u);
   EXPECT_EQ(FindWorker(r, "w1")->calibrated_rate(), 0);
+}
+
+// A worker's calibrated rate is the median of its tasks' (counted per
+// distinct rate, not kept per task): with an even count, halfway between
+// the middle two, as Quantile over every task's rate gives it.
+TEST(CalibrationReportTest, WorkersRateIsTheMedianOfItsTasksRates) {
+  JobRecord job = FinishedJob();
+  std::vector<TaskRecord> more;
+  for (uint32_t i = 4; i < 8; ++i) more.push_back(Task(i, "w1", 100, 3'100, 3'200, 100));
+  for (TaskRecord& t : more) job.tasks.push_back(std::move(t));
+  // w1 has tasks 0, 2, 4, 5, 6, 7: rates 1, 1, 2, 3, 3, 3 (M/s); median (2 + 3) / 2.
+  const double rates[] = {1e6, 0, 1e6, 0, 2e6, 3e6, 3e6, 3e6};
+  for (size_t i = 0; i < job.tasks.size(); ++i) job.tasks[i].current.calibrated_rate = rates[i];
+  job.tasks[1].current.calibrated_rate = 5e6;  // w2: tasks 1 and 3; task 3 has none
+  v1::JobReport r = BuildReport(job, {}, At(10'000), /*include_tasks=*/false);
+  ASSERT_NE(FindWorker(r, "w1"), nullptr);
+  EXPECT_NEAR(FindWorker(r, "w1")->calibrated_rate(), 2.5e6, kEps);
+  EXPECT_NEAR(FindWorker(r, "w2")->calibrated_rate(), 5e6, kEps);
+  job.tasks[7].current.calibrated_rate = 0;  // odd count: 1, 1, 2, 3, 3 -> 2
+  r = BuildReport(job, {}, At(10'000), /*include_tasks=*/false);
+  EXPECT_NEAR(FindWorker(r, "w1")->calibrated_rate(), 2e6, kEps);
+}
+
+// Run times past what 32-bit nanoseconds hold (4.29 s) are summarized
+// from 64-bit ones, with the same figures.
+TEST(BuildReportTest, TaskSecondsStatsPastFourSecondsAreExact) {
+  JobRecord job = FinishedJob();
+  job.tasks[3].current.ended_at = At(7'100);  // 6 s
+  job.tasks[3].current.result_at = At(7'300);
+  job.finished_at = At(7'300);
+  const v1::JobReport r = BuildReport(job, {}, At(10'000), /*include_tasks=*/false);
+  // 1, 1, 1, 6 s.
+  EXPECT_NEAR(r.timing().task_seconds().min(), 1.0, kEps);
+  EXPECT_NEAR(r.timing().task_seconds().p50(), 1.0, kEps);
+  EXPECT_NEAR(r.timing().task_seconds().p90(), 4.5, kEps);
+  EXPECT_NEAR(r.timing().task_seconds().p99(), 5.85, kEps);
+  EXPECT_NEAR(r.timing().task_seconds().max(), 6.0, kEps);
 }
 
 }  // namespace
