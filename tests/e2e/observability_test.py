@@ -151,8 +151,10 @@ class BenchTest(harness.ClusterCase):
 
     def test_compare_takes_repeated_runs_a_side(self):
         ids = {}
+        # Tasks of ~50 ms: with ~6 ms ones, a loaded machine could leave the
+        # second slot's thread unscheduled until the first slot had run both.
         for side, extra in (("a", ("--max-slots", "1")), ("b", ())):
-            ids[side] = [self.coordctl_json("submit", "--tasks", "2", "--iterations", "20000000", "--workers",
+            ids[side] = [self.coordctl_json("submit", "--tasks", "2", "--iterations", "200000000", "--workers",
                                             "bench-big", *extra, "--wait")["id"] for _ in range(3)]
         out = self.coordctl_json("compare", ",".join(ids["a"]), ",".join(ids["b"]))
         self.assertEqual(out["a"]["ids"], ids["a"])
