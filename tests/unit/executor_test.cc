@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <optional>
 #include <set>
 #include <string>
 #include <thread>
@@ -124,6 +125,17 @@ Executor::Options Slots(int n, v1::ExecMode mode = v1::EXEC_MODE_THREAD) {
   o.slots = n;
   o.default_exec = mode;
   return o;
+}
+
+// Runs `a` alone on a one-slot executor with a 50 ms timeout; its result,
+// or nullopt when none came within 5 s.
+std::optional<v1::TaskResult> RunWith50msTimeout(v1::Assignment a) {
+  Recorder rec;
+  Executor ex(Slots(1), rec.OnStarted(), rec.OnFinished());
+  SetTimeout(&a, absl::Milliseconds(50));
+  ex.Submit(a);
+  if (!rec.WaitForResults(1, absl::Seconds(5))) return std::nullopt;
+  return rec.results()[0];
 }
 
 const v1::TaskResult* FindResult(const std::vector<v1::TaskResult>& rs, uint32_t index) {
@@ -375,13 +387,9 @@ TEST(ExecutorTest, WaitIdleReturnsOnlyAfterTheLastResultIsReported) {
 }
 
 TEST(ExecutorTest, TaskTimeoutFailsTheTask) {
-  Recorder rec;
-  Executor ex(Slots(1), rec.OnStarted(), rec.OnFinished());
-  v1::Assignment a = Countdown("job", 0, kForever);
-  SetTimeout(&a, absl::Milliseconds(50));
-  ex.Submit(a);
-  ASSERT_TRUE(rec.WaitForResults(1, absl::Seconds(5)));
-  const v1::TaskResult r = rec.results()[0];
+  const std::optional<v1::TaskResult> result = RunWith50msTimeout(Countdown("job", 0, kForever));
+  ASSERT_TRUE(result.has_value());
+  const v1::TaskResult& r = *result;
   EXPECT_EQ(r.state(), v1::TASK_STATE_FAILED);
   EXPECT_THAT(r.error(), HasSubstr("timed out"));
   EXPECT_THAT(r.error(), HasSubstr("50ms"));
@@ -490,13 +498,10 @@ TEST(ExecutorProcessModeTest, CancelKillsTheChildPromptly) {
 }
 
 TEST(ExecutorProcessModeTest, TimeoutFailsTheTask) {
-  Recorder rec;
-  Executor ex(Slots(1), rec.OnStarted(), rec.OnFinished());
-  v1::Assignment a = Countdown("job", 0, kForever, v1::EXEC_MODE_PROCESS);
-  SetTimeout(&a, absl::Milliseconds(50));
-  ex.Submit(a);
-  ASSERT_TRUE(rec.WaitForResults(1, absl::Seconds(5)));
-  const v1::TaskResult r = rec.results()[0];
+  const std::optional<v1::TaskResult> result =
+      RunWith50msTimeout(Countdown("job", 0, kForever, v1::EXEC_MODE_PROCESS));
+  ASSERT_TRUE(result.has_value());
+  const v1::TaskResult& r = *result;
   EXPECT_EQ(r.state(), v1::TASK_STATE_FAILED);
   EXPECT_THAT(r.error(), HasSubstr("timed out"));
 }
@@ -669,13 +674,9 @@ TEST_P(ExecutorPythonTest, CancelStopsARunningPythonTask) {
 }
 
 TEST_P(ExecutorPythonTest, TimeoutFailsAPythonTask) {
-  Recorder rec;
-  Executor ex(Slots(1), rec.OnStarted(), rec.OnFinished());
-  v1::Assignment a = Python("job", 0, kForever, GetParam());
-  SetTimeout(&a, absl::Milliseconds(50));
-  ex.Submit(a);
-  ASSERT_TRUE(rec.WaitForResults(1, absl::Seconds(5)));
-  const v1::TaskResult r = rec.results()[0];
+  const std::optional<v1::TaskResult> result = RunWith50msTimeout(Python("job", 0, kForever, GetParam()));
+  ASSERT_TRUE(result.has_value());
+  const v1::TaskResult& r = *result;
   EXPECT_EQ(r.state(), v1::TASK_STATE_FAILED);
   EXPECT_THAT(r.error(), HasSubstr("timed out"));
 }
