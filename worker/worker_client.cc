@@ -5,6 +5,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include "busyfleet/assign_range.h"
+#include "busyfleet/packed_results.h"
 #include "busyfleet/proto_time.h"
 #include "common/logging.h"
 
@@ -29,6 +31,8 @@ constexpr int64_t kOffsetMaxAgeNs = 30'000'000'000;
 
 // Results held while the coordinator is unreachable.
 constexpr size_t kMaxHeldResults = 100'000;
+// Tasks one assignment range may name (the coordinator's per-message limit).
+constexpr uint32_t kMaxRangeTasks = 100'000;
 
 // A start notice waits this long for its task's result, so a short task
 // costs one message, not two.
@@ -114,7 +118,13 @@ void WorkerClient::OnStarted(const v1::TaskStarted& started) {
 
 void WorkerClient::TakeUpdatesLocked(v1::TaskUpdates* updates) {
   for (v1::TaskStarted& s : started_out_) *updates->add_started() = std::move(s);
-  for (v1::TaskResult& r : results_out_) *updates->add_results() = std::move(r);
+  if (packed_results_) {
+    // Plain results as columns: a few bytes a task instead of ~100.
+    ResultPacker packer(updates, executor_->bound_cpus());
+    for (v1::TaskResult& r : results_out_) packer.Add(std::move(r));
+  } else {
+    for (v1::TaskResult& r : results_out_) *updates->add_results() = std::move(r);
+  }
   started_out_.clear();
   results_out_.clear();
 }
@@ -137,6 +147,18 @@ void WorkerClient::OnFinished(const v1::TaskResult& result) {
   figures_.iterations += result.iterations_done();
   figures_.busy_seconds += static_cast<double>(result.end_mono_ns() - result.start_mono_ns()) / 1e9;
   figures_.cpu_seconds += static_cast<double>(result.cpu_ns()) / 1e9;
+  // Its start notice, if not sent yet, says nothing the result does not:
+  // drop it (a short task then costs the coordinator one entry, not two).
+  // It is among the last few: one per slot at most follows it.
+  const v1::TaskRef& done = result.task();
+  const size_t look = std::min(started_out_.size(), static_cast<size_t>(options_.slots) + 1);
+  for (size_t i = started_out_.size(); i > started_out_.size() - look; --i) {
+    const v1::TaskRef& s = started_out_[i - 1].task();
+    if (s.task_index() == done.task_index() && s.attempt() == done.attempt() && s.job_id() == done.job_id()) {
+      started_out_.erase(started_out_.begin() + static_cast<ptrdiff_t>(i - 1));
+      break;
+    }
+  }
   // Kept across a broken stream and sent after reattaching: the coordinator
   // has queued those tasks again already and records them as late
   // duplicates. Bounded, so a long outage cannot grow memory.
@@ -152,7 +174,10 @@ void WorkerClient::OnFinished(const v1::TaskResult& result) {
 }
 
 void WorkerClient::AfterWriteLocked(v1::WorkerMessage& message, bool ok) {
-  if (!message.has_updates() || message.updates().results_size() == 0) return;
+  if (!message.has_updates() || (message.updates().results_size() == 0 && message.updates().packed_size() == 0)) {
+    return;
+  }
+  UnpackInto(*message.mutable_updates());  // kept one TaskResult a task, as they came
   auto* results = message.mutable_updates()->mutable_results();
   // Written into a stream that has been silent a while (this process was
   // stopped, say): the coordinator may have closed it already, and a write
@@ -252,6 +277,7 @@ v1::WorkerMessage WorkerClient::MakeHello() const {
   }
   hello->set_version("0.1.0");
   hello->set_instance_id(instance_id_);
+  hello->set_accepts_ranges(true);
   for (v1::TaskRef& ref : executor_->Held()) *hello->add_held() = std::move(ref);
   {
     absl::MutexLock lock(&mu_);
@@ -285,6 +311,7 @@ std::thread WorkerClient::BeginSession(const v1::Welcome& w, int64_t hello_sent,
     offset_ns_ = w.coordinator_unix_ns() - (hello_sent + now) / 2;
     offset_taken_mono_ns_ = now;
     offset_valid_ = true;
+    packed_results_ = w.accepts_packed_results();
     connected_ = true;
     stream_ = stream;
     ++attach_count_;
@@ -333,8 +360,20 @@ void WorkerClient::ReadLoop(Stream* stream) {
 void WorkerClient::OnAssign(const v1::AssignBatch& assign) {
   {
     absl::MutexLock lock(&mu_);
-    if (draining_ || assign.assignments_size() != 1) {
+    if (draining_ || assign.assignments_size() != 1 || assign.ranges_size() != 0) {
       for (const v1::Assignment& a : assign.assignments()) SubmitOrReturnLocked(a);
+      v1::Assignment a;
+      for (const v1::AssignRange& r : assign.ranges()) {
+        if (r.count() > kMaxRangeTasks || r.first_index() > UINT32_MAX - r.count()) {
+          spdlog::error("ignored an assignment range of job {}: tasks {} + {} (at most {} a range, indices below 2^32)",
+                        r.job_id(), r.first_index(), r.count(), kMaxRangeTasks);
+          continue;
+        }
+        for (uint32_t i = 0; i < r.count(); ++i) {
+          SetRangeTask(r, i, a);
+          SubmitOrReturnLocked(a);
+        }
+      }
       return;
     }
   }

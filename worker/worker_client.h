@@ -200,6 +200,8 @@ class WorkerClient {
   // The coordinator may close the stream once everything is reported.
   bool close_when_idle_ ABSL_GUARDED_BY(mu_) = false;
   bool connected_ ABSL_GUARDED_BY(mu_) = false;
+  // This session's coordinator reads packed results (Welcome.accepts_packed_results).
+  bool packed_results_ ABSL_GUARDED_BY(mu_) = false;
   uint64_t generation_ ABSL_GUARDED_BY(mu_) = 0;
   grpc::ClientContext* context_ ABSL_GUARDED_BY(mu_) = nullptr;
   std::string name_ ABSL_GUARDED_BY(mu_);

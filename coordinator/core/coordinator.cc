@@ -7,6 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "busyfleet/packed_results.h"
 #include "common/status_macros.h"
 #include "coordinator/core/enum_names.h"
 #include "coordinator/core/job_splitter.h"
@@ -349,6 +350,14 @@ absl::Status Coordinator::HandleMessage(absl::string_view session_id,
         if (job == nullptr || result.task().task_index() >= job->tasks.size()) continue;
         HandleResultLocked(*session, *job, result);
       }
+      for (const v1::PackedResults& packed : message.updates().packed()) {
+        // One lookup for the group; the job may end (not go) within it.
+        JobRecord* job = FindJobLocked(packed.job_id());
+        if (job == nullptr) continue;
+        ForEachPackedResult(packed, [&](const v1::TaskResult& result) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+          if (result.task().task_index() < job->tasks.size()) HandleResultLocked(*session, *job, result);
+        });
+      }
       break;
     case v1::WorkerMessage::kDrain:
       HandleReturnedLocked(*session, message.drain());
@@ -644,9 +653,17 @@ void Coordinator::DispatchLocked() {
   const absl::Time now = clock_->Now();
   const MonoTime mono_now = clock_->Mono();
   std::map<std::string, v1::CoordinatorMessage> batches;
+  // The scheduler hands out runs of one job to one session: look each up
+  // once per run.
+  JobRecord* job = nullptr;
+  Session* s = nullptr;
+  v1::AssignBatch* batch = nullptr;
   for (const Scheduler::Assignment& a : assignments) {
-    JobRecord* job = FindJobLocked(a.task.job_id);
-    Session* s = sessions_.Find(a.session);
+    if (job == nullptr || job->id != a.task.job_id) job = FindJobLocked(a.task.job_id);
+    if (s == nullptr || s->id != a.session) {
+      s = sessions_.Find(a.session);
+      batch = s == nullptr ? nullptr : batches[a.session].mutable_assign();
+    }
     if (job == nullptr || s == nullptr) continue;
     TaskRecord& t = job->tasks[a.task.index];
     if (t.current.started_at != absl::InfinitePast()) {
@@ -665,19 +682,26 @@ void Coordinator::DispatchLocked() {
     ++counters_.dispatched;
     if (job->state == v1::JOB_STATE_PENDING) job->state = v1::JOB_STATE_RUNNING;
     MarkDirtyLocked(*job, t.index);
-    *batches[a.session].mutable_assign()->add_assignments() = MakeAssignment(*job, t, t.current.number);
+    if (s->accepts_ranges) {
+      AddToRange(*job, t, t.current.number, *batch);
+    } else {
+      *batch->add_assignments() = MakeAssignment(*job, t, t.current.number);
+    }
   }
-  for (auto& [session, message] : batches) sessions_.At(session).channel->Send(std::move(message));
+  for (auto& [session, message] : batches) {
+    SingleRangesToAssignments(*message.mutable_assign());
+    sessions_.At(session).channel->Send(std::move(message));
+  }
 }
 
 void Coordinator::MarkDirtyLocked(JobRecord& job, uint32_t task_index) {
-  std::set<uint32_t>& changed = dirty_[job.id];
-  if (task_index != UINT32_MAX) changed.insert(task_index);
+  std::vector<uint32_t>& changed = dirty_[job.id];
+  if (task_index != UINT32_MAX && (changed.empty() || changed.back() != task_index)) changed.push_back(task_index);
 }
 
 void Coordinator::FlushLocked() {
   if (dirty_.empty()) return;
-  std::map<std::string, std::set<uint32_t>> dirty;
+  std::map<std::string, std::vector<uint32_t>> dirty;
   dirty.swap(dirty_);
   const absl::Time now = clock_->Now();
   const MonoTime mono_now = clock_->Mono();
@@ -687,7 +711,9 @@ void Coordinator::FlushLocked() {
     // Queued, not written: a store that cannot write keeps the rows in its
     // backlog and retries (its health says so); the only error left is
     // NotFound for a job it never saw, which cannot happen here.
-    (void)options_.store->SaveJob(*job, std::vector<uint32_t>(changed.begin(), changed.end()));
+    std::sort(changed.begin(), changed.end());
+    changed.erase(std::unique(changed.begin(), changed.end()), changed.end());
+    (void)options_.store->SaveJob(*job, changed);
     watchers_.Notify(*job, now, mono_now, [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return sessions_.Facts(); });
   }
   for (const std::string& id : ended_) {

@@ -358,7 +358,9 @@ class Coordinator {
   uint64_t finished_rows_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t unfinished_tasks_ ABSL_GUARDED_BY(mu_) = 0;
   // Job id -> task indices changed since the last flush.
-  std::map<std::string, std::set<uint32_t>> dirty_ ABSL_GUARDED_BY(mu_);
+  // Unsorted, with repeats (sorted and made unique at the flush: cheaper than
+  // a set per mark).
+  std::map<std::string, std::vector<uint32_t>> dirty_ ABSL_GUARDED_BY(mu_);
   // Jobs ended since the last flush, for on_job_finished (after the watchers).
   std::vector<std::string> ended_ ABSL_GUARDED_BY(mu_);
   CoordinatorCounters counters_ ABSL_GUARDED_BY(mu_);

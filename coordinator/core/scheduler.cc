@@ -314,12 +314,22 @@ std::vector<Scheduler::Assignment> Scheduler::Dispatch() {
         if (!prefetch && static_cast<int>(w->in_flight.size()) >= w->spec.slots) continue;
         Job* job = PickJob(*w, prefetch, fleet_slots);
         if (job == nullptr) continue;
-        TaskKey key{job->id, job->queued.front()};
-        job->queued.pop_front();
-        --queued_;
-        ++job->in_flight;
-        w->in_flight.insert(key);
-        out.push_back({w->spec.session, std::move(key)});
+        // Prefetch deals a run of consecutive tasks at a time (one
+        // AssignRange on the wire), no more than the worker has room for and
+        // its share of the job's queue, so the next worker gets as much.
+        size_t take = 1;
+        if (prefetch && job->constraints.max_slots == 0) {
+          const int room = w->spec.slots + PrefetchFor(*job, *w, fleet_slots) - static_cast<int>(w->in_flight.size());
+          take = std::clamp<size_t>(job->queued.size() / order.size(), 1, static_cast<size_t>(std::max(room, 1)));
+        }
+        for (size_t i = 0; i < take && !job->queued.empty(); ++i) {
+          TaskKey key{job->id, job->queued.front()};
+          job->queued.pop_front();
+          --queued_;
+          ++job->in_flight;
+          w->in_flight.insert(key);
+          out.push_back({w->spec.session, std::move(key)});
+        }
         progress = true;
         if (queued_ == 0) break;
       }

@@ -101,6 +101,7 @@ Session Session::FromHello(const v1::Hello& hello, std::string id, std::string n
   if (s.exec_modes.empty()) s.exec_modes.push_back(s.default_exec);
   s.kinds = KindsOf(hello);
   s.python_version = hello.python_version();
+  s.accepts_ranges = hello.accepts_ranges();
   s.peer = std::string(peer);
   s.channel = std::move(channel);
   s.attached_at = now;

@@ -80,6 +80,8 @@ struct Session {
   // worker that sent none.
   std::vector<v1::TaskKind> kinds;
   std::string python_version;
+  // The worker takes AssignRange (Hello.accepts_ranges).
+  bool accepts_ranges = false;
   std::string peer;
   std::shared_ptr<WorkerChannel> channel;
   v1::WorkerState state = v1::WORKER_STATE_READY;

@@ -3,6 +3,8 @@
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
+#include "busyfleet/assign_range.h"
+#include "busyfleet/packed_results.h"
 #include "busyfleet/proto_time.h"
 #include "common/status_macros.h"
 #include "coordinator/core/job_splitter.h"
@@ -123,7 +125,7 @@ absl::Status ValidateHello(const v1::Hello& hello) {
 }
 
 absl::Status ValidateWorkerMessage(const v1::WorkerMessage& m) {
-  const int updates = m.updates().started_size() + m.updates().results_size();
+  const int updates = m.updates().started_size() + m.updates().results_size() + PackedEntries(m.updates());
   if (updates > limits::kMaxUpdatesPerMessage || m.drain().returned_size() > limits::kMaxUpdatesPerMessage) {
     return absl::InvalidArgumentError(absl::StrCat("a worker message may carry at most ",
                                                    limits::kMaxUpdatesPerMessage, " task entries, got ",
@@ -131,6 +133,13 @@ absl::Status ValidateWorkerMessage(const v1::WorkerMessage& m) {
   }
   BF_RETURN_IF_ERROR(EntryRefs("started", m.updates().started()));
   BF_RETURN_IF_ERROR(EntryRefs("results", m.updates().results()));
+  for (const v1::PackedResults& p : m.updates().packed()) {
+    if (p.job_id().size() > limits::kMaxNameBytes) {
+      return absl::InvalidArgumentError(absl::StrCat("packed.job_id must be at most ", limits::kMaxNameBytes,
+                                                     " bytes, got ", p.job_id().size()));
+    }
+    BF_RETURN_IF_ERROR(ValidatePacked(p, limits::kMaxUpdatesPerMessage, limits::kMaxClockNs));
+  }
   BF_RETURN_IF_ERROR(TaskRefs("drain.returned", m.drain().returned()));
   return ValidateWorkerClocks(m);
 }
@@ -148,6 +157,44 @@ v1::Assignment MakeAssignment(const JobRecord& job, const TaskRecord& task, uint
   a.set_exec(job.spec.exec());
   if (job.spec.has_task_timeout()) *a.mutable_timeout() = job.spec.task_timeout();
   return a;
+}
+
+void AddToRange(const JobRecord& job, const TaskRecord& task, uint32_t attempt, v1::AssignBatch& batch) {
+  const uint64_t iterations = job.task_iterations(task.index);
+  if (batch.ranges_size() > 0) {
+    v1::AssignRange& last = *batch.mutable_ranges(batch.ranges_size() - 1);
+    if (last.attempt() == attempt && last.iterations() == iterations &&
+        static_cast<uint64_t>(last.first_index()) + last.count() == task.index &&
+        last.count() < limits::kMaxUpdatesPerMessage && last.job_id() == job.id) {
+      last.set_count(last.count() + 1);
+      return;
+    }
+  }
+  v1::AssignRange& r = *batch.add_ranges();
+  r.set_job_id(job.id);
+  r.set_first_index(task.index);
+  r.set_count(1);
+  r.set_attempt(attempt);
+  r.set_kind(job.spec.kind());
+  r.set_iterations(iterations);
+  if (!KindTakesIterations(job.spec.kind())) *r.mutable_duration() = ToProtoDuration(job.task_duration());
+  r.set_exec(job.spec.exec());
+  if (job.spec.has_task_timeout()) *r.mutable_timeout() = job.spec.task_timeout();
+}
+
+void SingleRangesToAssignments(v1::AssignBatch& batch) {
+  auto* ranges = batch.mutable_ranges();
+  int kept = 0;
+  for (int i = 0; i < ranges->size(); ++i) {
+    v1::AssignRange& r = *ranges->Mutable(i);
+    if (r.count() != 1) {
+      if (kept != i) ranges->SwapElements(kept, i);
+      ++kept;
+      continue;
+    }
+    SetRangeTask(r, 0, *batch.add_assignments());
+  }
+  ranges->DeleteSubrange(kept, ranges->size() - kept);
 }
 
 v1::CoordinatorMessage CancelMessage(const std::string& job_id, uint32_t index, uint32_t attempt) {
@@ -174,6 +221,7 @@ v1::CoordinatorMessage WelcomeMessage(const std::string& session_id, const std::
   *w->mutable_worker_timeout() = ToProtoDuration(worker_timeout);
   w->set_coordinator_unix_ns(absl::ToUnixNanos(now));
   w->set_echo_sent_mono_ns(hello.sent_mono_ns());
+  w->set_accepts_packed_results(true);
   return welcome;
 }
 

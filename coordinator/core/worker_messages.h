@@ -36,6 +36,13 @@ bool TruncateText(std::string& text, size_t max_bytes);
 
 // The assignment of `attempt` of the job's task.
 v1::Assignment MakeAssignment(const JobRecord& job, const TaskRecord& task, uint32_t attempt);
+// Adds the assignment of `attempt` of the job's task to `batch`: it extends
+// the batch's last range when it is the next task of the same job on the
+// same attempt with the same iterations, or starts a new range.
+void AddToRange(const JobRecord& job, const TaskRecord& task, uint32_t attempt, v1::AssignBatch& batch);
+// Turns the batch's ranges of one task into plain assignments (no smaller
+// on the wire, and a lone one may run inline on the worker).
+void SingleRangesToAssignments(v1::AssignBatch& batch);
 // Tells a worker to stop one attempt of a task.
 v1::CoordinatorMessage CancelMessage(const std::string& job_id, uint32_t index, uint32_t attempt);
 

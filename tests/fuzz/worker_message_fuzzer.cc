@@ -4,8 +4,8 @@
 // (InMemoryJobStore, FakeClock) with one small speculative job submitted and
 // two workers attached: "fuzz-a" (2 slots, holds tasks 0 and 1, attempt 1)
 // and "fuzz-b" (3 slots, holds tasks 2 and 3, one slot free for a backup).
-// A TaskRef whose job_id is "job" is rewritten to the job's real (random) id
-// so inputs can name the job's tasks.
+// A TaskRef (or a PackedResults group) whose job_id is "job" is rewritten to
+// the job's real (random) id so inputs can name the job's tasks.
 //
 //  - A hello attaches a third worker with it (Hello validation; a hello
 //    named "fuzz-a" with instance_id "ia" replaces worker A's session), then
@@ -110,6 +110,9 @@ void Run(v1::WorkerMessage message) {
     }
     for (v1::TaskResult& r : *message.mutable_updates()->mutable_results()) {
       RewriteJobId(r.mutable_task(), job_id);
+    }
+    for (v1::PackedResults& p : *message.mutable_updates()->mutable_packed()) {
+      if (p.job_id() == kJobPlaceholder) p.set_job_id(job_id);
     }
   }
   if (message.has_drain()) {

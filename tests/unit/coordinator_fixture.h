@@ -17,6 +17,7 @@
 #include <gtest/gtest.h>
 
 #include "absl/base/thread_annotations.h"
+#include "busyfleet/assign_range.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
@@ -77,6 +78,10 @@ class FakeChannel final : public WorkerChannel {
     for (const auto& m : messages_) {
       if (!m.has_assign()) continue;
       for (const auto& a : m.assign().assignments()) out.push_back(a);
+      // A range stands for its tasks, in order (AssignRange).
+      for (const auto& r : m.assign().ranges()) {
+        for (uint32_t i = 0; i < r.count(); ++i) SetRangeTask(r, i, out.emplace_back());
+      }
     }
     return out;
   }

@@ -1,0 +1,229 @@
+#include "busyfleet/packed_results.h"
+
+#include <tuple>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/time.h"
+#include "busyfleet/proto_time.h"
+
+namespace busyfleet {
+namespace {
+
+// Clocks the packer takes (the coordinator's own bound is the same).
+constexpr int64_t kClockLimit = int64_t{1} << 62;
+// An index step beyond this cannot land in [0, 2^32) from [0, 2^32).
+constexpr int64_t kMaxIndexStep = int64_t{1} << 33;
+// slot_bound_cpus: one entry per slot, each a CPU list.
+constexpr int kMaxSlotEntries = 4096;
+constexpr size_t kMaxCpuListBytes = 1024;
+
+int64_t WallNanos(const google::protobuf::Timestamp& ts) {
+  if (IsUnset(ts)) return 0;
+  return absl::ToUnixNanos(ToAbslTime(ts));
+}
+
+absl::Status Column(absl::string_view name, int size, int n, bool may_be_empty) {
+  if (size == n || (may_be_empty && size == 0)) return absl::OkStatus();
+  return absl::InvalidArgumentError(absl::StrCat("packed.", name, " must have one entry per task (", n,
+                                                 may_be_empty ? ", or none" : "", "), got ", size));
+}
+
+}  // namespace
+
+bool Packable(const v1::TaskResult& r) {
+  if (r.state() != v1::TASK_STATE_SUCCEEDED || !r.error().empty() || r.permanent() || r.has_interference() ||
+      r.migrated()) {
+    return false;
+  }
+  if (r.start_mono_ns() < 0 || r.start_mono_ns() >= kClockLimit) return false;
+  if (r.end_mono_ns() < r.start_mono_ns() || r.end_mono_ns() >= kClockLimit) return false;
+  if (r.cpu_ns() < 0 || r.cpu_ns() >= kClockLimit) return false;
+  if (r.has_start_cpu() && r.start_cpu() == UINT32_MAX) return false;
+  if (r.has_end_cpu() && r.end_cpu() == UINT32_MAX) return false;
+  const int64_t wall = WallNanos(r.start_wall());
+  return wall >= 0 && wall < kClockLimit;
+}
+
+ResultPacker::ResultPacker(v1::TaskUpdates* updates, const std::vector<std::string>& slot_bound_cpus)
+    : updates_(updates), slot_bound_cpus_(slot_bound_cpus) {
+  for (const std::string& s : slot_bound_cpus_) pinned_ = pinned_ || !s.empty();
+}
+
+ResultPacker::Group* ResultPacker::GroupFor(const v1::TaskResult& r) {
+  if (!Packable(r)) return nullptr;
+  const std::string& pinned_to = pinned_ && r.slot() < slot_bound_cpus_.size() ? slot_bound_cpus_[r.slot()] : "";
+  if (r.bound_cpus() != pinned_to) return nullptr;
+  for (auto it = groups_.rbegin(); it != groups_.rend(); ++it) {
+    if (it->packed->pid() == r.pid() && it->packed->job_id() == r.task().job_id()) return &*it;
+  }
+  Group& g = groups_.emplace_back();
+  g.packed = updates_->add_packed();
+  g.packed->set_job_id(r.task().job_id());
+  g.packed->set_pid(r.pid());
+  g.packed->set_base_mono_ns(r.start_mono_ns());
+  g.packed->set_base_unix_ns(WallNanos(r.start_wall()));
+  if (pinned_) {
+    for (const std::string& s : slot_bound_cpus_) g.packed->add_slot_bound_cpus(s);
+  }
+  g.last_start = r.start_mono_ns();
+  return &g;
+}
+
+void ResultPacker::Append(Group& g, const v1::TaskResult& r) {
+  v1::PackedResults& p = *g.packed;
+  const int n = p.index_delta_size();
+  p.add_index_delta(static_cast<int64_t>(r.task().task_index()) - g.last_index);
+  g.last_index = r.task().task_index();
+  p.add_attempt(r.task().attempt());
+  p.add_slot(r.slot());
+  p.add_start_delta_ns(r.start_mono_ns() - g.last_start);
+  g.last_start = r.start_mono_ns();
+  p.add_wall_ns(static_cast<uint64_t>(r.end_mono_ns() - r.start_mono_ns()));
+  p.add_cpu_ns(static_cast<uint64_t>(r.cpu_ns()));
+  p.add_iterations_done(r.iterations_done());
+  // The CPU columns start when the first entry knows a CPU; earlier entries
+  // get 0 (unknown).
+  if (r.has_start_cpu() && !g.any_start_cpu) {
+    g.any_start_cpu = true;
+    for (int i = 0; i < n; ++i) p.add_start_cpu_plus1(0);
+  }
+  if (r.has_end_cpu() && !g.any_end_cpu) {
+    g.any_end_cpu = true;
+    for (int i = 0; i < n; ++i) p.add_end_cpu_plus1(0);
+  }
+  if (g.any_start_cpu) p.add_start_cpu_plus1(r.has_start_cpu() ? r.start_cpu() + 1 : 0);
+  if (g.any_end_cpu) p.add_end_cpu_plus1(r.has_end_cpu() ? r.end_cpu() + 1 : 0);
+}
+
+void ResultPacker::Add(const v1::TaskResult& r) {
+  if (Group* g = GroupFor(r)) {
+    Append(*g, r);
+  } else {
+    *updates_->add_results() = r;
+  }
+}
+
+void ResultPacker::Add(v1::TaskResult&& r) {
+  if (Group* g = GroupFor(r)) {
+    Append(*g, r);
+  } else {
+    *updates_->add_results() = std::move(r);
+  }
+}
+
+absl::Status ValidatePacked(const v1::PackedResults& p, int max_entries, int64_t max_clock_ns) {
+  const int n = p.index_delta_size();
+  if (n > max_entries) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("packed.index_delta may have at most ", max_entries, " entries, got ", n));
+  }
+  for (const auto& [name, size, may_be_empty] :
+       {std::tuple<const char*, int, bool>{"attempt", p.attempt_size(), false},
+        {"slot", p.slot_size(), false},
+        {"start_delta_ns", p.start_delta_ns_size(), false},
+        {"wall_ns", p.wall_ns_size(), false},
+        {"cpu_ns", p.cpu_ns_size(), false},
+        {"iterations_done", p.iterations_done_size(), false},
+        {"start_cpu_plus1", p.start_cpu_plus1_size(), true},
+        {"end_cpu_plus1", p.end_cpu_plus1_size(), true}}) {
+    if (absl::Status s = Column(name, size, n, may_be_empty); !s.ok()) return s;
+  }
+  if (p.slot_bound_cpus_size() > kMaxSlotEntries) {
+    return absl::InvalidArgumentError(absl::StrCat("packed.slot_bound_cpus may have at most ", kMaxSlotEntries,
+                                                   " entries, got ", p.slot_bound_cpus_size()));
+  }
+  for (const std::string& s : p.slot_bound_cpus()) {
+    if (s.size() > kMaxCpuListBytes) {
+      return absl::InvalidArgumentError(absl::StrCat("packed.slot_bound_cpus entries must be at most ",
+                                                     kMaxCpuListBytes, " bytes, got ", s.size()));
+    }
+  }
+  if (p.base_mono_ns() < 0 || p.base_mono_ns() >= max_clock_ns) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("packed.base_mono_ns must be in [0, ", max_clock_ns, "), got ", p.base_mono_ns()));
+  }
+  if (p.base_unix_ns() < 0 || p.base_unix_ns() >= max_clock_ns) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("packed.base_unix_ns must be in [0, ", max_clock_ns, "), got ", p.base_unix_ns()));
+  }
+  int64_t index = 0;
+  int64_t start = p.base_mono_ns();
+  for (int i = 0; i < n; ++i) {
+    const int64_t step = p.index_delta(i);
+    if (step <= -kMaxIndexStep || step >= kMaxIndexStep || index + step < 0 || index + step > UINT32_MAX) {
+      return absl::InvalidArgumentError(absl::StrCat("packed.index_delta[", i, "] takes the task index out of [0, ",
+                                                     UINT32_MAX, "]: ", index, " + ", step));
+    }
+    index += step;
+    const int64_t delta = p.start_delta_ns(i);
+    if (delta <= -max_clock_ns || delta >= max_clock_ns || start + delta < 0 || start + delta >= max_clock_ns) {
+      return absl::InvalidArgumentError(absl::StrCat("packed.start_delta_ns[", i, "] takes the start out of [0, ",
+                                                     max_clock_ns, "): ", start, " + ", delta));
+    }
+    start += delta;
+    if (p.wall_ns(i) >= static_cast<uint64_t>(max_clock_ns - start)) {
+      return absl::InvalidArgumentError(absl::StrCat("packed.wall_ns[", i, "] takes the end past ", max_clock_ns,
+                                                     ": ", start, " + ", p.wall_ns(i)));
+    }
+    if (p.cpu_ns(i) >= static_cast<uint64_t>(max_clock_ns)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("packed.cpu_ns[", i, "] must be below ", max_clock_ns, ", got ", p.cpu_ns(i)));
+    }
+  }
+  return absl::OkStatus();
+}
+
+int PackedEntries(const v1::TaskUpdates& updates) {
+  int64_t n = 0;
+  for (const v1::PackedResults& p : updates.packed()) n += p.index_delta_size();
+  return n > INT32_MAX ? INT32_MAX : static_cast<int>(n);
+}
+
+namespace packed_internal {
+
+void Decode(const v1::PackedResults& p, int i, int64_t& index, int64_t& start, v1::TaskResult& r) {
+  index += p.index_delta(i);
+  start += p.start_delta_ns(i);
+  v1::TaskRef& ref = *r.mutable_task();
+  ref.set_task_index(static_cast<uint32_t>(index));
+  ref.set_attempt(p.attempt(i));
+  r.set_slot(p.slot(i));
+  r.set_start_mono_ns(start);
+  r.set_end_mono_ns(start + static_cast<int64_t>(p.wall_ns(i)));
+  r.set_cpu_ns(static_cast<int64_t>(p.cpu_ns(i)));
+  r.set_iterations_done(p.iterations_done(i));
+  if (p.base_unix_ns() != 0) {
+    *r.mutable_start_wall() = ToProtoTimestamp(absl::FromUnixNanos(p.base_unix_ns() + (start - p.base_mono_ns())));
+  } else {
+    r.clear_start_wall();
+  }
+  const uint32_t start_cpu = p.start_cpu_plus1_size() > i ? p.start_cpu_plus1(i) : 0;
+  const uint32_t end_cpu = p.end_cpu_plus1_size() > i ? p.end_cpu_plus1(i) : 0;
+  if (start_cpu != 0) {
+    r.set_start_cpu(start_cpu - 1);
+  } else {
+    r.clear_start_cpu();
+  }
+  if (end_cpu != 0) {
+    r.set_end_cpu(end_cpu - 1);
+  } else {
+    r.clear_end_cpu();
+  }
+  if (r.slot() < static_cast<uint32_t>(p.slot_bound_cpus_size())) {
+    r.set_bound_cpus(p.slot_bound_cpus(static_cast<int>(r.slot())));
+  } else {
+    r.clear_bound_cpus();
+  }
+}
+
+}  // namespace packed_internal
+
+void UnpackInto(v1::TaskUpdates& updates) {
+  for (const v1::PackedResults& p : updates.packed()) {
+    ForEachPackedResult(p, [&](const v1::TaskResult& r) { *updates.add_results() = r; });
+  }
+  updates.clear_packed();
+}
+
+}  // namespace busyfleet
