@@ -41,7 +41,7 @@ void AddDaemonFlags(CLI::App& app, DaemonFlags& flags) {
       ->capture_default_str()
       ->check(CLI::Range(1, 1'000'000));
   app.add_option("--keep-finished-tasks", flags.keep_finished_tasks,
-                 "at most this many task rows of finished jobs in memory (about 500 bytes each; the newest "
+                 "at most this many task rows of finished jobs in memory (about 120 bytes each; the newest "
                  "finished job is always kept)")
       ->capture_default_str()
       ->check(CLI::Range(uint64_t{0}, uint64_t{1'000'000'000}));

@@ -8,11 +8,21 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "common/status_macros.h"
+#include "coordinator/core/job_splitter.h"
+#include "coordinator/core/limits.h"
 
 namespace busyfleet::coordinator {
 namespace {
 
-constexpr int kSchemaVersion = 1;
+// 2 (issue 17): task rows are written as chunks (task_chunks: one row per
+// job per batch of up to 4,096 task rows, their columns packed; see
+// task_chunk.h), read in order so a task's newest row wins; a task that was
+// never assigned has no row (it is queued, its work is the job's split).
+// The tasks table of version 1 (a row for every task) is still read, before
+// the chunks, and purged; a version 1 file is marked 2 when opened: a
+// coordinator that understands only 1 would take the missing rows for lost
+// data, so it refuses the file instead.
+constexpr int kSchemaVersion = 2;
 
 constexpr const char* kSchema = R"sql(
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -47,6 +57,14 @@ CREATE TABLE IF NOT EXISTS tasks (
   calibrated_rate REAL NOT NULL DEFAULT 0,
   interference BLOB NOT NULL DEFAULT x'',
   PRIMARY KEY (job_id, idx)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS task_chunks (
+  job_id TEXT NOT NULL,
+  seq INTEGER NOT NULL,
+  first_idx INTEGER NOT NULL,
+  last_idx INTEGER NOT NULL,
+  rows INTEGER NOT NULL,
+  data BLOB NOT NULL,
+  PRIMARY KEY (job_id, seq)) WITHOUT ROWID;
 )sql";
 
 // RAII prepared statement.
@@ -163,14 +181,10 @@ struct SqliteJobStore::WriteStatements {
     ON CONFLICT (id) DO UPDATE SET spec=?2, state=?3, error=?4, submitted_ns=?5, finished_ns=?6,
       succeeded=?7, failed=?8, cancelled=?9, retries=?10, duplicates=?11, iterations_total=?12,
       iterations_done=?13, backups=?14, backups_won=?15, tasks_total=?16, backups_cancelled=?17;)sql"),
-        task(db, R"sql(
-    INSERT OR REPLACE INTO tasks (job_id, idx, iterations, duration_ns, state, attempt, worker, host, slot,
-      assigned_ns, started_ns, ended_ns, result_ns, cpu_ns, iterations_done, error, failures, speculated,
-      backup_won, start_cpu, end_cpu, migrated, bound_cpus, calibrated_rate, interference)
-    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22,
-            ?23, ?24, ?25);)sql") {}
+        chunk(db, R"sql(
+    INSERT INTO task_chunks (job_id, seq, first_idx, last_idx, rows, data) VALUES (?1, ?2, ?3, ?4, ?5, ?6);)sql") {}
   Stmt job;
-  Stmt task;
+  Stmt chunk;
 };
 
 absl::StatusOr<std::unique_ptr<SqliteJobStore>> SqliteJobStore::Open(const std::string& path, Options options) {
@@ -196,7 +210,7 @@ absl::StatusOr<std::unique_ptr<SqliteJobStore>> SqliteJobStore::Open(const std::
   }
   // A database of someone else's: tables but no busyfleet meta.
   {
-    Stmt tables(db, "SELECT count(*) FROM sqlite_master WHERE type='table' AND name NOT IN ('meta','jobs','tasks');");
+    Stmt tables(db, "SELECT count(*) FROM sqlite_master WHERE type='table' AND name NOT IN ('meta','jobs','tasks','task_chunks');");
     if (!tables.ok() || sqlite3_step(tables.get()) != SQLITE_ROW) return fail("cannot read the schema");
     if (tables.ColInt(0) > 0) return fail("is not a busyfleet database (it has other tables)");
   }
@@ -225,8 +239,13 @@ absl::StatusOr<std::unique_ptr<SqliteJobStore>> SqliteJobStore::Open(const std::
     if (!version.ok()) return fail("cannot read the schema version");
     if (sqlite3_step(version.get()) == SQLITE_ROW) {
       const std::string v = version.ColText(0);
-      if (v != std::to_string(kSchemaVersion)) {
-        return fail(absl::StrCat("has schema version ", v, "; this coordinator understands ", kSchemaVersion));
+      if (v == "1") {
+        if (!Exec(db, absl::StrCat("UPDATE meta SET value='", kSchemaVersion, "' WHERE key='schema_version';").c_str())
+                 .ok()) {
+          return fail("cannot mark the schema version 2");
+        }
+      } else if (v != std::to_string(kSchemaVersion)) {
+        return fail(absl::StrCat("has schema version ", v, "; this coordinator understands 1 and ", kSchemaVersion));
       }
     } else {
       Stmt set(db, "INSERT INTO meta (key, value) VALUES ('schema_version', ?);");
@@ -289,16 +308,16 @@ absl::Status SqliteJobStore::CreateJob(const JobRecord& job) {
   absl::MutexLock lock(&mu_);
   if (!writable_) return Unwritable();
   CopyJobHeader(job, &pending_.headers[job.id]);
-  std::vector<NewTask>& created = pending_.created[job.id];
-  created.reserve(job.tasks.size());
+  // A task never assigned needs no row (schema version 2): the header's
+  // task count and spec say what it is. A new job is one row to write, not
+  // a million.
+  uint64_t rows = 1;
   for (const TaskRecord& t : job.tasks) {
-    if (t.state == v1::TASK_STATE_QUEUED && t.current.number == 0) {
-      created.push_back({t.index, job.task_iterations(t.index), absl::ToInt64Nanoseconds(job.task_duration())});
-    } else {
-      pending_.tasks[job.id].insert_or_assign(t.index, TaskRow(job, t));
-    }
+    if (t.state == v1::TASK_STATE_QUEUED && t.current.number == 0) continue;
+    pending_.tasks[job.id].insert_or_assign(t.index, TaskRow(t));
+    ++rows;
   }
-  queued_rows_ += job.tasks.size() + 1;
+  queued_rows_ += rows;
   UpdateBacklogged();
   return absl::OkStatus();
 }
@@ -318,7 +337,7 @@ absl::Status SqliteJobStore::SaveJob(const JobRecord& job, const std::vector<uin
   if (changed_tasks.empty()) return absl::OkStatus();
   absl::btree_map<uint32_t, TaskRow>& rows = pending_.tasks[job.id];
   for (const uint32_t i : changed_tasks) {
-    if (i < job.tasks.size()) rows.insert_or_assign(i, TaskRow(job, job.tasks[i]));
+    if (i < job.tasks.size()) rows.insert_or_assign(i, TaskRow(job.tasks[i]));
   }
   return absl::OkStatus();
 }
@@ -328,35 +347,8 @@ bool SqliteJobStore::UpdateBacklogged() {
   return backlogged_.exchange(now, std::memory_order_relaxed) && !now;
 }
 
-SqliteJobStore::TaskRow::TaskRow(const JobRecord& job, const TaskRecord& t)
-    : index(t.index),
-      attempt(t.current.number),
-      slot(t.current.slot),
-      state(t.state),
-      iterations(job.task_iterations(t.index)),
-      duration(job.task_duration()),
-      worker(t.current.worker),
-      host(t.current.host),
-      error(t.error()),
-      failures(absl::StrJoin(t.failures(), "\n")),
-      assigned_at(t.current.assigned_at),
-      started_at(t.current.started_at),
-      ended_at(t.current.ended_at),
-      result_at(t.current.result_at),
-      cpu_ns(t.current.cpu_ns),
-      iterations_done(t.current.iterations_done),
-      speculated(t.speculated),
-      backup_won(t.backup_won),
-      start_cpu(t.current.start_cpu),
-      end_cpu(t.current.end_cpu),
-      migrated(t.current.migrated),
-      bound_cpus(t.current.bound_cpus),
-      calibrated_rate(t.current.calibrated_rate),
-      interference(t.interference() ? t.interference()->SerializeAsString() : std::string()) {}
-
 uint64_t SqliteJobStore::Pending::Rows() const {
   uint64_t rows = headers.size() + deletes.size();
-  for (const auto& [id, list] : created) rows += list.size();
   for (const auto& [id, changed] : tasks) rows += changed.size();
   return rows;
 }
@@ -391,7 +383,6 @@ bool SqliteJobStore::TakeBatch(Pending* batch, bool committed, bool* purge) {
   // off and tells the observer).
   queued_rows_ = 0;
   for (const auto& [id, header] : batch->headers) writing_ids_.insert(id);
-  for (const auto& [id, tasks] : batch->created) writing_ids_.insert(id);
   for (const auto& [id, tasks] : batch->tasks) writing_ids_.insert(id);
   for (const std::string& id : batch->deletes) writing_ids_.insert(id);
   *purge = purge_pending_;
@@ -498,18 +489,25 @@ absl::Status SqliteJobStore::CommitOnce(const Pending& batch, bool purge, Commit
   // Prepared once: parsing the two statements cost more than a small batch.
   if (writes_ == nullptr) {
     auto writes = std::make_unique<WriteStatements>(db_);
-    if (!writes->job.ok() || !writes->task.ok()) {
+    if (!writes->job.ok() || !writes->chunk.ok()) {
       Exec(db_, "ROLLBACK;").IgnoreError();
       return SqlError(db_, "prepare");
     }
+    // Chunks after those already in the file (this transaction holds the
+    // write lock: no other writer can add one meanwhile).
+    Stmt seq(db_, "SELECT COALESCE(MAX(seq), 0) + 1 FROM task_chunks;");
+    if (!seq.ok() || sqlite3_step(seq.get()) != SQLITE_ROW) {
+      absl::Status s = SqlError(db_, "reading the last task chunk");
+      Exec(db_, "ROLLBACK;").IgnoreError();
+      return s;
+    }
+    next_chunk_seq_ = std::max(next_chunk_seq_, seq.ColInt(0));
     writes_ = std::move(writes);
   }
   BF_RETURN_IF_ERROR(WriteHeaders(batch));
-  // A job's new rows first: its changed rows (below) replace them.
-  BF_RETURN_IF_ERROR(WriteCreatedTasks(batch));
   BF_RETURN_IF_ERROR(WriteChangedTasks(batch));
   sqlite3_reset(writes_->job.get());
-  sqlite3_reset(writes_->task.get());
+  sqlite3_reset(writes_->chunk.get());
   BF_RETURN_IF_ERROR(DeleteQueued(batch, effects));
   // The rows of jobs deleted in this very batch start going at once too; as
   // many as the batch writes, so that purging keeps pace with a busy
@@ -551,8 +549,13 @@ absl::Status SqliteJobStore::PurgeSome(int64_t budget, CommitEffects* effects) {
   Stmt next(db_, "SELECT key, substr(key, 7) FROM meta WHERE key LIKE 'purge:%' LIMIT 1;");
   Stmt rows(db_, R"sql(DELETE FROM tasks WHERE job_id = ?1 AND idx IN
                          (SELECT idx FROM tasks WHERE job_id = ?1 ORDER BY idx LIMIT ?2);)sql");
+  // Chunks go whole, oldest first, each counting its rows.
+  Stmt chunk_list(db_, "SELECT seq, rows FROM task_chunks WHERE job_id = ?1 ORDER BY seq LIMIT ?2;");
+  Stmt chunk_delete(db_, "DELETE FROM task_chunks WHERE job_id = ?1 AND seq = ?2;");
   Stmt done(db_, "DELETE FROM meta WHERE key = ?;");
-  if (!next.ok() || !rows.ok() || !done.ok()) return SqlError(db_, "purging deleted jobs");
+  if (!next.ok() || !rows.ok() || !done.ok() || !chunk_list.ok() || !chunk_delete.ok()) {
+    return SqlError(db_, "purging deleted jobs");
+  }
   while (budget > 0) {
     sqlite3_reset(next.get());
     const int rc = sqlite3_step(next.get());
@@ -563,10 +566,31 @@ absl::Status SqliteJobStore::PurgeSome(int64_t budget, CommitEffects* effects) {
     rows.Text(1, next.ColText(1));
     rows.Int(2, budget);
     BF_RETURN_IF_ERROR(StepOrRollback(db_, rows, "purging deleted jobs"));
-    const int64_t removed = sqlite3_changes(db_);
-    effects->rows_purged += static_cast<uint64_t>(removed);
+    int64_t removed = sqlite3_changes(db_);
     budget -= removed;
-    if (removed > 0 && budget == 0) break;  // perhaps more of this job
+    if (budget > 0) {
+      const std::string job_id = next.ColText(1);
+      std::vector<int64_t> seqs;
+      sqlite3_reset(chunk_list.get());
+      chunk_list.Text(1, job_id);
+      chunk_list.Int(2, budget);
+      int rc_list;
+      while (budget > 0 && (rc_list = sqlite3_step(chunk_list.get())) == SQLITE_ROW) {
+        seqs.push_back(chunk_list.ColInt(0));
+        const int64_t chunk_rows = std::max<int64_t>(chunk_list.ColInt(1), 1);
+        removed += chunk_rows;
+        budget -= chunk_rows;
+      }
+      sqlite3_reset(chunk_list.get());
+      for (const int64_t seq : seqs) {
+        sqlite3_reset(chunk_delete.get());
+        chunk_delete.Text(1, job_id);
+        chunk_delete.Int(2, seq);
+        BF_RETURN_IF_ERROR(StepOrRollback(db_, chunk_delete, "purging deleted jobs"));
+      }
+    }
+    effects->rows_purged += static_cast<uint64_t>(removed);
+    if (removed > 0 && budget <= 0) break;  // perhaps more of this job
     sqlite3_reset(done.get());
     done.Text(1, key);
     BF_RETURN_IF_ERROR(StepOrRollback(db_, done, "purging deleted jobs"));
@@ -602,69 +626,28 @@ absl::Status SqliteJobStore::WriteHeaders(const Pending& batch) {
   return absl::OkStatus();
 }
 
-absl::Status SqliteJobStore::WriteCreatedTasks(const Pending& batch) {
-  Stmt& task = writes_->task;
-  for (const auto& [job_id, created] : batch.created) {
-    for (const NewTask& n : created) {
-      sqlite3_reset(task.get());
-      task.Text(1, job_id);
-      task.Int(2, n.index);
-      task.Int(3, static_cast<int64_t>(n.iterations));
-      task.Int(4, n.duration_ns);
-      task.Int(5, v1::TASK_STATE_QUEUED);
-      task.Int(6, 0);
-      task.Text(7, "");
-      task.Text(8, "");
-      task.Int(9, 0);
-      for (int column = 10; column <= 13; ++column) task.Time(column, absl::InfinitePast());
-      task.Int(14, 0);
-      task.Int(15, 0);
-      task.Text(16, "");
-      task.Text(17, "");
-      task.Int(18, 0);
-      task.Int(19, 0);
-      task.Int(20, -1);
-      task.Int(21, -1);
-      task.Int(22, 0);
-      task.Text(23, "");
-      BF_RETURN_IF_ERROR(StepOrRollback(db_, task, "saving a task"));
-    }
-  }
-  return absl::OkStatus();
-}
-
 absl::Status SqliteJobStore::WriteChangedTasks(const Pending& batch) {
-  Stmt& task = writes_->task;
+  Stmt& chunk = writes_->chunk;
+  TaskChunkWriter writer;
+  auto write = [&](const std::string& job_id) {
+    const size_t rows = writer.rows();
+    const uint32_t first = writer.first_index();
+    const uint32_t last = writer.last_index();
+    sqlite3_reset(chunk.get());
+    chunk.Text(1, job_id);
+    chunk.Int(2, next_chunk_seq_++);
+    chunk.Int(3, first);
+    chunk.Int(4, last);
+    chunk.Int(5, static_cast<int64_t>(rows));
+    chunk.Blob(6, writer.Take());
+    return StepOrRollback(db_, chunk, "saving tasks");
+  };
   for (const auto& [job_id, rows] : batch.tasks) {
-    for (const auto& [index, t] : rows) {
-      sqlite3_reset(task.get());
-      task.Text(1, job_id);
-      task.Int(2, t.index);
-      task.Int(3, static_cast<int64_t>(t.iterations));
-      task.Int(4, absl::ToInt64Nanoseconds(t.duration));
-      task.Int(5, t.state);
-      task.Int(6, t.attempt);
-      task.Text(7, t.worker);
-      task.Text(8, t.host);
-      task.Int(9, t.slot);
-      task.Time(10, t.assigned_at);
-      task.Time(11, t.started_at);
-      task.Time(12, t.ended_at);
-      task.Time(13, t.result_at);
-      task.Int(14, t.cpu_ns);
-      task.Int(15, static_cast<int64_t>(t.iterations_done));
-      task.Text(16, t.error);
-      task.Text(17, t.failures);
-      task.Int(18, t.speculated ? 1 : 0);
-      task.Int(19, t.backup_won ? 1 : 0);
-      task.Int(20, t.start_cpu);
-      task.Int(21, t.end_cpu);
-      task.Int(22, t.migrated ? 1 : 0);
-      task.Text(23, t.bound_cpus);
-      task.Double(24, t.calibrated_rate);
-      task.Blob(25, t.interference);
-      BF_RETURN_IF_ERROR(StepOrRollback(db_, task, "saving a task"));
+    for (const auto& [index, row] : rows) {
+      writer.Add(row);
+      if (writer.rows() == kChunkRows) BF_RETURN_IF_ERROR(write(job_id));
     }
+    if (writer.rows() > 0) BF_RETURN_IF_ERROR(write(job_id));
   }
   return absl::OkStatus();
 }
@@ -687,8 +670,8 @@ uint64_t SqliteJobStore::commits() const {
 absl::StatusOr<JobRecord> SqliteJobStore::LoadJobLocked(const std::string& id) const {
   Stmt job(read_db_, R"sql(SELECT spec, state, error, submitted_ns, finished_ns, succeeded, failed, cancelled,
                              retries, duplicates, iterations_total, iterations_done, backups, backups_won,
-                             backups_cancelled
-                      FROM jobs WHERE id = ?;)sql");
+                             backups_cancelled, COALESCE(tasks_total, (SELECT count(*) FROM tasks WHERE job_id = ?1))
+                      FROM jobs WHERE id = ?1;)sql");
   if (!job.ok()) return SqlError(read_db_, "loading a job");
   job.Text(1, id);
   const int rc = sqlite3_step(job.get());
@@ -700,6 +683,15 @@ absl::StatusOr<JobRecord> SqliteJobStore::LoadJobLocked(const std::string& id) c
     return absl::DataLossError(absl::StrCat("database ", path_, ": job ", id, " has an unreadable spec"));
   }
   ReadHeaderColumns(job, 1, &r);
+  // Every task starts queued, as submitted; the rows say what became of
+  // those that were ever assigned (schema version 2 writes no other).
+  const int64_t total = job.ColInt(15);
+  if (total < 0 || total > static_cast<int64_t>(limits::kMaxTasksPerJob)) {
+    return absl::DataLossError(absl::StrCat("database ", path_, ": job ", id, " has ", total, " tasks (at most ",
+                                            limits::kMaxTasksPerJob, ")"));
+  }
+  r.tasks.resize(static_cast<size_t>(total));
+  for (uint32_t i = 0; i < r.tasks.size(); ++i) r.tasks[i].index = i;
 
   Stmt tasks(read_db_, R"sql(SELECT idx, iterations, duration_ns, state, attempt, worker, host, slot, assigned_ns,
       started_ns, ended_ns, result_ns, cpu_ns, iterations_done, error, failures, speculated, backup_won,
@@ -737,11 +729,23 @@ absl::StatusOr<JobRecord> SqliteJobStore::LoadJobLocked(const std::string& id) c
       v1::Interference m;
       if (m.ParseFromString(blob)) t.set_interference(std::move(m));  // unreadable: not measured
     }
-    if (t.index != r.tasks.size()) {
-      return absl::DataLossError(absl::StrCat("database ", path_, ": job ", id, " is missing task ", r.tasks.size()));
+    if (t.index >= r.tasks.size()) {
+      return absl::DataLossError(absl::StrCat("database ", path_, ": job ", id, " has a row for task ", t.index,
+                                              " of ", r.tasks.size()));
     }
-    r.tasks.push_back(std::move(t));
+    r.tasks[t.index] = std::move(t);
   }
+  // Then the chunks (schema version 2), oldest first: each is newer than any
+  // version 1 row.
+  Stmt chunks(read_db_, "SELECT data FROM task_chunks WHERE job_id = ? ORDER BY seq;");
+  if (!chunks.ok()) return SqlError(read_db_, "loading tasks");
+  chunks.Text(1, id);
+  const std::string where = absl::StrCat("database ", path_, ": job ", id);
+  int rc_chunk;
+  while ((rc_chunk = sqlite3_step(chunks.get())) == SQLITE_ROW) {
+    BF_RETURN_IF_ERROR(ApplyTaskChunk(chunks.ColBlob(0), where, r.tasks));
+  }
+  if (rc_chunk != SQLITE_DONE) return SqlError(read_db_, "loading tasks");
   for (const TaskRecord& t : r.tasks) {
     if (t.state == v1::TASK_STATE_RUNNING) ++r.running;
   }
@@ -860,7 +864,6 @@ absl::Status SqliteJobStore::DeleteJobs(const std::vector<std::string>& ids) {
   absl::MutexLock lock(&mu_);
   for (const std::string& id : ids) {
     pending_.headers.erase(id);
-    pending_.created.erase(id);
     pending_.tasks.erase(id);
     pending_.deletes.insert(id);
   }

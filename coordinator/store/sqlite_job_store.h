@@ -17,6 +17,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "coordinator/store/job_store.h"
+#include "coordinator/store/task_chunk.h"
 
 struct sqlite3;
 
@@ -69,7 +70,7 @@ class SqliteJobStore : public JobStore {
     // transaction writes more rows than this, so purging keeps pace).
     uint32_t purge_batch_rows = 20000;
     // Backlogged() past this many rows queued or being written (each about
-    // 200 bytes of memory).
+    // 100 bytes of memory, TaskRow).
     uint64_t max_backlog_rows = 500'000;
   };
   static absl::StatusOr<std::unique_ptr<SqliteJobStore>> Open(const std::string& path, Options options);
@@ -98,54 +99,17 @@ class SqliteJobStore : public JobStore {
   uint64_t commits() const;
 
  private:
-  // A task row as stored: the columns of `tasks`, no more (a TaskRecord
-  // also carries sessions, speculation state and history, over twice the
-  // size, and a busy coordinator queues hundreds of thousands a second).
-  struct TaskRow {
-    TaskRow(const JobRecord& job, const TaskRecord& t);
-    uint32_t index;
-    uint32_t attempt;
-    uint32_t slot;
-    v1::TaskState state;
-    uint64_t iterations;
-    absl::Duration duration;
-    std::string worker;
-    std::string host;
-    std::string error;
-    std::string failures;  // one line each
-    absl::Time assigned_at;
-    absl::Time started_at;
-    absl::Time ended_at;
-    absl::Time result_at;
-    int64_t cpu_ns;
-    uint64_t iterations_done;
-    bool speculated;
-    bool backup_won;
-    int start_cpu;
-    int end_cpu;
-    bool migrated;
-    std::string bound_cpus;
-    double calibrated_rate = 0;
-    std::string interference;  // v1.Interference serialized; "" when not measured
-  };
-  // A new job's tasks as created (all queued): what a row needs, 24 bytes.
-  struct NewTask {
-    uint32_t index;
-    uint64_t iterations;
-    int64_t duration_ns;
-  };
   struct Pending {
-    // Job header rows by id (newest wins); new jobs' task lists; task rows
-    // changed since, by job, then index (a B-tree per job: rows go in
-    // without a node each). A changed row is written after its new one.
+    // Job header rows by id (newest wins); task rows changed since, by job,
+    // then index (a B-tree per job: rows go in without a node each). A new
+    // job's never-assigned tasks have no row (schema version 2).
     std::map<std::string, JobRecord> headers;
-    std::map<std::string, std::vector<NewTask>> created;
     std::map<std::string, absl::btree_map<uint32_t, TaskRow>> tasks;
     // Jobs to delete (after the writes of the batch).
     std::set<std::string> deletes;
-    bool empty() const { return headers.empty() && created.empty() && tasks.empty() && deletes.empty(); }
+    bool empty() const { return headers.empty() && tasks.empty() && deletes.empty(); }
     bool Contains(const std::string& id) const {
-      return headers.contains(id) || created.contains(id) || tasks.contains(id) || deletes.contains(id);
+      return headers.contains(id) || tasks.contains(id) || deletes.contains(id);
     }
     // Header and task rows queued (O(jobs)).
     uint64_t Rows() const;
@@ -173,8 +137,8 @@ class SqliteJobStore : public JobStore {
   // a recovery.
   void Committed(const absl::Status& status, const CommitEffects& effects);
   absl::Status Unwritable() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // One transaction: the batch's job headers, its new jobs' rows, then its
-  // changed rows. Rolled back on the first error.
+  // One transaction: the batch's job headers, then its changed rows. Rolled
+  // back on the first error.
   absl::Status Commit(const Pending& batch, bool purge, CommitEffects* effects) ABSL_EXCLUSIVE_LOCKS_REQUIRED(db_mu_);
   absl::Status CommitOnce(const Pending& batch, bool purge, CommitEffects* effects)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(db_mu_);
@@ -186,7 +150,7 @@ class SqliteJobStore : public JobStore {
   // turned false (only Committed acts on that: it tells the observer).
   bool UpdateBacklogged() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status WriteHeaders(const Pending& batch) ABSL_EXCLUSIVE_LOCKS_REQUIRED(db_mu_);
-  absl::Status WriteCreatedTasks(const Pending& batch) ABSL_EXCLUSIVE_LOCKS_REQUIRED(db_mu_);
+  // Each job's changed rows as chunks of at most kChunkRows (task_chunks).
   absl::Status WriteChangedTasks(const Pending& batch) ABSL_EXCLUSIVE_LOCKS_REQUIRED(db_mu_);
   absl::StatusOr<JobRecord> LoadJobLocked(const std::string& id) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(read_mu_);
 
@@ -198,6 +162,10 @@ class SqliteJobStore : public JobStore {
   mutable absl::Mutex db_mu_;
   sqlite3* const db_ ABSL_GUARDED_BY(db_mu_);
   std::unique_ptr<WriteStatements> writes_ ABSL_GUARDED_BY(db_mu_);
+  // The next task chunk's number: chunks are read in this order, so a task's
+  // newest row wins.
+  int64_t next_chunk_seq_ ABSL_GUARDED_BY(db_mu_) = 1;
+  static constexpr size_t kChunkRows = 4096;
   // The connection reads use (never the writer's: see Open).
   mutable absl::Mutex read_mu_;
   sqlite3* const read_db_ ABSL_GUARDED_BY(read_mu_);

@@ -100,17 +100,23 @@ class FaultTest(harness.ClusterCase):
         self.wait_for_workers(2)
         job = self.coordctl_json("submit", "--kind", "sleep", "--duration", "400ms", "--tasks", "8")["id"]
 
-        # Wait until some results are in the database itself (writes are batched).
+        # Wait until some results are in the database itself (writes are
+        # batched): tasks that had succeeded when the store's backlog was
+        # then seen empty are committed (the coordinator hands every change
+        # to its store as it makes it; the rows are packed in task_chunks).
         def committed():
-            con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
-            try:
-                return con.execute("SELECT idx, attempt, worker, started_ns FROM tasks WHERE job_id=? AND state=?",
-                                   (job, 4)).fetchall()
-            except sqlite3.OperationalError:
+            done = [(t["index"], t["attempt"], t["worker"]) for t in self.report(job)["tasks"]
+                    if t["state"] == "SUCCEEDED"]
+            if len(done) < 2 or self.coordctl_json("health")["store"]["backlog_rows"] != 0:
                 return []
-            finally:
-                con.close()
-        before = self.wait_for(lambda: len(committed()) >= 2 and committed(), what="2 results committed")
+            return done
+        before = self.wait_for(committed, what="2 results committed")
+        con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+        try:
+            rows = con.execute("SELECT COALESCE(SUM(rows), 0) FROM task_chunks WHERE job_id=?", (job,)).fetchone()[0]
+        finally:
+            con.close()
+        self.assertGreaterEqual(rows, 2, "the job's rows are in the file")
         self.coordinator.stop(signal.SIGKILL)
         restarted = time.monotonic()
         self.start_coordinator(listen=address, db=db)
@@ -120,7 +126,7 @@ class FaultTest(harness.ClusterCase):
         r = json.loads(self.coordctl("-o", "json", "watch", job).stdout.splitlines()[-1])
         self.assert_exactly_once(r, 8)
         by_index = {t["index"]: t for t in r["tasks"]}
-        for idx, attempt, worker, _ in before:
+        for idx, attempt, worker in before:
             self.assertEqual(by_index[idx]["attempt"], attempt, f"task {idx} was run again")
             self.assertEqual(by_index[idx]["worker"], worker)
         # A clean stop saves the state too: the report survives another restart.

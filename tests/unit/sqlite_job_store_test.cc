@@ -17,6 +17,19 @@ namespace {
 using ::busyfleet::testing::StatusIs;
 using ::testing::HasSubstr;
 
+// Task rows in the file (read with a connection of the test's own).
+int64_t CountRows(const std::string& path, const std::string& sql) {
+  sqlite3* db = nullptr;
+  EXPECT_EQ(sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr), SQLITE_OK);
+  sqlite3_stmt* q = nullptr;
+  EXPECT_EQ(sqlite3_prepare_v2(db, sql.c_str(), -1, &q, nullptr), SQLITE_OK) << sql;
+  int64_t n = -1;
+  if (sqlite3_step(q) == SQLITE_ROW) n = sqlite3_column_int64(q, 0);
+  sqlite3_finalize(q);
+  sqlite3_close(db);
+  return n;
+}
+
 class SqliteJobStoreTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -156,6 +169,8 @@ TEST_F(SqliteJobStoreTest, AFileFromBeforeTheNewColumnsGainsThemAndStillReads) {
     sqlite3_close(db);
   }
   ASSERT_OK_AND_ASSIGN(auto store, SqliteJobStore::Open(path_));
+  // Marked version 2: a coordinator that reads only 1 refuses it from now on.
+  EXPECT_EQ(CountRows(path_, "SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'schema_version';"), 2);
   ASSERT_OK_AND_ASSIGN(JobRecord old, store->LoadJob("j-old"));
   EXPECT_EQ(old.state, v1::JOB_STATE_SUCCEEDED);
   EXPECT_EQ(old.backups_cancelled, 0u);
@@ -377,17 +392,33 @@ TEST_F(SqliteJobStoreTest, ANewJobCreatedDuringAnOutageIsNeverAHeaderWithoutRows
 
 // --- Deleting jobs: retention, coordctl delete, jobs prune ---
 
-// Task rows in the file (read with a connection of the test's own).
-int64_t CountRows(const std::string& path, const std::string& sql) {
-  sqlite3* db = nullptr;
-  EXPECT_EQ(sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr), SQLITE_OK);
-  sqlite3_stmt* q = nullptr;
-  EXPECT_EQ(sqlite3_prepare_v2(db, sql.c_str(), -1, &q, nullptr), SQLITE_OK) << sql;
-  int64_t n = -1;
-  if (sqlite3_step(q) == SQLITE_ROW) n = sqlite3_column_int64(q, 0);
-  sqlite3_finalize(q);
-  sqlite3_close(db);
-  return n;
+// The job with every task run once (each then has a row of its own).
+JobRecord AllRun(JobRecord job) {
+  for (TaskRecord& t : job.tasks) {
+    t.state = v1::TASK_STATE_SUCCEEDED;
+    t.current.number = 1;
+    t.current.worker = "w";
+  }
+  return job;
+}
+
+// Task rows of `job` in the file: version 1 rows plus the rows of its chunks.
+int64_t TaskRows(const std::string& path, const std::string& job) {
+  return CountRows(path, "SELECT count(*) FROM tasks WHERE job_id = '" + job + "';") +
+         CountRows(path, "SELECT COALESCE(SUM(rows), 0) FROM task_chunks WHERE job_id = '" + job + "';");
+}
+
+// Writes the job with every task run, `per_chunk` tasks a transaction (so
+// `tasks / per_chunk` chunks).
+void WriteRunInChunks(SqliteJobStore& store, const JobRecord& job, uint32_t per_chunk) {
+  ASSERT_OK(store.CreateJob(job));
+  const JobRecord ran = AllRun(job);
+  for (uint32_t first = 0; first < ran.tasks.size(); first += per_chunk) {
+    std::vector<uint32_t> changed;
+    for (uint32_t i = first; i < std::min<uint32_t>(first + per_chunk, ran.tasks.size()); ++i) changed.push_back(i);
+    ASSERT_OK(store.SaveJob(ran, changed));
+    ASSERT_OK(store.Flush());
+  }
 }
 
 JobRecord Finished(JobRecord job, absl::Time at) {
@@ -396,6 +427,68 @@ JobRecord Finished(JobRecord job, absl::Time at) {
   for (TaskRecord& t : job.tasks) t.state = v1::TASK_STATE_SUCCEEDED;
   job.succeeded = static_cast<uint32_t>(job.tasks.size());
   return job;
+}
+
+TEST_F(SqliteJobStoreTest, ANewJobIsOneRowAndItsTasksReadBackQueued) {
+  ASSERT_OK_AND_ASSIGN(auto store, SqliteJobStore::Open(path_));
+  JobRecord job = MakeJob("j-1", 1000);
+  ASSERT_OK(store->CreateJob(job));
+  ASSERT_OK(store->Flush());
+  EXPECT_EQ(TaskRows(path_, "j-1"), 0);
+  EXPECT_EQ(CountRows(path_, "SELECT count(*) FROM jobs;"), 1);
+  // Two tasks run; the others were never assigned and still have no row.
+  job.tasks[7].state = v1::TASK_STATE_SUCCEEDED;
+  job.tasks[7].current.number = 1;
+  job.tasks[7].current.worker = "w7";
+  job.tasks[999].state = v1::TASK_STATE_RUNNING;
+  job.tasks[999].current.number = 2;
+  ASSERT_OK(store->SaveJob(job, {7, 999}));
+  ASSERT_OK(store->Flush());
+  EXPECT_EQ(CountRows(path_, "SELECT count(*) FROM task_chunks;"), 1);
+  EXPECT_EQ(TaskRows(path_, "j-1"), 2);
+  // A later row of a task wins over its earlier one.
+  job.tasks[999].state = v1::TASK_STATE_SUCCEEDED;
+  job.tasks[999].current.cpu_ns = 12345;
+  ASSERT_OK(store->SaveJob(job, {999}));
+  ASSERT_OK(store->Flush());
+  EXPECT_EQ(CountRows(path_, "SELECT count(*) FROM task_chunks;"), 2);
+  ASSERT_OK_AND_ASSIGN(JobRecord loaded, store->LoadJob("j-1"));
+  ASSERT_EQ(loaded.tasks.size(), 1000u);
+  for (uint32_t i = 0; i < 1000; ++i) {
+    EXPECT_EQ(loaded.tasks[i].index, i);
+    if (i == 7 || i == 999) continue;
+    EXPECT_EQ(loaded.tasks[i].state, v1::TASK_STATE_QUEUED) << i;
+    EXPECT_EQ(loaded.tasks[i].current.number, 0u) << i;
+  }
+  EXPECT_EQ(loaded.tasks[7].state, v1::TASK_STATE_SUCCEEDED);
+  EXPECT_EQ(loaded.tasks[7].current.worker, "w7");
+  EXPECT_EQ(loaded.tasks[999].state, v1::TASK_STATE_SUCCEEDED);
+  EXPECT_EQ(loaded.tasks[999].current.number, 2u);
+  EXPECT_EQ(loaded.tasks[999].current.cpu_ns, 12345);
+  EXPECT_EQ(loaded.task_iterations(500), 1000u);
+}
+
+TEST_F(SqliteJobStoreTest, RowsThatCannotBeTheJobsAreDataLoss) {
+  ASSERT_OK_AND_ASSIGN(auto store, SqliteJobStore::Open(path_));
+  ASSERT_OK(store->CreateJob(AllRun(MakeJob("j-1", 3))));
+  ASSERT_OK(store->CreateJob(AllRun(MakeJob("j-2", 3))));
+  ASSERT_OK(store->Flush());
+  ASSERT_OK(store->LoadJob("j-1").status());
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(path_.c_str(), &db), SQLITE_OK);
+  // A version 1 row past the job's task count; a chunk that is not one.
+  ASSERT_EQ(sqlite3_exec(db, R"sql(
+      INSERT INTO tasks (job_id, idx, iterations, duration_ns, state, attempt, worker, host, slot, cpu_ns,
+                         iterations_done, error, failures, speculated, backup_won)
+        VALUES ('j-1', 3, 0, 0, 4, 1, 'w', 'h', 0, 0, 0, '', '', 0, 0);
+      UPDATE task_chunks SET data = x'ffff' WHERE job_id = 'j-2';)sql",
+                         nullptr, nullptr, nullptr),
+            SQLITE_OK)
+      << sqlite3_errmsg(db);
+  sqlite3_close(db);
+  EXPECT_THAT(store->LoadJob("j-1"),
+              StatusIs(absl::StatusCode::kDataLoss, HasSubstr("job j-1 has a row for task 3 of 3")));
+  EXPECT_THAT(store->LoadJob("j-2"), StatusIs(absl::StatusCode::kDataLoss, HasSubstr("job j-2: a task chunk")));
 }
 
 TEST_F(SqliteJobStoreTest, ExpiredJobsByAgeAndCountOldestFirst) {
@@ -438,8 +531,9 @@ TEST_F(SqliteJobStoreTest, DeletedJobsRowsArePurgedInSmallTransactions) {
   options.purge_batch_rows = 100;
   ASSERT_OK_AND_ASSIGN(auto store, SqliteJobStore::Open(path_, options));
   const absl::Time t0 = absl::FromUnixSeconds(1'700'000'000);
-  ASSERT_OK(store->CreateJob(MakeJob("j-big", 1000)));
-  ASSERT_OK(store->CreateJob(MakeJob("j-kept", 3)));
+  // Ten chunks of 100 rows: chunks go whole, 100 rows a transaction.
+  WriteRunInChunks(*store, MakeJob("j-big", 1000), 100);
+  ASSERT_OK(store->CreateJob(AllRun(MakeJob("j-kept", 3))));
   ASSERT_OK(store->SaveJob(Finished(MakeJob("j-big", 1000), t0), {}));
   ASSERT_OK(store->Flush());
   const uint64_t commits_before = store->commits();
@@ -455,9 +549,9 @@ TEST_F(SqliteJobStoreTest, DeletedJobsRowsArePurgedInSmallTransactions) {
     absl::SleepFor(absl::Milliseconds(5));  // polling the file, not synchronising threads
   }
   EXPECT_EQ(CountRows(path_, "SELECT count(*) FROM meta WHERE key LIKE 'purge:%';"), 0);
-  EXPECT_EQ(CountRows(path_, "SELECT count(*) FROM tasks WHERE job_id = 'j-big';"), 0);
+  EXPECT_EQ(TaskRows(path_, "j-big"), 0);
   EXPECT_GE(store->commits() - commits_before, 10u);
-  EXPECT_EQ(CountRows(path_, "SELECT count(*) FROM tasks WHERE job_id = 'j-kept';"), 3);
+  EXPECT_EQ(TaskRows(path_, "j-kept"), 3);
   ASSERT_OK_AND_ASSIGN(auto headers, store->ListJobHeaders(10));
   ASSERT_EQ(headers.size(), 1u);
   EXPECT_EQ(headers[0].id, "j-kept");
@@ -472,12 +566,11 @@ TEST_F(SqliteJobStoreTest, APurgeCutShortByAStopGoesOnAfterTheRestart) {
     SqliteJobStore::Options slow;
     slow.purge_batch_rows = 1;
     ASSERT_OK_AND_ASSIGN(auto store, SqliteJobStore::Open(path_, slow));
-    ASSERT_OK(store->CreateJob(MakeJob("j-1", 500)));
-    ASSERT_OK(store->Flush());
+    WriteRunInChunks(*store, MakeJob("j-1", 500), 100);
     ASSERT_OK(store->DeleteJobs({"j-1"}));
     ASSERT_OK(store->Flush());  // the delete commits; purging has barely begun
   }
-  EXPECT_GT(CountRows(path_, "SELECT count(*) FROM tasks;"), 0);
+  EXPECT_GT(TaskRows(path_, "j-1"), 0);
   EXPECT_EQ(CountRows(path_, "SELECT count(*) FROM jobs;"), 0);
   ASSERT_OK_AND_ASSIGN(auto store, SqliteJobStore::Open(path_));
   EXPECT_GT(store->Health().purge_rows, 0u);
@@ -486,7 +579,7 @@ TEST_F(SqliteJobStoreTest, APurgeCutShortByAStopGoesOnAfterTheRestart) {
     absl::SleepFor(absl::Milliseconds(5));  // polling the file, not synchronising threads
   }
   EXPECT_EQ(CountRows(path_, "SELECT count(*) FROM meta WHERE key LIKE 'purge:%';"), 0);
-  EXPECT_EQ(CountRows(path_, "SELECT count(*) FROM tasks;"), 0);
+  EXPECT_EQ(TaskRows(path_, "j-1"), 0);
 }
 
 TEST_F(SqliteJobStoreTest, ABacklogPastTheCapIsReportedUntilItCommits) {
@@ -498,7 +591,7 @@ TEST_F(SqliteJobStoreTest, ABacklogPastTheCapIsReportedUntilItCommits) {
     if (h.writable && !drained.HasBeenNotified()) drained.Notify();
   });
   EXPECT_FALSE(store->Backlogged());
-  ASSERT_OK(store->CreateJob(MakeJob("j-1", 11)));
+  ASSERT_OK(store->CreateJob(AllRun(MakeJob("j-1", 11))));
   EXPECT_TRUE(store->Backlogged());  // 12 rows queued (11 tasks and the header)
   ASSERT_OK(store->Flush());
   EXPECT_FALSE(store->Backlogged());
@@ -515,7 +608,7 @@ TEST_F(SqliteJobStoreTest, ADeleteDropsTheJobsQueuedRows) {
   ASSERT_OK(store->DeleteJobs({"j-1"}));  // before anything was written
   ASSERT_OK(store->Flush());
   EXPECT_EQ(CountRows(path_, "SELECT count(*) FROM jobs;"), 0);
-  EXPECT_EQ(CountRows(path_, "SELECT count(*) FROM tasks;"), 0);
+  EXPECT_EQ(TaskRows(path_, "j-1"), 0);
 }
 
 }  // namespace

@@ -1,0 +1,178 @@
+// The SQLite store's chunked task rows (coordinator/store/task_chunk.h).
+#include "coordinator/store/task_chunk.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <string>
+#include <vector>
+
+namespace busyfleet::coordinator {
+namespace {
+
+using ::testing::HasSubstr;
+
+std::vector<TaskRecord> Varied() {
+  const absl::Time t0 = absl::FromUnixSeconds(1'800'000'000) + absl::Nanoseconds(17);
+  std::vector<TaskRecord> out(6);
+  for (uint32_t i = 0; i < out.size(); ++i) out[i].index = i;
+  // A plain success.
+  out[0].state = v1::TASK_STATE_SUCCEEDED;
+  out[0].current.number = 1;
+  out[0].current.worker = "w1";
+  out[0].current.host = "h1";
+  out[0].current.slot = 3;
+  out[0].current.assigned_at = t0;
+  out[0].current.started_at = t0 + absl::Microseconds(5);
+  out[0].current.ended_at = t0 + absl::Microseconds(9);
+  out[0].current.result_at = t0 + absl::Microseconds(40);
+  out[0].current.cpu_ns = 4000;
+  out[0].current.iterations_done = 123456789;
+  out[0].current.start_cpu = 1;
+  out[0].current.end_cpu = 0;
+  out[0].current.migrated = true;
+  out[0].current.bound_cpus = "0-1";
+  out[0].current.calibrated_rate = 3.4e9;
+  // Assigned, not started: only one time set; another worker.
+  out[1].state = v1::TASK_STATE_ASSIGNED;
+  out[1].current.number = 7;
+  out[1].current.worker = "w2";
+  out[1].current.host = "h1";
+  out[1].current.assigned_at = t0 - absl::Hours(30);
+  // Failed, with text, speculation flags and interference; times before the base.
+  out[3].state = v1::TASK_STATE_FAILED;
+  out[3].current.number = 3;
+  out[3].current.worker = "w1";
+  out[3].current.assigned_at = t0 - absl::Seconds(2);
+  out[3].current.started_at = t0 - absl::Seconds(1);
+  out[3].set_error("attempt 3 on worker w1: boom");
+  out[3].mutable_failures() = {"attempt 1: lost", "attempt 2: boom"};
+  out[3].speculated = true;
+  out[3].backup_won = true;
+  v1::Interference m;
+  m.set_involuntary_switches(9);
+  m.set_steal_ns(77);
+  out[3].set_interference(m);
+  // 2, 4, 5: never assigned (queued).
+  return out;
+}
+
+void ExpectSameRow(const TaskRecord& a, const TaskRecord& b) {
+  EXPECT_EQ(a.index, b.index);
+  EXPECT_EQ(static_cast<v1::TaskState>(a.state), static_cast<v1::TaskState>(b.state));
+  EXPECT_EQ(a.current.number, b.current.number);
+  EXPECT_EQ(a.current.worker.str(), b.current.worker.str());
+  EXPECT_EQ(a.current.host.str(), b.current.host.str());
+  EXPECT_EQ(a.current.bound_cpus.str(), b.current.bound_cpus.str());
+  EXPECT_EQ(a.current.slot, b.current.slot);
+  EXPECT_EQ(a.current.assigned_at.time(), b.current.assigned_at.time());
+  EXPECT_EQ(a.current.started_at.time(), b.current.started_at.time());
+  EXPECT_EQ(a.current.ended_at.time(), b.current.ended_at.time());
+  EXPECT_EQ(a.current.result_at.time(), b.current.result_at.time());
+  EXPECT_EQ(a.current.cpu_ns, b.current.cpu_ns);
+  EXPECT_EQ(a.current.iterations_done, b.current.iterations_done);
+  EXPECT_EQ(a.current.start_cpu, b.current.start_cpu);
+  EXPECT_EQ(a.current.end_cpu, b.current.end_cpu);
+  EXPECT_EQ(a.current.migrated, b.current.migrated);
+  EXPECT_EQ(a.current.calibrated_rate, b.current.calibrated_rate);
+  EXPECT_EQ(a.error(), b.error());
+  EXPECT_EQ(a.failures(), b.failures());
+  EXPECT_EQ(a.speculated, b.speculated);
+  EXPECT_EQ(a.backup_won, b.backup_won);
+  ASSERT_EQ(a.interference() != nullptr, b.interference() != nullptr);
+  if (a.interference() != nullptr) {
+    EXPECT_EQ(a.interference()->SerializeAsString(), b.interference()->SerializeAsString());
+  }
+}
+
+TEST(TaskChunkTest, RowsReadBackFieldForField) {
+  const std::vector<TaskRecord> in = Varied();
+  TaskChunkWriter w;
+  for (uint32_t i : {3u, 0u, 1u}) w.Add(TaskRow(in[i]));  // any order
+  EXPECT_EQ(w.rows(), 3u);
+  EXPECT_EQ(w.first_index(), 3u);
+  EXPECT_EQ(w.last_index(), 1u);
+  const std::string blob = w.Take();
+  EXPECT_EQ(w.rows(), 0u);
+  std::vector<TaskRecord> out(in.size());
+  for (uint32_t i = 0; i < out.size(); ++i) out[i].index = i;
+  ASSERT_TRUE(ApplyTaskChunk(blob, "here", out).ok()) << ApplyTaskChunk(blob, "here", out);
+  for (uint32_t i = 0; i < in.size(); ++i) {
+    SCOPED_TRACE(i);
+    ExpectSameRow(out[i], in[i]);
+  }
+}
+
+TEST(TaskChunkTest, ALaterRowOfATaskWins) {
+  std::vector<TaskRecord> in = Varied();
+  TaskChunkWriter w;
+  w.Add(TaskRow(in[1]));
+  in[1].state = v1::TASK_STATE_SUCCEEDED;
+  in[1].current.cpu_ns = 99;
+  w.Add(TaskRow(in[1]));
+  std::vector<TaskRecord> out(in.size());
+  ASSERT_TRUE(ApplyTaskChunk(w.Take(), "here", out).ok());
+  EXPECT_EQ(static_cast<v1::TaskState>(out[1].state), v1::TASK_STATE_SUCCEEDED);
+  EXPECT_EQ(out[1].current.cpu_ns, 99);
+}
+
+TEST(TaskChunkTest, AThousandPlainRowsTakeAboutFortyBytesEach) {
+  std::vector<TaskRecord> in(1000);
+  const absl::Time t0 = absl::FromUnixSeconds(1'800'000'000);
+  TaskChunkWriter w;
+  for (uint32_t i = 0; i < in.size(); ++i) {
+    TaskRecord& t = in[i];
+    t.index = i;
+    t.state = v1::TASK_STATE_SUCCEEDED;
+    t.current.number = 1;
+    t.current.worker = i % 2 ? "worker-1" : "worker-2";
+    t.current.host = "node-17.example";
+    t.current.slot = i % 2;
+    t.current.assigned_at = t0 + absl::Microseconds(3 * i);
+    t.current.started_at = t0 + absl::Microseconds(3 * i + 1);
+    t.current.ended_at = t0 + absl::Microseconds(3 * i + 1) + absl::Nanoseconds(30);
+    t.current.result_at = t0 + absl::Microseconds(3 * i + 2);
+    t.current.cpu_ns = 30;
+    t.current.start_cpu = t.current.end_cpu = static_cast<int16_t>(i % 2);
+    w.Add(TaskRow(t));
+  }
+  const std::string blob = w.Take();
+  EXPECT_LT(blob.size(), 45'000u);
+  std::vector<TaskRecord> out(in.size());
+  ASSERT_TRUE(ApplyTaskChunk(blob, "here", out).ok());
+  for (uint32_t i = 0; i < in.size(); i += 97) ExpectSameRow(out[i], in[i]);
+}
+
+TEST(TaskChunkTest, WhatIsNotAChunkOfThisJobIsDataLoss) {
+  std::vector<TaskRecord> in = Varied();
+  std::vector<TaskRecord> small(2);
+  TaskChunkWriter w;
+  w.Add(TaskRow(in[3]));
+  const std::string blob = w.Take();
+  EXPECT_THAT(std::string(ApplyTaskChunk(blob, "job j", small).message()),
+              HasSubstr("job j: a task chunk has a row for task 3 of 2"));
+  EXPECT_EQ(ApplyTaskChunk("\xff\xff", "job j", small).code(), absl::StatusCode::kDataLoss);
+  store::v1::TaskChunk c;
+  ASSERT_TRUE(c.ParseFromString(blob));
+  c.mutable_cpu_ns()->RemoveLast();
+  EXPECT_THAT(std::string(ApplyTaskChunk(c.SerializeAsString(), "job j", in).message()),
+              HasSubstr("has a column of 0 rows, not 1"));
+  ASSERT_TRUE(c.ParseFromString(blob));
+  c.set_worker(0, 9);
+  EXPECT_THAT(std::string(ApplyTaskChunk(c.SerializeAsString(), "job j", in).message()),
+              HasSubstr("names a string it does not have"));
+  ASSERT_TRUE(c.ParseFromString(blob));
+  c.set_state(0, 99);
+  EXPECT_THAT(std::string(ApplyTaskChunk(c.SerializeAsString(), "job j", in).message()), HasSubstr("in state 99"));
+  ASSERT_TRUE(c.ParseFromString(blob));
+  c.set_assigned_ns(0, INT64_MAX);
+  EXPECT_THAT(std::string(ApplyTaskChunk(c.SerializeAsString(), "job j", in).message()),
+              HasSubstr("has a time out of range"));
+  ASSERT_TRUE(c.ParseFromString(blob));
+  c.mutable_text(0)->set_row(5);
+  EXPECT_THAT(std::string(ApplyTaskChunk(c.SerializeAsString(), "job j", in).message()),
+              HasSubstr("has text for row 5 of 1"));
+}
+
+}  // namespace
+}  // namespace busyfleet::coordinator
