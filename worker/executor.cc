@@ -366,17 +366,19 @@ void Executor::ClaimSlotLocked(int slot, const v1::Assignment& a, std::shared_pt
 
 void Executor::RunAndReport(const v1::Assignment& a, int slot, const CancelToken& cancel, bool on_slot_thread) {
   const v1::ExecMode mode = ModeOf(a);
-  v1::TaskStarted started;
-  *started.mutable_task() = a.task();
-  started.set_slot(static_cast<uint32_t>(slot));
-  started.set_start_mono_ns(MonoNanosNow());
-  on_started_(started);
+  if (mode != v1::EXEC_MODE_THREAD || a.kind() != v1::TASK_KIND_COUNTDOWN || a.iterations() > kWallIsCpuIterations) {
+    v1::TaskStarted started;
+    *started.mutable_task() = a.task();
+    started.set_slot(static_cast<uint32_t>(slot));
+    started.set_start_mono_ns(MonoNanosNow());
+    on_started_(started);
+  }
   const Key key = KeyOf(a.task());
   v1::TaskResult result = mode == v1::EXEC_MODE_PROCESS ? RunInProcess(a, slot, key, cancel)
                                                         : RunInThread(a, slot, cancel, on_slot_thread);
   // Report first, then leave running_: WaitIdle must not see this slot idle
   // before its result has been handed over.
-  on_finished_(result);
+  on_finished_(std::move(result));
   absl::MutexLock lock(&mu_);
   running_.erase(key);
   slot_busy_[static_cast<size_t>(slot)] = false;

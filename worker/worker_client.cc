@@ -76,7 +76,7 @@ absl::StatusOr<std::unique_ptr<WorkerClient>> WorkerClient::Start(Options option
   c->executor_ = std::make_unique<Executor>(
       executor_options,
       [raw](const v1::TaskStarted& s) { raw->OnStarted(s); },
-      [raw](const v1::TaskResult& r) { raw->OnFinished(r); });
+      [raw](v1::TaskResult r) { raw->OnFinished(std::move(r)); });
   c->loop_ = std::thread([raw] { raw->RunLoop(); });
   return c;
 }
@@ -129,7 +129,7 @@ void WorkerClient::TakeUpdatesLocked(v1::TaskUpdates* updates) {
   results_out_.clear();
 }
 
-void WorkerClient::OnFinished(const v1::TaskResult& result) {
+void WorkerClient::OnFinished(v1::TaskResult result) {
   if (result.state() == v1::TASK_STATE_FAILED) {
     LogFields fields({{"job_id", result.task().job_id()},
                       {"task", absl::StrCat(result.task().task_index())},
@@ -162,7 +162,7 @@ void WorkerClient::OnFinished(const v1::TaskResult& result) {
   // Kept across a broken stream and sent after reattaching: the coordinator
   // has queued those tasks again already and records them as late
   // duplicates. Bounded, so a long outage cannot grow memory.
-  results_out_.push_back(result);
+  results_out_.push_back(std::move(result));
   TrimHeld(results_out_);
   // Nothing left to run here, and nobody writing: send it now rather than
   // wake the sender. With tasks queued, the sender batches instead (this
@@ -177,15 +177,15 @@ void WorkerClient::AfterWriteLocked(v1::WorkerMessage& message, bool ok) {
   if (!message.has_updates() || (message.updates().results_size() == 0 && message.updates().packed_size() == 0)) {
     return;
   }
-  UnpackInto(*message.mutable_updates());  // kept one TaskResult a task, as they came
-  auto* results = message.mutable_updates()->mutable_results();
   // Written into a stream that has been silent a while (this process was
   // stopped, say): the coordinator may have closed it already, and a write
   // into a closed stream still succeeds here. Keep them until a heartbeat
   // sent after them is acknowledged, or send them again on the next session.
+  const int64_t now = ok ? MonoNanosNow() : 0;
+  if (ok && now - last_read_mono_ns_.load(std::memory_order_relaxed) <= kStreamFreshNs) return;
+  UnpackInto(*message.mutable_updates());  // kept one TaskResult a task, as they came
+  auto* results = message.mutable_updates()->mutable_results();
   if (ok) {
-    const int64_t now = MonoNanosNow();
-    if (now - last_read_mono_ns_.load(std::memory_order_relaxed) <= kStreamFreshNs) return;
     unconfirmed_written_ns_ = now;
     unconfirmed_.insert(unconfirmed_.end(), std::make_move_iterator(results->begin()),
                         std::make_move_iterator(results->end()));

@@ -176,7 +176,7 @@ class WorkerClient {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   void OnStarted(const v1::TaskStarted& started);
-  void OnFinished(const v1::TaskResult& result);
+  void OnFinished(v1::TaskResult result);
   // Moves the outbox's start notices and results into `updates`.
   void TakeUpdatesLocked(v1::TaskUpdates* updates) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // After writing `message` (ok: the write succeeded): results that could
