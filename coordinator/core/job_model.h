@@ -80,6 +80,9 @@ class WallNs {
   WallNs(absl::Time t) : ns_(t == absl::InfinitePast() ? kNone : absl::ToUnixNanos(t)) {}  // NOLINT
   operator absl::Time() const { return time(); }  // NOLINT
   absl::Time time() const { return ns_ == kNone ? absl::InfinitePast() : absl::FromUnixNanos(ns_); }
+  // Without the trip through absl::Time (aggregation reads a million).
+  bool is_set() const { return ns_ != kNone; }
+  int64_t unix_ns() const { return ns_; }  // meaningful when is_set()
 
   friend bool operator==(WallNs a, WallNs b) { return a.ns_ == b.ns_; }
   friend auto operator<=>(WallNs a, WallNs b) { return a.ns_ <=> b.ns_; }
@@ -311,10 +314,12 @@ struct TaskRecord {
   // The same for the backup copy when it had started; the backup is gone after.
   void DropBackup(v1::TaskState ended_as, std::string why, absl::Time now);
 
-  bool has_timing() const {
-    return current.started_at != absl::InfinitePast() && current.ended_at != absl::InfinitePast();
+  bool has_timing() const { return current.started_at.is_set() && current.ended_at.is_set(); }
+  // As absl::ToDoubleSeconds of the difference gives it (exactly, below
+  // about 26 days), without the trip through absl::Time.
+  double seconds() const {
+    return has_timing() ? static_cast<double>(current.ended_at.unix_ns() - current.started_at.unix_ns()) / 1e9 : 0;
   }
-  double seconds() const { return has_timing() ? absl::ToDoubleSeconds(current.ended_at - current.started_at) : 0; }
 
   static const std::string& EmptyString();
 

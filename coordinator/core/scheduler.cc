@@ -38,7 +38,7 @@ absl::Status Scheduler::AddWorker(WorkerSpec worker) {
 
 absl::StatusOr<std::vector<TaskKey>> Scheduler::RemoveWorker(absl::string_view session) {
   absl::MutexLock lock(&mu_);
-  auto it = workers_.find(std::string(session));
+  auto it = workers_.find(session);
   if (it == workers_.end()) {
     return absl::NotFoundError(absl::StrCat("worker session ", session, " not found"));
   }
@@ -59,7 +59,7 @@ absl::StatusOr<std::vector<TaskKey>> Scheduler::RemoveWorker(absl::string_view s
 
 absl::Status Scheduler::SetDraining(absl::string_view session) {
   absl::MutexLock lock(&mu_);
-  auto it = workers_.find(std::string(session));
+  auto it = workers_.find(session);
   if (it == workers_.end()) {
     return absl::NotFoundError(absl::StrCat("worker session ", session, " not found"));
   }
@@ -69,7 +69,7 @@ absl::Status Scheduler::SetDraining(absl::string_view session) {
 
 absl::Status Scheduler::SetRoundTrip(absl::string_view session, absl::Duration rtt) {
   absl::MutexLock lock(&mu_);
-  auto it = workers_.find(std::string(session));
+  auto it = workers_.find(session);
   if (it == workers_.end()) {
     return absl::NotFoundError(absl::StrCat("worker session ", session, " not found"));
   }
@@ -97,7 +97,7 @@ absl::Status Scheduler::AddJob(absl::string_view job_id, JobConstraints constrai
 std::vector<Scheduler::Assignment> Scheduler::RemoveJob(absl::string_view job_id) {
   absl::MutexLock lock(&mu_);
   std::vector<Assignment> in_flight;
-  auto it = jobs_.find(std::string(job_id));
+  auto it = jobs_.find(job_id);
   if (it == jobs_.end()) return in_flight;
   queued_ -= it->second.queued.size();
   if (it->second.in_flight > 0) {
@@ -118,7 +118,7 @@ std::vector<Scheduler::Assignment> Scheduler::RemoveJob(absl::string_view job_id
 
 absl::Status Scheduler::Adopt(absl::string_view session, const TaskKey& task) {
   absl::MutexLock lock(&mu_);
-  auto w = workers_.find(std::string(session));
+  auto w = workers_.find(session);
   if (w == workers_.end()) return absl::NotFoundError(absl::StrCat("unknown session ", session));
   auto job = jobs_.find(task.job_id);
   if (job == jobs_.end()) return absl::NotFoundError(absl::StrCat("unknown job ", task.job_id));
@@ -131,7 +131,7 @@ absl::Status Scheduler::Adopt(absl::string_view session, const TaskKey& task) {
 
 absl::Status Scheduler::Release(absl::string_view session, const TaskKey& task) {
   absl::MutexLock lock(&mu_);
-  auto it = workers_.find(std::string(session));
+  auto it = workers_.find(session);
   if (it == workers_.end() || it->second.in_flight.erase(task) == 0) {
     return absl::NotFoundError(absl::StrCat("task ", task.job_id, "/", task.index,
                                             " is not in flight on session ", session));
@@ -270,7 +270,7 @@ int Scheduler::PrefetchFor(const Job& job, const Worker& worker, int fleet_slots
 
 void Scheduler::ObserveTaskSeconds(absl::string_view job_id, double seconds) {
   absl::MutexLock lock(&mu_);
-  auto it = jobs_.find(std::string(job_id));
+  auto it = jobs_.find(job_id);
   if (it == jobs_.end() || !(seconds >= 0)) return;
   double& ewma = it->second.task_seconds;
   ewma = ewma < 0 ? seconds : 0.8 * ewma + 0.2 * seconds;
@@ -373,7 +373,7 @@ bool Scheduler::Dequeue(const TaskKey& task) {
 
 size_t Scheduler::QueuedFor(absl::string_view job_id) const {
   absl::MutexLock lock(&mu_);
-  auto job = jobs_.find(std::string(job_id));
+  auto job = jobs_.find(job_id);
   return job == jobs_.end() ? 0 : job->second.queued.size();
 }
 
@@ -402,7 +402,7 @@ size_t Scheduler::QueuedTasks() const {
 
 int Scheduler::InFlight(absl::string_view session) const {
   absl::MutexLock lock(&mu_);
-  auto it = workers_.find(std::string(session));
+  auto it = workers_.find(session);
   return it == workers_.end() ? 0 : static_cast<int>(it->second.in_flight.size());
 }
 

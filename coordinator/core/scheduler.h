@@ -205,7 +205,7 @@ class Scheduler {
 
   const Options options_;
   mutable absl::Mutex mu_;
-  std::map<std::string, Worker> workers_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, Worker, std::less<>> workers_ ABSL_GUARDED_BY(mu_);  // looked up by string_view: no copy a task
   absl::flat_hash_map<std::string, Job> jobs_ ABSL_GUARDED_BY(mu_);
   size_t queued_ ABSL_GUARDED_BY(mu_) = 0;
   size_t cursor_ ABSL_GUARDED_BY(mu_) = 0;

@@ -206,37 +206,74 @@ void AddWork(const TaskRecord& t, TaskTotals& s) {
   if (ratio > 0 && ratio < kSlowRateRatio) ++s.slow_tasks;
 }
 
+// Seconds between two set instants, as Seconds() gives them (exactly so
+// below 2^53 quarter-nanoseconds, about 26 days), without absl::Time.
+double SecondsNs(int64_t from_ns, int64_t to_ns) { return static_cast<double>(to_ns - from_ns) / 1e9; }
+
 TaskTotals SumTasks(const JobRecord& job) {
   TaskTotals s;
+  int64_t first_ns = INT64_MAX;
+  int64_t last_ns = INT64_MIN;
+  const bool submitted = job.submitted_at != absl::InfinitePast();
+  const int64_t submitted_ns = submitted ? absl::ToUnixNanos(job.submitted_at) : 0;
+  // Runs of tasks share a worker, a slot and a rate: each map and set is
+  // looked up once per run, not once per task (a million-task report).
+  PerWorker* w = nullptr;
+  uint32_t w_id = 0;
+  uint32_t host_id = UINT32_MAX;
+  uint32_t last_slot = UINT32_MAX;
+  uint64_t* rate_count = nullptr;
+  double last_rate = 0;
   for (const TaskRecord& t : job.tasks) {
     if (!t.has_timing()) continue;
     const Attempt& a = t.current;
-    s.first_start = std::min(s.first_start, a.started_at.time());
-    s.last_end = std::max(s.last_end, a.ended_at.time());
+    first_ns = std::min(first_ns, a.started_at.unix_ns());
+    last_ns = std::max(last_ns, a.ended_at.unix_ns());
     const double secs = t.seconds();
     s.cpu += static_cast<double>(a.cpu_ns) / 1e9;
-    s.slots_used.emplace(a.worker.id(), a.slot);
-    PerWorker& w = s.per_worker[a.worker];
-    w.host = a.host;
-    w.tasks += 1;
-    w.iterations += a.iterations_done;
-    w.busy += secs;
-    w.slots.insert(a.slot);
-    if (a.calibrated_rate > 0) {
-      ++w.calibrated_rates[a.calibrated_rate];
-      ++w.rated_tasks;
+    if (w == nullptr || a.worker.id() != w_id) {
+      w = &s.per_worker[a.worker];
+      w_id = a.worker.id();
+      host_id = UINT32_MAX;
+      last_slot = UINT32_MAX;
+      rate_count = nullptr;
     }
-    if (const v1::Interference* m = t.interference()) w.interference.Add(*m, secs);
+    if (a.host.id() != host_id) {
+      w->host = a.host;  // the last task's host
+      host_id = a.host.id();
+    }
+    if (a.slot != last_slot) {
+      s.slots_used.emplace(a.worker.id(), a.slot);
+      w->slots.insert(a.slot);
+      last_slot = a.slot;
+    }
+    w->tasks += 1;
+    w->iterations += a.iterations_done;
+    w->busy += secs;
+    if (a.calibrated_rate > 0) {
+      if (rate_count == nullptr || a.calibrated_rate != last_rate) {
+        rate_count = &w->calibrated_rates[a.calibrated_rate];
+        last_rate = a.calibrated_rate;
+      }
+      ++*rate_count;
+      ++w->rated_tasks;
+    }
+    if (const v1::Interference* m = t.interference()) w->interference.Add(*m, secs);
     if (t.state == v1::TASK_STATE_SUCCEEDED) {
       s.serial += secs;
       AddWork(t, s);
-      if (a.assigned_at != absl::InfinitePast() && a.result_at != absl::InfinitePast()) {
-        s.queued_sum += std::max(0.0, Seconds(job.submitted_at, a.assigned_at));
-        s.dispatch_sum += std::max(0.0, Seconds(a.assigned_at, a.started_at));
-        s.result_sum += std::max(0.0, Seconds(a.ended_at, a.result_at));
+      if (a.assigned_at.is_set() && a.result_at.is_set()) {
+        s.queued_sum += std::max(0.0, submitted ? SecondsNs(submitted_ns, a.assigned_at.unix_ns())
+                                                : Seconds(job.submitted_at, a.assigned_at));
+        s.dispatch_sum += std::max(0.0, SecondsNs(a.assigned_at.unix_ns(), a.started_at.unix_ns()));
+        s.result_sum += std::max(0.0, SecondsNs(a.ended_at.unix_ns(), a.result_at.unix_ns()));
         ++s.phase_count;
       }
     }
+  }
+  if (first_ns != INT64_MAX) {
+    s.first_start = absl::FromUnixNanos(first_ns);
+    s.last_end = absl::FromUnixNanos(last_ns);
   }
   return s;
 }
@@ -247,7 +284,7 @@ template <typename F>
 void ForEachRunNs(const JobRecord& job, F&& f) {
   for (const TaskRecord& t : job.tasks) {
     if (t.state != v1::TASK_STATE_SUCCEEDED || !t.has_timing()) continue;
-    f(absl::ToInt64Nanoseconds(t.current.ended_at - t.current.started_at));
+    f(t.current.ended_at.unix_ns() - t.current.started_at.unix_ns());
   }
 }
 
@@ -285,7 +322,7 @@ Summary SummarizeSucceeded(const JobRecord& job) {
     ++s.count;
     min_ns = std::min(min_ns, ns);
     max_ns = std::max(max_ns, ns);
-    s.sum += absl::ToDoubleSeconds(absl::Nanoseconds(ns));
+    s.sum += static_cast<double>(ns) / 1e9;
   });
   if (s.count == 0) return s;
   const auto seconds = [](int64_t ns) { return absl::ToDoubleSeconds(absl::Nanoseconds(ns)); };
