@@ -689,6 +689,7 @@ void Coordinator::DispatchLocked() {
     }
   }
   for (auto& [session, message] : batches) {
+    if (message.assign().assignments_size() == 0 && message.assign().ranges_size() == 0) continue;
     SingleRangesToAssignments(*message.mutable_assign());
     sessions_.At(session).channel->Send(std::move(message));
   }

@@ -8,7 +8,6 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "common/status_macros.h"
-#include "coordinator/core/job_splitter.h"
 #include "coordinator/core/limits.h"
 
 namespace busyfleet::coordinator {
@@ -574,12 +573,17 @@ absl::Status SqliteJobStore::PurgeSome(int64_t budget, CommitEffects* effects) {
       sqlite3_reset(chunk_list.get());
       chunk_list.Text(1, job_id);
       chunk_list.Int(2, budget);
-      int rc_list;
+      int rc_list = SQLITE_DONE;
       while (budget > 0 && (rc_list = sqlite3_step(chunk_list.get())) == SQLITE_ROW) {
         seqs.push_back(chunk_list.ColInt(0));
         const int64_t chunk_rows = std::max<int64_t>(chunk_list.ColInt(1), 1);
         removed += chunk_rows;
         budget -= chunk_rows;
+      }
+      if (rc_list != SQLITE_ROW && rc_list != SQLITE_DONE) {
+        absl::Status s = SqlError(db_, "purging deleted jobs");
+        Exec(db_, "ROLLBACK;").IgnoreError();
+        return s;
       }
       sqlite3_reset(chunk_list.get());
       for (const int64_t seq : seqs) {
