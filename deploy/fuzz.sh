@@ -16,8 +16,8 @@ if ! [[ "$FUZZ_SECONDS" =~ ^[0-9]+$ ]] || ((FUZZ_SECONDS < 1)); then
   exit 2
 fi
 # fuzzer binary -> its corpus under tests/fuzz/corpus/
-declare -A CORPUS=([spec_fuzzer]=spec [worker_message_fuzzer]=worker_message)
-FUZZERS=(spec_fuzzer worker_message_fuzzer)
+declare -A CORPUS=([spec_fuzzer]=spec [worker_message_fuzzer]=worker_message [task_chunk_fuzzer]=task_chunk)
+FUZZERS=(spec_fuzzer worker_message_fuzzer task_chunk_fuzzer)
 BIN_DIR=build/fuzz/tests/fuzz
 FUZZ_FLAGS=(-max_len=4096 -rss_limit_mb=2048 -timeout=10)
 # A UBSan report aborts (the preset builds with -fno-sanitize-recover) and

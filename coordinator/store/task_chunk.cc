@@ -17,7 +17,7 @@ constexpr uint32_t kResultUnset = 1u << 3;
 constexpr uint32_t kSpeculated = 1u << 4;
 constexpr uint32_t kBackupWon = 1u << 5;
 constexpr uint32_t kMigrated = 1u << 6;
-// Coded times stay within this of the base (about 146 years).
+// Times read back stay within this of 1970 (about 146 years).
 constexpr int64_t kMaxTimeDelta = int64_t{1} << 62;
 
 absl::Status Bad(const std::string& where, absl::string_view why) {
@@ -174,8 +174,13 @@ absl::Status ApplyTaskChunk(const std::string& blob, const std::string& where, s
     const uint32_t bits = c.bits(i);
     auto time = [&](int64_t delta, uint32_t unset, WallNs* out) {
       if ((bits & unset) != 0) return true;
-      if (delta <= -kMaxTimeDelta || delta >= kMaxTimeDelta) return false;
-      *out = absl::FromUnixNanos(c.base_ns() + delta);
+      int64_t at = 0;
+      // Within +-2^62 ns of 1970 (about 146 years): any two differ by less
+      // than 2^63, so the writer's deltas never overflow.
+      if (__builtin_add_overflow(c.base_ns(), delta, &at) || at <= -kMaxTimeDelta || at >= kMaxTimeDelta) {
+        return false;
+      }
+      *out = absl::FromUnixNanos(at);
       return true;
     };
     if (!time(c.assigned_ns(i), kAssignedUnset, &t.current.assigned_at) ||
