@@ -68,8 +68,8 @@ void TaskChunkWriter::Add(const TaskRow& row) {
   if (!based_) {
     // The first set time of the chunk's first row: the others are close.
     for (WallNs t : {row.assigned_at, row.started_at, row.ended_at, row.result_at}) {
-      if (t.time() != absl::InfinitePast()) {
-        chunk_.set_base_ns(absl::ToUnixNanos(t.time()));
+      if (t.is_set()) {
+        chunk_.set_base_ns(t.unix_ns());
         break;
       }
     }
@@ -88,13 +88,8 @@ void TaskChunkWriter::Add(const TaskRow& row) {
   chunk_.add_bound_cpus(NameNumber(row.bound_cpus));
   uint32_t bits = 0;
   auto time = [&](WallNs t, uint32_t unset, auto add) {
-    const absl::Time at = t.time();
-    if (at == absl::InfinitePast()) {
-      bits |= unset;
-      (chunk_.*add)(0);
-    } else {
-      (chunk_.*add)(absl::ToUnixNanos(at) - chunk_.base_ns());
-    }
+    if (!t.is_set()) bits |= unset;
+    (chunk_.*add)(t.is_set() ? t.unix_ns() - chunk_.base_ns() : 0);
   };
   time(row.assigned_at, kAssignedUnset, &store::v1::TaskChunk::add_assigned_ns);
   time(row.started_at, kStartedUnset, &store::v1::TaskChunk::add_started_ns);
