@@ -9,10 +9,13 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
+#include "busyfleet/assign_range.h"
+#include "busyfleet/packed_results.h"
 #include "busyfleet/proto_time.h"
 #include "common/clock.h"
 #include "worker/cpu_topology.h"
@@ -163,14 +166,16 @@ void ReadChildCpus(int fd, v1::TaskResult* r) {
 
 }  // namespace
 
-Executor::Executor(Options options, StartedFn on_started, FinishedFn on_finished)
+Executor::Executor(Options options, StartedFn on_started, FinishedFn on_finished, FinishedRunFn on_finished_run)
     : options_(options),
       on_started_(std::move(on_started)),
       on_finished_(std::move(on_finished)),
-      self_pid_(static_cast<uint32_t>(getpid())) {
+      self_pid_(static_cast<uint32_t>(getpid())),
+      on_finished_run_(std::move(on_finished_run)) {
   {
     absl::MutexLock lock(&mu_);
     slot_busy_.assign(static_cast<size_t>(options_.slots), false);
+    runs_.resize(static_cast<size_t>(options_.slots));
   }
   threads_.reserve(static_cast<size_t>(options_.slots));
   absl::MutexLock lock(&stop_mu_);
@@ -232,7 +237,19 @@ Executor::~Executor() { Stop(); }
 void Executor::Submit(const v1::Assignment& assignment) {
   absl::MutexLock lock(&mu_);
   if (stopping_) return;
-  queue_.push_back(assignment);
+  queue_.push_back(Work{assignment, 1});
+  ++queued_tasks_;
+}
+
+void Executor::SubmitRange(const v1::AssignRange& r) {
+  if (r.count() == 0 || r.count() > kMaxRangeTasks || r.first_index() > UINT32_MAX - r.count()) return;
+  Work w;
+  SetRangeTask(r, 0, w.a);
+  w.count = r.count();
+  absl::MutexLock lock(&mu_);
+  if (stopping_) return;
+  queue_.push_back(std::move(w));
+  queued_tasks_ += r.count();
 }
 
 bool Executor::TryRunInline(const v1::Assignment& a) {
@@ -259,21 +276,63 @@ bool Executor::TryRunInline(const v1::Assignment& a) {
 
 void Executor::Cancel(const v1::TaskRef& ref) {
   absl::MutexLock lock(&mu_);
-  const Key key = KeyOf(ref);
+  const uint32_t index = ref.task_index();
   for (auto it = queue_.begin(); it != queue_.end(); ++it) {
-    if (KeyOf(it->task()) == key) {
-      queue_.erase(it);
-      return;
+    const v1::TaskRef& head = it->a.task();
+    const uint32_t first = head.task_index();
+    if (index < first || index - first >= it->count || head.attempt() != ref.attempt() ||
+        head.job_id() != ref.job_id()) {
+      continue;
     }
+    --queued_tasks_;
+    if (it->count == 1) {
+      queue_.erase(it);
+    } else if (index == first) {
+      it->a.mutable_task()->set_task_index(first + 1);
+      --it->count;
+    } else if (index - first == it->count - 1) {
+      --it->count;
+    } else {
+      // The middle of a range: split it around the task.
+      Work rest{it->a, it->count - (index - first) - 1};
+      rest.a.mutable_task()->set_task_index(index + 1);
+      it->count = index - first;
+      queue_.insert(std::next(it), std::move(rest));
+    }
+    return;
   }
+  const Key key = KeyOf(ref);
   auto it = running_.find(key);
-  if (it != running_.end()) CancelRunningLocked(key, it->second);
+  if (it != running_.end()) {
+    CancelRunningLocked(key, it->second);
+    return;
+  }
+  // In a run: skipped unless it has started (a tiny task then just ends).
+  for (const std::unique_ptr<Run>& run : runs_) {
+    if (run == nullptr || index < run->first || index - run->first >= run->count || run->attempt != ref.attempt() ||
+        run->job != ref.job_id()) {
+      continue;
+    }
+    auto at = std::lower_bound(run->skip.begin(), run->skip.end(), index);
+    if (at == run->skip.end() || *at != index) run->skip.insert(at, index);
+    run->any_skip.store(true, std::memory_order_release);
+    return;
+  }
+}
+
+bool Executor::SkippedInRun(const Run& run, uint32_t index) const {
+  absl::MutexLock lock(&mu_);
+  return std::binary_search(run.skip.begin(), run.skip.end(), index);
 }
 
 void Executor::CancelAll() {
   absl::MutexLock lock(&mu_);
   queue_.clear();
+  queued_tasks_ = 0;
   for (const auto& [key, r] : running_) CancelRunningLocked(key, r);
+  for (const std::unique_ptr<Run>& run : runs_) {
+    if (run != nullptr) run->cancel.Cancel();
+  }
 }
 
 void Executor::CancelRunningLocked(const Key& key, const Running& running) {
@@ -291,32 +350,66 @@ std::vector<v1::TaskRef> Executor::Held() const {
     ref.set_task_index(std::get<1>(key));
     ref.set_attempt(std::get<2>(key));
   }
-  for (const v1::Assignment& a : queue_) out.push_back(a.task());
+  for (const std::unique_ptr<Run>& run : runs_) {
+    if (run == nullptr) continue;
+    for (uint32_t i = run->first; i - run->first < run->count; ++i) {
+      if (std::binary_search(run->skip.begin(), run->skip.end(), i)) continue;
+      v1::TaskRef& ref = out.emplace_back();
+      ref.set_job_id(run->job);
+      ref.set_task_index(i);
+      ref.set_attempt(run->attempt);
+    }
+  }
+  AppendQueuedLocked(out);
   return out;
+}
+
+void Executor::AppendQueuedLocked(std::vector<v1::TaskRef>& out) const {
+  out.reserve(out.size() + queued_tasks_);
+  for (const Work& w : queue_) {
+    for (uint32_t i = 0; i < w.count; ++i) {
+      out.push_back(w.a.task());
+      out.back().set_task_index(w.a.task().task_index() + i);
+    }
+  }
 }
 
 std::vector<v1::TaskRef> Executor::TakeQueued() {
   absl::MutexLock lock(&mu_);
   std::vector<v1::TaskRef> out;
-  out.reserve(queue_.size());
-  for (const v1::Assignment& a : queue_) out.push_back(a.task());
+  AppendQueuedLocked(out);
   queue_.clear();
+  queued_tasks_ = 0;
   return out;
+}
+
+int Executor::RunningLocked() const {
+  size_t n = running_.size();
+  for (const std::unique_ptr<Run>& run : runs_) {
+    if (run != nullptr) n += run->count - std::min<size_t>(run->count, run->skip.size());
+  }
+  return static_cast<int>(n);
 }
 
 int Executor::running() const {
   absl::MutexLock lock(&mu_);
-  return static_cast<int>(running_.size());
+  return RunningLocked();
 }
 
 int Executor::queued() const {
   absl::MutexLock lock(&mu_);
-  return static_cast<int>(queue_.size());
+  return static_cast<int>(queued_tasks_);
 }
 
 bool Executor::WaitIdle(absl::Time deadline) const {
   absl::MutexLock lock(&mu_);
-  auto idle = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return queue_.empty() && running_.empty(); };
+  auto idle = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (!queue_.empty() || !running_.empty()) return false;
+    for (const std::unique_ptr<Run>& run : runs_) {
+      if (run != nullptr) return false;
+    }
+    return true;
+  };
   return mu_.AwaitWithDeadline(absl::Condition(&idle), deadline);
 }
 
@@ -327,9 +420,13 @@ void Executor::Stop() {
     if (stopping_ && threads_.empty()) return;
     stopping_ = true;
     queue_.clear();
+    queued_tasks_ = 0;
     for (auto& [key, r] : running_) {
       r.cancel->Cancel();
       if (r.child > 0) kill(r.child, SIGKILL);
+    }
+    for (const std::unique_ptr<Run>& run : runs_) {
+      if (run != nullptr) run->cancel.Cancel();
     }
   }
   for (std::thread& t : threads_) {
@@ -343,6 +440,7 @@ void Executor::SlotLoop(int slot) {
   for (;;) {
     v1::Assignment a;
     auto cancel = std::make_shared<CancelToken>();
+    uint32_t run = 0;
     {
       absl::MutexLock lock(&mu_);
       // A slot lent to an inline task takes nothing until that one is done.
@@ -351,12 +449,124 @@ void Executor::SlotLoop(int slot) {
       };
       mu_.Await(absl::Condition(&ready));
       if (stopping_) return;
-      a = std::move(queue_.front());
-      queue_.pop_front();
-      ClaimSlotLocked(slot, a, cancel);
+      run = TakeFrontLocked(slot, a);
+      if (run == 0) ClaimSlotLocked(slot, a, cancel);
     }
-    RunAndReport(a, slot, *cancel);
+    if (run > 0) {
+      RunRun(a, slot);
+    } else {
+      RunAndReport(a, slot, *cancel);
+    }
   }
+}
+
+uint32_t Executor::TakeFrontLocked(int slot, v1::Assignment& a) {
+  Work& w = queue_.front();
+  if (w.count == 1) {
+    a = std::move(w.a);
+    queue_.pop_front();
+    --queued_tasks_;
+    return 0;
+  }
+  const uint32_t first = w.a.task().task_index();
+  uint32_t n = 1;
+  if (RunsAsRun(w.a)) {
+    // The slot's share of the range, so the other slots get theirs.
+    const uint32_t slots = static_cast<uint32_t>(options_.slots);
+    n = std::clamp((w.count + slots - 1) / slots, uint32_t{1}, kMaxRunTasks);
+  }
+  a = w.a;
+  w.a.mutable_task()->set_task_index(first + n);
+  w.count -= n;
+  queued_tasks_ -= n;
+  if (w.count == 0) queue_.pop_front();
+  if (n == 1 && !RunsAsRun(a)) return 0;
+  auto run = std::make_unique<Run>();
+  run->job = a.task().job_id();
+  run->attempt = a.task().attempt();
+  run->first = first;
+  run->count = n;
+  runs_[static_cast<size_t>(slot)] = std::move(run);
+  slot_busy_[static_cast<size_t>(slot)] = true;
+  return n;
+}
+
+void Executor::RunRun(const v1::Assignment& a, int slot) {
+  Run* run = nullptr;
+  {
+    absl::MutexLock lock(&mu_);
+    run = runs_[static_cast<size_t>(slot)].get();  // this slot's until it resets it
+  }
+  RunResults out;
+  v1::PackedResults& p = out.packed;
+  p.set_job_id(run->job);
+  p.set_pid(self_pid_);
+  const std::string& bound = bound_cpus_[static_cast<size_t>(slot)];
+  bool pinned = false;
+  for (const std::string& b : bound_cpus_) pinned = pinned || !b.empty();
+  if (pinned) {
+    for (const std::string& b : bound_cpus_) p.add_slot_bound_cpus(b);
+  }
+  const int64_t base_mono = MonoNanosNow();
+  const int64_t base_unix = absl::ToUnixNanos(ReportedWallNow());
+  p.set_base_mono_ns(base_mono);
+  p.set_base_unix_ns(base_unix);
+  const bool timed = ToAbslDuration(a.timeout()) > absl::ZeroDuration();
+  int64_t last_index = 0;
+  int64_t last_start = base_mono;
+  for (uint32_t i = 0; i < run->count; ++i) {
+    const uint32_t index = run->first + i;
+    if (run->cancel.cancelled()) break;  // the rest is dropped, as a queue is
+    if (run->any_skip.load(std::memory_order_acquire) && SkippedInRun(*run, index)) continue;
+    const MonoTime deadline = timed ? DeadlineOf(a) : MonoTime::InfiniteFuture();
+    const int cpu0 = sched_getcpu();
+    const int64_t t0 = MonoNanosNow();
+    const KernelResult k = Countdown(a.iterations(), run->cancel, deadline);
+    const int64_t t1 = MonoNanosNow();
+    const int cpu1 = sched_getcpu();
+    if (k.outcome == KernelOutcome::kCompleted && cpu0 == cpu1) {
+      // The wall time is the CPU time here (see kWallIsCpuIterations).
+      p.add_index_delta(static_cast<int64_t>(index) - last_index);
+      last_index = index;
+      p.add_attempt(run->attempt);
+      p.add_slot(static_cast<uint32_t>(slot));
+      p.add_start_delta_ns(t0 - last_start);
+      last_start = t0;
+      p.add_wall_ns(static_cast<uint64_t>(t1 - t0));
+      p.add_cpu_ns(static_cast<uint64_t>(t1 - t0));
+      p.add_iterations_done(k.iterations_done);
+      p.add_start_cpu_plus1(cpu0 >= 0 ? static_cast<uint32_t>(cpu0) + 1 : 0);
+      p.add_end_cpu_plus1(cpu1 >= 0 ? static_cast<uint32_t>(cpu1) + 1 : 0);
+      continue;
+    }
+    v1::TaskResult& r = out.others.emplace_back();
+    r.mutable_task()->set_job_id(run->job);
+    r.mutable_task()->set_task_index(index);
+    r.mutable_task()->set_attempt(run->attempt);
+    r.set_slot(static_cast<uint32_t>(slot));
+    r.set_pid(self_pid_);
+    r.set_bound_cpus(bound);
+    SetWallStart(absl::FromUnixNanos(base_unix + (t0 - base_mono)), &r);
+    SetCpu(cpu0, &v1::TaskResult::set_start_cpu, &r);
+    SetCpu(cpu1, &v1::TaskResult::set_end_cpu, &r);
+    SetMigrated(&r);
+    r.set_start_mono_ns(t0);
+    r.set_end_mono_ns(t1);
+    r.set_cpu_ns(t1 - t0);
+    r.set_iterations_done(k.iterations_done);
+    SetOutcome(a, k.outcome, &r);
+  }
+  // Hand the results over first, then free the slot: WaitIdle must not see
+  // it idle before.
+  if (on_finished_run_) {
+    if (p.index_delta_size() > 0 || !out.others.empty()) on_finished_run_(std::move(out));
+  } else {
+    ForEachPackedResult(p, [this](const v1::TaskResult& r) { on_finished_(r); });
+    for (v1::TaskResult& r : out.others) on_finished_(std::move(r));
+  }
+  absl::MutexLock lock(&mu_);
+  runs_[static_cast<size_t>(slot)].reset();
+  slot_busy_[static_cast<size_t>(slot)] = false;
 }
 
 void Executor::ClaimSlotLocked(int slot, const v1::Assignment& a, std::shared_ptr<CancelToken> cancel) {

@@ -4,6 +4,7 @@
 #include <sys/resource.h>
 #include <sys/types.h>
 
+#include <atomic>
 #include <deque>
 #include <functional>
 #include <map>
@@ -48,12 +49,31 @@ class Executor {
   using StartedFn = std::function<void(const v1::TaskStarted&)>;
   // Takes the result (moved in: the client keeps it without a copy).
   using FinishedFn = std::function<void(v1::TaskResult)>;
+  // The results of a run: tiny tasks of one range run back to back on one
+  // slot (see SubmitRange). The plain ones (busyfleet/packed_results.h's
+  // Packable) as one column group, the others one TaskResult each.
+  struct RunResults {
+    v1::PackedResults packed;
+    std::vector<v1::TaskResult> others;
+  };
+  using FinishedRunFn = std::function<void(RunResults)>;
 
-  Executor(Options options, StartedFn on_started, FinishedFn on_finished);
+  // Without `on_finished_run`, a run's results are handed to `on_finished`
+  // one at a time.
+  Executor(Options options, StartedFn on_started, FinishedFn on_finished, FinishedRunFn on_finished_run = nullptr);
   ~Executor();
 
   // Queues an assignment; a slot picks it up in order.
   void Submit(const v1::Assignment& assignment);
+  // Queues a range's tasks (r.count() of them, at most kMaxRangeTasks),
+  // without one Assignment each. A slot takes tiny thread-mode countdowns
+  // (at most kWallIsCpuIterations) from it as runs of up to kMaxRunTasks:
+  // one loop, one result hand-over per run. Other tasks one at a time.
+  void SubmitRange(const v1::AssignRange& r);
+  static constexpr uint32_t kMaxRangeTasks = 100'000;
+  // At most about 1.3 ms of the tiniest-but-one tasks (20 us each): short
+  // enough that results flow while a long range runs.
+  static constexpr uint32_t kMaxRunTasks = 64;
   // Runs a tiny task on the calling thread, standing in for an idle slot,
   // and reports it like a slot would: a thread-mode countdown of at most
   // kInlineIterations, when nothing is queued and a slot is idle. Returns
@@ -66,12 +86,14 @@ class Executor {
   // microseconds) report their wall time as CPU time, and send no start
   // notice (StartedFn is not called): their result follows at once.
   static constexpr uint64_t kWallIsCpuIterations = uint64_t{1} << 16;
-  // Stops the attempt: dropped silently if still queued; if running, it
-  // stops and its result is reported as CANCELLED. Unknown refs are ignored.
+  // Stops the attempt: dropped silently if still queued (or in a run and not
+  // started yet); if running, it stops and its result is reported as
+  // CANCELLED. Unknown refs are ignored.
   void Cancel(const v1::TaskRef& ref);
   // Drops every queued task and cancels every running one.
   void CancelAll();
-  // The attempts queued or running here (for Hello.held).
+  // The attempts queued or running here (for Hello.held); a run's tasks
+  // until its results are handed over.
   std::vector<v1::TaskRef> Held() const;
   // Removes and returns the tasks not started yet (for draining).
   std::vector<v1::TaskRef> TakeQueued();
@@ -91,6 +113,24 @@ class Executor {
     std::shared_ptr<CancelToken> cancel;
     pid_t child = 0;
   };
+  // Queued work: `count` tasks from a.task().task_index() on, each as `a`
+  // with its own index (1: a lone assignment).
+  struct Work {
+    v1::Assignment a;
+    uint32_t count = 1;
+  };
+  // A run in progress on a slot: tasks [first, first + count) of `job`.
+  struct Run {
+    std::string job;
+    uint32_t attempt = 0;
+    uint32_t first = 0;
+    uint32_t count = 0;
+    // Cancelled before they started: skipped (ascending, no repeats).
+    std::vector<uint32_t> skip;
+    // Set with the first skip: the run looks at `skip` (under mu_) only then.
+    std::atomic<bool> any_skip{false};
+    CancelToken cancel;  // CancelAll / Stop: the rest of the run is dropped
+  };
   static Key KeyOf(const v1::TaskRef& ref) { return {ref.job_id(), ref.task_index(), ref.attempt()}; }
 
   // The mode `a` runs in: its own, or the default.
@@ -98,6 +138,21 @@ class Executor {
     return a.exec() == v1::EXEC_MODE_UNSPECIFIED ? options_.default_exec : a.exec();
   }
   void SlotLoop(int slot);
+  // Whether a range's tasks run as runs: tiny thread-mode countdowns.
+  bool RunsAsRun(const v1::Assignment& a) const {
+    return ModeOf(a) == v1::EXEC_MODE_THREAD && a.kind() == v1::TASK_KIND_COUNTDOWN &&
+           a.iterations() <= kWallIsCpuIterations;
+  }
+  // Takes the next task (or run, into runs_[slot]) off the queue's front.
+  // Returns the run's length (0: a single task, set into `a`).
+  uint32_t TakeFrontLocked(int slot, v1::Assignment& a) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Runs runs_[slot] (prototype `a`) on its slot thread, hands its results
+  // over, then frees the slot.
+  void RunRun(const v1::Assignment& a, int slot);
+  bool SkippedInRun(const Run& run, uint32_t index) const;
+  // Every queued task's ref, appended to `out`.
+  void AppendQueuedLocked(std::vector<v1::TaskRef>& out) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  int RunningLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Marks `slot` busy with `a`, cancellable through `cancel`.
   void ClaimSlotLocked(int slot, const v1::Assignment& a, std::shared_ptr<CancelToken> cancel)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -124,7 +179,11 @@ class Executor {
   const FinishedFn on_finished_;
   const uint32_t self_pid_;  // getpid() is a system call each time
   mutable absl::Mutex mu_;
-  std::deque<v1::Assignment> queue_ ABSL_GUARDED_BY(mu_);
+  const FinishedRunFn on_finished_run_;
+  std::deque<Work> queue_ ABSL_GUARDED_BY(mu_);
+  size_t queued_tasks_ ABSL_GUARDED_BY(mu_) = 0;  // sum of queue_'s counts
+  // One per slot; set while the slot runs a run.
+  std::vector<std::unique_ptr<Run>> runs_ ABSL_GUARDED_BY(mu_);
   std::map<Key, Running> running_ ABSL_GUARDED_BY(mu_);
   // Slots running a task (on their own thread, or inline on another).
   std::vector<bool> slot_busy_ ABSL_GUARDED_BY(mu_);

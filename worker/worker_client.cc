@@ -32,7 +32,7 @@ constexpr int64_t kOffsetMaxAgeNs = 30'000'000'000;
 // Results held while the coordinator is unreachable.
 constexpr size_t kMaxHeldResults = 100'000;
 // Tasks one assignment range may name (the coordinator's per-message limit).
-constexpr uint32_t kMaxRangeTasks = 100'000;
+constexpr uint32_t kMaxRangeTasks = Executor::kMaxRangeTasks;
 
 // A start notice waits this long for its task's result, so a short task
 // costs one message, not two.
@@ -76,7 +76,8 @@ absl::StatusOr<std::unique_ptr<WorkerClient>> WorkerClient::Start(Options option
   c->executor_ = std::make_unique<Executor>(
       executor_options,
       [raw](const v1::TaskStarted& s) { raw->OnStarted(s); },
-      [raw](v1::TaskResult r) { raw->OnFinished(std::move(r)); });
+      [raw](v1::TaskResult r) { raw->OnFinished(std::move(r)); },
+      [raw](Executor::RunResults r) { raw->OnFinishedRun(std::move(r)); });
   c->loop_ = std::thread([raw] { raw->RunLoop(); });
   return c;
 }
@@ -118,6 +119,9 @@ void WorkerClient::OnStarted(const v1::TaskStarted& started) {
 
 void WorkerClient::TakeUpdatesLocked(v1::TaskUpdates* updates) {
   for (v1::TaskStarted& s : started_out_) *updates->add_started() = std::move(s);
+  if (!packed_results_) UnpackOutboxLocked();
+  for (v1::PackedResults& p : packed_out_) *updates->add_packed() = std::move(p);
+  packed_out_.clear();
   if (packed_results_) {
     // Plain results as columns: a few bytes a task instead of ~100.
     ResultPacker packer(updates, executor_->bound_cpus());
@@ -164,6 +168,45 @@ void WorkerClient::OnFinished(v1::TaskResult result) {
   // duplicates. Bounded, so a long outage cannot grow memory.
   results_out_.push_back(std::move(result));
   TrimHeld(results_out_);
+  SendIfIdleLocked();
+}
+
+void WorkerClient::OnFinishedRun(Executor::RunResults run) {
+  for (v1::TaskResult& r : run.others) OnFinished(std::move(r));
+  v1::PackedResults& p = run.packed;
+  const int n = p.index_delta_size();
+  if (n == 0) return;
+  absl::MutexLock lock(&mu_);
+  tasks_finished_ += static_cast<uint64_t>(n);
+  figures_.succeeded += static_cast<uint64_t>(n);
+  uint64_t wall = 0;
+  uint64_t cpu = 0;
+  for (int i = 0; i < n; ++i) {
+    figures_.iterations += p.iterations_done(i);
+    wall += p.wall_ns(i);
+    cpu += p.cpu_ns(i);
+  }
+  figures_.busy_seconds += static_cast<double>(wall) / 1e9;
+  figures_.cpu_seconds += static_cast<double>(cpu) / 1e9;
+  packed_out_.push_back(std::move(p));
+  // Kept as TaskResults unless this session's coordinator reads columns;
+  // bounded like the rest of the outbox.
+  if (!connected_ || !packed_results_) {
+    UnpackOutboxLocked();
+    TrimHeld(results_out_);
+  }
+  SendIfIdleLocked();
+}
+
+void WorkerClient::UnpackOutboxLocked() {
+  std::vector<v1::TaskResult>* out = &results_out_;  // the lambda runs under mu_ too
+  for (const v1::PackedResults& p : packed_out_) {
+    ForEachPackedResult(p, [out](const v1::TaskResult& r) { out->push_back(r); });
+  }
+  packed_out_.clear();
+}
+
+void WorkerClient::SendIfIdleLocked() {
   // Nothing left to run here, and nobody writing: send it now rather than
   // wake the sender. With tasks queued, the sender batches instead (this
   // thread has the next task to run).
@@ -281,6 +324,9 @@ v1::WorkerMessage WorkerClient::MakeHello() const {
   for (v1::TaskRef& ref : executor_->Held()) *hello->add_held() = std::move(ref);
   {
     absl::MutexLock lock(&mu_);
+    for (const v1::PackedResults& p : packed_out_) {
+      ForEachPackedResult(p, [&](const v1::TaskResult& r) { *hello->add_held() = r.task(); });
+    }
     for (const v1::TaskResult& r : results_out_) *hello->add_held() = r.task();
     for (const v1::TaskResult& r : unconfirmed_) *hello->add_held() = r.task();
   }
@@ -369,6 +415,10 @@ void WorkerClient::OnAssign(const v1::AssignBatch& assign) {
                         r.job_id(), r.first_index(), r.count(), kMaxRangeTasks);
           continue;
         }
+        if (!draining_) {
+          executor_->SubmitRange(r);  // one queue entry, not one a task
+          continue;
+        }
         for (uint32_t i = 0; i < r.count(); ++i) {
           SetRangeTask(r, i, a);
           SubmitOrReturnLocked(a);
@@ -445,6 +495,7 @@ void WorkerClient::EndSession(std::thread& sender) {
   // Nobody writes now. Results the coordinator may not have read go again
   // next session, before the ones not sent yet.
   absl::MutexLock lock(&mu_);
+  UnpackOutboxLocked();
   results_out_.insert(results_out_.begin(), std::make_move_iterator(unconfirmed_.begin()),
                       std::make_move_iterator(unconfirmed_.end()));
   unconfirmed_.clear();
@@ -504,7 +555,7 @@ void WorkerClient::SendLocked(Stream* stream, uint64_t generation) {
       next_heartbeat = clock_->Mono() + (seq < 4 ? std::min(heartbeat_interval_, absl::Milliseconds(20))
                                                : heartbeat_interval_);
     }
-    if (!results_out_.empty() || (!started_out_.empty() && now >= started_since_ + kStartedNoticeDelay)) {
+    if (OutboxHasResultsLocked() || (!started_out_.empty() && now >= started_since_ + kStartedNoticeDelay)) {
       TakeUpdatesLocked(batch.emplace_back().mutable_updates());
     }
     if (drain_notice_pending_) *batch.emplace_back().mutable_drain() = TakeDrainNoticeLocked();
@@ -518,7 +569,7 @@ void WorkerClient::SendLocked(Stream* stream, uint64_t generation) {
 bool WorkerClient::AwaitTurnLocked(uint64_t generation, MonoTime next_heartbeat) {
   auto gone = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return !connected_ || generation_ != generation; };
   auto ready = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    return gone() || (!writing_ && (!results_out_.empty() || drain_notice_pending_ || close_when_idle_));
+    return gone() || (!writing_ && (OutboxHasResultsLocked() || drain_notice_pending_ || close_when_idle_));
   };
   auto ready_or_due = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return woken_by_clock_ || ready(); };
   auto can_write = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return gone() || !writing_; };

@@ -177,6 +177,17 @@ class WorkerClient {
 
   void OnStarted(const v1::TaskStarted& started);
   void OnFinished(v1::TaskResult result);
+  // A run's results: the packed group joins packed_out_ while this session
+  // takes packed results; otherwise each goes as a TaskResult.
+  void OnFinishedRun(Executor::RunResults run);
+  // Sends the outbox now when nothing is queued here and nobody writes
+  // (the finishing slot thread has nothing else to do).
+  void SendIfIdleLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Moves packed_out_'s entries into results_out_ as TaskResults.
+  void UnpackOutboxLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  bool OutboxHasResultsLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return !results_out_.empty() || !packed_out_.empty();
+  }
   // Moves the outbox's start notices and results into `updates`.
   void TakeUpdatesLocked(v1::TaskUpdates* updates) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // After writing `message` (ok: the write succeeded): results that could
@@ -224,6 +235,9 @@ class WorkerClient {
   bool woken_by_clock_ ABSL_GUARDED_BY(mu_) = false;
   bool ticker_stop_ ABSL_GUARDED_BY(mu_) = false;
   std::vector<v1::TaskResult> results_out_ ABSL_GUARDED_BY(mu_);
+  // Runs' plain results as the executor packed them (issue 17), while
+  // connected to a coordinator that takes them; sent before results_out_.
+  std::vector<v1::PackedResults> packed_out_ ABSL_GUARDED_BY(mu_);
   // Results written while the stream was silent, until a heartbeat sent
   // after the newest of them is acknowledged (see AfterWriteLocked); sent
   // again if the stream breaks first.

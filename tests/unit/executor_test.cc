@@ -23,6 +23,7 @@
 #include "busyfleet/v1/worker.pb.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/unit/executor_recorder.h"
 #include "worker/cpu_topology.h"
 #include "worker/python_kernel.h"
 
@@ -78,47 +79,7 @@ v1::Assignment Timed(v1::TaskKind kind, const std::string& job, uint32_t index, 
 
 void SetTimeout(v1::Assignment* a, absl::Duration d) { SetDuration(d, a->mutable_timeout()); }
 
-// Collects the executor's callbacks; tests wait on it with deadlines.
-class Recorder {
- public:
-  Executor::StartedFn OnStarted() {
-    return [this](const v1::TaskStarted& s) {
-      absl::MutexLock lock(&mu_);
-      started_.push_back(s);
-    };
-  }
-  Executor::FinishedFn OnFinished() {
-    return [this](const v1::TaskResult& r) {
-      absl::MutexLock lock(&mu_);
-      results_.push_back(r);
-    };
-  }
-
-  bool WaitForStarted(size_t n, absl::Duration timeout = kWaitLimit) {
-    absl::MutexLock lock(&mu_);
-    auto enough = [this, n]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return started_.size() >= n; };
-    return mu_.AwaitWithDeadline(absl::Condition(&enough), absl::Now() + timeout);
-  }
-  bool WaitForResults(size_t n, absl::Duration timeout = kWaitLimit) {
-    absl::MutexLock lock(&mu_);
-    auto enough = [this, n]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return results_.size() >= n; };
-    return mu_.AwaitWithDeadline(absl::Condition(&enough), absl::Now() + timeout);
-  }
-
-  std::vector<v1::TaskStarted> started() {
-    absl::MutexLock lock(&mu_);
-    return started_;
-  }
-  std::vector<v1::TaskResult> results() {
-    absl::MutexLock lock(&mu_);
-    return results_;
-  }
-
- private:
-  absl::Mutex mu_;
-  std::vector<v1::TaskStarted> started_ ABSL_GUARDED_BY(mu_);
-  std::vector<v1::TaskResult> results_ ABSL_GUARDED_BY(mu_);
-};
+using executor_testing::Recorder;
 
 Executor::Options Slots(int n, v1::ExecMode mode = v1::EXEC_MODE_THREAD) {
   Executor::Options o;
