@@ -419,9 +419,10 @@ void Coordinator::HandleStartedLocked(Session& session, const v1::TaskStarted& s
   MarkDirtyLocked(*job, t->index);
 }
 
-void Coordinator::LeaveSessionLocked(Session& session, const TaskKey& key, bool running, bool release) {
+void Coordinator::LeaveSessionLocked(Session& session, absl::string_view job_id, uint32_t index, bool running,
+                                     bool release) {
   CountDown(running ? session.running : session.assigned);
-  if (release) (void)scheduler_.Release(session.id, key);
+  if (release) (void)scheduler_.Release(session.id, job_id, index);
 }
 
 void Coordinator::HandleResultLocked(Session& session, JobRecord& job, const v1::TaskResult& result) {
@@ -440,7 +441,7 @@ void Coordinator::HandleResultLocked(Session& session, JobRecord& job, const v1:
     return;
   }
   if (t.state == v1::TASK_STATE_RUNNING || t.state == v1::TASK_STATE_ASSIGNED) {
-    LeaveSessionLocked(session, TaskKey{job.id, t.index}, t.state == v1::TASK_STATE_RUNNING, /*release=*/true);
+    LeaveSessionLocked(session, job.id, t.index, t.state == v1::TASK_STATE_RUNNING, /*release=*/true);
   }
   session.RecordTiming(result, job.spec.kind(), clock_->Now(), t.current);  // whatever the outcome
   t.set_interference(result.has_interference() ? std::optional(result.interference()) : std::nullopt);
@@ -503,7 +504,7 @@ void Coordinator::StopAttemptLocked(const JobRecord& job, uint32_t index, const 
   Session* s = sessions_.Find(attempt.session.str());
   if (s == nullptr) return;
   s->channel->Send(CancelMessage(job.id, index, attempt.number));
-  LeaveSessionLocked(*s, TaskKey{job.id, index}, running, /*release=*/true);
+  LeaveSessionLocked(*s, job.id, index, running, /*release=*/true);
 }
 
 void Coordinator::StopLoserLocked(JobRecord& job, TaskRecord& t, const Attempt& loser, bool running) {
@@ -552,7 +553,7 @@ void Coordinator::HandleReturnedLocked(Session& session, const v1::DrainNotice& 
       continue;
     }
     const TaskKey key{job->id, t->index};
-    LeaveSessionLocked(session, key, t->state == v1::TASK_STATE_RUNNING, /*release=*/true);
+    LeaveSessionLocked(session, key.job_id, key.index, t->state == v1::TASK_STATE_RUNNING, /*release=*/true);
     t->ArchiveCurrent(v1::TASK_STATE_CANCELLED, absl::StrCat("handed back by draining worker ", session.name),
                       clock_->Now());
     if (t->backup() != nullptr) {
@@ -648,45 +649,53 @@ void Coordinator::CancelInFlightLocked(JobRecord& job, absl::Time now) {
 }
 
 void Coordinator::DispatchLocked() {
-  std::vector<Scheduler::Assignment> assignments = scheduler_.Dispatch();
-  if (assignments.empty()) return;
+  const std::vector<Scheduler::Run> runs = scheduler_.DispatchRuns();
+  if (runs.empty()) return;
   const absl::Time now = clock_->Now();
   const MonoTime mono_now = clock_->Mono();
   std::map<std::string, v1::CoordinatorMessage> batches;
   // The scheduler hands out runs of one job to one session: look each up
-  // once per run.
+  // (and intern its names) once per run, not once per task.
   JobRecord* job = nullptr;
   Session* s = nullptr;
   v1::AssignBatch* batch = nullptr;
-  for (const Scheduler::Assignment& a : assignments) {
-    if (job == nullptr || job->id != a.task.job_id) job = FindJobLocked(a.task.job_id);
-    if (s == nullptr || s->id != a.session) {
-      s = sessions_.Find(a.session);
-      batch = s == nullptr ? nullptr : batches[a.session].mutable_assign();
+  Name session_name, worker_name, host_name;
+  for (const Scheduler::Run& run : runs) {
+    if (job == nullptr || job->id != run.job_id) job = FindJobLocked(run.job_id);
+    if (s == nullptr || s->id != run.session) {
+      s = sessions_.Find(run.session);
+      batch = s == nullptr ? nullptr : batches[run.session].mutable_assign();
+      if (s != nullptr) {
+        session_name = Name(run.session);
+        worker_name = Name(s->name);
+        host_name = Name(s->host.hostname());
+      }
     }
     if (job == nullptr || s == nullptr) continue;
-    TaskRecord& t = job->tasks[a.task.index];
-    if (t.current.started_at != absl::InfinitePast()) {
-      // Started before but never archived: an attempt cut short by a coordinator restart.
-      t.ArchiveCurrent(v1::TASK_STATE_FAILED, absl::StrCat("attempt ", t.current.number, " did not finish"), now);
-    }
-    // Attempt numbers never repeat (not even a lost backup's).
-    t.current.number = t.NextAttemptNumber();
-    job->SetTaskState(t, v1::TASK_STATE_ASSIGNED);
-    t.current.session = a.session;
-    t.current.worker = s->name;
-    t.current.host = s->host.hostname();
-    t.current.assigned_at = now;
-    t.current.mono = mono_now;
-    ++s->assigned;
-    ++counters_.dispatched;
     if (job->state == v1::JOB_STATE_PENDING) job->state = v1::JOB_STATE_RUNNING;
-    MarkDirtyLocked(*job, t.index);
-    if (s->accepts_ranges) {
-      AddToRange(*job, t, t.current.number, *batch);
-    } else {
-      *batch->add_assignments() = MakeAssignment(*job, t, t.current.number);
+    for (uint32_t index = run.first; index - run.first < run.count; ++index) {
+      TaskRecord& t = job->tasks[index];
+      if (t.current.started_at != absl::InfinitePast()) {
+        // Started before but never archived: an attempt cut short by a coordinator restart.
+        t.ArchiveCurrent(v1::TASK_STATE_FAILED, absl::StrCat("attempt ", t.current.number, " did not finish"), now);
+      }
+      // Attempt numbers never repeat (not even a lost backup's).
+      t.current.number = t.NextAttemptNumber();
+      job->SetTaskState(t, v1::TASK_STATE_ASSIGNED);
+      t.current.session = session_name;
+      t.current.worker = worker_name;
+      t.current.host = host_name;
+      t.current.assigned_at = now;
+      t.current.mono = mono_now;
+      MarkDirtyLocked(*job, t.index);
+      if (s->accepts_ranges) {
+        AddToRange(*job, t, t.current.number, *batch);
+      } else {
+        *batch->add_assignments() = MakeAssignment(*job, t, t.current.number);
+      }
     }
+    s->assigned += run.count;
+    counters_.dispatched += run.count;
   }
   for (auto& [session, message] : batches) {
     if (message.assign().assignments_size() == 0 && message.assign().ranges_size() == 0) continue;
@@ -696,7 +705,11 @@ void Coordinator::DispatchLocked() {
 }
 
 void Coordinator::MarkDirtyLocked(JobRecord& job, uint32_t task_index) {
-  std::vector<uint32_t>& changed = dirty_[job.id];
+  if (dirty_job_ != &job) {
+    dirty_job_ = &job;
+    dirty_rows_ = &dirty_[job.id];
+  }
+  std::vector<uint32_t>& changed = *dirty_rows_;
   if (task_index != UINT32_MAX && (changed.empty() || changed.back() != task_index)) changed.push_back(task_index);
 }
 
@@ -704,6 +717,9 @@ void Coordinator::FlushLocked() {
   if (dirty_.empty()) return;
   std::map<std::string, std::vector<uint32_t>> dirty;
   dirty.swap(dirty_);
+  std::map<std::string, std::optional<v1::JobReport>> finals;  // ended jobs' reports, when built
+  dirty_job_ = nullptr;
+  dirty_rows_ = nullptr;
   const absl::Time now = clock_->Now();
   const MonoTime mono_now = clock_->Mono();
   for (auto& [id, changed] : dirty) {
@@ -715,11 +731,24 @@ void Coordinator::FlushLocked() {
     std::sort(changed.begin(), changed.end());
     changed.erase(std::unique(changed.begin(), changed.end()), changed.end());
     (void)options_.store->SaveJob(*job, changed);
-    watchers_.Notify(*job, now, mono_now, [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return sessions_.Facts(); });
+    // An ended job's final report, built for its watchers, also serves
+    // on_job_finished below.
+    std::optional<v1::JobReport>* final_report = nullptr;
+    if (IsTerminal(job->state) && std::find(ended_.begin(), ended_.end(), id) != ended_.end()) {
+      final_report = &finals[id];
+    }
+    watchers_.Notify(*job, now, mono_now, [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return sessions_.Facts(); },
+                     final_report);
   }
   for (const std::string& id : ended_) {
     const JobRecord* job = FindJobLocked(id);
-    if (job != nullptr) options_.on_job_finished(BuildReport(*job, sessions_.Facts(), now, false));
+    if (job == nullptr) continue;
+    auto built = finals.find(id);
+    if (built != finals.end() && built->second) {
+      options_.on_job_finished(*built->second);
+    } else {
+      options_.on_job_finished(BuildReport(*job, sessions_.Facts(), now, false));
+    }
   }
   ended_.clear();
   EvictFinishedLocked();
@@ -732,6 +761,7 @@ void Coordinator::EvictFinishedLocked() {
     if (it != jobs_.end()) {
       finished_rows_ -= std::min<uint64_t>(finished_rows_, it->second->total_tasks());
       options_.store->TakeEvicted(std::move(*it->second));
+      if (dirty_job_ == it->second.get()) dirty_job_ = nullptr, dirty_rows_ = nullptr;
       jobs_.erase(it);
     }
     finished_order_.pop_front();

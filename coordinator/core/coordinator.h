@@ -265,7 +265,7 @@ class Coordinator {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The attempt on `session` left it (result, handed back, stopped): its
   // in-flight count there, and (with `release`) its scheduler credit.
-  void LeaveSessionLocked(Session& session, const TaskKey& key, bool running, bool release)
+  void LeaveSessionLocked(Session& session, absl::string_view job_id, uint32_t index, bool running, bool release)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Speculation (JobSpec.speculate): launches backups of tasks running past
   // kStragglerFactor x the job's median; returns when to look again.
@@ -361,6 +361,10 @@ class Coordinator {
   // Unsorted, with repeats (sorted and made unique at the flush: cheaper than
   // a set per mark).
   std::map<std::string, std::vector<uint32_t>> dirty_ ABSL_GUARDED_BY(mu_);
+  // The dirty_ entry marked last and its job (results come a job at a
+  // time): no map lookup a task. Null whenever dirty_ loses entries.
+  const JobRecord* dirty_job_ ABSL_GUARDED_BY(mu_) = nullptr;
+  std::vector<uint32_t>* dirty_rows_ ABSL_GUARDED_BY(mu_) = nullptr;
   // Jobs ended since the last flush, for on_job_finished (after the watchers).
   std::vector<std::string> ended_ ABSL_GUARDED_BY(mu_);
   CoordinatorCounters counters_ ABSL_GUARDED_BY(mu_);

@@ -19,6 +19,8 @@ void Coordinator::ForgetFinishedLocked(const std::string& id) {
     finished_rows_ -= std::min<uint64_t>(finished_rows_, it->second->total_tasks());
   }
   dirty_.erase(id);
+  dirty_job_ = nullptr;
+  dirty_rows_ = nullptr;
   jobs_.erase(it);
 }
 

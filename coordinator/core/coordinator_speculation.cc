@@ -69,7 +69,7 @@ void Coordinator::PromoteBackupLocked(JobRecord& job, TaskRecord& t) {
 }
 
 void Coordinator::DropReturnedBackupLocked(Session& session, JobRecord& job, TaskRecord& t) {
-  LeaveSessionLocked(session, TaskKey{job.id, t.index}, t.backup()->running, /*release=*/true);
+  LeaveSessionLocked(session, job.id, t.index, t.backup()->running, /*release=*/true);
   t.DropBackup(v1::TASK_STATE_CANCELLED, absl::StrCat("handed back by draining worker ", session.name),
                clock_->Now());
   MarkDirtyLocked(job, t.index);
@@ -78,7 +78,7 @@ void Coordinator::DropReturnedBackupLocked(Session& session, JobRecord& job, Tas
 void Coordinator::HandleBackupResultLocked(Session& session, JobRecord& job, TaskRecord& t,
                                            const v1::TaskResult& result) {
   MarkDirtyLocked(job, t.index);
-  LeaveSessionLocked(session, TaskKey{job.id, t.index}, t.backup()->running, /*release=*/true);
+  LeaveSessionLocked(session, job.id, t.index, t.backup()->running, /*release=*/true);
   const absl::Time now = clock_->Now();
   if (IsTerminal(t.state) || result.state() != v1::TASK_STATE_SUCCEEDED) {
     // A failed or cancelled copy changes nothing: the primary runs on.

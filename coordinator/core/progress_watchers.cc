@@ -33,8 +33,10 @@ void ProgressWatchers::Add(uint64_t handle, const JobRecord& job, bool include_t
   w.callback = std::move(callback);
 }
 
-void ProgressWatchers::Notify(const JobRecord& job, absl::Time now, MonoTime mono_now, FactsFn facts) {
+void ProgressWatchers::Notify(const JobRecord& job, absl::Time now, MonoTime mono_now, FactsFn facts,
+                              std::optional<v1::JobReport>* final_report) {
   std::optional<v1::JobProgress> progress;
+  std::optional<v1::JobReport> finals[2];  // without task rows, with them
   for (auto it = watchers_.begin(); it != watchers_.end();) {
     Watcher& w = it->second;
     if (w.job_id != job.id) {
@@ -44,7 +46,9 @@ void ProgressWatchers::Notify(const JobRecord& job, absl::Time now, MonoTime mon
     if (IsTerminal(job.state)) {
       if (!progress) progress = BuildProgress(job, now);
       v1::JobProgress final_progress = *progress;
-      *final_progress.mutable_report() = BuildReport(job, facts(), now, FinalReportOptions(w.include_tasks));
+      std::optional<v1::JobReport>& report = finals[w.include_tasks ? 1 : 0];
+      if (!report) report = BuildReport(job, facts(), now, FinalReportOptions(w.include_tasks));
+      *final_progress.mutable_report() = *report;
       w.callback(final_progress);
       it = watchers_.erase(it);
       continue;
@@ -60,6 +64,13 @@ void ProgressWatchers::Notify(const JobRecord& job, absl::Time now, MonoTime mon
       HoldBack(w);
     }
     ++it;
+  }
+  if (final_report != nullptr) {
+    if (finals[0]) {
+      *final_report = std::move(finals[0]);
+    } else if (finals[1]) {
+      *final_report = std::move(finals[1]);
+    }
   }
 }
 

@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <optional>
 #include <string>
 
 #include "absl/functional/function_ref.h"
@@ -59,8 +60,13 @@ class ProgressWatchers {
   void Remove(uint64_t handle) { watchers_.erase(handle); }
 
   // The job changed: its watchers get its progress (or have it held back);
-  // when the job has ended, its final update and the watch ends.
-  void Notify(const JobRecord& job, absl::Time now, MonoTime mono_now, FactsFn facts);
+  // when the job has ended, its final update and the watch ends. Each kind
+  // of final report (with task rows or without) is built once, however many
+  // watch; one of them (the one without, if built) is moved into
+  // `final_report` when that is not null, so the caller need not build it
+  // again (a million-task job's report takes a pass over every task).
+  void Notify(const JobRecord& job, absl::Time now, MonoTime mono_now, FactsFn facts,
+              std::optional<v1::JobReport>* final_report = nullptr);
   // Sends the held-back updates that are due; returns when the next is
   // (InfiniteFuture: none held back).
   MonoTime SendDue(absl::Time now, MonoTime mono_now, FindJobFn find_job);

@@ -22,6 +22,46 @@ Scheduler::JobConstraints Scheduler::JobConstraints::Of(const v1::JobSpec& spec)
 
 Scheduler::Scheduler(Options options) : options_(options) {}
 
+bool Scheduler::FlightSet::Insert(absl::string_view job_id, uint32_t index) {
+  auto it = by_job_.find(job_id);
+  if (it == by_job_.end()) it = by_job_.try_emplace(std::string(job_id)).first;
+  if (!it->second.insert(index).second) return false;
+  ++size_;
+  return true;
+}
+
+bool Scheduler::FlightSet::Erase(absl::string_view job_id, uint32_t index) {
+  auto it = by_job_.find(job_id);
+  if (it == by_job_.end() || it->second.erase(index) == 0) return false;
+  if (it->second.empty()) by_job_.erase(it);
+  --size_;
+  return true;
+}
+
+bool Scheduler::FlightSet::Contains(absl::string_view job_id, uint32_t index) const {
+  auto it = by_job_.find(job_id);
+  return it != by_job_.end() && it->second.contains(index);
+}
+
+std::vector<uint32_t> Scheduler::FlightSet::TakeJob(absl::string_view job_id) {
+  std::vector<uint32_t> out;
+  auto it = by_job_.find(job_id);
+  if (it == by_job_.end()) return out;
+  out.assign(it->second.begin(), it->second.end());
+  size_ -= out.size();
+  by_job_.erase(it);
+  return out;
+}
+
+std::vector<TaskKey> Scheduler::FlightSet::All() const {
+  std::vector<TaskKey> out;
+  out.reserve(size_);
+  for (const auto& [job, indices] : by_job_) {
+    for (uint32_t i : indices) out.push_back(TaskKey{job, i});
+  }
+  return out;
+}
+
 absl::Status Scheduler::AddWorker(WorkerSpec worker) {
   if (worker.slots < 1) {
     return absl::InvalidArgumentError(absl::StrCat("slots must be at least 1, got ", worker.slots));
@@ -42,7 +82,7 @@ absl::StatusOr<std::vector<TaskKey>> Scheduler::RemoveWorker(absl::string_view s
   if (it == workers_.end()) {
     return absl::NotFoundError(absl::StrCat("worker session ", session, " not found"));
   }
-  std::vector<TaskKey> tasks(it->second.in_flight.begin(), it->second.in_flight.end());
+  std::vector<TaskKey> tasks = it->second.in_flight.All();
   std::sort(tasks.begin(), tasks.end(), [](const TaskKey& a, const TaskKey& b) {
     return a.job_id != b.job_id ? a.job_id < b.job_id : a.index > b.index;
   });
@@ -102,13 +142,8 @@ std::vector<Scheduler::Assignment> Scheduler::RemoveJob(absl::string_view job_id
   queued_ -= it->second.queued.size();
   if (it->second.in_flight > 0) {
     for (auto& [session, worker] : workers_) {
-      for (auto t = worker.in_flight.begin(); t != worker.in_flight.end();) {
-        if (t->job_id == it->second.id) {
-          in_flight.push_back({session, *t});
-          worker.in_flight.erase(t++);
-        } else {
-          ++t;
-        }
+      for (uint32_t index : worker.in_flight.TakeJob(it->second.id)) {
+        in_flight.push_back({session, TaskKey{it->second.id, index}});
       }
     }
   }
@@ -122,21 +157,20 @@ absl::Status Scheduler::Adopt(absl::string_view session, const TaskKey& task) {
   if (w == workers_.end()) return absl::NotFoundError(absl::StrCat("unknown session ", session));
   auto job = jobs_.find(task.job_id);
   if (job == jobs_.end()) return absl::NotFoundError(absl::StrCat("unknown job ", task.job_id));
-  if (!w->second.in_flight.insert(task).second) {
+  if (!w->second.in_flight.Insert(task.job_id, task.index)) {
     return absl::AlreadyExistsError(absl::StrCat("task ", task.index, " is in flight on ", session));
   }
   ++job->second.in_flight;
   return absl::OkStatus();
 }
 
-absl::Status Scheduler::Release(absl::string_view session, const TaskKey& task) {
+absl::Status Scheduler::Release(absl::string_view session, absl::string_view job_id, uint32_t index) {
   absl::MutexLock lock(&mu_);
   auto it = workers_.find(session);
-  if (it == workers_.end() || it->second.in_flight.erase(task) == 0) {
-    return absl::NotFoundError(absl::StrCat("task ", task.job_id, "/", task.index,
-                                            " is not in flight on session ", session));
+  if (it == workers_.end() || !it->second.in_flight.Erase(job_id, index)) {
+    return absl::NotFoundError(absl::StrCat("task ", job_id, "/", index, " is not in flight on session ", session));
   }
-  auto job = jobs_.find(task.job_id);
+  auto job = jobs_.find(job_id);
   if (job != jobs_.end()) --job->second.in_flight;
   return absl::OkStatus();
 }
@@ -291,8 +325,35 @@ Scheduler::Job* Scheduler::PickJob(const Worker& worker, bool prefetch, int flee
 }
 
 std::vector<Scheduler::Assignment> Scheduler::Dispatch() {
-  absl::MutexLock lock(&mu_);
   std::vector<Assignment> out;
+  for (Run& run : DispatchRuns()) {
+    for (uint32_t i = 0; i < run.count; ++i) out.push_back({run.session, TaskKey{run.job_id, run.first + i}});
+  }
+  return out;
+}
+
+void Scheduler::TakeLocked(Job& job, Worker& w, size_t take, std::vector<Run>& out) {
+  // The run being extended: the last one, if it is this worker's and job's.
+  Run* run = nullptr;
+  if (!out.empty() && out.back().job_id == job.id && out.back().session == w.spec.session) run = &out.back();
+  for (size_t i = 0; i < take && !job.queued.empty(); ++i) {
+    const uint32_t index = job.queued.front();
+    job.queued.pop_front();
+    --queued_;
+    ++job.in_flight;
+    w.in_flight.Insert(job.id, index);
+    if (run != nullptr && run->first + run->count == index) {
+      ++run->count;
+    } else {
+      out.push_back(Run{w.spec.session, job.id, index, 1});
+      run = &out.back();
+    }
+  }
+}
+
+std::vector<Scheduler::Run> Scheduler::DispatchRuns() {
+  absl::MutexLock lock(&mu_);
+  std::vector<Run> out;
   if (queued_ == 0 || workers_.empty()) return out;
   std::vector<Worker*> order;
   order.reserve(workers_.size());
@@ -322,14 +383,7 @@ std::vector<Scheduler::Assignment> Scheduler::Dispatch() {
           const int room = w->spec.slots + PrefetchFor(*job, *w, fleet_slots) - static_cast<int>(w->in_flight.size());
           take = std::clamp<size_t>(job->queued.size() / order.size(), 1, static_cast<size_t>(std::max(room, 1)));
         }
-        for (size_t i = 0; i < take && !job->queued.empty(); ++i) {
-          TaskKey key{job->id, job->queued.front()};
-          job->queued.pop_front();
-          --queued_;
-          ++job->in_flight;
-          w->in_flight.insert(key);
-          out.push_back({w->spec.session, std::move(key)});
-        }
+        TakeLocked(*job, *w, take, out);
         progress = true;
         if (queued_ == 0) break;
       }
@@ -344,7 +398,7 @@ std::optional<std::string> Scheduler::AssignBackup(const TaskKey& task, absl::st
   if (job == jobs_.end()) return std::nullopt;
   Worker* best = nullptr;
   for (auto& [session, w] : workers_) {
-    if (w.draining || session == exclude || w.in_flight.contains(task)) continue;
+    if (w.draining || session == exclude || w.in_flight.Contains(task.job_id, task.index)) continue;
     if (static_cast<int>(w.in_flight.size()) >= w.spec.slots) continue;  // a free slot, not prefetch
     if (!Eligible(job->second, w)) continue;
     // The emptiest worker: the backup should not queue behind other work.
@@ -354,7 +408,7 @@ std::optional<std::string> Scheduler::AssignBackup(const TaskKey& task, absl::st
     }
   }
   if (best == nullptr) return std::nullopt;
-  best->in_flight.insert(task);
+  best->in_flight.Insert(task.job_id, task.index);
   ++job->second.in_flight;
   return best->spec.session;
 }

@@ -81,6 +81,13 @@ class Scheduler {
     std::string session;
     TaskKey task;
   };
+  // Tasks [first, first + count) of `job_id` on `session` (DispatchRuns).
+  struct Run {
+    std::string session;
+    std::string job_id;
+    uint32_t first = 0;
+    uint32_t count = 0;
+  };
 
   // Work kept queued per slot beyond the running task (plus
   // kRoundTripMargin of the worker's round trips), and the cap on
@@ -126,7 +133,10 @@ class Scheduler {
   std::vector<Assignment> RemoveJob(absl::string_view job_id);
   // The task ended on `session` (or was handed back): frees its credit.
   // NotFound if it is not in flight there.
-  absl::Status Release(absl::string_view session, const TaskKey& task);
+  absl::Status Release(absl::string_view session, const TaskKey& task) {
+    return Release(session, task.job_id, task.index);
+  }
+  absl::Status Release(absl::string_view session, absl::string_view job_id, uint32_t index);
   // Queues a task of a known job again, at the front. NotFound for an
   // unknown job.
   absl::Status Requeue(const TaskKey& task);
@@ -136,8 +146,11 @@ class Scheduler {
   // if it is in flight there already.
   absl::Status Adopt(absl::string_view session, const TaskKey& task);
 
-  // Assigns as many queued tasks as credits allow.
+  // Assigns as many queued tasks as credits allow, one entry a task.
   std::vector<Assignment> Dispatch();
+  // The same, as runs of consecutive tasks of one job on one session, in
+  // the order dealt: one entry per run instead of one per task.
+  std::vector<Run> DispatchRuns();
 
   // Speculation: puts a second copy of an in-flight task on a worker with a
   // free slot (not `exclude`, eligible for the job, within its max_slots).
@@ -172,11 +185,28 @@ class Scheduler {
   std::vector<Unrunnable> UnrunnableJobs() const;
 
  private:
+  // The tasks in flight on one worker, by job: a task's key costs no copy
+  // of its job id (a million-task job goes through here a task at a time).
+  class FlightSet {
+   public:
+    bool Insert(absl::string_view job_id, uint32_t index);
+    bool Erase(absl::string_view job_id, uint32_t index);
+    bool Contains(absl::string_view job_id, uint32_t index) const;
+    // Removes the job's tasks; returns their indices (any order).
+    std::vector<uint32_t> TakeJob(absl::string_view job_id);
+    // Every task, in no particular order.
+    std::vector<TaskKey> All() const;
+    size_t size() const { return size_; }
+
+   private:
+    absl::flat_hash_map<std::string, absl::flat_hash_set<uint32_t>> by_job_;
+    size_t size_ = 0;
+  };
   struct Worker {
     WorkerSpec spec;
     bool draining = false;
     double rtt_seconds = 0;
-    absl::flat_hash_set<TaskKey> in_flight;
+    FlightSet in_flight;
   };
   struct Job {
     std::string id;
@@ -202,6 +232,9 @@ class Scheduler {
   // slots of all workers taking tasks.
   Job* PickJob(const Worker& worker, bool prefetch, int fleet_slots) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   int PrefetchFor(const Job& job, const Worker& worker, int fleet_slots) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Moves up to `take` tasks from the front of the job's queue into the
+  // worker's flight, appending them to `out` (consecutive ones as one run).
+  void TakeLocked(Job& job, Worker& w, size_t take, std::vector<Run>& out) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const Options options_;
   mutable absl::Mutex mu_;

@@ -29,6 +29,49 @@ TEST_F(CoordinatorTest, WatchOfFinishedJobGetsOnlyTheFinalUpdate) {
               StatusIs(absl::StatusCode::kNotFound, HasSubstr("j-nope")));
 }
 
+TEST_F(CoordinatorTest, TheEndedJobsReportReachesOnJobFinishedWithOrWithoutWatchers) {
+  // on_job_finished (the server's log line) reuses the report built for the
+  // watchers when there are any: it must say what theirs says.
+  std::vector<v1::JobReport> finished;
+  Coordinator::Options o = Defaults();
+  o.on_job_finished = [&finished](const v1::JobReport& r) { finished.push_back(r); };
+  Start(o);
+  ASSERT_OK_AND_ASSIGN(FakeWorker w, Attach("w", 1));
+  for (int watchers : {0, 1, 2}) {
+    SCOPED_TRACE(absl::StrCat(watchers, " watchers"));
+    finished.clear();
+    ASSERT_OK_AND_ASSIGN(auto sub, coord_->Submit(Countdown(3)));
+    const auto as = w.channel->TakeNew();
+    ASSERT_THAT(as, SizeIs(3));
+    std::vector<v1::JobProgress> updates;
+    for (int i = 0; i < watchers; ++i) {
+      // The second watcher asks for task rows: a report of another kind.
+      ASSERT_OK(coord_->Watch(sub.job_id(), i == 1, [&updates](const v1::JobProgress& p) { updates.push_back(p); }));
+    }
+    ASSERT_OK(Succeed(w, as[0]));
+    ASSERT_OK(Fail(w, as[1], "boom"));
+    ASSERT_OK(Succeed(w, as[2]));
+    EXPECT_THAT(finished, IsEmpty());
+    const auto retry = w.channel->TakeNew();
+    ASSERT_THAT(retry, SizeIs(1));
+    ASSERT_OK(Succeed(w, retry[0]));
+    ASSERT_THAT(finished, SizeIs(1));
+    const v1::JobReport& r = finished[0];
+    EXPECT_EQ(r.id(), sub.job_id());
+    EXPECT_EQ(r.state(), v1::JOB_STATE_SUCCEEDED);
+    EXPECT_EQ(r.tasks_total(), 3u);
+    EXPECT_EQ(r.tasks_succeeded(), 3u);
+    EXPECT_EQ(r.retries(), 1u);
+    EXPECT_THAT(r.tasks(), IsEmpty()) << "the report without task rows, when one was built";
+    for (const v1::JobProgress& p : updates) {
+      if (!p.has_report()) continue;
+      EXPECT_EQ(p.report().tasks_succeeded(), r.tasks_succeeded());
+      EXPECT_EQ(p.report().timing().wall_seconds(), r.timing().wall_seconds());
+      EXPECT_EQ(p.report().timing().efficiency(), r.timing().efficiency());
+    }
+  }
+}
+
 TEST_F(CoordinatorTest, ProgressIsRateLimitedButTheFinalUpdateIsNot) {
   // A burst of one, then one update per 100 ms.
   Coordinator::Options o = Defaults();

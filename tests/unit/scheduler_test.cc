@@ -7,6 +7,7 @@
 #include <numeric>
 #include <set>
 #include <string>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -741,6 +742,82 @@ TEST(SchedulerTest, AdoptedTaskTakesCreditUntilReleased) {
   const auto as = s.Dispatch();
   ASSERT_EQ(as.size(), 1u);
   EXPECT_EQ(as[0].task.index, 1u);
+}
+
+}  // namespace
+}  // namespace busyfleet::coordinator
+
+namespace busyfleet::coordinator {
+namespace {
+
+std::vector<std::tuple<std::string, std::string, uint32_t, uint32_t>> Runs(const std::vector<Scheduler::Run>& runs) {
+  std::vector<std::tuple<std::string, std::string, uint32_t, uint32_t>> out;
+  for (const Scheduler::Run& r : runs) out.emplace_back(r.session, r.job_id, r.first, r.count);
+  return out;
+}
+
+TEST(SchedulerRunsTest, ConsecutiveTasksForOneWorkerComeAsOneRun) {
+  Scheduler s(Prefetch(8));
+  ASSERT_OK(s.AddWorker(Worker("a", 2)));
+  ASSERT_OK(s.AddJob("job", {}, Range(100), 1));
+  // Two free slots, then eight prefetched: tasks 0-9 in one run.
+  EXPECT_THAT(Runs(s.DispatchRuns()), ElementsAre(std::make_tuple("a", "job", 0u, 10u)));
+  EXPECT_EQ(s.InFlight("a"), 10);
+  // Task 3 comes back and goes to the queue's front: it starts a run of its
+  // own; the next tasks follow in another.
+  ASSERT_OK(s.Release("a", "job", 3));
+  ASSERT_OK(s.Requeue(TaskKey{"job", 3}));
+  ASSERT_OK(s.Release("a", "job", 4));
+  EXPECT_THAT(Runs(s.DispatchRuns()),
+              ElementsAre(std::make_tuple("a", "job", 3u, 1u), std::make_tuple("a", "job", 10u, 1u)));
+  EXPECT_EQ(s.InFlight("a"), 10);
+}
+
+TEST(SchedulerRunsTest, RunsAndSingleAssignmentsNameTheSameTasks) {
+  for (bool runs : {false, true}) {
+    Scheduler s(Prefetch(5));
+    ASSERT_OK(s.AddWorker(Worker("a", 1)));
+    ASSERT_OK(s.AddWorker(Worker("b", 3)));
+    ASSERT_OK(s.AddJob("x", {}, Range(7), 1));
+    ASSERT_OK(s.AddJob("y", {}, Range(30), 2));
+    std::multiset<std::tuple<std::string, std::string, uint32_t>> tasks;
+    if (runs) {
+      for (const Scheduler::Run& r : s.DispatchRuns()) {
+        ASSERT_GT(r.count, 0u);
+        for (uint32_t i = 0; i < r.count; ++i) tasks.emplace(r.session, r.job_id, r.first + i);
+      }
+    } else {
+      for (const Scheduler::Assignment& a : s.Dispatch()) tasks.emplace(a.session, a.task.job_id, a.task.index);
+    }
+    // Every in-flight task once, as the credits allow: 1 + 5 and 3 + 5.
+    std::set<std::tuple<std::string, uint32_t>> distinct;
+    for (const auto& [session, job, index] : tasks) distinct.emplace(job, index);
+    EXPECT_EQ(distinct.size(), tasks.size()) << "runs=" << runs;
+    EXPECT_EQ(tasks.size(), 14u) << "runs=" << runs;
+    EXPECT_EQ(s.InFlight("a"), 6) << "runs=" << runs;
+    EXPECT_EQ(s.InFlight("b"), 8) << "runs=" << runs;
+    for (const auto& [session, job, index] : tasks) EXPECT_OK(s.Release(session, job, index));
+    EXPECT_EQ(s.InFlight("a") + s.InFlight("b"), 0) << "runs=" << runs;
+    EXPECT_THAT(s.Release("a", "x", 0), StatusIs(absl::StatusCode::kNotFound, HasSubstr("x/0"))) << "released twice";
+  }
+}
+
+TEST(SchedulerRunsTest, RemovingAJobFreesItsTasksOnEveryWorkerAndNoOthers) {
+  Scheduler s(Prefetch(2));
+  ASSERT_OK(s.AddWorker(Worker("a", 1)));
+  ASSERT_OK(s.AddWorker(Worker("b", 1)));
+  ASSERT_OK(s.AddJob("x", {}, Range(3), 1));
+  ASSERT_OK(s.AddJob("y", {}, Range(3), 2));
+  s.DispatchRuns();
+  const int before = s.InFlight("a") + s.InFlight("b");
+  std::vector<Scheduler::Assignment> freed = s.RemoveJob("x");
+  for (const Scheduler::Assignment& a : freed) EXPECT_EQ(a.task.job_id, "x");
+  EXPECT_EQ(s.InFlight("a") + s.InFlight("b"), before - static_cast<int>(freed.size()));
+  EXPECT_EQ(freed.size(), 3u);
+  // y's tasks are still in flight and come back with their worker.
+  absl::StatusOr<std::vector<TaskKey>> back = s.RemoveWorker("a");
+  ASSERT_OK(back.status());
+  for (const TaskKey& t : *back) EXPECT_EQ(t.job_id, "y");
 }
 
 }  // namespace
