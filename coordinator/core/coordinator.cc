@@ -118,12 +118,10 @@ absl::StatusOr<v1::SubmitJobResponse> Coordinator::Submit(const v1::JobSpec& spe
   job->spec = spec;
   job->state = v1::JOB_STATE_PENDING;
   job->tasks.resize(plan.tasks);
-  std::vector<uint32_t> queued(plan.tasks);
   for (uint32_t i = 0; i < plan.tasks; ++i) {
     TaskRecord& t = job->tasks[i];
     t.index = i;
     job->iterations_total += plan.Iterations(i);
-    queued[i] = t.index;
   }
   const size_t task_count = plan.tasks;
   absl::MutexLock lock(&mu_);
@@ -138,7 +136,8 @@ absl::StatusOr<v1::SubmitJobResponse> Coordinator::Submit(const v1::JobSpec& spe
   job->submitted_at = clock_->Now();
   BF_RETURN_IF_ERROR(options_.store->CreateJob(*job));
   job->seq = job_seq_ + 1;
-  BF_RETURN_IF_ERROR(scheduler_.AddJob(job->id, Scheduler::JobConstraints::Of(spec), queued, ++job_seq_));
+  BF_RETURN_IF_ERROR(
+      scheduler_.AddNewJob(job->id, Scheduler::JobConstraints::Of(spec), plan.tasks, ++job_seq_));
   unfinished_tasks_ += task_count;
   ++jobs_submitted_;
   v1::SubmitJobResponse response;

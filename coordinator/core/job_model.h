@@ -184,6 +184,19 @@ class TaskStateByte {
   uint8_t value_;
 };
 
+// A worker's slot number in two bytes (workers have at most 4,096 slots,
+// limits::kMaxSlotsPerWorker); a reported one past 65,535 reads as 65,535.
+// Reads and assigns as a uint32_t.
+class SlotNumber {
+ public:
+  SlotNumber() = default;
+  SlotNumber(uint32_t slot) : value_(static_cast<uint16_t>(std::min<uint32_t>(slot, UINT16_MAX))) {}  // NOLINT
+  operator uint32_t() const { return value_; }  // NOLINT: implicit
+
+ private:
+  uint16_t value_ = 0;
+};
+
 // A CPU number as an Attempt keeps it: -1 when not reported or past 32,767.
 inline int16_t CpuNumber(bool reported, uint32_t cpu) {
   return reported && cpu <= 32767 ? static_cast<int16_t>(cpu) : int16_t{-1};
@@ -204,12 +217,13 @@ struct Attempt {
   MonoNs mono;
   int64_t cpu_ns = 0;
   uint64_t iterations_done = 0;
-  // Its worker's calibrated per-core rate for the job's kind (the CPU it
-  // started on, else the worker's median) when the result came in; 0: none.
-  double calibrated_rate = 0;
   // 1-based; 0 before the task's first assignment.
   uint32_t number = 0;
-  uint32_t slot = 0;
+  // Its worker's calibrated per-core rate for the job's kind (the CPU it
+  // started on, else the worker's median) when the result came in; 0: none.
+  // A float (7 significant digits, far finer than a calibration's own
+  // noise): four bytes less in every task (see kMaxTaskRecordBytes).
+  float calibrated_rate = 0;
   // The process that ran the attempt (the worker's own in thread mode, a
   // forked child in process mode); 0 when unknown.
   uint32_t pid = 0;
@@ -224,6 +238,7 @@ struct Attempt {
   Name bound_cpus;
   int16_t start_cpu = -1;
   int16_t end_cpu = -1;
+  SlotNumber slot;
   bool migrated = false;
   // The backup's phase (started on its worker). The current attempt's
   // phase is TaskRecord::state, which is what is stored.
@@ -330,7 +345,7 @@ struct TaskRecord {
 
 // A million-task job keeps a million of these: the hot record must not
 // silently grow back (docs/design.md, "The task table").
-inline constexpr size_t kMaxTaskRecordBytes = 120;
+inline constexpr size_t kMaxTaskRecordBytes = 112;
 static_assert(sizeof(TaskRecord) <= kMaxTaskRecordBytes, "TaskRecord grew: keep rare fields in TaskCold");
 
 struct JobRecord {

@@ -20,6 +20,65 @@ Scheduler::JobConstraints Scheduler::JobConstraints::Of(const v1::JobSpec& spec)
   return c;
 }
 
+void IndexQueue::AssignRange(uint32_t n) {
+  clear();
+  if (n > 0) runs_.push_back(Run{0, n});
+  size_ = n;
+}
+
+void IndexQueue::Assign(const std::vector<uint32_t>& indices) {
+  clear();
+  for (uint32_t i : indices) PushBack(i);
+}
+
+void IndexQueue::PushBack(uint32_t index) {
+  if (!runs_.empty() && runs_.back().count < UINT32_MAX &&
+      static_cast<uint64_t>(runs_.back().first) + runs_.back().count == index) {
+    ++runs_.back().count;
+  } else {
+    runs_.push_back(Run{index, 1});
+  }
+  ++size_;
+}
+
+void IndexQueue::pop_front() {
+  Run& r = runs_.front();
+  ++r.first;
+  if (--r.count == 0) runs_.pop_front();
+  --size_;
+}
+
+void IndexQueue::push_front(uint32_t index) {
+  if (!runs_.empty() && runs_.front().first > 0 && runs_.front().first - 1 == index &&
+      runs_.front().count < UINT32_MAX) {
+    --runs_.front().first;
+    ++runs_.front().count;
+  } else {
+    runs_.push_front(Run{index, 1});
+  }
+  ++size_;
+}
+
+bool IndexQueue::Erase(uint32_t index) {
+  for (auto it = runs_.begin(); it != runs_.end(); ++it) {
+    if (index < it->first || index - it->first >= it->count) continue;
+    const uint32_t before = index - it->first;
+    const uint32_t after = it->count - before - 1;
+    if (before == 0 && after == 0) {
+      runs_.erase(it);
+    } else if (before == 0) {
+      it->first = index + 1;
+      it->count = after;
+    } else {
+      it->count = before;
+      if (after > 0) runs_.insert(std::next(it), Run{index + 1, after});
+    }
+    --size_;
+    return true;
+  }
+  return false;
+}
+
 Scheduler::Scheduler(Options options) : options_(options) {}
 
 bool Scheduler::FlightSet::Insert(absl::string_view job_id, uint32_t index) {
@@ -119,12 +178,26 @@ absl::Status Scheduler::SetRoundTrip(absl::string_view session, absl::Duration r
 
 absl::Status Scheduler::AddJob(absl::string_view job_id, JobConstraints constraints,
                                const std::vector<uint32_t>& queued, uint64_t seq) {
+  IndexQueue q;
+  q.Assign(queued);
   absl::MutexLock lock(&mu_);
+  return AddJobLocked(job_id, std::move(constraints), std::move(q), seq);
+}
+
+absl::Status Scheduler::AddNewJob(absl::string_view job_id, JobConstraints constraints, uint32_t tasks, uint64_t seq) {
+  IndexQueue q;
+  q.AssignRange(tasks);
+  absl::MutexLock lock(&mu_);
+  return AddJobLocked(job_id, std::move(constraints), std::move(q), seq);
+}
+
+absl::Status Scheduler::AddJobLocked(absl::string_view job_id, JobConstraints constraints, IndexQueue queued,
+                                     uint64_t seq) {
   Job job;
   job.id = std::string(job_id);
   job.allowed_workers.insert(constraints.workers.begin(), constraints.workers.end());
   job.constraints = std::move(constraints);
-  job.queued.assign(queued.begin(), queued.end());
+  job.queued = std::move(queued);
   job.seq = seq;
   const size_t n = job.queued.size();
   if (!jobs_.emplace(job.id, std::move(job)).second) {
@@ -417,10 +490,7 @@ bool Scheduler::Dequeue(const TaskKey& task) {
   absl::MutexLock lock(&mu_);
   auto job = jobs_.find(task.job_id);
   if (job == jobs_.end()) return false;
-  auto& q = job->second.queued;
-  auto it = std::find(q.begin(), q.end(), task.index);
-  if (it == q.end()) return false;
-  q.erase(it);
+  if (!job->second.queued.Erase(task.index)) return false;
   --queued_;
   return true;
 }

@@ -20,6 +20,36 @@
 
 namespace busyfleet::coordinator {
 
+// A job's queued task indices, in order, kept as runs of consecutive
+// indices: a fresh million-task job is one entry, not four megabytes.
+class IndexQueue {
+ public:
+  // Indices 0 .. n-1.
+  void AssignRange(uint32_t n);
+  void Assign(const std::vector<uint32_t>& indices);
+  bool empty() const { return size_ == 0; }
+  size_t size() const { return size_; }
+  // Must not be empty.
+  uint32_t front() const { return runs_.front().first; }
+  void pop_front();
+  void push_front(uint32_t index);
+  // Removes `index` wherever it is queued; false if it is not.
+  bool Erase(uint32_t index);
+  void clear() {
+    runs_.clear();
+    size_ = 0;
+  }
+
+ private:
+  struct Run {
+    uint32_t first;
+    uint32_t count;
+  };
+  void PushBack(uint32_t index);
+  std::deque<Run> runs_;
+  size_t size_ = 0;
+};
+
 struct TaskKey {
   std::string job_id;
   uint32_t index = 0;
@@ -128,6 +158,8 @@ class Scheduler {
   // AlreadyExists if the job is known. `seq` orders jobs (older = smaller).
   absl::Status AddJob(absl::string_view job_id, JobConstraints constraints,
                       const std::vector<uint32_t>& queued, uint64_t seq);
+  // The same with tasks 0 .. tasks-1 queued (a new job).
+  absl::Status AddNewJob(absl::string_view job_id, JobConstraints constraints, uint32_t tasks, uint64_t seq);
   // Forgets a job: its queued tasks are dropped; the tasks in flight are
   // returned with their sessions (their credit is freed).
   std::vector<Assignment> RemoveJob(absl::string_view job_id);
@@ -212,7 +244,7 @@ class Scheduler {
     std::string id;
     JobConstraints constraints;
     absl::flat_hash_set<std::string> allowed_workers;
-    std::deque<uint32_t> queued;
+    IndexQueue queued;
     uint32_t in_flight = 0;
     uint64_t seq = 0;
     double task_seconds = -1;  // moving average; < 0 until the first result
@@ -232,6 +264,8 @@ class Scheduler {
   // slots of all workers taking tasks.
   Job* PickJob(const Worker& worker, bool prefetch, int fleet_slots) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   int PrefetchFor(const Job& job, const Worker& worker, int fleet_slots) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status AddJobLocked(absl::string_view job_id, JobConstraints constraints, IndexQueue queued, uint64_t seq)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Moves up to `take` tasks from the front of the job's queue into the
   // worker's flight, appending them to `out` (consecutive ones as one run).
   void TakeLocked(Job& job, Worker& w, size_t take, std::vector<Run>& out) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

@@ -135,6 +135,19 @@ TEST(CountDownDeathTest, GoingBelowZeroFailsInDebugBuilds) {
 }
 #endif
 
+TEST(TaskRecordLayoutTest, SlotNumbersKeepEveryRealSlotAndClampTheRest) {
+  Attempt a;
+  EXPECT_EQ(static_cast<uint32_t>(a.slot), 0u);
+  a.slot = 4095;  // limits::kMaxSlotsPerWorker - 1
+  EXPECT_EQ(static_cast<uint32_t>(a.slot), 4095u);
+  a.slot = 65535;
+  EXPECT_EQ(static_cast<uint32_t>(a.slot), 65535u);
+  a.slot = 70000;  // not a slot any worker has: clamped, not wrapped to 4464
+  EXPECT_EQ(static_cast<uint32_t>(a.slot), 65535u);
+  a.slot = UINT32_MAX;
+  EXPECT_EQ(static_cast<uint32_t>(a.slot), 65535u);
+}
+
 TEST(TaskRecordLayoutTest, HotRecordStaysSmallAndColdDataIsAllocatedOnlyWhenUsed) {
   // A million-task job keeps a million records (issue 17: 150 MiB for the
   // whole coordinator); a task that ran once and succeeded has no cold part.

@@ -822,3 +822,64 @@ TEST(SchedulerRunsTest, RemovingAJobFreesItsTasksOnEveryWorkerAndNoOthers) {
 
 }  // namespace
 }  // namespace busyfleet::coordinator
+
+namespace busyfleet::coordinator {
+namespace {
+
+std::vector<uint32_t> Drain(IndexQueue q) {
+  std::vector<uint32_t> out;
+  while (!q.empty()) {
+    out.push_back(q.front());
+    q.pop_front();
+  }
+  return out;
+}
+
+TEST(IndexQueueTest, KeepsOrderThroughPushFrontEraseAndPop) {
+  IndexQueue q;
+  q.AssignRange(6);
+  EXPECT_EQ(q.size(), 6u);
+  EXPECT_TRUE(q.Erase(3));   // the middle of a run: split
+  EXPECT_FALSE(q.Erase(3));  // gone
+  EXPECT_FALSE(q.Erase(6));  // never there
+  EXPECT_TRUE(q.Erase(0));   // a run's first
+  EXPECT_TRUE(q.Erase(5));   // a run's last
+  q.pop_front();             // 1
+  q.push_front(0);           // joins the front run (0, 2)
+  q.push_front(9);           // a run of its own
+  EXPECT_EQ(q.size(), 4u);
+  EXPECT_THAT(Drain(q), ElementsAre(9, 0, 2, 4));
+}
+
+TEST(IndexQueueTest, AssignKeepsAnyOrderAndRepeats) {
+  IndexQueue q;
+  q.Assign({7, 8, 9, 2, 3, 3, 0});
+  EXPECT_EQ(q.size(), 7u);
+  EXPECT_THAT(Drain(q), ElementsAre(7, 8, 9, 2, 3, 3, 0));
+  q.AssignRange(0);
+  EXPECT_TRUE(q.empty());
+}
+
+TEST(IndexQueueTest, TheLastIndexesDoNotWrap) {
+  IndexQueue q;
+  q.Assign({UINT32_MAX - 1, UINT32_MAX, 0});
+  EXPECT_THAT(Drain(q), ElementsAre(UINT32_MAX - 1, UINT32_MAX, 0));
+  q.Assign({0});
+  q.push_front(UINT32_MAX);
+  EXPECT_THAT(Drain(q), ElementsAre(UINT32_MAX, 0));
+}
+
+TEST(SchedulerTest, ANewJobOfAMillionTasksDealsThemInOrder) {
+  Scheduler s(Prefetch(0));
+  ASSERT_OK(s.AddWorker(Worker("a", 4)));
+  ASSERT_OK(s.AddNewJob("big", {}, 1'000'000, 1));
+  EXPECT_EQ(s.QueuedFor("big"), 1'000'000u);
+  EXPECT_THAT(Runs(s.DispatchRuns()), ElementsAre(std::make_tuple("a", "big", 0u, 4u)));
+  EXPECT_EQ(s.QueuedTasks(), 999'996u);
+  EXPECT_TRUE(s.Dequeue(TaskKey{"big", 999'999}));
+  EXPECT_FALSE(s.Dequeue(TaskKey{"big", 2})) << "in flight, not queued";
+  EXPECT_EQ(s.QueuedFor("big"), 999'995u);
+}
+
+}  // namespace
+}  // namespace busyfleet::coordinator
