@@ -2,7 +2,9 @@
 
 #include <sqlite3.h>
 
+#include <algorithm>
 #include <tuple>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
@@ -312,7 +314,7 @@ absl::Status SqliteJobStore::CreateJob(const JobRecord& job) {
   uint64_t rows = 1;
   for (const TaskRecord& t : job.tasks) {
     if (t.state == v1::TASK_STATE_QUEUED && t.current.number == 0) continue;
-    pending_.tasks[job.id].insert_or_assign(t.index, TaskRow(t));
+    pending_.tasks[job.id].emplace_back(t);
     ++rows;
   }
   queued_rows_ += rows;
@@ -333,9 +335,9 @@ absl::Status SqliteJobStore::SaveJob(const JobRecord& job, const std::vector<uin
   queued_rows_ += changed_tasks.size() + 1;
   UpdateBacklogged();
   if (changed_tasks.empty()) return absl::OkStatus();
-  absl::btree_map<uint32_t, TaskRow>& rows = pending_.tasks[job.id];
+  std::vector<TaskRow>& rows = pending_.tasks[job.id];  // grows geometrically: no exact reserve per call
   for (const uint32_t i : changed_tasks) {
-    if (i < job.tasks.size()) rows.insert_or_assign(i, TaskRow(job.tasks[i]));
+    if (i < job.tasks.size()) rows.emplace_back(job.tasks[i]);
   }
   return absl::OkStatus();
 }
@@ -645,9 +647,16 @@ absl::Status SqliteJobStore::WriteChangedTasks(const Pending& batch) {
     chunk.Blob(6, writer.Take());
     return StepOrRollback(db_, chunk, "saving tasks");
   };
+  std::vector<std::pair<uint32_t, uint32_t>> order;  // (task index, position saved)
   for (const auto& [job_id, rows] : batch.tasks) {
-    for (const auto& [index, row] : rows) {
-      writer.Add(row);
+    // Each task once, its newest row (the last saved), in index order.
+    order.clear();
+    order.reserve(rows.size());
+    for (size_t p = 0; p < rows.size(); ++p) order.emplace_back(rows[p].index, static_cast<uint32_t>(p));
+    std::sort(order.begin(), order.end());
+    for (size_t k = 0; k < order.size(); ++k) {
+      if (k + 1 < order.size() && order[k + 1].first == order[k].first) continue;  // a newer one follows
+      writer.Add(rows[order[k].second]);
       if (writer.rows() == kChunkRows) BF_RETURN_IF_ERROR(write(job_id));
     }
     if (writer.rows() > 0) BF_RETURN_IF_ERROR(write(job_id));

@@ -11,7 +11,6 @@
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
-#include "absl/container/btree_map.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
@@ -101,10 +100,11 @@ class SqliteJobStore : public JobStore {
  private:
   struct Pending {
     // Job header rows by id (newest wins); task rows changed since, by job,
-    // then index (a B-tree per job: rows go in without a node each). A new
-    // job's never-assigned tasks have no row (schema version 2).
+    // in the order saved (a task changed twice has two; the writer keeps
+    // its newest, off the coordinator's lock). A new job's never-assigned
+    // tasks have no row (schema version 2).
     std::map<std::string, JobRecord> headers;
-    std::map<std::string, absl::btree_map<uint32_t, TaskRow>> tasks;
+    std::map<std::string, std::vector<TaskRow>> tasks;
     // Jobs to delete (after the writes of the batch).
     std::set<std::string> deletes;
     bool empty() const { return headers.empty() && tasks.empty() && deletes.empty(); }

@@ -83,6 +83,42 @@ TEST(ClusterTest, JobCompletesWithEveryTaskAccountedOnce) {
   EXPECT_GE(r.timing().wall_seconds(), r.timing().makespan_seconds());
 }
 
+TEST(ClusterTest, TinyTasksRunAsRunsAndEveryOneIsRecordedWithWhereItRan) {
+  // Countdowns this short go out as ranges, run as runs on the slots and
+  // come back as packed columns (issue 17): each still gets its own row.
+  ASSERT_OK_AND_ASSIGN(auto cluster, InProcessCluster::Start({.workers = 2, .slots_per_worker = 2}));
+  constexpr uint32_t kTasks = 20'000;
+  ASSERT_OK_AND_ASSIGN(std::string id, cluster->Submit(Countdown(kTasks, 100)));
+  ASSERT_OK_AND_ASSIGN(v1::JobReport r, cluster->WaitForJob(id, absl::Now() + kJobDeadline));
+  EXPECT_EQ(r.state(), v1::JOB_STATE_SUCCEEDED);
+  EXPECT_EQ(r.tasks_succeeded(), kTasks);
+  EXPECT_EQ(r.retries(), 0u);
+  ASSERT_EQ(r.tasks_size(), static_cast<int>(kTasks));
+  std::set<uint32_t> indices;
+  std::map<std::string, uint64_t> by_worker;
+  for (const v1::TaskTiming& t : r.tasks()) {
+    indices.insert(t.index());
+    ++by_worker[t.worker()];
+    EXPECT_EQ(t.attempt(), 1u);
+    EXPECT_EQ(t.state(), v1::TASK_STATE_SUCCEEDED);
+    EXPECT_EQ(t.iterations(), 100u);
+    EXPECT_LT(t.slot(), 2u);
+    EXPECT_GT(t.pid(), 0u);
+    EXPECT_TRUE(t.has_start_cpu()) << "task " << t.index();
+    EXPECT_GE(t.start_offset_seconds(), 0.0);
+  }
+  EXPECT_EQ(indices.size(), kTasks);
+  EXPECT_EQ(*indices.rbegin(), kTasks - 1);
+  uint64_t worker_tasks = 0;
+  for (const v1::WorkerTiming& w : r.workers()) worker_tasks += w.tasks();
+  EXPECT_EQ(worker_tasks, kTasks);
+  // Each worker counted what it ran (its own figures, from the runs).
+  uint64_t finished = 0;
+  for (int i = 0; i < 2; ++i) finished += cluster->worker(i).tasks_finished();
+  EXPECT_EQ(finished, kTasks);
+  EXPECT_EQ(by_worker.size(), 2u) << "both workers took a share";
+}
+
 TEST(ClusterTest, CancelStopsRunningCountdownsWithin100ms) {
   ASSERT_OK_AND_ASSIGN(auto cluster, InProcessCluster::Start({.workers = 2, .slots_per_worker = 1}));
   // Each task would take about an hour.

@@ -366,6 +366,45 @@ TEST_F(SqliteJobStoreTest, BatchesFailingOnALockAreRetriedInOrderAndNothingIsLos
   EXPECT_TRUE(headers[1].tasks.empty());
 }
 
+TEST_F(SqliteJobStoreTest, ATaskChangedTwiceInOneBatchIsWrittenOnceAsItsNewest) {
+  ASSERT_OK_AND_ASSIGN(auto store, SqliteJobStore::Open(path_, FastRetries()));
+  absl::Notification failed;
+  absl::Notification recovered;
+  store->SetHealthObserver([&](const StoreHealth& h) {
+    if (!h.writable && !failed.HasBeenNotified()) failed.Notify();
+    if (h.writable && failed.HasBeenNotified() && !recovered.HasBeenNotified()) recovered.Notify();
+  });
+  JobRecord job = MakeJob("j-1", 4);
+  ASSERT_OK(store->CreateJob(job));
+  ASSERT_OK(store->Flush());
+  {
+    // A held lock keeps the writer retrying its first batch: every change
+    // after it gathers into the next one.
+    WriteLockHolder lock(path_);
+    job.tasks[0].state = v1::TASK_STATE_ASSIGNED;
+    ASSERT_OK(store->SaveJob(job, {0}));
+    ASSERT_TRUE(failed.WaitForNotificationWithTimeout(absl::Seconds(10)));
+    job.tasks[1].state = v1::TASK_STATE_ASSIGNED;
+    job.tasks[1].current.number = 1;
+    ASSERT_OK(store->SaveJob(job, {1}));
+    job.tasks[2].state = v1::TASK_STATE_ASSIGNED;
+    ASSERT_OK(store->SaveJob(job, {2}));
+    Succeed(job, 1);
+    ASSERT_OK(store->SaveJob(job, {1}));
+    lock.Release();
+  }
+  ASSERT_TRUE(recovered.WaitForNotificationWithTimeout(absl::Seconds(10)));
+  ASSERT_OK(store->Flush());
+  store->SetHealthObserver(nullptr);
+  ASSERT_OK_AND_ASSIGN(JobRecord loaded, store->LoadJob("j-1"));
+  EXPECT_EQ(loaded.tasks[0].state, v1::TASK_STATE_ASSIGNED);
+  EXPECT_EQ(loaded.tasks[1].state, v1::TASK_STATE_SUCCEEDED) << "the newest row of task 1";
+  EXPECT_EQ(loaded.tasks[2].state, v1::TASK_STATE_ASSIGNED);
+  EXPECT_EQ(loaded.tasks[3].state, v1::TASK_STATE_QUEUED);
+  // Task 0 in the first batch; tasks 1 and 2 once each in the second.
+  EXPECT_EQ(CountRows(path_, "SELECT sum(rows) FROM task_chunks WHERE job_id = 'j-1'"), 3);
+}
+
 TEST_F(SqliteJobStoreTest, ANewJobCreatedDuringAnOutageIsNeverAHeaderWithoutRows) {
   ASSERT_OK_AND_ASSIGN(auto store, SqliteJobStore::Open(path_, FastRetries()));
   absl::Notification failed;
