@@ -308,15 +308,27 @@ void Succeed(JobRecord& job, uint32_t index) {
   job.iterations_done += job.task_iterations(t.index);
 }
 
-TEST_F(SqliteJobStoreTest, BatchesFailingOnALockAreRetriedInOrderAndNothingIsLost) {
-  {
-    ASSERT_OK_AND_ASSIGN(auto store, SqliteJobStore::Open(path_, FastRetries()));
-    absl::Notification failed;
-    absl::Notification recovered;
-    store->SetHealthObserver([&](const StoreHealth& h) {
+// The store's first failure to write, and its recovery after it, as seen by
+// its health observer (cleared again when this goes).
+struct Outage {
+  explicit Outage(SqliteJobStore& s) : store(s) {
+    store.SetHealthObserver([this](const StoreHealth& h) {
       if (!h.writable && !failed.HasBeenNotified()) failed.Notify();
       if (h.writable && failed.HasBeenNotified() && !recovered.HasBeenNotified()) recovered.Notify();
     });
+  }
+  ~Outage() { store.SetHealthObserver(nullptr); }
+  SqliteJobStore& store;
+  absl::Notification failed;
+  absl::Notification recovered;
+};
+
+TEST_F(SqliteJobStoreTest, BatchesFailingOnALockAreRetriedInOrderAndNothingIsLost) {
+  {
+    ASSERT_OK_AND_ASSIGN(auto store, SqliteJobStore::Open(path_, FastRetries()));
+    Outage outage(*store);
+    absl::Notification& failed = outage.failed;
+    absl::Notification& recovered = outage.recovered;
     JobRecord job = MakeJob("j-1", 4);
     ASSERT_OK(store->CreateJob(job));
     ASSERT_OK(store->Flush());
@@ -368,12 +380,9 @@ TEST_F(SqliteJobStoreTest, BatchesFailingOnALockAreRetriedInOrderAndNothingIsLos
 
 TEST_F(SqliteJobStoreTest, ATaskChangedTwiceInOneBatchIsWrittenOnceAsItsNewest) {
   ASSERT_OK_AND_ASSIGN(auto store, SqliteJobStore::Open(path_, FastRetries()));
-  absl::Notification failed;
-  absl::Notification recovered;
-  store->SetHealthObserver([&](const StoreHealth& h) {
-    if (!h.writable && !failed.HasBeenNotified()) failed.Notify();
-    if (h.writable && failed.HasBeenNotified() && !recovered.HasBeenNotified()) recovered.Notify();
-  });
+  Outage outage(*store);
+  absl::Notification& failed = outage.failed;
+  absl::Notification& recovered = outage.recovered;
   JobRecord job = MakeJob("j-1", 4);
   ASSERT_OK(store->CreateJob(job));
   ASSERT_OK(store->Flush());
@@ -395,7 +404,6 @@ TEST_F(SqliteJobStoreTest, ATaskChangedTwiceInOneBatchIsWrittenOnceAsItsNewest) 
   }
   ASSERT_TRUE(recovered.WaitForNotificationWithTimeout(absl::Seconds(10)));
   ASSERT_OK(store->Flush());
-  store->SetHealthObserver(nullptr);
   ASSERT_OK_AND_ASSIGN(JobRecord loaded, store->LoadJob("j-1"));
   EXPECT_EQ(loaded.tasks[0].state, v1::TASK_STATE_ASSIGNED);
   EXPECT_EQ(loaded.tasks[1].state, v1::TASK_STATE_SUCCEEDED) << "the newest row of task 1";
@@ -407,12 +415,9 @@ TEST_F(SqliteJobStoreTest, ATaskChangedTwiceInOneBatchIsWrittenOnceAsItsNewest) 
 
 TEST_F(SqliteJobStoreTest, ANewJobCreatedDuringAnOutageIsNeverAHeaderWithoutRows) {
   ASSERT_OK_AND_ASSIGN(auto store, SqliteJobStore::Open(path_, FastRetries()));
-  absl::Notification failed;
-  absl::Notification recovered;
-  store->SetHealthObserver([&](const StoreHealth& h) {
-    if (!h.writable && !failed.HasBeenNotified()) failed.Notify();
-    if (h.writable && failed.HasBeenNotified() && !recovered.HasBeenNotified()) recovered.Notify();
-  });
+  Outage outage(*store);
+  absl::Notification& failed = outage.failed;
+  absl::Notification& recovered = outage.recovered;
   WriteLockHolder lock(path_);
   JobRecord job = MakeJob("j-1", 3);
   ASSERT_OK(store->CreateJob(job));  // accepted while writable; its batch then fails
