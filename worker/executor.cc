@@ -469,8 +469,9 @@ uint32_t Executor::TakeFrontLocked(int slot, v1::Assignment& a) {
     return 0;
   }
   const uint32_t first = w.a.task().task_index();
+  const bool as_run = RunsAsRun(w.a);
   uint32_t n = 1;
-  if (RunsAsRun(w.a)) {
+  if (as_run) {
     // The slot's share of the range, so the other slots get theirs.
     const uint32_t slots = static_cast<uint32_t>(options_.slots);
     n = std::clamp((w.count + slots - 1) / slots, uint32_t{1}, kMaxRunTasks);
@@ -480,7 +481,7 @@ uint32_t Executor::TakeFrontLocked(int slot, v1::Assignment& a) {
   w.count -= n;
   queued_tasks_ -= n;
   if (w.count == 0) queue_.pop_front();
-  if (n == 1 && !RunsAsRun(a)) return 0;
+  if (!as_run) return 0;
   auto run = std::make_unique<Run>();
   run->job = a.task().job_id();
   run->attempt = a.task().attempt();

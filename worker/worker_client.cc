@@ -31,8 +31,6 @@ constexpr int64_t kOffsetMaxAgeNs = 30'000'000'000;
 
 // Results held while the coordinator is unreachable.
 constexpr size_t kMaxHeldResults = 100'000;
-// Tasks one assignment range may name (the coordinator's per-message limit).
-constexpr uint32_t kMaxRangeTasks = Executor::kMaxRangeTasks;
 
 // A start notice waits this long for its task's result, so a short task
 // costs one message, not two.
@@ -119,7 +117,6 @@ void WorkerClient::OnStarted(const v1::TaskStarted& started) {
 
 void WorkerClient::TakeUpdatesLocked(v1::TaskUpdates* updates) {
   for (v1::TaskStarted& s : started_out_) *updates->add_started() = std::move(s);
-  if (!packed_results_) UnpackOutboxLocked();
   for (v1::PackedResults& p : packed_out_) *updates->add_packed() = std::move(p);
   packed_out_.clear();
   if (packed_results_) {
@@ -324,9 +321,6 @@ v1::WorkerMessage WorkerClient::MakeHello() const {
   for (v1::TaskRef& ref : executor_->Held()) *hello->add_held() = std::move(ref);
   {
     absl::MutexLock lock(&mu_);
-    for (const v1::PackedResults& p : packed_out_) {
-      ForEachPackedResult(p, [&](const v1::TaskResult& r) { *hello->add_held() = r.task(); });
-    }
     for (const v1::TaskResult& r : results_out_) *hello->add_held() = r.task();
     for (const v1::TaskResult& r : unconfirmed_) *hello->add_held() = r.task();
   }
@@ -410,9 +404,9 @@ void WorkerClient::OnAssign(const v1::AssignBatch& assign) {
       for (const v1::Assignment& a : assign.assignments()) SubmitOrReturnLocked(a);
       v1::Assignment a;
       for (const v1::AssignRange& r : assign.ranges()) {
-        if (r.count() > kMaxRangeTasks || r.first_index() > UINT32_MAX - r.count()) {
+        if (r.count() > Executor::kMaxRangeTasks || r.first_index() > UINT32_MAX - r.count()) {
           spdlog::error("ignored an assignment range of job {}: tasks {} + {} (at most {} a range, indices below 2^32)",
-                        r.job_id(), r.first_index(), r.count(), kMaxRangeTasks);
+                        r.job_id(), r.first_index(), r.count(), Executor::kMaxRangeTasks);
           continue;
         }
         if (!draining_) {

@@ -235,8 +235,10 @@ class WorkerClient {
   bool woken_by_clock_ ABSL_GUARDED_BY(mu_) = false;
   bool ticker_stop_ ABSL_GUARDED_BY(mu_) = false;
   std::vector<v1::TaskResult> results_out_ ABSL_GUARDED_BY(mu_);
-  // Runs' plain results as the executor packed them (issue 17), while
-  // connected to a coordinator that takes them; sent before results_out_.
+  // Runs' plain results as the executor packed them (issue 17). Only while
+  // connected to a coordinator that takes them: OnFinishedRun unpacks into
+  // results_out_ otherwise, and EndSession before the next Hello. Sent
+  // before results_out_.
   std::vector<v1::PackedResults> packed_out_ ABSL_GUARDED_BY(mu_);
   // Results written while the stream was silent, until a heartbeat sent
   // after the newest of them is acknowledged (see AfterWriteLocked); sent

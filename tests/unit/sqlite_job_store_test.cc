@@ -327,8 +327,6 @@ TEST_F(SqliteJobStoreTest, BatchesFailingOnALockAreRetriedInOrderAndNothingIsLos
   {
     ASSERT_OK_AND_ASSIGN(auto store, SqliteJobStore::Open(path_, FastRetries()));
     Outage outage(*store);
-    absl::Notification& failed = outage.failed;
-    absl::Notification& recovered = outage.recovered;
     JobRecord job = MakeJob("j-1", 4);
     ASSERT_OK(store->CreateJob(job));
     ASSERT_OK(store->Flush());
@@ -336,7 +334,7 @@ TEST_F(SqliteJobStoreTest, BatchesFailingOnALockAreRetriedInOrderAndNothingIsLos
     WriteLockHolder lock(path_);
     Succeed(job, 0);
     ASSERT_OK(store->SaveJob(job, {0}));  // this batch fails: the lock is held past the busy timeout
-    ASSERT_TRUE(failed.WaitForNotificationWithTimeout(absl::Seconds(10)));
+    ASSERT_TRUE(outage.failed.WaitForNotificationWithTimeout(absl::Seconds(10)));
     StoreHealth down = store->Health();
     EXPECT_FALSE(down.writable);
     EXPECT_THAT(down.cause, HasSubstr(path_));
@@ -351,7 +349,7 @@ TEST_F(SqliteJobStoreTest, BatchesFailingOnALockAreRetriedInOrderAndNothingIsLos
     EXPECT_THAT(store->LoadJob("j-1"), StatusIs(absl::StatusCode::kUnavailable, ::testing::_));
 
     lock.Release();
-    ASSERT_TRUE(recovered.WaitForNotificationWithTimeout(absl::Seconds(10)));
+    ASSERT_TRUE(outage.recovered.WaitForNotificationWithTimeout(absl::Seconds(10)));
     ASSERT_OK(store->Flush());
     const StoreHealth up = store->Health();
     EXPECT_TRUE(up.writable);
@@ -363,7 +361,6 @@ TEST_F(SqliteJobStoreTest, BatchesFailingOnALockAreRetriedInOrderAndNothingIsLos
     ASSERT_EQ(loaded.tasks.size(), 4u);
     for (uint32_t i = 0; i < 3; ++i) EXPECT_EQ(loaded.tasks[i].state, v1::TASK_STATE_SUCCEEDED) << i;
     EXPECT_EQ(loaded.tasks[3].state, v1::TASK_STATE_QUEUED);
-    store->SetHealthObserver(nullptr);
   }
   // And it is all in the file.
   ASSERT_OK_AND_ASSIGN(auto store, SqliteJobStore::Open(path_));
@@ -381,8 +378,6 @@ TEST_F(SqliteJobStoreTest, BatchesFailingOnALockAreRetriedInOrderAndNothingIsLos
 TEST_F(SqliteJobStoreTest, ATaskChangedTwiceInOneBatchIsWrittenOnceAsItsNewest) {
   ASSERT_OK_AND_ASSIGN(auto store, SqliteJobStore::Open(path_, FastRetries()));
   Outage outage(*store);
-  absl::Notification& failed = outage.failed;
-  absl::Notification& recovered = outage.recovered;
   JobRecord job = MakeJob("j-1", 4);
   ASSERT_OK(store->CreateJob(job));
   ASSERT_OK(store->Flush());
@@ -392,7 +387,7 @@ TEST_F(SqliteJobStoreTest, ATaskChangedTwiceInOneBatchIsWrittenOnceAsItsNewest) 
     WriteLockHolder lock(path_);
     job.tasks[0].state = v1::TASK_STATE_ASSIGNED;
     ASSERT_OK(store->SaveJob(job, {0}));
-    ASSERT_TRUE(failed.WaitForNotificationWithTimeout(absl::Seconds(10)));
+    ASSERT_TRUE(outage.failed.WaitForNotificationWithTimeout(absl::Seconds(10)));
     job.tasks[1].state = v1::TASK_STATE_ASSIGNED;
     job.tasks[1].current.number = 1;
     ASSERT_OK(store->SaveJob(job, {1}));
@@ -402,7 +397,7 @@ TEST_F(SqliteJobStoreTest, ATaskChangedTwiceInOneBatchIsWrittenOnceAsItsNewest) 
     ASSERT_OK(store->SaveJob(job, {1}));
     lock.Release();
   }
-  ASSERT_TRUE(recovered.WaitForNotificationWithTimeout(absl::Seconds(10)));
+  ASSERT_TRUE(outage.recovered.WaitForNotificationWithTimeout(absl::Seconds(10)));
   ASSERT_OK(store->Flush());
   ASSERT_OK_AND_ASSIGN(JobRecord loaded, store->LoadJob("j-1"));
   EXPECT_EQ(loaded.tasks[0].state, v1::TASK_STATE_ASSIGNED);
@@ -416,17 +411,14 @@ TEST_F(SqliteJobStoreTest, ATaskChangedTwiceInOneBatchIsWrittenOnceAsItsNewest) 
 TEST_F(SqliteJobStoreTest, ANewJobCreatedDuringAnOutageIsNeverAHeaderWithoutRows) {
   ASSERT_OK_AND_ASSIGN(auto store, SqliteJobStore::Open(path_, FastRetries()));
   Outage outage(*store);
-  absl::Notification& failed = outage.failed;
-  absl::Notification& recovered = outage.recovered;
   WriteLockHolder lock(path_);
   JobRecord job = MakeJob("j-1", 3);
   ASSERT_OK(store->CreateJob(job));  // accepted while writable; its batch then fails
-  ASSERT_TRUE(failed.WaitForNotificationWithTimeout(absl::Seconds(10)));
+  ASSERT_TRUE(outage.failed.WaitForNotificationWithTimeout(absl::Seconds(10)));
   Succeed(job, 2);
   ASSERT_OK(store->SaveJob(job, {2}));
   lock.Release();
-  ASSERT_TRUE(recovered.WaitForNotificationWithTimeout(absl::Seconds(10)));
-  store->SetHealthObserver(nullptr);
+  ASSERT_TRUE(outage.recovered.WaitForNotificationWithTimeout(absl::Seconds(10)));
   absl::StatusOr<JobRecord> loaded = store->LoadJob("j-1");
   ASSERT_OK(loaded.status());
   ASSERT_EQ(loaded->tasks.size(), 3u);
