@@ -81,19 +81,34 @@ bool IndexQueue::Erase(uint32_t index) {
 
 Scheduler::Scheduler(Options options) : options_(options) {}
 
-bool Scheduler::FlightSet::Insert(absl::string_view job_id, uint32_t index) {
+Scheduler::FlightSet::Entry* Scheduler::FlightSet::Find(absl::string_view job_id, bool add) {
+  if (last_ != nullptr && last_->first == job_id) return last_;
   auto it = by_job_.find(job_id);
-  if (it == by_job_.end()) it = by_job_.try_emplace(std::string(job_id)).first;
-  if (!it->second.insert(index).second) return false;
+  if (it == by_job_.end()) {
+    if (!add) return nullptr;
+    it = by_job_.try_emplace(std::string(job_id)).first;
+  }
+  last_ = &*it;
+  return last_;
+}
+
+void Scheduler::FlightSet::EraseEntry(Entry* entry) {
+  if (last_ == entry) last_ = nullptr;
+  size_ -= entry->second.size();
+  by_job_.erase(entry->first);
+}
+
+bool Scheduler::FlightSet::Insert(absl::string_view job_id, uint32_t index) {
+  if (!Find(job_id, /*add=*/true)->second.insert(index).second) return false;
   ++size_;
   return true;
 }
 
 bool Scheduler::FlightSet::Erase(absl::string_view job_id, uint32_t index) {
-  auto it = by_job_.find(job_id);
-  if (it == by_job_.end() || it->second.erase(index) == 0) return false;
-  if (it->second.empty()) by_job_.erase(it);
+  Entry* entry = Find(job_id, /*add=*/false);
+  if (entry == nullptr || entry->second.erase(index) == 0) return false;
   --size_;
+  if (entry->second.empty()) EraseEntry(entry);
   return true;
 }
 
@@ -104,11 +119,10 @@ bool Scheduler::FlightSet::Contains(absl::string_view job_id, uint32_t index) co
 
 std::vector<uint32_t> Scheduler::FlightSet::TakeJob(absl::string_view job_id) {
   std::vector<uint32_t> out;
-  auto it = by_job_.find(job_id);
-  if (it == by_job_.end()) return out;
-  out.assign(it->second.begin(), it->second.end());
-  size_ -= out.size();
-  by_job_.erase(it);
+  Entry* entry = Find(job_id, /*add=*/false);
+  if (entry == nullptr) return out;
+  out.assign(entry->second.begin(), entry->second.end());
+  EraseEntry(entry);
   return out;
 }
 
@@ -220,6 +234,7 @@ std::vector<Scheduler::Assignment> Scheduler::RemoveJob(absl::string_view job_id
       }
     }
   }
+  if (last_job_ == &it->second) last_job_ = nullptr;
   jobs_.erase(it);
   return in_flight;
 }
@@ -243,8 +258,7 @@ absl::Status Scheduler::Release(absl::string_view session, absl::string_view job
   if (it == workers_.end() || !it->second.in_flight.Erase(job_id, index)) {
     return absl::NotFoundError(absl::StrCat("task ", job_id, "/", index, " is not in flight on session ", session));
   }
-  auto job = jobs_.find(job_id);
-  if (job != jobs_.end()) --job->second.in_flight;
+  if (Job* job = FindJobLocked(job_id)) --job->in_flight;
   return absl::OkStatus();
 }
 
@@ -375,11 +389,19 @@ int Scheduler::PrefetchFor(const Job& job, const Worker& worker, int fleet_slots
   return PrefetchSize(worker.rtt_seconds, job.task_seconds, worker.spec.slots, plenty);
 }
 
+Scheduler::Job* Scheduler::FindJobLocked(absl::string_view job_id) {
+  if (last_job_ != nullptr && last_job_->id == job_id) return last_job_;
+  auto it = jobs_.find(job_id);
+  if (it == jobs_.end()) return nullptr;
+  last_job_ = &it->second;
+  return last_job_;
+}
+
 void Scheduler::ObserveTaskSeconds(absl::string_view job_id, double seconds) {
   absl::MutexLock lock(&mu_);
-  auto it = jobs_.find(job_id);
-  if (it == jobs_.end() || !(seconds >= 0)) return;
-  double& ewma = it->second.task_seconds;
+  Job* job = FindJobLocked(job_id);
+  if (job == nullptr || !(seconds >= 0)) return;
+  double& ewma = job->task_seconds;
   ewma = ewma < 0 ? seconds : 0.8 * ewma + 0.2 * seconds;
 }
 

@@ -11,6 +11,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
+#include "absl/container/node_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
@@ -218,9 +219,16 @@ class Scheduler {
 
  private:
   // The tasks in flight on one worker, by job: a task's key costs no copy
-  // of its job id (a million-task job goes through here a task at a time).
+  // of its job id (a million-task job goes through here a task at a time),
+  // and consecutive calls for one job find it without hashing its id.
   class FlightSet {
    public:
+    FlightSet() = default;
+    FlightSet(FlightSet&&) = default;  // a node map's entries, and so `last_`, move with it
+    FlightSet& operator=(FlightSet&&) = default;
+    FlightSet(const FlightSet&) = delete;
+    FlightSet& operator=(const FlightSet&) = delete;
+
     bool Insert(absl::string_view job_id, uint32_t index);
     bool Erase(absl::string_view job_id, uint32_t index);
     bool Contains(absl::string_view job_id, uint32_t index) const;
@@ -231,7 +239,13 @@ class Scheduler {
     size_t size() const { return size_; }
 
    private:
-    absl::flat_hash_map<std::string, absl::flat_hash_set<uint32_t>> by_job_;
+    using Entry = std::pair<const std::string, absl::flat_hash_set<uint32_t>>;
+    // The job's entry (added if `add`), or nullptr.
+    Entry* Find(absl::string_view job_id, bool add);
+    void EraseEntry(Entry* entry);
+
+    absl::node_hash_map<std::string, absl::flat_hash_set<uint32_t>> by_job_;  // entries stay put
+    Entry* last_ = nullptr;  // the entry found last, or nullptr
     size_t size_ = 0;
   };
   struct Worker {
@@ -272,8 +286,12 @@ class Scheduler {
 
   const Options options_;
   mutable absl::Mutex mu_;
+  // The job (nullptr if unknown): the last one found without hashing its id.
+  Job* FindJobLocked(absl::string_view job_id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
   std::map<std::string, Worker, std::less<>> workers_ ABSL_GUARDED_BY(mu_);  // looked up by string_view: no copy a task
-  absl::flat_hash_map<std::string, Job> jobs_ ABSL_GUARDED_BY(mu_);
+  absl::node_hash_map<std::string, Job> jobs_ ABSL_GUARDED_BY(mu_);          // entries stay put
+  Job* last_job_ ABSL_GUARDED_BY(mu_) = nullptr;  // FindJobLocked's last find; cleared when a job goes
   size_t queued_ ABSL_GUARDED_BY(mu_) = 0;
   size_t cursor_ ABSL_GUARDED_BY(mu_) = 0;
 };

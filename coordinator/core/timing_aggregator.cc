@@ -5,6 +5,7 @@
 #include <cmath>
 #include <map>
 #include <set>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -291,25 +292,54 @@ void ForEachRunNs(const JobRecord& job, F&& f) {
 // `key` >> `shift`, 0 past the key's 64 bits.
 uint64_t HighBits(uint64_t key, int shift) { return shift >= 64 ? 0 : key >> shift; }
 
-// The k-th smallest (0-based) run time, by radix select over the table
-// (16 bits a pass, from the top of the `bits`-bit range above `min_ns`):
-// no copy of a million run times.
-int64_t KthRunNs(const JobRecord& job, uint64_t k, int64_t min_ns, int bits) {
-  uint64_t prefix = 0;  // the key's bits above `shift` found so far
-  std::vector<uint64_t> counts(uint64_t{1} << 16);
+// The k-th smallest (0-based) run time for each rank of `ranks`, by
+// radix select over the table (16 bits a pass, from the top of the
+// `bits`-bit range above `min_ns`). The ranks share each pass, so a
+// report's six ranks cost two or three reads of a million tasks, not a
+// dozen, and nothing copies their run times.
+std::map<uint64_t, int64_t> KthRunsNs(const JobRecord& job, const std::set<uint64_t>& ranks, int64_t min_ns,
+                                      int bits) {
+  struct Pick {
+    uint64_t rank;
+    uint64_t k;            // its rank among the keys under `prefix`
+    uint64_t prefix = 0;   // the key's bits above the pass's digit found so far
+    size_t group = 0;      // its prefix's place in `prefixes`
+  };
+  std::vector<Pick> picks;
+  for (uint64_t rank : ranks) picks.push_back(Pick{rank, rank});
+  std::vector<uint64_t> prefixes;
+  std::vector<std::vector<uint64_t>> counts;  // a digit histogram a distinct prefix
   for (int shift = bits; shift > 0;) {
     const int digit_bits = std::min(16, shift);
     shift -= digit_bits;
-    std::fill(counts.begin(), counts.end(), 0);
+    const uint64_t mask = (uint64_t{1} << digit_bits) - 1;
+    prefixes.clear();
+    for (Pick& p : picks) {
+      auto at = std::find(prefixes.begin(), prefixes.end(), p.prefix);
+      p.group = static_cast<size_t>(at - prefixes.begin());
+      if (at == prefixes.end()) prefixes.push_back(p.prefix);
+    }
+    counts.assign(prefixes.size(), std::vector<uint64_t>(mask + 1, 0));
     ForEachRunNs(job, [&](int64_t ns) {
       const uint64_t key = static_cast<uint64_t>(ns) - static_cast<uint64_t>(min_ns);
-      if (HighBits(key, shift + digit_bits) == prefix) ++counts[(key >> shift) & ((uint64_t{1} << digit_bits) - 1)];
+      const uint64_t high = HighBits(key, shift + digit_bits);
+      for (size_t g = 0; g < prefixes.size(); ++g) {
+        if (prefixes[g] == high) {
+          ++counts[g][(key >> shift) & mask];
+          break;
+        }
+      }
     });
-    uint64_t digit = 0;
-    while (k >= counts[digit]) k -= counts[digit++];
-    prefix = (prefix << digit_bits) | digit;
+    for (Pick& p : picks) {
+      const std::vector<uint64_t>& c = counts[p.group];
+      uint64_t digit = 0;
+      while (p.k >= c[digit]) p.k -= c[digit++];
+      p.prefix = (p.prefix << digit_bits) | digit;
+    }
   }
-  return static_cast<int64_t>(static_cast<uint64_t>(min_ns) + prefix);
+  std::map<uint64_t, int64_t> out;
+  for (const Pick& p : picks) out[p.rank] = static_cast<int64_t>(static_cast<uint64_t>(min_ns) + p.prefix);
+  return out;
 }
 
 // The succeeded tasks' run times summarized as Summarize over their
@@ -326,24 +356,31 @@ Summary SummarizeSucceeded(const JobRecord& job) {
   });
   if (s.count == 0) return s;
   const auto seconds = [](int64_t ns) { return absl::ToDoubleSeconds(absl::Nanoseconds(ns)); };
-  const int bits = std::bit_width(static_cast<uint64_t>(max_ns) - static_cast<uint64_t>(min_ns));
-  std::map<uint64_t, double> kth;  // rank -> seconds, each selected once
-  const auto at = [&](uint64_t k) {
-    auto [it, added] = kth.try_emplace(k, 0.0);
-    if (added) it->second = seconds(KthRunNs(job, k, min_ns, bits));
-    return it->second;
-  };
-  const auto quantile = [&](double q) {
+  // Each quantile lies between the run times of two ranks.
+  const auto ranks_of = [&](double q) {
     const double rank = q * static_cast<double>(s.count - 1);
     const auto lo = static_cast<uint64_t>(std::floor(rank));
-    const uint64_t hi = std::min<uint64_t>(lo + 1, s.count - 1);
-    return at(lo) + (at(hi) - at(lo)) * (rank - static_cast<double>(lo));
+    return std::tuple(lo, std::min<uint64_t>(lo + 1, s.count - 1), rank - static_cast<double>(lo));
+  };
+  constexpr double kQuantiles[] = {0.50, 0.90, 0.99};
+  std::set<uint64_t> ranks;
+  for (double q : kQuantiles) {
+    const auto [lo, hi, frac] = ranks_of(q);
+    ranks.insert(lo);
+    ranks.insert(hi);
+  }
+  const int bits = std::bit_width(static_cast<uint64_t>(max_ns) - static_cast<uint64_t>(min_ns));
+  const std::map<uint64_t, int64_t> kth = KthRunsNs(job, ranks, min_ns, bits);
+  const auto quantile = [&](double q) {
+    const auto [lo, hi, frac] = ranks_of(q);
+    const double at_lo = seconds(kth.at(lo));
+    return at_lo + (seconds(kth.at(hi)) - at_lo) * frac;
   };
   s.min = seconds(min_ns);
   s.max = seconds(max_ns);
-  s.p50 = quantile(0.50);
-  s.p90 = quantile(0.90);
-  s.p99 = quantile(0.99);
+  s.p50 = quantile(kQuantiles[0]);
+  s.p90 = quantile(kQuantiles[1]);
+  s.p99 = quantile(kQuantiles[2]);
   s.mean = s.sum / static_cast<double>(s.count);
   return s;
 }

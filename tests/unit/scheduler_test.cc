@@ -820,6 +820,30 @@ TEST(SchedulerRunsTest, RemovingAJobFreesItsTasksOnEveryWorkerAndNoOthers) {
   for (const TaskKey& t : *back) EXPECT_EQ(t.job_id, "y");
 }
 
+// Release and the in-flight sets remember the job they found last. A job
+// removed, with a task in flight, and scheduled again under its id is the
+// new one: its cap counts its own tasks, and its task goes in a new set.
+TEST(SchedulerTest, AJobScheduledAgainUnderItsIdIsTheNewOne) {
+  Scheduler s(Prefetch(0));
+  ASSERT_OK(s.AddWorker(Worker("a", 2)));
+  Scheduler::JobConstraints serial;
+  serial.max_slots = 1;
+  for (int round = 0; round < 3; ++round) {
+    SCOPED_TRACE(round);
+    ASSERT_OK(s.AddJob("x", serial, Range(3), 1));
+    std::vector<Scheduler::Assignment> as = s.Dispatch();
+    ASSERT_EQ(as.size(), 1u);
+    ASSERT_OK(s.Release("a", as[0].task));
+    s.ObserveTaskSeconds("x", 0.5);
+    as = s.Dispatch();  // the cap of one counts the released task out
+    ASSERT_EQ(as.size(), 1u);
+    EXPECT_EQ(as[0].task.index, 1u);
+    EXPECT_THAT(s.RemoveJob("x"), ElementsAre(::testing::Field(&Scheduler::Assignment::task, TaskKey{"x", 1})));
+    EXPECT_EQ(s.InFlight("a"), 0);
+    EXPECT_THAT(s.Release("a", TaskKey{"x", 1}), StatusIs(absl::StatusCode::kNotFound, HasSubstr("not in flight")));
+  }
+}
+
 }  // namespace
 }  // namespace busyfleet::coordinator
 

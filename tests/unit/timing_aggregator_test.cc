@@ -2,11 +2,13 @@
 
 #include <cstdint>
 #include <map>
+#include <random>
 #include <string>
 #include <vector>
 
 #include "absl/time/time.h"
 #include "busyfleet/v1/coordinator.pb.h"
+#include "common/stats.h"
 #include "coordinator/core/job_model.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -541,6 +543,41 @@ TEST(BuildReportTest, TaskSecondsStatsPastFourSecondsAreExact) {
   EXPECT_NEAR(r.timing().task_seconds().p90(), 4.5, kEps);
   EXPECT_NEAR(r.timing().task_seconds().p99(), 5.85, kEps);
   EXPECT_NEAR(r.timing().task_seconds().max(), 6.0, kEps);
+}
+
+// The quantiles of many tasks' run times, spread over more than 32 bits
+// of nanoseconds with repeats, are the ones Summarize gives from every
+// run time sorted: to the bit, whichever pass of the select finds them.
+TEST(BuildReportTest, TaskSecondsQuantilesOfManyTasksAreTheSortedOnes) {
+  for (const int64_t spread_ns : {int64_t{900}, int64_t{70'000}, int64_t{5'000'000'000}, int64_t{1} << 45}) {
+    SCOPED_TRACE(spread_ns);
+    std::mt19937_64 rng(static_cast<uint64_t>(spread_ns));
+    std::uniform_int_distribution<int64_t> run_ns(0, spread_ns);
+    JobRecord job = FinishedJob();
+    job.tasks.clear();
+    std::vector<double> seconds;
+    int64_t last_ns = 0;
+    for (uint32_t i = 0; i < 20'001; ++i) {
+      TaskRecord t = Task(i, i % 3 == 0 ? "w1" : "w2", 0, 0, 0, 0);
+      // Every seventh task repeats the last run time; every eleventh failed.
+      const int64_t ns = i % 7 == 0 ? last_ns : run_ns(rng);
+      last_ns = ns;
+      t.current.ended_at = t.current.started_at + absl::Nanoseconds(ns);
+      if (i % 11 == 0) {
+        t.state = v1::TASK_STATE_FAILED;
+      } else {
+        seconds.push_back(t.seconds());
+      }
+      job.tasks.push_back(t);
+    }
+    const Summary want = Summarize(seconds);
+    const v1::TaskDurationStats s = BuildReport(job, {}, At(10'000), false).timing().task_seconds();
+    EXPECT_DOUBLE_EQ(s.min(), want.min);
+    EXPECT_DOUBLE_EQ(s.p50(), want.p50);
+    EXPECT_DOUBLE_EQ(s.p90(), want.p90);
+    EXPECT_DOUBLE_EQ(s.p99(), want.p99);
+    EXPECT_DOUBLE_EQ(s.max(), want.max);
+  }
 }
 
 }  // namespace
