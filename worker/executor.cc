@@ -474,7 +474,7 @@ uint32_t Executor::TakeFrontLocked(int slot, v1::Assignment& a) {
   if (as_run) {
     // The slot's share of the range, so the other slots get theirs.
     const uint32_t slots = static_cast<uint32_t>(options_.slots);
-    n = std::clamp((w.count + slots - 1) / slots, uint32_t{1}, kMaxRunTasks);
+    n = std::clamp((w.count + slots - 1) / slots, uint32_t{1}, MaxRunLength(w.a.iterations()));
   }
   a = w.a;
   w.a.mutable_task()->set_task_index(first + n);

@@ -4,6 +4,7 @@
 #include <sys/resource.h>
 #include <sys/types.h>
 
+#include <algorithm>
 #include <atomic>
 #include <deque>
 #include <functional>
@@ -67,13 +68,10 @@ class Executor {
   void Submit(const v1::Assignment& assignment);
   // Queues a range's tasks (r.count() of them, at most kMaxRangeTasks),
   // without one Assignment each. A slot takes tiny thread-mode countdowns
-  // (at most kWallIsCpuIterations) from it as runs of up to kMaxRunTasks:
+  // (at most kWallIsCpuIterations) from it as runs (MaxRunLength):
   // one loop, one result hand-over per run. Other tasks one at a time.
   void SubmitRange(const v1::AssignRange& r);
   static constexpr uint32_t kMaxRangeTasks = 100'000;
-  // At most about 1.3 ms of the tiniest-but-one tasks (20 us each): short
-  // enough that results flow while a long range runs.
-  static constexpr uint32_t kMaxRunTasks = 64;
   // Runs a tiny task on the calling thread, standing in for an idle slot,
   // and reports it like a slot would: a thread-mode countdown of at most
   // kInlineIterations, when nothing is queued and a slot is idle. Returns
@@ -86,6 +84,17 @@ class Executor {
   // microseconds) report their wall time as CPU time, and send no start
   // notice (StartedFn is not called): their result follows at once.
   static constexpr uint64_t kWallIsCpuIterations = uint64_t{1} << 16;
+  // A run's bounds: at most kMaxRunIterations in all (as 64 of the longest
+  // tiny tasks: about 1.3 ms, short enough that results flow while a long range
+  // runs), and at most kMaxRunTasks tasks (empty ones: a result group of a
+  // few kilobytes, one hand-over for hundreds of tasks).
+  static constexpr uint64_t kMaxRunIterations = uint64_t{64} * kWallIsCpuIterations;
+  static constexpr uint32_t kMaxRunTasks = 512;
+  // The most tasks of `iterations` each that a run takes.
+  static constexpr uint32_t MaxRunLength(uint64_t iterations) {
+    return static_cast<uint32_t>(
+        std::clamp<uint64_t>(kMaxRunIterations / std::max<uint64_t>(iterations, 1), 1, kMaxRunTasks));
+  }
   // Stops the attempt: dropped silently if still queued (or in a run and not
   // started yet); if running, it stops and its result is reported as
   // CANCELLED. Unknown refs are ignored.

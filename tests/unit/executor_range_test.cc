@@ -70,7 +70,7 @@ TEST(ExecutorRangeTest, TinyCountdownsRunAsRunsWithEveryTaskReportedOnce) {
   ASSERT_TRUE(ex.WaitIdle(absl::Now() + kWaitLimit));
   EXPECT_EQ(rec.indices(), Iota(1'000, 1'000));
   EXPECT_THAT(rec.started(), IsEmpty());  // too short to watch
-  for (int n : rec.run_sizes()) EXPECT_LE(n, static_cast<int>(Executor::kMaxRunTasks));
+  for (int n : rec.run_sizes()) EXPECT_LE(n, static_cast<int>(Executor::MaxRunLength(500)));
   for (const v1::TaskResult& r : rec.results()) {
     EXPECT_EQ(r.task().job_id(), "job");
     EXPECT_EQ(r.task().attempt(), 3u);
@@ -97,6 +97,32 @@ TEST(ExecutorRangeTest, EachSlotTakesAtMostItsShareOfARange) {
   const std::vector<int> sizes = rec.run_sizes();
   ASSERT_FALSE(sizes.empty());
   for (int n : sizes) EXPECT_LE(n, 5);
+}
+
+// A run holds at most kMaxRunTasks tasks and at most kMaxRunIterations in
+// all: hundreds of empty tasks, but only 64 of the longest tiny ones, so
+// their results still come every millisecond or so.
+TEST(ExecutorRangeTest, ARunIsBoundedByItsTasksAndTheirIterations) {
+  static_assert(Executor::MaxRunLength(0) == Executor::kMaxRunTasks);
+  static_assert(Executor::MaxRunLength(1) == Executor::kMaxRunTasks);
+  static_assert(Executor::MaxRunLength(Executor::kWallIsCpuIterations) == 64);
+  static_assert(Executor::MaxRunLength(Executor::kWallIsCpuIterations / 2) == 128);
+  static_assert(Executor::MaxRunLength(Executor::kMaxRunIterations + 1) == 1);
+  for (const uint64_t iterations : {uint64_t{0}, Executor::kWallIsCpuIterations}) {
+    SCOPED_TRACE(iterations);
+    Recorder rec;
+    Executor ex(Slots(1), rec.OnStarted(), rec.OnFinished(), rec.OnRun());
+    const uint32_t tasks = 2 * Executor::kMaxRunTasks;
+    ex.SubmitRange(Range("job", 0, tasks, iterations));
+    ASSERT_TRUE(rec.WaitForResults(tasks));
+    ASSERT_TRUE(ex.WaitIdle(absl::Now() + kWaitLimit));
+    EXPECT_EQ(rec.indices(), Iota(0, tasks));
+    const std::vector<int> sizes = rec.run_sizes();
+    ASSERT_FALSE(sizes.empty());
+    // One slot takes the longest run it may first.
+    EXPECT_EQ(sizes.front(), static_cast<int>(Executor::MaxRunLength(iterations)));
+    for (int n : sizes) EXPECT_LE(n, static_cast<int>(Executor::MaxRunLength(iterations)));
+  }
 }
 
 TEST(ExecutorRangeTest, CancelSplitsAQueuedRangeAroundTheTask) {
