@@ -307,15 +307,17 @@ void Executor::Cancel(const v1::TaskRef& ref) {
     CancelRunningLocked(key, it->second);
     return;
   }
-  // In a run: skipped unless it has started (a tiny task then just ends).
+  // In a run: skipped unless it has begun (a tiny task then just ends,
+  // and its result comes).
   for (const std::unique_ptr<Run>& run : runs_) {
     if (run == nullptr || index < run->first || index - run->first >= run->count || run->attempt != ref.attempt() ||
         run->job != ref.job_id()) {
       continue;
     }
+    run->any_skip.store(true, std::memory_order_seq_cst);
+    if (index - run->first < run->begun.load(std::memory_order_seq_cst)) return;
     auto at = std::lower_bound(run->skip.begin(), run->skip.end(), index);
     if (at == run->skip.end() || *at != index) run->skip.insert(at, index);
-    run->any_skip.store(true, std::memory_order_release);
     return;
   }
 }
@@ -518,7 +520,8 @@ void Executor::RunRun(const v1::Assignment& a, int slot) {
   for (uint32_t i = 0; i < run->count; ++i) {
     const uint32_t index = run->first + i;
     if (run->cancel.cancelled()) break;  // the rest is dropped, as a queue is
-    if (run->any_skip.load(std::memory_order_acquire) && SkippedInRun(*run, index)) continue;
+    run->begun.store(i + 1, std::memory_order_seq_cst);  // before any_skip: see Run::begun
+    if (run->any_skip.load(std::memory_order_seq_cst) && SkippedInRun(*run, index)) continue;
     const MonoTime deadline = timed ? DeadlineOf(a) : MonoTime::InfiniteFuture();
     const int cpu0 = sched_getcpu();
     const int64_t t0 = MonoNanosNow();

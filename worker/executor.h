@@ -134,10 +134,16 @@ class Executor {
     uint32_t attempt = 0;
     uint32_t first = 0;
     uint32_t count = 0;
-    // Cancelled before they started: skipped (ascending, no repeats).
+    // Cancelled before they began: skipped (ascending, no repeats).
     std::vector<uint32_t> skip;
-    // Set with the first skip: the run looks at `skip` (under mu_) only then.
+    // Set by the first Cancel that finds the run: the run looks at `skip`
+    // (under mu_) only then.
     std::atomic<bool> any_skip{false};
+    // Tasks [first, first + begun) have begun (run, or been skipped). The
+    // slot stores it before it loads any_skip; Cancel stores any_skip before
+    // it loads this (both seq_cst): at least one sees the other, so a task
+    // is either skipped or run and held until its result is handed over.
+    std::atomic<uint32_t> begun{0};
     CancelToken cancel;  // CancelAll / Stop: the rest of the run is dropped
   };
   static Key KeyOf(const v1::TaskRef& ref) { return {ref.job_id(), ref.task_index(), ref.attempt()}; }

@@ -49,6 +49,14 @@ v1::Assignment Forever(const std::string& job, uint32_t index) {
   return a;
 }
 
+v1::TaskRef Ref(const std::string& job, uint32_t index, uint32_t attempt = 1) {
+  v1::TaskRef ref;
+  ref.set_job_id(job);
+  ref.set_task_index(index);
+  ref.set_attempt(attempt);
+  return ref;
+}
+
 Executor::Options Slots(int n) {
   Executor::Options o;
   o.slots = n;
@@ -197,6 +205,27 @@ TEST(ExecutorRangeTest, ARunsTasksStayHeldAndRunningUntilHandedOver) {
   ASSERT_TRUE(ex.WaitIdle(absl::Now() + kWaitLimit));
   EXPECT_EQ(rec.indices(), Iota(0, 3));
   EXPECT_THAT(ex.Held(), IsEmpty());
+}
+
+// A cancel that comes after a run's task has run, before its result is
+// handed over, changes nothing: the task is still held and running, and its
+// result comes. (It used to be counted out at once, though its result came.)
+TEST(ExecutorRangeTest, CancellingATaskThatHasRunLeavesItHeldUntilItsResultGoes) {
+  Recorder rec;
+  absl::Notification gate;
+  rec.set_gate(&gate);
+  Executor ex(Slots(1), rec.OnStarted(), rec.OnFinished(), rec.OnRun());
+  ex.SubmitRange(Range("job", 0, 3, 100));
+  ASSERT_TRUE(rec.WaitEntered());  // all three have run
+  ex.Cancel(Ref("job", 1));
+  std::vector<uint32_t> held;
+  for (const v1::TaskRef& h : ex.Held()) held.push_back(h.task_index());
+  EXPECT_THAT(held, ElementsAre(0, 1, 2));
+  EXPECT_EQ(ex.running(), 3);
+  gate.Notify();
+  ASSERT_TRUE(ex.WaitIdle(absl::Now() + kWaitLimit));
+  EXPECT_EQ(rec.indices(), Iota(0, 3));
+  EXPECT_EQ(ex.running(), 0);
 }
 
 TEST(ExecutorRangeTest, LongerTasksOfARangeRunOneAtATimeWithStartNotices) {
