@@ -23,6 +23,8 @@ namespace {
 using ::testing::ElementsAre;
 using ::testing::IsEmpty;
 using executor_testing::Recorder;
+using executor_testing::HeldIndices;
+using executor_testing::Ref;
 
 constexpr uint64_t kForever = 1'000'000'000'000ULL;
 constexpr absl::Duration kWaitLimit = Recorder::kWaitLimit;
@@ -47,14 +49,6 @@ v1::Assignment Forever(const std::string& job, uint32_t index) {
   a.set_kind(v1::TASK_KIND_COUNTDOWN);
   a.set_iterations(kForever);
   return a;
-}
-
-v1::TaskRef Ref(const std::string& job, uint32_t index, uint32_t attempt = 1) {
-  v1::TaskRef ref;
-  ref.set_job_id(job);
-  ref.set_task_index(index);
-  ref.set_attempt(attempt);
-  return ref;
 }
 
 Executor::Options Slots(int n) {
@@ -152,10 +146,7 @@ TEST(ExecutorRangeTest, CancelSplitsAQueuedRangeAroundTheTask) {
   ref.set_task_index(3);
   ex.Cancel(ref);
   EXPECT_EQ(ex.queued(), 7);
-  std::vector<uint32_t> held;
-  for (const v1::TaskRef& h : ex.Held()) {
-    if (h.job_id() == "job") held.push_back(h.task_index());
-  }
+  const std::vector<uint32_t> held = HeldIndices(ex, "job");
   EXPECT_THAT(held, ElementsAre(1, 2, 3, 4, 6, 7, 8));
   ex.Cancel(Forever("block", 0).task());
   ASSERT_TRUE(rec.WaitForResults(8));
@@ -196,9 +187,7 @@ TEST(ExecutorRangeTest, ARunsTasksStayHeldAndRunningUntilHandedOver) {
   ex.SubmitRange(Range("job", 0, 3, 100));
   ASSERT_TRUE(rec.WaitEntered());
   // Run, not handed over: still this worker's (Hello.held), not idle.
-  std::vector<uint32_t> held;
-  for (const v1::TaskRef& h : ex.Held()) held.push_back(h.task_index());
-  EXPECT_THAT(held, ElementsAre(0, 1, 2));
+  EXPECT_THAT(HeldIndices(ex, "job"), ElementsAre(0, 1, 2));
   EXPECT_EQ(ex.running(), 3);
   EXPECT_FALSE(ex.WaitIdle(absl::Now()));
   gate.Notify();
@@ -218,9 +207,7 @@ TEST(ExecutorRangeTest, CancellingATaskThatHasRunLeavesItHeldUntilItsResultGoes)
   ex.SubmitRange(Range("job", 0, 3, 100));
   ASSERT_TRUE(rec.WaitEntered());  // all three have run
   ex.Cancel(Ref("job", 1));
-  std::vector<uint32_t> held;
-  for (const v1::TaskRef& h : ex.Held()) held.push_back(h.task_index());
-  EXPECT_THAT(held, ElementsAre(0, 1, 2));
+  EXPECT_THAT(HeldIndices(ex, "job"), ElementsAre(0, 1, 2));
   EXPECT_EQ(ex.running(), 3);
   gate.Notify();
   ASSERT_TRUE(ex.WaitIdle(absl::Now() + kWaitLimit));

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
@@ -19,6 +20,23 @@
 #include "worker/executor.h"
 
 namespace busyfleet::worker::executor_testing {
+
+inline v1::TaskRef Ref(const std::string& job, uint32_t index, uint32_t attempt = 1) {
+  v1::TaskRef ref;
+  ref.set_job_id(job);
+  ref.set_task_index(index);
+  ref.set_attempt(attempt);
+  return ref;
+}
+
+// The indices of the executor's held tasks (Hello.held) of `job`, in order.
+inline std::vector<uint32_t> HeldIndices(const Executor& ex, const std::string& job) {
+  std::vector<uint32_t> out;
+  for (const v1::TaskRef& h : ex.Held()) {
+    if (h.job_id() == job) out.push_back(h.task_index());
+  }
+  return out;
+}
 
 class Recorder {
  public:

@@ -32,6 +32,7 @@ namespace {
 
 using ::testing::HasSubstr;
 using ::testing::IsEmpty;
+using executor_testing::Ref;
 
 // Long enough never to finish in a test: only ever stopped early.
 constexpr uint64_t kForever = 1'000'000'000'000ULL;
@@ -40,14 +41,6 @@ constexpr uint64_t kForever = 1'000'000'000'000ULL;
 constexpr absl::Duration kPrompt = absl::Seconds(2);
 // Bound on waiting for work that really runs.
 constexpr absl::Duration kWaitLimit = absl::Seconds(30);
-
-v1::TaskRef Ref(const std::string& job, uint32_t index, uint32_t attempt = 1) {
-  v1::TaskRef ref;
-  ref.set_job_id(job);
-  ref.set_task_index(index);
-  ref.set_attempt(attempt);
-  return ref;
-}
 
 void SetDuration(absl::Duration d, google::protobuf::Duration* out) {
   out->set_seconds(absl::ToInt64Seconds(d));
