@@ -314,7 +314,7 @@ absl::Status SqliteJobStore::CreateJob(const JobRecord& job) {
   uint64_t rows = 1;
   for (const TaskRecord& t : job.tasks) {
     if (t.state == v1::TASK_STATE_QUEUED && t.current.number == 0) continue;
-    pending_.tasks[job.id].emplace_back(t);
+    pending_.tasks[job.id].Add(t);
     ++rows;
   }
   queued_rows_ += rows;
@@ -335,9 +335,9 @@ absl::Status SqliteJobStore::SaveJob(const JobRecord& job, const std::vector<uin
   queued_rows_ += changed_tasks.size() + 1;
   UpdateBacklogged();
   if (changed_tasks.empty()) return absl::OkStatus();
-  std::vector<TaskRow>& rows = pending_.tasks[job.id];  // grows geometrically: no exact reserve per call
+  TaskRowLog& rows = pending_.tasks[job.id];
   for (const uint32_t i : changed_tasks) {
-    if (i < job.tasks.size()) rows.emplace_back(job.tasks[i]);
+    if (i < job.tasks.size()) rows.Add(job.tasks[i]);
   }
   return absl::OkStatus();
 }

@@ -70,7 +70,7 @@ class SqliteJobStore : public JobStore {
     uint32_t purge_batch_rows = 20000;
     // Backlogged() past this many rows queued or being written (each about
     // 100 bytes of memory, TaskRow).
-    uint64_t max_backlog_rows = 500'000;
+    uint64_t max_backlog_rows = 100'000;
   };
   static absl::StatusOr<std::unique_ptr<SqliteJobStore>> Open(const std::string& path, Options options);
   static absl::StatusOr<std::unique_ptr<SqliteJobStore>> Open(const std::string& path) {
@@ -104,7 +104,7 @@ class SqliteJobStore : public JobStore {
     // its newest, off the coordinator's lock). A new job's never-assigned
     // tasks have no row (schema version 2).
     std::map<std::string, JobRecord> headers;
-    std::map<std::string, std::vector<TaskRow>> tasks;
+    std::map<std::string, TaskRowLog> tasks;
     // Jobs to delete (after the writes of the batch).
     std::set<std::string> deletes;
     bool empty() const { return headers.empty() && tasks.empty() && deletes.empty(); }

@@ -50,6 +50,30 @@ struct TaskRow {
   bool migrated;
 };
 
+// Rows in the order saved, in blocks of kBlockRows: it grows without
+// copying the rows it holds, and without the slack of a vector's doubling
+// (a store's backlog of half a million rows is one of these). Blocks are
+// of one size, under malloc's mmap threshold, so freed ones are reused.
+class TaskRowLog {
+ public:
+  static constexpr size_t kBlockRows = 1024;  // about 100 KiB a block
+
+  void Add(const TaskRecord& t) {
+    if (blocks_.empty() || blocks_.back().size() == kBlockRows) {
+      blocks_.emplace_back().reserve(kBlockRows);
+    }
+    blocks_.back().emplace_back(t);
+    ++size_;
+  }
+  size_t size() const { return size_; }
+  bool empty() const { return size_ == 0; }
+  const TaskRow& operator[](size_t i) const { return blocks_[i / kBlockRows][i % kBlockRows]; }
+
+ private:
+  std::vector<std::vector<TaskRow>> blocks_;
+  size_t size_ = 0;
+};
+
 // Builds a chunk of rows, in the order added.
 class TaskChunkWriter {
  public:

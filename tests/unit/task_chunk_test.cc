@@ -174,5 +174,30 @@ TEST(TaskChunkTest, WhatIsNotAChunkOfThisJobIsDataLoss) {
               HasSubstr("has text for row 5 of 1"));
 }
 
+// The store's backlog log keeps rows in the order added, across blocks,
+// each one the row of the record as it was when added.
+TEST(TaskRowLogTest, KeepsRowsInOrderAcrossBlocks) {
+  TaskRowLog log;
+  EXPECT_TRUE(log.empty());
+  const size_t n = 2 * TaskRowLog::kBlockRows + 3;
+  TaskRecord t;
+  t.state = v1::TASK_STATE_SUCCEEDED;
+  t.current.worker = "w1";
+  for (size_t i = 0; i < n; ++i) {
+    t.index = static_cast<uint32_t>(i % 7);  // repeats, as a task changed twice
+    t.current.number = static_cast<uint32_t>(i + 1);
+    log.Add(t);
+  }
+  t.current.number = 0;  // the log holds copies, not references
+  ASSERT_EQ(log.size(), n);
+  EXPECT_FALSE(log.empty());
+  for (size_t i = 0; i < n; ++i) {
+    SCOPED_TRACE(i);
+    EXPECT_EQ(log[i].index, i % 7);
+    EXPECT_EQ(log[i].attempt, i + 1);
+    EXPECT_EQ(log[i].worker, "w1");
+  }
+}
+
 }  // namespace
 }  // namespace busyfleet::coordinator
