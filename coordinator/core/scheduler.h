@@ -126,7 +126,7 @@ class Scheduler {
   // of that work (1,024 on a link of no delay), at most kMaxLinkPrefetch.
   static constexpr double kPipelineSeconds = 0.005;
   static constexpr double kRoundTripMargin = 2.0;
-  static constexpr int kTailSlotsFactor = 2;
+  static constexpr int kTailSlotsFactor = 1;
   static constexpr int kMaxAdaptivePrefetch = 1024;
   static constexpr int kMaxLinkPrefetch = 16 * 1024;
 

@@ -219,13 +219,30 @@ TEST(SchedulerTest, AFarWorkerGetsNoLongTaskPiledAtTheJobsTail) {
   ASSERT_OK(s.AddWorker(Worker("b", 1)));
   ASSERT_OK(s.SetRoundTrip("a", absl::Milliseconds(20)));
   ASSERT_OK(s.SetRoundTrip("b", absl::Milliseconds(20)));
-  ASSERT_OK(s.AddJob("job", {}, Range(5), 1));
+  ASSERT_OK(s.AddJob("job", {}, Range(6), 1));
   s.ObserveTaskSeconds("job", 0.050);
-  // Once the free slots have one each, 3 queued <= 2 x 2 fleet slots: the
-  // tail, and a 50 ms task exceeds the 45 ms budget, so none queued behind.
-  ASSERT_EQ(s.Dispatch().size(), 2u);
-  EXPECT_EQ(s.InFlight("a"), 1);
-  EXPECT_EQ(s.InFlight("b"), 1);
+  // One in each free slot; then, while more than the 2 fleet slots are
+  // queued, one ready behind each (a 50 ms task is past the 45 ms budget,
+  // but a slot of a far worker would idle a round trip without it).
+  std::vector<Scheduler::Assignment> as = s.Dispatch();
+  ASSERT_EQ(as.size(), 4u);
+  EXPECT_EQ(s.InFlight("a"), 2);
+  EXPECT_EQ(s.InFlight("b"), 2);
+  EXPECT_EQ(s.QueuedTasks(), 2u);
+  // The tail: the last 2 go only to a worker with nothing left to run, so
+  // none waits behind another while a slot elsewhere idles.
+  ASSERT_OK(s.Release(as[0].session, as[0].task));
+  EXPECT_THAT(s.Dispatch(), IsEmpty());
+  const std::string worker = as[0].session;
+  for (const Scheduler::Assignment& a : as) {
+    if (a.session == worker && !(a.task == as[0].task)) {
+      ASSERT_OK(s.Release(a.session, a.task));
+    }
+  }
+  as = s.Dispatch();
+  ASSERT_EQ(as.size(), 1u);
+  EXPECT_EQ(as[0].session, worker);
+  EXPECT_EQ(s.InFlight(worker), 1);
 }
 
 TEST(SchedulerTest, LongTasksGetOneReadyPerSlotUntilTheJobsEnd) {
@@ -241,13 +258,13 @@ TEST(SchedulerTest, LongTasksGetOneReadyPerSlotUntilTheJobsEnd) {
   };
   ASSERT_EQ(dispatch(), 3u) << "no timing yet: the slots only";
   s.ObserveTaskSeconds("job", 0.250);
-  // 17 queued > 2 x 3 fleet slots: one more per slot on each worker.
+  // 17 queued > 3 fleet slots: one more per slot on each worker.
   ASSERT_EQ(dispatch(), 3u);
   EXPECT_EQ(s.InFlight("a"), 2);
   EXPECT_EQ(s.InFlight("b"), 4);
   EXPECT_EQ(s.QueuedTasks(), 14u);
-  // Finish tasks until the queue is down to the tail (2 x fleet slots).
-  while (s.QueuedTasks() > 6) {
+  // Finish tasks until the queue is down to the tail (the fleet's slots).
+  while (s.QueuedTasks() > 3) {
     for (auto& [w, tasks] : held) {
       ASSERT_FALSE(tasks.empty());
       ASSERT_OK(s.Release(w, tasks.front()));
