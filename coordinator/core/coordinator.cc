@@ -342,22 +342,26 @@ absl::Status Coordinator::HandleMessage(absl::string_view session_id,
     case v1::WorkerMessage::kHeartbeat:
       HandleHeartbeatLocked(*session, message.heartbeat());
       return absl::OkStatus();
-    case v1::WorkerMessage::kUpdates:
+    case v1::WorkerMessage::kUpdates: {
       for (const v1::TaskStarted& started : message.updates().started()) HandleStartedLocked(*session, started);
+      // The results of one message arrived together: one reading of the
+      // clock for them all (a message may carry thousands).
+      const absl::Time now = clock_->Now();
       for (const v1::TaskResult& result : message.updates().results()) {
         JobRecord* job = FindJobLocked(result.task().job_id());
         if (job == nullptr || result.task().task_index() >= job->tasks.size()) continue;
-        HandleResultLocked(*session, *job, result);
+        HandleResultLocked(*session, *job, result, now);
       }
       for (const v1::PackedResults& packed : message.updates().packed()) {
         // One lookup for the group; the job may end (not go) within it.
         JobRecord* job = FindJobLocked(packed.job_id());
         if (job == nullptr) continue;
         ForEachPackedResult(packed, [&](const v1::TaskResult& result) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-          if (result.task().task_index() < job->tasks.size()) HandleResultLocked(*session, *job, result);
+          if (result.task().task_index() < job->tasks.size()) HandleResultLocked(*session, *job, result, now);
         });
       }
       break;
+    }
     case v1::WorkerMessage::kDrain:
       HandleReturnedLocked(*session, message.drain());
       break;
@@ -424,7 +428,8 @@ void Coordinator::LeaveSessionLocked(Session& session, absl::string_view job_id,
   if (release) (void)scheduler_.Release(session.id, job_id, index);
 }
 
-void Coordinator::HandleResultLocked(Session& session, JobRecord& job, const v1::TaskResult& result) {
+void Coordinator::HandleResultLocked(Session& session, JobRecord& job, const v1::TaskResult& result,
+                                     absl::Time now) {
   TaskRecord& t = job.tasks[result.task().task_index()];
   if (t.backup() && t.backup()->number == result.task().attempt() && t.backup()->session == session.id) {
     HandleBackupResultLocked(session, job, t, result);
@@ -442,7 +447,7 @@ void Coordinator::HandleResultLocked(Session& session, JobRecord& job, const v1:
   if (t.state == v1::TASK_STATE_RUNNING || t.state == v1::TASK_STATE_ASSIGNED) {
     LeaveSessionLocked(session, job.id, t.index, t.state == v1::TASK_STATE_RUNNING, /*release=*/true);
   }
-  session.RecordTiming(result, job.spec.kind(), clock_->Now(), t.current);  // whatever the outcome
+  session.RecordTiming(result, job.spec.kind(), now, t.current);  // whatever the outcome
   t.set_interference(result.has_interference() ? std::optional(result.interference()) : std::nullopt);
   MarkDirtyLocked(job, t.index);
   t.current.session.clear();  // any later result for this attempt is a duplicate
@@ -455,7 +460,7 @@ void Coordinator::HandleResultLocked(Session& session, JobRecord& job, const v1:
         StopLoserLocked(job, t, *t.backup(), t.backup()->running);
         t.DropBackup(v1::TASK_STATE_CANCELLED,
                      absl::StrCat("speculation copy stopped: attempt ", t.current.number, " finished first"),
-                     clock_->Now());
+                     now);
       }
       SucceedTaskLocked(job, t);
       break;
@@ -727,7 +732,8 @@ void Coordinator::FlushLocked() {
     // Queued, not written: a store that cannot write keeps the rows in its
     // backlog and retries (its health says so); the only error left is
     // NotFound for a job it never saw, which cannot happen here.
-    std::sort(changed.begin(), changed.end());
+    // Marked mostly in order (runs dealt, runs' results): often sorted already.
+    if (!std::is_sorted(changed.begin(), changed.end())) std::sort(changed.begin(), changed.end());
     changed.erase(std::unique(changed.begin(), changed.end()), changed.end());
     (void)options_.store->SaveJob(*job, changed);
     // An ended job's final report, built for its watchers, also serves

@@ -210,7 +210,8 @@ class Coordinator {
   void HandleHeartbeatLocked(Session& session, const v1::Heartbeat& hb) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void DispatchLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void HandleStartedLocked(Session& session, const v1::TaskStarted& started) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void HandleResultLocked(Session& session, JobRecord& job, const v1::TaskResult& result)
+  // `now`: when the result's message arrived.
+  void HandleResultLocked(Session& session, JobRecord& job, const v1::TaskResult& result, absl::Time now)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void HandleReturnedLocked(Session& session, const v1::DrainNotice& notice)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
