@@ -6,6 +6,7 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
@@ -224,8 +225,19 @@ class Scheduler {
   class FlightSet {
    public:
     FlightSet() = default;
-    FlightSet(FlightSet&&) = default;  // a node map's entries, and so `last_`, move with it
-    FlightSet& operator=(FlightSet&&) = default;
+    // A node map's entries, and so what `last_` points at, move with it;
+    // the moved-from set is left empty.
+    FlightSet(FlightSet&& o) noexcept
+        : by_job_(std::move(o.by_job_)), last_(std::exchange(o.last_, nullptr)), size_(std::exchange(o.size_, 0)) {
+      o.by_job_.clear();
+    }
+    FlightSet& operator=(FlightSet&& o) noexcept {
+      by_job_ = std::move(o.by_job_);
+      o.by_job_.clear();
+      last_ = std::exchange(o.last_, nullptr);
+      size_ = std::exchange(o.size_, 0);
+      return *this;
+    }
     FlightSet(const FlightSet&) = delete;
     FlightSet& operator=(const FlightSet&) = delete;
 
