@@ -52,7 +52,7 @@ struct TaskRow {
 
 // Rows in the order saved, in blocks of kBlockRows: it grows without
 // copying the rows it holds, and without the slack of a vector's doubling
-// (a store's backlog of half a million rows is one of these). Blocks are
+// (a store's backlog, up to 100,000 rows, is one of these). Blocks are
 // of one size, under malloc's mmap threshold, so freed ones are reused.
 class TaskRowLog {
  public:
