@@ -179,12 +179,23 @@ TEST(ExecutorRangeTest, TakeQueuedAndCancelAllCoverEveryTaskOfARange) {
   EXPECT_EQ(results[0].state(), v1::TASK_STATE_CANCELLED);
 }
 
-TEST(ExecutorRangeTest, ARunsTasksStayHeldAndRunningUntilHandedOver) {
+// Tasks 0-2 of "job" run as one run on one slot; its hand-over waits for
+// `gate` (WaitEntered: the three have run).
+struct GatedRun {
+  GatedRun() {
+    rec.set_gate(&gate);
+    ex.SubmitRange(Range("job", 0, 3, 100));
+  }
   Recorder rec;
   absl::Notification gate;
-  rec.set_gate(&gate);
-  Executor ex(Slots(1), rec.OnStarted(), rec.OnFinished(), rec.OnRun());
-  ex.SubmitRange(Range("job", 0, 3, 100));
+  Executor ex{Slots(1), rec.OnStarted(), rec.OnFinished(), rec.OnRun()};
+};
+
+TEST(ExecutorRangeTest, ARunsTasksStayHeldAndRunningUntilHandedOver) {
+  GatedRun run;
+  Recorder& rec = run.rec;
+  Executor& ex = run.ex;
+  absl::Notification& gate = run.gate;
   ASSERT_TRUE(rec.WaitEntered());
   // Run, not handed over: still this worker's (Hello.held), not idle.
   EXPECT_THAT(HeldIndices(ex, "job"), ElementsAre(0, 1, 2));
@@ -200,11 +211,10 @@ TEST(ExecutorRangeTest, ARunsTasksStayHeldAndRunningUntilHandedOver) {
 // handed over, changes nothing: the task is still held and running, and its
 // result comes. (It used to be counted out at once, though its result came.)
 TEST(ExecutorRangeTest, CancellingATaskThatHasRunLeavesItHeldUntilItsResultGoes) {
-  Recorder rec;
-  absl::Notification gate;
-  rec.set_gate(&gate);
-  Executor ex(Slots(1), rec.OnStarted(), rec.OnFinished(), rec.OnRun());
-  ex.SubmitRange(Range("job", 0, 3, 100));
+  GatedRun run;
+  Recorder& rec = run.rec;
+  Executor& ex = run.ex;
+  absl::Notification& gate = run.gate;
   ASSERT_TRUE(rec.WaitEntered());  // all three have run
   ex.Cancel(Ref("job", 1));
   EXPECT_THAT(HeldIndices(ex, "job"), ElementsAre(0, 1, 2));
