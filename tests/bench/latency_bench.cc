@@ -99,9 +99,13 @@ absl::StatusOr<Outcome> RunOne(CoordinatorClient& client, CoordinatorClient::Run
 // Phases of one job by the report's timestamps, in ms, in order: client ->
 // submitted (request in), submitted -> assigned (queued), assigned ->
 // result received (worker round trip and run), result -> finished,
-// finished -> client has the report (notify, write, response out).
+// finished -> client has the report (notify, write, response out). The
+// worker phase splits into assigned -> started on the worker (the
+// assignment's way there and the hand-over to a slot), the run, and ended
+// -> result received (the hand-over to the stream and the way back).
 using Phases = std::map<std::string, std::vector<double>>;
-const char* const kPhaseNames[] = {"request", "queued", "worker", "finish", "response"};
+const char* const kPhaseNames[] = {"request", "queued", "worker", "finish", "response",
+                                   "worker.to",  "worker.run", "worker.back"};
 
 void AddPhases(absl::Time t0, absl::Time t1, const v1::JobReport& r, Phases* phases) {
   if (r.tasks_size() != 1) return;
@@ -111,8 +115,10 @@ void AddPhases(absl::Time t0, absl::Time t1, const v1::JobReport& r, Phases* pha
   const absl::Time assigned = submitted + absl::Seconds(t.queued_seconds());
   // The task's end on the coordinator's clock, plus the result's way back.
   const absl::Time result = submitted + absl::Seconds(t.start_offset_seconds() + t.seconds() + t.result_seconds());
-  const double v[] = {Ms(submitted - t0), Ms(assigned - submitted), Ms(result - assigned), Ms(finished - result),
-                      Ms(t1 - finished)};
+  const absl::Time started = submitted + absl::Seconds(t.start_offset_seconds());
+  const double v[] = {Ms(submitted - t0),     Ms(assigned - submitted), Ms(result - assigned),
+                      Ms(finished - result),  Ms(t1 - finished),        Ms(started - assigned),
+                      t.seconds() * 1e3,      t.result_seconds() * 1e3};
   for (size_t i = 0; i < std::size(kPhaseNames); ++i) (*phases)[kPhaseNames[i]].push_back(v[i]);
 }
 
