@@ -117,12 +117,8 @@ absl::StatusOr<v1::SubmitJobResponse> Coordinator::Submit(const v1::JobSpec& spe
   auto job = std::make_unique<JobRecord>();
   job->spec = spec;
   job->state = v1::JOB_STATE_PENDING;
-  job->tasks.resize(plan.tasks);
-  for (uint32_t i = 0; i < plan.tasks; ++i) {
-    TaskRecord& t = job->tasks[i];
-    t.index = i;
-    job->iterations_total += plan.Iterations(i);
-  }
+  NewTaskTable(job->tasks, plan.tasks);
+  for (uint32_t i = 0; i < plan.tasks; ++i) job->iterations_total += plan.Iterations(i);
   const size_t task_count = plan.tasks;
   absl::MutexLock lock(&mu_);
   if (shutting_down_) return absl::UnavailableError("coordinator is shutting down");

@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
 #include "absl/synchronization/mutex.h"
+#include "common/prefault.h"
 #include "coordinator/core/job_splitter.h"
 #include "coordinator/core/limits.h"
 
@@ -189,6 +190,15 @@ std::string SummarizeFailures(const std::vector<std::string>& failures, size_t m
 absl::Duration JobRecord::task_duration() const { return TaskDuration(spec); }
 
 uint64_t JobRecord::task_iterations(uint32_t index) const { return PlanFor(spec, total_tasks()).Iterations(index); }
+
+void NewTaskTable(std::vector<TaskRecord>& tasks, uint32_t n) {
+  tasks.clear();
+  tasks.shrink_to_fit();
+  tasks.reserve(n);
+  PrefaultForWrite(tasks.data(), size_t{n} * sizeof(TaskRecord));
+  tasks.resize(n);
+  for (uint32_t i = 0; i < n; ++i) tasks[i].index = i;
+}
 
 uint32_t JobRecord::max_attempts() const {
   return spec.max_attempts() == 0 ? limits::kDefaultMaxAttempts : spec.max_attempts();

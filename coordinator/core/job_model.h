@@ -404,6 +404,12 @@ struct JobRecord {
   }
 };
 
+// Makes `tasks` `n` new records (queued, never assigned), tasks[i].index =
+// i. A large table's fresh pages are mapped up front, on more than one CPU
+// (PrefaultForWrite): a million tasks are 112 MB, built while the job's
+// workers wait.
+void NewTaskTable(std::vector<TaskRecord>& tasks, uint32_t n);
+
 // What follows when a task's current attempt ended without success.
 enum class AfterFailedAttempt {
   kFailTask,       // the task fails (and with it the job)

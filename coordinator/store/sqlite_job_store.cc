@@ -702,8 +702,7 @@ absl::StatusOr<JobRecord> SqliteJobStore::LoadJobLocked(const std::string& id) c
     return absl::DataLossError(absl::StrCat("database ", path_, ": job ", id, " has ", total, " tasks (at most ",
                                             limits::kMaxTasksPerJob, ")"));
   }
-  r.tasks.resize(static_cast<size_t>(total));
-  for (uint32_t i = 0; i < r.tasks.size(); ++i) r.tasks[i].index = i;
+  NewTaskTable(r.tasks, static_cast<uint32_t>(total));
 
   Stmt tasks(read_db_, R"sql(SELECT idx, iterations, duration_ns, state, attempt, worker, host, slot, assigned_ns,
       started_ns, ended_ns, result_ns, cpu_ns, iterations_done, error, failures, speculated, backup_won,

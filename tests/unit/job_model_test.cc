@@ -9,6 +9,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
+#include "common/prefault.h"
 
 namespace busyfleet::coordinator {
 namespace {
@@ -230,6 +231,29 @@ TEST(TaskRecordLayoutTest, WallNsKeepsNanosecondsAndNotSet) {
   EXPECT_EQ(w + absl::Nanoseconds(1), t + absl::Nanoseconds(1));
   const MonoTime m = MonoTime::FromNanos(42);
   EXPECT_EQ(MonoNs(m).time(), m);
+}
+
+TEST(NewTaskTableTest, MakesQueuedRecordsNumberedInOrderAndReplacesAnOldTable) {
+  std::vector<TaskRecord> tasks(3);
+  tasks[1].state = v1::TASK_STATE_SUCCEEDED;
+  tasks[1].current.number = 4;
+  // Large enough for the pages to be populated on more than one thread.
+  const uint32_t n = static_cast<uint32_t>(3 * kParallelPrefaultBytes / sizeof(TaskRecord));
+  NewTaskTable(tasks, n);
+  ASSERT_EQ(tasks.size(), n);
+  for (uint32_t i = 0; i < n; ++i) {
+    ASSERT_EQ(tasks[i].index, i);
+    ASSERT_EQ(tasks[i].state, v1::TASK_STATE_QUEUED) << i;
+    ASSERT_EQ(tasks[i].current.number, 0u) << i;
+    ASSERT_FALSE(tasks[i].current.started_at.is_set()) << i;
+    ASSERT_FALSE(tasks[i].cold) << i;
+  }
+  NewTaskTable(tasks, 2);
+  ASSERT_EQ(tasks.size(), 2u);
+  EXPECT_EQ(tasks[1].index, 1u);
+  EXPECT_EQ(tasks[1].state, v1::TASK_STATE_QUEUED);
+  NewTaskTable(tasks, 0);
+  EXPECT_TRUE(tasks.empty());
 }
 
 }  // namespace
