@@ -79,6 +79,83 @@ bool IndexQueue::Erase(uint32_t index) {
   return false;
 }
 
+std::vector<IndexSet::Run>::iterator IndexSet::After(uint32_t index) {
+  return std::upper_bound(runs_.begin(), runs_.end(), index,
+                          [](uint32_t i, const Run& r) { return i < r.first; });
+}
+
+bool IndexSet::Insert(uint32_t index) {
+  // Past the end: the usual case (tasks are dealt in order).
+  if (runs_.empty() || index > runs_.back().last) {
+    if (!runs_.empty() && runs_.back().last + 1 == index) {
+      runs_.back().last = index;
+    } else {
+      runs_.push_back(Run{index, index});
+    }
+    ++size_;
+    return true;
+  }
+  auto next = After(index);
+  Run* prev = next == runs_.begin() ? nullptr : &*(next - 1);
+  if (prev != nullptr && index <= prev->last) return false;
+  const bool joins_prev = prev != nullptr && prev->last + 1 == index;
+  const bool joins_next = next != runs_.end() && index + 1 == next->first;  // next->first > index: no wrap
+  if (joins_prev && joins_next) {
+    prev->last = next->last;
+    runs_.erase(next);
+  } else if (joins_prev) {
+    prev->last = index;
+  } else if (joins_next) {
+    next->first = index;
+  } else {
+    runs_.insert(next, Run{index, index});
+  }
+  ++size_;
+  return true;
+}
+
+bool IndexSet::Erase(uint32_t index) {
+  if (runs_.empty()) return false;
+  // At the front: the usual case (results come back in order). Otherwise
+  // the run holding it, if one does.
+  auto it = runs_.begin();
+  if (it->first != index) {
+    auto next = After(index);
+    if (next == runs_.begin()) return false;
+    it = next - 1;
+    if (index > it->last) return false;
+  }
+  if (it->first == it->last) {
+    runs_.erase(it);
+  } else if (index == it->first) {
+    ++it->first;
+  } else if (index == it->last) {
+    --it->last;
+  } else {
+    const Run tail{index + 1, it->last};
+    it->last = index - 1;
+    runs_.insert(it + 1, tail);
+  }
+  --size_;
+  return true;
+}
+
+bool IndexSet::Contains(uint32_t index) const {
+  auto next = std::upper_bound(runs_.begin(), runs_.end(), index,
+                               [](uint32_t i, const Run& r) { return i < r.first; });
+  return next != runs_.begin() && index <= (next - 1)->last;
+}
+
+void IndexSet::AppendTo(std::vector<uint32_t>& out) const {
+  out.reserve(out.size() + size_);
+  for (const Run& r : runs_) {
+    for (uint32_t i = r.first;; ++i) {
+      out.push_back(i);
+      if (i == r.last) break;
+    }
+  }
+}
+
 Scheduler::Scheduler(Options options) : options_(options) {}
 
 Scheduler::FlightSet::Entry* Scheduler::FlightSet::Find(absl::string_view job_id, bool add) {
@@ -99,14 +176,14 @@ void Scheduler::FlightSet::EraseEntry(Entry* entry) {
 }
 
 bool Scheduler::FlightSet::Insert(absl::string_view job_id, uint32_t index) {
-  if (!Find(job_id, /*add=*/true)->second.insert(index).second) return false;
+  if (!Find(job_id, /*add=*/true)->second.Insert(index)) return false;
   ++size_;
   return true;
 }
 
 bool Scheduler::FlightSet::Erase(absl::string_view job_id, uint32_t index) {
   Entry* entry = Find(job_id, /*add=*/false);
-  if (entry == nullptr || entry->second.erase(index) == 0) return false;
+  if (entry == nullptr || !entry->second.Erase(index)) return false;
   --size_;
   if (entry->second.empty()) EraseEntry(entry);
   return true;
@@ -114,14 +191,14 @@ bool Scheduler::FlightSet::Erase(absl::string_view job_id, uint32_t index) {
 
 bool Scheduler::FlightSet::Contains(absl::string_view job_id, uint32_t index) const {
   auto it = by_job_.find(job_id);
-  return it != by_job_.end() && it->second.contains(index);
+  return it != by_job_.end() && it->second.Contains(index);
 }
 
 std::vector<uint32_t> Scheduler::FlightSet::TakeJob(absl::string_view job_id) {
   std::vector<uint32_t> out;
   Entry* entry = Find(job_id, /*add=*/false);
   if (entry == nullptr) return out;
-  out.assign(entry->second.begin(), entry->second.end());
+  entry->second.AppendTo(out);
   EraseEntry(entry);
   return out;
 }
@@ -129,7 +206,10 @@ std::vector<uint32_t> Scheduler::FlightSet::TakeJob(absl::string_view job_id) {
 std::vector<TaskKey> Scheduler::FlightSet::All() const {
   std::vector<TaskKey> out;
   out.reserve(size_);
-  for (const auto& [job, indices] : by_job_) {
+  std::vector<uint32_t> indices;
+  for (const auto& [job, set] : by_job_) {
+    indices.clear();
+    set.AppendTo(indices);
     for (uint32_t i : indices) out.push_back(TaskKey{job, i});
   }
   return out;

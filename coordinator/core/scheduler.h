@@ -52,6 +52,36 @@ class IndexQueue {
   size_t size_ = 0;
 };
 
+// A set of task indices kept as sorted runs of consecutive ones. A
+// worker's in-flight tasks of a job are a few runs (dealt in order, their
+// results back in order), so adding past the end and removing at the front
+// cost O(1) without hashing; a scattered index costs a binary search and a
+// move of the runs after it.
+class IndexSet {
+ public:
+  // False if `index` is already in the set.
+  bool Insert(uint32_t index);
+  // False if `index` is not in the set.
+  bool Erase(uint32_t index);
+  bool Contains(uint32_t index) const;
+  size_t size() const { return size_; }
+  bool empty() const { return size_ == 0; }
+  // Appends the indices to `out`, ascending.
+  void AppendTo(std::vector<uint32_t>& out) const;
+  // The number of runs (tests).
+  size_t runs() const { return runs_.size(); }
+
+ private:
+  struct Run {
+    uint32_t first;
+    uint32_t last;  // inclusive: a run may end at UINT32_MAX
+  };
+  // The first run starting after `index`.
+  std::vector<Run>::iterator After(uint32_t index);
+  std::vector<Run> runs_;
+  size_t size_ = 0;
+};
+
 struct TaskKey {
   std::string job_id;
   uint32_t index = 0;
@@ -251,12 +281,12 @@ class Scheduler {
     size_t size() const { return size_; }
 
    private:
-    using Entry = std::pair<const std::string, absl::flat_hash_set<uint32_t>>;
+    using Entry = std::pair<const std::string, IndexSet>;
     // The job's entry (added if `add`), or nullptr.
     Entry* Find(absl::string_view job_id, bool add);
     void EraseEntry(Entry* entry);
 
-    absl::node_hash_map<std::string, absl::flat_hash_set<uint32_t>> by_job_;  // entries stay put
+    absl::node_hash_map<std::string, IndexSet> by_job_;  // entries stay put
     Entry* last_ = nullptr;  // the entry found last, or nullptr
     size_t size_ = 0;
   };

@@ -3,6 +3,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <deque>
+#include <iterator>
 #include <map>
 #include <numeric>
 #include <set>
@@ -908,6 +909,84 @@ TEST(IndexQueueTest, TheLastIndexesDoNotWrap) {
   q.Assign({0});
   q.push_front(UINT32_MAX);
   EXPECT_THAT(Drain(q), ElementsAre(UINT32_MAX, 0));
+}
+
+std::vector<uint32_t> Indices(const IndexSet& set) {
+  std::vector<uint32_t> out;
+  set.AppendTo(out);
+  return out;
+}
+
+TEST(IndexSetTest, RunsJoinAndSplitAsIndicesComeAndGo) {
+  IndexSet s;
+  for (uint32_t i : {4u, 5u, 6u, 10u, 11u}) EXPECT_TRUE(s.Insert(i));
+  EXPECT_EQ(s.runs(), 2u);
+  EXPECT_FALSE(s.Insert(5));   // already in
+  EXPECT_TRUE(s.Insert(8));    // between the runs, joining neither
+  EXPECT_EQ(s.runs(), 3u);
+  EXPECT_TRUE(s.Insert(7));    // joins 4-6 and 8
+  EXPECT_TRUE(s.Insert(9));    // and 10-11: one run
+  EXPECT_EQ(s.runs(), 1u);
+  EXPECT_TRUE(s.Insert(3));    // before the first
+  EXPECT_TRUE(s.Erase(7));     // the middle: split
+  EXPECT_FALSE(s.Erase(7));
+  EXPECT_FALSE(s.Erase(2));    // before every run
+  EXPECT_FALSE(s.Erase(12));   // after
+  EXPECT_TRUE(s.Erase(3));     // the front
+  EXPECT_TRUE(s.Erase(11));    // a run's last
+  EXPECT_EQ(s.size(), 6u);
+  EXPECT_THAT(Indices(s), ElementsAre(4, 5, 6, 8, 9, 10));
+  EXPECT_TRUE(s.Contains(8));
+  EXPECT_FALSE(s.Contains(7));
+  EXPECT_FALSE(s.Contains(0));
+}
+
+TEST(IndexSetTest, TheLastIndexesDoNotWrap) {
+  IndexSet s;
+  EXPECT_TRUE(s.Insert(UINT32_MAX));
+  EXPECT_TRUE(s.Insert(0));
+  EXPECT_TRUE(s.Insert(UINT32_MAX - 1));
+  EXPECT_FALSE(s.Insert(UINT32_MAX));
+  EXPECT_THAT(Indices(s), ElementsAre(0u, UINT32_MAX - 1, UINT32_MAX));
+  EXPECT_TRUE(s.Erase(UINT32_MAX));
+  EXPECT_FALSE(s.Contains(UINT32_MAX));
+  EXPECT_TRUE(s.Contains(UINT32_MAX - 1));
+}
+
+// Against std::set: random inserts, erases and lookups, in runs and
+// scattered, over a small range so that they collide.
+TEST(IndexSetTest, AgreesWithAnOrderedSetOnRandomOperations) {
+  std::srand(17);
+  IndexSet s;
+  std::set<uint32_t> want;
+  for (int step = 0; step < 200'000; ++step) {
+    const uint32_t i = static_cast<uint32_t>(std::rand() % 300);
+    switch (std::rand() % 4) {
+      case 0:
+        ASSERT_EQ(s.Insert(i), want.insert(i).second) << "insert " << i << " at step " << step;
+        break;
+      case 1: {  // a dealt run
+        const uint32_t n = static_cast<uint32_t>(std::rand() % 8);
+        for (uint32_t k = i; k < i + n; ++k) ASSERT_EQ(s.Insert(k), want.insert(k).second) << step;
+        break;
+      }
+      case 2:
+        ASSERT_EQ(s.Erase(i), want.erase(i) == 1) << "erase " << i << " at step " << step;
+        break;
+      default:
+        ASSERT_EQ(s.Contains(i), want.count(i) == 1) << "contains " << i << " at step " << step;
+    }
+    ASSERT_EQ(s.size(), want.size());
+    if (step % 1000 == 0) {
+      ASSERT_EQ(Indices(s), std::vector<uint32_t>(want.begin(), want.end())) << step;
+      size_t runs = 0;  // maximal runs: neighbours always joined
+      for (auto it = want.begin(); it != want.end(); ++it) {
+        if (it == want.begin() || *std::prev(it) + 1 != *it) ++runs;
+      }
+      ASSERT_EQ(s.runs(), runs) << step;
+    }
+  }
+  ASSERT_EQ(Indices(s), std::vector<uint32_t>(want.begin(), want.end()));
 }
 
 TEST(SchedulerTest, ANewJobOfAMillionTasksDealsThemInOrder) {
