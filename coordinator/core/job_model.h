@@ -78,6 +78,12 @@ class WallNs {
  public:
   constexpr WallNs() = default;
   WallNs(absl::Time t) : ns_(t == absl::InfinitePast() ? kNone : absl::ToUnixNanos(t)) {}  // NOLINT
+  // `ns` must not be INT64_MIN (that is "not set").
+  static WallNs FromUnixNanos(int64_t ns) {
+    WallNs w;
+    w.ns_ = ns;
+    return w;
+  }
   operator absl::Time() const { return time(); }  // NOLINT
   absl::Time time() const { return ns_ == kNone ? absl::InfinitePast() : absl::FromUnixNanos(ns_); }
   // Without the trip through absl::Time (aggregation reads a million).

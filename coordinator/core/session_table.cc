@@ -135,13 +135,21 @@ void Session::RecordTiming(const v1::TaskResult& result, v1::TaskKind kind, absl
   a.calibrated_rate = CalibratedRate(kind, a.start_cpu);
   a.cpu_ns = result.cpu_ns();
   a.iterations_done = result.iterations_done();
-  const absl::Duration ran = absl::Nanoseconds(result.end_mono_ns() - result.start_mono_ns());
-  a.started_at = offset_valid ? ToCoordinatorTime(result.start_mono_ns()) : now - ran;
+  // In Unix nanoseconds, not absl::Time: this runs for every result. The
+  // readings are validated to [0, kMaxClockNs) and the offset to within
+  // +-kMaxClockNs (limits.h), so no sum or difference below overflows.
+  const int64_t now_ns = a.result_at.unix_ns();
+  const int64_t ran = result.end_mono_ns() - result.start_mono_ns();
+  int64_t started = offset_valid ? result.start_mono_ns() + clock_offset_ns : now_ns - ran;
   // The offset estimate is only good to half a round trip; keep what we
   // know for sure: the attempt ran between its assignment and its result.
-  if (a.started_at < a.assigned_at) a.started_at = a.assigned_at;
-  if (a.started_at + ran > now) a.started_at = std::max(a.assigned_at.time(), now - ran);
-  a.ended_at = a.started_at + ran;
+  // (An attempt without an assignment time, WallNs's INT64_MIN, keeps
+  // whatever its start is.)
+  const int64_t assigned = a.assigned_at.unix_ns();
+  if (started < assigned) started = assigned;
+  if (started > now_ns - ran) started = std::max(assigned, now_ns - ran);
+  a.started_at = WallNs::FromUnixNanos(started);
+  a.ended_at = WallNs::FromUnixNanos(started + ran);
 }
 
 double Session::CalibratedRate(v1::TaskKind kind, int cpu) const {

@@ -723,6 +723,38 @@ TEST_F(CoordinatorTest, TimingUsesTheWorkersClockOffset) {
   EXPECT_DOUBLE_EQ(report.timing().overhead_seconds(), 2.0 - 1.234567891);
 }
 
+// The offset estimate is good to half a round trip only: a run it would
+// put before its assignment, or ending after its result came in, is moved
+// to lie between the two, its length kept.
+TEST_F(CoordinatorTest, AnOffClockOffsetStillPutsTheRunBetweenAssignmentAndResult) {
+  ASSERT_OK_AND_ASSIGN(FakeWorker w, Attach("w", 1));
+  const int64_t worker_mono_at_submit = 50 * kSecond;
+  const int64_t ran = 1'234'567'891;
+  struct Case {
+    const char* what;
+    int64_t offset_error_ns;      // how wrong the worker's offset is
+    double want_start_offset_s;   // after the assignment (at submit)
+  };
+  for (const Case& c : {Case{"offset 1 s early: before its assignment", -kSecond, 0.0},
+                        Case{"offset 1.5 s late: past its result", 3 * kSecond / 2, 2.0 - 1.234567891}}) {
+    SCOPED_TRACE(c.what);
+    ASSERT_OK_AND_ASSIGN(auto sub, coord_->Submit(Countdown(1)));
+    const absl::Time submitted = clock_.Now();
+    const v1::Assignment a = w.channel->TakeNew().at(0);
+    const int64_t offset = absl::ToUnixNanos(submitted) - worker_mono_at_submit + c.offset_error_ns;
+    ASSERT_OK(Heartbeat(w, 1, worker_mono_at_submit, true, offset));
+    const int64_t start = worker_mono_at_submit + 250'000'000;  // truly 0.25 s after submit
+    clock_.Advance(absl::Seconds(2));
+    ASSERT_OK(Result(w, MakeResult(a, v1::TASK_STATE_SUCCEEDED, start, start + ran, "", 0)));
+    ASSERT_OK_AND_ASSIGN(auto report, coord_->GetReport(sub.job_id(), true));
+    ASSERT_THAT(report.tasks(), SizeIs(1));
+    const v1::TaskTiming& t = report.tasks(0);
+    EXPECT_DOUBLE_EQ(t.seconds(), ran / 1e9);
+    EXPECT_NEAR(t.start_offset_seconds(), c.want_start_offset_s, 1e-9);
+    EXPECT_NEAR(t.result_seconds(), 2.0 - c.want_start_offset_s - ran / 1e9, 1e-9);
+  }
+}
+
 TEST_F(CoordinatorTest, TimingWithoutOffsetEndsAtTheResult) {
   ASSERT_OK_AND_ASSIGN(FakeWorker w, Attach("w", 1));
   ASSERT_OK_AND_ASSIGN(auto sub, coord_->Submit(Countdown(1)));
