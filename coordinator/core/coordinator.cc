@@ -394,7 +394,7 @@ void Coordinator::HandleStartedLocked(Session& session, const v1::TaskStarted& s
   if (t == nullptr) return;
   const absl::Time now = clock_->Now();
   const MonoTime mono_now = clock_->Mono();
-  if (t->backup() && t->backup()->number == started.task().attempt() && t->backup()->session == session.id &&
+  if (t->backup() && t->backup()->number == started.task().attempt() && t->backup()->session == session.id_name &&
       !t->backup()->running) {
     Attempt& b = *t->backup();
     b.running = true;
@@ -405,7 +405,7 @@ void Coordinator::HandleStartedLocked(Session& session, const v1::TaskStarted& s
     CountDown(session.assigned);
     return;
   }
-  if (t->current.number != started.task().attempt() || t->current.session != session.id ||
+  if (t->current.number != started.task().attempt() || t->current.session != session.id_name ||
       t->state != v1::TASK_STATE_ASSIGNED) {
     return;  // stale: the attempt was requeued, cancelled or already ended
   }
@@ -427,11 +427,11 @@ void Coordinator::LeaveSessionLocked(Session& session, absl::string_view job_id,
 void Coordinator::HandleResultLocked(Session& session, JobRecord& job, const v1::TaskResult& result,
                                      absl::Time now) {
   TaskRecord& t = job.tasks[result.task().task_index()];
-  if (t.backup() && t.backup()->number == result.task().attempt() && t.backup()->session == session.id) {
+  if (t.backup() && t.backup()->number == result.task().attempt() && t.backup()->session == session.id_name) {
     HandleBackupResultLocked(session, job, t, result);
     return;
   }
-  if (t.current.number != result.task().attempt() || t.current.session != session.id) {
+  if (t.current.number != result.task().attempt() || t.current.session != session.id_name) {
     if (t.stopped_loser() != 0 && t.stopped_loser() == result.task().attempt()) {
       t.set_stopped_loser(0);  // the stopped speculation loser's echo (counted in backups_cancelled)
       return;
@@ -544,11 +544,11 @@ void Coordinator::HandleReturnedLocked(Session& session, const v1::DrainNotice& 
   for (const v1::TaskRef& ref : notice.returned()) {
     JobRecord* job = nullptr;
     TaskRecord* t = FindTaskLocked(ref, &job);
-    if (t != nullptr && t->backup() && t->backup()->number == ref.attempt() && t->backup()->session == session.id) {
+    if (t != nullptr && t->backup() && t->backup()->number == ref.attempt() && t->backup()->session == session.id_name) {
       DropReturnedBackupLocked(session, *job, *t);
       continue;
     }
-    if (t == nullptr || t->current.number != ref.attempt() || t->current.session != session.id ||
+    if (t == nullptr || t->current.number != ref.attempt() || t->current.session != session.id_name ||
         IsTerminal(t->state)) {
       continue;
     }

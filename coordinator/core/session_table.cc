@@ -86,6 +86,7 @@ Session Session::FromHello(const v1::Hello& hello, std::string id, std::string n
                            std::shared_ptr<WorkerChannel> channel, absl::Time now, MonoTime mono_now) {
   Session s;
   s.id = std::move(id);
+  s.id_name = Name(s.id);
   s.name = std::move(name);
   s.instance_id = hello.instance_id();
   s.host = hello.host();

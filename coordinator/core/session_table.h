@@ -69,6 +69,9 @@ struct HeartbeatPacing {
 // One attached worker (or, once in the gone ring, one that left).
 struct Session {
   std::string id;
+  // `id` interned (FromHello sets it): what an attempt's `session` is
+  // compared with for every message, as one integer.
+  Name id_name;
   std::string name;
   std::string instance_id;
   v1::HostInfo host;
