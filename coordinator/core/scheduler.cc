@@ -246,6 +246,7 @@ absl::StatusOr<std::vector<TaskKey>> Scheduler::RemoveWorker(absl::string_view s
     job->second.queued.push_front(t.index);  // descending order above keeps the lowest index first
     ++queued_;
   }
+  if (last_worker_ == &it->second) last_worker_ = nullptr;
   workers_.erase(it);
   return tasks;
 }
@@ -334,8 +335,8 @@ absl::Status Scheduler::Adopt(absl::string_view session, const TaskKey& task) {
 
 absl::Status Scheduler::Release(absl::string_view session, absl::string_view job_id, uint32_t index) {
   absl::MutexLock lock(&mu_);
-  auto it = workers_.find(session);
-  if (it == workers_.end() || !it->second.in_flight.Erase(job_id, index)) {
+  Worker* w = FindWorkerLocked(session);
+  if (w == nullptr || !w->in_flight.Erase(job_id, index)) {
     return absl::NotFoundError(absl::StrCat("task ", job_id, "/", index, " is not in flight on session ", session));
   }
   if (Job* job = FindJobLocked(job_id)) --job->in_flight;
@@ -467,6 +468,14 @@ int Scheduler::PrefetchFor(const Job& job, const Worker& worker, int fleet_slots
   const bool plenty =
       job.queued.size() > static_cast<size_t>(kTailSlotsFactor) * static_cast<size_t>(fleet_slots);
   return PrefetchSize(worker.rtt_seconds, job.task_seconds, worker.spec.slots, plenty);
+}
+
+Scheduler::Worker* Scheduler::FindWorkerLocked(absl::string_view session) {
+  if (last_worker_ != nullptr && last_worker_->spec.session == session) return last_worker_;
+  auto it = workers_.find(session);
+  if (it == workers_.end()) return nullptr;
+  last_worker_ = &it->second;
+  return last_worker_;
 }
 
 Scheduler::Job* Scheduler::FindJobLocked(absl::string_view job_id) {

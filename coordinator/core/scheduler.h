@@ -330,10 +330,14 @@ class Scheduler {
   mutable absl::Mutex mu_;
   // The job (nullptr if unknown): the last one found without hashing its id.
   Job* FindJobLocked(absl::string_view job_id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The session's worker, or nullptr; remembers the last one found (a
+  // message's results are released one after another, all for one session).
+  Worker* FindWorkerLocked(absl::string_view session) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   std::map<std::string, Worker, std::less<>> workers_ ABSL_GUARDED_BY(mu_);  // looked up by string_view: no copy a task
   absl::node_hash_map<std::string, Job> jobs_ ABSL_GUARDED_BY(mu_);          // entries stay put
   Job* last_job_ ABSL_GUARDED_BY(mu_) = nullptr;  // FindJobLocked's last find; cleared when a job goes
+  Worker* last_worker_ ABSL_GUARDED_BY(mu_) = nullptr;  // FindWorkerLocked's; cleared when a worker goes
   size_t queued_ ABSL_GUARDED_BY(mu_) = 0;
   size_t cursor_ ABSL_GUARDED_BY(mu_) = 0;
 };

@@ -862,6 +862,26 @@ TEST(SchedulerTest, AJobScheduledAgainUnderItsIdIsTheNewOne) {
   }
 }
 
+// Release remembers the last session's worker: a worker removed and
+// attached again under the same session id is the new one (a stale
+// pointer is a heap-use-after-free under ASan).
+TEST(SchedulerTest, AWorkerAttachedAgainUnderItsSessionIsTheNewOne) {
+  Scheduler s(Prefetch(0));
+  ASSERT_OK(s.AddJob("x", {}, Range(10), 1));
+  for (uint32_t round = 0; round < 3; ++round) {
+    SCOPED_TRACE(round);
+    ASSERT_OK(s.AddWorker(Worker("a", 1)));
+    std::vector<Scheduler::Assignment> as = s.Dispatch();
+    ASSERT_EQ(as.size(), 1u);
+    ASSERT_OK(s.Release("a", as[0].task));  // remembered
+    as = s.Dispatch();
+    ASSERT_EQ(as.size(), 1u);
+    ASSERT_OK_AND_ASSIGN(std::vector<TaskKey> returned, s.RemoveWorker("a"));
+    EXPECT_THAT(returned, ElementsAre(as[0].task));
+    EXPECT_THAT(s.Release("a", as[0].task), StatusIs(absl::StatusCode::kNotFound, HasSubstr("not in flight")));
+  }
+}
+
 }  // namespace
 }  // namespace busyfleet::coordinator
 
