@@ -35,7 +35,10 @@ size_t PrefaultForWrite(void* begin, size_t bytes) {
   if (last <= first) return 0;
   const uintptr_t total = last - first;
   const unsigned cpus = std::max(1u, std::thread::hardware_concurrency());
-  const uintptr_t parts = total < kParallelPrefaultBytes ? 1 : std::min<uintptr_t>(std::min(cpus, 4u), total / (kParallelPrefaultBytes / 2));
+  // One part a CPU (at most four), each of at least half the threshold.
+  const uintptr_t parts = total < kParallelPrefaultBytes
+                              ? 1
+                              : std::min<uintptr_t>(std::min(cpus, 4u), total / (kParallelPrefaultBytes / 2));
   const uintptr_t step = (total / parts + page - 1) / page * page;
   std::atomic<bool> ok = true;
   std::vector<std::thread> helpers;

@@ -144,8 +144,8 @@ void Session::RecordTiming(const v1::TaskResult& result, v1::TaskKind kind, absl
   int64_t started = offset_valid ? result.start_mono_ns() + clock_offset_ns : now_ns - ran;
   // The offset estimate is only good to half a round trip; keep what we
   // know for sure: the attempt ran between its assignment and its result.
-  // (An attempt without an assignment time, WallNs's INT64_MIN, keeps
-  // whatever its start is.)
+  // (An attempt without an assignment time, WallNs's INT64_MIN, has only
+  // the second bound.)
   const int64_t assigned = a.assigned_at.unix_ns();
   if (started < assigned) started = assigned;
   if (started > now_ns - ran) started = std::max(assigned, now_ns - ran);
