@@ -64,7 +64,9 @@ class Recorder {
       }
       absl::MutexLock lock(&mu_);
       EXPECT_TRUE(ValidatePacked(run.packed, 1'000'000, int64_t{1} << 62).ok());
-      run_sizes_.push_back(run.packed.index_delta_size());
+      // Every task of the run: a task that moved to another CPU while it
+      // ran (or did not complete) comes as one of `others`, not packed.
+      run_sizes_.push_back(run.packed.index_delta_size() + static_cast<int>(run.others.size()));
       ForEachPackedResult(run.packed, [&](const v1::TaskResult& r) { results_.push_back(r); });
       for (v1::TaskResult& r : run.others) results_.push_back(std::move(r));
     };
