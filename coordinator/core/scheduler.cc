@@ -79,9 +79,10 @@ bool IndexQueue::Erase(uint32_t index) {
   return false;
 }
 
+bool IndexSet::StartsAfter(uint32_t index, const Run& r) { return index < r.first; }
+
 std::vector<IndexSet::Run>::iterator IndexSet::After(uint32_t index) {
-  return std::upper_bound(runs_.begin(), runs_.end(), index,
-                          [](uint32_t i, const Run& r) { return i < r.first; });
+  return std::upper_bound(runs_.begin(), runs_.end(), index, StartsAfter);
 }
 
 bool IndexSet::Insert(uint32_t index) {
@@ -141,8 +142,7 @@ bool IndexSet::Erase(uint32_t index) {
 }
 
 bool IndexSet::Contains(uint32_t index) const {
-  auto next = std::upper_bound(runs_.begin(), runs_.end(), index,
-                               [](uint32_t i, const Run& r) { return i < r.first; });
+  auto next = std::upper_bound(runs_.begin(), runs_.end(), index, StartsAfter);
   return next != runs_.begin() && index <= (next - 1)->last;
 }
 

@@ -76,6 +76,8 @@ class IndexSet {
     uint32_t first;
     uint32_t last;  // inclusive: a run may end at UINT32_MAX
   };
+  // upper_bound's order: `r` starts after `index`.
+  static bool StartsAfter(uint32_t index, const Run& r);
   // The first run starting after `index`.
   std::vector<Run>::iterator After(uint32_t index);
   std::vector<Run> runs_;
