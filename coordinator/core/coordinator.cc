@@ -1,6 +1,7 @@
 #include "coordinator/core/coordinator.h"
 
 #include <algorithm>
+#include <climits>
 #include <cmath>
 #include <optional>
 #include <utility>
@@ -352,9 +353,7 @@ absl::Status Coordinator::HandleMessage(absl::string_view session_id,
         // One lookup for the group; the job may end (not go) within it.
         JobRecord* job = FindJobLocked(packed.job_id());
         if (job == nullptr) continue;
-        ForEachPackedResult(packed, [&](const v1::TaskResult& result) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-          if (result.task().task_index() < job->tasks.size()) HandleResultLocked(*session, *job, result, now);
-        });
+        HandlePackedLocked(*session, *job, packed, now);
       }
       break;
     }
@@ -476,6 +475,71 @@ void Coordinator::HandleResultLocked(Session& session, JobRecord& job, const v1:
   }
 }
 
+void Coordinator::HandlePackedLocked(Session& session, JobRecord& job, const v1::PackedResults& packed,
+                                     absl::Time now) {
+  // The scheduler's share of the fast path, told once for the group (and
+  // before anything else touches the job's tasks in flight).
+  std::vector<uint32_t> released;
+  std::vector<double> observed;
+  released.reserve(static_cast<size_t>(packed.index_delta_size()));
+  auto tell_scheduler = [&] {
+    if (!released.empty()) (void)scheduler_.ReleaseMany(session.id, job.id, released);
+    if (!observed.empty()) scheduler_.ObserveTaskSeconds(job.id, observed);
+    released.clear();
+    observed.clear();
+  };
+  const WallNs now_ns(now);
+  RunReading run;
+  run.pid = packed.pid();
+  // A run's entries share their slot and mostly their CPU: their pin and
+  // calibrated rate are looked up when they change.
+  uint32_t bound_slot = UINT32_MAX;
+  int rate_cpu = INT_MIN;
+  float rate = 0;
+  v1::TaskResult slow;  // the other cases, as HandleResultLocked takes them
+  slow.mutable_task()->set_job_id(packed.job_id());
+  slow.set_state(v1::TASK_STATE_SUCCEEDED);
+  slow.set_pid(packed.pid());
+  ForEachPackedEntry(packed, [&](const PackedEntry& e) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (e.index >= job.tasks.size()) return;
+    TaskRecord& t = job.tasks[e.index];
+    // HandleResultLocked's path for a successful current attempt on this
+    // session, with no speculation copy, that does not end the job.
+    const bool in_flight = t.state == v1::TASK_STATE_RUNNING || t.state == v1::TASK_STATE_ASSIGNED;
+    if (!in_flight || t.backup() != nullptr || t.current.number != e.attempt || t.current.session != session.id_name ||
+        job.succeeded + 1 >= job.tasks.size()) {
+      tell_scheduler();
+      SetPackedResult(packed, e, slow);
+      HandleResultLocked(session, job, slow, now);
+      return;
+    }
+    CountDown(t.state == v1::TASK_STATE_RUNNING ? session.running : session.assigned);
+    released.push_back(e.index);
+    if (e.slot != bound_slot) {
+      bound_slot = e.slot;
+      run.bound_cpus = BoundCpusOf(packed, e.slot);
+    }
+    run.slot = e.slot;
+    run.start_cpu = CpuNumber(e.start_cpu_plus1 != 0, e.start_cpu_plus1 - 1);
+    run.end_cpu = CpuNumber(e.end_cpu_plus1 != 0, e.end_cpu_plus1 - 1);
+    run.cpu_ns = e.cpu_ns;
+    run.iterations_done = e.iterations_done;
+    run.start_mono_ns = e.start_mono_ns;
+    run.end_mono_ns = e.end_mono_ns;
+    if (run.start_cpu != rate_cpu) {
+      rate_cpu = run.start_cpu;
+      rate = static_cast<float>(session.CalibratedRate(job.spec.kind(), run.start_cpu));
+    }
+    session.RecordTiming(run, rate, now_ns, t.current);
+    t.set_interference(std::nullopt);
+    MarkDirtyLocked(job, t.index);
+    t.current.session.clear();  // any later result for this attempt is a duplicate
+    ++session.tasks_done;
+    SucceedTaskLocked(job, t, &observed);
+  });
+  tell_scheduler();
+}
+
 void Coordinator::EndAttemptLocked(JobRecord& job, TaskRecord& t, AttemptEnd end, std::string why,
                                    Queued queued) {
   t.current.session.clear();
@@ -513,11 +577,15 @@ void Coordinator::StopLoserLocked(JobRecord& job, TaskRecord& t, const Attempt& 
   ++job.backups_cancelled;
 }
 
-void Coordinator::SucceedTaskLocked(JobRecord& job, TaskRecord& t) {
+void Coordinator::SucceedTaskLocked(JobRecord& job, TaskRecord& t, std::vector<double>* observed) {
   ++counters_.succeeded;
   if (t.has_timing()) {
     counters_.task_seconds.Add(t.seconds());
-    scheduler_.ObserveTaskSeconds(job.id, t.seconds());
+    if (observed != nullptr) {
+      observed->push_back(t.seconds());
+    } else {
+      scheduler_.ObserveTaskSeconds(job.id, t.seconds());
+    }
   }
   job.SetTaskState(t, v1::TASK_STATE_SUCCEEDED);
   t.set_error("");

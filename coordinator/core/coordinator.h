@@ -213,6 +213,11 @@ class Coordinator {
   // `now`: when the result's message arrived.
   void HandleResultLocked(Session& session, JobRecord& job, const v1::TaskResult& result, absl::Time now)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // A worker's packed results of `job` (one group): what HandleResultLocked
+  // does with each, the common case without a TaskResult message each and
+  // with the scheduler told once for the group.
+  void HandlePackedLocked(Session& session, JobRecord& job, const v1::PackedResults& packed, absl::Time now)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void HandleReturnedLocked(Session& session, const v1::DrainNotice& notice)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void RemoveSessionLocked(const std::string& session_id, const std::string& why)
@@ -295,7 +300,10 @@ class Coordinator {
   void StopLoserLocked(JobRecord& job, TaskRecord& t, const Attempt& loser, bool running)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // A task's final outcome: counters, and the job's end when it decides it.
-  void SucceedTaskLocked(JobRecord& job, TaskRecord& t) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // `observed`: where the task's seconds go for the scheduler's moving
+  // average (the caller tells it later, in order); null: told now.
+  void SucceedTaskLocked(JobRecord& job, TaskRecord& t, std::vector<double>* observed = nullptr)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void FailTaskLocked(JobRecord& job, TaskRecord& t, std::string job_error) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void FinishJobLocked(JobRecord& job, v1::JobState state, std::string error)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

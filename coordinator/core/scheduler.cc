@@ -189,6 +189,16 @@ bool Scheduler::FlightSet::Erase(absl::string_view job_id, uint32_t index) {
   return true;
 }
 
+size_t Scheduler::FlightSet::EraseMany(absl::string_view job_id, absl::Span<const uint32_t> indices) {
+  Entry* entry = Find(job_id, /*add=*/false);
+  if (entry == nullptr) return 0;
+  size_t erased = 0;
+  for (const uint32_t index : indices) erased += entry->second.Erase(index) ? 1 : 0;
+  size_ -= erased;
+  if (entry->second.empty()) EraseEntry(entry);
+  return erased;
+}
+
 bool Scheduler::FlightSet::Contains(absl::string_view job_id, uint32_t index) const {
   auto it = by_job_.find(job_id);
   return it != by_job_.end() && it->second.Contains(index);
@@ -343,6 +353,16 @@ absl::Status Scheduler::Release(absl::string_view session, absl::string_view job
   return absl::OkStatus();
 }
 
+size_t Scheduler::ReleaseMany(absl::string_view session, absl::string_view job_id,
+                               absl::Span<const uint32_t> indices) {
+  absl::MutexLock lock(&mu_);
+  Worker* w = FindWorkerLocked(session);
+  if (w == nullptr) return 0;
+  const size_t released = w->in_flight.EraseMany(job_id, indices);
+  if (Job* job = FindJobLocked(job_id)) job->in_flight -= static_cast<uint32_t>(released);
+  return released;
+}
+
 absl::Status Scheduler::Requeue(const TaskKey& task) {
   absl::MutexLock lock(&mu_);
   auto job = jobs_.find(task.job_id);
@@ -492,6 +512,17 @@ void Scheduler::ObserveTaskSeconds(absl::string_view job_id, double seconds) {
   if (job == nullptr || !(seconds >= 0)) return;
   double& ewma = job->task_seconds;
   ewma = ewma < 0 ? seconds : 0.8 * ewma + 0.2 * seconds;
+}
+
+void Scheduler::ObserveTaskSeconds(absl::string_view job_id, absl::Span<const double> seconds) {
+  absl::MutexLock lock(&mu_);
+  Job* job = FindJobLocked(job_id);
+  if (job == nullptr) return;
+  double& ewma = job->task_seconds;
+  for (const double s : seconds) {
+    if (!(s >= 0)) continue;
+    ewma = ewma < 0 ? s : 0.8 * ewma + 0.2 * s;
+  }
 }
 
 Scheduler::Job* Scheduler::PickJob(const Worker& worker, bool prefetch, int fleet_slots) {

@@ -17,6 +17,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/types/span.h"
 #include "absl/time/time.h"
 #include "busyfleet/v1/types.pb.h"
 
@@ -176,6 +177,9 @@ class Scheduler {
   // A task of the job took `seconds`: updates the job's moving average of
   // task durations (which sets its prefetch). Unknown jobs are ignored.
   void ObserveTaskSeconds(absl::string_view job_id, double seconds);
+  // The same for each of `seconds`, in order, with one lookup (a worker's
+  // run of results).
+  void ObserveTaskSeconds(absl::string_view job_id, absl::Span<const double> seconds);
 
   // AlreadyExists if the session is known; InvalidArgument for slots < 1.
   absl::Status AddWorker(WorkerSpec worker);
@@ -203,6 +207,10 @@ class Scheduler {
     return Release(session, task.job_id, task.index);
   }
   absl::Status Release(absl::string_view session, absl::string_view job_id, uint32_t index);
+  // Release of each of `indices` (tasks of one job) on `session`, with one
+  // lookup of each: a worker's run of results. Returns how many were in
+  // flight there; the others are skipped.
+  size_t ReleaseMany(absl::string_view session, absl::string_view job_id, absl::Span<const uint32_t> indices);
   // Queues a task of a known job again, at the front. NotFound for an
   // unknown job.
   absl::Status Requeue(const TaskKey& task);
@@ -275,6 +283,8 @@ class Scheduler {
 
     bool Insert(absl::string_view job_id, uint32_t index);
     bool Erase(absl::string_view job_id, uint32_t index);
+    // Erase of each of `indices`; returns how many were there.
+    size_t EraseMany(absl::string_view job_id, absl::Span<const uint32_t> indices);
     bool Contains(absl::string_view job_id, uint32_t index) const;
     // Removes the job's tasks; returns their indices (any order).
     std::vector<uint32_t> TakeJob(absl::string_view job_id);

@@ -126,22 +126,37 @@ MonoTime Session::StartMono(int64_t start_mono_ns, MonoTime assigned_mono, absl:
 }
 
 void Session::RecordTiming(const v1::TaskResult& result, v1::TaskKind kind, absl::Time now, Attempt& a) const {
-  a.slot = result.slot();
+  RunReading run;
+  run.slot = result.slot();
+  run.pid = result.pid();
+  run.start_cpu = CpuNumber(result.has_start_cpu(), result.start_cpu());
+  run.end_cpu = CpuNumber(result.has_end_cpu(), result.end_cpu());
+  run.migrated = result.migrated();
+  run.bound_cpus = result.bound_cpus();
+  run.cpu_ns = result.cpu_ns();
+  run.iterations_done = result.iterations_done();
+  run.start_mono_ns = result.start_mono_ns();
+  run.end_mono_ns = result.end_mono_ns();
+  RecordTiming(run, static_cast<float>(CalibratedRate(kind, run.start_cpu)), now, a);
+}
+
+void Session::RecordTiming(const RunReading& run, float calibrated_rate, WallNs now, Attempt& a) const {
+  a.slot = run.slot;
   a.result_at = now;
-  a.pid = result.pid();
-  a.start_cpu = CpuNumber(result.has_start_cpu(), result.start_cpu());
-  a.end_cpu = CpuNumber(result.has_end_cpu(), result.end_cpu());
-  a.migrated = result.migrated();
-  a.bound_cpus = result.bound_cpus();
-  a.calibrated_rate = CalibratedRate(kind, a.start_cpu);
-  a.cpu_ns = result.cpu_ns();
-  a.iterations_done = result.iterations_done();
+  a.pid = run.pid;
+  a.start_cpu = run.start_cpu;
+  a.end_cpu = run.end_cpu;
+  a.migrated = run.migrated;
+  a.bound_cpus = run.bound_cpus;
+  a.calibrated_rate = calibrated_rate;
+  a.cpu_ns = run.cpu_ns;
+  a.iterations_done = run.iterations_done;
   // In Unix nanoseconds, not absl::Time: this runs for every result. The
   // readings are validated to [0, kMaxClockNs) and the offset to within
   // +-kMaxClockNs (limits.h), so no sum or difference below overflows.
-  const int64_t now_ns = a.result_at.unix_ns();
-  const int64_t ran = result.end_mono_ns() - result.start_mono_ns();
-  int64_t started = offset_valid ? result.start_mono_ns() + clock_offset_ns : now_ns - ran;
+  const int64_t now_ns = now.unix_ns();
+  const int64_t ran = run.end_mono_ns - run.start_mono_ns;
+  int64_t started = offset_valid ? run.start_mono_ns + clock_offset_ns : now_ns - ran;
   // The offset estimate is only good to half a round trip; keep what we
   // know for sure: the attempt ran between its assignment and its result.
   // (An attempt without an assignment time, WallNs's INT64_MIN, has only

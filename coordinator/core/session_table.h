@@ -66,6 +66,21 @@ struct HeartbeatPacing {
   static constexpr double kShrinkBand = 1.5;
 };
 
+// What a result says about its run, as plain values (Attempt's fields).
+struct RunReading {
+  uint32_t slot = 0;
+  uint32_t pid = 0;
+  int16_t start_cpu = -1;  // CpuNumber
+  int16_t end_cpu = -1;
+  bool migrated = false;
+  Name bound_cpus;
+  int64_t cpu_ns = 0;
+  uint64_t iterations_done = 0;
+  // On the worker's monotonic clock.
+  int64_t start_mono_ns = 0;
+  int64_t end_mono_ns = 0;
+};
+
 // One attached worker (or, once in the gone ring, one that left).
 struct Session {
   std::string id;
@@ -132,6 +147,9 @@ struct Session {
   // Puts a result's worker times on our clock, kept between the attempt's
   // assignment and `now` (when its result arrived); takes its figures.
   void RecordTiming(const v1::TaskResult& result, v1::TaskKind kind, absl::Time now, Attempt& a) const;
+  // The same from plain values (a packed result): `calibrated_rate` is
+  // CalibratedRate(kind, the start CPU), which the caller may keep for a run.
+  void RecordTiming(const RunReading& run, float calibrated_rate, WallNs now, Attempt& a) const;
   // Its calibrated per-core rate for `kind`: CPU `cpu`'s when calibrated,
   // else the median over its CPUs; 0 when it has no calibration of `kind`.
   double CalibratedRate(v1::TaskKind kind, int cpu) const;

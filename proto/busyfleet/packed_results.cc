@@ -180,44 +180,43 @@ int PackedEntries(const v1::TaskUpdates& updates) {
   return n > INT32_MAX ? INT32_MAX : static_cast<int>(n);
 }
 
-namespace packed_internal {
-
-void Decode(const v1::PackedResults& p, int i, int64_t& index, int64_t& start, v1::TaskResult& r) {
-  index += p.index_delta(i);
-  start += p.start_delta_ns(i);
+void SetPackedResult(const v1::PackedResults& p, const PackedEntry& e, v1::TaskResult& r) {
   v1::TaskRef& ref = *r.mutable_task();
-  ref.set_task_index(static_cast<uint32_t>(index));
-  ref.set_attempt(p.attempt(i));
-  r.set_slot(p.slot(i));
-  r.set_start_mono_ns(start);
-  r.set_end_mono_ns(start + static_cast<int64_t>(p.wall_ns(i)));
-  r.set_cpu_ns(static_cast<int64_t>(p.cpu_ns(i)));
-  r.set_iterations_done(p.iterations_done(i));
+  ref.set_task_index(e.index);
+  ref.set_attempt(e.attempt);
+  r.set_slot(e.slot);
+  r.set_start_mono_ns(e.start_mono_ns);
+  r.set_end_mono_ns(e.end_mono_ns);
+  r.set_cpu_ns(e.cpu_ns);
+  r.set_iterations_done(e.iterations_done);
   if (p.base_unix_ns() != 0) {
-    *r.mutable_start_wall() = ToProtoTimestamp(absl::FromUnixNanos(p.base_unix_ns() + (start - p.base_mono_ns())));
+    *r.mutable_start_wall() =
+        ToProtoTimestamp(absl::FromUnixNanos(p.base_unix_ns() + (e.start_mono_ns - p.base_mono_ns())));
   } else {
     r.clear_start_wall();
   }
-  const uint32_t start_cpu = p.start_cpu_plus1_size() > i ? p.start_cpu_plus1(i) : 0;
-  const uint32_t end_cpu = p.end_cpu_plus1_size() > i ? p.end_cpu_plus1(i) : 0;
-  if (start_cpu != 0) {
-    r.set_start_cpu(start_cpu - 1);
+  if (e.start_cpu_plus1 != 0) {
+    r.set_start_cpu(e.start_cpu_plus1 - 1);
   } else {
     r.clear_start_cpu();
   }
-  if (end_cpu != 0) {
-    r.set_end_cpu(end_cpu - 1);
+  if (e.end_cpu_plus1 != 0) {
+    r.set_end_cpu(e.end_cpu_plus1 - 1);
   } else {
     r.clear_end_cpu();
   }
-  if (r.slot() < static_cast<uint32_t>(p.slot_bound_cpus_size())) {
-    r.set_bound_cpus(p.slot_bound_cpus(static_cast<int>(r.slot())));
+  const std::string& bound = BoundCpusOf(p, e.slot);
+  if (!bound.empty()) {
+    r.set_bound_cpus(bound);
   } else {
     r.clear_bound_cpus();
   }
 }
 
-}  // namespace packed_internal
+const std::string& BoundCpusOf(const v1::PackedResults& p, uint32_t slot) {
+  static const std::string* const kNone = new std::string();
+  return slot < static_cast<uint32_t>(p.slot_bound_cpus_size()) ? p.slot_bound_cpus(static_cast<int>(slot)) : *kNone;
+}
 
 void UnpackInto(v1::TaskUpdates& updates) {
   for (const v1::PackedResults& p : updates.packed()) {

@@ -60,6 +60,36 @@ absl::Status ValidatePacked(const v1::PackedResults& p, int max_entries, int64_t
 // Entries in every group of `updates` (for a per-message limit).
 int PackedEntries(const v1::TaskUpdates& updates);
 
+// One packed entry as plain values (what the coordinator reads, without a
+// TaskResult message per entry).
+struct PackedEntry {
+  uint32_t index = 0;
+  uint32_t attempt = 0;
+  uint32_t slot = 0;
+  int64_t start_mono_ns = 0;
+  int64_t end_mono_ns = 0;
+  int64_t cpu_ns = 0;
+  uint64_t iterations_done = 0;
+  // The CPU at start and at end plus one; 0: unknown.
+  uint32_t start_cpu_plus1 = 0;
+  uint32_t end_cpu_plus1 = 0;
+};
+
+// Calls fn(const PackedEntry&) for each entry of `p`, in order. The group
+// gives the rest: job_id, pid, the slot's bound_cpus (BoundCpusOf) and the
+// wall start (base_unix_ns + start_mono_ns - base_mono_ns when base_unix_ns
+// is set). `p` must have passed ValidatePacked.
+template <typename Fn>
+void ForEachPackedEntry(const v1::PackedResults& p, Fn&& fn);
+
+// What the entries of `slot` were pinned to ("" when not pinned).
+const std::string& BoundCpusOf(const v1::PackedResults& p, uint32_t slot);
+
+// Sets the per-entry fields of `r` to entry `e` of `p`; the group's job_id,
+// state (SUCCEEDED) and pid are the caller's to set (once, for a message
+// reused across entries).
+void SetPackedResult(const v1::PackedResults& p, const PackedEntry& e, v1::TaskResult& r);
+
 // Calls fn(const v1::TaskResult&) for each entry of `p`, in order, reusing
 // one message (do not keep a reference). `p` must have passed ValidatePacked.
 template <typename Fn>
@@ -69,10 +99,29 @@ void ForEachPackedResult(const v1::PackedResults& p, Fn&& fn);
 // keeps a batch that could not be written).
 void UnpackInto(v1::TaskUpdates& updates);
 
-namespace packed_internal {
-// Sets `r` to entry `i` of `p`; `index` and `start` carry the running sums.
-void Decode(const v1::PackedResults& p, int i, int64_t& index, int64_t& start, v1::TaskResult& r);
-}  // namespace packed_internal
+template <typename Fn>
+void ForEachPackedEntry(const v1::PackedResults& p, Fn&& fn) {
+  const int n = p.index_delta_size();
+  const bool start_cpus = p.start_cpu_plus1_size() == n;
+  const bool end_cpus = p.end_cpu_plus1_size() == n;
+  PackedEntry e;
+  int64_t index = 0;
+  int64_t start = p.base_mono_ns();
+  for (int i = 0; i < n; ++i) {
+    index += p.index_delta(i);
+    start += p.start_delta_ns(i);
+    e.index = static_cast<uint32_t>(index);
+    e.attempt = p.attempt(i);
+    e.slot = p.slot(i);
+    e.start_mono_ns = start;
+    e.end_mono_ns = start + static_cast<int64_t>(p.wall_ns(i));
+    e.cpu_ns = static_cast<int64_t>(p.cpu_ns(i));
+    e.iterations_done = p.iterations_done(i);
+    e.start_cpu_plus1 = start_cpus ? p.start_cpu_plus1(i) : 0;
+    e.end_cpu_plus1 = end_cpus ? p.end_cpu_plus1(i) : 0;
+    fn(static_cast<const PackedEntry&>(e));
+  }
+}
 
 template <typename Fn>
 void ForEachPackedResult(const v1::PackedResults& p, Fn&& fn) {
@@ -80,12 +129,10 @@ void ForEachPackedResult(const v1::PackedResults& p, Fn&& fn) {
   r.mutable_task()->set_job_id(p.job_id());
   r.set_state(v1::TASK_STATE_SUCCEEDED);
   r.set_pid(p.pid());
-  int64_t index = 0;
-  int64_t start = p.base_mono_ns();
-  for (int i = 0; i < p.index_delta_size(); ++i) {
-    packed_internal::Decode(p, i, index, start, r);
+  ForEachPackedEntry(p, [&](const PackedEntry& e) {
+    SetPackedResult(p, e, r);
     fn(static_cast<const v1::TaskResult&>(r));
-  }
+  });
 }
 
 }  // namespace busyfleet

@@ -1,5 +1,9 @@
 // Issue 17's wire forms between the coordinator and a worker: assignment
 // ranges (only to workers that take them) and packed results.
+#include <algorithm>
+#include <memory>
+#include <vector>
+
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
@@ -137,6 +141,130 @@ TEST_F(CoordinatorWireTest, ABadPackedGroupIsRefusedAndChangesNothing) {
   v1::PackedResults* p = long_id.mutable_updates()->add_packed();
   p->set_job_id(std::string(129, 'j'));
   EXPECT_THAT(std::string(Send(w, long_id).message()), HasSubstr("packed.job_id must be at most 128 bytes, got 129"));
+}
+
+
+// What a run of results does, read back from the coordinator: the report
+// with every task row (the job's id cleared), the worker's counts, and how
+// many tasks of a second job its freed credit takes.
+struct RunOutcome {
+  v1::JobReport report;
+  uint32_t running = 0;
+  uint32_t assigned = 0;
+  uint64_t tasks_done = 0;
+  size_t cancels = 0;
+  size_t next_dealt = 0;
+};
+
+class PackedEquivalenceTest : public CoordinatorWireTest {
+ protected:
+  // One message carries results for a 12-task job on a worker calibrated per
+  // CPU: tasks 0-3 started first, 4-11 only assigned; a duplicate of task 0
+  // and an unknown attempt of task 1 in the middle; an index past the job;
+  // the job's last task before the end of the message, so that a duplicate
+  // of task 2 comes after the job ended. `packed`: as one packed group, else
+  // as the same TaskResults (UnpackInto) one by one.
+  RunOutcome Run(bool packed) {
+    // Each run on a store and clock of its own, from the same start.
+    FakeClock& clock = *clocks_.emplace_back(std::make_unique<FakeClock>());
+    Coordinator::Options o = Defaults();
+    o.clock = &clock;
+    o.store = stores_.emplace_back(std::make_unique<InMemoryJobStore>()).get();
+    o.prefetch_per_worker = 20;
+    Start(o);
+    v1::Hello h = MakeHello("w", 2);
+    h.set_accepts_ranges(true);
+    v1::KernelCalibration* c = h.add_calibrations();
+    c->set_kind(v1::TASK_KIND_COUNTDOWN);
+    c->set_iterations_per_second(1.5e9);
+    for (uint32_t cpu = 0; cpu < 2; ++cpu) {
+      v1::CpuRate* r = c->add_cpus();
+      r->set_cpu(cpu);
+      r->set_iterations_per_second(1e9 * (cpu + 1));
+    }
+    RunOutcome out;
+    absl::StatusOr<FakeWorker> w = AttachHello(h);
+    EXPECT_OK(w.status());
+    if (!w.ok()) return out;
+    EXPECT_OK(Heartbeat(*w, 1, 0, /*offset_valid=*/true, absl::ToUnixNanos(clock.Now()) - 5 * kSecond));
+    v1::JobSpec spec = Countdown(12, 500);
+    spec.set_name("twelve");  // not the job's id, which differs
+    absl::StatusOr<v1::SubmitJobResponse> sub = coord_->Submit(spec);
+    EXPECT_OK(sub.status());
+    if (!sub.ok()) return out;
+    std::vector<v1::Assignment> got = w->channel->TakeNew();
+    EXPECT_THAT(got, SizeIs(12));
+    if (got.size() != 12) return out;
+    std::sort(got.begin(), got.end(),
+              [](const auto& a, const auto& b) { return a.task().task_index() < b.task().task_index(); });
+    for (uint32_t i = 0; i < 4; ++i) EXPECT_OK(Started(*w, got[i], i % 2, kSecond + i * 1000));
+    clock.Advance(absl::Milliseconds(3));
+
+    v1::WorkerMessage m;
+    ResultPacker packer(m.mutable_updates(), {});
+    auto add = [&](const v1::Assignment& a, uint32_t i) {
+      v1::TaskResult r = MakeResult(a, v1::TASK_STATE_SUCCEEDED, kSecond + i * 1000, kSecond + i * 1000 + 300 + i,
+                                    "", i % 2);
+      r.set_cpu_ns(200 + i);
+      if (i % 3 != 0) r.set_start_cpu((i / 3) % 2);  // every third start CPU unknown
+      r.set_end_cpu(i % 2);
+      packer.Add(r);
+    };
+    for (uint32_t i = 0; i < 6; ++i) add(got[i], i);
+    add(got[0], 0);  // a duplicate
+    v1::Assignment unknown = got[1];
+    unknown.mutable_task()->set_attempt(7);
+    add(unknown, 1);
+    v1::Assignment past = got[11];
+    past.mutable_task()->set_task_index(500);
+    add(past, 11);
+    for (uint32_t i = 6; i < 12; ++i) add(got[i], i);
+    add(got[2], 2);  // after the job's end
+    EXPECT_THAT(m.updates().packed(), SizeIs(1));
+    if (!packed) UnpackInto(*m.mutable_updates());
+    EXPECT_THAT(m.updates().packed(), SizeIs(packed ? 1 : 0));
+    EXPECT_OK(Send(*w, m));
+
+    absl::StatusOr<v1::JobReport> report = coord_->GetReport(sub->job_id(), /*include_tasks=*/true);
+    EXPECT_OK(report.status());
+    if (report.ok()) out.report = *report;
+    out.report.clear_id();
+    const v1::WorkerInfo info = Info("w");
+    out.running = info.running();
+    out.assigned = info.assigned();
+    out.tasks_done = info.tasks_done();
+    out.cancels = w->channel->cancelled().size();
+    EXPECT_OK(coord_->Submit(Countdown(40, 500)).status());
+    out.next_dealt = w->channel->TakeNew().size();
+    return out;
+  }
+  void TearDown() override { coord_.reset(); }  // before the clocks and stores it uses
+
+  std::vector<std::unique_ptr<FakeClock>> clocks_;
+  std::vector<std::unique_ptr<InMemoryJobStore>> stores_;
+};
+
+TEST_F(PackedEquivalenceTest, APackedGroupDoesWhatItsResultsDoOneByOne) {
+  const RunOutcome one_by_one = Run(/*packed=*/false);
+  const RunOutcome packed = Run(/*packed=*/true);
+  // The scenario itself: every task in, the three strays counted.
+  EXPECT_EQ(one_by_one.report.state(), v1::JOB_STATE_SUCCEEDED);
+  EXPECT_EQ(one_by_one.report.duplicates(), 3u);
+  EXPECT_EQ(one_by_one.tasks_done, 12u);
+  EXPECT_EQ(one_by_one.running, 0u);
+  EXPECT_EQ(one_by_one.assigned, 0u);
+  EXPECT_EQ(one_by_one.cancels, 0u) << "nothing was left in flight to cancel";
+  EXPECT_GT(one_by_one.next_dealt, 0u);
+  ASSERT_THAT(one_by_one.report.tasks(), SizeIs(12));
+  EXPECT_NE(one_by_one.report.tasks(1).rate_ratio(), one_by_one.report.tasks(2).rate_ratio())
+      << "tasks on different CPUs, with different calibrated rates";
+
+  EXPECT_EQ(packed.report.DebugString(), one_by_one.report.DebugString());
+  EXPECT_EQ(packed.running, one_by_one.running);
+  EXPECT_EQ(packed.assigned, one_by_one.assigned);
+  EXPECT_EQ(packed.tasks_done, one_by_one.tasks_done);
+  EXPECT_EQ(packed.cancels, one_by_one.cancels);
+  EXPECT_EQ(packed.next_dealt, one_by_one.next_dealt);
 }
 
 }  // namespace

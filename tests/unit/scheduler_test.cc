@@ -1,5 +1,6 @@
 #include "coordinator/core/scheduler.h"
 
+#include <cmath>
 #include <cstdint>
 #include <cstdlib>
 #include <deque>
@@ -127,6 +128,48 @@ TEST(SchedulerTest, PrefetchGrowsForTinyTasks) {
   // 5 ms of work per slot = 5,000 tasks per slot: capped at 1024.
   EXPECT_EQ(s.Dispatch().size(), static_cast<size_t>(2 + Scheduler::kMaxAdaptivePrefetch - 4));
   EXPECT_EQ(s.InFlight("a"), 2 + Scheduler::kMaxAdaptivePrefetch);
+}
+
+TEST(SchedulerTest, ReleaseManyFreesTheNamedTasksInFlightThereOnly) {
+  Scheduler s(Prefetch(2));
+  ASSERT_OK(s.AddWorker(Worker("a", 2)));
+  ASSERT_OK(s.AddJob("job", {}, Range(10), 1));
+  const auto first = s.Dispatch();
+  ASSERT_EQ(first.size(), 4u);
+  const std::vector<uint32_t> ran = {first[0].task.index, first[2].task.index, 999};
+  EXPECT_EQ(s.ReleaseMany("b", "job", ran), 0u) << "unknown session";
+  EXPECT_EQ(s.ReleaseMany("a", "other", ran), 0u) << "unknown job";
+  EXPECT_EQ(s.ReleaseMany("a", "job", ran), 2u) << "999 was never in flight";
+  EXPECT_EQ(s.InFlight("a"), 2);
+  EXPECT_EQ(s.ReleaseMany("a", "job", ran), 0u) << "released already";
+  EXPECT_EQ(s.Dispatch().size(), 2u) << "their credit is free again";
+  // What is left in flight is the other two and the new two.
+  ASSERT_OK(s.Release("a", first[1].task));
+  ASSERT_OK(s.Release("a", first[3].task));
+  EXPECT_EQ(s.InFlight("a"), 2);
+}
+
+TEST(SchedulerTest, ObservingARunOfSecondsIsObservingThemInOrder) {
+  const std::vector<double> seconds = {1e-6, -1, 0.050, std::nan(""), 0.050, 0.050};
+  auto in_flight_after = [&](bool as_run) {
+    Scheduler s(Prefetch(2));
+    EXPECT_OK(s.AddWorker(Worker("a", 2)));
+    EXPECT_OK(s.AddJob("job", {}, Range(5000), 1));
+    if (as_run) {
+      s.ObserveTaskSeconds("job", seconds);
+    } else {
+      for (const double x : seconds) s.ObserveTaskSeconds("job", x);
+    }
+    s.ObserveTaskSeconds("other", seconds);  // an unknown job: ignored
+    s.Dispatch();
+    return s.InFlight("a");
+  };
+  const int one_by_one = in_flight_after(false);
+  // The moving average ends at 0.0244 s: neither the first figure's
+  // prefetch (1 us tasks) nor the last's (50 ms, none).
+  EXPECT_GT(one_by_one, 2);
+  EXPECT_LT(one_by_one, 2 + Scheduler::kMaxAdaptivePrefetch);
+  EXPECT_EQ(in_flight_after(true), one_by_one);
 }
 
 TEST(SchedulerTest, LongTasksAreNotPrefetched) {
