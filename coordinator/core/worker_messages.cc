@@ -159,27 +159,32 @@ v1::Assignment MakeAssignment(const JobRecord& job, const TaskRecord& task, uint
   return a;
 }
 
-void AddToRange(const JobRecord& job, const TaskRecord& task, uint32_t attempt, v1::AssignBatch& batch) {
-  const uint64_t iterations = job.task_iterations(task.index);
-  if (batch.ranges_size() > 0) {
-    v1::AssignRange& last = *batch.mutable_ranges(batch.ranges_size() - 1);
-    if (last.attempt() == attempt && last.iterations() == iterations &&
-        static_cast<uint64_t>(last.first_index()) + last.count() == task.index &&
-        last.count() < limits::kMaxUpdatesPerMessage && last.job_id() == job.id) {
-      last.set_count(last.count() + 1);
-      return;
-    }
+void AddRunToRanges(const JobRecord& job, uint32_t first, uint32_t count, v1::AssignBatch& batch) {
+  // The job's id is compared once for the run, not once a task.
+  v1::AssignRange* last = nullptr;
+  if (batch.ranges_size() > 0 && batch.ranges(batch.ranges_size() - 1).job_id() == job.id) {
+    last = batch.mutable_ranges(batch.ranges_size() - 1);
   }
-  v1::AssignRange& r = *batch.add_ranges();
-  r.set_job_id(job.id);
-  r.set_first_index(task.index);
-  r.set_count(1);
-  r.set_attempt(attempt);
-  r.set_kind(job.spec.kind());
-  r.set_iterations(iterations);
-  if (!KindTakesIterations(job.spec.kind())) *r.mutable_duration() = ToProtoDuration(job.task_duration());
-  r.set_exec(job.spec.exec());
-  if (job.spec.has_task_timeout()) *r.mutable_timeout() = job.spec.task_timeout();
+  for (uint32_t index = first; index - first < count; ++index) {
+    const uint32_t attempt = job.tasks[index].current.number;
+    const uint64_t iterations = job.task_iterations(index);
+    if (last != nullptr && last->attempt() == attempt && last->iterations() == iterations &&
+        static_cast<uint64_t>(last->first_index()) + last->count() == index &&
+        last->count() < limits::kMaxUpdatesPerMessage) {
+      last->set_count(last->count() + 1);
+      continue;
+    }
+    last = batch.add_ranges();
+    last->set_job_id(job.id);
+    last->set_first_index(index);
+    last->set_count(1);
+    last->set_attempt(attempt);
+    last->set_kind(job.spec.kind());
+    last->set_iterations(iterations);
+    if (!KindTakesIterations(job.spec.kind())) *last->mutable_duration() = ToProtoDuration(job.task_duration());
+    last->set_exec(job.spec.exec());
+    if (job.spec.has_task_timeout()) *last->mutable_timeout() = job.spec.task_timeout();
+  }
 }
 
 void SingleRangesToAssignments(v1::AssignBatch& batch) {

@@ -36,10 +36,11 @@ bool TruncateText(std::string& text, size_t max_bytes);
 
 // The assignment of `attempt` of the job's task.
 v1::Assignment MakeAssignment(const JobRecord& job, const TaskRecord& task, uint32_t attempt);
-// Adds the assignment of `attempt` of the job's task to `batch`: it extends
-// the batch's last range when it is the next task of the same job on the
-// same attempt with the same iterations, or starts a new range.
-void AddToRange(const JobRecord& job, const TaskRecord& task, uint32_t attempt, v1::AssignBatch& batch);
+// Adds the assignments of the job's tasks [first, first + count), each of
+// its current attempt, to `batch`: a task extends the batch's last range
+// when it is the next task of the same job on the same attempt with the
+// same iterations, else it starts a new range.
+void AddRunToRanges(const JobRecord& job, uint32_t first, uint32_t count, v1::AssignBatch& batch);
 // Turns the batch's ranges of one task into plain assignments (no smaller
 // on the wire, and a lone one may run inline on the worker).
 void SingleRangesToAssignments(v1::AssignBatch& batch);

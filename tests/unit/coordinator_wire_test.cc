@@ -2,12 +2,15 @@
 // ranges (only to workers that take them) and packed results.
 #include <algorithm>
 #include <memory>
+#include <string>
+#include <tuple>
 #include <vector>
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include "busyfleet/packed_results.h"
+#include "coordinator/core/worker_messages.h"
 #include "tests/unit/coordinator_fixture.h"
 
 namespace busyfleet::coordinator {
@@ -265,6 +268,34 @@ TEST_F(PackedEquivalenceTest, APackedGroupDoesWhatItsResultsDoOneByOne) {
   EXPECT_EQ(packed.tasks_done, one_by_one.tasks_done);
   EXPECT_EQ(packed.cancels, one_by_one.cancels);
   EXPECT_EQ(packed.next_dealt, one_by_one.next_dealt);
+}
+
+TEST(AddRunToRangesTest, RunsExtendTheLastRangeOfTheirJobAndSplitWhereTheAttemptChanges) {
+  JobRecord job;
+  job.id = "j";
+  job.spec = Countdown(10, 500);
+  NewTaskTable(job.tasks, 10);
+  for (TaskRecord& t : job.tasks) t.current.number = 1;
+  job.tasks[5].current.number = 2;  // requeued once
+  v1::AssignBatch batch;
+  v1::AssignRange* other = batch.add_ranges();  // another job's, ending where j's tasks start
+  other->set_job_id("k");
+  other->set_first_index(0);
+  other->set_count(0);
+  other->set_attempt(1);
+  other->set_iterations(500);
+  AddRunToRanges(job, 0, 4, batch);
+  AddRunToRanges(job, 4, 4, batch);  // goes on from task 3
+  AddRunToRanges(job, 9, 1, batch);  // not next to task 7
+  std::vector<std::tuple<std::string, uint32_t, uint32_t, uint32_t>> got;  // job, first, count, attempt
+  for (const v1::AssignRange& r : batch.ranges()) got.emplace_back(r.job_id(), r.first_index(), r.count(), r.attempt());
+  EXPECT_THAT(got, ::testing::ElementsAre(std::make_tuple("k", 0u, 0u, 1u), std::make_tuple("j", 0u, 5u, 1u),
+                                          std::make_tuple("j", 5u, 1u, 2u), std::make_tuple("j", 6u, 2u, 1u),
+                                          std::make_tuple("j", 9u, 1u, 1u)));
+  for (int i = 1; i < batch.ranges_size(); ++i) {
+    EXPECT_EQ(batch.ranges(i).iterations(), 500u);
+    EXPECT_EQ(batch.ranges(i).kind(), v1::TASK_KIND_COUNTDOWN);
+  }
 }
 
 }  // namespace
