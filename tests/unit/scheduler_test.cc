@@ -125,7 +125,7 @@ TEST(SchedulerTest, PrefetchGrowsForTinyTasks) {
   ASSERT_OK(s.AddJob("job", {}, Range(5000), 1));
   ASSERT_EQ(s.Dispatch().size(), 4u);  // no timing yet: slots + the configured prefetch
   s.ObserveTaskSeconds("job", 1e-6);  // 1 us tasks
-  // 5 ms of work per slot = 5,000 tasks per slot: capped at 1024.
+  // 5 ms of work per slot = 5,000 tasks per slot: capped at 4,096.
   EXPECT_EQ(s.Dispatch().size(), static_cast<size_t>(2 + Scheduler::kMaxAdaptivePrefetch - 4));
   EXPECT_EQ(s.InFlight("a"), 2 + Scheduler::kMaxAdaptivePrefetch);
 }
@@ -224,7 +224,7 @@ TEST(PrefetchSizeTest, TheTailGetsOnlyTasksShorterThanTheBudget) {
 }
 
 TEST(PrefetchSizeTest, TheCapGrowsWithTheLink) {
-  // 1 us tasks: 1,024 per 5 ms of budget; 45 ms on a 20 ms link = 9 x 1,024.
+  // 1 us tasks: 4,096 per 5 ms of budget; 45 ms on a 20 ms link = 9 x 4,096.
   EXPECT_EQ(Scheduler::PrefetchSize(0, 1e-6, 1, true), Scheduler::kMaxAdaptivePrefetch);
   EXPECT_EQ(Scheduler::PrefetchSize(0.020, 1e-6, 1, true), 9 * Scheduler::kMaxAdaptivePrefetch);
   // A one-second link: kMaxLinkPrefetch.
