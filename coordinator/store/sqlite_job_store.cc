@@ -647,16 +647,12 @@ absl::Status SqliteJobStore::WriteChangedTasks(const Pending& batch) {
     chunk.Blob(6, writer.Take());
     return StepOrRollback(db_, chunk, "saving tasks");
   };
-  std::vector<std::pair<uint32_t, uint32_t>> order;  // (task index, position saved)
+  std::vector<uint32_t> newest;  // positions in `rows`
   for (const auto& [job_id, rows] : batch.tasks) {
     // Each task once, its newest row (the last saved), in index order.
-    order.clear();
-    order.reserve(rows.size());
-    for (size_t p = 0; p < rows.size(); ++p) order.emplace_back(rows[p].index, static_cast<uint32_t>(p));
-    std::sort(order.begin(), order.end());
-    for (size_t k = 0; k < order.size(); ++k) {
-      if (k + 1 < order.size() && order[k + 1].first == order[k].first) continue;  // a newer one follows
-      writer.Add(rows[order[k].second]);
+    NewestRowsInIndexOrder(rows, &newest);
+    for (const uint32_t p : newest) {
+      writer.Add(rows[p]);
       if (writer.rows() == kChunkRows) BF_RETURN_IF_ERROR(write(job_id));
     }
     if (writer.rows() > 0) BF_RETURN_IF_ERROR(write(job_id));

@@ -205,4 +205,33 @@ absl::Status ApplyTaskChunk(const std::string& blob, const std::string& where, s
   return absl::OkStatus();
 }
 
+void NewestRowsInIndexOrder(const TaskRowLog& rows, std::vector<uint32_t>* out) {
+  out->clear();
+  if (rows.empty()) return;
+  uint32_t lo = UINT32_MAX;
+  uint32_t hi = 0;
+  for (size_t p = 0; p < rows.size(); ++p) {
+    lo = std::min(lo, rows[p].index);
+    hi = std::max(hi, rows[p].index);
+  }
+  const uint64_t span = uint64_t{hi} - lo + 1;
+  if (span <= 2 * static_cast<uint64_t>(rows.size())) {
+    // A later row of an index overwrites an earlier one's position.
+    std::vector<uint32_t> newest(static_cast<size_t>(span), UINT32_MAX);
+    for (size_t p = 0; p < rows.size(); ++p) newest[rows[p].index - lo] = static_cast<uint32_t>(p);
+    for (const uint32_t p : newest) {
+      if (p != UINT32_MAX) out->push_back(p);
+    }
+    return;
+  }
+  std::vector<std::pair<uint32_t, uint32_t>> order;  // (task index, position saved)
+  order.reserve(rows.size());
+  for (size_t p = 0; p < rows.size(); ++p) order.emplace_back(rows[p].index, static_cast<uint32_t>(p));
+  std::sort(order.begin(), order.end());
+  for (size_t k = 0; k < order.size(); ++k) {
+    if (k + 1 < order.size() && order[k + 1].first == order[k].first) continue;  // a newer one follows
+    out->push_back(order[k].second);
+  }
+}
+
 }  // namespace busyfleet::coordinator

@@ -74,6 +74,13 @@ class TaskRowLog {
   size_t size_ = 0;
 };
 
+// The positions in `rows` of each task's newest row (the last saved), in
+// task index order, into `out` (replaced). A batch whose indices span at
+// most twice its rows (a job's tasks dealt and finished in runs: almost
+// always) takes one pass over them and one over the span, with a position
+// per index of the span; any other, a sort.
+void NewestRowsInIndexOrder(const TaskRowLog& rows, std::vector<uint32_t>* out);
+
 // Builds a chunk of rows, in the order added.
 class TaskChunkWriter {
  public:

@@ -4,6 +4,9 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <cstdint>
+#include <map>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -197,6 +200,43 @@ TEST(TaskRowLogTest, KeepsRowsInOrderAcrossBlocks) {
     EXPECT_EQ(log[i].attempt, i + 1);
     EXPECT_EQ(log[i].worker, "w1");
   }
+}
+
+// What WriteChangedTasks writes of a batch: each task's last row, in index
+// order, against a plain map, for batches of runs (the dense way) and of
+// scattered indices (the sort), with repeats.
+TEST(NewestRowsTest, EachTaskOnceAsItsLastRowInIndexOrder) {
+  std::mt19937 rng(17);
+  struct Case {
+    uint32_t base, span, rows;
+  };
+  // Dealt then finished in runs (the span is the rows / 2); a run near the
+  // top of the index range; scattered over a wide span; one row.
+  for (const Case c : {Case{1000, 3000, 6000}, Case{UINT32_MAX - 2000, 2001, 4000}, Case{0, 1u << 30, 5000},
+                       Case{42, 1, 1}}) {
+    SCOPED_TRACE(c.base);
+    TaskRowLog log;
+    std::map<uint32_t, uint32_t> want;  // index -> attempt of its last row
+    TaskRecord t;
+    for (uint32_t p = 0; p < c.rows; ++p) {
+      t.index = c.base + static_cast<uint32_t>(rng() % c.span);
+      t.current.number = p + 1;  // tells the rows apart
+      log.Add(t);
+      want[t.index] = p + 1;
+    }
+    std::vector<uint32_t> got;
+    NewestRowsInIndexOrder(log, &got);
+    ASSERT_EQ(got.size(), want.size());
+    auto it = want.begin();
+    for (const uint32_t p : got) {
+      EXPECT_EQ(log[p].index, it->first);
+      EXPECT_EQ(log[p].attempt, it->second);
+      ++it;
+    }
+  }
+  std::vector<uint32_t> none = {7};
+  NewestRowsInIndexOrder(TaskRowLog(), &none);
+  EXPECT_TRUE(none.empty());
 }
 
 }  // namespace
