@@ -7,6 +7,9 @@
 // Prints the submit -> result percentiles and the round trip's as one JSON
 // object on stdout, a readable line on stderr.
 //   latency_bench --coordinator 127.0.0.1:7070 --jobs 1000 [--token-file F]
+// --tasks N makes every job N empty tasks instead of one: with --wait run,
+// a job's time is then submit -> report of a big job from a client already
+// connected (issue 17 target 1 without a client process's start-up).
 // --breakdown asks for the task rows and splits each job's time by the
 // report's own timestamps (one clock: client, coordinator and worker on one
 // host), which shows where the time goes; the rows cost a little.
@@ -47,6 +50,7 @@ absl::Time FromProto(const google::protobuf::Timestamp& t) {
 struct Options {
   int jobs = 1000;
   int warmup = 20;
+  int tasks = 1;
   std::string mode = "run";
   bool breakdown = false;
 };
@@ -145,7 +149,7 @@ bool Measure(CoordinatorClient& client, const Options& o, Samples* s) {
   v1::JobSpec spec;
   spec.set_name("latency");
   spec.set_kind(v1::TASK_KIND_COUNTDOWN);
-  spec.set_tasks(1);
+  spec.set_tasks(static_cast<uint32_t>(o.tasks));
   spec.set_iterations(0);
   // One stream for every job (its deadline: the whole run's).
   std::unique_ptr<CoordinatorClient::RunSession> session;
@@ -166,9 +170,11 @@ bool Measure(CoordinatorClient& client, const Options& o, Samples* s) {
       return false;
     }
     const v1::JobReport& r = outcome->report;
-    if (r.state() != v1::JOB_STATE_SUCCEEDED || r.tasks_total() != 1) {
-      std::fprintf(stderr, "latency_bench: job %d (%s) ended %s with %u tasks\n", i, outcome->job_id.c_str(),
-                   v1::JobState_Name(r.state()).c_str(), r.tasks_total());
+    const uint32_t want = static_cast<uint32_t>(o.tasks);
+    if (r.state() != v1::JOB_STATE_SUCCEEDED || r.tasks_total() != want || r.tasks_succeeded() != want) {
+      std::fprintf(stderr, "latency_bench: job %d (%s) ended %s with %u of %u tasks succeeded\n", i,
+                   outcome->job_id.c_str(), v1::JobState_Name(r.state()).c_str(), r.tasks_succeeded(),
+                   r.tasks_total());
       return false;
     }
     if (i < o.warmup) continue;
@@ -197,18 +203,19 @@ void Print(const Options& o, const Samples& s) {
                "gRPC round trip p50 %.3f ms, p99 %.3f ms\n",
                o.jobs, o.mode.c_str(), p50, p90, p99, max, rtt50, rtt99);
   if (o.breakdown) std::fprintf(stderr, "latency_bench: phases (ms): %s\n", PhaseLine(s.phases).c_str());
-  std::printf("%s\n", absl::StrFormat("{\"jobs\": %d, \"wait\": \"%s\", \"mean_ms\": %.4f, \"p50_ms\": %.4f, "
-                                      "\"p90_ms\": %.4f, \"p99_ms\": %.4f, \"max_ms\": %.4f, "
-                                      "\"rtt_p50_ms\": %.4f, \"rtt_p99_ms\": %.4f}",
-                                      o.jobs, o.mode, sum / static_cast<double>(ms.size()), p50, p90, p99, max,
-                                      rtt50, rtt99)
+  // tasks_per_s: a job's tasks over its median time.
+  std::printf("%s\n", absl::StrFormat("{\"jobs\": %d, \"wait\": \"%s\", \"tasks\": %d, \"mean_ms\": %.4f, "
+                                      "\"p50_ms\": %.4f, \"p90_ms\": %.4f, \"p99_ms\": %.4f, \"max_ms\": %.4f, "
+                                      "\"rtt_p50_ms\": %.4f, \"rtt_p99_ms\": %.4f, \"tasks_per_s\": %.1f}",
+                                      o.jobs, o.mode, o.tasks, sum / static_cast<double>(ms.size()), p50, p90, p99,
+                                      max, rtt50, rtt99, p50 > 0 ? o.tasks / (p50 / 1e3) : 0.0)
                           .c_str());
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app{"latency_bench: submit -> result latency of sequential one-task jobs"};
+  CLI::App app{"latency_bench: submit -> result latency of sequential jobs (one task each unless --tasks)"};
   std::string coordinator = "127.0.0.1:7070";
   Options o;
   app.add_option("--coordinator", coordinator, "coordinator address")->capture_default_str();
@@ -219,6 +226,7 @@ int main(int argc, char** argv) {
                  "(SubmitJob, then GetJob until done)")
       ->capture_default_str()
       ->check(CLI::IsMember({"run", "session", "watch", "poll"}));
+  app.add_option("--tasks", o.tasks, "empty tasks per job")->capture_default_str()->check(CLI::Range(1, 1'000'000));
   app.add_flag("--breakdown", o.breakdown, "ask for the task rows and print where each job's time went (stderr)");
   busyfleet::ClientSecurityFlags security_flags;
   security_flags.AddTo(app);
