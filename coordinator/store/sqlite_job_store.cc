@@ -647,14 +647,12 @@ absl::Status SqliteJobStore::WriteChangedTasks(const Pending& batch) {
     chunk.Blob(6, writer.Take());
     return StepOrRollback(db_, chunk, "saving tasks");
   };
-  std::vector<uint32_t> newest;  // positions in `rows`
   for (const auto& [job_id, rows] : batch.tasks) {
     // Each task once, its newest row (the last saved), in index order.
-    NewestRowsInIndexOrder(rows, &newest);
-    for (const uint32_t p : newest) {
+    BF_RETURN_IF_ERROR(ForEachNewestRow(rows, [&](uint32_t p) {
       writer.Add(rows[p]);
-      if (writer.rows() == kChunkRows) BF_RETURN_IF_ERROR(write(job_id));
-    }
+      return writer.rows() == kChunkRows ? write(job_id) : absl::OkStatus();
+    }));
     if (writer.rows() > 0) BF_RETURN_IF_ERROR(write(job_id));
   }
   return absl::OkStatus();

@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "common/status_macros.h"
 
 namespace busyfleet::coordinator {
 namespace {
@@ -205,9 +206,8 @@ absl::Status ApplyTaskChunk(const std::string& blob, const std::string& where, s
   return absl::OkStatus();
 }
 
-void NewestRowsInIndexOrder(const TaskRowLog& rows, std::vector<uint32_t>* out) {
-  out->clear();
-  if (rows.empty()) return;
+absl::Status ForEachNewestRow(const TaskRowLog& rows, const std::function<absl::Status(uint32_t)>& fn) {
+  if (rows.empty()) return absl::OkStatus();
   uint32_t lo = UINT32_MAX;
   uint32_t hi = 0;
   for (size_t p = 0; p < rows.size(); ++p) {
@@ -220,9 +220,9 @@ void NewestRowsInIndexOrder(const TaskRowLog& rows, std::vector<uint32_t>* out) 
     std::vector<uint32_t> newest(static_cast<size_t>(span), UINT32_MAX);
     for (size_t p = 0; p < rows.size(); ++p) newest[rows[p].index - lo] = static_cast<uint32_t>(p);
     for (const uint32_t p : newest) {
-      if (p != UINT32_MAX) out->push_back(p);
+      if (p != UINT32_MAX) BF_RETURN_IF_ERROR(fn(p));
     }
-    return;
+    return absl::OkStatus();
   }
   std::vector<std::pair<uint32_t, uint32_t>> order;  // (task index, position saved)
   order.reserve(rows.size());
@@ -230,8 +230,9 @@ void NewestRowsInIndexOrder(const TaskRowLog& rows, std::vector<uint32_t>* out) 
   std::sort(order.begin(), order.end());
   for (size_t k = 0; k < order.size(); ++k) {
     if (k + 1 < order.size() && order[k + 1].first == order[k].first) continue;  // a newer one follows
-    out->push_back(order[k].second);
+    BF_RETURN_IF_ERROR(fn(order[k].second));
   }
+  return absl::OkStatus();
 }
 
 }  // namespace busyfleet::coordinator

@@ -8,6 +8,7 @@
 // and about 40 bytes of file instead of ~120.
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -74,12 +75,13 @@ class TaskRowLog {
   size_t size_ = 0;
 };
 
-// The positions in `rows` of each task's newest row (the last saved), in
-// task index order, into `out` (replaced). A batch whose indices span at
+// Calls fn(position) with the position in `rows` of each task's newest row
+// (the last saved), in task index order. A batch whose indices span at
 // most twice its rows (a job's tasks dealt and finished in runs: almost
-// always) takes one pass over them and one over the span, with a position
-// per index of the span; any other, a sort.
-void NewestRowsInIndexOrder(const TaskRowLog& rows, std::vector<uint32_t>* out);
+// always) takes one pass over them and one over the span, with 4 bytes per
+// index of the span (at most 8 a row; the sort below holds 8 a row); any
+// other, a sort. Stops at, and returns, fn's first error.
+absl::Status ForEachNewestRow(const TaskRowLog& rows, const std::function<absl::Status(uint32_t)>& fn);
 
 // Builds a chunk of rows, in the order added.
 class TaskChunkWriter {

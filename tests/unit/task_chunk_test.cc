@@ -10,6 +10,8 @@
 #include <string>
 #include <vector>
 
+#include "tests/testing/status_matchers.h"
+
 namespace busyfleet::coordinator {
 namespace {
 
@@ -225,7 +227,10 @@ TEST(NewestRowsTest, EachTaskOnceAsItsLastRowInIndexOrder) {
       want[t.index] = p + 1;
     }
     std::vector<uint32_t> got;
-    NewestRowsInIndexOrder(log, &got);
+    ASSERT_OK(ForEachNewestRow(log, [&](uint32_t p) {
+      got.push_back(p);
+      return absl::OkStatus();
+    }));
     ASSERT_EQ(got.size(), want.size());
     auto it = want.begin();
     for (const uint32_t p : got) {
@@ -234,9 +239,24 @@ TEST(NewestRowsTest, EachTaskOnceAsItsLastRowInIndexOrder) {
       ++it;
     }
   }
-  std::vector<uint32_t> none = {7};
-  NewestRowsInIndexOrder(TaskRowLog(), &none);
-  EXPECT_TRUE(none.empty());
+  int calls = 0;
+  ASSERT_OK(ForEachNewestRow(TaskRowLog(), [&](uint32_t) {
+    ++calls;
+    return absl::OkStatus();
+  }));
+  EXPECT_EQ(calls, 0);
+  // fn's first error stops the walk (a chunk that could not be written).
+  TaskRowLog two;
+  TaskRecord t;
+  two.Add(t);
+  t.index = 1;
+  two.Add(t);
+  const absl::Status stop = ForEachNewestRow(two, [&](uint32_t) {
+    ++calls;
+    return absl::UnavailableError("disk I/O error");
+  });
+  EXPECT_EQ(stop.code(), absl::StatusCode::kUnavailable);
+  EXPECT_EQ(calls, 1);
 }
 
 }  // namespace
