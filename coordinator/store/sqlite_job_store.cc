@@ -647,7 +647,9 @@ absl::Status SqliteJobStore::WriteChangedTasks(const Pending& batch) {
     chunk.Blob(6, writer.Take());
     return StepOrRollback(db_, chunk, "saving tasks");
   };
-  for (const auto& [job_id, rows] : batch.tasks) {
+  for (const auto& job_rows : batch.tasks) {
+    const std::string& job_id = job_rows.first;  // named: a lambda below uses them
+    const TaskRowLog& rows = job_rows.second;
     // Each task once, its newest row (the last saved), in index order.
     BF_RETURN_IF_ERROR(ForEachNewestRow(rows, [&](uint32_t p) {
       writer.Add(rows[p]);
