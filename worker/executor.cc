@@ -517,6 +517,41 @@ void Executor::RunRun(const v1::Assignment& a, int slot) {
   const bool timed = ToAbslDuration(a.timeout()) > absl::ZeroDuration();
   int64_t last_index = 0;
   int64_t last_start = base_mono;
+  // A run's tasks share their attempt and slot, their wall time is their
+  // CPU time, and their iterations and CPU are mostly one value: those go
+  // once (PackedResults' constants), a column only from the first entry
+  // that differs. WorkerClient writes them out in full for a coordinator
+  // that does not read them.
+  p.set_attempt_all(run->attempt);
+  p.set_slot_all(static_cast<uint32_t>(slot));
+  p.set_cpu_is_wall(true);
+  auto add_iterations = [&p](int n, uint64_t v) {
+    if (n == 0) {
+      p.set_iterations_done_all(v);
+    } else if (!p.has_iterations_done_all()) {
+      p.add_iterations_done(v);
+    } else if (v != p.iterations_done_all()) {
+      for (int i = 0; i < n; ++i) p.add_iterations_done(p.iterations_done_all());
+      p.clear_iterations_done_all();
+      p.add_iterations_done(v);
+    }
+  };
+  auto add_cpu = [&p](int n, uint32_t plus1) {
+    if (n == 0) {
+      p.set_cpu_plus1_all(plus1);
+    } else if (!p.has_cpu_plus1_all()) {
+      p.add_start_cpu_plus1(plus1);
+      p.add_end_cpu_plus1(plus1);
+    } else if (plus1 != p.cpu_plus1_all()) {
+      for (int i = 0; i < n; ++i) {
+        p.add_start_cpu_plus1(p.cpu_plus1_all());
+        p.add_end_cpu_plus1(p.cpu_plus1_all());
+      }
+      p.clear_cpu_plus1_all();
+      p.add_start_cpu_plus1(plus1);
+      p.add_end_cpu_plus1(plus1);
+    }
+  };
   for (uint32_t i = 0; i < run->count; ++i) {
     const uint32_t index = run->first + i;
     if (run->cancel.cancelled()) break;  // the rest is dropped, as a queue is
@@ -530,17 +565,14 @@ void Executor::RunRun(const v1::Assignment& a, int slot) {
     const int cpu1 = sched_getcpu();
     if (k.outcome == KernelOutcome::kCompleted && cpu0 == cpu1) {
       // The wall time is the CPU time here (see kWallIsCpuIterations).
+      const int n = p.index_delta_size();
       p.add_index_delta(static_cast<int64_t>(index) - last_index);
       last_index = index;
-      p.add_attempt(run->attempt);
-      p.add_slot(static_cast<uint32_t>(slot));
       p.add_start_delta_ns(t0 - last_start);
       last_start = t0;
       p.add_wall_ns(static_cast<uint64_t>(t1 - t0));
-      p.add_cpu_ns(static_cast<uint64_t>(t1 - t0));
-      p.add_iterations_done(k.iterations_done);
-      p.add_start_cpu_plus1(cpu0 >= 0 ? static_cast<uint32_t>(cpu0) + 1 : 0);
-      p.add_end_cpu_plus1(cpu1 >= 0 ? static_cast<uint32_t>(cpu1) + 1 : 0);
+      add_iterations(n, k.iterations_done);
+      add_cpu(n, cpu0 >= 0 ? static_cast<uint32_t>(cpu0) + 1 : 0);
       continue;
     }
     v1::TaskResult& r = out.others.emplace_back();

@@ -117,7 +117,10 @@ void WorkerClient::OnStarted(const v1::TaskStarted& started) {
 
 void WorkerClient::TakeUpdatesLocked(v1::TaskUpdates* updates) {
   for (v1::TaskStarted& s : started_out_) *updates->add_started() = std::move(s);
-  for (v1::PackedResults& p : packed_out_) *updates->add_packed() = std::move(p);
+  for (v1::PackedResults& p : packed_out_) {
+    if (!packed_constants_) ExpandConstants(p);  // an older coordinator reads full columns only
+    *updates->add_packed() = std::move(p);
+  }
   packed_out_.clear();
   if (packed_results_) {
     // Plain results as columns: a few bytes a task instead of ~100.
@@ -178,11 +181,11 @@ void WorkerClient::OnFinishedRun(Executor::RunResults run) {
   figures_.succeeded += static_cast<uint64_t>(n);
   uint64_t wall = 0;
   uint64_t cpu = 0;
-  for (int i = 0; i < n; ++i) {
-    figures_.iterations += p.iterations_done(i);
-    wall += p.wall_ns(i);
-    cpu += p.cpu_ns(i);
-  }
+  ForEachPackedEntry(p, [&](const PackedEntry& e) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    figures_.iterations += e.iterations_done;
+    wall += static_cast<uint64_t>(e.end_mono_ns - e.start_mono_ns);
+    cpu += static_cast<uint64_t>(e.cpu_ns);
+  });
   figures_.busy_seconds += static_cast<double>(wall) / 1e9;
   figures_.cpu_seconds += static_cast<double>(cpu) / 1e9;
   packed_out_.push_back(std::move(p));
@@ -352,6 +355,7 @@ std::thread WorkerClient::BeginSession(const v1::Welcome& w, int64_t hello_sent,
     offset_taken_mono_ns_ = now;
     offset_valid_ = true;
     packed_results_ = w.accepts_packed_results();
+    packed_constants_ = w.accepts_packed_constants();
     connected_ = true;
     stream_ = stream;
     ++attach_count_;

@@ -213,6 +213,9 @@ class WorkerClient {
   bool connected_ ABSL_GUARDED_BY(mu_) = false;
   // This session's coordinator reads packed results (Welcome.accepts_packed_results).
   bool packed_results_ ABSL_GUARDED_BY(mu_) = false;
+  // It also reads their constant columns (Welcome.accepts_packed_constants);
+  // else packed groups are written out in full before they are sent.
+  bool packed_constants_ ABSL_GUARDED_BY(mu_) = false;
   uint64_t generation_ ABSL_GUARDED_BY(mu_) = 0;
   grpc::ClientContext* context_ ABSL_GUARDED_BY(mu_) = nullptr;
   std::string name_ ABSL_GUARDED_BY(mu_);

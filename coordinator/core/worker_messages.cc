@@ -227,6 +227,7 @@ v1::CoordinatorMessage WelcomeMessage(const std::string& session_id, const std::
   w->set_coordinator_unix_ns(absl::ToUnixNanos(now));
   w->set_echo_sent_mono_ns(hello.sent_mono_ns());
   w->set_accepts_packed_results(true);
+  w->set_accepts_packed_constants(true);
   return welcome;
 }
 

@@ -118,13 +118,27 @@ absl::Status ValidatePacked(const v1::PackedResults& p, int max_entries, int64_t
     return absl::InvalidArgumentError(
         absl::StrCat("packed.index_delta may have at most ", max_entries, " entries, got ", n));
   }
+  // A column's constant: when set, the column is empty.
+  for (const auto& [name, size, constant, constant_name] :
+       {std::tuple<const char*, int, bool, const char*>{"attempt", p.attempt_size(), p.has_attempt_all(),
+                                                        "attempt_all"},
+        {"slot", p.slot_size(), p.has_slot_all(), "slot_all"},
+        {"cpu_ns", p.cpu_ns_size(), p.cpu_is_wall(), "cpu_is_wall"},
+        {"iterations_done", p.iterations_done_size(), p.has_iterations_done_all(), "iterations_done_all"},
+        {"start_cpu_plus1", p.start_cpu_plus1_size(), p.has_cpu_plus1_all(), "cpu_plus1_all"},
+        {"end_cpu_plus1", p.end_cpu_plus1_size(), p.has_cpu_plus1_all(), "cpu_plus1_all"}}) {
+    if (constant && size != 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("packed.", name, " must be empty when packed.", constant_name, " is set, got ", size));
+    }
+  }
   for (const auto& [name, size, may_be_empty] :
-       {std::tuple<const char*, int, bool>{"attempt", p.attempt_size(), false},
-        {"slot", p.slot_size(), false},
+       {std::tuple<const char*, int, bool>{"attempt", p.attempt_size(), p.has_attempt_all()},
+        {"slot", p.slot_size(), p.has_slot_all()},
         {"start_delta_ns", p.start_delta_ns_size(), false},
         {"wall_ns", p.wall_ns_size(), false},
-        {"cpu_ns", p.cpu_ns_size(), false},
-        {"iterations_done", p.iterations_done_size(), false},
+        {"cpu_ns", p.cpu_ns_size(), p.cpu_is_wall()},
+        {"iterations_done", p.iterations_done_size(), p.has_iterations_done_all()},
         {"start_cpu_plus1", p.start_cpu_plus1_size(), true},
         {"end_cpu_plus1", p.end_cpu_plus1_size(), true}}) {
     if (absl::Status s = Column(name, size, n, may_be_empty); !s.ok()) return s;
@@ -166,7 +180,7 @@ absl::Status ValidatePacked(const v1::PackedResults& p, int max_entries, int64_t
       return absl::InvalidArgumentError(absl::StrCat("packed.wall_ns[", i, "] takes the end past ", max_clock_ns,
                                                      ": ", start, " + ", p.wall_ns(i)));
     }
-    if (p.cpu_ns(i) >= static_cast<uint64_t>(max_clock_ns)) {
+    if (!p.cpu_is_wall() && p.cpu_ns(i) >= static_cast<uint64_t>(max_clock_ns)) {
       return absl::InvalidArgumentError(
           absl::StrCat("packed.cpu_ns[", i, "] must be below ", max_clock_ns, ", got ", p.cpu_ns(i)));
     }
@@ -210,6 +224,35 @@ void SetPackedResult(const v1::PackedResults& p, const PackedEntry& e, v1::TaskR
     r.set_bound_cpus(bound);
   } else {
     r.clear_bound_cpus();
+  }
+}
+
+void ExpandConstants(v1::PackedResults& p) {
+  const int n = p.index_delta_size();
+  if (p.has_attempt_all()) {
+    for (int i = 0; i < n; ++i) p.add_attempt(p.attempt_all());
+    p.clear_attempt_all();
+  }
+  if (p.has_slot_all()) {
+    for (int i = 0; i < n; ++i) p.add_slot(p.slot_all());
+    p.clear_slot_all();
+  }
+  if (p.has_iterations_done_all()) {
+    for (int i = 0; i < n; ++i) p.add_iterations_done(p.iterations_done_all());
+    p.clear_iterations_done_all();
+  }
+  if (p.cpu_is_wall()) {
+    for (int i = 0; i < n; ++i) p.add_cpu_ns(p.wall_ns(i));
+    p.clear_cpu_is_wall();
+  }
+  if (p.has_cpu_plus1_all()) {
+    if (p.cpu_plus1_all() != 0) {  // 0: unknown, which empty columns say already
+      for (int i = 0; i < n; ++i) {
+        p.add_start_cpu_plus1(p.cpu_plus1_all());
+        p.add_end_cpu_plus1(p.cpu_plus1_all());
+      }
+    }
+    p.clear_cpu_plus1_all();
   }
 }
 

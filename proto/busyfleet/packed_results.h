@@ -51,10 +51,11 @@ class ResultPacker {
   std::vector<Group> groups_;
 };
 
-// Checks one group: every per-task column as long as index_delta (the CPU
-// columns may also be empty), at most `max_entries` entries, and every
-// rebuilt index in [0, 2^32) and clock in [0, max_clock_ns). The error names
-// the field and the limit.
+// Checks one group: every per-task column as long as index_delta, or
+// empty with its constant set (never both; the CPU columns may also be
+// empty without one), at most `max_entries` entries, and every rebuilt
+// index in [0, 2^32) and clock in [0, max_clock_ns). The error names the
+// field and the limit.
 absl::Status ValidatePacked(const v1::PackedResults& p, int max_entries, int64_t max_clock_ns);
 
 // Entries in every group of `updates` (for a per-message limit).
@@ -99,26 +100,40 @@ void ForEachPackedResult(const v1::PackedResults& p, Fn&& fn);
 // keeps a batch that could not be written).
 void UnpackInto(v1::TaskUpdates& updates);
 
+// Writes out `p`'s constant columns (attempt_all and the rest) as full
+// columns, for a coordinator that does not read them; the entries read
+// back the same.
+void ExpandConstants(v1::PackedResults& p);
+
 template <typename Fn>
 void ForEachPackedEntry(const v1::PackedResults& p, Fn&& fn) {
   const int n = p.index_delta_size();
+  // A column in full, else its constant (or, for the CPUs, unknown).
+  const bool attempts = !p.has_attempt_all();
+  const bool slots = !p.has_slot_all();
+  const bool iterations = !p.has_iterations_done_all();
   const bool start_cpus = p.start_cpu_plus1_size() == n;
   const bool end_cpus = p.end_cpu_plus1_size() == n;
+  const uint32_t cpu_all = p.cpu_plus1_all();
   PackedEntry e;
+  e.attempt = p.attempt_all();
+  e.slot = p.slot_all();
+  e.iterations_done = p.iterations_done_all();
   int64_t index = 0;
   int64_t start = p.base_mono_ns();
   for (int i = 0; i < n; ++i) {
     index += p.index_delta(i);
     start += p.start_delta_ns(i);
     e.index = static_cast<uint32_t>(index);
-    e.attempt = p.attempt(i);
-    e.slot = p.slot(i);
+    if (attempts) e.attempt = p.attempt(i);
+    if (slots) e.slot = p.slot(i);
     e.start_mono_ns = start;
-    e.end_mono_ns = start + static_cast<int64_t>(p.wall_ns(i));
-    e.cpu_ns = static_cast<int64_t>(p.cpu_ns(i));
-    e.iterations_done = p.iterations_done(i);
-    e.start_cpu_plus1 = start_cpus ? p.start_cpu_plus1(i) : 0;
-    e.end_cpu_plus1 = end_cpus ? p.end_cpu_plus1(i) : 0;
+    const uint64_t wall = p.wall_ns(i);
+    e.end_mono_ns = start + static_cast<int64_t>(wall);
+    e.cpu_ns = static_cast<int64_t>(p.cpu_is_wall() ? wall : p.cpu_ns(i));
+    if (iterations) e.iterations_done = p.iterations_done(i);
+    e.start_cpu_plus1 = start_cpus ? p.start_cpu_plus1(i) : cpu_all;
+    e.end_cpu_plus1 = end_cpus ? p.end_cpu_plus1(i) : cpu_all;
     fn(static_cast<const PackedEntry&>(e));
   }
 }

@@ -30,7 +30,8 @@ constexpr absl::Duration kDeadline = absl::Seconds(30);
 // long to take), and records the results that come back.
 class FakeCoordinator final : public v1::WorkerService::Service {
  public:
-  explicit FakeCoordinator(bool accepts_packed) : accepts_packed_(accepts_packed) {}
+  FakeCoordinator(bool accepts_packed, bool accepts_constants)
+      : accepts_packed_(accepts_packed), accepts_constants_(accepts_constants) {}
 
   grpc::Status Attach(grpc::ServerContext*,
                       grpc::ServerReaderWriter<v1::CoordinatorMessage, v1::WorkerMessage>* stream) override {
@@ -45,6 +46,7 @@ class FakeCoordinator final : public v1::WorkerService::Service {
     welcome.mutable_welcome()->set_name(in.hello().name());
     welcome.mutable_welcome()->mutable_heartbeat_interval()->set_seconds(1);
     welcome.mutable_welcome()->set_accepts_packed_results(accepts_packed_);
+    welcome.mutable_welcome()->set_accepts_packed_constants(accepts_constants_);
     if (!stream->Write(welcome)) return grpc::Status::OK;
     v1::CoordinatorMessage assign;
     for (const auto& [job, count] : {std::pair<const char*, uint32_t>{"too-long", Executor::kMaxRangeTasks + 1},
@@ -64,6 +66,10 @@ class FakeCoordinator final : public v1::WorkerService::Service {
       for (const v1::TaskResult& r : in.updates().results()) Record(r, /*packed=*/false);
       for (const v1::PackedResults& p : in.updates().packed()) {
         EXPECT_TRUE(ValidatePacked(p, 100'000, int64_t{1} << 62).ok());
+        if (p.has_attempt_all() || p.has_slot_all() || p.has_iterations_done_all() || p.cpu_is_wall() ||
+            p.has_cpu_plus1_all()) {
+          ++with_constants_;
+        }
         ForEachPackedResult(p, [this](const v1::TaskResult& r) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
           Record(r, /*packed=*/true);
         });
@@ -82,12 +88,13 @@ class FakeCoordinator final : public v1::WorkerService::Service {
     size_t packed = 0;
     size_t unpacked = 0;
     size_t results = 0;
+    size_t with_constants = 0;  // groups
     std::set<uint32_t> indices;
     std::set<std::string> jobs;
   };
   Seen seen() {
     absl::MutexLock lock(&mu_);
-    return Seen{accepts_ranges_, packed_, unpacked_, packed_ + unpacked_, indices_, jobs_};
+    return Seen{accepts_ranges_, packed_, unpacked_, packed_ + unpacked_, with_constants_, indices_, jobs_};
   }
 
  private:
@@ -100,19 +107,25 @@ class FakeCoordinator final : public v1::WorkerService::Service {
   }
 
   const bool accepts_packed_;
+  const bool accepts_constants_;
   absl::Mutex mu_;
   bool accepts_ranges_ ABSL_GUARDED_BY(mu_) = false;
   size_t packed_ ABSL_GUARDED_BY(mu_) = 0;
   size_t unpacked_ ABSL_GUARDED_BY(mu_) = 0;
+  size_t with_constants_ ABSL_GUARDED_BY(mu_) = 0;
   std::set<uint32_t> indices_ ABSL_GUARDED_BY(mu_);
   std::set<std::string> jobs_ ABSL_GUARDED_BY(mu_);
 };
 
-class WorkerWireTest : public ::testing::TestWithParam<bool> {};
+// What the coordinator reads: TaskResults only; packed groups in full
+// columns; packed groups with constant columns too.
+enum class Reads { kResults, kColumns, kConstants };
+class WorkerWireTest : public ::testing::TestWithParam<Reads> {};
 
 TEST_P(WorkerWireTest, ARangesResultsComeBackInTheFormTheCoordinatorReads) {
-  const bool accepts_packed = GetParam();
-  FakeCoordinator fake(accepts_packed);
+  const bool accepts_packed = GetParam() != Reads::kResults;
+  const bool accepts_constants = GetParam() == Reads::kConstants;
+  FakeCoordinator fake(accepts_packed, accepts_constants);
   int port = 0;
   grpc::ServerBuilder builder;
   builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
@@ -135,6 +148,11 @@ TEST_P(WorkerWireTest, ARangesResultsComeBackInTheFormTheCoordinatorReads) {
   EXPECT_EQ(seen.jobs, std::set<std::string>{"job"}) << "the range past the limit is ignored";
   if (accepts_packed) {
     EXPECT_GT(seen.packed, 0u);
+    if (accepts_constants) {
+      EXPECT_GT(seen.with_constants, 0u) << "a run's attempt, slot and CPU go once";
+    } else {
+      EXPECT_EQ(seen.with_constants, 0u) << "a coordinator that reads no constants gets full columns";
+    }
   } else {
     EXPECT_EQ(seen.packed, 0u) << "an older coordinator gets one TaskResult a task";
   }
@@ -144,9 +162,15 @@ TEST_P(WorkerWireTest, ARangesResultsComeBackInTheFormTheCoordinatorReads) {
   server->Shutdown(absl::ToChronoTime(absl::Now() + absl::Seconds(5)));
 }
 
-INSTANTIATE_TEST_SUITE_P(Coordinators, WorkerWireTest, ::testing::Bool(),
-                         [](const ::testing::TestParamInfo<bool>& info) {
-                           return info.param ? std::string("ReadsColumns") : std::string("OlderThanColumns");
+INSTANTIATE_TEST_SUITE_P(Coordinators, WorkerWireTest,
+                         ::testing::Values(Reads::kResults, Reads::kColumns, Reads::kConstants),
+                         [](const ::testing::TestParamInfo<Reads>& info) {
+                           switch (info.param) {
+                             case Reads::kResults: return std::string("OlderThanColumns");
+                             case Reads::kColumns: return std::string("ReadsColumns");
+                             case Reads::kConstants: return std::string("ReadsConstantColumns");
+                           }
+                           return std::string("Unknown");
                          });
 
 }  // namespace

@@ -42,6 +42,7 @@ TEST_F(CoordinatorWireTest, WelcomeSaysPackedResultsAreRead) {
   ASSERT_OK_AND_ASSIGN(FakeWorker w, Attach("w", 1));
   ASSERT_FALSE(w.channel->messages().empty());
   EXPECT_TRUE(w.channel->messages().front().welcome().accepts_packed_results());
+  EXPECT_TRUE(w.channel->messages().front().welcome().accepts_packed_constants());
 }
 
 TEST_F(CoordinatorWireTest, RangesGoOnlyToWorkersThatTakeThem) {

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/time/time.h"
@@ -241,6 +242,99 @@ TEST(PackedResultsTest, BadGroupsAreRefusedNamingTheFieldAndTheLimit) {
   }
   EXPECT_THAT(std::string(ValidatePacked(ValidGroup(), 2, kMax).message()),
               HasSubstr("packed.index_delta may have at most 2 entries, got 3"));
+}
+
+// A group with every constant column (as a worker's run writes it): a
+// column in full where entries differ.
+v1::PackedResults ConstantGroup(bool cpus_differ) {
+  v1::PackedResults p;
+  p.set_job_id("j");
+  p.set_pid(4242);
+  p.set_base_mono_ns(kMonoBase);
+  p.set_base_unix_ns(kWallBase);
+  p.set_attempt_all(3);
+  p.set_slot_all(1);
+  p.set_iterations_done_all(0);
+  p.set_cpu_is_wall(true);
+  if (!cpus_differ) p.set_cpu_plus1_all(2);
+  for (int i = 0; i < 4; ++i) {
+    p.add_index_delta(i == 0 ? 10 : 1);
+    p.add_start_delta_ns(i == 0 ? 0 : 100);
+    p.add_wall_ns(20 + i);
+    if (cpus_differ) {
+      p.add_start_cpu_plus1(i < 2 ? 1 : 2);
+      p.add_end_cpu_plus1(i < 2 ? 1 : 2);
+    }
+  }
+  return p;
+}
+
+TEST(PackedResultsTest, ConstantColumnsReadBackAsTheirValueInEveryEntry) {
+  for (const bool cpus_differ : {false, true}) {
+    SCOPED_TRACE(cpus_differ);
+    const v1::PackedResults p = ConstantGroup(cpus_differ);
+    ASSERT_TRUE(ValidatePacked(p, 100, kMax).ok()) << ValidatePacked(p, 100, kMax);
+    std::vector<v1::TaskResult> got;
+    ForEachPackedResult(p, [&](const v1::TaskResult& r) { got.push_back(r); });
+    ASSERT_THAT(got, SizeIs(4));
+    for (int i = 0; i < 4; ++i) {
+      SCOPED_TRACE(i);
+      const v1::TaskResult& r = got[static_cast<size_t>(i)];
+      EXPECT_EQ(r.task().task_index(), 10u + static_cast<uint32_t>(i));
+      EXPECT_EQ(r.task().attempt(), 3u);
+      EXPECT_EQ(r.slot(), 1u);
+      EXPECT_EQ(r.iterations_done(), 0u);
+      EXPECT_EQ(r.start_mono_ns(), kMonoBase + 100 * i);
+      EXPECT_EQ(r.end_mono_ns() - r.start_mono_ns(), 20 + i);
+      EXPECT_EQ(r.cpu_ns(), 20 + i) << "cpu_is_wall";
+      ASSERT_TRUE(r.has_start_cpu());
+      ASSERT_TRUE(r.has_end_cpu());
+      EXPECT_EQ(r.start_cpu(), cpus_differ && i < 2 ? 0u : 1u);
+      EXPECT_EQ(r.end_cpu(), r.start_cpu());
+    }
+    // Written out in full (for an older coordinator): no constant left, the
+    // same entries.
+    v1::PackedResults full = p;
+    ExpandConstants(full);
+    EXPECT_FALSE(full.has_attempt_all() || full.has_slot_all() || full.has_iterations_done_all() ||
+                 full.cpu_is_wall() || full.has_cpu_plus1_all());
+    EXPECT_THAT(full.attempt(), SizeIs(4));
+    EXPECT_THAT(full.cpu_ns(), SizeIs(4));
+    EXPECT_THAT(full.start_cpu_plus1(), SizeIs(4));
+    ASSERT_TRUE(ValidatePacked(full, 100, kMax).ok());
+    std::vector<v1::TaskResult> again;
+    ForEachPackedResult(full, [&](const v1::TaskResult& r) { again.push_back(r); });
+    ExpectSame(again, got);
+  }
+  // An unknown CPU as the constant: no CPU, in full or not.
+  v1::PackedResults unknown = ConstantGroup(false);
+  unknown.set_cpu_plus1_all(0);
+  ExpandConstants(unknown);
+  EXPECT_THAT(unknown.start_cpu_plus1(), SizeIs(0));
+  ForEachPackedResult(unknown, [](const v1::TaskResult& r) { EXPECT_FALSE(r.has_start_cpu()); });
+}
+
+TEST(PackedResultsTest, AConstantAndItsColumnTogetherAreRefused) {
+  const std::pair<void (*)(v1::PackedResults&), const char*> cases[] = {
+      {[](v1::PackedResults& p) { p.add_attempt(3); }, "packed.attempt must be empty when packed.attempt_all is set"},
+      {[](v1::PackedResults& p) { p.add_slot(1); }, "packed.slot must be empty when packed.slot_all is set"},
+      {[](v1::PackedResults& p) { p.add_cpu_ns(1); }, "packed.cpu_ns must be empty when packed.cpu_is_wall is set"},
+      {[](v1::PackedResults& p) { p.add_iterations_done(0); },
+       "packed.iterations_done must be empty when packed.iterations_done_all is set"},
+      {[](v1::PackedResults& p) { p.add_end_cpu_plus1(2); },
+       "packed.end_cpu_plus1 must be empty when packed.cpu_plus1_all is set"},
+      // A missing column without its constant is the old error.
+      {[](v1::PackedResults& p) { p.clear_slot_all(); }, "packed.slot must have one entry per task (4), got 0"},
+      {[](v1::PackedResults& p) { p.set_cpu_is_wall(false); },
+       "packed.cpu_ns must have one entry per task (4), got 0"},
+  };
+  for (const auto& [breakit, message] : cases) {
+    v1::PackedResults p = ConstantGroup(false);
+    breakit(p);
+    const absl::Status s = ValidatePacked(p, 100, kMax);
+    EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << message;
+    EXPECT_THAT(std::string(s.message()), HasSubstr(message));
+  }
 }
 
 }  // namespace
