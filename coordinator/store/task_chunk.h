@@ -79,7 +79,7 @@ class TaskRowLog {
 // (the last saved), in task index order. A batch whose indices span at
 // most twice its rows (a job's tasks dealt and finished in runs: almost
 // always) takes one pass over them and one over the span, with 4 bytes per
-// index of the span (at most 8 a row; the sort below holds 8 a row); any
+// index of the span (at most 8 a row, what a sort's pairs take); any
 // other, a sort. Stops at, and returns, fn's first error.
 absl::Status ForEachNewestRow(const TaskRowLog& rows, const std::function<absl::Status(uint32_t)>& fn);
 
