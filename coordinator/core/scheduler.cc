@@ -182,11 +182,7 @@ bool Scheduler::FlightSet::Insert(absl::string_view job_id, uint32_t index) {
 }
 
 bool Scheduler::FlightSet::Erase(absl::string_view job_id, uint32_t index) {
-  Entry* entry = Find(job_id, /*add=*/false);
-  if (entry == nullptr || !entry->second.Erase(index)) return false;
-  --size_;
-  if (entry->second.empty()) EraseEntry(entry);
-  return true;
+  return EraseMany(job_id, absl::MakeConstSpan(&index, 1)) == 1;
 }
 
 size_t Scheduler::FlightSet::EraseMany(absl::string_view job_id, absl::Span<const uint32_t> indices) {
@@ -507,11 +503,7 @@ Scheduler::Job* Scheduler::FindJobLocked(absl::string_view job_id) {
 }
 
 void Scheduler::ObserveTaskSeconds(absl::string_view job_id, double seconds) {
-  absl::MutexLock lock(&mu_);
-  Job* job = FindJobLocked(job_id);
-  if (job == nullptr || !(seconds >= 0)) return;
-  double& ewma = job->task_seconds;
-  ewma = ewma < 0 ? seconds : 0.8 * ewma + 0.2 * seconds;
+  ObserveTaskSeconds(job_id, absl::MakeConstSpan(&seconds, 1));
 }
 
 void Scheduler::ObserveTaskSeconds(absl::string_view job_id, absl::Span<const double> seconds) {

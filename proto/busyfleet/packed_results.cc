@@ -1,6 +1,5 @@
 #include "busyfleet/packed_results.h"
 
-#include <tuple>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -118,30 +117,33 @@ absl::Status ValidatePacked(const v1::PackedResults& p, int max_entries, int64_t
     return absl::InvalidArgumentError(
         absl::StrCat("packed.index_delta may have at most ", max_entries, " entries, got ", n));
   }
-  // A column's constant: when set, the column is empty.
-  for (const auto& [name, size, constant, constant_name] :
-       {std::tuple<const char*, int, bool, const char*>{"attempt", p.attempt_size(), p.has_attempt_all(),
-                                                        "attempt_all"},
-        {"slot", p.slot_size(), p.has_slot_all(), "slot_all"},
-        {"cpu_ns", p.cpu_ns_size(), p.cpu_is_wall(), "cpu_is_wall"},
-        {"iterations_done", p.iterations_done_size(), p.has_iterations_done_all(), "iterations_done_all"},
-        {"start_cpu_plus1", p.start_cpu_plus1_size(), p.has_cpu_plus1_all(), "cpu_plus1_all"},
-        {"end_cpu_plus1", p.end_cpu_plus1_size(), p.has_cpu_plus1_all(), "cpu_plus1_all"}}) {
-    if (constant && size != 0) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("packed.", name, " must be empty when packed.", constant_name, " is set, got ", size));
+  // Each per-task column, and its constant when it has one (set: the
+  // column is empty); the CPU columns may be empty without it.
+  struct ColumnRule {
+    const char* name;
+    int size;
+    const char* constant_name;  // nullptr: no constant
+    bool constant;
+    bool optional;
+  };
+  const ColumnRule columns[] = {
+      {"attempt", p.attempt_size(), "attempt_all", p.has_attempt_all(), false},
+      {"slot", p.slot_size(), "slot_all", p.has_slot_all(), false},
+      {"start_delta_ns", p.start_delta_ns_size(), nullptr, false, false},
+      {"wall_ns", p.wall_ns_size(), nullptr, false, false},
+      {"cpu_ns", p.cpu_ns_size(), "cpu_is_wall", p.cpu_is_wall(), false},
+      {"iterations_done", p.iterations_done_size(), "iterations_done_all", p.has_iterations_done_all(), false},
+      {"start_cpu_plus1", p.start_cpu_plus1_size(), "cpu_plus1_all", p.has_cpu_plus1_all(), true},
+      {"end_cpu_plus1", p.end_cpu_plus1_size(), "cpu_plus1_all", p.has_cpu_plus1_all(), true},
+  };
+  for (const ColumnRule& c : columns) {
+    if (c.constant && c.size != 0) {
+      return absl::InvalidArgumentError(absl::StrCat("packed.", c.name, " must be empty when packed.",
+                                                     c.constant_name, " is set, got ", c.size));
     }
   }
-  for (const auto& [name, size, may_be_empty] :
-       {std::tuple<const char*, int, bool>{"attempt", p.attempt_size(), p.has_attempt_all()},
-        {"slot", p.slot_size(), p.has_slot_all()},
-        {"start_delta_ns", p.start_delta_ns_size(), false},
-        {"wall_ns", p.wall_ns_size(), false},
-        {"cpu_ns", p.cpu_ns_size(), p.cpu_is_wall()},
-        {"iterations_done", p.iterations_done_size(), p.has_iterations_done_all()},
-        {"start_cpu_plus1", p.start_cpu_plus1_size(), true},
-        {"end_cpu_plus1", p.end_cpu_plus1_size(), true}}) {
-    if (absl::Status s = Column(name, size, n, may_be_empty); !s.ok()) return s;
+  for (const ColumnRule& c : columns) {
+    if (absl::Status s = Column(c.name, c.size, n, c.constant || c.optional); !s.ok()) return s;
   }
   if (p.slot_bound_cpus_size() > kMaxSlotEntries) {
     return absl::InvalidArgumentError(absl::StrCat("packed.slot_bound_cpus may have at most ", kMaxSlotEntries,
