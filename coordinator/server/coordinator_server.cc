@@ -1,5 +1,6 @@
 #include "coordinator/server/coordinator_server.h"
 
+#include <grpc/grpc.h>
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/health_check_service_interface.h>
 #include <spdlog/spdlog.h>
@@ -102,6 +103,10 @@ absl::Status CoordinatorServer::StartGrpc() {
   builder.RegisterService(client_service_.get());
   builder.RegisterService(worker_service_.get());
   ApplyServerKeepalive(builder);
+  // gRPC binds with SO_REUSEPORT by default: a second coordinator started
+  // on this address would then start too, and the kernel would share new
+  // connections between the two (workers on one, jobs on the other).
+  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   server_ = builder.BuildAndStart();
   if (server_ == nullptr || port_ == 0) {
     if (server_) server_->Shutdown();

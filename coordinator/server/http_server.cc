@@ -1,6 +1,7 @@
 #include "coordinator/server/http_server.h"
 
 #include <httplib.h>
+#include <sys/socket.h>
 
 #include <algorithm>
 #include <optional>
@@ -269,6 +270,12 @@ absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(Options options) {
     s->server_ = std::make_unique<httplib::Server>();
   }
   s->Route();
+  // cpp-httplib binds with SO_REUSEPORT by default, which lets a second
+  // coordinator's status page start on this address beside this one's.
+  s->server_->set_socket_options([](int sock) {
+    const int yes = 1;
+    setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
+  });
   const std::string bind_host = *host == "localhost" ? "127.0.0.1" : *host;
   if (port == 0) {
     s->port_ = s->server_->bind_to_any_port(bind_host);
