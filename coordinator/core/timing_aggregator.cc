@@ -11,6 +11,7 @@
 
 #include <google/protobuf/io/coded_stream.h>
 
+#include "absl/container/flat_hash_map.h"
 #include "busyfleet/proto_time.h"
 #include "coordinator/core/limits.h"
 #include "coordinator/core/slow_cause.h"
@@ -179,6 +180,62 @@ double RateRatio(const TaskRecord& t) {
 
 std::optional<double> KnownRatio(double ratio) { return ratio > 0 ? std::optional(ratio) : std::nullopt; }
 
+// The succeeded tasks' run times (what TaskRecord::seconds gives, in ns)
+// as SumTasks' one pass over the table counts them: one bucket a
+// nanosecond below 512 ns, and above, one a value of the run time's top
+// nine bits (256 an octave). A quantile's bucket is known after that pass;
+// a bucket under 2^25 ns (33 ms) wide is narrowed to its value by one more
+// (16 bits a pass; QuantilesAndStragglers).
+class RunTimes {
+ public:
+  static constexpr int kExactBits = 9;
+  static constexpr int kOctaveBits = 8;
+  static constexpr size_t kBuckets = (size_t{1} << kExactBits) + (64 - kExactBits) * (size_t{1} << kOctaveBits);
+
+  void Add(int64_t ns) {
+    ++count_;
+    min_ns_ = std::min(min_ns_, ns);
+    max_ns_ = std::max(max_ns_, ns);
+    sum_ += static_cast<double>(ns) / 1e9;
+    if (ns < 0) {
+      negative_ = true;  // clocks that disagree: QuantilesAndStragglers selects from the whole range
+      return;
+    }
+    if (counts_.empty()) counts_.assign(kBuckets, 0);
+    ++counts_[Bucket(static_cast<uint64_t>(ns))];
+  }
+
+  uint64_t count() const { return count_; }
+  int64_t min_ns() const { return min_ns_; }
+  int64_t max_ns() const { return max_ns_; }
+  double sum() const { return sum_; }
+  bool negative() const { return negative_; }
+  const std::vector<uint32_t>& counts() const { return counts_; }
+
+  static size_t Bucket(uint64_t ns) {
+    const int width = std::bit_width(ns);
+    if (width <= kExactBits) return static_cast<size_t>(ns);
+    return (size_t{1} << kExactBits) + static_cast<size_t>(width - kExactBits - 1) * (size_t{1} << kOctaveBits) +
+           static_cast<size_t>((ns >> (width - kExactBits)) & ((uint64_t{1} << kOctaveBits) - 1));
+  }
+  // Bucket b holds [base, base + 2^bits).
+  static std::pair<uint64_t, int> Range(size_t b) {
+    if (b < (size_t{1} << kExactBits)) return {b, 0};
+    const size_t j = b - (size_t{1} << kExactBits);
+    const int bits = static_cast<int>(j >> kOctaveBits) + 1;
+    const uint64_t top = (uint64_t{1} << kOctaveBits) + (j & ((size_t{1} << kOctaveBits) - 1));
+    return {top << bits, bits};
+  }
+
+ private:
+  uint64_t count_ = 0;
+  int64_t min_ns_ = INT64_MAX;
+  int64_t max_ns_ = INT64_MIN;
+  double sum_ = 0;
+  bool negative_ = false;
+  std::vector<uint32_t> counts_;  // by Bucket; a job holds far fewer than 2^32 tasks
+};
+
 // Sums over the tasks whose final attempt has timing.
 struct TaskTotals {
   absl::Time first_start = absl::InfiniteFuture();
@@ -195,6 +252,7 @@ struct TaskTotals {
   double work_serial = 0;
   bool work_serial_valid = true;
   uint32_t slow_tasks = 0;
+  RunTimes runs;  // the succeeded tasks'
 };
 
 void AddWork(const TaskRecord& t, TaskTotals& s) {
@@ -218,13 +276,19 @@ TaskTotals SumTasks(const JobRecord& job) {
   const bool submitted = job.submitted_at != absl::InfinitePast();
   const int64_t submitted_ns = submitted ? absl::ToUnixNanos(job.submitted_at) : 0;
   // Runs of tasks share a worker, a slot and a rate: each map and set is
-  // looked up once per run, not once per task (a million-task report).
-  PerWorker* w = nullptr;
+  // looked up once per run, not once per task (a million-task report),
+  // and a worker's place is kept while another worker's run goes by
+  // (tasks taken one at a time alternate between workers in the table).
+  struct Cursor {
+    PerWorker* w = nullptr;
+    uint32_t host_id = UINT32_MAX;
+    uint32_t last_slot = UINT32_MAX;
+    uint64_t* rate_count = nullptr;
+    double last_rate = 0;
+  };
+  absl::flat_hash_map<uint32_t, Cursor> cursors;
+  Cursor* c = nullptr;
   uint32_t w_id = 0;
-  uint32_t host_id = UINT32_MAX;
-  uint32_t last_slot = UINT32_MAX;
-  uint64_t* rate_count = nullptr;
-  double last_rate = 0;
   for (const TaskRecord& t : job.tasks) {
     if (!t.has_timing()) continue;
     const Attempt& a = t.current;
@@ -232,36 +296,36 @@ TaskTotals SumTasks(const JobRecord& job) {
     last_ns = std::max(last_ns, a.ended_at.unix_ns());
     const double secs = t.seconds();
     s.cpu += static_cast<double>(a.cpu_ns) / 1e9;
-    if (w == nullptr || a.worker.id() != w_id) {
-      w = &s.per_worker[a.worker];
+    if (c == nullptr || a.worker.id() != w_id) {
       w_id = a.worker.id();
-      host_id = UINT32_MAX;
-      last_slot = UINT32_MAX;
-      rate_count = nullptr;
+      c = &cursors[w_id];
+      if (c->w == nullptr) c->w = &s.per_worker[a.worker];
     }
-    if (a.host.id() != host_id) {
+    PerWorker* w = c->w;
+    if (a.host.id() != c->host_id) {
       w->host = a.host;  // the last task's host
-      host_id = a.host.id();
+      c->host_id = a.host.id();
     }
-    if (a.slot != last_slot) {
-      s.slots_used.emplace(a.worker.id(), a.slot);
+    if (a.slot != c->last_slot) {
+      s.slots_used.insert(std::pair<uint32_t, uint32_t>(a.worker.id(), a.slot));
       w->slots.insert(a.slot);
-      last_slot = a.slot;
+      c->last_slot = a.slot;
     }
     w->tasks += 1;
     w->iterations += a.iterations_done;
     w->busy += secs;
     if (a.calibrated_rate > 0) {
-      if (rate_count == nullptr || a.calibrated_rate != last_rate) {
-        rate_count = &w->calibrated_rates[a.calibrated_rate];
-        last_rate = a.calibrated_rate;
+      if (c->rate_count == nullptr || a.calibrated_rate != c->last_rate) {
+        c->rate_count = &w->calibrated_rates[a.calibrated_rate];
+        c->last_rate = a.calibrated_rate;
       }
-      ++*rate_count;
+      ++*c->rate_count;
       ++w->rated_tasks;
     }
     if (const v1::Interference* m = t.interference()) w->interference.Add(*m, secs);
     if (t.state == v1::TASK_STATE_SUCCEEDED) {
       s.serial += secs;
+      s.runs.Add(a.ended_at.unix_ns() - a.started_at.unix_ns());
       AddWork(t, s);
       if (a.assigned_at.is_set() && a.result_at.is_set()) {
         s.queued_sum += std::max(0.0, submitted ? SecondsNs(submitted_ns, a.assigned_at.unix_ns())
@@ -279,82 +343,34 @@ TaskTotals SumTasks(const JobRecord& job) {
   return s;
 }
 
-// The run time, in ns, of each succeeded task with timing (what
-// TaskRecord::seconds gives in seconds), in table order.
+// The run time, in ns, and the index of each succeeded task with timing
+// (what TaskRecord::seconds gives in seconds), in table order.
 template <typename F>
 void ForEachRunNs(const JobRecord& job, F&& f) {
   for (const TaskRecord& t : job.tasks) {
     if (t.state != v1::TASK_STATE_SUCCEEDED || !t.has_timing()) continue;
-    f(t.current.ended_at.unix_ns() - t.current.started_at.unix_ns());
+    f(t.current.ended_at.unix_ns() - t.current.started_at.unix_ns(), t.index);
   }
 }
 
-// `key` >> `shift`, 0 past the key's 64 bits.
-uint64_t HighBits(uint64_t key, int shift) { return shift >= 64 ? 0 : key >> shift; }
-
-// The k-th smallest (0-based) run time for each rank of `ranks`, by
-// radix select over the table (16 bits a pass, from the top of the
-// `bits`-bit range above `min_ns`). The ranks share each pass, so a
-// report's six ranks cost two or three reads of a million tasks, not a
-// dozen, and nothing copies their run times.
-std::map<uint64_t, int64_t> KthRunsNs(const JobRecord& job, const std::set<uint64_t>& ranks, int64_t min_ns,
-                                      int bits) {
-  struct Pick {
-    uint64_t rank;
-    uint64_t k;            // its rank among the keys under `prefix`
-    uint64_t prefix = 0;   // the key's bits above the pass's digit found so far
-    size_t group = 0;      // its prefix's place in `prefixes`
-  };
-  std::vector<Pick> picks;
-  for (uint64_t rank : ranks) picks.push_back(Pick{rank, rank});
-  std::vector<uint64_t> prefixes;
-  std::vector<std::vector<uint64_t>> counts;  // a digit histogram a distinct prefix
-  for (int shift = bits; shift > 0;) {
-    const int digit_bits = std::min(16, shift);
-    shift -= digit_bits;
-    const uint64_t mask = (uint64_t{1} << digit_bits) - 1;
-    prefixes.clear();
-    for (Pick& p : picks) {
-      auto at = std::find(prefixes.begin(), prefixes.end(), p.prefix);
-      p.group = static_cast<size_t>(at - prefixes.begin());
-      if (at == prefixes.end()) prefixes.push_back(p.prefix);
-    }
-    counts.assign(prefixes.size(), std::vector<uint64_t>(mask + 1, 0));
-    ForEachRunNs(job, [&](int64_t ns) {
-      const uint64_t key = static_cast<uint64_t>(ns) - static_cast<uint64_t>(min_ns);
-      const uint64_t high = HighBits(key, shift + digit_bits);
-      for (size_t g = 0; g < prefixes.size(); ++g) {
-        if (prefixes[g] == high) {
-          ++counts[g][(key >> shift) & mask];
-          break;
-        }
-      }
-    });
-    for (Pick& p : picks) {
-      const std::vector<uint64_t>& c = counts[p.group];
-      uint64_t digit = 0;
-      while (p.k >= c[digit]) p.k -= c[digit++];
-      p.prefix = (p.prefix << digit_bits) | digit;
-    }
-  }
-  std::map<uint64_t, int64_t> out;
-  for (const Pick& p : picks) out[p.rank] = static_cast<int64_t>(static_cast<uint64_t>(min_ns) + p.prefix);
-  return out;
-}
+double StragglerThresholdOf(double p50) { return std::max(kStragglerFactor * p50, p50 + kStragglerFloorSeconds); }
 
 // The succeeded tasks' run times summarized as Summarize over their
 // seconds would (the same quantiles; sum and mean, which the report does
-// not use, in table order), read from the table in place.
-Summary SummarizeSucceeded(const JobRecord& job) {
+// not use, in table order), and the tasks over the straggler threshold
+// (AddStragglers), read from the table in place: a radix select of each
+// quantile's two ranks inside the bucket SumTasks' pass found for it, the
+// ranks sharing each pass, and the stragglers gathered in its last pass
+// (any task over the threshold the median's bucket already bounds).
+// Nothing copies the run times. Passes over a million tasks: none more
+// when every quantile's bucket is one nanosecond wide (run times under
+// 512 ns) and no task can straggle, else one for run times under 33 ms.
+Summary QuantilesAndStragglers(const JobRecord& job, const RunTimes& runs,
+                               std::vector<std::pair<double, uint32_t>>* slow) {
   Summary s;
-  int64_t min_ns = INT64_MAX, max_ns = INT64_MIN;
-  ForEachRunNs(job, [&](int64_t ns) {
-    ++s.count;
-    min_ns = std::min(min_ns, ns);
-    max_ns = std::max(max_ns, ns);
-    s.sum += static_cast<double>(ns) / 1e9;
-  });
+  s.count = runs.count();
   if (s.count == 0) return s;
+  s.sum = runs.sum();
   const auto seconds = [](int64_t ns) { return absl::ToDoubleSeconds(absl::Nanoseconds(ns)); };
   // Each quantile lies between the run times of two ranks.
   const auto ranks_of = [&](double q) {
@@ -369,19 +385,105 @@ Summary SummarizeSucceeded(const JobRecord& job) {
     ranks.insert(lo);
     ranks.insert(hi);
   }
-  const int bits = std::bit_width(static_cast<uint64_t>(max_ns) - static_cast<uint64_t>(min_ns));
-  const std::map<uint64_t, int64_t> kth = KthRunsNs(job, ranks, min_ns, bits);
+  // Keys are run times from `origin`: 0, or the shortest when a clock ran
+  // backwards (then the select starts from the whole range).
+  const int64_t origin = runs.negative() ? runs.min_ns() : 0;
+  struct Pick {
+    uint64_t rank;
+    uint64_t k;         // its rank among the keys in [base, base + 2^bits)
+    uint64_t base = 0;
+    int bits = 0;       // 0: found (the key is base)
+    size_t group = 0;   // its range's place in `groups`
+  };
+  std::vector<Pick> picks;
+  if (runs.negative()) {
+    const int bits = std::bit_width(static_cast<uint64_t>(runs.max_ns()) - static_cast<uint64_t>(origin));
+    for (uint64_t rank : ranks) picks.push_back(Pick{rank, rank, 0, bits});
+  } else {
+    const std::vector<uint32_t>& counts = runs.counts();
+    uint64_t below = 0;
+    size_t b = 0;
+    for (uint64_t rank : ranks) {  // ascending
+      while (below + counts[b] <= rank) below += counts[b++];
+      const auto [base, bits] = RunTimes::Range(b);
+      picks.push_back(Pick{rank, rank - below, base, bits});
+    }
+  }
+  const uint64_t median_rank = std::get<0>(ranks_of(0.5));
+  const auto pick_of = [&picks](uint64_t rank) -> Pick& {
+    return *std::find_if(picks.begin(), picks.end(), [rank](const Pick& p) { return p.rank == rank; });
+  };
+  bool gathered = false;  // `slow` holds every task over the threshold, and maybe some under
+  struct Group {
+    uint64_t base;
+    int bits;
+    int shift;
+    std::vector<uint64_t> counts;
+  };
+  std::vector<Group> groups;
+  while (std::any_of(picks.begin(), picks.end(), [](const Pick& p) { return p.bits > 0; })) {
+    groups.clear();
+    bool last = true;
+    for (Pick& p : picks) {
+      if (p.bits == 0) continue;
+      auto at = std::find_if(groups.begin(), groups.end(), [&p](const Group& g) { return g.base == p.base; });
+      if (at == groups.end()) {
+        const int digit_bits = std::min(16, p.bits);
+        groups.push_back(Group{p.base, p.bits, p.bits - digit_bits, std::vector<uint64_t>(size_t{1} << digit_bits)});
+        at = groups.end() - 1;
+        last = last && at->shift == 0;
+      }
+      p.group = static_cast<size_t>(at - groups.begin());
+    }
+    // The median is at least its range's base, and the threshold grows with it.
+    const double at_least = StragglerThresholdOf(seconds(origin + static_cast<int64_t>(pick_of(median_rank).base)));
+    const bool gather = last && slow != nullptr;
+    ForEachRunNs(job, [&](int64_t ns, uint32_t index) {
+      const uint64_t key = static_cast<uint64_t>(ns) - static_cast<uint64_t>(origin);
+      for (Group& g : groups) {
+        const uint64_t offset = key - g.base;
+        if (key >= g.base && (g.bits >= 64 || offset >> g.bits == 0)) {
+          ++g.counts[offset >> g.shift];
+          break;
+        }
+      }
+      if (gather) {
+        const double secs = static_cast<double>(ns) / 1e9;
+        if (secs > at_least) slow->emplace_back(secs, index);
+      }
+    });
+    gathered = gathered || gather;
+    for (Pick& p : picks) {
+      if (p.bits == 0) continue;
+      const Group& g = groups[p.group];
+      uint64_t digit = 0;
+      while (p.k >= g.counts[digit]) p.k -= g.counts[digit++];
+      p.base += digit << g.shift;
+      p.bits = g.shift;
+    }
+  }
   const auto quantile = [&](double q) {
     const auto [lo, hi, frac] = ranks_of(q);
-    const double at_lo = seconds(kth.at(lo));
-    return at_lo + (seconds(kth.at(hi)) - at_lo) * frac;
+    const double at_lo = seconds(origin + static_cast<int64_t>(pick_of(lo).base));
+    return at_lo + (seconds(origin + static_cast<int64_t>(pick_of(hi).base)) - at_lo) * frac;
   };
-  s.min = seconds(min_ns);
-  s.max = seconds(max_ns);
+  s.min = seconds(runs.min_ns());
+  s.max = seconds(runs.max_ns());
   s.p50 = quantile(kQuantiles[0]);
   s.p90 = quantile(kQuantiles[1]);
   s.p99 = quantile(kQuantiles[2]);
   s.mean = s.sum / static_cast<double>(s.count);
+  if (slow != nullptr) {
+    const double threshold = StragglerThresholdOf(s.p50);
+    if (!gathered && s.max > threshold) {
+      ForEachRunNs(job, [&](int64_t ns, uint32_t index) {
+        const double secs = static_cast<double>(ns) / 1e9;
+        if (secs > threshold) slow->emplace_back(secs, index);
+      });
+    } else if (gathered) {
+      std::erase_if(*slow, [threshold](const std::pair<double, uint32_t>& t) { return !(t.first > threshold); });
+    }
+  }
   return s;
 }
 
@@ -460,16 +562,9 @@ void AddWorkers(const TaskTotals& s, const std::map<std::string, WorkerFacts>& w
 
 // Tasks over kStragglerFactor x the median (and at least a millisecond over
 // it: microsecond tasks jitter by more than half their length without
-// straggling); the slowest kMaxStragglersListed, in index order.
-void AddStragglers(const JobRecord& job, const Summary& summary, v1::JobReport* r) {
-  if (summary.count == 0) return;
-  const double threshold = std::max(kStragglerFactor * summary.p50, summary.p50 + kStragglerFloorSeconds);
-  std::vector<std::pair<double, uint32_t>> slow;
-  for (const TaskRecord& t : job.tasks) {
-    if (t.state == v1::TASK_STATE_SUCCEEDED && t.has_timing() && t.seconds() > threshold) {
-      slow.emplace_back(t.seconds(), t.index);
-    }
-  }
+// straggling), as QuantilesAndStragglers gathers them; the slowest
+// kMaxStragglersListed, in index order.
+void AddStragglers(std::vector<std::pair<double, uint32_t>> slow, v1::JobReport* r) {
   r->set_stragglers_total(static_cast<uint32_t>(slow.size()));
   if (slow.size() > kMaxStragglersListed) {
     std::nth_element(slow.begin(), slow.begin() + kMaxStragglersListed, slow.end(), std::greater<>());
@@ -545,10 +640,11 @@ v1::JobReport BuildReport(const JobRecord& job, const std::map<std::string, Work
   v1::JobReport r;
   AddHeader(job, &r);
   const TaskTotals totals = SumTasks(job);
-  const Summary summary = SummarizeSucceeded(job);
+  std::vector<std::pair<double, uint32_t>> slow;
+  const Summary summary = QuantilesAndStragglers(job, totals.runs, &slow);
   const double makespan = AddTiming(job, totals, summary, now, r.mutable_timing());
   AddWorkers(totals, workers, makespan, &r);
-  AddStragglers(job, summary, &r);
+  AddStragglers(std::move(slow), &r);
   if (options.tasks && !(options.summarize_large && job.tasks.size() > options.task_limit)) {
     AddTaskRows(job, options, &r);
   }

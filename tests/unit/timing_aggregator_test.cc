@@ -1,5 +1,7 @@
 #include "coordinator/core/timing_aggregator.h"
 
+#include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <map>
 #include <random>
@@ -545,14 +547,58 @@ TEST(BuildReportTest, TaskSecondsStatsPastFourSecondsAreExact) {
   EXPECT_NEAR(r.timing().task_seconds().max(), 6.0, kEps);
 }
 
+// The stragglers AddStragglers' rule picks, from every run time: over
+// kStragglerFactor x the median and the median plus the floor, the
+// slowest kMaxStragglersListed in index order; and how many there were.
+std::pair<std::vector<uint32_t>, uint32_t> ReferenceStragglers(const JobRecord& job, double p50) {
+  const double threshold = std::max(kStragglerFactor * p50, p50 + kStragglerFloorSeconds);
+  std::vector<std::pair<double, uint32_t>> slow;
+  for (const TaskRecord& t : job.tasks) {
+    if (t.state == v1::TASK_STATE_SUCCEEDED && t.seconds() > threshold) slow.emplace_back(t.seconds(), t.index);
+  }
+  const auto total = static_cast<uint32_t>(slow.size());
+  std::sort(slow.begin(), slow.end(), std::greater<>());
+  if (slow.size() > kMaxStragglersListed) slow.resize(kMaxStragglersListed);
+  std::vector<uint32_t> listed;
+  for (const auto& [seconds, index] : slow) listed.push_back(index);
+  std::sort(listed.begin(), listed.end());
+  return {listed, total};
+}
+
 // The quantiles of many tasks' run times, spread over more than 32 bits
 // of nanoseconds with repeats, are the ones Summarize gives from every
-// run time sorted: to the bit, whichever pass of the select finds them.
+// run time sorted: to the bit, whichever pass of the select finds them;
+// and the stragglers are the ones a look at every task finds. The
+// spreads take each path: run times under 512 ns (found in the first
+// pass), one bucket's narrowing, two, a clock that ran backwards (the
+// whole range), rare slow tasks beside sub-microsecond ones, and run
+// times spread over many octaves.
 TEST(BuildReportTest, TaskSecondsQuantilesOfManyTasksAreTheSortedOnes) {
-  for (const int64_t spread_ns : {int64_t{900}, int64_t{70'000}, int64_t{5'000'000'000}, int64_t{1} << 45}) {
-    SCOPED_TRACE(spread_ns);
-    std::mt19937_64 rng(static_cast<uint64_t>(spread_ns));
-    std::uniform_int_distribution<int64_t> run_ns(0, spread_ns);
+  struct Spread {
+    int64_t low_ns, high_ns;
+    bool log_scale = false;
+    int64_t every_thousandth_ns = 0;  // if not 0, every thousandth task takes this long
+  };
+  const Spread spreads[] = {
+      {0, 300},
+      {0, 300, false, 5'000'000},
+      {0, 900},
+      {0, 70'000},
+      {0, 5'000'000},
+      {0, 5'000'000'000},
+      {0, int64_t{1} << 45},
+      {-2'000, 70'000},
+      {1, int64_t{1} << 40, true},
+      {900'000, 1'100'000},
+      {900'000, 1'100'000, false, 30'000'000},
+  };
+  for (const Spread& spread : spreads) {
+    SCOPED_TRACE(testing::Message() << spread.low_ns << ".." << spread.high_ns << (spread.log_scale ? " log" : "")
+                                    << " outliers " << spread.every_thousandth_ns);
+    std::mt19937_64 rng(static_cast<uint64_t>(spread.high_ns));
+    std::uniform_int_distribution<int64_t> run_ns(spread.low_ns, spread.high_ns);
+    std::uniform_real_distribution<double> log_ns(std::log(static_cast<double>(std::max<int64_t>(spread.low_ns, 1))),
+                                                  std::log(static_cast<double>(spread.high_ns)));
     JobRecord job = FinishedJob();
     job.tasks.clear();
     std::vector<double> seconds;
@@ -560,7 +606,9 @@ TEST(BuildReportTest, TaskSecondsQuantilesOfManyTasksAreTheSortedOnes) {
     for (uint32_t i = 0; i < 20'001; ++i) {
       TaskRecord t = Task(i, i % 3 == 0 ? "w1" : "w2", 0, 0, 0, 0);
       // Every seventh task repeats the last run time; every eleventh failed.
-      const int64_t ns = i % 7 == 0 ? last_ns : run_ns(rng);
+      int64_t ns = spread.log_scale ? static_cast<int64_t>(std::exp(log_ns(rng))) : run_ns(rng);
+      if (i % 7 == 0) ns = last_ns;
+      if (spread.every_thousandth_ns != 0 && i % 1000 == 999) ns = spread.every_thousandth_ns + i;
       last_ns = ns;
       t.current.ended_at = t.current.started_at + absl::Nanoseconds(ns);
       if (i % 11 == 0) {
@@ -571,12 +619,16 @@ TEST(BuildReportTest, TaskSecondsQuantilesOfManyTasksAreTheSortedOnes) {
       job.tasks.push_back(t);
     }
     const Summary want = Summarize(seconds);
-    const v1::TaskDurationStats s = BuildReport(job, {}, At(10'000), false).timing().task_seconds();
+    const v1::JobReport r = BuildReport(job, {}, At(10'000), false);
+    const v1::TaskDurationStats& s = r.timing().task_seconds();
     EXPECT_DOUBLE_EQ(s.min(), want.min);
     EXPECT_DOUBLE_EQ(s.p50(), want.p50);
     EXPECT_DOUBLE_EQ(s.p90(), want.p90);
     EXPECT_DOUBLE_EQ(s.p99(), want.p99);
     EXPECT_DOUBLE_EQ(s.max(), want.max);
+    const auto [listed, total] = ReferenceStragglers(job, want.p50);
+    EXPECT_EQ(r.stragglers_total(), total);
+    EXPECT_THAT(r.stragglers(), ::testing::ElementsAreArray(listed));
   }
 }
 
