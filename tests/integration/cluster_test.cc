@@ -186,7 +186,10 @@ TEST(ClusterTest, TwoConcurrentJobsBothProgress) {
 
 TEST(ClusterTest, StoppedWorkerTasksAreRequeuedAndTheJobSucceeds) {
   ASSERT_OK_AND_ASSIGN(auto cluster, InProcessCluster::Start({.workers = 2, .slots_per_worker = 1}));
-  ASSERT_OK_AND_ASSIGN(std::string id, cluster->Submit(Countdown(4, 300'000'000)));
+  // Long enough (0.2-0.5 s a task) that w1 is stopped during its first
+  // task: with 300 M iterations (36 ms at 8 G iterations/s) it sometimes
+  // finished one first, and that task was rightly counted as w1's.
+  ASSERT_OK_AND_ASSIGN(std::string id, cluster->Submit(Countdown(4, 1'500'000'000)));
   ASSERT_TRUE(WaitForProgress(
       cluster->coordinator(), id, [](const v1::JobProgress& p) { return p.tasks_running() == 2; },
       absl::Now() + absl::Seconds(10)));
@@ -202,7 +205,10 @@ TEST(ClusterTest, StoppedWorkerTasksAreRequeuedAndTheJobSucceeds) {
 
 TEST(ClusterTest, DrainingWorkerFinishesRunningTasksAndHandsBackTheRest) {
   ASSERT_OK_AND_ASSIGN(auto cluster, InProcessCluster::Start({.workers = 2, .slots_per_worker = 1}));
-  ASSERT_OK_AND_ASSIGN(std::string id, cluster->Submit(Countdown(6, 200'000'000)));
+  // Tasks long enough (0.2-0.5 s at 3-8 G iterations/s) that the drain
+  // lands while w1 runs its first: with 200 M (25 ms at 8 G iterations/s)
+  // w1 had sometimes started its next one by then (3 failures in 10 runs).
+  ASSERT_OK_AND_ASSIGN(std::string id, cluster->Submit(Countdown(6, 1'500'000'000)));
   ASSERT_TRUE(WaitForProgress(
       cluster->coordinator(), id, [](const v1::JobProgress& p) { return p.tasks_running() == 2; },
       absl::Now() + absl::Seconds(10)));
