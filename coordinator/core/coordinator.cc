@@ -17,6 +17,29 @@
 #include "coordinator/core/worker_messages.h"
 
 namespace busyfleet::coordinator {
+namespace {
+
+// The first attached workers whose calibrations a prediction reads: a
+// submit does not scan a 10,000-session fleet for a hint.
+constexpr int kPredictionSessions = 16;
+
+// What a task of the job should take: a spin or sleep task's duration; a
+// countdown's (or a Python loop's) iterations at the fastest calibrated
+// rate of the kind among the first attached workers (the shortest
+// plausible); -1 when there is none. Only a hint for the scheduler until
+// the job's first result (Scheduler::PredictTaskSeconds).
+double PredictTaskSeconds(const v1::JobSpec& spec, const JobPlan& plan, const SessionTable& sessions) {
+  if (!plan.takes_iterations) return plan.duration > absl::ZeroDuration() ? absl::ToDoubleSeconds(plan.duration) : -1;
+  double rate = 0;
+  int seen = 0;
+  for (const auto& [id, session] : sessions.attached()) {
+    if (seen++ == kPredictionSessions) break;
+    rate = std::max(rate, session.CalibratedRate(spec.kind(), -1));
+  }
+  return rate > 0 ? static_cast<double>(plan.Iterations(0)) / rate : -1;
+}
+
+}  // namespace
 
 Coordinator::Coordinator(Options options)
     : options_(options),
@@ -136,6 +159,7 @@ absl::StatusOr<v1::SubmitJobResponse> Coordinator::Submit(const v1::JobSpec& spe
   job->seq = job_seq_ + 1;
   BF_RETURN_IF_ERROR(
       scheduler_.AddNewJob(job->id, Scheduler::JobConstraints::Of(spec), plan.tasks, ++job_seq_));
+  scheduler_.PredictTaskSeconds(job->id, PredictTaskSeconds(spec, plan, sessions_));
   unfinished_tasks_ += task_count;
   ++jobs_submitted_;
   v1::SubmitJobResponse response;

@@ -480,10 +480,26 @@ int Scheduler::PrefetchSize(double rtt_seconds, double task_seconds, int slots, 
 }
 
 int Scheduler::PrefetchFor(const Job& job, const Worker& worker, int fleet_slots) const {
-  if (job.task_seconds < 0) return options_.prefetch_per_worker;
-  const bool plenty =
-      job.queued.size() > static_cast<size_t>(kTailSlotsFactor) * static_cast<size_t>(fleet_slots);
-  return PrefetchSize(worker.rtt_seconds, job.task_seconds, worker.spec.slots, plenty);
+  double seconds = job.task_seconds;
+  if (seconds < 0) {
+    // Before the first result, only a prediction of long tasks is trusted
+    // (PredictTaskSeconds).
+    if (job.predicted_seconds < kPipelineSeconds) return options_.prefetch_per_worker;
+    seconds = job.predicted_seconds;
+  }
+  // Plenty while more than the fleet's slots are queued. A job alone on
+  // the fleet stays plenty while each slot can still get one ready task:
+  // its queued tasks and those already waiting behind a running one (its
+  // in flight past the slots) number at least the slots. At the very end
+  // that readies each slot's last task behind its running one, where
+  // waiting for the slot to ask would idle it a round trip; one task short
+  // of that, the rest go to whichever slot frees first. Jobs sharing the
+  // fleet keep the first rule, so that a freed slot goes to the job with
+  // the fewest tasks in flight.
+  const size_t slots = static_cast<size_t>(kTailSlotsFactor) * static_cast<size_t>(std::max(fleet_slots, 0));
+  const size_t waiting = job.in_flight > slots ? job.in_flight - slots : 0;
+  const bool plenty = job.queued.size() > slots || (jobs_.size() == 1 && job.queued.size() + waiting >= slots);
+  return PrefetchSize(worker.rtt_seconds, seconds, worker.spec.slots, plenty);
 }
 
 Scheduler::Worker* Scheduler::FindWorkerLocked(absl::string_view session) {
@@ -500,6 +516,12 @@ Scheduler::Job* Scheduler::FindJobLocked(absl::string_view job_id) {
   if (it == jobs_.end()) return nullptr;
   last_job_ = &it->second;
   return last_job_;
+}
+
+void Scheduler::PredictTaskSeconds(absl::string_view job_id, double seconds) {
+  absl::MutexLock lock(&mu_);
+  Job* job = FindJobLocked(job_id);
+  if (job != nullptr && seconds >= 0) job->predicted_seconds = seconds;
 }
 
 void Scheduler::ObserveTaskSeconds(absl::string_view job_id, double seconds) {

@@ -107,10 +107,13 @@ struct TaskKey {
 // tasks go out (and come back) hundreds to a message and a far worker's
 // slots do not idle while results and new tasks cross the link; longer
 // ones get at least one task per slot ready behind the running one while
-// the job has more than kTailSlotsFactor times the fleet's slots queued,
-// and after that only tasks shorter than that budget, so no long task
-// waits on one worker while a slot elsewhere idles at the job's end.
-// Until a job's first result, Options::prefetch_per_worker.
+// the job has more than kTailSlotsFactor times the fleet's slots queued
+// (a job alone on the fleet: while its queued and already-waiting tasks
+// number at least the slots, so each slot's last task is ready too), and
+// after that only tasks shorter than that budget, so no long task waits
+// on one worker while a slot elsewhere idles at the job's end. Until a
+// job's first result, Options::prefetch_per_worker, or its prediction when
+// that is of long tasks (PredictTaskSeconds).
 // Dispatch fills free slots across all workers first, round-robin, and only
 // then prefetches, so a job smaller than the fleet is spread, not piled on
 // the first worker. Jobs share the fleet fairly: each pick goes to the
@@ -174,6 +177,15 @@ class Scheduler {
 
   explicit Scheduler(Options options);
 
+  // A task of `job_id` is predicted to take `seconds` (its iterations at
+  // the fleet's calibrated rate, or its spin or sleep duration). Until the
+  // job's first result, a prediction of at least kPipelineSeconds is
+  // prefetched for as an observed duration would be (one task ready per
+  // slot, so a far worker's slots do not idle a round trip after their
+  // first task); a shorter one changes nothing (Options::prefetch_per_worker:
+  // a short prediction can be far off, in process mode say, and would deal
+  // thousands of tasks at once).
+  void PredictTaskSeconds(absl::string_view job_id, double seconds);
   // A task of the job took `seconds`: updates the job's moving average of
   // task durations (which sets its prefetch). Unknown jobs are ignored.
   void ObserveTaskSeconds(absl::string_view job_id, double seconds);
@@ -316,6 +328,7 @@ class Scheduler {
     uint32_t in_flight = 0;
     uint64_t seq = 0;
     double task_seconds = -1;  // moving average; < 0 until the first result
+    double predicted_seconds = -1;  // PredictTaskSeconds; < 0: none
   };
 
   bool Eligible(const Job& job, const Worker& worker) const;

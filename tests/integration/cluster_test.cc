@@ -170,8 +170,15 @@ TEST(ClusterTest, PythonJobWaitsWithAReasonUntilAWorkerOffersTheKind) {
 
 TEST(ClusterTest, TwoConcurrentJobsBothProgress) {
   ASSERT_OK_AND_ASSIGN(auto cluster, InProcessCluster::Start({.workers = 2, .slots_per_worker = 1}));
-  ASSERT_OK_AND_ASSIGN(std::string a, cluster->Submit(Countdown(6, 30'000'000)));
-  ASSERT_OK_AND_ASSIGN(std::string b, cluster->Submit(Countdown(6, 30'000'000)));
+  // Tasks predicted (from the workers' calibrations) to take at least the
+  // 5 ms pipeline on any CPU up to 20 G iterations/s, so both jobs get
+  // tasks ready from their submit on, and the fleet's freed room goes to
+  // the job with the fewest in flight. Shorter ones made this test depend
+  // on the machine: 30 M iterations (4 ms at 8 G iterations/s) let the
+  // first job's observed prefetch keep every slot while the second, with
+  // no result yet, got only free slots (1 failure in 10 runs).
+  ASSERT_OK_AND_ASSIGN(std::string a, cluster->Submit(Countdown(6, 100'000'000)));
+  ASSERT_OK_AND_ASSIGN(std::string b, cluster->Submit(Countdown(6, 100'000'000)));
   ASSERT_OK_AND_ASSIGN(v1::JobReport ra, cluster->WaitForJob(a, absl::Now() + kJobDeadline));
   ASSERT_OK_AND_ASSIGN(v1::JobReport rb, cluster->WaitForJob(b, absl::Now() + kJobDeadline));
   EXPECT_EQ(ra.state(), v1::JOB_STATE_SUCCEEDED);

@@ -779,14 +779,18 @@ TEST_F(CoordinatorTest, RestartRequeuesUnfinishedTasksAndUnclaimedHeldOnes) {
     ASSERT_OK_AND_ASSIGN(auto j1, coord_->Submit(Countdown(1, 7, "done")));
     done_job = j1.job_id();
     ASSERT_OK(Succeed(w, w.channel->TakeNew().at(0)));
-    ASSERT_OK_AND_ASSIGN(auto j2, coord_->Submit(Countdown(3, 7, "open")));
+    ASSERT_OK_AND_ASSIGN(auto j2, coord_->Submit(Countdown(4, 7, "open")));
     open_job = j2.job_id();
     const v1::Assignment t0 = w.channel->TakeNew().at(0);
     EXPECT_EQ(t0.task().task_index(), 0u);
     ASSERT_OK(Succeed(w, t0));
-    const v1::Assignment t1 = w.channel->TakeNew().at(0);
-    EXPECT_EQ(t1.task().task_index(), 1u);
-    ASSERT_OK(Started(w, t1, 0, kSecond));  // running when the coordinator dies
+    // After the first result (1 s tasks): task 1 for the slot and task 2
+    // ready behind it (2 queued >= the fleet's 1 slot); task 3 waits.
+    const auto next = w.channel->TakeNew();
+    ASSERT_THAT(next, SizeIs(2));
+    EXPECT_EQ(next[0].task().task_index(), 1u);
+    EXPECT_EQ(next[1].task().task_index(), 2u);
+    ASSERT_OK(Started(w, next[0], 0, kSecond));  // running when the coordinator dies
   }
   coord_.reset();  // crash: no Shutdown, no Detach
 
@@ -798,32 +802,43 @@ TEST_F(CoordinatorTest, RestartRequeuesUnfinishedTasksAndUnclaimedHeldOnes) {
   ASSERT_OK_AND_ASSIGN(auto open, coord_->GetReport(open_job, true));
   EXPECT_EQ(open.state(), v1::JOB_STATE_RUNNING);
   EXPECT_EQ(open.tasks_succeeded(), 1u);
-  // Task 1 is held for "old" (it may still run there) until the grace ends.
+  // Tasks 1 and 2 are held for "old" (they may still run there) until the
+  // grace ends; task 3 was never assigned.
   EXPECT_EQ(open.tasks(1).state(), v1::TASK_STATE_RUNNING);
-  EXPECT_EQ(open.tasks(2).state(), v1::TASK_STATE_QUEUED);
+  EXPECT_EQ(open.tasks(2).state(), v1::TASK_STATE_ASSIGNED);
+  EXPECT_EQ(open.tasks(3).state(), v1::TASK_STATE_QUEUED);
   clock_.Advance(o.worker_timeout);
   coord_->CheckLiveness();
   ASSERT_OK_AND_ASSIGN(open, coord_->GetReport(open_job, true));
   EXPECT_EQ(open.tasks(1).state(), v1::TASK_STATE_QUEUED);
-  EXPECT_EQ(open.retries(), 0u);  // the restart is not the task's fault
+  EXPECT_EQ(open.tasks(2).state(), v1::TASK_STATE_QUEUED);
+  EXPECT_EQ(open.retries(), 0u);  // the restart is not the tasks' fault
   ASSERT_OK_AND_ASSIGN(auto jobs, coord_->ListJobs(0));
   ASSERT_THAT(jobs, SizeIs(2));
   EXPECT_EQ(jobs[0].id(), open_job);
   EXPECT_EQ(jobs[1].id(), done_job);
 
   ASSERT_OK_AND_ASSIGN(FakeWorker fresh, Attach("new", 2));
-  const auto as = fresh.channel->TakeNew();
-  ASSERT_THAT(as, SizeIs(2));  // task 0 already succeeded
+  auto as = fresh.channel->TakeNew();
+  ASSERT_THAT(as, SizeIs(2));  // task 0 already succeeded; the slots only
+  std::sort(as.begin(), as.end(), [](const v1::Assignment& a, const v1::Assignment& b) {
+    return a.task().task_index() < b.task().task_index();
+  });
   EXPECT_EQ(as[0].task().job_id(), open_job);
   EXPECT_EQ(as[0].task().task_index(), 1u);
   EXPECT_EQ(as[0].task().attempt(), 2u);  // attempt 1 ran before the crash
   EXPECT_EQ(as[1].task().task_index(), 2u);
-  EXPECT_EQ(as[1].task().attempt(), 1u);  // never assigned before
+  EXPECT_EQ(as[1].task().attempt(), 2u);  // attempt 1 was handed out before the crash
   ASSERT_OK(Succeed(fresh, as[0]));
   ASSERT_OK(Succeed(fresh, as[1]));
+  as = fresh.channel->TakeNew();
+  ASSERT_THAT(as, SizeIs(1));
+  EXPECT_EQ(as[0].task().task_index(), 3u);
+  EXPECT_EQ(as[0].task().attempt(), 1u);  // never assigned before
+  ASSERT_OK(Succeed(fresh, as[0]));
   ASSERT_OK_AND_ASSIGN(open, coord_->GetReport(open_job, true));
   EXPECT_EQ(open.state(), v1::JOB_STATE_SUCCEEDED);
-  EXPECT_EQ(open.tasks_succeeded(), 3u);
+  EXPECT_EQ(open.tasks_succeeded(), 4u);
   EXPECT_EQ(open.tasks(0).worker(), "old");
   EXPECT_EQ(open.tasks(1).worker(), "new");
   // A new job id never collides with a stored one, and cancel of a finished

@@ -75,6 +75,35 @@ TEST_F(CoordinatorWireTest, RangesGoOnlyToWorkersThatTakeThem) {
   }
 }
 
+// Before a job's first result, the daemon's default deals only free slots
+// (--prefetch 0: tasks of unknown length must not pile up on one worker),
+// so each slot of a far worker idled a round trip after its first task.
+// A countdown predicted from the worker's calibration to take at least
+// the 5 ms pipeline gets one task ready per slot at once; a shorter
+// prediction, or none, changes nothing.
+TEST_F(CoordinatorWireTest, APredictedLongCountdownGetsOneTaskReadyPerSlotBeforeItsFirstResult) {
+  struct Case {
+    double rate;          // the worker's calibration; 0: none
+    uint64_t iterations;  // per task
+    size_t dealt;
+  };
+  for (const Case& c : {Case{1e9, 50'000'000, 4}, Case{1e9, 1'000'000, 2}, Case{0, 50'000'000, 2}}) {
+    SCOPED_TRACE(::testing::Message() << c.rate << " it/s, " << c.iterations << " iterations");
+    Coordinator::Options o = Defaults();
+    o.prefetch_per_worker = 0;
+    Start(o);
+    v1::Hello h = MakeHello("w", 2);
+    if (c.rate > 0) {
+      v1::KernelCalibration* k = h.add_calibrations();
+      k->set_kind(v1::TASK_KIND_COUNTDOWN);
+      k->set_iterations_per_second(c.rate);
+    }
+    ASSERT_OK_AND_ASSIGN(FakeWorker w, AttachHello(h));
+    ASSERT_OK(coord_->Submit(Countdown(10, c.iterations)).status());
+    EXPECT_EQ(w.channel->assignments().size(), c.dealt);
+  }
+}
+
 TEST_F(CoordinatorWireTest, ALoneTaskGoesAsAPlainAssignment) {
   // A worker runs a lone tiny assignment inline (Executor::TryRunInline):
   // a one-task range would not be.

@@ -178,12 +178,15 @@ TEST(SchedulerTest, LongTasksAreNotPrefetched) {
   ASSERT_OK(s.AddJob("job", {}, Range(4), 1));
   const auto first = s.Dispatch();
   ASSERT_EQ(first.size(), 3u);
-  s.ObserveTaskSeconds("job", 0.050);  // 50 ms: prefetch none (1 queued: the job's end)
+  s.ObserveTaskSeconds("job", 0.050);  // 50 ms: one ready per slot while every slot can get one
   ASSERT_OK(s.Release("a", first[0].task));
+  EXPECT_THAT(s.Dispatch(), IsEmpty()) << "one task running and one ready cover the single slot";
   ASSERT_OK(s.Release("a", first[1].task));
-  EXPECT_THAT(s.Dispatch(), IsEmpty()) << "one task still held covers the single slot";
-  ASSERT_OK(s.Release("a", first[2].task));
+  // The last task: the only slot gets it ready behind its running one
+  // (no other slot could run it; asking for it later idles a round trip).
   EXPECT_EQ(s.Dispatch().size(), 1u);
+  EXPECT_EQ(s.InFlight("a"), 2);
+  EXPECT_EQ(s.QueuedTasks(), 0u);
   // A 2 ms task on a 3-slot worker: floor(3 x 5 ms / 2 ms) = 7 prefetched.
   ASSERT_OK(s.AddWorker(Worker("b", 3)));
   ASSERT_OK(s.AddJob("mid", {}, Range(100), 2));
@@ -257,36 +260,81 @@ TEST(SchedulerTest, RoundTripOfAnUnknownWorkerIsNotFound) {
               StatusIs(absl::StatusCode::kNotFound, HasSubstr("nobody")));
 }
 
-TEST(SchedulerTest, AFarWorkerGetsNoLongTaskPiledAtTheJobsTail) {
+TEST(SchedulerTest, APredictionOfLongTasksPrefetchesBeforeTheFirstResult) {
+  // 50 ms predicted: one ready per slot at once; 1 ms predicted (under the
+  // 5 ms pipeline): only the slots, as with no prediction; a negative one
+  // is none. The first observed duration takes over from the prediction.
+  for (const auto& [predicted, dealt] : {std::pair{0.050, 4}, std::pair{0.001, 2}, std::pair{-1.0, 2}}) {
+    SCOPED_TRACE(predicted);
+    Scheduler s(Prefetch(0));
+    ASSERT_OK(s.AddWorker(Worker("a", 2)));
+    ASSERT_OK(s.AddJob("job", {}, Range(10), 1));
+    s.PredictTaskSeconds("job", predicted);
+    EXPECT_EQ(s.Dispatch().size(), static_cast<size_t>(dealt));
+  }
   Scheduler s(Prefetch(0));
   ASSERT_OK(s.AddWorker(Worker("a", 1)));
-  ASSERT_OK(s.AddWorker(Worker("b", 1)));
-  ASSERT_OK(s.SetRoundTrip("a", absl::Milliseconds(20)));
-  ASSERT_OK(s.SetRoundTrip("b", absl::Milliseconds(20)));
+  ASSERT_OK(s.AddJob("job", {}, Range(100), 1));
+  s.PredictTaskSeconds("job", 0.050);
+  const std::vector<Scheduler::Assignment> first = s.Dispatch();
+  ASSERT_EQ(first.size(), 2u);
+  s.ObserveTaskSeconds("job", 0.0001);  // 0.1 ms observed: 5 ms / 0.1 ms = 50 ready
+  ASSERT_OK(s.Release("a", first[0].task));
+  s.Dispatch();
+  EXPECT_EQ(s.InFlight("a"), 1 + 50);
+}
+
+// Two one-slot workers, "a" and "b", each 20 ms away.
+void AddTwoFarWorkers(Scheduler& s) {
+  for (const char* name : {"a", "b"}) {
+    ASSERT_OK(s.AddWorker(Worker(name, 1)));
+    ASSERT_OK(s.SetRoundTrip(name, absl::Milliseconds(20)));
+  }
+}
+
+TEST(SchedulerTest, AtTheJobsTailEachSlotGetsItsLastTaskReadyAndNoneGetsTwo) {
+  Scheduler s(Prefetch(0));
+  AddTwoFarWorkers(s);
   ASSERT_OK(s.AddJob("job", {}, Range(6), 1));
   s.ObserveTaskSeconds("job", 0.050);
-  // One in each free slot; then, while more than the 2 fleet slots are
-  // queued, one ready behind each (a 50 ms task is past the 45 ms budget,
-  // but a slot of a far worker would idle a round trip without it).
+  // One in each free slot; then one ready behind each (a 50 ms task is
+  // past the 45 ms budget, but a far worker's slot would idle a round trip
+  // without it).
   std::vector<Scheduler::Assignment> as = s.Dispatch();
   ASSERT_EQ(as.size(), 4u);
   EXPECT_EQ(s.InFlight("a"), 2);
   EXPECT_EQ(s.InFlight("b"), 2);
   EXPECT_EQ(s.QueuedTasks(), 2u);
-  // The tail: the last 2 go only to a worker with nothing left to run, so
-  // none waits behind another while a slot elsewhere idles.
-  ASSERT_OK(s.Release(as[0].session, as[0].task));
-  EXPECT_THAT(s.Dispatch(), IsEmpty());
+  // The tail: 2 queued, one already ready on the other worker. The worker
+  // whose task ended gets its last one ready too (2 queued + 0 waiting >=
+  // 2 slots); none gets a second.
   const std::string worker = as[0].session;
-  for (const Scheduler::Assignment& a : as) {
-    if (a.session == worker && !(a.task == as[0].task)) {
-      ASSERT_OK(s.Release(a.session, a.task));
-    }
-  }
+  const std::string other = worker == "a" ? "b" : "a";
+  ASSERT_OK(s.Release(as[0].session, as[0].task));
+  std::vector<Scheduler::Assignment> tail = s.Dispatch();
+  ASSERT_EQ(tail.size(), 1u);
+  EXPECT_EQ(tail[0].session, worker);
+  EXPECT_EQ(s.InFlight(worker), 2);
+  EXPECT_EQ(s.InFlight(other), 2);
+  EXPECT_EQ(s.QueuedTasks(), 1u);
+  EXPECT_THAT(s.Dispatch(), IsEmpty()) << "both workers hold one running and one ready";
+}
+
+TEST(SchedulerTest, AFarWorkerGetsNoLongTaskPiledWhenNotEverySlotCanGetOne) {
+  Scheduler s(Prefetch(0));
+  AddTwoFarWorkers(s);
+  ASSERT_OK(s.AddJob("job", {}, Range(3), 1));
+  std::vector<Scheduler::Assignment> as = s.Dispatch();
+  ASSERT_EQ(as.size(), 2u) << "no timing yet: the slots only";
+  s.ObserveTaskSeconds("job", 0.050);
+  // One task left for two busy slots: readied behind either running task it
+  // could wait 50 ms while the other slot idles; it goes to whichever slot
+  // frees first.
+  EXPECT_THAT(s.Dispatch(), IsEmpty());
+  ASSERT_OK(s.Release(as[1].session, as[1].task));
   as = s.Dispatch();
   ASSERT_EQ(as.size(), 1u);
-  EXPECT_EQ(as[0].session, worker);
-  EXPECT_EQ(s.InFlight(worker), 1);
+  EXPECT_EQ(s.InFlight(as[0].session), 1);
 }
 
 TEST(SchedulerTest, LongTasksGetOneReadyPerSlotUntilTheJobsEnd) {
@@ -295,35 +343,33 @@ TEST(SchedulerTest, LongTasksGetOneReadyPerSlotUntilTheJobsEnd) {
   ASSERT_OK(s.AddWorker(Worker("b", 2)));
   ASSERT_OK(s.AddJob("job", {}, Range(20), 1));
   std::map<std::string, std::deque<TaskKey>> held;
+  size_t dealt = 0;
   auto dispatch = [&] {
     const std::vector<Scheduler::Assignment> as = s.Dispatch();
     for (const Scheduler::Assignment& a : as) held[a.session].push_back(a.task);
+    dealt += as.size();
     return as.size();
   };
   ASSERT_EQ(dispatch(), 3u) << "no timing yet: the slots only";
   s.ObserveTaskSeconds("job", 0.250);
-  // 17 queued > 3 fleet slots: one more per slot on each worker.
+  // 17 queued >= 3 fleet slots: one more per slot on each worker.
   ASSERT_EQ(dispatch(), 3u);
   EXPECT_EQ(s.InFlight("a"), 2);
   EXPECT_EQ(s.InFlight("b"), 4);
   EXPECT_EQ(s.QueuedTasks(), 14u);
-  // Finish tasks until the queue is down to the tail (the fleet's slots).
-  while (s.QueuedTasks() > 3) {
+  // Each worker finishes its oldest task in turn: never more than one
+  // ready per slot, down to the job's last task.
+  while (dealt < 20) {
     for (auto& [w, tasks] : held) {
       ASSERT_FALSE(tasks.empty());
       ASSERT_OK(s.Release(w, tasks.front()));
       tasks.pop_front();
     }
     dispatch();
+    EXPECT_LE(s.InFlight("a"), 2);
+    EXPECT_LE(s.InFlight("b"), 4);
   }
-  // From there, on demand: with everything finished, one task per slot.
-  for (auto& [w, tasks] : held) {
-    for (const TaskKey& t : tasks) ASSERT_OK(s.Release(w, t));
-    tasks.clear();
-  }
-  dispatch();
-  EXPECT_EQ(s.InFlight("a"), 1);
-  EXPECT_EQ(s.InFlight("b"), 2);
+  EXPECT_EQ(s.QueuedTasks(), 0u);
 }
 
 TEST(SchedulerTest, ZeroPrefetchHoldsOnlySlots) {
