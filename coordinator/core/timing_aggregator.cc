@@ -475,7 +475,8 @@ Summary QuantilesAndStragglers(const JobRecord& job, const RunTimes& runs,
   s.mean = s.sum / static_cast<double>(s.count);
   if (slow != nullptr) {
     const double threshold = StragglerThresholdOf(s.p50);
-    if (!gathered && s.max > threshold) {
+    // The longest as the tasks' own seconds are compared (TaskRecord::seconds).
+    if (!gathered && static_cast<double>(runs.max_ns()) / 1e9 > threshold) {
       ForEachRunNs(job, [&](int64_t ns, uint32_t index) {
         const double secs = static_cast<double>(ns) / 1e9;
         if (secs > threshold) slow->emplace_back(secs, index);
