@@ -785,7 +785,7 @@ TEST_F(CoordinatorTest, RestartRequeuesUnfinishedTasksAndUnclaimedHeldOnes) {
     EXPECT_EQ(t0.task().task_index(), 0u);
     ASSERT_OK(Succeed(w, t0));
     // After the first result (1 s tasks): task 1 for the slot and task 2
-    // ready behind it (2 queued >= the fleet's 1 slot); task 3 waits.
+    // ready behind it (2 queued, more than the fleet's 1 slot); task 3 waits.
     const auto next = w.channel->TakeNew();
     ASSERT_THAT(next, SizeIs(2));
     EXPECT_EQ(next[0].task().task_index(), 1u);

@@ -331,10 +331,13 @@ TEST(SchedulerTest, AFarWorkerGetsNoLongTaskPiledWhenNotEverySlotCanGetOne) {
   // could wait 50 ms while the other slot idles; it goes to whichever slot
   // frees first.
   EXPECT_THAT(s.Dispatch(), IsEmpty());
+  const std::string freed = as[1].session;
   ASSERT_OK(s.Release(as[1].session, as[1].task));
   as = s.Dispatch();
   ASSERT_EQ(as.size(), 1u);
-  EXPECT_EQ(s.InFlight(as[0].session), 1);
+  EXPECT_EQ(as[0].session, freed);
+  EXPECT_EQ(s.InFlight("a"), 1);
+  EXPECT_EQ(s.InFlight("b"), 1);
 }
 
 TEST(SchedulerTest, LongTasksGetOneReadyPerSlotUntilTheJobsEnd) {
