@@ -525,33 +525,8 @@ void Executor::RunRun(const v1::Assignment& a, int slot) {
   p.set_attempt_all(run->attempt);
   p.set_slot_all(static_cast<uint32_t>(slot));
   p.set_cpu_is_wall(true);
-  auto add_iterations = [&p](int n, uint64_t v) {
-    if (n == 0) {
-      p.set_iterations_done_all(v);
-    } else if (!p.has_iterations_done_all()) {
-      p.add_iterations_done(v);
-    } else if (v != p.iterations_done_all()) {
-      for (int i = 0; i < n; ++i) p.add_iterations_done(p.iterations_done_all());
-      p.clear_iterations_done_all();
-      p.add_iterations_done(v);
-    }
-  };
-  auto add_cpu = [&p](int n, uint32_t plus1) {
-    if (n == 0) {
-      p.set_cpu_plus1_all(plus1);
-    } else if (!p.has_cpu_plus1_all()) {
-      p.add_start_cpu_plus1(plus1);
-      p.add_end_cpu_plus1(plus1);
-    } else if (plus1 != p.cpu_plus1_all()) {
-      for (int i = 0; i < n; ++i) {
-        p.add_start_cpu_plus1(p.cpu_plus1_all());
-        p.add_end_cpu_plus1(p.cpu_plus1_all());
-      }
-      p.clear_cpu_plus1_all();
-      p.add_start_cpu_plus1(plus1);
-      p.add_end_cpu_plus1(plus1);
-    }
-  };
+  ConstantOrColumn<uint64_t> iterations;
+  ConstantOrColumn<uint32_t> cpus;  // start and end: the same CPU in this path
   for (uint32_t i = 0; i < run->count; ++i) {
     const uint32_t index = run->first + i;
     if (run->cancel.cancelled()) break;  // the rest is dropped, as a queue is
@@ -571,8 +546,11 @@ void Executor::RunRun(const v1::Assignment& a, int slot) {
       p.add_start_delta_ns(t0 - last_start);
       last_start = t0;
       p.add_wall_ns(static_cast<uint64_t>(t1 - t0));
-      add_iterations(n, k.iterations_done);
-      add_cpu(n, cpu0 >= 0 ? static_cast<uint32_t>(cpu0) + 1 : 0);
+      iterations.Add(n, k.iterations_done, [&p](uint64_t v) { p.add_iterations_done(v); });
+      cpus.Add(n, cpu0 >= 0 ? static_cast<uint32_t>(cpu0) + 1 : 0, [&p](uint32_t v) {
+        p.add_start_cpu_plus1(v);
+        p.add_end_cpu_plus1(v);
+      });
       continue;
     }
     v1::TaskResult& r = out.others.emplace_back();
@@ -592,6 +570,8 @@ void Executor::RunRun(const v1::Assignment& a, int slot) {
     r.set_iterations_done(k.iterations_done);
     SetOutcome(a, k.outcome, &r);
   }
+  if (iterations.all()) p.set_iterations_done_all(*iterations.all());
+  if (cpus.all()) p.set_cpu_plus1_all(*cpus.all());
   // Hand the results over first, then free the slot: WaitIdle must not see
   // it idle before.
   if (on_finished_run_) {

@@ -100,6 +100,36 @@ void ForEachPackedResult(const v1::PackedResults& p, Fn&& fn);
 // keeps a batch that could not be written).
 void UnpackInto(v1::TaskUpdates& updates);
 
+// A packed column as a writer builds it: one value (its constant, e.g.
+// iterations_done_all) until an entry differs; from then on a column in
+// full, the entries before it written out. The writer sets the constant
+// from all() once the group is complete.
+template <typename T>
+class ConstantOrColumn {
+ public:
+  // Entry `n` (0-based, in order) is `v`; `append` adds one value to the
+  // column.
+  template <typename Append>
+  void Add(int n, T v, Append&& append) {
+    if (n == 0) {
+      value_ = v;
+      constant_ = true;
+    } else if (!constant_) {
+      append(v);
+    } else if (v != value_) {
+      for (int i = 0; i < n; ++i) append(value_);
+      constant_ = false;
+      append(v);
+    }
+  }
+  // The constant, if there were entries and every one was it; else null.
+  const T* all() const { return constant_ ? &value_ : nullptr; }
+
+ private:
+  T value_{};
+  bool constant_ = false;
+};
+
 // Writes out `p`'s constant columns (attempt_all and the rest) as full
 // columns, for a coordinator that does not read them; the entries read
 // back the same.

@@ -314,6 +314,33 @@ TEST(PackedResultsTest, ConstantColumnsReadBackAsTheirValueInEveryEntry) {
   ForEachPackedResult(unknown, [](const v1::TaskResult& r) { EXPECT_FALSE(r.has_start_cpu()); });
 }
 
+// A writer's column: the constant while every entry is one value; from
+// the first that differs, every entry in order (the earlier ones written
+// out as the constant was).
+TEST(ConstantOrColumnTest, StaysAConstantUntilAnEntryDiffers) {
+  struct Case {
+    std::vector<uint64_t> entries;
+    bool constant;
+  };
+  for (const Case& c : {Case{{}, false}, Case{{7}, true}, Case{{7, 7, 7}, true}, Case{{7, 7, 9, 7}, false},
+                        Case{{9, 7}, false}}) {
+    SCOPED_TRACE(testing::PrintToString(c.entries));
+    ConstantOrColumn<uint64_t> col;
+    std::vector<uint64_t> column;
+    for (size_t i = 0; i < c.entries.size(); ++i) {
+      col.Add(static_cast<int>(i), c.entries[i], [&column](uint64_t v) { column.push_back(v); });
+    }
+    if (c.constant) {
+      ASSERT_NE(col.all(), nullptr);
+      EXPECT_EQ(*col.all(), c.entries.front());
+      EXPECT_TRUE(column.empty());
+    } else {
+      EXPECT_EQ(col.all(), nullptr);
+      EXPECT_EQ(column, c.entries);
+    }
+  }
+}
+
 TEST(PackedResultsTest, AConstantAndItsColumnTogetherAreRefused) {
   const std::pair<void (*)(v1::PackedResults&), const char*> cases[] = {
       {[](v1::PackedResults& p) { p.add_attempt(3); }, "packed.attempt must be empty when packed.attempt_all is set"},
