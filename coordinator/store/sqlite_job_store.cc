@@ -314,8 +314,7 @@ absl::Status SqliteJobStore::CreateJob(const JobRecord& job) {
   uint64_t rows = 1;
   for (const TaskRecord& t : job.tasks) {
     if (t.state == v1::TASK_STATE_QUEUED && t.current.number == 0) continue;
-    pending_.tasks[job.id].Add(t);
-    ++rows;
+    rows += pending_.tasks[job.id].Add(t) ? 1 : 0;
   }
   queued_rows_ += rows;
   UpdateBacklogged();
@@ -332,13 +331,15 @@ absl::Status SqliteJobStore::SaveJob(const JobRecord& job, const std::vector<uin
   } else {
     CopyJobProgress(job, &header->second);
   }
-  queued_rows_ += changed_tasks.size() + 1;
-  UpdateBacklogged();
-  if (changed_tasks.empty()) return absl::OkStatus();
-  TaskRowLog& rows = pending_.tasks[job.id];
-  for (const uint32_t i : changed_tasks) {
-    if (i < job.tasks.size()) rows.Add(job.tasks[i]);
+  // Rows in memory: a task whose row is still queued has it replaced.
+  queued_rows_ += 1;
+  if (!changed_tasks.empty()) {
+    TaskRowLog& rows = pending_.tasks[job.id];
+    for (const uint32_t i : changed_tasks) {
+      if (i < job.tasks.size() && rows.Add(job.tasks[i])) ++queued_rows_;
+    }
   }
+  UpdateBacklogged();
   return absl::OkStatus();
 }
 

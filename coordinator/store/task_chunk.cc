@@ -1,6 +1,8 @@
 #include "coordinator/store/task_chunk.h"
 
 #include <algorithm>
+#include <bit>
+#include <cstring>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -55,14 +57,57 @@ TaskRow::TaskRow(const TaskRecord& t)
   }
 }
 
+void TaskChunkWriter::Column::Fixed64(uint64_t v) {
+  Room();
+  for (int i = 0; i < 8; ++i) data_[size_++] = static_cast<uint8_t>(v >> (8 * i));  // little-endian, as the wire
+}
+
+void TaskChunkWriter::Column::Bytes(const void* p, size_t n) {
+  if (data_.size() - size_ < n + kMaxValue) data_.resize(std::max(2 * data_.size(), size_ + n + kMaxValue));
+  std::memcpy(data_.data() + size_, p, n);
+  size_ += n;
+}
+
+namespace {
+
+// A length-delimited field's key (wire type 2).
+uint64_t LengthKey(int field) { return (static_cast<uint64_t>(field) << 3) | 2; }
+
+void LengthField(TaskChunkWriter::Column& out, int field, absl::string_view bytes) {
+  out.Varint(LengthKey(field));
+  out.Varint(bytes.size());
+  out.Bytes(bytes.data(), bytes.size());
+}
+
+size_t VarintSize(uint64_t v) {
+  size_t n = 1;
+  while (v >= 0x80) {
+    v >>= 7;
+    ++n;
+  }
+  return n;
+}
+
+void AppendVarint(std::string& out, uint64_t v) {
+  while (v >= 0x80) {
+    out.push_back(static_cast<char>(v | 0x80));
+    v >>= 7;
+  }
+  out.push_back(static_cast<char>(v));
+}
+
+}  // namespace
+
+TaskChunkWriter::TaskChunkWriter() : columns_(kColumns) {}
+
 uint32_t TaskChunkWriter::NameNumber(Name n) {
   if (n.empty()) return 0;
   for (const auto& [id, number] : names_) {
     if (id == n.id()) return number;
   }
-  chunk_.add_names(n.str());
-  names_.emplace_back(n.id(), static_cast<uint32_t>(chunk_.names_size()));
-  return static_cast<uint32_t>(chunk_.names_size());
+  LengthField(names_field_, 1, n.str());
+  names_.emplace_back(n.id(), static_cast<uint32_t>(names_.size() + 1));
+  return static_cast<uint32_t>(names_.size());
 }
 
 void TaskChunkWriter::Add(const TaskRow& row) {
@@ -70,54 +115,90 @@ void TaskChunkWriter::Add(const TaskRow& row) {
     // The first set time of the chunk's first row: the others are close.
     for (WallNs t : {row.assigned_at, row.started_at, row.ended_at, row.result_at}) {
       if (t.is_set()) {
-        chunk_.set_base_ns(t.unix_ns());
+        base_ns_ = t.unix_ns();
         break;
       }
     }
     based_ = true;
     first_ = row.index;
   }
-  const int n = chunk_.index_delta_size();
-  chunk_.add_index_delta(n == 0 ? static_cast<int64_t>(row.index)
-                                : static_cast<int64_t>(row.index) - static_cast<int64_t>(last_));
+  col(10).ZigZag(rows_ == 0 ? static_cast<int64_t>(row.index)
+                            : static_cast<int64_t>(row.index) - static_cast<int64_t>(last_));
   last_ = row.index;
-  chunk_.add_state(static_cast<uint32_t>(static_cast<v1::TaskState>(row.state)));
-  chunk_.add_attempt(row.attempt);
-  chunk_.add_slot(row.slot);
-  chunk_.add_worker(NameNumber(row.worker));
-  chunk_.add_host(NameNumber(row.host));
-  chunk_.add_bound_cpus(NameNumber(row.bound_cpus));
+  col(11).Varint(static_cast<uint32_t>(static_cast<v1::TaskState>(row.state)));
+  col(12).Varint(row.attempt);
+  col(13).Varint(row.slot);
+  col(14).Varint(NameNumber(row.worker));
+  col(15).Varint(NameNumber(row.host));
+  col(16).Varint(NameNumber(row.bound_cpus));
   uint32_t bits = 0;
-  auto time = [&](WallNs t, uint32_t unset, auto add) {
+  auto time = [&](WallNs t, uint32_t unset, int field) {
     if (!t.is_set()) bits |= unset;
-    (chunk_.*add)(t.is_set() ? t.unix_ns() - chunk_.base_ns() : 0);
+    col(field).ZigZag(t.is_set() ? t.unix_ns() - base_ns_ : 0);
   };
-  time(row.assigned_at, kAssignedUnset, &store::v1::TaskChunk::add_assigned_ns);
-  time(row.started_at, kStartedUnset, &store::v1::TaskChunk::add_started_ns);
-  time(row.ended_at, kEndedUnset, &store::v1::TaskChunk::add_ended_ns);
-  time(row.result_at, kResultUnset, &store::v1::TaskChunk::add_result_ns);
+  time(row.assigned_at, kAssignedUnset, 17);
+  time(row.started_at, kStartedUnset, 18);
+  time(row.ended_at, kEndedUnset, 19);
+  time(row.result_at, kResultUnset, 20);
   if (row.speculated) bits |= kSpeculated;
   if (row.backup_won) bits |= kBackupWon;
   if (row.migrated) bits |= kMigrated;
-  chunk_.add_bits(bits);
-  chunk_.add_cpu_ns(row.cpu_ns);
-  chunk_.add_iterations_done(row.iterations_done);
-  chunk_.add_start_cpu(row.start_cpu);
-  chunk_.add_end_cpu(row.end_cpu);
-  chunk_.add_calibrated_rate(row.calibrated_rate);
+  col(21).Varint(bits);
+  col(22).Varint(static_cast<uint64_t>(row.cpu_ns));  // int64: a negative one takes ten bytes
+  col(23).Varint(row.iterations_done);
+  col(24).ZigZag(row.start_cpu);  // sint32: the same bytes as sint64 for an int16
+  col(25).ZigZag(row.end_cpu);
+  col(26).Fixed64(std::bit_cast<uint64_t>(row.calibrated_rate));
   if (row.text) {
-    store::v1::TaskChunk::Text& text = *chunk_.add_text();
-    text.set_row(static_cast<uint32_t>(n));
-    text.set_error(row.text->error);
-    text.set_failures(row.text->failures);
-    text.set_interference(row.text->interference);
+    std::string text;
+    if (rows_ != 0) {
+      text.push_back(static_cast<char>(1 << 3));  // field 1 (row), varint; left out at 0
+      AppendVarint(text, rows_);
+    }
+    auto string_field = [&](int field, const std::string& s) {
+      if (s.empty()) return;
+      AppendVarint(text, LengthKey(field));
+      AppendVarint(text, s.size());
+      text += s;
+    };
+    string_field(2, row.text->error);
+    string_field(3, row.text->failures);
+    string_field(4, row.text->interference);
+    LengthField(texts_, 30, text);
   }
+  ++rows_;
 }
 
 std::string TaskChunkWriter::Take() {
-  std::string blob = chunk_.SerializeAsString();
-  chunk_.Clear();
+  // Fields in number order, as the generated code writes them; a field at
+  // its default (an empty column, a zero base) is left out.
+  size_t total = names_field_.size() + texts_.size();
+  if (base_ns_ != 0) total += 1 + VarintSize(static_cast<uint64_t>(base_ns_));
+  for (int f = kFirstColumn; f < kFirstColumn + kColumns; ++f) {
+    const size_t n = col(f).size();
+    if (n > 0) total += VarintSize(LengthKey(f)) + VarintSize(n) + n;
+  }
+  std::string blob;
+  blob.reserve(total);
+  blob.append(reinterpret_cast<const char*>(names_field_.data()), names_field_.size());
+  if (base_ns_ != 0) {
+    blob.push_back(static_cast<char>(2 << 3));  // field 2, varint
+    AppendVarint(blob, static_cast<uint64_t>(base_ns_));
+  }
+  for (int f = kFirstColumn; f < kFirstColumn + kColumns; ++f) {
+    Column& c = col(f);
+    if (c.size() == 0) continue;
+    AppendVarint(blob, LengthKey(f));
+    AppendVarint(blob, c.size());
+    blob.append(reinterpret_cast<const char*>(c.data()), c.size());
+    c.clear();
+  }
+  blob.append(reinterpret_cast<const char*>(texts_.data()), texts_.size());
+  names_field_.clear();
+  texts_.clear();
   names_.clear();
+  base_ns_ = 0;
+  rows_ = 0;
   based_ = false;
   return blob;
 }
@@ -206,14 +287,55 @@ absl::Status ApplyTaskChunk(const std::string& blob, const std::string& where, s
   return absl::OkStatus();
 }
 
+bool TaskRowLog::Add(const TaskRecord& t) {
+  const uint64_t index = t.index;
+  if (indexed_) {
+    if (size_ == 0) base_ = index;
+    if (index >= base_ && index - base_ < where_.size() && where_[index - base_] != 0) {
+      const uint32_t p = where_[index - base_] - 1;
+      blocks_[p / kBlockRows][p % kBlockRows] = TaskRow(t);
+      return false;
+    }
+    const uint64_t lo = std::min(base_, index);
+    const uint64_t end = std::max(base_ + where_.size(), index + 1);
+    if (end - lo > 2 * (uint64_t{size_} + 1) + kSlackIndices) {
+      indexed_ = false;
+      std::vector<uint32_t>().swap(where_);
+    } else if (index < base_) {
+      // Room below for as many again as the table holds (within the span
+      // allowed), so indices that keep falling cost amortized O(1).
+      const uint64_t room = std::min(base_ - index + where_.size(), base_);
+      const uint64_t allowed = 2 * (uint64_t{size_} + 1) + kSlackIndices - (end - lo);
+      const uint64_t grow = std::max(base_ - index, std::min(room, base_ - index + allowed));
+      std::vector<uint32_t> wider(static_cast<size_t>(grow + where_.size()), 0);
+      std::copy(where_.begin(), where_.end(), wider.begin() + static_cast<ptrdiff_t>(grow));
+      where_.swap(wider);
+      base_ -= grow;
+    } else if (index - base_ >= where_.size()) {
+      where_.resize(static_cast<size_t>(index - base_ + 1), 0);  // grows geometrically
+    }
+    if (indexed_) where_[index - base_] = static_cast<uint32_t>(size_ + 1);
+  }
+  if (blocks_.empty() || blocks_.back().size() == kBlockRows) {
+    blocks_.emplace_back().reserve(kBlockRows);
+  }
+  blocks_.back().emplace_back(t);
+  ++size_;
+  lowest_ = std::min(lowest_, t.index);
+  highest_ = std::max(highest_, t.index);
+  return true;
+}
+
 absl::Status ForEachNewestRow(const TaskRowLog& rows, const std::function<absl::Status(uint32_t)>& fn) {
   if (rows.empty()) return absl::OkStatus();
-  uint32_t lo = UINT32_MAX;
-  uint32_t hi = 0;
-  for (size_t p = 0; p < rows.size(); ++p) {
-    lo = std::min(lo, rows[p].index);
-    hi = std::max(hi, rows[p].index);
+  if (rows.indexed()) {
+    for (const uint32_t p : rows.positions()) {
+      if (p != 0) BF_RETURN_IF_ERROR(fn(p - 1));
+    }
+    return absl::OkStatus();
   }
+  const uint32_t lo = rows.lowest_index();
+  const uint32_t hi = rows.highest_index();
   const uint64_t span = uint64_t{hi} - lo + 1;
   if (span <= 2 * static_cast<uint64_t>(rows.size())) {
     // A later row of an index overwrites an earlier one's position.

@@ -7,6 +7,7 @@
 // varint per column instead of a B-tree insert of 25 columns keyed by text,
 // and about 40 bytes of file instead of ~120.
 
+#include <algorithm>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -51,52 +52,114 @@ struct TaskRow {
   bool migrated;
 };
 
-// Rows in the order saved, in blocks of kBlockRows: it grows without
-// copying the rows it holds, and without the slack of a vector's doubling
-// (a store's backlog, up to 100,000 rows, is one of these). Blocks are
-// of one size, under malloc's mmap threshold, so freed ones are reused.
+// A batch's task rows, each task's newest: a task saved again while its row
+// is still in the log (dealt, then finished, within one group commit: most
+// tasks) has that row replaced, not a second one added. Rows sit in the
+// order first saved, in blocks of kBlockRows: the log grows without copying
+// the rows it holds, and without the slack of a vector's doubling (a
+// store's backlog, up to 100,000 rows, is one of these). Blocks are of one
+// size, under malloc's mmap threshold, so freed ones are reused.
+//
+// Finding a task's row takes a table by task index, 4 bytes an index of
+// the span the rows cover; kept while that span stays within twice the
+// rows and kSlackIndices (a job's tasks dealt and finished in runs: almost
+// always). Past it the table is dropped and a task saved again gets a
+// second row, which ForEachNewestRow skips.
 class TaskRowLog {
  public:
   static constexpr size_t kBlockRows = 1024;  // about 100 KiB a block
+  static constexpr uint64_t kSlackIndices = 16384;  // 64 KiB of table
 
-  void Add(const TaskRecord& t) {
-    if (blocks_.empty() || blocks_.back().size() == kBlockRows) {
-      blocks_.emplace_back().reserve(kBlockRows);
-    }
-    blocks_.back().emplace_back(t);
-    ++size_;
-  }
+  // Returns whether a row was added (false: t's task's row was replaced).
+  bool Add(const TaskRecord& t);
   size_t size() const { return size_; }
   bool empty() const { return size_ == 0; }
   const TaskRow& operator[](size_t i) const { return blocks_[i / kBlockRows][i % kBlockRows]; }
+  // The lowest and highest task index among the rows (meaningful when not
+  // empty): kept as rows are added, so the writer need not read them twice.
+  uint32_t lowest_index() const { return lowest_; }
+  uint32_t highest_index() const { return highest_; }
+  // Whether each task has one row at most, found by index: the table below.
+  bool indexed() const { return indexed_; }
+  // Position + 1 of the row of task base_index() + k at k (0: none), while
+  // indexed().
+  const std::vector<uint32_t>& positions() const { return where_; }
+  uint64_t base_index() const { return base_; }
 
  private:
   std::vector<std::vector<TaskRow>> blocks_;
   size_t size_ = 0;
+  uint32_t lowest_ = UINT32_MAX;
+  uint32_t highest_ = 0;
+  std::vector<uint32_t> where_;
+  uint64_t base_ = 0;
+  bool indexed_ = true;
 };
 
 // Calls fn(position) with the position in `rows` of each task's newest row
-// (the last saved), in task index order. A batch whose indices span at
-// most twice its rows (a job's tasks dealt and finished in runs: almost
-// always) takes one pass over them and one over the span, with 4 bytes per
-// index of the span (at most 8 a row, what a sort's pairs take); any
-// other, a sort. Stops at, and returns, fn's first error.
+// (the last saved), in task index order: a walk of the log's table while
+// it is indexed; else, for a batch whose indices span at most twice its
+// rows, one pass over them and one over the span, with 4 bytes per index
+// of the span (at most 8 a row, what a sort's pairs take); any other, a
+// sort. Stops at, and returns, fn's first error.
 absl::Status ForEachNewestRow(const TaskRowLog& rows, const std::function<absl::Status(uint32_t)>& fn);
 
-// Builds a chunk of rows, in the order added.
+// Builds a chunk of rows, in the order added: the bytes of a
+// busyfleet.store.v1.TaskChunk, written straight into one buffer per
+// column (what the generated code would serialize, byte for byte, without
+// its repeated fields, their size pass and the copy out of them).
 class TaskChunkWriter {
  public:
+  TaskChunkWriter();
   void Add(const TaskRow& row);
-  size_t rows() const { return static_cast<size_t>(chunk_.index_delta_size()); }
+  size_t rows() const { return rows_; }
   uint32_t first_index() const { return first_; }
   uint32_t last_index() const { return last_; }
   // The blob; the writer is empty again after.
   std::string Take();
 
+  // A packed column being written: varints (or fixed 8-byte values) with
+  // room for one more value always kept.
+  class Column {
+   public:
+    void Varint(uint64_t v) {
+      Room();
+      uint8_t* p = data_.data() + size_;
+      while (v >= 0x80) {
+        *p++ = static_cast<uint8_t>(v | 0x80);
+        v >>= 7;
+      }
+      *p++ = static_cast<uint8_t>(v);
+      size_ = static_cast<size_t>(p - data_.data());
+    }
+    void ZigZag(int64_t v) { Varint((static_cast<uint64_t>(v) << 1) ^ static_cast<uint64_t>(v >> 63)); }
+    void Fixed64(uint64_t v);
+    void Bytes(const void* p, size_t n);
+    size_t size() const { return size_; }
+    const uint8_t* data() const { return data_.data(); }
+    void clear() { size_ = 0; }
+
+   private:
+    static constexpr size_t kMaxValue = 10;
+    void Room() {
+      if (data_.size() - size_ < kMaxValue) data_.resize(std::max<size_t>(256, 2 * data_.size()));
+    }
+    std::vector<uint8_t> data_;
+    size_t size_ = 0;
+  };
+
  private:
   uint32_t NameNumber(Name n);
-  store::v1::TaskChunk chunk_;
+  // TaskChunk's packed fields, 10 (index_delta) to 26 (calibrated_rate).
+  static constexpr int kFirstColumn = 10;
+  static constexpr int kColumns = 17;
+  Column& col(int field) { return columns_[static_cast<size_t>(field - kFirstColumn)]; }
+  std::vector<Column> columns_;
+  Column names_field_;  // field 1, each name tagged
+  Column texts_;        // field 30, each Text message tagged
   std::vector<std::pair<uint32_t, uint32_t>> names_;  // Name id -> position + 1
+  int64_t base_ns_ = 0;
+  size_t rows_ = 0;
   uint32_t first_ = 0;
   uint32_t last_ = 0;
   bool based_ = false;

@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/str_join.h"
 #include "tests/testing/status_matchers.h"
 
 namespace busyfleet::coordinator {
@@ -148,6 +149,128 @@ TEST(TaskChunkTest, AThousandPlainRowsTakeAboutFortyBytesEach) {
   for (uint32_t i = 0; i < in.size(); i += 97) ExpectSameRow(out[i], in[i]);
 }
 
+// The format as docs/design.md states it, built through the generated
+// code: what the writer's own encoding must match byte for byte.
+std::string ReferenceChunk(const std::vector<TaskRecord>& rows) {
+  store::v1::TaskChunk c;
+  std::vector<uint32_t> ids;  // Name ids in order of first use
+  auto number = [&](Name n) -> uint32_t {
+    if (n.empty()) return 0;
+    for (size_t k = 0; k < ids.size(); ++k) {
+      if (ids[k] == n.id()) return static_cast<uint32_t>(k + 1);
+    }
+    ids.push_back(n.id());
+    c.add_names(n.str());
+    return static_cast<uint32_t>(ids.size());
+  };
+  for (const TaskRecord& t : rows.empty() ? std::vector<TaskRecord>{} : std::vector<TaskRecord>{rows[0]}) {
+    for (WallNs w : {t.current.assigned_at, t.current.started_at, t.current.ended_at, t.current.result_at}) {
+      if (w.is_set()) {
+        c.set_base_ns(w.unix_ns());
+        break;
+      }
+    }
+  }
+  uint32_t last = 0;
+  for (size_t r = 0; r < rows.size(); ++r) {
+    const TaskRecord& t = rows[r];
+    c.add_index_delta(r == 0 ? int64_t{t.index} : int64_t{t.index} - int64_t{last});
+    last = t.index;
+    c.add_state(static_cast<uint32_t>(static_cast<v1::TaskState>(t.state)));
+    c.add_attempt(t.current.number);
+    c.add_slot(t.current.slot);
+    c.add_worker(number(t.current.worker));
+    c.add_host(number(t.current.host));
+    c.add_bound_cpus(number(t.current.bound_cpus));
+    uint32_t bits = 0;
+    const WallNs times[] = {t.current.assigned_at, t.current.started_at, t.current.ended_at, t.current.result_at};
+    int64_t deltas[4];
+    for (int k = 0; k < 4; ++k) {
+      if (!times[k].is_set()) bits |= 1u << k;
+      deltas[k] = times[k].is_set() ? times[k].unix_ns() - c.base_ns() : 0;
+    }
+    c.add_assigned_ns(deltas[0]);
+    c.add_started_ns(deltas[1]);
+    c.add_ended_ns(deltas[2]);
+    c.add_result_ns(deltas[3]);
+    if (t.speculated) bits |= 1u << 4;
+    if (t.backup_won) bits |= 1u << 5;
+    if (t.current.migrated) bits |= 1u << 6;
+    c.add_bits(bits);
+    c.add_cpu_ns(t.current.cpu_ns);
+    c.add_iterations_done(t.current.iterations_done);
+    c.add_start_cpu(t.current.start_cpu);
+    c.add_end_cpu(t.current.end_cpu);
+    c.add_calibrated_rate(t.current.calibrated_rate);
+    if (!t.error().empty() || !t.failures().empty() || t.interference()) {
+      store::v1::TaskChunk::Text& text = *c.add_text();
+      text.set_row(static_cast<uint32_t>(r));
+      text.set_error(t.error());
+      text.set_failures(absl::StrJoin(t.failures(), "\n"));
+      if (t.interference()) text.set_interference(t.interference()->SerializeAsString());
+    }
+  }
+  return c.SerializeAsString();
+}
+
+// Rows over each column's whole range: unset and far times, names empty and
+// shared, negative CPU time and CPUs, the largest counts, text in any of
+// its three parts (and on the chunk's first row, whose row number is 0).
+std::vector<TaskRecord> RandomRows(std::mt19937_64& rng, size_t n) {
+  const char* names[] = {"", "w1", "worker-two", "h", "0-3,8"};
+  const int64_t t0 = 1'800'000'000'000'000'000;
+  std::vector<TaskRecord> out(n);
+  auto pick = [&](uint64_t k) { return rng() % k; };
+  for (TaskRecord& t : out) {
+    t.index = pick(4) == 0 ? static_cast<uint32_t>(rng()) : static_cast<uint32_t>(pick(5000));
+    t.state = static_cast<v1::TaskState>(pick(7));
+    t.current.number = pick(8) == 0 ? UINT32_MAX : static_cast<uint32_t>(pick(4));
+    t.current.slot = static_cast<uint32_t>(pick(300));
+    t.current.worker = names[pick(5)];
+    t.current.host = names[pick(5)];
+    t.current.bound_cpus = names[pick(5)];
+    for (WallNs* w : {&t.current.assigned_at, &t.current.started_at, &t.current.ended_at, &t.current.result_at}) {
+      const uint64_t kind = pick(4);
+      if (kind == 0) continue;  // not set
+      const int64_t spread = kind == 1 ? int64_t{1} << 20 : kind == 2 ? int64_t{1} << 40 : int64_t{1} << 58;
+      *w = WallNs::FromUnixNanos(t0 + static_cast<int64_t>(rng() % static_cast<uint64_t>(spread)) - spread / 2);
+    }
+    t.current.cpu_ns = pick(6) == 0 ? -static_cast<int64_t>(pick(1000)) : static_cast<int64_t>(pick(1u << 30));
+    t.current.iterations_done = pick(5) == 0 ? UINT64_MAX : pick(1000);
+    t.current.start_cpu = static_cast<int16_t>(static_cast<int>(pick(40)) - 1);
+    t.current.end_cpu = pick(9) == 0 ? int16_t{32767} : static_cast<int16_t>(static_cast<int>(pick(40)) - 1);
+    t.current.calibrated_rate = pick(3) == 0 ? 0.0 : static_cast<double>(rng()) / 3.0;
+    t.current.migrated = pick(2) == 0;
+    t.speculated = pick(5) == 0;
+    t.backup_won = pick(7) == 0;
+    const uint64_t text = pick(10);
+    if (text == 1) t.set_error("attempt 2 on worker w1: boom");
+    if (text == 2) t.mutable_failures() = {"attempt 1: lost", "attempt 2: deadline exceeded"};
+    if (text == 3) {
+      v1::Interference m;
+      m.set_steal_ns(pick(1u << 20));
+      t.set_interference(m);
+    }
+  }
+  return out;
+}
+
+TEST(TaskChunkTest, TheWriterWritesWhatTheGeneratedCodeWouldByteForByte) {
+  std::mt19937_64 rng(1717);
+  TaskChunkWriter w;  // one writer for every chunk: Take leaves nothing behind
+  for (const size_t n : {size_t{1}, size_t{2}, size_t{37}, size_t{1000}, size_t{4096}, size_t{0}}) {
+    for (int round = 0; round < 3; ++round) {
+      SCOPED_TRACE(::testing::Message() << n << " rows, round " << round);
+      const std::vector<TaskRecord> rows = RandomRows(rng, n);
+      for (const TaskRecord& t : rows) w.Add(TaskRow(t));
+      ASSERT_EQ(w.rows(), n);
+      const std::string blob = w.Take();
+      ASSERT_EQ(blob, ReferenceChunk(rows));
+      EXPECT_EQ(w.rows(), 0u);
+    }
+  }
+}
+
 TEST(TaskChunkTest, WhatIsNotAChunkOfThisJobIsDataLoss) {
   std::vector<TaskRecord> in = Varied();
   std::vector<TaskRecord> small(2);
@@ -179,29 +302,76 @@ TEST(TaskChunkTest, WhatIsNotAChunkOfThisJobIsDataLoss) {
               HasSubstr("has text for row 5 of 1"));
 }
 
-// The store's backlog log keeps rows in the order added, across blocks,
-// each one the row of the record as it was when added.
-TEST(TaskRowLogTest, KeepsRowsInOrderAcrossBlocks) {
-  TaskRowLog log;
-  EXPECT_TRUE(log.empty());
+// The store's backlog log keeps rows in the order first added, across
+// blocks, each one the row of the record as it was when last added: a task
+// added again replaces its row, whichever way its indices run.
+TEST(TaskRowLogTest, KeepsOneRowATaskInOrderAcrossBlocks) {
   const size_t n = 2 * TaskRowLog::kBlockRows + 3;
+  // Rising, falling (the table grows below), and two interleaved runs (two
+  // workers' results).
+  for (const int order : {0, 1, 2}) {
+    SCOPED_TRACE(order);
+    TaskRowLog log;
+    EXPECT_TRUE(log.empty());
+    auto index_at = [&](size_t i) -> uint32_t {
+      if (order == 0) return static_cast<uint32_t>(1000 + i);
+      if (order == 1) return static_cast<uint32_t>(5000 - i);
+      return static_cast<uint32_t>(i % 2 ? 8096 + i / 2 : 2000 + i / 2);  // a range of 4,096 each, and more
+    };
+    TaskRecord t;
+    t.state = v1::TASK_STATE_ASSIGNED;
+    t.current.worker = "w1";
+    for (size_t i = 0; i < n; ++i) {
+      t.index = index_at(i);
+      t.current.number = static_cast<uint32_t>(i + 1);
+      EXPECT_TRUE(log.Add(t));
+    }
+    t.state = v1::TASK_STATE_SUCCEEDED;
+    for (size_t i = 0; i < n; i += 3) {  // every third task finishes
+      t.index = index_at(i);
+      t.current.number = static_cast<uint32_t>(i + 1);
+      EXPECT_FALSE(log.Add(t));
+    }
+    t.current.number = 0;  // the log holds copies, not references
+    ASSERT_EQ(log.size(), n);
+    EXPECT_FALSE(log.empty());
+    EXPECT_TRUE(log.indexed());
+    for (size_t i = 0; i < n; ++i) {
+      SCOPED_TRACE(i);
+      EXPECT_EQ(log[i].index, index_at(i));
+      EXPECT_EQ(log[i].attempt, i + 1);
+      EXPECT_EQ(log[i].worker, "w1");
+      EXPECT_EQ(static_cast<v1::TaskState>(log[i].state),
+                i % 3 == 0 ? v1::TASK_STATE_SUCCEEDED : v1::TASK_STATE_ASSIGNED);
+    }
+    // The table stays within the bound: twice the rows and the slack.
+    EXPECT_LE(log.positions().size(), 2 * n + 2 + TaskRowLog::kSlackIndices);
+  }
+}
+
+// Past the span the table may cover, a task added again gets a second row
+// (the writer takes the newest), and the table is gone.
+TEST(TaskRowLogTest, ScatteredIndicesAddRowsInsteadOfATable) {
+  TaskRowLog log;
   TaskRecord t;
-  t.state = v1::TASK_STATE_SUCCEEDED;
-  t.current.worker = "w1";
-  for (size_t i = 0; i < n; ++i) {
-    t.index = static_cast<uint32_t>(i % 7);  // repeats, as a task changed twice
-    t.current.number = static_cast<uint32_t>(i + 1);
-    log.Add(t);
-  }
-  t.current.number = 0;  // the log holds copies, not references
-  ASSERT_EQ(log.size(), n);
-  EXPECT_FALSE(log.empty());
-  for (size_t i = 0; i < n; ++i) {
-    SCOPED_TRACE(i);
-    EXPECT_EQ(log[i].index, i % 7);
-    EXPECT_EQ(log[i].attempt, i + 1);
-    EXPECT_EQ(log[i].worker, "w1");
-  }
+  t.index = 7;
+  EXPECT_TRUE(log.Add(t));
+  t.index = 7 + 2 * 2 + static_cast<uint32_t>(TaskRowLog::kSlackIndices);  // just past the bound for two rows
+  EXPECT_TRUE(log.Add(t));
+  EXPECT_FALSE(log.indexed());
+  EXPECT_TRUE(log.positions().empty());
+  t.index = 7;
+  EXPECT_TRUE(log.Add(t));
+  EXPECT_EQ(log.size(), 3u);
+  TaskRowLog near;
+  t.index = 7;
+  EXPECT_TRUE(near.Add(t));
+  t.index = 7 + 2 * 2 + static_cast<uint32_t>(TaskRowLog::kSlackIndices) - 1;  // just within it
+  EXPECT_TRUE(near.Add(t));
+  EXPECT_TRUE(near.indexed());
+  t.index = 7;
+  EXPECT_FALSE(near.Add(t));
+  EXPECT_EQ(near.size(), 2u);
 }
 
 // What WriteChangedTasks writes of a batch: each task's last row, in index
@@ -211,21 +381,26 @@ TEST(NewestRowsTest, EachTaskOnceAsItsLastRowInIndexOrder) {
   std::mt19937 rng(17);
   struct Case {
     uint32_t base, span, rows;
+    bool far_first;  // the first two rows at the span's two ends
   };
-  // Dealt then finished in runs (the span is the rows / 2); a run near the
-  // top of the index range; scattered over a wide span; one row.
-  for (const Case c : {Case{1000, 3000, 6000}, Case{UINT32_MAX - 2000, 2001, 4000}, Case{0, 1u << 30, 5000},
-                       Case{42, 1, 1}}) {
+  // Dealt then finished in runs (the span is the rows / 2: the log's table);
+  // a run near the top of the index range; scattered over a wide span (a
+  // sort); a table dropped at the second row, the rows dense after (one
+  // pass over the span); one row.
+  for (const Case c : {Case{1000, 3000, 6000, false}, Case{UINT32_MAX - 2000, 2001, 4000, false},
+                       Case{0, 1u << 30, 5000, false}, Case{5, 30001, 40000, true}, Case{42, 1, 1, false}}) {
     SCOPED_TRACE(c.base);
     TaskRowLog log;
     std::map<uint32_t, uint32_t> want;  // index -> attempt of its last row
     TaskRecord t;
     for (uint32_t p = 0; p < c.rows; ++p) {
       t.index = c.base + static_cast<uint32_t>(rng() % c.span);
+      if (c.far_first && p < 2) t.index = c.base + (p == 0 ? 0 : c.span - 1);
       t.current.number = p + 1;  // tells the rows apart
       log.Add(t);
       want[t.index] = p + 1;
     }
+    EXPECT_EQ(log.indexed(), c.span <= 3000) << "the case takes the path it is there for";
     std::vector<uint32_t> got;
     ASSERT_OK(ForEachNewestRow(log, [&](uint32_t p) {
       got.push_back(p);
