@@ -42,6 +42,13 @@ class SqliteJobStoreTest : public ::testing::Test {
   }
   void TearDown() override { std::filesystem::remove_all(dir_); }
 
+  // A 4-task job "j-1", created and committed.
+  static JobRecord CommittedJob(SqliteJobStore& store) {
+    JobRecord job = MakeJob("j-1", 4);
+    EXPECT_OK(store.CreateJob(job));
+    EXPECT_OK(store.Flush());
+    return job;
+  }
   static JobRecord MakeJob(const std::string& id, int tasks) {
     JobRecord j;
     j.id = id;
@@ -323,18 +330,23 @@ struct Outage {
   absl::Notification recovered;
 };
 
+// With `path`'s write lock held, saves task 0 as succeeded and waits for
+// that batch to fail: it is retried until the lock goes, and whatever is
+// saved meanwhile queues behind it.
+void SaveABatchThatFails(SqliteJobStore& store, const Outage& outage, JobRecord& job) {
+  Succeed(job, 0);
+  ASSERT_OK(store.SaveJob(job, {0}));  // the lock is held past the busy timeout
+  ASSERT_TRUE(outage.failed.WaitForNotificationWithTimeout(absl::Seconds(10)));
+}
+
 TEST_F(SqliteJobStoreTest, BatchesFailingOnALockAreRetriedInOrderAndNothingIsLost) {
   {
     ASSERT_OK_AND_ASSIGN(auto store, SqliteJobStore::Open(path_, FastRetries()));
     Outage outage(*store);
-    JobRecord job = MakeJob("j-1", 4);
-    ASSERT_OK(store->CreateJob(job));
-    ASSERT_OK(store->Flush());
+    JobRecord job = CommittedJob(*store);
 
     WriteLockHolder lock(path_);
-    Succeed(job, 0);
-    ASSERT_OK(store->SaveJob(job, {0}));  // this batch fails: the lock is held past the busy timeout
-    ASSERT_TRUE(outage.failed.WaitForNotificationWithTimeout(absl::Seconds(10)));
+    ASSERT_NO_FATAL_FAILURE(SaveABatchThatFails(*store, outage, job));
     StoreHealth down = store->Health();
     EXPECT_FALSE(down.writable);
     EXPECT_THAT(down.cause, HasSubstr(path_));
@@ -378,9 +390,7 @@ TEST_F(SqliteJobStoreTest, BatchesFailingOnALockAreRetriedInOrderAndNothingIsLos
 TEST_F(SqliteJobStoreTest, ATaskChangedTwiceInOneBatchIsWrittenOnceAsItsNewest) {
   ASSERT_OK_AND_ASSIGN(auto store, SqliteJobStore::Open(path_, FastRetries()));
   Outage outage(*store);
-  JobRecord job = MakeJob("j-1", 4);
-  ASSERT_OK(store->CreateJob(job));
-  ASSERT_OK(store->Flush());
+  JobRecord job = CommittedJob(*store);
   {
     // A held lock keeps the writer retrying its first batch: every change
     // after it gathers into the next one.
@@ -634,6 +644,39 @@ TEST_F(SqliteJobStoreTest, ABacklogPastTheCapIsReportedUntilItCommits) {
   // The coordinator learns of it through the health observer.
   EXPECT_TRUE(drained.WaitForNotificationWithTimeout(absl::Seconds(30)));
   store->SetHealthObserver(nullptr);
+}
+
+// A task dealt and then finished before its row is written is one row of
+// the backlog (and of the file), its newest.
+TEST_F(SqliteJobStoreTest, ATaskSavedAgainWhileQueuedIsOneRowOfTheBacklog) {
+  ASSERT_OK_AND_ASSIGN(auto store, SqliteJobStore::Open(path_, FastRetries()));
+  Outage outage(*store);
+  JobRecord job = MakeJob("j-1", 4);
+  ASSERT_OK(store->CreateJob(job));
+  ASSERT_OK(store->Flush());
+  {
+    WriteLockHolder lock(path_);
+    ASSERT_NO_FATAL_FAILURE(SaveABatchThatFails(*store, outage, job));
+    const uint64_t before = store->Health().backlog_rows;
+    job.tasks[1].state = v1::TASK_STATE_ASSIGNED;
+    job.tasks[1].current.number = 1;
+    job.tasks[1].current.worker = "w1";
+    ASSERT_OK(store->SaveJob(job, {1}));
+    Succeed(job, 1);
+    ASSERT_OK(store->SaveJob(job, {1}));
+    Succeed(job, 2);
+    ASSERT_OK(store->SaveJob(job, {2, 1}));
+    // The job's header and tasks 1 and 2, once each.
+    EXPECT_EQ(store->Health().backlog_rows, before + 3);
+  }
+  ASSERT_TRUE(outage.recovered.WaitForNotificationWithTimeout(absl::Seconds(10)));
+  ASSERT_OK(store->Flush());
+  EXPECT_EQ(TaskRows(path_, "j-1"), 3);  // tasks 0, 1 and 2, one row each
+  ASSERT_OK_AND_ASSIGN(JobRecord loaded, store->LoadJob("j-1"));
+  for (uint32_t i : {0u, 1u, 2u}) {
+    EXPECT_EQ(static_cast<v1::TaskState>(loaded.tasks[i].state), v1::TASK_STATE_SUCCEEDED) << i;
+  }
+  EXPECT_EQ(static_cast<v1::TaskState>(loaded.tasks[3].state), v1::TASK_STATE_QUEUED);
 }
 
 TEST_F(SqliteJobStoreTest, ADeleteDropsTheJobsQueuedRows) {
