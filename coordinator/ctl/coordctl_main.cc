@@ -3,6 +3,10 @@
 
 #include <unistd.h>
 
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <iostream>
 #include <vector>
 
 #include <CLI/CLI.hpp>
@@ -11,6 +15,32 @@
 #include "coordinator/ctl/coordctl_client.h"
 #include "coordinator/ctl/exit_codes.h"
 #include "coordinator/ctl/output.h"
+
+namespace {
+
+// Ends the process once a command has run, without tearing gRPC down (its
+// threads and channel: 1.3-2.2 ms of a one-task `submit --wait`'s 11-12
+// here; the kernel closes the connection). What the command printed is
+// flushed first, and output that could not be written (a full disk) fails
+// the command, as an output file that could not be written does; it used
+// to be lost with exit code 0.
+[[noreturn]] void Leave(int code) {
+  std::cout.flush();
+  errno = 0;
+  const bool flushed = std::fflush(stdout) == 0;
+  // The reason is known when this last flush failed; a write that failed
+  // earlier (output past stdio's buffer) left only the stream's error flag.
+  const int reason = flushed ? 0 : errno;
+  if (!flushed || std::ferror(stdout) || !std::cout.good()) {
+    std::fprintf(stderr, "coordctl: cannot write the output%s%s\n", reason != 0 ? ": " : "",
+                 reason != 0 ? std::strerror(reason) : "");
+    if (code == busyfleet::coordctl::kExitOk) code = busyfleet::coordctl::kExitFailed;
+  }
+  std::fflush(stderr);
+  _exit(code);
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
   namespace ctl = busyfleet::coordctl;
@@ -27,7 +57,7 @@ int main(int argc, char** argv) {
   ctl::CoordinatorClient client(*std::move(options));
   const ctl::Session session{client, ctl::JsonOutput(flags, isatty(STDOUT_FILENO))};
   for (const ctl::Command& command : commands) {
-    if (*command.app) return command.run(session);
+    if (*command.app) Leave(command.run(session));
   }
   return ctl::Usage("no command given; see coordctl --help");
 }

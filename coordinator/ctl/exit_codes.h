@@ -14,8 +14,9 @@ enum ExitCode : int {
   kExitOk = 0,
   // The job failed or was cancelled (`submit --wait`, `watch`, `status`), or
   // the command could not finish: `workers --wait-for` ran out of time, an
-  // output file could not be written, or the coordinator failed the call
-  // for a reason not listed under 2 or 3 (e.g. RESOURCE_EXHAUSTED).
+  // output file or standard output could not be written, or the
+  // coordinator failed the call for a reason not listed under 2 or 3 (e.g.
+  // RESOURCE_EXHAUSTED).
   kExitFailed = 1,
   // A usage error (bad or conflicting flags, unknown command) or a request
   // the coordinator refused as bad: INVALID_ARGUMENT, NOT_FOUND (unknown job

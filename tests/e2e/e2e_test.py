@@ -112,6 +112,16 @@ class E2ETest(harness.ClusterCase):
                                       "--timeout", "2s", "jobs"], capture_output=True, text=True, timeout=60)
         self.assertEqual(unreachable.returncode, 3, unreachable.stderr)
 
+    def test_output_that_cannot_be_written_exits_1_and_says_so(self):
+        # A report printed to a full disk used to be lost with exit code 0.
+        for args in (("-o", "json", "workers"), ("-o", "json", "submit", "--tasks", "2", "--iterations", "1000",
+                                                  "--wait")):
+            with open("/dev/full", "w") as full:
+                p = subprocess.run([binary("coordinator/coordctl"), "--coordinator", self.address, *args],
+                                   stdout=full, stderr=subprocess.PIPE, text=True, timeout=120)
+            self.assertEqual(p.returncode, 1, f"{args}: {p.stderr}")
+            self.assertIn("coordctl: cannot write the output", p.stderr)
+
     def test_failed_job_exits_1_with_a_reason(self):
         p = self.coordctl("-o", "json", "submit", "--tasks", "1", "--iterations", "10000000000000",
                           "--task-timeout", "20ms", "--max-attempts", "2", "--wait", check=1)
