@@ -22,7 +22,15 @@ namespace {
 // the chunks, and purged; a version 1 file is marked 2 when opened: a
 // coordinator that understands only 1 would take the missing rows for lost
 // data, so it refuses the file instead.
-constexpr int kSchemaVersion = 2;
+// 3 (issue 17): task_chunks is a rowid table (seq the rowid, an index on
+// job_id and seq). Version 2 kept it WITHOUT ROWID, keyed by (job_id, seq),
+// whose b-tree holds the whole row: every insert compared keys by copying
+// whole ~100 KiB blobs out of their overflow pages (~12 % of the
+// coordinator's CPU with a file). A version 2 file's table is renamed
+// task_chunks_v2 when opened (its rows stay where they are; every seq in it
+// is older than any in task_chunks) and read before task_chunks; files made
+// since have an empty one, so that reads and purges are one query.
+constexpr int kSchemaVersion = 3;
 
 constexpr const char* kSchema = R"sql(
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -58,6 +66,14 @@ CREATE TABLE IF NOT EXISTS tasks (
   interference BLOB NOT NULL DEFAULT x'',
   PRIMARY KEY (job_id, idx)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS task_chunks (
+  seq INTEGER PRIMARY KEY,
+  job_id TEXT NOT NULL,
+  first_idx INTEGER NOT NULL,
+  last_idx INTEGER NOT NULL,
+  rows INTEGER NOT NULL,
+  data BLOB NOT NULL);
+CREATE INDEX IF NOT EXISTS task_chunks_by_job ON task_chunks (job_id, seq);
+CREATE TABLE IF NOT EXISTS task_chunks_v2 (
   job_id TEXT NOT NULL,
   seq INTEGER NOT NULL,
   first_idx INTEGER NOT NULL,
@@ -210,9 +226,23 @@ absl::StatusOr<std::unique_ptr<SqliteJobStore>> SqliteJobStore::Open(const std::
   }
   // A database of someone else's: tables but no busyfleet meta.
   {
-    Stmt tables(db, "SELECT count(*) FROM sqlite_master WHERE type='table' AND name NOT IN ('meta','jobs','tasks','task_chunks');");
+    Stmt tables(db, "SELECT count(*) FROM sqlite_master WHERE type='table' AND name NOT IN ('meta','jobs','tasks','task_chunks','task_chunks_v2');");
     if (!tables.ok() || sqlite3_step(tables.get()) != SQLITE_ROW) return fail("cannot read the schema");
     if (tables.ColInt(0) > 0) return fail("is not a busyfleet database (it has other tables)");
+  }
+  // Version 2's task_chunks (WITHOUT ROWID) becomes task_chunks_v2, a
+  // rename of the table alone; kSchema then makes the new one. Decided by the
+  // table's layout, not the version, so a crash between the two is mended
+  // on the next start.
+  {
+    Stmt layout(db, "SELECT count(*) FROM sqlite_master WHERE type='table' AND name='task_chunks' AND "
+                    "sql LIKE '%WITHOUT ROWID%';");
+    if (!layout.ok() || sqlite3_step(layout.get()) != SQLITE_ROW) return fail("cannot read the schema");
+    if (layout.ColInt(0) > 0 &&
+        !Exec(db, "BEGIN IMMEDIATE; ALTER TABLE task_chunks RENAME TO task_chunks_v2; COMMIT;").ok()) {
+      Exec(db, "ROLLBACK;").IgnoreError();
+      return fail("cannot keep version 2's task chunks as task_chunks_v2");
+    }
   }
   if (!Exec(db, kSchema).ok()) return fail("cannot create the schema");
   // Columns added since version 1 first shipped, added to older files
@@ -239,13 +269,13 @@ absl::StatusOr<std::unique_ptr<SqliteJobStore>> SqliteJobStore::Open(const std::
     if (!version.ok()) return fail("cannot read the schema version");
     if (sqlite3_step(version.get()) == SQLITE_ROW) {
       const std::string v = version.ColText(0);
-      if (v == "1") {
+      if (v == "1" || v == "2") {
         if (!Exec(db, absl::StrCat("UPDATE meta SET value='", kSchemaVersion, "' WHERE key='schema_version';").c_str())
                  .ok()) {
-          return fail("cannot mark the schema version 2");
+          return fail(absl::StrCat("cannot mark the schema version ", kSchemaVersion));
         }
       } else if (v != std::to_string(kSchemaVersion)) {
-        return fail(absl::StrCat("has schema version ", v, "; this coordinator understands 1 and ", kSchemaVersion));
+        return fail(absl::StrCat("has schema version ", v, "; this coordinator understands 1 to ", kSchemaVersion));
       }
     } else {
       Stmt set(db, "INSERT INTO meta (key, value) VALUES ('schema_version', ?);");
@@ -496,7 +526,8 @@ absl::Status SqliteJobStore::CommitOnce(const Pending& batch, bool purge, Commit
     }
     // Chunks after those already in the file (this transaction holds the
     // write lock: no other writer can add one meanwhile).
-    Stmt seq(db_, "SELECT COALESCE(MAX(seq), 0) + 1 FROM task_chunks;");
+    Stmt seq(db_, "SELECT MAX((SELECT COALESCE(MAX(seq), 0) FROM task_chunks), "
+                  "(SELECT COALESCE(MAX(seq), 0) FROM task_chunks_v2)) + 1;");
     if (!seq.ok() || sqlite3_step(seq.get()) != SQLITE_ROW) {
       absl::Status s = SqlError(db_, "reading the last task chunk");
       Exec(db_, "ROLLBACK;").IgnoreError();
@@ -551,10 +582,14 @@ absl::Status SqliteJobStore::PurgeSome(int64_t budget, CommitEffects* effects) {
   Stmt rows(db_, R"sql(DELETE FROM tasks WHERE job_id = ?1 AND idx IN
                          (SELECT idx FROM tasks WHERE job_id = ?1 ORDER BY idx LIMIT ?2);)sql");
   // Chunks go whole, oldest first, each counting its rows.
-  Stmt chunk_list(db_, "SELECT seq, rows FROM task_chunks WHERE job_id = ?1 ORDER BY seq LIMIT ?2;");
-  Stmt chunk_delete(db_, "DELETE FROM task_chunks WHERE job_id = ?1 AND seq = ?2;");
+  Stmt chunk_list(db_, R"sql(SELECT seq, rows FROM (SELECT seq, rows FROM task_chunks_v2 WHERE job_id = ?1
+                                                UNION ALL SELECT seq, rows FROM task_chunks WHERE job_id = ?1)
+                              ORDER BY seq LIMIT ?2;)sql");
+  // A seq is in one of the two tables (task_chunks_v2 holds only older ones).
+  Stmt chunk_delete(db_, R"sql(DELETE FROM task_chunks WHERE seq = ?2 AND job_id = ?1;)sql");
+  Stmt chunk_delete_v2(db_, R"sql(DELETE FROM task_chunks_v2 WHERE job_id = ?1 AND seq = ?2;)sql");
   Stmt done(db_, "DELETE FROM meta WHERE key = ?;");
-  if (!next.ok() || !rows.ok() || !done.ok() || !chunk_list.ok() || !chunk_delete.ok()) {
+  if (!next.ok() || !rows.ok() || !done.ok() || !chunk_list.ok() || !chunk_delete.ok() || !chunk_delete_v2.ok()) {
     return SqlError(db_, "purging deleted jobs");
   }
   while (budget > 0) {
@@ -589,10 +624,12 @@ absl::Status SqliteJobStore::PurgeSome(int64_t budget, CommitEffects* effects) {
       }
       sqlite3_reset(chunk_list.get());
       for (const int64_t seq : seqs) {
-        sqlite3_reset(chunk_delete.get());
-        chunk_delete.Text(1, job_id);
-        chunk_delete.Int(2, seq);
-        BF_RETURN_IF_ERROR(StepOrRollback(db_, chunk_delete, "purging deleted jobs"));
+        for (Stmt* del : {&chunk_delete, &chunk_delete_v2}) {
+          sqlite3_reset(del->get());
+          del->Text(1, job_id);
+          del->Int(2, seq);
+          BF_RETURN_IF_ERROR(StepOrRollback(db_, *del, "purging deleted jobs"));
+        }
       }
     }
     effects->rows_purged += static_cast<uint64_t>(removed);
@@ -743,17 +780,20 @@ absl::StatusOr<JobRecord> SqliteJobStore::LoadJobLocked(const std::string& id) c
     }
     r.tasks[t.index] = std::move(t);
   }
-  // Then the chunks (schema version 2), oldest first: each is newer than any
-  // version 1 row.
-  Stmt chunks(read_db_, "SELECT data FROM task_chunks WHERE job_id = ? ORDER BY seq;");
-  if (!chunks.ok()) return SqlError(read_db_, "loading tasks");
-  chunks.Text(1, id);
+  // Then the chunks, oldest first: each is newer than any version 1 row,
+  // and those of version 2 (task_chunks_v2) are older than any since.
   const std::string where = absl::StrCat("database ", path_, ": job ", id);
-  int rc_chunk;
-  while ((rc_chunk = sqlite3_step(chunks.get())) == SQLITE_ROW) {
-    BF_RETURN_IF_ERROR(ApplyTaskChunk(chunks.ColBlob(0), where, r.tasks));
+  for (const char* sql : {"SELECT data FROM task_chunks_v2 WHERE job_id = ? ORDER BY seq;",
+                          "SELECT data FROM task_chunks WHERE job_id = ? ORDER BY seq;"}) {
+    Stmt chunks(read_db_, sql);
+    if (!chunks.ok()) return SqlError(read_db_, "loading tasks");
+    chunks.Text(1, id);
+    int rc_chunk;
+    while ((rc_chunk = sqlite3_step(chunks.get())) == SQLITE_ROW) {
+      BF_RETURN_IF_ERROR(ApplyTaskChunk(chunks.ColBlob(0), where, r.tasks));
+    }
+    if (rc_chunk != SQLITE_DONE) return SqlError(read_db_, "loading tasks");
   }
-  if (rc_chunk != SQLITE_DONE) return SqlError(read_db_, "loading tasks");
   for (const TaskRecord& t : r.tasks) {
     if (t.state == v1::TASK_STATE_RUNNING) ++r.running;
   }

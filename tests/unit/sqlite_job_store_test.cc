@@ -9,6 +9,7 @@
 #include <gtest/gtest.h>
 
 #include "absl/synchronization/notification.h"
+#include "coordinator/store/task_chunk.h"
 #include "tests/testing/status_matchers.h"
 
 namespace busyfleet::coordinator {
@@ -150,34 +151,38 @@ TEST_F(SqliteJobStoreTest, JobsAndTasksSurviveReopening) {
   EXPECT_EQ(loaded.tasks[2].current.worker, "");
 }
 
+// Version 1 as first shipped: no tasks_total, backups_cancelled, nor the
+// CPU columns of tasks.
+constexpr const char* kVersion1Schema = R"sql(
+  CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+  INSERT INTO meta VALUES ('schema_version', '1');
+  CREATE TABLE jobs (id TEXT PRIMARY KEY, seq INTEGER NOT NULL, spec BLOB NOT NULL, state INTEGER NOT NULL,
+    error TEXT NOT NULL, submitted_ns INTEGER, finished_ns INTEGER, succeeded INTEGER NOT NULL,
+    failed INTEGER NOT NULL, cancelled INTEGER NOT NULL, retries INTEGER NOT NULL, duplicates INTEGER NOT NULL,
+    iterations_total INTEGER NOT NULL, iterations_done INTEGER NOT NULL, backups INTEGER NOT NULL,
+    backups_won INTEGER NOT NULL);
+  CREATE TABLE tasks (job_id TEXT NOT NULL, idx INTEGER NOT NULL, iterations INTEGER NOT NULL,
+    duration_ns INTEGER NOT NULL, state INTEGER NOT NULL, attempt INTEGER NOT NULL, worker TEXT NOT NULL,
+    host TEXT NOT NULL, slot INTEGER NOT NULL, assigned_ns INTEGER, started_ns INTEGER, ended_ns INTEGER,
+    result_ns INTEGER, cpu_ns INTEGER NOT NULL, iterations_done INTEGER NOT NULL, error TEXT NOT NULL,
+    failures TEXT NOT NULL, speculated INTEGER NOT NULL, backup_won INTEGER NOT NULL,
+    PRIMARY KEY (job_id, idx)) WITHOUT ROWID;
+)sql";
+
 TEST_F(SqliteJobStoreTest, AFileFromBeforeTheNewColumnsGainsThemAndStillReads) {
   {
-    // Version 1 as first shipped: no tasks_total, backups_cancelled, nor the
-    // CPU columns of tasks.
     sqlite3* db = nullptr;
     ASSERT_EQ(sqlite3_open(path_.c_str(), &db), SQLITE_OK);
+    ASSERT_EQ(sqlite3_exec(db, kVersion1Schema, nullptr, nullptr, nullptr), SQLITE_OK) << sqlite3_errmsg(db);
     ASSERT_EQ(sqlite3_exec(db, R"sql(
-      CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-      INSERT INTO meta VALUES ('schema_version', '1');
-      CREATE TABLE jobs (id TEXT PRIMARY KEY, seq INTEGER NOT NULL, spec BLOB NOT NULL, state INTEGER NOT NULL,
-        error TEXT NOT NULL, submitted_ns INTEGER, finished_ns INTEGER, succeeded INTEGER NOT NULL,
-        failed INTEGER NOT NULL, cancelled INTEGER NOT NULL, retries INTEGER NOT NULL, duplicates INTEGER NOT NULL,
-        iterations_total INTEGER NOT NULL, iterations_done INTEGER NOT NULL, backups INTEGER NOT NULL,
-        backups_won INTEGER NOT NULL);
-      CREATE TABLE tasks (job_id TEXT NOT NULL, idx INTEGER NOT NULL, iterations INTEGER NOT NULL,
-        duration_ns INTEGER NOT NULL, state INTEGER NOT NULL, attempt INTEGER NOT NULL, worker TEXT NOT NULL,
-        host TEXT NOT NULL, slot INTEGER NOT NULL, assigned_ns INTEGER, started_ns INTEGER, ended_ns INTEGER,
-        result_ns INTEGER, cpu_ns INTEGER NOT NULL, iterations_done INTEGER NOT NULL, error TEXT NOT NULL,
-        failures TEXT NOT NULL, speculated INTEGER NOT NULL, backup_won INTEGER NOT NULL,
-        PRIMARY KEY (job_id, idx)) WITHOUT ROWID;
       INSERT INTO jobs VALUES ('j-old', 1, x'', 3, '', 1, 2, 1, 0, 0, 0, 0, 10, 10, 0, 0);
       INSERT INTO tasks VALUES ('j-old', 0, 10, 0, 4, 1, 'w', 'h', 0, 1, 1, 2, 2, 5, 10, '', '', 0, 0);
     )sql", nullptr, nullptr, nullptr), SQLITE_OK) << sqlite3_errmsg(db);
     sqlite3_close(db);
   }
   ASSERT_OK_AND_ASSIGN(auto store, SqliteJobStore::Open(path_));
-  // Marked version 2: a coordinator that reads only 1 refuses it from now on.
-  EXPECT_EQ(CountRows(path_, "SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'schema_version';"), 2);
+  // Marked version 3: a coordinator that reads only 1 refuses it from now on.
+  EXPECT_EQ(CountRows(path_, "SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'schema_version';"), 3);
   ASSERT_OK_AND_ASSIGN(JobRecord old, store->LoadJob("j-old"));
   EXPECT_EQ(old.state, v1::JOB_STATE_SUCCEEDED);
   EXPECT_EQ(old.backups_cancelled, 0u);
@@ -448,9 +453,11 @@ JobRecord AllRun(JobRecord job) {
   return job;
 }
 
-// Task rows of `job` in the file: version 1 rows plus the rows of its chunks.
+// Task rows of `job` in the file: version 1 rows plus the rows of its chunks
+// (those version 2 wrote, and those since).
 int64_t TaskRows(const std::string& path, const std::string& job) {
   return CountRows(path, "SELECT count(*) FROM tasks WHERE job_id = '" + job + "';") +
+         CountRows(path, "SELECT COALESCE(SUM(rows), 0) FROM task_chunks_v2 WHERE job_id = '" + job + "';") +
          CountRows(path, "SELECT COALESCE(SUM(rows), 0) FROM task_chunks WHERE job_id = '" + job + "';");
 }
 
@@ -677,6 +684,87 @@ TEST_F(SqliteJobStoreTest, ATaskSavedAgainWhileQueuedIsOneRowOfTheBacklog) {
     EXPECT_EQ(static_cast<v1::TaskState>(loaded.tasks[i].state), v1::TASK_STATE_SUCCEEDED) << i;
   }
   EXPECT_EQ(static_cast<v1::TaskState>(loaded.tasks[3].state), v1::TASK_STATE_QUEUED);
+}
+
+// A file as version 2 left it: task_chunks WITHOUT ROWID. Opened, that
+// table is kept as task_chunks_v2 and read before the chunks written since,
+// and deleting the job purges both.
+TEST_F(SqliteJobStoreTest, AVersion2FilesChunksAreReadFirstAndPurgedWithTheNewOnes) {
+  JobRecord job = MakeJob("j-2", 3);
+  for (uint32_t i : {0u, 1u}) {
+    job.tasks[i].state = v1::TASK_STATE_SUCCEEDED;
+    job.tasks[i].current.number = 1;
+    job.tasks[i].current.worker = "w-old";
+  }
+  {
+    TaskChunkWriter w;
+    w.Add(TaskRow(job.tasks[0]));
+    w.Add(TaskRow(job.tasks[1]));
+    const std::string blob = w.Take();
+    sqlite3* db = nullptr;
+    ASSERT_EQ(sqlite3_open(path_.c_str(), &db), SQLITE_OK);
+    // A version 1 file that a version 2 coordinator opened: the columns it
+    // added, version 2, and its task_chunks.
+    ASSERT_EQ(sqlite3_exec(db, kVersion1Schema, nullptr, nullptr, nullptr), SQLITE_OK) << sqlite3_errmsg(db);
+    ASSERT_EQ(sqlite3_exec(db, R"sql(
+      UPDATE meta SET value = '2' WHERE key = 'schema_version';
+      ALTER TABLE jobs ADD COLUMN tasks_total INTEGER;
+      ALTER TABLE jobs ADD COLUMN backups_cancelled INTEGER NOT NULL DEFAULT 0;
+      CREATE TABLE task_chunks (job_id TEXT NOT NULL, seq INTEGER NOT NULL, first_idx INTEGER NOT NULL,
+        last_idx INTEGER NOT NULL, rows INTEGER NOT NULL, data BLOB NOT NULL,
+        PRIMARY KEY (job_id, seq)) WITHOUT ROWID;
+    )sql", nullptr, nullptr, nullptr), SQLITE_OK) << sqlite3_errmsg(db);
+    sqlite3_stmt* insert = nullptr;
+    ASSERT_EQ(sqlite3_prepare_v2(db, R"sql(
+      INSERT INTO jobs VALUES ('j-2', 1, ?1, 2, '', 1, NULL, 2, 0, 0, 0, 0, 3000, 2000, 0, 0, 3, 0);
+      )sql", -1, &insert, nullptr), SQLITE_OK);
+    const std::string spec = job.spec.SerializeAsString();
+    sqlite3_bind_blob(insert, 1, spec.data(), static_cast<int>(spec.size()), SQLITE_TRANSIENT);
+    ASSERT_EQ(sqlite3_step(insert), SQLITE_DONE);
+    sqlite3_finalize(insert);
+    ASSERT_EQ(sqlite3_prepare_v2(db, "INSERT INTO task_chunks VALUES ('j-2', 7, 0, 1, 2, ?1);", -1, &insert, nullptr),
+              SQLITE_OK);
+    sqlite3_bind_blob(insert, 1, blob.data(), static_cast<int>(blob.size()), SQLITE_TRANSIENT);
+    ASSERT_EQ(sqlite3_step(insert), SQLITE_DONE);
+    sqlite3_finalize(insert);
+    sqlite3_close(db);
+  }
+  {
+    ASSERT_OK_AND_ASSIGN(auto store, SqliteJobStore::Open(path_));
+    EXPECT_EQ(CountRows(path_, "SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'schema_version';"), 3);
+    EXPECT_EQ(CountRows(path_, "SELECT count(*) FROM task_chunks_v2;"), 1);
+    EXPECT_EQ(CountRows(path_, "SELECT count(*) FROM sqlite_master WHERE name = 'task_chunks' AND "
+                               "sql NOT LIKE '%WITHOUT ROWID%';"), 1);
+    ASSERT_OK_AND_ASSIGN(JobRecord loaded, store->LoadJob("j-2"));
+    ASSERT_EQ(loaded.tasks.size(), 3u);
+    EXPECT_EQ(loaded.tasks[1].current.worker, "w-old");
+    EXPECT_EQ(loaded.tasks[2].state, v1::TASK_STATE_QUEUED);
+    // Task 1 again (a newer attempt) and task 2: the new chunk wins.
+    job.tasks[1].current.number = 2;
+    job.tasks[1].current.worker = "w-new";
+    job.tasks[2].state = v1::TASK_STATE_SUCCEEDED;
+    job.tasks[2].current.number = 1;
+    job.tasks[2].current.worker = "w-new";
+    ASSERT_OK(store->SaveJob(job, {1, 2}));
+    ASSERT_OK(store->Flush());
+    EXPECT_GT(CountRows(path_, "SELECT min(seq) FROM task_chunks;"), 7) << "after every version 2 chunk";
+    ASSERT_OK_AND_ASSIGN(loaded, store->LoadJob("j-2"));
+    EXPECT_EQ(loaded.tasks[0].current.worker, "w-old");
+    EXPECT_EQ(loaded.tasks[1].current.worker, "w-new");
+    EXPECT_EQ(loaded.tasks[1].current.number, 2u);
+    EXPECT_EQ(loaded.tasks[2].current.worker, "w-new");
+    EXPECT_EQ(TaskRows(path_, "j-2"), 4);  // two in the old chunk, two in the new
+    ASSERT_OK(store->DeleteJobs({"j-2"}));
+    ASSERT_OK(store->Flush());
+  }
+  // Reopened (the layout is not renamed twice), the purge finishes.
+  ASSERT_OK_AND_ASSIGN(auto store, SqliteJobStore::Open(path_));
+  const absl::Time deadline = absl::Now() + absl::Seconds(30);
+  while (TaskRows(path_, "j-2") > 0 && absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(5));  // polling the file, not synchronising threads
+  }
+  EXPECT_EQ(TaskRows(path_, "j-2"), 0);
+  EXPECT_EQ(CountRows(path_, "SELECT count(*) FROM task_chunks_v2;"), 0);
 }
 
 TEST_F(SqliteJobStoreTest, ADeleteDropsTheJobsQueuedRows) {
