@@ -281,9 +281,28 @@ def check_all_succeeded(report, n, what):
             raise BenchError(f"{what}: {ok} task rows succeeded, {len(indices)} distinct, expected {n}")
 
 
+def pool_batched_trial(n):
+    """One trial of Pool's batched map: a fresh Pool(2), one map of n empty
+    tasks (tests/bench/peers/mp_peer.py --batched-only); tasks/s."""
+    p = subprocess.run([sys.executable, os.path.join(HERE, "peers", "mp_peer.py"), "--tasks", str(n),
+                        "--batched-only"], capture_output=True, text=True, timeout=600)
+    if p.returncode != 0:
+        raise BenchError(f"mp_peer.py --batched-only: rc {p.returncode}: {p.stderr.strip()[-500:]}")
+    return json.loads(p.stdout.strip().splitlines()[-1])["tasks_per_s"]
+
+
+def spread(values, unit=""):
+    """'median (min-max)' of figures, as the rows' notes give them."""
+    return f"{statistics.median(values):,.0f} ({min(values):,.0f}-{max(values):,.0f}){unit}"
+
+
 def target1(b, sizes):
-    """Empty-task throughput: N countdown tasks of 0 iterations in one job."""
+    """Empty-task throughput: N countdown tasks of 0 iterations in one job,
+    sizes["t1_trials"] times; with the peers, each trial beside one of
+    Pool's batched map (interleaved, so both see the same minute of this
+    noisy machine) and the bar is those trials' median."""
     n = sizes["t1_tasks"]
+    trials = sizes["t1_trials"]
     pool = b.peer_figure("multiprocessing.Pool(2).map, chunksize=1", "tasks_per_s")
     dask = b.peer_figure("Dask", "tasks_per_s")
     src = "this run"
@@ -292,33 +311,42 @@ def target1(b, sizes):
         dask = dask or ANCHORS["dask_tasks_per_s"]
         src = "issue 7 anchors"
     goal = max(100 * dask, 3 * pool)
-    pool_batched = b.peer_figure("multiprocessing.Pool(2).map, default chunksize", "tasks_per_s")
+    with_pool = b.peer_figure("multiprocessing.Pool(2).map, default chunksize", "tasks_per_s") is not None
     for db in b.db_modes:
         with Cluster(b, db, workers=2) as c:
-            report, outside = submit_wait(c, "--tasks", str(n), "--iterations", "0",
-                                          timeout=sizes["t1_timeout"])
-            check_all_succeeded(report, n, f"target 1 ({db})")
-            wall = report["timing"]["wall_seconds"]
+            outside, walls, pools = [], [], []
+            for _ in range(trials):
+                report, secs = submit_wait(c, "--tasks", str(n), "--iterations", "0", timeout=sizes["t1_timeout"])
+                check_all_succeeded(report, n, f"target 1 ({db})")
+                outside.append(n / secs)
+                wall = report["timing"]["wall_seconds"]
+                if wall > 0:
+                    walls.append(n / wall)
+                if with_pool:
+                    pools.append(pool_batched_trial(n))
             label = "memory" if db == ":memory:" else "file"
-            b.row(1, f"empty tasks/s, submit->report outside, db {label}", n / outside, goal, "tasks/s", True,
-                  f"{n} tasks in {outside:.2f} s; bar = max(100 x Dask, 3 x Pool cs=1) from {src}")
-            b.row(1, f"empty tasks/s, report wall_seconds, db {label}", n / wall if wall > 0 else None, goal,
-                  "tasks/s", True, f"wall_seconds {wall:.3f}")
+            rate = statistics.median(outside)
+            b.row(1, f"empty tasks/s, submit->report outside, db {label}", rate, goal, "tasks/s", True,
+                  f"{n} tasks, median of {trials}: {spread(outside)}; bar = max(100 x Dask, 3 x Pool cs=1) from {src}")
+            b.row(1, f"empty tasks/s, report wall_seconds, db {label}", statistics.median(walls) if walls else None,
+                  goal, "tasks/s", True, f"median of {trials}: {spread(walls)}" if walls else "no wall_seconds")
             # Issue 17's bar: Pool's batched map (what the chapter's readers
-            # call), from this run's peers only; every task recorded here.
-            b.row(1, f"empty tasks/s vs Pool(2).map default chunksize, db {label}", n / outside, pool_batched,
-                  "tasks/s", True, "issue 17 target; Pool records nothing per task" if pool_batched else
-                  "issue 17 target: run with --peers for Pool's batched figure")
+            # call), from this run's trials only; every task recorded here.
+            bar = statistics.median(pools) if pools else None
+            pool_note = f"Pool's map {spread(pools)} in {len(pools)} trials interleaved" if pools else ""
+            b.row(1, f"empty tasks/s vs Pool(2).map default chunksize, db {label}", rate, bar, "tasks/s", True,
+                  f"issue 17 target, medians: busyfleet {spread(outside)}, {pool_note}; Pool records nothing per task"
+                  if pools else "issue 17 target: run with --peers for Pool's batched figure")
             # The same job from a client already connected, as Pool's map
             # runs on a pool already started: without coordctl's process
-            # start-up and connect (~20 ms), which the row above includes.
-            conn = latency_run(b, c, {"t2_jobs": 3, "t2_warmup": 0}, "run", tasks=n)
+            # start-up and connect (~10 ms), which the row above includes.
+            conn = latency_run(b, c, {"t2_jobs": trials, "t2_warmup": 0}, "run", tasks=n)
             b.row(1, f"empty tasks/s from a connected client vs Pool(2).map default chunksize, db {label}",
-                  conn["tasks_per_s"], pool_batched, "tasks/s", True,
-                  f"latency_bench --tasks {n} --wait run, 3 jobs after the one above: median {conn['p50_ms']:.1f} ms, "
-                  f"max {conn['max_ms']:.1f} ms")
+                  conn["tasks_per_s"], bar, "tasks/s", True,
+                  f"latency_bench --tasks {n} --wait run, {trials} jobs after the ones above: median "
+                  f"{conn['p50_ms']:.1f} ms, max {conn['max_ms']:.1f} ms; {pool_note}")
             if db == b.db_modes[0]:
-                b.startup_and_rate = (c.startup_seconds, n / outside)
+                b.startup_and_rate = (c.startup_seconds, rate)
 
 
 def latency_run(b, c, sizes, wait, tasks=1):
@@ -606,13 +634,13 @@ def run_peers(b, sizes):
 # --------------------------------------------------------------------------
 # Output
 
-FULL = dict(t1_tasks=100_000, t1_timeout=600, t2_jobs=1000, t2_warmup=20, calib_iterations=500_000_000,
+FULL = dict(t1_tasks=100_000, t1_trials=5, t1_timeout=600, t2_jobs=1000, t2_warmup=20, calib_iterations=500_000_000,
             t3a_tasks=64, t3a_seconds=0.050, t3b_tasks=8, t3b_seconds=0.250, t3_trials=3, t4_iterations=1_000_000_000,
             t4_reps=5, t4_trials=3, t5_tasks=1_000_000, t5_timeout=400, t5_sessions=((1000, 5.0), (10_000, 10.0)),
             t5_window=10, t5_settle=1, t5_paced_settle=20, t5_paced_window=120, t6_workers=10, t6_settle=2.0, t6_window=10.0, peer_tasks=100_000, peer_executor_tasks=20_000,
             peer_jobs=1000, dask_tasks=5000, dask_jobs=300, t7_rtt_ms=20, t7_trials=3, t7_long_tasks=64,
             t7_long_seconds=0.050, t7_short_tasks=640, t7_short_seconds=0.005, t7_empty_tasks=20_000)
-SMOKE = dict(t1_tasks=300, t1_timeout=60, t2_jobs=20, t2_warmup=2, calib_iterations=20_000_000,
+SMOKE = dict(t1_tasks=300, t1_trials=1, t1_timeout=60, t2_jobs=20, t2_warmup=2, calib_iterations=20_000_000,
              t3a_tasks=8, t3a_seconds=0.005, t3b_tasks=4, t3b_seconds=0.020, t3_trials=1, t4_iterations=20_000_000,
              t4_reps=1, t4_trials=1, t5_tasks=2000, t5_timeout=60, t5_sessions=((20, 5.0), (2000, 10.0)),
              t5_window=1, t5_settle=1, t5_paced_settle=5, t5_paced_window=3, t6_workers=3, t6_settle=0.5, t6_window=1.0, peer_tasks=500, peer_executor_tasks=200,

@@ -6,7 +6,9 @@ Prints one JSON object per line (a row each), for e2e_bench.py to collect:
    "latency_jobs": M, "p50_ms": ..., "p99_ms": ...}
 The workloads are busyfleet's empty tasks: a function that does nothing,
 shipped to 2 worker processes; throughput over --tasks tasks in one map,
-round trip over --latency-jobs sequential single tasks.
+round trip over --latency-jobs sequential single tasks. --batched-only: the
+default-chunksize map alone, no round trips (one trial of e2e_bench.py's
+target 1, interleaved with busyfleet's).
 """
 import argparse
 import concurrent.futures
@@ -38,10 +40,13 @@ def latency(call, jobs):
     return percentile(ms, 0.50), percentile(ms, 0.99)
 
 
-def pool_rows(tasks, jobs):
+POOL_KINDS = (("multiprocessing.Pool(2).map, chunksize=1", 1),
+              ("multiprocessing.Pool(2).map, default chunksize", None))
+
+
+def pool_rows(tasks, jobs, kinds=POOL_KINDS):
     rows = []
-    for label, chunksize in (("multiprocessing.Pool(2).map, chunksize=1", 1),
-                             ("multiprocessing.Pool(2).map, default chunksize", None)):
+    for label, chunksize in kinds:
         t0 = time.perf_counter()
         with multiprocessing.Pool(2) as pool:
             pool.map(noop, range(2), chunksize=1)  # both processes up and serving
@@ -51,7 +56,7 @@ def pool_rows(tasks, jobs):
             secs = time.perf_counter() - t0
             if len(out) != tasks:
                 raise AssertionError(f"{label}: {len(out)} of {tasks} results")
-            p50, p99 = latency(lambda i: pool.apply(noop, (i,)), jobs)
+            p50, p99 = latency(lambda i: pool.apply(noop, (i,)), jobs) if jobs else (None, None)
         rows.append({"system": label, "startup_s": startup, "tasks": tasks, "tasks_per_s": tasks / secs,
                      "latency_jobs": jobs, "p50_ms": p50, "p99_ms": p99})
     return rows
@@ -79,9 +84,15 @@ def main():
     parser.add_argument("--executor-tasks", type=int, default=0,
                         help="tasks for ProcessPoolExecutor (slower); 0: same as --tasks")
     parser.add_argument("--latency-jobs", type=int, default=1000, help="sequential single tasks timed")
+    parser.add_argument("--batched-only", action="store_true",
+                        help="only Pool's default-chunksize map, without round trips")
     args = parser.parse_args()
     if args.tasks < 1 or args.latency_jobs < 1:
         parser.error("--tasks and --latency-jobs must be at least 1")
+    if args.batched_only:
+        for row in pool_rows(args.tasks, 0, POOL_KINDS[1:]):
+            print(json.dumps(row), flush=True)
+        return 0
     rows = pool_rows(args.tasks, args.latency_jobs)
     rows.append(executor_row(args.executor_tasks or args.tasks, args.latency_jobs))
     for row in rows:
