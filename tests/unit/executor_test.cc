@@ -163,7 +163,7 @@ TEST(ExecutorTest, TinyTaskRunsInlineOnTheCallingThreadAsAnIdleSlot) {
   Recorder rec;
   std::thread::id ran_on;
   Executor ex(
-      Slots(2), rec.OnStarted(), [&rec, &ran_on, inner = rec.OnFinished()](const v1::TaskResult& r) {
+      Slots(2), rec.OnStarted(), [&ran_on, inner = rec.OnFinished()](const v1::TaskResult& r) {
         ran_on = std::this_thread::get_id();
         inner(r);
       });
