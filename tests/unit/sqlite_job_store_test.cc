@@ -288,6 +288,7 @@ class WriteLockHolder {
  public:
   explicit WriteLockHolder(const std::string& path) {
     EXPECT_EQ(sqlite3_open(path.c_str(), &db_), SQLITE_OK);
+    sqlite3_busy_timeout(db_, 10'000);  // behind a transaction of the store's own, if one runs
     EXPECT_EQ(sqlite3_exec(db_, "BEGIN IMMEDIATE;", nullptr, nullptr, nullptr), SQLITE_OK);
   }
   void Release() {
@@ -616,12 +617,16 @@ TEST_F(SqliteJobStoreTest, DeletedJobsRowsArePurgedInSmallTransactions) {
 
 TEST_F(SqliteJobStoreTest, APurgeCutShortByAStopGoesOnAfterTheRestart) {
   {
-    SqliteJobStore::Options slow;
-    slow.purge_batch_rows = 1;
+    SqliteJobStore::Options slow = FastRetries();
+    slow.purge_batch_rows = 1;  // a chunk a transaction, the group commit's 5 ms apart
     ASSERT_OK_AND_ASSIGN(auto store, SqliteJobStore::Open(path_, slow));
-    WriteRunInChunks(*store, MakeJob("j-1", 500), 100);
+    WriteRunInChunks(*store, MakeJob("j-1", 500), 5);  // 100 chunks: at least 0.5 s to purge
     ASSERT_OK(store->DeleteJobs({"j-1"}));
     ASSERT_OK(store->Flush());  // the delete commits; purging has barely begun
+    // Held until the store has stopped, so the purge cannot finish first:
+    // with 5 chunks and no lock it did, now and then, on a loaded machine.
+    WriteLockHolder lock(path_);
+    store.reset();
   }
   EXPECT_GT(TaskRows(path_, "j-1"), 0);
   EXPECT_EQ(CountRows(path_, "SELECT count(*) FROM jobs;"), 0);
