@@ -224,6 +224,22 @@ absl::StatusOr<std::unique_ptr<SqliteJobStore>> SqliteJobStore::Open(const std::
     const std::string result = check.ColText(0);
     if (result != "ok") return fail(absl::StrCat("integrity check failed: ", result));
   }
+  // The file's version first: one this coordinator does not know is refused
+  // before anything in the file changes (and before the check for foreign
+  // tables, which a newer version may have added). "" for a new file.
+  std::string version;
+  {
+    Stmt has_meta(db, "SELECT count(*) FROM sqlite_master WHERE type='table' AND name='meta';");
+    if (!has_meta.ok() || sqlite3_step(has_meta.get()) != SQLITE_ROW) return fail("cannot read the schema");
+    if (has_meta.ColInt(0) > 0) {
+      Stmt read(db, "SELECT value FROM meta WHERE key='schema_version';");
+      if (!read.ok()) return fail("cannot read the schema version");
+      if (sqlite3_step(read.get()) == SQLITE_ROW) version = read.ColText(0);
+    }
+    if (!version.empty() && version != "1" && version != "2" && version != std::to_string(kSchemaVersion)) {
+      return fail(absl::StrCat("has schema version ", version, "; this coordinator understands 1 to ", kSchemaVersion));
+    }
+  }
   // A database of someone else's: tables but no busyfleet meta.
   {
     Stmt tables(db, "SELECT count(*) FROM sqlite_master WHERE type='table' AND name NOT IN ('meta','jobs','tasks','task_chunks','task_chunks_v2');");
@@ -264,24 +280,16 @@ absl::StatusOr<std::unique_ptr<SqliteJobStore>> SqliteJobStore::Open(const std::
     const std::string add = absl::StrCat("ALTER TABLE ", table, " ADD COLUMN ", column, " ", declaration, ";");
     if (!Exec(db, add.c_str()).ok()) return fail(absl::StrCat("cannot add ", table, ".", column));
   }
-  {
-    Stmt version(db, "SELECT value FROM meta WHERE key='schema_version';");
-    if (!version.ok()) return fail("cannot read the schema version");
-    if (sqlite3_step(version.get()) == SQLITE_ROW) {
-      const std::string v = version.ColText(0);
-      if (v == "1" || v == "2") {
-        if (!Exec(db, absl::StrCat("UPDATE meta SET value='", kSchemaVersion, "' WHERE key='schema_version';").c_str())
-                 .ok()) {
-          return fail(absl::StrCat("cannot mark the schema version ", kSchemaVersion));
-        }
-      } else if (v != std::to_string(kSchemaVersion)) {
-        return fail(absl::StrCat("has schema version ", v, "; this coordinator understands 1 to ", kSchemaVersion));
-      }
-    } else {
-      Stmt set(db, "INSERT INTO meta (key, value) VALUES ('schema_version', ?);");
-      set.Text(1, std::to_string(kSchemaVersion));
-      if (!set.ok() || sqlite3_step(set.get()) != SQLITE_DONE) return fail("cannot write the schema version");
+  if (!version.empty()) {
+    if (version != std::to_string(kSchemaVersion) &&
+        !Exec(db, absl::StrCat("UPDATE meta SET value='", kSchemaVersion, "' WHERE key='schema_version';").c_str())
+             .ok()) {
+      return fail(absl::StrCat("cannot mark the schema version ", kSchemaVersion));
     }
+  } else {
+    Stmt set(db, "INSERT INTO meta (key, value) VALUES ('schema_version', ?);");
+    set.Text(1, std::to_string(kSchemaVersion));
+    if (!set.ok() || sqlite3_step(set.get()) != SQLITE_DONE) return fail("cannot write the schema version");
   }
   // Reads get a connection of their own: in WAL mode they then never wait
   // for the writer's transaction (a million-row commit takes seconds), so

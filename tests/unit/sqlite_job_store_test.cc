@@ -276,6 +276,28 @@ TEST_F(SqliteJobStoreTest, NewerSchemaIsRefused) {
               StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("schema version 99")));
 }
 
+// Refused, as newer, before anything in it changes: a newer coordinator's
+// file (here with a table of its own, and one laid out as version 2's
+// task_chunks was, which this one would otherwise rename) is left as it was.
+TEST_F(SqliteJobStoreTest, ANewerFileIsRefusedUntouched) {
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(path_.c_str(), &db), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(db, R"sql(
+    CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    INSERT INTO meta VALUES ('schema_version', '99');
+    CREATE TABLE task_chunks (job_id TEXT NOT NULL, seq INTEGER NOT NULL, data BLOB NOT NULL,
+      PRIMARY KEY (job_id, seq)) WITHOUT ROWID;
+    CREATE TABLE things_of_version_99 (x INTEGER);
+  )sql", nullptr, nullptr, nullptr), SQLITE_OK) << sqlite3_errmsg(db);
+  sqlite3_close(db);
+  const int64_t before = CountRows(path_, "SELECT count(*) FROM sqlite_master;");
+  EXPECT_THAT(SqliteJobStore::Open(path_),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("schema version 99")));
+  EXPECT_EQ(CountRows(path_, "SELECT count(*) FROM sqlite_master;"), before);
+  EXPECT_EQ(CountRows(path_, "SELECT count(*) FROM sqlite_master WHERE name = 'task_chunks' AND "
+                             "sql LIKE '%WITHOUT ROWID%';"), 1);
+}
+
 TEST_F(SqliteJobStoreTest, UnwritableDirectoryIsAClearStartupError) {
   EXPECT_THAT(SqliteJobStore::Open((dir_ / "no" / "such" / "dir" / "x.db").string()),
               StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("cannot open")));
