@@ -291,9 +291,9 @@ def pool_batched_trial(n):
     return json.loads(p.stdout.strip().splitlines()[-1])["tasks_per_s"]
 
 
-def spread(values, unit=""):
+def spread(values):
     """'median (min-max)' of figures, as the rows' notes give them."""
-    return f"{statistics.median(values):,.0f} ({min(values):,.0f}-{max(values):,.0f}){unit}"
+    return f"{statistics.median(values):,.0f} ({min(values):,.0f}-{max(values):,.0f})"
 
 
 def target1(b, sizes):
