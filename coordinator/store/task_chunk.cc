@@ -2,13 +2,13 @@
 
 #include <algorithm>
 #include <bit>
-#include <cstring>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "common/status_macros.h"
+#include "google/protobuf/io/zero_copy_stream_impl_lite.h"
 
 namespace busyfleet::coordinator {
 namespace {
@@ -57,56 +57,14 @@ TaskRow::TaskRow(const TaskRecord& t)
   }
 }
 
-void TaskChunkWriter::Column::Fixed64(uint64_t v) {
-  Room();
-  for (int i = 0; i < 8; ++i) data_[size_++] = static_cast<uint8_t>(v >> (8 * i));  // little-endian, as the wire
-}
-
-void TaskChunkWriter::Column::Bytes(const void* p, size_t n) {
-  if (data_.size() - size_ < n + kMaxValue) data_.resize(std::max(2 * data_.size(), size_ + n + kMaxValue));
-  std::memcpy(data_.data() + size_, p, n);
-  size_ += n;
-}
-
-namespace {
-
-// A length-delimited field's key (wire type 2).
-uint64_t LengthKey(int field) { return (static_cast<uint64_t>(field) << 3) | 2; }
-
-void LengthField(TaskChunkWriter::Column& out, int field, absl::string_view bytes) {
-  out.Varint(LengthKey(field));
-  out.Varint(bytes.size());
-  out.Bytes(bytes.data(), bytes.size());
-}
-
-size_t VarintSize(uint64_t v) {
-  size_t n = 1;
-  while (v >= 0x80) {
-    v >>= 7;
-    ++n;
-  }
-  return n;
-}
-
-void AppendVarint(std::string& out, uint64_t v) {
-  while (v >= 0x80) {
-    out.push_back(static_cast<char>(v | 0x80));
-    v >>= 7;
-  }
-  out.push_back(static_cast<char>(v));
-}
-
-}  // namespace
-
 TaskChunkWriter::TaskChunkWriter() : columns_(kColumns) {}
 
 uint32_t TaskChunkWriter::NameNumber(Name n) {
   if (n.empty()) return 0;
-  for (const auto& [id, number] : names_) {
-    if (id == n.id()) return number;
+  for (size_t k = 0; k < names_.size(); ++k) {
+    if (names_[k] == n) return static_cast<uint32_t>(k + 1);
   }
-  LengthField(names_field_, 1, n.str());
-  names_.emplace_back(n.id(), static_cast<uint32_t>(names_.size() + 1));
+  names_.push_back(n);
   return static_cast<uint32_t>(names_.size());
 }
 
@@ -149,52 +107,37 @@ void TaskChunkWriter::Add(const TaskRow& row) {
   col(24).ZigZag(row.start_cpu);  // sint32: the same bytes as sint64 for an int16
   col(25).ZigZag(row.end_cpu);
   col(26).Fixed64(std::bit_cast<uint64_t>(row.calibrated_rate));
-  if (row.text) {
-    std::string text;
-    if (rows_ != 0) {
-      text.push_back(static_cast<char>(1 << 3));  // field 1 (row), varint; left out at 0
-      AppendVarint(text, rows_);
-    }
-    auto string_field = [&](int field, const std::string& s) {
-      if (s.empty()) return;
-      AppendVarint(text, LengthKey(field));
-      AppendVarint(text, s.size());
-      text += s;
-    };
-    string_field(2, row.text->error);
-    string_field(3, row.text->failures);
-    string_field(4, row.text->interference);
-    LengthField(texts_, 30, text);
+  if (row.text) {  // rare: through the generated message
+    store::v1::TaskChunk::Text text;
+    text.set_row(static_cast<uint32_t>(rows_));
+    text.set_error(row.text->error);
+    text.set_failures(row.text->failures);
+    text.set_interference(row.text->interference);
+    texts_.push_back(text.SerializeAsString());
   }
   ++rows_;
 }
 
 std::string TaskChunkWriter::Take() {
+  using google::protobuf::internal::WireFormatLite;
   // Fields in number order, as the generated code writes them; a field at
   // its default (an empty column, a zero base) is left out.
-  size_t total = names_field_.size() + texts_.size();
-  if (base_ns_ != 0) total += 1 + VarintSize(static_cast<uint64_t>(base_ns_));
-  for (int f = kFirstColumn; f < kFirstColumn + kColumns; ++f) {
-    const size_t n = col(f).size();
-    if (n > 0) total += VarintSize(LengthKey(f)) + VarintSize(n) + n;
-  }
   std::string blob;
-  blob.reserve(total);
-  blob.append(reinterpret_cast<const char*>(names_field_.data()), names_field_.size());
-  if (base_ns_ != 0) {
-    blob.push_back(static_cast<char>(2 << 3));  // field 2, varint
-    AppendVarint(blob, static_cast<uint64_t>(base_ns_));
-  }
-  for (int f = kFirstColumn; f < kFirstColumn + kColumns; ++f) {
-    Column& c = col(f);
-    if (c.size() == 0) continue;
-    AppendVarint(blob, LengthKey(f));
-    AppendVarint(blob, c.size());
-    blob.append(reinterpret_cast<const char*>(c.data()), c.size());
-    c.clear();
-  }
-  blob.append(reinterpret_cast<const char*>(texts_.data()), texts_.size());
-  names_field_.clear();
+  {
+    google::protobuf::io::StringOutputStream stream(&blob);
+    google::protobuf::io::CodedOutputStream out(&stream);
+    for (const Name n : names_) WireFormatLite::WriteString(1, n.str(), &out);
+    if (base_ns_ != 0) WireFormatLite::WriteInt64(2, base_ns_, &out);
+    for (int f = kFirstColumn; f < kFirstColumn + kColumns; ++f) {
+      Column& c = col(f);
+      if (c.size() == 0) continue;
+      WireFormatLite::WriteTag(f, WireFormatLite::WIRETYPE_LENGTH_DELIMITED, &out);
+      out.WriteVarint32(static_cast<uint32_t>(c.size()));
+      out.WriteRaw(c.data(), static_cast<int>(c.size()));
+      c.clear();
+    }
+    for (const std::string& text : texts_) WireFormatLite::WriteBytes(30, text, &out);
+  }  // the stream trims the string to what was written
   texts_.clear();
   names_.clear();
   base_ns_ = 0;

@@ -15,6 +15,8 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "google/protobuf/io/coded_stream.h"
+#include "google/protobuf/wire_format_lite.h"
 #include "busyfleet/store/v1/task_chunk.pb.h"
 #include "coordinator/core/job_model.h"
 
@@ -118,29 +120,27 @@ class TaskChunkWriter {
   // The blob; the writer is empty again after.
   std::string Take();
 
-  // A packed column being written: varints (or fixed 8-byte values) with
-  // room for one more value always kept.
+  // A packed column being written: varints (or fixed 8-byte values, with
+  // protobuf's own wire helpers), room for one more value always kept.
   class Column {
    public:
     void Varint(uint64_t v) {
       Room();
-      uint8_t* p = data_.data() + size_;
-      while (v >= 0x80) {
-        *p++ = static_cast<uint8_t>(v | 0x80);
-        v >>= 7;
-      }
-      *p++ = static_cast<uint8_t>(v);
-      size_ = static_cast<size_t>(p - data_.data());
+      size_ = static_cast<size_t>(
+          google::protobuf::io::CodedOutputStream::WriteVarint64ToArray(v, data_.data() + size_) - data_.data());
     }
-    void ZigZag(int64_t v) { Varint((static_cast<uint64_t>(v) << 1) ^ static_cast<uint64_t>(v >> 63)); }
-    void Fixed64(uint64_t v);
-    void Bytes(const void* p, size_t n);
+    void ZigZag(int64_t v) { Varint(google::protobuf::internal::WireFormatLite::ZigZagEncode64(v)); }
+    void Fixed64(uint64_t v) {
+      Room();
+      size_ = static_cast<size_t>(
+          google::protobuf::io::CodedOutputStream::WriteLittleEndian64ToArray(v, data_.data() + size_) - data_.data());
+    }
     size_t size() const { return size_; }
     const uint8_t* data() const { return data_.data(); }
     void clear() { size_ = 0; }
 
    private:
-    static constexpr size_t kMaxValue = 10;
+    static constexpr size_t kMaxValue = 10;  // a 64-bit varint's most bytes
     void Room() {
       if (data_.size() - size_ < kMaxValue) data_.resize(std::max<size_t>(256, 2 * data_.size()));
     }
@@ -155,9 +155,8 @@ class TaskChunkWriter {
   static constexpr int kColumns = 17;
   Column& col(int field) { return columns_[static_cast<size_t>(field - kFirstColumn)]; }
   std::vector<Column> columns_;
-  Column names_field_;  // field 1, each name tagged
-  Column texts_;        // field 30, each Text message tagged
-  std::vector<std::pair<uint32_t, uint32_t>> names_;  // Name id -> position + 1
+  std::vector<Name> names_;         // field 1: name number k is names_[k - 1]
+  std::vector<std::string> texts_;  // field 30: each a serialized TaskChunk.Text
   int64_t base_ns_ = 0;
   size_t rows_ = 0;
   uint32_t first_ = 0;
