@@ -191,14 +191,129 @@ absl::Duration JobRecord::task_duration() const { return TaskDuration(spec); }
 
 uint64_t JobRecord::task_iterations(uint32_t index) const { return PlanFor(spec, total_tasks()).Iterations(index); }
 
-void NewTaskTable(std::vector<TaskRecord>& tasks, uint32_t n) {
-  tasks.clear();
-  tasks.shrink_to_fit();
-  tasks.reserve(n);
-  PrefaultForWrite(tasks.data(), size_t{n} * sizeof(TaskRecord));
-  tasks.resize(n);
-  for (uint32_t i = 0; i < n; ++i) tasks[i].index = i;
+namespace {
+
+// Released task tables' memory, for the next jobs' tables (ReleaseTaskTable,
+// NewTaskTable). A fresh 100,000-task table is 11 MB of pages the kernel
+// must find, zero and charge (madvise MADV_POPULATE_WRITE), and a finished
+// one was unmapped again: with jobs coming one after another, about a fifth
+// of the coordinator's CPU (`perf`, 100,000-task jobs on `:memory:`). Only
+// tables of at least kMinTaskTableBytes are kept, at most
+// kMaxPooledTaskTableBytes together (the newest releases win); a table
+// idle for kTaskTableIdle goes back to the system at the next release,
+// take or trim, and all of them when a job they do not fit comes (so they
+// never add to the peak of a job bigger than they are).
+class TaskTablePool {
+ public:
+  void Put(std::vector<TaskRecord>& tasks, MonoTime now) {
+    tasks.clear();  // the records' destructors, outside the lock
+    const size_t bytes = tasks.capacity() * sizeof(TaskRecord);
+    if (bytes < kMinTaskTableBytes || bytes > kMaxPooledTaskTableBytes) {
+      std::vector<TaskRecord>().swap(tasks);
+      return;
+    }
+    std::vector<std::vector<TaskRecord>> dropped;  // freed outside the lock
+    {
+      absl::MutexLock lock(&mu_);
+      DropIdleLocked(now, dropped);
+      while (!free_.empty() && bytes_ + bytes > kMaxPooledTaskTableBytes) {
+        bytes_ -= free_.front().bytes;
+        dropped.push_back(std::move(free_.front().tasks));
+        free_.erase(free_.begin());
+      }
+      free_.push_back(Entry{std::move(tasks), bytes, now});
+      bytes_ += bytes;
+    }
+    tasks = {};
+  }
+
+  // A pooled table for `n` records, empty, with capacity for them and at
+  // most twice as many; false when none fits (a job too small to keep a
+  // table for leaves them; a larger one frees them).
+  bool Take(std::vector<TaskRecord>& tasks, uint32_t n, MonoTime now) {
+    if (size_t{n} * sizeof(TaskRecord) < kMinTaskTableBytes / 2) return false;
+    std::vector<std::vector<TaskRecord>> dropped;
+    absl::MutexLock lock(&mu_);
+    DropIdleLocked(now, dropped);
+    auto best = free_.end();
+    for (auto it = free_.begin(); it != free_.end(); ++it) {
+      const size_t cap = it->tasks.capacity();
+      // The smallest that fits; of equal ones the newest (its pages most likely cached).
+      if (cap >= n && cap / 2 <= n && (best == free_.end() || cap <= best->tasks.capacity())) best = it;
+    }
+    if (best == free_.end()) {
+      // None fits this job, which is bigger or much smaller: they are let
+      // go of, so that kept tables never add to a big job's peak memory.
+      for (Entry& e : free_) dropped.push_back(std::move(e.tasks));
+      free_.clear();
+      bytes_ = 0;
+      return false;
+    }
+    tasks = std::move(best->tasks);
+    bytes_ -= best->bytes;
+    free_.erase(best);
+    return true;
+  }
+
+  void Trim(MonoTime now, absl::Duration idle) {
+    std::vector<std::vector<TaskRecord>> dropped;
+    absl::MutexLock lock(&mu_);
+    DropIdleLocked(now, dropped, idle);
+  }
+
+  size_t bytes() const {
+    absl::MutexLock lock(&mu_);
+    return bytes_;
+  }
+
+ private:
+  struct Entry {
+    std::vector<TaskRecord> tasks;
+    size_t bytes;
+    MonoTime released;
+  };
+  void DropIdleLocked(MonoTime now, std::vector<std::vector<TaskRecord>>& dropped,
+                      absl::Duration idle = kTaskTableIdle) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    while (!free_.empty() && now - free_.front().released >= idle) {
+      bytes_ -= free_.front().bytes;
+      dropped.push_back(std::move(free_.front().tasks));
+      free_.erase(free_.begin());
+    }
+  }
+
+  mutable absl::Mutex mu_;
+  std::vector<Entry> free_ ABSL_GUARDED_BY(mu_);  // oldest release first
+  size_t bytes_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
+TaskTablePool& Tables() {
+  static TaskTablePool* const pool = new TaskTablePool();  // never destroyed: static records release into it
+  return *pool;
 }
+
+}  // namespace
+
+void NewTaskTable(std::vector<TaskRecord>& tasks, uint32_t n) {
+  const MonoTime now = MonoNow();
+  Tables().Put(tasks, now);
+  if (!Tables().Take(tasks, n, now)) {
+    tasks.reserve(n);
+    PrefaultForWrite(tasks.data(), size_t{n} * sizeof(TaskRecord));
+  }
+  // One pass: each record built with its index.
+  for (uint32_t i = 0; i < n; ++i) tasks.emplace_back().index = i;
+}
+
+void ReleaseTaskTable(std::vector<TaskRecord>& tasks) {
+  if (tasks.capacity() == 0) return;
+  Tables().Put(tasks, MonoNow());
+}
+
+void TrimTaskTables(absl::Duration idle) { Tables().Trim(MonoNow(), idle); }
+
+size_t PooledTaskTableBytes() { return Tables().bytes(); }
+
+JobRecord::~JobRecord() { ReleaseTaskTable(tasks); }
 
 uint32_t JobRecord::max_attempts() const {
   return spec.max_attempts() == 0 ? limits::kDefaultMaxAttempts : spec.max_attempts();

@@ -355,6 +355,14 @@ inline constexpr size_t kMaxTaskRecordBytes = 112;
 static_assert(sizeof(TaskRecord) <= kMaxTaskRecordBytes, "TaskRecord grew: keep rare fields in TaskCold");
 
 struct JobRecord {
+  JobRecord() = default;
+  JobRecord(const JobRecord&) = default;
+  JobRecord(JobRecord&&) = default;
+  JobRecord& operator=(const JobRecord&) = default;
+  JobRecord& operator=(JobRecord&&) = default;
+  // The task table's memory goes to the next job's (ReleaseTaskTable).
+  ~JobRecord();
+
   std::string id;
   v1::JobSpec spec;
   v1::JobState state = v1::JOB_STATE_PENDING;
@@ -414,7 +422,24 @@ struct JobRecord {
 // i. A large table's fresh pages are mapped up front, on more than one CPU
 // (PrefaultForWrite): a million tasks are 112 MB, built while the job's
 // workers wait.
+// The memory of a table let go of (ReleaseTaskTable) is taken when one
+// fits: its pages are mapped already.
 void NewTaskTable(std::vector<TaskRecord>& tasks, uint32_t n);
+
+// Destroys `tasks`' records and keeps its memory for NewTaskTable when it
+// is a large table (at least kMinTaskTableBytes); `tasks` is left empty,
+// holding no memory. Thread-safe. The tables kept are bounded: at most
+// kMaxPooledTaskTableBytes together, none idle for kTaskTableIdle past the
+// next release, take or TrimTaskTables.
+void ReleaseTaskTable(std::vector<TaskRecord>& tasks);
+inline constexpr size_t kMinTaskTableBytes = size_t{1} << 20;
+inline constexpr size_t kMaxPooledTaskTableBytes = size_t{32} << 20;
+inline constexpr absl::Duration kTaskTableIdle = absl::Seconds(60);
+// Frees the kept tables idle for `idle` (an idle coordinator gives their
+// memory back: the server calls it from its retention loop).
+void TrimTaskTables(absl::Duration idle = kTaskTableIdle);
+// The bytes of the tables kept (tests, metrics).
+size_t PooledTaskTableBytes();
 
 // What follows when a task's current attempt ended without success.
 enum class AfterFailedAttempt {

@@ -86,9 +86,7 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(Opti
   s->store_->SetHealthObserver([raw = s.get()](const StoreHealth& h) { raw->OnStoreHealth(h); });
   if (StoreHealth h = s->store_->Health(); !h.writable) s->OnStoreHealth(h);
   s->liveness_ = std::thread([raw = s.get()] { raw->LivenessLoop(); });
-  if (options.retention > absl::ZeroDuration() || options.retention_jobs > 0) {
-    s->retention_ = std::thread([raw = s.get()] { raw->RetentionLoop(); });
-  }
+  s->retention_ = std::thread([raw = s.get()] { raw->RetentionLoop(); });
   return s;
 }
 
@@ -187,7 +185,10 @@ void CoordinatorServer::RetentionLoop() {
       absl::MutexLock lock(&mu_);
       if (stopping_) return;
     }
-    ApplyRetention();
+    if (options_.retention > absl::ZeroDuration() || options_.retention_jobs > 0) ApplyRetention();
+    // Also without a retention rule: an idle coordinator gives the task
+    // tables it kept for new jobs back (job_model.h, ReleaseTaskTable).
+    TrimTaskTables();
     retention_wake_.WaitUntil(MonoNow() + options_.retention_interval);
   }
 }

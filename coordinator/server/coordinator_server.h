@@ -84,7 +84,8 @@ class CoordinatorServer {
   // Serves `http` for coordinator_; on failure stops the gRPC server too.
   absl::Status StartHttp(HttpServer::Options http);
   void LivenessLoop();
-  // Applies the retention rule now and then (RetentionLoop's thread).
+  // Applies the retention rule now and then, and frees the task tables kept
+  // for new jobs once idle (RetentionLoop's thread; it runs without a rule too).
   void RetentionLoop();
   void ApplyRetention();
   // The store's health changed or a write failed: gRPC health, the log.

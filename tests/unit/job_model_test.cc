@@ -256,5 +256,94 @@ TEST(NewTaskTableTest, MakesQueuedRecordsNumberedInOrderAndReplacesAnOldTable) {
   EXPECT_TRUE(tasks.empty());
 }
 
+// A table at least kMinTaskTableBytes large, in records.
+uint32_t LargeTable(double times = 1.0) {
+  return static_cast<uint32_t>(times * static_cast<double>(kMinTaskTableBytes) / sizeof(TaskRecord)) + 1;
+}
+
+TEST(TaskTablePoolTest, AReleasedTableIsTheNextJobsMemoryWithFreshRecords) {
+  TrimTaskTables(absl::ZeroDuration());  // none kept: tests before this one may have left some
+  const uint32_t n = LargeTable(2);
+  const TaskRecord* data = nullptr;
+  {
+    JobRecord job;
+    NewTaskTable(job.tasks, n);
+    data = job.tasks.data();
+    job.tasks[7].state = v1::TASK_STATE_SUCCEEDED;
+    job.tasks[7].current.number = 3;
+    job.tasks[7].current.started_at = absl::Now();
+    job.tasks[7].set_error("boom");  // a cold part, which the release must free
+  }  // the job is let go of: its table is kept
+  EXPECT_EQ(PooledTaskTableBytes(), size_t{n} * sizeof(TaskRecord));
+  JobRecord next;
+  NewTaskTable(next.tasks, n - 5);  // fits: at least n - 5, at most twice that
+  EXPECT_EQ(next.tasks.data(), data);
+  EXPECT_EQ(PooledTaskTableBytes(), 0u);
+  ASSERT_EQ(next.tasks.size(), n - 5);
+  for (uint32_t i = 0; i < n - 5; ++i) {
+    ASSERT_EQ(next.tasks[i].index, i);
+    ASSERT_EQ(next.tasks[i].state, v1::TASK_STATE_QUEUED) << i;
+    ASSERT_EQ(next.tasks[i].current.number, 0u) << i;
+    ASSERT_FALSE(next.tasks[i].current.started_at.is_set()) << i;
+    ASSERT_FALSE(next.tasks[i].cold) << i;
+  }
+}
+
+TEST(TaskTablePoolTest, OnlyATableThatFitsIsTakenAndAMissFreesThem) {
+  TrimTaskTables(absl::ZeroDuration());  // none kept: tests before this one may have left some
+  const uint32_t n = LargeTable(4);
+  std::vector<TaskRecord> table;
+  NewTaskTable(table, n);
+  const TaskRecord* data = table.data();
+  ReleaseTaskTable(table);
+  EXPECT_EQ(table.capacity(), 0u);
+  const size_t held = PooledTaskTableBytes();
+  std::vector<TaskRecord> small;
+  NewTaskTable(small, 100);  // a small job: malloc's memory; the kept table stays
+  EXPECT_EQ(small.capacity(), 100u);
+  EXPECT_EQ(PooledTaskTableBytes(), held);
+  NewTaskTable(table, n / 2 + 1);  // at most twice the job: taken
+  EXPECT_EQ(table.data(), data);
+  ReleaseTaskTable(table);
+  std::vector<TaskRecord> half;
+  NewTaskTable(half, n / 2 - 1);  // under half the kept table: not taken, and it is freed
+  EXPECT_EQ(half.capacity(), n / 2 - 1);
+  EXPECT_EQ(PooledTaskTableBytes(), 0u);
+  ReleaseTaskTable(half);
+  EXPECT_EQ(PooledTaskTableBytes(), (n / 2 - 1) * sizeof(TaskRecord));
+  NewTaskTable(table, n);  // bigger than any kept: a fresh table, and the kept one freed
+  EXPECT_EQ(table.capacity(), n);
+  EXPECT_EQ(PooledTaskTableBytes(), 0u);
+}
+
+TEST(TaskTablePoolTest, KeepsAtMostItsBoundAndNoSmallTables) {
+  TrimTaskTables(absl::ZeroDuration());  // none kept: tests before this one may have left some
+  std::vector<TaskRecord> small;
+  NewTaskTable(small, LargeTable(0.5));
+  ReleaseTaskTable(small);
+  EXPECT_EQ(PooledTaskTableBytes(), 0u);  // under kMinTaskTableBytes: freed
+  const uint32_t n = static_cast<uint32_t>(kMaxPooledTaskTableBytes * 2 / 5 / sizeof(TaskRecord));  // two fit
+  std::vector<std::vector<TaskRecord>> tables(5);  // five jobs at once, let go of one after another
+  for (std::vector<TaskRecord>& t : tables) NewTaskTable(t, n);
+  const TaskRecord* newest = tables.back().data();
+  for (std::vector<TaskRecord>& t : tables) {
+    ReleaseTaskTable(t);
+    EXPECT_LE(PooledTaskTableBytes(), kMaxPooledTaskTableBytes);
+  }
+  EXPECT_EQ(PooledTaskTableBytes(), 2 * size_t{n} * sizeof(TaskRecord));  // the two newest fit
+  std::vector<TaskRecord> again;
+  NewTaskTable(again, n);
+  EXPECT_EQ(again.data(), newest);  // the newest release is kept
+  std::vector<TaskRecord> too_big;
+  NewTaskTable(too_big, static_cast<uint32_t>(kMaxPooledTaskTableBytes / sizeof(TaskRecord)) + 1);
+  const size_t held = PooledTaskTableBytes();
+  ReleaseTaskTable(too_big);
+  EXPECT_EQ(PooledTaskTableBytes(), held);  // past the bound alone: freed
+  TrimTaskTables();  // none has been idle for kTaskTableIdle
+  EXPECT_EQ(PooledTaskTableBytes(), held);
+  TrimTaskTables(absl::ZeroDuration());
+  EXPECT_EQ(PooledTaskTableBytes(), 0u);
+}
+
 }  // namespace
 }  // namespace busyfleet::coordinator
