@@ -418,7 +418,7 @@ void Coordinator::HandleStartedLocked(Session& session, const v1::TaskStarted& s
   if (t == nullptr) return;
   const absl::Time now = clock_->Now();
   const MonoTime mono_now = clock_->Mono();
-  if (t->backup() && t->backup()->number == started.task().attempt() && t->backup()->session == session.id_name &&
+  if (t->backup() && t->backup()->number == started.task().attempt() && t->backup()->session == session.ref &&
       !t->backup()->running) {
     Attempt& b = *t->backup();
     b.running = true;
@@ -429,7 +429,7 @@ void Coordinator::HandleStartedLocked(Session& session, const v1::TaskStarted& s
     CountDown(session.assigned);
     return;
   }
-  if (t->current.number != started.task().attempt() || t->current.session != session.id_name ||
+  if (t->current.number != started.task().attempt() || t->current.session != session.ref ||
       t->state != v1::TASK_STATE_ASSIGNED) {
     return;  // stale: the attempt was requeued, cancelled or already ended
   }
@@ -451,11 +451,11 @@ void Coordinator::LeaveSessionLocked(Session& session, absl::string_view job_id,
 void Coordinator::HandleResultLocked(Session& session, JobRecord& job, const v1::TaskResult& result,
                                      absl::Time now) {
   TaskRecord& t = job.tasks[result.task().task_index()];
-  if (t.backup() && t.backup()->number == result.task().attempt() && t.backup()->session == session.id_name) {
+  if (t.backup() && t.backup()->number == result.task().attempt() && t.backup()->session == session.ref) {
     HandleBackupResultLocked(session, job, t, result);
     return;
   }
-  if (t.current.number != result.task().attempt() || t.current.session != session.id_name) {
+  if (t.current.number != result.task().attempt() || t.current.session != session.ref) {
     if (t.stopped_loser() != 0 && t.stopped_loser() == result.task().attempt()) {
       t.set_stopped_loser(0);  // the stopped speculation loser's echo (counted in backups_cancelled)
       return;
@@ -531,7 +531,7 @@ void Coordinator::HandlePackedLocked(Session& session, JobRecord& job, const v1:
     // HandleResultLocked's path for a successful current attempt on this
     // session, with no speculation copy, that does not end the job.
     const bool in_flight = t.state == v1::TASK_STATE_RUNNING || t.state == v1::TASK_STATE_ASSIGNED;
-    if (!in_flight || t.backup() != nullptr || t.current.number != e.attempt || t.current.session != session.id_name ||
+    if (!in_flight || t.backup() != nullptr || t.current.number != e.attempt || t.current.session != session.ref ||
         job.succeeded + 1 >= job.tasks.size()) {
       tell_scheduler();
       SetPackedResult(packed, e, slow);
@@ -590,7 +590,7 @@ void Coordinator::EndAttemptLocked(JobRecord& job, TaskRecord& t, AttemptEnd end
 }
 
 void Coordinator::StopAttemptLocked(const JobRecord& job, uint32_t index, const Attempt& attempt, bool running) {
-  Session* s = sessions_.Find(attempt.session.str());
+  Session* s = sessions_.Find(attempt.session);
   if (s == nullptr) return;
   s->channel->Send(CancelMessage(job.id, index, attempt.number));
   LeaveSessionLocked(*s, job.id, index, running, /*release=*/true);
@@ -637,11 +637,11 @@ void Coordinator::HandleReturnedLocked(Session& session, const v1::DrainNotice& 
   for (const v1::TaskRef& ref : notice.returned()) {
     JobRecord* job = nullptr;
     TaskRecord* t = FindTaskLocked(ref, &job);
-    if (t != nullptr && t->backup() && t->backup()->number == ref.attempt() && t->backup()->session == session.id_name) {
+    if (t != nullptr && t->backup() && t->backup()->number == ref.attempt() && t->backup()->session == session.ref) {
       DropReturnedBackupLocked(session, *job, *t);
       continue;
     }
-    if (t == nullptr || t->current.number != ref.attempt() || t->current.session != session.id_name ||
+    if (t == nullptr || t->current.number != ref.attempt() || t->current.session != session.ref ||
         IsTerminal(t->state)) {
       continue;
     }
@@ -680,7 +680,7 @@ void Coordinator::RemoveSessionLocked(const std::string& session_id, const std::
       JobRecord* job = FindJobLocked(key.job_id);
       if (job == nullptr || key.index >= job->tasks.size()) continue;
       TaskRecord& t = job->tasks[key.index];
-      if (t.backup() && t.backup()->session == session_id) {
+      if (t.backup() && t.backup()->session == s->ref) {
         // A lost backup copy: the primary runs on, nothing is counted.
         scheduler_.Dequeue(key);
         t.DropBackup(v1::TASK_STATE_FAILED, absl::StrCat("lost with worker ", s->name, " (", why, ")"),
@@ -688,7 +688,7 @@ void Coordinator::RemoveSessionLocked(const std::string& session_id, const std::
         MarkDirtyLocked(*job, t.index);
         continue;
       }
-      if (t.current.session != session_id || IsTerminal(t.state)) continue;
+      if (t.current.session != s->ref || IsTerminal(t.state)) continue;
       // A lost attempt counts; a backup takes over if there is one.
       EndAttemptLocked(*job, t, AttemptEnd::kFailed,
                        absl::StrCat("attempt ", t.current.number, " lost with worker ", s->name, " (", why, ")"),
@@ -727,9 +727,10 @@ void Coordinator::CancelInFlightLocked(JobRecord& job, absl::Time now) {
   std::map<std::string, v1::CoordinatorMessage> cancels;
   for (const Scheduler::Assignment& a : scheduler_.RemoveJob(job.id)) {  // frees their credit
     const TaskRecord& t = job.tasks[a.task.index];
-    const bool backup = t.backup() && a.session == t.backup()->session;
+    Session* s = sessions_.Find(a.session);
+    const bool backup = t.backup() && s != nullptr && s->ref == t.backup()->session;
     AddCancel(job.id, t.index, backup ? t.backup()->number : t.current.number, cancels[a.session]);
-    if (Session* s = sessions_.Find(a.session)) {
+    if (s != nullptr) {
       const bool running = backup ? t.backup()->running : t.state == v1::TASK_STATE_RUNNING;
       const bool assigned = backup ? !t.backup()->running : t.state == v1::TASK_STATE_ASSIGNED;
       if (running || assigned) CountDown(running ? s->running : s->assigned);
@@ -756,14 +757,15 @@ void Coordinator::DispatchLocked() {
   JobRecord* job = nullptr;
   Session* s = nullptr;
   v1::AssignBatch* batch = nullptr;
-  Name session_name, worker_name, host_name;
+  SessionRef session_ref;
+  Name worker_name, host_name;
   for (const Scheduler::Run& run : runs) {
     if (job == nullptr || job->id != run.job_id) job = FindJobLocked(run.job_id);
     if (s == nullptr || s->id != run.session) {
       s = sessions_.Find(run.session);
       batch = s == nullptr ? nullptr : batches[run.session].mutable_assign();
       if (s != nullptr) {
-        session_name = Name(run.session);
+        session_ref = s->ref;
         worker_name = Name(s->name);
         host_name = Name(s->host.hostname());
       }
@@ -779,7 +781,7 @@ void Coordinator::DispatchLocked() {
       // Attempt numbers never repeat (not even a lost backup's).
       t.current.number = t.NextAttemptNumber();
       job->SetTaskState(t, v1::TASK_STATE_ASSIGNED);
-      t.current.session = session_name;
+      t.current.session = session_ref;
       t.current.worker = worker_name;
       t.current.host = host_name;
       t.current.assigned_at = now;

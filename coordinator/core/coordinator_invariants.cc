@@ -26,9 +26,11 @@ void Coordinator::CheckInvariantsLocked() const {
   constexpr uint64_t kMaxRecountedTasks = 20'000;
   if (unfinished_tasks_ > kMaxRecountedTasks) return;
   std::map<std::string, std::pair<uint32_t, uint32_t>> in_flight;  // session -> (assigned, running)
-  auto count = [&](const std::string& session, bool running) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    assert(sessions_.Contains(session) && "an attempt in flight on a session that is gone");
-    auto& [assigned, run] = in_flight[session];
+  auto count = [&](SessionRef ref, bool running) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    const Session* session = sessions_.Find(ref);
+    assert(session != nullptr && "an attempt in flight on a session that is gone");
+    if (session == nullptr) return;
+    auto& [assigned, run] = in_flight[session->id];
     ++(running ? run : assigned);
   };
   uint64_t unfinished = 0;

@@ -51,6 +51,7 @@ void Coordinator::HoldSessionLocked(const std::string& session_id) {
   Session* s = sessions_.Find(session_id);
   if (s == nullptr) return;
   const std::string name = s->name;
+  const SessionRef ref = s->ref;
   const MonoTime until = clock_->Mono() + options_.worker_timeout;
   auto tasks = scheduler_.RemoveWorker(session_id);  // queues them again: taken back out below
   if (tasks.ok()) {
@@ -59,13 +60,13 @@ void Coordinator::HoldSessionLocked(const std::string& session_id) {
       if (job == nullptr || key.index >= job->tasks.size()) continue;
       TaskRecord& t = job->tasks[key.index];
       scheduler_.Dequeue(key);
-      if (t.backup() && t.backup()->session == session_id) {
+      if (t.backup() && t.backup()->session == ref) {
         t.DropBackup(v1::TASK_STATE_CANCELLED, absl::StrCat("backup dropped: worker ", name, " reconnected"),
                      clock_->Now());
         MarkDirtyLocked(*job, t.index);
         continue;
       }
-      if (t.current.session != session_id || IsTerminal(t.state)) continue;
+      if (t.current.session != ref || IsTerminal(t.state)) continue;
       t.current.session.clear();
       held_[name].push_back(HeldAttempt{key, t.current.number, until});
     }
@@ -108,7 +109,7 @@ void Coordinator::ClaimHeldLocked(Session& session, const google::protobuf::Repe
       continue;
     }
     claimed[it->second] = true;
-    t->current.session = session.id;
+    t->current.session = session.ref;
     t->current.worker = session.name;
     ++(t->state == v1::TASK_STATE_RUNNING ? session.running : session.assigned);
     (void)scheduler_.Adopt(session.id, it->first);

@@ -42,12 +42,14 @@ MonoTime Coordinator::SpeculateJobLocked(JobRecord& job, absl::Time now, MonoTim
       next = std::min(next, due);
       continue;
     }
-    std::optional<std::string> target = scheduler_.AssignBackup(TaskKey{job.id, t.index}, t.current.session.str());
+    const Session* primary = sessions_.Find(t.current.session);
+    std::optional<std::string> target =
+        scheduler_.AssignBackup(TaskKey{job.id, t.index}, primary != nullptr ? primary->id : std::string());
     if (!target) continue;  // no free slot now; the recheck comes back
     Session& s = sessions_.At(*target);
     Attempt& b = t.EmplaceBackup();
     b.number = t.NextAttemptNumber();
-    b.session = *target;
+    b.session = s.ref;
     b.worker = s.name;
     b.host = s.host.hostname();
     b.assigned_at = now;

@@ -38,12 +38,16 @@ class NamePool {
     ids_.emplace(absl::string_view(text), id);  // the kept text is the key
     return id;
   }
+  size_t count() const {
+    absl::MutexLock lock(&mu_);
+    return next_ - 1;
+  }
   const std::string& Text(uint32_t id) const {
     return chunks_[id >> kChunkBits].load(std::memory_order_acquire)[id & (kChunk - 1)];
   }
 
  private:
-  absl::Mutex mu_;
+  mutable absl::Mutex mu_;
   absl::flat_hash_map<absl::string_view, uint32_t> ids_ ABSL_GUARDED_BY(mu_);
   uint32_t next_ ABSL_GUARDED_BY(mu_) = 1;  // 0: the empty string
   std::array<std::atomic<std::string*>, kChunks> chunks_{};
@@ -77,6 +81,8 @@ Name::Name(absl::string_view s) {
   recent.entries[recent.next] = {std::string(s), id_};
   recent.next = (recent.next + 1) % RecentNames::kSize;
 }
+
+size_t InternedNameCount() { return Pool().count(); }
 
 const std::string& Name::str() const {
   return id_ == 0 ? TaskRecord::EmptyString() : Pool().Text(id_);

@@ -44,11 +44,12 @@ inline void CountDown(uint32_t& count) {
 // MonoNs), and what few tasks need lives behind a pointer that is null for
 // the rest (ValuePtr). See docs/design.md, "The task table".
 
-// A worker, host, session or CPU-list string interned for the process's
-// life: 4 bytes in a record, the text shared by every task that names it.
-// The empty string is id 0. Thread-safe; reading the text takes no lock.
-// The set of distinct names is small (one per worker, host, session that
-// ran a task, and distinct bound-CPU lists), about 100 bytes each.
+// A worker, host or CPU-list string interned for the process's life: 4
+// bytes in a record, the text shared by every task that names it. The
+// empty string is id 0. Thread-safe; reading the text takes no lock. The
+// set of distinct names must stay small (one per worker and host that ran
+// a task, and distinct bound-CPU lists), about 100 bytes each: nothing new
+// at every connection (a session is a SessionRef, not a Name).
 class Name {
  public:
   Name() = default;
@@ -69,6 +70,27 @@ class Name {
 
  private:
   uint32_t id_ = 0;
+};
+
+// How many distinct names have been interned (they are kept for the
+// process's life, so what interns them must be bounded: tests).
+size_t InternedNameCount();
+
+// A worker session as an attempt refers to it: the number its SessionTable
+// gave it at attach (Session::ref), unique among the attached sessions; 0:
+// none. Not an interned name: a session id is new at every connection, and
+// the intern pool keeps what it holds for the process's life.
+class SessionRef {
+ public:
+  SessionRef() = default;
+  explicit SessionRef(uint32_t number) : number_(number) {}
+  bool empty() const { return number_ == 0; }
+  void clear() { number_ = 0; }
+  uint32_t number() const { return number_; }
+  friend bool operator==(SessionRef a, SessionRef b) { return a.number_ == b.number_; }
+
+ private:
+  uint32_t number_ = 0;
 };
 
 // A wall-clock instant as Unix nanoseconds (the store's resolution);
@@ -235,7 +257,7 @@ struct Attempt {
   uint32_t pid = 0;
   // The session it was handed to; cleared when the attempt's result is in
   // (a later result for it is a duplicate) or it was lost.
-  Name session;
+  SessionRef session;
   Name worker;
   Name host;
   // Where it ran (TaskResult start_cpu, end_cpu, migrated, bound_cpus);

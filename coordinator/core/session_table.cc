@@ -86,7 +86,6 @@ Session Session::FromHello(const v1::Hello& hello, std::string id, std::string n
                            std::shared_ptr<WorkerChannel> channel, absl::Time now, MonoTime mono_now) {
   Session s;
   s.id = std::move(id);
-  s.id_name = Name(s.id);
   s.name = std::move(name);
   s.instance_id = hello.instance_id();
   s.host = hello.host();
@@ -284,14 +283,27 @@ Session& SessionTable::Add(Session s) {
   const bool named = by_name_.emplace(s.name, id).second;
   assert(named && "two attached sessions with one name (ChooseName keeps them unique)");
   (void)named;
-  return sessions_.emplace(id, std::move(s)).first->second;
+  while (next_ref_ == 0 || by_ref_.contains(next_ref_)) ++next_ref_;
+  s.ref = SessionRef(next_ref_++);
+  Session& added = sessions_.emplace(id, std::move(s)).first->second;
+  by_ref_[added.ref.number()] = &added;
+  return added;
 }
+
+const Session* SessionTable::Find(SessionRef ref) const {
+  if (ref.empty()) return nullptr;
+  auto it = by_ref_.find(ref.number());
+  return it == by_ref_.end() ? nullptr : it->second;
+}
+
+Session* SessionTable::Find(SessionRef ref) { return const_cast<Session*>(std::as_const(*this).Find(ref)); }
 
 void SessionTable::Retire(absl::string_view id) {
   auto it = sessions_.find(std::string(id));
   if (it == sessions_.end()) return;
   Session& s = it->second;
   by_name_.erase(s.name);
+  by_ref_.erase(s.ref.number());
   s.state = v1::WORKER_STATE_GONE;
   s.running = 0;
   s.assigned = 0;

@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
@@ -84,9 +85,9 @@ struct RunReading {
 // One attached worker (or, once in the gone ring, one that left).
 struct Session {
   std::string id;
-  // `id` interned (FromHello sets it): what an attempt's `session` is
-  // compared with for every message, as one integer.
-  Name id_name;
+  // What an attempt's `session` holds (SessionTable::Add sets it): compared
+  // with for every message, as one integer.
+  SessionRef ref;
   std::string name;
   std::string instance_id;
   v1::HostInfo host;
@@ -196,6 +197,10 @@ class SessionTable {
   // The attached worker named `name`; nullptr if none. O(log sessions).
   Session* FindByName(absl::string_view name);
   const Session* FindByName(absl::string_view name) const;
+  // The attached session an attempt's `ref` names; nullptr if none.
+  Session* Find(SessionRef ref);
+  const Session* Find(SessionRef ref) const;
+  // Adds `s`, giving it a `ref` no attached session holds.
   Session& Add(Session s);
   // Moves the session into the gone ring (state GONE, no channel, nothing
   // in flight), dropping the oldest beyond the limit.
@@ -217,6 +222,10 @@ class SessionTable {
   // Attached session ids by name: one each (ChooseName keeps names
   // unique), so that choosing a name is not a scan of 10,000 sessions.
   std::map<std::string, std::string, std::less<>> by_name_;
+  // Attached sessions by ref (std::map nodes do not move), and the next
+  // ref to try (refs are reused only after 2^32 attaches, never while held).
+  absl::flat_hash_map<uint32_t, Session*> by_ref_;
+  uint32_t next_ref_ = 1;
   std::deque<Session> gone_;
 };
 

@@ -38,7 +38,6 @@ JobRecord FinishedJob(uint32_t n) {
     t.index = i;
     t.state = v1::TASK_STATE_SUCCEEDED;
     t.current.number = 1;
-    t.current.session = w == 0 ? "s-a" : "s-b";
     t.current.worker = w == 0 ? "worker-a" : "worker-b";
     t.current.host = "host";
     t.current.slot = 0;

@@ -28,6 +28,29 @@ TEST_F(CoordinatorTest, CreateRejectsBadOptions) {
   EXPECT_THAT(Coordinator::Create(o), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("prefetch")));
 }
 
+// Interned names are kept for the process's life: a worker that connects
+// again and again (a flapping link, a peer in a reconnect loop) must not
+// add one each time. Each session's id was interned at its hello.
+TEST_F(CoordinatorTest, AWorkerConnectingAgainAndAgainInternsNoNewNames) {
+  ASSERT_OK_AND_ASSIGN(auto sub, coord_->Submit(Countdown(400)));
+  const auto cycle = [&] {
+    ASSERT_OK_AND_ASSIGN(FakeWorker w, Attach("flappy", 1));
+    const auto as = w.channel->TakeNew();
+    ASSERT_THAT(as, Not(IsEmpty()));
+    ASSERT_OK(Succeed(w, as[0]));  // one done; the rest in flight when it goes
+    coord_->Detach(w.session, absl::UnavailableError("connection reset"));
+  };
+  cycle();  // its name, host and the like: interned once
+  const size_t names = InternedNameCount();
+  for (int i = 0; i < 200; ++i) {
+    cycle();
+    if (HasFatalFailure()) return;
+  }
+  EXPECT_EQ(InternedNameCount(), names);
+  ASSERT_OK_AND_ASSIGN(auto report, coord_->GetReport(sub.job_id(), false));
+  EXPECT_EQ(report.tasks_succeeded(), 201u);
+}
+
 TEST_F(CoordinatorTest, AttachSendsWelcomeWithDefaultHeartbeatInterval) {
   Coordinator::Options o = Defaults();
   o.worker_timeout = absl::Seconds(10);

@@ -27,7 +27,7 @@ class AttemptAccountingTest : public ::testing::Test {
     TaskRecord& t = task();
     t.index = 0;
     t.current.number = t.NextAttemptNumber();
-    t.current.session = "s-1";
+    t.current.session = SessionRef(1);
     t.current.worker = "w1";
     t.current.started_at = now_ - absl::Seconds(1);
     job_.SetTaskState(t, v1::TASK_STATE_RUNNING);

@@ -60,6 +60,25 @@ TEST(SessionTest, HelloKindsAreKeptOnceAndUnknownOnesDropped) {
   EXPECT_EQ(s.Info().python_version(), "3.11.2");
 }
 
+TEST(SessionTableTest, EachAttachedSessionHasItsOwnRefUntilItIsRetired) {
+  SessionTable table(4);
+  const SessionRef a = table.Add(Named("s-1", "a")).ref;
+  const SessionRef b = table.Add(Named("s-2", "b")).ref;
+  EXPECT_FALSE(a.empty());
+  EXPECT_FALSE(b.empty());
+  EXPECT_FALSE(a == b);
+  ASSERT_NE(table.Find(a), nullptr);
+  EXPECT_EQ(table.Find(a)->id, "s-1");
+  EXPECT_EQ(table.Find(b)->id, "s-2");
+  EXPECT_EQ(table.Find(SessionRef()), nullptr);
+  table.Retire("s-1");
+  EXPECT_EQ(table.Find(a), nullptr);  // an attempt that still named it finds no session
+  const SessionRef c = table.Add(Named("s-3", "c")).ref;
+  EXPECT_FALSE(c == b);
+  EXPECT_EQ(table.Find(c)->id, "s-3");
+  EXPECT_EQ(table.Find(b)->id, "s-2");
+}
+
 TEST(SessionTableTest, FreeNameIsKept) {
   SessionTable table(4);
   table.Add(Named("s-1", "a"));

@@ -34,7 +34,6 @@ TaskRecord Task(uint32_t index, const std::string& worker, int64_t assigned_ms, 
   t.current.iterations_done = kIters;
   t.state = v1::TASK_STATE_SUCCEEDED;
   t.current.number = 1;
-  t.current.session = "s-" + worker;
   t.current.worker = worker;
   t.current.host = "host-" + worker;
   t.current.slot = 0;
