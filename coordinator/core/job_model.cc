@@ -211,8 +211,11 @@ namespace {
 // never add to the peak of a job bigger than they are).
 class TaskTablePool {
  public:
+  // Keeps `tasks` (its records as they are: Take resets them in place, one
+  // pass instead of a destroying one now and a building one then, and
+  // nothing proportional to the table here, which runs under the
+  // coordinator's lock when a job is evicted).
   void Put(std::vector<TaskRecord>& tasks, MonoTime now) {
-    tasks.clear();  // the records' destructors, outside the lock
     const size_t bytes = tasks.capacity() * sizeof(TaskRecord);
     if (bytes < kMinTaskTableBytes || bytes > kMaxPooledTaskTableBytes) {
       std::vector<TaskRecord>().swap(tasks);
@@ -233,8 +236,8 @@ class TaskTablePool {
     tasks = {};
   }
 
-  // A pooled table for `n` records, empty, with capacity for them and at
-  // most twice as many; false when none fits (a job too small to keep a
+  // A pooled table with capacity for `n` records and at most twice as many
+  // (holding an earlier job's records); false when none fits (a job too small to keep a
   // table for leaves them; a larger one frees them).
   bool Take(std::vector<TaskRecord>& tasks, uint32_t n, MonoTime now) {
     if (size_t{n} * sizeof(TaskRecord) < kMinTaskTableBytes / 2) return false;
@@ -302,12 +305,20 @@ TaskTablePool& Tables() {
 void NewTaskTable(std::vector<TaskRecord>& tasks, uint32_t n) {
   const MonoTime now = MonoNow();
   Tables().Put(tasks, now);
-  if (!Tables().Take(tasks, n, now)) {
+  if (Tables().Take(tasks, n, now)) {
+    // An earlier job's records, reset in place.
+    const uint32_t kept = static_cast<uint32_t>(std::min<size_t>(tasks.size(), n));
+    for (uint32_t i = 0; i < kept; ++i) {
+      tasks[i] = TaskRecord();
+      tasks[i].index = i;
+    }
+    tasks.resize(kept);  // never grows here: drops the records past n
+  } else {
     tasks.reserve(n);
     PrefaultForWrite(tasks.data(), size_t{n} * sizeof(TaskRecord));
   }
   // One pass: each record built with its index.
-  for (uint32_t i = 0; i < n; ++i) tasks.emplace_back().index = i;
+  for (uint32_t i = static_cast<uint32_t>(tasks.size()); i < n; ++i) tasks.emplace_back().index = i;
 }
 
 void ReleaseTaskTable(std::vector<TaskRecord>& tasks) {

@@ -448,9 +448,10 @@ struct JobRecord {
 // fits: its pages are mapped already.
 void NewTaskTable(std::vector<TaskRecord>& tasks, uint32_t n);
 
-// Destroys `tasks`' records and keeps its memory for NewTaskTable when it
-// is a large table (at least kMinTaskTableBytes); `tasks` is left empty,
-// holding no memory. Thread-safe. The tables kept are bounded: at most
+// Keeps `tasks` for NewTaskTable when it is a large table (at least
+// kMinTaskTableBytes; its records are reset when it is taken), else frees
+// it; `tasks` is left empty, holding no memory. O(1) for a kept table.
+// Thread-safe. The tables kept are bounded: at most
 // kMaxPooledTaskTableBytes together, none idle for kTaskTableIdle past the
 // next release, take or TrimTaskTables.
 void ReleaseTaskTable(std::vector<TaskRecord>& tasks);
