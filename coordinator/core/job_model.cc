@@ -237,8 +237,8 @@ class TaskTablePool {
   }
 
   // A pooled table with capacity for `n` records and at most twice as many
-  // (holding an earlier job's records); false when none fits (a job too small to keep a
-  // table for leaves them; a larger one frees them).
+  // (holding an earlier job's records); false when none fits (a job too
+  // small to keep a table for leaves them; any other job frees them).
   bool Take(std::vector<TaskRecord>& tasks, uint32_t n, MonoTime now) {
     if (size_t{n} * sizeof(TaskRecord) < kMinTaskTableBytes / 2) return false;
     std::vector<std::vector<TaskRecord>> dropped;
