@@ -174,7 +174,9 @@ struct Session {
 // Plain data, no lock: the Coordinator calls it with its own lock held.
 class SessionTable {
  public:
-  explicit SessionTable(size_t keep_gone) : keep_gone_(keep_gone) {}
+  // `first_ref`: the first SessionRef number given (tests: the wrap past
+  // 2^32 - 1, where 0 is skipped).
+  explicit SessionTable(size_t keep_gone, uint32_t first_ref = 1) : keep_gone_(keep_gone), next_ref_(first_ref) {}
 
   // The name a worker saying hello as `name` gets: its own, unless an
   // attached, live worker of another instance has it; then `name-2`,
@@ -225,7 +227,7 @@ class SessionTable {
   // Attached sessions by ref (std::map nodes do not move), and the next
   // ref to try (refs are reused only after 2^32 attaches, never while held).
   absl::flat_hash_map<uint32_t, Session*> by_ref_;
-  uint32_t next_ref_ = 1;
+  uint32_t next_ref_;
   std::deque<Session> gone_;
 };
 

@@ -79,6 +79,18 @@ TEST(SessionTableTest, EachAttachedSessionHasItsOwnRefUntilItIsRetired) {
   EXPECT_EQ(table.Find(b)->id, "s-2");
 }
 
+TEST(SessionTableTest, RefsWrapPastTheTopSkippingZero) {
+  SessionTable table(4, UINT32_MAX - 1);
+  const SessionRef a = table.Add(Named("s-1", "a")).ref;
+  const SessionRef b = table.Add(Named("s-2", "b")).ref;
+  const SessionRef c = table.Add(Named("s-3", "c")).ref;  // past the top: 0 is "none"
+  EXPECT_EQ(a.number(), UINT32_MAX - 1);
+  EXPECT_EQ(b.number(), UINT32_MAX);
+  EXPECT_EQ(c.number(), 1u);
+  EXPECT_EQ(table.Find(c)->id, "s-3");
+  EXPECT_EQ(table.Find(a)->id, "s-1");
+}
+
 TEST(SessionTableTest, FreeNameIsKept) {
   SessionTable table(4);
   table.Add(Named("s-1", "a"));
