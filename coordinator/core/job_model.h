@@ -441,11 +441,11 @@ struct JobRecord {
 };
 
 // Makes `tasks` `n` new records (queued, never assigned), tasks[i].index =
-// i. A large table's fresh pages are mapped up front, on more than one CPU
-// (PrefaultForWrite): a million tasks are 112 MB, built while the job's
-// workers wait.
-// The memory of a table let go of (ReleaseTaskTable) is taken when one
-// fits: its pages are mapped already.
+// i; the table it held is released (ReleaseTaskTable). A kept table that
+// fits is taken and its records reset in place (its pages are mapped
+// already); else a large table's fresh pages are mapped up front, on more
+// than one CPU (PrefaultForWrite): a million tasks are 112 MB, built while
+// the job's workers wait.
 void NewTaskTable(std::vector<TaskRecord>& tasks, uint32_t n);
 
 // Keeps `tasks` for NewTaskTable when it is a large table (at least
