@@ -216,7 +216,7 @@ class TaskTablePool {
   // nothing proportional to the table here, which runs under the
   // coordinator's lock when a job is evicted).
   void Put(std::vector<TaskRecord>& tasks, MonoTime now) {
-    const size_t bytes = tasks.capacity() * sizeof(TaskRecord);
+    const size_t bytes = Bytes(tasks);
     if (bytes < kMinTaskTableBytes || bytes > kMaxPooledTaskTableBytes) {
       std::vector<TaskRecord>().swap(tasks);
       return;
@@ -225,12 +225,8 @@ class TaskTablePool {
     {
       absl::MutexLock lock(&mu_);
       DropIdleLocked(now, dropped);
-      while (!free_.empty() && bytes_ + bytes > kMaxPooledTaskTableBytes) {
-        bytes_ -= free_.front().bytes;
-        dropped.push_back(std::move(free_.front().tasks));
-        free_.erase(free_.begin());
-      }
-      free_.push_back(Entry{std::move(tasks), bytes, now});
+      while (!free_.empty() && bytes_ + bytes > kMaxPooledTaskTableBytes) DropOldestLocked(dropped);
+      free_.push_back(Entry{std::move(tasks), now});
       bytes_ += bytes;
     }
     tasks = {};
@@ -258,8 +254,8 @@ class TaskTablePool {
       bytes_ = 0;
       return false;
     }
+    bytes_ -= Bytes(best->tasks);
     tasks = std::move(best->tasks);
-    bytes_ -= best->bytes;
     free_.erase(best);
     return true;
   }
@@ -278,16 +274,17 @@ class TaskTablePool {
  private:
   struct Entry {
     std::vector<TaskRecord> tasks;
-    size_t bytes;
     MonoTime released;
   };
+  static size_t Bytes(const std::vector<TaskRecord>& tasks) { return tasks.capacity() * sizeof(TaskRecord); }
+  void DropOldestLocked(std::vector<std::vector<TaskRecord>>& dropped) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    bytes_ -= Bytes(free_.front().tasks);
+    dropped.push_back(std::move(free_.front().tasks));
+    free_.erase(free_.begin());
+  }
   void DropIdleLocked(MonoTime now, std::vector<std::vector<TaskRecord>>& dropped,
                       absl::Duration idle = kTaskTableIdle) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    while (!free_.empty() && now - free_.front().released >= idle) {
-      bytes_ -= free_.front().bytes;
-      dropped.push_back(std::move(free_.front().tasks));
-      free_.erase(free_.begin());
-    }
+    while (!free_.empty() && now - free_.front().released >= idle) DropOldestLocked(dropped);
   }
 
   mutable absl::Mutex mu_;

@@ -590,11 +590,13 @@ absl::Status SqliteJobStore::PurgeSome(int64_t budget, CommitEffects* effects) {
   Stmt rows(db_, R"sql(DELETE FROM tasks WHERE job_id = ?1 AND idx IN
                          (SELECT idx FROM tasks WHERE job_id = ?1 ORDER BY idx LIMIT ?2);)sql");
   // Chunks go whole, oldest first, each counting its rows.
-  Stmt chunk_list(db_, R"sql(SELECT seq, rows FROM (SELECT seq, rows FROM task_chunks_v2 WHERE job_id = ?1
-                                                UNION ALL SELECT seq, rows FROM task_chunks WHERE job_id = ?1)
+  // Each with the table it is in (v2: task_chunks_v2, which holds only
+  // older ones), so that it is deleted there alone.
+  Stmt chunk_list(db_, R"sql(SELECT seq, rows, v2 FROM
+                                (SELECT seq, rows, 1 AS v2 FROM task_chunks_v2 WHERE job_id = ?1
+                                 UNION ALL SELECT seq, rows, 0 AS v2 FROM task_chunks WHERE job_id = ?1)
                               ORDER BY seq LIMIT ?2;)sql");
-  // A seq is in one of the two tables (task_chunks_v2 holds only older ones).
-  Stmt chunk_delete(db_, R"sql(DELETE FROM task_chunks WHERE seq = ?2 AND job_id = ?1;)sql");
+  Stmt chunk_delete(db_, R"sql(DELETE FROM task_chunks WHERE job_id = ?1 AND seq = ?2;)sql");
   Stmt chunk_delete_v2(db_, R"sql(DELETE FROM task_chunks_v2 WHERE job_id = ?1 AND seq = ?2;)sql");
   Stmt done(db_, "DELETE FROM meta WHERE key = ?;");
   if (!next.ok() || !rows.ok() || !done.ok() || !chunk_list.ok() || !chunk_delete.ok() || !chunk_delete_v2.ok()) {
@@ -614,13 +616,13 @@ absl::Status SqliteJobStore::PurgeSome(int64_t budget, CommitEffects* effects) {
     budget -= removed;
     if (budget > 0) {
       const std::string job_id = next.ColText(1);
-      std::vector<int64_t> seqs;
+      std::vector<std::pair<int64_t, bool>> seqs;  // (seq, in task_chunks_v2)
       sqlite3_reset(chunk_list.get());
       chunk_list.Text(1, job_id);
       chunk_list.Int(2, budget);
       int rc_list = SQLITE_DONE;
       while (budget > 0 && (rc_list = sqlite3_step(chunk_list.get())) == SQLITE_ROW) {
-        seqs.push_back(chunk_list.ColInt(0));
+        seqs.emplace_back(chunk_list.ColInt(0), chunk_list.ColInt(2) != 0);
         const int64_t chunk_rows = std::max<int64_t>(chunk_list.ColInt(1), 1);
         removed += chunk_rows;
         budget -= chunk_rows;
@@ -631,13 +633,12 @@ absl::Status SqliteJobStore::PurgeSome(int64_t budget, CommitEffects* effects) {
         return s;
       }
       sqlite3_reset(chunk_list.get());
-      for (const int64_t seq : seqs) {
-        for (Stmt* del : {&chunk_delete, &chunk_delete_v2}) {
-          sqlite3_reset(del->get());
-          del->Text(1, job_id);
-          del->Int(2, seq);
-          BF_RETURN_IF_ERROR(StepOrRollback(db_, *del, "purging deleted jobs"));
-        }
+      for (const auto& [seq, v2] : seqs) {
+        Stmt& del = v2 ? chunk_delete_v2 : chunk_delete;
+        sqlite3_reset(del.get());
+        del.Text(1, job_id);
+        del.Int(2, seq);
+        BF_RETURN_IF_ERROR(StepOrRollback(db_, del, "purging deleted jobs"));
       }
     }
     effects->rows_purged += static_cast<uint64_t>(removed);

@@ -86,7 +86,6 @@ class TaskRowLog {
   // Position + 1 of the row of task base_index() + k at k (0: none), while
   // indexed().
   const std::vector<uint32_t>& positions() const { return where_; }
-  uint64_t base_index() const { return base_; }
 
  private:
   std::vector<std::vector<TaskRow>> blocks_;
