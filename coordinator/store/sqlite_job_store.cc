@@ -30,7 +30,12 @@ namespace {
 // task_chunks_v2 when opened (its rows stay where they are; every seq in it
 // is older than any in task_chunks) and read before task_chunks; files made
 // since have an empty one, so that reads and purges are one query.
-constexpr int kSchemaVersion = 3;
+// 4 (issue 17, tenth session): chunks are written in TaskChunk coding 1
+// (chained times, a table of rates: about 20 bytes a row, not 33); the
+// reader takes both codings, so a version 3 file is marked 4 when opened
+// and its chunks stay as they are. A version 3 coordinator would misread
+// coding 1's times (it does not know the field), so it refuses the file.
+constexpr int kSchemaVersion = 4;
 
 constexpr const char* kSchema = R"sql(
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -236,7 +241,8 @@ absl::StatusOr<std::unique_ptr<SqliteJobStore>> SqliteJobStore::Open(const std::
       if (!read.ok()) return fail("cannot read the schema version");
       if (sqlite3_step(read.get()) == SQLITE_ROW) version = read.ColText(0);
     }
-    if (!version.empty() && version != "1" && version != "2" && version != std::to_string(kSchemaVersion)) {
+    if (!version.empty() && version != "1" && version != "2" && version != "3" &&
+        version != std::to_string(kSchemaVersion)) {
       return fail(absl::StrCat("has schema version ", version, "; this coordinator understands 1 to ", kSchemaVersion));
     }
   }

@@ -22,6 +22,10 @@ constexpr uint32_t kBackupWon = 1u << 5;
 constexpr uint32_t kMigrated = 1u << 6;
 // Times read back stay within this of 1970 (about 146 years).
 constexpr int64_t kMaxTimeDelta = int64_t{1} << 62;
+// TaskChunk.coding: each time minus the base, a double rate per row
+// (schema versions 2 and 3); chained times and a table of rates (4).
+constexpr uint32_t kCodingFromBase = 0;
+constexpr uint32_t kCodingChained = 1;
 
 absl::Status Bad(const std::string& where, absl::string_view why) {
   return absl::DataLossError(absl::StrCat(where, ": a task chunk ", why));
@@ -68,6 +72,39 @@ uint32_t TaskChunkWriter::NameNumber(Name n) {
   return static_cast<uint32_t>(names_.size());
 }
 
+uint32_t TaskChunkWriter::RateNumber(double rate) {
+  // By the bits, so that any double reads back as it was written.
+  const uint64_t bits = std::bit_cast<uint64_t>(rate);
+  if (bits == 0) return 0;  // +0.0: none
+  if (bits == last_rate_bits_ && last_rate_number_ != 0) return last_rate_number_;
+  uint32_t number = 0;
+  for (size_t k = 0; k < rates_.size(); ++k) {
+    if (std::bit_cast<uint64_t>(rates_[k]) == bits) {
+      number = static_cast<uint32_t>(k + 1);
+      break;
+    }
+  }
+  if (number == 0) {
+    rates_.push_back(rate);
+    number = static_cast<uint32_t>(rates_.size());
+  }
+  last_rate_bits_ = bits;
+  last_rate_number_ = number;
+  return number;
+}
+
+void TaskChunkWriter::Time(WallNs t, uint32_t unset, int field, int64_t* chain, uint32_t* bits) {
+  if (!t.is_set()) {
+    *bits |= unset;
+    col(field).Varint(0);
+    return;
+  }
+  // Times within +-2^62 ns of 1970 (as every time read back is) differ by
+  // less than 2^63; wrapping keeps any other pair's difference defined.
+  col(field).ZigZag(static_cast<int64_t>(static_cast<uint64_t>(t.unix_ns()) - static_cast<uint64_t>(*chain)));
+  *chain = t.unix_ns();
+}
+
 void TaskChunkWriter::Add(const TaskRow& row) {
   if (!based_) {
     // The first set time of the chunk's first row: the others are close.
@@ -77,6 +114,7 @@ void TaskChunkWriter::Add(const TaskRow& row) {
         break;
       }
     }
+    assigned_chain_ = ended_chain_ = result_chain_ = base_ns_;
     based_ = true;
     first_ = row.index;
   }
@@ -90,14 +128,12 @@ void TaskChunkWriter::Add(const TaskRow& row) {
   col(15).Varint(NameNumber(row.host));
   col(16).Varint(NameNumber(row.bound_cpus));
   uint32_t bits = 0;
-  auto time = [&](WallNs t, uint32_t unset, int field) {
-    if (!t.is_set()) bits |= unset;
-    col(field).ZigZag(t.is_set() ? t.unix_ns() - base_ns_ : 0);
-  };
-  time(row.assigned_at, kAssignedUnset, 17);
-  time(row.started_at, kStartedUnset, 18);
-  time(row.ended_at, kEndedUnset, 19);
-  time(row.result_at, kResultUnset, 20);
+  Time(row.assigned_at, kAssignedUnset, 17, &assigned_chain_, &bits);
+  // Started follows the previous task's end on its slot; ended follows the
+  // task's own start (ended_chain_ holds that start once it is set).
+  Time(row.started_at, kStartedUnset, 18, &ended_chain_, &bits);
+  Time(row.ended_at, kEndedUnset, 19, &ended_chain_, &bits);
+  Time(row.result_at, kResultUnset, 20, &result_chain_, &bits);
   if (row.speculated) bits |= kSpeculated;
   if (row.backup_won) bits |= kBackupWon;
   if (row.migrated) bits |= kMigrated;
@@ -106,7 +142,7 @@ void TaskChunkWriter::Add(const TaskRow& row) {
   col(23).Varint(row.iterations_done);
   col(24).ZigZag(row.start_cpu);  // sint32: the same bytes as sint64 for an int16
   col(25).ZigZag(row.end_cpu);
-  col(26).Fixed64(std::bit_cast<uint64_t>(row.calibrated_rate));
+  col(27).Varint(RateNumber(row.calibrated_rate));
   if (row.text) {  // rare: through the generated message
     store::v1::TaskChunk::Text text;
     text.set_row(static_cast<uint32_t>(rows_));
@@ -128,6 +164,12 @@ std::string TaskChunkWriter::Take() {
     google::protobuf::io::CodedOutputStream out(&stream);
     for (const Name n : names_) WireFormatLite::WriteString(1, n.str(), &out);
     if (base_ns_ != 0) WireFormatLite::WriteInt64(2, base_ns_, &out);
+    WireFormatLite::WriteUInt32(3, kCodingChained, &out);
+    if (!rates_.empty()) {  // packed doubles
+      WireFormatLite::WriteTag(4, WireFormatLite::WIRETYPE_LENGTH_DELIMITED, &out);
+      out.WriteVarint32(static_cast<uint32_t>(rates_.size() * sizeof(double)));
+      for (const double r : rates_) out.WriteLittleEndian64(std::bit_cast<uint64_t>(r));
+    }
     for (int f = kFirstColumn; f < kFirstColumn + kColumns; ++f) {
       Column& c = col(f);
       if (c.size() == 0) continue;
@@ -140,6 +182,8 @@ std::string TaskChunkWriter::Take() {
   }  // the stream trims the string to what was written
   texts_.clear();
   names_.clear();
+  rates_.clear();
+  last_rate_number_ = 0;
   base_ns_ = 0;
   rows_ = 0;
   based_ = false;
@@ -149,11 +193,16 @@ std::string TaskChunkWriter::Take() {
 absl::Status ApplyTaskChunk(const std::string& blob, const std::string& where, std::vector<TaskRecord>& tasks) {
   store::v1::TaskChunk c;
   if (!c.ParseFromString(blob)) return Bad(where, "is unreadable");
+  if (c.coding() != kCodingFromBase && c.coding() != kCodingChained) {
+    return Bad(where, absl::StrCat("has coding ", c.coding(), "; this coordinator reads ", kCodingFromBase, " and ",
+                                   kCodingChained));
+  }
+  const bool chained = c.coding() == kCodingChained;
   const int n = c.index_delta_size();
   for (const int size : {c.state_size(), c.attempt_size(), c.slot_size(), c.worker_size(), c.host_size(),
                          c.bound_cpus_size(), c.assigned_ns_size(), c.started_ns_size(), c.ended_ns_size(),
                          c.result_ns_size(), c.bits_size(), c.cpu_ns_size(), c.iterations_done_size(),
-                         c.start_cpu_size(), c.end_cpu_size(), c.calibrated_rate_size()}) {
+                         c.start_cpu_size(), c.end_cpu_size(), chained ? c.rate_size() : c.calibrated_rate_size()}) {
     if (size != n) return Bad(where, absl::StrCat("has a column of ", size, " rows, not ", n));
   }
   if (c.base_ns() <= -kMaxTimeDelta || c.base_ns() >= kMaxTimeDelta) return Bad(where, "has a base time out of range");
@@ -171,6 +220,10 @@ absl::Status ApplyTaskChunk(const std::string& blob, const std::string& where, s
     if (t.row() >= static_cast<uint32_t>(n)) return Bad(where, absl::StrCat("has text for row ", t.row(), " of ", n));
     texts[t.row()] = &t;
   }
+  // Coding 1's chains (coding 0 measures every time from the base).
+  int64_t assigned_chain = c.base_ns();
+  int64_t ended_chain = c.base_ns();
+  int64_t result_chain = c.base_ns();
   int64_t index = 0;
   for (int i = 0; i < n; ++i) {
     const int64_t step = c.index_delta(i);
@@ -192,21 +245,25 @@ absl::Status ApplyTaskChunk(const std::string& blob, const std::string& where, s
       return Bad(where, "names a string it does not have");
     }
     const uint32_t bits = c.bits(i);
-    auto time = [&](int64_t delta, uint32_t unset, WallNs* out) {
+    // A time is `delta` past `*chain` (coding 1, the chain moving to it)
+    // or past the base (coding 0).
+    auto time = [&](int64_t delta, uint32_t unset, int64_t* chain, WallNs* out) {
       if ((bits & unset) != 0) return true;
+      const int64_t from = chained ? *chain : c.base_ns();
       int64_t at = 0;
       // Within +-2^62 ns of 1970 (about 146 years): any two differ by less
       // than 2^63, so the writer's deltas never overflow.
-      if (__builtin_add_overflow(c.base_ns(), delta, &at) || at <= -kMaxTimeDelta || at >= kMaxTimeDelta) {
+      if (__builtin_add_overflow(from, delta, &at) || at <= -kMaxTimeDelta || at >= kMaxTimeDelta) {
         return false;
       }
       *out = absl::FromUnixNanos(at);
+      *chain = at;
       return true;
     };
-    if (!time(c.assigned_ns(i), kAssignedUnset, &t.current.assigned_at) ||
-        !time(c.started_ns(i), kStartedUnset, &t.current.started_at) ||
-        !time(c.ended_ns(i), kEndedUnset, &t.current.ended_at) ||
-        !time(c.result_ns(i), kResultUnset, &t.current.result_at)) {
+    if (!time(c.assigned_ns(i), kAssignedUnset, &assigned_chain, &t.current.assigned_at) ||
+        !time(c.started_ns(i), kStartedUnset, &ended_chain, &t.current.started_at) ||
+        !time(c.ended_ns(i), kEndedUnset, &ended_chain, &t.current.ended_at) ||
+        !time(c.result_ns(i), kResultUnset, &result_chain, &t.current.result_at)) {
       return Bad(where, "has a time out of range");
     }
     t.speculated = (bits & kSpeculated) != 0;
@@ -216,7 +273,12 @@ absl::Status ApplyTaskChunk(const std::string& blob, const std::string& where, s
     t.current.iterations_done = c.iterations_done(i);
     t.current.start_cpu = static_cast<int16_t>(std::clamp(c.start_cpu(i), -1, 32767));
     t.current.end_cpu = static_cast<int16_t>(std::clamp(c.end_cpu(i), -1, 32767));
-    t.current.calibrated_rate = c.calibrated_rate(i);
+    if (!chained) {
+      t.current.calibrated_rate = static_cast<float>(c.calibrated_rate(i));
+    } else if (const uint32_t r = c.rate(i); r != 0) {
+      if (r > static_cast<uint32_t>(c.rates_size())) return Bad(where, absl::StrCat("has rate ", r, " of ", c.rates_size()));
+      t.current.calibrated_rate = static_cast<float>(c.rates(static_cast<int>(r - 1)));
+    }
     if (const store::v1::TaskChunk::Text* text = texts[static_cast<size_t>(i)]) {
       t.set_error(text->error());
       if (!text->failures().empty()) t.mutable_failures() = absl::StrSplit(text->failures(), '\n');

@@ -11,6 +11,7 @@
 #include "absl/synchronization/notification.h"
 #include "coordinator/store/task_chunk.h"
 #include "tests/testing/status_matchers.h"
+#include "tests/testing/task_chunk_reference.h"
 
 namespace busyfleet::coordinator {
 namespace {
@@ -181,8 +182,8 @@ TEST_F(SqliteJobStoreTest, AFileFromBeforeTheNewColumnsGainsThemAndStillReads) {
     sqlite3_close(db);
   }
   ASSERT_OK_AND_ASSIGN(auto store, SqliteJobStore::Open(path_));
-  // Marked version 3: a coordinator that reads only 1 refuses it from now on.
-  EXPECT_EQ(CountRows(path_, "SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'schema_version';"), 3);
+  // Marked version 4: a coordinator that reads only 1 refuses it from now on.
+  EXPECT_EQ(CountRows(path_, "SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'schema_version';"), 4);
   ASSERT_OK_AND_ASSIGN(JobRecord old, store->LoadJob("j-old"));
   EXPECT_EQ(old.state, v1::JOB_STATE_SUCCEEDED);
   EXPECT_EQ(old.backups_cancelled, 0u);
@@ -724,10 +725,7 @@ TEST_F(SqliteJobStoreTest, AVersion2FilesChunksAreReadFirstAndPurgedWithTheNewOn
     job.tasks[i].current.worker = "w-old";
   }
   {
-    TaskChunkWriter w;
-    w.Add(TaskRow(job.tasks[0]));
-    w.Add(TaskRow(job.tasks[1]));
-    const std::string blob = w.Take();
+    const std::string blob = ReferenceChunk({job.tasks[0], job.tasks[1]}, /*from_base=*/true);  // as 2 wrote it
     sqlite3* db = nullptr;
     ASSERT_EQ(sqlite3_open(path_.c_str(), &db), SQLITE_OK);
     // A version 1 file that a version 2 coordinator opened: the columns it
@@ -758,7 +756,7 @@ TEST_F(SqliteJobStoreTest, AVersion2FilesChunksAreReadFirstAndPurgedWithTheNewOn
   }
   {
     ASSERT_OK_AND_ASSIGN(auto store, SqliteJobStore::Open(path_));
-    EXPECT_EQ(CountRows(path_, "SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'schema_version';"), 3);
+    EXPECT_EQ(CountRows(path_, "SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'schema_version';"), 4);
     EXPECT_EQ(CountRows(path_, "SELECT count(*) FROM task_chunks_v2;"), 1);
     EXPECT_EQ(CountRows(path_, "SELECT count(*) FROM sqlite_master WHERE name = 'task_chunks' AND "
                                "sql NOT LIKE '%WITHOUT ROWID%';"), 1);
@@ -792,6 +790,70 @@ TEST_F(SqliteJobStoreTest, AVersion2FilesChunksAreReadFirstAndPurgedWithTheNewOn
   }
   EXPECT_EQ(TaskRows(path_, "j-2"), 0);
   EXPECT_EQ(CountRows(path_, "SELECT count(*) FROM task_chunks_v2;"), 0);
+}
+
+// A version 3 file: its chunks are of coding 0 (times from a base, a rate
+// per row). Opened, it is marked 4 and read as it is; rows written since
+// are of coding 1, and a job's rows of both read back together.
+TEST_F(SqliteJobStoreTest, AVersion3FilesChunksOfTheOldCodingStillRead) {
+  JobRecord job = MakeJob("j-3", 3);
+  const absl::Time t0 = absl::FromUnixSeconds(1'800'000'000) + absl::Nanoseconds(3);
+  for (uint32_t i : {0u, 1u}) {
+    TaskRecord& t = job.tasks[i];
+    t.state = v1::TASK_STATE_SUCCEEDED;
+    t.current.number = 1;
+    t.current.worker = "w-old";
+    t.current.assigned_at = t0;
+    t.current.started_at = t0 + absl::Microseconds(10 + i);
+    t.current.ended_at = t0 + absl::Microseconds(20 + i);
+    t.current.result_at = t0 + absl::Microseconds(90);
+    t.current.calibrated_rate = 2.5e9f;
+  }
+  {
+    ASSERT_OK_AND_ASSIGN(auto store, SqliteJobStore::Open(path_));
+    ASSERT_OK(store->CreateJob(job));
+    ASSERT_OK(store->SaveJob(job, {0, 1}));
+    ASSERT_OK(store->Flush());
+  }
+  {
+    // What a version 3 coordinator would have written instead.
+    const std::string blob = ReferenceChunk({job.tasks[0], job.tasks[1]}, /*from_base=*/true);
+    sqlite3* db = nullptr;
+    ASSERT_EQ(sqlite3_open(path_.c_str(), &db), SQLITE_OK);
+    sqlite3_stmt* update = nullptr;
+    ASSERT_EQ(sqlite3_prepare_v2(db, "UPDATE task_chunks SET data = ?1 WHERE job_id = 'j-3';", -1, &update, nullptr),
+              SQLITE_OK);
+    sqlite3_bind_blob(update, 1, blob.data(), static_cast<int>(blob.size()), SQLITE_TRANSIENT);
+    ASSERT_EQ(sqlite3_step(update), SQLITE_DONE);
+    sqlite3_finalize(update);
+    ASSERT_EQ(sqlite3_changes(db), 1);
+    ASSERT_EQ(sqlite3_exec(db, "UPDATE meta SET value = '3' WHERE key = 'schema_version';", nullptr, nullptr, nullptr),
+              SQLITE_OK);
+    sqlite3_close(db);
+  }
+  ASSERT_OK_AND_ASSIGN(auto store, SqliteJobStore::Open(path_));
+  EXPECT_EQ(CountRows(path_, "SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'schema_version';"), 4);
+  job.tasks[2].state = v1::TASK_STATE_SUCCEEDED;
+  job.tasks[2].current.number = 1;
+  job.tasks[2].current.worker = "w-new";
+  job.tasks[2].current.started_at = t0 + absl::Seconds(1);
+  job.tasks[2].current.calibrated_rate = 3.5e9f;
+  ASSERT_OK(store->SaveJob(job, {2}));
+  ASSERT_OK(store->Flush());
+  ASSERT_OK_AND_ASSIGN(JobRecord loaded, store->LoadJob("j-3"));
+  ASSERT_EQ(loaded.tasks.size(), 3u);
+  for (uint32_t i : {0u, 1u, 2u}) {
+    SCOPED_TRACE(i);
+    const Attempt& want = job.tasks[i].current;
+    const Attempt& got = loaded.tasks[i].current;
+    EXPECT_EQ(static_cast<v1::TaskState>(loaded.tasks[i].state), v1::TASK_STATE_SUCCEEDED);
+    EXPECT_EQ(got.worker, want.worker);
+    EXPECT_EQ(got.assigned_at.time(), want.assigned_at.time());
+    EXPECT_EQ(got.started_at.time(), want.started_at.time());
+    EXPECT_EQ(got.ended_at.time(), want.ended_at.time());
+    EXPECT_EQ(got.result_at.time(), want.result_at.time());
+    EXPECT_EQ(got.calibrated_rate, want.calibrated_rate);
+  }
 }
 
 TEST_F(SqliteJobStoreTest, ADeleteDropsTheJobsQueuedRows) {

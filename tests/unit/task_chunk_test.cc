@@ -4,6 +4,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <map>
 #include <random>
@@ -12,6 +13,7 @@
 
 #include "absl/strings/str_join.h"
 #include "tests/testing/status_matchers.h"
+#include "tests/testing/task_chunk_reference.h"
 
 namespace busyfleet::coordinator {
 namespace {
@@ -122,7 +124,7 @@ TEST(TaskChunkTest, ALaterRowOfATaskWins) {
   EXPECT_EQ(out[1].current.cpu_ns, 99);
 }
 
-TEST(TaskChunkTest, AThousandPlainRowsTakeAboutFortyBytesEach) {
+TEST(TaskChunkTest, AThousandPlainRowsTakeAboutTwentyBytesEach) {
   std::vector<TaskRecord> in(1000);
   const absl::Time t0 = absl::FromUnixSeconds(1'800'000'000);
   TaskChunkWriter w;
@@ -140,77 +142,16 @@ TEST(TaskChunkTest, AThousandPlainRowsTakeAboutFortyBytesEach) {
     t.current.result_at = t0 + absl::Microseconds(3 * i + 2);
     t.current.cpu_ns = 30;
     t.current.start_cpu = t.current.end_cpu = static_cast<int16_t>(i % 2);
+    t.current.calibrated_rate = i % 2 ? 3.4e9f : 3.1e9f;
     w.Add(TaskRow(t));
   }
   const std::string blob = w.Take();
-  EXPECT_LT(blob.size(), 45'000u);
+  // Coding 1: 12 one-byte columns, the times 2 + 2 + 1 + 2 bytes, the rate
+  // one byte; coding 0 took about 40.
+  EXPECT_LT(blob.size(), 21'000u);
   std::vector<TaskRecord> out(in.size());
   ASSERT_TRUE(ApplyTaskChunk(blob, "here", out).ok());
   for (uint32_t i = 0; i < in.size(); i += 97) ExpectSameRow(out[i], in[i]);
-}
-
-// The format as docs/design.md states it, built through the generated
-// code: what the writer's own encoding must match byte for byte.
-std::string ReferenceChunk(const std::vector<TaskRecord>& rows) {
-  store::v1::TaskChunk c;
-  std::vector<uint32_t> ids;  // Name ids in order of first use
-  auto number = [&](Name n) -> uint32_t {
-    if (n.empty()) return 0;
-    for (size_t k = 0; k < ids.size(); ++k) {
-      if (ids[k] == n.id()) return static_cast<uint32_t>(k + 1);
-    }
-    ids.push_back(n.id());
-    c.add_names(n.str());
-    return static_cast<uint32_t>(ids.size());
-  };
-  for (const TaskRecord& t : rows.empty() ? std::vector<TaskRecord>{} : std::vector<TaskRecord>{rows[0]}) {
-    for (WallNs w : {t.current.assigned_at, t.current.started_at, t.current.ended_at, t.current.result_at}) {
-      if (w.is_set()) {
-        c.set_base_ns(w.unix_ns());
-        break;
-      }
-    }
-  }
-  uint32_t last = 0;
-  for (size_t r = 0; r < rows.size(); ++r) {
-    const TaskRecord& t = rows[r];
-    c.add_index_delta(r == 0 ? int64_t{t.index} : int64_t{t.index} - int64_t{last});
-    last = t.index;
-    c.add_state(static_cast<uint32_t>(static_cast<v1::TaskState>(t.state)));
-    c.add_attempt(t.current.number);
-    c.add_slot(t.current.slot);
-    c.add_worker(number(t.current.worker));
-    c.add_host(number(t.current.host));
-    c.add_bound_cpus(number(t.current.bound_cpus));
-    uint32_t bits = 0;
-    const WallNs times[] = {t.current.assigned_at, t.current.started_at, t.current.ended_at, t.current.result_at};
-    int64_t deltas[4];
-    for (int k = 0; k < 4; ++k) {
-      if (!times[k].is_set()) bits |= 1u << k;
-      deltas[k] = times[k].is_set() ? times[k].unix_ns() - c.base_ns() : 0;
-    }
-    c.add_assigned_ns(deltas[0]);
-    c.add_started_ns(deltas[1]);
-    c.add_ended_ns(deltas[2]);
-    c.add_result_ns(deltas[3]);
-    if (t.speculated) bits |= 1u << 4;
-    if (t.backup_won) bits |= 1u << 5;
-    if (t.current.migrated) bits |= 1u << 6;
-    c.add_bits(bits);
-    c.add_cpu_ns(t.current.cpu_ns);
-    c.add_iterations_done(t.current.iterations_done);
-    c.add_start_cpu(t.current.start_cpu);
-    c.add_end_cpu(t.current.end_cpu);
-    c.add_calibrated_rate(t.current.calibrated_rate);
-    if (!t.error().empty() || !t.failures().empty() || t.interference()) {
-      store::v1::TaskChunk::Text& text = *c.add_text();
-      text.set_row(static_cast<uint32_t>(r));
-      text.set_error(t.error());
-      text.set_failures(absl::StrJoin(t.failures(), "\n"));
-      if (t.interference()) text.set_interference(t.interference()->SerializeAsString());
-    }
-  }
-  return c.SerializeAsString();
 }
 
 // Rows over each column's whole range: unset and far times, names empty and
@@ -271,6 +212,34 @@ TEST(TaskChunkTest, TheWriterWritesWhatTheGeneratedCodeWouldByteForByte) {
   }
 }
 
+// Random rows, each task once, read back from the writer's chunk and from
+// one of coding 0 (what a version 3 file holds).
+TEST(TaskChunkTest, RandomRowsReadBackFieldForFieldInEitherCoding) {
+  std::mt19937_64 rng(4242);
+  for (const bool from_base : {false, true}) {
+    SCOPED_TRACE(from_base ? "coding 0" : "coding 1");
+    std::vector<TaskRecord> rows = RandomRows(rng, 3000);
+    std::vector<uint32_t> order(rows.size());
+    for (uint32_t i = 0; i < order.size(); ++i) order[i] = i;
+    std::shuffle(order.begin(), order.end(), rng);
+    for (size_t k = 0; k < rows.size(); ++k) rows[k].index = order[k];
+    std::string blob;
+    if (from_base) {
+      blob = ReferenceChunk(rows, true);
+    } else {
+      TaskChunkWriter w;
+      for (const TaskRecord& t : rows) w.Add(TaskRow(t));
+      blob = w.Take();
+    }
+    std::vector<TaskRecord> out(rows.size());
+    ASSERT_TRUE(ApplyTaskChunk(blob, "here", out).ok()) << ApplyTaskChunk(blob, "here", out);
+    for (const TaskRecord& t : rows) {
+      SCOPED_TRACE(t.index);
+      ExpectSameRow(out[t.index], t);
+    }
+  }
+}
+
 TEST(TaskChunkTest, WhatIsNotAChunkOfThisJobIsDataLoss) {
   std::vector<TaskRecord> in = Varied();
   std::vector<TaskRecord> small(2);
@@ -296,6 +265,13 @@ TEST(TaskChunkTest, WhatIsNotAChunkOfThisJobIsDataLoss) {
   c.set_assigned_ns(0, INT64_MAX);
   EXPECT_THAT(std::string(ApplyTaskChunk(c.SerializeAsString(), "job j", in).message()),
               HasSubstr("has a time out of range"));
+  ASSERT_TRUE(c.ParseFromString(blob));
+  c.set_rate(0, 9);
+  EXPECT_THAT(std::string(ApplyTaskChunk(c.SerializeAsString(), "job j", in).message()), HasSubstr("has rate 9 of 0"));
+  ASSERT_TRUE(c.ParseFromString(blob));
+  c.set_coding(7);
+  EXPECT_THAT(std::string(ApplyTaskChunk(c.SerializeAsString(), "job j", in).message()),
+              HasSubstr("has coding 7; this coordinator reads 0 and 1"));
   ASSERT_TRUE(c.ParseFromString(blob));
   c.mutable_text(0)->set_row(5);
   EXPECT_THAT(std::string(ApplyTaskChunk(c.SerializeAsString(), "job j", in).message()),
