@@ -379,9 +379,26 @@ absl::Status SqliteJobStore::SaveJob(const JobRecord& job, const std::vector<uin
   queued_rows_ += 1;
   if (!changed_tasks.empty()) {
     TaskRowLog& rows = pending_.tasks[job.id];
+    TaskRowLog& dealt = pending_.dealt[job.id];
+    auto aged_it = pending_.aged.find(job.id);
+    TaskRowLog* aged = aged_it == pending_.aged.end() ? nullptr : &aged_it->second;
     for (const uint32_t i : changed_tasks) {
-      if (i < job.tasks.size() && rows.Add(job.tasks[i])) ++queued_rows_;
+      if (i >= job.tasks.size()) continue;
+      const TaskRecord& t = job.tasks[i];
+      // A newer row of the task replaces (or drops) the one it has waiting.
+      auto drop = [&](TaskRowLog* log) {
+        if (log != nullptr && log->Drop(i) && queued_rows_ > 0) --queued_rows_;
+      };
+      drop(aged);
+      if (t.state == v1::TASK_STATE_ASSIGNED && dealt.StaysIndexedWith(i)) {
+        if (dealt.Add(t)) ++queued_rows_;
+        continue;
+      }
+      drop(&dealt);
+      if (rows.Add(t)) ++queued_rows_;
     }
+    if (rows.empty()) pending_.tasks.erase(job.id);
+    if (dealt.empty()) pending_.dealt.erase(job.id);
   }
   UpdateBacklogged();
   return absl::OkStatus();
@@ -394,7 +411,9 @@ bool SqliteJobStore::UpdateBacklogged() {
 
 uint64_t SqliteJobStore::Pending::Rows() const {
   uint64_t rows = headers.size() + deletes.size();
-  for (const auto& [id, changed] : tasks) rows += changed.size();
+  for (const auto* logs : {&tasks, &dealt, &aged}) {
+    for (const auto& [id, changed] : *logs) rows += changed.live();
+  }
   return rows;
 }
 
@@ -419,6 +438,11 @@ bool SqliteJobStore::TakeBatch(Pending* batch, bool committed, bool* purge) {
   // Stopping: what is queued is written; purging goes on at the next start.
   if (pending_.empty() && stopping_) return false;
   std::swap(*batch, pending_);
+  // This window's dealt rows wait for the next batch (Pending), unless
+  // someone waits for everything (Flush, LoadJob) or the store stops.
+  if (!stopping_ && flush_waiters_ == 0) {
+    pending_.aged.swap(batch->dealt);
+  }
   // A transaction that only purges deleted jobs' rows writes nothing anyone
   // waits for: Flush does not wait for it (or it could wait out a whole
   // million-row purge).
@@ -427,8 +451,11 @@ bool SqliteJobStore::TakeBatch(Pending* batch, bool committed, bool* purge) {
   // Backlogged stays as it is until this batch commits (Committed turns it
   // off and tells the observer).
   queued_rows_ = 0;
+  for (const auto& [id, rows] : pending_.aged) queued_rows_ += rows.live();
   for (const auto& [id, header] : batch->headers) writing_ids_.insert(id);
   for (const auto& [id, tasks] : batch->tasks) writing_ids_.insert(id);
+  for (const auto& [id, tasks] : batch->dealt) writing_ids_.insert(id);
+  for (const auto& [id, tasks] : batch->aged) writing_ids_.insert(id);
   for (const std::string& id : batch->deletes) writing_ids_.insert(id);
   *purge = purge_pending_;
   return true;
@@ -447,6 +474,11 @@ void SqliteJobStore::WriterLoop() {
     Pending batch;
     bool purge = false;
     if (!TakeBatch(&batch, committed, &purge)) return;
+    if (batch.empty() && !purge) {
+      // Only dealt rows were queued: they wait for the next batch.
+      committed = true;
+      continue;
+    }
     // The same batch until it commits: dropping it would lose results
     // already reported, and committing later batches first could leave a
     // job's header newer than its rows.
@@ -700,15 +732,20 @@ absl::Status SqliteJobStore::WriteChangedTasks(const Pending& batch) {
     chunk.Blob(6, writer.Take());
     return StepOrRollback(db_, chunk, "saving tasks");
   };
-  for (const auto& job_rows : batch.tasks) {
-    const std::string& job_id = job_rows.first;  // named: a lambda below uses them
-    const TaskRowLog& rows = job_rows.second;
-    // Each task once, its newest row (the last saved), in index order.
-    BF_RETURN_IF_ERROR(ForEachNewestRow(rows, [&](uint32_t p) {
-      writer.Add(rows[p]);
-      return writer.rows() == kChunkRows ? write(job_id) : absl::OkStatus();
-    }));
-    if (writer.rows() > 0) BF_RETURN_IF_ERROR(write(job_id));
+  // The window before's dealt rows, then the changed rows, then (taken
+  // whole) this window's dealt rows: each task's rows in the order saved,
+  // so its newest gets the highest seq (Pending).
+  for (const auto* logs : {&batch.aged, &batch.tasks, &batch.dealt}) {
+    for (const auto& job_rows : *logs) {
+      const std::string& job_id = job_rows.first;  // named: a lambda below uses them
+      const TaskRowLog& rows = job_rows.second;
+      // Each task once, its newest row (the last saved), in index order.
+      BF_RETURN_IF_ERROR(ForEachNewestRow(rows, [&](uint32_t p) {
+        writer.Add(rows[p]);
+        return writer.rows() == kChunkRows ? write(job_id) : absl::OkStatus();
+      }));
+      if (writer.rows() > 0) BF_RETURN_IF_ERROR(write(job_id));
+    }
   }
   return absl::OkStatus();
 }
@@ -928,6 +965,8 @@ absl::Status SqliteJobStore::DeleteJobs(const std::vector<std::string>& ids) {
   for (const std::string& id : ids) {
     pending_.headers.erase(id);
     pending_.tasks.erase(id);
+    pending_.dealt.erase(id);
+    pending_.aged.erase(id);
     pending_.deletes.insert(id);
   }
   return absl::OkStatus();

@@ -28,7 +28,11 @@ namespace busyfleet::coordinator {
 // return at once; a writer thread commits everything queued so far in one
 // transaction (the newest version of each row wins). So the store never
 // limits dispatch, and a crash loses at most the last batch — those tasks
-// are simply run again after the restart.
+// are simply run again after the restart. A task just dealt (ASSIGNED) has
+// its row wait one batch more, in case its result comes first (Pending):
+// a crash may lose the last two batches' deals, never a result; those
+// tasks are queued again after the restart instead of held for their
+// worker.
 //
 // Faults: a batch is never dropped. When its transaction fails (the file
 // locked past the busy timeout, disk full, I/O error, read-only file) it is
@@ -105,11 +109,24 @@ class SqliteJobStore : public JobStore {
     // tasks have no row (schema version 2).
     std::map<std::string, JobRecord> headers;
     std::map<std::string, TaskRowLog> tasks;
+    // Rows of tasks just dealt (ASSIGNED), saved since the last batch was
+    // taken: they wait for the next one, unless a newer row of the task
+    // (its result, mostly) comes first and drops them, so that a short
+    // task is written once, not dealt and then finished. Kept indexed()
+    // (a row that would end that goes to `tasks`), so that Drop finds every
+    // row. A batch writes `aged` (the window before's), then `tasks`, then
+    // (taken whole, by Flush or at a stop) `dealt`: each task's rows in
+    // the order they were saved.
+    std::map<std::string, TaskRowLog> dealt;
+    std::map<std::string, TaskRowLog> aged;
     // Jobs to delete (after the writes of the batch).
     std::set<std::string> deletes;
-    bool empty() const { return headers.empty() && tasks.empty() && deletes.empty(); }
+    bool empty() const {
+      return headers.empty() && tasks.empty() && deletes.empty() && dealt.empty() && aged.empty();
+    }
     bool Contains(const std::string& id) const {
-      return headers.contains(id) || tasks.contains(id) || deletes.contains(id);
+      return headers.contains(id) || tasks.contains(id) || deletes.contains(id) || dealt.contains(id) ||
+             aged.contains(id);
     }
     // Header and task rows queued (O(jobs)).
     uint64_t Rows() const;

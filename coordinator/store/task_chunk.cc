@@ -331,6 +331,23 @@ bool TaskRowLog::Add(const TaskRecord& t) {
   return true;
 }
 
+bool TaskRowLog::StaysIndexedWith(uint32_t index) const {
+  if (!indexed_) return false;
+  if (size_ == 0) return true;
+  const uint64_t lo = std::min<uint64_t>(base_, index);
+  const uint64_t end = std::max<uint64_t>(base_ + where_.size(), uint64_t{index} + 1);
+  return end - lo <= 2 * (uint64_t{size_} + 1) + kSlackIndices;  // as Add decides
+}
+
+bool TaskRowLog::Drop(uint32_t index) {
+  if (!indexed_ || size_ == 0 || index < base_ || index - base_ >= where_.size()) return false;
+  uint32_t& p = where_[index - base_];
+  if (p == 0) return false;
+  p = 0;
+  ++dropped_;
+  return true;
+}
+
 absl::Status ForEachNewestRow(const TaskRowLog& rows, const std::function<absl::Status(uint32_t)>& fn) {
   if (rows.empty()) return absl::OkStatus();
   if (rows.indexed()) {

@@ -75,7 +75,14 @@ class TaskRowLog {
 
   // Returns whether a row was added (false: t's task's row was replaced).
   bool Add(const TaskRecord& t);
+  // Whether adding a row of task `index` keeps the log indexed().
+  bool StaysIndexedWith(uint32_t index) const;
+  // Forgets task `index`'s row while indexed() (ForEachNewestRow skips it;
+  // it still counts in size(), not in live()); whether there was one.
+  bool Drop(uint32_t index);
   size_t size() const { return size_; }
+  // The rows not dropped.
+  size_t live() const { return size_ - dropped_; }
   bool empty() const { return size_ == 0; }
   const TaskRow& operator[](size_t i) const { return blocks_[i / kBlockRows][i % kBlockRows]; }
   // The lowest and highest task index among the rows (meaningful when not
@@ -91,6 +98,7 @@ class TaskRowLog {
  private:
   std::vector<std::vector<TaskRow>> blocks_;
   size_t size_ = 0;
+  size_t dropped_ = 0;
   uint32_t lowest_ = UINT32_MAX;
   uint32_t highest_ = 0;
   std::vector<uint32_t> where_;

@@ -714,6 +714,82 @@ TEST_F(SqliteJobStoreTest, ATaskSavedAgainWhileQueuedIsOneRowOfTheBacklog) {
   EXPECT_EQ(static_cast<v1::TaskState>(loaded.tasks[3].state), v1::TASK_STATE_QUEUED);
 }
 
+void Deal(JobRecord& job, uint32_t index, uint32_t attempt) {
+  TaskRecord& t = job.tasks[index];
+  t.state = v1::TASK_STATE_ASSIGNED;
+  t.current.number = attempt;
+  t.current.worker = "w1";
+  t.current.assigned_at = absl::FromUnixSeconds(1'700'000'000) + absl::Milliseconds(index);
+}
+
+// A task's row while it is just dealt (ASSIGNED) waits one batch: a result
+// that comes first replaces it, so a short task is written once, not twice.
+// Deals still in flight a batch later are written then. (The write lock
+// holds the writer on the batch it took, so that what comes meanwhile is
+// known to land in the next one.)
+TEST_F(SqliteJobStoreTest, ADealtRowWaitsOneBatchForItsResult) {
+  ASSERT_OK_AND_ASSIGN(auto store, SqliteJobStore::Open(path_, FastRetries()));
+  Outage outage(*store);
+  JobRecord job = MakeJob("j-1", 10);
+  ASSERT_OK(store->CreateJob(job));
+  ASSERT_OK(store->Flush());
+  {
+    WriteLockHolder lock(path_);
+    for (uint32_t i = 1; i < 10; ++i) Deal(job, i, 1);
+    std::vector<uint32_t> dealt = {1, 2, 3, 4, 5, 6, 7, 8, 9};
+    ASSERT_OK(store->SaveJob(job, dealt));
+    // The writer takes a batch (task 0's result, the deals left for the
+    // next) and is held on it.
+    ASSERT_NO_FATAL_FAILURE(SaveABatchThatFails(*store, outage, job));
+    // Tasks 1-4 finish, task 5 fails and is dealt again: their deals go
+    // unwritten; 6-9 stay in flight.
+    for (uint32_t i : {1u, 2u, 3u, 4u}) Succeed(job, i);
+    job.tasks[5].state = v1::TASK_STATE_QUEUED;
+    job.tasks[5].current.worker = Name();
+    ASSERT_OK(store->SaveJob(job, {1, 2, 3, 4, 5}));
+    Deal(job, 5, 2);
+    ASSERT_OK(store->SaveJob(job, {5}));
+    // The batch held (the header, task 0), then the header again, the deals
+    // of 6-9, the rows of 1-5 and 5's new deal: the deals of 1-5 are gone
+    // (17 when every deal was a row).
+    EXPECT_EQ(store->Health().backlog_rows, 13u);
+  }
+  ASSERT_TRUE(outage.recovered.WaitForNotificationWithTimeout(absl::Seconds(10)));
+  // The next batch writes the deals of 6-9, the rows of 1-5 (and holds back
+  // task 5's new deal); Flush writes that too.
+  ASSERT_OK(store->Flush());
+  // 0: its result. 1-4: their results, no deal. 5: the failure, then its
+  // second deal. 6-9: their deals.
+  EXPECT_EQ(TaskRows(path_, "j-1"), 11);
+  ASSERT_OK_AND_ASSIGN(JobRecord loaded, store->LoadJob("j-1"));
+  for (uint32_t i = 0; i < 10; ++i) {
+    SCOPED_TRACE(i);
+    const v1::TaskState want = i < 5 ? v1::TASK_STATE_SUCCEEDED : v1::TASK_STATE_ASSIGNED;
+    EXPECT_EQ(static_cast<v1::TaskState>(loaded.tasks[i].state), i == 5 ? v1::TASK_STATE_ASSIGNED : want);
+    EXPECT_EQ(loaded.tasks[i].current.number, i == 5 ? 2u : 1u);
+  }
+}
+
+// Someone waiting for the store (Flush, LoadJob) gets the deals written too:
+// nothing is left behind for a read, a restart or a clean stop.
+TEST_F(SqliteJobStoreTest, FlushAndStopWriteTheDealsThatWait) {
+  JobRecord job = MakeJob("j-1", 4);
+  {
+    ASSERT_OK_AND_ASSIGN(auto store, SqliteJobStore::Open(path_));
+    ASSERT_OK(store->CreateJob(job));
+    Deal(job, 0, 1);
+    ASSERT_OK(store->SaveJob(job, {0}));
+    ASSERT_OK_AND_ASSIGN(JobRecord loaded, store->LoadJob("j-1"));
+    EXPECT_EQ(static_cast<v1::TaskState>(loaded.tasks[0].state), v1::TASK_STATE_ASSIGNED);
+    Deal(job, 1, 1);
+    ASSERT_OK(store->SaveJob(job, {1}));
+  }  // stopped: what waits is written
+  ASSERT_OK_AND_ASSIGN(auto store, SqliteJobStore::Open(path_));
+  ASSERT_OK_AND_ASSIGN(JobRecord loaded, store->LoadJob("j-1"));
+  EXPECT_EQ(static_cast<v1::TaskState>(loaded.tasks[1].state), v1::TASK_STATE_ASSIGNED);
+  EXPECT_EQ(TaskRows(path_, "j-1"), 2);
+}
+
 // A file as version 2 left it: task_chunks WITHOUT ROWID. Opened, that
 // table is kept as task_chunks_v2 and read before the chunks written since,
 // and deleting the job purges both.

@@ -278,6 +278,46 @@ TEST(TaskChunkTest, WhatIsNotAChunkOfThisJobIsDataLoss) {
               HasSubstr("has text for row 5 of 1"));
 }
 
+// Drop forgets a task's row for the writer (ForEachNewestRow skips it) and
+// for live(); StaysIndexedWith says what Add would do to the table.
+TEST(TaskRowLogTest, DropForgetsARowAndStaysIndexedWithForetellsAdd) {
+  TaskRowLog log;
+  EXPECT_FALSE(log.Drop(3)) << "empty";
+  EXPECT_TRUE(log.StaysIndexedWith(1'000'000));
+  TaskRecord t;
+  t.state = v1::TASK_STATE_ASSIGNED;
+  for (uint32_t i = 100; i < 110; ++i) {
+    t.index = i;
+    ASSERT_TRUE(log.Add(t));
+  }
+  EXPECT_TRUE(log.Drop(104));
+  EXPECT_FALSE(log.Drop(104)) << "dropped already";
+  EXPECT_FALSE(log.Drop(99));
+  EXPECT_FALSE(log.Drop(5000));
+  EXPECT_EQ(log.size(), 10u);
+  EXPECT_EQ(log.live(), 9u);
+  std::vector<uint32_t> seen;
+  ASSERT_OK(ForEachNewestRow(log, [&](uint32_t p) {
+    seen.push_back(log[p].index);
+    return absl::OkStatus();
+  }));
+  EXPECT_THAT(seen, ::testing::ElementsAre(100, 101, 102, 103, 105, 106, 107, 108, 109));
+  // Added again after a drop: a new row.
+  t.index = 104;
+  EXPECT_TRUE(log.Add(t));
+  EXPECT_EQ(log.live(), 10u);
+  // The span allowed: twice the rows (11 after the add) and the slack.
+  const uint64_t allowed = 2 * (log.size() + 1) + TaskRowLog::kSlackIndices;
+  const uint32_t last_ok = static_cast<uint32_t>(100 + allowed - 1);
+  EXPECT_TRUE(log.StaysIndexedWith(last_ok));
+  EXPECT_FALSE(log.StaysIndexedWith(last_ok + 1));
+  t.index = last_ok + 1;
+  log.Add(t);
+  EXPECT_FALSE(log.indexed()) << "as foretold";
+  EXPECT_FALSE(log.StaysIndexedWith(100));
+  EXPECT_FALSE(log.Drop(100)) << "not indexed: nothing is dropped";
+}
+
 // The store's backlog log keeps rows in the order first added, across
 // blocks, each one the row of the record as it was when last added: a task
 // added again replaces its row, whichever way its indices run.
