@@ -87,11 +87,11 @@ class Executor {
   // A run's bounds: at most kMaxRunIterations in all (as 64 of the longest
   // tiny tasks: about 1.3 ms, short enough that results flow while a long range
   // runs), and at most kMaxRunTasks tasks (empty ones: a result group of
-  // about 8 KB with its constant columns, one hand-over for thousands of
+  // about 32 KB with its constant columns, one hand-over for thousands of
   // tasks; it was 512, when a hand-over and its message each way were a
-  // third of a worker's CPU).
+  // third of a worker's CPU, then 2,048 until issue 17's tenth session).
   static constexpr uint64_t kMaxRunIterations = uint64_t{64} * kWallIsCpuIterations;
-  static constexpr uint32_t kMaxRunTasks = 2048;
+  static constexpr uint32_t kMaxRunTasks = 8192;
   // The most tasks of `iterations` each that a run takes.
   static constexpr uint32_t MaxRunLength(uint64_t iterations) {
     return static_cast<uint32_t>(
