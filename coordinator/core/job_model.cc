@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
 #include "absl/synchronization/mutex.h"
+#include "common/parallel.h"
 #include "common/prefault.h"
 #include "coordinator/core/job_splitter.h"
 #include "coordinator/core/limits.h"
@@ -303,12 +304,15 @@ void NewTaskTable(std::vector<TaskRecord>& tasks, uint32_t n) {
   const MonoTime now = MonoNow();
   Tables().Put(tasks, now);
   if (Tables().Take(tasks, n, now)) {
-    // An earlier job's records, reset in place.
+    // An earlier job's records, reset in place: parts of a large table on
+    // more than one CPU at once (the other waits for the job too).
     const uint32_t kept = static_cast<uint32_t>(std::min<size_t>(tasks.size(), n));
-    for (uint32_t i = 0; i < kept; ++i) {
-      tasks[i] = TaskRecord();
-      tasks[i].index = i;
-    }
+    ParallelFor(kept, kParallelTaskRecords, [&tasks](size_t, size_t begin, size_t end) {
+      for (size_t i = begin; i < end; ++i) {
+        tasks[i] = TaskRecord();
+        tasks[i].index = static_cast<uint32_t>(i);
+      }
+    });
     tasks.resize(kept);  // never grows here: drops the records past n
   } else {
     tasks.reserve(n);

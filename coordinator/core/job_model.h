@@ -456,6 +456,9 @@ void NewTaskTable(std::vector<TaskRecord>& tasks, uint32_t n);
 // next release, take or TrimTaskTables.
 void ReleaseTaskTable(std::vector<TaskRecord>& tasks);
 inline constexpr size_t kMinTaskTableBytes = size_t{1} << 20;
+// Table passes (a kept table's reset, a report's sums) split across CPUs
+// in parts of at least this many records (about 3.5 MB).
+inline constexpr size_t kParallelTaskRecords = 32 * 1024;
 inline constexpr size_t kMaxPooledTaskTableBytes = size_t{32} << 20;
 inline constexpr absl::Duration kTaskTableIdle = absl::Seconds(60);
 // Frees the kept tables idle for `idle` (an idle coordinator gives their

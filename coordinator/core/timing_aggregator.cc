@@ -15,6 +15,7 @@
 #include "busyfleet/proto_time.h"
 #include "coordinator/core/limits.h"
 #include "coordinator/core/slow_cause.h"
+#include "common/parallel.h"
 #include "common/stats.h"
 
 namespace busyfleet::coordinator {
@@ -136,6 +137,14 @@ struct InterferenceSums {
     wait += static_cast<double>(m.run_queue_wait_ns()) / 1e9;
     switches += m.involuntary_switches();
   }
+  void Merge(const InterferenceSums& o) {
+    tasks += o.tasks;
+    seconds += o.seconds;
+    steal += o.steal;
+    throttled += o.throttled;
+    wait += o.wait;
+    switches += o.switches;
+  }
 };
 
 struct PerWorker {
@@ -149,6 +158,18 @@ struct PerWorker {
   std::map<double, uint64_t> calibrated_rates;
   uint64_t rated_tasks = 0;
   InterferenceSums interference;
+
+  // Adds the sums of a later part of the table (its host is the later one).
+  void Merge(const PerWorker& o) {
+    if (o.tasks > 0) host = o.host;
+    tasks += o.tasks;
+    iterations += o.iterations;
+    busy += o.busy;
+    slots.insert(o.slots.begin(), o.slots.end());
+    for (const auto& [rate, count] : o.calibrated_rates) calibrated_rates[rate] += count;
+    rated_tasks += o.rated_tasks;
+    interference.Merge(o.interference);
+  }
 };
 
 // The median of the rates counted, as Quantile(sorted, 0.5) over every
@@ -212,6 +233,18 @@ class RunTimes {
   bool negative() const { return negative_; }
   const std::vector<uint32_t>& counts() const { return counts_; }
 
+  // Adds the run times another pass counted.
+  void Merge(const RunTimes& o) {
+    count_ += o.count_;
+    min_ns_ = std::min(min_ns_, o.min_ns_);
+    max_ns_ = std::max(max_ns_, o.max_ns_);
+    sum_ += o.sum_;
+    negative_ = negative_ || o.negative_;
+    if (o.counts_.empty()) return;
+    if (counts_.empty()) counts_.assign(kBuckets, 0);
+    for (size_t b = 0; b < kBuckets; ++b) counts_[b] += o.counts_[b];
+  }
+
   static size_t Bucket(uint64_t ns) {
     const int width = std::bit_width(ns);
     if (width <= kExactBits) return static_cast<size_t>(ns);
@@ -253,6 +286,24 @@ struct TaskTotals {
   bool work_serial_valid = true;
   uint32_t slow_tasks = 0;
   RunTimes runs;  // the succeeded tasks'
+
+  // Adds the sums of a later part of the table.
+  void Merge(const TaskTotals& o) {
+    first_start = std::min(first_start, o.first_start);
+    last_end = std::max(last_end, o.last_end);
+    serial += o.serial;
+    cpu += o.cpu;
+    queued_sum += o.queued_sum;
+    dispatch_sum += o.dispatch_sum;
+    result_sum += o.result_sum;
+    phase_count += o.phase_count;
+    slots_used.insert(o.slots_used.begin(), o.slots_used.end());
+    for (const auto& [name, w] : o.per_worker) per_worker[name].Merge(w);
+    work_serial += o.work_serial;
+    work_serial_valid = work_serial_valid && o.work_serial_valid;
+    slow_tasks += o.slow_tasks;
+    runs.Merge(o.runs);
+  }
 };
 
 void AddWork(const TaskRecord& t, TaskTotals& s) {
@@ -269,7 +320,8 @@ void AddWork(const TaskRecord& t, TaskTotals& s) {
 // below 2^53 quarter-nanoseconds, about 26 days), without absl::Time.
 double SecondsNs(int64_t from_ns, int64_t to_ns) { return static_cast<double>(to_ns - from_ns) / 1e9; }
 
-TaskTotals SumTasks(const JobRecord& job) {
+// SumTasks over tasks [begin, end) of the table.
+TaskTotals SumTaskRange(const JobRecord& job, size_t begin, size_t end) {
   TaskTotals s;
   int64_t first_ns = INT64_MAX;
   int64_t last_ns = INT64_MIN;
@@ -289,7 +341,8 @@ TaskTotals SumTasks(const JobRecord& job) {
   absl::flat_hash_map<uint32_t, Cursor> cursors;
   Cursor* c = nullptr;
   uint32_t w_id = 0;
-  for (const TaskRecord& t : job.tasks) {
+  for (size_t i = begin; i < end; ++i) {
+    const TaskRecord& t = job.tasks[i];
     if (!t.has_timing()) continue;
     const Attempt& a = t.current;
     first_ns = std::min(first_ns, a.started_at.unix_ns());
@@ -341,6 +394,19 @@ TaskTotals SumTasks(const JobRecord& job) {
     s.last_end = absl::FromUnixNanos(last_ns);
   }
   return s;
+}
+
+// The table's sums in one pass; a large table's in parts on more than one
+// CPU (the job has ended: its workers and the other CPU wait for the
+// report), added in table order.
+TaskTotals SumTasks(const JobRecord& job) {
+  const size_t n = job.tasks.size();
+  std::vector<TaskTotals> parts(ParallelParts(n, kParallelTaskRecords));
+  ParallelFor(n, kParallelTaskRecords, [&](size_t part, size_t begin, size_t end) {
+    parts[part] = SumTaskRange(job, begin, end);
+  });
+  for (size_t p = 1; p < parts.size(); ++p) parts[0].Merge(parts[p]);
+  return std::move(parts[0]);
 }
 
 // The run time, in ns, and the index of each succeeded task with timing

@@ -5,11 +5,13 @@
 #include <cstdint>
 #include <map>
 #include <random>
+#include <set>
 #include <string>
 #include <vector>
 
 #include "absl/time/time.h"
 #include "busyfleet/v1/coordinator.pb.h"
+#include "common/parallel.h"
 #include "common/stats.h"
 #include "coordinator/core/job_model.h"
 #include "gmock/gmock.h"
@@ -572,6 +574,101 @@ std::pair<std::vector<uint32_t>, uint32_t> ReferenceStragglers(const JobRecord& 
 // pass), one bucket's narrowing, two, a clock that ran backwards (the
 // whole range), rare slow tasks beside sub-microsecond ones, and run
 // times spread over many octaves.
+// A table of more than 2 x kParallelTaskRecords is summed in parts on more
+// than one CPU (ParallelFor): the report says what one pass over it would.
+// Workers' runs, a host change, slots, rates and interference straddle the
+// parts' bounds; the figures are checked against a plain loop here.
+TEST(BuildReportTest, ALargeTableSummedInPartsGivesWhatOnePassWould) {
+  const uint32_t n = 4 * static_cast<uint32_t>(kParallelTaskRecords) + 7;
+  ASSERT_GT(ParallelParts(n, kParallelTaskRecords), 1u) << "this machine sums in one part: nothing to check";
+  JobRecord job = FinishedJob();
+  job.tasks.clear();
+  job.succeeded = 0;
+  std::mt19937_64 rng(77);
+  struct Want {
+    uint32_t tasks = 0;
+    uint64_t iterations = 0;
+    double busy = 0;
+    std::set<uint32_t> slots;
+    std::string host;
+    std::vector<double> rates;
+    uint32_t measured = 0;
+    uint64_t switches = 0;
+  };
+  std::map<std::string, Want> want;
+  double serial = 0, cpu = 0;
+  std::vector<double> seconds;
+  for (uint32_t i = 0; i < n; ++i) {
+    // Runs of 1,000 tasks a worker, w3 in the first and last quarter only.
+    const uint32_t run = i / 1000;
+    const std::string worker = run % 5 == 4 ? (i < n / 4 || i > 3 * n / 4 ? "w3" : "w1") : run % 2 ? "w1" : "w2";
+    const int64_t start_us = static_cast<int64_t>(i) * 10;
+    const int64_t run_ns = 1'000 + static_cast<int64_t>(rng() % 50'000);
+    TaskRecord t = Task(i, worker, 0, 0, 0, 0);
+    t.current.started_at = kT0 + absl::Microseconds(start_us);
+    t.current.ended_at = t.current.started_at + absl::Nanoseconds(run_ns);
+    t.current.assigned_at = kT0 + absl::Microseconds(start_us / 2);
+    t.current.result_at = t.current.ended_at + absl::Microseconds(3);
+    t.current.cpu_ns = run_ns - 100;
+    t.current.iterations_done = 1000 + i % 17;
+    t.current.slot = (i / 7000) % 3;
+    // w1 moves host half way through the table.
+    if (worker == "w1" && i > n / 2) t.current.host = "host-w1-new";
+    t.current.calibrated_rate = static_cast<float>(1e9 * (1 + (i / 20'000) % 4));
+    if (i % 997 == 0) {
+      v1::Interference m;
+      m.set_involuntary_switches(i % 13);
+      t.set_interference(m);
+    }
+    if (i % 101 == 0) t.state = v1::TASK_STATE_FAILED;
+    Want& w = want[worker];
+    ++w.tasks;
+    w.iterations += t.current.iterations_done;
+    w.busy += t.seconds();
+    w.slots.insert(t.current.slot);
+    w.host = t.current.host;
+    w.rates.push_back(t.current.calibrated_rate);
+    if (t.interference() != nullptr) {
+      ++w.measured;
+      w.switches += t.interference()->involuntary_switches();
+    }
+    cpu += static_cast<double>(t.current.cpu_ns) / 1e9;
+    if (t.state == v1::TASK_STATE_SUCCEEDED) {
+      serial += t.seconds();
+      seconds.push_back(t.seconds());
+      ++job.succeeded;
+    } else {
+      ++job.failed;
+    }
+    job.tasks.push_back(t);
+  }
+  job.finished_at = job.tasks.back().current.result_at;
+  const v1::JobReport r = BuildReport(job, {}, job.finished_at, false);
+  EXPECT_NEAR(r.timing().serial_seconds(), serial, 1e-9 * serial);
+  EXPECT_NEAR(r.timing().cpu_seconds(), cpu, 1e-9 * cpu);
+  EXPECT_EQ(r.timing().started_at().seconds(), absl::ToUnixSeconds(kT0));
+  const Summary q = Summarize(seconds);
+  EXPECT_DOUBLE_EQ(r.timing().task_seconds().p50(), q.p50);
+  EXPECT_DOUBLE_EQ(r.timing().task_seconds().p99(), q.p99);
+  EXPECT_DOUBLE_EQ(r.timing().task_seconds().max(), q.max);
+  ASSERT_EQ(r.workers_size(), 3);
+  for (const auto& [name, w] : want) {
+    SCOPED_TRACE(name);
+    const v1::WorkerTiming* got = FindWorker(r, name);
+    ASSERT_NE(got, nullptr);
+    EXPECT_EQ(got->tasks(), w.tasks);
+    EXPECT_EQ(got->iterations(), w.iterations);
+    EXPECT_NEAR(got->busy_seconds(), w.busy, 1e-9 * w.busy);
+    EXPECT_EQ(got->slots_used(), w.slots.size());
+    EXPECT_EQ(got->host(), w.host);
+    std::vector<double> rates = w.rates;
+    std::sort(rates.begin(), rates.end());
+    EXPECT_DOUBLE_EQ(got->calibrated_rate(), Quantile(rates, 0.5));
+    EXPECT_EQ(got->involuntary_switches(), w.switches);
+  }
+  EXPECT_EQ(FindWorker(r, "w1")->host(), "host-w1-new");
+}
+
 TEST(BuildReportTest, TaskSecondsQuantilesOfManyTasksAreTheSortedOnes) {
   struct Spread {
     int64_t low_ns, high_ns;
