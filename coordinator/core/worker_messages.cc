@@ -160,30 +160,46 @@ v1::Assignment MakeAssignment(const JobRecord& job, const TaskRecord& task, uint
 }
 
 void AddRunToRanges(const JobRecord& job, uint32_t first, uint32_t count, v1::AssignBatch& batch) {
-  // The job's id is compared once for the run, not once a task.
+  // The job's id is compared once for the run, not once a task; its plan
+  // is worked out once (JobRecord::task_iterations works it out a call).
+  const JobPlan plan = PlanFor(job.spec, job.total_tasks());
+  constexpr uint32_t kMax = limits::kMaxUpdatesPerMessage;
   v1::AssignRange* last = nullptr;
   if (batch.ranges_size() > 0 && batch.ranges(batch.ranges_size() - 1).job_id() == job.id) {
     last = batch.mutable_ranges(batch.ranges_size() - 1);
   }
-  for (uint32_t index = first; index - first < count; ++index) {
+  for (uint32_t done = 0; done < count;) {
+    const uint32_t index = first + done;
     const uint32_t attempt = job.tasks[index].current.number;
-    const uint64_t iterations = job.task_iterations(index);
-    if (last != nullptr && last->attempt() == attempt && last->iterations() == iterations &&
-        static_cast<uint64_t>(last->first_index()) + last->count() == index &&
-        last->count() < limits::kMaxUpdatesPerMessage) {
-      last->set_count(last->count() + 1);
-      continue;
+    const uint64_t iterations = plan.Iterations(index);
+    // The tasks from here with that attempt and work: one range, or the
+    // rest of the last one (protobuf's setters once a stretch, not a task).
+    uint32_t same = 1;
+    while (done + same < count && job.tasks[index + same].current.number == attempt &&
+           plan.Iterations(index + same) == iterations) {
+      ++same;
     }
-    last = batch.add_ranges();
-    last->set_job_id(job.id);
-    last->set_first_index(index);
-    last->set_count(1);
-    last->set_attempt(attempt);
-    last->set_kind(job.spec.kind());
-    last->set_iterations(iterations);
-    if (!KindTakesIterations(job.spec.kind())) *last->mutable_duration() = ToProtoDuration(job.task_duration());
-    last->set_exec(job.spec.exec());
-    if (job.spec.has_task_timeout()) *last->mutable_timeout() = job.spec.task_timeout();
+    for (uint32_t taken = 0; taken < same;) {
+      const bool extends = last != nullptr && last->attempt() == attempt && last->iterations() == iterations &&
+                           static_cast<uint64_t>(last->first_index()) + last->count() == index + taken &&
+                           last->count() < kMax;
+      if (!extends) {
+        last = batch.add_ranges();
+        last->set_job_id(job.id);
+        last->set_first_index(index + taken);
+        last->set_count(0);
+        last->set_attempt(attempt);
+        last->set_kind(job.spec.kind());
+        last->set_iterations(iterations);
+        if (!KindTakesIterations(job.spec.kind())) *last->mutable_duration() = ToProtoDuration(job.task_duration());
+        last->set_exec(job.spec.exec());
+        if (job.spec.has_task_timeout()) *last->mutable_timeout() = job.spec.task_timeout();
+      }
+      const uint32_t take = std::min(same - taken, kMax - last->count());
+      last->set_count(last->count() + take);
+      taken += take;
+    }
+    done += same;
   }
 }
 

@@ -328,5 +328,39 @@ TEST(AddRunToRangesTest, RunsExtendTheLastRangeOfTheirJobAndSplitWhereTheAttempt
   }
 }
 
+// A total split unevenly gives the first tasks one iteration more: a run
+// across that edge is two ranges; a run longer than a message's limit is
+// cut at it and goes on in the next range.
+TEST(AddRunToRangesTest, RunsSplitWhereTheWorkChangesAndAtTheMessageLimit) {
+  JobRecord job;
+  job.id = "j";
+  job.spec = Countdown(10);
+  job.spec.set_iterations(0);
+  job.spec.set_total(10 * 500 + 3);  // tasks 0-2: 501, 3-9: 500
+  NewTaskTable(job.tasks, 10);
+  for (TaskRecord& t : job.tasks) t.current.number = 1;
+  v1::AssignBatch batch;
+  AddRunToRanges(job, 1, 8, batch);
+  std::vector<std::tuple<uint32_t, uint32_t, uint64_t>> got;  // first, count, iterations
+  for (const v1::AssignRange& r : batch.ranges()) got.emplace_back(r.first_index(), r.count(), r.iterations());
+  EXPECT_THAT(got, ::testing::ElementsAre(std::make_tuple(1u, 2u, 501u), std::make_tuple(3u, 6u, 500u)));
+
+  const uint32_t n = limits::kMaxUpdatesPerMessage + 5;
+  JobRecord big;
+  big.id = "big";
+  big.spec = Countdown(n, 7);
+  NewTaskTable(big.tasks, n);
+  for (TaskRecord& t : big.tasks) t.current.number = 1;
+  v1::AssignBatch b2;
+  AddRunToRanges(big, 0, n - 2, b2);
+  AddRunToRanges(big, n - 2, 2, b2);  // extends the last range
+  ASSERT_EQ(b2.ranges_size(), 2);
+  EXPECT_EQ(b2.ranges(0).first_index(), 0u);
+  EXPECT_EQ(b2.ranges(0).count(), static_cast<uint32_t>(limits::kMaxUpdatesPerMessage));
+  EXPECT_EQ(b2.ranges(1).first_index(), static_cast<uint32_t>(limits::kMaxUpdatesPerMessage));
+  EXPECT_EQ(b2.ranges(1).count(), 5u);
+  EXPECT_EQ(b2.ranges(1).iterations(), 7u);
+}
+
 }  // namespace
 }  // namespace busyfleet::coordinator
