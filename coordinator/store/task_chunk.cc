@@ -303,14 +303,17 @@ bool TaskRowLog::Add(const TaskRecord& t) {
     }
     const uint64_t lo = std::min(base_, index);
     const uint64_t end = std::max(base_ + where_.size(), index + 1);
-    if (end - lo > 2 * (uint64_t{size_} + 1) + kSlackIndices) {
+    // A log with rows dropped stays indexed whatever its span: only the
+    // table knows which rows are gone.
+    if (dropped_ == 0 && end - lo > 2 * (uint64_t{size_} + 1) + kSlackIndices) {
       indexed_ = false;
       std::vector<uint32_t>().swap(where_);
     } else if (index < base_) {
       // Room below for as many again as the table holds (within the span
       // allowed), so indices that keep falling cost amortized O(1).
       const uint64_t room = std::min(base_ - index + where_.size(), base_);
-      const uint64_t allowed = 2 * (uint64_t{size_} + 1) + kSlackIndices - (end - lo);
+      const uint64_t limit = 2 * (uint64_t{size_} + 1) + kSlackIndices;
+      const uint64_t allowed = limit > end - lo ? limit - (end - lo) : 0;
       const uint64_t grow = std::max(base_ - index, std::min(room, base_ - index + allowed));
       std::vector<uint32_t> wider(static_cast<size_t>(grow + where_.size()), 0);
       std::copy(where_.begin(), where_.end(), wider.begin() + static_cast<ptrdiff_t>(grow));
@@ -318,6 +321,18 @@ bool TaskRowLog::Add(const TaskRecord& t) {
       base_ -= grow;
     } else if (index - base_ >= where_.size()) {
       where_.resize(static_cast<size_t>(index - base_ + 1), 0);  // grows geometrically
+    }
+    if (indexed_ && !free_.empty()) {
+      // A dropped row's place, so that a log whose rows come and go (the
+      // deals that wait for their results) holds only those standing.
+      const uint32_t p = free_.back();
+      free_.pop_back();
+      --dropped_;
+      where_[index - base_] = p + 1;
+      blocks_[p / kBlockRows][p % kBlockRows] = TaskRow(t);
+      lowest_ = std::min(lowest_, t.index);
+      highest_ = std::max(highest_, t.index);
+      return true;
     }
     if (indexed_) where_[index - base_] = static_cast<uint32_t>(size_ + 1);
   }
@@ -333,7 +348,7 @@ bool TaskRowLog::Add(const TaskRecord& t) {
 
 bool TaskRowLog::StaysIndexedWith(uint32_t index) const {
   if (!indexed_) return false;
-  if (size_ == 0) return true;
+  if (size_ == 0 || dropped_ > 0) return true;
   const uint64_t lo = std::min<uint64_t>(base_, index);
   const uint64_t end = std::max<uint64_t>(base_ + where_.size(), uint64_t{index} + 1);
   return end - lo <= 2 * (uint64_t{size_} + 1) + kSlackIndices;  // as Add decides
@@ -343,6 +358,7 @@ bool TaskRowLog::Drop(uint32_t index) {
   if (!indexed_ || size_ == 0 || index < base_ || index - base_ >= where_.size()) return false;
   uint32_t& p = where_[index - base_];
   if (p == 0) return false;
+  free_.push_back(p - 1);
   p = 0;
   ++dropped_;
   return true;

@@ -78,7 +78,8 @@ class TaskRowLog {
   // Whether adding a row of task `index` keeps the log indexed().
   bool StaysIndexedWith(uint32_t index) const;
   // Forgets task `index`'s row while indexed() (ForEachNewestRow skips it;
-  // it still counts in size(), not in live()); whether there was one.
+  // it still counts in size(), not in live(), until a row added takes its
+  // place); whether there was one. A log with rows dropped stays indexed.
   bool Drop(uint32_t index);
   size_t size() const { return size_; }
   // The rows not dropped.
@@ -99,6 +100,7 @@ class TaskRowLog {
   std::vector<std::vector<TaskRow>> blocks_;
   size_t size_ = 0;
   size_t dropped_ = 0;
+  std::vector<uint32_t> free_;  // dropped rows' positions
   uint32_t lowest_ = UINT32_MAX;
   uint32_t highest_ = 0;
   std::vector<uint32_t> where_;

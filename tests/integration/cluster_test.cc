@@ -177,7 +177,13 @@ TEST(ClusterTest, TwoConcurrentJobsBothProgress) {
   // on the machine: 30 M iterations (4 ms at 8 G iterations/s) let the
   // first job's observed prefetch keep every slot while the second, with
   // no result yet, got only free slots (1 failure in 10 runs).
-  ASSERT_OK_AND_ASSIGN(std::string a, cluster->Submit(Countdown(6, 100'000'000)));
+  // The first job is the longer one: eight rounds of its tasks on the two
+  // slots, so that the second's submit, late on a loaded machine, still
+  // comes rounds before its end. With six tasks each (three rounds) the
+  // second job sometimes started only microseconds after the first ended,
+  // its first task queued on a worker behind the first job's last: 6 runs
+  // in 400 with the other CPU kept busy (none in 150 since).
+  ASSERT_OK_AND_ASSIGN(std::string a, cluster->Submit(Countdown(16, 100'000'000)));
   ASSERT_OK_AND_ASSIGN(std::string b, cluster->Submit(Countdown(6, 100'000'000)));
   ASSERT_OK_AND_ASSIGN(v1::JobReport ra, cluster->WaitForJob(a, absl::Now() + kJobDeadline));
   ASSERT_OK_AND_ASSIGN(v1::JobReport rb, cluster->WaitForJob(b, absl::Now() + kJobDeadline));

@@ -318,6 +318,38 @@ TEST(TaskRowLogTest, DropForgetsARowAndStaysIndexedWithForetellsAdd) {
   EXPECT_FALSE(log.Drop(100)) << "not indexed: nothing is dropped";
 }
 
+// Rows that come and go (deals dropped when their results come) reuse the
+// places of those dropped: the log holds about as many rows as stand at
+// once. A log with a row dropped stays indexed however far its indices
+// spread (only its table knows which rows are gone).
+TEST(TaskRowLogTest, DroppedRowsPlacesAreReusedAndKeepTheLogIndexed) {
+  TaskRowLog log;
+  TaskRecord t;
+  t.state = v1::TASK_STATE_ASSIGNED;
+  for (uint32_t i = 0; i < 100'000; ++i) {
+    t.index = i;
+    ASSERT_TRUE(log.Add(t));
+    if (i >= 8) {
+      ASSERT_TRUE(log.Drop(i - 8));  // eight stand at a time
+    }
+  }
+  EXPECT_EQ(log.live(), 8u);
+  EXPECT_LE(log.size(), 9u);
+  EXPECT_TRUE(log.indexed());
+  // Far beyond twice the rows and the slack: still indexed, as foretold.
+  EXPECT_TRUE(log.StaysIndexedWith(50'000'000));
+  t.index = 50'000'000;
+  ASSERT_TRUE(log.Add(t));
+  EXPECT_TRUE(log.indexed());
+  std::vector<uint32_t> seen;
+  ASSERT_OK(ForEachNewestRow(log, [&](uint32_t p) {
+    seen.push_back(log[p].index);
+    return absl::OkStatus();
+  }));
+  EXPECT_THAT(seen, ::testing::ElementsAre(99'992, 99'993, 99'994, 99'995, 99'996, 99'997, 99'998, 99'999,
+                                           50'000'000));
+}
+
 // The store's backlog log keeps rows in the order first added, across
 // blocks, each one the row of the record as it was when last added: a task
 // added again replaces its row, whichever way its indices run.
