@@ -160,15 +160,12 @@ class Scheduler {
   // Work kept queued per slot beyond the running task (plus
   // kRoundTripMargin of the worker's round trips), and the cap on
   // prefetched tasks per worker: kMaxAdaptivePrefetch per kPipelineSeconds
-  // of that work (65,536 on a link of no delay), at most kMaxLinkPrefetch.
-  // The cap binds only for tasks under ~0.1 us on a worker of two slots or
-  // more (PrefetchSize counts a task as at least 0.1 us): every other task
-  // gets its 5 ms of work queued per slot.
+  // of that work (4,096 on a link of no delay), at most kMaxLinkPrefetch.
   static constexpr double kPipelineSeconds = 0.005;
   static constexpr double kRoundTripMargin = 2.0;
   static constexpr int kTailSlotsFactor = 1;
-  static constexpr int kMaxAdaptivePrefetch = 64 * 1024;
-  static constexpr int kMaxLinkPrefetch = 512 * 1024;
+  static constexpr int kMaxAdaptivePrefetch = 4096;
+  static constexpr int kMaxLinkPrefetch = 64 * 1024;
 
   // Tasks to prefetch on a worker with `slots` slots and a round trip of
   // `rtt_seconds` for a job whose tasks take `task_seconds`: enough for
