@@ -39,12 +39,24 @@ double PredictTaskSeconds(const v1::JobSpec& spec, const JobPlan& plan, const Se
   return rate > 0 ? static_cast<double>(plan.Iterations(0)) / rate : -1;
 }
 
+// The scheduler's prefetch caps follow what each task in flight costs the
+// store (Scheduler::kMaxAdaptivePrefetchRowless).
+Scheduler::Options SchedulerOptionsFor(const Coordinator::Options& options) {
+  Scheduler::Options o;
+  o.prefetch_per_worker = options.prefetch_per_worker;
+  if (options.store != nullptr && !options.store->QueuesTaskRows()) {
+    o.max_prefetch = Scheduler::kMaxAdaptivePrefetchRowless;
+    o.max_link_prefetch = Scheduler::kMaxLinkPrefetchRowless;
+  }
+  return o;
+}
+
 }  // namespace
 
 Coordinator::Coordinator(Options options)
     : options_(options),
       clock_(options.clock != nullptr ? options.clock : Clock::Real()),
-      scheduler_(Scheduler::Options{options.prefetch_per_worker}),
+      scheduler_(SchedulerOptionsFor(options)),
       sessions_(options.keep_gone_workers),
       pacing_{options.heartbeat_interval, options.worker_timeout, options.max_heartbeat_rate},
       fleet_interval_(options.heartbeat_interval),

@@ -462,16 +462,17 @@ std::vector<Scheduler::Unrunnable> Scheduler::UnrunnableJobs() const {
   return out;
 }
 
-int Scheduler::PrefetchSize(double rtt_seconds, double task_seconds, int slots, bool plenty_queued) {
+int Scheduler::PrefetchSize(double rtt_seconds, double task_seconds, int slots, bool plenty_queued,
+                            int max_prefetch, int max_link_prefetch) {
   // Work per slot to keep queued: the pipeline plus the round trips a
   // result and its replacement spend on the link (many for tiny tasks:
   // assignments and results go in batches).
   const double budget = kPipelineSeconds + kRoundTripMargin * std::max(rtt_seconds, 0.0);
   const double per_slot = budget / std::max(task_seconds, 1e-7);
-  // The cap bounds the rate (kMaxAdaptivePrefetch per kPipelineSeconds of
-  // budget), so a far worker's grows with its link, up to kMaxLinkPrefetch.
-  const double cap =
-      std::min<double>(kMaxLinkPrefetch, std::floor(kMaxAdaptivePrefetch * budget / kPipelineSeconds));
+  // The cap bounds the rate (max_prefetch per kPipelineSeconds of budget),
+  // so a far worker's grows with its link, up to max_link_prefetch.
+  const double cap = std::min<double>(std::max(max_link_prefetch, 0),
+                                      std::floor(std::max(max_prefetch, 0) * budget / kPipelineSeconds));
   const int adaptive = static_cast<int>(std::min(cap, std::floor(per_slot * std::max(slots, 0))));
   // Longer tasks: one ready per slot while plenty are left; near the job's
   // end only those shorter than the budget (no task waits behind another
@@ -499,7 +500,8 @@ int Scheduler::PrefetchFor(const Job& job, const Worker& worker, int fleet_slots
   const size_t slots = static_cast<size_t>(kTailSlotsFactor) * static_cast<size_t>(std::max(fleet_slots, 0));
   const size_t waiting = job.in_flight > slots ? job.in_flight - slots : 0;
   const bool plenty = job.queued.size() > slots || (jobs_.size() == 1 && job.queued.size() + waiting >= slots);
-  return PrefetchSize(worker.rtt_seconds, seconds, worker.spec.slots, plenty);
+  return PrefetchSize(worker.rtt_seconds, seconds, worker.spec.slots, plenty, options_.max_prefetch,
+                      options_.max_link_prefetch);
 }
 
 Scheduler::Worker* Scheduler::FindWorkerLocked(absl::string_view session) {

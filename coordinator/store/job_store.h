@@ -63,6 +63,10 @@ class JobStore {
   // saved already). A store that keeps no task rows of its own drops them:
   // the job's header stays for the listings, and LoadJob says it was dropped.
   virtual void TakeEvicted(JobRecord&& job) { (void)job; }
+  // Whether it holds a row for each task saved until it writes it (a
+  // durable store's write queue): every task in flight is one, so the
+  // coordinator keeps fewer tiny tasks in flight (Scheduler::Options).
+  virtual bool QueuesTaskRows() const { return false; }
   // Whether writes get through, and the backlog (cheap: no I/O).
   virtual StoreHealth Health() const { return {}; }
   // True while more rows wait to be written than the store lets gather

@@ -91,6 +91,8 @@ class SqliteJobStore : public JobStore {
   absl::StatusOr<std::vector<JobRecord>> LoadUnfinished() const override;
   absl::StatusOr<std::vector<JobRecord>> ExpiredJobs(const RetentionRule& rule, size_t limit) const override;
   absl::Status DeleteJobs(const std::vector<std::string>& ids) override;
+  // Each task saved is a row queued for the writer until written.
+  bool QueuesTaskRows() const override { return true; }
   StoreHealth Health() const override;
   bool Backlogged() const override { return backlogged_.load(std::memory_order_relaxed); }
   void SetHealthObserver(HealthObserver observer) override;

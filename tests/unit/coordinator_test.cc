@@ -8,6 +8,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include "coordinator/core/scheduler.h"
 #include "tests/unit/coordinator_fixture.h"
 
 namespace busyfleet::coordinator {
@@ -900,6 +901,36 @@ TEST_F(CoordinatorTest, TooMuchQueuedWorkIsRefusedUntilJobsFinish) {
   ASSERT_OK(coord_->Submit(Countdown(2)).status());
   ASSERT_OK(coord_->Cancel(first.job_id()).status());
   EXPECT_OK(coord_->Submit(Countdown(8)).status());
+}
+
+// A store that holds a row for every task saved until it writes it, as the
+// SQLite store's write queue does.
+class RowQueueingStore final : public InMemoryJobStore {
+ public:
+  RowQueueingStore() : InMemoryJobStore(/*copy_task_rows=*/false) {}
+  bool QueuesTaskRows() const override { return true; }
+};
+
+// Tiny tasks go out by the thousands a worker once their time is known:
+// 65,536 per 5 ms of work with a store that holds no row per task in
+// flight, 4,096 with one that does (every task in flight is a row queued).
+TEST_F(CoordinatorTest, TinyTasksInFlightAreCappedByWhatTheStoreHoldsForEach) {
+  for (const bool queues_rows : {false, true}) {
+    SCOPED_TRACE(queues_rows ? "a store that queues rows" : ":memory:");
+    RowQueueingStore queueing;
+    Coordinator::Options o = Defaults();
+    if (queues_rows) o.store = &queueing;
+    Start(o);
+    ASSERT_OK_AND_ASSIGN(FakeWorker w, Attach("w", 4));
+    ASSERT_OK(coord_->Submit(Countdown(100'000, 0)).status());
+    std::vector<v1::Assignment> first = w.channel->TakeNew();
+    ASSERT_EQ(first.size(), 4u + 2u) << "no timing yet: the slots and the configured prefetch";
+    // One result of 100 ns: 5 ms of such work a slot is 200,000 tasks.
+    ASSERT_OK(Succeed(w, first[0], kSecond, kSecond + 100));
+    const size_t cap = queues_rows ? Scheduler::kMaxAdaptivePrefetch : Scheduler::kMaxAdaptivePrefetchRowless;
+    EXPECT_EQ(first.size() - 1 + w.channel->TakeNew().size(), 4 + cap);
+    coord_.reset();  // before the store it uses
+  }
 }
 
 }  // namespace

@@ -234,6 +234,35 @@ TEST(PrefetchSizeTest, TheCapGrowsWithTheLink) {
   EXPECT_EQ(Scheduler::PrefetchSize(1.0, 1e-6, 64, true), Scheduler::kMaxLinkPrefetch);
 }
 
+// The caps a store without a row per task in flight gets: 65,536 per 5 ms
+// of budget, at most 524,288.
+TEST(PrefetchSizeTest, TheCapsAreTheCallersToSet) {
+  const int per = Scheduler::kMaxAdaptivePrefetchRowless;
+  const int link = Scheduler::kMaxLinkPrefetchRowless;
+  // 0.1 us tasks on 4 slots: 200,000 a 5 ms budget, capped.
+  EXPECT_EQ(Scheduler::PrefetchSize(0, 1e-7, 4, true, per, link), per);
+  EXPECT_EQ(Scheduler::PrefetchSize(0, 1e-7, 4, true), Scheduler::kMaxAdaptivePrefetch);
+  // A 5 ms link: 15 ms of budget, 3 x the cap.
+  EXPECT_EQ(Scheduler::PrefetchSize(0.005, 1e-7, 4, true, per, link), 3 * per);
+  EXPECT_EQ(Scheduler::PrefetchSize(0.020, 1e-7, 4, true, per, link), link);
+  // Under the caps the budget decides: 1 us tasks, 5,000 a slot.
+  EXPECT_EQ(Scheduler::PrefetchSize(0, 1e-6, 1, true, per, link), 5'000);
+  EXPECT_EQ(Scheduler::PrefetchSize(0, 1e-7, 4, false, -3, link), 0) << "a negative cap counts as 0";
+}
+
+TEST(SchedulerTest, TheOptionsCapsApply) {
+  Scheduler::Options o = Prefetch(2);
+  o.max_prefetch = Scheduler::kMaxAdaptivePrefetchRowless;
+  o.max_link_prefetch = Scheduler::kMaxLinkPrefetchRowless;
+  Scheduler s(o);
+  ASSERT_OK(s.AddWorker(Worker("a", 4)));
+  ASSERT_OK(s.AddJob("job", {}, Range(100'000), 1));
+  ASSERT_EQ(s.Dispatch().size(), 6u);
+  s.ObserveTaskSeconds("job", std::vector<double>(60, 1e-8));
+  s.Dispatch();
+  EXPECT_EQ(s.InFlight("a"), 4 + Scheduler::kMaxAdaptivePrefetchRowless);
+}
+
 TEST(PrefetchSizeTest, ToleratesBadInputs) {
   EXPECT_EQ(Scheduler::PrefetchSize(-1.0, 0.002, 3, true), 7) << "a negative round trip counts as 0";
   EXPECT_EQ(Scheduler::PrefetchSize(0, -1.0, 1, false), Scheduler::kMaxAdaptivePrefetch);
