@@ -379,18 +379,18 @@ absl::Status SqliteJobStore::SaveJob(const JobRecord& job, const std::vector<uin
   queued_rows_ += 1;
   if (!changed_tasks.empty()) {
     TaskRowLog& rows = pending_.tasks[job.id];
-    TaskRowLog& dealt = pending_.dealt[job.id];
+    DealtRowLog& dealt = pending_.dealt[job.id];
     auto aged_it = pending_.aged.find(job.id);
-    TaskRowLog* aged = aged_it == pending_.aged.end() ? nullptr : &aged_it->second;
+    DealtRowLog* aged = aged_it == pending_.aged.end() ? nullptr : &aged_it->second;
     for (const uint32_t i : changed_tasks) {
       if (i >= job.tasks.size()) continue;
       const TaskRecord& t = job.tasks[i];
       // A newer row of the task replaces (or drops) the one it has waiting.
-      auto drop = [&](TaskRowLog* log) {
+      auto drop = [&](DealtRowLog* log) {
         if (log != nullptr && log->Drop(i) && queued_rows_ > 0) --queued_rows_;
       };
       drop(aged);
-      if (t.state == v1::TASK_STATE_ASSIGNED && dealt.StaysIndexedWith(i)) {
+      if (DealtRow::Fits(t) && dealt.StaysIndexedWith(i)) {
         if (dealt.Add(t)) ++queued_rows_;
         continue;
       }
@@ -411,7 +411,8 @@ bool SqliteJobStore::UpdateBacklogged() {
 
 uint64_t SqliteJobStore::Pending::Rows() const {
   uint64_t rows = headers.size() + deletes.size();
-  for (const auto* logs : {&tasks, &dealt, &aged}) {
+  for (const auto& [id, changed] : tasks) rows += changed.live();
+  for (const auto* logs : {&dealt, &aged}) {
     for (const auto& [id, changed] : *logs) rows += changed.live();
   }
   return rows;
@@ -716,6 +717,11 @@ absl::Status SqliteJobStore::WriteHeaders(const Pending& batch) {
   return absl::OkStatus();
 }
 
+namespace {
+const TaskRow& AsTaskRow(const TaskRow& row) { return row; }
+TaskRow AsTaskRow(const DealtRow& row) { return TaskRow(row); }
+}  // namespace
+
 absl::Status SqliteJobStore::WriteChangedTasks(const Pending& batch) {
   Stmt& chunk = writes_->chunk;
   TaskChunkWriter writer;
@@ -732,22 +738,25 @@ absl::Status SqliteJobStore::WriteChangedTasks(const Pending& batch) {
     chunk.Blob(6, writer.Take());
     return StepOrRollback(db_, chunk, "saving tasks");
   };
-  // The window before's dealt rows, then the changed rows, then (taken
-  // whole) this window's dealt rows: each task's rows in the order saved,
-  // so its newest gets the highest seq (Pending).
-  for (const auto* logs : {&batch.aged, &batch.tasks, &batch.dealt}) {
-    for (const auto& job_rows : *logs) {
+  auto write_logs = [&](const auto& logs) {
+    for (const auto& job_rows : logs) {
       const std::string& job_id = job_rows.first;  // named: a lambda below uses them
-      const TaskRowLog& rows = job_rows.second;
+      const auto& rows = job_rows.second;
       // Each task once, its newest row (the last saved), in index order.
       BF_RETURN_IF_ERROR(ForEachNewestRow(rows, [&](uint32_t p) {
-        writer.Add(rows[p]);
+        writer.Add(AsTaskRow(rows[p]));
         return writer.rows() == kChunkRows ? write(job_id) : absl::OkStatus();
       }));
       if (writer.rows() > 0) BF_RETURN_IF_ERROR(write(job_id));
     }
-  }
-  return absl::OkStatus();
+    return absl::OkStatus();
+  };
+  // The window before's dealt rows, then the changed rows, then (taken
+  // whole) this window's dealt rows: each task's rows in the order saved,
+  // so its newest gets the highest seq (Pending).
+  BF_RETURN_IF_ERROR(write_logs(batch.aged));
+  BF_RETURN_IF_ERROR(write_logs(batch.tasks));
+  return write_logs(batch.dealt);
 }
 
 absl::Status SqliteJobStore::Flush() const {

@@ -111,7 +111,7 @@ class SqliteJobStore : public JobStore {
     // tasks have no row (schema version 2).
     std::map<std::string, JobRecord> headers;
     std::map<std::string, TaskRowLog> tasks;
-    // Rows of tasks just dealt (ASSIGNED), saved since the last batch was
+    // Rows of tasks just dealt (ASSIGNED; DealtRow: 32 bytes each), saved since the last batch was
     // taken: they wait for the next one, unless a newer row of the task
     // (its result, mostly) comes first and drops them, so that a short
     // task is written once, not dealt and then finished. Kept indexed()
@@ -119,8 +119,8 @@ class SqliteJobStore : public JobStore {
     // row. A batch writes `aged` (the window before's), then `tasks`, then
     // (taken whole, by Flush or at a stop) `dealt`: each task's rows in
     // the order they were saved.
-    std::map<std::string, TaskRowLog> dealt;
-    std::map<std::string, TaskRowLog> aged;
+    std::map<std::string, DealtRowLog> dealt;
+    std::map<std::string, DealtRowLog> aged;
     // Jobs to delete (after the writes of the batch).
     std::set<std::string> deletes;
     bool empty() const {

@@ -61,6 +61,39 @@ TaskRow::TaskRow(const TaskRecord& t)
   }
 }
 
+TaskRow::TaskRow(const DealtRow& d)
+    : assigned_at(d.assigned_at),
+      cpu_ns(0),
+      iterations_done(0),
+      calibrated_rate(0),
+      index(d.index),
+      attempt(d.attempt),
+      slot(d.slot),
+      worker(d.worker),
+      host(d.host),
+      start_cpu(-1),
+      end_cpu(-1),
+      state(v1::TASK_STATE_ASSIGNED),
+      speculated(false),
+      backup_won(false),
+      migrated(false) {}
+
+DealtRow::DealtRow(const TaskRecord& t)
+    : assigned_at(t.current.assigned_at),
+      index(t.index),
+      attempt(t.current.number),
+      slot(t.current.slot),
+      worker(t.current.worker),
+      host(t.current.host) {}
+
+bool DealtRow::Fits(const TaskRecord& t) {
+  const Attempt& a = t.current;
+  return t.state == v1::TASK_STATE_ASSIGNED && !t.cold && !t.speculated && !t.backup_won &&
+         !a.started_at.is_set() && !a.ended_at.is_set() && !a.result_at.is_set() && a.cpu_ns == 0 &&
+         a.iterations_done == 0 && a.calibrated_rate == 0 && a.bound_cpus.empty() && a.start_cpu == -1 &&
+         a.end_cpu == -1 && !a.migrated;
+}
+
 TaskChunkWriter::TaskChunkWriter() : columns_(kColumns) {}
 
 uint32_t TaskChunkWriter::NameNumber(Name n) {
@@ -292,13 +325,14 @@ absl::Status ApplyTaskChunk(const std::string& blob, const std::string& where, s
   return absl::OkStatus();
 }
 
-bool TaskRowLog::Add(const TaskRecord& t) {
+template <typename Row>
+bool RowLog<Row>::Add(const TaskRecord& t) {
   const uint64_t index = t.index;
   if (indexed_) {
     if (size_ == 0) base_ = index;
     if (index >= base_ && index - base_ < where_.size() && where_[index - base_] != 0) {
       const uint32_t p = where_[index - base_] - 1;
-      blocks_[p / kBlockRows][p % kBlockRows] = TaskRow(t);
+      blocks_[p / kBlockRows][p % kBlockRows] = Row(t);
       return false;
     }
     const uint64_t lo = std::min(base_, index);
@@ -320,6 +354,17 @@ bool TaskRowLog::Add(const TaskRecord& t) {
       where_.swap(wider);
       base_ -= grow;
     } else if (index - base_ >= where_.size()) {
+      if (dropped_ > 0 && where_.size() == where_.capacity()) {
+        // Before the table grows: the rows at its low end dropped (deals
+        // whose results came) leave it, so that a log whose rows come and
+        // go spans about the rows that stand, not every index it saw.
+        size_t gone = 0;
+        while (gone < where_.size() && where_[gone] == 0) ++gone;
+        if (gone > 0 && gone >= where_.size() / 2) {
+          where_.erase(where_.begin(), where_.begin() + static_cast<ptrdiff_t>(gone));
+          base_ += gone;
+        }
+      }
       where_.resize(static_cast<size_t>(index - base_ + 1), 0);  // grows geometrically
     }
     if (indexed_ && !free_.empty()) {
@@ -329,7 +374,7 @@ bool TaskRowLog::Add(const TaskRecord& t) {
       free_.pop_back();
       --dropped_;
       where_[index - base_] = p + 1;
-      blocks_[p / kBlockRows][p % kBlockRows] = TaskRow(t);
+      blocks_[p / kBlockRows][p % kBlockRows] = Row(t);
       lowest_ = std::min(lowest_, t.index);
       highest_ = std::max(highest_, t.index);
       return true;
@@ -346,7 +391,8 @@ bool TaskRowLog::Add(const TaskRecord& t) {
   return true;
 }
 
-bool TaskRowLog::StaysIndexedWith(uint32_t index) const {
+template <typename Row>
+bool RowLog<Row>::StaysIndexedWith(uint32_t index) const {
   if (!indexed_) return false;
   if (size_ == 0 || dropped_ > 0) return true;
   const uint64_t lo = std::min<uint64_t>(base_, index);
@@ -354,7 +400,8 @@ bool TaskRowLog::StaysIndexedWith(uint32_t index) const {
   return end - lo <= 2 * (uint64_t{size_} + 1) + kSlackIndices;  // as Add decides
 }
 
-bool TaskRowLog::Drop(uint32_t index) {
+template <typename Row>
+bool RowLog<Row>::Drop(uint32_t index) {
   if (!indexed_ || size_ == 0 || index < base_ || index - base_ >= where_.size()) return false;
   uint32_t& p = where_[index - base_];
   if (p == 0) return false;
@@ -364,7 +411,8 @@ bool TaskRowLog::Drop(uint32_t index) {
   return true;
 }
 
-absl::Status ForEachNewestRow(const TaskRowLog& rows, const std::function<absl::Status(uint32_t)>& fn) {
+template <typename Row>
+absl::Status ForEachNewestRow(const RowLog<Row>& rows, const std::function<absl::Status(uint32_t)>& fn) {
   if (rows.empty()) return absl::OkStatus();
   if (rows.indexed()) {
     for (const uint32_t p : rows.positions()) {
@@ -394,5 +442,10 @@ absl::Status ForEachNewestRow(const TaskRowLog& rows, const std::function<absl::
   }
   return absl::OkStatus();
 }
+
+template class RowLog<TaskRow>;
+template class RowLog<DealtRow>;
+template absl::Status ForEachNewestRow(const RowLog<TaskRow>&, const std::function<absl::Status(uint32_t)>&);
+template absl::Status ForEachNewestRow(const RowLog<DealtRow>&, const std::function<absl::Status(uint32_t)>&);
 
 }  // namespace busyfleet::coordinator

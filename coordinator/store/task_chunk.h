@@ -26,8 +26,12 @@ namespace busyfleet::coordinator {
 // One task's row: what the store writes of a TaskRecord (its current
 // attempt), in about 100 bytes. Names are interned; the text columns, empty
 // for almost every row, are a cold side record.
+struct DealtRow;
+
 struct TaskRow {
   explicit TaskRow(const TaskRecord& t);
+  // The row of the task DealtRow keeps (what TaskRow(t) gives for it).
+  explicit TaskRow(const DealtRow& d);
   struct Text {
     std::string error;
     std::string failures;      // one line each
@@ -55,6 +59,23 @@ struct TaskRow {
   bool migrated;
 };
 
+// A task just dealt, as its row would say it, in 32 bytes instead of
+// TaskRow's 96: the store keeps one for each deal waiting for its result
+// (SqliteJobStore::Pending), and with thousands of tasks in flight those
+// counted against a million-task job's peak. Only a record that Fits: dealt
+// (ASSIGNED), never started nor reported, no speculation, nothing cold
+// (errors, failures, history); its other columns are their defaults.
+struct DealtRow {
+  explicit DealtRow(const TaskRecord& t);
+  static bool Fits(const TaskRecord& t);
+  WallNs assigned_at;
+  uint32_t index;
+  uint32_t attempt;
+  uint32_t slot;
+  Name worker;
+  Name host;
+};
+
 // A batch's task rows, each task's newest: a task saved again while its row
 // is still in the log (dealt, then finished, within one group commit: most
 // tasks) has that row replaced, not a second one added. Rows sit in the
@@ -68,7 +89,8 @@ struct TaskRow {
 // rows and kSlackIndices (a job's tasks dealt and finished in runs: almost
 // always). Past it the table is dropped and a task saved again gets a
 // second row, which ForEachNewestRow skips.
-class TaskRowLog {
+template <typename Row>
+class RowLog {
  public:
   static constexpr size_t kBlockRows = 1024;  // about 100 KiB a block
   static constexpr uint64_t kSlackIndices = 16384;  // 64 KiB of table
@@ -85,7 +107,7 @@ class TaskRowLog {
   // The rows not dropped.
   size_t live() const { return size_ - dropped_; }
   bool empty() const { return size_ == 0; }
-  const TaskRow& operator[](size_t i) const { return blocks_[i / kBlockRows][i % kBlockRows]; }
+  const Row& operator[](size_t i) const { return blocks_[i / kBlockRows][i % kBlockRows]; }
   // The lowest and highest task index among the rows (meaningful when not
   // empty): kept as rows are added, so the writer need not read them twice.
   uint32_t lowest_index() const { return lowest_; }
@@ -97,7 +119,7 @@ class TaskRowLog {
   const std::vector<uint32_t>& positions() const { return where_; }
 
  private:
-  std::vector<std::vector<TaskRow>> blocks_;
+  std::vector<std::vector<Row>> blocks_;
   size_t size_ = 0;
   size_t dropped_ = 0;
   std::vector<uint32_t> free_;  // dropped rows' positions
@@ -108,13 +130,18 @@ class TaskRowLog {
   bool indexed_ = true;
 };
 
+using TaskRowLog = RowLog<TaskRow>;
+// The deals that wait for their results (SqliteJobStore::Pending).
+using DealtRowLog = RowLog<DealtRow>;
+
 // Calls fn(position) with the position in `rows` of each task's newest row
 // (the last saved), in task index order: a walk of the log's table while
 // it is indexed; else, for a batch whose indices span at most twice its
 // rows, one pass over them and one over the span, with 4 bytes per index
 // of the span (at most 8 a row, what a sort's pairs take); any other, a
 // sort. Stops at, and returns, fn's first error.
-absl::Status ForEachNewestRow(const TaskRowLog& rows, const std::function<absl::Status(uint32_t)>& fn);
+template <typename Row>
+absl::Status ForEachNewestRow(const RowLog<Row>& rows, const std::function<absl::Status(uint32_t)>& fn);
 
 // Builds a chunk of rows, in the order added: the bytes of a
 // busyfleet.store.v1.TaskChunk of coding 1, written straight into one
