@@ -23,11 +23,11 @@
 
 namespace busyfleet::coordinator {
 
+struct DealtRow;
+
 // One task's row: what the store writes of a TaskRecord (its current
 // attempt), in about 100 bytes. Names are interned; the text columns, empty
 // for almost every row, are a cold side record.
-struct DealtRow;
-
 struct TaskRow {
   explicit TaskRow(const TaskRecord& t);
   // The row of the task DealtRow keeps (what TaskRow(t) gives for it).
@@ -79,7 +79,8 @@ struct DealtRow {
 // A batch's task rows, each task's newest: a task saved again while its row
 // is still in the log (dealt, then finished, within one group commit: most
 // tasks) has that row replaced, not a second one added. Rows sit in the
-// order first saved, in blocks of kBlockRows: the log grows without copying
+// order first saved (a dropped row's place is taken by the next), in
+// blocks of kBlockRows: the log grows without copying
 // the rows it holds, and without the slack of a vector's doubling (a
 // store's backlog, up to 100,000 rows, is one of these). Blocks are of one
 // size, under malloc's mmap threshold, so freed ones are reused.
