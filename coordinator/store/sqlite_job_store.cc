@@ -378,27 +378,30 @@ absl::Status SqliteJobStore::SaveJob(const JobRecord& job, const std::vector<uin
   // Rows in memory: a task whose row is still queued has it replaced.
   queued_rows_ += 1;
   if (!changed_tasks.empty()) {
-    TaskRowLog& rows = pending_.tasks[job.id];
-    DealtRowLog& dealt = pending_.dealt[job.id];
+    // The job's logs, made when a row first goes in (most saves carry
+    // only results, no deal).
+    TaskRowLog* rows = nullptr;
+    DealtRowLog* dealt = nullptr;
+    if (auto it = pending_.dealt.find(job.id); it != pending_.dealt.end()) dealt = &it->second;
     auto aged_it = pending_.aged.find(job.id);
     DealtRowLog* aged = aged_it == pending_.aged.end() ? nullptr : &aged_it->second;
+    auto drop = [&](DealtRowLog* log, uint32_t i) {
+      if (log != nullptr && log->Drop(i) && queued_rows_ > 0) --queued_rows_;
+    };
     for (const uint32_t i : changed_tasks) {
       if (i >= job.tasks.size()) continue;
       const TaskRecord& t = job.tasks[i];
       // A newer row of the task replaces (or drops) the one it has waiting.
-      auto drop = [&](DealtRowLog* log) {
-        if (log != nullptr && log->Drop(i) && queued_rows_ > 0) --queued_rows_;
-      };
-      drop(aged);
-      if (DealtRow::Fits(t) && dealt.StaysIndexedWith(i)) {
-        if (dealt.Add(t)) ++queued_rows_;
+      drop(aged, i);
+      if (DealtRow::Fits(t) && (dealt == nullptr || dealt->StaysIndexedWith(i))) {
+        if (dealt == nullptr) dealt = &pending_.dealt[job.id];
+        if (dealt->Add(t)) ++queued_rows_;
         continue;
       }
-      drop(&dealt);
-      if (rows.Add(t)) ++queued_rows_;
+      drop(dealt, i);
+      if (rows == nullptr) rows = &pending_.tasks[job.id];
+      if (rows->Add(t)) ++queued_rows_;
     }
-    if (rows.empty()) pending_.tasks.erase(job.id);
-    if (dealt.empty()) pending_.dealt.erase(job.id);
   }
   UpdateBacklogged();
   return absl::OkStatus();

@@ -339,15 +339,14 @@ bool RowLog<Row>::Add(const TaskRecord& t) {
     const uint64_t end = std::max(base_ + where_.size(), index + 1);
     // A log with rows dropped stays indexed whatever its span: only the
     // table knows which rows are gone.
-    if (dropped_ == 0 && end - lo > 2 * (uint64_t{size_} + 1) + kSlackIndices) {
+    if (dropped_ == 0 && end - lo > SpanLimit()) {
       indexed_ = false;
       std::vector<uint32_t>().swap(where_);
     } else if (index < base_) {
       // Room below for as many again as the table holds (within the span
       // allowed), so indices that keep falling cost amortized O(1).
       const uint64_t room = std::min(base_ - index + where_.size(), base_);
-      const uint64_t limit = 2 * (uint64_t{size_} + 1) + kSlackIndices;
-      const uint64_t allowed = limit > end - lo ? limit - (end - lo) : 0;
+      const uint64_t allowed = SpanLimit() > end - lo ? SpanLimit() - (end - lo) : 0;
       const uint64_t grow = std::max(base_ - index, std::min(room, base_ - index + allowed));
       std::vector<uint32_t> wider(static_cast<size_t>(grow + where_.size()), 0);
       std::copy(where_.begin(), where_.end(), wider.begin() + static_cast<ptrdiff_t>(grow));
@@ -397,7 +396,7 @@ bool RowLog<Row>::StaysIndexedWith(uint32_t index) const {
   if (size_ == 0 || dropped_ > 0) return true;
   const uint64_t lo = std::min<uint64_t>(base_, index);
   const uint64_t end = std::max<uint64_t>(base_ + where_.size(), uint64_t{index} + 1);
-  return end - lo <= 2 * (uint64_t{size_} + 1) + kSlackIndices;  // as Add decides
+  return end - lo <= SpanLimit();  // as Add decides
 }
 
 template <typename Row>

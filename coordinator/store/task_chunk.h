@@ -120,6 +120,9 @@ class RowLog {
   const std::vector<uint32_t>& positions() const { return where_; }
 
  private:
+  // The widest span of indices the table may cover: twice the rows (and
+  // one to come) and kSlackIndices.
+  uint64_t SpanLimit() const { return 2 * (uint64_t{size_} + 1) + kSlackIndices; }
   std::vector<std::vector<Row>> blocks_;
   size_t size_ = 0;
   size_t dropped_ = 0;

@@ -681,6 +681,14 @@ TEST_F(SqliteJobStoreTest, ABacklogPastTheCapIsReportedUntilItCommits) {
   store->SetHealthObserver(nullptr);
 }
 
+void Deal(JobRecord& job, uint32_t index, uint32_t attempt) {
+  TaskRecord& t = job.tasks[index];
+  t.state = v1::TASK_STATE_ASSIGNED;
+  t.current.number = attempt;
+  t.current.worker = "w1";
+  t.current.assigned_at = absl::FromUnixSeconds(1'700'000'000) + absl::Milliseconds(index);
+}
+
 // A task dealt and then finished before its row is written is one row of
 // the backlog (and of the file), its newest.
 TEST_F(SqliteJobStoreTest, ATaskSavedAgainWhileQueuedIsOneRowOfTheBacklog) {
@@ -693,9 +701,7 @@ TEST_F(SqliteJobStoreTest, ATaskSavedAgainWhileQueuedIsOneRowOfTheBacklog) {
     WriteLockHolder lock(path_);
     ASSERT_NO_FATAL_FAILURE(SaveABatchThatFails(*store, outage, job));
     const uint64_t before = store->Health().backlog_rows;
-    job.tasks[1].state = v1::TASK_STATE_ASSIGNED;
-    job.tasks[1].current.number = 1;
-    job.tasks[1].current.worker = "w1";
+    Deal(job, 1, 1);
     ASSERT_OK(store->SaveJob(job, {1}));
     Succeed(job, 1);
     ASSERT_OK(store->SaveJob(job, {1}));
@@ -712,14 +718,6 @@ TEST_F(SqliteJobStoreTest, ATaskSavedAgainWhileQueuedIsOneRowOfTheBacklog) {
     EXPECT_EQ(static_cast<v1::TaskState>(loaded.tasks[i].state), v1::TASK_STATE_SUCCEEDED) << i;
   }
   EXPECT_EQ(static_cast<v1::TaskState>(loaded.tasks[3].state), v1::TASK_STATE_QUEUED);
-}
-
-void Deal(JobRecord& job, uint32_t index, uint32_t attempt) {
-  TaskRecord& t = job.tasks[index];
-  t.state = v1::TASK_STATE_ASSIGNED;
-  t.current.number = attempt;
-  t.current.worker = "w1";
-  t.current.assigned_at = absl::FromUnixSeconds(1'700'000'000) + absl::Milliseconds(index);
 }
 
 // A task's row while it is just dealt (ASSIGNED) waits one batch: a result
