@@ -59,6 +59,11 @@ inline constexpr size_t kMaxDistinctErrors = 5;
 // worker).
 inline constexpr size_t kMaxQueuedMessagesPerStream = 4096;
 inline constexpr size_t kMaxQueuedBytesPerStream = size_t{64} << 20;
+// A worker stream being closed (refused, ended by the coordinator) with a
+// write still outstanding ends once that write is done, so the worker reads
+// why; a write still stuck this long after (the worker stopped reading) is
+// cancelled and the session's place freed.
+inline constexpr absl::Duration kStuckWriteGrace = absl::Seconds(5);
 // A watch whose write has been stuck this long is closed at its next update.
 inline constexpr absl::Duration kMaxWatchWriteStall = absl::Seconds(30);
 // Default caps on concurrent peers (daemon flags --max-sessions, --max-watches).

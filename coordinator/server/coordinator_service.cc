@@ -6,6 +6,7 @@
 #include <string>
 #include <utility>
 
+#include <grpcpp/alarm.h>
 #include <spdlog/spdlog.h>
 
 #include "common/logging.h"
@@ -78,15 +79,20 @@ class AttachReactor final : public grpc::ServerBidiReactor<v1::WorkerMessage, v1
   AttachReactor(grpc::CallbackServerContext* ctx, Coordinator* coordinator, PeerAdmission* admission)
       : ctx_(ctx), coordinator_(coordinator), admission_(admission),
         channel_(std::make_shared<StreamChannel>(this)) {
+    {
+      absl::MutexLock lock(&cancel_target_->mu);
+      cancel_target_->ctx = ctx;
+    }
     StartRead(&in_);
   }
 
   // Queues a message; writes at once if no write is outstanding. A worker
   // whose queue is full (it stopped reading) is disconnected.
   void Enqueue(v1::CoordinatorMessage message);
-  // Ends the stream with `status` once the outstanding write is done; a
-  // write stuck on a peer that stopped reading is cancelled.
-  void CloseWith(const grpc::Status& status);
+  // Ends the stream with `status` once the outstanding write is done, so
+  // the peer learns why. A write still outstanding `cancel_after` from now
+  // (the peer stopped reading) is cancelled; zero cancels it at once.
+  void CloseWith(const grpc::Status& status, absl::Duration cancel_after = limits::kStuckWriteGrace);
   // The Coordinator ends the session (declared dead, replaced, shutdown):
   // CloseWith, and the detach logs `why` rather than "closed by the worker".
   void CloseFor(const absl::Status& why) {
@@ -104,7 +110,7 @@ class AttachReactor final : public grpc::ServerBidiReactor<v1::WorkerMessage, v1
   // was in flight may complete ok and stop, since the session is detached.
   void OnCancel() override {
     DetachFromCoordinator(absl::CancelledError("stream cancelled"));
-    CloseWith(grpc::Status(grpc::StatusCode::CANCELLED, "stream cancelled"));
+    CloseWith(grpc::Status(grpc::StatusCode::CANCELLED, "stream cancelled"), absl::ZeroDuration());
   }
   void OnDone() override;
 
@@ -137,6 +143,14 @@ class AttachReactor final : public grpc::ServerBidiReactor<v1::WorkerMessage, v1
   bool finished_ ABSL_GUARDED_BY(mu_) = false;
   bool detached_ ABSL_GUARDED_BY(mu_) = false;
   grpc::Status finish_status_ ABSL_GUARDED_BY(mu_);
+
+  // What the stuck-write alarm may cancel: the context until OnDone.
+  struct CancelTarget {
+    absl::Mutex mu;
+    grpc::CallbackServerContext* ctx ABSL_GUARDED_BY(mu);
+  };
+  const std::shared_ptr<CancelTarget> cancel_target_ = std::make_shared<CancelTarget>();
+  grpc::Alarm stuck_write_alarm_;  // set by CloseWith at most once
 };
 
 std::optional<absl::Status> AttachReactor::OverflowLocked() const {
@@ -174,10 +188,10 @@ void AttachReactor::Enqueue(v1::CoordinatorMessage message) {
   admission_->tally()->Add(PeerTally::kSlowReaders);
   // The detach logs the session id with the same reason.
   spdlog::warn("disconnecting the worker at {}: {}", ctx_->peer(), overflow->message());
-  CloseWith(ToGrpcStatus(*overflow));
+  CloseWith(ToGrpcStatus(*overflow), absl::ZeroDuration());  // its write is stuck already
 }
 
-void AttachReactor::CloseWith(const grpc::Status& status) {
+void AttachReactor::CloseWith(const grpc::Status& status, absl::Duration cancel_after) {
   bool finish_now = false;
   {
     absl::MutexLock lock(&mu_);
@@ -197,8 +211,18 @@ void AttachReactor::CloseWith(const grpc::Status& status) {
   }
   if (finish_now) {
     Finish(status);
-  } else {
+  } else if (cancel_after <= absl::ZeroDuration()) {
     ctx_->TryCancel();
+  } else {
+    // Cancelling now would tell a peer that still reads CANCELLED instead of
+    // `status`. The alarm fires at most once (finishing_ is set once); OnDone
+    // clears the context first, so a late alarm touches nothing.
+    stuck_write_alarm_.Set(absl::ToChronoTime(absl::Now() + cancel_after),
+                           [target = cancel_target_](bool fired) {
+                             if (!fired) return;  // cancelled: the reactor is done
+                             absl::MutexLock lock(&target->mu);
+                             if (target->ctx != nullptr) target->ctx->TryCancel();
+                           });
   }
 }
 
@@ -296,6 +320,10 @@ void AttachReactor::OnWriteDone(bool ok) {
 }
 
 void AttachReactor::OnDone() {
+  {
+    absl::MutexLock lock(&cancel_target_->mu);
+    cancel_target_->ctx = nullptr;
+  }
   channel_->Detach();
   DetachFromCoordinator(absl::UnavailableError("stream done"));
   admission_->ReleaseSession();

@@ -129,6 +129,76 @@ TEST_F(PeerLimitsTest, WorkerThatStopsReadingIsDisconnectedAndItsTaskRequeued) {
   ctx.TryCancel();
 }
 
+// Attaches a worker and has it refused while the coordinator's write to it
+// is stuck: acks to heartbeats nobody reads fill the stream's flow-control
+// window (without bandwidth probes it stays at its first size), then an
+// invalid message. The stream is ordered: every ack is queued before the
+// refusal. Fewer acks than the queue's limit: not cut as a slow reader.
+std::unique_ptr<Stream> AttachAndRefuseWithAWriteStuck(const std::string& address, grpc::ClientContext* ctx) {
+  grpc::ChannelArguments args;
+  args.SetInt(GRPC_ARG_HTTP2_BDP_PROBE, 0);
+  auto workers = v1::WorkerService::NewStub(
+      grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args));
+  std::unique_ptr<Stream> s = workers->Attach(ctx);
+  v1::WorkerMessage m;
+  m.mutable_hello()->set_name("w");
+  m.mutable_hello()->set_slots(1);
+  EXPECT_TRUE(s->Write(m));
+  for (uint64_t i = 0; i < 3 * limits::kMaxQueuedMessagesPerStream / 4; ++i) {
+    m.mutable_heartbeat()->set_seq((uint64_t{1} << 62) + i);
+    m.mutable_heartbeat()->set_sent_mono_ns(int64_t{1} << 61);
+    EXPECT_TRUE(s->Write(m));
+  }
+  m.mutable_heartbeat()->set_sent_mono_ns(-1);
+  EXPECT_TRUE(s->Write(m));
+  return s;
+}
+
+// A worker refused for an invalid message must learn why, even when the
+// coordinator is writing to it at that moment: the stream ends with the
+// refusal once the outstanding write is done, not cancelled (the hostile
+// peers soak saw CANCELLED once where the coordinator counted a refusal).
+TEST_F(PeerLimitsTest, WorkerRefusedWhileAWriteIsOutstandingLearnsWhy) {
+  Start(10, 10);
+  grpc::ClientContext ctx;
+  auto w = AttachAndRefuseWithAWriteStuck(server_->address(), &ctx);
+  ASSERT_TRUE(WaitFor([&] { return server_->coordinator().Metrics().peers.workers_refused == 1; }));
+  v1::CoordinatorMessage in;
+  while (w->Read(&in)) {
+  }
+  const grpc::Status st = w->Finish();
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << st.error_message();
+  EXPECT_THAT(st.error_message(), HasSubstr("heartbeat.sent_mono_ns must be in [0, "));
+  EXPECT_EQ(server_->coordinator().Metrics().peers.slow_readers, 0u);
+}
+
+// ... and one that never reads again still gives its place back: the stuck
+// write is cancelled after limits::kStuckWriteGrace.
+TEST_F(PeerLimitsTest, RefusedWorkerThatNeverReadsFreesItsPlace) {
+  Start(/*max_sessions=*/1, /*max_watches=*/10);
+  grpc::ClientContext ctx;
+  auto w = AttachAndRefuseWithAWriteStuck(server_->address(), &ctx);
+  ASSERT_TRUE(WaitFor([&] { return server_->coordinator().Metrics().peers.workers_refused == 1; }));
+  const absl::Time refused = absl::Now();
+  // The only place comes back: a second worker is welcomed.
+  bool welcomed = false;
+  const absl::Time deadline = refused + limits::kStuckWriteGrace + absl::Seconds(20);
+  while (!welcomed && absl::Now() < deadline) {
+    grpc::ClientContext ctx2;
+    auto second = Attach(&ctx2, "second");
+    v1::CoordinatorMessage m;
+    welcomed = second->Read(&m) && m.has_welcome();
+    if (welcomed) ctx2.TryCancel();
+    second->Finish();
+    if (!welcomed) absl::SleepFor(absl::Milliseconds(50));  // polling a condition, not a synchronisation
+  }
+  ASSERT_TRUE(welcomed) << "the refused stream still holds the only session place";
+  EXPECT_GE(absl::Now() - refused, limits::kStuckWriteGrace - absl::Milliseconds(100))
+      << "its write was stuck: the grace applies";
+  EXPECT_EQ(server_->coordinator().Metrics().peers.slow_readers, 0u);
+  ctx.TryCancel();
+}
+
 // Fails every assignment it gets with an error of `error_bytes` until the
 // job ends; a heartbeat after each batch of results (its ack comes back
 // once they are handled) tells when to look at the job again.
