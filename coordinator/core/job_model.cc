@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <array>
 #include <atomic>
+#include <new>
 #include <utility>
 
 #include "absl/container/flat_hash_map.h"
@@ -216,13 +217,13 @@ class TaskTablePool {
   // pass instead of a destroying one now and a building one then, and
   // nothing proportional to the table here, which runs under the
   // coordinator's lock when a job is evicted).
-  void Put(std::vector<TaskRecord>& tasks, MonoTime now) {
+  void Put(TaskTable& tasks, MonoTime now) {
     const size_t bytes = Bytes(tasks);
     if (bytes < kMinTaskTableBytes || bytes > kMaxPooledTaskTableBytes) {
-      std::vector<TaskRecord>().swap(tasks);
+      TaskTable().swap(tasks);
       return;
     }
-    std::vector<std::vector<TaskRecord>> dropped;  // freed outside the lock
+    std::vector<TaskTable> dropped;  // freed outside the lock
     {
       absl::MutexLock lock(&mu_);
       DropIdleLocked(now, dropped);
@@ -236,9 +237,9 @@ class TaskTablePool {
   // A pooled table with capacity for `n` records and at most twice as many
   // (holding an earlier job's records); false when none fits (a job too
   // small to keep a table for leaves them; any other job frees them).
-  bool Take(std::vector<TaskRecord>& tasks, uint32_t n, MonoTime now) {
+  bool Take(TaskTable& tasks, uint32_t n, MonoTime now) {
     if (size_t{n} * sizeof(TaskRecord) < kMinTaskTableBytes / 2) return false;
-    std::vector<std::vector<TaskRecord>> dropped;
+    std::vector<TaskTable> dropped;
     absl::MutexLock lock(&mu_);
     DropIdleLocked(now, dropped);
     auto best = free_.end();
@@ -262,7 +263,7 @@ class TaskTablePool {
   }
 
   void Trim(MonoTime now, absl::Duration idle) {
-    std::vector<std::vector<TaskRecord>> dropped;
+    std::vector<TaskTable> dropped;
     absl::MutexLock lock(&mu_);
     DropIdleLocked(now, dropped, idle);
   }
@@ -274,16 +275,16 @@ class TaskTablePool {
 
  private:
   struct Entry {
-    std::vector<TaskRecord> tasks;
+    TaskTable tasks;
     MonoTime released;
   };
-  static size_t Bytes(const std::vector<TaskRecord>& tasks) { return tasks.capacity() * sizeof(TaskRecord); }
-  void DropOldestLocked(std::vector<std::vector<TaskRecord>>& dropped) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+  static size_t Bytes(const TaskTable& tasks) { return tasks.capacity() * sizeof(TaskRecord); }
+  void DropOldestLocked(std::vector<TaskTable>& dropped) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     bytes_ -= Bytes(free_.front().tasks);
     dropped.push_back(std::move(free_.front().tasks));
     free_.erase(free_.begin());
   }
-  void DropIdleLocked(MonoTime now, std::vector<std::vector<TaskRecord>>& dropped,
+  void DropIdleLocked(MonoTime now, std::vector<TaskTable>& dropped,
                       absl::Duration idle = kTaskTableIdle) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     while (!free_.empty() && now - free_.front().released >= idle) DropOldestLocked(dropped);
   }
@@ -300,7 +301,7 @@ TaskTablePool& Tables() {
 
 }  // namespace
 
-void NewTaskTable(std::vector<TaskRecord>& tasks, uint32_t n) {
+void NewTaskTable(TaskTable& tasks, uint32_t n) {
   const MonoTime now = MonoNow();
   Tables().Put(tasks, now);
   if (Tables().Take(tasks, n, now)) {
@@ -318,11 +319,24 @@ void NewTaskTable(std::vector<TaskRecord>& tasks, uint32_t n) {
     tasks.reserve(n);
     PrefaultForWrite(tasks.data(), size_t{n} * sizeof(TaskRecord));
   }
-  // One pass: each record built with its index.
-  for (uint32_t i = static_cast<uint32_t>(tasks.size()); i < n; ++i) tasks.emplace_back().index = i;
+  // The records still missing, built on more than one CPU for a large
+  // table: the resize (within the capacity, nothing moves) leaves them
+  // unbuilt, and each is built with its index before anything reads it.
+  const size_t built = tasks.size();
+  {
+    TaskTableAllocator<TaskRecord>::LeaveUnbuilt unbuilt;
+    tasks.resize(n);
+  }
+  TaskRecord* const records = tasks.data();
+  ParallelFor(n - built, kParallelTaskRecords, [records, built](size_t, size_t begin, size_t end) {
+    for (size_t i = built + begin; i < built + end; ++i) {
+      ::new (static_cast<void*>(records + i)) TaskRecord();
+      records[i].index = static_cast<uint32_t>(i);
+    }
+  });
 }
 
-void ReleaseTaskTable(std::vector<TaskRecord>& tasks) {
+void ReleaseTaskTable(TaskTable& tasks) {
   if (tasks.capacity() == 0) return;
   Tables().Put(tasks, MonoNow());
 }

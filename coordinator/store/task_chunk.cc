@@ -223,7 +223,7 @@ std::string TaskChunkWriter::Take() {
   return blob;
 }
 
-absl::Status ApplyTaskChunk(const std::string& blob, const std::string& where, std::vector<TaskRecord>& tasks) {
+absl::Status ApplyTaskChunk(const std::string& blob, const std::string& where, TaskTable& tasks) {
   store::v1::TaskChunk c;
   if (!c.ParseFromString(blob)) return Bad(where, "is unreadable");
   if (c.coding() != kCodingFromBase && c.coding() != kCodingChained) {

@@ -218,7 +218,7 @@ class TaskChunkWriter {
 // the blob is not a chunk this store wrote: unreadable, a coding it does
 // not know, columns of other lengths, a task index outside `tasks`, a
 // state, name or rate out of range.
-absl::Status ApplyTaskChunk(const std::string& blob, const std::string& where, std::vector<TaskRecord>& tasks);
+absl::Status ApplyTaskChunk(const std::string& blob, const std::string& where, TaskTable& tasks);
 
 }  // namespace busyfleet::coordinator
 

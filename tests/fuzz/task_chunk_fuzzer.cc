@@ -43,7 +43,7 @@ void CheckSame(const TaskRecord& a, const TaskRecord& b) {
 }
 
 void Check(uint32_t task_count, const std::string& blob) {
-  std::vector<TaskRecord> tasks(task_count);
+  TaskTable tasks(task_count);
   for (uint32_t i = 0; i < task_count; ++i) tasks[i].index = i;
   const absl::Status s = ApplyTaskChunk(blob, "fuzz", tasks);
   if (!s.ok()) {
@@ -58,7 +58,7 @@ void Check(uint32_t task_count, const std::string& blob) {
     if (!v1::TaskState_IsValid(static_cast<v1::TaskState>(t.state))) Fail("an invalid state", std::to_string(i));
     writer.Add(TaskRow(t));
   }
-  std::vector<TaskRecord> again(task_count);
+  TaskTable again(task_count);
   for (uint32_t i = 0; i < task_count; ++i) again[i].index = i;
   const absl::Status back = ApplyTaskChunk(writer.Take(), "fuzz (rewritten)", again);
   if (!back.ok()) Fail("its own rewrite was refused", back.ToString());

@@ -18,7 +18,7 @@ namespace busyfleet::coordinator {
 // The format as docs/design.md states it, built through the generated
 // code: what the writer's own encoding must match byte for byte (coding 1),
 // or what schema versions 2 and 3 wrote (coding 0, from_base).
-inline std::string ReferenceChunk(const std::vector<TaskRecord>& rows, bool from_base = false) {
+inline std::string ReferenceChunk(const TaskTable& rows, bool from_base = false) {
   store::v1::TaskChunk c;
   if (!from_base) c.set_coding(1);
   std::vector<uint32_t> ids;  // Name ids in order of first use
@@ -31,7 +31,7 @@ inline std::string ReferenceChunk(const std::vector<TaskRecord>& rows, bool from
     c.add_names(n.str());
     return static_cast<uint32_t>(ids.size());
   };
-  for (const TaskRecord& t : rows.empty() ? std::vector<TaskRecord>{} : std::vector<TaskRecord>{rows[0]}) {
+  for (const TaskRecord& t : rows.empty() ? TaskTable{} : TaskTable{rows[0]}) {
     for (WallNs w : {t.current.assigned_at, t.current.started_at, t.current.ended_at, t.current.result_at}) {
       if (w.is_set()) {
         c.set_base_ns(w.unix_ns());

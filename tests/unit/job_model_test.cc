@@ -234,7 +234,7 @@ TEST(TaskRecordLayoutTest, WallNsKeepsNanosecondsAndNotSet) {
 }
 
 TEST(NewTaskTableTest, MakesQueuedRecordsNumberedInOrderAndReplacesAnOldTable) {
-  std::vector<TaskRecord> tasks(3);
+  TaskTable tasks(3);
   tasks[1].state = v1::TASK_STATE_SUCCEEDED;
   tasks[1].current.number = 4;
   // Large enough for the pages to be populated on more than one thread.
@@ -289,23 +289,58 @@ TEST(TaskTablePoolTest, AReleasedTableIsTheNextJobsMemoryWithFreshRecords) {
   }
 }
 
+// Records built on more than one CPU (NewTaskTable has the resize leave
+// them unbuilt): every one is a new queued record with its index, in a
+// fresh table and past a kept table's records; elsewhere a table's resize
+// builds its records as std::vector does.
+TEST(TaskTablePoolTest, EveryRecordOfALargeNewTableIsBuilt) {
+  TrimTaskTables(absl::ZeroDuration());
+  auto expect_new = [](const TaskTable& t, uint32_t n) {
+    ASSERT_EQ(t.size(), n);
+    for (uint32_t i = 0; i < n; ++i) {
+      ASSERT_EQ(t[i].index, i);
+      ASSERT_EQ(t[i].state, v1::TASK_STATE_QUEUED) << i;
+      ASSERT_EQ(t[i].last_attempt, 0u) << i;
+      ASSERT_FALSE(t[i].current.assigned_at.is_set()) << i;
+      ASSERT_FALSE(t[i].cold) << i;
+    }
+  };
+  const uint32_t n = static_cast<uint32_t>(3 * kParallelTaskRecords + 7);  // parts on more than one CPU
+  TaskTable fresh;
+  NewTaskTable(fresh, n);
+  expect_new(fresh, n);
+  // Kept with n - 1000 records, taken for n: 1,000 built past the kept ones.
+  fresh.resize(n - 1000);
+  for (TaskRecord& t : fresh) t.state = v1::TASK_STATE_SUCCEEDED;
+  const TaskRecord* data = fresh.data();
+  ReleaseTaskTable(fresh);
+  TaskTable again;
+  NewTaskTable(again, n);
+  ASSERT_EQ(again.data(), data);
+  expect_new(again, n);
+  TaskTable plain;
+  plain.resize(3);
+  EXPECT_EQ(plain[2].state, v1::TASK_STATE_QUEUED);
+  EXPECT_FALSE(plain[2].cold);
+}
+
 TEST(TaskTablePoolTest, OnlyATableThatFitsIsTakenAndAMissFreesThem) {
   TrimTaskTables(absl::ZeroDuration());  // none kept: tests before this one may have left some
   const uint32_t n = LargeTable(4);
-  std::vector<TaskRecord> table;
+  TaskTable table;
   NewTaskTable(table, n);
   const TaskRecord* data = table.data();
   ReleaseTaskTable(table);
   EXPECT_EQ(table.capacity(), 0u);
   const size_t held = PooledTaskTableBytes();
-  std::vector<TaskRecord> small;
+  TaskTable small;
   NewTaskTable(small, 100);  // a small job: malloc's memory; the kept table stays
   EXPECT_EQ(small.capacity(), 100u);
   EXPECT_EQ(PooledTaskTableBytes(), held);
   NewTaskTable(table, n / 2 + 1);  // at most twice the job: taken
   EXPECT_EQ(table.data(), data);
   ReleaseTaskTable(table);
-  std::vector<TaskRecord> half;
+  TaskTable half;
   NewTaskTable(half, n / 2 - 1);  // under half the kept table: not taken, and it is freed
   EXPECT_EQ(half.capacity(), n / 2 - 1);
   EXPECT_EQ(PooledTaskTableBytes(), 0u);
@@ -318,23 +353,23 @@ TEST(TaskTablePoolTest, OnlyATableThatFitsIsTakenAndAMissFreesThem) {
 
 TEST(TaskTablePoolTest, KeepsAtMostItsBoundAndNoSmallTables) {
   TrimTaskTables(absl::ZeroDuration());  // none kept: tests before this one may have left some
-  std::vector<TaskRecord> small;
+  TaskTable small;
   NewTaskTable(small, LargeTable(0.5));
   ReleaseTaskTable(small);
   EXPECT_EQ(PooledTaskTableBytes(), 0u);  // under kMinTaskTableBytes: freed
   const uint32_t n = static_cast<uint32_t>(kMaxPooledTaskTableBytes * 2 / 5 / sizeof(TaskRecord));  // two fit
-  std::vector<std::vector<TaskRecord>> tables(5);  // five jobs at once, let go of one after another
-  for (std::vector<TaskRecord>& t : tables) NewTaskTable(t, n);
+  std::vector<TaskTable> tables(5);  // five jobs at once, let go of one after another
+  for (TaskTable& t : tables) NewTaskTable(t, n);
   const TaskRecord* newest = tables.back().data();
-  for (std::vector<TaskRecord>& t : tables) {
+  for (TaskTable& t : tables) {
     ReleaseTaskTable(t);
     EXPECT_LE(PooledTaskTableBytes(), kMaxPooledTaskTableBytes);
   }
   EXPECT_EQ(PooledTaskTableBytes(), 2 * size_t{n} * sizeof(TaskRecord));  // the two newest fit
-  std::vector<TaskRecord> again;
+  TaskTable again;
   NewTaskTable(again, n);
   EXPECT_EQ(again.data(), newest);  // the newest release is kept
-  std::vector<TaskRecord> too_big;
+  TaskTable too_big;
   NewTaskTable(too_big, static_cast<uint32_t>(kMaxPooledTaskTableBytes / sizeof(TaskRecord)) + 1);
   const size_t held = PooledTaskTableBytes();
   ReleaseTaskTable(too_big);

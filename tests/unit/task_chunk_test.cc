@@ -21,9 +21,9 @@ namespace {
 
 using ::testing::HasSubstr;
 
-std::vector<TaskRecord> Varied() {
+TaskTable Varied() {
   const absl::Time t0 = absl::FromUnixSeconds(1'800'000'000) + absl::Nanoseconds(17);
-  std::vector<TaskRecord> out(6);
+  TaskTable out(6);
   for (uint32_t i = 0; i < out.size(); ++i) out[i].index = i;
   // A plain success.
   out[0].state = v1::TASK_STATE_SUCCEEDED;
@@ -95,7 +95,7 @@ void ExpectSameRow(const TaskRecord& a, const TaskRecord& b) {
 }
 
 TEST(TaskChunkTest, RowsReadBackFieldForField) {
-  const std::vector<TaskRecord> in = Varied();
+  const TaskTable in = Varied();
   TaskChunkWriter w;
   for (uint32_t i : {3u, 0u, 1u}) w.Add(TaskRow(in[i]));  // any order
   EXPECT_EQ(w.rows(), 3u);
@@ -103,7 +103,7 @@ TEST(TaskChunkTest, RowsReadBackFieldForField) {
   EXPECT_EQ(w.last_index(), 1u);
   const std::string blob = w.Take();
   EXPECT_EQ(w.rows(), 0u);
-  std::vector<TaskRecord> out(in.size());
+  TaskTable out(in.size());
   for (uint32_t i = 0; i < out.size(); ++i) out[i].index = i;
   ASSERT_TRUE(ApplyTaskChunk(blob, "here", out).ok()) << ApplyTaskChunk(blob, "here", out);
   for (uint32_t i = 0; i < in.size(); ++i) {
@@ -113,20 +113,20 @@ TEST(TaskChunkTest, RowsReadBackFieldForField) {
 }
 
 TEST(TaskChunkTest, ALaterRowOfATaskWins) {
-  std::vector<TaskRecord> in = Varied();
+  TaskTable in = Varied();
   TaskChunkWriter w;
   w.Add(TaskRow(in[1]));
   in[1].state = v1::TASK_STATE_SUCCEEDED;
   in[1].current.cpu_ns = 99;
   w.Add(TaskRow(in[1]));
-  std::vector<TaskRecord> out(in.size());
+  TaskTable out(in.size());
   ASSERT_TRUE(ApplyTaskChunk(w.Take(), "here", out).ok());
   EXPECT_EQ(static_cast<v1::TaskState>(out[1].state), v1::TASK_STATE_SUCCEEDED);
   EXPECT_EQ(out[1].current.cpu_ns, 99);
 }
 
 TEST(TaskChunkTest, AThousandPlainRowsTakeAboutTwentyBytesEach) {
-  std::vector<TaskRecord> in(1000);
+  TaskTable in(1000);
   const absl::Time t0 = absl::FromUnixSeconds(1'800'000'000);
   TaskChunkWriter w;
   for (uint32_t i = 0; i < in.size(); ++i) {
@@ -150,7 +150,7 @@ TEST(TaskChunkTest, AThousandPlainRowsTakeAboutTwentyBytesEach) {
   // Coding 1: 12 one-byte columns, the times 2 + 2 + 1 + 2 bytes, the rate
   // one byte; coding 0 took about 40.
   EXPECT_LT(blob.size(), 21'000u);
-  std::vector<TaskRecord> out(in.size());
+  TaskTable out(in.size());
   ASSERT_TRUE(ApplyTaskChunk(blob, "here", out).ok());
   for (uint32_t i = 0; i < in.size(); i += 97) ExpectSameRow(out[i], in[i]);
 }
@@ -158,10 +158,10 @@ TEST(TaskChunkTest, AThousandPlainRowsTakeAboutTwentyBytesEach) {
 // Rows over each column's whole range: unset and far times, names empty and
 // shared, negative CPU time and CPUs, the largest counts, text in any of
 // its three parts (and on the chunk's first row, whose row number is 0).
-std::vector<TaskRecord> RandomRows(std::mt19937_64& rng, size_t n) {
+TaskTable RandomRows(std::mt19937_64& rng, size_t n) {
   const char* names[] = {"", "w1", "worker-two", "h", "0-3,8"};
   const int64_t t0 = 1'800'000'000'000'000'000;
-  std::vector<TaskRecord> out(n);
+  TaskTable out(n);
   auto pick = [&](uint64_t k) { return rng() % k; };
   for (TaskRecord& t : out) {
     t.index = pick(4) == 0 ? static_cast<uint32_t>(rng()) : static_cast<uint32_t>(pick(5000));
@@ -203,7 +203,7 @@ TEST(TaskChunkTest, TheWriterWritesWhatTheGeneratedCodeWouldByteForByte) {
   for (const size_t n : {size_t{1}, size_t{2}, size_t{37}, size_t{1000}, size_t{4096}, size_t{0}}) {
     for (int round = 0; round < 3; ++round) {
       SCOPED_TRACE(::testing::Message() << n << " rows, round " << round);
-      const std::vector<TaskRecord> rows = RandomRows(rng, n);
+      const TaskTable rows = RandomRows(rng, n);
       for (const TaskRecord& t : rows) w.Add(TaskRow(t));
       ASSERT_EQ(w.rows(), n);
       const std::string blob = w.Take();
@@ -219,7 +219,7 @@ TEST(TaskChunkTest, RandomRowsReadBackFieldForFieldInEitherCoding) {
   std::mt19937_64 rng(4242);
   for (const bool from_base : {false, true}) {
     SCOPED_TRACE(from_base ? "coding 0" : "coding 1");
-    std::vector<TaskRecord> rows = RandomRows(rng, 3000);
+    TaskTable rows = RandomRows(rng, 3000);
     std::vector<uint32_t> order(rows.size());
     for (uint32_t i = 0; i < order.size(); ++i) order[i] = i;
     std::shuffle(order.begin(), order.end(), rng);
@@ -232,7 +232,7 @@ TEST(TaskChunkTest, RandomRowsReadBackFieldForFieldInEitherCoding) {
       for (const TaskRecord& t : rows) w.Add(TaskRow(t));
       blob = w.Take();
     }
-    std::vector<TaskRecord> out(rows.size());
+    TaskTable out(rows.size());
     ASSERT_TRUE(ApplyTaskChunk(blob, "here", out).ok()) << ApplyTaskChunk(blob, "here", out);
     for (const TaskRecord& t : rows) {
       SCOPED_TRACE(t.index);
@@ -242,8 +242,8 @@ TEST(TaskChunkTest, RandomRowsReadBackFieldForFieldInEitherCoding) {
 }
 
 TEST(TaskChunkTest, WhatIsNotAChunkOfThisJobIsDataLoss) {
-  std::vector<TaskRecord> in = Varied();
-  std::vector<TaskRecord> small(2);
+  TaskTable in = Varied();
+  TaskTable small(2);
   TaskChunkWriter w;
   w.Add(TaskRow(in[3]));
   const std::string blob = w.Take();

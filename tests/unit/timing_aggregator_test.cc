@@ -516,7 +516,7 @@ TEST(CalibrationReportTest, WithoutCalibrationNothingIsClaimed) {
 // the middle two, as Quantile over every task's rate gives it.
 TEST(CalibrationReportTest, WorkersRateIsTheMedianOfItsTasksRates) {
   JobRecord job = FinishedJob();
-  std::vector<TaskRecord> more;
+  TaskTable more;
   for (uint32_t i = 4; i < 8; ++i) more.push_back(Task(i, "w1", 100, 3'100, 3'200, 100));
   for (TaskRecord& t : more) job.tasks.push_back(std::move(t));
   // w1 has tasks 0, 2, 4, 5, 6, 7: rates 1, 1, 2, 3, 3, 3 (M/s); median (2 + 3) / 2.
