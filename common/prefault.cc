@@ -3,12 +3,10 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include <algorithm>
 #include <atomic>
 #include <cstdint>
-#include <system_error>
-#include <thread>
-#include <vector>
+
+#include "common/parallel.h"
 
 #ifndef MADV_POPULATE_WRITE
 #define MADV_POPULATE_WRITE 23  // Linux 5.14; older headers lack it
@@ -34,28 +32,12 @@ size_t PrefaultForWrite(void* begin, size_t bytes) {
   const uintptr_t last = (b + bytes) / page * page;
   if (last <= first) return 0;
   const uintptr_t total = last - first;
-  const unsigned cpus = std::max(1u, std::thread::hardware_concurrency());
-  // One part a CPU (at most four), each of at least half the threshold.
-  const uintptr_t parts = total < kParallelPrefaultBytes
-                              ? 1
-                              : std::min<uintptr_t>(std::min(cpus, 4u), total / (kParallelPrefaultBytes / 2));
-  const uintptr_t step = (total / parts + page - 1) / page * page;
+  // Parts of at least half the threshold (so one part below it), counted
+  // in pages.
   std::atomic<bool> ok = true;
-  std::vector<std::thread> helpers;
-  for (uintptr_t i = 1; i < parts; ++i) {
-    const uintptr_t from = first + i * step;
-    const uintptr_t to = std::min(last, from + step);
-    if (from >= to) break;
-    try {
-      helpers.emplace_back([from, to, &ok] {
-        if (!Populate(from, to)) ok = false;
-      });
-    } catch (const std::system_error&) {  // no thread to be had: this one does it
-      if (!Populate(from, to)) ok = false;
-    }
-  }
-  if (!Populate(first, std::min(last, first + step))) ok = false;
-  for (std::thread& t : helpers) t.join();
+  ParallelFor(total / page, kParallelPrefaultBytes / 2 / page, [first, &ok](size_t, size_t from, size_t to) {
+    if (!Populate(first + from * page, first + to * page)) ok = false;
+  });
   return ok ? total : 0;
 }
 

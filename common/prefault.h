@@ -9,7 +9,7 @@ namespace busyfleet {
 // the first touch of large fresh memory pays no page faults (madvise
 // MADV_POPULATE_WRITE, Linux 5.14+; the contents are not changed): from this
 // thread and, for a range of at least kParallelPrefaultBytes, from up to
-// three more threads at once.
+// three more threads at once (ParallelFor, in parts of whole pages).
 //
 // Why: a million-task job's table is 112 MB of fresh pages. Touching them
 // one fault at a time took 64-81 ms, while the CPUs that will run the job
