@@ -296,9 +296,22 @@ class Chromium:
         r = self.call("Runtime.evaluate", {"expression": expression, "returnByValue": True}, page=True)
         return r["result"].get("value")
 
+    # What Runtime.evaluate answers when the page navigates under it (a
+    # form just submitted): the new page is not there yet, ask again.
+    NAVIGATING = ("Inspected target navigated or closed", "Execution context was destroyed",
+                  "Cannot find context with specified id")
+
+    def poll(self, expression):
+        try:
+            return self.eval(expression)
+        except AssertionError as e:
+            if any(m in str(e) for m in self.NAVIGATING):
+                return None
+            raise
+
     def wait_until(self, expression, what, timeout=DEADLINE):
         end = time.monotonic() + timeout
-        while not self.eval(expression):
+        while not self.poll(expression):
             if time.monotonic() > end:
                 raise AssertionError(f"chromium: {what} not within {timeout}s; at {self.eval('location.href')}")
             time.sleep(0.05)
