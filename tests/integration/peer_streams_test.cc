@@ -131,12 +131,18 @@ TEST_F(PeerLimitsTest, WorkerThatStopsReadingIsDisconnectedAndItsTaskRequeued) {
 
 // Attaches a worker and has it refused while the coordinator's write to it
 // is stuck: acks to heartbeats nobody reads fill the stream's flow-control
-// window (without bandwidth probes it stays at its first size), then an
-// invalid message. The stream is ordered: every ack is queued before the
-// refusal. Fewer acks than the queue's limit: not cut as a slow reader.
+// window, then an invalid message. The stream is ordered: every ack is
+// queued before the refusal. Fewer acks than the queue's limit: not cut as
+// a slow reader. A refusal drops the acks not yet written, so the window
+// must be full before the coordinator reads the invalid message: it is
+// 1 KiB (about 20 acks; without bandwidth probes it stays so), and the
+// coordinator reads 3,072 messages before that one. With gRPC's 64 KiB
+// (about 1,400 acks) the reader overtook the writer in 10 of 40 runs with
+// both CPUs busy.
 std::unique_ptr<Stream> AttachAndRefuseWithAWriteStuck(const std::string& address, grpc::ClientContext* ctx) {
   grpc::ChannelArguments args;
   args.SetInt(GRPC_ARG_HTTP2_BDP_PROBE, 0);
+  args.SetInt(GRPC_ARG_HTTP2_STREAM_LOOKAHEAD_BYTES, 1024);
   auto workers = v1::WorkerService::NewStub(
       grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args));
   std::unique_ptr<Stream> s = workers->Attach(ctx);
