@@ -33,7 +33,8 @@ struct RetentionRule {
 class JobStore {
  public:
   virtual ~JobStore() = default;
-  // AlreadyExists if the id is taken.
+  // AlreadyExists if the id is taken. The job's tasks are as NewTaskTable
+  // made them (none assigned yet): their rows come with SaveJob.
   virtual absl::Status CreateJob(const JobRecord& job) = 0;
   // Saves the job's header (state, error, times, counters) and the given
   // tasks. NotFound for an unknown job.

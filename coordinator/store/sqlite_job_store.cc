@@ -3,6 +3,7 @@
 #include <sqlite3.h>
 
 #include <algorithm>
+#include <cassert>
 #include <tuple>
 #include <utility>
 
@@ -351,16 +352,15 @@ absl::Status SqliteJobStore::Unwritable() const {
 absl::Status SqliteJobStore::CreateJob(const JobRecord& job) {
   absl::MutexLock lock(&mu_);
   if (!writable_) return Unwritable();
-  CopyJobHeader(job, &pending_.headers[job.id]);
   // A task never assigned needs no row (schema version 2): the header's
   // task count and spec say what it is. A new job is one row to write, not
-  // a million.
-  uint64_t rows = 1;
-  for (const TaskRecord& t : job.tasks) {
-    if (t.state == v1::TASK_STATE_QUEUED && t.current.number == 0) continue;
-    rows += pending_.tasks[job.id].Add(t) ? 1 : 0;
-  }
-  queued_rows_ += rows;
+  // a million, and no pass over its table under the coordinator's lock
+  // (JobStore::CreateJob: its tasks are all fresh).
+  assert(std::all_of(job.tasks.begin(), job.tasks.end(), [](const TaskRecord& t) {
+    return t.state == v1::TASK_STATE_QUEUED && t.current.number == 0;
+  }) && "CreateJob with a task already assigned: its row comes with SaveJob");
+  CopyJobHeader(job, &pending_.headers[job.id]);
+  queued_rows_ += 1;
   UpdateBacklogged();
   return absl::OkStatus();
 }

@@ -3,6 +3,7 @@
 #include <sqlite3.h>
 
 #include <filesystem>
+#include <numeric>
 #include <fstream>
 
 #include <gmock/gmock.h>
@@ -477,6 +478,15 @@ JobRecord AllRun(JobRecord job) {
   return job;
 }
 
+// Creates `job` (fresh, as the coordinator does) and saves it with every
+// task run once, in the batch that is queued.
+void CreateAllRun(SqliteJobStore& store, const JobRecord& job) {
+  ASSERT_OK(store.CreateJob(job));
+  std::vector<uint32_t> all(job.tasks.size());
+  std::iota(all.begin(), all.end(), 0u);
+  ASSERT_OK(store.SaveJob(AllRun(job), all));
+}
+
 // Task rows of `job` in the file: version 1 rows plus the rows of its chunks
 // (those version 2 wrote, and those since).
 int64_t TaskRows(const std::string& path, const std::string& job) {
@@ -547,8 +557,8 @@ TEST_F(SqliteJobStoreTest, ANewJobIsOneRowAndItsTasksReadBackQueued) {
 
 TEST_F(SqliteJobStoreTest, RowsThatCannotBeTheJobsAreDataLoss) {
   ASSERT_OK_AND_ASSIGN(auto store, SqliteJobStore::Open(path_));
-  ASSERT_OK(store->CreateJob(AllRun(MakeJob("j-1", 3))));
-  ASSERT_OK(store->CreateJob(AllRun(MakeJob("j-2", 3))));
+  CreateAllRun(*store, MakeJob("j-1", 3));
+  CreateAllRun(*store, MakeJob("j-2", 3));
   ASSERT_OK(store->Flush());
   ASSERT_OK(store->LoadJob("j-1").status());
   sqlite3* db = nullptr;
@@ -610,7 +620,7 @@ TEST_F(SqliteJobStoreTest, DeletedJobsRowsArePurgedInSmallTransactions) {
   const absl::Time t0 = absl::FromUnixSeconds(1'700'000'000);
   // Ten chunks of 100 rows: chunks go whole, 100 rows a transaction.
   WriteRunInChunks(*store, MakeJob("j-big", 1000), 100);
-  ASSERT_OK(store->CreateJob(AllRun(MakeJob("j-kept", 3))));
+  CreateAllRun(*store, MakeJob("j-kept", 3));
   ASSERT_OK(store->SaveJob(Finished(MakeJob("j-big", 1000), t0), {}));
   ASSERT_OK(store->Flush());
   const uint64_t commits_before = store->commits();
@@ -672,8 +682,8 @@ TEST_F(SqliteJobStoreTest, ABacklogPastTheCapIsReportedUntilItCommits) {
     if (h.writable && !drained.HasBeenNotified()) drained.Notify();
   });
   EXPECT_FALSE(store->Backlogged());
-  ASSERT_OK(store->CreateJob(AllRun(MakeJob("j-1", 11))));
-  EXPECT_TRUE(store->Backlogged());  // 12 rows queued (11 tasks and the header)
+  CreateAllRun(*store, MakeJob("j-1", 11));
+  EXPECT_TRUE(store->Backlogged());  // 11 task rows and the header queued
   ASSERT_OK(store->Flush());
   EXPECT_FALSE(store->Backlogged());
   // The coordinator learns of it through the health observer.
