@@ -364,7 +364,11 @@ bool RowLog<Row>::Add(const TaskRecord& t) {
           base_ += gone;
         }
       }
-      where_.resize(static_cast<size_t>(index - base_ + 1), 0);  // grows geometrically
+      if (index - base_ == where_.size()) {
+        where_.push_back(0);  // the next index (rows come in runs): inlined, not resize's call
+      } else {
+        where_.resize(static_cast<size_t>(index - base_ + 1), 0);  // grows geometrically
+      }
     }
     if (indexed_ && !free_.empty()) {
       // A dropped row's place, so that a log whose rows come and go (the
