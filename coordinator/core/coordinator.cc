@@ -61,7 +61,8 @@ Coordinator::Coordinator(Options options)
       pacing_{options.heartbeat_interval, options.worker_timeout, options.max_heartbeat_rate},
       fleet_interval_(options.heartbeat_interval),
       watchers_(ProgressWatchers::Options{options.progress_interval, options.progress_burst,
-                                          options.request_check}) {}
+                                          options.request_check}),
+      store_keeps_rows_(options.store->KeepsTaskRows()) {}
 
 absl::StatusOr<std::unique_ptr<Coordinator>> Coordinator::Create(Options options) {
   if (options.store == nullptr) return absl::InvalidArgumentError("a job store is required");
@@ -817,6 +818,7 @@ void Coordinator::MarkDirtyLocked(JobRecord& job, uint32_t task_index) {
     dirty_job_ = &job;
     dirty_rows_ = &dirty_[job.id];
   }
+  if (!store_keeps_rows_) return;
   std::vector<uint32_t>& changed = *dirty_rows_;
   if (task_index != UINT32_MAX && (changed.empty() || changed.back() != task_index)) changed.push_back(task_index);
 }

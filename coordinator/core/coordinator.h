@@ -368,8 +368,11 @@ class Coordinator {
   uint64_t unfinished_tasks_ ABSL_GUARDED_BY(mu_) = 0;
   // Job id -> task indices changed since the last flush.
   // Unsorted, with repeats (sorted and made unique at the flush: cheaper than
-  // a set per mark).
+  // a set per mark). Without indices when the store keeps no task rows
+  // (`--db :memory:`): the jobs alone, for the flush's watchers.
   std::map<std::string, std::vector<uint32_t>> dirty_ ABSL_GUARDED_BY(mu_);
+  // options_.store->KeepsTaskRows(), asked once.
+  const bool store_keeps_rows_;
   // The dirty_ entry marked last and its job (results come a job at a
   // time): no map lookup a task. Null whenever dirty_ loses entries.
   const JobRecord* dirty_job_ ABSL_GUARDED_BY(mu_) = nullptr;

@@ -39,6 +39,9 @@ class JobStore {
   // Saves the job's header (state, error, times, counters) and the given
   // tasks. NotFound for an unknown job.
   virtual absl::Status SaveJob(const JobRecord& job, const std::vector<uint32_t>& changed_tasks) = 0;
+  // Whether SaveJob reads `changed_tasks` (false: it keeps only the job's
+  // header, and the caller need not list the tasks that changed).
+  virtual bool KeepsTaskRows() const { return true; }
   // NotFound for an unknown job.
   virtual absl::StatusOr<JobRecord> LoadJob(absl::string_view id) const = 0;
   // Whether a job with this id was ever created (cheap; for id uniqueness).
@@ -99,6 +102,7 @@ class InMemoryJobStore : public JobStore {
 
   absl::Status CreateJob(const JobRecord& job) override;
   absl::Status SaveJob(const JobRecord& job, const std::vector<uint32_t>& changed_tasks) override;
+  bool KeepsTaskRows() const override { return copy_task_rows_; }
   absl::StatusOr<JobRecord> LoadJob(absl::string_view id) const override;
   absl::StatusOr<bool> HasJob(absl::string_view id) const override;
   absl::StatusOr<std::vector<std::string>> ListJobIds(size_t limit) const override;

@@ -933,5 +933,62 @@ TEST_F(CoordinatorTest, TinyTasksInFlightAreCappedByWhatTheStoreHoldsForEach) {
   }
 }
 
+// Counts the task indices each SaveJob is handed.
+class IndexCountingStore final : public InMemoryJobStore {
+ public:
+  explicit IndexCountingStore(bool copy_task_rows) : InMemoryJobStore(copy_task_rows) {}
+  absl::Status SaveJob(const JobRecord& job, const std::vector<uint32_t>& changed_tasks) override {
+    indices_ += changed_tasks.size();
+    ++saves_;
+    return InMemoryJobStore::SaveJob(job, changed_tasks);
+  }
+  size_t indices() const { return indices_; }
+  size_t saves() const { return saves_; }
+
+ private:
+  std::atomic<size_t> indices_{0};
+  std::atomic<size_t> saves_{0};
+};
+
+// `--db :memory:` keeps no task rows: the coordinator does not list the
+// tasks that changed for it (a push a deal and a result, and a sort at each
+// flush, for nothing), yet saves the job's header at each flush and tells
+// its watchers as before. A store that keeps rows gets every one.
+TEST_F(CoordinatorTest, AStoreWithoutTaskRowsIsNotHandedTheirIndices) {
+  for (const bool keeps_rows : {false, true}) {
+    SCOPED_TRACE(keeps_rows ? "a store that keeps rows" : ":memory:");
+    IndexCountingStore store(keeps_rows);
+    ASSERT_EQ(store.KeepsTaskRows(), keeps_rows);
+    Coordinator::Options o = Defaults();
+    o.store = &store;
+    Start(o);
+    ASSERT_OK_AND_ASSIGN(FakeWorker w, Attach("w", 1));
+    ASSERT_OK_AND_ASSIGN(auto sub, coord_->Submit(Countdown(3)));
+    std::vector<v1::JobProgress> updates;
+    ASSERT_OK(coord_->Watch(sub.job_id(), false, [&](const v1::JobProgress& p) { updates.push_back(p); }).status());
+    for (int done = 0; done < 3;) {
+      const std::vector<v1::Assignment> got = w.channel->TakeNew();
+      ASSERT_FALSE(got.empty()) << "no assignment after " << done << " results";
+      for (const v1::Assignment& a : got) {
+        ASSERT_OK(Succeed(w, a));
+        ++done;
+      }
+    }
+    ASSERT_OK_AND_ASSIGN(auto report, coord_->GetReport(sub.job_id(), false));
+    EXPECT_EQ(report.state(), v1::JOB_STATE_SUCCEEDED);
+    EXPECT_EQ(report.tasks_succeeded(), 3u);
+    EXPECT_GE(store.saves(), 2u) << "the job's header is saved at each flush";
+    ASSERT_FALSE(updates.empty());
+    EXPECT_TRUE(updates.back().has_report()) << "its watcher is told the job ended";
+    // Each task's deal and result: all three, at least once.
+    if (keeps_rows) {
+      EXPECT_GE(store.indices(), 3u);
+    } else {
+      EXPECT_EQ(store.indices(), 0u);
+    }
+    coord_.reset();  // before the store it uses
+  }
+}
+
 }  // namespace
 }  // namespace busyfleet::coordinator
