@@ -149,24 +149,42 @@ TEST(SchedulerTest, ReleaseManyFreesTheNamedTasksInFlightThereOnly) {
   EXPECT_EQ(s.InFlight("a"), 2);
 }
 
+// Tasks in flight on a two-slot worker after `seconds` were observed for
+// its job, as one run or one by one.
+int InFlightAfterObserving(const std::vector<double>& seconds, bool as_run) {
+  Scheduler s(Prefetch(2));
+  EXPECT_OK(s.AddWorker(Worker("a", 2)));
+  EXPECT_OK(s.AddJob("job", {}, Range(5000), 1));
+  if (as_run) {
+    s.ObserveTaskSeconds("job", seconds);
+  } else {
+    for (const double x : seconds) s.ObserveTaskSeconds("job", x);
+  }
+  s.ObserveTaskSeconds("other", seconds);  // an unknown job: ignored
+  s.Dispatch();
+  return s.InFlight("a");
+}
+
 TEST(SchedulerTest, ObservingARunOfSecondsIsObservingThemInOrder) {
   const std::vector<double> seconds = {1e-6, -1, 0.050, std::nan(""), 0.050, 0.050};
-  auto in_flight_after = [&](bool as_run) {
-    Scheduler s(Prefetch(2));
-    EXPECT_OK(s.AddWorker(Worker("a", 2)));
-    EXPECT_OK(s.AddJob("job", {}, Range(5000), 1));
-    if (as_run) {
-      s.ObserveTaskSeconds("job", seconds);
-    } else {
-      for (const double x : seconds) s.ObserveTaskSeconds("job", x);
-    }
-    s.ObserveTaskSeconds("other", seconds);  // an unknown job: ignored
-    s.Dispatch();
-    return s.InFlight("a");
-  };
+  auto in_flight_after = [&](bool as_run) { return InFlightAfterObserving(seconds, as_run); };
   const int one_by_one = in_flight_after(false);
   // The moving average ends at 0.0244 s: neither the first figure's
   // prefetch (1 us tasks) nor the last's (50 ms, none).
+  EXPECT_GT(one_by_one, 2);
+  EXPECT_LT(one_by_one, 2 + Scheduler::kMaxAdaptivePrefetch);
+  EXPECT_EQ(in_flight_after(true), one_by_one);
+}
+
+// A packed group's run of thousands: only its last figures count (older
+// ones weigh under 4e-20), as one by one.
+TEST(SchedulerTest, ALongRunOfSecondsEndsWhereItsLastFiguresPutIt) {
+  std::vector<double> seconds(100'000, 0.050);
+  for (size_t i = seconds.size() - 12; i < seconds.size(); ++i) seconds[i] = 1e-6 * static_cast<double>(i % 7 + 1);
+  auto in_flight_after = [&](bool as_run) { return InFlightAfterObserving(seconds, as_run); };
+  const int one_by_one = in_flight_after(false);
+  // 0.8^12 of 50 ms is left of the long tasks: 3.4 ms, a few tasks ready,
+  // neither none (50 ms) nor the cap (microseconds).
   EXPECT_GT(one_by_one, 2);
   EXPECT_LT(one_by_one, 2 + Scheduler::kMaxAdaptivePrefetch);
   EXPECT_EQ(in_flight_after(true), one_by_one);
