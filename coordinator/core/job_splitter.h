@@ -1,6 +1,7 @@
 #ifndef BUSYFLEET_COORDINATOR_CORE_JOB_SPLITTER_H_
 #define BUSYFLEET_COORDINATOR_CORE_JOB_SPLITTER_H_
 
+#include <algorithm>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -49,6 +50,12 @@ struct JobPlan {
   uint64_t Iterations(uint32_t index) const {
     if (!takes_iterations) return 0;
     return from_total ? base + (index < remainder ? 1 : 0) : iterations;
+  }
+  // How many of the `limit` tasks from `index` (limit >= 1) have task
+  // `index`'s work: all of them, or those before the remainder's end.
+  uint32_t SameWorkRun(uint32_t index, uint32_t limit) const {
+    if (!takes_iterations || !from_total || index >= remainder) return limit;
+    return static_cast<uint32_t>(std::min<uint64_t>(limit, remainder - index));
   }
   TaskSpec Task(uint32_t index) const { return TaskSpec{index, Iterations(index), duration}; }
 };

@@ -159,7 +159,8 @@ v1::Assignment MakeAssignment(const JobRecord& job, const TaskRecord& task, uint
   return a;
 }
 
-void AddRunToRanges(const JobRecord& job, uint32_t first, uint32_t count, v1::AssignBatch& batch) {
+void AddRunToRanges(const JobRecord& job, uint32_t first, uint32_t count, v1::AssignBatch& batch,
+                    uint32_t attempt_of_all) {
   // The job's id is compared once for the run, not once a task; its plan
   // is worked out once (JobRecord::task_iterations works it out a call).
   const JobPlan plan = PlanFor(job.spec, job.total_tasks());
@@ -170,14 +171,18 @@ void AddRunToRanges(const JobRecord& job, uint32_t first, uint32_t count, v1::As
   }
   for (uint32_t done = 0; done < count;) {
     const uint32_t index = first + done;
-    const uint32_t attempt = job.tasks[index].current.number;
+    const uint32_t attempt = attempt_of_all != 0 ? attempt_of_all : job.tasks[index].current.number;
     const uint64_t iterations = plan.Iterations(index);
     // The tasks from here with that attempt and work: one range, or the
     // rest of the last one (protobuf's setters once a stretch, not a task).
-    uint32_t same = 1;
-    while (done + same < count && job.tasks[index + same].current.number == attempt &&
-           plan.Iterations(index + same) == iterations) {
-      ++same;
+    uint32_t same = plan.SameWorkRun(index, count - done);
+    if (attempt_of_all == 0) {
+      for (uint32_t k = 1; k < same; ++k) {
+        if (job.tasks[index + k].current.number != attempt) {
+          same = k;
+          break;
+        }
+      }
     }
     for (uint32_t taken = 0; taken < same;) {
       const bool extends = last != nullptr && last->attempt() == attempt && last->iterations() == iterations &&

@@ -39,8 +39,11 @@ v1::Assignment MakeAssignment(const JobRecord& job, const TaskRecord& task, uint
 // Adds the assignments of the job's tasks [first, first + count), each of
 // its current attempt, to `batch`: a task extends the batch's last range
 // when it is the next task of the same job on the same attempt with the
-// same iterations, else it starts a new range.
-void AddRunToRanges(const JobRecord& job, uint32_t first, uint32_t count, v1::AssignBatch& batch);
+// same iterations, else it starts a new range. `attempt_of_all`, when not
+// 0, is every one of those tasks' attempt (the dealer knows it: none is
+// read back from the table).
+void AddRunToRanges(const JobRecord& job, uint32_t first, uint32_t count, v1::AssignBatch& batch,
+                    uint32_t attempt_of_all = 0);
 // Turns the batch's ranges of one task into plain assignments (no smaller
 // on the wire, and a lone one may run inline on the worker).
 void SingleRangesToAssignments(v1::AssignBatch& batch);

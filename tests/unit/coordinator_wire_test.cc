@@ -360,6 +360,16 @@ TEST(AddRunToRangesTest, RunsSplitWhereTheWorkChangesAndAtTheMessageLimit) {
   EXPECT_EQ(b2.ranges(1).first_index(), static_cast<uint32_t>(limits::kMaxUpdatesPerMessage));
   EXPECT_EQ(b2.ranges(1).count(), 5u);
   EXPECT_EQ(b2.ranges(1).iterations(), 7u);
+
+  // The dealer that knows every task's attempt (DispatchLocked) gets the
+  // same ranges without the table being read.
+  v1::AssignBatch told;
+  AddRunToRanges(job, 1, 8, told, /*attempt_of_all=*/1);
+  EXPECT_EQ(told.DebugString(), batch.DebugString());
+  v1::AssignBatch b2_told;
+  AddRunToRanges(big, 0, n - 2, b2_told, 1);
+  AddRunToRanges(big, n - 2, 2, b2_told, 1);
+  EXPECT_EQ(b2_told.DebugString(), b2.DebugString());
 }
 
 }  // namespace

@@ -400,5 +400,24 @@ TEST(ValidateNameTest, RejectsC1ControlCharacters) {
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("name")));
 }
 
+// A run of tasks with the same work (AddRunToRanges) ends at most where a
+// total's remainder does.
+TEST(JobPlanTest, SameWorkRunEndsWhereATotalsRemainderDoes) {
+  const JobPlan split = PlanFor(CountdownTotal(10, 10 * 500 + 3), 10);  // tasks 0-2: 501, 3-9: 500
+  EXPECT_EQ(split.SameWorkRun(0, 10), 3u);
+  EXPECT_EQ(split.SameWorkRun(1, 1), 1u);
+  EXPECT_EQ(split.SameWorkRun(2, 8), 1u);
+  EXPECT_EQ(split.SameWorkRun(3, 7), 7u);
+  const JobPlan even = PlanFor(Countdown(10, 500), 10);
+  EXPECT_EQ(even.SameWorkRun(0, 10), 10u);
+  for (uint32_t i = 0; i < 10; ++i) {
+    for (uint32_t limit = 1; i + limit <= 10; ++limit) {
+      uint32_t same = 1;
+      while (same < limit && split.Iterations(i + same) == split.Iterations(i)) ++same;
+      EXPECT_EQ(split.SameWorkRun(i, limit), same) << "task " << i << ", limit " << limit;
+    }
+  }
+}
+
 }  // namespace
 }  // namespace busyfleet::coordinator
