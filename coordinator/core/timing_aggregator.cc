@@ -23,6 +23,11 @@ namespace {
 
 double Seconds(absl::Time from, absl::Time to) { return absl::ToDoubleSeconds(to - from); }
 
+// A sum of nanosecond spans, exact: 2^32 tasks of up to a day each need
+// more than 64 bits.
+using Nanos = __int128;
+double NanosToSeconds(Nanos ns) { return static_cast<double>(ns) / 1e9; }
+
 // Distinct (worker, slot) pairs that ran the job's tasks, at most the spec's
 // max_slots (a serial job whose tasks ran one after another on both slots
 // of a worker used one slot's worth of parallelism).
@@ -151,6 +156,10 @@ struct PerWorker {
   std::string host;
   uint32_t tasks = 0;
   uint64_t iterations = 0;
+  // Its tasks' run times: summed exactly in nanoseconds (no division a
+  // task; 128 bits: 2^32 tasks of a day each overflow 64), in seconds once
+  // the sums are done (SumTasks).
+  Nanos busy_ns = 0;
   double busy = 0;
   std::set<uint32_t> slots;
   // The calibrated rates of its tasks that have one, with how many tasks
@@ -164,7 +173,7 @@ struct PerWorker {
     if (o.tasks > 0) host = o.host;
     tasks += o.tasks;
     iterations += o.iterations;
-    busy += o.busy;
+    busy_ns += o.busy_ns;
     slots.insert(o.slots.begin(), o.slots.end());
     for (const auto& [rate, count] : o.calibrated_rates) calibrated_rates[rate] += count;
     rated_tasks += o.rated_tasks;
@@ -217,7 +226,7 @@ class RunTimes {
     ++count_;
     min_ns_ = std::min(min_ns_, ns);
     max_ns_ = std::max(max_ns_, ns);
-    sum_ += static_cast<double>(ns) / 1e9;
+    sum_ns_ += ns;
     if (ns < 0) {
       negative_ = true;  // clocks that disagree: QuantilesAndStragglers selects from the whole range
       return;
@@ -229,7 +238,7 @@ class RunTimes {
   uint64_t count() const { return count_; }
   int64_t min_ns() const { return min_ns_; }
   int64_t max_ns() const { return max_ns_; }
-  double sum() const { return sum_; }
+  double sum() const { return NanosToSeconds(sum_ns_); }
   bool negative() const { return negative_; }
   const std::vector<uint32_t>& counts() const { return counts_; }
 
@@ -238,7 +247,7 @@ class RunTimes {
     count_ += o.count_;
     min_ns_ = std::min(min_ns_, o.min_ns_);
     max_ns_ = std::max(max_ns_, o.max_ns_);
-    sum_ += o.sum_;
+    sum_ns_ += o.sum_ns_;
     negative_ = negative_ || o.negative_;
     if (o.counts_.empty()) return;
     if (counts_.empty()) counts_.assign(kBuckets, 0);
@@ -264,7 +273,7 @@ class RunTimes {
   uint64_t count_ = 0;
   int64_t min_ns_ = INT64_MAX;
   int64_t max_ns_ = INT64_MIN;
-  double sum_ = 0;
+  Nanos sum_ns_ = 0;
   bool negative_ = false;
   std::vector<uint32_t> counts_;  // by Bucket; a job holds far fewer than 2^32 tasks
 };
@@ -273,9 +282,11 @@ class RunTimes {
 struct TaskTotals {
   absl::Time first_start = absl::InfiniteFuture();
   absl::Time last_end = absl::InfinitePast();
+  // In seconds once Finish has run; summed exactly in nanoseconds before.
   double serial = 0;
   double cpu = 0;
   double queued_sum = 0, dispatch_sum = 0, result_sum = 0;
+  Nanos serial_ns = 0, cpu_ns = 0, queued_ns = 0, dispatch_ns = 0, result_ns = 0;
   int phase_count = 0;
   // (worker name id, slot) pairs: Name ids, no string per task.
   std::set<std::pair<uint32_t, uint32_t>> slots_used;
@@ -291,11 +302,12 @@ struct TaskTotals {
   void Merge(const TaskTotals& o) {
     first_start = std::min(first_start, o.first_start);
     last_end = std::max(last_end, o.last_end);
-    serial += o.serial;
-    cpu += o.cpu;
-    queued_sum += o.queued_sum;
-    dispatch_sum += o.dispatch_sum;
-    result_sum += o.result_sum;
+    serial_ns += o.serial_ns;
+    cpu_ns += o.cpu_ns;
+    queued_ns += o.queued_ns;
+    dispatch_ns += o.dispatch_ns;
+    result_ns += o.result_ns;
+    queued_sum += o.queued_sum;  // a job without a submission time: absl's seconds
     phase_count += o.phase_count;
     slots_used.insert(o.slots_used.begin(), o.slots_used.end());
     for (const auto& [name, w] : o.per_worker) per_worker[name].Merge(w);
@@ -304,6 +316,16 @@ struct TaskTotals {
     slow_tasks += o.slow_tasks;
     runs.Merge(o.runs);
   }
+
+  // The sums in nanoseconds become the seconds the report reads.
+  void Finish() {
+    serial = NanosToSeconds(serial_ns);
+    cpu = NanosToSeconds(cpu_ns);
+    queued_sum += NanosToSeconds(queued_ns);
+    dispatch_sum = NanosToSeconds(dispatch_ns);
+    result_sum = NanosToSeconds(result_ns);
+    for (auto& [name, w] : per_worker) w.busy = NanosToSeconds(w.busy_ns);
+  }
 };
 
 void AddWork(const TaskRecord& t, TaskTotals& s) {
@@ -311,14 +333,14 @@ void AddWork(const TaskRecord& t, TaskTotals& s) {
     s.work_serial_valid = false;
     return;
   }
-  s.work_serial += static_cast<double>(t.current.iterations_done) / t.current.calibrated_rate;
+  // 0 / rate adds nothing: no division for a task that did no iterations.
+  if (t.current.iterations_done > 0) {
+    s.work_serial += static_cast<double>(t.current.iterations_done) / t.current.calibrated_rate;
+  }
   const double ratio = RateRatio(t);
   if (ratio > 0 && ratio < kSlowRateRatio) ++s.slow_tasks;
 }
 
-// Seconds between two set instants, as Seconds() gives them (exactly so
-// below 2^53 quarter-nanoseconds, about 26 days), without absl::Time.
-double SecondsNs(int64_t from_ns, int64_t to_ns) { return static_cast<double>(to_ns - from_ns) / 1e9; }
 
 // SumTasks over tasks [begin, end) of the table.
 TaskTotals SumTaskRange(const JobRecord& job, size_t begin, size_t end) {
@@ -347,8 +369,8 @@ TaskTotals SumTaskRange(const JobRecord& job, size_t begin, size_t end) {
     const Attempt& a = t.current;
     first_ns = std::min(first_ns, a.started_at.unix_ns());
     last_ns = std::max(last_ns, a.ended_at.unix_ns());
-    const double secs = t.seconds();
-    s.cpu += static_cast<double>(a.cpu_ns) / 1e9;
+    const int64_t ran_ns = a.ended_at.unix_ns() - a.started_at.unix_ns();  // what t.seconds() divides
+    s.cpu_ns += a.cpu_ns;
     if (c == nullptr || a.worker.id() != w_id) {
       w_id = a.worker.id();
       c = &cursors[w_id];
@@ -366,7 +388,7 @@ TaskTotals SumTaskRange(const JobRecord& job, size_t begin, size_t end) {
     }
     w->tasks += 1;
     w->iterations += a.iterations_done;
-    w->busy += secs;
+    w->busy_ns += ran_ns;
     if (a.calibrated_rate > 0) {
       if (c->rate_count == nullptr || a.calibrated_rate != c->last_rate) {
         c->rate_count = &w->calibrated_rates[a.calibrated_rate];
@@ -375,16 +397,19 @@ TaskTotals SumTaskRange(const JobRecord& job, size_t begin, size_t end) {
       ++*c->rate_count;
       ++w->rated_tasks;
     }
-    if (const v1::Interference* m = t.interference()) w->interference.Add(*m, secs);
+    if (const v1::Interference* m = t.interference()) w->interference.Add(*m, t.seconds());
     if (t.state == v1::TASK_STATE_SUCCEEDED) {
-      s.serial += secs;
-      s.runs.Add(a.ended_at.unix_ns() - a.started_at.unix_ns());
+      s.serial_ns += ran_ns;
+      s.runs.Add(ran_ns);
       AddWork(t, s);
       if (a.assigned_at.is_set() && a.result_at.is_set()) {
-        s.queued_sum += std::max(0.0, submitted ? SecondsNs(submitted_ns, a.assigned_at.unix_ns())
-                                                : Seconds(job.submitted_at, a.assigned_at));
-        s.dispatch_sum += std::max(0.0, SecondsNs(a.assigned_at.unix_ns(), a.started_at.unix_ns()));
-        s.result_sum += std::max(0.0, SecondsNs(a.ended_at.unix_ns(), a.result_at.unix_ns()));
+        if (submitted) {
+          s.queued_ns += std::max<int64_t>(0, a.assigned_at.unix_ns() - submitted_ns);
+        } else {
+          s.queued_sum += std::max(0.0, Seconds(job.submitted_at, a.assigned_at));
+        }
+        s.dispatch_ns += std::max<int64_t>(0, a.started_at.unix_ns() - a.assigned_at.unix_ns());
+        s.result_ns += std::max<int64_t>(0, a.result_at.unix_ns() - a.ended_at.unix_ns());
         ++s.phase_count;
       }
     }
@@ -406,6 +431,7 @@ TaskTotals SumTasks(const JobRecord& job) {
     parts[part] = SumTaskRange(job, begin, end);
   });
   for (size_t p = 1; p < parts.size(); ++p) parts[0].Merge(parts[p]);
+  parts[0].Finish();
   return std::move(parts[0]);
 }
 

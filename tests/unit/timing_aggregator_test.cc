@@ -358,6 +358,35 @@ TEST(BuildReportTest, FailedTasksCountForTheWorkerButNotSerialTime) {
   EXPECT_EQ(w1->iterations(), kIters + kIters / 2);
 }
 
+// The sums of run times, CPU and phases are exact in nanoseconds: seven
+// 1 ns tasks after one of 2^54 ns (208 days) still count (added in seconds
+// one by one, each is under half a step of the big sum's double, 3.7 ns,
+// and is lost), and eight CPU times of 2^60 ns sum past what 64 bits hold.
+TEST(BuildReportTest, TimeSumsAreExactNanosecondsWithoutOverflow) {
+  JobRecord job = FinishedJob();
+  job.tasks.resize(8);
+  const int64_t t0 = absl::ToUnixNanos(kT0);
+  const int64_t kBig = int64_t{1} << 54;
+  for (uint32_t i = 0; i < 8; ++i) {
+    job.tasks[i] = Task(i, "w1", 0, 0, 0, 0);
+    Attempt& a = job.tasks[i].current;
+    a.assigned_at = WallNs::FromUnixNanos(t0);
+    a.started_at = WallNs::FromUnixNanos(t0 + 1);
+    a.ended_at = WallNs::FromUnixNanos(t0 + 1 + (i == 0 ? kBig : 1));
+    a.result_at = a.ended_at;
+    a.cpu_ns = int64_t{1} << 60;
+  }
+  job.succeeded = 8;
+  job.finished_at = absl::FromUnixNanos(t0 + 2 + kBig);
+  const v1::JobReport r = BuildReport(job, {}, job.finished_at, false);
+  const double serial = static_cast<double>(kBig + 7) / 1e9;  // the exact sum, rounded once
+  EXPECT_EQ(r.timing().serial_seconds(), serial);
+  ASSERT_EQ(r.workers_size(), 1);
+  EXPECT_EQ(r.workers(0).busy_seconds(), serial);
+  EXPECT_EQ(r.timing().cpu_seconds(), std::ldexp(1.0, 63) / 1e9) << "no 64-bit overflow";
+  EXPECT_EQ(r.timing().mean_dispatch_seconds(), 1e-9);
+}
+
 TEST(BuildReportTest, TwoSlotsOnOneWorkerCountTwice) {
   JobRecord job = FinishedJob();
   for (TaskRecord& t : job.tasks) {
