@@ -341,7 +341,6 @@ void AddWork(const TaskRecord& t, TaskTotals& s) {
   if (ratio > 0 && ratio < kSlowRateRatio) ++s.slow_tasks;
 }
 
-
 // SumTasks over tasks [begin, end) of the table.
 TaskTotals SumTaskRange(const JobRecord& job, size_t begin, size_t end) {
   TaskTotals s;
