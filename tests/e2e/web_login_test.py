@@ -251,7 +251,11 @@ class Chromium:
     messages separated by NUL, written to its fd 3, read from its fd 4."""
 
     def __init__(self, executable):
-        self.profile = tempfile.mkdtemp(prefix="bf-chromium-")
+        # Everything chromium writes goes under one directory of ours: its
+        # profile, and through TMPDIR the singleton socket's directory it
+        # makes in /tmp (a killed browser cannot remove that itself).
+        self.root = tempfile.mkdtemp(prefix="bf-chromium-")
+        self.profile = os.path.join(self.root, "profile")
         to_chrome_r, self.to_chrome = os.pipe()
         self.from_chrome, from_chrome_w = os.pipe()
 
@@ -262,7 +266,9 @@ class Chromium:
         self.proc = subprocess.Popen(
             [executable, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
              "--remote-debugging-pipe", f"--user-data-dir={self.profile}", "about:blank"],
-            pass_fds=(3, 4), preexec_fn=wire, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            pass_fds=(3, 4), preexec_fn=wire, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            env=dict(os.environ, TMPDIR=self.root),
+            start_new_session=True)  # its own process group: close() stops its helpers too
         os.close(to_chrome_r)
         os.close(from_chrome_w)
         self.buffer = b""
@@ -317,12 +323,27 @@ class Chromium:
             time.sleep(0.05)
 
     def close(self):
-        if self.proc.poll() is None:
-            self.proc.kill()
+        # The whole group: chromium's helpers outlive a killed browser a
+        # moment and wrote into the profile after it was removed (2 runs of
+        # 10 left one behind in /tmp; every run left a singleton directory).
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
         self.proc.wait(timeout=10)
         os.close(self.to_chrome)
         os.close(self.from_chrome)
-        shutil.rmtree(self.profile, ignore_errors=True)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                os.killpg(self.proc.pid, 0)  # a helper still there (or not yet reaped)
+                alive = True
+            except ProcessLookupError:
+                alive = False
+            shutil.rmtree(self.root, ignore_errors=True)
+            if (not alive and not os.path.exists(self.root)) or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)  # polling the group's end, with a deadline
 
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
