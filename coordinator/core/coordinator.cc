@@ -786,7 +786,7 @@ void Coordinator::DispatchLocked() {
     if (job == nullptr || s == nullptr) continue;
     if (job->state == v1::JOB_STATE_PENDING) job->state = v1::JOB_STATE_RUNNING;
     // The run's one attempt number, or 0 when they differ (retries among them).
-    uint32_t attempt_of_all = UINT32_MAX;
+    uint32_t attempt_of_all = 0;
     for (uint32_t index = run.first; index - run.first < run.count; ++index) {
       TaskRecord& t = job->tasks[index];
       if (t.current.started_at != absl::InfinitePast()) {
@@ -795,7 +795,8 @@ void Coordinator::DispatchLocked() {
       }
       // Attempt numbers never repeat (not even a lost backup's).
       t.current.number = t.NextAttemptNumber();
-      attempt_of_all = attempt_of_all == UINT32_MAX || attempt_of_all == t.current.number ? t.current.number : 0;
+      const uint32_t number = t.current.number;
+      attempt_of_all = index == run.first || attempt_of_all == number ? number : 0;
       job->SetTaskState(t, v1::TASK_STATE_ASSIGNED);
       t.current.session = session_ref;
       t.current.worker = worker_name;
@@ -805,7 +806,6 @@ void Coordinator::DispatchLocked() {
       MarkDirtyLocked(*job, t.index);
       if (!s->accepts_ranges) *batch->add_assignments() = MakeAssignment(*job, t, t.current.number);
     }
-    if (attempt_of_all == UINT32_MAX) attempt_of_all = 0;  // an empty run
     if (s->accepts_ranges) AddRunToRanges(*job, run.first, run.count, *batch, attempt_of_all);
     s->assigned += run.count;
     counters_.dispatched += run.count;

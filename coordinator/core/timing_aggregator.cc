@@ -157,10 +157,9 @@ struct PerWorker {
   uint32_t tasks = 0;
   uint64_t iterations = 0;
   // Its tasks' run times: summed exactly in nanoseconds (no division a
-  // task; 128 bits: 2^32 tasks of a day each overflow 64), in seconds once
-  // the sums are done (SumTasks).
+  // task; 128 bits: 2^32 tasks of a day each overflow 64).
   Nanos busy_ns = 0;
-  double busy = 0;
+  double busy() const { return NanosToSeconds(busy_ns); }
   std::set<uint32_t> slots;
   // The calibrated rates of its tasks that have one, with how many tasks
   // had each (a few distinct values, however many tasks).
@@ -282,11 +281,10 @@ class RunTimes {
 struct TaskTotals {
   absl::Time first_start = absl::InfiniteFuture();
   absl::Time last_end = absl::InfinitePast();
-  // In seconds once Finish has run; summed exactly in nanoseconds before.
-  double serial = 0;
-  double cpu = 0;
-  double queued_sum = 0, dispatch_sum = 0, result_sum = 0;
+  // Summed exactly in nanoseconds; in seconds through the accessors.
   Nanos serial_ns = 0, cpu_ns = 0, queued_ns = 0, dispatch_ns = 0, result_ns = 0;
+  // Queued time of a job without a submission time (absl's seconds).
+  double queued_unsubmitted = 0;
   int phase_count = 0;
   // (worker name id, slot) pairs: Name ids, no string per task.
   std::set<std::pair<uint32_t, uint32_t>> slots_used;
@@ -307,7 +305,7 @@ struct TaskTotals {
     queued_ns += o.queued_ns;
     dispatch_ns += o.dispatch_ns;
     result_ns += o.result_ns;
-    queued_sum += o.queued_sum;  // a job without a submission time: absl's seconds
+    queued_unsubmitted += o.queued_unsubmitted;
     phase_count += o.phase_count;
     slots_used.insert(o.slots_used.begin(), o.slots_used.end());
     for (const auto& [name, w] : o.per_worker) per_worker[name].Merge(w);
@@ -317,15 +315,11 @@ struct TaskTotals {
     runs.Merge(o.runs);
   }
 
-  // The sums in nanoseconds become the seconds the report reads.
-  void Finish() {
-    serial = NanosToSeconds(serial_ns);
-    cpu = NanosToSeconds(cpu_ns);
-    queued_sum += NanosToSeconds(queued_ns);
-    dispatch_sum = NanosToSeconds(dispatch_ns);
-    result_sum = NanosToSeconds(result_ns);
-    for (auto& [name, w] : per_worker) w.busy = NanosToSeconds(w.busy_ns);
-  }
+  double serial() const { return NanosToSeconds(serial_ns); }
+  double cpu() const { return NanosToSeconds(cpu_ns); }
+  double queued_sum() const { return queued_unsubmitted + NanosToSeconds(queued_ns); }
+  double dispatch_sum() const { return NanosToSeconds(dispatch_ns); }
+  double result_sum() const { return NanosToSeconds(result_ns); }
 };
 
 void AddWork(const TaskRecord& t, TaskTotals& s) {
@@ -405,7 +399,7 @@ TaskTotals SumTaskRange(const JobRecord& job, size_t begin, size_t end) {
         if (submitted) {
           s.queued_ns += std::max<int64_t>(0, a.assigned_at.unix_ns() - submitted_ns);
         } else {
-          s.queued_sum += std::max(0.0, Seconds(job.submitted_at, a.assigned_at));
+          s.queued_unsubmitted += std::max(0.0, Seconds(job.submitted_at, a.assigned_at));
         }
         s.dispatch_ns += std::max<int64_t>(0, a.started_at.unix_ns() - a.assigned_at.unix_ns());
         s.result_ns += std::max<int64_t>(0, a.result_at.unix_ns() - a.ended_at.unix_ns());
@@ -430,7 +424,6 @@ TaskTotals SumTasks(const JobRecord& job) {
     parts[part] = SumTaskRange(job, begin, end);
   });
   for (size_t p = 1; p < parts.size(); ++p) parts[0].Merge(parts[p]);
-  parts[0].Finish();
   return std::move(parts[0]);
 }
 
@@ -590,10 +583,10 @@ double AddTiming(const JobRecord& job, const TaskTotals& s, const Summary& summa
   const double makespan = s.first_start < s.last_end ? Seconds(s.first_start, s.last_end) : 0;
   timing->set_wall_seconds(wall);
   timing->set_makespan_seconds(makespan);
-  timing->set_serial_seconds(s.serial);
+  timing->set_serial_seconds(s.serial());
   timing->set_overhead_seconds(std::max(0.0, wall - makespan));
-  timing->set_cpu_seconds(s.cpu);
-  const double speedup = makespan > 0 ? s.serial / makespan : 0;
+  timing->set_cpu_seconds(s.cpu());
+  const double speedup = makespan > 0 ? s.serial() / makespan : 0;
   timing->set_speedup(speedup);
   const uint32_t slots = SlotsUsed(job, s.slots_used.size());
   timing->set_slots(slots);
@@ -611,9 +604,9 @@ double AddTiming(const JobRecord& job, const TaskTotals& s, const Summary& summa
   ts->set_p99(summary.p99);
   ts->set_max(summary.max);
   if (s.phase_count > 0) {
-    timing->set_mean_queued_seconds(s.queued_sum / s.phase_count);
-    timing->set_mean_dispatch_seconds(s.dispatch_sum / s.phase_count);
-    timing->set_mean_result_seconds(s.result_sum / s.phase_count);
+    timing->set_mean_queued_seconds(s.queued_sum() / s.phase_count);
+    timing->set_mean_dispatch_seconds(s.dispatch_sum() / s.phase_count);
+    timing->set_mean_result_seconds(s.result_sum() / s.phase_count);
   }
   return makespan;
 }
@@ -639,10 +632,11 @@ void AddWorkers(const TaskTotals& s, const std::map<std::string, WorkerFacts>& w
     wt->set_slots_used(static_cast<uint32_t>(w.slots.size()));
     wt->set_tasks(w.tasks);
     wt->set_iterations(w.iterations);
-    wt->set_busy_seconds(w.busy);
+    const double busy = w.busy();
+    wt->set_busy_seconds(busy);
     const double capacity = static_cast<double>(w.slots.size()) * makespan;
-    wt->set_utilization(capacity > 0 ? w.busy / capacity : 0);
-    wt->set_iterations_per_second(w.busy > 0 ? static_cast<double>(w.iterations) / w.busy : 0);
+    wt->set_utilization(capacity > 0 ? busy / capacity : 0);
+    wt->set_iterations_per_second(busy > 0 ? static_cast<double>(w.iterations) / busy : 0);
     if (w.rated_tasks > 0) {
       const double rate = MedianRate(w);
       wt->set_calibrated_rate(rate);
